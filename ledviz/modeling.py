@@ -28,6 +28,7 @@ from .outputs import (
     LEDSeq2SeqQuestionAnsweringModelOutput,
     LEDSeq2SeqSequenceClassifierOutput,
 )
+from .generation import GenerationMixin
 from .pretrained import LEDPreTrainedModel
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -766,7 +767,7 @@ def _seq2seq_fields(out: LEDSeq2SeqModelOutput) -> dict:
     )
 
 
-class LEDForConditionalGeneration(LEDPreTrainedModel):
+class LEDForConditionalGeneration(GenerationMixin, LEDPreTrainedModel):
     """LED with a language-modeling head (tied to the shared embeddings): summarization, generative QA."""
 
     _tied_weights = {"lm_head.weight": "led.shared.weight"}
@@ -838,12 +839,6 @@ class LEDForConditionalGeneration(LEDPreTrainedModel):
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1).to(logits.device))
         res = LEDSeq2SeqLMOutput(loss=loss, logits=logits, **_seq2seq_fields(out))
         return res if return_dict else res.to_tuple()
-
-    # generation lives in ledviz.generation; imported lazily to keep this file about the model
-    def generate(self, input_ids=None, attention_mask=None, global_attention_mask=None, **settings):
-        from .generation import generate
-
-        return generate(self, input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask, **settings)
 
 
 class LEDClassificationHead(nn.Module):
