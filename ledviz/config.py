@@ -108,11 +108,11 @@ class LEDConfig:
         self.architectures = architectures
         self.problem_type = problem_type
         self.attention_window = attention_window
-        # labels: id2label wins, then num_labels, then the default of 3 (as BART-style configs)
+        # labels: id2label wins, then num_labels, then the default of 2 (as transformers)
         if id2label is not None:
             self.id2label = {int(k): v for k, v in id2label.items()}
         else:
-            n = 3 if num_labels is None else int(num_labels)
+            n = 2 if num_labels is None else int(num_labels)
             self.id2label = {i: f"LABEL_{i}" for i in range(n)}
         if label2id is not None:
             self.label2id = {k: int(v) for k, v in label2id.items()}
