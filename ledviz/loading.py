@@ -72,10 +72,15 @@ def _hub_download(repo_id: str, filename: str, *, required: bool, progress=None,
         progress(f"fetching {filename} from {repo_id}")
     try:
         return huggingface_hub.hf_hub_download(repo_id, filename, **kwargs)
-    except EntryNotFoundError:
-        if required:
-            raise CheckpointError(f"the Hub repo {repo_id!r} has no file {filename}") from None
-        return None
+    except LocalEntryNotFoundError:  # (a subclass of EntryNotFoundError: caught first)
+        # offline (HF_HUB_OFFLINE=1 or no network) and not in the cache
+        if not required and _repo_is_cached(repo_id, kwargs.get("cache_dir")):
+            return None
+        raise CheckpointError(
+            f"{repo_id!r} is not in the local Hub cache and the Hub cannot be reached (offline, or "
+            f"HF_HUB_OFFLINE=1): connect to the network once to download it, or pass a local "
+            f"checkpoint folder (missing file: {filename})"
+        ) from None
     except GatedRepoError:
         raise CheckpointError(
             f"the Hub repo {repo_id!r} is gated: log in (huggingface-cli login) with access to it"
@@ -86,15 +91,10 @@ def _hub_download(repo_id: str, filename: str, *, required: bool, progress=None,
         ) from None
     except RevisionNotFoundError:
         raise CheckpointError(f"the Hub repo {repo_id!r} has no revision {kwargs.get('revision')!r}") from None
-    except LocalEntryNotFoundError:
-        # offline (HF_HUB_OFFLINE=1 or no network) and not in the cache
-        if not required and _repo_is_cached(repo_id, kwargs.get("cache_dir")):
-            return None
-        raise CheckpointError(
-            f"{repo_id!r} is not in the local Hub cache and the Hub cannot be reached (offline, or "
-            f"HF_HUB_OFFLINE=1): connect to the network once to download it, or pass a local "
-            f"checkpoint folder (missing file: {filename})"
-        ) from None
+    except EntryNotFoundError:
+        if required:
+            raise CheckpointError(f"the Hub repo {repo_id!r} has no file {filename}") from None
+        return None
     except OSError as e:  # network errors, disk errors
         raise CheckpointError(f"could not fetch {filename} of {repo_id!r} from the Hub: {e}") from None
 

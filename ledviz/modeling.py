@@ -719,6 +719,8 @@ class LEDModel(LEDPreTrainedModel):
         return_dict = cfg.return_dict if return_dict is None else return_dict
         output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
+        if input_ids is not None and input_ids.dim() == 2 and input_ids.shape[1] == 0:
+            raise InputError("input_ids is empty: the document has no tokens")
         # the decoder sees the input shifted right when no decoder input is given
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             if input_ids is None:

@@ -193,12 +193,14 @@ class LEDPreTrainedModel(nn.Module):
             raise CheckpointError(
                 f"the weights of {name!r} do not fit {cls.__name__} with its config.json: " + "; ".join(parts) + "." + hint
             )
-        for key, value in renamed.items():
-            if tuple(value.shape) != tuple(expected[key]):
-                raise CheckpointError(
-                    f"weight {key!r} of {name!r} has shape {tuple(value.shape)}, but the config.json asks for "
-                    f"{tuple(expected[key])}: the config and the weights come from different models"
-                )
+        mismatched = [f"{k!r} has shape {tuple(v.shape)} in the checkpoint but {tuple(expected[k])} in the model"
+                      for k, v in sorted(renamed.items()) if tuple(v.shape) != tuple(expected[k])]
+        if mismatched:
+            raise CheckpointError(
+                f"the weights of {name!r} do not fit its config.json: " + "; ".join(mismatched[:10])
+                + (f" (+{len(mismatched) - 10} more)" if len(mismatched) > 10 else "")
+                + ": the config and the weights come from different models"
+            )
         target = torch.device(device) if device is not None else torch.device("cpu")
         renamed = {k: v.to(device=target, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in renamed.items()}
         if initialized:

@@ -1,0 +1,74 @@
+"""The blocked (fast) band attention against the plain reference path: outputs and every probability."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ledviz
+from conftest import assert_close, perturb, tiny_kwargs
+
+
+def _pair(windows, block_size=None):
+    torch.manual_seed(0)
+    cfg = ledviz.LEDConfig(**tiny_kwargs(attention_window=windows, encoder_layers=len(windows),
+                                         max_encoder_position_embeddings=256, dropout=0.0, attention_dropout=0.0))
+    model = ledviz.LEDModel(cfg).eval()
+    perturb(model)
+    return model
+
+
+def _batch(B, N, n_global, pad):
+    g = torch.Generator().manual_seed(N * 31 + sum(n_global))
+    ids = torch.randint(3, 99, (B, N), generator=g)
+    am = torch.ones(B, N, dtype=torch.long)
+    gm = torch.zeros(B, N, dtype=torch.long)
+    for b in range(B):
+        if pad[b]:
+            am[b, N - pad[b]:] = 0
+        if n_global[b]:
+            pos = torch.randperm(N, generator=g)[: n_global[b]]
+            gm[b, pos] = 1
+    return ids, am, gm
+
+
+@pytest.mark.parametrize("windows", [[2, 4], [4, 8], [6, 10], [16, 16], [2, 6, 10]], ids=str)
+@pytest.mark.parametrize("N", [1, 7, 16, 33, 80])
+@pytest.mark.parametrize("globals_pad", [((0, 0), (0, 0)), ((1, 0), (0, 3)), ((3, 1), (2, 0)), ((9, 5), (0, 4))], ids=str)
+def test_blocked_equals_plain(windows, N, globals_pad):
+    n_global, pad = globals_pad
+    pad = tuple(min(p, N - 1) for p in pad)
+    n_global = tuple(min(g, N) for g in n_global)
+    model = _pair(windows)
+    ids, am, gm = _batch(2, N, n_global, pad)
+    outs = {}
+    for impl, block in (("plain", None), ("blocked", None), ("blocked", 3)):
+        model.encoder.set_attention_impl(impl, block)
+        with torch.no_grad():
+            outs[(impl, block)] = model.encoder(ids, attention_mask=am, global_attention_mask=gm, output_attentions=True)
+    ref = outs[("plain", None)]
+    for key in (("blocked", None), ("blocked", 3)):
+        out = outs[key]
+        assert_close(out.last_hidden_state, ref.last_hidden_state, f"{key} hidden")
+        for layer, (a, b) in enumerate(zip(out.attentions, ref.attentions)):
+            assert_close(a, b, f"{key} local attentions[{layer}]")
+        if ref.global_attentions is None:
+            assert out.global_attentions is None
+        else:
+            for layer, (a, b) in enumerate(zip(out.global_attentions, ref.global_attentions)):
+                assert_close(a, b, f"{key} global attentions[{layer}]")
+
+
+def test_attention_options_keep_what_is_asked(batch):
+    model = _pair([4, 8])
+    ids, am, gm = batch
+    seen = []
+    with torch.no_grad():
+        full = model.encoder(ids, attention_mask=am, global_attention_mask=gm, output_attentions=True)
+        some = model.encoder(ids, attention_mask=am, global_attention_mask=gm, output_attentions=True,
+                             attention_layers=[1], attention_dtype=torch.float16,
+                             attention_sink=lambda l, loc, glob: seen.append((l, loc.shape, glob.shape)))
+    assert some.attentions[0] is None and some.attentions[1].dtype == torch.float16
+    assert_close(some.attentions[1].float(), full.attentions[1], "float16 attentions", tol=1e-3)
+    assert seen == [(1, full.attentions[1].shape, full.global_attentions[1].shape)]
+    assert torch.equal(some.last_hidden_state, full.last_hidden_state)
