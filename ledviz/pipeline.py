@@ -1,0 +1,358 @@
+"""One run of LED on a document, as the app shows it: load, tokenize, choose global tokens, encode,
+generate, and keep what the views need. No Streamlit here: the pages only render these results.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+import resource
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from .errors import InputError
+from .export import AttentionStore
+from .modeling import LEDForConditionalGeneration
+from .tokenization import LEDTokenizerFast
+from .unfold import SparseAttention
+
+EMBEDDED = "embedded"
+GLOBAL_CHOICES = {
+    "none": "no global tokens",
+    "first": "the first token <s>",
+    "question": "the question tokens",
+    "sentences": "the first token of every sentence",
+    "every_k": "every k-th token",
+    "positions": "tokens picked by position",
+    "pattern": "tokens whose text matches a pattern",
+}
+
+
+def default_model_dir() -> str:
+    """The embedded demo model shipped inside the package (LEDVIZ_MODEL overrides it)."""
+    return os.environ.get("LEDVIZ_MODEL") or os.path.join(os.path.dirname(__file__), "demo", "model")
+
+
+def _rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# the model
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class LoadedModel:
+    """A model with its tokenizer, where it came from and how long it took to load."""
+
+    model: LEDForConditionalGeneration
+    tokenizer: LEDTokenizerFast
+    name: str
+    source: str  # "embedded", "local" or "hub"
+    load_seconds: float
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def max_tokens(self) -> int:
+        """The longest input this model reads (its position table, capped by the tokenizer's limit)."""
+        limit = self.model.config.max_encoder_position_embeddings
+        tok_limit = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tok_limit, int) and 0 < tok_limit < limit:
+            limit = tok_limit
+        window = max(self.model.config.attention_windows())
+        return limit - limit % window if limit % window else limit
+
+
+def load_model(name_or_path: str | None = None, progress: Callable[[str], None] | None = None,
+               torch_dtype: Any = None, **hub_kwargs: Any) -> LoadedModel:
+    """Load an LEDForConditionalGeneration and its tokenizer: None/"embedded", a folder, or a Hub id."""
+    start = time.perf_counter()
+    if name_or_path in (None, "", EMBEDDED):
+        path, source, name = default_model_dir(), EMBEDDED, EMBEDDED
+    else:
+        path = os.path.expanduser(str(name_or_path).strip())
+        source = "local" if os.path.isdir(path) else "hub"
+        name = path
+    if progress:
+        progress("loading the tokenizer")
+    tokenizer = LEDTokenizerFast.from_pretrained(path, **hub_kwargs)
+    model = LEDForConditionalGeneration.from_pretrained(path, torch_dtype=torch_dtype, progress=progress, **hub_kwargs)
+    model.eval()
+    return LoadedModel(model, tokenizer, name, source, time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------------------------------------
+# the document
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Document:
+    """A tokenized input: the document (and question), ids, offsets into the text they came from.
+
+    offsets[i] = (start, end) characters of token i in its own text; segment[i] says which text:
+    0 the question (QA) or the document, 1 the document in a QA pair, None for special tokens.
+    """
+
+    text: str
+    question: str | None
+    input_ids: torch.Tensor  # (1, N)
+    attention_mask: torch.Tensor  # (1, N)
+    tokens: list[str]
+    offsets: list[tuple[int, int]]
+    segment: list[int | None]
+    limit: int
+    truncated_tokens: int = 0
+    kept_chars: int = 0  # characters of the document that reached the model
+
+    @property
+    def n_tokens(self) -> int:
+        return self.input_ids.shape[1]
+
+    @property
+    def document_segment(self) -> int:
+        return 1 if self.question else 0
+
+    def token_text_span(self, i: int) -> tuple[int, int] | None:
+        """Character span of token i in the *document* text, or None (question or special token)."""
+        if self.segment[i] != self.document_segment:
+            return None
+        return self.offsets[i]
+
+    def document_tokens(self) -> list[int]:
+        return [i for i, s in enumerate(self.segment) if s == self.document_segment]
+
+    def question_tokens(self) -> list[int]:
+        return [i for i, s in enumerate(self.segment) if self.question and s == 0]
+
+    def truncation_message(self) -> str | None:
+        """What was cut to fit the model, in words for the user; None when nothing was."""
+        if not self.truncated_tokens:
+            return None
+        cut = self.text[self.kept_chars:].strip()
+        preview = (cut[:80] + "…") if len(cut) > 80 else cut
+        return (f"The model reads at most {self.limit} tokens; the last {self.truncated_tokens} tokens of the "
+                f"document (from character {self.kept_chars} of {len(self.text)}: “{preview}”) were cut.")
+
+
+def prepare_document(loaded: LoadedModel, text: str, question: str | None = None,
+                     max_tokens: int | None = None) -> Document:
+    """Tokenize a document (and a question for QA), truncating the document to the model's limit."""
+    if text is None or not str(text).strip():
+        raise InputError("the document is empty: paste a text, upload a .txt/.md file, or pick a sample document")
+    if question is not None and not question.strip():
+        raise InputError("the question is empty: type a question about the document")
+    limit = min(max_tokens or loaded.max_tokens, loaded.max_tokens)
+    tok = loaded.tokenizer
+    args = (question, text) if question else (text,)
+    enc = tok(*args, truncation="only_second" if question else True, max_length=limit,
+              return_offsets_mapping=True, return_tensors="pt")
+    ids = enc["input_ids"]
+    if ids.shape[1] > limit:
+        raise InputError(f"the question alone is longer than the model's limit of {limit} tokens: shorten it")
+    segment = enc.sequence_ids(0)
+    offsets = [tuple(o) for o in enc["offset_mapping"][0].tolist()]
+    truncated = enc.num_truncated_tokens or 0
+    if isinstance(truncated, list):
+        truncated = truncated[0]
+    doc_seg = 1 if question else 0
+    doc_ends = [offsets[i][1] for i, s in enumerate(segment) if s == doc_seg]
+    kept = max(doc_ends) if doc_ends else 0
+    return Document(text=text, question=question, input_ids=ids, attention_mask=enc["attention_mask"],
+                    tokens=tok.convert_ids_to_tokens(ids[0].tolist()), offsets=offsets, segment=list(segment),
+                    limit=limit, truncated_tokens=int(truncated), kept_chars=kept if truncated else len(text))
+
+
+_SENTENCE_END = re.compile(r"[.!?]\s|\n")
+
+
+def global_attention_mask(doc: Document, kind: str, *, k: int = 64, positions: list[int] | None = None,
+                          pattern: str | None = None) -> torch.Tensor:
+    """A (1, N) global-attention mask for one of GLOBAL_CHOICES."""
+    n = doc.n_tokens
+    mask = torch.zeros(1, n, dtype=torch.long)
+    if kind == "none":
+        pass
+    elif kind == "first":
+        mask[0, 0] = 1
+    elif kind == "question":
+        q = doc.question_tokens()
+        if not q:
+            raise InputError("'question tokens' needs a question: use the question-answering page, or pick another choice")
+        mask[0, q] = 1
+    elif kind == "sentences":
+        mask[0, 0] = 1
+        starts = sorted({0} | {m.end() for m in _SENTENCE_END.finditer(doc.text)})
+        for i in doc.document_tokens():
+            if _is_sentence_start(doc, i, starts):
+                mask[0, i] = 1
+    elif kind == "every_k":
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
+        mask[0, ::k] = 1
+    elif kind == "positions":
+        bad = [p for p in positions or [] if not 0 <= p < n]
+        if bad:
+            raise InputError(f"token positions {bad} are outside the document (0 to {n - 1})")
+        mask[0, list(positions or [])] = 1
+    elif kind == "pattern":
+        if not pattern:
+            raise InputError("give a pattern (a regular expression matched against each token's text)")
+        try:
+            rx = re.compile(pattern)
+        except re.error as e:
+            raise InputError(f"the pattern {pattern!r} is not a valid regular expression: {e}") from None
+        for i in doc.document_tokens():
+            s, e = doc.offsets[i]
+            if rx.search(doc.text[s:e]):
+                mask[0, i] = 1
+    else:
+        raise InputError(f"unknown global-attention choice {kind!r}; choose one of {', '.join(GLOBAL_CHOICES)}")
+    return mask
+
+
+def _is_sentence_start(doc: Document, i: int, starts: list[int]) -> bool:
+    """Token i begins a sentence: a boundary lies between the previous token's end and its start,
+    with only whitespace after it (starts: sorted boundary positions)."""
+    s = doc.offsets[i][0]
+    prev_end = doc.offsets[i - 1][1] if i > 0 and doc.segment[i - 1] == doc.segment[i] else 0
+    j = bisect.bisect_right(starts, s) - 1  # the last boundary at or before the token
+    return j >= 0 and starts[j] >= prev_end and doc.text[starts[j]:s].strip() == ""
+
+
+# ---------------------------------------------------------------------------------------------
+# a run
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class RunResult:
+    """Everything a page shows about one run; attentions are kept in compact (sparse, float16) form."""
+
+    document: Document
+    global_mask: torch.Tensor  # (1, N)
+    task: str
+    output_ids: list[int]  # generated ids, decoder start token included
+    output_tokens: list[str]
+    output_text: str
+    layers: dict[int, SparseAttention]  # encoder attention per layer (batch 1)
+    head_stats: dict[int, dict[str, torch.Tensor]]
+    cross_attentions: tuple[torch.Tensor, ...]  # per layer (H, T, N), float16
+    decoder_attentions: tuple[torch.Tensor, ...]  # per layer (H, T, T), float16
+    token_logprobs: list[float]  # log p(y_t | y_<t) of each generated token
+    timings: dict[str, float] = field(default_factory=dict)
+    memory: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def log_likelihood(self) -> float:
+        return float(sum(self.token_logprobs))
+
+    @property
+    def global_positions(self) -> list[int]:
+        return self.global_mask[0].nonzero().flatten().tolist()
+
+    @property
+    def attention_bytes(self) -> int:
+        total = sum(sp.nbytes for sp in self.layers.values())
+        total += sum(t.numel() * t.element_size() for t in self.cross_attentions + self.decoder_attentions)
+        return total
+
+
+@torch.inference_mode()
+def run(
+    loaded: LoadedModel,
+    doc: Document,
+    global_mask: torch.Tensor | None = None,
+    *,
+    task: str = "summarize",
+    max_new_tokens: int = 64,
+    num_beams: int = 1,
+    on_token: Callable[[int, str], Any] | None = None,
+    stop_event: threading.Event | None = None,
+    attention_dtype: torch.dtype = torch.float16,
+    progress: Callable[[str, float], None] | None = None,
+    **generation: Any,
+) -> RunResult:
+    """Encode once (keeping every layer's attention, reduced as it comes), generate, then one
+    teacher-forced pass for the decoder and cross attentions of the output."""
+    model, tok = loaded.model, loaded.tokenizer
+    timings: dict[str, float] = {}
+    rss0 = _rss_mb()
+    gm = global_mask if global_mask is not None else global_attention_mask(doc, "first" if task == "summarize" else "question")
+    if gm.shape != doc.input_ids.shape:
+        raise InputError(f"the global-attention mask has shape {tuple(gm.shape)}, the document {tuple(doc.input_ids.shape)}")
+
+    # encoder, once; its attentions go to a store layer by layer
+    if progress:
+        progress("encoding the document", 0.05)
+    store = AttentionStore(gm, doc.attention_mask, dtype=attention_dtype, stats=True)
+    t = time.perf_counter()
+    enc = model.get_encoder()(doc.input_ids, attention_mask=doc.attention_mask, global_attention_mask=gm,
+                              attention_sink=store)
+    timings["encode_s"] = time.perf_counter() - t
+
+    # generation, streaming tokens to the caller
+    if progress:
+        progress("generating", 0.3)
+    generated: list[int] = []
+
+    def streamer(step: int, token_ids: torch.Tensor) -> bool:
+        token = int(token_ids.reshape(-1)[0])
+        generated.append(token)
+        if on_token is not None:
+            on_token(token, tok.decode([token]))
+        if progress:
+            progress("generating", 0.3 + 0.6 * min(1.0, len(generated) / max(1, max_new_tokens)))
+        return not (stop_event is not None and stop_event.is_set())
+
+    t = time.perf_counter()
+    out_ids = model.generate(doc.input_ids, attention_mask=doc.attention_mask, global_attention_mask=gm,
+                             encoder_outputs=enc, max_new_tokens=max_new_tokens, num_beams=num_beams,
+                             streamer=streamer if num_beams == 1 else None, stop_event=stop_event, **generation)
+    timings["generate_s"] = time.perf_counter() - t
+    seq = out_ids[0]
+    seq = seq[: int((seq != model.config.pad_token_id).nonzero().max()) + 1] if (seq != model.config.pad_token_id).any() else seq
+    seq = seq.unsqueeze(0)
+
+    # one teacher-forced pass: decoder and cross attentions, and the log-likelihood of the output
+    if progress:
+        progress("tracing the output back to the source", 0.92)
+    t = time.perf_counter()
+    tf = model(attention_mask=doc.attention_mask, encoder_outputs=enc, decoder_input_ids=seq[:, :-1],
+               output_attentions=True, use_cache=False) if seq.shape[1] > 1 else None
+    if tf is not None:
+        logp = tf.logits.float().log_softmax(-1)[0]
+        token_logprobs = logp.gather(-1, seq[0, 1:, None]).squeeze(-1).tolist()
+        cross = tuple(a[0].to(attention_dtype) for a in tf.cross_attentions)
+        dec = tuple(a[0].to(attention_dtype) for a in tf.decoder_attentions)
+    else:
+        token_logprobs, cross, dec = [], (), ()
+    timings["trace_s"] = time.perf_counter() - t
+    timings["total_s"] = sum(timings.values())
+
+    ids = seq[0].tolist()
+    text = tok.decode(ids, skip_special_tokens=True).strip()
+    stopped = bool(stop_event is not None and stop_event.is_set())
+    result = RunResult(
+        document=doc, global_mask=gm, task=task, output_ids=ids,
+        output_tokens=tok.convert_ids_to_tokens(ids), output_text=text,
+        layers=dict(store.run.layers), head_stats=dict(store.run.stats), cross_attentions=cross,
+        decoder_attentions=dec, token_logprobs=token_logprobs, timings=timings,
+        memory={"peak_rss_mb": _rss_mb(), "rss_growth_mb": max(0.0, _rss_mb() - rss0)},
+        stopped_early=stopped,
+        settings=dict(task=task, max_new_tokens=max_new_tokens, num_beams=num_beams,
+                      global_positions=gm[0].nonzero().flatten().tolist(), model=loaded.name, **generation),
+    )
+    result.memory["attention_mb"] = result.attention_bytes / 2**20
+    if progress:
+        progress("done", 1.0)
+    return result
