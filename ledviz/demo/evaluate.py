@@ -1,0 +1,90 @@
+"""Score a trained demo model on held-out documents: ``python -m ledviz.demo.evaluate --model DIR``.
+
+For documents of about 1K, 2K and 4K tokens (TEST_SEED, never seen in training or validation)
+it prints QA exact match and summary key-fact recall with greedy decoding, once with the
+model's global attention (question tokens for QA, ``<s>`` for summaries) and once with the
+global attention removed, which shows how much the model relies on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import torch
+
+from . import data
+from .train import Codec, _device, encode_example, score
+
+
+def held_out(codec: Codec, length: int, n: int, max_tokens: int, tasks=data.TASKS) -> list:
+    """`n` encoded test examples per task with documents of about `length` tokens."""
+    out = []
+    for task in tasks:
+        for i in range(n):
+            rng = data._example_rng(data.TEST_SEED, f"{length}/{task}/{i}")
+            ex = data.make_example(rng, task, max(120, length - 30))
+            out.append(encode_example(codec, ex, max_tokens))
+    return out
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ledviz.demo.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="checkpoint folder written by ledviz.demo.train")
+    p.add_argument("--n", type=int, default=32, help="examples per task and length")
+    p.add_argument("--lengths", default="1000,2000,4000", help="document lengths in tokens (comma list)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
+    p.add_argument("--batch-tokens", type=int, default=32768)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--no-ablation", action="store_true", help="skip the runs without global attention")
+    p.add_argument("--json", default=None, help="also write the scores to this file")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    from ledviz import LEDForConditionalGeneration
+
+    device = _device(args.device)
+    model = LEDForConditionalGeneration.from_pretrained(args.model).to(device).eval()
+    codec = Codec(data.load_tokenizer(args.model))
+    capacity = model.config.max_encoder_position_embeddings
+    autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    kw = dict(batch_tokens=args.batch_tokens, batch_size=args.batch_size, autocast=autocast)
+    modes = [("global", True)] + ([] if args.no_ablation else [("no global", False)])
+
+    print(f"model {args.model}: windows {model.config.attention_windows()}, reads up to {capacity} tokens")
+    print(f"held-out documents (TEST_SEED={data.TEST_SEED}), {args.n} per task and length, greedy decoding\n")
+    header = f"{'length':>8} {'mode':>10} {'QA exact match':>15} {'summary recall':>15} {'summary exact':>14}"
+    print(header)
+    print("-" * len(header))
+    results: dict = {}
+    totals = {m: {"qa": [], "rec": [], "sum": []} for m, _ in modes}
+    for length in (int(x) for x in args.lengths.split(",")):
+        if length > capacity:
+            print(f"{length:>8} (documents are cut to the model's {capacity} tokens)")
+        encoded = held_out(codec, length, args.n, capacity)
+        for name, use_global in modes:
+            t0 = time.time()
+            r = score(model, codec, encoded, device, use_global=use_global, **kw)
+            r["seconds"] = time.time() - t0
+            results[f"{length}/{name}"] = r
+            totals[name]["qa"].append(r["qa_em"])
+            totals[name]["rec"].append(r["summary_recall"])
+            totals[name]["sum"].append(r["summary_em"])
+            print(f"{length:>8} {name:>10} {r['qa_em']:>15.3f} {r['summary_recall']:>15.3f} "
+                  f"{r['summary_em']:>14.3f}", flush=True)
+    for name, t in totals.items():
+        mean = {k: sum(v) / len(v) if v else math.nan for k, v in t.items()}
+        results[f"all/{name}"] = dict(qa_em=mean["qa"], summary_recall=mean["rec"], summary_em=mean["sum"])
+        print(f"{'all':>8} {name:>10} {mean['qa']:>15.3f} {mean['rec']:>15.3f} {mean['sum']:>14.3f}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,418 @@
+"""Train the small demo LED on synthetic reports: ``python -m ledviz.demo.train --out DIR``.
+
+Multi-task training (summarize + QA, see ledviz.demo.data) of a fresh
+``LEDForConditionalGeneration``. Inputs are ``<s> document </s>`` with global attention on
+``<s>`` (summarize) or ``<s> question </s></s> document </s>`` with global attention on the
+question tokens (QA). Training documents come from TRAIN_SEED, generated on the fly (never
+repeated), with a length curriculum; batches are packed by length to waste little padding.
+Every --eval-every steps the model is scored on validation documents (VALID_SEED) and saved
+to --out (config.json, model.safetensors, tokenizer files, generation_config.json).
+
+Use --micro for a tiny run that finishes in seconds (CI), e.g.
+``python -m ledviz.demo.train --micro --out /tmp/ledviz-micro``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import torch
+
+from . import data
+
+GENERATION_CONFIG = {
+    "bos_token_id": 0, "pad_token_id": 1, "eos_token_id": 2, "decoder_start_token_id": 2,
+    "max_new_tokens": 64, "num_beams": 1, "do_sample": False,
+}
+MAX_TARGET_TOKENS = 64
+
+# the defaults suit one GPU (about 8M parameters, a few minutes on an H100);
+# --micro replaces them with a tiny model that runs on a CPU in seconds
+MICRO = dict(steps=8, batch_tokens=2048, batch_size=8, d_model=32, layers=2, decoder_layers=1, heads=2,
+             ffn=64, windows="16,16", min_tokens=120, max_tokens=256, vocab_size=600, vocab_docs=24,
+             eval_every=8, eval_examples=4, log_every=1, warmup=2)
+
+
+# ------------------------------------------------------------------------------------------------
+# tokenizer access (a tokenizers.Tokenizer stand-in or ledviz's LEDTokenizerFast)
+# ------------------------------------------------------------------------------------------------
+class Codec:
+    """The few tokenizer operations training needs, on the fast `tokenizers` backend.
+
+    Works with ledviz's LEDTokenizerFast (through its backend_tokenizer) and with a plain
+    tokenizers.Tokenizer (the stand-in of ledviz.demo.data).
+    """
+
+    def __init__(self, tokenizer):
+        self.tok = tokenizer
+        self.backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+
+    def ids(self, text: str) -> list[int]:
+        """Token ids of `text` without special tokens."""
+        return self.backend.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.backend.decode([int(i) for i in ids], skip_special_tokens=True).strip()
+
+    def __len__(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def save(self, out: str) -> None:
+        if hasattr(self.tok, "save_pretrained"):
+            self.tok.save_pretrained(out)
+        else:
+            data._save_tokenizer_files(self.tok, out)
+
+
+# ------------------------------------------------------------------------------------------------
+# encoding and batching
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class Encoded:
+    """One tokenized example: ids, the global positions [g0, g1), target ids, the source."""
+
+    input_ids: list[int]
+    global_span: tuple[int, int]
+    labels: list[int]
+    example: data.Example
+
+
+def encode_example(codec: Codec, ex: data.Example, max_tokens: int) -> Encoded:
+    """`<s> D </s>` (global: <s>) or `<s> Q </s></s> D </s>` (global: Q); D truncated to fit."""
+    if ex.question is not None:
+        q = codec.ids(ex.question)
+        prefix, span = [0, *q, 2, 2], (1, 1 + len(q))
+    else:
+        prefix, span = [0], (0, 1)
+    doc = codec.ids(ex.document)[: max(0, max_tokens - len(prefix) - 1)]
+    labels = [0, *codec.ids(ex.target)[: MAX_TARGET_TOKENS - 2], 2]
+    return Encoded(prefix + doc + [2], span, labels, ex)
+
+
+def collate(batch: Sequence[Encoded], device, use_global: bool = True, pad_multiple: int = 1) -> dict:
+    """Pad a batch: input ids with <pad>, labels with -100; global mask from each global span."""
+    n = max(len(e.input_ids) for e in batch)
+    n = math.ceil(n / pad_multiple) * pad_multiple
+    t = max(len(e.labels) for e in batch)
+    ids = torch.full((len(batch), n), 1, dtype=torch.long)
+    mask = torch.zeros((len(batch), n), dtype=torch.long)
+    glob = torch.zeros((len(batch), n), dtype=torch.long)
+    labels = torch.full((len(batch), t), -100, dtype=torch.long)
+    for i, e in enumerate(batch):
+        ids[i, : len(e.input_ids)] = torch.tensor(e.input_ids)
+        mask[i, : len(e.input_ids)] = 1
+        if use_global:
+            glob[i, e.global_span[0]: e.global_span[1]] = 1
+        labels[i, : len(e.labels)] = torch.tensor(e.labels)
+    out = dict(input_ids=ids, attention_mask=mask, global_attention_mask=glob, labels=labels)
+    return {k: v.to(device) for k, v in out.items()}
+
+
+def pack_batches(items: Iterable[Encoded], batch_tokens: int, batch_size: int) -> list[list[Encoded]]:
+    """Sort by length and cut into batches of at most `batch_size` examples and
+    `batch_tokens` padded tokens (one over-long example still gets a batch of its own)."""
+    batches, cur = [], []
+    for e in sorted(items, key=lambda e: len(e.input_ids)):
+        if cur and (len(cur) >= batch_size or (len(cur) + 1) * len(e.input_ids) > batch_tokens):
+            batches.append(cur)
+            cur = []
+        cur.append(e)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+class TrainStream:
+    """Endless training batches from TRAIN_SEED with a length curriculum.
+
+    The longest document grows linearly from --min-tokens to --max-tokens over the first
+    --curriculum fraction of the steps; lengths are log-uniform up to that bound.
+    """
+
+    def __init__(self, codec: Codec, args, rng: random.Random):
+        self.codec, self.args, self.rng = codec, args, rng
+        self.next_index = 0
+        self.queue: list[list[Encoded]] = []
+
+    def max_len(self, step: int) -> int:
+        a = self.args
+        frac = 1.0 if a.curriculum <= 0 else min(1.0, step / (a.curriculum * a.steps))
+        return int(a.min_tokens + frac * (a.max_tokens - a.min_tokens))
+
+    def next_batch(self, step: int) -> list[Encoded]:
+        if not self.queue:
+            a = self.args
+            hi = max(self.max_len(step) - 20, a.min_tokens)  # room for the question and specials
+            n = a.pool_batches * max(1, a.batch_tokens // max(hi, 1))
+            exs = data.generate_dataset(data.TRAIN_SEED, n, a.tasks, min(a.min_tokens, hi), hi,
+                                        start=self.next_index)
+            self.next_index += n
+            enc = [encode_example(self.codec, ex, a.max_tokens) for ex in exs]
+            self.queue = pack_batches(enc, a.batch_tokens, a.batch_size)
+            self.rng.shuffle(self.queue)
+        return self.queue.pop()
+
+
+# ------------------------------------------------------------------------------------------------
+# decoding and scoring
+# ------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def greedy_decode(model, batch: dict, max_new_tokens: int = MAX_TARGET_TOKENS) -> list[list[int]]:
+    """Greedy generation: `model.generate` when it is written, else a plain loop over the decoder."""
+    kw = dict(attention_mask=batch["attention_mask"], global_attention_mask=batch["global_attention_mask"])
+    try:
+        out = model.generate(batch["input_ids"], max_new_tokens=max_new_tokens, num_beams=1, **kw)
+        seqs = getattr(out, "sequences", out)
+        return seqs.tolist()
+    except NotImplementedError:
+        pass
+    cfg = model.config
+    enc = model.get_encoder()(input_ids=batch["input_ids"], **kw)
+    b = batch["input_ids"].shape[0]
+    dec = torch.full((b, 1), cfg.decoder_start_token_id, dtype=torch.long, device=batch["input_ids"].device)
+    done = torch.zeros(b, dtype=torch.bool, device=dec.device)
+    for _ in range(max_new_tokens):
+        logits = model(encoder_outputs=enc, attention_mask=batch["attention_mask"], decoder_input_ids=dec).logits
+        nxt = logits[:, -1].argmax(-1)
+        nxt = torch.where(done, torch.full_like(nxt, cfg.pad_token_id), nxt)
+        dec = torch.cat([dec, nxt[:, None]], dim=1)
+        done |= nxt == cfg.eos_token_id
+        if bool(done.all()):
+            break
+    return dec.tolist()
+
+
+@torch.no_grad()
+def score(model, codec: Codec, encoded: Sequence[Encoded], device, *, batch_tokens: int, batch_size: int,
+          use_global: bool = True, autocast: bool = False) -> dict:
+    """Greedy-decode `encoded` and return qa_em, summary_recall, summary_em (means) and counts."""
+    model.eval()
+    qa, recall, sum_em = [], [], []
+    for batch in pack_batches(encoded, batch_tokens, batch_size):
+        tensors = collate(batch, device, use_global=use_global)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            seqs = greedy_decode(model, tensors)
+        for e, seq in zip(batch, seqs):
+            pred = codec.decode(seq)
+            if e.example.task == "qa":
+                qa.append(data.exact_match(pred, e.example.target))
+            else:
+                recall.append(data.key_fact_recall(pred, e.example.facts))
+                sum_em.append(data.exact_match(pred, e.example.target))
+    mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
+    return dict(qa_em=mean(qa), summary_recall=mean(recall), summary_em=mean(sum_em),
+                n_qa=len(qa), n_summary=len(recall))
+
+
+# ------------------------------------------------------------------------------------------------
+# model, checkpoint, main loop
+# ------------------------------------------------------------------------------------------------
+def build_model(args, vocab_size: int):
+    """A fresh LEDForConditionalGeneration sized by the command-line flags."""
+    from ledviz import LEDConfig, LEDForConditionalGeneration
+
+    windows = [int(w) for w in args.windows.split(",")]
+    if len(windows) == 1:
+        windows = windows * args.layers
+    if len(windows) != args.layers:
+        raise SystemExit(f"--windows has {len(windows)} values for {args.layers} encoder layers")
+    w = max(windows)
+    config = LEDConfig(
+        vocab_size=vocab_size, d_model=args.d_model,
+        encoder_layers=args.layers, decoder_layers=args.decoder_layers or args.layers,
+        encoder_attention_heads=args.heads, decoder_attention_heads=args.heads,
+        encoder_ffn_dim=args.ffn, decoder_ffn_dim=args.ffn, attention_window=windows,
+        max_encoder_position_embeddings=math.ceil(args.max_tokens / w) * w,
+        max_decoder_position_embeddings=128, dropout=args.dropout, attention_dropout=0.0,
+        pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2,
+    )
+    return LEDForConditionalGeneration(config)
+
+
+def save_checkpoint(model, codec: Codec, out: str, info: dict) -> None:
+    """Weights + config, tokenizer, generation_config.json and demo_training.json into `out`."""
+    model.save_pretrained(out)
+    codec.save(out)
+    with open(os.path.join(out, "generation_config.json"), "w", encoding="utf-8") as f:
+        json.dump(GENERATION_CONFIG, f, indent=2, sort_keys=True)
+    with open(os.path.join(out, "demo_training.json"), "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2, sort_keys=True, default=str)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ledviz.demo.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="checkpoint folder (created; overwritten on each save)")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-tokens", type=int, default=32768, help="padded input tokens per batch")
+    p.add_argument("--batch-size", type=int, default=64, help="at most this many examples per batch")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 5%% of --steps)")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--d-model", type=int, default=256)
+    p.add_argument("--layers", type=int, default=4, help="encoder layers")
+    p.add_argument("--decoder-layers", type=int, default=2, help="decoder layers (default: --layers)")
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--ffn", type=int, default=1024)
+    p.add_argument("--windows", default="32,64,64,128", help="attention window per encoder layer (comma list)")
+    p.add_argument("--max-tokens", type=int, default=4096, help="longest input, specials included")
+    p.add_argument("--min-tokens", type=int, default=500, help="shortest document")
+    p.add_argument("--curriculum", type=float, default=0.3,
+                   help="fraction of the steps over which the longest document grows to --max-tokens (0: off)")
+    p.add_argument("--tasks", default="summarize,qa")
+    p.add_argument("--vocab-size", type=int, default=4000)
+    p.add_argument("--vocab-docs", type=int, default=1000, help="documents to train the vocabulary on")
+    p.add_argument("--tokenizer", default=None, help="use this saved vocabulary instead of training one")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--seed", type=int, default=0, help="model init and batch order (the data stream is TRAIN_SEED)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto (cuda when available)")
+    p.add_argument("--micro", action="store_true", help="tiny model and data, a few steps: for CI")
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--eval-examples", type=int, default=64, help="validation examples (half QA, half summary)")
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--pool-batches", type=int, default=8, help="batches generated, sorted and shuffled at once")
+    p.add_argument("--time-limit", type=float, default=None, help="stop (and save) after this many minutes")
+    p.add_argument("--log", default=None, help="JSON-lines log (default: OUT/train_log.jsonl)")
+    args = p.parse_args(argv)
+    if args.micro:
+        flags = {t.split("=")[0] for t in (sys.argv[1:] if argv is None else argv)}
+        given = {a.dest for a in p._actions if flags & set(a.option_strings)}
+        for k, v in MICRO.items():
+            if k not in given:
+                setattr(args, k, v)
+    args.tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    if args.warmup is None:
+        args.warmup = max(1, args.steps // 20)
+    return args
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        print("warning: CUDA is not available, training on the CPU", file=sys.stderr)
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def _fmt_time(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def validation_set(codec: Codec, args) -> list[Encoded]:
+    """Fixed validation examples from VALID_SEED (alternating summarize / QA, all lengths)."""
+    exs = []
+    for i in range(args.eval_examples):
+        rng = data._example_rng(data.VALID_SEED, i)
+        lo, hi = args.min_tokens, max(args.min_tokens, args.max_tokens - 20)
+        target = round(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+        task = args.tasks[i % len(args.tasks)]
+        exs.append(encode_example(codec, data.make_example(rng, task, target), args.max_tokens))
+    return exs
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    device = _device(args.device)
+    torch.manual_seed(args.seed)
+    autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    log_path = args.log or os.path.join(args.out, "train_log.jsonl")
+    log_file = open(log_path, "a", encoding="utf-8")
+
+    def log(record: dict) -> None:
+        log_file.write(json.dumps(record) + "\n")
+        log_file.flush()
+
+    # vocabulary
+    t0 = time.time()
+    if args.tokenizer or args.resume:
+        tok = data.load_tokenizer(args.tokenizer or args.out)
+    else:
+        tok = data.train_vocabulary(None, args.vocab_size, n_docs=args.vocab_docs,
+                                    min_tokens=min(500, args.min_tokens), max_tokens=args.max_tokens)
+    codec = Codec(tok)
+    print(f"vocabulary: {len(codec)} tokens ({time.time() - t0:.1f}s)", flush=True)
+
+    # model
+    if args.resume:
+        from ledviz import LEDForConditionalGeneration
+
+        model = LEDForConditionalGeneration.from_pretrained(args.out)
+    else:
+        model = build_model(args, len(codec))
+    model.to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"model: {n_params / 1e6:.2f}M parameters, windows {model.config.attention_windows()}, "
+          f"device {device}", flush=True)
+
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
+
+    def lr_at(step: int) -> float:  # linear warm-up, cosine decay to 10%
+        if step < args.warmup:
+            return args.lr * (step + 1) / args.warmup
+        frac = (step - args.warmup) / max(1, args.steps - args.warmup)
+        return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+    stream = TrainStream(codec, args, random.Random(args.seed))
+    valid = validation_set(codec, args)
+    info = dict(args=vars(args), params=n_params, seeds=dict(train=data.TRAIN_SEED, valid=data.VALID_SEED,
+                                                             test=data.TEST_SEED))
+    eval_kw = dict(batch_tokens=args.batch_tokens, batch_size=args.batch_size, autocast=autocast)
+    start, last_eval, losses, tokens = time.time(), {}, [], 0
+    step = 0
+    for step in range(1, args.steps + 1):
+        model.train()
+        batch = stream.next_batch(step)
+        tensors = collate(batch, device)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step - 1)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            loss = model(**tensors).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        tokens += int(tensors["attention_mask"].sum())
+
+        elapsed = time.time() - start
+        if step % args.log_every == 0 or step == args.steps:
+            avg = sum(losses) / len(losses)
+            eta = elapsed / step * (args.steps - step)
+            print(f"step {step}/{args.steps} loss {avg:.4f} lr {lr_at(step - 1):.2e} "
+                  f"len<={stream.max_len(step)} {tokens / elapsed:,.0f} tok/s "
+                  f"[{_fmt_time(elapsed)} < {_fmt_time(eta)}]", flush=True)
+            log(dict(step=step, loss=avg, lr=lr_at(step - 1), max_len=stream.max_len(step),
+                     tokens_per_s=tokens / elapsed, elapsed_s=elapsed))
+            losses = []
+        out_of_time = args.time_limit is not None and elapsed > args.time_limit * 60
+        if step % args.eval_every == 0 or step == args.steps or out_of_time:
+            last_eval = score(model, codec, valid, device, **eval_kw)
+            print(f"  eval step {step}: QA exact match {last_eval['qa_em']:.3f}, "
+                  f"summary key-fact recall {last_eval['summary_recall']:.3f}, "
+                  f"summary exact {last_eval['summary_em']:.3f}", flush=True)
+            log(dict(step=step, eval=last_eval))
+            save_checkpoint(model, codec, args.out, dict(info, step=step, eval=last_eval,
+                                                         elapsed_s=time.time() - start))
+        if out_of_time:
+            print(f"time limit reached after {step} steps", flush=True)
+            break
+    log_file.close()
+    return dict(step=step, eval=last_eval)
+
+
+if __name__ == "__main__":
+    main()

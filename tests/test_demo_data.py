@@ -1,0 +1,160 @@
+"""The demo's synthetic data: determinism, lengths, facts, seeds, metrics and the vocabulary."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from ledviz.demo import data
+
+
+def _docs(seed, n=6, **kw):
+    return list(data.generate_dataset(seed, n, **kw))
+
+
+def test_same_seed_same_documents_and_other_seeds_differ():
+    a, b = _docs(data.TRAIN_SEED), _docs(data.TRAIN_SEED)
+    assert [x.document for x in a] == [x.document for x in b]
+    assert [(x.task, x.question, x.target, x.facts, x.fact_spans) for x in a] == [
+        (x.task, x.question, x.target, x.facts, x.fact_spans) for x in b
+    ]
+    c = _docs(data.TRAIN_SEED + 1)
+    assert all(x.document != y.document for x, y in zip(a, c))
+    # make_example accepts a seed or an rng and does not touch the global RNG
+    state = random.getstate()
+    assert data.make_example(7, "qa", 600).document == data.make_example(random.Random(7), "qa", 600).document
+    assert random.getstate() == state
+
+
+def test_examples_are_independent_of_their_neighbours():
+    full = _docs(data.VALID_SEED, 5)
+    tail = list(data.generate_dataset(data.VALID_SEED, 2, start=3))
+    assert [x.document for x in full[3:]] == [x.document for x in tail]
+
+
+def test_train_valid_test_seeds_give_disjoint_documents():
+    seeds = {data.TRAIN_SEED, data.VALID_SEED, data.TEST_SEED, data.SAMPLE_SEED}
+    assert len(seeds) == 4
+    sets = [{x.document for x in _docs(s, 8, max_tokens=800)} for s in (data.TRAIN_SEED, data.VALID_SEED, data.TEST_SEED)]
+    assert all(len(s) == 8 for s in sets)
+    assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
+
+
+@pytest.mark.parametrize("lo,hi", [(500, 900), (2000, 4000)])
+def test_lengths_within_range(lo, hi):
+    for ex in _docs(11, 6, min_tokens=lo, max_tokens=hi):
+        n = data.estimate_tokens(ex.document)
+        assert lo <= n <= hi, n
+        # roughly words x 1.16 in the trained vocabulary
+        assert lo / 1.5 <= len(ex.document.split()) <= hi
+
+
+def test_make_example_stays_close_to_target_tokens():
+    for target in (500, 1000, 2500, 4000):
+        n = data.estimate_tokens(data.make_example(target, "summarize", target).document)
+        assert target - 40 <= n <= target
+
+
+def test_facts_sit_at_their_spans_once_and_anywhere():
+    starts = []
+    for ex in _docs(data.TEST_SEED, 12, max_tokens=1500):
+        assert 4 <= len(ex.facts) <= 6
+        assert set(ex.fact_spans) == set(ex.facts) == set(ex.fact_sentence_spans)
+        for slot, value in ex.facts.items():
+            s, e = ex.fact_spans[slot]
+            assert ex.document[s:e] == value
+            s0, e0 = ex.fact_sentence_spans[slot]
+            assert s0 <= s < e <= e0 and ex.document[s0:e0].endswith(".")
+            assert data._count_word(ex.document, value) == 1, (slot, value)
+            starts.append(s / len(ex.document))
+    # positions are spread over the whole document
+    assert min(starts) < 0.25 and max(starts) > 0.75 and any(0.4 < x < 0.6 for x in starts)
+
+
+def test_distractors_name_other_entities():
+    ex = data.make_example(3, "summarize", 2000, kind="project")
+    # more people than the one project lead appear in the text
+    assert ex.document.count(" from ") + ex.document.count("by ") >= 1
+    assert len(ex.document.split()) > 300
+
+
+def test_question_answers_are_fact_values():
+    qas = [ex for ex in _docs(5, 16, max_tokens=800) if ex.task == "qa"]
+    assert qas
+    for ex in qas:
+        assert ex.question.endswith("?")
+        assert ex.target in ex.facts.values()
+        slot = next(k for k, v in ex.facts.items() if v == ex.target)
+        assert ex.question in data.SCHEMAS[ex.kind].slot(slot).questions
+    ex = data.make_example(9, "qa", 600, kind="company", slot="hq")
+    assert ex.target == ex.facts["hq"] and ex.question in data.SCHEMAS["company"].slot("hq").questions
+
+
+def test_summary_lists_facts_in_fixed_order():
+    for ex in _docs(8, 10, tasks=("summarize",), max_tokens=700):
+        assert ex.question is None and ex.task == "summarize"
+        labels = [s.label for s in data.SCHEMAS[ex.kind].slots if s.name in ex.facts]
+        assert [p.split(":")[0] for p in ex.target.split(". ")] == labels
+        assert data.key_fact_recall(ex.target, ex.facts) == 1.0
+        assert len(ex.target.split()) <= 30
+
+
+def test_exact_match():
+    assert data.exact_match("Maren Okafor", "maren okafor") == 1.0
+    assert data.exact_match("  Maren   Okafor. ", "Maren Okafor") == 1.0
+    assert data.exact_match("4312", "4,312") == 1.0
+    assert data.exact_match("the Velmora", "Velmora") == 1.0
+    assert data.exact_match("Maren Okafor", "Maren Okaford") == 0.0
+    assert data.exact_match("Maren", "Maren Okafor") == 0.0
+
+
+def test_key_fact_recall():
+    facts = {"lead": "Maren Okafor", "site": "Velmora", "budget": "4,312", "deadline": "14 March 2034"}
+    full = "Lead: Maren Okafor. Site: Velmora. Budget: 4,312. Deadline: 14 March 2034."
+    assert data.key_fact_recall(full, facts) == 1.0
+    assert data.key_fact_recall("lead maren okafor site velmora", facts) == 0.5
+    # whole words only: 4,312 is not found inside 14,312, nor Velmora inside Velmoraford
+    assert data.key_fact_recall("Budget: 14,312. Site: Velmoraford.", facts) == 0.0
+    assert data.key_fact_recall("", facts) == 0.0
+    assert data.key_fact_recall(full, list(facts.values())) == 1.0
+
+
+def test_sample_documents():
+    docs, questions, examples = data.sample_documents(), data.sample_questions(), data.sample_examples()
+    assert 3 <= len(docs) <= 4 and set(docs) == set(questions) == set(examples)
+    sizes = sorted(data.estimate_tokens(t) for t in docs.values())
+    assert 900 <= sizes[0] <= 1100 and 2300 <= sizes[1] <= 2700 and 3700 <= sizes[-1] <= 4000
+    for title, text in docs.items():
+        assert questions[title] and all(q.endswith("?") for q in questions[title])
+        assert examples[title].document == text
+    assert data.sample_documents() == docs  # fixed
+
+
+def _encoder(tok):
+    """(encode(text, pair=None, specials=True) -> ids, decode) for either tokenizer class."""
+    if hasattr(tok, "get_vocab_size"):  # a tokenizers.Tokenizer (stand-in)
+        return (lambda a, b=None, sp=True: tok.encode(a, b, add_special_tokens=sp).ids), tok.decode
+    return (lambda a, b=None, sp=True: tok(a, b, add_special_tokens=sp)["input_ids"]), tok.decode
+
+
+def test_vocabulary_special_ids_and_coverage(tmp_path):
+    tok = data.train_vocabulary(tmp_path, vocab_size=800, n_docs=16, max_tokens=800)
+    for name in ("vocab.json", "merges.txt", "tokenizer.json"):
+        assert (tmp_path / name).is_file()
+    vocab = json.loads((tmp_path / "vocab.json").read_text(encoding="utf-8"))
+    assert [vocab[t] for t in ("<s>", "<pad>", "</s>", "<unk>")] == [0, 1, 2, 3]
+    assert vocab["<mask>"] == max(vocab.values()) == len(vocab) - 1
+    assert len(vocab) <= 800
+
+    encode, decode = _encoder(data.load_tokenizer(tmp_path))
+    q, d = "Who is the project lead?", "The project lead is Maren Okafor."
+    ids, q_ids = encode(q, d), encode(q, sp=False)
+    assert ids[0] == 0 and ids[-1] == 2 and ids[1 + len(q_ids):3 + len(q_ids)] == [2, 2]
+    assert decode(ids, skip_special_tokens=True) == q + d
+    # every question template and summary label is made of whole-word tokens
+    for schema in data.SCHEMAS.values():
+        for slot in schema.slots:
+            for text in (*slot.questions, f"{slot.label}:"):
+                assert len(encode(text, sp=False)) == len(text.split()) + 1, text
