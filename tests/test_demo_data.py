@@ -158,3 +158,32 @@ def test_vocabulary_special_ids_and_coverage(tmp_path):
         for slot in schema.slots:
             for text in (*slot.questions, f"{slot.label}:"):
                 assert len(encode(text, sp=False)) == len(text.split()) + 1, text
+
+
+def test_training_inputs_layout_and_packing():
+    torch = pytest.importorskip("torch")
+    from ledviz.demo import train
+
+    codec = train.Codec(data.train_vocabulary(None, vocab_size=800, n_docs=8, max_tokens=600))
+    qa = data.make_example(1, "qa", 300)
+    summ = data.make_example(2, "summarize", 300)
+    e_qa, e_sum = train.encode_example(codec, qa, 4096), train.encode_example(codec, summ, 4096)
+    g0, g1 = e_qa.global_span
+    assert e_qa.input_ids[0] == 0 and e_qa.input_ids[g1:g1 + 2] == [2, 2] and e_qa.input_ids[-1] == 2
+    assert codec.decode(e_qa.input_ids[g0:g1]) == qa.question and (g0, e_sum.global_span) == (1, (0, 1))
+    assert codec.decode(e_qa.labels) == qa.target and e_qa.labels[0] == 0 and e_qa.labels[-1] == 2
+    cut = train.encode_example(codec, summ, 50)
+    assert len(cut.input_ids) == 50 and cut.input_ids[-1] == 2
+
+    items = [train.encode_example(codec, data.make_example(i, "qa", 100 + 40 * i), 4096) for i in range(8)]
+    batches = train.pack_batches(items, batch_tokens=1200, batch_size=3)
+    assert sorted(id(e) for b in batches for e in b) == sorted(id(e) for e in items)
+    for b in batches:
+        assert len(b) <= 3 and (len(b) == 1 or len(b) * max(len(e.input_ids) for e in b) <= 1200)
+    t = train.collate([e_qa, e_sum], "cpu")
+    n = max(len(e_qa.input_ids), len(e_sum.input_ids))
+    assert t["input_ids"].shape == (2, n) and t["global_attention_mask"][0].sum() == g1 - g0
+    assert t["global_attention_mask"][1].tolist()[:2] == [1, 0] and t["attention_mask"].sum() == len(e_qa.input_ids) + len(e_sum.input_ids)
+    assert (t["labels"] == -100).sum() == abs(len(e_qa.labels) - len(e_sum.labels))
+    assert train.collate([e_qa], "cpu", use_global=False)["global_attention_mask"].sum() == 0
+    assert isinstance(t["labels"], torch.Tensor)
