@@ -37,7 +37,8 @@ def test_examples_are_independent_of_their_neighbours():
 def test_train_valid_test_seeds_give_disjoint_documents():
     seeds = {data.TRAIN_SEED, data.VALID_SEED, data.TEST_SEED, data.SAMPLE_SEED}
     assert len(seeds) == 4
-    sets = [{x.document for x in _docs(s, 8, max_tokens=800)} for s in (data.TRAIN_SEED, data.VALID_SEED, data.TEST_SEED)]
+    seeds = (data.TRAIN_SEED, data.VALID_SEED, data.TEST_SEED)
+    sets = [{x.document for x in _docs(s, 8, max_tokens=800)} for s in seeds]
     assert all(len(s) == 8 for s in sets)
     assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
 
@@ -183,7 +184,8 @@ def test_training_inputs_layout_and_packing():
     t = train.collate([e_qa, e_sum], "cpu")
     n = max(len(e_qa.input_ids), len(e_sum.input_ids))
     assert t["input_ids"].shape == (2, n) and t["global_attention_mask"][0].sum() == g1 - g0
-    assert t["global_attention_mask"][1].tolist()[:2] == [1, 0] and t["attention_mask"].sum() == len(e_qa.input_ids) + len(e_sum.input_ids)
+    assert t["global_attention_mask"][1].tolist()[:2] == [1, 0]
+    assert t["attention_mask"].sum() == len(e_qa.input_ids) + len(e_sum.input_ids)
     assert (t["labels"] == -100).sum() == abs(len(e_qa.labels) - len(e_sum.labels))
     assert train.collate([e_qa], "cpu", use_global=False)["global_attention_mask"].sum() == 0
     assert isinstance(t["labels"], torch.Tensor)

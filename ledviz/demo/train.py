@@ -271,7 +271,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--vocab-size", type=int, default=4000)
     p.add_argument("--vocab-docs", type=int, default=1000, help="documents to train the vocabulary on")
     p.add_argument("--tokenizer", default=None, help="use this saved vocabulary instead of training one")
-    p.add_argument("--resume", action="store_true", help="start from the weights and vocabulary in --out (optimizer and schedule restart)")
+    p.add_argument("--resume", action="store_true",
+                   help="start from the weights and vocabulary in --out (optimizer and schedule restart)")
     p.add_argument("--seed", type=int, default=0, help="model init and batch order (the data stream is TRAIN_SEED)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto (cuda when available)")
     p.add_argument("--micro", action="store_true", help="tiny model and data, a few steps: for CI")
