@@ -1,0 +1,1095 @@
+"""LED tokenizers: byte-level BPE with RoBERTa-style special tokens, on the `tokenizers` library.
+
+`LEDTokenizerFast` and `LEDTokenizer` share one implementation and return the same ids, masks
+and offsets as transformers' classes of the same names. Where those two differ from each other,
+each of ours follows its namesake:
+
+- `truncation="longest_first"` on a pair with an odd token budget: the fast tokenizer gives the
+  spare token to the longer text (the second on a tie), the slow one to the first text;
+- a text too short for `only_first`/`only_second`: fast raises (InputError here), slow logs an
+  error and leaves the input untruncated; `only_second` on a single text: fast raises, slow
+  ignores it;
+- `max_length` below the special-token count: fast leaves the input as it is, slow empties the
+  texts of a pair (and leaves a single text as it is);
+- `add_prefix_space=True`: slow adds one space in front of the text, fast one in front of every
+  piece between special tokens;
+- `errors` (the UTF-8 error handler of decode): slow follows it, fast always replaces;
+- `tokens()`: fast shows an added token as written in the text (" <mask>"), slow as in the
+  vocabulary ("<mask>").
+
+Differences from transformers, on purpose:
+
+- `pad()` pads `global_attention_mask` with 0; transformers pads it with -1. LED treats every
+  value other than 1 as local attention, and padded positions are masked anyway, so both give
+  the same model output.
+- every encoding says what truncation cut (`enc.num_truncated_tokens`) and how far an untruncated
+  input runs past `model_max_length` (`enc.num_tokens_over_limit`).
+- `decode` raises InputError for ids outside the vocabulary (transformers' fast tokenizer
+  skips them silently, the slow one fails with a TypeError).
+- `model_max_length` defaults to 16384, LED's encoder length, also when tokenizer_config.json
+  holds transformers' "no limit" placeholder (1e30).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+from .errors import CheckpointError, InputError
+
+logger = logging.getLogger(__name__)
+
+VOCAB_FILE = "vocab.json"
+MERGES_FILE = "merges.txt"
+TOKENIZER_FILE = "tokenizer.json"
+CONFIG_FILE = "tokenizer_config.json"
+SPECIAL_TOKENS_FILE = "special_tokens_map.json"
+
+# transformers' order of the special-token attributes (all_special_tokens follows it)
+SPECIAL_TOKEN_ATTRIBUTES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+# the LED vocabulary starts with these ids 0..3; "<mask>" is the last id
+LED_LEADING_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")
+MASK_TOKEN = "<mask>"
+
+LED_MODEL_MAX_LENGTH = 16384
+# transformers writes int(1e30) to mean "no limit"; anything this large is treated as unset
+_NO_LIMIT = int(1e20)
+
+# transformers' clean_up_tokenization: spaces removed before punctuation and English contractions
+_CLEAN_UP_REPLACEMENTS = (
+    (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"),
+    (" n't", "n't"), (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
+)
+
+# pad values per key when padding a batch
+_PAD_VALUES = {
+    "attention_mask": 0,
+    "token_type_ids": 0,
+    "special_tokens_mask": 1,
+    "global_attention_mask": 0,  # transformers pads with -1; both mean "local attention"
+    "offset_mapping": (0, 0),
+}
+
+_TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second")
+_HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "progress")
+
+
+def clean_up_tokenization(text: str) -> str:
+    """Remove the spaces a word-level tokenizer leaves before punctuation and contractions."""
+    for old, new in _CLEAN_UP_REPLACEMENTS:
+        text = text.replace(old, new)
+    return text
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from the 256 byte values to printable characters."""
+    # printable latin-1 bytes map to themselves, the rest to code points from 256 upwards
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+_BYTE_OF_CHAR = {c: b for b, c in bytes_to_unicode().items()}
+
+
+# ---- BatchEncoding -------------------------------------------------------------------------
+
+@dataclass
+class _Row:
+    """One encoded sequence (after truncation and special tokens, before padding)."""
+
+    input_ids: list[int]
+    tokens: list[str]
+    offsets: list[tuple[int, int]]
+    word_ids: list[int | None]
+    sequence_ids: list[int | None]
+    special_tokens_mask: list[int]
+    num_truncated: int = 0
+    over_limit: int = 0
+    attention_mask: list[int] = field(default_factory=list)
+
+    def pad(self, length: int, side: str, pad_id: int, pad_token: str) -> None:
+        """Pad every per-token list in place to `length` on `side`."""
+        n = length - len(self.input_ids)
+        self.attention_mask = [1] * len(self.input_ids)
+        if n <= 0:
+            return
+        fills = {
+            "input_ids": pad_id, "tokens": pad_token, "offsets": (0, 0), "word_ids": None,
+            "sequence_ids": None, "special_tokens_mask": 1, "attention_mask": 0,
+        }
+        for name, value in fills.items():
+            seq = getattr(self, name)
+            setattr(self, name, seq + [value] * n if side == "right" else [value] * n + seq)
+
+
+class BatchEncoding(dict):
+    """What the tokenizer returns: a dict (`enc["input_ids"]`) that also reads as attributes
+    (`enc.input_ids`), moves its tensors with `.to(device)`, and keeps per-token information
+    (`tokens()`, `word_ids()`, `sequence_ids()`, `char_to_token()`).
+
+    `num_truncated_tokens`: tokens truncation removed, per sequence (an int for a single text).
+    `num_tokens_over_limit`: tokens beyond `model_max_length`, per sequence, in what is returned.
+    """
+
+    def __init__(self, data: Mapping[str, Any] | None = None, *, rows: list[_Row] | None = None,
+                 is_batched: bool = True, tensor_type: str | None = None):
+        super().__init__(data or {})
+        self._rows = rows
+        self.is_batched = is_batched
+        # per-sequence truncation report; single texts get plain ints
+        truncated = [r.num_truncated for r in rows] if rows is not None else None
+        over = [r.over_limit for r in rows] if rows is not None else None
+        self.num_truncated_tokens = truncated if is_batched or truncated is None else truncated[0]
+        self.num_tokens_over_limit = over if is_batched or over is None else over[0]
+        if tensor_type is not None:
+            self.convert_to_tensors(tensor_type)  # the data is batched already
+
+    def __getattr__(self, name: str) -> Any:
+        # only called when normal lookup fails: expose the keys as attributes
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getstate__(self) -> dict:
+        return {"data": dict(self), "attrs": self.__dict__}
+
+    def __setstate__(self, state: dict) -> None:
+        self.update(state["data"])
+        self.__dict__.update(state["attrs"])
+
+    @property
+    def was_truncated(self) -> bool:
+        """Whether truncation removed any token from any sequence."""
+        n = self.num_truncated_tokens
+        return bool(n) and (any(n) if isinstance(n, list) else n > 0)
+
+    def convert_to_tensors(self, tensor_type: str) -> BatchEncoding:
+        """Turn every (batched) value into a tensor ("pt": torch, "np": numpy), in place."""
+        if tensor_type not in ("pt", "np"):
+            raise InputError(f"return_tensors={tensor_type!r} is not supported: use 'pt', 'np' or None")
+        for key, value in list(self.items()):
+            lengths = {len(v) for v in value if isinstance(v, (list, tuple))}
+            if len(lengths) > 1:
+                raise InputError(
+                    f"cannot stack sequences of different lengths {sorted(lengths)} into one tensor "
+                    f"({key!r}): pass padding=True (or padding='max_length') with return_tensors"
+                )
+            if tensor_type == "pt":
+                import torch
+
+                self[key] = torch.tensor(value, dtype=torch.long)
+            else:
+                import numpy as np
+
+                self[key] = np.asarray(value, dtype=np.int64)
+        return self
+
+    def to(self, device: Any) -> BatchEncoding:
+        """Move every torch tensor to `device` (in place); returns self."""
+        for key, value in self.items():
+            if hasattr(value, "to") and callable(value.to):
+                self[key] = value.to(device)
+        return self
+
+    # ---- per-token information (encodings made by a tokenizer only) ------------------------
+    def _row(self, index: int) -> _Row:
+        if self._rows is None:
+            raise InputError("token information is only kept on encodings made by calling the tokenizer")
+        return self._rows[index]
+
+    def tokens(self, batch_index: int = 0) -> list[str]:
+        """The token strings of one sequence (padding included)."""
+        return list(self._row(batch_index).tokens)
+
+    def word_ids(self, batch_index: int = 0) -> list[int | None]:
+        """The word index of each token (None for special and padding tokens)."""
+        return list(self._row(batch_index).word_ids)
+
+    def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
+        """0 for tokens of the first text, 1 for the second, None for special/padding tokens."""
+        return list(self._row(batch_index).sequence_ids)
+
+    def char_to_token(self, batch_or_char_index: int, char_index: int | None = None,
+                      sequence_index: int = 0) -> int | None:
+        """Index of the token that covers a character of the input text (None if none does)."""
+        batch_index, char = (0, batch_or_char_index) if char_index is None else (batch_or_char_index, char_index)
+        row = self._row(batch_index)
+        for i, ((start, end), seq) in enumerate(zip(row.offsets, row.sequence_ids)):
+            if seq == sequence_index and start <= char < end:
+                return i
+        return None
+
+
+# ---- input helpers -----------------------------------------------------------------------
+
+def _as_id_list(ids: Any, what: str = "token ids") -> list[int]:
+    """A flat list of ints from an int, a list, a tuple, a torch tensor or a numpy array."""
+    if hasattr(ids, "tolist"):  # torch / numpy
+        ids = ids.tolist()
+    if isinstance(ids, int):
+        return [ids]
+    if not isinstance(ids, (list, tuple)):
+        raise InputError(f"{what} must be a list of ints or a 1-D tensor, got {type(ids).__name__}")
+    if any(isinstance(i, (list, tuple)) for i in ids):
+        raise InputError(f"{what} must be one sequence (1-D); use batch_decode for a batch")
+    return [int(i) for i in ids]
+
+
+def _token_content(value: Any) -> str | None:
+    """The text of a special token given as a string, an AddedToken or a saved dict."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        return value.get("content")
+    return getattr(value, "content", str(value))
+
+
+def _read_json(path: str | None) -> dict:
+    """A JSON file as a dict ({} when path is None)."""
+    if path is None:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path}: {e}") from None
+
+
+def _padding_strategy(padding: Any) -> str | None:
+    """None, 'longest' or 'max_length' from transformers' padding argument."""
+    if padding is False or padding is None or padding == "do_not_pad":
+        return None
+    if padding is True or padding == "longest":
+        return "longest"
+    if padding == "max_length":
+        return "max_length"
+    raise InputError(f"padding={padding!r}: use True/'longest', 'max_length', or False/'do_not_pad'")
+
+
+def _truncation_strategy(truncation: Any) -> str | None:
+    """None or one of _TRUNCATION_STRATEGIES from transformers' truncation argument."""
+    if truncation is None or truncation is False or truncation == "do_not_truncate":
+        return None
+    if truncation is True:
+        return "longest_first"
+    if truncation in _TRUNCATION_STRATEGIES:
+        return truncation
+    raise InputError(f"truncation={truncation!r}: use True/'longest_first', 'only_first', 'only_second' or False")
+
+
+def _round_up(length: int, multiple: int | None) -> int:
+    """`length` rounded up to a multiple of `multiple` (unchanged when multiple is None)."""
+    if multiple and length % multiple:
+        return (length // multiple + 1) * multiple
+    return length
+
+
+# ---- the tokenizer -----------------------------------------------------------------------
+
+class LEDTokenizerFast:
+    """LED's byte-level BPE tokenizer (`<s> A </s>`, `<s> A </s></s> B </s>`), backed by `tokenizers`.
+
+    Build it from `vocab_file` + `merges_file`, from a `tokenizer_file` (tokenizer.json), or with
+    `from_pretrained(folder_or_hub_id)`. Calling it returns a BatchEncoding with `input_ids` and
+    `attention_mask` like transformers' LEDTokenizerFast.
+    """
+
+    model_input_names = ["input_ids", "attention_mask"]
+    is_fast = True
+    # how truncation behaves at its edges: the `tokenizers` way (True) or transformers' Python way
+    _backend_truncation = True
+    # add_prefix_space as one space in front of the whole text (slow) or of every piece (fast)
+    _prefix_space_per_text = False
+    # which files from_pretrained reads first
+    _prefer_tokenizer_file = True
+
+    def __init__(
+        self,
+        vocab_file: str | None = None,
+        merges_file: str | None = None,
+        tokenizer_file: str | None = None,
+        errors: str = "replace",
+        bos_token: str = "<s>",
+        eos_token: str = "</s>",
+        sep_token: str = "</s>",
+        cls_token: str = "<s>",
+        unk_token: str = "<unk>",
+        pad_token: str = "<pad>",
+        mask_token: str = "<mask>",
+        add_prefix_space: bool = False,
+        trim_offsets: bool = True,
+        model_max_length: int = LED_MODEL_MAX_LENGTH,
+        clean_up_tokenization_spaces: bool = False,
+        padding_side: str = "right",
+        truncation_side: str = "right",
+        *,
+        tokenizer_object: Tokenizer | None = None,
+        name_or_path: str = "",
+    ):
+        # settings
+        self.errors = errors
+        self.add_prefix_space = bool(add_prefix_space)
+        self.trim_offsets = bool(trim_offsets)
+        self.model_max_length = int(model_max_length)
+        self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
+        self.padding_side = padding_side
+        self.truncation_side = truncation_side
+        self.name_or_path = name_or_path
+        self._warned: set[str] = set()  # warnings given once per tokenizer, as transformers does
+        for side, name in ((padding_side, "padding_side"), (truncation_side, "truncation_side")):
+            if side not in ("right", "left"):
+                raise InputError(f"{name} must be 'right' or 'left', got {side!r}")
+
+        # special tokens (strings; AddedToken objects are accepted and read for their text)
+        self.bos_token = _token_content(bos_token)
+        self.eos_token = _token_content(eos_token)
+        self.sep_token = _token_content(sep_token)
+        self.cls_token = _token_content(cls_token)
+        self.unk_token = _token_content(unk_token)
+        self.pad_token = _token_content(pad_token)
+        self.mask_token = _token_content(mask_token)
+
+        # the backend: a copy of a given Tokenizer, tokenizer.json, or vocab.json + merges.txt
+        self._backend = self._build_backend(vocab_file, merges_file, tokenizer_file, tokenizer_object)
+        self._register_special_tokens(mask_token)
+        # the slow tokenizer adds its prefix space in Python, so it encodes with one that adds none
+        self._encoder = self._backend
+        if self._prefix_space_per_text and self.add_prefix_space:
+            self._encoder = Tokenizer.from_str(self._backend.to_str())
+            self._encoder.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+
+    # ---- construction --------------------------------------------------------------------
+    def _build_backend(self, vocab_file, merges_file, tokenizer_file, tokenizer_object) -> Tokenizer:
+        """The `tokenizers.Tokenizer` this class runs on, with LED's pipeline."""
+        # a tokenizer.json (or an in-memory Tokenizer) keeps its own pipeline, updated to our flags
+        use_file = tokenizer_file is not None and (vocab_file is None or self._prefer_tokenizer_file)
+        if tokenizer_object is not None or use_file:
+            if tokenizer_object is not None:
+                backend = Tokenizer.from_str(tokenizer_object.to_str())
+            else:
+                try:
+                    backend = Tokenizer.from_file(os.fspath(tokenizer_file))
+                except Exception as e:  # tokenizers raises plain Exceptions
+                    raise CheckpointError(f"cannot read the tokenizer file {tokenizer_file}: {e}") from None
+            self._update_pipeline_flags(backend)
+            return backend
+        if vocab_file is None or merges_file is None:
+            raise CheckpointError("an LED tokenizer needs vocab_file and merges_file, or tokenizer_file")
+        # vocab.json + merges.txt: the pipeline transformers builds for LED (RoBERTa's)
+        try:
+            bpe = models.BPE.from_file(os.fspath(vocab_file), os.fspath(merges_file), dropout=None,
+                                       continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False)
+        except Exception as e:
+            raise CheckpointError(f"cannot read the vocabulary {vocab_file} / {merges_file}: {e}") from None
+        backend = Tokenizer(bpe)
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=self.add_prefix_space)
+        backend.decoder = decoders.ByteLevel()
+        vocab = backend.get_vocab(with_added_tokens=False)
+        for attr in ("sep_token", "cls_token"):
+            if getattr(self, attr) not in vocab:
+                raise CheckpointError(f"the vocabulary {vocab_file} has no {attr} {getattr(self, attr)!r}")
+        backend.post_processor = processors.RobertaProcessing(
+            sep=(self.sep_token, vocab[self.sep_token]), cls=(self.cls_token, vocab[self.cls_token]),
+            trim_offsets=self.trim_offsets, add_prefix_space=self.add_prefix_space,
+        )
+        return backend
+
+    def _update_pipeline_flags(self, backend: Tokenizer) -> None:
+        """Set add_prefix_space/trim_offsets in a loaded pipeline, as transformers does."""
+        pre = json.loads(backend.pre_tokenizer.__getstate__()) if backend.pre_tokenizer is not None else {}
+        if pre.get("type") == "ByteLevel" and pre.get("add_prefix_space") != self.add_prefix_space:
+            pre.pop("type")
+            pre["add_prefix_space"] = self.add_prefix_space
+            backend.pre_tokenizer = pre_tokenizers.ByteLevel(**pre)
+        post = json.loads(backend.post_processor.__getstate__()) if backend.post_processor is not None else {}
+        if post.get("type") == "RobertaProcessing" and (
+            post.get("add_prefix_space") != self.add_prefix_space or post.get("trim_offsets") != self.trim_offsets
+        ):
+            backend.post_processor = processors.RobertaProcessing(
+                sep=tuple(post["sep"]), cls=tuple(post["cls"]),
+                trim_offsets=self.trim_offsets, add_prefix_space=self.add_prefix_space,
+            )
+
+    def _register_special_tokens(self, mask_token: Any) -> None:
+        """Make the special tokens added tokens of the backend (`<mask>` eats the space before it)."""
+        known = {t.content for t in self._backend.get_added_tokens_decoder().values()}
+        new: list[AddedToken] = []
+        for attr in SPECIAL_TOKEN_ATTRIBUTES:
+            content = getattr(self, attr)
+            if content is None or content in known:
+                continue
+            if attr == "mask_token" and isinstance(mask_token, AddedToken):
+                token = mask_token
+            else:
+                token = AddedToken(content, lstrip=attr == "mask_token", rstrip=False, normalized=True, special=True)
+            new.append(token)
+            known.add(content)
+        if new:
+            self._backend.add_special_tokens(new)
+
+    # ---- loading and saving --------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> LEDTokenizerFast:
+        """Load from a folder, or a Hub id (through the Hub cache), holding tokenizer.json or
+        vocab.json + merges.txt; tokenizer_config.json and special_tokens_map.json are read when
+        present. Keyword arguments are constructor arguments (model_max_length=...) or Hub
+        arguments (revision, cache_dir, token, local_files_only, force_download)."""
+        from .loading import resolve_file
+
+        name = os.fspath(name_or_path)
+        # split the keyword arguments into constructor and Hub arguments
+        init_params = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        unknown = set(kwargs) - init_params - set(_HUB_KWARGS)
+        if unknown:
+            raise TypeError(f"from_pretrained got unexpected arguments {sorted(unknown)}")
+        hub = {k: v for k, v in kwargs.items() if k in _HUB_KWARGS}
+        user = {k: v for k, v in kwargs.items() if k in init_params}
+
+        def find(filename: str) -> str | None:
+            return resolve_file(name, filename, required=False, **hub)
+
+        # settings from tokenizer_config.json, then special_tokens_map.json, then the caller
+        config = _read_json(find(CONFIG_FILE))
+        special_map = _read_json(find(SPECIAL_TOKENS_FILE))
+        init: dict[str, Any] = {}
+        for key in ("model_max_length", "add_prefix_space", "trim_offsets", "errors",
+                    "clean_up_tokenization_spaces", "padding_side", "truncation_side"):
+            if config.get(key) is not None:
+                init[key] = config[key]
+        if init.get("model_max_length", 0) > _NO_LIMIT:
+            del init["model_max_length"]  # transformers' "no limit" placeholder: keep LED's 16384
+        for attr in SPECIAL_TOKEN_ATTRIBUTES:
+            value = _token_content(special_map.get(attr, config.get(attr)))
+            if value is not None:
+                init[attr] = value
+        init.update(user)
+
+        # the vocabulary: tokenizer.json, or vocab.json + merges.txt (this class's preferred first)
+        tokenizer_file = vocab_file = merges_file = None
+        if cls._prefer_tokenizer_file:
+            tokenizer_file = find(TOKENIZER_FILE)
+        if tokenizer_file is None:
+            vocab_file, merges_file = find(VOCAB_FILE), find(MERGES_FILE)
+            if (vocab_file is None or merges_file is None) and not cls._prefer_tokenizer_file:
+                tokenizer_file = find(TOKENIZER_FILE)
+        if tokenizer_file is not None:
+            vocab_file = merges_file = None
+        elif vocab_file is None or merges_file is None:
+            present = [f for f, p in ((VOCAB_FILE, vocab_file), (MERGES_FILE, merges_file)) if p]
+            where = f"the folder {name!r}" if os.path.isdir(name) else f"the Hub repo {name!r}"
+            raise CheckpointError(
+                f"no LED tokenizer in {where}: expected {TOKENIZER_FILE}, or both {VOCAB_FILE} and "
+                f"{MERGES_FILE} (found: {', '.join(present) or 'none of them'})"
+            )
+        return cls(vocab_file, merges_file, tokenizer_file, name_or_path=name, **init)
+
+    def save_vocabulary(self, save_directory: str | os.PathLike, filename_prefix: str | None = None) -> tuple[str, str]:
+        """Write vocab.json and merges.txt (named `{prefix}-vocab.json` with a prefix)."""
+        os.makedirs(save_directory, exist_ok=True)
+        files = self._backend.model.save(os.fspath(save_directory), filename_prefix)
+        vocab_path = next(f for f in files if f.endswith(VOCAB_FILE))
+        merges_path = next(f for f in files if f.endswith(MERGES_FILE))
+        return vocab_path, merges_path
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[str, ...]:
+        """Write tokenizer.json, vocab.json, merges.txt, tokenizer_config.json and
+        special_tokens_map.json, a folder transformers' LEDTokenizer(Fast) loads too."""
+        save_directory = os.fspath(save_directory)
+        os.makedirs(save_directory, exist_ok=True)
+        # the backend pipeline and the slow-format vocabulary
+        tokenizer_path = os.path.join(save_directory, TOKENIZER_FILE)
+        self._backend.save(tokenizer_path)
+        vocab_path, merges_path = self.save_vocabulary(save_directory)
+        # special tokens with their flags (transformers reads lstrip of <mask> from here)
+        added = {i: t for i, t in self._backend.get_added_tokens_decoder().items()}
+        flags = {t.content: {"content": t.content, "lstrip": t.lstrip, "normalized": t.normalized,
+                             "rstrip": t.rstrip, "single_word": t.single_word} for t in added.values()}
+        special_map = {attr: flags.get(getattr(self, attr), {"content": getattr(self, attr)})
+                       for attr in SPECIAL_TOKEN_ATTRIBUTES if getattr(self, attr) is not None}
+        config = {
+            "tokenizer_class": "LEDTokenizer",
+            "model_max_length": self.model_max_length,
+            "add_prefix_space": self.add_prefix_space,
+            "trim_offsets": self.trim_offsets,
+            "errors": self.errors,
+            "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
+            "padding_side": self.padding_side,
+            "truncation_side": self.truncation_side,
+            **{attr: getattr(self, attr) for attr in SPECIAL_TOKEN_ATTRIBUTES if getattr(self, attr) is not None},
+            "added_tokens_decoder": {str(i): {**flags[t.content], "special": t.special}
+                                     for i, t in sorted(added.items())},
+        }
+        paths = []
+        for filename, data in ((CONFIG_FILE, config), (SPECIAL_TOKENS_FILE, special_map)):
+            path = os.path.join(save_directory, filename)
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=2, ensure_ascii=False)
+                f.write("\n")
+            paths.append(path)
+        return (paths[0], paths[1], vocab_path, merges_path, tokenizer_path)
+
+    # ---- vocabulary ----------------------------------------------------------------------
+    @property
+    def backend_tokenizer(self) -> Tokenizer:
+        """The underlying `tokenizers.Tokenizer`."""
+        return self._backend
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the BPE vocabulary, without added tokens."""
+        return self._backend.get_vocab_size(with_added_tokens=False)
+
+    def __len__(self) -> int:
+        return self._backend.get_vocab_size(with_added_tokens=True)
+
+    def get_vocab(self) -> dict[str, int]:
+        """Token -> id, added tokens included."""
+        return self._backend.get_vocab(with_added_tokens=True)
+
+    def convert_tokens_to_ids(self, tokens: str | Sequence[str] | None) -> int | list[int] | None:
+        """Id of a token (the unk id when unknown), or ids of a list of tokens."""
+        if tokens is None:
+            return None
+        if isinstance(tokens, str):
+            token_id = self._backend.token_to_id(tokens)
+            return token_id if token_id is not None else self.unk_token_id
+        return [self.convert_tokens_to_ids(t) for t in tokens]
+
+    def convert_ids_to_tokens(self, ids: Any, skip_special_tokens: bool = False) -> str | list[str] | None:
+        """Token of an id (None when out of range), or tokens of a list/tensor of ids."""
+        if isinstance(ids, int) or (hasattr(ids, "ndim") and ids.ndim == 0):
+            return self._backend.id_to_token(int(ids))
+        skip = set(self.all_special_ids) if skip_special_tokens else set()
+        return [self._backend.id_to_token(i) for i in _as_id_list(ids) if i not in skip]
+
+    def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False) -> list[str]:
+        """The BPE tokens of a text (byte-level: a leading space shows as 'Ġ')."""
+        return self(text, pair, add_special_tokens=add_special_tokens, return_attention_mask=False).tokens()
+
+    # ---- special tokens ------------------------------------------------------------------
+    def _token_id(self, token: str | None) -> int | None:
+        return None if token is None else self._backend.token_to_id(token)
+
+    bos_token_id = property(lambda self: self._token_id(self.bos_token), doc="Id of `<s>`.")
+    eos_token_id = property(lambda self: self._token_id(self.eos_token), doc="Id of `</s>`.")
+    sep_token_id = property(lambda self: self._token_id(self.sep_token), doc="Id of the separator `</s>`.")
+    cls_token_id = property(lambda self: self._token_id(self.cls_token), doc="Id of the first token `<s>`.")
+    unk_token_id = property(lambda self: self._token_id(self.unk_token), doc="Id of `<unk>`.")
+    pad_token_id = property(lambda self: self._token_id(self.pad_token), doc="Id of `<pad>`.")
+    mask_token_id = property(lambda self: self._token_id(self.mask_token), doc="Id of `<mask>`.")
+
+    @property
+    def special_tokens_map(self) -> dict[str, str]:
+        """Attribute name -> special token text."""
+        return {a: getattr(self, a) for a in SPECIAL_TOKEN_ATTRIBUTES if getattr(self, a) is not None}
+
+    @property
+    def all_special_tokens(self) -> list[str]:
+        """The distinct special tokens, in transformers' order (bos, eos, unk, sep, pad, cls, mask)."""
+        return list(dict.fromkeys(self.special_tokens_map.values()))
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        """Ids of `all_special_tokens`."""
+        return [self._token_id(t) for t in self.all_special_tokens]
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        """2 for one text (`<s> A </s>`), 4 for a pair (`<s> A </s></s> B </s>`)."""
+        return 4 if pair else 2
+
+    def build_inputs_with_special_tokens(self, token_ids_0: list[int],
+                                         token_ids_1: list[int] | None = None) -> list[int]:
+        """`<s> A </s>` or `<s> A </s></s> B </s>`."""
+        cls, sep = [self.cls_token_id], [self.sep_token_id]
+        if token_ids_1 is None:
+            return cls + list(token_ids_0) + sep
+        return cls + list(token_ids_0) + sep + sep + list(token_ids_1) + sep
+
+    def get_special_tokens_mask(self, token_ids_0: list[int], token_ids_1: list[int] | None = None,
+                                already_has_special_tokens: bool = False) -> list[int]:
+        """1 for special tokens, 0 for text tokens: of the sequence that
+        `build_inputs_with_special_tokens` would build, or of ids that already hold them."""
+        if already_has_special_tokens:
+            if token_ids_1 is not None:
+                raise InputError("give one sequence when it is already formatted with special tokens")
+            special = set(self.all_special_ids)
+            return [1 if i in special else 0 for i in token_ids_0]
+        if token_ids_1 is None:
+            return [1] + [0] * len(token_ids_0) + [1]
+        return [1] + [0] * len(token_ids_0) + [1, 1] + [0] * len(token_ids_1) + [1]
+
+    def create_token_type_ids_from_sequences(self, token_ids_0: list[int],
+                                             token_ids_1: list[int] | None = None) -> list[int]:
+        """LED has no token types: zeros, as long as the sequence with special tokens."""
+        return [0] * len(self.build_inputs_with_special_tokens(token_ids_0, token_ids_1))
+
+    # ---- encoding ------------------------------------------------------------------------
+    def __call__(
+        self,
+        text: str | Sequence[str] | Sequence[tuple[str, str]],
+        text_pair: str | Sequence[str] | None = None,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        verbose: bool = True,
+    ) -> BatchEncoding:
+        """Encode a text, a pair (question, context), or a batch (list) of either.
+
+        Arguments mean what they mean in transformers. `truncation=None` with a `max_length` and
+        no padding truncates 'longest_first', as transformers does.
+        """
+        # inputs as a list of str / (str, str), and whether the caller gave a batch
+        inputs, is_batched = self._normalize_inputs(text, text_pair)
+
+        # padding/truncation strategies and the lengths they work to
+        pad, trunc, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of, verbose)
+
+        # encode, truncate and add special tokens, one row per sequence
+        rows = self._encode_rows(inputs, add_special_tokens, trunc, max_length)
+
+        # pad the batch
+        side = padding_side or self.padding_side
+        target = self._padded_length([len(r.input_ids) for r in rows], pad, max_length, pad_to_multiple_of)
+        for row in rows:
+            row.pad(target or 0, side, self.pad_token_id, self.pad_token)
+
+        # report sequences longer than the model takes (transformers warns the same way, once)
+        over = max((r.over_limit for r in rows), default=0)
+        if verbose and over and "over_limit" not in self._warned:
+            self._warned.add("over_limit")
+            logger.warning(
+                "Token indices sequence length is longer than the specified maximum sequence length for this "
+                f"model ({self.model_max_length + over} > {self.model_max_length}). Running this sequence "
+                "through the model will result in indexing errors"
+            )
+
+        # the requested outputs
+        data: dict[str, list] = {"input_ids": [r.input_ids for r in rows]}
+        if return_token_type_ids:
+            data["token_type_ids"] = [[0] * len(r.input_ids) for r in rows]
+        if return_attention_mask is None or return_attention_mask:
+            data["attention_mask"] = [r.attention_mask for r in rows]
+        if return_special_tokens_mask:
+            data["special_tokens_mask"] = [r.special_tokens_mask for r in rows]
+        if return_offsets_mapping:
+            data["offset_mapping"] = [r.offsets for r in rows]
+        if not is_batched and return_tensors is None:
+            data = {k: v[0] for k, v in data.items()}
+        return BatchEncoding(data, rows=rows, is_batched=is_batched, tensor_type=return_tensors)
+
+    def encode(self, text: str, text_pair: str | None = None, **kwargs: Any) -> Any:
+        """The input ids of one text or pair (a list, or a (1, L) tensor with return_tensors)."""
+        return self(text, text_pair, **kwargs)["input_ids"]
+
+    def _normalize_inputs(self, text: Any, text_pair: Any) -> tuple[list[str | tuple[str, str]], bool]:
+        """A list of str / (str, str) inputs, and whether the call was batched."""
+        def is_pair(x: Any) -> bool:
+            return isinstance(x, (tuple, list)) and len(x) == 2 and all(isinstance(s, str) for s in x)
+
+        if isinstance(text, str):
+            if text_pair is not None and not isinstance(text_pair, str):
+                raise InputError("text is one string, so text_pair must be one string too")
+            return [text if text_pair is None else (text, text_pair)], False
+        if not isinstance(text, (list, tuple)):
+            raise InputError(
+                "text must be a string, a list of strings, or a list of (text, text_pair) pairs; "
+                f"got {type(text).__name__}"
+            )
+        if text_pair is not None:
+            if not isinstance(text_pair, (list, tuple)) or len(text_pair) != len(text):
+                raise InputError("text_pair must be a list as long as text when text is a list")
+            items: list[Any] = list(zip(text, text_pair))
+        else:
+            items = [tuple(t) if is_pair(t) else t for t in text]
+        for i, item in enumerate(items):
+            if not (isinstance(item, str) or is_pair(item)):
+                raise InputError(f"batch item {i} is {item!r}: expected a string or a (text, text_pair) pair")
+        return items, True
+
+    def _strategies(self, padding, truncation, max_length, pad_to_multiple_of, verbose):
+        """transformers' rules turning padding/truncation/max_length into strategies and a length."""
+        # a max_length with neither padding nor truncation set means "truncate longest_first"
+        if max_length is not None and padding is False and truncation is None:
+            if verbose and "implicit_truncation" not in self._warned:
+                self._warned.add("implicit_truncation")
+                logger.warning("max_length is given without truncation=...: truncating 'longest_first'; "
+                               "pass truncation=True to say so")
+            truncation = "longest_first"
+        pad, trunc = _padding_strategy(padding), _truncation_strategy(truncation)
+        # padding to / truncating at "max_length" without one uses the model's limit
+        if max_length is None and (pad == "max_length" or trunc is not None):
+            if self.model_max_length > _NO_LIMIT:
+                pad = None if pad == "max_length" else pad
+                trunc = None
+            else:
+                max_length = self.model_max_length
+        if trunc and pad and pad_to_multiple_of and max_length is not None and max_length % pad_to_multiple_of:
+            raise InputError(
+                f"Truncation and padding are both activated but truncation length ({max_length}) is not a "
+                f"multiple of pad_to_multiple_of ({pad_to_multiple_of})."
+            )
+        return pad, trunc, max_length
+
+    def _encode_rows(self, inputs: list, add_special_tokens: bool, trunc: str | None,
+                     max_length: int | None) -> list[_Row]:
+        """Tokenize every input, truncate it, and add the special tokens."""
+        # the slow tokenizer puts its prefix space in front of each text itself (offsets move back by it)
+        shifts = [(0, 0)] * len(inputs)
+        if self._prefix_space_per_text and self.add_prefix_space:
+            def prefixed(t: str) -> str:
+                return " " + t if t and not t[0].isspace() else t
+
+            shifts = [tuple(int(prefixed(t) != t) for t in ((x,) if isinstance(x, str) else x)) for x in inputs]
+            inputs = [prefixed(x) if isinstance(x, str) else (prefixed(x[0]), prefixed(x[1])) for x in inputs]
+        encodings = self._encoder.encode_batch(inputs, add_special_tokens=False)
+
+        # the fast tokenizer shows an added token as it was written (" <mask>"), the slow one as in the vocabulary
+        vocab_token = self._backend.id_to_token
+        rows = []
+        for item, enc, shift_of in zip(inputs, encodings, shifts):
+            # read each field of the encoding once (every access copies it out of Rust)
+            ids, offsets, word_ids = enc.ids, enc.offsets, enc.word_ids
+            tokens = enc.tokens if self.is_fast else [vocab_token(i) for i in ids]
+            # split it into the tokens of the first and of the second text (they follow each other)
+            pair = not isinstance(item, str)
+            n_first = enc.sequence_ids.count(0) if pair else len(ids)
+            bounds = [(0, n_first), (n_first, len(ids))] if pair else [(0, len(ids))]
+            segments = []
+            for (start, end), shift in zip(bounds, shift_of):
+                segments.append({
+                    "ids": ids[start:end],
+                    "tokens": tokens[start:end],
+                    "offsets": [(max(a - shift, 0), max(b - shift, 0)) for a, b in offsets[start:end]],
+                    "word_ids": word_ids[start:end],
+                })
+            # truncation
+            n_special = self.num_special_tokens_to_add(pair) if add_special_tokens else 0
+            lengths = [len(s["ids"]) for s in segments]
+            keep = self._kept_lengths(lengths, trunc, max_length, n_special)
+            for s, k, n in zip(segments, keep, lengths):
+                if k < n:
+                    cut = slice(0, k) if self.truncation_side == "right" else slice(n - k, n)
+                    for key in s:
+                        s[key] = s[key][cut]
+            rows.append(self._assemble(segments, add_special_tokens, sum(lengths) - sum(keep)))
+        return rows
+
+    def _kept_lengths(self, lengths: list[int], trunc: str | None, max_length: int | None,
+                      n_special: int) -> list[int]:
+        """How many tokens of each text truncation keeps."""
+        total = sum(lengths) + n_special
+        if trunc is None or max_length is None or total <= max_length:
+            return list(lengths)
+        to_remove = total - max_length
+        n1, n2 = lengths[0], (lengths[1] if len(lengths) > 1 else None)
+        if self._backend_truncation:
+            keep = _truncate_like_tokenizers(n1, n2, trunc, max_length - n_special, to_remove)
+        else:
+            keep = _truncate_like_transformers(n1, n2, trunc, to_remove)
+        return [k for k in keep if k is not None]
+
+    def _assemble(self, segments: list[dict], add_special_tokens: bool, num_truncated: int) -> _Row:
+        """One row from its text segments, with `<s> A </s>` / `<s> A </s></s> B </s>` around them."""
+        row = _Row([], [], [], [], [], [], num_truncated=num_truncated)
+
+        def put(ids, tokens, offsets, word_ids, seq_id, special):
+            row.input_ids += ids
+            row.tokens += tokens
+            row.offsets += offsets
+            row.word_ids += word_ids
+            row.sequence_ids += [seq_id] * len(ids)
+            row.special_tokens_mask += [int(special)] * len(ids)
+
+        def put_special(token: str, token_id: int):
+            put([token_id], [token], [(0, 0)], [None], None, True)
+
+        for s, segment in enumerate(segments):
+            if add_special_tokens:
+                if s == 0:
+                    put_special(self.cls_token, self.cls_token_id)
+                else:  # `</s></s>` between the two texts
+                    put_special(self.sep_token, self.sep_token_id)
+            put(segment["ids"], segment["tokens"], segment["offsets"], segment["word_ids"], s, False)
+            if add_special_tokens:
+                put_special(self.sep_token, self.sep_token_id)
+        row.over_limit = max(len(row.input_ids) - self.model_max_length, 0)
+        return row
+
+    # ---- padding -------------------------------------------------------------------------
+    @staticmethod
+    def _padded_length(lengths: list[int], pad: str | None, max_length: int | None,
+                       pad_to_multiple_of: int | None) -> int | None:
+        """The length a batch is padded to (None: no padding)."""
+        if pad is None or not lengths:
+            return None
+        target = max(lengths) if pad == "longest" or max_length is None else max_length
+        return _round_up(target, pad_to_multiple_of)
+
+    def pad(
+        self,
+        encoded_inputs: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        padding: bool | str = True,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = None,
+    ) -> BatchEncoding:
+        """Pad encodings (a list of dicts, or a dict of lists) to one length.
+
+        Pads input_ids with `<pad>`, attention_mask/token_type_ids with 0, special_tokens_mask
+        with 1, offset_mapping with (0, 0) and `global_attention_mask` with 0 (transformers: -1;
+        LED reads both as local attention). Other keys are left as they are.
+        """
+        # a dict of per-sequence lists (batched) from whatever was given
+        if isinstance(encoded_inputs, Mapping):
+            batch = {k: v.tolist() if hasattr(v, "tolist") else v for k, v in encoded_inputs.items()}
+            if "input_ids" not in batch:
+                raise InputError(f"pad() needs input_ids; got keys {sorted(batch)}")
+            is_batched = bool(batch["input_ids"]) and isinstance(batch["input_ids"][0], (list, tuple))
+            if not is_batched:
+                batch = {k: [v] for k, v in batch.items()}
+        elif isinstance(encoded_inputs, Sequence) and all(isinstance(e, Mapping) for e in encoded_inputs):
+            if not encoded_inputs or any("input_ids" not in e for e in encoded_inputs):
+                raise InputError("pad() needs a non-empty list of encodings that all have input_ids")
+            keys = list(encoded_inputs[0].keys())
+            batch = {k: [e[k].tolist() if hasattr(e[k], "tolist") else e[k] for e in encoded_inputs] for k in keys}
+            is_batched = True
+        else:
+            raise InputError("pad() takes a dict of lists (e.g. a BatchEncoding) or a list of such dicts")
+        batch = {k: [list(row) for row in v] if k in _PAD_VALUES or k == "input_ids" else v for k, v in batch.items()}
+
+        # the attention mask is made when missing
+        if (return_attention_mask is None or return_attention_mask) and "attention_mask" not in batch:
+            batch["attention_mask"] = [[1] * len(ids) for ids in batch["input_ids"]]
+
+        # the target length
+        pad = _padding_strategy(padding)
+        if pad == "max_length" and max_length is None:
+            max_length = self.model_max_length
+        target = self._padded_length([len(ids) for ids in batch["input_ids"]], pad, max_length, pad_to_multiple_of)
+
+        # pad each known per-token key
+        side = padding_side or self.padding_side
+        if target is not None:
+            fills = {"input_ids": self.pad_token_id, **_PAD_VALUES}
+            for key, value in fills.items():
+                if key not in batch:
+                    continue
+                for i, row in enumerate(batch[key]):
+                    n = target - len(row)
+                    if n > 0:
+                        batch[key][i] = row + [value] * n if side == "right" else [value] * n + row
+        if return_attention_mask is False:
+            batch.pop("attention_mask", None)
+        if not is_batched and return_tensors is None:
+            batch = {k: v[0] for k, v in batch.items()}
+        return BatchEncoding(batch, is_batched=is_batched, tensor_type=return_tensors)
+
+    def pad_global_attention_mask(self, masks: Any, length: int | None = None,
+                                  pad_to_multiple_of: int | None = None, padding_side: str | None = None) -> Any:
+        """Pad global attention masks (lists, or a (B, L) tensor) with 0 to `length` (default:
+        the longest), rounded up to `pad_to_multiple_of`; returns the same kind it was given."""
+        tensor = masks if hasattr(masks, "tolist") and hasattr(masks, "dim") else None
+        rows = masks.tolist() if hasattr(masks, "tolist") else [list(m) for m in masks]
+        single = bool(rows) and not isinstance(rows[0], list)
+        rows = [rows] if single else rows
+        target = _round_up(length if length is not None else max((len(r) for r in rows), default=0), pad_to_multiple_of)
+        side = padding_side or self.padding_side
+        padded = [r + [0] * (target - len(r)) if side == "right" else [0] * (target - len(r)) + r for r in rows]
+        padded = padded[0] if single else padded
+        if tensor is not None:
+            import torch
+
+            return torch.tensor(padded, dtype=tensor.dtype, device=tensor.device)
+        return padded
+
+    # ---- decoding ------------------------------------------------------------------------
+    def decode(self, token_ids: Any, skip_special_tokens: bool = False,
+               clean_up_tokenization_spaces: bool | None = None) -> str:
+        """The text of a sequence of ids (a list, an int, or a 1-D tensor/array)."""
+        ids = _as_id_list(token_ids)
+        # ids must be in the vocabulary (e.g. -100 label padding is not)
+        size = len(self)
+        bad = [i for i in ids if not 0 <= i < size]
+        if bad:
+            raise InputError(f"cannot decode ids outside the vocabulary (0..{size - 1}): {bad[:10]}")
+        # transformers' fast tokenizer always replaces bad UTF-8; the slow one follows `errors`
+        if self.errors == "replace" or self.is_fast:
+            text = self._backend.decode(ids, skip_special_tokens=skip_special_tokens)
+        else:
+            text = self._decode_bytes(ids, skip_special_tokens)
+        clean = clean_up_tokenization_spaces
+        if clean is None:
+            clean = self.clean_up_tokenization_spaces
+        return clean_up_tokenization(text) if clean else text
+
+    def _decode_bytes(self, ids: list[int], skip_special_tokens: bool) -> str:
+        """Decode with `self.errors` as the UTF-8 error handler (the backend always replaces)."""
+        data = bytearray()
+        for token in self.convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens):
+            if all(c in _BYTE_OF_CHAR for c in token):
+                data += bytes(_BYTE_OF_CHAR[c] for c in token)
+            else:  # an added token that is not byte-level text
+                data += token.encode("utf-8")
+        return data.decode("utf-8", errors=self.errors)
+
+    def batch_decode(self, sequences: Any, skip_special_tokens: bool = False,
+                     clean_up_tokenization_spaces: bool | None = None) -> list[str]:
+        """`decode` for each sequence of a batch (a list of lists, or a 2-D tensor/array)."""
+        if hasattr(sequences, "tolist"):
+            sequences = sequences.tolist()
+        return [self.decode(s, skip_special_tokens, clean_up_tokenization_spaces) for s in sequences]
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
+                f"model_max_length={self.model_max_length}, add_prefix_space={self.add_prefix_space}, "
+                f"padding_side={self.padding_side!r})")
+
+
+class LEDTokenizer(LEDTokenizerFast):
+    """LED tokenizer that matches transformers' (Python) LEDTokenizer.
+
+    Same implementation as LEDTokenizerFast; it differs only where transformers' two classes
+    do (see the module docstring): truncation at its edges and add_prefix_space.
+    """
+
+    is_fast = False
+    _backend_truncation = False
+    _prefix_space_per_text = True
+    _prefer_tokenizer_file = False
+
+
+# ---- truncation rules ----------------------------------------------------------------------
+
+def _truncate_like_tokenizers(n1: int, n2: int | None, strategy: str, budget: int,
+                              to_remove: int) -> tuple[int, int | None]:
+    """Kept lengths as the `tokenizers` library truncates (transformers' fast tokenizers)."""
+    # a max_length below the special-token count leaves the input as it is
+    if budget < 0:
+        return n1, n2
+    # no room at all empties every text, whatever the strategy
+    if budget == 0:
+        return 0, (None if n2 is None else 0)
+    if n2 is None:
+        if strategy == "only_second":
+            raise InputError("truncation='only_second' needs a text pair; this input is a single text")
+        if strategy == "only_first" and n1 <= to_remove:
+            raise InputError(_too_short("first", n1, to_remove))
+        return min(n1, budget), None
+    if strategy == "longest_first":
+        # the shorter text keeps all it can up to half the budget, the longer one the rest
+        short, long_ = min(n1, n2), max(n1, n2)
+        long_keep = short if short > budget else max(short, budget - short)
+        short_keep = short
+        if short_keep + long_keep > budget:
+            short_keep, long_keep = budget // 2, budget - budget // 2
+        short_keep, long_keep = min(short_keep, short), min(long_keep, long_)
+        return (short_keep, long_keep) if n1 <= n2 else (long_keep, short_keep)
+    # only_first / only_second: cut the one text, which must be long enough
+    which, n = ("first", n1) if strategy == "only_first" else ("second", n2)
+    if n <= to_remove:
+        raise InputError(_too_short(which, n, to_remove))
+    return (n1 - to_remove, n2) if strategy == "only_first" else (n1, n2 - to_remove)
+
+
+def _truncate_like_transformers(n1: int, n2: int | None, strategy: str, to_remove: int) -> tuple[int, int | None]:
+    """Kept lengths as transformers' Python tokenizers truncate (errors are logged, not raised)."""
+    if strategy == "only_first" or (strategy == "longest_first" and n2 is None):
+        if n1 > to_remove:
+            return n1 - to_remove, n2
+        logger.error(_too_short("first", n1, to_remove))
+        return n1, n2
+    if strategy == "longest_first":
+        # first make the longer text as short as the other, then cut both, the first less
+        first_remove = min(abs(n1 - n2), to_remove)
+        second_remove = to_remove - first_remove
+        if n1 > n2:
+            r1, r2 = first_remove + second_remove // 2, second_remove - second_remove // 2
+        else:
+            r1, r2 = second_remove // 2, first_remove + second_remove - second_remove // 2
+        return max(n1 - r1, 0), max(n2 - r2, 0)
+    # only_second: ignored for a single text; the second text must be long enough
+    if n2 is None:
+        return n1, n2
+    if n2 > to_remove:
+        return n1, n2 - to_remove
+    logger.error(_too_short("second", n2, to_remove))
+    return n1, n2
+
+
+def _too_short(which: str, length: int, to_remove: int) -> str:
+    """The message for a text too short to truncate by the needed amount."""
+    return (f"truncation must remove {to_remove} tokens but the {which} text has only {length}: "
+            "use another truncation strategy (e.g. 'longest_first') or a larger max_length")
+
+
+# ---- training ----------------------------------------------------------------------------
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, save_dir: str | os.PathLike | None = None,
+                        min_frequency: int = 2, model_max_length: int = LED_MODEL_MAX_LENGTH) -> LEDTokenizerFast:
+    """Train a byte-level BPE vocabulary with LED's layout of special tokens.
+
+    `<s>`=0, `<pad>`=1, `</s>`=2, `<unk>`=3, then the 256 byte symbols and the learnt merges,
+    and `<mask>` as the last id (`vocab_size - 1` when the corpus is large enough to fill the
+    vocabulary). Saves the tokenizer to `save_dir` when given.
+    """
+    # the vocabulary needs room for the byte alphabet and the five special tokens
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    if vocab_size < len(alphabet) + len(LED_LEADING_TOKENS) + 1:
+        raise InputError(f"vocab_size must be at least {len(alphabet) + len(LED_LEADING_TOKENS) + 1} "
+                         f"(256 byte symbols and 5 special tokens), got {vocab_size}")
+
+    # train everything but <mask> with a RoBERTa-style pre-tokenizer
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size - 1, min_frequency=min_frequency,
+                                  special_tokens=list(LED_LEADING_TOKENS), initial_alphabet=alphabet,
+                                  show_progress=False)
+    backend.train_from_iterator(texts, trainer)
+
+    # <mask> goes into the BPE vocabulary itself, after every learnt token
+    model = json.loads(backend.to_str())["model"]
+    vocab = dict(model["vocab"])
+    vocab[MASK_TOKEN] = len(vocab)
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    bpe = models.BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="",
+                     end_of_word_suffix="", fuse_unk=False)
+
+    # the LED pipeline around it
+    full = Tokenizer(bpe)
+    full.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    full.decoder = decoders.ByteLevel()
+    full.post_processor = processors.RobertaProcessing(sep=("</s>", vocab["</s>"]), cls=("<s>", vocab["<s>"]),
+                                                       trim_offsets=True, add_prefix_space=False)
+    tokenizer = LEDTokenizerFast(tokenizer_object=full, model_max_length=model_max_length)
+    if save_dir is not None:
+        tokenizer.save_pretrained(save_dir)
+        tokenizer.name_or_path = os.fspath(save_dir)
+    return tokenizer
+
+
+__all__ = ["BatchEncoding", "LEDTokenizer", "LEDTokenizerFast", "clean_up_tokenization", "train_bpe_tokenizer"]
