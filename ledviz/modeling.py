@@ -193,12 +193,16 @@ class LEDEncoderSelfAttention(nn.Module):
         layout: GlobalLayout,
         layer_head_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
+        probs_dtype: torch.dtype | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """hidden_states (B, L, D), L padded to a multiple of the window.
 
         Returns the attention output (B, L, D), the local probabilities (B, H, L, x + 2w + 1) and
         the global probabilities (B, H, x, L) (these two only with output_attentions).
+        Without autograd the blocked path runs head group by head group (see _forward_fast).
         """
+        if self.impl == "blocked" and not (torch.is_grad_enabled() and hidden_states.requires_grad):
+            return self._forward_fast(hidden_states, layout, layer_head_mask, output_attentions, probs_dtype)
         B, L, D = hidden_states.shape
         w, x = self.one_sided_attn_window_size, layout.num_global
         neg = torch.finfo(hidden_states.dtype).min
@@ -244,7 +248,68 @@ class LEDEncoderSelfAttention(nn.Module):
         out = out.transpose(1, 2).reshape(B, L, D)
         if not output_attentions:
             return out, None, None
-        return out, probs, global_probs
+        return out, probs.to(probs_dtype or probs.dtype), global_probs
+
+    def _forward_fast(self, hidden_states, layout, layer_head_mask, output_attentions, probs_dtype):
+        """Inference path of the blocked band: the same numbers, a fraction of the memory.
+
+        Heads are processed a group at a time, so the block scores (c x (c + 2w) per query block)
+        and the probabilities of only that group exist at once; the probabilities are written once
+        into the output tensor, in `probs_dtype`.
+        """
+        B, L, D = hidden_states.shape
+        H, hd, w, x = self.num_heads, self.head_dim, self.one_sided_attn_window_size, layout.num_global
+        c = self._block()
+        Lb = -(-L // c) * c  # rows rounded up to whole blocks
+        nb, span = Lb // c, 2 * w + 1
+        dtype = hidden_states.dtype
+        neg = torch.finfo(dtype).min
+        q = self._heads(self.query(hidden_states).div_(math.sqrt(self.head_dim)))  # (B, H, L, hd)
+        k = self._heads(self.key(hidden_states))
+        v = self._heads(self.value(hidden_states))
+        q_blocks = _pad_seq(q, 0, Lb - L).reshape(B, H, nb, c, hd)
+        k_spans, v_spans = _block_spans(k, w, c, Lb), _block_spans(v, w, c, Lb)  # (B, H, nb, c + 2w, hd)
+        drop = F.pad(_window_key_mask(layout, w), (0, 0, 0, Lb - L), value=True).view(B, 1, nb, c, span)
+        if x:
+            k_glob, v_glob = _gather_positions(k, layout.global_index), _gather_positions(v, layout.global_index)
+            glob_invalid = ~layout.global_valid[:, None, None, :]
+        pad_b, pad_i = layout.is_padding.nonzero(as_tuple=True)
+        glob_b, glob_i = layout.is_global.nonzero(as_tuple=True)
+        out = hidden_states.new_empty(B, H, L, hd)
+        probs_out = hidden_states.new_empty(B, H, L, x + span, dtype=probs_dtype or dtype) if output_attentions else None
+        # heads per group: keep one group's block scores under ~128 MB
+        group = max(1, min(H, (128 << 20) // max(1, B * Lb * (c + 2 * w) * 4)))
+        for h0 in range(0, H, group):
+            hs = slice(h0, min(H, h0 + group))
+            g = hs.stop - hs.start
+            blocks = q_blocks[:, hs] @ k_spans[:, hs].transpose(-1, -2)  # (B, g, nb, c, c + 2w)
+            band = torch.where(drop, neg, _diagonals(blocks, w)).view(B, g, Lb, span)[:, :, :L]
+            if x:
+                glob = (q[:, hs] @ k_glob[:, hs].transpose(-1, -2)).masked_fill_(glob_invalid, neg)  # (B, g, L, x)
+                band = torch.cat([glob, band], dim=-1)
+            probs = torch.softmax(band, dim=-1, dtype=torch.float32)  # (B, g, L, x + 2w + 1)
+            if layer_head_mask is not None:
+                probs.mul_(layer_head_mask[hs].view(1, -1, 1, 1))
+            if len(pad_b):
+                probs[pad_b, :, pad_i] = 0.0
+            probs = probs.to(dtype)
+            # output of the local rows: band probabilities back into the blocks, times the value spans
+            blocks.zero_()
+            band_probs = _pad_seq(probs[..., x:], 0, Lb - L) if Lb > L else probs[..., x:]
+            _diagonals(blocks, w).copy_(band_probs.reshape(B, g, nb, c, span))
+            o = (blocks @ v_spans[:, hs]).view(B, g, Lb, hd)[:, :, :L]
+            if x:
+                o = o + probs[..., :x] @ v_glob[:, hs]
+            out[:, hs] = o
+            if output_attentions:
+                if len(glob_b):
+                    probs[glob_b, :, glob_i] = 0.0  # rows of global queries live in the global probabilities
+                probs_out[:, hs] = probs
+        global_probs = None
+        if x:
+            out, global_probs = self._global_rows(hidden_states, out, layout, layer_head_mask)
+        out = out.transpose(1, 2).reshape(B, L, D)
+        return out, probs_out, global_probs
 
     def _global_rows(
         self, hidden_states: torch.Tensor, out: torch.Tensor, layout: GlobalLayout, layer_head_mask: torch.Tensor | None
@@ -279,8 +344,9 @@ class LEDEncoderAttention(nn.Module):
         self.longformer_self_attn = LEDEncoderSelfAttention(config, layer_id)
         self.output = nn.Linear(config.d_model, config.d_model)
 
-    def forward(self, hidden_states, layout, layer_head_mask=None, output_attentions=False):
-        out, local_probs, global_probs = self.longformer_self_attn(hidden_states, layout, layer_head_mask, output_attentions)
+    def forward(self, hidden_states, layout, layer_head_mask=None, output_attentions=False, probs_dtype=None):
+        out, local_probs, global_probs = self.longformer_self_attn(
+            hidden_states, layout, layer_head_mask, output_attentions, probs_dtype)
         return self.output(out), local_probs, global_probs
 
 
@@ -351,10 +417,11 @@ class LEDEncoderLayer(nn.Module):
         self.dropout, self.activation_dropout = config.dropout, config.activation_dropout
         self.activation_fn = get_activation(config.activation_function)
 
-    def forward(self, hidden_states, layout, layer_head_mask=None, output_attentions=False):
+    def forward(self, hidden_states, layout, layer_head_mask=None, output_attentions=False, probs_dtype=None):
         # attention block (post-LayerNorm)
         residual = hidden_states
-        h, local_probs, global_probs = self.self_attn(hidden_states, layout, layer_head_mask, output_attentions)
+        h, local_probs, global_probs = self.self_attn(hidden_states, layout, layer_head_mask, output_attentions,
+                                                      probs_dtype)
         h = residual + F.dropout(h, p=self.dropout, training=self.training)
         h = self.self_attn_layer_norm(h)
         # feed-forward block
@@ -531,17 +598,17 @@ class LEDEncoder(LEDPreTrainedModel):
                 layer_mask = head_mask[idx] if head_mask is not None else None
                 keep_this = want_probs and (attention_layers is None or idx in attention_layers)
                 if self.gradient_checkpointing and self.training:
-                    h, local_probs, global_probs = checkpoint(layer, h, layout, layer_mask, keep_this, use_reentrant=False)
+                    h, local_probs, global_probs = checkpoint(layer, h, layout, layer_mask, keep_this, attention_dtype,
+                                                              use_reentrant=False)
                 else:
-                    h, local_probs, global_probs = layer(h, layout, layer_mask, keep_this)
+                    h, local_probs, global_probs = layer(h, layout, layer_mask, keep_this, attention_dtype)
             # trim padding and put the global probabilities as (B, H, N, x)
             if local_probs is not None:
                 local_probs = local_probs[:, :, :N]
                 if global_probs is not None:
                     global_probs = global_probs.transpose(2, 3)[:, :, :N]
-                if attention_dtype is not None:
-                    local_probs = local_probs.to(attention_dtype)
-                    global_probs = global_probs.to(attention_dtype) if global_probs is not None else None
+                if attention_dtype is not None and global_probs is not None:
+                    global_probs = global_probs.to(attention_dtype)
                 if attention_sink is not None:
                     attention_sink(idx, local_probs, global_probs)
             if output_attentions:

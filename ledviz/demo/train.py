@@ -230,11 +230,26 @@ def build_model(args, vocab_size: int):
         encoder_layers=args.layers, decoder_layers=args.decoder_layers or args.layers,
         encoder_attention_heads=args.heads, decoder_attention_heads=args.heads,
         encoder_ffn_dim=args.ffn, decoder_ffn_dim=args.ffn, attention_window=windows,
-        max_encoder_position_embeddings=math.ceil(args.max_tokens / w) * w,
+        max_encoder_position_embeddings=math.ceil(max(args.max_tokens, args.position_table or 0) / w) * w,
         max_decoder_position_embeddings=128, dropout=args.dropout, attention_dropout=0.0,
         pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2,
     )
-    return LEDForConditionalGeneration(config)
+    model = LEDForConditionalGeneration(config)
+    if args.sinusoidal_positions:
+        with torch.no_grad():
+            for table in (model.led.encoder.embed_positions, model.led.decoder.embed_positions):
+                table.weight.copy_(sinusoids(*table.weight.shape))
+    return model
+
+
+def sinusoids(n: int, d: int) -> torch.Tensor:
+    """(n, d) sine/cosine position codes (Vaswani et al.), scaled to the embeddings' size."""
+    pos = torch.arange(n, dtype=torch.float32)[:, None]
+    freq = torch.exp(-math.log(10000.0) * torch.arange(0, d, 2, dtype=torch.float32) / d)
+    table = torch.zeros(n, d)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: d // 2])
+    return table * 0.1
 
 
 def save_checkpoint(model, codec: Codec, out: str, info: dict) -> None:
@@ -264,6 +279,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ffn", type=int, default=1024)
     p.add_argument("--windows", default="32,64,64,128", help="attention window per encoder layer (comma list)")
     p.add_argument("--max-tokens", type=int, default=4096, help="longest input, specials included")
+    p.add_argument("--position-table", type=int, default=None,
+                   help="encoder positions to allocate (default --max-tokens); with --sinusoidal-positions, "
+                        "longer than the training documents")
+    p.add_argument("--sinusoidal-positions", action=argparse.BooleanOptionalAction, default=True,
+                   help="start the (learned) position tables as sine/cosine codes and keep them frozen, so "
+                        "positions past the training lengths still mean something")
     p.add_argument("--min-tokens", type=int, default=500, help="shortest document")
     p.add_argument("--curriculum", type=float, default=0.3,
                    help="fraction of the steps over which the longest document grows to --max-tokens (0: off)")
@@ -356,8 +377,11 @@ def main(argv=None) -> dict:
     print(f"model: {n_params / 1e6:.2f}M parameters, windows {model.config.attention_windows()}, "
           f"device {device}", flush=True)
 
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    if args.sinusoidal_positions:  # frozen: the codes must stay what they are for unseen lengths
+        model.led.encoder.embed_positions.weight.requires_grad_(False)
+        model.led.decoder.embed_positions.weight.requires_grad_(False)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and p.requires_grad]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 and p.requires_grad]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
 

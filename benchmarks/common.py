@@ -1,0 +1,80 @@
+"""Helpers shared by the benchmarks: an LED-base-shaped model in both implementations, timing, memory."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+LED_BASE = dict(
+    vocab_size=50265, d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,
+    decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072, attention_window=1024,
+    max_encoder_position_embeddings=16384, max_decoder_position_embeddings=1024, dropout=0.1,
+)
+
+
+def led_base_pair(cls_name: str = "LEDForConditionalGeneration", **overrides):
+    """(transformers model, our model) with the same random weights, both in eval mode."""
+    import transformers
+
+    import ledviz
+
+    torch.manual_seed(0)
+    theirs = getattr(transformers, cls_name)(transformers.LEDConfig(**{**LED_BASE, **overrides})).eval()
+    with tempfile.TemporaryDirectory() as d:
+        theirs.save_pretrained(d)
+        ours = getattr(ledviz, cls_name).from_pretrained(d)
+    return theirs, ours
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process now."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakMemory:
+    """Peak resident memory above the level at entry, sampled every few milliseconds."""
+
+    def __init__(self, interval: float = 0.002):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes() - self.base)
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.base = rss_bytes()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes() - self.base)
+
+
+def timed(fn, repeats: int = 1):
+    """(best seconds, result) of `repeats` calls."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, result
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    """A plain Markdown table."""
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        out.append("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |")
+    return "\n".join(out)
