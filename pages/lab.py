@@ -1,0 +1,347 @@
+"""Global-attention lab: one document under two to four global-attention choices, side by side.
+
+Outputs and their log-likelihoods (each under its own setting, and the reference setting's output
+scored under every setting, which is the comparable number), time and memory, and how far each
+setting's encoder attention is from the reference's: per layer, and as a binned difference map for
+the layers and heads chosen in the sidebar. The numbers come from `ledviz.compare`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from ledviz import compare
+from ledviz.compare import MAX_SETTINGS, Setting
+from ledviz.errors import LedvizError
+from ledviz.pipeline import GLOBAL_CHOICES
+from pages.common import (
+    current_view,
+    document_input,
+    document_status,
+    plot,
+    require_model,
+    show_error,
+    show_errors,
+)
+
+KEY = "lab"
+DEFAULTS = [dict(kind="first"), dict(kind="sentences"), dict(kind="every_k", k=64), dict(kind="none")]
+TASKS = {"summarize": "Summarize", "qa": "Question answering"}
+SETTING_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
+
+
+def esc(text: str) -> str:
+    """Plotly reads labels as HTML: escape the angle brackets of labels such as “first <s>”."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# ---------------------------------------------------------------------------------------------
+# the settings
+# ---------------------------------------------------------------------------------------------
+
+def setting_input(n: int, doc, has_question: bool) -> Setting | None:
+    """One setting's widgets (in the current column); the Setting, or None after showing why it cannot run."""
+    default = DEFAULTS[n]
+    choices = [c for c in GLOBAL_CHOICES if c != "question" or has_question]
+    key = f"{KEY}.s{n}"
+    if st.session_state.get(f"{key}.kind") not in (None, *choices):
+        st.session_state[f"{key}.kind"] = "first"
+    kind = st.selectbox("Global attention on", choices, index=choices.index(default["kind"]), key=f"{key}.kind",
+                        format_func=GLOBAL_CHOICES.get, persist_state="session")
+    spec: dict = {"kind": kind}
+    if kind == "every_k":
+        spec["k"] = int(st.number_input("k", 1, 100_000, default.get("k", 64), key=f"{key}.k", persist_state="session"))
+    elif kind == "positions":
+        raw = st.text_input("Token positions (comma-separated)", "0, 10, 20", key=f"{key}.positions",
+                            persist_state="session")
+        try:
+            spec["positions"] = [int(p) for p in raw.replace(";", ",").split(",") if p.strip()]
+        except ValueError:
+            st.error(f"Positions must be whole numbers separated by commas, got “{raw}”.")
+            return None
+        if not spec["positions"]:
+            st.error("Give at least one token position.")
+            return None
+    elif kind == "pattern":
+        spec["pattern"] = st.text_input("Regular expression (matched against each token)", r"^\d",
+                                        key=f"{key}.pattern", persist_state="session")
+    try:
+        setting = Setting.of(spec)
+        if doc is not None:
+            mask = setting.mask(doc)
+            st.caption(f"{int(mask.sum())} global token(s)")
+    except LedvizError as err:
+        show_error(err)
+        return None
+    return setting
+
+
+def _fingerprint(loaded, doc, settings, task, max_new, reference, generate) -> str:
+    h = hashlib.sha1()
+    h.update(f"{loaded.source}:{loaded.name}".encode())
+    h.update(doc.text.encode())
+    h.update((doc.question or "").encode())
+    h.update(json.dumps([s.__dict__ for s in settings], default=list).encode())
+    h.update(json.dumps([task, max_new, reference, generate]).encode())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# the results
+# ---------------------------------------------------------------------------------------------
+
+SUMMARY_CONFIG = {
+    "setting": st.column_config.TextColumn("setting"),
+    "global_tokens": st.column_config.NumberColumn("global tokens"),
+    "output": st.column_config.TextColumn("output", width="large"),
+    "output_tokens": st.column_config.NumberColumn("output tokens"),
+    "log_likelihood": st.column_config.NumberColumn("own log-lik.", format="%.2f",
+                                                    help="log p(its own output | document) under this setting"),
+    "logprob_per_token": st.column_config.NumberColumn("own / token", format="%.3f"),
+    "reference_log_likelihood": st.column_config.NumberColumn("ref. log-lik.", format="%.2f",
+                                                              help="log p(the reference output | document) under this setting: comparable across settings"),
+    "reference_logprob_per_token": st.column_config.NumberColumn("ref. / token", format="%.3f"),
+    "mean_tv_vs_reference": st.column_config.NumberColumn("attention distance", format="%.3f",
+                                                          help="mean over layers, heads and tokens of the total variation between this setting's attention rows and the reference's (0 = same, 1 = disjoint)"),
+    "encode_s": st.column_config.NumberColumn("encode s", format="%.2f"),
+    "generate_s": st.column_config.NumberColumn("generate s", format="%.2f"),
+    "score_s": st.column_config.NumberColumn("score s", format="%.2f"),
+    "total_s": st.column_config.NumberColumn("total s", format="%.2f"),
+    "scores_mb": st.column_config.NumberColumn("scores MB", format="%.1f",
+                                               help="float32 attention probabilities the encoder computes (all layers)"),
+    "attention_mb": st.column_config.NumberColumn("kept MB", format="%.1f",
+                                                  help="attention kept for the views (float16, band + global form)"),
+    "rss_growth_mb": st.column_config.NumberColumn("RSS growth MB", format="%.0f",
+                                                   help="growth of the process's peak memory during this setting's run"),
+}
+
+
+def _bar(df: pd.DataFrame, columns: dict[str, str], title: str, y_title: str, *, stacked: bool = False,
+         height: int = 300) -> go.Figure:
+    fig = go.Figure()
+    for col, name in columns.items():
+        if col in df and df[col].notna().any():
+            fig.add_trace(go.Bar(x=df["setting"].map(esc), y=df[col], name=name,
+                                 hovertemplate="%{x}<br>" + name + " %{y:.3f}<extra></extra>"))
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), barmode="stack" if stacked else "group",
+                      height=height, margin=dict(l=10, r=10, t=40, b=10), yaxis_title=y_title,
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def outputs_section(comp: compare.Comparison) -> None:
+    """Each setting's output and likelihoods, side by side."""
+    ref = comp.results[comp.reference]
+    cols = st.columns(len(comp.results))
+    for n, (col, item) in enumerate(zip(cols, comp.results)):
+        with col.container(border=True):
+            st.markdown(f"**{item.label}**" + (" · reference" if n == comp.reference else ""))
+            st.caption(f"{len(item.global_positions)} global token(s)")
+            if comp.generated:
+                st.markdown(item.output_text or "_(empty output)_")
+                own, refll = item.log_likelihood, item.reference_log_likelihood
+                m1, m2 = st.columns(2)
+                m1.metric("own log-lik.", "–" if own is None else f"{own:.2f}",
+                          help="of this setting's own output; outputs differ, so these are not comparable")
+                if n == comp.reference:
+                    delta, color = "its own output", "off"
+                elif refll is None or ref.reference_log_likelihood is None:
+                    delta, color = None, "normal"
+                else:
+                    delta, color = f"{refll - ref.reference_log_likelihood:+.2f} vs reference", "normal"
+                m2.metric("ref. log-lik.", "–" if refll is None else f"{refll:.2f}", delta, delta_color=color,
+                          delta_arrow="off" if n == comp.reference else "auto",
+                          help="of the reference output under this setting: comparable across settings")
+            else:
+                st.caption("Encoder only: no output was generated.")
+
+
+def distance_section(comp: compare.Comparison) -> None:
+    """Per layer, how far each setting's attention is from the reference's."""
+    table = comp.layer_table()
+    if table.empty:
+        st.info("No encoder layers to compare.")
+        return
+    fig = go.Figure()
+    for n, label in enumerate(comp.labels):
+        if n == comp.reference:
+            continue
+        fig.add_trace(go.Scatter(x=table.index, y=table[label], name=esc(label), mode="lines+markers",
+                                 line=dict(color=SETTING_COLORS[n]),
+                                 hovertemplate="layer %{x}<br>" + esc(label) + ": %{y:.3f}<extra></extra>"))
+    fig.update_layout(title=dict(text=f"Attention distance to “{esc(comp.labels[comp.reference])}”, per layer",
+                                 font=dict(size=14)),
+                      xaxis=dict(title="encoder layer", tickmode="array", tickvals=list(table.index)),
+                      yaxis=dict(title="mean total variation", rangemode="tozero"), height=320,
+                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    plot(fig, key=f"{KEY}.layers")
+    st.caption("Total variation ½·Σⱼ|aᵢⱼ − bᵢⱼ| between a token's attention rows under the two settings, averaged "
+               "over tokens and heads: 0 means the same attention, 1 attention on disjoint keys. Computed from "
+               "the band + global form, never an N × N map.")
+
+
+def _heatmap(z: np.ndarray, edges: list[int], title: str, diverging: bool, zmax: float) -> go.Figure:
+    starts = np.asarray(edges[:-1])
+    fig = go.Figure(go.Heatmap(
+        z=z, x=starts, y=starts, colorscale="RdBu_r" if diverging else "Viridis",
+        zmin=-zmax if diverging else 0, zmax=zmax, zmid=0 if diverging else None,
+        hovertemplate="queries %{y}…<br>keys %{x}…<br>%{z:.4f}<extra></extra>",
+        colorbar=dict(thickness=10),
+    ))
+    fig.update_xaxes(title_text="key token", range=[0, edges[-1]], constrain="domain")
+    fig.update_yaxes(title_text="query token", range=[edges[-1], 0], scaleanchor="x", constrain="domain")
+    fig.update_layout(title=dict(text=esc(title), font=dict(size=13)), height=420, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def difference_section(comp: compare.Comparison) -> None:
+    """The binned maps of two settings and their difference, for the sidebar's layers and heads."""
+    labels = comp.labels
+    if len(labels) < 2:
+        st.info("Add a second setting to see where the maps differ.")
+        return
+    first = next(iter(comp.results[0].layers.values()))
+    view = current_view().clip(len(comp.results[0].layers), first.num_heads)
+    c1, c2, c3 = st.columns([2, 2, 1])
+    other = next(n for n in range(len(labels)) if n != comp.reference)
+    a = c1.selectbox("Setting A", range(len(labels)), index=other, format_func=labels.__getitem__, key=f"{KEY}.diff_a")
+    b = c2.selectbox("Setting B", range(len(labels)), index=comp.reference, format_func=labels.__getitem__,
+                     key=f"{KEY}.diff_b")
+    bins = c3.select_slider("Bins", [16, 32, 64, 128, 256], value=64, key=f"{KEY}.diff_bins")
+    diff = comp.difference(a, b, view.layers, None if view.heads is None else list(view.heads), bins)
+    where = view.label().replace(" (max)", " (mean)")
+    st.caption(f"Showing {where} (choose layers and heads in the sidebar; heads are averaged). Each cell: the mean "
+               f"attention a query of the row's bin pays to the keys of the column's bin. Mean distance "
+               f"A vs B: **{diff.mean_tv:.3f}**.")
+    top = max(float(diff.binned_a.max()), float(diff.binned_b.max()), 1e-9)
+    spread = max(float(diff.binned.abs().max()), 1e-9)
+    m1, m2, m3 = st.columns(3)
+    with m1:
+        plot(_heatmap(diff.binned_a.numpy(), diff.edges, f"A: {labels[a]}", False, top), key=f"{KEY}.map_a")
+    with m2:
+        plot(_heatmap(diff.binned_b.numpy(), diff.edges, f"B: {labels[b]}", False, top), key=f"{KEY}.map_b")
+    with m3:
+        plot(_heatmap(diff.binned.numpy(), diff.edges, "A − B (red: more in A)", True, spread), key=f"{KEY}.map_diff")
+    # where along the document the rows differ, with both settings' global tokens marked
+    tv = diff.per_token.numpy()
+    fig = go.Figure(go.Scatter(x=np.arange(len(tv)), y=tv, mode="lines", fill="tozeroy", line=dict(width=1),
+                               hovertemplate="token %{x}<br>distance %{y:.3f}<extra></extra>", name="distance"))
+    for n, color in ((a, SETTING_COLORS[a]), (b, SETTING_COLORS[b])):
+        pos = comp.results[n].global_positions
+        if 0 < len(pos) <= 400:
+            fig.add_trace(go.Scatter(x=pos, y=[float(tv.max() or 1) * 1.05] * len(pos), mode="markers",
+                                     marker=dict(symbol="triangle-down", size=7, color=color),
+                                     name=f"global in {esc(labels[n])}",
+                                     hovertemplate="global token %{x}<extra></extra>"))
+    fig.update_layout(title=dict(text="Distance per token (A vs B)", font=dict(size=13)), height=240,
+                      xaxis_title="token", yaxis=dict(title="total variation", rangemode="tozero"),
+                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.35))
+    plot(fig, key=f"{KEY}.per_token")
+
+
+def results_section(comp: compare.Comparison) -> None:
+    st.subheader("Outputs")
+    outputs_section(comp)
+    st.subheader("Summary")
+    st.dataframe(comp.summary, hide_index=True, column_config=SUMMARY_CONFIG)
+    df = comp.summary
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        if comp.generated:
+            plot(_bar(df, {"reference_log_likelihood": "reference output", "log_likelihood": "own output"},
+                      "Log-likelihood", "log p"), key=f"{KEY}.ll")
+        else:
+            st.info("Outputs and likelihoods need generation (tick “Generate outputs”).")
+    with c2:
+        plot(_bar(df, {"encode_s": "encode", "generate_s": "generate", "score_s": "score reference"},
+                  "Time", "seconds", stacked=True), key=f"{KEY}.time")
+    with c3:
+        plot(_bar(df, {"scores_mb": "scores computed (fp32)", "attention_mb": "kept (fp16)"},
+                  "Attention memory", "MB"), key=f"{KEY}.memory")
+    st.subheader("How different is the attention?")
+    with show_errors("comparing the attention maps"):
+        distance_section(comp)
+    with show_errors("drawing the difference map"):
+        difference_section(comp)
+
+
+# ---------------------------------------------------------------------------------------------
+# the page
+# ---------------------------------------------------------------------------------------------
+
+def main() -> None:
+    st.title("Global-attention lab")
+    st.caption("Run one document under two to four choices of global tokens and compare what the model writes, "
+               "how likely it finds one common output, what it costs, and how its encoder attention changes.")
+    loaded = require_model()
+    source = document_input("doc")
+    c1, c2 = st.columns([1, 3])
+    task = c1.segmented_control("Task", list(TASKS), format_func=TASKS.get, default="summarize", required=True,
+                                key=f"{KEY}.task", persist_state="session")
+    question = None
+    if task == "qa":
+        question = c2.text_input("Question", key=f"{KEY}.question", persist_state="session",
+                                 placeholder="Ask about a fact in the document").strip() or None
+        if question is None:
+            st.info("Type a question for question answering.")
+    doc = document_status(loaded, None if source is None else source.text, question) \
+        if task != "qa" or question else None
+
+    st.subheader("Settings")
+    g1, g2, g3, g4 = st.columns(4)
+    count = g1.number_input("How many settings", 2, MAX_SETTINGS, 3, key=f"{KEY}.count", persist_state="session")
+    limit = loaded.config.max_decoder_position_embeddings - 1
+    max_new = g2.number_input("Max output tokens", 1, min(512, limit), min(32, limit), key=f"{KEY}.max_new",
+                              persist_state="session")
+    generate = g3.checkbox("Generate outputs", True, key=f"{KEY}.generate", persist_state="session",
+                           help="Off: encoder only (attention, time, memory), much faster.")
+    cols = st.columns(int(count))
+    settings: list[Setting | None] = []
+    for n, col in enumerate(cols):
+        with col.container(border=True):
+            st.markdown(f"**Setting {n + 1}**")
+            settings.append(setting_input(n, doc, bool(question)))
+    valid = [s for s in settings if s is not None]
+    labels = compare.unique_labels(valid) if len(valid) == len(settings) else []
+    st.session_state.setdefault(f"{KEY}.reference", 0)
+    if st.session_state[f"{KEY}.reference"] >= len(settings):
+        st.session_state[f"{KEY}.reference"] = 0
+    reference = g4.selectbox("Reference", range(len(settings)), key=f"{KEY}.reference",
+                             format_func=lambda n: labels[n] if labels else f"setting {n + 1}",
+                             help="Its output is scored under every setting, and every map is compared with its map.")
+    ready = doc is not None and len(valid) == len(settings)
+    clicked = st.button("Compare", type="primary", key=f"{KEY}.run", disabled=not ready)
+
+    ss = st.session_state
+    if clicked and ready:
+        bar = st.progress(0.0, text="starting…")
+        try:
+            comp = compare.compare_settings(loaded, doc, valid, task=task, max_new_tokens=int(max_new),
+                                            reference=int(reference), generate=generate,
+                                            progress=lambda what, f: bar.progress(f, text=f"{what}…"))
+            ss[f"{KEY}.result"] = (_fingerprint(loaded, doc, valid, task, max_new, reference, generate), comp)
+            ss.pop(f"{KEY}.error", None)
+        except Exception as err:  # noqa: BLE001 - shown below
+            ss[f"{KEY}.error"] = err
+        bar.empty()
+    if f"{KEY}.error" in ss:
+        show_error(ss[f"{KEY}.error"], "comparing the settings")
+    stored = ss.get(f"{KEY}.result")
+    if stored is None:
+        return
+    fingerprint, comp = stored
+    if not ready or fingerprint != _fingerprint(loaded, doc, valid, task, max_new, reference, generate):
+        st.info("The results below are for an earlier document or settings: press **Compare** to update them.",
+                icon=":material/history:")
+    st.divider()
+    results_section(comp)
+
+
+with show_errors("drawing the lab"):
+    main()

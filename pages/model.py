@@ -1,0 +1,155 @@
+"""The model: the loaded checkpoint's configuration, parameters, windows per layer and memory use,
+where it came from and how long it took to load. The numbers come from `ledviz.explain`."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from ledviz import explain, pipeline
+from pages.common import plot, require_model, show_errors
+
+KEY = "model_page"
+ARCHITECTURE = [  # the config fields a reader looks for first, in reading order
+    "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads",
+    "encoder_ffn_dim", "decoder_ffn_dim", "attention_window", "max_encoder_position_embeddings",
+    "max_decoder_position_embeddings", "vocab_size", "activation_function", "dropout", "attention_dropout",
+    "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "tie_word_embeddings", "torch_dtype",
+]
+SOURCES = {pipeline.EMBEDDED: "Embedded", "local": "Local folder", "hub": "Hub"}
+
+
+def _value(v) -> str:
+    """A config value as one line of text (lists and dicts as JSON)."""
+    return json.dumps(v) if isinstance(v, (list, dict, tuple)) else str(v)
+
+
+def origin(loaded) -> None:
+    """Where the checkpoint came from and how long it took."""
+    where = pipeline.default_model_dir() if loaded.source == pipeline.EMBEDDED else loaded.name
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Source", SOURCES.get(loaded.source, loaded.source))
+    c2.metric("Load time", f"{loaded.load_seconds:.2f} s")
+    c3.metric("Parameters", f"{loaded.model.num_parameters() / 1e6:,.2f} M")
+    c4.metric("Longest input", f"{loaded.max_tokens:,} tokens")
+    st.caption(f"Loaded from `{where}`" + (f" (folder `{os.path.abspath(where)}`)" if os.path.isdir(where) and
+                                          os.path.abspath(where) != where else "") +
+               f" · weights on {loaded.model.device}, {str(loaded.model.dtype).replace('torch.', '')}")
+
+
+def configuration(loaded) -> None:
+    cfg = loaded.config.to_dict()
+    main = pd.DataFrame([(k, _value(cfg[k])) for k in ARCHITECTURE if k in cfg], columns=["field", "value"])
+    st.dataframe(main, hide_index=True, width="stretch", height=min(740, 35 * len(main) + 40))
+    with st.expander("Every field of config.json"):
+        everything = pd.DataFrame(sorted((k, _value(v)) for k, v in cfg.items()), columns=["field", "value"])
+        st.dataframe(everything, hide_index=True, width="stretch")
+
+
+def parameters(loaded) -> None:
+    table = explain.parameter_table(loaded.model)
+    summary = explain.parameter_summary(table)
+    cols = st.columns(5)
+    for col, part in zip(cols, ("total", "embeddings", "encoder", "decoder", "head")):
+        share = f"{summary[part] / max(summary['total'], 1):.0%}" if part != "total" else None
+        col.metric(part.capitalize() if part != "head" else "Task heads", f"{summary[part]:,}", share,
+                   delta_color="off", delta_arrow="off", delta_description="of all" if share else None)
+    st.caption("Embeddings: the token table (shared by encoder, decoder and the tied LM head) and the two position "
+               "tables. Encoder and decoder: their layers and embedding layer norms. Tied weights count once.")
+    by_component = table.groupby(["part", "component"], sort=False)["params"].sum().reset_index()
+    by_component["share"] = by_component["params"] / max(summary["total"], 1)
+    order = {p: n for n, p in enumerate(explain.PARTS)}
+    by_component = by_component.sort_values(["part", "params"], key=lambda c: c.map(order) if c.name == "part" else -c)
+    left, right = st.columns([2, 3])
+    with left:
+        st.dataframe(by_component, hide_index=True, width="stretch", height=35 * len(by_component) + 40,
+                     column_config={"params": st.column_config.NumberColumn(format="localized"),
+                                    "share": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
+    with right:
+        layers = table[table.layer.notna()].copy()
+        layers["where"] = layers.part.str[:3] + " " + layers.layer.astype(int).astype(str)
+        pivot = layers.pivot_table(index="where", columns="component", values="params", aggfunc="sum", sort=False)
+        fig = go.Figure([go.Bar(x=pivot.index, y=pivot[c], name=c, hovertemplate="%{x}<br>" + c + " %{y:,}<extra></extra>")
+                         for c in pivot.columns])
+        fig.update_layout(barmode="stack", title=dict(text="Parameters per layer", font=dict(size=14)), height=360,
+                          yaxis_title="parameters", margin=dict(l=10, r=10, t=40, b=10),
+                          legend=dict(orientation="h", y=-0.2))
+        plot(fig, key=f"{KEY}.per_layer")
+    with st.expander("Every parameter tensor"):
+        st.dataframe(table, hide_index=True, width="stretch")
+
+
+def windows(loaded) -> None:
+    wins = loaded.config.attention_windows()
+    fig = go.Figure(go.Bar(x=[f"layer {i}" for i in range(len(wins))], y=wins, text=wins, textposition="outside",
+                           hovertemplate="%{x}<br>attention_window %{y} (w = %{customdata} each side)<extra></extra>",
+                           customdata=[w // 2 for w in wins]))
+    fig.update_layout(title=dict(text="Attention window per encoder layer", font=dict(size=14)), height=280,
+                      yaxis=dict(title="attention_window (2w)", rangemode="tozero"), margin=dict(l=10, r=10, t=40, b=10))
+    plot(fig, key=f"{KEY}.windows")
+    st.caption(f"Each token sees w = attention_window / 2 tokens on either side. Inputs are padded to a multiple "
+               f"of the largest window ({max(wins)}).")
+
+
+def memory(loaded) -> None:
+    by_dtype = explain.weights_by_dtype(loaded.model)
+    n_params = loaded.model.num_parameters()
+    left, right = st.columns([2, 3])
+    with left:
+        st.markdown("**Weights in memory**")
+        st.dataframe(by_dtype, hide_index=True, width="stretch",
+                     column_config={"mb": st.column_config.NumberColumn("MB", format="%.1f"),
+                                    "elements": st.column_config.NumberColumn(format="localized")})
+        st.caption(f"The same {n_params:,} parameters would take {n_params * 4 / 2**20:,.1f} MB in float32 and "
+                   f"{n_params * 2 / 2**20:,.1f} MB in float16 or bfloat16.")
+    with right:
+        st.markdown("**Encoder attention for a document**")
+        c1, c2 = st.columns(2)
+        n = c1.number_input("Document length (tokens)", 1, 1_000_000, loaded.max_tokens, key=f"{KEY}.n",
+                            persist_state="session")
+        x = c2.number_input("Global tokens", 0, 100_000, 1, key=f"{KEY}.x", persist_state="session")
+        table = explain.attention_memory(loaded.config, int(n), int(x))
+        fig = go.Figure([
+            go.Bar(x=table.layer, y=table.float32_mb, name="float32"),
+            go.Bar(x=table.layer, y=table.float16_mb, name="float16"),
+        ])
+        fig.update_layout(barmode="group", height=280, title=dict(text="Probabilities per layer (all heads)", font=dict(size=14)),
+                          xaxis=dict(title="encoder layer", tickmode="array", tickvals=list(table.layer)),
+                          yaxis_title="MB", margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.3))
+        plot(fig, key=f"{KEY}.attention_memory")
+        total32, total16 = table.float32_mb.sum(), table.float16_mb.sum()
+        full = table.full_float32_mb.sum()
+        st.caption(f"Kept for every layer: **{total32:,.1f} MB** as float32, **{total16:,.1f} MB** as float16 "
+                   f"(the app keeps float16). The encoder computes one layer at a time, so its peak is the largest "
+                   f"layer ({table.float32_mb.max():,.1f} MB). Dense N × N maps of every head and layer would take "
+                   f"{full:,.0f} MB as float32. Beyond the model's limit ({loaded.max_tokens:,} tokens) "
+                   "the numbers are hypothetical.")
+
+
+def main() -> None:
+    st.title("The model")
+    loaded = require_model()
+    origin(loaded)
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        st.subheader("Configuration")
+        with show_errors("reading the configuration"):
+            configuration(loaded)
+    with right:
+        st.subheader("Attention windows")
+        with show_errors("drawing the windows"):
+            windows(loaded)
+    st.subheader("Parameters")
+    with show_errors("counting the parameters"):
+        parameters(loaded)
+    st.subheader("Memory")
+    with show_errors("estimating memory"):
+        memory(loaded)
+
+
+with show_errors("drawing the Model page"):
+    main()

@@ -1,0 +1,162 @@
+"""The Attention lab, How LED attention works and The model pages, run inside the app's frame with
+Streamlit's AppTest: each renders, its main action runs and draws charts, and bad input shows a
+message instead of a traceback.
+
+The model is the embedded demo model when `ledviz/demo/model/config.json` exists; otherwise a
+random-weight stand-in (LEDVIZ_MODEL), made here if /tmp/ledviz-dev-model is missing.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from test_explain_compare import make_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EMBEDDED_CONFIG = os.path.join(ROOT, "ledviz", "demo", "model", "config.json")
+STAND_IN = "/tmp/ledviz-dev-model"
+TIMEOUT = 120  # seconds per script run: the first loads the model
+SHORT_DOC = ("Project Bluefinch report. The project lead is Maren Okafor. The site is Velmora. "
+             "The budget is 4,312. Each section repeats a few facts, and other names appear too. ") * 6
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def model_env(tmp_path_factory):
+    """Point LEDVIZ_MODEL at a checkpoint unless the embedded demo model is there."""
+    with pytest.MonkeyPatch.context() as mp:
+        if not os.path.exists(EMBEDDED_CONFIG):
+            path = STAND_IN if os.path.exists(os.path.join(STAND_IN, "config.json")) else \
+                make_checkpoint(tmp_path_factory.mktemp("stand-in"), max_encoder_position_embeddings=2048)
+            mp.setenv("LEDVIZ_MODEL", path)
+        yield
+
+
+def open_page(page: str):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(os.path.join(ROOT, "app.py"), default_timeout=TIMEOUT).run()
+    assert_clean(at)
+    at.switch_page(page).run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at, errors_ok: bool = False) -> None:
+    """No uncaught exception (and, unless errors_ok, no st.error) on the page."""
+    assert not at.exception, [e.value for e in at.exception]
+    if not errors_ok:
+        assert not at.error, [e.value for e in at.error]
+
+
+def charts(at) -> int:
+    return len(at.get("plotly_chart"))
+
+
+def paste(at, text: str = SHORT_DOC) -> None:
+    at.segmented_control(key="doc.source").set_value("Paste").run()
+    at.text_area(key="doc.pasted").set_value(text).run()
+    assert_clean(at)
+
+
+# ---------------------------------------------------------------------------------------------
+# the lab
+# ---------------------------------------------------------------------------------------------
+
+def test_lab_compares_settings_and_draws_charts():
+    at = open_page("pages/lab.py")
+    assert at.title[0].value == "Global-attention lab"
+    paste(at)
+    at.number_input(key="lab.count").set_value(3).run()
+    at.selectbox(key="lab.s2.kind").set_value("pattern").run()
+    at.text_input(key="lab.s2.pattern").set_value(r"^\d").run()
+    at.number_input(key="lab.max_new").set_value(4).run()
+    assert charts(at) == 0
+    at.button(key="lab.run").click().run()
+    assert_clean(at)
+    assert charts(at) >= 7  # likelihood, time, memory, per layer, A, B, A - B, per token
+    table = at.dataframe[0].value
+    assert list(table.setting) == ["first <s>", "sentence starts", "pattern /^\\d/"]
+    assert {"log_likelihood", "reference_log_likelihood", "mean_tv_vs_reference", "encode_s"} <= set(table.columns)
+    assert table.reference_log_likelihood.notna().all()
+    # another pair for the difference map, and a sidebar view of one layer and head
+    at.selectbox(key="lab.diff_a").set_value(2).run()
+    at.session_state["view.layer"] = 0  # the sidebar's layer choice (AppTest drops the sidebar after switch_page)
+    at.run()
+    assert_clean(at)
+    assert charts(at) >= 7
+    # changing a setting marks the results as stale
+    at.selectbox(key="lab.s1.kind").set_value("none").run()
+    assert any("earlier document or settings" in i.value for i in at.info)
+
+
+def test_lab_encoder_only():
+    at = open_page("pages/lab.py")
+    paste(at)
+    at.number_input(key="lab.count").set_value(2).run()
+    at.checkbox(key="lab.generate").uncheck().run()
+    at.button(key="lab.run").click().run()
+    assert_clean(at)
+    assert charts(at) >= 6
+    assert at.dataframe[0].value.output.isna().all()
+
+
+@pytest.mark.parametrize("kind,key,value,message", [
+    ("pattern", "pattern", "([", "not a valid regular expression"),
+    ("positions", "positions", "0, 99999", "outside the document"),
+    ("positions", "positions", "1, two", "whole numbers"),
+])
+def test_lab_bad_input_shows_a_message(kind, key, value, message):
+    at = open_page("pages/lab.py")
+    paste(at)
+    at.selectbox(key="lab.s1.kind").set_value(kind).run()
+    at.text_input(key=f"lab.s1.{key}").set_value(value).run()
+    assert_clean(at, errors_ok=True)
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert at.button(key="lab.run").disabled
+
+
+# ---------------------------------------------------------------------------------------------
+# how LED attention works
+# ---------------------------------------------------------------------------------------------
+
+def test_how_it_works_recomputes_and_links_cells():
+    at = open_page("pages/how_it_works.py")
+    assert at.title[0].value == "How LED attention works"
+    assert charts(at) == 3  # the linked maps, pairs and memory against N
+    at.slider(key="hiw.w").set_value(5).run()
+    at.multiselect(key="hiw.globals").set_value(["0:<s>", "7:lead"]).run()
+    at.number_input(key="hiw.i").set_value(9).run()
+    at.number_input(key="hiw.j").set_value(7).run()
+    assert_clean(at)
+    picked = next(m.value for m in at.markdown if m.value.startswith("**Picked**"))
+    assert "key 7:lead" in picked and "encoder_attentions[9, g:7]" in picked
+    at.number_input(key="hiw.j").set_value(20).run()  # far and not global: never scored
+    assert any("never scored" in m.value for m in at.markdown)
+    at.slider(key="hiw.n").set_value(8).run()  # fewer tokens: the picked cell and globals are clamped
+    assert_clean(at)
+    assert at.multiselect(key="hiw.globals").value == ["0:<s>"]  # token 7 is now </s>, not "lead"
+    assert at.number_input(key="hiw.i").value <= 7 and at.number_input(key="hiw.j").value <= 7
+    at.select_slider(key="hiw.cost_window").set_value(512).run()
+    at.radio(key="hiw.cost_dtype").set_value("float16").run()
+    assert_clean(at)
+    assert charts(at) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# the model
+# ---------------------------------------------------------------------------------------------
+
+def test_model_page():
+    at = open_page("pages/model.py")
+    assert at.title[0].value == "The model"
+    assert charts(at) == 3  # windows, parameters per layer, attention memory
+    labels = [m.label for m in at.metric]
+    assert {"Source", "Load time", "Parameters", "Total", "Encoder", "Decoder"} <= set(labels)
+    at.number_input(key="model_page.n").set_value(16_384).run()
+    at.number_input(key="model_page.x").set_value(64).run()
+    assert_clean(at)
+    assert any("16,384" in c.value or "hypothetical" in c.value for c in at.caption)
