@@ -1,15 +1,811 @@
-"""Generation for LEDForConditionalGeneration (being written: greedy, beam search, sampling)."""
+"""Generation for LEDForConditionalGeneration: greedy, sampling and beam search, with streaming and attentions.
+
+Read top to bottom: the settings (names, defaults, checks), the logits processors, the decoder
+runner (the encoder output is shared by every beam, cross-attention keys/values are computed
+once, self-attention keys/values are cached), the greedy/sampling loop, the beam search loop,
+and `GenerationMixin.generate`, which ties them together.
+
+The decoding rules follow transformers 4.57 `generate` step by step (processor order, beam
+scores `sum_logprobs / generated_len ** length_penalty` where generated_len leaves out the
+decoder start token, the early-stopping heuristics, padding of finished rows), so the same
+checkpoint gives the same tokens.
+"""
 
 from __future__ import annotations
+
+import difflib
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from .errors import CheckpointError, GenerationSettingsError, InputError
+from .outputs import ModelOutput
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------------------------
+
+# library defaults (those of transformers' GenerationConfig) of every setting we read
+LIBRARY_DEFAULTS: dict[str, Any] = {
+    "max_length": 20,
+    "max_new_tokens": None,
+    "min_length": 0,
+    "min_new_tokens": None,
+    "num_beams": 1,
+    "num_return_sequences": 1,
+    "length_penalty": 1.0,
+    "early_stopping": False,
+    "no_repeat_ngram_size": 0,
+    "repetition_penalty": 1.0,
+    "do_sample": False,
+    "temperature": 1.0,
+    "top_k": 50,
+    "top_p": 1.0,
+    "bos_token_id": None,
+    "eos_token_id": None,
+    "pad_token_id": None,
+    "decoder_start_token_id": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "output_scores": False,
+    "output_attentions": False,
+    "return_dict_in_generate": False,
+    "use_cache": True,  # accepted for compatibility: the cache is always used (same tokens either way)
+}
+# arguments of one call that are not stored defaults
+CALL_OPTIONS = ("seed", "streamer", "stop_event", "encoder_outputs")
+VALID_SETTINGS = tuple(sorted(LIBRARY_DEFAULTS)) + CALL_OPTIONS
+# for these, None means "the default" (for the others None means "none": no eos, no top-k, ...)
+_NONE_MEANS_DEFAULT = {"max_length", "num_beams", "num_return_sequences", "length_penalty", "early_stopping",
+                       "do_sample", "output_scores", "output_attentions", "return_dict_in_generate", "use_cache"}
+# generation keys that checkpoints may carry but ledviz does not implement, with their neutral value
+_UNSUPPORTED_NEUTRAL = {"typical_p": 1.0, "encoder_no_repeat_ngram_size": 0, "encoder_repetition_penalty": 1.0,
+                        "bad_words_ids": None, "remove_invalid_values": False, "suppress_tokens": None,
+                        "exponential_decay_length_penalty": None, "begin_suppress_tokens": None,
+                        "num_beam_groups": 1, "diversity_penalty": 0.0, "output_hidden_states": False,
+                        "min_p": None, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "sequence_bias": None,
+                        "renormalize_logits": False, "guidance_scale": None, "max_time": None}
+_TOKEN_SETTINGS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id",
+                   "forced_bos_token_id", "forced_eos_token_id")
+_DEFAULT_MAX_LENGTH = LIBRARY_DEFAULTS["max_length"]
+
+
+def _defaults_from_model_config(config) -> dict[str, Any]:
+    """Generation defaults a config.json carries: its special tokens and any generation keys (legacy Hub configs)."""
+    out: dict[str, Any] = {}
+    for name in LIBRARY_DEFAULTS:
+        if name in ("output_attentions", "use_cache"):  # switches of the model's forward, not generation defaults
+            continue
+        value = getattr(config, name, None)
+        if value is not None:
+            out[name] = value
+    for name in _UNSUPPORTED_NEUTRAL:
+        if name in getattr(config, "extra", {}):
+            out[name] = config.extra[name]
+    return out
+
+
+def _warn_unsupported(defaults: dict[str, Any], source: str) -> None:
+    """Warn about generation keys a checkpoint sets that ledviz does not implement (they are ignored)."""
+    active = {k: v for k, v in defaults.items() if k in _UNSUPPORTED_NEUTRAL and v not in (_UNSUPPORTED_NEUTRAL[k], None)}
+    if active:
+        warnings.warn(f"{source} sets generation options that ledviz does not implement and ignores: {active}",
+                      UserWarning, stacklevel=3)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass
+class _Plan:
+    """Resolved settings of one generate call (the lengths count the decoder start token)."""
+
+    max_length: int
+    min_length: int | None
+    min_new_tokens: int | None
+    num_beams: int
+    num_return_sequences: int
+    length_penalty: float
+    early_stopping: bool | str
+    no_repeat_ngram_size: int | None
+    repetition_penalty: float | None
+    do_sample: bool
+    temperature: float | None
+    top_k: int | None
+    top_p: float | None
+    eos: list[int] | None
+    pad: int | None
+    decoder_start: int
+    forced_bos: int | None
+    forced_eos: list[int] | None
+    output_scores: bool
+    output_attentions: bool
+    return_dict: bool
+    seed: int | None
+    streamer: Any
+    stop_event: Any
+    prompt_len: int = 1
+
+
+def _resolve(model_defaults: dict[str, Any], kwargs: dict[str, Any], vocab_size: int, max_positions: int) -> _Plan:
+    """Merge library defaults < checkpoint defaults < call arguments, check them, derive the lengths."""
+    unknown = sorted(k for k in kwargs if k not in VALID_SETTINGS)
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, VALID_SETTINGS, n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise GenerationSettingsError(
+            f"unknown generation setting(s) {', '.join(hints)}; valid settings are: {', '.join(VALID_SETTINGS)}"
+        )
+
+    def usable(d: dict) -> dict:
+        return {k: v for k, v in d.items() if k in LIBRARY_DEFAULTS and not (v is None and k in _NONE_MEANS_DEFAULT)}
+
+    given = usable(kwargs)
+    s = {**LIBRARY_DEFAULTS, **usable(model_defaults), **given}
+
+    def bad(name: str, why: str) -> GenerationSettingsError:
+        return GenerationSettingsError(f"generation setting {name}={s.get(name, kwargs.get(name))!r}: {why}")
+
+    # types and ranges
+    for name in ("max_length", "num_beams", "num_return_sequences"):
+        if not _is_int(s[name]) or s[name] < 1:
+            raise bad(name, "must be a positive integer")
+    for name in ("min_length", "no_repeat_ngram_size", "min_new_tokens", "top_k"):
+        if s[name] is not None and (not _is_int(s[name]) or s[name] < 0):
+            raise bad(name, "must be a non-negative integer")
+    if s["max_new_tokens"] is not None and (not _is_int(s["max_new_tokens"]) or s["max_new_tokens"] < 1):
+        raise bad("max_new_tokens", "must be a positive integer")
+    if not _is_number(s["length_penalty"]):
+        raise bad("length_penalty", "must be a number (> 0 favours longer sequences, < 0 shorter ones)")
+    if not (isinstance(s["early_stopping"], bool) or s["early_stopping"] == "never"):
+        raise bad("early_stopping", "must be True, False or 'never'")
+    for name in ("do_sample", "output_scores", "output_attentions", "return_dict_in_generate", "use_cache"):
+        if not isinstance(s[name], bool):
+            raise bad(name, "must be True or False")
+    if s["repetition_penalty"] is not None and (not _is_number(s["repetition_penalty"]) or s["repetition_penalty"] <= 0):
+        raise bad("repetition_penalty", "must be a number > 0 (1.0 = no penalty)")
+    if s["temperature"] is not None and (not _is_number(s["temperature"]) or s["temperature"] <= 0) \
+            and (s["do_sample"] or "temperature" in given):
+        raise bad("temperature", "must be > 0 (for greedy decoding use do_sample=False)")
+    if s["top_p"] is not None and (not _is_number(s["top_p"]) or not 0 < s["top_p"] <= 1):
+        raise bad("top_p", "must be in (0, 1]")
+    seed = kwargs.get("seed")
+    if seed is not None and not _is_int(seed):
+        raise GenerationSettingsError(f"generation setting seed={seed!r}: must be an integer")
+
+    # special tokens: ids in the vocabulary; eos and forced_eos may be lists
+    def token_ids(name: str, many: bool) -> list[int] | None:
+        v = s[name]
+        if v is None:
+            return None
+        ids = list(v) if many and isinstance(v, (list, tuple)) else [v]
+        if not ids or not all(_is_int(t) and 0 <= t < vocab_size for t in ids):
+            raise bad(name, f"must be a token id{' (or a list of ids)' if many else ''} in [0, {vocab_size})")
+        return ids
+
+    for name in ("bos_token_id", "pad_token_id", "decoder_start_token_id", "forced_bos_token_id"):
+        token_ids(name, many=False)
+    eos = token_ids("eos_token_id", many=True)
+    forced_eos = token_ids("forced_eos_token_id", many=True)
+    pad = s["pad_token_id"] if s["pad_token_id"] is not None else (eos[0] if eos else None)
+    start = s["decoder_start_token_id"] if s["decoder_start_token_id"] is not None else s["bos_token_id"]
+    if start is None:
+        raise GenerationSettingsError("set decoder_start_token_id (or bos_token_id): the decoder needs a first token")
+
+    # beams and returned sequences
+    beams, nrs = s["num_beams"], s["num_return_sequences"]
+    if nrs > 1 and beams == 1 and not s["do_sample"]:
+        raise bad("num_return_sequences", "greedy decoding returns one sequence per input: use num_beams > 1 "
+                  "(at least num_return_sequences) or do_sample=True")
+    if beams > 1 and nrs > beams:
+        raise bad("num_return_sequences", f"must be at most num_beams ({beams})")
+
+    # lengths, counting the decoder start token (transformers' rules)
+    prompt_len = 1
+    max_length = s["max_length"]
+    if s["max_new_tokens"] is not None:
+        max_length = s["max_new_tokens"] + prompt_len
+    elif "max_length" not in given and max_length == _DEFAULT_MAX_LENGTH:
+        max_length = _DEFAULT_MAX_LENGTH + prompt_len  # the library default means 20 new tokens
+    min_length = s["min_length"]
+    if s["min_new_tokens"] is not None:
+        min_length = s["min_new_tokens"] + prompt_len
+    length_name = "max_new_tokens" if s["max_new_tokens"] is not None else "max_length"
+    if max_length <= prompt_len:
+        raise bad(length_name, "leaves no room for a new token: max_length counts the decoder start token")
+    if max_length > max_positions:
+        raise bad(length_name, f"the decoder reads at most {max_positions} tokens "
+                  f"(max_decoder_position_embeddings), decoder start token included")
+    if min_length is not None and min_length > max_length:
+        name = "min_new_tokens" if s["min_new_tokens"] is not None else "min_length"
+        raise GenerationSettingsError(
+            f"generation setting {name}: the minimum length ({min_length}, decoder start token included) is larger "
+            f"than the maximum length ({max_length}): lower it or raise {length_name}"
+        )
+
+    # streaming and stopping
+    streamer, stop_event = kwargs.get("streamer"), kwargs.get("stop_event")
+    if streamer is not None and not (callable(streamer) or (hasattr(streamer, "put") and hasattr(streamer, "end"))):
+        raise GenerationSettingsError("streamer must be a callable streamer(step, token_ids) or an object with "
+                                      "put(token_ids) and end()")
+    if streamer is not None and hasattr(streamer, "put") and beams > 1:
+        raise GenerationSettingsError(
+            "streamer objects (put/end) need num_beams=1, as in transformers: beams are reordered, so their tokens "
+            "cannot be streamed as final text; pass a callable streamer(step, token_ids) to follow the best beam"
+        )
+    if stop_event is not None and not hasattr(stop_event, "is_set"):
+        raise GenerationSettingsError("stop_event must be a threading.Event (or have is_set())")
+
+    return _Plan(
+        max_length=max_length, min_length=min_length, min_new_tokens=s["min_new_tokens"], num_beams=beams,
+        num_return_sequences=nrs, length_penalty=float(s["length_penalty"]), early_stopping=s["early_stopping"],
+        no_repeat_ngram_size=s["no_repeat_ngram_size"], repetition_penalty=s["repetition_penalty"],
+        do_sample=s["do_sample"], temperature=s["temperature"], top_k=s["top_k"], top_p=s["top_p"], eos=eos,
+        pad=pad, decoder_start=start, forced_bos=s["forced_bos_token_id"], forced_eos=forced_eos,
+        output_scores=s["output_scores"], output_attentions=s["output_attentions"],
+        return_dict=s["return_dict_in_generate"], seed=seed, streamer=streamer, stop_event=stop_event,
+        prompt_len=prompt_len,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Logits processors: (ids (R, L), scores (R, V)) -> scores, applied in transformers' order
+# ---------------------------------------------------------------------------------------------
+
+Processor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _repetition_penalty(penalty: float) -> Processor:
+    """Scores of tokens already in the sequence: divided by the penalty when positive, multiplied when negative."""
+    def apply(ids, scores):
+        seen = scores.gather(1, ids)
+        seen = torch.where(seen < 0, seen * penalty, seen / penalty)
+        return scores.scatter(1, ids, seen)
+    return apply
+
+
+def _no_repeat_ngram(n: int) -> Processor:
+    """Ban every token that would complete an n-gram already present in the sequence."""
+    def apply(ids, scores):
+        L = ids.shape[1]
+        if L < n:  # no complete n-gram yet
+            return scores
+        windows = ids.unfold(1, n, 1)  # (R, L - n + 1, n)
+        prefix = ids[:, L - n + 1:]  # (R, n - 1): the tokens the next one would extend
+        match = (windows[:, :, :-1] == prefix[:, None, :]).all(-1)  # (R, L - n + 1)
+        rows, pos = match.nonzero(as_tuple=True)
+        out = scores.clone()
+        out[rows, windows[rows, pos, -1]] = -math.inf
+        return out
+    return apply
+
+
+def _eos_blocked_below(length: int, offset: int, eos: list[int]) -> Processor:
+    """EOS at -inf while the sequence (minus `offset` leading tokens) is shorter than `length`."""
+    def apply(ids, scores):
+        if ids.shape[-1] - offset < length:
+            is_eos = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
+            is_eos[eos] = True
+            return torch.where(is_eos, -math.inf, scores)
+        return scores
+    return apply
+
+
+def _force_at(length: int, tokens: list[int]) -> Processor:
+    """When the sequence has `length` tokens, only `tokens` are allowed (score 0, all else -inf)."""
+    def apply(ids, scores):
+        if ids.shape[-1] == length:
+            scores = torch.full_like(scores, -math.inf)
+            scores[:, tokens] = 0
+        return scores
+    return apply
+
+
+def _top_k(k: int, keep: int) -> Processor:
+    def apply(ids, scores):
+        kk = min(max(k, keep), scores.shape[-1])
+        return scores.masked_fill(scores < torch.topk(scores, kk)[0][..., -1:], -math.inf)
+    return apply
+
+
+def _top_p(p: float, keep: int) -> Processor:
+    """Keep the smallest set of most likely tokens whose probability reaches p (at least `keep`)."""
+    def apply(ids, scores):
+        sorted_scores, order = torch.sort(scores, descending=False)
+        drop = sorted_scores.softmax(dim=-1).cumsum(dim=-1) <= (1 - p)
+        drop[..., -keep:] = False
+        return scores.masked_fill(drop.scatter(1, order, drop), -math.inf)
+    return apply
+
+
+def _processors(plan: _Plan) -> list[Processor]:
+    procs: list[Processor] = []
+    if plan.repetition_penalty is not None and plan.repetition_penalty != 1.0:
+        procs.append(_repetition_penalty(float(plan.repetition_penalty)))
+    if plan.no_repeat_ngram_size:
+        procs.append(_no_repeat_ngram(plan.no_repeat_ngram_size))
+    if plan.eos is not None and plan.min_length:
+        procs.append(_eos_blocked_below(plan.min_length, 0, plan.eos))
+    if plan.eos is not None and plan.min_new_tokens:
+        procs.append(_eos_blocked_below(plan.min_new_tokens, plan.prompt_len, plan.eos))
+    if plan.forced_bos is not None:
+        procs.append(_force_at(1, [plan.forced_bos]))
+    if plan.forced_eos is not None:
+        procs.append(_force_at(plan.max_length - 1, plan.forced_eos))
+    if plan.do_sample:
+        # beams keep one more token than there are EOS ids, so a beam can always go on
+        keep = (len(plan.eos) + 1 if plan.eos else 2) if plan.num_beams > 1 else 1
+        if plan.temperature is not None and plan.temperature != 1.0:
+            t = float(plan.temperature)
+            procs.append(lambda ids, scores: scores / t)
+        if plan.top_k:
+            procs.append(_top_k(plan.top_k, keep))
+        if plan.top_p is not None and plan.top_p < 1.0:
+            procs.append(_top_p(float(plan.top_p), keep))
+    return procs
+
+
+def _apply(procs: list[Processor], ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    for p in procs:
+        scores = p(ids, scores)
+    return scores
+
+
+# ---------------------------------------------------------------------------------------------
+# The decoder runner: shared encoder output, cross k/v once, self-attention cache
+# ---------------------------------------------------------------------------------------------
+
+Cache = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+class _DecoderRunner:
+    """Runs the model's decoder for R = B * group rows against an encoder output of B rows, without copying it.
+
+    The rows of one source are consecutive (row r reads source r // group). Cross-attention keys
+    and values are computed once per source, (B, H, N, hd); each layer's cross-attention module
+    is called with the group folded into the query axis, (B, group * T, D), so every beam reads
+    the same keys/values. This mirrors LEDDecoder.forward / LEDDecoderLayer.forward and calls the
+    same modules (LEDDecoderAttention, the layer norms and the feed-forward layers).
+    """
+
+    def __init__(self, model, encoder_hidden: torch.Tensor, encoder_mask: torch.Tensor | None):
+        self.model = model
+        self.decoder = model.get_decoder()
+        self.encoder_hidden = encoder_hidden  # (B, N, D)
+        dtype = encoder_hidden.dtype
+        # additive cross-attention mask (B, 1, 1, N), broadcast over heads and queries
+        self.cross_mask = None
+        if encoder_mask is not None:
+            keep = encoder_mask[:, None, None, :].to(torch.bool)
+            self.cross_mask = torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(
+                ~keep, torch.finfo(dtype).min)
+        self.cross_kv = []
+        for layer in self.decoder.layers:
+            attn = layer.encoder_attn
+            self.cross_kv.append((attn._heads(attn.k_proj(encoder_hidden)), attn._heads(attn.v_proj(encoder_hidden))))
+
+    def forward(self, ids: torch.Tensor, cache: Cache | None, group: int, output_attentions: bool = False):
+        """ids (R, T) after `cache` -> hidden (R, T, D), new cache, self probs and cross probs per layer (or None)."""
+        dec = self.decoder
+        R, T = ids.shape
+        B = self.encoder_hidden.shape[0]
+        if R != B * group:
+            raise RuntimeError(f"{R} decoder rows for {B} sources in groups of {group}")
+        past_len = cache[0][0].shape[2] if cache else 0
+        h = dec.embed_tokens(ids)
+        dtype = h.dtype
+        h = h + dec.embed_positions(T, past_len).to(dtype)
+        h = F.dropout(dec.layernorm_embedding(h), p=dec.dropout, training=dec.training)
+        D = h.shape[-1]
+        self_mask = None
+        if T > 1:  # causal mask, (1, 1, T, past + T)
+            causal = torch.ones(T, past_len + T, dtype=torch.bool, device=h.device).tril(past_len)
+            self_mask = torch.zeros(1, 1, T, past_len + T, dtype=dtype, device=h.device).masked_fill(
+                ~causal, torch.finfo(dtype).min)
+        new_cache: Cache = []
+        self_probs, cross_probs = [], []
+        for i, layer in enumerate(dec.layers):
+            residual = h
+            out, sp, kv = layer.self_attn(h, None, cache[i] if cache else None, self_mask, None, output_attentions)
+            h = layer.self_attn_layer_norm(residual + F.dropout(out, p=layer.dropout, training=layer.training))
+            residual = h
+            # the rows of one source become one query sequence: (R, T, D) -> (B, group * T, D)
+            out, cp, _ = layer.encoder_attn(h.reshape(B, group * T, D), self.encoder_hidden, self.cross_kv[i],
+                                            self.cross_mask, None, output_attentions)
+            out = out.reshape(R, T, D)
+            h = layer.encoder_attn_layer_norm(residual + F.dropout(out, p=layer.dropout, training=layer.training))
+            residual = h
+            f = F.dropout(layer.activation_fn(layer.fc1(h)), p=layer.activation_dropout, training=layer.training)
+            h = layer.final_layer_norm(residual + F.dropout(layer.fc2(f), p=layer.dropout, training=layer.training))
+            new_cache.append(kv)
+            if output_attentions:
+                self_probs.append(sp)  # (R, H, T, past + T)
+                H, N = cp.shape[1], cp.shape[-1]
+                cross_probs.append(cp.view(B, H, group, T, N).transpose(1, 2).reshape(R, H, T, N))
+        return h, new_cache, (tuple(self_probs) if output_attentions else None), \
+            (tuple(cross_probs) if output_attentions else None)
+
+    def next_logits(self, ids: torch.Tensor, cache: Cache | None, group: int) -> tuple[torch.Tensor, Cache]:
+        """Float32 logits (R, V) of the last position, and the new cache."""
+        h, cache, _, _ = self.forward(ids, cache, group)
+        h = h[:, -1:]
+        logits = self.model.lm_head(h) + self.model.final_logits_bias.to(h.dtype)
+        return logits[:, -1].float(), cache
+
+    @staticmethod
+    def reorder(cache: Cache, rows: torch.Tensor) -> Cache:
+        """Self-attention cache of the rows `rows` (beam search); cross k/v are per source and never move."""
+        return [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in cache]
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming and stopping
+# ---------------------------------------------------------------------------------------------
+
+class _Stream:
+    """One interface over a callback streamer(step, ids), a put/end streamer object and a stop event."""
+
+    def __init__(self, streamer, stop_event):
+        self.streamer, self.stop_event = streamer, stop_event
+        self.is_object = streamer is not None and hasattr(streamer, "put")
+        self.stopped = False
+
+    def begin(self, prompt: torch.Tensor) -> None:
+        if self.is_object:
+            self.streamer.put(prompt.cpu())
+
+    def emit(self, step: int, tokens: torch.Tensor) -> None:
+        """Hand over one step's tokens; a callback returning False asks to stop."""
+        if self.streamer is not None:
+            if self.is_object:
+                self.streamer.put(tokens.cpu())
+            elif self.streamer(step, tokens.cpu()) is False:
+                self.stopped = True
+
+    def should_stop(self) -> bool:
+        if self.stop_event is not None and self.stop_event.is_set():
+            self.stopped = True
+        return self.stopped
+
+    def end(self) -> None:
+        if self.is_object:
+            self.streamer.end()
+
+
+# ---------------------------------------------------------------------------------------------
+# Greedy decoding and sampling
+# ---------------------------------------------------------------------------------------------
+
+def _greedy_or_sample(runner: _DecoderRunner, plan: _Plan, ids: torch.Tensor, group: int, stream: _Stream,
+                      generator: torch.Generator | None):
+    """ids (R, 1) -> sequences (R, T), the per-step processed scores (or None), whether it was stopped."""
+    procs = _processors(plan)
+    eos = torch.tensor(plan.eos, device=ids.device) if plan.eos is not None else None
+    unfinished = torch.ones(ids.shape[0], dtype=torch.long, device=ids.device)
+    scores = [] if plan.output_scores else None
+    cache = None
+    step = 0
+    while not stream.should_stop():
+        logits, cache = runner.next_logits(ids if cache is None else ids[:, -1:], cache, group)
+        next_scores = _apply(procs, ids, logits)
+        if scores is not None:
+            scores.append(next_scores)
+        if plan.do_sample:
+            next_tokens = torch.multinomial(next_scores.softmax(dim=-1), 1, generator=generator).squeeze(1)
+        else:
+            next_tokens = next_scores.argmax(dim=-1)
+        if eos is not None:  # finished rows continue with padding
+            next_tokens = next_tokens * unfinished + plan.pad * (1 - unfinished)
+        ids = torch.cat([ids, next_tokens[:, None]], dim=-1)
+        stream.emit(step, next_tokens)
+        step += 1
+        done = torch.full_like(next_tokens, ids.shape[1] >= plan.max_length, dtype=torch.bool)
+        if eos is not None:
+            done = done | torch.isin(next_tokens, eos)
+        unfinished = unfinished & ~done
+        if unfinished.max() == 0:
+            return ids, scores, False
+    return ids, scores, True
+
+
+# ---------------------------------------------------------------------------------------------
+# Beam search
+# ---------------------------------------------------------------------------------------------
+
+_NEG = -1.0e9  # the score that rules a candidate out (transformers' value)
+
+
+def _pick(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """t (B, K, ...) at beams index (B, K') -> (B, K', ...)."""
+    while index.dim() < t.dim():
+        index = index.unsqueeze(-1)
+    return torch.take_along_dim(t, index, dim=1)
+
+
+@dataclass
+class _Finished:
+    """The best finished hypotheses of every source: (B, num_beams, ...), best first."""
+
+    sequences: torch.Tensor
+    scores: torch.Tensor
+    beam_indices: torch.Tensor
+    done: torch.Tensor  # (B, num_beams) whether the slot holds a finished hypothesis
+
+    def merge(self, seqs, sums, beam_indices, allowed, generated_len, can_improve, plan: _Plan) -> None:
+        """Offer candidates (B, K, ...) with log-prob sums; `allowed` (B, K) ones may enter if they beat the worst."""
+        scores = sums / (generated_len ** plan.length_penalty)
+        full = torch.all(self.done, dim=-1, keepdim=True) & (plan.early_stopping is True)
+        scores += full.to(torch.float32) * _NEG
+        scores += (~can_improve).to(torch.float32) * _NEG
+        scores += (~allowed) * _NEG
+        merged_scores = torch.cat((self.scores, scores), dim=1)
+        best = torch.topk(merged_scores, k=plan.num_beams)[1]
+        self.sequences = _pick(torch.cat((self.sequences, seqs), dim=1), best)
+        self.scores = _pick(merged_scores, best)
+        self.beam_indices = _pick(torch.cat((self.beam_indices, beam_indices), dim=1), best)
+        self.done = _pick(torch.cat((self.done, allowed), dim=1), best)
+
+
+def _beam_search(runner: _DecoderRunner, plan: _Plan, prompt: torch.Tensor, stream: _Stream,
+                 generator: torch.Generator | None, vocab_size: int):
+    """prompt (B * num_beams, L0) -> sequences (B * num_return_sequences, T), their scores, beam indices,
+    per-step scores (or None), whether it was stopped from outside."""
+    nb, V, L0, max_len = plan.num_beams, vocab_size, plan.prompt_len, plan.max_length
+    B = prompt.shape[0] // nb
+    device = prompt.device
+    procs = _processors(plan)
+    eos = torch.tensor(plan.eos, device=device) if plan.eos is not None else None
+    # keep (EOS count + 1) * num_beams candidates, so num_beams can go on even if the best ones end
+    keep = max(2, 1 + (len(plan.eos) if plan.eos else 0)) * nb
+    top_nb = torch.cat((torch.ones(nb, dtype=torch.bool), torch.zeros(keep - nb, dtype=torch.bool))).to(device)
+    # unused positions hold pad (transformers: eos[0] when pad is 0 or unset; -1 without eos)
+    fill = (plan.pad or plan.eos[0]) if plan.eos is not None else -1
+
+    running = torch.full((B, nb, max_len), fill, dtype=torch.long, device=device)
+    running[:, :, :L0] = prompt.view(B, nb, L0)
+    running_scores = torch.zeros((B, nb), dtype=torch.float32, device=device)
+    running_scores[:, 1:] = _NEG  # only the first beam's continuations at the first step
+    running_beams = torch.full((B, nb, max_len - L0), -1, dtype=torch.int32, device=device)
+    running_ended = torch.zeros((B, nb), dtype=torch.bool, device=device)
+    finished = _Finished(running.clone(), torch.full((B, nb), _NEG, dtype=torch.float32, device=device),
+                         running_beams.clone(), torch.zeros((B, nb), dtype=torch.bool, device=device))
+    can_improve = torch.ones((B, 1), dtype=torch.bool, device=device)
+    batch_offset = torch.arange(B, device=device).view(-1, 1) * nb
+    all_scores = [] if plan.output_scores else None
+    cache = None
+    cur = L0
+    steps = 0
+    completed = False
+    while not stream.should_stop():
+        flat = running[:, :, :cur].reshape(B * nb, cur)
+        logits, cache = runner.next_logits(flat if cache is None else flat[:, -1:], cache, nb)
+        log_probs = _apply(procs, flat, F.log_softmax(logits, dim=-1))
+        if all_scores is not None:
+            all_scores.append(log_probs.clone())
+        totals = (log_probs.view(B, nb, V) + running_scores[:, :, None]).reshape(B, nb * V)
+
+        # the best `keep` continuations over all beams of a source (or `keep` sampled ones)
+        if plan.do_sample:
+            top_idx = torch.multinomial(F.softmax(totals, dim=-1), num_samples=keep, generator=generator)
+            top_scores = torch.gather(totals, 1, top_idx)
+        else:
+            top_scores, top_idx = torch.topk(totals, k=keep)
+        source_beam = top_idx // V
+        top_beams = _pick(running_beams, source_beam)
+        top_seqs = _pick(running, source_beam)
+        top_seqs[:, :, cur] = top_idx % V
+        top_beams[:, :, cur - L0] = (source_beam + batch_offset).to(top_beams.dtype)
+
+        # which continuations end here (EOS or the maximum length)
+        ends = torch.full((B, keep), cur + 1 >= max_len, dtype=torch.bool, device=device)
+        if eos is not None:
+            ends = ends | torch.isin(top_seqs[:, :, cur], eos)
+
+        # the best num_beams that go on
+        going = top_scores + ends.to(torch.float32) * _NEG
+        nxt = torch.topk(going, k=nb)[1]
+        running, running_scores = _pick(top_seqs, nxt), _pick(going, nxt)
+        running_beams, running_ended = _pick(top_beams, nxt), _pick(ends, nxt)
+
+        # the ones that end, among the best num_beams, become finished hypotheses if good enough
+        finished.merge(top_seqs, top_scores, top_beams, ends & top_nb[None, :], cur + 1 - L0, can_improve, plan)
+
+        cur += 1
+        steps += 1
+        stream.emit(steps - 1, running[:, 0, cur - 1])
+
+        # could a running beam still beat the worst finished one? (transformers' heuristics)
+        if plan.early_stopping == "never" and plan.length_penalty > 0.0:
+            best_len = max_len - L0
+        else:
+            best_len = cur - L0
+        best_running = running_scores[:, :1] / (best_len ** plan.length_penalty)
+        worst_finished = torch.where(finished.done, torch.min(finished.scores, dim=1, keepdim=True)[0], _NEG)
+        can_improve = can_improve & torch.any(best_running > worst_finished, dim=-1, keepdim=True)
+        open_beams = ~(torch.all(finished.done) & (plan.early_stopping is True))
+        if not (torch.any(can_improve) & open_beams & ~torch.all(ends)):
+            completed = True
+            break
+        cache = _DecoderRunner.reorder(cache, running_beams[..., cur - 1 - L0].reshape(-1).long())
+
+    stopped = stream.stopped and not completed
+    if stopped and steps:
+        # stopped from outside: the running beams compete as if they ended now
+        finished.merge(running, running_scores, running_beams, ~running_ended, cur - L0, can_improve, plan)
+
+    nrs = plan.num_return_sequences
+    if not steps:  # stopped before the first token
+        seqs = prompt.view(B, nb, L0)[:, :nrs].reshape(B * nrs, L0)
+        no_beams = running_beams[:, :nrs, :0].reshape(B * nrs, 0)
+        return seqs, torch.zeros(B * nrs, device=device), no_beams, all_scores, stopped
+    seqs = finished.sequences[:, :nrs].reshape(B * nrs, max_len)
+    seq_scores = finished.scores[:, :nrs].reshape(B * nrs)
+    beam_indices = finished.beam_indices[:, :nrs].reshape(B * nrs, max_len - L0)
+    generated = int((beam_indices + 1).bool().sum(dim=1).max())
+    return seqs[:, :L0 + generated], seq_scores, beam_indices[:, :generated], all_scores, stopped
+
+
+# ---------------------------------------------------------------------------------------------
+# Output and the mixin
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class GenerateOutput(ModelOutput):
+    """What `generate(..., return_dict_in_generate=True)` returns.
+
+    sequences (B*, T): B* = batch * num_return_sequences, decoder start token first; finished rows
+    are padded with pad_token_id. scores: per step, the processed scores (B*, V) (greedy/sampling)
+    or log-probabilities (batch * num_beams, V) (beams), with output_scores. sequences_scores (B*):
+    the beam scores, sum_logprobs / generated_len ** length_penalty. With output_attentions, one
+    teacher-forced pass over the final sequences gives decoder_attentions (per layer (B*, H, T, T))
+    and cross_attentions (per layer (B*, H, T, N)): row t is the query at position t, which chose
+    token t + 1. encoder_attentions (B, H, N, x + 2w + 1) and encoder_global_attentions
+    (B, H, N, x) come from the one encoder pass (one row per input, not per beam). stopped: True
+    when a stop_event or the streamer ended generation early.
+    """
+
+    sequences: torch.Tensor | None = None
+    scores: tuple | None = None
+    sequences_scores: torch.Tensor | None = None
+    beam_indices: torch.Tensor | None = None
+    encoder_attentions: tuple | None = None
+    encoder_global_attentions: tuple | None = None
+    decoder_attentions: tuple | None = None
+    cross_attentions: tuple | None = None
+    stopped: bool = False
+
+
+def _as_hidden(encoder_outputs) -> tuple[torch.Tensor, Any]:
+    """The last hidden state (B, N, D) of an encoder output object or tuple, and the object."""
+    if isinstance(encoder_outputs, (tuple, list)):
+        return encoder_outputs[0], None
+    return encoder_outputs.last_hidden_state, encoder_outputs
 
 
 class GenerationMixin:
     """Adds `generate` to LEDForConditionalGeneration."""
 
-    generation_config: dict = {}
+    # ---- generation defaults -------------------------------------------------------------
+    @property
+    def generation_config(self) -> dict:
+        """Generation defaults of this model (generation_config.json, else config.json); generate's arguments win."""
+        cfg = self.__dict__.get("_generation_config")
+        if cfg is None:
+            cfg = self.__dict__["_generation_config"] = _defaults_from_model_config(self.config)
+        return cfg
 
-    def _load_generation_config(self, name_or_path, **hub_kwargs):
-        self.generation_config = {}
+    @generation_config.setter
+    def generation_config(self, value: dict) -> None:
+        self.__dict__["_generation_config"] = dict(value)
 
+    def _load_generation_config(self, name_or_path, **hub_kwargs) -> None:
+        """Read generation_config.json of a checkpoint if it has one, else take the generation keys of config.json."""
+        from .loading import resolve_file
+
+        path = resolve_file(name_or_path, "generation_config.json", required=False, **hub_kwargs)
+        if path is None:
+            self.generation_config = _defaults_from_model_config(self.config)
+            _warn_unsupported(self.generation_config, f"the config.json of {name_or_path!r}")
+            return
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{path} is not valid JSON ({e}): the checkpoint's generation config is corrupted") \
+                from None
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{path} must hold a JSON object, not {type(data).__name__}")
+        self.generation_config = {k: v for k, v in data.items() if not k.startswith("_") and k != "transformers_version"}
+        _warn_unsupported(self.generation_config, str(path))
+
+    # ---- generate ----------------------------------------------------------------------------
+    @torch.no_grad()
     def generate(self, input_ids=None, attention_mask=None, global_attention_mask=None, **settings):
-        raise NotImplementedError("generation is not written yet")
+        """Generate token ids (B*, T) for input_ids (B, N); B* = B * num_return_sequences.
+
+        Settings (defaults: this checkpoint's generation_config.json or config.json, then the library's):
+        max_length / max_new_tokens (max_length counts the decoder start token), min_length /
+        min_new_tokens, num_beams, num_return_sequences, length_penalty, early_stopping (True, False,
+        "never"), no_repeat_ngram_size, repetition_penalty, do_sample with temperature, top_k, top_p
+        and seed (a torch.Generator: the same seed gives the same tokens; without a seed the global
+        RNG is used, as in transformers), forced_bos_token_id, forced_eos_token_id,
+        decoder_start_token_id, bos_token_id, eos_token_id, pad_token_id, output_scores,
+        output_attentions, return_dict_in_generate (-> GenerateOutput).
+
+        Streaming and stopping: `streamer` is a callable streamer(step, token_ids) called after each
+        step with the new token of every row (beam search: of every input's best running beam,
+        which later steps may still replace) -- returning False stops -- or an object with
+        put(token_ids)/end() like transformers' streamers (num_beams=1). `stop_event` (a
+        threading.Event) stops at the next step. Stopped generation returns what it has: the
+        tokens so far, or for beams the best of the finished and running hypotheses.
+
+        `encoder_outputs` (from model.get_encoder()) skips the encoder; give the same attention_mask.
+        """
+        plan = _resolve(self.generation_config, settings, self.config.vocab_size,
+                        self.config.max_decoder_position_embeddings)
+        encoder_outputs = settings.get("encoder_outputs")
+        if input_ids is None and encoder_outputs is None:
+            raise InputError("give input_ids (B, N) or encoder_outputs")
+        device = self.device
+
+        # 1. the encoder, once for all beams
+        if encoder_outputs is None:
+            if attention_mask is None and plan.pad is not None and not (plan.eos and plan.pad in plan.eos) \
+                    and bool((input_ids == plan.pad).any()):
+                attention_mask = input_ids.ne(plan.pad).long()  # transformers infers it from the padding
+            encoder_outputs = self.get_encoder()(
+                input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
+                output_attentions=plan.output_attentions and plan.return_dict, return_dict=True,
+            )
+        hidden, enc_obj = _as_hidden(encoder_outputs)
+        B = hidden.shape[0]
+        if attention_mask is not None and tuple(attention_mask.shape) != tuple(hidden.shape[:2]):
+            raise InputError(
+                f"attention_mask has shape {tuple(attention_mask.shape)} but the encoder output has "
+                f"{tuple(hidden.shape[:2])}: give one mask value per input token"
+            )
+        runner = _DecoderRunner(self, hidden, attention_mask)
+
+        # 2. decode
+        group = max(plan.num_beams, plan.num_return_sequences)
+        prompt = torch.full((B * group, plan.prompt_len), plan.decoder_start, dtype=torch.long, device=device)
+        stream = _Stream(plan.streamer, plan.stop_event)
+        generator = None
+        if plan.seed is not None:
+            generator = torch.Generator(device=device).manual_seed(plan.seed)
+        sequences_scores = beam_indices = None
+        try:
+            stream.begin(prompt)
+            if plan.num_beams == 1:
+                sequences, scores, stopped = _greedy_or_sample(runner, plan, prompt, group, stream, generator)
+            else:
+                sequences, sequences_scores, beam_indices, scores, stopped = _beam_search(
+                    runner, plan, prompt, stream, generator, self.config.vocab_size)
+        finally:
+            stream.end()
+        if not plan.return_dict:
+            return sequences
+
+        # 3. attentions of the final sequences, from one teacher-forced pass
+        out = GenerateOutput(sequences=sequences, scores=tuple(scores) if scores is not None else None,
+                             sequences_scores=sequences_scores, beam_indices=beam_indices, stopped=stopped)
+        if plan.output_attentions:
+            rows_per_source = sequences.shape[0] // B
+            _, _, out.decoder_attentions, out.cross_attentions = runner.forward(
+                sequences, None, rows_per_source, output_attentions=True)
+            if enc_obj is not None:
+                out.encoder_attentions = getattr(enc_obj, "attentions", None)
+                out.encoder_global_attentions = getattr(enc_obj, "global_attentions", None)
+        return out

@@ -1,0 +1,500 @@
+"""Generation against transformers 4.57 `generate` on tiny random checkpoints: the same tokens, scores and attentions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import warnings
+
+import pytest
+import torch
+
+import ledviz
+from conftest import assert_close, make_reference, tiny_kwargs
+from ledviz import GenerationSettingsError
+from ledviz.generation import VALID_SETTINGS, _DecoderRunner
+
+EOS, PAD, START = 2, 1, 2
+VOCAB = 100
+TINY_GEN = dict(d_model=32, encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+                decoder_ffn_dim=64, vocab_size=VOCAB, max_decoder_position_embeddings=64,
+                max_encoder_position_embeddings=64, attention_window=[4, 8])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine thread hand-offs cost 10x the work."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """transformers' model and ours on one checkpoint whose EOS is likely, so hypotheses end at different steps.
+
+    Strong decoder positions make the next token depend on the step (random decoders otherwise repeat one
+    token), and a bias on EOS makes it likely.
+    """
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    path = tmp_path_factory.mktemp("gen")
+    ref = make_reference("LEDForConditionalGeneration", path, seed=1, **TINY_GEN)
+    positions = ref.led.decoder.embed_positions.weight
+    with torch.no_grad():
+        positions.add_(torch.randn(positions.shape, generator=torch.Generator().manual_seed(101)) * 2.0)
+        ref.final_logits_bias[0, EOS] += 3.0
+    ref.save_pretrained(path)
+    return ref, ledviz.LEDForConditionalGeneration.from_pretrained(path), path
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    """Two documents of 23 and 15 tokens (the second padded), with different global tokens."""
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, VOCAB, (2, 23), generator=g)
+    ids[:, 0] = 0
+    ids[1, 14], ids[1, 15:] = EOS, PAD
+    attention_mask = (ids != PAD).long()
+    global_mask = torch.zeros_like(ids)
+    global_mask[:, 0] = 1
+    global_mask[0, 7] = 1
+    return dict(input_ids=ids, attention_mask=attention_mask, global_attention_mask=global_mask)
+
+
+def assert_same_tokens(ours: torch.Tensor, ref: torch.Tensor, what: str) -> None:
+    assert ours.shape == ref.shape, f"{what}: shape {tuple(ours.shape)} vs transformers {tuple(ref.shape)}\n" \
+                                    f"ours:\n{ours}\ntransformers:\n{ref}"
+    rows = [i for i in range(ref.shape[0]) if not torch.equal(ours[i], ref[i])]
+    assert not rows, f"{what}: rows {rows} differ\n" + "\n".join(
+        f"row {i}: ours {ours[i].tolist()}\n       transformers {ref[i].tolist()}" for i in rows)
+
+
+def both(models, inputs, **settings):
+    """(ours, transformers) generate outputs, as dicts with scores."""
+    ref, ours, _ = models
+    kw = dict(return_dict_in_generate=True, output_scores=True, **settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = ref.generate(**inputs, **kw)
+    return ours.generate(**inputs, **kw), theirs
+
+
+def ends_at(seqs: torch.Tensor) -> list[int]:
+    """Length of every row up to and including its first EOS after the start token (the full row if none)."""
+    out = []
+    for row in seqs.tolist():
+        out.append(next((i + 1 for i, t in enumerate(row) if i > 0 and t == EOS), len(row)))
+    return out
+
+
+GREEDY_CASES = {
+    "library_defaults": {},
+    "max_new_tokens": dict(max_new_tokens=15),
+    "max_length": dict(max_length=9),
+    "min_length": dict(max_new_tokens=12, min_length=8),
+    "min_new_tokens": dict(max_new_tokens=12, min_new_tokens=6),
+    "no_repeat_ngram": dict(max_new_tokens=20, no_repeat_ngram_size=2),
+    "no_repeat_unigram": dict(max_new_tokens=20, no_repeat_ngram_size=1, eos_token_id=None),
+    "repetition_penalty": dict(max_new_tokens=12, repetition_penalty=1.8),
+    "forced_bos_eos": dict(max_length=10, forced_bos_token_id=0, forced_eos_token_id=EOS),
+    "no_eos": dict(max_new_tokens=8, eos_token_id=None),
+    "two_eos": dict(max_new_tokens=12, eos_token_id=[EOS, 55]),
+    "pad_zero": dict(max_new_tokens=12, pad_token_id=0),
+    "start_token": dict(max_new_tokens=10, decoder_start_token_id=0),
+}
+
+
+@pytest.mark.parametrize("case", GREEDY_CASES)
+def test_greedy_matches_transformers(models, inputs, case):
+    ours, ref = both(models, inputs, **GREEDY_CASES[case])
+    assert_same_tokens(ours.sequences, ref.sequences, case)
+    assert len(ours.scores) == len(ref.scores)
+    for step, (a, b) in enumerate(zip(ours.scores, ref.scores)):
+        finite = torch.isfinite(b)
+        assert torch.equal(finite, torch.isfinite(a)), f"{case}: step {step}: -inf at other tokens"
+        assert_close(a[finite], b[finite], f"{case}: scores of step {step}", tol=1e-4)
+
+
+BEAM_CASES = {
+    f"lp{lp}_early{early}": dict(num_beams=3, max_new_tokens=12, length_penalty=lp, early_stopping=early)
+    for lp in (0.5, 1.0, 2.0) for early in (True, False, "never")
+}
+BEAM_CASES.update({
+    "negative_lp_never": dict(num_beams=3, max_new_tokens=12, length_penalty=-0.5, early_stopping="never"),
+    "no_repeat_ngram": dict(num_beams=4, max_new_tokens=14, no_repeat_ngram_size=2),
+    "min_length": dict(num_beams=3, max_new_tokens=12, min_length=7),
+    "min_new_tokens": dict(num_beams=3, max_new_tokens=12, min_new_tokens=4, early_stopping=True),
+    "forced_bos_eos": dict(num_beams=3, max_length=10, forced_bos_token_id=0, forced_eos_token_id=EOS),
+    "return_3_of_4": dict(num_beams=4, num_return_sequences=3, max_new_tokens=12, length_penalty=2.0),
+    "return_all": dict(num_beams=2, num_return_sequences=2, max_new_tokens=12, early_stopping=True),
+    "two_eos": dict(num_beams=3, max_new_tokens=12, eos_token_id=[EOS, 55]),
+    "no_eos": dict(num_beams=3, max_new_tokens=6, eos_token_id=None),
+    "pad_zero": dict(num_beams=3, max_new_tokens=12, pad_token_id=0),
+    "repetition_penalty": dict(num_beams=3, max_new_tokens=12, repetition_penalty=1.3),
+    "library_max_length": dict(num_beams=2),
+})
+
+
+@pytest.mark.parametrize("case", BEAM_CASES)
+def test_beam_search_matches_transformers(models, inputs, case):
+    ours, ref = both(models, inputs, **BEAM_CASES[case])
+    assert_same_tokens(ours.sequences, ref.sequences, case)
+    assert_close(ours.sequences_scores, ref.sequences_scores, f"{case}: sequences_scores", tol=1e-4)
+    assert len(ours.scores) == len(ref.scores), f"{case}: {len(ours.scores)} steps vs {len(ref.scores)}"
+    assert torch.equal(ours.beam_indices, ref.beam_indices.to(ours.beam_indices.dtype)), f"{case}: beam_indices"
+
+
+def test_beams_end_at_different_steps(models, inputs):
+    """The checkpoint makes EOS likely: finished hypotheses of different lengths, padded, and searches that the
+    early-stopping rules end before max_length (so those code paths run, and are compared above)."""
+    ours, ref = both(models, inputs, num_beams=4, num_return_sequences=4, max_new_tokens=12, early_stopping="never")
+    assert_same_tokens(ours.sequences, ref.sequences, "4 of 4 beams")
+    lengths = ends_at(ours.sequences)
+    T = ours.sequences.shape[1]
+    assert len(set(lengths)) > 1 and min(lengths) < T, f"hypotheses should end at different steps: {lengths}"
+    for row, n in zip(ours.sequences, lengths):
+        assert torch.all(row[n:] == PAD), f"finished hypotheses are padded with pad_token_id: {row.tolist()}"
+    steps = {}
+    for early in (True, False, "never"):
+        out, theirs = both(models, inputs, num_beams=3, max_new_tokens=12, length_penalty=0.5, early_stopping=early)
+        assert len(out.scores) == len(theirs.scores)
+        steps[early] = len(out.scores)
+    # early_stopping=True ends first, then the heuristic of False, then "never" (which bounds with max_length)
+    assert steps[True] < steps[False] < steps["never"] < 12, steps
+
+
+# ---- sampling ----------------------------------------------------------------------------------
+
+SAMPLING = {
+    "plain": dict(do_sample=True, max_new_tokens=12),
+    "warped": dict(do_sample=True, top_k=5, top_p=0.8, temperature=0.7, num_return_sequences=3, max_new_tokens=12),
+    "beam_sample": dict(do_sample=True, num_beams=3, top_k=10, num_return_sequences=2, max_new_tokens=10),
+}
+
+
+@pytest.mark.parametrize("case", SAMPLING)
+def test_sampling_is_reproducible(models, inputs, case):
+    _, ours, _ = models
+    a = ours.generate(**inputs, seed=7, **SAMPLING[case])
+    b = ours.generate(**inputs, seed=7, **SAMPLING[case])
+    c = ours.generate(**inputs, seed=8, **SAMPLING[case])
+    assert torch.equal(a, b), "the same seed must give the same tokens"
+    assert not torch.equal(a, c), "another seed should give other tokens"
+    for out in (a, c):
+        assert out.dtype == torch.long and int(out.min()) >= 0 and int(out.max()) < VOCAB
+        assert torch.all(out[:, 0] == START)
+
+
+@pytest.mark.parametrize("case", SAMPLING)
+def test_sampling_matches_transformers_under_the_same_seed(models, inputs, case):
+    """Our seeded generator draws as transformers' global RNG does (given the encoder output, whose pass in
+    transformers also draws from the global RNG)."""
+    ref, ours, _ = models
+    enc = ref.get_encoder()(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                            global_attention_mask=inputs["global_attention_mask"])
+    torch.manual_seed(11)
+    theirs = ref.generate(encoder_outputs=enc, attention_mask=inputs["attention_mask"], **SAMPLING[case])
+    assert_same_tokens(ours.generate(**inputs, seed=11, **SAMPLING[case]), theirs, case)
+
+
+# ---- streaming and stopping ----------------------------------------------------------------------
+
+def test_callback_streamer_sees_every_token(models, inputs):
+    _, ours, _ = models
+    seen = []
+    out = ours.generate(**inputs, max_new_tokens=10, streamer=lambda step, ids: seen.append((step, ids)))
+    assert [s for s, _ in seen] == list(range(out.shape[1] - 1))
+    assert torch.equal(torch.stack([ids for _, ids in seen], dim=1), out[:, 1:])
+
+
+def test_object_streamer_like_transformers(models, inputs):
+    """put() gets the decoder start ids, then each step's tokens; end() once."""
+    _, ours, _ = models
+
+    class Recorder:
+        def __init__(self):
+            self.puts, self.ended = [], 0
+
+        def put(self, value):
+            self.puts.append(value)
+
+        def end(self):
+            self.ended += 1
+
+    rec = Recorder()
+    out = ours.generate(**inputs, max_new_tokens=10, streamer=rec)
+    assert rec.ended == 1
+    assert torch.equal(rec.puts[0], out[:, :1])
+    assert torch.equal(torch.stack(rec.puts[1:], dim=1), out[:, 1:])
+
+
+def test_callback_returning_false_stops(models, inputs):
+    _, ours, _ = models
+    full = ours.generate(**inputs, max_new_tokens=12, eos_token_id=None)
+    out = ours.generate(**inputs, max_new_tokens=12, eos_token_id=None, return_dict_in_generate=True,
+                        streamer=lambda step, ids: step < 3)
+    assert out.stopped
+    assert torch.equal(out.sequences, full[:, :5]), "stopped after the 4th token, returning what it had"
+
+
+def test_stop_event_stops_greedy_and_beams(models, inputs):
+    _, ours, _ = models
+    for settings in (dict(), dict(num_beams=3, num_return_sequences=2)):
+        event = threading.Event()
+
+        def hook(step, ids):
+            if step == 2:
+                event.set()
+
+        out = ours.generate(**inputs, max_new_tokens=12, eos_token_id=None, stop_event=event, streamer=hook,
+                            return_dict_in_generate=True, **settings)
+        assert out.stopped, settings
+        assert out.sequences.shape == (2 * settings.get("num_return_sequences", 1), 4), settings
+        assert torch.all(out.sequences[:, 0] == START)
+        if "num_beams" in settings:  # the running beams were scored as finished
+            assert torch.all(out.sequences_scores > -1e8)
+            assert torch.equal(out.beam_indices >= 0, torch.ones_like(out.beam_indices, dtype=torch.bool))
+
+
+def test_stop_before_start_and_a_finished_run_is_not_stopped(models, inputs):
+    _, ours, _ = models
+    event = threading.Event()
+    event.set()
+    out = ours.generate(**inputs, stop_event=event, return_dict_in_generate=True)
+    assert out.stopped and torch.equal(out.sequences, torch.full((2, 1), START))
+    out = ours.generate(**inputs, max_new_tokens=4, stop_event=threading.Event(), return_dict_in_generate=True)
+    assert not out.stopped
+
+
+def test_beam_streamer_follows_the_best_running_beam(models, inputs):
+    _, ours, _ = models
+    seen = []
+    out = ours.generate(**inputs, num_beams=3, max_new_tokens=8, streamer=lambda s, ids: seen.append(ids))
+    assert len(seen) >= 1 and all(t.shape == (2,) for t in seen)
+    assert len(seen) <= out.shape[1] - 1 + 1
+
+
+def test_object_streamer_is_ended_on_error(models, inputs):
+    _, ours, _ = models
+    ended = []
+
+    class Failing:
+        def put(self, value):
+            if value.dim() == 1:
+                raise RuntimeError("display went away")
+
+        def end(self):
+            ended.append(True)
+
+    with pytest.raises(RuntimeError, match="display went away"):
+        ours.generate(**inputs, max_new_tokens=4, streamer=Failing())
+    assert ended == [True]
+
+
+# ---- attentions, one encoder pass, shared cross-attention keys/values ---------------------------------
+
+@pytest.mark.parametrize("settings", [dict(max_new_tokens=9), dict(num_beams=3, num_return_sequences=2, max_new_tokens=9),
+                                      dict(do_sample=True, num_return_sequences=2, seed=0, max_new_tokens=9)],
+                         ids=["greedy", "beams", "sampling"])
+def test_attentions_equal_a_forward_pass_on_the_final_sequences(models, inputs, settings):
+    _, ours, _ = models
+    out = ours.generate(**inputs, return_dict_in_generate=True, output_attentions=True, **settings)
+    seqs = out.sequences
+    per = seqs.shape[0] // 2
+    rep = {k: v.repeat_interleave(per, dim=0) for k, v in inputs.items()}
+    direct = ours(**rep, decoder_input_ids=seqs, output_attentions=True)
+    B, T, N, H = seqs.shape[0], seqs.shape[1], inputs["input_ids"].shape[1], 4
+    assert len(out.decoder_attentions) == len(out.cross_attentions) == 2
+    for layer in range(2):
+        assert out.decoder_attentions[layer].shape == (B, H, T, T)
+        assert out.cross_attentions[layer].shape == (B, H, T, N)
+        assert_close(out.decoder_attentions[layer], direct.decoder_attentions[layer], f"decoder_attentions[{layer}]")
+        assert_close(out.cross_attentions[layer], direct.cross_attentions[layer], f"cross_attentions[{layer}]")
+    enc = ours.get_encoder()(**inputs, output_attentions=True)
+    for layer in range(2):
+        assert_close(out.encoder_attentions[layer], enc.attentions[layer], f"encoder_attentions[{layer}]")
+        assert_close(out.encoder_global_attentions[layer], enc.global_attentions[layer], f"global[{layer}]")
+
+
+def test_encoder_runs_once_and_cross_keys_are_computed_once_per_document(models, inputs):
+    _, ours, _ = models
+    calls = {"encoder": 0, "cross_k": []}
+    hooks = [ours.get_encoder().register_forward_hook(lambda *a: calls.__setitem__("encoder", calls["encoder"] + 1))]
+    for layer in ours.get_decoder().layers:
+        hooks.append(layer.encoder_attn.k_proj.register_forward_hook(
+            lambda mod, args, out: calls["cross_k"].append(tuple(args[0].shape))))
+    try:
+        ours.generate(**inputs, num_beams=4, num_return_sequences=2, max_new_tokens=10, output_attentions=True,
+                      return_dict_in_generate=True)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert calls["encoder"] == 1
+    # once per layer, on the 2 documents (not on 2 x 4 beams), and not again for the attentions pass
+    assert calls["cross_k"] == [(2, 23, 32)] * 2
+
+
+def test_runner_matches_the_public_forward_with_beams(models, inputs):
+    """The decoder runner (beams folded onto one copy of the encoder output) gives the logits of model(...)."""
+    _, ours, _ = models
+    enc = ours.get_encoder()(**inputs)
+    runner = _DecoderRunner(ours, enc.last_hidden_state, inputs["attention_mask"])
+    beams = 3
+    seqs = torch.randint(3, VOCAB, (2 * beams, 5), generator=torch.Generator().manual_seed(3))
+    seqs[:, 0] = START
+    rep = {k: v.repeat_interleave(beams, dim=0) for k, v in inputs.items()}
+    with torch.no_grad():
+        direct = ours(**rep, decoder_input_ids=seqs).logits  # (6, 5, V)
+        cache = None
+        for t in range(seqs.shape[1]):
+            logits, cache = runner.next_logits(seqs[:, t:t + 1], cache, beams)
+            assert_close(logits, direct[:, t], f"logits of step {t}")
+        # reordering the cache is the same as running the reordered rows
+        order = torch.tensor([2, 2, 0, 5, 3, 3])
+        logits, _ = runner.next_logits(seqs[order, -1:], _DecoderRunner.reorder(cache, order), beams)
+        full = ours(**rep, decoder_input_ids=torch.cat([seqs[order], seqs[order, -1:]], dim=1)).logits
+        assert_close(logits, full[:, -1], "logits after reordering")
+
+
+def test_given_encoder_output_and_inferred_attention_mask(models, inputs):
+    """encoder_outputs skips the encoder; without attention_mask, padding is inferred from pad_token_id as transformers does."""
+    ref, ours, _ = models
+    enc = ours.get_encoder()(**inputs)
+    a = ours.generate(encoder_outputs=enc, attention_mask=inputs["attention_mask"], num_beams=2, max_new_tokens=8)
+    b = ours.generate(**inputs, num_beams=2, max_new_tokens=8)
+    assert torch.equal(a, b)
+    kw = dict(input_ids=inputs["input_ids"], global_attention_mask=inputs["global_attention_mask"], max_new_tokens=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = ref.generate(**kw)
+    assert_same_tokens(ours.generate(**kw), theirs, "inferred attention mask")
+
+
+# ---- settings: defaults from the checkpoint, errors ----------------------------------------------------
+
+def _copy_checkpoint(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_defaults_from_generation_config_json(models, inputs, tmp_path):
+    import transformers
+
+    _, _, path = models
+    ck = _copy_checkpoint(path, tmp_path / "ck")
+    gen = json.loads((ck / "generation_config.json").read_text())
+    gen.update(num_beams=3, length_penalty=2.0, no_repeat_ngram_size=2, max_length=12, early_stopping=True)
+    (ck / "generation_config.json").write_text(json.dumps(gen))
+    ref = transformers.LEDForConditionalGeneration.from_pretrained(ck).eval()
+    ours = ledviz.LEDForConditionalGeneration.from_pretrained(ck)
+    assert ours.generation_config["num_beams"] == 3 and "transformers_version" not in ours.generation_config
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for settings in (dict(), dict(num_beams=1), dict(max_new_tokens=5)):
+            assert_same_tokens(ours.generate(**inputs, **settings), ref.generate(**inputs, **settings), str(settings))
+    # written back by save_pretrained, and read again
+    ours.save_pretrained(tmp_path / "saved")
+    again = ledviz.LEDForConditionalGeneration.from_pretrained(tmp_path / "saved")
+    assert again.generation_config == ours.generation_config
+
+
+def test_defaults_from_config_json_without_generation_config(models, inputs, tmp_path):
+    import transformers
+
+    _, _, path = models
+    ck = _copy_checkpoint(path, tmp_path / "ck")
+    (ck / "generation_config.json").unlink()
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg.update(num_beams=2, no_repeat_ngram_size=3, max_length=11, min_length=4)
+    (ck / "config.json").write_text(json.dumps(cfg))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = transformers.LEDForConditionalGeneration.from_pretrained(ck).eval()
+        theirs = ref.generate(**inputs)
+    ours = ledviz.LEDForConditionalGeneration.from_pretrained(ck)
+    assert ours.generation_config["num_beams"] == 2 and ours.generation_config["eos_token_id"] == EOS
+    assert_same_tokens(ours.generate(**inputs), theirs, "config.json defaults")
+
+
+def test_unsupported_checkpoint_options_warn(models, tmp_path):
+    _, _, path = models
+    ck = _copy_checkpoint(path, tmp_path / "ck")
+    (ck / "generation_config.json").write_text(json.dumps({"decoder_start_token_id": 2, "typical_p": 0.5}))
+    with pytest.warns(UserWarning, match="typical_p"):
+        ledviz.LEDForConditionalGeneration.from_pretrained(ck)
+
+
+def test_a_model_built_from_a_config_takes_its_tokens():
+    model = ledviz.LEDForConditionalGeneration(ledviz.LEDConfig(**tiny_kwargs(**TINY_GEN))).eval()
+    assert model.generation_config == {"bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1,
+                                       "decoder_start_token_id": 2}
+    out = model.generate(torch.tensor([[0, 5, 6, 2]]), max_new_tokens=3, eos_token_id=None)
+    assert out.shape == (1, 4) and out[0, 0] == 2
+
+
+class _PutEnd:
+    def put(self, value):
+        pass
+
+    def end(self):
+        pass
+
+
+BAD_SETTINGS = [
+    (dict(num_beam=3), "num_beam"),
+    (dict(num_beams=2, num_return_sequences=3), "num_return_sequences"),
+    (dict(num_return_sequences=2), "num_return_sequences"),
+    (dict(min_length=30, max_length=10), "min_length"),
+    (dict(min_new_tokens=20, max_new_tokens=5), "min_new_tokens"),
+    (dict(do_sample=True, temperature=0.0), "temperature"),
+    (dict(temperature=-1.0), "temperature"),
+    (dict(do_sample=True, top_p=0.0), "top_p"),
+    (dict(do_sample=True, top_p=1.5), "top_p"),
+    (dict(do_sample=True, top_k=-1), "top_k"),
+    (dict(early_stopping="sometimes"), "early_stopping"),
+    (dict(early_stopping=1), "early_stopping"),
+    (dict(max_length=1), "max_length"),
+    (dict(max_new_tokens=0), "max_new_tokens"),
+    (dict(max_new_tokens=64), "max_new_tokens"),
+    (dict(eos_token_id=VOCAB), "eos_token_id"),
+    (dict(forced_bos_token_id=-1), "forced_bos_token_id"),
+    (dict(num_beams=0), "num_beams"),
+    (dict(length_penalty="long"), "length_penalty"),
+    (dict(repetition_penalty=0.0), "repetition_penalty"),
+    (dict(no_repeat_ngram_size=-2), "no_repeat_ngram_size"),
+    (dict(streamer=object()), "streamer"),
+    (dict(streamer=_PutEnd(), num_beams=2), "streamer"),
+    (dict(stop_event="stop"), "stop_event"),
+    (dict(seed="a"), "seed"),
+    (dict(decoder_start_token_id=None, bos_token_id=None), "decoder_start_token_id"),
+]
+
+
+@pytest.mark.parametrize("settings,name", BAD_SETTINGS, ids=[n + str(i) for i, (_, n) in enumerate(BAD_SETTINGS)])
+def test_bad_settings_name_the_setting(models, inputs, settings, name):
+    _, ours, _ = models
+    with pytest.raises(GenerationSettingsError, match=name) as err:
+        ours.generate(**inputs, **settings)
+    assert isinstance(err.value, ValueError)
+
+
+def test_unknown_setting_lists_the_valid_ones(models, inputs):
+    _, ours, _ = models
+    with pytest.raises(GenerationSettingsError) as err:
+        ours.generate(**inputs, num_beam=3, max_tokens=5)
+    msg = str(err.value)
+    assert "'max_tokens'" in msg and "'num_beam'" in msg and "did you mean 'num_beams'" in msg
+    assert all(name in msg for name in VALID_SETTINGS)
+
+
+def test_input_problems_are_input_errors(models, inputs):
+    _, ours, _ = models
+    enc = ours.get_encoder()(**inputs)
+    with pytest.raises(ledviz.InputError, match="attention_mask"):
+        ours.generate(encoder_outputs=enc, attention_mask=inputs["attention_mask"][:, :5])
+    with pytest.raises(ledviz.InputError, match="input_ids"):
+        ours.generate(max_new_tokens=3)
