@@ -1,0 +1,31 @@
+"""ledviz: see how LED (Longformer-Encoder-Decoder) reads a long document.
+
+The frame of the app: page setup, the navigation over the pages, and the sidebar every page
+shares (the model, and which layers and heads the attention views show). Run with
+`streamlit run app.py`; the embedded demo model works offline (LEDVIZ_MODEL points elsewhere).
+"""
+
+import streamlit as st
+
+from pages.common import attention_sidebar, model_sidebar
+
+st.set_page_config(page_title="ledviz · LED attention", page_icon=":material/visibility:", layout="wide")
+
+pages = {
+    "Read a document": [
+        st.Page("pages/summarize.py", title="Summarize", icon=":material/summarize:", default=True),
+        st.Page("pages/qa.py", title="Question answering", icon=":material/question_answer:"),
+    ],
+    "Explore": [
+        st.Page("pages/lab.py", title="Attention lab", icon=":material/science:"),
+        st.Page("pages/how_it_works.py", title="How LED attention works", icon=":material/school:"),
+        st.Page("pages/model.py", title="The model", icon=":material/memory:"),
+    ],
+}
+page = st.navigation(pages)
+
+# the shared sidebar, drawn before the page so every page sees the same model and view
+loaded = model_sidebar()
+attention_sidebar(loaded)
+
+page.run()

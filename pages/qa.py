@@ -1,0 +1,154 @@
+"""Question answering: a question about a document, with global attention on the question tokens;
+the answer, where in the document it came from (cross-attention of the answer tokens, and where
+the answer's text occurs), and where the question tokens looked."""
+
+import re
+
+import numpy as np
+import streamlit as st
+
+from pages.common import (
+    attention_views,
+    cross_attention_view,
+    cross_map,
+    document_input,
+    document_spans,
+    document_status,
+    global_tokens_input,
+    highlighted_document,
+    plot,
+    require_model,
+    run_panel,
+    run_summary,
+    sample_questions,
+    show_errors,
+    show_output,
+    show_passages,
+    token_row,
+    top_passages,
+)
+from ledviz import plots
+
+KEY = "qa"
+
+
+def answer_spans(text: str, answer: str) -> list[tuple[int, int]]:
+    """Where the answer occurs in the text: case-insensitive, any whitespace between its words."""
+    words = answer.strip().rstrip(".").split()
+    if not words:
+        return []
+    pattern = r"\s+".join(re.escape(w) for w in words)
+    return [m.span() for m in re.finditer(pattern, text, flags=re.IGNORECASE)]
+
+
+def _use_suggestion() -> None:
+    choice = st.session_state.get(f"{KEY}.suggested")
+    if choice:
+        st.session_state[f"{KEY}.question"] = choice
+
+
+def question_input(sample: str | None) -> str:
+    """The question, with the sample document's suggested questions one click away."""
+    suggestions = sample_questions().get(sample, []) if sample else []
+    if suggestions:
+        st.pills("Suggested questions", suggestions, key=f"{KEY}.suggested", on_change=_use_suggestion)
+    return st.text_input("Question", key=f"{KEY}.question", persist_state="session",
+                         placeholder="Ask about a fact in the document").strip()
+
+
+def settings(doc):
+    c1, c2, c3 = st.columns([2, 1, 1])
+    with c1:
+        kind, mask = global_tokens_input(f"{KEY}.settings", doc, default="question")
+    max_new = c2.number_input("Max answer tokens", 1, 256, 24, key=f"{KEY}.max_new", persist_state="session")
+    beams = c3.number_input("Beams", 1, 8, 1, key=f"{KEY}.beams", persist_state="session",
+                            help="1 = greedy decoding, streamed token by token.")
+    return kind, mask, int(max_new), int(beams)
+
+
+def answer_source(result, loaded) -> None:
+    """Cross-attention of the answer tokens on the document, and where the answer's text occurs."""
+    doc = result.document
+    cm = cross_map(result)
+    special = set(loaded.tokenizer.all_special_ids)
+    steps = [k - 1 for k, t in enumerate(result.output_ids) if k > 0 and t not in special]
+    if cm is None or not steps:
+        st.info("The model gave no answer tokens to trace back.")
+        return
+    weights = cm[steps].mean(0)
+    matches = answer_spans(doc.text, result.output_text)
+    top = top_passages(result, weights, 3)
+    if matches:
+        s, e = matches[0]
+        inside = [i for i, sp in enumerate(document_spans(doc)) if sp is not None and sp[0] < e and sp[1] > s]
+        where = f"tokens {inside[0]}–{inside[-1]}" if inside else "beyond the part the model read"
+        in_top = bool(top) and top[0][0][0] <= s < top[0][0][1]
+        st.success(f"The answer occurs {len(matches)}× in the document; first at character {s:,} ({where}). "
+                   + ("The passage with the most cross-attention contains it." if in_top else
+                      "It is not in the passage with the most cross-attention."), icon=":material/check_circle:")
+    else:
+        st.info("The answer does not occur word for word in the document.", icon=":material/search_off:")
+    show_passages(top, "Passages the answer tokens attended to most")
+    highlighted_document(result, weights, outline=matches, label="cross-attention of the answer", height=360)
+
+
+def question_looked(result) -> None:
+    """Where the question tokens looked: the mean of their attention rows over the document."""
+    doc = result.document
+    q = doc.question_tokens()
+    if not q:
+        st.info("This run has no question tokens.")
+        return
+    weights = np.mean([token_row(result, i, "from") for i in q], axis=0)
+    inside = np.array([s is not None for s in document_spans(doc)])
+    on_doc = np.where(inside, weights, 0.0)
+    globals_ = set(result.global_positions)
+    if not all(i in globals_ for i in q):
+        st.caption("Some question tokens are not global: they see only their window, which barely reaches "
+                   "the document. Give them global attention to see them read it all.")
+    st.caption(f"{on_doc.sum():.0%} of the question tokens' attention goes to the document.")
+    plot(plots.profile_figure(on_doc, value_name="attention", height=170), key=f"{KEY}.question_profile")
+    highlighted_document(result, on_doc, label="attention from the question", height=300)
+
+
+def main() -> None:
+    st.title("Question answering")
+    st.caption("LED reads the question and the document together, with global attention on the question "
+               "tokens: they see the whole document, and every document token sees them.")
+    loaded = require_model()
+    source = document_input("doc")
+    question = question_input(source.sample if source is not None else None)
+    if source is not None and not question:
+        st.info("Type a question (or pick a suggested one).")
+        doc = None
+    else:
+        doc = document_status(loaded, None if source is None else source.text, question)
+    kind, mask, max_new, beams = settings(doc)
+    limit = loaded.config.max_decoder_position_embeddings - 1
+    result = run_panel(KEY, loaded, doc, mask, task="qa", max_new_tokens=min(max_new, limit), num_beams=beams,
+                       button_label="Answer", stream_label="Answer",
+                       settings=dict(global_tokens=kind, document=None if source is None else source.label))
+    if result is None:
+        return
+    st.divider()
+    st.subheader("Answer")
+    show_output(result, "#### ")
+    st.caption(f"Question: {result.document.question}")
+    run_summary(result)
+    left, right = st.columns(2, gap="large")
+    with left:
+        st.subheader("Where the answer came from")
+        with show_errors("tracing the answer back to the document"):
+            answer_source(result, loaded)
+    with right:
+        st.subheader("Where the question looked")
+        with show_errors("following the question's attention"):
+            question_looked(result)
+    st.subheader("Encoder attention")
+    first_question_token = (result.document.question_tokens() or [0])[0]
+    attention_views(result, loaded, f"{KEY}.views", default_token=first_question_token,
+                    extra={"Cross-attention": lambda: cross_attention_view(result, loaded, f"{KEY}.cross")})
+
+
+with show_errors("drawing the Question answering page"):
+    main()
