@@ -100,7 +100,7 @@ def token_heatmap_figure(values, row_labels: Sequence[str], col_labels: Sequence
     font = 10 if n <= 64 else 8
     fig.update_xaxes(type="category", tickangle=-60, tickfont=dict(size=font), title_text="key")
     fig.update_yaxes(type="category", tickfont=dict(size=font), title_text="query")
-    return _layout(fig, title, height or min(900, max(360, 14 * len(row_labels) + 140)))
+    return _layout(fig, title, height or min(640, max(360, 9 * len(row_labels) + 160)))
 
 
 def grid_figure(values, row_labels: Sequence[str], col_labels: Sequence[str], *, title: str | None = None,

@@ -64,7 +64,8 @@ STATS = {
     "global_mass": "mass on global tokens",
     "self_mass": "mass on itself",
 }
-OVERVIEW_BINS = 512
+OVERVIEW_BINS = 256  # the default: a 560-pixel map shows no more, and 512 x 512 takes a browser 4x longer to draw
+BIN_CHOICES = [128, 256, 512]
 MAX_ZOOM = 512  # the most tokens a token-level heatmap shows
 MAX_GLOBAL_ROWS = 100
 UPLOAD_TYPES = ("txt", "md")
@@ -847,38 +848,49 @@ def _token_picker(result: RunResult, key: str, label: str, default: int = 0) -> 
     return i
 
 
-def map_view(result: RunResult, key: str, view: View | None = None) -> None:
-    """Binned overview of the whole map with a zoom range, and the token-level map of that range."""
+def map_view(result: RunResult, key: str, view: View | None = None, wide: bool = False) -> None:
+    """Binned overview of the whole map with a zoom range, and the token-level map of that range
+    (below it, or beside it when `wide`)."""
     v = result_view(result, view)
     doc = result.document
     n = doc.n_tokens
-    c1, c2 = st.columns([3, 2])
+    c1, c2, c3 = st.columns([2.6, 1.5, 1])
     scale = c2.selectbox("Colour scale", list(plots.SCALES), format_func=plots.SCALES.get, key=f"{key}.scale",
                          persist_state="session")
-    default = (0, min(n, 128))
+    bins = c3.selectbox("Overview bins", BIN_CHOICES, index=BIN_CHOICES.index(OVERVIEW_BINS), key=f"{key}.bins",
+                        persist_state="session", help="Bins per side of the whole-document map (fewer draw faster).")
+    default = (0, min(n, 64))
     _clamp_state(f"{key}.rows", 0, n)
     _clamp_state(f"{key}.cols", 0, n)
-    rows = c1.slider("Zoom: query tokens", 0, n, default, key=f"{key}.rows", persist_state="session",
-                     help=f"At most {MAX_ZOOM} tokens are shown token by token.")
-    same = c2.checkbox("Keys: the same tokens", True, key=f"{key}.same", persist_state="session")
-    cols = rows if same else c1.slider("Zoom: key tokens", 0, n, default, key=f"{key}.cols", persist_state="session")
+    with c1:
+        rows = st.slider("Zoom: query tokens", 0, n, default, key=f"{key}.rows", persist_state="session",
+                         help=f"At most {MAX_ZOOM} tokens are shown token by token.")
+        same = st.checkbox("Keys: the same tokens", True, key=f"{key}.same", persist_state="session")
+        cols = rows if same else st.slider("Zoom: key tokens", 0, n, default, key=f"{key}.cols",
+                                           persist_state="session")
+    if rows[1] - rows[0] > MAX_ZOOM or cols[1] - cols[0] > MAX_ZOOM:
+        st.caption(f"The token-level map shows the first {MAX_ZOOM} tokens of the range.")
     rows = (rows[0], min(rows[1], rows[0] + MAX_ZOOM))
     cols = (cols[0], min(cols[1], cols[0] + MAX_ZOOM))
-    m, edges = overview_map(result, v)
+    m, edges = overview_map(result, v, bins)
     bins = len(edges) - 1
     title = f"Whole document ({n:,} tokens, {bins}×{bins} bins of {edges[1] - edges[0]}) — {v.label()}"
     fig = plots.overview_figure(m, edges, title=title, scale=scale, zoom=(rows, cols))
-    plot(fig, key=f"{key}.overview")
-    figure_export(fig, "attention-overview", f"{key}.overview_export")
-    if rows[1] - rows[0] < 1 or cols[1] - cols[0] < 1:
-        st.info("Choose a token range to zoom into.")
-        return
-    z = zoom_map(result, rows, cols, v)
-    fig2 = plots.token_heatmap_figure(z, token_labels(doc, range(*rows)), token_labels(doc, range(*cols)),
-                                      title=f"Tokens {rows[0]}–{rows[1] - 1} → {cols[0]}–{cols[1] - 1}",
-                                      scale="linear" if scale == "clipped" else scale)
-    plot(fig2, key=f"{key}.zoom")
-    figure_export(fig2, "attention-tokens", f"{key}.zoom_export")
+    left, right = st.columns(2, gap="medium") if wide else (st.container(), st.container())
+    with left:
+        plot(fig, key=f"{key}.overview")
+        figure_export(fig, "attention-overview", f"{key}.overview_export")
+    with right:
+        if rows[1] - rows[0] < 1 or cols[1] - cols[0] < 1:
+            st.info("Choose a token range to zoom into.")
+            return
+        z = zoom_map(result, rows, cols, v)
+        fig2 = plots.token_heatmap_figure(z, token_labels(doc, range(*rows)), token_labels(doc, range(*cols)),
+                                          title=f"Tokens {rows[0]}–{rows[1] - 1} → {cols[0]}–{cols[1] - 1}",
+                                          scale="linear" if scale == "clipped" else scale,
+                                          height=560 if wide else None)
+        plot(fig2, key=f"{key}.zoom")
+        figure_export(fig2, "attention-tokens", f"{key}.zoom_export")
 
 
 def text_view(result: RunResult, key: str, view: View | None = None, default_token: int = 0) -> None:
@@ -1007,10 +1019,13 @@ def source_view(result: RunResult, loaded: LoadedModel | None, key: str, view: V
     pieces = output_pieces(result, loaded)
     special = set(loaded.tokenizer.all_special_ids) if loaded is not None else set()
     options = [-1] + [k for k, t in enumerate(result.output_ids[1:], start=1) if t not in special]
-    names = {-1: f"every {what}", **{k: f"{k}: {pieces[k - 1].strip() or repr(pieces[k - 1])}" for k in options[1:]}}
+    names = {-1: f"every {what}", **{k: pieces[k - 1].strip() or "␣" for k in options[1:]}}
     _keep_valid(f"{key}.out_token", options, -1)
-    k = st.pills(f"Which {what}?", options, format_func=names.get, default=-1, required=True,
-                 key=f"{key}.out_token", persist_state="session")
+    box = st.container(height=150 if len(options) > 24 else "content")
+    k = box.pills(f"Which {what}? (the output, token by token)", options, format_func=names.get, default=-1,
+                  required=True, key=f"{key}.out_token", persist_state="session", wrap=True)
+    if k != -1:
+        names[k] = f"token {k} “{names[k]}”"
     weights = cm.mean(0) if k == -1 else cm[k - 1]
     show_passages(top_passages(result, weights, 3))
     highlighted_document(result, weights, label=f"cross-attention of {names[k]}", height=360)
@@ -1105,15 +1120,17 @@ VIEW_TABS = {"map": "Map", "text": "Text", "heads": "Heads", "global": "Global t
 
 
 def attention_views(result: RunResult, loaded: LoadedModel | None, key: str, *, tabs: Sequence[str] = tuple(VIEW_TABS),
-                    default_token: int = 0, extra: dict[str, Callable[[], None]] | None = None) -> None:
+                    default_token: int = 0, extra: dict[str, Callable[[], None]] | None = None,
+                    wide: bool = False) -> None:
     """The encoder attention views of a run in tabs. Only the open tab is computed (tabs with
     on_change="rerun"), so switching views or changing the sidebar redraws quickly. `extra`
-    adds tabs {label: draw function} after the standard ones."""
+    adds tabs {label: draw function} after the standard ones; `wide` (the views span the page)
+    sets figures side by side."""
     v = result_view(result)
     labels = [VIEW_TABS[t] for t in tabs] + list(extra or {})
     containers = st.tabs(labels, key=f"{key}.tab", on_change="rerun")
     draw = {
-        "map": lambda: map_view(result, f"{key}.map", v),
+        "map": lambda: map_view(result, f"{key}.map", v, wide),
         "text": lambda: text_view(result, f"{key}.text", v, default_token),
         "heads": lambda: heads_view(result, f"{key}.heads", v),
         "global": lambda: global_tokens_view(result, f"{key}.global", v),
@@ -1125,3 +1142,24 @@ def attention_views(result: RunResult, loaded: LoadedModel | None, key: str, *, 
             continue
         with tab, show_errors(f"drawing the {label} view"):
             fn()
+
+
+def _leave_pages_folder_mode() -> None:
+    """Make sure app.py's frame runs, even when a server's first visitor opens a page's URL.
+
+    Streamlit decides on a server's first run whether this is a legacy "pages/ folder" app (a
+    pages/ folder exists) and keeps that until st.navigation runs. If that first run is a
+    bookmarked page (say /qa), it runs pages/qa.py alone, without app.py's frame and sidebar,
+    and lists every file of pages/ (common.py too). Every page imports this module, and the
+    first import happens in that first run: it switches the legacy mode off and reruns, so the
+    rerun goes through app.py and its st.navigation.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if PagesManager.uses_pages_directory and get_script_run_ctx() is not None:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_pages_folder_mode()

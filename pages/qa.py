@@ -51,7 +51,7 @@ def question_input(sample: str | None) -> str:
     """The question, with the sample document's suggested questions one click away."""
     suggestions = sample_questions().get(sample, []) if sample else []
     if suggestions:
-        st.pills("Suggested questions", suggestions, key=f"{KEY}.suggested", on_change=_use_suggestion)
+        st.pills("Suggested questions", suggestions, key=f"{KEY}.suggested", on_change=_use_suggestion, wrap=True)
     return st.text_input("Question", key=f"{KEY}.question", persist_state="session",
                          placeholder="Ask about a fact in the document").strip()
 
@@ -147,7 +147,8 @@ def main() -> None:
     st.subheader("Encoder attention")
     first_question_token = (result.document.question_tokens() or [0])[0]
     attention_views(result, loaded, f"{KEY}.views", default_token=first_question_token,
-                    extra={"Cross-attention": lambda: cross_attention_view(result, loaded, f"{KEY}.cross")})
+                    extra={"Cross-attention": lambda: cross_attention_view(result, loaded, f"{KEY}.cross")},
+                    wide=True)
 
 
 with show_errors("drawing the Question answering page"):
