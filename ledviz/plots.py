@@ -62,15 +62,15 @@ def overview_figure(values, edges: Sequence[int], *, title: str | None = None, s
                     height: int = 560) -> go.Figure:
     """Binned map (K, K) of a whole document; edges (K + 1) are the bins' token boundaries.
 
-    Each cell is drawn at the token where its bin starts, so the axes read in tokens. `zoom`
+    Each cell spans its bin's tokens, so the axes read in tokens. `zoom`
     ((row_start, row_stop), (col_start, col_stop)) outlines a token range.
     """
     z = _np(values)
-    starts = np.asarray(edges[:-1])
+    bounds = np.asarray(edges)  # K + 1 values: Plotly reads them as the cells' edges
     shown, zmax, bar = _scaled(z, scale)
-    hover = "queries %{y}…<br>keys %{x}…<br>" + value_name + " %{customdata:.4g}<extra></extra>"
+    hover = "queries ≈ %{y:.0f}<br>keys ≈ %{x:.0f}<br>" + value_name + " %{customdata:.4g}<extra></extra>"
     fig = go.Figure(go.Heatmap(
-        z=shown, x=starts, y=starts, customdata=z if scale == "log" else None, colorscale=COLORSCALE,
+        z=shown, x=bounds, y=bounds, customdata=z if scale == "log" else None, colorscale=COLORSCALE,
         zmin=None if scale == "log" else 0, zmax=zmax,
         hovertemplate=hover if scale == "log" else hover.replace("customdata", "z"),
         colorbar=dict(title=dict(text=bar, side="right"), thickness=12),
@@ -146,9 +146,9 @@ def rows_figure(values, row_labels: Sequence[str], edges: Sequence[int], *, titl
     z = _np(values)
     shown, zmax, bar = _scaled(z, scale)
     fig = go.Figure(go.Heatmap(
-        z=shown, x=np.asarray(edges[:-1]), y=list(row_labels), colorscale=COLORSCALE,
+        z=shown, x=np.asarray(edges), y=list(row_labels), colorscale=COLORSCALE,
         zmin=0 if scale != "log" else None, zmax=zmax, customdata=z,
-        hovertemplate="%{y}<br>tokens %{x}…<br>" + value_name + " %{customdata:.4g}<extra></extra>",
+        hovertemplate="%{y}<br>tokens ≈ %{x:.0f}<br>" + value_name + " %{customdata:.4g}<extra></extra>",
         colorbar=dict(title=dict(text=bar, side="right"), thickness=12),
     ))
     fig.update_xaxes(title_text=x_title, range=[0, int(edges[-1])])

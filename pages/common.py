@@ -131,13 +131,14 @@ def load_model_cached(name: str, progress: Callable[[str], None] | None = None) 
     return slot.loaded
 
 
-def _loading_progress(bar) -> Callable[[str], None]:
-    """A load_model progress callback that moves `bar` a step per message (loading has no fractions)."""
+def _loading_progress(slot, name: str) -> Callable[[str], None]:
+    """A load_model progress callback drawing a bar in `slot` (an st.empty) that moves a step per
+    message (loading reports no fractions). Nothing is drawn when the model is already loaded."""
     steps = {"n": 0}
 
     def update(message: str) -> None:
         steps["n"] += 1
-        bar.progress(min(0.95, steps["n"] / 6), text=f"{message}…")
+        slot.progress(min(0.95, steps["n"] / 6), text=f"{name}: {message}…")
 
     return update
 
@@ -174,24 +175,24 @@ def model_sidebar() -> LoadedModel | None:
                                    help="e.g. " + ", ".join(HUB_EXAMPLES) + ". Downloaded once into the "
                                         "Hugging Face cache (led-base is about 650 MB).")
             st.button("Load from the Hub", key="model.load_hub", on_click=_request, args=(hub_id.strip(),),
-                      use_container_width=True)
+                      width="stretch")
         else:
             folder = st.text_input("Folder with config.json and weights", key="model.folder",
                                    placeholder="/path/to/checkpoint")
             st.button("Load folder", key="model.load_folder", on_click=_request, args=(folder.strip(),),
-                      use_container_width=True, disabled=not folder.strip())
+                      width="stretch", disabled=not folder.strip())
         requested = ss.pop("model.requested", None)
         bar = st.empty()
         if requested and requested != ss["model.active"]:
             try:
-                load_model_cached(requested, _loading_progress(bar.progress(0.0, text=f"loading {requested}…")))
+                load_model_cached(requested, _loading_progress(bar, requested))
                 ss["model.active"] = requested
                 _clear_model_error()
             except Exception as err:  # noqa: BLE001 - shown below, the previous model stays in use
                 ss["model.error"] = err
         loaded = None
         try:
-            loaded = load_model_cached(ss["model.active"], _loading_progress(bar.progress(0.0, text="loading…")))
+            loaded = load_model_cached(ss["model.active"], _loading_progress(bar, ss["model.active"]))
         except Exception as err:  # noqa: BLE001
             ss["model.error"] = err
         bar.empty()
@@ -616,11 +617,11 @@ def run_panel(key: str, loaded: LoadedModel, doc: Document | None, global_mask: 
     ready = doc is not None and global_mask is not None
     b1, b2, b3 = st.columns([1.3, 1, 4], vertical_alignment="center")
     b1.button(button_label, type="primary", key=f"{key}.run", disabled=running or not ready,
-              on_click=_start_job, use_container_width=True,
+              on_click=_start_job, width="stretch",
               args=(key, loaded, doc, global_mask, task, max_new_tokens, num_beams,
                     dict(settings, fingerprint=_fingerprint(doc, global_mask, settings))))
     b2.button("Cancel", key=f"{key}.cancel", disabled=not running, on_click=_cancel_job, args=(key,),
-              use_container_width=True, help="Stop generating; the tokens so far are kept.")
+              width="stretch", help="Stop generating; the tokens so far are kept.")
     if num_beams > 1:
         b3.caption("Beam search shows the output when it ends (streaming needs 1 beam).")
     job = ss.get(f"{key}.job")
