@@ -376,8 +376,7 @@ class _DecoderRunner:
     The rows of one source are consecutive (row r reads source r // group). Cross-attention keys
     and values are computed once per source, (B, H, N, hd); each layer's cross-attention module
     is called with the group folded into the query axis, (B, group * T, D), so every beam reads
-    the same keys/values. This mirrors LEDDecoder.forward / LEDDecoderLayer.forward and calls the
-    same modules (LEDDecoderAttention, the layer norms and the feed-forward layers).
+    the same keys/values (LEDDecoderLayer's cross_group). The embedding step mirrors LEDDecoder.forward.
     """
 
     def __init__(self, model, encoder_hidden: torch.Tensor, encoder_mask: torch.Tensor | None):
@@ -408,7 +407,6 @@ class _DecoderRunner:
         dtype = h.dtype
         h = h + dec.embed_positions(T, past_len).to(dtype)
         h = F.dropout(dec.layernorm_embedding(h), p=dec.dropout, training=dec.training)
-        D = h.shape[-1]
         self_mask = None
         if T > 1:  # causal mask, (1, 1, T, past + T)
             causal = torch.ones(T, past_len + T, dtype=torch.bool, device=h.device).tril(past_len)
@@ -417,23 +415,14 @@ class _DecoderRunner:
         new_cache: Cache = []
         self_probs, cross_probs = [], []
         for i, layer in enumerate(dec.layers):
-            residual = h
-            out, sp, kv = layer.self_attn(h, None, cache[i] if cache else None, self_mask, None, output_attentions)
-            h = layer.self_attn_layer_norm(residual + F.dropout(out, p=layer.dropout, training=layer.training))
-            residual = h
-            # the rows of one source become one query sequence: (R, T, D) -> (B, group * T, D)
-            out, cp, _ = layer.encoder_attn(h.reshape(B, group * T, D), self.encoder_hidden, self.cross_kv[i],
-                                            self.cross_mask, None, output_attentions)
-            out = out.reshape(R, T, D)
-            h = layer.encoder_attn_layer_norm(residual + F.dropout(out, p=layer.dropout, training=layer.training))
-            residual = h
-            f = F.dropout(layer.activation_fn(layer.fc1(h)), p=layer.activation_dropout, training=layer.training)
-            h = layer.final_layer_norm(residual + F.dropout(layer.fc2(f), p=layer.dropout, training=layer.training))
-            new_cache.append(kv)
+            # the rows of one source read its cross keys/values, folded into one query sequence
+            past = (cache[i] if cache else (None, None)) + self.cross_kv[i]
+            h, sp, cp, kv = layer(h, self_mask, self.encoder_hidden, self.cross_mask, past_key_value=past,
+                                  output_attentions=output_attentions, cross_group=group)
+            new_cache.append(kv[:2])
             if output_attentions:
                 self_probs.append(sp)  # (R, H, T, past + T)
-                H, N = cp.shape[1], cp.shape[-1]
-                cross_probs.append(cp.view(B, H, group, T, N).transpose(1, 2).reshape(R, H, T, N))
+                cross_probs.append(cp)  # (R, H, T, N)
         return h, new_cache, (tuple(self_probs) if output_attentions else None), \
             (tuple(cross_probs) if output_attentions else None)
 

@@ -450,20 +450,34 @@ class LEDDecoderLayer(nn.Module):
         self.activation_fn = get_activation(config.activation_function)
 
     def forward(self, hidden_states, attention_mask, encoder_hidden_states, encoder_attention_mask,
-                layer_head_mask=None, cross_attn_layer_head_mask=None, past_key_value=None, output_attentions=False):
-        """past_key_value: (self_k, self_v, cross_k, cross_v) or None. Returns h, self probs, cross probs, cache."""
-        self_past = past_key_value[:2] if past_key_value is not None else None
-        cross_past = past_key_value[2:] if past_key_value is not None else None
+                layer_head_mask=None, cross_attn_layer_head_mask=None, past_key_value=None, output_attentions=False,
+                cross_group: int = 1):
+        """past_key_value: (self_k, self_v, cross_k, cross_v), self part None before the first step.
+
+        cross_group > 1: the decoder rows come in groups of that size per encoder row (the beams of
+        one document); each group is folded into one query sequence, so all of them read the same
+        cross-attention keys/values without a copy per row. Returns h, self probs, cross probs, cache.
+        """
+        has_self_past = past_key_value is not None and past_key_value[0] is not None
+        self_past = past_key_value[:2] if has_self_past else None
+        cross_past = past_key_value[2:] if past_key_value is not None and past_key_value[2] is not None else None
         # causal self-attention
         residual = hidden_states
         h, self_probs, self_kv = self.self_attn(hidden_states, None, self_past, attention_mask, layer_head_mask, output_attentions)
         h = self.self_attn_layer_norm(residual + F.dropout(h, p=self.dropout, training=self.training))
         # cross-attention onto the encoder output
         residual = h
-        h, cross_probs, cross_kv = self.encoder_attn(
-            h, encoder_hidden_states, cross_past, encoder_attention_mask, cross_attn_layer_head_mask, output_attentions
+        R, T, D = h.shape
+        folded = h.reshape(R // cross_group, cross_group * T, D) if cross_group > 1 else h
+        c, cross_probs, cross_kv = self.encoder_attn(
+            folded, encoder_hidden_states, cross_past, encoder_attention_mask, cross_attn_layer_head_mask, output_attentions
         )
-        h = self.encoder_attn_layer_norm(residual + F.dropout(h, p=self.dropout, training=self.training))
+        if cross_group > 1:
+            c = c.reshape(R, T, D)
+            if cross_probs is not None:  # (B, H, group * T, N) -> (R, H, T, N)
+                B, H, _, N = cross_probs.shape
+                cross_probs = cross_probs.view(B, H, cross_group, T, N).transpose(1, 2).reshape(R, H, T, N)
+        h = self.encoder_attn_layer_norm(residual + F.dropout(c, p=self.dropout, training=self.training))
         # feed-forward
         residual = h
         f = F.dropout(self.activation_fn(self.fc1(h)), p=self.activation_dropout, training=self.training)
