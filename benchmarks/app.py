@@ -176,7 +176,11 @@ def browser(tokens_title: str) -> list[tuple[str, float, str]]:
                     page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
                 page.wait_for_function(f"performance.now() - window.__lv.last > {quiet_ms}", timeout=600_000,
                                        polling=100)
-                return page.evaluate("Math.max(window.__lv.last, window.__lv.idle)") - start_js
+                last, idle_at = page.evaluate("[window.__lv.last, window.__lv.idle]")
+                settled.append(idle_at - start_js)  # when the script run ended, as the page saw it
+                return max(last, idle_at) - start_js
+
+            settled: list[float] = []
 
             def now() -> float:
                 return page.evaluate("performance.now()")
@@ -199,7 +203,8 @@ def browser(tokens_title: str) -> list[tuple[str, float, str]]:
                     has_text="Encoder layer").click()
                 t = now()
                 page.get_by_role("option", name=option, exact=True).click()
-                rows.append((f"browser: layer → {option}", settle(t), "until the page is still"))
+                ms = settle(t)
+                rows.append((f"browser: layer → {option}", ms, f"script done at {settled[-1]:.0f} ms, then drawing"))
             ctx.close()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

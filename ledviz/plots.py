@@ -172,7 +172,7 @@ def profile_figure(values, *, title: str | None = None, value_name: str = "atten
     fig.update_xaxes(title_text="document token", range=[0, max(1, len(y) - 1)])
     fig.update_yaxes(title_text=value_name, rangemode="tozero")
     fig.update_layout(title=dict(text=title, font=dict(size=14)) if title else None, height=height,
-                      margin=dict(l=10, r=10, t=40 if title else 10, b=10), showlegend=False)
+                      margin=dict(l=10, r=10, t=40 if title else (26 if marks else 10), b=10), showlegend=False)
     return fig
 
 
@@ -183,14 +183,16 @@ def profile_figure(values, *, title: str | None = None, value_name: str = "atten
 def attention_html(text: str, spans: Sequence[tuple[int, int] | None], weights, *,
                    rgb: tuple[int, int, int] = ATTENTION_RGB, focus: Sequence[int] = (),
                    outline: Sequence[tuple[int, int]] = (), top: float | None = None, min_alpha: float = 0.03,
-                   max_height: int | None = None) -> str:
+                   levels: int = 16, max_height: int | None = None) -> str:
     """`text` as HTML with each token's characters shaded by its weight (alpha = weight / top).
 
     spans[i] is token i's (start, end) in `text`, or None for tokens not in it; weights (N,) are
     the values to show (attention from or to a token, cross-attention, ...). `top` is the value
-    of full colour (default: the largest weight). Tokens in `focus` are underlined; character
-    ranges in `outline` (e.g. exact matches of an answer) are boxed. Every piece of text is
-    HTML-escaped. Each token's value shows on hover.
+    of full colour (default: the largest weight). Shades come in `levels` steps, and neighbouring
+    tokens of the same shade share one span (with the spaces between them), so a long document
+    stays a small page and a highlighted passage reads as one. Tokens in `focus` are underlined;
+    character ranges in `outline` (e.g. exact matches of an answer) are boxed. Every piece of
+    text is HTML-escaped; hovering shows the tokens and their largest value.
     """
     w = _np(weights).reshape(-1)
     if len(spans) != len(w):
@@ -199,40 +201,63 @@ def attention_html(text: str, spans: Sequence[tuple[int, int] | None], weights, 
     focus = set(focus)
     cuts = sorted({p for a, b in outline for p in (a, b)})  # outline boundaries split tokens
     boxes = sorted(outline)
-    order = sorted((s[0], s[1], i) for i, s in enumerate(spans) if s is not None and s[1] > s[0])
-    out, pos = [], 0
 
     def boxed(a: int) -> bool:
         return any(s <= a < e for s, e in boxes)
 
-    def piece(a: int, b: int, style: str, tip: str | None) -> None:
-        chunk = html.escape(text[a:b])
-        if boxed(a):
-            style += f"outline:2px solid rgb{MATCH_RGB};"
-        if style or tip:
-            title = f' title="{html.escape(tip)}"' if tip else ""
-            out.append(f'<span style="{style}"{title}>{chunk}</span>')
-        else:
-            out.append(chunk)
-
-    for start, end, i in order:
-        if start < pos:  # overlapping offsets (rare): skip the overlap
-            start = pos
-            if start >= end:
-                continue
+    # pieces of text: (start, end, style key, token or None); a style key of None is plain text
+    pieces: list[tuple[int, int, tuple | None, int | None]] = []
+    pos = 0
+    for start, end, i in sorted((s[0], s[1], i) for i, s in enumerate(spans) if s is not None and s[1] > s[0]):
+        start = max(start, pos)  # overlapping offsets (rare): skip the overlap
+        if start >= end:
+            continue
         if start > pos:
-            piece(pos, start, "", None)
+            pieces.append((pos, start, None, None))
         alpha = min(1.0, max(0.0, float(w[i]) / top))
-        style = f"background:rgba({rgb[0]},{rgb[1]},{rgb[2]},{alpha * 0.75:.3f});" if alpha >= min_alpha else ""
-        if i in focus:
-            style += "border-bottom:3px solid #1f77b4;font-weight:600;"
-        tip = f"token {i}: {float(w[i]):.4g}"
-        bounds = [start] + [c for c in cuts if start < c < end] + [end]
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            piece(a, b, style, tip)
+        level = round(alpha * levels) if alpha >= min_alpha else 0
+        for a, b in zip([start] + [c for c in cuts if start < c < end], [c for c in cuts if start < c < end] + [end]):
+            key = (level, i in focus, boxed(a))
+            pieces.append((a, b, key if key != (0, False, False) else None, i))
         pos = end
     if pos < len(text):
-        piece(pos, len(text), "", None)
+        pieces.append((pos, len(text), None, None))
+
+    # runs: neighbouring shaded pieces of one style, across whitespace-only gaps, become one span
+    out: list[str] = []
+    run: list = []  # [start, end, key, first token, last token, largest weight]
+
+    def close() -> None:
+        if not run:
+            return
+        a, b, (level, focused, box), t0, t1, wmax = run
+        style = f"background:rgba({rgb[0]},{rgb[1]},{rgb[2]},{0.75 * level / levels:.3f});" if level else ""
+        if focused:
+            style += "border-bottom:3px solid #1f77b4;font-weight:600;"
+        if box:
+            style += f"outline:2px solid rgb{MATCH_RGB};"
+        tokens = f"token {t0}" if t0 == t1 else f"tokens {t0}–{t1}"
+        out.append(f'<span style="{style}" title="{tokens}: {wmax:.4g}">{html.escape(text[a:b])}</span>')
+        run.clear()
+
+    k = 0
+    while k < len(pieces):
+        a, b, key, i = pieces[k]
+        if key is None:
+            gap_joins = (run and i is None and not text[a:b].strip() and k + 1 < len(pieces)
+                         and pieces[k + 1][2] == run[2] and not run[2][1])
+            if gap_joins:
+                run[1] = b
+            else:
+                close()
+                out.append(html.escape(text[a:b]))
+        elif run and run[2] == key and run[1] == a and not key[1]:
+            run[1], run[4], run[5] = b, i, max(run[5], float(w[i]))
+        else:
+            close()
+            run.extend([a, b, key, i, i, float(w[i])])
+        k += 1
+    close()
     scroll = f"max-height:{max_height}px;overflow-y:auto;" if max_height else ""
     return (f'<div style="white-space:pre-wrap;line-height:1.6;font-size:0.92rem;{scroll}">'
             + "".join(out) + "</div>")

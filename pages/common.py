@@ -966,7 +966,7 @@ def global_tokens_view(result: RunResult, key: str, view: View | None = None) ->
     plot(fig, key=f"{key}.rows")
     figure_export(fig, "global-tokens", f"{key}.rows_export")
     st.dataframe(
-        stats, hide_index=True, height=260,
+        stats, hide_index=True, height=260 if len(stats) > 6 else "auto",
         column_config={
             "mean_distance": st.column_config.NumberColumn("mean distance", format="%.1f"),
             "entropy": st.column_config.NumberColumn(format="%.2f"),

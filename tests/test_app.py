@@ -165,14 +165,14 @@ def test_question_answering_runs_and_traces_answer_and_question():
 
 
 def test_a_run_can_be_cancelled():
-    from pages.common import RunJob, load_model_cached, prepared_document  # noqa: F401
+    from pages.common import RunJob, load_model_cached
     from ledviz import pipeline
     from ledviz.demo.data import sample_documents
 
     loaded = load_model_cached(pipeline.EMBEDDED)
     doc = pipeline.prepare_document(loaded, next(iter(sample_documents().values())))
     job = RunJob(loaded, doc, pipeline.global_attention_mask(doc, "first"), task="summarize",
-                 max_new_tokens=200, num_beams=1)
+                 max_new_tokens=loaded.config.max_decoder_position_embeddings - 1, num_beams=1)
     job.stop.set()
     job.thread.join(TIMEOUT)
     assert job.done and job.error is None, job.error
