@@ -183,12 +183,13 @@ def profile_figure(values, *, title: str | None = None, value_name: str = "atten
 def attention_html(text: str, spans: Sequence[tuple[int, int] | None], weights, *,
                    rgb: tuple[int, int, int] = ATTENTION_RGB, focus: Sequence[int] = (),
                    outline: Sequence[tuple[int, int]] = (), top: float | None = None, min_alpha: float = 0.03,
-                   levels: int = 16, max_height: int | None = None) -> str:
+                   levels: int = 16, gamma: float = 1.0, max_height: int | None = None) -> str:
     """`text` as HTML with each token's characters shaded by its weight (alpha = weight / top).
 
     spans[i] is token i's (start, end) in `text`, or None for tokens not in it; weights (N,) are
     the values to show (attention from or to a token, cross-attention, ...). `top` is the value
-    of full colour (default: the largest weight). Shades come in `levels` steps, and neighbouring
+    of full colour (default: the largest weight); `gamma` < 1 (alpha = (weight / top) ** gamma)
+    brings out weak attention next to a few strong peaks. Shades come in `levels` steps, and neighbouring
     tokens of the same shade share one span (with the spaces between them), so a long document
     stays a small page and a highlighted passage reads as one. Tokens in `focus` are underlined;
     character ranges in `outline` (e.g. exact matches of an answer) are boxed. Every piece of
@@ -214,7 +215,7 @@ def attention_html(text: str, spans: Sequence[tuple[int, int] | None], weights, 
             continue
         if start > pos:
             pieces.append((pos, start, None, None))
-        alpha = min(1.0, max(0.0, float(w[i]) / top))
+        alpha = min(1.0, max(0.0, float(w[i]) / top)) ** gamma
         level = round(alpha * levels) if alpha >= min_alpha else 0
         for a, b in zip([start] + [c for c in cuts if start < c < end], [c for c in cuts if start < c < end] + [end]):
             key = (level, i in focus, boxed(a))
@@ -263,13 +264,13 @@ def attention_html(text: str, spans: Sequence[tuple[int, int] | None], weights, 
             + "".join(out) + "</div>")
 
 
-def legend_html(label: str, top: float, rgb: tuple[int, int, int] = ATTENTION_RGB) -> str:
-    """A small colour bar: from no shade to full colour at `top`."""
+def legend_html(label: str, top: float, rgb: tuple[int, int, int] = ATTENTION_RGB, note: str = "") -> str:
+    """A small colour bar: from no shade to full colour at `top`, with an optional note after it."""
     r, g, b = rgb
-    return (f'<div style="font-size:0.8rem;display:flex;align-items:center;gap:6px">{html.escape(label)}: 0'
-            f'<span style="display:inline-block;width:120px;height:10px;'
+    return (f'<div style="font-size:0.8rem;display:flex;align-items:center;gap:6px;flex-wrap:wrap">'
+            f'{html.escape(label)}: 0<span style="display:inline-block;width:120px;height:10px;'
             f'background:linear-gradient(to right,rgba({r},{g},{b},0),rgba({r},{g},{b},0.75))"></span>'
-            f'{top:.3g}</div>')
+            f'{top:.3g}<span style="opacity:0.7">{html.escape(note)}</span></div>')
 
 
 # ---------------------------------------------------------------------------------------------

@@ -836,8 +836,9 @@ def highlighted_document(result: RunResult, weights: np.ndarray, *, focus: Seque
     inside = np.array([s is not None for s in spans])
     w[~inside] = 0.0
     top = float(w.max()) if w.size else 0.0
-    st.html(plots.legend_html(label, top))
-    st.html(plots.attention_html(doc.text, spans, w, focus=focus, outline=outline, max_height=height))
+    # attention is heavy-tailed: a square-root shade keeps the weaker passages visible beside the peaks
+    st.html(plots.legend_html(label, top, note="(square-root shading; hover a word for its value)"))
+    st.html(plots.attention_html(doc.text, spans, w, focus=focus, outline=outline, gamma=0.5, max_height=height))
 
 
 def _token_picker(result: RunResult, key: str, label: str, default: int = 0) -> int:
