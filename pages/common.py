@@ -146,9 +146,14 @@ def _loading_progress(slot, name: str) -> Callable[[str], None]:
 def _describe(loaded: LoadedModel) -> str:
     c = loaded.config
     name = "embedded demo model" if loaded.source == pipeline.EMBEDDED else loaded.name
-    return (f"**{name}** · {c.encoder_layers} layers × {c.encoder_attention_heads} heads · "
+    text = (f"**{name}** · {c.encoder_layers} layers × {c.encoder_attention_heads} heads · "
             f"window {max(c.attention_windows())} · up to {loaded.max_tokens:,} tokens · "
             f"loaded in {loaded.load_seconds:.1f} s")
+    if loaded.source == pipeline.EMBEDDED:
+        # the shipped checkpoint is an early one: say so wherever its outputs are shown
+        text += ("  \n⚠️ Early training checkpoint: its summaries and answers have the right form, but the "
+                 "facts in them are made up (see ledviz/demo/model/README.md).")
+    return text
 
 
 def _clear_model_error() -> None:
