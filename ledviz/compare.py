@@ -19,7 +19,7 @@ import torch
 from . import analysis
 from .errors import InputError
 from .export import AttentionStore
-from .pipeline import GLOBAL_CHOICES, Document, LoadedModel, RunResult, _rss_mb, global_attention_mask, run
+from .pipeline import GLOBAL_CHOICES, Document, LoadedModel, RunResult, peak_rss_mb, global_attention_mask, run
 from .unfold import SparseAttention
 
 Tensor = torch.Tensor
@@ -396,7 +396,7 @@ def compare_settings(
         encode(loaded, doc, masks[0])
     for n, (setting, mask, label) in enumerate(zip(parsed, masks, labels)):
         report(f"{label}: {'encoding and generating' if generate else 'encoding'}", n)
-        rss0 = _rss_mb()
+        rss0 = peak_rss_mb()
         if generate:
             res = run(loaded, doc, mask, task=task, max_new_tokens=max_new_tokens, **generation)
             item = SettingResult(setting, label, mask, res.layers, res, timings=dict(res.timings),
@@ -406,7 +406,7 @@ def compare_settings(
             att_mb = sum(sp.nbytes for sp in layers.values()) / 2**20
             item = SettingResult(setting, label, mask, layers, None, timings={"encode_s": seconds, "total_s": seconds},
                                  memory={"attention_mb": att_mb})
-        item.memory["rss_growth_mb"] = max(0.0, _rss_mb() - rss0)
+        item.memory["rss_growth_mb"] = max(0.0, peak_rss_mb() - rss0)
         results.append(item)
 
     # the reference output, scored under every setting

@@ -38,7 +38,7 @@ def default_model_dir() -> str:
     return os.environ.get("LEDVIZ_MODEL") or os.path.join(os.path.dirname(__file__), "demo", "model")
 
 
-def _rss_mb() -> float:
+def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -286,7 +286,7 @@ def run(
     teacher-forced pass for the decoder and cross attentions of the output."""
     model, tok = loaded.model, loaded.tokenizer
     timings: dict[str, float] = {}
-    rss0 = _rss_mb()
+    rss0 = peak_rss_mb()
     gm = global_mask if global_mask is not None else global_attention_mask(doc, "first" if task == "summarize" else "question")
     if gm.shape != doc.input_ids.shape:
         raise InputError(f"the global-attention mask has shape {tuple(gm.shape)}, the document {tuple(doc.input_ids.shape)}")
@@ -347,7 +347,7 @@ def run(
         output_tokens=tok.convert_ids_to_tokens(ids), output_text=text,
         layers=dict(store.run.layers), head_stats=dict(store.run.stats), cross_attentions=cross,
         decoder_attentions=dec, token_logprobs=token_logprobs, timings=timings,
-        memory={"peak_rss_mb": _rss_mb(), "rss_growth_mb": max(0.0, _rss_mb() - rss0)},
+        memory={"peak_rss_mb": peak_rss_mb(), "rss_growth_mb": max(0.0, peak_rss_mb() - rss0)},
         stopped_early=stopped,
         settings=dict(task=task, max_new_tokens=max_new_tokens, num_beams=num_beams,
                       global_positions=gm[0].nonzero().flatten().tolist(), model=loaded.name, **generation),
