@@ -277,17 +277,26 @@ class LEDEncoderSelfAttention(nn.Module):
         glob_b, glob_i = layout.is_global.nonzero(as_tuple=True)
         out = hidden_states.new_empty(B, H, L, hd)
         probs_out = hidden_states.new_empty(B, H, L, x + span, dtype=probs_dtype or dtype) if output_attentions else None
+        neg_t = torch.tensor(neg, dtype=dtype, device=hidden_states.device)
         # heads per group: keep one group's block scores under ~128 MB
         group = max(1, min(H, (128 << 20) // max(1, B * Lb * (c + 2 * w) * 4)))
         for h0 in range(0, H, group):
             hs = slice(h0, min(H, h0 + group))
             g = hs.stop - hs.start
             blocks = q_blocks[:, hs] @ k_spans[:, hs].transpose(-1, -2)  # (B, g, nb, c, c + 2w)
-            band = torch.where(drop, neg, _diagonals(blocks, w)).view(B, g, Lb, span)[:, :, :L]
+            # one buffer for the scores: global columns, then the band read off the blocks
+            scores = blocks.new_empty(B, g, Lb, x + span)
+            torch.where(drop, neg_t, _diagonals(blocks, w), out=scores[..., x:].view(B, g, nb, c, span))
+            scores = scores[:, :, :L]
             if x:
-                glob = (q[:, hs] @ k_glob[:, hs].transpose(-1, -2)).masked_fill_(glob_invalid, neg)  # (B, g, L, x)
-                band = torch.cat([glob, band], dim=-1)
-            probs = torch.softmax(band, dim=-1, dtype=torch.float32)  # (B, g, L, x + 2w + 1)
+                scores[..., :x] = (q[:, hs] @ k_glob[:, hs].transpose(-1, -2)).masked_fill_(glob_invalid, neg)
+            # softmax straight into the returned probabilities when their layout allows
+            direct = (output_attentions and B == 1 and scores.dtype == torch.float32
+                      and probs_out.dtype == torch.float32)
+            if direct:
+                probs = torch.softmax(scores, dim=-1, out=probs_out[:, hs])
+            else:
+                probs = torch.softmax(scores, dim=-1, dtype=torch.float32)  # (B, g, L, x + 2w + 1)
             if layer_head_mask is not None:
                 probs.mul_(layer_head_mask[hs].view(1, -1, 1, 1))
             if len(pad_b):
@@ -304,7 +313,8 @@ class LEDEncoderSelfAttention(nn.Module):
             if output_attentions:
                 if len(glob_b):
                     probs[glob_b, :, glob_i] = 0.0  # rows of global queries live in the global probabilities
-                probs_out[:, hs] = probs
+                if not direct:
+                    probs_out[:, hs] = probs
         global_probs = None
         if x:
             out, global_probs = self._global_rows(hidden_states, out, layout, layer_head_mask)

@@ -72,3 +72,18 @@ def test_attention_options_keep_what_is_asked(batch):
     assert_close(some.attentions[1].float(), full.attentions[1], "float16 attentions", tol=1e-3)
     assert seen == [(1, full.attentions[1].shape, full.global_attentions[1].shape)]
     assert torch.equal(some.last_hidden_state, full.last_hidden_state)
+
+
+@pytest.mark.parametrize("n_global", [0, 1, 3])
+def test_single_row_writes_probabilities_in_place(n_global):
+    """Batch of one: the fast path softmaxes straight into the returned tensor; same numbers."""
+    model = _pair([4, 8])
+    ids, am, gm = _batch(1, 29, (n_global,), (0,))
+    outs = {}
+    for impl in ("plain", "blocked"):
+        model.encoder.set_attention_impl(impl)
+        with torch.no_grad():
+            outs[impl] = model.encoder(ids, attention_mask=am, global_attention_mask=gm, output_attentions=True)
+    for layer, (a, b) in enumerate(zip(outs["blocked"].attentions, outs["plain"].attentions)):
+        assert_close(a, b, f"local attentions[{layer}]")
+    assert_close(outs["blocked"].last_hidden_state, outs["plain"].last_hidden_state, "hidden")
