@@ -14,7 +14,6 @@ import argparse
 import os
 import resource
 import sys
-import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -23,43 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import PeakMemory, rss_bytes  # noqa: E402  (benchmarks/common.py)
 from ledviz import analysis  # noqa: E402
 from ledviz.unfold import SparseAttention, sparse_nbytes, synthetic_attention  # noqa: E402
 
 GiB = 1024**3
-
-
-def rss_bytes() -> int:
-    """Current resident set size of this process."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakRSS:
-    """Samples the resident set size in a thread; `.peak` is the highest seen while active."""
-
-    def __init__(self, every_s: float = 0.002):
-        """Sample every `every_s` seconds."""
-        self.every_s, self.peak, self._stop = every_s, 0, threading.Event()
-
-    def __enter__(self) -> "PeakRSS":
-        """Start sampling."""
-        self.peak = rss_bytes()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        """Sampling loop of the thread."""
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes())
-            time.sleep(self.every_s)
-
-    def __exit__(self, *exc) -> None:
-        """Stop sampling and take a last sample."""
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_bytes())
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
@@ -130,7 +97,7 @@ def main() -> None:
     rss_before = rss_bytes()
     tracemalloc.start()
     rows = []
-    with PeakRSS() as peak:
+    with PeakMemory() as peak:
         for name, goal, fn in steps:
             rows.append((name, *timed(fn, args.repeats), goal))
     _, py_peak = tracemalloc.get_traced_memory()
@@ -147,8 +114,8 @@ def main() -> None:
     print()
     print(f"stored attention (band + globals)         {stored / GiB:8.2f} GiB")
     print(f"RSS before the analysis                   {rss_before / GiB:8.2f} GiB")
-    print(f"peak RSS during the analysis (sampled)    {peak.peak / GiB:8.2f} GiB  "
-          f"(+{(peak.peak - rss_before) / GiB:.2f} GiB working memory)")
+    print(f"peak RSS during the analysis (sampled)    {(rss_before + peak.peak) / GiB:8.2f} GiB  "
+          f"(+{peak.peak / GiB:.2f} GiB working memory)")
     print(f"peak RSS of the process (getrusage)       {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:8.2f} GiB")
     print(f"peak Python allocations (tracemalloc)     {py_peak / 1024**2:8.2f} MiB (torch buffers are not traced)")
     print(f"a dense N x N map of one head would be    {N * N * 4 / GiB:8.2f} GiB (float32); never built")

@@ -13,6 +13,7 @@ The API, by section:
 - the view: `View`, `attention_sidebar(loaded)` (app.py), `current_view()`.
 - documents: `decode_upload(name, data)`, `document_input(key)`, `prepared_document(loaded, text, question)`,
   `document_status(loaded, text, question)`, `global_tokens_input(key, doc, default)`,
+  `global_choice_options(prefix, kind, ...)`, `run_settings(key, doc, ...)`,
   `token_texts(doc)`, `token_labels(doc, positions)`, `top_passages(result, weights, k)`.
 - runs: `RunJob`, `run_panel(key, loaded, doc, mask, ...)`, `run_id(result)`, `run_summary(result)`.
 - numbers for views (cached per run): `aggregated(result, view)`, `overview_map`, `zoom_map`,
@@ -457,6 +458,32 @@ GLOBAL_HELP = ("Global tokens attend to every token and every token attends to t
                "see a window of neighbours.")
 
 
+def global_choice_options(prefix: str, kind: str, *, k: int = 64, k_max: int = 4096, positions: str = "0",
+                          require_positions: bool = False) -> dict[str, Any] | None:
+    """The widgets a global-attention choice needs (k, positions or a pattern), keyed `prefix` + name.
+
+    Returns their values as keyword arguments of pipeline.global_attention_mask, or None after
+    showing why they cannot be used."""
+    if kind == "every_k":
+        return {"k": int(st.number_input("k", 1, k_max, k, key=f"{prefix}k", persist_state="session"))}
+    if kind == "positions":
+        raw = st.text_input("Token positions (comma-separated)", positions, key=f"{prefix}positions",
+                            persist_state="session")
+        try:
+            values = [int(p) for p in raw.replace(";", ",").split(",") if p.strip()]
+        except ValueError:
+            st.error(f"Positions must be whole numbers separated by commas, got “{raw}”.")
+            return None
+        if require_positions and not values:
+            st.error("Give at least one token position.")
+            return None
+        return {"positions": values}
+    if kind == "pattern":
+        return {"pattern": st.text_input("Regular expression (matched against each token)", r"^\d",
+                                         key=f"{prefix}pattern", persist_state="session")}
+    return {}
+
+
 def global_tokens_input(key: str, doc: Document | None, default: str = "first") -> tuple[str, torch.Tensor | None]:
     """Which tokens get global attention (pipeline.GLOBAL_CHOICES): returns (choice, mask or None).
     A bad choice (e.g. an invalid pattern) shows its message and returns a None mask."""
@@ -465,20 +492,9 @@ def global_tokens_input(key: str, doc: Document | None, default: str = "first") 
     _keep_valid(f"{key}.global", choices, default)
     kind = st.selectbox("Global attention on", choices, index=choices.index(default), key=f"{key}.global",
                         format_func=pipeline.GLOBAL_CHOICES.get, help=GLOBAL_HELP, persist_state="session")
-    kwargs: dict[str, Any] = {}
-    if kind == "every_k":
-        kwargs["k"] = int(st.number_input("k", 1, 4096, 64, key=f"{key}.global_k", persist_state="session"))
-    elif kind == "positions":
-        raw = st.text_input("Token positions (comma-separated)", "0", key=f"{key}.global_positions",
-                            persist_state="session")
-        try:
-            kwargs["positions"] = [int(p) for p in raw.replace(";", ",").split(",") if p.strip()]
-        except ValueError:
-            st.error(f"positions must be whole numbers separated by commas, got {raw!r}")
-            return kind, None
-    elif kind == "pattern":
-        kwargs["pattern"] = st.text_input("Regular expression matched against each token", r"^\d",
-                                          key=f"{key}.global_pattern", persist_state="session")
+    kwargs = global_choice_options(f"{key}.global_", kind)
+    if kwargs is None:
+        return kind, None
     if doc is None:
         return kind, None
     try:
@@ -488,6 +504,18 @@ def global_tokens_input(key: str, doc: Document | None, default: str = "first") 
         return kind, None
     st.caption(f"{int(mask.sum())} global token(s).")
     return kind, mask
+
+
+def run_settings(key: str, doc: Document | None, *, default_global: str, label: str, max_tokens: int,
+                 default_tokens: int) -> tuple[str, torch.Tensor | None, int, int]:
+    """Global tokens and generation settings in one row; returns (global kind, mask, max new tokens, beams)."""
+    c1, c2, c3 = st.columns([2, 1, 1])
+    with c1:
+        kind, mask = global_tokens_input(f"{key}.settings", doc, default=default_global)
+    max_new = c2.number_input(label, 1, max_tokens, default_tokens, key=f"{key}.max_new", persist_state="session")
+    beams = c3.number_input("Beams", 1, 8, 1, key=f"{key}.beams", persist_state="session",
+                            help="1 = greedy decoding, streamed token by token.")
+    return kind, mask, int(max_new), int(beams)
 
 
 def token_texts(doc: Document) -> list[str]:

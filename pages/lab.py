@@ -24,6 +24,7 @@ from pages.common import (
     current_view,
     document_input,
     document_status,
+    global_choice_options,
     plot,
     require_model,
     show_error,
@@ -54,23 +55,11 @@ def setting_input(n: int, doc, has_question: bool) -> Setting | None:
         st.session_state[f"{key}.kind"] = "first"
     kind = st.selectbox("Global attention on", choices, index=choices.index(default["kind"]), key=f"{key}.kind",
                         format_func=GLOBAL_CHOICES.get, persist_state="session")
-    spec: dict = {"kind": kind}
-    if kind == "every_k":
-        spec["k"] = int(st.number_input("k", 1, 100_000, default.get("k", 64), key=f"{key}.k", persist_state="session"))
-    elif kind == "positions":
-        raw = st.text_input("Token positions (comma-separated)", "0, 10, 20", key=f"{key}.positions",
-                            persist_state="session")
-        try:
-            spec["positions"] = [int(p) for p in raw.replace(";", ",").split(",") if p.strip()]
-        except ValueError:
-            st.error(f"Positions must be whole numbers separated by commas, got “{raw}”.")
-            return None
-        if not spec["positions"]:
-            st.error("Give at least one token position.")
-            return None
-    elif kind == "pattern":
-        spec["pattern"] = st.text_input("Regular expression (matched against each token)", r"^\d",
-                                        key=f"{key}.pattern", persist_state="session")
+    options = global_choice_options(f"{key}.", kind, k=default.get("k", 64), k_max=100_000,
+                                    positions="0, 10, 20", require_positions=True)
+    if options is None:
+        return None
+    spec: dict = {"kind": kind, **options}
     try:
         setting = Setting.of(spec)
         if doc is not None:

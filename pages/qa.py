@@ -14,11 +14,11 @@ from pages.common import (
     document_input,
     document_spans,
     document_status,
-    global_tokens_input,
     highlighted_document,
     plot,
     require_model,
     run_panel,
+    run_settings,
     run_summary,
     sample_questions,
     show_errors,
@@ -54,16 +54,6 @@ def question_input(sample: str | None) -> str:
         st.pills("Suggested questions", suggestions, key=f"{KEY}.suggested", on_change=_use_suggestion, wrap=True)
     return st.text_input("Question", key=f"{KEY}.question", persist_state="session",
                          placeholder="Ask about a fact in the document").strip()
-
-
-def settings(doc):
-    c1, c2, c3 = st.columns([2, 1, 1])
-    with c1:
-        kind, mask = global_tokens_input(f"{KEY}.settings", doc, default="question")
-    max_new = c2.number_input("Max answer tokens", 1, 256, 24, key=f"{KEY}.max_new", persist_state="session")
-    beams = c3.number_input("Beams", 1, 8, 1, key=f"{KEY}.beams", persist_state="session",
-                            help="1 = greedy decoding, streamed token by token.")
-    return kind, mask, int(max_new), int(beams)
 
 
 def answer_source(result, loaded) -> None:
@@ -123,7 +113,8 @@ def main() -> None:
         doc = None
     else:
         doc = document_status(loaded, None if source is None else source.text, question)
-    kind, mask, max_new, beams = settings(doc)
+    kind, mask, max_new, beams = run_settings(KEY, doc, default_global="question", label="Max answer tokens",
+                                              max_tokens=256, default_tokens=24)
     limit = loaded.config.max_decoder_position_embeddings - 1
     result = run_panel(KEY, loaded, doc, mask, task="qa", max_new_tokens=min(max_new, limit), num_beams=beams,
                        button_label="Answer", stream_label="Answer",

@@ -8,9 +8,9 @@ from pages.common import (
     cross_attention_view,
     document_input,
     document_status,
-    global_tokens_input,
     require_model,
     run_panel,
+    run_settings,
     run_summary,
     show_errors,
     show_output,
@@ -18,17 +18,6 @@ from pages.common import (
 )
 
 KEY = "summarize"
-
-
-def settings(doc):
-    """Global tokens and generation settings; returns (global kind, mask, max new tokens, beams)."""
-    c1, c2, c3 = st.columns([2, 1, 1])
-    with c1:
-        kind, mask = global_tokens_input(f"{KEY}.settings", doc, default="first")
-    max_new = c2.number_input("Max summary tokens", 1, 1024, 64, key=f"{KEY}.max_new", persist_state="session")
-    beams = c3.number_input("Beams", 1, 8, 1, key=f"{KEY}.beams", persist_state="session",
-                            help="1 = greedy decoding, streamed token by token.")
-    return kind, mask, int(max_new), int(beams)
 
 
 def main() -> None:
@@ -39,7 +28,8 @@ def main() -> None:
     limit = loaded.config.max_decoder_position_embeddings - 1
     source = document_input("doc")
     doc = document_status(loaded, None if source is None else source.text)
-    kind, mask, max_new, beams = settings(doc)
+    kind, mask, max_new, beams = run_settings(KEY, doc, default_global="first", label="Max summary tokens",
+                                              max_tokens=1024, default_tokens=64)
     result = run_panel(KEY, loaded, doc, mask, task="summarize", max_new_tokens=min(max_new, limit), num_beams=beams,
                        button_label="Summarize", stream_label="Summary",
                        settings=dict(global_tokens=kind, document=None if source is None else source.label))
