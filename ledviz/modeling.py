@@ -10,7 +10,7 @@ their state dicts load as they are.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -39,6 +39,14 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
     "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
     "tanh": torch.tanh,
+}
+# the encoder's inference path scores this many bytes of query blocks at a time
+SCORE_CHUNK_BYTES = 32 << 20
+# in-place versions, used by the encoder's inference path
+_INPLACE_ACTIVATIONS = {
+    "gelu": torch.ops.aten.gelu_,
+    "relu": torch.relu_,
+    "tanh": torch.tanh_,
 }
 
 # An attention sink receives each encoder layer's probabilities as they are produced:
@@ -76,6 +84,20 @@ class GlobalLayout:
     is_global: torch.Tensor
     global_index: torch.Tensor
     global_valid: torch.Tensor
+    # scratch memory of the inference path, reused by every layer of one forward pass
+    workspace: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def buffer(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """An uninitialised scratch tensor of `shape`, shared by all layers of this forward pass.
+
+        Fresh large tensors cost page faults on every use; reusing one allocation keeps the
+        matrix products at full speed. Callers must not return a buffer or keep it past a layer.
+        """
+        numel = math.prod(shape)
+        buf = self.workspace.get(name)
+        if buf is None or buf.numel() < numel or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self.workspace[name] = torch.empty(numel, dtype=like.dtype, device=like.device)
+        return buf[:numel].view(shape)
 
     @property
     def num_global(self) -> int:
@@ -121,10 +143,42 @@ def _band_output_plain(p: torch.Tensor, v: torch.Tensor, w: int) -> torch.Tensor
 
 def _diagonals(blocks: torch.Tensor, w: int) -> torch.Tensor:
     """View of the band inside block scores: (..., c, c + 2w) -> (..., c, 2w+1), [i, s] = blocks[i, i + s]."""
-    c, span = blocks.shape[-2:]
+    c = blocks.shape[-2]
     size = blocks.shape[:-2] + (c, 2 * w + 1)
-    stride = blocks.stride()[:-2] + (span + 1, 1)
+    stride = blocks.stride()[:-2] + (blocks.stride(-2) + blocks.stride(-1), blocks.stride(-1))
     return blocks.as_strided(size, stride, blocks.storage_offset())
+
+
+class _BlockMask:
+    """What to drop in the (c, x + c + 2w) score blocks of one sequence, kept small.
+
+    Most of a block is inside the band and valid; only two triangles (keys before a row's window
+    and after it) and a few columns (padding, global or out-of-sequence keys, unused global
+    slots) must be dropped, so they are filled directly instead of masking the whole block.
+    """
+
+    def __init__(self, layout: GlobalLayout, b: int, w: int, c: int, length: int):
+        L, x = layout.is_padding.shape[1], layout.num_global
+        dev = layout.is_padding.device
+        self.x, self.c, self.w = x, c, w
+        lower = torch.ones(c, c, dtype=torch.bool, device=dev).tril_(-1)  # keys left of the window
+        self.before, self.after = lower, lower.t()  # after: keys right of the window
+        keys = F.pad((layout.is_padding[b] | layout.is_global[b]).to(torch.uint8), (w, w + length - L), value=1)
+        key_drop = keys.unfold(0, c + 2 * w, c).bool()  # (nb, c + 2w)
+        self.block, col = key_drop.nonzero(as_tuple=True)
+        self.col = col + x
+        self.slots = (~layout.global_valid[b]).nonzero().flatten()
+
+    def apply(self, scores: torch.Tensor, j0: int, j1: int, neg: float) -> None:
+        """Fill the dropped entries of blocks j0..j1-1, `scores` (j1 - j0, c, x + c + 2w), with `neg`."""
+        x, c, w = self.x, self.c, self.w
+        scores[..., x: x + c].masked_fill_(self.before, neg)
+        scores[..., x + 2 * w: x + 2 * w + c].masked_fill_(self.after, neg)
+        lo, hi = torch.searchsorted(self.block, torch.tensor([j0, j1], device=self.block.device)).tolist()
+        if hi > lo:
+            scores[self.block[lo:hi] - j0, :, self.col[lo:hi]] = neg
+        if len(self.slots):
+            scores[..., self.slots] = neg
 
 
 def _block_spans(t: torch.Tensor, w: int, c: int, length: int) -> torch.Tensor:
@@ -176,7 +230,7 @@ class LEDEncoderSelfAttention(nn.Module):
         self.layer_id = layer_id
         self.one_sided_attn_window_size = config.attention_windows()[layer_id] // 2
         self.impl = "blocked"
-        self.block_size: int | None = None  # None: the one-sided window (clamped to [32, 512])
+        self.block_size: int | None = None  # None: the one-sided window, clamped to [32, 128]
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L, D) -> (B, H, L, hd)."""
@@ -185,7 +239,8 @@ class LEDEncoderSelfAttention(nn.Module):
 
     def _block(self) -> int:
         w = self.one_sided_attn_window_size
-        return self.block_size or max(min(w, 512), min(32, 2 * w))
+        # small blocks waste little of the (c, c + 2w) products outside the band
+        return self.block_size or min(128, max(32, w))
 
     def forward(
         self,
@@ -251,97 +306,135 @@ class LEDEncoderSelfAttention(nn.Module):
         return out, probs.to(probs_dtype or probs.dtype), global_probs
 
     def _forward_fast(self, hidden_states, layout, layer_head_mask, output_attentions, probs_dtype):
-        """Inference path of the blocked band: the same numbers, a fraction of the memory.
+        """Inference path: head by head, a few query blocks at a time, softmax in place, no copies of k or v.
 
-        Heads are processed a group at a time, so the block scores (c x (c + 2w) per query block)
-        and the probabilities of only that group exist at once; the probabilities are written once
-        into the output tensor, in `probs_dtype`.
+        q, k and v come from one matrix product written between w zero rows on each side, so
+        the key (value) span [kc - w, kc + c + w) of every query block of c rows is a strided
+        view. For each head and each chunk of query blocks, the block scores against the x
+        global keys and the c + 2w span keys go into one small buffer laid out
+        (c, x + c + 2w); entries outside each row's window are masked, the softmax runs in
+        place, and the same buffer, now zero outside the band, multiplies the value spans. The
+        returned probabilities (x global columns, then the 2w + 1 window slots) are read off the
+        blocks' diagonals only when asked for. The score buffer is shared by all layers of a
+        forward pass (`layout.buffer`).
         """
         B, L, D = hidden_states.shape
         H, hd, w, x = self.num_heads, self.head_dim, self.one_sided_attn_window_size, layout.num_global
         c = self._block()
         Lb = -(-L // c) * c  # rows rounded up to whole blocks
-        nb, span = Lb // c, 2 * w + 1
+        nb, span, W = Lb // c, 2 * w + 1, c + 2 * w
         dtype = hidden_states.dtype
         neg = torch.finfo(dtype).min
-        q = self._heads(self.query(hidden_states).div_(math.sqrt(self.head_dim)))  # (B, H, L, hd)
-        k = self._heads(self.key(hidden_states))
-        v = self._heads(self.value(hidden_states))
-        q_blocks = _pad_seq(q, 0, Lb - L).reshape(B, H, nb, c, hd)
-        k_spans, v_spans = _block_spans(k, w, c, Lb), _block_spans(v, w, c, Lb)  # (B, H, nb, c + 2w, hd)
-        drop = F.pad(_window_key_mask(layout, w), (0, 0, 0, Lb - L), value=True).view(B, 1, nb, c, span)
+
+        # [w zero rows | q k v of the L positions | w + Lb - L zero rows], q already scaled
+        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
+        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+        qkv = hidden_states.new_empty(B, Lb + 2 * w, 3 * D)
+        qkv[:, :w] = 0
+        qkv[:, w + L:] = 0
+        for b in range(B):
+            torch.addmm(bias, hidden_states[b], weight.t(), out=qkv[b, w: w + L])
+        qkv[:, w: w + L, :D].div_(math.sqrt(hd))
+        heads = qkv.view(B, Lb + 2 * w, 3, H, hd)
         if x:
-            k_glob, v_glob = _gather_positions(k, layout.global_index), _gather_positions(v, layout.global_index)
-            glob_invalid = ~layout.global_valid[:, None, None, :]
-        pad_b, pad_i = layout.is_padding.nonzero(as_tuple=True)
-        glob_b, glob_i = layout.is_global.nonzero(as_tuple=True)
-        out = hidden_states.new_empty(B, H, L, hd)
+            at = layout.global_index + w  # (B, x) rows of the global tokens
+            k_glob = heads[:, :, 1].gather(1, at[:, :, None, None].expand(B, x, H, hd))  # (B, x, H, hd)
+            v_glob = heads[:, :, 2].gather(1, at[:, :, None, None].expand(B, x, H, hd))
+
+        chunk = max(1, min(nb, SCORE_CHUNK_BYTES // (c * (x + W) * hidden_states.element_size())))  # blocks per step
+        scores_buf = layout.buffer("scores", (chunk, c, x + W), hidden_states)
+        o_buf = layout.buffer("head_out", (chunk * c, hd), hidden_states)
+        out = hidden_states.new_empty(B, L, D)
+        out_heads = out.view(B, L, H, hd)
         probs_out = hidden_states.new_empty(B, H, L, x + span, dtype=probs_dtype or dtype) if output_attentions else None
-        neg_t = torch.tensor(neg, dtype=dtype, device=hidden_states.device)
-        # heads per group: keep one group's block scores under ~128 MB
-        group = max(1, min(H, (128 << 20) // max(1, B * Lb * (c + 2 * w) * 4)))
-        for h0 in range(0, H, group):
-            hs = slice(h0, min(H, h0 + group))
-            g = hs.stop - hs.start
-            blocks = q_blocks[:, hs] @ k_spans[:, hs].transpose(-1, -2)  # (B, g, nb, c, c + 2w)
-            # one buffer for the scores: global columns, then the band read off the blocks
-            scores = blocks.new_empty(B, g, Lb, x + span)
-            torch.where(drop, neg_t, _diagonals(blocks, w), out=scores[..., x:].view(B, g, nb, c, span))
-            scores = scores[:, :, :L]
-            if x:
-                scores[..., :x] = (q[:, hs] @ k_glob[:, hs].transpose(-1, -2)).masked_fill_(glob_invalid, neg)
-            # softmax straight into the returned probabilities when their layout allows
-            direct = (output_attentions and B == 1 and scores.dtype == torch.float32
-                      and probs_out.dtype == torch.float32)
-            if direct:
-                probs = torch.softmax(scores, dim=-1, out=probs_out[:, hs])
-            else:
-                probs = torch.softmax(scores, dim=-1, dtype=torch.float32)  # (B, g, L, x + 2w + 1)
-            if layer_head_mask is not None:
-                probs.mul_(layer_head_mask[hs].view(1, -1, 1, 1))
-            if len(pad_b):
-                probs[pad_b, :, pad_i] = 0.0
-            probs = probs.to(dtype)
-            # output of the local rows: band probabilities back into the blocks, times the value spans
-            blocks.zero_()
-            band_probs = _pad_seq(probs[..., x:], 0, Lb - L) if Lb > L else probs[..., x:]
-            _diagonals(blocks, w).copy_(band_probs.reshape(B, g, nb, c, span))
-            o = (blocks @ v_spans[:, hs]).view(B, g, Lb, hd)[:, :, :L]
-            if x:
-                o = o + probs[..., :x] @ v_glob[:, hs]
-            out[:, hs] = o
-            if output_attentions:
-                if len(glob_b):
-                    probs[glob_b, :, glob_i] = 0.0  # rows of global queries live in the global probabilities
-                if not direct:
-                    probs_out[:, hs] = probs
+        for b in range(B):
+            mask = _BlockMask(layout, b, w, c, Lb)
+            pad_rows = layout.is_padding[b].nonzero().flatten()
+            for h in range(H):
+                q_rows = heads[b, w: w + Lb, 0, h]  # (Lb, hd) view
+                k_spans = heads[b, :, 1, h].unfold(0, W, c)  # (nb, hd, W) view
+                v_spans = heads[b, :, 2, h].unfold(0, W, c).transpose(1, 2)  # (nb, W, hd) view
+                for j0 in range(0, nb, chunk):
+                    j1 = min(nb, j0 + chunk)
+                    r0, r1 = j0 * c, min(L, j1 * c)  # rows of the sequence in this chunk
+                    scores = scores_buf[: j1 - j0]
+                    rows = scores.view(-1, x + W)
+                    torch.bmm(q_rows[j0 * c: j1 * c].view(j1 - j0, c, hd), k_spans[j0:j1], out=scores[..., x:])
+                    if x:
+                        torch.mm(q_rows[j0 * c: j1 * c], k_glob[b, :, h].t(), out=rows[:, :x])
+                    mask.apply(scores, j0, j1, neg)
+                    torch.softmax(scores, dim=-1, out=scores)
+                    if layer_head_mask is not None:
+                        scores.mul_(layer_head_mask[h].to(dtype))
+                    if len(pad_rows):
+                        here = pad_rows[(pad_rows >= r0) & (pad_rows < r1)]
+                        if len(here):
+                            rows.index_fill_(0, here - r0, 0.0)  # padding queries attend nowhere
+                    o = o_buf[: rows.shape[0]]
+                    torch.bmm(scores[..., x:], v_spans[j0:j1], out=o.view(j1 - j0, c, hd))
+                    if x:
+                        o.addmm_(rows[:, :x], v_glob[b, :, h])
+                    out_heads[b, r0:r1, h] = o[: r1 - r0]
+                    if output_attentions:
+                        dest = probs_out[b, h, r0:r1]
+                        dest[:, :x] = rows[: r1 - r0, :x]
+                        band = _diagonals(scores[..., x:], w)  # (j1 - j0, c, 2w + 1) view
+                        whole = (r1 - r0) // c
+                        if whole:
+                            dest[: whole * c, x:].view(whole, c, span).copy_(band[:whole])
+                        if whole * c < r1 - r0:
+                            dest[whole * c:, x:] = band[whole, : r1 - r0 - whole * c]
+        if output_attentions:
+            glob_b, glob_i = layout.is_global.nonzero(as_tuple=True)
+            if len(glob_b):
+                probs_out[glob_b, :, glob_i] = 0.0  # rows of global queries live in the global probabilities
         global_probs = None
         if x:
-            out, global_probs = self._global_rows(hidden_states, out, layout, layer_head_mask)
-        out = out.transpose(1, 2).reshape(B, L, D)
+            out_bhld = out_heads.permute(0, 2, 1, 3)  # (B, H, L, hd) view of `out`
+            out_bhld, global_probs = self._global_rows(hidden_states, out_bhld, layout, layer_head_mask,
+                                                       folded=2 * x * H <= D, in_place=True)
         return out, probs_out, global_probs
 
     def _global_rows(
-        self, hidden_states: torch.Tensor, out: torch.Tensor, layout: GlobalLayout, layer_head_mask: torch.Tensor | None
+        self, hidden_states: torch.Tensor, out: torch.Tensor, layout: GlobalLayout, layer_head_mask: torch.Tensor | None,
+        folded: bool = False, in_place: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Global queries attend to every non-padding key with the *_global projections; their rows replace the local ones."""
+        """Global queries attend to every non-padding key with the *_global projections; their rows replace the local ones.
+
+        With `folded`, the key and value projections are not applied to all L positions: each
+        global query is folded into the key weights (scores = (q W_k) h, the key bias adds the
+        same constant to a whole row and cancels in the softmax), and the value weights are
+        applied after the probabilities (p (h W_v^T + b) = (p h) W_v^T + (sum p) b). That costs
+        O(x H L D) instead of O(L D^2): the cheaper way when there are few global tokens.
+        """
         B, L, D = hidden_states.shape
+        H, hd, x = self.num_heads, self.head_dim, layout.num_global
         neg = torch.finfo(hidden_states.dtype).min
-        h_glob = hidden_states.gather(1, layout.global_index[:, :, None].expand(B, layout.num_global, D))  # (B, x, D)
+        h_glob = hidden_states.gather(1, layout.global_index[:, :, None].expand(B, x, D))  # (B, x, D)
         q = self._heads(self.query_global(h_glob)) / math.sqrt(self.head_dim)  # (B, H, x, hd)
-        k = self._heads(self.key_global(hidden_states))  # (B, H, L, hd)
-        v = self._heads(self.value_global(hidden_states))
-        scores = (q @ k.transpose(-1, -2)).masked_fill(layout.is_padding[:, None, None, :], neg)  # (B, H, x, L)
+        if folded:
+            q_folded = (q @ self.key_global.weight.view(H, hd, D)).reshape(B, H * x, D)
+            scores = (q_folded @ hidden_states.transpose(1, 2)).view(B, H, x, L)
+        else:
+            k = self._heads(self.key_global(hidden_states))  # (B, H, L, hd)
+            scores = q @ k.transpose(-1, -2)  # (B, H, x, L)
+        scores = scores.masked_fill(layout.is_padding[:, None, None, :], neg)
         probs = scores.softmax(dim=-1, dtype=torch.float32)
         if layer_head_mask is not None:
             probs = layer_head_mask.view(1, -1, 1, 1) * probs
         # unused global slots attend nowhere (transformers fills them with 1/L instead)
         probs = probs.masked_fill(~layout.global_valid[:, None, :, None], 0.0).type_as(scores)
         probs = F.dropout(probs, p=self.dropout, training=self.training)
-        g_out = probs @ v  # (B, H, x, hd)
+        if folded:
+            mixed = (probs.reshape(B, H * x, L) @ hidden_states).view(B, H, x, D)
+            g_out = mixed @ self.value_global.weight.view(H, hd, D).transpose(-1, -2)  # (B, H, x, hd)
+            g_out = g_out + probs.sum(-1, keepdim=True) * self.value_global.bias.view(H, 1, hd)
+        else:
+            g_out = probs @ self._heads(self.value_global(hidden_states))  # (B, H, x, hd)
         # write the rows of the used slots back at their positions
         b_idx, slot = layout.global_valid.nonzero(as_tuple=True)
-        out = out.clone()
+        if not in_place:
+            out = out.clone()
         out[b_idx, :, layout.global_index[b_idx, slot]] = g_out[b_idx, :, slot]
         return out, probs
 
@@ -426,23 +519,46 @@ class LEDEncoderLayer(nn.Module):
         self.final_layer_norm = nn.LayerNorm(d)
         self.dropout, self.activation_dropout = config.dropout, config.activation_dropout
         self.activation_fn = get_activation(config.activation_function)
+        self.activation_inplace = _INPLACE_ACTIVATIONS.get(config.activation_function)
 
     def forward(self, hidden_states, layout, layer_head_mask=None, output_attentions=False, probs_dtype=None):
         # attention block (post-LayerNorm)
         residual = hidden_states
         h, local_probs, global_probs = self.self_attn(hidden_states, layout, layer_head_mask, output_attentions,
                                                       probs_dtype)
-        h = residual + F.dropout(h, p=self.dropout, training=self.training)
-        h = self.self_attn_layer_norm(h)
-        # feed-forward block
-        residual = h
-        f = F.dropout(self.activation_fn(self.fc1(h)), p=self.activation_dropout, training=self.training)
-        h = residual + F.dropout(self.fc2(f), p=self.dropout, training=self.training)
-        h = self.final_layer_norm(h)
+        inference = not self.training and not (torch.is_grad_enabled() and h.requires_grad)
+        if inference:
+            h = self.self_attn_layer_norm(h.add_(residual))
+            h = self._feed_forward_inference(h)
+        else:
+            h = residual + F.dropout(h, p=self.dropout, training=self.training)
+            h = self.self_attn_layer_norm(h)
+            # feed-forward block
+            residual = h
+            f = F.dropout(self.activation_fn(self.fc1(h)), p=self.activation_dropout, training=self.training)
+            h = residual + F.dropout(self.fc2(f), p=self.dropout, training=self.training)
+            h = self.final_layer_norm(h)
         if h.dtype == torch.float16 and not torch.isfinite(h).all():
             limit = torch.finfo(h.dtype).max - 1000
             h = h.clamp(-limit, limit)
         return h, local_probs, global_probs
+
+    def _feed_forward_inference(self, h: torch.Tensor) -> torch.Tensor:
+        """The feed-forward block without autograd, a slice of rows at a time (the (L, ffn)
+        activations of a long document would otherwise be the largest tensor of the layer)."""
+        B, L, D = h.shape
+        flat = h.reshape(B * L, D)
+        out = torch.empty_like(flat)
+        rows = max(1, SCORE_CHUNK_BYTES // (self.fc1.out_features * h.element_size()))
+        for r0 in range(0, B * L, rows):
+            part = flat[r0: r0 + rows]
+            f = self.fc1(part)
+            if self.activation_inplace is not None:
+                self.activation_inplace(f)
+            else:
+                f = self.activation_fn(f)
+            torch.addmm(self.fc2.bias, f, self.fc2.weight.t(), out=out[r0: r0 + rows])
+        return self.final_layer_norm(out.add_(flat)).view(B, L, D)
 
 
 class LEDDecoderLayer(nn.Module):

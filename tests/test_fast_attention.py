@@ -74,9 +74,36 @@ def test_attention_options_keep_what_is_asked(batch):
     assert torch.equal(some.last_hidden_state, full.last_hidden_state)
 
 
+@pytest.mark.parametrize("chunk_bytes", [1, 3000, 1 << 30], ids=["block-by-block", "a-few-blocks", "all-blocks"])
+@pytest.mark.parametrize("globals_pad", [((0, 0), (0, 0)), ((2, 0), (0, 5)), ((4, 7), (9, 0))], ids=str)
+def test_chunks_of_query_blocks_equal_plain(monkeypatch, chunk_bytes, globals_pad):
+    """The inference path scores a few query blocks at a time; any chunking gives the same numbers."""
+    from ledviz import modeling
+
+    monkeypatch.setattr(modeling, "SCORE_CHUNK_BYTES", chunk_bytes)
+    n_global, pad = globals_pad
+    model = _pair([4, 8, 6])
+    ids, am, gm = _batch(2, 53, n_global, pad)
+    outs = {}
+    for impl, block in (("plain", None), ("blocked", 3), ("blocked", 5)):
+        model.encoder.set_attention_impl(impl, block)
+        # the reference runs with autograd (the training code path, feed-forward in one piece)
+        with torch.set_grad_enabled(impl == "plain"):
+            outs[(impl, block)] = model.encoder(ids, attention_mask=am, global_attention_mask=gm, output_attentions=True)
+    ref = outs[("plain", None)]
+    assert ref.last_hidden_state.requires_grad
+    for key in (("blocked", 3), ("blocked", 5)):
+        out = outs[key]
+        assert_close(out.last_hidden_state, ref.last_hidden_state, f"{key} hidden")
+        for layer, (a, b) in enumerate(zip(out.attentions, ref.attentions)):
+            assert_close(a, b, f"{key} local attentions[{layer}]")
+        for layer, (a, b) in enumerate(zip(out.global_attentions or (), ref.global_attentions or ())):
+            assert_close(a, b, f"{key} global attentions[{layer}]")
+
+
 @pytest.mark.parametrize("n_global", [0, 1, 3])
-def test_single_row_writes_probabilities_in_place(n_global):
-    """Batch of one: the fast path softmaxes straight into the returned tensor; same numbers."""
+def test_single_row_equals_plain(n_global):
+    """Batch of one, a length that leaves the last query block partial; same numbers."""
     model = _pair([4, 8])
     ids, am, gm = _batch(1, 29, (n_global,), (0,))
     outs = {}
