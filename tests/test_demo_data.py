@@ -172,7 +172,15 @@ def test_training_inputs_layout_and_packing():
     g0, g1 = e_qa.global_span
     assert e_qa.input_ids[0] == 0 and e_qa.input_ids[g1:g1 + 2] == [2, 2] and e_qa.input_ids[-1] == 2
     assert codec.decode(e_qa.input_ids[g0:g1]) == qa.question and (g0, e_sum.global_span) == (1, (0, 1))
-    assert codec.decode(e_qa.labels) == qa.target and e_qa.labels[0] == 0 and e_qa.labels[-1] == 2
+    assert codec.decode(e_qa.labels).strip() == qa.target and e_qa.labels[0] == 0 and e_qa.labels[-1] == 2
+    # the answer's tokens are the very tokens of the value inside the document (copyable one for one)
+    answer = e_qa.labels[1:-1]
+    doc = e_qa.input_ids[g1 + 2:]
+    assert any(doc[i:i + len(answer)] == answer for i in range(len(doc))), "answer tokens not in the document"
+    import random
+    cp = train.copy_example(codec, summ, random.Random(0))
+    assert cp.input_ids == cp.labels and cp.input_ids[0] == 0 and cp.input_ids[-1] == 2
+    assert 8 <= len(cp.labels) - 2 <= 48 and codec.decode(cp.labels[1:-1]).strip() in summ.document
     cut = train.encode_example(codec, summ, 50)
     assert len(cut.input_ids) == 50 and cut.input_ids[-1] == 2
 

@@ -93,8 +93,24 @@ def encode_example(codec: Codec, ex: data.Example, max_tokens: int) -> Encoded:
     else:
         prefix, span = [0], (0, 1)
     doc = codec.ids(ex.document)[: max(0, max_tokens - len(prefix) - 1)]
-    labels = [0, *codec.ids(ex.target)[: MAX_TARGET_TOKENS - 2], 2]
+    # an answer is spelled as inside the document (after a space), so copying is token for token
+    target = codec.ids(" " + ex.target if ex.question is not None else ex.target)
+    labels = [0, *target[: MAX_TARGET_TOKENS - 2], 2]
     return Encoded(prefix + doc + [2], span, labels, ex)
+
+
+def copy_example(codec: Codec, ex: data.Example, rng: random.Random, max_len: int = 48) -> Encoded:
+    """Auxiliary task: a random stretch of the document (8 to `max_len` tokens) to be written back.
+
+    It makes the encoder keep each token's identity and the decoder read it through
+    cross-attention, the path both real tasks need; without it a small model can settle on
+    ignoring the encoder and predicting the summary template alone.
+    """
+    doc = codec.ids(ex.document)
+    n = rng.randint(8, max_len)
+    start = rng.randrange(max(1, len(doc) - n))
+    span = doc[start: start + n]
+    return Encoded([0, *span, 2], (0, 1), [0, *span, 2], ex)
 
 
 def collate(batch: Sequence[Encoded], device, use_global: bool = True, pad_multiple: int = 1) -> dict:
@@ -155,7 +171,8 @@ class TrainStream:
             exs = data.generate_dataset(data.TRAIN_SEED, n, a.tasks, min(a.min_tokens, hi), hi,
                                         start=self.next_index)
             self.next_index += n
-            enc = [encode_example(self.codec, ex, a.max_tokens) for ex in exs]
+            enc = [copy_example(self.codec, ex, self.rng) if self.rng.random() < a.copy_fraction
+                   else encode_example(self.codec, ex, a.max_tokens) for ex in exs]
             self.queue = pack_batches(enc, a.batch_tokens, a.batch_size)
             self.rng.shuffle(self.queue)
         return self.queue.pop()
@@ -238,18 +255,18 @@ def build_model(args, vocab_size: int):
     if args.sinusoidal_positions:
         with torch.no_grad():
             for table in (model.led.encoder.embed_positions, model.led.decoder.embed_positions):
-                table.weight.copy_(sinusoids(*table.weight.shape))
+                table.weight.copy_(sinusoids(*table.weight.shape, scale=args.position_scale))
     return model
 
 
-def sinusoids(n: int, d: int) -> torch.Tensor:
+def sinusoids(n: int, d: int, scale: float = 0.1) -> torch.Tensor:
     """(n, d) sine/cosine position codes (Vaswani et al.), scaled to the embeddings' size."""
     pos = torch.arange(n, dtype=torch.float32)[:, None]
     freq = torch.exp(-math.log(10000.0) * torch.arange(0, d, 2, dtype=torch.float32) / d)
     table = torch.zeros(n, d)
     table[:, 0::2] = torch.sin(pos * freq)
     table[:, 1::2] = torch.cos(pos * freq[: d // 2])
-    return table * 0.1
+    return table * scale
 
 
 def save_checkpoint(model, codec: Codec, out: str, info: dict) -> None:
@@ -285,10 +302,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sinusoidal-positions", action=argparse.BooleanOptionalAction, default=True,
                    help="start the (learned) position tables as sine/cosine codes and keep them frozen, so "
                         "positions past the training lengths still mean something")
+    p.add_argument("--position-scale", type=float, default=0.1,
+                   help="amplitude of the sine/cosine position codes (token embeddings start at std 0.02)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--min-tokens", type=int, default=500, help="shortest document")
     p.add_argument("--curriculum", type=float, default=0.3,
                    help="fraction of the steps over which the longest document grows to --max-tokens (0: off)")
     p.add_argument("--tasks", default="summarize,qa")
+    p.add_argument("--copy-fraction", type=float, default=0.25,
+                   help="share of training examples turned into the auxiliary copy task (see copy_example)")
     p.add_argument("--vocab-size", type=int, default=4000)
     p.add_argument("--vocab-docs", type=int, default=1000, help="documents to train the vocabulary on")
     p.add_argument("--tokenizer", default=None, help="use this saved vocabulary instead of training one")
@@ -347,6 +369,8 @@ def main(argv=None) -> dict:
     os.makedirs(args.out, exist_ok=True)
     device = _device(args.device)
     torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()
     log_path = args.log or os.path.join(args.out, "train_log.jsonl")
     log_file = open(log_path, "a", encoding="utf-8")
