@@ -69,4 +69,5 @@ def test_micro_training_run_and_evaluation(tmp_path):
     model = ledviz.LEDForConditionalGeneration.from_pretrained(out)
     assert model.config.encoder_layers >= 1
     scores = evaluate.main(["--model", str(out), "--n", "1", "--lengths", "300"])
+    assert scores["timing"]["new_tokens"] == 64 and scores["timing"]["summarize_s"] > 0
     assert scores, "evaluate printed no scores"

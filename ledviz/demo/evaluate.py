@@ -30,6 +30,33 @@ def held_out(codec: Codec, length: int, n: int, max_tokens: int, tasks=data.TASK
     return out
 
 
+def timing(model_dir: str, device, tokens: int = 4000, new_tokens: int = 64) -> dict:
+    """Seconds to load the checkpoint, and to summarize a `tokens`-token document end to end
+    (tokenize, encoder, exactly `new_tokens` greedy tokens, decode), best of two runs."""
+    from ledviz import LEDForConditionalGeneration, LEDTokenizerFast
+
+    t0 = time.perf_counter()
+    model = LEDForConditionalGeneration.from_pretrained(model_dir).to(device).eval()
+    tok = LEDTokenizerFast.from_pretrained(model_dir)
+    load_s = time.perf_counter() - t0
+    rng = data._example_rng(data.TEST_SEED, f"timing/{tokens}")
+    text = data.make_example(rng, "summarize", tokens + 200).document  # cut to `tokens` below
+    best = math.inf
+    for _ in range(2):
+        t0 = time.perf_counter()
+        enc = tok(text, return_tensors="pt", truncation=True,
+                  max_length=min(tokens, model.config.max_encoder_position_embeddings))
+        gm = torch.zeros_like(enc["input_ids"])
+        gm[:, 0] = 1
+        with torch.inference_mode():
+            out = model.generate(enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
+                                 global_attention_mask=gm.to(device), num_beams=1, do_sample=False,
+                                 min_new_tokens=new_tokens, max_new_tokens=new_tokens)
+        tok.decode(getattr(out, "sequences", out)[0], skip_special_tokens=True)
+        best = min(best, time.perf_counter() - t0)
+    return dict(load_s=load_s, summarize_s=best, tokens=int(enc["input_ids"].shape[1]), new_tokens=new_tokens)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ledviz.demo.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="checkpoint folder written by ledviz.demo.train")
@@ -39,6 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-tokens", type=int, default=32768)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-ablation", action="store_true", help="skip the runs without global attention")
+    p.add_argument("--no-timing", action="store_true", help="skip the load and end-to-end timing")
     p.add_argument("--json", default=None, help="also write the scores to this file")
     return p.parse_args(argv)
 
@@ -80,6 +108,11 @@ def main(argv=None) -> dict:
         mean = {k: sum(v) / len(v) if v else math.nan for k, v in t.items()}
         results[f"all/{name}"] = dict(qa_em=mean["qa"], summary_recall=mean["rec"], summary_em=mean["sum"])
         print(f"{'all':>8} {name:>10} {mean['qa']:>15.3f} {mean['rec']:>15.3f} {mean['sum']:>14.3f}")
+    if not args.no_timing:
+        t = timing(args.model, device)
+        results["timing"] = t
+        print(f"\nload: {t['load_s']:.2f} s; a {t['tokens']:,}-token document summarized end to end "
+              f"(encoder + {t['new_tokens']} generated tokens): {t['summarize_s']:.2f} s")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)
