@@ -165,7 +165,8 @@ class _BlockMask:
         self.before, self.after = lower, lower.t()  # after: keys right of the window
         keys = F.pad((layout.is_padding[b] | layout.is_global[b]).to(torch.uint8), (w, w + length - L), value=1)
         key_drop = keys.unfold(0, c + 2 * w, c).bool()  # (nb, c + 2w)
-        self.block, col = key_drop.nonzero(as_tuple=True)
+        self.block, col = key_drop.nonzero(as_tuple=True)  # ascending blocks
+        self.block_cpu = self.block.cpu()
         self.col = col + x
         self.slots = (~layout.global_valid[b]).nonzero().flatten()
 
@@ -174,7 +175,7 @@ class _BlockMask:
         x, c, w = self.x, self.c, self.w
         scores[..., x: x + c].masked_fill_(self.before, neg)
         scores[..., x + 2 * w: x + 2 * w + c].masked_fill_(self.after, neg)
-        lo, hi = torch.searchsorted(self.block, torch.tensor([j0, j1], device=self.block.device)).tolist()
+        lo, hi = torch.searchsorted(self.block_cpu, torch.tensor([j0, j1])).tolist()  # no device sync
         if hi > lo:
             scores[self.block[lo:hi] - j0, :, self.col[lo:hi]] = neg
         if len(self.slots):
@@ -349,7 +350,7 @@ class LEDEncoderSelfAttention(nn.Module):
         probs_out = hidden_states.new_empty(B, H, L, x + span, dtype=probs_dtype or dtype) if output_attentions else None
         for b in range(B):
             mask = _BlockMask(layout, b, w, c, Lb)
-            pad_rows = layout.is_padding[b].nonzero().flatten()
+            pad_rows = layout.is_padding[b].nonzero().flatten().cpu()  # chosen per chunk without device syncs
             for h in range(H):
                 q_rows = heads[b, w: w + Lb, 0, h]  # (Lb, hd) view
                 k_spans = heads[b, :, 1, h].unfold(0, W, c)  # (nb, hd, W) view
@@ -369,7 +370,7 @@ class LEDEncoderSelfAttention(nn.Module):
                     if len(pad_rows):
                         here = pad_rows[(pad_rows >= r0) & (pad_rows < r1)]
                         if len(here):
-                            rows.index_fill_(0, here - r0, 0.0)  # padding queries attend nowhere
+                            rows.index_fill_(0, (here - r0).to(rows.device), 0.0)  # padding queries attend nowhere
                     o = o_buf[: rows.shape[0]]
                     torch.bmm(scores[..., x:], v_spans[j0:j1], out=o.view(j1 - j0, c, hd))
                     if x:
