@@ -8,7 +8,9 @@ repeated), with a length curriculum; batches are packed by length to waste littl
 Every --eval-every steps the model is scored on validation documents (VALID_SEED) and saved
 to --out (config.json, model.safetensors, tokenizer files, generation_config.json).
 
-Use --micro for a tiny run that finishes in seconds (CI), e.g.
+The defaults are the first phase of the recipe of the embedded model; its model card
+(ledviz/demo/model/README.md) gives both phases' commands. Use --micro for a tiny run that
+finishes in seconds (CI), e.g.
 ``python -m ledviz.demo.train --micro --out /tmp/ledviz-micro``.
 """
 
@@ -282,34 +284,34 @@ def save_checkpoint(model, codec: Codec, out: str, info: dict) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ledviz.demo.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="checkpoint folder (created; overwritten on each save)")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-tokens", type=int, default=32768, help="padded input tokens per batch")
-    p.add_argument("--batch-size", type=int, default=64, help="at most this many examples per batch")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--steps", type=int, default=4500)
+    p.add_argument("--batch-tokens", type=int, default=4096, help="padded input tokens per batch")
+    p.add_argument("--batch-size", type=int, default=48, help="at most this many examples per batch")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (2e-3 made the encoder collapse)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 5%% of --steps)")
     p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--d-model", type=int, default=256)
-    p.add_argument("--layers", type=int, default=4, help="encoder layers")
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--layers", type=int, default=2, help="encoder layers")
     p.add_argument("--decoder-layers", type=int, default=2, help="decoder layers (default: --layers)")
     p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--ffn", type=int, default=1024)
-    p.add_argument("--windows", default="32,64,64,128", help="attention window per encoder layer (comma list)")
-    p.add_argument("--max-tokens", type=int, default=4096, help="longest input, specials included")
-    p.add_argument("--position-table", type=int, default=None,
-                   help="encoder positions to allocate (default --max-tokens); with --sinusoidal-positions, "
+    p.add_argument("--ffn", type=int, default=512)
+    p.add_argument("--windows", default="32,64", help="attention window per encoder layer (comma list)")
+    p.add_argument("--max-tokens", type=int, default=384, help="longest input, specials included")
+    p.add_argument("--position-table", type=int, default=4096,
+                   help="encoder positions to allocate (at least --max-tokens); with --sinusoidal-positions, "
                         "longer than the training documents")
     p.add_argument("--sinusoidal-positions", action=argparse.BooleanOptionalAction, default=True,
                    help="start the (learned) position tables as sine/cosine codes and keep them frozen, so "
                         "positions past the training lengths still mean something")
-    p.add_argument("--position-scale", type=float, default=0.1,
+    p.add_argument("--position-scale", type=float, default=0.04,
                    help="amplitude of the sine/cosine position codes (token embeddings start at std 0.02)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--min-tokens", type=int, default=500, help="shortest document")
-    p.add_argument("--curriculum", type=float, default=0.3,
+    p.add_argument("--min-tokens", type=int, default=60, help="shortest document")
+    p.add_argument("--curriculum", type=float, default=0.0,
                    help="fraction of the steps over which the longest document grows to --max-tokens (0: off)")
     p.add_argument("--tasks", default="summarize,qa")
-    p.add_argument("--copy-fraction", type=float, default=0.25,
+    p.add_argument("--copy-fraction", type=float, default=0.3,
                    help="share of training examples turned into the auxiliary copy task (see copy_example)")
     p.add_argument("--vocab-size", type=int, default=4000)
     p.add_argument("--vocab-docs", type=int, default=1000, help="documents to train the vocabulary on")
@@ -317,13 +319,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true",
                    help="start from the weights and vocabulary in --out (optimizer and schedule restart)")
     p.add_argument("--seed", type=int, default=0, help="model init and batch order (the data stream is TRAIN_SEED)")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto (cuda when available)")
+    p.add_argument("--device", default="auto", help="auto (default: cuda when available, else cpu), cpu or cuda")
     p.add_argument("--micro", action="store_true", help="tiny model and data, a few steps: for CI")
-    p.add_argument("--eval-every", type=int, default=250)
-    p.add_argument("--eval-examples", type=int, default=64, help="validation examples (half QA, half summary)")
-    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--eval-examples", type=int, default=32, help="validation examples (half QA, half summary)")
+    p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--pool-batches", type=int, default=8, help="batches generated, sorted and shuffled at once")
     p.add_argument("--time-limit", type=float, default=None, help="stop (and save) after this many minutes")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="stop (and save) after this many steps, keeping the learning-rate schedule of --steps")
     p.add_argument("--log", default=None, help="JSON-lines log (default: OUT/train_log.jsonl)")
     args = p.parse_args(argv)
     if args.micro:
@@ -447,7 +451,8 @@ def main(argv=None) -> dict:
             log(dict(step=step, loss=avg, lr=lr_at(step - 1), max_len=stream.max_len(step),
                      tokens_per_s=tokens / elapsed, elapsed_s=elapsed))
             losses = []
-        out_of_time = args.time_limit is not None and elapsed > args.time_limit * 60
+        out_of_time = ((args.time_limit is not None and elapsed > args.time_limit * 60)
+                       or (args.stop_after is not None and step >= args.stop_after))
         if step % args.eval_every == 0 or step == args.steps or out_of_time:
             last_eval = score(model, codec, valid, device, **eval_kw)
             print(f"  eval step {step}: QA exact match {last_eval['qa_em']:.3f}, "
@@ -457,7 +462,7 @@ def main(argv=None) -> dict:
             save_checkpoint(model, codec, args.out, dict(info, step=step, eval=last_eval,
                                                          elapsed_s=time.time() - start))
         if out_of_time:
-            print(f"time limit reached after {step} steps", flush=True)
+            print(f"stopped after {step} steps (--time-limit / --stop-after)", flush=True)
             break
     log_file.close()
     return dict(step=step, eval=last_eval)
