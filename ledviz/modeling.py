@@ -307,17 +307,17 @@ class LEDEncoderSelfAttention(nn.Module):
         return out, probs.to(probs_dtype or probs.dtype), global_probs
 
     def _forward_fast(self, hidden_states, layout, layer_head_mask, output_attentions, probs_dtype):
-        """Inference path: head by head, a few query blocks at a time, softmax in place, no copies of k or v.
+        """Inference path: a few query blocks at a time, head by head, softmax in place, no copies of k or v.
 
-        q, k and v come from one matrix product written between w zero rows on each side, so
-        the key (value) span [kc - w, kc + c + w) of every query block of c rows is a strided
-        view. For each head and each chunk of query blocks, the block scores against the x
-        global keys and the c + 2w span keys go into one small buffer laid out
-        (c, x + c + 2w); entries outside each row's window are masked, the softmax runs in
-        place, and the same buffer, now zero outside the band, multiplies the value spans. The
-        returned probabilities (x global columns, then the 2w + 1 window slots) are read off the
-        blocks' diagonals only when asked for. The score buffer is shared by all layers of a
-        forward pass (`layout.buffer`).
+        k and v come from one matrix product written between w zero rows on each side, so the
+        key (value) span [kc - w, kc + c + w) of every query block of c rows is a strided view;
+        the queries are projected one chunk of blocks at a time. For each chunk and head, the
+        block scores against the x global keys and the c + 2w span keys go into one small buffer
+        laid out (c, x + c + 2w); entries outside each row's window are masked, the softmax runs
+        in place, and the same buffer, now zero outside the band, multiplies the value spans.
+        The returned probabilities (x global columns, then the 2w + 1 window slots) are read off
+        the blocks' diagonals only when asked for. The scratch buffers are shared by all layers
+        of a forward pass (`layout.buffer`).
         """
         B, L, D = hidden_states.shape
         H, hd, w, x = self.num_heads, self.head_dim, self.one_sided_attn_window_size, layout.num_global
@@ -327,23 +327,23 @@ class LEDEncoderSelfAttention(nn.Module):
         dtype = hidden_states.dtype
         neg = torch.finfo(dtype).min
 
-        # [w zero rows | q k v of the L positions | w + Lb - L zero rows], q already scaled
-        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
-        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
-        qkv = hidden_states.new_empty(B, Lb + 2 * w, 3 * D)
-        qkv[:, :w] = 0
-        qkv[:, w + L:] = 0
+        # [w zero rows | k v of the L positions | w + Lb - L zero rows]: every key span is a view
+        kv = hidden_states.new_empty(B, Lb + 2 * w, 2 * D)
+        kv[:, :w] = 0
+        kv[:, w + L:] = 0
+        weight = torch.cat([self.key.weight, self.value.weight])
+        bias = torch.cat([self.key.bias, self.value.bias])
         for b in range(B):
-            torch.addmm(bias, hidden_states[b], weight.t(), out=qkv[b, w: w + L])
-        qkv[:, w: w + L, :D].div_(math.sqrt(hd))
-        heads = qkv.view(B, Lb + 2 * w, 3, H, hd)
+            torch.addmm(bias, hidden_states[b], weight.t(), out=kv[b, w: w + L])
+        heads = kv.view(B, Lb + 2 * w, 2, H, hd)
         if x:
             at = layout.global_index + w  # (B, x) rows of the global tokens
-            k_glob = heads[:, :, 1].gather(1, at[:, :, None, None].expand(B, x, H, hd))  # (B, x, H, hd)
-            v_glob = heads[:, :, 2].gather(1, at[:, :, None, None].expand(B, x, H, hd))
+            k_glob = heads[:, :, 0].gather(1, at[:, :, None, None].expand(B, x, H, hd))  # (B, x, H, hd)
+            v_glob = heads[:, :, 1].gather(1, at[:, :, None, None].expand(B, x, H, hd))
 
         chunk = max(1, min(nb, SCORE_CHUNK_BYTES // (c * (x + W) * hidden_states.element_size())))  # blocks per step
         scores_buf = layout.buffer("scores", (chunk, c, x + W), hidden_states)
+        q_buf = layout.buffer("queries", (chunk * c, D), hidden_states)
         o_buf = layout.buffer("head_out", (chunk * c, hd), hidden_states)
         out = hidden_states.new_empty(B, L, D)
         out_heads = out.view(B, L, H, hd)
@@ -351,27 +351,32 @@ class LEDEncoderSelfAttention(nn.Module):
         for b in range(B):
             mask = _BlockMask(layout, b, w, c, Lb)
             pad_rows = layout.is_padding[b].nonzero().flatten().cpu()  # chosen per chunk without device syncs
-            for h in range(H):
-                q_rows = heads[b, w: w + Lb, 0, h]  # (Lb, hd) view
-                k_spans = heads[b, :, 1, h].unfold(0, W, c)  # (nb, hd, W) view
-                v_spans = heads[b, :, 2, h].unfold(0, W, c).transpose(1, 2)  # (nb, W, hd) view
-                for j0 in range(0, nb, chunk):
-                    j1 = min(nb, j0 + chunk)
-                    r0, r1 = j0 * c, min(L, j1 * c)  # rows of the sequence in this chunk
-                    scores = scores_buf[: j1 - j0]
-                    rows = scores.view(-1, x + W)
-                    torch.bmm(q_rows[j0 * c: j1 * c].view(j1 - j0, c, hd), k_spans[j0:j1], out=scores[..., x:])
+            for j0 in range(0, nb, chunk):
+                j1 = min(nb, j0 + chunk)
+                r0, r1 = j0 * c, min(L, j1 * c)  # rows of the sequence in this chunk
+                n = (j1 - j0) * c
+                # the queries of this chunk only, scaled; rows past the sequence are zero
+                q = q_buf[:n]
+                torch.addmm(self.query.bias, hidden_states[b, r0:r1], self.query.weight.t(), out=q[: r1 - r0])
+                q[r1 - r0:] = 0
+                q.div_(math.sqrt(hd))
+                q_heads = q.view(n, H, hd)
+                here = pad_rows[(pad_rows >= r0) & (pad_rows < r1)] - r0
+                scores = scores_buf[: j1 - j0]
+                rows = scores.view(n, x + W)
+                o = o_buf[:n]
+                for h in range(H):
+                    k_spans = heads[b, :, 0, h].unfold(0, W, c)  # (nb, hd, W) view
+                    v_spans = heads[b, :, 1, h].unfold(0, W, c).transpose(1, 2)  # (nb, W, hd) view
+                    torch.bmm(q_heads[:, h].view(j1 - j0, c, hd), k_spans[j0:j1], out=scores[..., x:])
                     if x:
-                        torch.mm(q_rows[j0 * c: j1 * c], k_glob[b, :, h].t(), out=rows[:, :x])
+                        torch.mm(q_heads[:, h], k_glob[b, :, h].t(), out=rows[:, :x])
                     mask.apply(scores, j0, j1, neg)
                     torch.softmax(scores, dim=-1, out=scores)
                     if layer_head_mask is not None:
                         scores.mul_(layer_head_mask[h].to(dtype))
-                    if len(pad_rows):
-                        here = pad_rows[(pad_rows >= r0) & (pad_rows < r1)]
-                        if len(here):
-                            rows.index_fill_(0, (here - r0).to(rows.device), 0.0)  # padding queries attend nowhere
-                    o = o_buf[: rows.shape[0]]
+                    if len(here):
+                        rows.index_fill_(0, here.to(rows.device), 0.0)  # padding queries attend nowhere
                     torch.bmm(scores[..., x:], v_spans[j0:j1], out=o.view(j1 - j0, c, hd))
                     if x:
                         o.addmm_(rows[:, :x], v_glob[b, :, h])
