@@ -65,6 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
     p.add_argument("--batch-tokens", type=int, default=32768)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--num-beams", type=int, default=1, help="1: greedy decoding (default); more: beam search")
     p.add_argument("--no-ablation", action="store_true", help="skip the runs without global attention")
     p.add_argument("--no-timing", action="store_true", help="skip the load and end-to-end timing")
     p.add_argument("--json", default=None, help="also write the scores to this file")
@@ -80,11 +81,12 @@ def main(argv=None) -> dict:
     codec = Codec(data.load_tokenizer(args.model))
     capacity = model.config.max_encoder_position_embeddings
     autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    kw = dict(batch_tokens=args.batch_tokens, batch_size=args.batch_size, autocast=autocast)
+    kw = dict(batch_tokens=args.batch_tokens, batch_size=args.batch_size, autocast=autocast, num_beams=args.num_beams)
     modes = [("global", True)] + ([] if args.no_ablation else [("no global", False)])
 
     print(f"model {args.model}: windows {model.config.attention_windows()}, reads up to {capacity} tokens")
-    print(f"held-out documents (TEST_SEED={data.TEST_SEED}), {args.n} per task and length, greedy decoding\n")
+    decoding = "greedy decoding" if args.num_beams == 1 else f"beam search ({args.num_beams} beams)"
+    print(f"held-out documents (TEST_SEED={data.TEST_SEED}), {args.n} per task and length, {decoding}\n")
     header = f"{'length':>8} {'mode':>10} {'QA exact match':>15} {'summary recall':>15} {'summary exact':>14}"
     print(header)
     print("-" * len(header))

@@ -184,11 +184,12 @@ class TrainStream:
 # decoding and scoring
 # ------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def greedy_decode(model, batch: dict, max_new_tokens: int = MAX_TARGET_TOKENS) -> list[list[int]]:
-    """Greedy generation: `model.generate` when it is written, else a plain loop over the decoder."""
+def greedy_decode(model, batch: dict, max_new_tokens: int = MAX_TARGET_TOKENS, num_beams: int = 1) -> list[list[int]]:
+    """Greedy (or beam-search) generation: `model.generate` when it is written, else a plain greedy loop."""
     kw = dict(attention_mask=batch["attention_mask"], global_attention_mask=batch["global_attention_mask"])
     try:
-        out = model.generate(batch["input_ids"], max_new_tokens=max_new_tokens, num_beams=1, **kw)
+        out = model.generate(batch["input_ids"], max_new_tokens=max_new_tokens, num_beams=num_beams,
+                             do_sample=False, **kw)
         seqs = getattr(out, "sequences", out)
         return seqs.tolist()
     except NotImplementedError:
@@ -211,14 +212,14 @@ def greedy_decode(model, batch: dict, max_new_tokens: int = MAX_TARGET_TOKENS) -
 
 @torch.no_grad()
 def score(model, codec: Codec, encoded: Sequence[Encoded], device, *, batch_tokens: int, batch_size: int,
-          use_global: bool = True, autocast: bool = False) -> dict:
-    """Greedy-decode `encoded` and return qa_em, summary_recall, summary_em (means) and counts."""
+          use_global: bool = True, autocast: bool = False, num_beams: int = 1) -> dict:
+    """Decode `encoded` (greedy, or beam search) and return qa_em, summary_recall, summary_em (means) and counts."""
     model.eval()
     qa, recall, sum_em = [], [], []
     for batch in pack_batches(encoded, batch_tokens, batch_size):
         tensors = collate(batch, device, use_global=use_global)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            seqs = greedy_decode(model, tensors)
+            seqs = greedy_decode(model, tensors, num_beams=num_beams)
         for e, seq in zip(batch, seqs):
             pred = codec.decode(seq)
             if e.example.task == "qa":
@@ -279,6 +280,30 @@ def save_checkpoint(model, codec: Codec, out: str, info: dict) -> None:
         json.dump(GENERATION_CONFIG, f, indent=2, sort_keys=True)
     with open(os.path.join(out, "demo_training.json"), "w", encoding="utf-8") as f:
         json.dump(info, f, indent=2, sort_keys=True, default=str)
+
+
+def package(src: str, out: str, logs: Sequence[str] = ()) -> None:
+    """Write the checkpoint in `src` to `out` as shipped: float16 weights, tokenizer, generation
+    config and training record; `logs` (train_log.jsonl files of successive phases) are joined
+    into one train_log.jsonl, each record tagged with its phase."""
+    from ledviz import LEDForConditionalGeneration
+
+    os.makedirs(out, exist_ok=True)
+    model = LEDForConditionalGeneration.from_pretrained(src).half()
+    model.save_pretrained(out)
+    Codec(data.load_tokenizer(src)).save(out)
+    for name in ("generation_config.json", "demo_training.json"):
+        with open(os.path.join(src, name), encoding="utf-8") as f:
+            text = f.read()
+        with open(os.path.join(out, name), "w", encoding="utf-8") as f:
+            f.write(text)
+    if logs:
+        with open(os.path.join(out, "train_log.jsonl"), "w", encoding="utf-8") as f:
+            for phase, path in enumerate(logs, 1):
+                with open(path, encoding="utf-8") as g:
+                    for line in g:
+                        if line.strip():
+                            f.write(json.dumps(dict(json.loads(line), phase=phase)) + "\n")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
