@@ -66,6 +66,7 @@ def timed(fn, repeats: int = 1):
     """(best seconds, result) of `repeats` calls."""
     best, result = float("inf"), None
     for _ in range(repeats):
+        result = None  # the previous result must not count towards the next run's memory
         t = time.perf_counter()
         result = fn()
         best = min(best, time.perf_counter() - t)
