@@ -3,13 +3,14 @@
 Multi-task training (summarize + QA, see ledviz.demo.data) of a fresh
 ``LEDForConditionalGeneration``. Inputs are ``<s> document </s>`` with global attention on
 ``<s>`` (summarize) or ``<s> question </s></s> document </s>`` with global attention on the
-question tokens (QA). Training documents come from TRAIN_SEED, generated on the fly (never
-repeated), with a length curriculum; batches are packed by length to waste little padding.
+question tokens (QA). Training documents come from TRAIN_SEED, generated on the fly (none
+repeats within a run; a --resume run reads the stream from its start again), with an optional
+length curriculum; batches are packed by length to waste little padding.
 Every --eval-every steps the model is scored on validation documents (VALID_SEED) and saved
 to --out (config.json, model.safetensors, tokenizer files, generation_config.json).
 
 The defaults are the first phase of the recipe of the embedded model; its model card
-(ledviz/demo/model/README.md) gives both phases' commands. Use --micro for a tiny run that
+(ledviz/demo/model/README.md) gives every phase's command. Use --micro for a tiny run that
 finishes in seconds (CI), e.g.
 ``python -m ledviz.demo.train --micro --out /tmp/ledviz-micro``.
 """
