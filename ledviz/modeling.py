@@ -382,14 +382,16 @@ class LEDEncoderSelfAttention(nn.Module):
                         o.addmm_(rows[:, :x], v_glob[b, :, h])
                     out_heads[b, r0:r1, h] = o[: r1 - r0]
                     if output_attentions:
+                        # the band first: this large copy runs on all threads and takes the page
+                        # faults of the fresh output tensor; the narrow global columns follow
                         dest = probs_out[b, h, r0:r1]
-                        dest[:, :x] = rows[: r1 - r0, :x]
                         band = _diagonals(scores[..., x:], w)  # (j1 - j0, c, 2w + 1) view
                         whole = (r1 - r0) // c
                         if whole:
                             dest[: whole * c, x:].view(whole, c, span).copy_(band[:whole])
                         if whole * c < r1 - r0:
                             dest[whole * c:, x:] = band[whole, : r1 - r0 - whole * c]
+                        dest[:, :x] = rows[: r1 - r0, :x]
         if output_attentions:
             glob_b, glob_i = layout.is_global.nonzero(as_tuple=True)
             if len(glob_b):
