@@ -40,8 +40,9 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
     "tanh": torch.tanh,
 }
-# the encoder's inference path scores this many bytes of query blocks at a time
-SCORE_CHUNK_BYTES = 32 << 20
+# the encoder's inference path works on slices of about this many bytes: the scores of a chunk
+# of query blocks, and the feed-forward activations of a slice of rows
+INFERENCE_CHUNK_BYTES = 32 << 20
 # in-place versions, used by the encoder's inference path
 _INPLACE_ACTIVATIONS = {
     "gelu": torch.ops.aten.gelu_,
@@ -170,14 +171,19 @@ class _BlockMask:
         self.col = col + x
         self.slots = (~layout.global_valid[b]).nonzero().flatten()
 
-    def apply(self, scores: torch.Tensor, j0: int, j1: int, neg: float) -> None:
-        """Fill the dropped entries of blocks j0..j1-1, `scores` (j1 - j0, c, x + c + 2w), with `neg`."""
+    def columns(self, j0: int, j1: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(block - j0, column) of the dropped key columns in blocks j0..j1-1, or None."""
+        lo, hi = torch.searchsorted(self.block_cpu, torch.tensor([j0, j1])).tolist()  # no device sync
+        return (self.block[lo:hi] - j0, self.col[lo:hi]) if hi > lo else None
+
+    def apply(self, scores: torch.Tensor, columns: tuple[torch.Tensor, torch.Tensor] | None, neg: float) -> None:
+        """Fill the dropped entries of a chunk of blocks, `scores` (blocks, c, x + c + 2w), with `neg`;
+        `columns` is what `columns()` gave for that chunk."""
         x, c, w = self.x, self.c, self.w
         scores[..., x: x + c].masked_fill_(self.before, neg)
         scores[..., x + 2 * w: x + 2 * w + c].masked_fill_(self.after, neg)
-        lo, hi = torch.searchsorted(self.block_cpu, torch.tensor([j0, j1])).tolist()  # no device sync
-        if hi > lo:
-            scores[self.block[lo:hi] - j0, :, self.col[lo:hi]] = neg
+        if columns is not None:
+            scores[columns[0], :, columns[1]] = neg
         if len(self.slots):
             scores[..., self.slots] = neg
 
@@ -341,7 +347,7 @@ class LEDEncoderSelfAttention(nn.Module):
             k_glob = heads[:, :, 0].gather(1, at[:, :, None, None].expand(B, x, H, hd))  # (B, x, H, hd)
             v_glob = heads[:, :, 1].gather(1, at[:, :, None, None].expand(B, x, H, hd))
 
-        chunk = max(1, min(nb, SCORE_CHUNK_BYTES // (c * (x + W) * hidden_states.element_size())))  # blocks per step
+        chunk = max(1, min(nb, INFERENCE_CHUNK_BYTES // (c * (x + W) * hidden_states.element_size())))  # blocks per step
         scores_buf = layout.buffer("scores", (chunk, c, x + W), hidden_states)
         q_buf = layout.buffer("queries", (chunk * c, D), hidden_states)
         o_buf = layout.buffer("head_out", (chunk * c, hd), hidden_states)
@@ -362,6 +368,7 @@ class LEDEncoderSelfAttention(nn.Module):
                 q.div_(math.sqrt(hd))
                 q_heads = q.view(n, H, hd)
                 here = pad_rows[(pad_rows >= r0) & (pad_rows < r1)] - r0
+                dropped = mask.columns(j0, j1)
                 scores = scores_buf[: j1 - j0]
                 rows = scores.view(n, x + W)
                 o = o_buf[:n]
@@ -371,7 +378,7 @@ class LEDEncoderSelfAttention(nn.Module):
                     torch.bmm(q_heads[:, h].view(j1 - j0, c, hd), k_spans[j0:j1], out=scores[..., x:])
                     if x:
                         torch.mm(q_heads[:, h], k_glob[b, :, h].t(), out=rows[:, :x])
-                    mask.apply(scores, j0, j1, neg)
+                    mask.apply(scores, dropped, neg)
                     torch.softmax(scores, dim=-1, out=scores)
                     if layer_head_mask is not None:
                         scores.mul_(layer_head_mask[h].to(dtype))
@@ -398,9 +405,9 @@ class LEDEncoderSelfAttention(nn.Module):
                 probs_out[glob_b, :, glob_i] = 0.0  # rows of global queries live in the global probabilities
         global_probs = None
         if x:
-            out_bhld = out_heads.permute(0, 2, 1, 3)  # (B, H, L, hd) view of `out`
-            out_bhld, global_probs = self._global_rows(hidden_states, out_bhld, layout, layer_head_mask,
-                                                       folded=2 * x * H <= D, in_place=True)
+            # their rows are written into `out` through a (B, H, L, hd) view of it
+            _, global_probs = self._global_rows(hidden_states, out_heads.permute(0, 2, 1, 3), layout,
+                                                layer_head_mask, folded=2 * x * H <= D, in_place=True)
         return out, probs_out, global_probs
 
     def _global_rows(
@@ -557,7 +564,7 @@ class LEDEncoderLayer(nn.Module):
         B, L, D = h.shape
         flat = h.reshape(B * L, D)
         out = torch.empty_like(flat)
-        rows = max(1, SCORE_CHUNK_BYTES // (self.fc1.out_features * h.element_size()))
+        rows = max(1, INFERENCE_CHUNK_BYTES // (self.fc1.out_features * h.element_size()))
         for r0 in range(0, B * L, rows):
             part = flat[r0: r0 + rows]
             f = self.fc1(part)

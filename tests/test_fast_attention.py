@@ -80,7 +80,7 @@ def test_chunks_of_query_blocks_equal_plain(monkeypatch, chunk_bytes, globals_pa
     """The inference path scores a few query blocks at a time; any chunking gives the same numbers."""
     from ledviz import modeling
 
-    monkeypatch.setattr(modeling, "SCORE_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(modeling, "INFERENCE_CHUNK_BYTES", chunk_bytes)
     n_global, pad = globals_pad
     model = _pair([4, 8, 6])
     ids, am, gm = _batch(2, 53, n_global, pad)
