@@ -22,6 +22,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -294,10 +295,7 @@ def package(src: str, out: str, logs: Sequence[str] = ()) -> None:
     model.save_pretrained(out)
     Codec(data.load_tokenizer(src)).save(out)
     for name in ("generation_config.json", "demo_training.json"):
-        with open(os.path.join(src, name), encoding="utf-8") as f:
-            text = f.read()
-        with open(os.path.join(out, name), "w", encoding="utf-8") as f:
-            f.write(text)
+        shutil.copyfile(os.path.join(src, name), os.path.join(out, name))
     if logs:
         with open(os.path.join(out, "train_log.jsonl"), "w", encoding="utf-8") as f:
             for phase, path in enumerate(logs, 1):
