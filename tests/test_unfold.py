@@ -103,9 +103,8 @@ def _tf_led() -> transformers.LEDModel:
     return transformers.LEDModel(transformers.LEDConfig(**TINY)).eval()
 
 
-def _source_transformers_led() -> AttentionSource:
-    """transformers' LEDModel as a source."""
-    model = _tf_led()
+def _led_source(name: str, model) -> AttentionSource:
+    """An LEDModel (ours or transformers', same module layout) as a source."""
 
     @torch.no_grad()
     def run(input_ids, attention_mask, global_attention_mask) -> EncoderRun:
@@ -115,7 +114,12 @@ def _source_transformers_led() -> AttentionSource:
         return EncoderRun(out.encoder_attentions, out.encoder_global_attentions, out.encoder_hidden_states,
                           lambda l: model.encoder.layers[l].self_attn.longformer_self_attn, out)
 
-    return AttentionSource("transformers-led", run)
+    return AttentionSource(name, run)
+
+
+def _source_transformers_led() -> AttentionSource:
+    """transformers' LEDModel as a source."""
+    return _led_source("transformers-led", _tf_led())
 
 
 def _source_transformers_longformer() -> AttentionSource:
@@ -143,16 +147,7 @@ def _source_ledviz() -> AttentionSource:
     """Our LEDModel, with transformers' LED weights, as a source."""
     model = ledviz.LEDModel(ledviz.LEDConfig(**TINY)).eval()
     model.load_state_dict(_tf_led().state_dict())
-
-    @torch.no_grad()
-    def run(input_ids, attention_mask, global_attention_mask) -> EncoderRun:
-        """Run the model on a case and collect what the tests need."""
-        out = model(input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
-                    decoder_input_ids=input_ids[:, :3], output_attentions=True, output_hidden_states=True)
-        return EncoderRun(out.encoder_attentions, out.encoder_global_attentions, out.encoder_hidden_states,
-                          lambda l: model.encoder.layers[l].self_attn.longformer_self_attn, out)
-
-    return AttentionSource("ledviz", run)
+    return _led_source("ledviz", model)
 
 
 SOURCES = {
