@@ -151,24 +151,24 @@ def _diagonals(blocks: torch.Tensor, w: int) -> torch.Tensor:
 
 
 class _BlockMask:
-    """What to drop in the (c, x + c + 2w) score blocks of one sequence, kept small.
+    """What to drop in the (c, c + 2w) band blocks and the (c, x) global columns of one sequence, kept small.
 
     Most of a block is inside the band and valid; only two triangles (keys before a row's window
-    and after it) and a few columns (padding, global or out-of-sequence keys, unused global
-    slots) must be dropped, so they are filled directly instead of masking the whole block.
+    and after it) and a few columns (padding, global or out-of-sequence keys) must be dropped, so
+    they are filled directly instead of masking the whole block. Unused global slots are dropped
+    from the global columns.
     """
 
     def __init__(self, layout: GlobalLayout, b: int, w: int, c: int, length: int):
-        L, x = layout.is_padding.shape[1], layout.num_global
+        L = layout.is_padding.shape[1]
         dev = layout.is_padding.device
-        self.x, self.c, self.w = x, c, w
+        self.c, self.w = c, w
         lower = torch.ones(c, c, dtype=torch.bool, device=dev).tril_(-1)  # keys left of the window
         self.before, self.after = lower, lower.t()  # after: keys right of the window
         keys = F.pad((layout.is_padding[b] | layout.is_global[b]).to(torch.uint8), (w, w + length - L), value=1)
         key_drop = keys.unfold(0, c + 2 * w, c).bool()  # (nb, c + 2w)
-        self.block, col = key_drop.nonzero(as_tuple=True)  # ascending blocks
+        self.block, self.col = key_drop.nonzero(as_tuple=True)  # ascending blocks
         self.block_cpu = self.block.cpu()
-        self.col = col + x
         self.slots = (~layout.global_valid[b]).nonzero().flatten()
 
     def columns(self, j0: int, j1: int) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -176,16 +176,34 @@ class _BlockMask:
         lo, hi = torch.searchsorted(self.block_cpu, torch.tensor([j0, j1])).tolist()  # no device sync
         return (self.block[lo:hi] - j0, self.col[lo:hi]) if hi > lo else None
 
-    def apply(self, scores: torch.Tensor, columns: tuple[torch.Tensor, torch.Tensor] | None, neg: float) -> None:
-        """Fill the dropped entries of a chunk of blocks, `scores` (blocks, c, x + c + 2w), with `neg`;
+    def apply(self, band: torch.Tensor, columns: tuple[torch.Tensor, torch.Tensor] | None, neg: float) -> None:
+        """Fill the dropped entries of a chunk of blocks, `band` (blocks, c, c + 2w), with `neg`;
         `columns` is what `columns()` gave for that chunk."""
-        x, c, w = self.x, self.c, self.w
-        scores[..., x: x + c].masked_fill_(self.before, neg)
-        scores[..., x + 2 * w: x + 2 * w + c].masked_fill_(self.after, neg)
+        c, w = self.c, self.w
+        band[..., :c].masked_fill_(self.before, neg)
+        band[..., 2 * w: 2 * w + c].masked_fill_(self.after, neg)
         if columns is not None:
-            scores[columns[0], :, columns[1]] = neg
-        if len(self.slots):
-            scores[..., self.slots] = neg
+            band[columns[0], :, columns[1]] = neg
+
+
+def _join_global_softmax(band: torch.Tensor, glob: torch.Tensor, band_max: torch.Tensor, glob_max: torch.Tensor,
+                         scale: torch.Tensor) -> None:
+    """Turn a row-wise softmax over the band alone into one over [global columns, band], in place.
+
+    band (n, W): softmax of the band scores, whose row maxima were `band_max` (n,) before it;
+    glob (n, x): the global scores, replaced by their probabilities. The largest band
+    probability of a row is 1 / Z_band, with Z_band = sum(exp(s - band_max)); with the
+    joint maximum m, the joint normaliser is Z_band exp(band_max - m) + sum(exp(g - m)).
+    glob_max and scale are (n,) scratch.
+    """
+    torch.amax(glob, dim=-1, out=glob_max)
+    torch.maximum(band_max, glob_max, out=glob_max)  # joint row maximum m
+    glob.sub_(glob_max[:, None]).exp_()
+    torch.amax(band, dim=-1, out=scale)  # 1 / Z_band
+    band_max.sub_(glob_max).exp_().div_(scale)  # Z_band exp(band_max - m): the band's share
+    torch.add(band_max, glob.sum(dim=-1), out=scale)  # joint normaliser
+    glob.div_(scale[:, None])
+    band.mul_(band_max.div_(scale)[:, None])
 
 
 def _block_spans(t: torch.Tensor, w: int, c: int, length: int) -> torch.Tensor:
@@ -334,7 +352,7 @@ class LEDEncoderSelfAttention(nn.Module):
         neg = torch.finfo(dtype).min
 
         # [w zero rows | k v of the L positions | w + Lb - L zero rows]: every key span is a view
-        kv = hidden_states.new_empty(B, Lb + 2 * w, 2 * D)
+        kv = layout.buffer("keys_values", (B, Lb + 2 * w, 2 * D), hidden_states)
         kv[:, :w] = 0
         kv[:, w + L:] = 0
         weight = torch.cat([self.key.weight, self.value.weight])
@@ -347,10 +365,13 @@ class LEDEncoderSelfAttention(nn.Module):
             k_glob = heads[:, :, 0].gather(1, at[:, :, None, None].expand(B, x, H, hd))  # (B, x, H, hd)
             v_glob = heads[:, :, 1].gather(1, at[:, :, None, None].expand(B, x, H, hd))
 
-        chunk = max(1, min(nb, INFERENCE_CHUNK_BYTES // (c * (x + W) * hidden_states.element_size())))  # blocks per step
-        scores_buf = layout.buffer("scores", (chunk, c, x + W), hidden_states)
+        chunk = max(1, min(nb, INFERENCE_CHUNK_BYTES // (c * W * hidden_states.element_size())))  # blocks per step
+        band_buf = layout.buffer("scratch", (chunk, c, W), hidden_states)  # shared with the feed-forward
         q_buf = layout.buffer("queries", (chunk * c, D), hidden_states)
         o_buf = layout.buffer("head_out", (chunk * c, hd), hidden_states)
+        if x:
+            glob_buf = layout.buffer("global_scores", (chunk * c, x), hidden_states)
+            stats = layout.buffer("row_stats", (3, chunk * c), hidden_states)
         out = hidden_states.new_empty(B, L, D)
         out_heads = out.view(B, L, H, hd)
         probs_out = hidden_states.new_empty(B, H, L, x + span, dtype=probs_dtype or dtype) if output_attentions else None
@@ -369,36 +390,50 @@ class LEDEncoderSelfAttention(nn.Module):
                 q_heads = q.view(n, H, hd)
                 here = pad_rows[(pad_rows >= r0) & (pad_rows < r1)] - r0
                 dropped = mask.columns(j0, j1)
-                scores = scores_buf[: j1 - j0]
-                rows = scores.view(n, x + W)
+                band = band_buf[: j1 - j0]  # contiguous: a matrix product into a strided view is much slower
+                rows = band.view(n, W)
                 o = o_buf[:n]
+                if x:
+                    glob = glob_buf[:n]
+                    band_max, glob_max, scale = stats[:, :n]
                 for h in range(H):
                     k_spans = heads[b, :, 0, h].unfold(0, W, c)  # (nb, hd, W) view
                     v_spans = heads[b, :, 1, h].unfold(0, W, c).transpose(1, 2)  # (nb, W, hd) view
-                    torch.bmm(q_heads[:, h].view(j1 - j0, c, hd), k_spans[j0:j1], out=scores[..., x:])
+                    torch.bmm(q_heads[:, h].view(j1 - j0, c, hd), k_spans[j0:j1], out=band)
+                    mask.apply(band, dropped, neg)
                     if x:
-                        torch.mm(q_heads[:, h], k_glob[b, :, h].t(), out=rows[:, :x])
-                    mask.apply(scores, dropped, neg)
-                    torch.softmax(scores, dim=-1, out=scores)
+                        torch.mm(q_heads[:, h], k_glob[b, :, h].t(), out=glob)
+                        if len(mask.slots):
+                            glob[:, mask.slots] = neg
+                        torch.amax(rows, dim=-1, out=band_max)
+                    torch.softmax(band, dim=-1, out=band)
+                    if x:
+                        _join_global_softmax(rows, glob, band_max, glob_max, scale)
                     if layer_head_mask is not None:
-                        scores.mul_(layer_head_mask[h].to(dtype))
+                        band.mul_(layer_head_mask[h].to(dtype))
+                        if x:
+                            glob.mul_(layer_head_mask[h].to(dtype))
                     if len(here):
-                        rows.index_fill_(0, here.to(rows.device), 0.0)  # padding queries attend nowhere
-                    torch.bmm(scores[..., x:], v_spans[j0:j1], out=o.view(j1 - j0, c, hd))
+                        idx = here.to(rows.device)
+                        rows.index_fill_(0, idx, 0.0)  # padding queries attend nowhere
+                        if x:
+                            glob.index_fill_(0, idx, 0.0)
+                    torch.bmm(band, v_spans[j0:j1], out=o.view(j1 - j0, c, hd))
                     if x:
-                        o.addmm_(rows[:, :x], v_glob[b, :, h])
+                        o.addmm_(glob, v_glob[b, :, h])
                     out_heads[b, r0:r1, h] = o[: r1 - r0]
                     if output_attentions:
                         # the band first: this large copy runs on all threads and takes the page
                         # faults of the fresh output tensor; the narrow global columns follow
                         dest = probs_out[b, h, r0:r1]
-                        band = _diagonals(scores[..., x:], w)  # (j1 - j0, c, 2w + 1) view
+                        diag = _diagonals(band, w)  # (j1 - j0, c, 2w + 1) view
                         whole = (r1 - r0) // c
                         if whole:
-                            dest[: whole * c, x:].view(whole, c, span).copy_(band[:whole])
+                            dest[: whole * c, x:].view(whole, c, span).copy_(diag[:whole])
                         if whole * c < r1 - r0:
-                            dest[whole * c:, x:] = band[whole, : r1 - r0 - whole * c]
-                        dest[:, :x] = rows[: r1 - r0, :x]
+                            dest[whole * c:, x:] = diag[whole, : r1 - r0 - whole * c]
+                        if x:
+                            dest[:, :x] = glob[: r1 - r0]
         if output_attentions:
             glob_b, glob_i = layout.is_global.nonzero(as_tuple=True)
             if len(glob_b):
@@ -454,6 +489,17 @@ class LEDEncoderSelfAttention(nn.Module):
         return out, probs
 
 
+def _rows_in_place(x: torch.Tensor, layout: GlobalLayout, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """x (N, D) <- fn(x) a slice of rows at a time, for a row-wise fn(part, buf) that writes its
+    (rows, D) result into buf (a scratch buffer) and returns it: no second (N, D) tensor."""
+    N, D = x.shape
+    rows = max(1, min(N, INFERENCE_CHUNK_BYTES // (4 * D * x.element_size())))
+    buf = layout.buffer("row_out", (rows, D), x)
+    for r0 in range(0, N, rows):
+        part = x[r0: r0 + rows]
+        part.copy_(fn(part, buf[: part.shape[0]]))
+
+
 class LEDEncoderAttention(nn.Module):
     """Longformer self-attention followed by the output projection."""
 
@@ -465,7 +511,12 @@ class LEDEncoderAttention(nn.Module):
     def forward(self, hidden_states, layout, layer_head_mask=None, output_attentions=False, probs_dtype=None):
         out, local_probs, global_probs = self.longformer_self_attn(
             hidden_states, layout, layer_head_mask, output_attentions, probs_dtype)
-        return self.output(out), local_probs, global_probs
+        if torch.is_grad_enabled() and out.requires_grad or not out.is_contiguous():
+            return self.output(out), local_probs, global_probs
+        # inference: `out` is ours alone, so the projection overwrites it (no second (B, L, D) tensor)
+        _rows_in_place(out.view(-1, out.shape[-1]), layout, lambda part, buf: torch.addmm(
+            self.output.bias, part, self.output.weight.t(), out=buf))
+        return out, local_probs, global_probs
 
 
 class LEDDecoderAttention(nn.Module):
@@ -543,8 +594,13 @@ class LEDEncoderLayer(nn.Module):
                                                       probs_dtype)
         inference = not self.training and not (torch.is_grad_enabled() and h.requires_grad)
         if inference:
-            h = self.self_attn_layer_norm(h.add_(residual))
-            h = self._feed_forward_inference(h)
+            # h is this layer's own tensor: the residual sums, layer norms and feed-forward
+            # overwrite it slice by slice
+            flat = h.add_(residual).view(-1, h.shape[-1])
+            ln = self.self_attn_layer_norm
+            _rows_in_place(flat, layout, lambda part, buf: F.layer_norm(part, ln.normalized_shape, ln.weight, ln.bias,
+                                                                        ln.eps))
+            h = self._feed_forward_inference(h, layout)
         else:
             h = residual + F.dropout(h, p=self.dropout, training=self.training)
             h = self.self_attn_layer_norm(h)
@@ -558,22 +614,29 @@ class LEDEncoderLayer(nn.Module):
             h = h.clamp(-limit, limit)
         return h, local_probs, global_probs
 
-    def _feed_forward_inference(self, h: torch.Tensor) -> torch.Tensor:
-        """The feed-forward block without autograd, a slice of rows at a time (the (L, ffn)
-        activations of a long document would otherwise be the largest tensor of the layer)."""
+    def _feed_forward_inference(self, h: torch.Tensor, layout: GlobalLayout) -> torch.Tensor:
+        """The feed-forward block, its residual sum and layer norm without autograd, written over
+        `h` (which the caller owns) a slice of rows at a time: the (L, ffn) activations of a long
+        document would otherwise be the largest tensor of the layer. The activations go into a
+        scratch buffer shared by the layers of the pass."""
         B, L, D = h.shape
-        flat = h.reshape(B * L, D)
-        out = torch.empty_like(flat)
-        rows = max(1, INFERENCE_CHUNK_BYTES // (self.fc1.out_features * h.element_size()))
+        flat = h.view(B * L, D)
+        ffn = self.fc1.out_features
+        rows = max(1, min(B * L, INFERENCE_CHUNK_BYTES // (ffn * h.element_size())))
+        buf = layout.buffer("scratch", (rows, ffn), h)  # shared with the attention scores
+        out = layout.buffer("row_out", (rows, D), h)
+        ln = self.final_layer_norm
         for r0 in range(0, B * L, rows):
             part = flat[r0: r0 + rows]
-            f = self.fc1(part)
+            n = part.shape[0]
+            f = torch.addmm(self.fc1.bias, part, self.fc1.weight.t(), out=buf[:n])
             if self.activation_inplace is not None:
                 self.activation_inplace(f)
             else:
                 f = self.activation_fn(f)
-            torch.addmm(self.fc2.bias, f, self.fc2.weight.t(), out=out[r0: r0 + rows])
-        return self.final_layer_norm(out.add_(flat)).view(B, L, D)
+            torch.addmm(self.fc2.bias, f, self.fc2.weight.t(), out=out[:n])
+            part.copy_(F.layer_norm(out[:n].add_(part), ln.normalized_shape, ln.weight, ln.bias, ln.eps))
+        return h
 
 
 class LEDDecoderLayer(nn.Module):
@@ -739,6 +802,7 @@ class LEDEncoder(LEDPreTrainedModel):
         # embeddings
         h = inputs_embeds + self.embed_positions(inputs_embeds.shape[1]).to(inputs_embeds.dtype)
         h = F.dropout(self.layernorm_embedding(h), p=self.dropout, training=self.training)
+        del inputs_embeds  # (B, L, D): not needed past here, and large for a long document
 
         want_probs = output_attentions or attention_sink is not None
         all_hidden = [] if output_hidden_states else None
