@@ -114,3 +114,37 @@ def test_single_row_equals_plain(n_global):
     for layer, (a, b) in enumerate(zip(outs["blocked"].attentions, outs["plain"].attentions)):
         assert_close(a, b, f"local attentions[{layer}]")
     assert_close(outs["blocked"].last_hidden_state, outs["plain"].last_hidden_state, "hidden")
+
+
+def test_inference_path_keeps_every_hidden_state():
+    """The inference path writes projections, layer norms and the feed-forward over the layer's own
+    tensors: the hidden states handed back (every layer's input) must stay those of the autograd path."""
+    model = _pair([4, 8, 6])
+    ids, am, gm = _batch(2, 37, (2, 1), (0, 5))
+    with torch.no_grad():
+        fast = model.encoder(ids, attention_mask=am, global_attention_mask=gm, output_hidden_states=True,
+                             output_attentions=True)
+    ref = model.encoder(ids, attention_mask=am, global_attention_mask=gm, output_hidden_states=True,
+                        output_attentions=True)  # parameters require grad: the autograd path
+    assert ref.last_hidden_state.requires_grad
+    assert len(fast.hidden_states) == len(ref.hidden_states) == 4
+    for i, (a, b) in enumerate(zip(fast.hidden_states, ref.hidden_states)):
+        assert_close(a, b.detach(), f"hidden_states[{i}]")
+    for i, (a, b) in enumerate(zip(fast.attentions, ref.attentions)):
+        assert_close(a, b.detach(), f"attentions[{i}]")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_inference_path_in_half_precision(dtype):
+    """The dtypes a GPU runs in: the same code in bfloat16/float16 stays close to float32."""
+    model = _pair([4, 8])
+    ids, am, gm = _batch(2, 29, (1, 3), (0, 4))
+    with torch.no_grad():
+        ref = model.encoder(ids, attention_mask=am, global_attention_mask=gm, output_attentions=True)
+        half = model.to(dtype).encoder(ids, attention_mask=am, global_attention_mask=gm, output_attentions=True)
+    assert half.last_hidden_state.dtype == dtype and half.attentions[0].dtype == dtype
+    assert_close(half.last_hidden_state.float(), ref.last_hidden_state, "hidden", tol=0.1)
+    for a, b in zip(half.attentions, ref.attentions):
+        assert_close(a.float(), b, "local attentions", tol=0.02)
+    for a, b in zip(half.global_attentions, ref.global_attentions):
+        assert_close(a.float(), b, "global attentions", tol=0.02)
