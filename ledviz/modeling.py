@@ -336,12 +336,14 @@ class LEDEncoderSelfAttention(nn.Module):
         k and v come from one matrix product written between w zero rows on each side, so the
         key (value) span [kc - w, kc + c + w) of every query block of c rows is a strided view;
         the queries are projected one chunk of blocks at a time. For each chunk and head, the
-        block scores against the x global keys and the c + 2w span keys go into one small buffer
-        laid out (c, x + c + 2w); entries outside each row's window are masked, the softmax runs
-        in place, and the same buffer, now zero outside the band, multiplies the value spans.
-        The returned probabilities (x global columns, then the 2w + 1 window slots) are read off
-        the blocks' diagonals only when asked for. The scratch buffers are shared by all layers
-        of a forward pass (`layout.buffer`).
+        block scores against the c + 2w span keys go into one contiguous (c, c + 2w) buffer per
+        block (a product written into a strided view runs at half speed) and those against the x
+        global keys into a small (c, x) one; entries outside each row's window are masked, the
+        softmax runs in place over the band and is then joined with the global columns
+        (`_join_global_softmax`), and the same buffer, now zero outside the band, multiplies the
+        value spans. The returned probabilities (x global columns, then the 2w + 1 window slots)
+        are read off the blocks' diagonals only when asked for. The scratch buffers are shared by
+        all layers of a forward pass (`layout.buffer`).
         """
         B, L, D = hidden_states.shape
         H, hd, w, x = self.num_heads, self.head_dim, self.one_sided_attn_window_size, layout.num_global
