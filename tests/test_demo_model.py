@@ -89,7 +89,7 @@ def _held_out(task: str, tokens: int, index: int = 0):
 def test_embedded_model_answers_held_out_questions():
     """Questions about held-out documents (TEST_SEED, never trained on), through the app's own path.
 
-    The model card reports 86% exact match over 1K-4K documents; 8 of these 10 must be right.
+    The model card reports 89% exact match over 1K-4K documents; 8 of these 10 must be right.
     """
     loaded = load_model(None)
     wrong = []
