@@ -367,7 +367,7 @@ class LEDEncoderSelfAttention(nn.Module):
             k_glob = heads[:, :, 0].gather(1, at[:, :, None, None].expand(B, x, H, hd))  # (B, x, H, hd)
             v_glob = heads[:, :, 1].gather(1, at[:, :, None, None].expand(B, x, H, hd))
 
-        chunk = max(1, min(nb, INFERENCE_CHUNK_BYTES // (c * W * hidden_states.element_size())))  # blocks per step
+        chunk = _slice_rows(nb, c * W * hidden_states.element_size())  # blocks per step
         band_buf = layout.buffer("scratch", (chunk, c, W), hidden_states)  # shared with the feed-forward
         q_buf = layout.buffer("queries", (chunk * c, D), hidden_states)
         o_buf = layout.buffer("head_out", (chunk * c, hd), hidden_states)
@@ -491,11 +491,17 @@ class LEDEncoderSelfAttention(nn.Module):
         return out, probs
 
 
-def _rows_in_place(x: torch.Tensor, layout: GlobalLayout, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-    """x (N, D) <- fn(x) a slice of rows at a time, for a row-wise fn(part, buf) that writes its
-    (rows, D) result into buf (a scratch buffer) and returns it: no second (N, D) tensor."""
+def _slice_rows(n: int, row_bytes: int) -> int:
+    """How many of n rows (blocks) of `row_bytes` scratch each one slice of the inference path takes."""
+    return max(1, min(n, INFERENCE_CHUNK_BYTES // row_bytes))
+
+
+def _rows_in_place(x: torch.Tensor, layout: GlobalLayout, rows: int,
+                   fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """x (N, D) <- fn(x), `rows` rows at a time, for a row-wise fn(part, buf) that returns its
+    (part rows, D) result (buf is a scratch buffer of that shape it may write into): no second
+    (N, D) tensor."""
     N, D = x.shape
-    rows = max(1, min(N, INFERENCE_CHUNK_BYTES // (4 * D * x.element_size())))
     buf = layout.buffer("row_out", (rows, D), x)
     for r0 in range(0, N, rows):
         part = x[r0: r0 + rows]
@@ -513,12 +519,7 @@ class LEDEncoderAttention(nn.Module):
     def forward(self, hidden_states, layout, layer_head_mask=None, output_attentions=False, probs_dtype=None):
         out, local_probs, global_probs = self.longformer_self_attn(
             hidden_states, layout, layer_head_mask, output_attentions, probs_dtype)
-        if torch.is_grad_enabled() and out.requires_grad or not out.is_contiguous():
-            return self.output(out), local_probs, global_probs
-        # inference: `out` is ours alone, so the projection overwrites it (no second (B, L, D) tensor)
-        _rows_in_place(out.view(-1, out.shape[-1]), layout, lambda part, buf: torch.addmm(
-            self.output.bias, part, self.output.weight.t(), out=buf))
-        return out, local_probs, global_probs
+        return self.output(out), local_probs, global_probs
 
 
 class LEDDecoderAttention(nn.Module):
@@ -592,18 +593,12 @@ class LEDEncoderLayer(nn.Module):
     def forward(self, hidden_states, layout, layer_head_mask=None, output_attentions=False, probs_dtype=None):
         # attention block (post-LayerNorm)
         residual = hidden_states
-        h, local_probs, global_probs = self.self_attn(hidden_states, layout, layer_head_mask, output_attentions,
-                                                      probs_dtype)
-        inference = not self.training and not (torch.is_grad_enabled() and h.requires_grad)
-        if inference:
-            # h is this layer's own tensor: the residual sums, layer norms and feed-forward
-            # overwrite it slice by slice
-            flat = h.add_(residual).view(-1, h.shape[-1])
-            ln = self.self_attn_layer_norm
-            _rows_in_place(flat, layout, lambda part, buf: F.layer_norm(part, ln.normalized_shape, ln.weight, ln.bias,
-                                                                        ln.eps))
-            h = self._feed_forward_inference(h, layout)
+        h, local_probs, global_probs = self.self_attn.longformer_self_attn(
+            hidden_states, layout, layer_head_mask, output_attentions, probs_dtype)
+        if not self.training and not (torch.is_grad_enabled() and h.requires_grad):
+            h = self._tail_inference(h.contiguous(), residual, layout)
         else:
+            h = self.self_attn.output(h)
             h = residual + F.dropout(h, p=self.dropout, training=self.training)
             h = self.self_attn_layer_norm(h)
             # feed-forward block
@@ -616,28 +611,33 @@ class LEDEncoderLayer(nn.Module):
             h = h.clamp(-limit, limit)
         return h, local_probs, global_probs
 
-    def _feed_forward_inference(self, h: torch.Tensor, layout: GlobalLayout) -> torch.Tensor:
-        """The feed-forward block, its residual sum and layer norm without autograd, written over
-        `h` (which the caller owns) a slice of rows at a time: the (L, ffn) activations of a long
-        document would otherwise be the largest tensor of the layer. The activations go into a
-        scratch buffer shared by the layers of the pass."""
+    def _tail_inference(self, h: torch.Tensor, residual: torch.Tensor, layout: GlobalLayout) -> torch.Tensor:
+        """Output projection, residual sums, layer norms and feed-forward without autograd, written
+        over `h` (the attention output, which only this layer holds) a slice of rows at a time: no
+        second (L, D) tensor, and the (L, ffn) activations of a long document only ever a slice
+        at a time, in a scratch buffer shared by the layers of the pass."""
         B, L, D = h.shape
         flat = h.view(B * L, D)
         ffn = self.fc1.out_features
-        rows = max(1, min(B * L, INFERENCE_CHUNK_BYTES // (ffn * h.element_size())))
-        buf = layout.buffer("scratch", (rows, ffn), h)  # shared with the attention scores
-        out = layout.buffer("row_out", (rows, D), h)
-        ln = self.final_layer_norm
-        for r0 in range(0, B * L, rows):
-            part = flat[r0: r0 + rows]
-            n = part.shape[0]
-            f = torch.addmm(self.fc1.bias, part, self.fc1.weight.t(), out=buf[:n])
+        rows = _slice_rows(B * L, ffn * h.element_size())
+        scratch = layout.buffer("scratch", (rows, ffn), h)  # shared with the attention scores
+        proj, ln1, ln2 = self.self_attn.output, self.self_attn_layer_norm, self.final_layer_norm
+
+        def layer_norm(ln: nn.LayerNorm, t: torch.Tensor) -> torch.Tensor:
+            return F.layer_norm(t, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
+
+        def feed_forward(part: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
+            f = torch.addmm(self.fc1.bias, part, self.fc1.weight.t(), out=scratch[: part.shape[0]])
             if self.activation_inplace is not None:
                 self.activation_inplace(f)
             else:
                 f = self.activation_fn(f)
-            torch.addmm(self.fc2.bias, f, self.fc2.weight.t(), out=out[:n])
-            part.copy_(F.layer_norm(out[:n].add_(part), ln.normalized_shape, ln.weight, ln.bias, ln.eps))
+            return layer_norm(ln2, torch.addmm(self.fc2.bias, f, self.fc2.weight.t(), out=buf).add_(part))
+
+        _rows_in_place(flat, layout, rows, lambda part, buf: torch.addmm(proj.bias, part, proj.weight.t(), out=buf))
+        flat.add_(residual.reshape(B * L, D))
+        _rows_in_place(flat, layout, rows, lambda part, buf: layer_norm(ln1, part))
+        _rows_in_place(flat, layout, rows, feed_forward)
         return h
 
 
