@@ -80,6 +80,54 @@ def test_micro_training_run_and_evaluation(tmp_path):
     assert scores, "evaluate printed no scores"
 
 
+def test_weight_average_tracks_the_weights_and_swaps_them_in_and_out():
+    from ledviz.demo.train import WeightAverage
+
+    model = torch.nn.Linear(3, 2)
+    model.bias.requires_grad_(False)  # frozen weights are not averaged
+    start = model.weight.detach().clone()
+    avg = WeightAverage(model, decay=0.9)
+    expected = start.clone()
+    for step in range(1, 40):
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        avg.update(step)
+        d = min(0.9, (1 + step) / (10 + step))
+        expected = d * expected + (1 - d) * model.weight.detach()
+    trained = model.weight.detach().clone()
+    assert torch.allclose(avg.average[0], expected)
+    assert not torch.allclose(expected, trained) and (expected < trained).all()  # it lags behind
+    with avg.swapped():
+        assert torch.equal(model.weight, avg.average[0])
+    assert torch.equal(model.weight, trained)  # training weights are back
+    try:
+        with avg.swapped():
+            raise RuntimeError("scoring failed")
+    except RuntimeError:
+        pass
+    assert torch.equal(model.weight, trained)
+    for bad in (0.0, 1.0, 1.5):
+        try:
+            WeightAverage(model, bad)
+        except ValueError as e:
+            assert "--ema" in str(e)
+        else:
+            raise AssertionError(f"decay {bad} was accepted")
+
+
+def test_micro_training_with_weight_average_saves_the_average(tmp_path):
+    from ledviz.demo import train
+
+    raw, averaged = tmp_path / "raw", tmp_path / "ema"
+    common = ["--micro", "--steps", "4", "--eval-every", "4", "--device", "cpu", "--seed", "1"]
+    train.main(common + ["--out", str(raw)])
+    train.main(common + ["--out", str(averaged), "--ema", "0.99"])
+    a = ledviz.LEDForConditionalGeneration.from_pretrained(raw).state_dict()
+    b = ledviz.LEDForConditionalGeneration.from_pretrained(averaged).state_dict()
+    key = "led.encoder.layers.0.fc1.weight"
+    assert not torch.allclose(a[key], b[key])  # same run, but the saved weights are the average
+
+
 def _held_out(task: str, tokens: int, index: int = 0):
     from ledviz.demo import data
 

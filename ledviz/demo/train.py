@@ -18,6 +18,7 @@ finishes in seconds (CI), e.g.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -237,6 +238,41 @@ def score(model, codec: Codec, encoded: Sequence[Encoded], device, *, batch_toke
 # ------------------------------------------------------------------------------------------------
 # model, checkpoint, main loop
 # ------------------------------------------------------------------------------------------------
+class WeightAverage:
+    """An exponential moving average of a model's trainable weights (Polyak averaging).
+
+    `update(step)` moves the average towards the current weights by 1 - d, with
+    d = min(decay, (1 + step) / (10 + step)) so that early steps are not weighed by a long
+    history of the starting point; `swapped()` puts the averaged weights into the model for
+    scoring and saving and puts the training weights back afterwards.
+    """
+
+    def __init__(self, model, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"--ema must be between 0 and 1 (exclusive), got {decay}")
+        self.decay = decay
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.average = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], 1.0 - d)
+
+    @contextlib.contextmanager
+    def swapped(self):
+        with torch.no_grad():
+            backup = [p.detach().clone() for p in self.params]
+            for p, a in zip(self.params, self.average):
+                p.copy_(a)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, b in zip(self.params, backup):
+                    p.copy_(b)
+
+
 def build_model(args, vocab_size: int):
     """A fresh LEDForConditionalGeneration sized by the command-line flags."""
     from ledviz import LEDConfig, LEDForConditionalGeneration
@@ -342,6 +378,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tokenizer", default=None, help="use this saved vocabulary instead of training one")
     p.add_argument("--resume", action="store_true",
                    help="start from the weights and vocabulary in --out (optimizer and schedule restart)")
+    p.add_argument("--ema", type=float, default=None,
+                   help="score and save an exponential moving average of the weights with this decay "
+                        "(e.g. 0.999); off by default")
     p.add_argument("--seed", type=int, default=0, help="model init and batch order (the data stream is TRAIN_SEED)")
     p.add_argument("--device", default="auto", help="auto (default: cuda when available, else cpu), cpu or cuda")
     p.add_argument("--micro", action="store_true", help="tiny model and data, a few steps: for CI")
@@ -443,6 +482,7 @@ def main(argv=None) -> dict:
         frac = (step - args.warmup) / max(1, args.steps - args.warmup)
         return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
 
+    average = WeightAverage(model, args.ema) if args.ema else None
     stream = TrainStream(codec, args, random.Random(args.seed))
     valid = validation_set(codec, args)
     info = dict(args=vars(args), params=n_params, seeds=dict(train=data.TRAIN_SEED, valid=data.VALID_SEED,
@@ -462,6 +502,8 @@ def main(argv=None) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if average is not None:
+            average.update(step)
         losses.append(loss.item())
         tokens += int(tensors["attention_mask"].sum())
 
@@ -478,13 +520,15 @@ def main(argv=None) -> dict:
         out_of_time = ((args.time_limit is not None and elapsed > args.time_limit * 60)
                        or (args.stop_after is not None and step >= args.stop_after))
         if step % args.eval_every == 0 or step == args.steps or out_of_time:
-            last_eval = score(model, codec, valid, device, **eval_kw)
-            print(f"  eval step {step}: QA exact match {last_eval['qa_em']:.3f}, "
-                  f"summary key-fact recall {last_eval['summary_recall']:.3f}, "
-                  f"summary exact {last_eval['summary_em']:.3f}", flush=True)
-            log(dict(step=step, eval=last_eval))
-            save_checkpoint(model, codec, args.out, dict(info, step=step, eval=last_eval,
-                                                         elapsed_s=time.time() - start))
+            with average.swapped() if average is not None else contextlib.nullcontext():
+                last_eval = score(model, codec, valid, device, **eval_kw)
+                print(f"  eval step {step}{' (averaged weights)' if average else ''}: "
+                      f"QA exact match {last_eval['qa_em']:.3f}, "
+                      f"summary key-fact recall {last_eval['summary_recall']:.3f}, "
+                      f"summary exact {last_eval['summary_em']:.3f}", flush=True)
+                log(dict(step=step, eval=last_eval))
+                save_checkpoint(model, codec, args.out, dict(info, step=step, eval=last_eval,
+                                                             elapsed_s=time.time() - start))
         if out_of_time:
             print(f"stopped after {step} steps (--time-limit / --stop-after)", flush=True)
             break
