@@ -128,6 +128,75 @@ def test_micro_training_with_weight_average_saves_the_average(tmp_path):
     assert not torch.allclose(a[key], b[key])  # same run, but the saved weights are the average
 
 
+def _tiny_generator(seed: int = 0):
+    from conftest import perturb, tiny_kwargs
+
+    torch.manual_seed(seed)
+    model = ledviz.LEDForConditionalGeneration(
+        ledviz.LEDConfig(**tiny_kwargs(dropout=0.0, attention_dropout=0.0))).eval()
+    norms = {k: v.clone() for k, v in model.state_dict().items() if "norm" in k}
+    perturb(model, seed)
+    model.load_state_dict(norms, strict=False)  # layer norms as initialised: weight 1, bias 0
+    return model
+
+
+def test_inserted_layers_start_as_the_identity():
+    from ledviz.demo.train import insert_layers
+
+    model = _tiny_generator()
+    ids = torch.randint(4, model.config.vocab_size, (2, 40))
+    glob = torch.zeros_like(ids)
+    glob[:, :3] = 1
+    dec = torch.randint(4, model.config.vocab_size, (2, 7))
+    with torch.no_grad():
+        before = model(ids, global_attention_mask=glob, decoder_input_ids=dec).logits
+    for enc_at, dec_at in ((0, None), (1, 1), (2, 2), (None, 0)):
+        deeper = insert_layers(model, encoder_at=enc_at, encoder_window=16, decoder_at=dec_at).eval()
+        cfg = deeper.config
+        assert cfg.encoder_layers == 2 + (enc_at is not None) and cfg.decoder_layers == 2 + (dec_at is not None)
+        if enc_at is not None:
+            assert cfg.attention_windows()[enc_at] == 16 and len(cfg.attention_windows()) == 3
+            old = model.led.encoder.layers[1].fc1.weight
+            assert torch.equal(deeper.led.encoder.layers[1 + (enc_at <= 1)].fc1.weight, old)
+            assert not deeper.led.encoder.layers[enc_at].fc2.weight.any()
+        with torch.no_grad():
+            after = deeper(ids, global_attention_mask=glob, decoder_input_ids=dec).logits
+        assert (after - before).abs().max() < 1e-3, (enc_at, dec_at)
+    # trained layer norms are not exactly plain: then the deeper model is close, not equal
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.mul_(1.05)
+        before = model(ids, global_attention_mask=glob, decoder_input_ids=dec).logits
+        after = insert_layers(model, encoder_at=1, decoder_at=1).eval()(
+            ids, global_attention_mask=glob, decoder_input_ids=dec).logits
+    assert 0 < (after - before).abs().max() < 0.1 * before.abs().max()
+    for bad in (dict(encoder_at=3), dict(decoder_at=-1)):
+        try:
+            insert_layers(model, **bad)
+        except ValueError as e:
+            assert "index from 0 to 2" in str(e)
+        else:
+            raise AssertionError(f"{bad} was accepted")
+
+
+def test_training_can_grow_a_trained_model(tmp_path):
+    from ledviz.demo import train
+
+    out = tmp_path / "micro"
+    common = ["--micro", "--steps", "2", "--eval-every", "2", "--device", "cpu", "--out", str(out)]
+    train.main(common)
+    train.main(common + ["--resume", "--insert-encoder-layer", "2:32", "--insert-decoder-layer", "0"])
+    cfg = ledviz.LEDConfig.from_pretrained(out)
+    assert (cfg.encoder_layers, cfg.decoder_layers) == (3, 2) and cfg.attention_windows() == [16, 16, 32]
+    try:
+        train.main(common[:-2] + ["--out", str(tmp_path / "fresh"), "--insert-decoder-layer", "0"])
+    except SystemExit as e:
+        assert "--resume" in str(e)
+    else:
+        raise AssertionError("growing a fresh model was accepted")
+
+
 def _held_out(task: str, tokens: int, index: int = 0):
     from ledviz.demo import data
 

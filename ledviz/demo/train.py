@@ -273,6 +273,68 @@ class WeightAverage:
                     p.copy_(b)
 
 
+def insert_layers(model, encoder_at: int | None = None, encoder_window: int | None = None,
+                  decoder_at: int | None = None):
+    """A deeper copy of a trained `model`: a new encoder layer at index `encoder_at` (attention
+    window `encoder_window`, default that of the layer it precedes) and/or a new decoder layer at
+    `decoder_at`; the other layers keep their weights.
+
+    A new layer starts as (almost) the identity, so the deeper model begins where the trained one
+    stands: its attention and feed-forward weights are copies of its neighbour's, but the
+    projections that write into the residual stream (attention outputs, second feed-forward
+    matrix) are zero; its inner layer norms are plain normalisations and its last one repeats the
+    layer norm that produced its input. The layer norms of the trained model are close to
+    (weight 1, bias 0), so the result differs from the original by a few percent at most, and
+    training then finds a use for the new layer.
+    """
+    from ledviz import LEDConfig, LEDForConditionalGeneration
+
+    old_cfg = model.config
+    sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    windows = list(old_cfg.attention_windows())
+    n_enc, n_dec = old_cfg.encoder_layers, old_cfg.decoder_layers
+    for name, at, n in (("encoder_at", encoder_at, n_enc), ("decoder_at", decoder_at, n_dec)):
+        if at is not None and not 0 <= at <= n:
+            raise ValueError(f"{name}={at}: a new layer goes at an index from 0 to {n}")
+
+    def grow(stack: str, at: int | None, n: int, zero: Sequence[str], plain_norms: Sequence[str]) -> dict:
+        if at is None:
+            return {k: v for k, v in sd.items() if k.startswith(f"led.{stack}.layers.")}
+        out = {}
+        for k, v in sd.items():
+            if k.startswith(f"led.{stack}.layers."):
+                i, rest = k[len(f"led.{stack}.layers."):].split(".", 1)
+                out[f"led.{stack}.layers.{int(i) + (int(i) >= at)}.{rest}"] = v
+        src = min(at, n - 1)  # the layer it precedes, or the last one
+        before = f"led.{stack}.layers.{at - 1}.final_layer_norm" if at > 0 else f"led.{stack}.layernorm_embedding"
+        for k, v in sd.items():
+            prefix = f"led.{stack}.layers.{src}."
+            if not k.startswith(prefix):
+                continue
+            rest = k[len(prefix):]
+            new = v.clone()
+            if any(rest.startswith(z + ".") for z in zero):
+                new.zero_()
+            elif any(rest.startswith(z + ".") for z in plain_norms):
+                new.fill_(1.0 if rest.endswith("weight") else 0.0)
+            elif rest.startswith("final_layer_norm."):
+                new = sd[before + "." + rest.split(".", 1)[1]].clone()
+            out[f"led.{stack}.layers.{at}.{rest}"] = new
+        return out
+
+    state = {k: v for k, v in sd.items() if ".layers." not in k}
+    state.update(grow("encoder", encoder_at, n_enc, ("self_attn.output", "fc2"), ("self_attn_layer_norm",)))
+    state.update(grow("decoder", decoder_at, n_dec, ("self_attn.out_proj", "encoder_attn.out_proj", "fc2"),
+                      ("self_attn_layer_norm", "encoder_attn_layer_norm")))
+    if encoder_at is not None:
+        windows.insert(encoder_at, encoder_window or windows[min(encoder_at, n_enc - 1)])
+    config = LEDConfig.from_dict(old_cfg.to_dict(), encoder_layers=n_enc + (encoder_at is not None),
+                                 decoder_layers=n_dec + (decoder_at is not None), attention_window=windows)
+    deeper = LEDForConditionalGeneration(config)
+    deeper.load_state_dict(state, strict=True)
+    return deeper.to(next(model.parameters()).device)
+
+
 def build_model(args, vocab_size: int):
     """A fresh LEDForConditionalGeneration sized by the command-line flags."""
     from ledviz import LEDConfig, LEDForConditionalGeneration
@@ -381,6 +443,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ema", type=float, default=None,
                    help="score and save an exponential moving average of the weights with this decay "
                         "(e.g. 0.999); off by default")
+    p.add_argument("--insert-encoder-layer", default=None, metavar="AT[:WINDOW]",
+                   help="with --resume: add an encoder layer at index AT (window WINDOW) that starts as "
+                        "the identity (see insert_layers)")
+    p.add_argument("--insert-decoder-layer", type=int, default=None, metavar="AT",
+                   help="with --resume: add a decoder layer at index AT that starts as the identity")
     p.add_argument("--seed", type=int, default=0, help="model init and batch order (the data stream is TRAIN_SEED)")
     p.add_argument("--device", default="auto", help="auto (default: cuda when available, else cpu), cpu or cuda")
     p.add_argument("--micro", action="store_true", help="tiny model and data, a few steps: for CI")
@@ -461,6 +528,13 @@ def main(argv=None) -> dict:
         from ledviz import LEDForConditionalGeneration
 
         model = LEDForConditionalGeneration.from_pretrained(args.out)
+        if args.insert_encoder_layer is not None or args.insert_decoder_layer is not None:
+            at, _, window = (args.insert_encoder_layer or "").partition(":")
+            model = insert_layers(model, encoder_at=int(at) if at else None,
+                                  encoder_window=int(window) if window else None,
+                                  decoder_at=args.insert_decoder_layer)
+    elif args.insert_encoder_layer is not None or args.insert_decoder_layer is not None:
+        raise SystemExit("--insert-encoder-layer / --insert-decoder-layer grow a trained model: add --resume")
     else:
         model = build_model(args, len(codec))
     model.to(device)
