@@ -128,6 +128,32 @@ def test_micro_training_with_weight_average_saves_the_average(tmp_path):
     assert not torch.allclose(a[key], b[key])  # same run, but the saved weights are the average
 
 
+def test_keep_best_leaves_the_best_validated_checkpoint_in_out(tmp_path, monkeypatch):
+    from ledviz.demo import train
+
+    assert train.validation_value(dict(qa_em=0.9, summary_recall=0.7, n_qa=4, n_summary=4)) == 0.8
+    assert train.validation_value(dict(qa_em=0.5, summary_recall=float("nan"), n_qa=4, n_summary=0)) == 0.5
+    scripted = iter([0.25, 0.75, 0.5])  # QA exact match at the evaluations of steps 2, 4 and 6
+
+    def fake_score(model, codec, encoded, device, **kw):
+        return dict(qa_em=next(scripted), summary_recall=0.5, summary_em=0.0, n_qa=2, n_summary=2)
+
+    monkeypatch.setattr(train, "score", fake_score)
+    out = tmp_path / "best"
+    result = train.main(["--micro", "--steps", "6", "--eval-every", "2", "--device", "cpu", "--keep-best",
+                         "--out", str(out)])
+    assert result["step"] == 6 and result["saved_step"] == 4
+    info = json.loads((out / "demo_training.json").read_text())
+    assert info["step"] == 4 and info["eval"]["qa_em"] == 0.75
+    evals = [r for r in map(json.loads, (out / "train_log.jsonl").read_text().splitlines()) if "eval" in r]
+    assert [(r["step"], r["saved"]) for r in evals] == [(2, True), (4, True), (6, False)]
+
+    scripted = iter([0.25, 0.75, 0.5])  # without --keep-best the last evaluation is saved
+    last = tmp_path / "last"
+    result = train.main(["--micro", "--steps", "6", "--eval-every", "2", "--device", "cpu", "--out", str(last)])
+    assert result["saved_step"] == 6 and json.loads((last / "demo_training.json").read_text())["step"] == 6
+
+
 def _tiny_generator(seed: int = 0):
     from conftest import perturb, tiny_kwargs
 

@@ -453,6 +453,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--micro", action="store_true", help="tiny model and data, a few steps: for CI")
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--eval-examples", type=int, default=32, help="validation examples (half QA, half summary)")
+    p.add_argument("--keep-best", action="store_true",
+                   help="save at an evaluation only when the validation score (mean of QA exact match and "
+                        "summary key-fact recall) beats every earlier one, so --out ends with the best "
+                        "checkpoint rather than the last")
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--pool-batches", type=int, default=8, help="batches generated, sorted and shuffled at once")
     p.add_argument("--time-limit", type=float, default=None, help="stop (and save) after this many minutes")
@@ -484,6 +488,13 @@ def _device(name: str) -> torch.device:
 def _fmt_time(s: float) -> str:
     s = int(s)
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def validation_value(scores: dict) -> float:
+    """One number to rank checkpoints by: the mean of the QA exact match and the summary
+    key-fact recall (either alone when the validation set has only one task)."""
+    parts = [scores[k] for k, n in (("qa_em", "n_qa"), ("summary_recall", "n_summary")) if scores.get(n)]
+    return sum(parts) / len(parts) if parts else 0.0
 
 
 def validation_set(codec: Codec, args) -> list[Encoded]:
@@ -563,6 +574,7 @@ def main(argv=None) -> dict:
                                                              test=data.TEST_SEED))
     eval_kw = dict(batch_tokens=args.batch_tokens, batch_size=args.batch_size, autocast=autocast)
     start, last_eval, losses, tokens = time.time(), {}, [], 0
+    best = None  # (step, validation value) of the checkpoint in --out
     step = 0
     for step in range(1, args.steps + 1):
         model.train()
@@ -600,14 +612,21 @@ def main(argv=None) -> dict:
                       f"QA exact match {last_eval['qa_em']:.3f}, "
                       f"summary key-fact recall {last_eval['summary_recall']:.3f}, "
                       f"summary exact {last_eval['summary_em']:.3f}", flush=True)
-                log(dict(step=step, eval=last_eval))
-                save_checkpoint(model, codec, args.out, dict(info, step=step, eval=last_eval,
-                                                             elapsed_s=time.time() - start))
+                value = validation_value(last_eval)
+                keep = not args.keep_best or best is None or value > best[1]
+                log(dict(step=step, eval=last_eval, saved=keep))
+                if keep:
+                    best = (step, value)
+                    save_checkpoint(model, codec, args.out, dict(info, step=step, eval=last_eval,
+                                                                 elapsed_s=time.time() - start))
+                elif args.keep_best:
+                    print(f"  not saved: {args.out} keeps step {best[0]} "
+                          f"(validation {best[1]:.3f} >= {value:.3f})", flush=True)
         if out_of_time:
             print(f"stopped after {step} steps (--time-limit / --stop-after)", flush=True)
             break
     log_file.close()
-    return dict(step=step, eval=last_eval)
+    return dict(step=step, eval=last_eval, saved_step=best[0] if best else None)
 
 
 if __name__ == "__main__":
