@@ -18,7 +18,7 @@ import json
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +58,7 @@ LIBRARY_DEFAULTS: dict[str, Any] = {
     "use_cache": True,  # accepted for compatibility: the cache is always used (same tokens either way)
 }
 # arguments of one call that are not stored defaults
-CALL_OPTIONS = ("seed", "streamer", "stop_event", "encoder_outputs")
+CALL_OPTIONS = ("seed", "streamer", "stop_event", "encoder_outputs", "prefix_allowed_tokens_fn")
 VALID_SETTINGS = tuple(sorted(LIBRARY_DEFAULTS)) + CALL_OPTIONS
 # for these, None means "the default" (for the others None means "none": no eos, no top-k, ...)
 _NONE_MEANS_DEFAULT = {"max_length", "num_beams", "num_return_sequences", "length_penalty", "early_stopping",
@@ -135,6 +135,7 @@ class _Plan:
     streamer: Any
     stop_event: Any
     prompt_len: int = 1
+    prefix_allowed: Callable[[int, torch.Tensor], Sequence[int]] | None = None
 
 
 def _resolve(model_defaults: dict[str, Any], kwargs: dict[str, Any], vocab_size: int, max_positions: int) -> _Plan:
@@ -247,6 +248,10 @@ def _resolve(model_defaults: dict[str, Any], kwargs: dict[str, Any], vocab_size:
         )
     if stop_event is not None and not hasattr(stop_event, "is_set"):
         raise GenerationSettingsError("stop_event must be a threading.Event (or have is_set())")
+    prefix_allowed = kwargs.get("prefix_allowed_tokens_fn")
+    if prefix_allowed is not None and not callable(prefix_allowed):
+        raise GenerationSettingsError("prefix_allowed_tokens_fn must be a callable fn(batch_id, input_ids) returning "
+                                      "the token ids allowed next (see span_constraint)")
 
     return _Plan(
         max_length=max_length, min_length=min_length, min_new_tokens=s["min_new_tokens"], num_beams=beams,
@@ -256,7 +261,7 @@ def _resolve(model_defaults: dict[str, Any], kwargs: dict[str, Any], vocab_size:
         pad=pad, decoder_start=start, forced_bos=s["forced_bos_token_id"], forced_eos=forced_eos,
         output_scores=s["output_scores"], output_attentions=s["output_attentions"],
         return_dict=s["return_dict_in_generate"], seed=seed, streamer=streamer, stop_event=stop_event,
-        prompt_len=prompt_len,
+        prompt_len=prompt_len, prefix_allowed=prefix_allowed,
     )
 
 
@@ -313,6 +318,64 @@ def _force_at(length: int, tokens: list[int]) -> Processor:
     return apply
 
 
+def _prefix_allowed(fn: Callable[[int, torch.Tensor], Sequence[int]], beams: int) -> Processor:
+    """Only the tokens fn(batch_id, row's ids so far) names are allowed; row r belongs to input r // beams."""
+    def apply(ids, scores):
+        allowed = torch.zeros_like(scores, dtype=torch.bool)
+        for r in range(ids.shape[0]):
+            tokens = list(fn(r // beams, ids[r]))
+            if not tokens:
+                raise GenerationSettingsError(
+                    f"prefix_allowed_tokens_fn allowed no token for input {r // beams} after "
+                    f"{ids[r].tolist()}: it must allow at least one (an end-of-sequence token, say)")
+            allowed[r, tokens] = True
+        return scores.masked_fill(~allowed, -math.inf)
+    return apply
+
+
+def span_constraint(sources: Sequence[Sequence[int]], eos_token_id: int | Sequence[int], *, skip: int = 1,
+                    lead: Sequence[int] = ()) -> Callable[[int, torch.Tensor], list[int]]:
+    """A prefix_allowed_tokens_fn that makes each generated answer a span of its source.
+
+    `sources[b]` are the token ids input b may copy from (its document, without the question or
+    special tokens). The first `skip` tokens of a row (the decoder start token) are not checked;
+    the next ones must be `lead` (for instance `[bos]`); after that a row may only continue with
+    a token that extends what it wrote to a longer span of its source, or end (an `eos_token_id`)
+    once it has written a non-empty span. A row that has ended, or whose text is no span (it was
+    forced elsewhere), may only end. Answers therefore always occur, token for token, in the
+    document: the model still chooses which span.
+    """
+    ends = [int(eos_token_id)] if isinstance(eos_token_id, int) else [int(t) for t in eos_token_id]
+    if not ends:
+        raise GenerationSettingsError("span_constraint needs an end-of-sequence token id")
+    docs = [torch.as_tensor(list(src), dtype=torch.long) for src in sources]
+    lead = [int(t) for t in lead]
+
+    def allowed(batch_id: int, ids: torch.Tensor) -> list[int]:
+        if not 0 <= batch_id < len(docs):
+            raise GenerationSettingsError(f"span_constraint has {len(docs)} sources but the batch has an input "
+                                          f"{batch_id}: give one source per input")
+        written = ids[skip:].tolist()
+        if len(written) < len(lead):
+            return [lead[len(written)]]
+        span = written[len(lead):]
+        if any(t in ends for t in span):
+            return ends
+        doc = docs[batch_id]
+        if not span:
+            return torch.unique(doc).tolist() or ends
+        n = len(span)
+        if n > doc.numel():
+            return ends
+        starts = (doc.unfold(0, n, 1) == torch.tensor(span)).all(dim=1).nonzero().flatten()
+        if starts.numel() == 0:
+            return ends
+        after = starts + n
+        nxt = torch.unique(doc[after[after < doc.numel()]]).tolist()
+        return nxt + ends
+    return allowed
+
+
 def _top_k(k: int, keep: int) -> Processor:
     def apply(ids, scores):
         kk = min(max(k, keep), scores.shape[-1])
@@ -340,6 +403,8 @@ def _processors(plan: _Plan) -> list[Processor]:
         procs.append(_eos_blocked_below(plan.min_length, 0, plan.eos))
     if plan.eos is not None and plan.min_new_tokens:
         procs.append(_eos_blocked_below(plan.min_new_tokens, plan.prompt_len, plan.eos))
+    if plan.prefix_allowed is not None:
+        procs.append(_prefix_allowed(plan.prefix_allowed, plan.num_beams))
     if plan.forced_bos is not None:
         procs.append(_force_at(1, [plan.forced_bos]))
     if plan.forced_eos is not None:
@@ -731,7 +796,9 @@ class GenerationMixin:
         and seed (a torch.Generator: the same seed gives the same tokens; without a seed the global
         RNG is used, as in transformers), forced_bos_token_id, forced_eos_token_id,
         decoder_start_token_id, bos_token_id, eos_token_id, pad_token_id, output_scores,
-        output_attentions, return_dict_in_generate (-> GenerateOutput).
+        output_attentions, return_dict_in_generate (-> GenerateOutput), and
+        prefix_allowed_tokens_fn(batch_id, ids) -> allowed token ids (as in transformers;
+        `span_constraint` builds one that keeps answers to spans of the document).
 
         Streaming and stopping: `streamer` is a callable streamer(step, token_ids) called after each
         step with the new token of every row (beam search: of every input's best running beam,

@@ -470,8 +470,71 @@ BAD_SETTINGS = [
     (dict(streamer=_PutEnd(), num_beams=2), "streamer"),
     (dict(stop_event="stop"), "stop_event"),
     (dict(seed="a"), "seed"),
+    (dict(prefix_allowed_tokens_fn=[1, 2]), "prefix_allowed_tokens_fn"),
     (dict(decoder_start_token_id=None, bos_token_id=None), "decoder_start_token_id"),
 ]
+
+
+def _sources(inputs) -> list[list[int]]:
+    """Each input's tokens between <s> and its first </s>: what span_constraint lets it copy."""
+    out = []
+    for row in inputs["input_ids"].tolist():
+        out.append(row[1: row.index(EOS) if EOS in row else len(row)])
+    return out
+
+
+def _is_span(part: list[int], whole: list[int]) -> bool:
+    return any(whole[i: i + len(part)] == part for i in range(len(whole) - len(part) + 1))
+
+
+@pytest.mark.parametrize("settings", [dict(max_new_tokens=10), dict(max_new_tokens=10, num_beams=3, num_return_sequences=2),
+                                      dict(max_new_tokens=10, min_new_tokens=4)],
+                         ids=["greedy", "beams", "min_new_tokens"])
+def test_prefix_allowed_tokens_fn_matches_transformers_and_span_constraint_copies(models, inputs, settings):
+    from ledviz.generation import span_constraint
+
+    sources = _sources(inputs)
+    calls = []
+
+    def fn(batch_id, ids):
+        calls.append(batch_id)
+        return span_constraint(sources, EOS, lead=[0])(batch_id, ids)
+
+    ours, ref = both(models, inputs, prefix_allowed_tokens_fn=fn, **settings)
+    assert_same_tokens(ours.sequences, ref.sequences, f"constrained {settings}")
+    for step, (a, b) in enumerate(zip(ours.scores, ref.scores)):
+        finite = torch.isfinite(b)
+        assert torch.equal(finite, torch.isfinite(a)), f"step {step}: -inf at other tokens"
+    rows_per_input = ours.sequences.shape[0] // len(sources)
+    assert set(calls) == {0, 1}  # every input's rows asked the function with their own batch id
+    for r, row in enumerate(ours.sequences.tolist()):
+        assert row[1] == 0, "the lead token comes first"
+        answer = row[2: row.index(EOS, 2) if EOS in row[2:] else len(row)]
+        assert answer and _is_span(answer, sources[r // rows_per_input]), f"row {r}: {answer} is no span"
+    free, _ = both(models, inputs, **settings)
+    assert not torch.equal(free.sequences, ours.sequences), "the constraint changed nothing: the test shows nothing"
+
+
+def test_span_constraint_allows_exactly_the_continuations_of_a_span():
+    from ledviz.generation import span_constraint
+
+    allowed = span_constraint([[5, 6, 7, 5, 8], [9]], eos_token_id=[2, 4], lead=[0])
+    ask = lambda *ids: allowed(0, torch.tensor([2, *ids]))  # noqa: E731 - 2 is the decoder start token
+    assert ask() == [0]  # the lead token first
+    assert sorted(ask(0)) == [5, 6, 7, 8]  # any token of the document starts an answer; no empty answer
+    assert ask(0, 5) == [6, 8, 2, 4]  # "5" occurs twice: either continuation, or the end
+    assert ask(0, 5, 6, 7, 5) == [8, 2, 4]
+    assert ask(0, 5, 8) == [2, 4]  # the document's last tokens can only end
+    assert ask(0, 3) == [2, 4] and ask(0, 5, 2) == [2, 4] and ask(0, 5, 2, 1) == [2, 4]  # no span / ended
+    assert allowed(1, torch.tensor([2, 0, 9])) == [2, 4]
+    with pytest.raises(GenerationSettingsError, match="one source per input"):
+        allowed(2, torch.tensor([2]))
+
+
+def test_a_prefix_function_that_allows_nothing_is_named(models, inputs):
+    _, ours, _ = models
+    with pytest.raises(GenerationSettingsError, match="prefix_allowed_tokens_fn allowed no token for input 0"):
+        ours.generate(**inputs, max_new_tokens=3, prefix_allowed_tokens_fn=lambda b, ids: [])
 
 
 @pytest.mark.parametrize("settings,name", BAD_SETTINGS, ids=[n + str(i) for i, (_, n) in enumerate(BAD_SETTINGS)])
