@@ -17,6 +17,7 @@ import torch
 
 from .errors import InputError
 from .export import AttentionStore
+from .generation import span_constraint
 from .modeling import LEDForConditionalGeneration
 from .tokenization import LEDTokenizerFast
 from .unfold import SparseAttention
@@ -280,10 +281,15 @@ def run(
     stop_event: threading.Event | None = None,
     attention_dtype: torch.dtype = torch.float16,
     progress: Callable[[str, float], None] | None = None,
+    answer_from_document: bool = False,
     **generation: Any,
 ) -> RunResult:
     """Encode once (keeping every layer's attention, reduced as it comes), generate, then one
-    teacher-forced pass for the decoder and cross attentions of the output."""
+    teacher-forced pass for the decoder and cross attentions of the output.
+
+    `answer_from_document=True` constrains generation to a span of the document's tokens
+    (generation.span_constraint): for question answering, an answer that is always found,
+    token for token, in the document; the model still picks the span."""
     model, tok = loaded.model, loaded.tokenizer
     timings: dict[str, float] = {}
     rss0 = peak_rss_mb()
@@ -314,6 +320,17 @@ def run(
             progress("generating", 0.3 + 0.6 * min(1.0, len(generated) / max(1, max_new_tokens)))
         return not (stop_event is not None and stop_event.is_set())
 
+    if answer_from_document:
+        if "prefix_allowed_tokens_fn" in generation:
+            raise InputError("answer_from_document sets prefix_allowed_tokens_fn: give one or the other")
+        source = doc.input_ids[0, doc.document_tokens()].tolist()
+        if not source:
+            raise InputError("answer_from_document needs document tokens, and the document is empty")
+        eos = generation.get("eos_token_id", model.generation_config.get("eos_token_id", model.config.eos_token_id))
+        if eos is None:
+            raise InputError("answer_from_document needs an end-of-sequence token: this model has no eos_token_id")
+        bos = model.config.bos_token_id  # LED answers start with <s> after the decoder start token
+        generation["prefix_allowed_tokens_fn"] = span_constraint([source], eos, lead=[bos] if bos is not None else [])
     t = time.perf_counter()
     out_ids = model.generate(doc.input_ids, attention_mask=doc.attention_mask, global_attention_mask=gm,
                              encoder_outputs=enc, max_new_tokens=max_new_tokens, num_beams=num_beams,
@@ -350,7 +367,9 @@ def run(
         memory={"peak_rss_mb": peak_rss_mb(), "rss_growth_mb": max(0.0, peak_rss_mb() - rss0)},
         stopped_early=stopped,
         settings=dict(task=task, max_new_tokens=max_new_tokens, num_beams=num_beams,
-                      global_positions=gm[0].nonzero().flatten().tolist(), model=loaded.name, **generation),
+                      global_positions=gm[0].nonzero().flatten().tolist(), model=loaded.name,
+                      **({"answer_from_document": True} if answer_from_document else {}),
+                      **{k: v for k, v in generation.items() if k != "prefix_allowed_tokens_fn"}),
     )
     result.memory["attention_mb"] = result.attention_bytes / 2**20
     if progress:

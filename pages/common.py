@@ -562,7 +562,8 @@ class RunJob:
     """
 
     def __init__(self, loaded: LoadedModel, doc: Document, global_mask: torch.Tensor, *, task: str,
-                 max_new_tokens: int, num_beams: int, settings: dict | None = None):
+                 max_new_tokens: int, num_beams: int, settings: dict | None = None,
+                 generation: dict | None = None):
         self.id = uuid.uuid4().hex[:12]
         self.stop = threading.Event()
         self.pieces: list[str] = []
@@ -575,14 +576,14 @@ class RunJob:
         self._special = set(loaded.tokenizer.all_special_ids)
         self.thread = threading.Thread(
             target=self._work, name=f"ledviz-run-{self.id}", daemon=True,
-            args=(loaded, doc, global_mask, task, max_new_tokens, num_beams))
+            args=(loaded, doc, global_mask, task, max_new_tokens, num_beams, dict(generation or {})))
         self.thread.start()
 
-    def _work(self, loaded, doc, global_mask, task, max_new_tokens, num_beams) -> None:
+    def _work(self, loaded, doc, global_mask, task, max_new_tokens, num_beams, generation) -> None:
         try:
             result = pipeline.run(loaded, doc, global_mask, task=task, max_new_tokens=max_new_tokens,
                                   num_beams=num_beams, on_token=self._on_token, stop_event=self.stop,
-                                  progress=self._on_progress)
+                                  progress=self._on_progress, **generation)
             result.settings.update(self.settings, run_id=self.id)
             self.result = result
         except BaseException as err:  # noqa: BLE001 - handed to the page, which shows it
@@ -611,13 +612,13 @@ class RunJob:
 
 
 def _start_job(key: str, loaded: LoadedModel, doc: Document, mask: torch.Tensor, task: str,
-               max_new_tokens: int, num_beams: int, settings: dict) -> None:
+               max_new_tokens: int, num_beams: int, settings: dict, generation: dict | None = None) -> None:
     old = st.session_state.get(f"{key}.job")
     if old is not None:
         old.stop.set()
     st.session_state.pop(f"{key}.error", None)
     st.session_state[f"{key}.job"] = RunJob(loaded, doc, mask, task=task, max_new_tokens=max_new_tokens,
-                                            num_beams=num_beams, settings=settings)
+                                            num_beams=num_beams, settings=settings, generation=generation)
 
 
 def _cancel_job(key: str) -> None:
@@ -640,11 +641,14 @@ def _fingerprint(doc: Document | None, mask: torch.Tensor | None, settings: dict
 
 def run_panel(key: str, loaded: LoadedModel, doc: Document | None, global_mask: torch.Tensor | None, *,
               task: str, max_new_tokens: int, num_beams: int = 1, button_label: str = "Run",
-              settings: dict | None = None, stream_label: str = "Output") -> RunResult | None:
+              settings: dict | None = None, stream_label: str = "Output",
+              generation: dict | None = None) -> RunResult | None:
     """The run and cancel buttons, the progress bar and the streamed output; returns the page's
-    latest result (kept in session_state[f"{key}.result"], one per page) or None."""
+    latest result (kept in session_state[f"{key}.result"], one per page) or None. `generation`
+    holds further keyword arguments of pipeline.run (answer_from_document, ...)."""
     ss = st.session_state
-    settings = dict(settings or {}, task=task, max_new_tokens=max_new_tokens, num_beams=num_beams)
+    settings = dict(settings or {}, task=task, max_new_tokens=max_new_tokens, num_beams=num_beams,
+                    **(generation or {}))
     job: RunJob | None = ss.get(f"{key}.job")
     running = job is not None and not job.done
     ready = doc is not None and global_mask is not None
@@ -652,7 +656,7 @@ def run_panel(key: str, loaded: LoadedModel, doc: Document | None, global_mask: 
     b1.button(button_label, type="primary", key=f"{key}.run", disabled=running or not ready,
               on_click=_start_job, width="stretch",
               args=(key, loaded, doc, global_mask, task, max_new_tokens, num_beams,
-                    dict(settings, fingerprint=_fingerprint(doc, global_mask, settings))))
+                    dict(settings, fingerprint=_fingerprint(doc, global_mask, settings)), generation))
     b2.button("Cancel", key=f"{key}.cancel", disabled=not running, on_click=_cancel_job, args=(key,),
               width="stretch", help="Stop generating; the tokens so far are kept.")
     if num_beams > 1:
@@ -713,6 +717,8 @@ def run_summary(result: RunResult) -> None:
              f"generate {t.get('generate_s', 0):.2f} s", f"attention kept {result.memory.get('attention_mb', 0):.0f} MB"]
     if result.token_logprobs:
         parts.append(f"log-likelihood {result.log_likelihood:.2f}")
+    if result.settings.get("answer_from_document"):
+        parts.append("answer kept to a span of the document")
     st.caption(" · ".join(parts))
     if result.stopped_early:
         st.warning("Stopped early (cancelled): the output is what was generated until then.", icon=":material/stop_circle:")

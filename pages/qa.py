@@ -115,10 +115,16 @@ def main() -> None:
         doc = document_status(loaded, None if source is None else source.text, question)
     kind, mask, max_new, beams = run_settings(KEY, doc, default_global="question", label="Max answer tokens",
                                               max_tokens=256, default_tokens=24)
+    from_document = st.checkbox(
+        "Answer with a span of the document", True, key=f"{KEY}.from_document", persist_state="session",
+        help="Constrained decoding: each answer token must continue a passage of the document, so the answer "
+             "is always found in it word for word. The model still chooses the passage. Clear it to see the "
+             "model's unconstrained answer (it can slip on a digit or mix two names).")
     limit = loaded.config.max_decoder_position_embeddings - 1
     result = run_panel(KEY, loaded, doc, mask, task="qa", max_new_tokens=min(max_new, limit), num_beams=beams,
                        button_label="Answer", stream_label="Answer",
-                       settings=dict(global_tokens=kind, document=None if source is None else source.label))
+                       settings=dict(global_tokens=kind, document=None if source is None else source.label),
+                       generation=dict(answer_from_document=from_document))
     if result is None:
         return
     st.divider()

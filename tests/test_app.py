@@ -162,6 +162,19 @@ def test_question_answering_runs_and_traces_answer_and_question():
     heads = [s.value for s in at.subheader]
     assert "Where the answer came from" in heads and "Where the question looked" in heads
     assert charts(at) >= 3  # question profile + overview + token map
+    # by default the answer is kept to a span of the document (constrained decoding), and says so
+    assert at.checkbox(key="qa.from_document").value is True
+    assert result.settings["answer_from_document"] is True
+    doc = result.document
+    answer = [t for t in result.output_ids[1:] if t not in (0, 1, 2)]
+    source = doc.input_ids[0, doc.document_tokens()].tolist()
+    assert answer and any(source[i: i + len(answer)] == answer for i in range(len(source)))
+    assert any("span of the document" in c.value for c in at.caption)
+    at.checkbox(key="qa.from_document").uncheck().run()
+    at.button(key="qa.run").click().run()
+    assert_clean(at)
+    free = at.session_state["qa.result"]
+    assert free.settings["answer_from_document"] is False and free is not result
 
 
 def test_a_run_can_be_cancelled():

@@ -77,6 +77,7 @@ def test_micro_training_run_and_evaluation(tmp_path):
     assert phases == {1, 2}
     scores = evaluate.main(["--model", str(out), "--n", "1", "--lengths", "300"])
     assert scores["timing"]["new_tokens"] == 64 and scores["timing"]["summarize_s"] > 0
+    assert 0 <= scores["all/global"]["qa_span_em"] <= 1 and "qa_span_em" in scores["300/no global"]
     assert scores, "evaluate printed no scores"
 
 

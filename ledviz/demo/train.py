@@ -187,12 +187,18 @@ class TrainStream:
 # decoding and scoring
 # ------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def greedy_decode(model, batch: dict, max_new_tokens: int = MAX_TARGET_TOKENS, num_beams: int = 1) -> list[list[int]]:
+def answer_source(e: Encoded) -> list[int]:
+    """The document tokens of a QA example (`<s> Q </s></s> D </s>` -> D): what its answer may copy."""
+    return e.input_ids[e.global_span[1] + 2: -1]
+
+
+def greedy_decode(model, batch: dict, max_new_tokens: int = MAX_TARGET_TOKENS, num_beams: int = 1,
+                  **generation) -> list[list[int]]:
     """Greedy (or beam-search) generation: `model.generate` when it is written, else a plain greedy loop."""
     kw = dict(attention_mask=batch["attention_mask"], global_attention_mask=batch["global_attention_mask"])
     try:
         out = model.generate(batch["input_ids"], max_new_tokens=max_new_tokens, num_beams=num_beams,
-                             do_sample=False, **kw)
+                             do_sample=False, **kw, **generation)
         seqs = getattr(out, "sequences", out)
         return seqs.tolist()
     except NotImplementedError:
@@ -215,10 +221,15 @@ def greedy_decode(model, batch: dict, max_new_tokens: int = MAX_TARGET_TOKENS, n
 
 @torch.no_grad()
 def score(model, codec: Codec, encoded: Sequence[Encoded], device, *, batch_tokens: int, batch_size: int,
-          use_global: bool = True, autocast: bool = False, num_beams: int = 1) -> dict:
-    """Decode `encoded` (greedy, or beam search) and return qa_em, summary_recall, summary_em (means) and counts."""
+          use_global: bool = True, autocast: bool = False, num_beams: int = 1, span: bool = False) -> dict:
+    """Decode `encoded` (greedy, or beam search) and return qa_em, summary_recall, summary_em (means) and counts.
+
+    With `span`, the questions are answered a second time with each answer kept to a span of its
+    document (generation.span_constraint, as the app's QA page does by default): qa_span_em."""
+    from ledviz.generation import span_constraint
+
     model.eval()
-    qa, recall, sum_em = [], [], []
+    qa, recall, sum_em, qa_span = [], [], [], []
     for batch in pack_batches(encoded, batch_tokens, batch_size):
         tensors = collate(batch, device, use_global=use_global)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
@@ -230,9 +241,20 @@ def score(model, codec: Codec, encoded: Sequence[Encoded], device, *, batch_toke
             else:
                 recall.append(data.key_fact_recall(pred, e.example.facts))
                 sum_em.append(data.exact_match(pred, e.example.target))
+    questions = [e for e in encoded if e.example.task == "qa"] if span else []
+    for batch in pack_batches(questions, batch_tokens, batch_size):
+        tensors = collate(batch, device, use_global=use_global)
+        allowed = span_constraint([answer_source(e) for e in batch], model.config.eos_token_id,
+                                  lead=[model.config.bos_token_id])
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            seqs = greedy_decode(model, tensors, num_beams=num_beams, prefix_allowed_tokens_fn=allowed)
+        qa_span += [data.exact_match(codec.decode(seq), e.example.target) for e, seq in zip(batch, seqs)]
     mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
-    return dict(qa_em=mean(qa), summary_recall=mean(recall), summary_em=mean(sum_em),
-                n_qa=len(qa), n_summary=len(recall))
+    out = dict(qa_em=mean(qa), summary_recall=mean(recall), summary_em=mean(sum_em),
+               n_qa=len(qa), n_summary=len(recall))
+    if span:
+        out["qa_span_em"] = mean(qa_span)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
