@@ -151,9 +151,10 @@ def _describe(loaded: LoadedModel) -> str:
             f"window {max(c.attention_windows())} · up to {loaded.max_tokens:,} tokens · "
             f"loaded in {loaded.load_seconds:.1f} s")
     if loaded.source == pipeline.EMBEDDED:
-        # the shipped checkpoint is an early one: say so wherever its outputs are shown
-        text += ("  \n⚠️ Early training checkpoint: its summaries and answers have the right form, but the "
-                 "facts in them are made up (see ledviz/demo/model/README.md).")
+        # what the small model can and cannot do, wherever its outputs are shown
+        text += ("  \nTrained on synthetic reports only (the sample documents are of that kind): on them it "
+                 "states the key facts and answers questions about them; on any other text its output is "
+                 "meaningless. Scores and limits: ledviz/demo/model/README.md.")
     return text
 
 

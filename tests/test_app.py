@@ -121,6 +121,8 @@ def test_frame_loads_the_model_and_draws_the_shared_sidebar():
     assert at.sidebar.selectbox(key="view.layer").value == -1  # all layers
     assert any("layers ×" in c.value for c in at.sidebar.caption)
     assert at.session_state["model.loaded"] is not None
+    if EMBEDDED_CONFIG.exists():  # the embedded model says what it knows
+        assert any("synthetic reports only" in c.value for c in at.sidebar.caption)
 
 
 def test_summarize_runs_streams_and_draws_every_view():
