@@ -279,6 +279,9 @@ def main() -> None:
                                  placeholder="Ask about a fact in the document").strip() or None
         if question is None:
             st.info("Type a question for question answering.")
+        st.caption("Answers here are the model's own, unconstrained: the lab shows what each choice of global "
+                   "tokens does to the model itself (the Question answering page keeps answers to a span of "
+                   "the document by default).")
     doc = document_status(loaded, None if source is None else source.text, question) \
         if task != "qa" or question else None
 

@@ -66,6 +66,14 @@ def paste(at, text: str = SHORT_DOC) -> None:
 # the lab
 # ---------------------------------------------------------------------------------------------
 
+def test_lab_question_answering_says_its_answers_are_unconstrained():
+    at = open_page("pages/lab.py")
+    at.segmented_control(key="lab.task").set_value("qa").run()
+    assert_clean(at)
+    assert any("Type a question" in i.value for i in at.info)
+    assert any("unconstrained" in c.value for c in at.caption)
+
+
 def test_lab_compares_settings_and_draws_charts():
     at = open_page("pages/lab.py")
     assert at.title[0].value == "Global-attention lab"
