@@ -368,7 +368,7 @@ def run(
         stopped_early=stopped,
         settings=dict(task=task, max_new_tokens=max_new_tokens, num_beams=num_beams,
                       global_positions=gm[0].nonzero().flatten().tolist(), model=loaded.name,
-                      **({"answer_from_document": True} if answer_from_document else {}),
+                      answer_from_document=answer_from_document,
                       **{k: v for k, v in generation.items() if k != "prefix_allowed_tokens_fn"}),
     )
     result.memory["attention_mb"] = result.attention_bytes / 2**20

@@ -186,12 +186,12 @@ class TrainStream:
 # ------------------------------------------------------------------------------------------------
 # decoding and scoring
 # ------------------------------------------------------------------------------------------------
-@torch.no_grad()
 def answer_source(e: Encoded) -> list[int]:
     """The document tokens of a QA example (`<s> Q </s></s> D </s>` -> D): what its answer may copy."""
     return e.input_ids[e.global_span[1] + 2: -1]
 
 
+@torch.no_grad()
 def greedy_decode(model, batch: dict, max_new_tokens: int = MAX_TARGET_TOKENS, num_beams: int = 1,
                   **generation) -> list[list[int]]:
     """Greedy (or beam-search) generation: `model.generate` when it is written, else a plain greedy loop."""
@@ -229,26 +229,29 @@ def score(model, codec: Codec, encoded: Sequence[Encoded], device, *, batch_toke
     from ledviz.generation import span_constraint
 
     model.eval()
-    qa, recall, sum_em, qa_span = [], [], [], []
-    for batch in pack_batches(encoded, batch_tokens, batch_size):
-        tensors = collate(batch, device, use_global=use_global)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            seqs = greedy_decode(model, tensors, num_beams=num_beams)
-        for e, seq in zip(batch, seqs):
-            pred = codec.decode(seq)
-            if e.example.task == "qa":
-                qa.append(data.exact_match(pred, e.example.target))
-            else:
-                recall.append(data.key_fact_recall(pred, e.example.facts))
-                sum_em.append(data.exact_match(pred, e.example.target))
+
+    def decoded(items: Sequence[Encoded], kept_to_span: bool = False):
+        """(example, decoded text) for each of `items`, batch by batch."""
+        for batch in pack_batches(items, batch_tokens, batch_size):
+            tensors = collate(batch, device, use_global=use_global)
+            kw = {}
+            if kept_to_span:
+                kw["prefix_allowed_tokens_fn"] = span_constraint(
+                    [answer_source(e) for e in batch], model.config.eos_token_id, lead=[model.config.bos_token_id])
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+                seqs = greedy_decode(model, tensors, num_beams=num_beams, **kw)
+            for e, seq in zip(batch, seqs):
+                yield e.example, codec.decode(seq)
+
+    qa, recall, sum_em = [], [], []
+    for ex, pred in decoded(encoded):
+        if ex.task == "qa":
+            qa.append(data.exact_match(pred, ex.target))
+        else:
+            recall.append(data.key_fact_recall(pred, ex.facts))
+            sum_em.append(data.exact_match(pred, ex.target))
     questions = [e for e in encoded if e.example.task == "qa"] if span else []
-    for batch in pack_batches(questions, batch_tokens, batch_size):
-        tensors = collate(batch, device, use_global=use_global)
-        allowed = span_constraint([answer_source(e) for e in batch], model.config.eos_token_id,
-                                  lead=[model.config.bos_token_id])
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            seqs = greedy_decode(model, tensors, num_beams=num_beams, prefix_allowed_tokens_fn=allowed)
-        qa_span += [data.exact_match(codec.decode(seq), e.example.target) for e, seq in zip(batch, seqs)]
+    qa_span = [data.exact_match(pred, ex.target) for ex, pred in decoded(questions, kept_to_span=True)]
     mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
     out = dict(qa_em=mean(qa), summary_recall=mean(recall), summary_em=mean(sum_em),
                n_qa=len(qa), n_summary=len(recall))
