@@ -1,16 +1,14 @@
 """LED (Longformer-Encoder-Decoder) in plain PyTorch.
 
-Read top to bottom: the encoder's sliding-window + global self-attention (a plain reference
-path and a blocked fast path that give the same probabilities), the BART-style decoder, the
-encoder/decoder stacks, `LEDModel`, and the task heads. Parameter names follow the public
+Read top to bottom: activations, the encoder layer (its sliding-window + global self-attention
+lives in `attention.py`), the BART-style decoder attention and layer, the encoder/decoder
+stacks, `LEDModel`, and the task heads. Parameter names follow the public
 checkpoints (`led.encoder.layers.0.self_attn.longformer_self_attn.query.weight`, ...), so
 their state dicts load as they are.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -18,6 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .attention import (
+    ATTENTION_IMPLEMENTATIONS,
+    GlobalLayout,
+    LEDEncoderSelfAttention,
+    ReusedBuffer,
+    is_inference,
+    rows_per_slice,
+)
 from .config import LEDConfig
 from .errors import InputError
 from .outputs import (
@@ -40,9 +46,6 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
     "tanh": torch.tanh,
 }
-# the encoder's inference path works on slices of about this many bytes: the scores of a chunk
-# of query blocks, and the feed-forward activations of a slice of rows
-INFERENCE_CHUNK_BYTES = 32 << 20
 # in-place versions, used by the encoder's inference path
 _INPLACE_ACTIVATIONS = {
     "gelu": torch.ops.aten.gelu_,
@@ -70,456 +73,17 @@ def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int, decoder_start
 
 
 # ---------------------------------------------------------------------------------------------
-# Encoder self-attention: which tokens are padding / global, shared by all layers of one forward
+# Attention modules
 # ---------------------------------------------------------------------------------------------
 
-@dataclass
-class GlobalLayout:
-    """Padding and global-attention bookkeeping for one (padded) batch.
-
-    is_padding, is_global: (B, L) bool.  global_index: (B, x) positions of each element's global
-    tokens in ascending order, 0 where unused; global_valid: (B, x) which of those slots are used.
-    """
-
-    is_padding: torch.Tensor
-    is_global: torch.Tensor
-    global_index: torch.Tensor
-    global_valid: torch.Tensor
-    # scratch memory of the inference path, reused by every layer of one forward pass
-    workspace: dict = field(default_factory=dict, repr=False, compare=False)
-
-    def buffer(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        """An uninitialised scratch tensor of `shape`, shared by all layers of this forward pass.
-
-        Fresh large tensors cost page faults on every use; reusing one allocation keeps the
-        matrix products at full speed. Callers must not return a buffer or keep it past a layer.
-        """
-        numel = math.prod(shape)
-        buf = self.workspace.get(name)
-        if buf is None or buf.numel() < numel or buf.dtype != like.dtype or buf.device != like.device:
-            buf = self.workspace[name] = torch.empty(numel, dtype=like.dtype, device=like.device)
-        return buf[:numel].view(shape)
-
-    @property
-    def num_global(self) -> int:
-        return self.global_index.shape[1]
-
-    @classmethod
-    def from_mask(cls, mask_state: torch.Tensor) -> "GlobalLayout":
-        """mask_state: (B, L) with 0 = padding, 1 = local, 2 = global."""
-        is_padding = mask_state == 0
-        is_global = mask_state == 2
-        counts = is_global.sum(dim=1)  # (B,)
-        x = int(counts.max()) if counts.numel() else 0
-        # stable sort puts global positions first, in ascending order
-        order = torch.sort((~is_global).to(torch.int8), dim=1, stable=True).indices[:, :x]  # (B, x)
-        valid = torch.arange(x, device=mask_state.device)[None, :] < counts[:, None]  # (B, x)
-        return cls(is_padding, is_global, order.masked_fill(~valid, 0), valid)
-
-
-def _pad_seq(t: torch.Tensor, before: int, after: int, value: float = 0.0, dim: int = -2) -> torch.Tensor:
-    """Pad tensor `t` along `dim` with `before`/`after` entries of `value`."""
-    pad = [0, 0] * (t.dim() - 1 - (dim % t.dim())) + [before, after]
-    return F.pad(t, pad, value=value)
-
-
-def _window_key_mask(layout: GlobalLayout, w: int) -> torch.Tensor:
-    """(B, L, 2w+1) True where window slot d of query i must be dropped: outside, padding or global key."""
-    drop = (layout.is_padding | layout.is_global).to(torch.uint8)
-    drop = F.pad(drop, (w, w), value=1)  # (B, L + 2w): slots outside the sequence
-    return drop.unfold(1, 2 * w + 1, 1).bool()  # (B, L, 2w+1)
-
-
-def _band_scores_plain(q: torch.Tensor, k: torch.Tensor, w: int) -> torch.Tensor:
-    """Reference band scores: (B, H, L, hd) x (B, H, L, hd) -> (B, H, L, 2w+1), slot w + d = key i + d."""
-    k_win = _pad_seq(k, w, w).unfold(2, 2 * w + 1, 1)  # (B, H, L, hd, 2w+1)
-    return torch.einsum("bhld,bhldw->bhlw", q, k_win)
-
-
-def _band_output_plain(p: torch.Tensor, v: torch.Tensor, w: int) -> torch.Tensor:
-    """Reference band output: probs (B, H, L, 2w+1) x values (B, H, L, hd) -> (B, H, L, hd)."""
-    v_win = _pad_seq(v, w, w).unfold(2, 2 * w + 1, 1)  # (B, H, L, hd, 2w+1)
-    return torch.einsum("bhlw,bhldw->bhld", p, v_win)
-
-
-def _diagonals(blocks: torch.Tensor, w: int) -> torch.Tensor:
-    """View of the band inside block scores: (..., c, c + 2w) -> (..., c, 2w+1), [i, s] = blocks[i, i + s]."""
-    c = blocks.shape[-2]
-    size = blocks.shape[:-2] + (c, 2 * w + 1)
-    stride = blocks.stride()[:-2] + (blocks.stride(-2) + blocks.stride(-1), blocks.stride(-1))
-    return blocks.as_strided(size, stride, blocks.storage_offset())
-
-
-class _BlockMask:
-    """What to drop in the (c, c + 2w) band blocks and the (c, x) global columns of one sequence, kept small.
-
-    Most of a block is inside the band and valid; only two triangles (keys before a row's window
-    and after it) and a few columns (padding, global or out-of-sequence keys) must be dropped, so
-    they are filled directly instead of masking the whole block. Unused global slots are dropped
-    from the global columns.
-    """
-
-    def __init__(self, layout: GlobalLayout, b: int, w: int, c: int, length: int):
-        L = layout.is_padding.shape[1]
-        dev = layout.is_padding.device
-        self.c, self.w = c, w
-        lower = torch.ones(c, c, dtype=torch.bool, device=dev).tril_(-1)  # keys left of the window
-        self.before, self.after = lower, lower.t()  # after: keys right of the window
-        keys = F.pad((layout.is_padding[b] | layout.is_global[b]).to(torch.uint8), (w, w + length - L), value=1)
-        key_drop = keys.unfold(0, c + 2 * w, c).bool()  # (nb, c + 2w)
-        self.block, self.col = key_drop.nonzero(as_tuple=True)  # ascending blocks
-        self.block_cpu = self.block.cpu()
-        self.slots = (~layout.global_valid[b]).nonzero().flatten()
-
-    def columns(self, j0: int, j1: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(block - j0, column) of the dropped key columns in blocks j0..j1-1, or None."""
-        lo, hi = torch.searchsorted(self.block_cpu, torch.tensor([j0, j1])).tolist()  # no device sync
-        return (self.block[lo:hi] - j0, self.col[lo:hi]) if hi > lo else None
-
-    def apply(self, band: torch.Tensor, columns: tuple[torch.Tensor, torch.Tensor] | None, neg: float) -> None:
-        """Fill the dropped entries of a chunk of blocks, `band` (blocks, c, c + 2w), with `neg`;
-        `columns` is what `columns()` gave for that chunk."""
-        c, w = self.c, self.w
-        band[..., :c].masked_fill_(self.before, neg)
-        band[..., 2 * w: 2 * w + c].masked_fill_(self.after, neg)
-        if columns is not None:
-            band[columns[0], :, columns[1]] = neg
-
-
-def _join_global_softmax(band: torch.Tensor, glob: torch.Tensor, band_max: torch.Tensor, glob_max: torch.Tensor,
-                         scale: torch.Tensor) -> None:
-    """Turn a row-wise softmax over the band alone into one over [global columns, band], in place.
-
-    band (n, W): softmax of the band scores, whose row maxima were `band_max` (n,) before it;
-    glob (n, x): the global scores, replaced by their probabilities. The largest band
-    probability of a row is 1 / Z_band, with Z_band = sum(exp(s - band_max)); with the
-    joint maximum m, the joint normaliser is Z_band exp(band_max - m) + sum(exp(g - m)).
-    glob_max and scale are (n,) scratch.
-    """
-    torch.amax(glob, dim=-1, out=glob_max)
-    torch.maximum(band_max, glob_max, out=glob_max)  # joint row maximum m
-    glob.sub_(glob_max[:, None]).exp_()
-    torch.amax(band, dim=-1, out=scale)  # 1 / Z_band
-    band_max.sub_(glob_max).exp_().div_(scale)  # Z_band exp(band_max - m): the band's share
-    torch.add(band_max, glob.sum(dim=-1), out=scale)  # joint normaliser
-    glob.div_(scale[:, None])
-    band.mul_(band_max.div_(scale)[:, None])
-
-
-def _block_spans(t: torch.Tensor, w: int, c: int, length: int) -> torch.Tensor:
-    """Key/value spans of each query block: (B, H, L, hd) -> (B, H, L'/c, c + 2w, hd), span k = keys [kc - w, kc + c + w)."""
-    padded = _pad_seq(t, w, w + length - t.shape[2])  # (B, H, L' + 2w, hd)
-    return padded.unfold(2, c + 2 * w, c).transpose(-1, -2)  # (B, H, nb, c + 2w, hd)
-
-
-def _band_scores_blocked(q: torch.Tensor, k: torch.Tensor, w: int, c: int) -> torch.Tensor:
-    """Band scores by query blocks of c against key spans of c + 2w: same numbers as the plain path."""
-    B, H, L, hd = q.shape
-    Lb = -(-L // c) * c  # round up to a multiple of the block
-    qb = _pad_seq(q, 0, Lb - L).view(B, H, Lb // c, c, hd)
-    scores = qb @ _block_spans(k, w, c, Lb).transpose(-1, -2)  # (B, H, nb, c, c + 2w)
-    return _diagonals(scores, w).reshape(B, H, Lb, 2 * w + 1)[:, :, :L]
-
-
-def _band_output_blocked(p: torch.Tensor, v: torch.Tensor, w: int, c: int) -> torch.Tensor:
-    """Band output by blocks: scatter the band into (c, c + 2w) blocks, multiply by the value spans."""
-    B, H, L, _ = p.shape
-    Lb = -(-L // c) * c
-    blocks = p.new_zeros(B, H, Lb // c, c, c + 2 * w)
-    _diagonals(blocks, w).copy_(_pad_seq(p, 0, Lb - L).view(B, H, Lb // c, c, 2 * w + 1))
-    out = blocks @ _block_spans(v, w, c, Lb)  # (B, H, nb, c, hd)
-    return out.reshape(B, H, Lb, -1)[:, :, :L]
-
-
-def _gather_positions(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """(B, H, L, d) gathered at positions index (B, x) -> (B, H, x, d)."""
-    B, H, _, d = t.shape
-    return t.gather(2, index[:, None, :, None].expand(B, H, index.shape[1], d))
-
-
-class LEDEncoderSelfAttention(nn.Module):
-    """Longformer self-attention: a sliding window of +-w tokens, plus global tokens that see and are seen by all.
-
-    `impl` picks how the band is computed: "blocked" (default, query blocks against key spans of
-    block + 2w) or "plain" (one gathered window per query: the readable reference). Both return
-    the same probabilities.
-    """
-
-    def __init__(self, config: LEDConfig, layer_id: int):
-        super().__init__()
-        d, h = config.d_model, config.encoder_attention_heads
-        self.num_heads, self.head_dim, self.embed_dim = h, d // h, d
-        self.query, self.key, self.value = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
-        self.query_global, self.key_global, self.value_global = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
-        self.dropout = config.attention_dropout
-        self.layer_id = layer_id
-        self.one_sided_attn_window_size = config.attention_windows()[layer_id] // 2
-        self.impl = "blocked"
-        self.block_size: int | None = None  # None: the one-sided window, clamped to [32, 128]
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, L, D) -> (B, H, L, hd)."""
-        B, L, _ = x.shape
-        return x.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
-
-    def _block(self) -> int:
-        w = self.one_sided_attn_window_size
-        # small blocks waste little of the (c, c + 2w) products outside the band
-        return self.block_size or min(128, max(32, w))
-
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        layout: GlobalLayout,
-        layer_head_mask: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        probs_dtype: torch.dtype | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """hidden_states (B, L, D), L padded to a multiple of the window.
-
-        Returns the attention output (B, L, D), the local probabilities (B, H, L, x + 2w + 1) and
-        the global probabilities (B, H, x, L) (these two only with output_attentions).
-        Without autograd the blocked path runs head group by head group (see _forward_fast).
-        """
-        if self.impl == "blocked" and not (torch.is_grad_enabled() and hidden_states.requires_grad):
-            return self._forward_fast(hidden_states, layout, layer_head_mask, output_attentions, probs_dtype)
-        B, L, D = hidden_states.shape
-        w, x = self.one_sided_attn_window_size, layout.num_global
-        neg = torch.finfo(hidden_states.dtype).min
-        q = self._heads(self.query(hidden_states)) / math.sqrt(self.head_dim)  # (B, H, L, hd)
-        k = self._heads(self.key(hidden_states))
-        v = self._heads(self.value(hidden_states))
-
-        # window scores, with padding / global / out-of-sequence keys removed
-        if self.impl == "plain":
-            band = _band_scores_plain(q, k, w)
-        else:
-            band = _band_scores_blocked(q, k, w, self._block())
-        band = band.masked_fill(_window_key_mask(layout, w)[:, None], neg)  # (B, H, L, 2w+1)
-
-        # every query also scores every global key (local projections); unused slots removed
-        if x:
-            k_glob = _gather_positions(k, layout.global_index)  # (B, H, x, hd)
-            v_glob = _gather_positions(v, layout.global_index)
-            glob = (q @ k_glob.transpose(-1, -2)).masked_fill(~layout.global_valid[:, None, None, :], neg)
-            scores = torch.cat([glob, band], dim=-1)  # (B, H, L, x + 2w + 1)
-        else:
-            scores = band
-        probs = scores.softmax(dim=-1, dtype=torch.float32)
-        if layer_head_mask is not None:
-            probs = layer_head_mask.view(1, -1, 1, 1) * probs
-        probs = probs.masked_fill(layout.is_padding[:, None, :, None], 0.0).type_as(scores)
-        probs = F.dropout(probs, p=self.dropout, training=self.training)
-
-        # output of the local rows: global columns + band
-        band_probs = probs[..., x:]
-        if self.impl == "plain":
-            out = _band_output_plain(band_probs, v, w)
-        else:
-            out = _band_output_blocked(band_probs, v, w, self._block())
-        if x:
-            out = out + probs[..., :x] @ v_glob  # (B, H, L, hd)
-
-        global_probs = None
-        if x:
-            out, global_probs = self._global_rows(hidden_states, out, layout, layer_head_mask)
-            # rows of global queries were computed above only as filler: zero them
-            probs = probs.masked_fill(layout.is_global[:, None, :, None], 0.0)
-        out = out.transpose(1, 2).reshape(B, L, D)
-        if not output_attentions:
-            return out, None, None
-        return out, probs.to(probs_dtype or probs.dtype), global_probs
-
-    def _forward_fast(self, hidden_states, layout, layer_head_mask, output_attentions, probs_dtype):
-        """Inference path: a few query blocks at a time, head by head, softmax in place, no copies of k or v.
-
-        k and v come from one matrix product written between w zero rows on each side, so the
-        key (value) span [kc - w, kc + c + w) of every query block of c rows is a strided view;
-        the queries are projected one chunk of blocks at a time. For each chunk and head, the
-        block scores against the c + 2w span keys go into one contiguous (c, c + 2w) buffer per
-        block (a product written into a strided view runs at half speed) and those against the x
-        global keys into a small (c, x) one; entries outside each row's window are masked, the
-        softmax runs in place over the band and is then joined with the global columns
-        (`_join_global_softmax`), and the same buffer, now zero outside the band, multiplies the
-        value spans. The returned probabilities (x global columns, then the 2w + 1 window slots)
-        are read off the blocks' diagonals only when asked for. The scratch buffers are shared by
-        all layers of a forward pass (`layout.buffer`).
-        """
-        B, L, D = hidden_states.shape
-        H, hd, w, x = self.num_heads, self.head_dim, self.one_sided_attn_window_size, layout.num_global
-        c = self._block()
-        Lb = -(-L // c) * c  # rows rounded up to whole blocks
-        nb, span, W = Lb // c, 2 * w + 1, c + 2 * w
-        dtype = hidden_states.dtype
-        neg = torch.finfo(dtype).min
-
-        # [w zero rows | k v of the L positions | w + Lb - L zero rows]: every key span is a view
-        kv = layout.buffer("keys_values", (B, Lb + 2 * w, 2 * D), hidden_states)
-        kv[:, :w] = 0
-        kv[:, w + L:] = 0
-        weight = torch.cat([self.key.weight, self.value.weight])
-        bias = torch.cat([self.key.bias, self.value.bias])
-        for b in range(B):
-            torch.addmm(bias, hidden_states[b], weight.t(), out=kv[b, w: w + L])
-        heads = kv.view(B, Lb + 2 * w, 2, H, hd)
-        if x:
-            at = layout.global_index + w  # (B, x) rows of the global tokens
-            k_glob = heads[:, :, 0].gather(1, at[:, :, None, None].expand(B, x, H, hd))  # (B, x, H, hd)
-            v_glob = heads[:, :, 1].gather(1, at[:, :, None, None].expand(B, x, H, hd))
-
-        chunk = _slice_rows(nb, c * W * hidden_states.element_size())  # blocks per step
-        band_buf = layout.buffer("scratch", (chunk, c, W), hidden_states)  # shared with the feed-forward
-        q_buf = layout.buffer("queries", (chunk * c, D), hidden_states)
-        o_buf = layout.buffer("head_out", (chunk * c, hd), hidden_states)
-        if x:
-            glob_buf = layout.buffer("global_scores", (chunk * c, x), hidden_states)
-            stats = layout.buffer("row_stats", (3, chunk * c), hidden_states)
-        out = hidden_states.new_empty(B, L, D)
-        out_heads = out.view(B, L, H, hd)
-        probs_out = hidden_states.new_empty(B, H, L, x + span, dtype=probs_dtype or dtype) if output_attentions else None
-        for b in range(B):
-            mask = _BlockMask(layout, b, w, c, Lb)
-            pad_rows = layout.is_padding[b].nonzero().flatten().cpu()  # chosen per chunk without device syncs
-            for j0 in range(0, nb, chunk):
-                j1 = min(nb, j0 + chunk)
-                r0, r1 = j0 * c, min(L, j1 * c)  # rows of the sequence in this chunk
-                n = (j1 - j0) * c
-                # the queries of this chunk only, scaled; rows past the sequence are zero
-                q = q_buf[:n]
-                torch.addmm(self.query.bias, hidden_states[b, r0:r1], self.query.weight.t(), out=q[: r1 - r0])
-                q[r1 - r0:] = 0
-                q.div_(math.sqrt(hd))
-                q_heads = q.view(n, H, hd)
-                here = pad_rows[(pad_rows >= r0) & (pad_rows < r1)] - r0
-                dropped = mask.columns(j0, j1)
-                band = band_buf[: j1 - j0]  # contiguous: a matrix product into a strided view is much slower
-                rows = band.view(n, W)
-                o = o_buf[:n]
-                if x:
-                    glob = glob_buf[:n]
-                    band_max, glob_max, scale = stats[:, :n]
-                for h in range(H):
-                    k_spans = heads[b, :, 0, h].unfold(0, W, c)  # (nb, hd, W) view
-                    v_spans = heads[b, :, 1, h].unfold(0, W, c).transpose(1, 2)  # (nb, W, hd) view
-                    torch.bmm(q_heads[:, h].view(j1 - j0, c, hd), k_spans[j0:j1], out=band)
-                    mask.apply(band, dropped, neg)
-                    if x:
-                        torch.mm(q_heads[:, h], k_glob[b, :, h].t(), out=glob)
-                        if len(mask.slots):
-                            glob[:, mask.slots] = neg
-                        torch.amax(rows, dim=-1, out=band_max)
-                    torch.softmax(band, dim=-1, out=band)
-                    if x:
-                        _join_global_softmax(rows, glob, band_max, glob_max, scale)
-                    if layer_head_mask is not None:
-                        band.mul_(layer_head_mask[h].to(dtype))
-                        if x:
-                            glob.mul_(layer_head_mask[h].to(dtype))
-                    if len(here):
-                        idx = here.to(rows.device)
-                        rows.index_fill_(0, idx, 0.0)  # padding queries attend nowhere
-                        if x:
-                            glob.index_fill_(0, idx, 0.0)
-                    torch.bmm(band, v_spans[j0:j1], out=o.view(j1 - j0, c, hd))
-                    if x:
-                        o.addmm_(glob, v_glob[b, :, h])
-                    out_heads[b, r0:r1, h] = o[: r1 - r0]
-                    if output_attentions:
-                        # the band first: this large copy runs on all threads and takes the page
-                        # faults of the fresh output tensor; the narrow global columns follow
-                        dest = probs_out[b, h, r0:r1]
-                        diag = _diagonals(band, w)  # (j1 - j0, c, 2w + 1) view
-                        whole = (r1 - r0) // c
-                        if whole:
-                            dest[: whole * c, x:].view(whole, c, span).copy_(diag[:whole])
-                        if whole * c < r1 - r0:
-                            dest[whole * c:, x:] = diag[whole, : r1 - r0 - whole * c]
-                        if x:
-                            dest[:, :x] = glob[: r1 - r0]
-        if output_attentions:
-            glob_b, glob_i = layout.is_global.nonzero(as_tuple=True)
-            if len(glob_b):
-                probs_out[glob_b, :, glob_i] = 0.0  # rows of global queries live in the global probabilities
-        global_probs = None
-        if x:
-            # their rows are written into `out` through a (B, H, L, hd) view of it
-            _, global_probs = self._global_rows(hidden_states, out_heads.permute(0, 2, 1, 3), layout,
-                                                layer_head_mask, folded=2 * x * H <= D, in_place=True)
-        return out, probs_out, global_probs
-
-    def _global_rows(
-        self, hidden_states: torch.Tensor, out: torch.Tensor, layout: GlobalLayout, layer_head_mask: torch.Tensor | None,
-        folded: bool = False, in_place: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Global queries attend to every non-padding key with the *_global projections; their rows replace the local ones.
-
-        With `folded`, the key and value projections are not applied to all L positions: each
-        global query is folded into the key weights (scores = (q W_k) h, the key bias adds the
-        same constant to a whole row and cancels in the softmax), and the value weights are
-        applied after the probabilities (p (h W_v^T + b) = (p h) W_v^T + (sum p) b). That costs
-        O(x H L D) instead of O(L D^2): the cheaper way when there are few global tokens.
-        """
-        B, L, D = hidden_states.shape
-        H, hd, x = self.num_heads, self.head_dim, layout.num_global
-        neg = torch.finfo(hidden_states.dtype).min
-        h_glob = hidden_states.gather(1, layout.global_index[:, :, None].expand(B, x, D))  # (B, x, D)
-        q = self._heads(self.query_global(h_glob)) / math.sqrt(self.head_dim)  # (B, H, x, hd)
-        if folded:
-            q_folded = (q @ self.key_global.weight.view(H, hd, D)).reshape(B, H * x, D)
-            scores = (q_folded @ hidden_states.transpose(1, 2)).view(B, H, x, L)
-        else:
-            k = self._heads(self.key_global(hidden_states))  # (B, H, L, hd)
-            scores = q @ k.transpose(-1, -2)  # (B, H, x, L)
-        scores = scores.masked_fill(layout.is_padding[:, None, None, :], neg)
-        probs = scores.softmax(dim=-1, dtype=torch.float32)
-        if layer_head_mask is not None:
-            probs = layer_head_mask.view(1, -1, 1, 1) * probs
-        # unused global slots attend nowhere (transformers fills them with 1/L instead)
-        probs = probs.masked_fill(~layout.global_valid[:, None, :, None], 0.0).type_as(scores)
-        probs = F.dropout(probs, p=self.dropout, training=self.training)
-        if folded:
-            mixed = (probs.reshape(B, H * x, L) @ hidden_states).view(B, H, x, D)
-            g_out = mixed @ self.value_global.weight.view(H, hd, D).transpose(-1, -2)  # (B, H, x, hd)
-            g_out = g_out + probs.sum(-1, keepdim=True) * self.value_global.bias.view(H, 1, hd)
-        else:
-            g_out = probs @ self._heads(self.value_global(hidden_states))  # (B, H, x, hd)
-        # write the rows of the used slots back at their positions
-        b_idx, slot = layout.global_valid.nonzero(as_tuple=True)
-        if not in_place:
-            out = out.clone()
-        out[b_idx, :, layout.global_index[b_idx, slot]] = g_out[b_idx, :, slot]
-        return out, probs
-
-
-def _slice_rows(n: int, row_bytes: int) -> int:
-    """How many of n rows (blocks) of `row_bytes` scratch each one slice of the inference path takes."""
-    return max(1, min(n, INFERENCE_CHUNK_BYTES // row_bytes))
-
-
-def _rows_in_place(x: torch.Tensor, layout: GlobalLayout, rows: int,
-                   fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-    """x (N, D) <- fn(x), `rows` rows at a time, for a row-wise fn(part, buf) that returns its
-    (part rows, D) result (buf is a scratch buffer of that shape it may write into): no second
-    (N, D) tensor."""
-    N, D = x.shape
-    buf = layout.buffer("row_out", (rows, D), x)
-    for r0 in range(0, N, rows):
-        part = x[r0: r0 + rows]
-        part.copy_(fn(part, buf[: part.shape[0]]))
-
-
 class LEDEncoderAttention(nn.Module):
-    """Longformer self-attention followed by the output projection."""
+    """Holds the Longformer self-attention and its output projection (the checkpoints' names);
+    LEDEncoderLayer calls them, so that at inference the projection runs in place."""
 
     def __init__(self, config: LEDConfig, layer_id: int):
         super().__init__()
         self.longformer_self_attn = LEDEncoderSelfAttention(config, layer_id)
         self.output = nn.Linear(config.d_model, config.d_model)
-
-    def forward(self, hidden_states, layout, layer_head_mask=None, output_attentions=False, probs_dtype=None):
-        out, local_probs, global_probs = self.longformer_self_attn(
-            hidden_states, layout, layer_head_mask, output_attentions, probs_dtype)
-        return self.output(out), local_probs, global_probs
 
 
 class LEDDecoderAttention(nn.Module):
@@ -577,6 +141,18 @@ class LEDDecoderAttention(nn.Module):
 # Layers and stacks
 # ---------------------------------------------------------------------------------------------
 
+def _rows_in_place(x: torch.Tensor, buffer: ReusedBuffer, rows: int,
+                   fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """x (N, D) <- fn(x), `rows` rows at a time, for a row-wise fn(part, buf) that returns its
+    (part rows, D) result (buf, a view of `buffer` of that shape, it may write into): no second
+    (N, D) tensor."""
+    N, D = x.shape
+    buf = buffer.view((rows, D), x)
+    for r0 in range(0, N, rows):
+        part = x[r0: r0 + rows]
+        part.copy_(fn(part, buf[: part.shape[0]]))
+
+
 class LEDEncoderLayer(nn.Module):
     def __init__(self, config: LEDConfig, layer_id: int):
         super().__init__()
@@ -595,7 +171,7 @@ class LEDEncoderLayer(nn.Module):
         residual = hidden_states
         h, local_probs, global_probs = self.self_attn.longformer_self_attn(
             hidden_states, layout, layer_head_mask, output_attentions, probs_dtype)
-        if not self.training and not (torch.is_grad_enabled() and h.requires_grad):
+        if is_inference(self):
             h = self._tail_inference(h.contiguous(), residual, layout)
         else:
             h = self.self_attn.output(h)
@@ -619,25 +195,26 @@ class LEDEncoderLayer(nn.Module):
         B, L, D = h.shape
         flat = h.view(B * L, D)
         ffn = self.fc1.out_features
-        rows = _slice_rows(B * L, ffn * h.element_size())
-        scratch = layout.buffer("scratch", (rows, ffn), h)  # shared with the attention scores
+        rows = rows_per_slice(B * L, ffn * h.element_size())
+        activations = layout.scratch.scores_or_activations.view((rows, ffn), h)
         proj, ln1, ln2 = self.self_attn.output, self.self_attn_layer_norm, self.final_layer_norm
 
         def layer_norm(ln: nn.LayerNorm, t: torch.Tensor) -> torch.Tensor:
             return F.layer_norm(t, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
 
         def feed_forward(part: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
-            f = torch.addmm(self.fc1.bias, part, self.fc1.weight.t(), out=scratch[: part.shape[0]])
+            f = torch.addmm(self.fc1.bias, part, self.fc1.weight.t(), out=activations[: part.shape[0]])
             if self.activation_inplace is not None:
                 self.activation_inplace(f)
             else:
                 f = self.activation_fn(f)
             return layer_norm(ln2, torch.addmm(self.fc2.bias, f, self.fc2.weight.t(), out=buf).add_(part))
 
-        _rows_in_place(flat, layout, rows, lambda part, buf: torch.addmm(proj.bias, part, proj.weight.t(), out=buf))
+        out_rows = layout.scratch.layer_rows
+        _rows_in_place(flat, out_rows, rows, lambda part, buf: torch.addmm(proj.bias, part, proj.weight.t(), out=buf))
         flat.add_(residual.reshape(B * L, D))
-        _rows_in_place(flat, layout, rows, lambda part, buf: layer_norm(ln1, part))
-        _rows_in_place(flat, layout, rows, feed_forward)
+        _rows_in_place(flat, out_rows, rows, lambda part, buf: layer_norm(ln1, part))
+        _rows_in_place(flat, out_rows, rows, feed_forward)
         return h
 
 
@@ -728,16 +305,17 @@ class LEDEncoder(LEDPreTrainedModel):
         self.gradient_checkpointing = False
         self.post_init()
 
-    def set_attention_impl(self, impl: str, block_size: int | None = None) -> None:
-        """Choose the band computation: "blocked" (fast, default) or "plain" (reference)."""
-        if impl not in ("blocked", "plain"):
-            raise ValueError(f"attention impl must be 'blocked' or 'plain', got {impl!r}")
+    def set_attention_implementation(self, name: str, block_size: int | None = None) -> None:
+        """Choose the self-attention's implementation: "blocked" (default; the fast path at inference)
+        or "reference" (one gathered window per query); `block_size`: query rows per block."""
+        if name not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(f"attention implementation must be one of {ATTENTION_IMPLEMENTATIONS}, got {name!r}")
         for layer in self.layers:
-            layer.self_attn.longformer_self_attn.impl = impl
+            layer.self_attn.longformer_self_attn.implementation = name
             layer.self_attn.longformer_self_attn.block_size = block_size
 
-    def _pad_to_window(self, input_ids, mask_state, inputs_embeds):
-        """Right-pad ids/embeddings/mask to a multiple of the largest attention window."""
+    def _pad_to_window(self, mask_state: torch.Tensor, inputs_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-pad the embeddings (B, N, D) and the mask state (B, N) to a multiple of the largest attention window."""
         window = max(self.config.attention_windows())
         L = inputs_embeds.shape[1]
         pad = (window - L % window) % window
@@ -749,12 +327,10 @@ class LEDEncoder(LEDPreTrainedModel):
                 f"max_length={self.max_source_positions - (self.max_source_positions % window)})"
             )
         if pad:
-            if input_ids is not None:
-                input_ids = F.pad(input_ids, (0, pad), value=self.padding_idx)
             pad_ids = torch.full((inputs_embeds.shape[0], pad), self.padding_idx, dtype=torch.long, device=inputs_embeds.device)
             inputs_embeds = torch.cat([inputs_embeds, self.embed_tokens(pad_ids)], dim=1)
             mask_state = F.pad(mask_state, (0, pad), value=0)
-        return pad, input_ids, mask_state, inputs_embeds
+        return mask_state, inputs_embeds
 
     def forward(
         self,
@@ -796,7 +372,7 @@ class LEDEncoder(LEDPreTrainedModel):
         # 0 = padding, 1 = local, 2 = global (padding wins over global)
         keep = torch.ones(B, N, dtype=torch.long, device=inputs_embeds.device) if attention_mask is None else (attention_mask > 0).long()
         mask_state = keep if global_attention_mask is None else keep * (1 + (global_attention_mask > 0).long())
-        pad, input_ids, mask_state, inputs_embeds = self._pad_to_window(input_ids, mask_state, inputs_embeds)
+        mask_state, inputs_embeds = self._pad_to_window(mask_state, inputs_embeds)
         layout = GlobalLayout.from_mask(mask_state)
         if head_mask is not None and head_mask.shape[0] != len(self.layers):
             raise InputError(f"head_mask is given for {head_mask.shape[0]} layers, but the encoder has {len(self.layers)}")

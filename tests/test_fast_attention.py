@@ -1,4 +1,4 @@
-"""The blocked (fast) band attention against the plain reference path: outputs and every probability."""
+"""The blocked (fast) band attention against the reference path: outputs and every probability."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import ledviz
-from conftest import assert_close, perturb, tiny_kwargs
+from conftest import assert_close, max_diff, perturb, tiny_kwargs
 
 
 def _pair(windows, block_size=None):
@@ -35,18 +35,18 @@ def _batch(B, N, n_global, pad):
 @pytest.mark.parametrize("windows", [[2, 4], [4, 8], [6, 10], [16, 16], [2, 6, 10]], ids=str)
 @pytest.mark.parametrize("N", [1, 7, 16, 33, 80])
 @pytest.mark.parametrize("globals_pad", [((0, 0), (0, 0)), ((1, 0), (0, 3)), ((3, 1), (2, 0)), ((9, 5), (0, 4))], ids=str)
-def test_blocked_equals_plain(windows, N, globals_pad):
+def test_blocked_equals_reference(windows, N, globals_pad):
     n_global, pad = globals_pad
     pad = tuple(min(p, N - 1) for p in pad)
     n_global = tuple(min(g, N) for g in n_global)
     model = _pair(windows)
     ids, am, gm = _batch(2, N, n_global, pad)
     outs = {}
-    for impl, block in (("plain", None), ("blocked", None), ("blocked", 3)):
-        model.encoder.set_attention_impl(impl, block)
+    for impl, block in (("reference", None), ("blocked", None), ("blocked", 3)):
+        model.encoder.set_attention_implementation(impl, block)
         with torch.no_grad():
             outs[(impl, block)] = model.encoder(ids, attention_mask=am, global_attention_mask=gm, output_attentions=True)
-    ref = outs[("plain", None)]
+    ref = outs[("reference", None)]
     for key in (("blocked", None), ("blocked", 3)):
         out = outs[key]
         assert_close(out.last_hidden_state, ref.last_hidden_state, f"{key} hidden")
@@ -76,21 +76,21 @@ def test_attention_options_keep_what_is_asked(batch):
 
 @pytest.mark.parametrize("chunk_bytes", [1, 3000, 1 << 30], ids=["block-by-block", "a-few-blocks", "all-blocks"])
 @pytest.mark.parametrize("globals_pad", [((0, 0), (0, 0)), ((2, 0), (0, 5)), ((4, 7), (9, 0))], ids=str)
-def test_chunks_of_query_blocks_equal_plain(monkeypatch, chunk_bytes, globals_pad):
+def test_chunks_of_query_blocks_equal_reference(monkeypatch, chunk_bytes, globals_pad):
     """The inference path scores a few query blocks at a time; any chunking gives the same numbers."""
-    from ledviz import modeling
+    from ledviz import attention
 
-    monkeypatch.setattr(modeling, "INFERENCE_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(attention, "INFERENCE_CHUNK_BYTES", chunk_bytes)
     n_global, pad = globals_pad
     model = _pair([4, 8, 6])
     ids, am, gm = _batch(2, 53, n_global, pad)
     outs = {}
-    for impl, block in (("plain", None), ("blocked", 3), ("blocked", 5)):
-        model.encoder.set_attention_impl(impl, block)
+    for impl, block in (("reference", None), ("blocked", 3), ("blocked", 5)):
+        model.encoder.set_attention_implementation(impl, block)
         # the reference runs with autograd (the training code path, feed-forward in one piece)
-        with torch.set_grad_enabled(impl == "plain"):
+        with torch.set_grad_enabled(impl == "reference"):
             outs[(impl, block)] = model.encoder(ids, attention_mask=am, global_attention_mask=gm, output_attentions=True)
-    ref = outs[("plain", None)]
+    ref = outs[("reference", None)]
     assert ref.last_hidden_state.requires_grad
     for key in (("blocked", 3), ("blocked", 5)):
         out = outs[key]
@@ -102,18 +102,18 @@ def test_chunks_of_query_blocks_equal_plain(monkeypatch, chunk_bytes, globals_pa
 
 
 @pytest.mark.parametrize("n_global", [0, 1, 3])
-def test_single_row_equals_plain(n_global):
+def test_single_row_equals_reference(n_global):
     """Batch of one, a length that leaves the last query block partial; same numbers."""
     model = _pair([4, 8])
     ids, am, gm = _batch(1, 29, (n_global,), (0,))
     outs = {}
-    for impl in ("plain", "blocked"):
-        model.encoder.set_attention_impl(impl)
+    for impl in ("reference", "blocked"):
+        model.encoder.set_attention_implementation(impl)
         with torch.no_grad():
             outs[impl] = model.encoder(ids, attention_mask=am, global_attention_mask=gm, output_attentions=True)
-    for layer, (a, b) in enumerate(zip(outs["blocked"].attentions, outs["plain"].attentions)):
+    for layer, (a, b) in enumerate(zip(outs["blocked"].attentions, outs["reference"].attentions)):
         assert_close(a, b, f"local attentions[{layer}]")
-    assert_close(outs["blocked"].last_hidden_state, outs["plain"].last_hidden_state, "hidden")
+    assert_close(outs["blocked"].last_hidden_state, outs["reference"].last_hidden_state, "hidden")
 
 
 def test_inference_path_keeps_every_hidden_state():
@@ -148,3 +148,34 @@ def test_inference_path_in_half_precision(dtype):
         assert_close(a.float(), b, "local attentions", tol=0.02)
     for a, b in zip(half.global_attentions, ref.global_attentions):
         assert_close(a.float(), b, "global attentions", tol=0.02)
+
+
+def test_train_mode_under_no_grad_keeps_attention_dropout(monkeypatch):
+    """Train mode is train mode with or without gradients: the inference path is not taken, and the
+    attention dropout acts as in the reference (same masks under the same seed)."""
+    from ledviz import attention
+
+    taken = []
+    fast = attention.blocked_inference_attention
+    monkeypatch.setattr(attention, "blocked_inference_attention", lambda *a: taken.append(1) or fast(*a))
+    torch.manual_seed(0)
+    cfg = ledviz.LEDConfig(**tiny_kwargs(attention_window=[4, 8], max_encoder_position_embeddings=256,
+                                         dropout=0.0, activation_dropout=0.0, attention_dropout=0.3))
+    model = ledviz.LEDModel(cfg).train()
+    perturb(model)
+    ids, am, gm = _batch(2, 29, (2, 1), (0, 4))
+    outs = {}
+    for impl in ("reference", "blocked"):
+        model.encoder.set_attention_implementation(impl)
+        torch.manual_seed(5)
+        with torch.no_grad():
+            outs[impl] = model.encoder(ids, attention_mask=am, global_attention_mask=gm, output_attentions=True)
+    assert not taken, "the inference path ran on a model in train mode"
+    assert_close(outs["blocked"].last_hidden_state, outs["reference"].last_hidden_state, "hidden")
+    for layer, (a, b) in enumerate(zip(outs["blocked"].attentions, outs["reference"].attentions)):
+        assert_close(a, b, f"local attentions[{layer}]")
+    # the dropout did act: in eval mode (the inference path) the output differs
+    with torch.no_grad():
+        plain = model.eval().encoder(ids, attention_mask=am, global_attention_mask=gm)
+    assert taken
+    assert max_diff(plain.last_hidden_state, outs["reference"].last_hidden_state) > 1e-2
