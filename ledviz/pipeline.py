@@ -11,7 +11,7 @@ import resource
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -280,6 +280,7 @@ def run(
     on_token: Callable[[int, str], Any] | None = None,
     stop_event: threading.Event | None = None,
     attention_dtype: torch.dtype = torch.float16,
+    attention_layers: Sequence[int] | None = None,
     progress: Callable[[str, float], None] | None = None,
     answer_from_document: bool = False,
     **generation: Any,
@@ -289,7 +290,10 @@ def run(
 
     `answer_from_document=True` constrains generation to a span of the document's tokens
     (generation.span_constraint): for question answering, an answer that is always found,
-    token for token, in the document; the model still picks the span."""
+    token for token, in the document; the model still picks the span.
+
+    `attention_dtype` and `attention_layers` (encoder layer indices; None = all) choose what is
+    kept of the encoder's attention: see ledviz.memory.estimate_run for what each costs."""
     model, tok = loaded.model, loaded.tokenizer
     timings: dict[str, float] = {}
     rss0 = peak_rss_mb()
@@ -300,10 +304,16 @@ def run(
     # encoder, once; its attentions go to a store layer by layer
     if progress:
         progress("encoding the document", 0.05)
-    store = AttentionStore(gm, doc.attention_mask, dtype=attention_dtype, stats=True)
+    if attention_layers is not None:
+        n_layers = model.config.encoder_layers
+        attention_layers = sorted({int(i) for i in attention_layers})
+        bad = [i for i in attention_layers if not 0 <= i < n_layers]
+        if bad or not attention_layers:
+            raise InputError(f"attention_layers must name encoder layers 0 to {n_layers - 1}, got {bad or 'none'}")
+    store = AttentionStore(gm, doc.attention_mask, layers=attention_layers, dtype=attention_dtype, stats=True)
     t = time.perf_counter()
     enc = model.get_encoder()(doc.input_ids, attention_mask=doc.attention_mask, global_attention_mask=gm,
-                              attention_sink=store)
+                              attention_sink=store, attention_layers=attention_layers)
     timings["encode_s"] = time.perf_counter() - t
 
     # generation, streaming tokens to the caller
@@ -369,6 +379,8 @@ def run(
         settings=dict(task=task, max_new_tokens=max_new_tokens, num_beams=num_beams,
                       global_positions=gm[0].nonzero().flatten().tolist(), model=loaded.name,
                       answer_from_document=answer_from_document,
+                      attention_dtype=str(attention_dtype).replace("torch.", ""),
+                      attention_layers=attention_layers,
                       **{k: v for k, v in generation.items() if k != "prefix_allowed_tokens_fn"}),
     )
     result.memory["attention_mb"] = result.attention_bytes / 2**20

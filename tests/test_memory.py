@@ -1,0 +1,119 @@
+"""The memory estimate of a run against the tensors of a real run, the guard, the result store."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ledviz import LEDConfig, pipeline
+from ledviz.errors import InputError
+from ledviz.memory import GB, MB, MemoryGuard, MemoryRefused, ResultStore, estimate_run, memory_budget, run_nbytes
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return pipeline.load_model()  # the embedded demo model (windows 32 and 64: per-layer windows)
+
+
+@pytest.fixture(scope="module")
+def doc(loaded):
+    from ledviz.demo.data import sample_documents
+
+    return pipeline.prepare_document(loaded, next(iter(sample_documents().values())))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_kept_estimate_equals_the_tensors_a_run_keeps(loaded, doc, dtype):
+    mask = pipeline.global_attention_mask(doc, "sentences")
+    x = int(mask.sum())
+    assert x > 1
+    result = pipeline.run(loaded, doc, mask, max_new_tokens=12, attention_dtype=dtype)
+    T = len(result.output_ids) - 1  # output tokens after the decoder start
+    est = estimate_run(loaded.config, doc.n_tokens, n_global=x, max_new_tokens=T, attention_dtype=dtype)
+    assert est.kept == run_nbytes(result)
+    assert est.parts["encoder_attention"] == sum(sp.nbytes for sp in result.layers.values())
+    assert est.parts["cross_attention"] == sum(t.numel() * t.element_size() for t in result.cross_attentions)
+    assert est.parts["decoder_attention"] == sum(t.numel() * t.element_size() for t in result.decoder_attentions)
+    # a longer allowance only adds
+    assert estimate_run(loaded.config, doc.n_tokens, n_global=x, max_new_tokens=T + 8, attention_dtype=dtype).kept > est.kept
+
+
+def test_kept_layers_only_count_those_layers(loaded, doc):
+    mask = pipeline.global_attention_mask(doc, "first")
+    result = pipeline.run(loaded, doc, mask, max_new_tokens=4, attention_layers=[1])
+    assert sorted(result.layers) == [1] and sorted(result.head_stats) == [1]
+    T = len(result.output_ids) - 1
+    last = estimate_run(loaded.config, doc.n_tokens, n_global=1, max_new_tokens=T, attention_layers=[1])
+    assert last.kept == run_nbytes(result)
+    assert last.kept < estimate_run(loaded.config, doc.n_tokens, n_global=1, max_new_tokens=T).kept
+    with pytest.raises(InputError, match="encoder layers 0 to 1"):
+        pipeline.run(loaded, doc, mask, max_new_tokens=4, attention_layers=[2])
+
+
+def test_the_float32_layer_estimate_covers_what_the_encoder_hands_over(loaded, doc):
+    mask = pipeline.global_attention_mask(doc, "sentences")
+    sizes = []
+
+    def sink(layer, local, glob):
+        sizes.append(local.numel() * 4 + (0 if glob is None else glob.numel() * 4))
+
+    loaded.model.get_encoder()(doc.input_ids, attention_mask=doc.attention_mask, global_attention_mask=mask,
+                               attention_sink=sink)
+    est = estimate_run(loaded.config, doc.n_tokens, n_global=int(mask.sum()))
+    window = max(loaded.config.attention_windows())
+    padded = -(-doc.n_tokens // window) * window
+    assert max(sizes) <= est.parts["encoder_layer_float32"] <= max(sizes) * padded / doc.n_tokens + 1
+    assert est.transient >= 3 * est.parts["encoder_layer_float32"]
+
+
+def test_led_base_at_16k_is_gigabytes():
+    cfg = LEDConfig(d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,
+                    decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072,
+                    attention_window=1024, max_encoder_position_embeddings=16384)
+    est = estimate_run(cfg, 16384, n_global=1, max_new_tokens=64)
+    # 6 layers x 12 heads x 16,384 x 1,025 x 2 bytes for the bands alone
+    assert est.parts["encoder_attention"] >= 6 * 12 * 16384 * 1025 * 2
+    assert 2 * GB < est.kept < 3 * GB
+    assert estimate_run(cfg, 16384, attention_dtype=torch.float32).kept > 1.9 * est.kept
+
+
+def test_guard_refuses_with_the_ways_to_shrink():
+    cfg = LEDConfig(d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,
+                    decoder_attention_heads=12, attention_window=1024, max_encoder_position_embeddings=16384)
+    guard = MemoryGuard(budget=8 * GB, workers=2, live_check=False)
+    assert guard.per_run == 2 * GB and guard.kept_bytes == 4 * GB
+    big = estimate_run(cfg, 16384, max_new_tokens=64, attention_dtype=torch.float32)
+    with pytest.raises(MemoryRefused) as err:
+        guard.check(big)
+    msg = str(err.value)
+    assert "float16" in msg and "fewer encoder layers" in msg and "6 encoder layer(s) × 12 heads × 16,384 tokens" in msg
+    assert "2.0 GB per run" in msg
+    small = estimate_run(cfg, 2048, max_new_tokens=32, attention_layers=[5])
+    guard.check(small)  # fits
+
+
+def test_budget_from_available_memory_and_explicit():
+    assert memory_budget(1000) == 1000 * MB
+    assert 0 < memory_budget() < 64 * 1024 * GB
+    with pytest.raises(Exception, match="positive"):
+        memory_budget(0)
+
+
+def test_result_store_bounds_per_owner_and_in_bytes():
+    store = ResultStore(max_bytes=100, per_owner=2)
+    a1 = store.put("a", "summarize", "A1", 30)
+    a2 = store.put("a", "qa", "A2", 30)
+    a3 = store.put("a", "lab", "A3", 30)  # a's third: its oldest goes
+    assert store.get(a1) is None and "at most 2" in store.why_dropped(a1)
+    assert store.get(a2) == "A2" and store.get(a3) == "A3"
+    a4 = store.put("a", "qa", "A4", 30)  # replaces a's qa result
+    assert store.get(a2) is None and store.get(a4) == "A4"
+    store.get(a3)  # a3 used most recently: a4 is now the least recently used
+    b1 = store.put("b", "summarize", "B1", 50)  # 110 > 100: the least recently used goes
+    assert store.get(a4) is None and "needed its memory" in store.why_dropped(a4)
+    assert store.get(a3) == "A3" and store.get(b1) == "B1"
+    assert store.nbytes <= 100
+    with pytest.raises(MemoryRefused, match="more than"):
+        store.put("c", "x", "C", 101)
+    store.drop_owner("a")
+    assert store.get(a3) is None and len(store) == 1
