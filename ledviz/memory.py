@@ -71,7 +71,7 @@ class RunEstimate:
 
 def estimate_run(config: Any, n_tokens: int, *, n_global: int = 1, max_new_tokens: int = 64,
                  attention_dtype: torch.dtype = torch.float16, attention_layers: Sequence[int] | None = None,
-                 activation_dtype: torch.dtype = torch.float32) -> RunEstimate:
+                 num_beams: int = 1, activation_dtype: torch.dtype = torch.float32) -> RunEstimate:
     """Memory of `pipeline.run` on `n_tokens` tokens with `n_global` global tokens, generating up
     to `max_new_tokens` tokens (the output length; the estimate is exact for the kept part when
     the output has exactly that many tokens after the decoder start).
@@ -114,7 +114,7 @@ def estimate_run(config: Any, n_tokens: int, *, n_global: int = 1, max_new_token
     layer_probs = H * n_pad * (x + wmax + 1) * 4 + (H * x * n_pad * 4 if x else 0)  # float32, as computed
     encoder_layer = 3 * layer_probs + n_pad * (6 * D + 2 * config.encoder_ffn_dim) * a
     decoder_pass = (N * D * a  # encoder output
-                    + L_dec * 2 * N * D * a  # cross-attention keys and values
+                    + max(1, num_beams) * L_dec * 2 * N * D * a  # cross-attention keys and values, per beam
                     + 2 * L_dec * Hd * T * N * 4)  # float32 cross-attention scores and probabilities
     parts["encoder_layer_float32"] = layer_probs
     transient = max(encoder_layer, decoder_pass)

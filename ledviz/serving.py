@@ -1,0 +1,101 @@
+"""A server's model runs for many users: the settings, the shared queue, the memory guard and the
+kept results in one object, so an app keeps exactly one per process.
+
+    server = Server(Settings.from_sources())
+    job = server.submit_run(owner=session_id, slot="summarize", loaded=loaded, doc=doc, global_mask=mask)
+    job.place            # 1, 2, ... while it waits; None once it runs
+    job.pieces           # the tokens streamed so far; job.progress: (message, fraction)
+    job.wait(); handle = job.outcome()   # a Handle into server.results (or the run's error)
+    result = server.results.get(handle)  # None if dropped to free memory (server.results.why_dropped)
+
+Each run is checked twice against the memory guard: when submitted (so a run that can never fit
+is refused at once) and when a worker starts it (the memory free right then). No Streamlit here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Hashable
+
+import torch
+
+from . import pipeline
+from .errors import InputError
+from .memory import Handle, MemoryGuard, ResultStore, RunEstimate, estimate_run, memory_budget, run_nbytes
+from .pipeline import Document, LoadedModel
+from .runqueue import Job, RunQueue
+from .settings import Settings
+
+
+class Server:
+    """The settings, RunQueue, MemoryGuard and ResultStore of one process (see the module doc)."""
+
+    def __init__(self, settings: Settings | None = None, *, budget: int | None = None):
+        self.settings = settings or Settings()
+        s = self.settings
+        self.guard = MemoryGuard(budget if budget is not None else memory_budget(s.memory_budget_mb), s.workers)
+        self.results = ResultStore(self.guard.kept_bytes, per_owner=s.results_per_user)
+        self.queue = RunQueue(workers=s.workers, max_waiting=s.queue_size)
+
+    def close(self) -> None:
+        self.queue.close()
+
+    # -- input limits -----------------------------------------------------------------------------
+    def check_document(self, text: str) -> None:
+        """InputError when the text is longer than the server's max_document_chars."""
+        limit = self.settings.max_document_chars
+        if limit and text is not None and len(text) > limit:
+            raise InputError(f"the document has {len(text):,} characters; this server reads at most {limit:,}: "
+                             "shorten it, or paste the part you want read")
+
+    def max_tokens(self, loaded: LoadedModel) -> int:
+        """The most tokens a document may have here: the model's limit, or the server's if lower."""
+        limit = self.settings.max_document_tokens
+        return min(loaded.max_tokens, limit) if limit else loaded.max_tokens
+
+    # -- runs -------------------------------------------------------------------------------------
+    def submit(self, fn: Callable[[Job], Any], *, owner: Hashable, slot: str, estimate: RunEstimate,
+               nbytes: Callable[[Any], int] = run_nbytes, label: str = "") -> Job:
+        """Queue `fn(job) -> result`, refused at once (MemoryRefused) if `estimate` cannot fit and
+        (QueueFull) if the queue is full. The job's outcome is a Handle into `self.results`."""
+        self.guard.check(estimate)
+
+        def work(job: Job) -> Handle:
+            job.report("checking memory", 0.0)
+            self.guard.check(estimate)  # with the memory free now
+            result = fn(job)
+            return self.results.put(owner, slot, result, nbytes(result))
+
+        return self.queue.submit(work, owner=owner, label=label or slot)
+
+    def submit_run(self, *, owner: Hashable, slot: str, loaded: LoadedModel, doc: Document,
+                   global_mask: torch.Tensor, settings: dict | None = None, **run_kwargs: Any) -> Job:
+        """Queue one `pipeline.run(loaded, doc, global_mask, **run_kwargs)`; its streamed tokens
+        collect in `job.pieces`, its progress in `job.progress`, a Cancel sets its stop event.
+        `settings` are added to the result's settings (with run_id = the job's number)."""
+        est = self.estimate(loaded, doc, global_mask, **run_kwargs)
+        special = set(loaded.tokenizer.all_special_ids)
+        pieces: list[str] = []
+        extra = dict(settings or {})
+
+        def fn(job: Job) -> pipeline.RunResult:
+            def on_token(token_id: int, text: str) -> None:
+                if token_id not in special:
+                    pieces.append(text)
+
+            result = pipeline.run(loaded, doc, global_mask, on_token=on_token, stop_event=job.stop,
+                                  progress=job.report, **run_kwargs)
+            result.settings.update(extra, run_id=f"run{job.number}")
+            return result
+
+        job = self.submit(fn, owner=owner, slot=slot, estimate=est)
+        job.pieces = pieces
+        return job
+
+    def estimate(self, loaded: LoadedModel, doc: Document, global_mask: torch.Tensor | None, *,
+                 max_new_tokens: int = 64, attention_dtype: torch.dtype = torch.float16,
+                 attention_layers=None, num_beams: int = 1, **_: Any) -> RunEstimate:
+        """estimate_run for a run of `loaded` on `doc` with this mask and these run settings."""
+        n_global = int(global_mask.sum()) if global_mask is not None else 1
+        return estimate_run(loaded.config, doc.n_tokens, n_global=n_global, max_new_tokens=max_new_tokens,
+                            attention_dtype=attention_dtype, attention_layers=attention_layers,
+                            num_beams=num_beams)

@@ -1,0 +1,111 @@
+"""A server's runs (ledviz.serving): real model runs through the shared queue, places while a
+worker is busy, cancel, the memory guard at submission, kept results, document limits."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from ledviz import pipeline
+from ledviz.errors import InputError
+from ledviz.memory import GB, MB, MemoryRefused
+from ledviz.runqueue import QueueFull
+from ledviz.serving import Server
+from ledviz.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return pipeline.load_model()
+
+
+@pytest.fixture(scope="module")
+def doc(loaded):
+    from ledviz.demo.data import sample_documents
+
+    return pipeline.prepare_document(loaded, next(iter(sample_documents().values())))
+
+
+@pytest.fixture
+def server():
+    s = Server(Settings(workers=1, queue_size=3, results_per_user=2), budget=4 * GB)
+    yield s
+    s.close()
+
+
+def hold(server):
+    """Occupy the only worker until the returned event is set."""
+    gate, started = threading.Event(), threading.Event()
+    server.queue.submit(lambda job: (started.set(), gate.wait(30)), owner="someone else")
+    assert started.wait(5)
+    return gate
+
+
+def test_runs_wait_their_turn_with_places_then_deliver_results(server, loaded, doc):
+    gate = hold(server)
+    mask = pipeline.global_attention_mask(doc, "first")
+    jobs = [server.submit_run(owner=f"user{n}", slot="summarize", loaded=loaded, doc=doc, global_mask=mask,
+                              max_new_tokens=4, settings={"who": n}) for n in range(3)]
+    assert [j.place for j in jobs] == [1, 2, 3]
+    with pytest.raises(QueueFull, match="busy"):
+        server.submit_run(owner="late", slot="summarize", loaded=loaded, doc=doc, global_mask=mask, max_new_tokens=4)
+    gate.set()
+    for n, job in enumerate(jobs):
+        assert job.wait(60)
+        result = server.results.get(job.outcome())
+        assert isinstance(result, pipeline.RunResult) and result.settings["who"] == n
+        assert "".join(job.pieces) == "".join(
+            t for t in (loaded.tokenizer.decode([i]) for i in result.output_ids
+                        if i not in loaded.tokenizer.all_special_ids))
+    assert jobs[0].finished <= jobs[1].started  # one at a time, in order
+
+
+def test_cancel_a_waiting_run_and_a_running_one(server, loaded, doc):
+    gate = hold(server)
+    mask = pipeline.global_attention_mask(doc, "first")
+    first = server.submit_run(owner="a", slot="s", loaded=loaded, doc=doc, global_mask=mask, max_new_tokens=100)
+    second = server.submit_run(owner="b", slot="s", loaded=loaded, doc=doc, global_mask=mask, max_new_tokens=4)
+    second.cancel()
+    assert second.done and second.place is None and first.place == 1
+    started = threading.Event()
+    first.report = lambda message, fraction: started.set() if message == "generating" else None
+    gate.set()
+    assert started.wait(30)
+    first.cancel()
+    assert first.wait(60)
+    result = server.results.get(first.outcome())
+    assert result.stopped_early and len(result.output_ids) < 100
+
+
+def test_a_run_that_cannot_fit_is_refused_before_it_queues(loaded, doc):
+    server = Server(Settings(workers=1), budget=2 * MB)
+    try:
+        mask = pipeline.global_attention_mask(doc, "first")
+        with pytest.raises(MemoryRefused, match="would not fit in memory.*per run"):
+            server.submit_run(owner="a", slot="s", loaded=loaded, doc=doc, global_mask=mask, max_new_tokens=64)
+        assert server.queue.waiting_count == 0
+    finally:
+        server.close()
+
+
+def test_kept_results_are_bounded_per_user(server, loaded, doc):
+    mask = pipeline.global_attention_mask(doc, "first")
+    handles = []
+    for slot in ("summarize", "qa", "lab"):
+        job = server.submit_run(owner="u", slot=slot, loaded=loaded, doc=doc, global_mask=mask, max_new_tokens=2)
+        assert job.wait(60)
+        handles.append(job.outcome())
+    assert server.results.get(handles[0]) is None and "at most 2" in server.results.why_dropped(handles[0])
+    assert all(server.results.get(h) is not None for h in handles[1:])
+
+
+def test_document_limits(loaded):
+    server = Server(Settings(max_document_chars=100, max_document_tokens=64), budget=GB)
+    try:
+        with pytest.raises(InputError, match="101 characters; this server reads at most 100"):
+            server.check_document("x" * 101)
+        server.check_document("x" * 100)
+        assert server.max_tokens(loaded) == 64
+    finally:
+        server.close()
