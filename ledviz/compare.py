@@ -107,7 +107,7 @@ def encode(loaded: LoadedModel, doc: Document, global_mask: Tensor, attention_dt
 def score_output(loaded: LoadedModel, doc: Document, global_mask: Tensor, output_ids: Sequence[int],
                  encoder_outputs: Any = None) -> list[float]:
     """log p(y_t | y_<t, document) of each token of `output_ids` (decoder start token first) under a setting."""
-    ids = torch.as_tensor(list(output_ids), dtype=torch.long)[None]
+    ids = torch.as_tensor(list(output_ids), dtype=torch.long, device=doc.input_ids.device)[None]
     if ids.shape[1] < 2:
         return []
     model = loaded.model
