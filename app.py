@@ -18,6 +18,7 @@ pages = {
     ],
     "Explore": [
         st.Page("pages/lab.py", title="Attention lab", icon=":material/science:"),
+        st.Page("pages/study.py", title="Corpus study", icon=":material/query_stats:"),
         st.Page("pages/how_it_works.py", title="How LED attention works", icon=":material/school:"),
         st.Page("pages/model.py", title="The model", icon=":material/memory:"),
     ],

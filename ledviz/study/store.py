@@ -137,6 +137,8 @@ class ResultsFolder:
                                      for r in corpus.records])
                 _atomic_write(path / DOCUMENTS, lambda p: docs.to_parquet(p, index=False))
             (path / ROWS).mkdir(exist_ok=True)
+            for stale in (path / ROWS).glob(".tmp-*"):  # a killed run's half-written part (we hold the lock)
+                stale.unlink()
             write_json(existing, manifest)
         except BaseException:
             lock.close()
