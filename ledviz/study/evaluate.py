@@ -144,6 +144,12 @@ class Evaluator:
         ids = self.loaded.tokenizer(text, truncation=True, max_length=limit - 1)["input_ids"]
         return [cfg.decoder_start_token_id, *ids]
 
+    @torch.inference_mode()
+    def encode(self, doc, mask):
+        """The encoder's output under `mask` (no attention kept), shared by the scoring passes."""
+        return self.loaded.model.get_encoder()(doc.input_ids, attention_mask=doc.attention_mask,
+                                               global_attention_mask=mask)
+
     def rows(self, record: Record, pending: Iterable[int] | None = None) -> list[dict[str, Any]]:
         """The rows of `record` for the settings `pending` (indices; None: all), reference first.
 
@@ -178,13 +184,15 @@ class Evaluator:
                     rows.append(row)
                 continue
             t = time.perf_counter()
-            ref_out = ref_res.output_ids if ref_res is not None else res.output_ids
-            if n == spec.reference or ref_res is not None:
-                row["reference_output_log_likelihood"] = (
-                    res.log_likelihood if n == spec.reference else
-                    float(sum(compare.score_output(loaded, doc, mask, ref_out))))
+            scores_ref_output = n != spec.reference and ref_res is not None
+            enc = self.encode(doc, mask) if scores_ref_output or ref_text_ids is not None else None
+            if n == spec.reference:
+                row["reference_output_log_likelihood"] = res.log_likelihood if res.token_logprobs else None
+            elif scores_ref_output:
+                lp = compare.score_output(loaded, doc, mask, ref_res.output_ids, encoder_outputs=enc)
+                row["reference_output_log_likelihood"] = float(sum(lp)) if lp else None
             if ref_text_ids is not None:
-                lp = compare.score_output(loaded, doc, mask, ref_text_ids)
+                lp = compare.score_output(loaded, doc, mask, ref_text_ids, encoder_outputs=enc)
                 row["reference_log_likelihood"] = float(sum(lp)) if lp else None
                 row["reference_logprob_per_token"] = _per_token(lp)
             score_s = time.perf_counter() - t

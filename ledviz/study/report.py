@@ -38,7 +38,7 @@ METRIC_NAMES = {
     "reference_log_likelihood": "corpus reference log-lik.", "reference_logprob_per_token": "corpus reference log p / token",
     "global_mass": "share of attention on global tokens", "entropy": "attention entropy (nats)",
     "attention_distance": "mean attention distance (tokens)", "tv_to_reference": "total variation to the reference",
-    "global_tokens": "global tokens", "total_s": "seconds per document",
+    "global_tokens": "global tokens", "total_s": "seconds per document and setting",
 }
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728", "#8c564b", "#e377c2", "#7f7f7f"]
 
@@ -323,15 +323,14 @@ def report_html(study: Study) -> str:
         parts.append("<p>No rows yet: run the study.</p></body></html>")
         return "".join(parts)
     parts.append("<h2>Per setting: mean [95% interval]</h2>")
-    parts.append(wide(study.summary()).to_html(escape=True))
-    parts.append(f"<h2>Paired differences vs. the reference ({html.escape(study.labels[study.reference])})</h2>")
-    parts.append(wide(study.differences(), "mean_difference").to_html(escape=True))
-    first = True
-    for name, fig in figures(study).items():
-        parts.append(f"<h2>{html.escape(fig.layout.title.text or name)}</h2>")
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=True if first else False,
-                                 div_id=f"fig-{name}"))
-        first = False
+    parts.append(wide(study.summary()).T.to_html(escape=True))
+    parts.append(f"<h2>Paired differences vs. the reference ({html.escape(study.labels[study.reference])}): "
+                 "mean [95% interval]</h2>")
+    diff = wide(study.differences(), "mean_difference")
+    parts.append(diff.T.to_html(escape=True) if not diff.empty else "<p>One setting only: nothing to compare.</p>")
+    parts.append("<h2>Figures</h2>")
+    for n, (name, fig) in enumerate(figures(study).items()):
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=n == 0, div_id=f"fig-{name}"))
     parts.append("</body></html>")
     return "".join(parts)
 
