@@ -127,7 +127,7 @@ def test_ray_engine_gives_the_same_rows(local_study, tmp_path):
     assert summary.written == 12
     a, b = read_rows(out), read_rows(tmp_path / "ray")
     pd.testing.assert_frame_equal(a[SAME], b[SAME])
-    assert b.worker.nunique() == 2  # two actors, each loading the model once
+    assert not b.worker.str.endswith(f":{os.getpid()}").any()  # the rows came from Ray's actors
     assert load_study(tmp_path / "ray").manifest["runs"][0]["engine"] == "ray"
 
 
