@@ -60,6 +60,33 @@ def led_large_encoder(tokens: int) -> dict:
                 threads=torch.get_num_threads())
 
 
+def large_layer_stats(tokens: int, globals_every: int = 64) -> dict:
+    """CPU seconds of the study's per-layer work on one LED-large-shaped layer (16 heads, window 1024)
+    at `tokens` tokens, from synthetic attention: the per-head statistics (done as the layer
+    arrives) and the total variation between two settings' maps (<s> alone vs. every k-th token)."""
+    import torch
+
+    from ledviz import analysis, compare
+    from ledviz.unfold import SparseAttention, synthetic_attention
+
+    am = torch.ones(1, tokens, dtype=torch.long)
+    maps = []
+    for every in (tokens, globals_every):
+        gm = torch.zeros(1, tokens, dtype=torch.long)
+        gm[0, ::every] = 1
+        local, glob = synthetic_attention(16, 1024, am, gm, generator=torch.Generator().manual_seed(every))
+        maps.append(SparseAttention.from_layer(local, glob, gm, am, layer=0))
+        del local, glob
+    t = time.perf_counter()
+    analysis.head_stats(maps[1])
+    stats_s = time.perf_counter() - t
+    a, b = (m.to(dtype=torch.float16) for m in maps)
+    t = time.perf_counter()
+    compare.row_distances(b, a)
+    tv_s = time.perf_counter() - t
+    return dict(tokens=tokens, stats_s=stats_s, tv_s=tv_s, threads=torch.get_num_threads())
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--docs", type=int, default=12)
@@ -68,6 +95,8 @@ def main(argv=None) -> None:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--no-ray", action="store_true")
     p.add_argument("--large", type=int, default=0, help="also time an LED-large-shaped encoder at this many tokens")
+    p.add_argument("--large-layer", type=int, default=0,
+                   help="also time the per-layer statistics of one LED-large-shaped layer at this many tokens")
     args = p.parse_args(argv)
 
     spec = StudySpec(corpus=f"demo:{args.docs}:{args.tokens}", settings=["first", "none"],
@@ -118,6 +147,11 @@ def main(argv=None) -> None:
         r = led_large_encoder(args.large)
         print(f"\nLED-large-shaped encoder (random weights, float32, CPU, {r['threads']} threads), {r['tokens']} tokens: "
               f"{r['seconds']:.1f} s for {r['gflop']:.0f} GFLOP (matmuls and band only) = {r['gflops_per_s']:.1f} GFLOP/s")
+
+    if args.large_layer:
+        r = large_layer_stats(args.large_layer)
+        print(f"one LED-large-shaped layer (16 heads, window 1024), {r['tokens']} tokens, {r['threads']} threads: "
+              f"per-head statistics {r['stats_s']:.1f} s, total variation to another setting {r['tv_s']:.1f} s")
 
 
 if __name__ == "__main__":
