@@ -17,7 +17,10 @@ SAFE_INDEX = "model.safetensors.index.json"
 BIN_WEIGHTS = "pytorch_model.bin"
 BIN_INDEX = "pytorch_model.bin.index.json"
 
-_HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download")
+# where a checkpoint's files come from: keyword arguments of every from_pretrained (as in transformers).
+# For a local folder only `subfolder` matters; the others choose what is fetched from the Hub.
+HUB_KWARGS = ("subfolder", "revision", "cache_dir", "token", "local_files_only", "force_download")
+_HUB_KWARGS = HUB_KWARGS[1:]  # those huggingface_hub's hf_hub_download takes as they are
 
 
 def _looks_like_hub_id(name: str) -> bool:
@@ -34,12 +37,20 @@ def resolve_file(name_or_path: str | os.PathLike, filename: str, *, required: bo
     when the file does not exist and `required` is False; raises CheckpointError otherwise.
     """
     name = os.fspath(name_or_path)
+    subfolder = hub_kwargs.get("subfolder") or ""
+    if not isinstance(subfolder, str):
+        raise TypeError(f"subfolder must be a str (a folder inside the checkpoint), got {type(subfolder).__name__}")
     if os.path.isdir(name):
-        path = os.path.join(name, filename)
+        folder = os.path.join(name, subfolder) if subfolder else name
+        if subfolder and not os.path.isdir(folder):
+            raise CheckpointError(f"the folder {name!r} has no subfolder {subfolder!r} (subfolder={subfolder!r}): "
+                                  f"it holds {sorted(os.listdir(name))[:10]}")
+        path = os.path.join(folder, filename)
         if os.path.isfile(path):
             return path
         if required:
-            raise CheckpointError(f"{filename} not found in the folder {name!r}; is this an LED checkpoint folder?")
+            where = f"the subfolder {subfolder!r} of {name!r}" if subfolder else f"the folder {name!r}"
+            raise CheckpointError(f"{filename} not found in {where}; is this an LED checkpoint folder?")
         return None
     if os.path.isfile(name) and os.path.basename(name) == filename:
         return name
@@ -67,19 +78,26 @@ def _hub_download(repo_id: str, filename: str, *, required: bool, progress=None,
             f"{repo_id!r} is not a local folder, and huggingface_hub is not installed to fetch it "
             "from the Hub: pip install huggingface_hub, or pass a local checkpoint folder"
         ) from None
-    kwargs = {k: v for k, v in hub_kwargs.items() if k in _HUB_KWARGS}
+    kwargs = {k: v for k, v in hub_kwargs.items() if k in _HUB_KWARGS and v is not None}
+    subfolder = hub_kwargs.get("subfolder") or None
+    shown = f"{subfolder}/{filename}" if subfolder else filename
     if progress is not None:
-        progress(f"fetching {filename} from {repo_id}")
+        progress(f"fetching {shown} from {repo_id}")
     try:
-        return huggingface_hub.hf_hub_download(repo_id, filename, **kwargs)
+        return huggingface_hub.hf_hub_download(repo_id, filename, subfolder=subfolder, **kwargs)
     except LocalEntryNotFoundError:  # (a subclass of EntryNotFoundError: caught first)
-        # offline (HF_HUB_OFFLINE=1 or no network) and not in the cache
+        # offline (HF_HUB_OFFLINE=1, local_files_only=True, or no network) and not in the cache
         if not required and _repo_is_cached(repo_id, kwargs.get("cache_dir")):
             return None
+        if subfolder and _repo_is_cached(repo_id, kwargs.get("cache_dir")):
+            raise CheckpointError(
+                f"the cached Hub repo {repo_id!r} has no {shown} (subfolder={subfolder!r}): check the subfolder"
+            ) from None
+        why = "local_files_only=True" if kwargs.get("local_files_only") else "offline, or HF_HUB_OFFLINE=1"
         raise CheckpointError(
-            f"{repo_id!r} is not in the local Hub cache and the Hub cannot be reached (offline, or "
-            f"HF_HUB_OFFLINE=1): connect to the network once to download it, or pass a local "
-            f"checkpoint folder (missing file: {filename})"
+            f"{repo_id!r} is not in the local Hub cache and the Hub cannot be reached ({why}): connect to the "
+            f"network once to download it, or pass a local checkpoint folder (missing file: {shown}"
+            + (f", revision {kwargs['revision']!r}" if kwargs.get("revision") else "") + ")"
         ) from None
     except GatedRepoError:
         raise CheckpointError(
@@ -93,10 +111,12 @@ def _hub_download(repo_id: str, filename: str, *, required: bool, progress=None,
         raise CheckpointError(f"the Hub repo {repo_id!r} has no revision {kwargs.get('revision')!r}") from None
     except EntryNotFoundError:
         if required:
-            raise CheckpointError(f"the Hub repo {repo_id!r} has no file {filename}") from None
+            raise CheckpointError(f"the Hub repo {repo_id!r} has no file {shown}") from None
         return None
     except OSError as e:  # network errors, disk errors
-        raise CheckpointError(f"could not fetch {filename} of {repo_id!r} from the Hub: {e}") from None
+        raise CheckpointError(f"could not fetch {shown} of {repo_id!r} from the Hub: {e}") from None
+    except ValueError as e:  # contradictory arguments, e.g. force_download=True while offline
+        raise CheckpointError(f"could not fetch {shown} of {repo_id!r}: {e}") from None
 
 
 def _repo_is_cached(repo_id: str, cache_dir: str | None) -> bool:
@@ -150,32 +170,46 @@ def _load_index(index_path: str, name_or_path: str, loader, **hub_kwargs: Any) -
     return state
 
 
-def load_state_dict(name_or_path: str | os.PathLike, progress=None, **hub_kwargs: Any) -> dict[str, torch.Tensor]:
-    """All weights of a checkpoint: safetensors (single or sharded) first, then pytorch_model.bin."""
+def load_state_dict(name_or_path: str | os.PathLike, progress=None, use_safetensors: bool | None = None,
+                    **hub_kwargs: Any) -> dict[str, torch.Tensor]:
+    """All weights of a checkpoint: safetensors (single or sharded) first, then pytorch_model.bin.
+
+    use_safetensors=True reads only safetensors files, False only pytorch_model.bin (as transformers)."""
     name = os.fspath(name_or_path)
     kw = dict(hub_kwargs, progress=progress)
-    for filename, loader, sharded in (
+    candidates = [
         (SAFE_WEIGHTS, _load_safetensors, False),
         (SAFE_INDEX, _load_safetensors, True),
         (BIN_WEIGHTS, _load_bin, False),
         (BIN_INDEX, _load_bin, True),
-    ):
+    ]
+    if use_safetensors is not None:
+        candidates = [c for c in candidates if (c[1] is _load_safetensors) == bool(use_safetensors)]
+    for filename, loader, sharded in candidates:
         path = resolve_file(name, filename, required=False, **kw)
         if path is None:
             continue
         if progress is not None:
             progress(f"reading {os.path.basename(path)}")
         return _load_index(path, name, loader, **kw) if sharded else loader(path)
+    expected = " or ".join(c[0] for c in candidates)
     raise CheckpointError(
-        f"no weights found for {name!r}: expected {SAFE_WEIGHTS}, {SAFE_INDEX}, {BIN_WEIGHTS} or {BIN_INDEX}"
+        f"no weights found for {name!r}" + (f" (subfolder {hub_kwargs['subfolder']!r})" if hub_kwargs.get("subfolder")
+                                            else "") + f": expected {expected}"
+        + ("" if use_safetensors is None else f" (use_safetensors={use_safetensors})")
     )
 
 
-def save_state_dict(state: dict[str, torch.Tensor], save_directory: str | os.PathLike) -> str:
-    """Write `state` as model.safetensors (contiguous, shared storage de-duplicated by the caller)."""
+def save_state_dict(state: dict[str, torch.Tensor], save_directory: str | os.PathLike, safe: bool = True) -> str:
+    """Write `state` as model.safetensors (contiguous, shared storage de-duplicated by the caller);
+    safe=False: as pytorch_model.bin."""
     from safetensors.torch import save_file
 
     os.makedirs(save_directory, exist_ok=True)
+    if not safe:
+        path = os.path.join(save_directory, BIN_WEIGHTS)
+        torch.save({k: v.detach().contiguous().cpu() for k, v in state.items()}, path)
+        return path
     path = os.path.join(save_directory, SAFE_WEIGHTS)
     save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, path, metadata={"format": "pt"})
     return path

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import os
 import threading
 from typing import Any, Callable
@@ -10,8 +12,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .config import LEDConfig
-from .errors import CheckpointError
+from .config import LEDConfig, as_torch_dtype
+from .errors import CheckpointError, ConfigError
 from .loading import load_state_dict, save_state_dict
 
 # weights of task heads: present in some checkpoints, absent in others
@@ -20,20 +22,7 @@ HEAD_PREFIXES = ("lm_head.", "final_logits_bias", "classification_head.", "qa_ou
 TIED_TO_SHARED = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
 
 _construction = threading.local()
-
-
-def _dtype_from(value: Any, state: dict[str, torch.Tensor]) -> torch.dtype:
-    """torch_dtype argument -> a floating dtype ("auto": the checkpoint's own)."""
-    if value is None:
-        return torch.float32
-    if value == "auto":
-        floats = [t.dtype for t in state.values() if t.is_floating_point()]
-        return floats[0] if floats else torch.float32
-    if isinstance(value, str):
-        value = getattr(torch, value.replace("torch.", ""), None)
-    if not isinstance(value, torch.dtype) or not value.is_floating_point:
-        raise ValueError(f"torch_dtype must be a floating dtype (float32, float16, bfloat16) or 'auto', got {value!r}")
-    return value
+logger = logging.getLogger(__name__)
 
 
 class LEDPreTrainedModel(nn.Module):
@@ -141,30 +130,81 @@ class LEDPreTrainedModel(nn.Module):
     def from_pretrained(
         cls,
         pretrained_model_name_or_path: str | os.PathLike,
-        *,
-        config: LEDConfig | None = None,
+        *model_args: Any,
+        config: LEDConfig | str | os.PathLike | None = None,
+        dtype: Any = None,
         torch_dtype: Any = None,
         device: str | torch.device | None = None,
         init_missing_heads: bool = False,
+        output_loading_info: bool = False,
+        ignore_mismatched_sizes: bool = False,
+        use_safetensors: bool | None = None,
+        low_cpu_mem_usage: bool | None = None,
         progress: Callable[[str], None] | None = None,
-        **hub_kwargs: Any,
+        subfolder: str = "",
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        force_download: bool = False,
+        **kwargs: Any,
     ):
         """Load a checkpoint from a local folder or a Hub id (the Hub cache and HF_HUB_OFFLINE apply).
 
         Weights come from model.safetensors, a sharded safetensors index, or pytorch_model.bin
-        (read with weights_only=True), with or without the 'led.' prefix. Missing or unexpected
-        weights raise CheckpointError listing them; a shape mismatch names the key and both
-        shapes. Only with `init_missing_heads=True` may a task head that the checkpoint lacks
-        (e.g. qa_outputs on a summarization checkpoint) start from random values; those keys are
-        listed in `model.loading_info["initialized"]`.
+        (read with weights_only=True), with or without the 'led.' prefix.
+
+        The arguments are transformers': `dtype` (or its older name `torch_dtype`): a floating
+        torch.dtype, its name, or "auto" (the checkpoint's own: config.json's dtype, else its
+        weights'); default float32. `subfolder`, `revision`, `cache_dir`, `token`,
+        `local_files_only`, `force_download` choose the files (the last four matter for Hub ids
+        only). `use_safetensors` True/False reads only safetensors / only pytorch_model.bin.
+        `low_cpu_mem_usage` is accepted and changes nothing: the model is always built without
+        allocating weights before the checkpoint's are assigned. Any other keyword sets that
+        setting of the config before the model is built (attention_window=8, num_labels=3,
+        output_attentions=True); one that is no setting raises TypeError naming it.
+
+        Missing or unexpected weights raise CheckpointError listing them, and a shape mismatch
+        names the key and both shapes -- unless the caller asks to see them: with
+        `output_loading_info=True` the model is returned with a dict of "missing_keys" (started
+        from fresh values), "unexpected_keys" (not used), "mismatched_keys" and "error_msgs", as in
+        transformers; `ignore_mismatched_sizes=True` starts mismatched weights from fresh values
+        (listed in "mismatched_keys") instead of raising. `init_missing_heads=True` lets only a
+        task head that the checkpoint lacks (e.g. qa_outputs on a summarization checkpoint) start
+        from fresh values. The lists are also kept in `model.loading_info`.
         """
+        if model_args:
+            raise TypeError(f"{cls.__name__}.from_pretrained takes one positional argument (the checkpoint), "
+                            f"got {1 + len(model_args)}: pass the others by name")
         name = os.fspath(pretrained_model_name_or_path)
-        if config is None:
+        hub = dict(subfolder=subfolder, revision=revision, cache_dir=cache_dir, token=token,
+                   local_files_only=local_files_only, force_download=force_download)
+        what = f"{cls.__name__}.from_pretrained"
+        if dtype is not None and torch_dtype is not None and as_torch_dtype(dtype, "dtype", True) != \
+                as_torch_dtype(torch_dtype, "torch_dtype", True):
+            raise ConfigError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree: give dtype only "
+                              "(torch_dtype is its older name)")
+        dtype_name = "dtype" if dtype is not None or torch_dtype is None else "torch_dtype"
+        wanted = as_torch_dtype(dtype if dtype is not None else torch_dtype, dtype_name, allow_auto=True)
+        if isinstance(wanted, torch.dtype) and not wanted.is_floating_point:
+            raise ConfigError(f"{dtype_name}={wanted} is not a floating dtype: the weights can be loaded as "
+                              "float32, float16 or bfloat16 (or \"auto\", the checkpoint's own)")
+        if isinstance(config, (str, os.PathLike)):
+            config = LEDConfig.from_pretrained(config, **hub)
+        elif config is None:
             if progress:
                 progress("reading config.json")
-            config = LEDConfig.from_pretrained(name, **hub_kwargs)
-        state = load_state_dict(name, progress=progress, **hub_kwargs)
-        dtype = _dtype_from(torch_dtype, state)
+            config = LEDConfig.from_pretrained(name, **hub)
+        elif isinstance(config, LEDConfig):
+            config = copy.deepcopy(config)
+        else:
+            raise TypeError(f"config must be an LEDConfig (or a path to one), got {type(config).__name__}")
+        config.apply_overrides(kwargs, what=what)
+        state = load_state_dict(name, progress=progress, use_safetensors=use_safetensors, **hub)
+        if wanted == "auto":
+            wanted = config.dtype if config.dtype is not None else next(
+                (t.dtype for t in state.values() if t.is_floating_point()), torch.float32)
+        dtype = wanted if wanted is not None else torch.float32
         if progress:
             progress("building the model")
         # build without allocating or initializing weights; the checkpoint's tensors are assigned
@@ -174,11 +214,15 @@ class LEDPreTrainedModel(nn.Module):
         expected = model._expected_keys()
         missing = sorted(k for k in expected if k not in renamed)
         unexpected = sorted(k for k in renamed if k not in expected)
-        initialized: list[str] = []
-        if missing and init_missing_heads:
-            initialized = [k for k in missing if k.startswith(HEAD_PREFIXES)]
-            missing = [k for k in missing if k not in initialized]
-        if missing or unexpected:
+        lenient = output_loading_info
+        fresh: list[str] = []  # keys that start from fresh values
+        if missing and (init_missing_heads or lenient):
+            fresh = [k for k in missing if lenient or k.startswith(HEAD_PREFIXES)]
+            missing = [k for k in missing if k not in fresh]
+        if lenient:
+            for k in unexpected:
+                del renamed[k]
+        if missing or (unexpected and not lenient):
             parts = []
             if missing:
                 parts.append(f"missing from the checkpoint: {', '.join(missing[:20])}"
@@ -191,43 +235,69 @@ class LEDPreTrainedModel(nn.Module):
                 hint = (" The checkpoint has no weights for this task head; pass init_missing_heads=True to "
                         "start the head from random values (for fine-tuning).")
             raise CheckpointError(
-                f"the weights of {name!r} do not fit {cls.__name__} with its config.json: " + "; ".join(parts) + "." + hint
+                f"the weights of {name!r} do not fit {cls.__name__} with its config.json: " + "; ".join(parts) + "."
+                + hint + " (output_loading_info=True loads what fits and lists the rest.)"
             )
-        mismatched = [f"{k!r} has shape {tuple(v.shape)} in the checkpoint but {tuple(expected[k])} in the model"
-                      for k, v in sorted(renamed.items()) if tuple(v.shape) != tuple(expected[k])]
-        if mismatched:
+        mismatched = sorted(k for k, v in renamed.items() if tuple(v.shape) != tuple(expected[k]))
+        if mismatched and not ignore_mismatched_sizes:
+            shown = [f"{k!r} has shape {tuple(renamed[k].shape)} in the checkpoint but {tuple(expected[k])} in the model"
+                     for k in mismatched]
             raise CheckpointError(
-                f"the weights of {name!r} do not fit its config.json: " + "; ".join(mismatched[:10])
-                + (f" (+{len(mismatched) - 10} more)" if len(mismatched) > 10 else "")
-                + ": the config and the weights come from different models"
+                f"the weights of {name!r} do not fit its config.json: " + "; ".join(shown[:10])
+                + (f" (+{len(shown) - 10} more)" if len(shown) > 10 else "")
+                + ": the config and the weights come from different models (ignore_mismatched_sizes=True starts "
+                "those weights from fresh values)"
             )
         target = torch.device(device) if device is not None else torch.device("cpu")
-        renamed = {k: v.to(device=target, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in renamed.items()}
-        if initialized:
-            # fresh tensors for the heads the checkpoint lacks, then the usual init on them
-            for k in initialized:
-                renamed[k] = torch.empty(expected[k], device=target, dtype=dtype)
+        renamed = {k: v.to(device=target, dtype=dtype if v.is_floating_point() else v.dtype)
+                   for k, v in renamed.items() if k not in mismatched}
+        for k in fresh + mismatched:
+            renamed[k] = model._fresh_tensor(k, expected[k], target, dtype)
         model.load_state_dict(renamed, strict=True, assign=True)
         model.tie_weights()
-        if initialized:
-            for prefix in {k.rsplit(".", 1)[0] for k in initialized}:
-                module = model.get_submodule(prefix) if prefix != "final_logits_bias" else None
-                if module is not None:
-                    module.apply(model._init_weights)
-                else:
-                    model.final_logits_bias.zero_()
-        model.loading_info = {"dropped_heads": dropped, "initialized": initialized}
+        config.dtype = dtype
+        # what transformers reports: final_logits_bias (zeros when absent) is never listed as missing
+        info = {
+            "missing_keys": sorted(k for k in fresh if k != "final_logits_bias"),
+            "unexpected_keys": sorted(set(unexpected) | set(dropped)),
+            "mismatched_keys": mismatched,
+            "error_msgs": [],
+        }
+        if info["missing_keys"] or info["mismatched_keys"]:
+            logger.warning("%s from %r: weights started from fresh values: %s", cls.__name__, name,
+                           info["missing_keys"] + info["mismatched_keys"])
+        model.loading_info = {"dropped_heads": dropped, "initialized": fresh, **info}
         model.name_or_path = name
         model.eval()
         if hasattr(model, "_load_generation_config"):
-            model._load_generation_config(name, **hub_kwargs)
-        return model
+            model._load_generation_config(name, **hub)
+        return (model, info) if output_loading_info else model
 
-    def save_pretrained(self, save_directory: str | os.PathLike, **_: Any) -> None:
-        """Write config.json and model.safetensors (tied copies stored once), loadable by transformers too."""
+    def _fresh_tensor(self, key: str, shape: torch.Size, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """A freshly initialized value for the weight `key` (as _init_weights and the layers' defaults would)."""
+        owner, _, leaf = key.rpartition(".")
+        module = self.get_submodule(owner) if owner else self
+        out = torch.zeros(shape, device=device, dtype=dtype)
+        std = self.config.init_std
+        if isinstance(module, nn.LayerNorm) and leaf == "weight":
+            out.fill_(1.0)
+        elif isinstance(module, (nn.Linear, nn.Embedding)) and leaf == "weight":
+            out.normal_(0.0, std)
+            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                out[module.padding_idx] = 0
+        return out
+
+    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True,
+                        is_main_process: bool = True) -> None:
+        """Write config.json and model.safetensors (tied copies stored once), loadable by transformers too.
+
+        safe_serialization=False writes pytorch_model.bin instead; is_main_process=False writes nothing
+        (as in transformers, for the other processes of a distributed run)."""
+        if not is_main_process:
+            return
         os.makedirs(save_directory, exist_ok=True)
         self.config.architectures = [type(self).__name__]
-        self.config.torch_dtype = str(self.dtype).replace("torch.", "")
+        self.config.dtype = self.dtype
         self.config.save_pretrained(save_directory)
         state = self.state_dict()
         seen: dict[int, str] = {}
@@ -238,7 +308,7 @@ class LEDPreTrainedModel(nn.Module):
                 continue
             seen[ptr] = key
             unique[key] = state[key]
-        save_state_dict(unique, save_directory)
+        save_state_dict(unique, save_directory, safe=safe_serialization)
         if hasattr(self, "generation_config") and self.generation_config:
             with open(os.path.join(save_directory, "generation_config.json"), "w", encoding="utf-8") as f:
                 json.dump(self.generation_config, f, indent=2, sort_keys=True)

@@ -78,7 +78,7 @@ _PAD_VALUES = {
 }
 
 _TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second")
-_HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "progress")
+_HUB_KWARGS = ("subfolder", "revision", "cache_dir", "token", "local_files_only", "force_download", "progress")
 
 
 def clean_up_tokenization(text: str) -> str:

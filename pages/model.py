@@ -18,7 +18,7 @@ ARCHITECTURE = [  # the config fields a reader looks for first, in reading order
     "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads",
     "encoder_ffn_dim", "decoder_ffn_dim", "attention_window", "max_encoder_position_embeddings",
     "max_decoder_position_embeddings", "vocab_size", "activation_function", "dropout", "attention_dropout",
-    "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "tie_word_embeddings", "torch_dtype",
+    "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "tie_word_embeddings", "dtype",
 ]
 SOURCES = {pipeline.EMBEDDED: "Embedded", "local": "Local folder", "hub": "Hub"}
 
