@@ -36,6 +36,7 @@ import inspect
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,6 +121,8 @@ class _Row:
     num_truncated: int = 0
     over_limit: int = 0
     attention_mask: list[int] = field(default_factory=list)
+    overflowing: list[int] = field(default_factory=list)  # the slow tokenizer's overflowing_tokens
+    num_truncated_reported: int = 0  # its num_truncated_tokens: total length - max_length
 
     def pad(self, length: int, side: str, pad_id: int, pad_token: str) -> None:
         """Pad every per-token list in place to `length` on `side`."""
@@ -337,10 +340,22 @@ class LEDTokenizerFast:
         clean_up_tokenization_spaces: bool = False,
         padding_side: str = "right",
         truncation_side: str = "right",
+        additional_special_tokens: Sequence[Any] | None = None,
         *,
         tokenizer_object: Tokenizer | None = None,
         name_or_path: str = "",
     ):
+        # what it was built with (transformers' `init_kwargs`: what save_pretrained and a copy need)
+        self.init_kwargs = {k: v for k, v in dict(
+            vocab_file=vocab_file, merges_file=merges_file, tokenizer_file=tokenizer_file, errors=errors,
+            bos_token=_token_content(bos_token), eos_token=_token_content(eos_token),
+            sep_token=_token_content(sep_token), cls_token=_token_content(cls_token),
+            unk_token=_token_content(unk_token), pad_token=_token_content(pad_token),
+            mask_token=_token_content(mask_token), add_prefix_space=add_prefix_space, trim_offsets=trim_offsets,
+            model_max_length=model_max_length, clean_up_tokenization_spaces=clean_up_tokenization_spaces,
+            padding_side=padding_side, truncation_side=truncation_side, name_or_path=name_or_path,
+            additional_special_tokens=[_token_content(t) for t in additional_special_tokens or []] or None,
+        ).items() if v is not None}
         # settings
         self.errors = errors
         self.add_prefix_space = bool(add_prefix_space)
@@ -367,11 +382,25 @@ class LEDTokenizerFast:
         # the backend: a copy of a given Tokenizer, tokenizer.json, or vocab.json + merges.txt
         self._backend = self._build_backend(vocab_file, merges_file, tokenizer_file, tokenizer_object)
         self._register_special_tokens(mask_token)
+        self._set_post_processor()
+        # the ids the backend's post-processor puts around a text (a fast tokenizer keeps them even
+        # when cls_token/sep_token change later, as transformers' does)
+        self._template_ids = (self._token_id(self.cls_token), self._token_id(self.sep_token))
+        self._additional_special_tokens: list[str] = []
+        if additional_special_tokens:
+            self.add_special_tokens({"additional_special_tokens": list(additional_special_tokens)})
+        self._overflow_backend: Tokenizer | None = None
+        self._overflow_lock = threading.Lock()
         # the slow tokenizer adds its prefix space in Python, so it encodes with one that adds none
         self._encoder = self._backend
         if self._prefix_space_per_text and self.add_prefix_space:
             self._encoder = Tokenizer.from_str(self._backend.to_str())
             self._encoder.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        # transformers' Python tokenizer maps a piece missing from the vocabulary to <unk>; the
+        # `tokenizers` one (LEDTokenizerFast) drops it
+        if not self.is_fast and self.unk_token is not None and isinstance(self._backend.model, models.BPE):
+            for backend in {id(self._backend): self._backend, id(self._encoder): self._encoder}.values():
+                backend.model.unk_token = self.unk_token
 
     # ---- construction --------------------------------------------------------------------
     def _build_backend(self, vocab_file, merges_file, tokenizer_file, tokenizer_object) -> Tokenizer:
@@ -399,15 +428,20 @@ class LEDTokenizerFast:
         backend = Tokenizer(bpe)
         backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=self.add_prefix_space)
         backend.decoder = decoders.ByteLevel()
-        vocab = backend.get_vocab(with_added_tokens=False)
-        for attr in ("sep_token", "cls_token"):
-            if getattr(self, attr) not in vocab:
-                raise CheckpointError(f"the vocabulary {vocab_file} has no {attr} {getattr(self, attr)!r}")
-        backend.post_processor = processors.RobertaProcessing(
-            sep=(self.sep_token, vocab[self.sep_token]), cls=(self.cls_token, vocab[self.cls_token]),
+        return backend
+
+    def _set_post_processor(self) -> None:
+        """RoBERTa's `<s> A </s></s> B </s>` around the texts, for a backend built from vocab files
+        (after the special tokens are registered: a vocab.json may lack them)."""
+        if self._backend.post_processor is not None:
+            return
+        cls_id, sep_id = self._token_id(self.cls_token), self._token_id(self.sep_token)
+        if cls_id is None or sep_id is None:
+            raise CheckpointError("an LED tokenizer needs a cls_token and a sep_token")
+        self._backend.post_processor = processors.RobertaProcessing(
+            sep=(self.sep_token, sep_id), cls=(self.cls_token, cls_id),
             trim_offsets=self.trim_offsets, add_prefix_space=self.add_prefix_space,
         )
-        return backend
 
     def _update_pipeline_flags(self, backend: Tokenizer) -> None:
         """Set add_prefix_space/trim_offsets in a loaded pipeline, as transformers does."""
@@ -477,7 +511,10 @@ class LEDTokenizerFast:
             value = _token_content(special_map.get(attr, config.get(attr)))
             if value is not None:
                 init[attr] = value
+        extra_special = special_map.get("additional_special_tokens", config.get("additional_special_tokens")) or []
+        extra_special = [_token_content(t) for t in extra_special]
         init.update(user)
+        extra_special = init.pop("additional_special_tokens", None) or extra_special
 
         # the vocabulary: tokenizer.json, or vocab.json + merges.txt (this class's preferred first)
         tokenizer_file = vocab_file = merges_file = None
@@ -496,7 +533,25 @@ class LEDTokenizerFast:
                 f"no LED tokenizer in {where}: expected {TOKENIZER_FILE}, or both {VOCAB_FILE} and "
                 f"{MERGES_FILE} (found: {', '.join(present) or 'none of them'})"
             )
-        return cls(vocab_file, merges_file, tokenizer_file, name_or_path=name, **init)
+        tokenizer = cls(vocab_file, merges_file, tokenizer_file, name_or_path=name, **init)
+        # tokens added to a tokenizer saved without tokenizer.json live in tokenizer_config.json (they
+        # keep their ids: restored before the additional special tokens are looked up)
+        tokenizer._restore_added_tokens(config.get("added_tokens_decoder") or {})
+        if extra_special:
+            tokenizer.add_special_tokens({"additional_special_tokens": list(extra_special)})
+            tokenizer.init_kwargs["additional_special_tokens"] = list(extra_special)
+        return tokenizer
+
+    def _restore_added_tokens(self, saved: Mapping[str, Any]) -> None:
+        """Add, in id order, the saved added tokens the backend does not know yet."""
+        for _, entry in sorted(((int(i), e) for i, e in saved.items()), key=lambda x: x[0]):
+            if not isinstance(entry, Mapping) or self._backend.token_to_id(entry.get("content", "")) is not None:
+                continue
+            token = AddedToken(entry["content"], lstrip=bool(entry.get("lstrip")), rstrip=bool(entry.get("rstrip")),
+                               single_word=bool(entry.get("single_word")),
+                               normalized=bool(entry.get("normalized", not entry.get("special"))),
+                               special=bool(entry.get("special")))
+            self._add_to_backends([token], special=bool(entry.get("special")))
 
     def save_vocabulary(self, save_directory: str | os.PathLike, filename_prefix: str | None = None) -> tuple[str, str]:
         """Write vocab.json and merges.txt (named `{prefix}-vocab.json` with a prefix)."""
@@ -521,6 +576,8 @@ class LEDTokenizerFast:
                              "rstrip": t.rstrip, "single_word": t.single_word} for t in added.values()}
         special_map = {attr: flags.get(getattr(self, attr), {"content": getattr(self, attr)})
                        for attr in SPECIAL_TOKEN_ATTRIBUTES if getattr(self, attr) is not None}
+        if self._additional_special_tokens:
+            special_map["additional_special_tokens"] = [flags[t] for t in self._additional_special_tokens]
         config = {
             "tokenizer_class": "LEDTokenizer",
             "model_max_length": self.model_max_length,
@@ -531,6 +588,7 @@ class LEDTokenizerFast:
             "padding_side": self.padding_side,
             "truncation_side": self.truncation_side,
             **{attr: getattr(self, attr) for attr in SPECIAL_TOKEN_ATTRIBUTES if getattr(self, attr) is not None},
+            "additional_special_tokens": list(self._additional_special_tokens),
             "added_tokens_decoder": {str(i): {**flags[t.content], "special": t.special}
                                      for i, t in sorted(added.items())},
         }
@@ -594,14 +652,88 @@ class LEDTokenizerFast:
     mask_token_id = property(lambda self: self._token_id(self.mask_token), doc="Id of `<mask>`.")
 
     @property
-    def special_tokens_map(self) -> dict[str, str]:
-        """Attribute name -> special token text."""
-        return {a: getattr(self, a) for a in SPECIAL_TOKEN_ATTRIBUTES if getattr(self, a) is not None}
+    def additional_special_tokens(self) -> list[str]:
+        """Special tokens besides the seven named ones (added with add_special_tokens)."""
+        return list(self._additional_special_tokens)
+
+    @property
+    def additional_special_tokens_ids(self) -> list[int]:
+        return [self._token_id(t) for t in self._additional_special_tokens]
+
+    @property
+    def special_tokens_map(self) -> dict[str, Any]:
+        """Attribute name -> special token text (and "additional_special_tokens" -> their list, when any)."""
+        out: dict[str, Any] = {a: getattr(self, a) for a in SPECIAL_TOKEN_ATTRIBUTES if getattr(self, a) is not None}
+        if self._additional_special_tokens:
+            out["additional_special_tokens"] = list(self._additional_special_tokens)
+        return out
 
     @property
     def all_special_tokens(self) -> list[str]:
-        """The distinct special tokens, in transformers' order (bos, eos, unk, sep, pad, cls, mask)."""
-        return list(dict.fromkeys(self.special_tokens_map.values()))
+        """The distinct special tokens, in transformers' order (bos, eos, unk, sep, pad, cls, mask, additional)."""
+        named = [getattr(self, a) for a in SPECIAL_TOKEN_ATTRIBUTES if getattr(self, a) is not None]
+        return list(dict.fromkeys(named + self._additional_special_tokens))
+
+    def get_added_vocab(self) -> dict[str, int]:
+        """Added token -> id (the special tokens outside the BPE merges included), as transformers."""
+        return {t.content: i for i, t in sorted(self._backend.get_added_tokens_decoder().items())}
+
+    def _add_to_backends(self, tokens: list[AddedToken], special: bool) -> int:
+        """Add tokens to the backend (and the slow tokenizer's encoder copy); returns how many are new."""
+        before = len(self)
+        backends = {id(self._backend): self._backend, id(self._encoder): self._encoder}.values() \
+            if hasattr(self, "_encoder") else [self._backend]
+        for backend in backends:
+            (backend.add_special_tokens if special else backend.add_tokens)(tokens)
+        self._overflow_backend = None
+        return len(self) - before
+
+    def add_tokens(self, new_tokens: str | AddedToken | Sequence[str | AddedToken], special_tokens: bool = False) -> int:
+        """Add tokens to the vocabulary (new ids after the last one); returns how many were new.
+
+        A token is never split and keeps its id; resize the model's embeddings to len(tokenizer)
+        (model.resize_token_embeddings) before using them."""
+        if isinstance(new_tokens, (str, AddedToken)):
+            new_tokens = [new_tokens]
+        tokens = []
+        for t in new_tokens:
+            if isinstance(t, str):
+                if not t:
+                    raise InputError("add_tokens: an empty string is no token")
+                t = AddedToken(t, lstrip=False, rstrip=False, normalized=not special_tokens, special=special_tokens)
+            elif not isinstance(t, AddedToken):
+                raise InputError(f"add_tokens takes strings or tokenizers.AddedToken, got {type(t).__name__}")
+            tokens.append(t)
+        return self._add_to_backends(tokens, special=special_tokens)
+
+    def add_special_tokens(self, special_tokens_dict: Mapping[str, Any],
+                           replace_additional_special_tokens: bool = True) -> int:
+        """Set special tokens ({"cls_token": "<cls>", "additional_special_tokens": ["<q>"]}) and add
+        those the vocabulary lacks; returns how many tokens were new. Additional special tokens
+        replace the earlier list (or extend it with replace_additional_special_tokens=False)."""
+        allowed = SPECIAL_TOKEN_ATTRIBUTES + ("additional_special_tokens",)
+        unknown = [k for k in special_tokens_dict if k not in allowed]
+        if unknown:
+            raise InputError(f"add_special_tokens: {unknown} are no special-token names; use {list(allowed)}")
+        added = 0
+        for key, value in special_tokens_dict.items():
+            if key == "additional_special_tokens":
+                if isinstance(value, (str, AddedToken)) or not isinstance(value, (list, tuple)):
+                    raise InputError("additional_special_tokens must be a list of tokens")
+                contents = [_token_content(v) for v in value]
+                added += self.add_tokens([v if isinstance(v, AddedToken) else c for v, c in zip(value, contents)],
+                                         special_tokens=True)
+                if replace_additional_special_tokens:
+                    self._additional_special_tokens = list(dict.fromkeys(contents))
+                else:
+                    self._additional_special_tokens = list(dict.fromkeys(self._additional_special_tokens + contents))
+            else:
+                content = _token_content(value)
+                if not isinstance(content, str) or not content:
+                    raise InputError(f"add_special_tokens: {key} must be a token (a non-empty string)")
+                added += self.add_tokens([value], special_tokens=True)
+                setattr(self, key, content)
+        return added
 
     @property
     def all_special_ids(self) -> list[int]:
@@ -641,34 +773,91 @@ class LEDTokenizerFast:
     # ---- encoding ------------------------------------------------------------------------
     def __call__(
         self,
-        text: str | Sequence[str] | Sequence[tuple[str, str]],
+        text: str | Sequence[str] | Sequence[tuple[str, str]] | None = None,
         text_pair: str | Sequence[str] | None = None,
+        text_target: str | Sequence[str] | None = None,
+        text_pair_target: str | Sequence[str] | None = None,
         add_special_tokens: bool = True,
         padding: bool | str = False,
         truncation: bool | str | None = None,
         max_length: int | None = None,
+        stride: int = 0,
         pad_to_multiple_of: int | None = None,
         padding_side: str | None = None,
         return_tensors: str | None = None,
         return_token_type_ids: bool | None = None,
         return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False,
         return_special_tokens_mask: bool = False,
         return_offsets_mapping: bool = False,
+        return_length: bool = False,
         verbose: bool = True,
     ) -> BatchEncoding:
         """Encode a text, a pair (question, context), or a batch (list) of either.
 
         Arguments mean what they mean in transformers. `truncation=None` with a `max_length` and
-        no padding truncates 'longest_first', as transformers does.
+        no padding truncates 'longest_first', as transformers does. `text_target` (and
+        `text_pair_target`) are encoded with the same settings and returned as "labels" (alone:
+        as the encoding itself). `return_overflowing_tokens` with `stride`: the fast tokenizer
+        returns every window of a long input as a row of its own, overlapping by `stride` tokens,
+        with "overflow_to_sample_mapping" (row -> input); the slow one returns the cut tokens
+        (plus `stride` tokens before them) as "overflowing_tokens" and "num_truncated_tokens".
         """
+        options = dict(add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
+                       max_length=max_length, stride=stride, pad_to_multiple_of=pad_to_multiple_of,
+                       padding_side=padding_side, return_tensors=return_tensors,
+                       return_token_type_ids=return_token_type_ids, return_attention_mask=return_attention_mask,
+                       return_overflowing_tokens=return_overflowing_tokens,
+                       return_special_tokens_mask=return_special_tokens_mask,
+                       return_offsets_mapping=return_offsets_mapping, return_length=return_length, verbose=verbose)
+        if text is None and text_target is None:
+            raise InputError("give text (or text_target) to encode")
+        if text_pair is not None and text is None:
+            raise InputError("text_pair needs text")
+        if text_pair_target is not None and text_target is None:
+            raise InputError("text_pair_target needs text_target")
+        encoding = self._encode_call(text, text_pair, **options) if text is not None else None
+        if text_target is None:
+            return encoding
+        target = self._encode_call(text_target, text_pair_target, **options)
+        if encoding is None:
+            return target
+        encoding["labels"] = target["input_ids"]
+        return encoding
+
+    def encode_plus(self, text: str, text_pair: str | None = None, **kwargs: Any) -> BatchEncoding:
+        """One text or pair -> its encoding (transformers' older name for calling the tokenizer)."""
+        if not isinstance(text, str) or not (text_pair is None or isinstance(text_pair, str)):
+            raise InputError("encode_plus takes one text (and one text_pair); use batch_encode_plus for a batch")
+        return self(text, text_pair, **kwargs)
+
+    def batch_encode_plus(self, batch_text_or_text_pairs: Sequence[str] | Sequence[tuple[str, str]],
+                          **kwargs: Any) -> BatchEncoding:
+        """A batch of texts or (text, text_pair) pairs -> their encoding (transformers' older name)."""
+        if isinstance(batch_text_or_text_pairs, str) or not isinstance(batch_text_or_text_pairs, (list, tuple)):
+            raise InputError("batch_encode_plus takes a list of texts or of (text, text_pair) pairs")
+        return self(list(batch_text_or_text_pairs), **kwargs)
+
+    def _encode_call(self, text, text_pair, *, add_special_tokens, padding, truncation, max_length, stride,
+                     pad_to_multiple_of, padding_side, return_tensors, return_token_type_ids, return_attention_mask,
+                     return_overflowing_tokens, return_special_tokens_mask, return_offsets_mapping, return_length,
+                     verbose) -> BatchEncoding:
         # inputs as a list of str / (str, str), and whether the caller gave a batch
         inputs, is_batched = self._normalize_inputs(text, text_pair)
 
         # padding/truncation strategies and the lengths they work to
         pad, trunc, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of, verbose)
 
-        # encode, truncate and add special tokens, one row per sequence
-        rows = self._encode_rows(inputs, add_special_tokens, trunc, max_length)
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
+            raise InputError(f"stride={stride!r}: give the number of tokens windows overlap (a whole number >= 0)")
+
+        # encode, truncate and add special tokens, one row per sequence (per window, fast with overflow)
+        sample_of = None
+        if return_overflowing_tokens and self.is_fast and trunc is not None and max_length is not None:
+            rows, sample_of = self._overflow_rows(inputs, add_special_tokens, trunc, max_length, stride)
+            is_batched = True
+        else:
+            rows = self._encode_rows(inputs, add_special_tokens, trunc, max_length, stride)
 
         # pad the batch
         side = padding_side or self.padding_side
@@ -687,7 +876,11 @@ class LEDTokenizerFast:
             )
 
         # the requested outputs
-        data: dict[str, list] = {"input_ids": [r.input_ids for r in rows]}
+        data: dict[str, list] = {}
+        if return_overflowing_tokens and not self.is_fast:
+            data["overflowing_tokens"] = [r.overflowing for r in rows]
+            data["num_truncated_tokens"] = [r.num_truncated_reported for r in rows]
+        data["input_ids"] = [r.input_ids for r in rows]
         if return_token_type_ids:
             data["token_type_ids"] = [[0] * len(r.input_ids) for r in rows]
         if return_attention_mask is None or return_attention_mask:
@@ -696,8 +889,13 @@ class LEDTokenizerFast:
             data["special_tokens_mask"] = [r.special_tokens_mask for r in rows]
         if return_offsets_mapping:
             data["offset_mapping"] = [r.offsets for r in rows]
+        if return_length:
+            data["length"] = [len(r.input_ids) for r in rows]
+        if sample_of is not None:
+            data["overflow_to_sample_mapping"] = sample_of
         if not is_batched and return_tensors is None:
-            data = {k: v[0] for k, v in data.items()}
+            # (transformers' fast tokenizer leaves a per-sequence number, such as length, as a list)
+            data = {k: v[0] if not self.is_fast or isinstance(v[0], list) else v for k, v in data.items()}
         return BatchEncoding(data, rows=rows, is_batched=is_batched, tensor_type=return_tensors)
 
     def encode(self, text: str, text_pair: str | None = None, **kwargs: Any) -> Any:
@@ -753,8 +951,37 @@ class LEDTokenizerFast:
             )
         return pad, trunc, max_length
 
+    def _overflow_rows(self, inputs: list, add_special_tokens: bool, trunc: str, max_length: int,
+                       stride: int) -> tuple[list[_Row], list[int]]:
+        """Every window of every input as `tokenizers` cuts them (transformers' fast tokenizer), and
+        the input each row comes from."""
+        with self._overflow_lock:
+            if self._overflow_backend is None:
+                self._overflow_backend = Tokenizer.from_str(self._backend.to_str())
+            backend = self._overflow_backend
+            try:
+                backend.enable_truncation(max_length, stride=stride, strategy=trunc, direction=self.truncation_side)
+                encodings = backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
+            except BaseException as e:  # tokenizers raises plain Exceptions, or panics (a BaseException)
+                if isinstance(e, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+                    raise
+                raise InputError(f"cannot cut the input into windows of max_length={max_length} with "
+                                 f"stride={stride} ({e}): the stride must be smaller than the room left for text") \
+                    from None
+            finally:
+                backend.no_truncation()
+        rows, sample_of = [], []
+        for i, first in enumerate(encodings):
+            for enc in [first, *first.overflowing]:
+                row = _Row(list(enc.ids), list(enc.tokens), list(enc.offsets), list(enc.word_ids),
+                           list(enc.sequence_ids), list(enc.special_tokens_mask))
+                row.over_limit = max(len(row.input_ids) - self.model_max_length, 0)
+                rows.append(row)
+                sample_of.append(i)
+        return rows, sample_of
+
     def _encode_rows(self, inputs: list, add_special_tokens: bool, trunc: str | None,
-                     max_length: int | None) -> list[_Row]:
+                     max_length: int | None, stride: int = 0) -> list[_Row]:
         """Tokenize every input, truncate it, and add the special tokens."""
         # the slow tokenizer puts its prefix space in front of each text itself (offsets move back by it)
         shifts = [(0, 0)] * len(inputs)
@@ -785,16 +1012,24 @@ class LEDTokenizerFast:
                     "offsets": [(max(a - shift, 0), max(b - shift, 0)) for a, b in offsets[start:end]],
                     "word_ids": word_ids[start:end],
                 })
-            # truncation
+            # truncation; the cut tokens (and `stride` before them) are what transformers' slow
+            # tokenizer reports as overflowing (nothing for a pair cut 'longest_first')
             n_special = self.num_special_tokens_to_add(pair) if add_special_tokens else 0
             lengths = [len(s["ids"]) for s in segments]
             keep = self._kept_lengths(lengths, trunc, max_length, n_special)
+            overflowing: list[int] = []
             for s, k, n in zip(segments, keep, lengths):
                 if k < n:
+                    if not (pair and trunc == "longest_first"):
+                        window = min(n, stride + n - k)
+                        overflowing = s["ids"][n - window:] if self.truncation_side == "right" else s["ids"][:window]
                     cut = slice(0, k) if self.truncation_side == "right" else slice(n - k, n)
                     for key in s:
                         s[key] = s[key][cut]
-            rows.append(self._assemble(segments, add_special_tokens, sum(lengths) - sum(keep)))
+            row = self._assemble(segments, add_special_tokens, sum(lengths) - sum(keep))
+            row.overflowing = overflowing
+            row.num_truncated_reported = (sum(lengths) + n_special - max_length) if trunc and max_length else 0
+            rows.append(row)
         return rows
 
     def _kept_lengths(self, lengths: list[int], trunc: str | None, max_length: int | None,
@@ -826,15 +1061,17 @@ class LEDTokenizerFast:
         def put_special(token: str, token_id: int):
             put([token_id], [token], [(0, 0)], [None], None, True)
 
+        cls_id, sep_id = self._template_ids if self.is_fast else (self.cls_token_id, self.sep_token_id)
+        cls_token, sep_token = self._backend.id_to_token(cls_id), self._backend.id_to_token(sep_id)
         for s, segment in enumerate(segments):
             if add_special_tokens:
                 if s == 0:
-                    put_special(self.cls_token, self.cls_token_id)
+                    put_special(cls_token, cls_id)
                 else:  # `</s></s>` between the two texts
-                    put_special(self.sep_token, self.sep_token_id)
+                    put_special(sep_token, sep_id)
             put(segment["ids"], segment["tokens"], segment["offsets"], segment["word_ids"], s, False)
             if add_special_tokens:
-                put_special(self.sep_token, self.sep_token_id)
+                put_special(sep_token, sep_id)
         row.over_limit = max(len(row.input_ids) - self.model_max_length, 0)
         return row
 
@@ -929,8 +1166,11 @@ class LEDTokenizerFast:
 
     # ---- decoding ------------------------------------------------------------------------
     def decode(self, token_ids: Any, skip_special_tokens: bool = False,
-               clean_up_tokenization_spaces: bool | None = None) -> str:
-        """The text of a sequence of ids (a list, an int, or a 1-D tensor/array)."""
+               clean_up_tokenization_spaces: bool | None = None, spaces_between_special_tokens: bool = True) -> str:
+        """The text of a sequence of ids (a list, an int, or a 1-D tensor/array).
+
+        The slow tokenizer, like transformers', writes tokens added with add_tokens (and added
+        special tokens) as words of their own, separated by spaces (spaces_between_special_tokens)."""
         ids = _as_id_list(token_ids)
         # ids must be in the vocabulary (e.g. -100 label padding is not)
         size = len(self)
@@ -938,7 +1178,10 @@ class LEDTokenizerFast:
         if bad:
             raise InputError(f"cannot decode ids outside the vocabulary (0..{size - 1}): {bad[:10]}")
         # transformers' fast tokenizer always replaces bad UTF-8; the slow one follows `errors`
-        if self.errors == "replace" or self.is_fast:
+        loose = self._loose_added_tokens() if not self.is_fast else set()
+        if loose:
+            text = self._decode_pieces(ids, skip_special_tokens, loose, spaces_between_special_tokens)
+        elif self.errors == "replace" or self.is_fast:
             text = self._backend.decode(ids, skip_special_tokens=skip_special_tokens)
         else:
             text = self._decode_bytes(ids, skip_special_tokens)
@@ -946,6 +1189,37 @@ class LEDTokenizerFast:
         if clean is None:
             clean = self.clean_up_tokenization_spaces
         return clean_up_tokenization(text) if clean else text
+
+    def _loose_added_tokens(self) -> set[str]:
+        """Added tokens the slow tokenizer decodes as words of their own: those added with add_tokens,
+        and additional special tokens outside the BPE vocabulary."""
+        named = {getattr(self, a) for a in SPECIAL_TOKEN_ATTRIBUTES}
+        added = {t.content for t in self._backend.get_added_tokens_decoder().values()}
+        loose = added - named - set(self._additional_special_tokens)
+        return loose | {t for t in self._additional_special_tokens if self._token_id(t) >= self.vocab_size}
+
+    def _decode_pieces(self, ids: list[int], skip_special_tokens: bool, loose: set[str], spaces: bool) -> str:
+        """transformers' slow decode: runs of BPE tokens decoded together, added tokens as they are."""
+        special = set(self.all_special_ids)
+        pieces, run = [], []
+
+        def flush() -> None:
+            if run:
+                pieces.append(self._decode_bytes(list(run), False) if self.errors != "replace"
+                              else self._backend.decode(list(run), skip_special_tokens=False))
+                run.clear()
+
+        for i in ids:
+            if skip_special_tokens and i in special:
+                continue
+            token = self._backend.id_to_token(i)
+            if token in loose:
+                flush()
+                pieces.append(token)
+            else:
+                run.append(i)
+        flush()
+        return (" " if spaces else "").join(pieces)
 
     def _decode_bytes(self, ids: list[int], skip_special_tokens: bool) -> str:
         """Decode with `self.errors` as the UTF-8 error handler (the backend always replaces)."""
@@ -958,11 +1232,13 @@ class LEDTokenizerFast:
         return data.decode("utf-8", errors=self.errors)
 
     def batch_decode(self, sequences: Any, skip_special_tokens: bool = False,
-                     clean_up_tokenization_spaces: bool | None = None) -> list[str]:
+                     clean_up_tokenization_spaces: bool | None = None,
+                     spaces_between_special_tokens: bool = True) -> list[str]:
         """`decode` for each sequence of a batch (a list of lists, or a 2-D tensor/array)."""
         if hasattr(sequences, "tolist"):
             sequences = sequences.tolist()
-        return [self.decode(s, skip_special_tokens, clean_up_tokenization_spaces) for s in sequences]
+        return [self.decode(s, skip_special_tokens, clean_up_tokenization_spaces, spaces_between_special_tokens)
+                for s in sequences]
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
