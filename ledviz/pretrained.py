@@ -68,10 +68,120 @@ class LEDPreTrainedModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def num_parameters(self, only_trainable: bool = False) -> int:
-        """Parameter count, tied weights counted once."""
-        seen = {id(p): p for p in self.parameters() if p.requires_grad or not only_trainable}
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """Parameter count, tied weights counted once; without the embedding tables (tokens and
+        positions) with exclude_embeddings=True, as transformers counts."""
+        skip = set()
+        if exclude_embeddings:
+            skip = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
+        seen = {id(p): p for p in self.parameters() if (p.requires_grad or not only_trainable) and id(p) not in skip}
         return sum(p.numel() for p in seen.values())
+
+    # ---- embeddings (transformers' names) ------------------------------------------------------
+    main_input_name = "input_ids"
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """Whether this class has `generate` (LEDForConditionalGeneration)."""
+        return callable(getattr(cls, "generate", None))
+
+    def _embedding_owner(self) -> nn.Module:
+        """The module that holds `shared` (LEDModel), or this encoder/decoder itself."""
+        base = getattr(self, "led", self)
+        return base
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The token embedding table (shared by the encoder and the decoder)."""
+        base = self._embedding_owner()
+        return base.shared if hasattr(base, "shared") else self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        """Use `value` as the token embedding table of the encoder and the decoder."""
+        base = self._embedding_owner()
+        if hasattr(base, "shared"):
+            base.shared = value
+            base.encoder.embed_tokens = value
+            base.decoder.embed_tokens = value
+        else:
+            self.embed_tokens = value
+
+    def get_output_embeddings(self) -> nn.Linear | None:
+        """The language-modeling head (None for classes without one)."""
+        return getattr(self, "lm_head", None)
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        if not hasattr(self, "lm_head"):
+            raise AttributeError(f"{type(self).__name__} has no output embeddings (no language-modeling head): only "
+                                 "LEDForConditionalGeneration has one")
+        self.lm_head = value
+
+    def get_decoder(self):
+        return self._embedding_owner().decoder
+
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None,
+                                mean_resizing: bool = True) -> nn.Embedding:
+        """Grow or shrink the vocabulary to `new_num_tokens` (rounded up to `pad_to_multiple_of`).
+
+        As transformers: the embedding module stays the same object with a new table; old rows are
+        kept, new rows start from a normal distribution with the old rows' mean and covariance
+        (mean_resizing=True, scaled by 1e-9) or from the usual init; an untied language-modeling
+        head is resized the same way, final_logits_bias grows with zeros, config.vocab_size follows
+        and the tied weights stay tied. Returns the embedding module."""
+        emb = self.get_input_embeddings()
+        if new_num_tokens is None and pad_to_multiple_of is None:
+            return emb
+        for name, value in (("new_num_tokens", new_num_tokens), ("pad_to_multiple_of", pad_to_multiple_of)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"resize_token_embeddings: {name}={value!r} must be a positive integer")
+        old_n, dim = emb.weight.shape
+        new_n = old_n if new_num_tokens is None else new_num_tokens
+        if pad_to_multiple_of is not None:
+            new_n = -(-new_n // pad_to_multiple_of) * pad_to_multiple_of
+        if new_n != old_n:
+            weight = emb.weight
+            fresh = nn.Embedding(new_n, dim, device=weight.device, dtype=weight.dtype)
+            self._init_added_rows(fresh, weight, old_n, new_n, mean_resizing)
+            n = min(old_n, new_n)
+            fresh.weight.data[:n] = weight.data[:n]
+            weight.data = fresh.weight.data
+            emb.num_embeddings = new_n
+            if emb.padding_idx is not None and emb.padding_idx > new_n - 1:
+                emb.padding_idx = None
+            head = self.get_output_embeddings()
+            if head is not None and not self.config.tie_word_embeddings:
+                new_head = nn.Linear(head.in_features, new_n, bias=head.bias is not None,
+                                     device=head.weight.device, dtype=head.weight.dtype)
+                self._init_added_rows(new_head, head.weight, old_n, new_n, mean_resizing)
+                new_head.weight.data[:n] = head.weight.data[:n]
+                if head.bias is not None:
+                    new_head.bias.data[:n] = head.bias.data[:n]
+                self.set_output_embeddings(new_head)
+            bias = getattr(self, "final_logits_bias", None)
+            if isinstance(bias, torch.Tensor):
+                grown = torch.zeros((1, new_n), dtype=bias.dtype, device=bias.device)
+                grown[:, :n] = bias[:, :n]
+                self.register_buffer("final_logits_bias", grown)
+        self.config.vocab_size = new_n
+        self.tie_weights()
+        return emb
+
+    def _init_added_rows(self, module: nn.Module, old: torch.Tensor, old_n: int, new_n: int, mean_resizing: bool) -> None:
+        """Rows past `old_n` of a resized table: sampled near the old rows' mean, or the usual init."""
+        if new_n <= old_n:
+            return
+        if not mean_resizing:
+            self._init_weights(module)
+            return
+        rows = old.data.to(torch.float32)
+        mean = rows.mean(dim=0)
+        centered = rows - mean
+        covariance = 1e-9 * (centered.T @ centered / old_n)
+        added = new_n - old_n
+        if torch.distributions.constraints.positive_definite.check(covariance).all():
+            sample = torch.distributions.MultivariateNormal(mean, covariance_matrix=covariance).sample((added,))
+        else:  # a degenerate table: the mean itself
+            sample = mean[None, :].repeat(added, 1)
+        module.weight.data[old_n:] = sample.to(module.weight.dtype)
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
         """Recompute each layer's activations in the backward pass to save memory while training."""
