@@ -53,7 +53,11 @@ LIBRARY_DEFAULTS: dict[str, Any] = {
     "forced_bos_token_id": None,
     "forced_eos_token_id": None,
     "output_scores": False,
+    "output_logits": False,
     "output_attentions": False,
+    "output_hidden_states": False,
+    "bad_words_ids": None,
+    "remove_invalid_values": False,
     "return_dict_in_generate": False,
     "use_cache": True,  # accepted for compatibility: the cache is always used (same tokens either way)
 }
@@ -62,12 +66,13 @@ CALL_OPTIONS = ("seed", "streamer", "stop_event", "encoder_outputs", "prefix_all
 VALID_SETTINGS = tuple(sorted(LIBRARY_DEFAULTS)) + CALL_OPTIONS
 # for these, None means "the default" (for the others None means "none": no eos, no top-k, ...)
 _NONE_MEANS_DEFAULT = {"max_length", "num_beams", "num_return_sequences", "length_penalty", "early_stopping",
-                       "do_sample", "output_scores", "output_attentions", "return_dict_in_generate", "use_cache"}
+                       "do_sample", "output_scores", "output_logits", "output_attentions", "output_hidden_states",
+                       "remove_invalid_values", "return_dict_in_generate", "use_cache"}
 # generation keys that checkpoints may carry but ledviz does not implement, with their neutral value
 _UNSUPPORTED_NEUTRAL = {"typical_p": 1.0, "encoder_no_repeat_ngram_size": 0, "encoder_repetition_penalty": 1.0,
-                        "bad_words_ids": None, "remove_invalid_values": False, "suppress_tokens": None,
+                        "suppress_tokens": None,
                         "exponential_decay_length_penalty": None, "begin_suppress_tokens": None,
-                        "num_beam_groups": 1, "diversity_penalty": 0.0, "output_hidden_states": False,
+                        "num_beam_groups": 1, "diversity_penalty": 0.0,
                         "min_p": None, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "sequence_bias": None,
                         "renormalize_logits": False, "guidance_scale": None, "max_time": None}
 _TOKEN_SETTINGS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id",
@@ -79,7 +84,7 @@ def _defaults_from_model_config(config) -> dict[str, Any]:
     """Generation defaults a config.json carries: its special tokens and any generation keys (legacy Hub configs)."""
     out: dict[str, Any] = {}
     for name in LIBRARY_DEFAULTS:
-        if name in ("output_attentions", "use_cache"):  # switches of the model's forward, not generation defaults
+        if name in ("output_attentions", "output_hidden_states", "use_cache"):  # the forward's switches
             continue
         value = getattr(config, name, None)
         if value is not None:
@@ -136,6 +141,10 @@ class _Plan:
     stop_event: Any
     prompt_len: int = 1
     prefix_allowed: Callable[[int, torch.Tensor], Sequence[int]] | None = None
+    bad_words: list[list[int]] | None = None
+    remove_invalid: bool = False
+    output_logits: bool = False
+    output_hidden_states: bool = False
 
 
 def _resolve(model_defaults: dict[str, Any], kwargs: dict[str, Any], vocab_size: int, max_positions: int) -> _Plan:
@@ -172,7 +181,8 @@ def _resolve(model_defaults: dict[str, Any], kwargs: dict[str, Any], vocab_size:
         raise bad("length_penalty", "must be a number (> 0 favours longer sequences, < 0 shorter ones)")
     if not (isinstance(s["early_stopping"], bool) or s["early_stopping"] == "never"):
         raise bad("early_stopping", "must be True, False or 'never'")
-    for name in ("do_sample", "output_scores", "output_attentions", "return_dict_in_generate", "use_cache"):
+    for name in ("do_sample", "output_scores", "output_logits", "output_attentions", "output_hidden_states",
+                 "remove_invalid_values", "return_dict_in_generate", "use_cache"):
         if not isinstance(s[name], bool):
             raise bad(name, "must be True or False")
     if s["repetition_penalty"] is not None and (not _is_number(s["repetition_penalty"]) or s["repetition_penalty"] <= 0):
@@ -200,6 +210,7 @@ def _resolve(model_defaults: dict[str, Any], kwargs: dict[str, Any], vocab_size:
         token_ids(name, many=False)
     eos = token_ids("eos_token_id", many=True)
     forced_eos = token_ids("forced_eos_token_id", many=True)
+    bad_words = _bad_words_setting(s["bad_words_ids"], vocab_size, eos)
     pad = s["pad_token_id"] if s["pad_token_id"] is not None else (eos[0] if eos else None)
     start = s["decoder_start_token_id"] if s["decoder_start_token_id"] is not None else s["bos_token_id"]
     if start is None:
@@ -261,8 +272,24 @@ def _resolve(model_defaults: dict[str, Any], kwargs: dict[str, Any], vocab_size:
         pad=pad, decoder_start=start, forced_bos=s["forced_bos_token_id"], forced_eos=forced_eos,
         output_scores=s["output_scores"], output_attentions=s["output_attentions"],
         return_dict=s["return_dict_in_generate"], seed=seed, streamer=streamer, stop_event=stop_event,
-        prompt_len=prompt_len, prefix_allowed=prefix_allowed,
+        prompt_len=prompt_len, prefix_allowed=prefix_allowed, bad_words=bad_words,
+        remove_invalid=s["remove_invalid_values"], output_logits=s["output_logits"],
+        output_hidden_states=s["output_hidden_states"],
     )
+
+
+def _bad_words_setting(value: Any, vocab_size: int, eos: list[int] | None) -> list[list[int]] | None:
+    """bad_words_ids: a list of non-empty lists of token ids (a lone EOS is dropped, as transformers does)."""
+    if value is None:
+        return None
+    ok = isinstance(value, (list, tuple)) and value and all(
+        isinstance(seq, (list, tuple)) and seq and all(_is_int(t) and 0 <= t < vocab_size for t in seq) for seq in value)
+    if not ok:
+        raise GenerationSettingsError(
+            f"generation setting bad_words_ids={value!r}: must be a non-empty list of non-empty lists of token ids "
+            f"in [0, {vocab_size}), e.g. tokenizer(words, add_special_tokens=False).input_ids")
+    seqs = list(dict.fromkeys(tuple(seq) for seq in value))
+    return [list(seq) for seq in seqs if not (eos and len(seq) == 1 and seq[0] in eos)] or None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,6 +322,33 @@ def _no_repeat_ngram(n: int) -> Processor:
         out[rows, windows[rows, pos, -1]] = -math.inf
         return out
     return apply
+
+
+def _bad_words(sequences: list[list[int]]) -> Processor:
+    """Ban a one-token sequence always; a longer one's last token when the row ends with the rest of it."""
+    single = sorted({seq[0] for seq in sequences if len(seq) == 1})
+    longer = [seq for seq in sequences if len(seq) > 1]
+
+    def apply(ids, scores):
+        bias = torch.zeros_like(scores)
+        if single:
+            bias[:, single] = -math.inf
+        for seq in longer:
+            if len(seq) > ids.shape[1]:  # longer than what was generated: cannot match yet
+                continue
+            prefix = torch.tensor(seq[:-1], dtype=ids.dtype, device=ids.device)
+            match = (ids[:, -len(prefix):] == prefix).all(dim=1)
+            bias[:, seq[-1]] += torch.where(match, -math.inf, 0.0)
+        return scores + bias
+    return apply
+
+
+def _remove_invalid(ids, scores):
+    """NaN -> 0, +-inf -> the dtype's largest / smallest finite value (transformers' remove_invalid_values)."""
+    info = torch.finfo(scores.dtype)
+    out = torch.where(scores != scores, 0.0, scores)
+    out = torch.where(scores == math.inf, info.max, out)
+    return torch.where(scores == -math.inf, info.min, out)
 
 
 def _eos_blocked_below(length: int, offset: int, eos: list[int]) -> Processor:
@@ -399,6 +453,8 @@ def _processors(plan: _Plan) -> list[Processor]:
         procs.append(_repetition_penalty(float(plan.repetition_penalty)))
     if plan.no_repeat_ngram_size:
         procs.append(_no_repeat_ngram(plan.no_repeat_ngram_size))
+    if plan.bad_words:
+        procs.append(_bad_words(plan.bad_words))
     if plan.eos is not None and plan.min_length:
         procs.append(_eos_blocked_below(plan.min_length, 0, plan.eos))
     if plan.eos is not None and plan.min_new_tokens:
@@ -409,6 +465,8 @@ def _processors(plan: _Plan) -> list[Processor]:
         procs.append(_force_at(1, [plan.forced_bos]))
     if plan.forced_eos is not None:
         procs.append(_force_at(plan.max_length - 1, plan.forced_eos))
+    if plan.remove_invalid:
+        procs.append(_remove_invalid)
     if plan.do_sample:
         # beams keep one more token than there are EOS ids, so a beam can always go on
         keep = (len(plan.eos) + 1 if plan.eos else 2) if plan.num_beams > 1 else 1
@@ -460,8 +518,11 @@ class _DecoderRunner:
             attn = layer.encoder_attn
             self.cross_kv.append((attn._heads(attn.k_proj(encoder_hidden)), attn._heads(attn.v_proj(encoder_hidden))))
 
-    def forward(self, ids: torch.Tensor, cache: Cache | None, group: int, output_attentions: bool = False):
-        """ids (R, T) after `cache` -> hidden (R, T, D), new cache, self probs and cross probs per layer (or None)."""
+    def forward(self, ids: torch.Tensor, cache: Cache | None, group: int, output_attentions: bool = False,
+                hidden_sink: list | None = None):
+        """ids (R, T) after `cache` -> hidden (R, T, D), new cache, self probs and cross probs per layer (or None).
+
+        `hidden_sink` (a list) receives the hidden state before each layer and after the last."""
         dec = self.decoder
         R, T = ids.shape
         B = self.encoder_hidden.shape[0]
@@ -482,26 +543,65 @@ class _DecoderRunner:
         for i, layer in enumerate(dec.layers):
             # the rows of one source read its cross keys/values, folded into one query sequence
             past = (cache[i] if cache else (None, None)) + self.cross_kv[i]
+            if hidden_sink is not None:
+                hidden_sink.append(h)
             h, sp, cp, kv = layer(h, self_mask, self.encoder_hidden, self.cross_mask, past_key_value=past,
                                   output_attentions=output_attentions, cross_group=group)
             new_cache.append(kv[:2])
             if output_attentions:
                 self_probs.append(sp)  # (R, H, T, past + T)
                 cross_probs.append(cp)  # (R, H, T, N)
+        if hidden_sink is not None:
+            hidden_sink.append(h)
         return h, new_cache, (tuple(self_probs) if output_attentions else None), \
             (tuple(cross_probs) if output_attentions else None)
 
-    def next_logits(self, ids: torch.Tensor, cache: Cache | None, group: int) -> tuple[torch.Tensor, Cache]:
-        """Float32 logits (R, V) of the last position, and the new cache."""
-        h, cache, _, _ = self.forward(ids, cache, group)
+    def next_logits(self, ids: torch.Tensor, cache: Cache | None, group: int,
+                    steps: "_StepOutputs | None" = None) -> tuple[torch.Tensor, Cache]:
+        """Float32 logits (R, V) of the last position, and the new cache; `steps` keeps this step's outputs."""
+        attentions = steps is not None and steps.decoder_attentions is not None
+        hidden = [] if steps is not None and steps.decoder_hidden_states is not None else None
+        h, cache, self_probs, cross_probs = self.forward(ids, cache, group, output_attentions=attentions,
+                                                         hidden_sink=hidden)
         h = h[:, -1:]
-        logits = self.model.lm_head(h) + self.model.final_logits_bias.to(h.dtype)
-        return logits[:, -1].float(), cache
+        logits = (self.model.lm_head(h) + self.model.final_logits_bias.to(h.dtype))[:, -1].float()
+        if steps is not None:
+            steps.add(logits, self_probs, cross_probs, hidden)
+        return logits, cache
 
     @staticmethod
     def reorder(cache: Cache, rows: torch.Tensor) -> Cache:
         """Self-attention cache of the rows `rows` (beam search); cross k/v are per source and never move."""
         return [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in cache]
+
+
+@dataclass
+class _StepOutputs:
+    """What transformers' generate keeps per step when asked (None: not asked): the raw logits (R, V),
+    and per layer the decoder self-attentions (R, H, T, past + T), cross-attentions (R, H, T, N) and
+    hidden states (R, T, D), T = 1 after the first step. R = the rows decoded at that step (beams:
+    the running beams, in that step's order)."""
+
+    logits: list | None = None
+    decoder_attentions: list | None = None
+    cross_attentions: list | None = None
+    decoder_hidden_states: list | None = None
+
+    @classmethod
+    def asked(cls, plan: "_Plan") -> "_StepOutputs | None":
+        if not plan.return_dict or not (plan.output_logits or plan.output_attentions or plan.output_hidden_states):
+            return None
+        return cls([] if plan.output_logits else None, [] if plan.output_attentions else None,
+                   [] if plan.output_attentions else None, [] if plan.output_hidden_states else None)
+
+    def add(self, logits, self_probs, cross_probs, hidden) -> None:
+        if self.logits is not None:
+            self.logits.append(logits.clone())
+        if self.decoder_attentions is not None:
+            self.decoder_attentions.append(self_probs)
+            self.cross_attentions.append(cross_probs)
+        if self.decoder_hidden_states is not None:
+            self.decoder_hidden_states.append(tuple(hidden))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -543,7 +643,7 @@ class _Stream:
 # ---------------------------------------------------------------------------------------------
 
 def _greedy_or_sample(runner: _DecoderRunner, plan: _Plan, ids: torch.Tensor, group: int, stream: _Stream,
-                      generator: torch.Generator | None):
+                      generator: torch.Generator | None, step_outputs: _StepOutputs | None = None):
     """ids (R, 1) -> sequences (R, T), the per-step processed scores (or None), whether it was stopped."""
     procs = _processors(plan)
     eos = torch.tensor(plan.eos, device=ids.device) if plan.eos is not None else None
@@ -552,7 +652,7 @@ def _greedy_or_sample(runner: _DecoderRunner, plan: _Plan, ids: torch.Tensor, gr
     cache = None
     step = 0
     while not stream.should_stop():
-        logits, cache = runner.next_logits(ids if cache is None else ids[:, -1:], cache, group)
+        logits, cache = runner.next_logits(ids if cache is None else ids[:, -1:], cache, group, step_outputs)
         next_scores = _apply(procs, ids, logits)
         if scores is not None:
             scores.append(next_scores)
@@ -613,7 +713,7 @@ class _Finished:
 
 
 def _beam_search(runner: _DecoderRunner, plan: _Plan, prompt: torch.Tensor, stream: _Stream,
-                 generator: torch.Generator | None, vocab_size: int):
+                 generator: torch.Generator | None, vocab_size: int, step_outputs: _StepOutputs | None = None):
     """prompt (B * num_beams, L0) -> sequences (B * num_return_sequences, T), their scores, beam indices,
     per-step scores (or None), whether it was stopped from outside."""
     nb, V, L0, max_len = plan.num_beams, vocab_size, plan.prompt_len, plan.max_length
@@ -644,7 +744,7 @@ def _beam_search(runner: _DecoderRunner, plan: _Plan, prompt: torch.Tensor, stre
     completed = False
     while not stream.should_stop():
         flat = running[:, :, :cur].reshape(B * nb, cur)
-        logits, cache = runner.next_logits(flat if cache is None else flat[:, -1:], cache, nb)
+        logits, cache = runner.next_logits(flat if cache is None else flat[:, -1:], cache, nb, step_outputs)
         log_probs = _apply(procs, flat, F.log_softmax(logits, dim=-1))
         if all_scores is not None:
             all_scores.append(log_probs.clone())
@@ -721,23 +821,38 @@ class GenerateOutput(ModelOutput):
 
     sequences (B*, T): B* = batch * num_return_sequences, decoder start token first; finished rows
     are padded with pad_token_id. scores: per step, the processed scores (B*, V) (greedy/sampling)
-    or log-probabilities (batch * num_beams, V) (beams), with output_scores. sequences_scores (B*):
-    the beam scores, sum_logprobs / generated_len ** length_penalty. With output_attentions, one
-    teacher-forced pass over the final sequences gives decoder_attentions (per layer (B*, H, T, T))
-    and cross_attentions (per layer (B*, H, T, N)): row t is the query at position t, which chose
-    token t + 1. encoder_attentions (B, H, N, x + 2w + 1) and encoder_global_attentions
-    (B, H, N, x) come from the one encoder pass (one row per input, not per beam). stopped: True
-    when a stop_event or the streamer ended generation early.
+    or log-probabilities (batch * num_beams, V) (beams), with output_scores. logits: per step, the
+    raw logits, with output_logits. sequences_scores (B*): the beam scores, sum_logprobs /
+    generated_len ** length_penalty.
+
+    In transformers' per-step layout: with output_attentions, decoder_attentions and
+    cross_attentions hold one entry per step, each a tuple over layers of (R, H, 1, t + 1) and
+    (R, H, 1, N) (the first step (R, H, 1, 1)); with output_hidden_states, decoder_hidden_states
+    one entry per step, each a tuple of (R, 1, D) per layer plus the last, and
+    encoder_hidden_states the encoder's (B, N, D) per layer plus the last. R = the rows decoded at
+    that step (B* for greedy/sampling, batch * num_beams for beams). encoder_attentions
+    (B, H, N, x + 2w + 1) and encoder_global_attentions (B, H, N, x) come from the one encoder pass
+    (one row per input, not per beam).
+
+    Our own form, for reading the finished sequences: with output_attentions, one teacher-forced
+    pass over them gives final_pass_decoder_attentions (per layer (B*, H, T, T)) and
+    final_pass_cross_attentions (per layer (B*, H, T, N)): row t is the query at position t, which
+    chose token t + 1. stopped: True when a stop_event or the streamer ended generation early.
     """
 
     sequences: torch.Tensor | None = None
     scores: tuple | None = None
+    logits: tuple | None = None
     sequences_scores: torch.Tensor | None = None
     beam_indices: torch.Tensor | None = None
     encoder_attentions: tuple | None = None
     encoder_global_attentions: tuple | None = None
+    encoder_hidden_states: tuple | None = None
     decoder_attentions: tuple | None = None
     cross_attentions: tuple | None = None
+    decoder_hidden_states: tuple | None = None
+    final_pass_decoder_attentions: tuple | None = None
+    final_pass_cross_attentions: tuple | None = None
     stopped: bool = False
 
 
@@ -795,8 +910,9 @@ class GenerationMixin:
         "never"), no_repeat_ngram_size, repetition_penalty, do_sample with temperature, top_k, top_p
         and seed (a torch.Generator: the same seed gives the same tokens; without a seed the global
         RNG is used, as in transformers), forced_bos_token_id, forced_eos_token_id,
-        decoder_start_token_id, bos_token_id, eos_token_id, pad_token_id, output_scores,
-        output_attentions, return_dict_in_generate (-> GenerateOutput), and
+        decoder_start_token_id, bos_token_id, eos_token_id, pad_token_id, bad_words_ids,
+        remove_invalid_values, output_scores, output_logits, output_attentions, output_hidden_states,
+        return_dict_in_generate (-> GenerateOutput, whose fields say what each holds), and
         prefix_allowed_tokens_fn(batch_id, ids) -> allowed token ids (as in transformers;
         `span_constraint` builds one that keeps answers to spans of the document).
 
@@ -812,9 +928,14 @@ class GenerationMixin:
         plan = _resolve(self.generation_config, settings, self.config.vocab_size,
                         self.config.max_decoder_position_embeddings)
         encoder_outputs = settings.get("encoder_outputs")
-        if input_ids is None and encoder_outputs is None:
-            raise InputError("give input_ids (B, N) or encoder_outputs")
         device = self.device
+        if input_ids is None and encoder_outputs is None:
+            # as transformers: the encoder reads one <s> (bos_token_id), the decoder starts as always
+            bos = settings.get("bos_token_id", self.generation_config.get("bos_token_id", self.config.bos_token_id))
+            if bos is None:
+                raise InputError("give input_ids (B, N) or encoder_outputs (or set bos_token_id, which an empty "
+                                 "input starts from)")
+            input_ids = torch.full((1, 1), int(bos), dtype=torch.long, device=device)
 
         # 1. the encoder, once for all beams
         if encoder_outputs is None:
@@ -823,7 +944,8 @@ class GenerationMixin:
                 attention_mask = input_ids.ne(plan.pad).long()  # transformers infers it from the padding
             encoder_outputs = self.get_encoder()(
                 input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
-                output_attentions=plan.output_attentions and plan.return_dict, return_dict=True,
+                output_attentions=plan.output_attentions and plan.return_dict,
+                output_hidden_states=plan.output_hidden_states and plan.return_dict, return_dict=True,
             )
         hidden, enc_obj = _as_hidden(encoder_outputs)
         B = hidden.shape[0]
@@ -842,24 +964,33 @@ class GenerationMixin:
         if plan.seed is not None:
             generator = torch.Generator(device=device).manual_seed(plan.seed)
         sequences_scores = beam_indices = None
+        steps = _StepOutputs.asked(plan)
         try:
             stream.begin(prompt)
             if plan.num_beams == 1:
-                sequences, scores, stopped = _greedy_or_sample(runner, plan, prompt, group, stream, generator)
+                sequences, scores, stopped = _greedy_or_sample(runner, plan, prompt, group, stream, generator, steps)
             else:
                 sequences, sequences_scores, beam_indices, scores, stopped = _beam_search(
-                    runner, plan, prompt, stream, generator, self.config.vocab_size)
+                    runner, plan, prompt, stream, generator, self.config.vocab_size, steps)
         finally:
             stream.end()
         if not plan.return_dict:
             return sequences
 
-        # 3. attentions of the final sequences, from one teacher-forced pass
+        # 3. per-step outputs (transformers' layout), and the attentions of the final sequences from one
+        # teacher-forced pass (ours)
         out = GenerateOutput(sequences=sequences, scores=tuple(scores) if scores is not None else None,
                              sequences_scores=sequences_scores, beam_indices=beam_indices, stopped=stopped)
+        if steps is not None:
+            as_tuple = (lambda v: tuple(v) if v is not None else None)  # noqa: E731
+            out.logits, out.decoder_attentions = as_tuple(steps.logits), as_tuple(steps.decoder_attentions)
+            out.cross_attentions, out.decoder_hidden_states = as_tuple(steps.cross_attentions), \
+                as_tuple(steps.decoder_hidden_states)
+        if enc_obj is not None and plan.output_hidden_states:
+            out.encoder_hidden_states = getattr(enc_obj, "hidden_states", None)
         if plan.output_attentions:
             rows_per_source = sequences.shape[0] // B
-            _, _, out.decoder_attentions, out.cross_attentions = runner.forward(
+            _, _, out.final_pass_decoder_attentions, out.final_pass_cross_attentions = runner.forward(
                 sequences, None, rows_per_source, output_attentions=True)
             if enc_obj is not None:
                 out.encoder_attentions = getattr(enc_obj, "attentions", None)

@@ -389,7 +389,9 @@ class LEDEncoder(LEDPreTrainedModel):
         for idx, layer in enumerate(self.layers):
             if output_hidden_states:
                 all_hidden.append(h)
-            if self.training and torch.rand([]) < self.layerdrop:  # LayerDrop
+            # LayerDrop's number is drawn for every layer in eval mode too, as transformers does, so the
+            # global RNG is in the same state after the encoder (seeded sampling gives the same tokens)
+            if (torch.rand([]) < self.layerdrop) and self.training:  # LayerDrop
                 local_probs = global_probs = None
             else:
                 layer_mask = head_mask[idx] if head_mask is not None else None

@@ -17,17 +17,11 @@ each of ours follows its namesake:
 - `tokens()`: fast shows an added token as written in the text (" <mask>"), slow as in the
   vocabulary ("<mask>").
 
-Differences from transformers, on purpose:
-
-- `pad()` pads `global_attention_mask` with 0; transformers pads it with -1. LED treats every
-  value other than 1 as local attention, and padded positions are masked anyway, so both give
-  the same model output.
-- every encoding says what truncation cut (`enc.num_truncated_tokens`) and how far an untruncated
-  input runs past `model_max_length` (`enc.num_tokens_over_limit`).
-- `decode` raises InputError for ids outside the vocabulary (transformers' fast tokenizer
-  skips them silently, the slow one fails with a TypeError).
-- `model_max_length` defaults to 16384, LED's encoder length, also when tokenizer_config.json
-  holds transformers' "no limit" placeholder (1e30).
+Differences from transformers, on purpose, are listed in one place: the README's "Deliberate
+differences from transformers" (global_attention_mask padded with 0, ids outside the vocabulary
+an InputError, model_max_length 16384 for the "no limit" placeholder). Every encoding also says
+what truncation cut (`enc.num_truncated_tokens`) and how far an untruncated input runs past
+`model_max_length` (`enc.num_tokens_over_limit`).
 """
 
 from __future__ import annotations

@@ -149,9 +149,13 @@ def test_every_gradient_matches_transformers(tmp_path, cls_name, batch):
 
 
 @pytest.mark.parametrize("grad", [True, False])
-def test_dropout_in_train_mode_with_or_without_grad(tmp_path, batch, grad):
-    """Train mode drops out whether or not autograd records, as transformers; eval mode never does."""
-    ref = make_reference("LEDForConditionalGeneration", tmp_path, dropout=0.3, attention_dropout=0.3)
+@pytest.mark.parametrize("which", ["dropout", "attention_dropout", "activation_dropout"])
+def test_dropout_in_train_mode_with_or_without_grad(tmp_path, batch, grad, which):
+    """Train mode drops out whether or not autograd records, as transformers; eval mode never does.
+    Each kind of dropout alone (the others 0), so a path that skipped one of them would show."""
+    rates = dict(dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
+    rates[which] = 0.3
+    ref = make_reference("LEDForConditionalGeneration", tmp_path, **rates)
     ours = ledviz.LEDForConditionalGeneration.from_pretrained(tmp_path)
     ids, am, gm = batch
     kw = dict(input_ids=ids, attention_mask=am, global_attention_mask=gm, labels=_labels())

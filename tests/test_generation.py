@@ -308,12 +308,14 @@ def test_attentions_equal_a_forward_pass_on_the_final_sequences(models, inputs, 
     rep = {k: v.repeat_interleave(per, dim=0) for k, v in inputs.items()}
     direct = ours(**rep, decoder_input_ids=seqs, output_attentions=True)
     B, T, N, H = seqs.shape[0], seqs.shape[1], inputs["input_ids"].shape[1], 4
-    assert len(out.decoder_attentions) == len(out.cross_attentions) == 2
+    assert len(out.final_pass_decoder_attentions) == len(out.final_pass_cross_attentions) == 2
     for layer in range(2):
-        assert out.decoder_attentions[layer].shape == (B, H, T, T)
-        assert out.cross_attentions[layer].shape == (B, H, T, N)
-        assert_close(out.decoder_attentions[layer], direct.decoder_attentions[layer], f"decoder_attentions[{layer}]")
-        assert_close(out.cross_attentions[layer], direct.cross_attentions[layer], f"cross_attentions[{layer}]")
+        assert out.final_pass_decoder_attentions[layer].shape == (B, H, T, T)
+        assert out.final_pass_cross_attentions[layer].shape == (B, H, T, N)
+        assert_close(out.final_pass_decoder_attentions[layer], direct.decoder_attentions[layer],
+                     f"decoder_attentions[{layer}]")
+        assert_close(out.final_pass_cross_attentions[layer], direct.cross_attentions[layer],
+                     f"cross_attentions[{layer}]")
     enc = ours.get_encoder()(**inputs, output_attentions=True)
     for layer in range(2):
         assert_close(out.encoder_attentions[layer], enc.attentions[layer], f"encoder_attentions[{layer}]")
@@ -559,5 +561,5 @@ def test_input_problems_are_input_errors(models, inputs):
     enc = ours.get_encoder()(**inputs)
     with pytest.raises(ledviz.InputError, match="attention_mask"):
         ours.generate(encoder_outputs=enc, attention_mask=inputs["attention_mask"][:, :5])
-    with pytest.raises(ledviz.InputError, match="input_ids"):
-        ours.generate(max_new_tokens=3)
+    with pytest.raises(ledviz.InputError, match="input_ids"):  # (without a bos_token_id to start an empty input)
+        ours.generate(max_new_tokens=3, bos_token_id=None)
