@@ -25,6 +25,12 @@ _construction = threading.local()
 logger = logging.getLogger(__name__)
 
 
+def _check_attn_implementation(value: str | None) -> None:
+    if value not in (None, "eager"):
+        raise ValueError(f"attn_implementation={value!r}: LED has one attention implementation, 'eager' (as in "
+                         "transformers); ledviz picks its fast path itself (set_attention_implementation)")
+
+
 class LEDPreTrainedModel(nn.Module):
     """Base of all LED modules that carry a config: init, loading and saving."""
 
@@ -250,6 +256,7 @@ class LEDPreTrainedModel(nn.Module):
         ignore_mismatched_sizes: bool = False,
         use_safetensors: bool | None = None,
         low_cpu_mem_usage: bool | None = None,
+        attn_implementation: str | None = None,
         progress: Callable[[str], None] | None = None,
         subfolder: str = "",
         revision: str | None = None,
@@ -270,7 +277,8 @@ class LEDPreTrainedModel(nn.Module):
         `local_files_only`, `force_download` choose the files (the last four matter for Hub ids
         only). `use_safetensors` True/False reads only safetensors / only pytorch_model.bin.
         `low_cpu_mem_usage` is accepted and changes nothing: the model is always built without
-        allocating weights before the checkpoint's are assigned. Any other keyword sets that
+        allocating weights before the checkpoint's are assigned. `attn_implementation` may be "eager"
+        (LED's only one in transformers too). Any other keyword sets that
         setting of the config before the model is built (attention_window=8, num_labels=3,
         output_attentions=True); one that is no setting raises TypeError naming it.
 
@@ -286,6 +294,7 @@ class LEDPreTrainedModel(nn.Module):
         if model_args:
             raise TypeError(f"{cls.__name__}.from_pretrained takes one positional argument (the checkpoint), "
                             f"got {1 + len(model_args)}: pass the others by name")
+        _check_attn_implementation(attn_implementation)
         name = os.fspath(pretrained_model_name_or_path)
         hub = dict(subfolder=subfolder, revision=revision, cache_dir=cache_dir, token=token,
                    local_files_only=local_files_only, force_download=force_download)
@@ -382,6 +391,15 @@ class LEDPreTrainedModel(nn.Module):
         if hasattr(model, "_load_generation_config"):
             model._load_generation_config(name, **hub)
         return (model, info) if output_loading_info else model
+
+    @classmethod
+    def _from_config(cls, config: LEDConfig, *, dtype: Any = None, torch_dtype: Any = None,
+                     attn_implementation: str | None = None):
+        """A freshly initialized model of a copy of `config` (transformers' name), in `dtype` if given."""
+        _check_attn_implementation(attn_implementation)
+        wanted = as_torch_dtype(dtype if dtype is not None else torch_dtype, "dtype")
+        model = cls(copy.deepcopy(config))
+        return model.to(wanted) if wanted is not None else model
 
     def _fresh_tensor(self, key: str, shape: torch.Size, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """A freshly initialized value for the weight `key` (as _init_weights and the layers' defaults would)."""

@@ -186,3 +186,33 @@ def test_dropout_with_dropout_rates_zero_is_eval(tmp_path, batch):
         ours.train()
         trained = ours(ids, attention_mask=am, global_attention_mask=gm).logits
     assert torch.allclose(plain, trained, atol=1e-5)
+
+
+def test_from_config_and_attn_implementation(tmp_path):
+    make_reference("LEDModel", tmp_path)
+    config = ledviz.LEDConfig.from_pretrained(tmp_path)
+    model = ledviz.LEDForConditionalGeneration._from_config(config, attn_implementation="eager", dtype=torch.float16)
+    assert model.dtype == torch.float16 and model.config is not config
+    assert ledviz.LEDModel.from_pretrained(tmp_path, attn_implementation="eager").config.d_model == 16
+    for call in (lambda: ledviz.LEDModel._from_config(config, attn_implementation="sdpa"),
+                 lambda: ledviz.LEDModel.from_pretrained(tmp_path, attn_implementation="flash_attention_2")):
+        with pytest.raises(ValueError, match="attn_implementation"):
+            call()
+
+
+def test_encoder_and_decoder_save_and_load_alone(tmp_path, batch):
+    """As transformers' own LED tests do: the encoder and the decoder saved and loaded as models of their own."""
+    make_reference("LEDModel", tmp_path / "full")
+    model = ledviz.LEDModel.from_pretrained(tmp_path / "full")
+    ids, am, gm = batch
+    with torch.no_grad():
+        out = model(ids, attention_mask=am, global_attention_mask=gm)
+        model.get_encoder().save_pretrained(tmp_path / "enc")
+        encoder = ledviz.LEDEncoder.from_pretrained(tmp_path / "enc")
+        assert torch.equal(encoder(ids, attention_mask=am, global_attention_mask=gm)[0], out.encoder_last_hidden_state)
+        model.get_decoder().save_pretrained(tmp_path / "dec")
+        decoder = ledviz.LEDDecoder.from_pretrained(tmp_path / "dec")
+        dec_ids = ledviz.shift_tokens_right(ids, 1, 2)
+        again = decoder(input_ids=dec_ids, encoder_hidden_states=out.encoder_last_hidden_state,
+                        encoder_attention_mask=am)[0]
+    assert torch.equal(again, out.last_hidden_state)

@@ -192,3 +192,16 @@ def test_embedded_tokenizer_says_the_models_limit():
         # truncation=True alone keeps a direct caller inside the model's limit
         assert len(tok("word " * 6000, truncation=True)["input_ids"]) == limit
     assert transformers.LEDTokenizerFast.from_pretrained(folder).model_max_length == limit
+
+
+@pytest.mark.parametrize("kind", ["fast", "slow"])
+def test_subfolder_and_unknown_keywords(dirs, kind, tmp_path):
+    from ledviz.errors import CheckpointError
+
+    shutil.copytree(dirs["trained"], tmp_path / "repo" / "tok")
+    ours, theirs = _both(kind, tmp_path / "repo", subfolder="tok")
+    assert_same_encoding(ours("Hello world", "a pair"), theirs("Hello world", "a pair"), "subfolder")
+    with pytest.raises(CheckpointError, match="subfolder 'nope'"):
+        CLASSES[kind][0].from_pretrained(tmp_path / "repo", subfolder="nope")
+    with pytest.raises(TypeError, match="model_max_lenght"):
+        CLASSES[kind][0].from_pretrained(tmp_path / "repo", subfolder="tok", model_max_lenght=10)
