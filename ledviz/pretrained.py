@@ -273,9 +273,9 @@ class LEDPreTrainedModel(nn.Module):
 
         The arguments are transformers': `dtype` (or its older name `torch_dtype`): a floating
         torch.dtype, its name, or "auto" (the checkpoint's own: config.json's dtype, else its
-        weights'); default float32. `subfolder`, `revision`, `cache_dir`, `token`,
-        `local_files_only`, `force_download` choose the files (the last four matter for Hub ids
-        only). `use_safetensors` True/False reads only safetensors / only pytorch_model.bin.
+        weights'); default float32. `subfolder` is a folder inside the checkpoint; `revision`,
+        `cache_dir`, `token`, `local_files_only`, `force_download` choose what is fetched for a Hub
+        id (a local folder has no revisions: there they change nothing, as in transformers). `use_safetensors` True/False reads only safetensors / only pytorch_model.bin.
         `low_cpu_mem_usage` is accepted and changes nothing: the model is always built without
         allocating weights before the checkpoint's are assigned. `attn_implementation` may be "eager"
         (LED's only one in transformers too). Any other keyword sets that

@@ -851,6 +851,10 @@ class LEDTokenizerFast:
             rows, sample_of = self._overflow_rows(inputs, add_special_tokens, trunc, max_length, stride)
             is_batched = True
         else:
+            if return_overflowing_tokens and trunc == "longest_first" and any(not isinstance(x, str) for x in inputs):
+                raise InputError("the slow tokenizer cannot return overflowing tokens of a pair truncated "
+                                 "'longest_first' (as in transformers): use truncation='only_first' or 'only_second', "
+                                 "or LEDTokenizerFast")
             rows = self._encode_rows(inputs, add_special_tokens, trunc, max_length, stride)
 
         # pad the batch

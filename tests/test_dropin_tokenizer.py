@@ -205,3 +205,14 @@ def test_subfolder_and_unknown_keywords(dirs, kind, tmp_path):
         CLASSES[kind][0].from_pretrained(tmp_path / "repo", subfolder="nope")
     with pytest.raises(TypeError, match="model_max_lenght"):
         CLASSES[kind][0].from_pretrained(tmp_path / "repo", subfolder="tok", model_max_lenght=10)
+
+
+def test_slow_pair_longest_first_overflow_is_refused_as_in_transformers(mine, reference):
+    kw = dict(max_length=10, truncation="longest_first", return_overflowing_tokens=True, stride=1)
+    with pytest.raises(ValueError, match="longest_first"):
+        reference["slow"]("a question that is long enough", LONG, **kw)
+    with pytest.raises(InputError, match="only_second"):
+        mine["slow"]("a question that is long enough", LONG, **kw)
+    # the fast tokenizer cuts such a pair into windows, as transformers' fast one
+    assert_same_encoding(mine["fast"]("a question that is long enough", LONG, **kw),
+                         reference["fast"]("a question that is long enough", LONG, **kw), "fast pair windows")
