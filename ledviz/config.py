@@ -157,6 +157,9 @@ class LEDConfig:
         self.dtype = as_torch_dtype(dtype if dtype is not None else torch_dtype,
                                     "dtype" if dtype is not None else "torch_dtype")
         self.architectures = architectures
+        if problem_type not in (None, "regression", "single_label_classification", "multi_label_classification"):
+            raise ConfigError(f"problem_type={problem_type!r}: use 'regression', 'single_label_classification' or "
+                              "'multi_label_classification' (or None: chosen from num_labels and the labels' type)")
         self.problem_type = problem_type
         self.attention_window = attention_window
         self.num_hidden_layers = encoder_layers
@@ -174,7 +177,7 @@ class LEDConfig:
         else:
             self._create_id_label_maps(2 if num_labels is None else num_labels)
         if label2id is not None:
-            self.label2id = {k: int(v) for k, v in label2id.items()}
+            self.label2id = dict(label2id)  # kept as given, as transformers keeps it
         elif id2label is not None:
             self.label2id = {v: k for k, v in self.id2label.items()}
         # aliases other projects use (hidden_size, num_attention_heads, ...) set our field; a
@@ -245,7 +248,7 @@ class LEDConfig:
 
     def knows(self, name: str) -> bool:
         """Whether `name` is a setting of this config (a field, an alias, a generic transformers setting)."""
-        if name.startswith("_"):
+        if name.startswith("_") or name == "extra":
             return False
         return (name in self.__dict__ or name in ATTRIBUTE_MAP or name in GENERIC_SETTINGS
                 or name in self.extra or isinstance(getattr(type(self), name, None), property))

@@ -102,6 +102,34 @@ def test_to_dict_json_and_update_as_transformers(tmp_path):
     assert (ours.d_model, ours.num_labels, ours.attention_window) == (theirs.d_model, theirs.num_labels, 8) == (64, 4, 8)
 
 
+def test_every_generic_setting_is_kept_as_given():
+    """The settings every transformers config takes, with non-default values, read back as given."""
+    common = {
+        "return_dict": False, "output_hidden_states": True, "torchscript": True, "use_bfloat16": True,
+        "tf_legacy_loss": True, "pruned_heads": {"a": 1}, "tie_word_embeddings": False, "is_decoder": True,
+        "cross_attention_hidden_size": 128, "add_cross_attention": True, "tie_encoder_decoder": True,
+        "max_length": 50, "min_length": 3, "do_sample": True, "early_stopping": True, "num_beams": 3,
+        "num_beam_groups": 3, "diversity_penalty": 0.5, "temperature": 2.0, "top_k": 10, "top_p": 0.7,
+        "typical_p": 0.2, "repetition_penalty": 0.8, "length_penalty": 0.8, "no_repeat_ngram_size": 5,
+        "encoder_no_repeat_ngram_size": 5, "bad_words_ids": [1, 2, 3], "num_return_sequences": 3,
+        "chunk_size_feed_forward": 5, "output_scores": True, "return_dict_in_generate": True,
+        "forced_bos_token_id": 2, "forced_eos_token_id": 3, "remove_invalid_values": True,
+        "architectures": ["BertModel"], "finetuning_task": "translation", "id2label": {0: "label"},
+        "label2id": {"label": "0"}, "tokenizer_class": "BertTokenizerFast", "prefix": "prefix", "bos_token_id": 6,
+        "pad_token_id": 7, "eos_token_id": 8, "sep_token_id": 9, "decoder_start_token_id": 10,
+        "exponential_decay_length_penalty": (5, 1.01), "suppress_tokens": [0, 1], "begin_suppress_tokens": 2,
+        "task_specific_params": {"translation": "some_params"}, "problem_type": "regression",
+    }
+    ours, theirs = ledviz.LEDConfig(dtype="float16", **common), transformers.LEDConfig(dtype="float16", **common)
+    for key, value in common.items():
+        assert getattr(ours, key) == getattr(theirs, key) == value, key
+    assert ours.dtype == theirs.dtype == torch.float16
+    again = ledviz.LEDConfig.from_dict(json.loads(ours.to_json_string()))
+    assert again.num_beams == 3 and again.label2id == {"label": "0"} and again.problem_type == "regression"
+    with pytest.raises(ledviz.ConfigError, match="problem_type='regresion'"):
+        ledviz.LEDConfig(problem_type="regresion")
+
+
 # ---- from_pretrained: dtype -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("arg", ["dtype", "torch_dtype"])
@@ -303,6 +331,7 @@ def _hub_with_revisions(tmp_path, repo_id):
     return cache, other
 
 
+@pytest.mark.slow
 def test_hub_arguments_from_the_cache_offline(tmp_path, monkeypatch, batch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     repo_id = "tiny-org/tiny-led"

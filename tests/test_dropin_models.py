@@ -148,6 +148,7 @@ def test_every_gradient_matches_transformers(tmp_path, cls_name, batch):
     assert checked >= len(theirs) - 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("grad", [True, False])
 @pytest.mark.parametrize("which", ["dropout", "attention_dropout", "activation_dropout"])
 def test_dropout_in_train_mode_with_or_without_grad(tmp_path, batch, grad, which):
