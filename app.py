@@ -7,8 +7,9 @@ shares (the model, and which layers and heads the attention views show). Run wit
 
 import streamlit as st
 
-from pages.common import attention_sidebar, model_sidebar
+from pages.common import attention_sidebar, model_sidebar, stay_in_app_frame
 
+stay_in_app_frame()  # a run that Streamlit would hand to a page file alone comes back here (see there)
 st.set_page_config(page_title="ledviz · LED attention", page_icon=":material/visibility:", layout="wide")
 
 pages = {

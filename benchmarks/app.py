@@ -8,7 +8,7 @@ the views' numbers and the figures, without the browser), and optionally in head
     python benchmarks/app.py                 # 4,000 tokens, AppTest
     python benchmarks/app.py --browser       # and in the browser (needs /usr/bin/chromium)
 
-Uses the embedded demo model, or the tests' stand-in while ledviz/demo/model does not exist.
+Uses the embedded demo model; tests/app_driver.py drives the app (AppTest, and the server).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from test_app import APP, app_model_env  # noqa: E402  (the stand-in model and its environment)
+from app_driver import APP, CHROMIUM, IDLE, serve_app  # noqa: E402  (tests/app_driver.py, not a test module)
 
 GOAL_MS = 300
 
@@ -50,19 +50,6 @@ def document_of(tokens: int) -> str:
     return text
 
 
-def patch_pages_manager() -> None:
-    """See tests/test_app.py navigation_pages: keep AppTest running app.py's frame every run."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    PagesManager.__init__ = init
-
-
 def timed(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -72,7 +59,6 @@ def timed(fn) -> float:
 def apptest(tokens: int, repeat: int) -> list[tuple[str, float, str]]:
     from streamlit.testing.v1 import AppTest
 
-    patch_pages_manager()
     rows: list[tuple[str, float, str]] = []
     at = AppTest.from_file(APP, default_timeout=600)
     rows.append(("start the app (load the model)", timed(at.run), ""))
@@ -132,24 +118,12 @@ def apptest(tokens: int, repeat: int) -> list[tuple[str, float, str]]:
 
 def browser(tokens_title: str) -> list[tuple[str, float, str]]:
     """The same in headless Chromium against `streamlit run app.py`, on a bundled sample."""
-    import signal
-    import subprocess
     import tempfile
 
     from playwright.sync_api import sync_playwright
-    from test_browser import CHROMIUM, IDLE, free_port, wait_healthy
 
-    port = free_port()
-    env = {**os.environ, **app_model_env()}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
     rows = []
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_healthy(base + "/_stcore/health", proc)
+    with serve_app() as base:
         with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
             ctx = p.chromium.launch_persistent_context(
                 profile, executable_path=CHROMIUM, headless=True, viewport={"width": 1500, "height": 1400},
@@ -206,9 +180,6 @@ def browser(tokens_title: str) -> list[tuple[str, float, str]]:
                 ms = settle(t)
                 rows.append((f"browser: layer → {option}", ms, f"script done at {settled[-1]:.0f} ms, then drawing"))
             ctx.close()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
     return rows
 
 
@@ -218,7 +189,6 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="revisits of each change after the first")
     parser.add_argument("--browser", action="store_true", help="also measure in headless Chromium")
     args = parser.parse_args()
-    os.environ.update(app_model_env())
     import torch
 
     from ledviz import pipeline

@@ -328,10 +328,6 @@ class Comparison:
     def labels(self) -> list[str]:
         return [r.label for r in self.results]
 
-    @property
-    def reference_output(self) -> str:
-        return self.results[self.reference].output_text
-
     def layer_table(self) -> pd.DataFrame:
         """(layer x setting) mean over heads of the row distance to the reference."""
         if self.distances.empty:

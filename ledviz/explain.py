@@ -156,14 +156,6 @@ class ExplainExample:
         """(N, N) float32: the chosen head's unfolded map, NaN on pairs that are never scored."""
         return self.dense.masked_fill(~self.scored(), float("nan"))
 
-    def value(self, part: str, row: int, col: int) -> float | None:
-        """The attention in one cell of LOCAL, GLOBAL or "absolute" (None where nothing is scored)."""
-        if part == "absolute":
-            return float(self.dense[row, col]) if self.scored()[row, col] else None
-        if part == GLOBAL:
-            return float(self.glob[row, col])
-        return float(self.local[row, col]) if self.local_valid()[row, col] else None
-
     # ---- partner cells -----------------------------------------------------------------------
     def raw_to_absolute(self, part: str, row: int, col: int) -> tuple[int, int] | None:
         """The absolute (query, key) of a raw cell, or None for a slot outside the sequence.
@@ -368,6 +360,24 @@ def parameter_summary(table: pd.DataFrame) -> dict[str, int]:
     out = {"total": int(table["params"].sum())}
     out.update({part: int(by_part.get(part, 0)) for part in PARTS})
     return out
+
+
+def parameters_by_component(table: pd.DataFrame) -> pd.DataFrame:
+    """Parameters per (part, component) with their share of all parameters, parts in PARTS order and
+    the biggest component of each part first: part, component, params, share."""
+    total = max(int(table["params"].sum()), 1)
+    out = table.groupby(["part", "component"], sort=False)["params"].sum().reset_index()
+    out["share"] = out["params"] / total
+    order = {p: n for n, p in enumerate(PARTS)}
+    return out.sort_values(["part", "params"], key=lambda c: c.map(order) if c.name == "part" else -c)
+
+
+def parameters_per_layer(table: pd.DataFrame) -> pd.DataFrame:
+    """(layer x component) parameter counts of the encoder and decoder layers; rows named like
+    'enc 0' and 'dec 1', in the order of the model."""
+    layers = table[table.layer.notna()].copy()
+    layers["where"] = layers.part.str[:3] + " " + layers.layer.astype(int).astype(str)
+    return layers.pivot_table(index="where", columns="component", values="params", aggfunc="sum", sort=False)
 
 
 def weights_by_dtype(model: torch.nn.Module) -> pd.DataFrame:

@@ -10,7 +10,11 @@ beside the model.
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import json
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -365,3 +369,71 @@ def to_bertviz(
             raise InputError(f"{n} tokens is too many for bertviz (max_tokens={max_tokens}); use ledviz.analysis views")
         out.append(analysis.zoom(sp, (0, n), (0, n), batch=batch)[None])  # (1, H, n, n)
     return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# a pipeline run as files (the app's downloads)
+# ---------------------------------------------------------------------------------------------
+
+def _run_settings(result: Any) -> dict:
+    return {k: v for k, v in result.settings.items() if k != "fingerprint"}
+
+
+def run_settings_json(result: Any, view: Any = None) -> str:
+    """A pipeline.RunResult's settings, the view shown (a views.View or None), the document's size,
+    the output, timings and memory, as indented JSON."""
+    doc = result.document
+    data = {
+        "settings": _run_settings(result),
+        "view": None if view is None else {"layer": view.layer, "heads": view.heads, "reduce": view.reduce},
+        "document": {"characters": len(doc.text), "tokens": doc.n_tokens, "truncated_tokens": doc.truncated_tokens,
+                     "question": doc.question},
+        "output": result.output_text,
+        "timings": result.timings,
+        "memory": result.memory,
+        "stopped_early": result.stopped_early,
+    }
+    return json.dumps(data, indent=2, default=str)
+
+
+def attention_run(result: Any) -> AttentionRun:
+    """A pipeline.RunResult as an AttentionRun: its encoder layers and per-head statistics, with the
+    model, windows, global positions, text, offsets, question, output and settings as metadata."""
+    doc = result.document
+    meta = run_metadata(
+        model_name=str(result.settings.get("model")),
+        attention_window=[2 * result.layers[k].window for k in sorted(result.layers)],
+        global_attention_mask=result.global_mask, attention_mask=doc.attention_mask, text=doc.text,
+        offsets=doc.offsets, question=doc.question, output_text=result.output_text,
+        settings=_run_settings(result))
+    return AttentionRun(layers=dict(result.layers), stats=dict(result.head_stats),
+                        metadata=json.loads(json.dumps(meta)))
+
+
+def run_npz_bytes(result: Any) -> bytes:
+    """The .npz file of `attention_run(result)` (read it back with load_npz)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return save_npz(Path(tmp) / "run.npz", attention_run(result)).read_bytes()
+
+
+def run_parquet_zip(result: Any, bins: int = 256) -> bytes:
+    """A zip of the run's Parquet tables (save_parquet, with `bins`-bin overviews of every head) and
+    its global-token statistics (global_tokens.parquet). Needs pyarrow."""
+    run = attention_run(result)
+    for l, sp in run.layers.items():
+        run.overviews[l] = torch.stack([analysis.overview(sp, bins)])  # (1, H, K, K) for the table
+    buf = io.BytesIO()
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = list(save_parquet(tmp, run).values())
+        stats = pd.concat([analysis.global_token_stats(sp) for sp in run.sparse_layers()], ignore_index=True)
+        paths.append(Path(tmp) / "global_tokens.parquet")
+        stats.to_parquet(paths[-1], index=False)
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for p in paths:
+                z.write(p, arcname=Path(p).name)
+    return buf.getvalue()
+
+
+def parquet_available() -> bool:
+    """Whether Parquet files can be written here (they need the pyarrow package)."""
+    return importlib.util.find_spec("pyarrow") is not None

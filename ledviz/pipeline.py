@@ -59,6 +59,13 @@ class LoadedModel:
     load_seconds: float
 
     @property
+    def key(self) -> str:
+        """Identifies the checkpoint (for caches and run fingerprints): source, name, and the embedded
+        model's folder."""
+        folder = default_model_dir() if self.source == EMBEDDED else ""
+        return f"{self.source}:{self.name}:{folder}"
+
+    @property
     def config(self):
         return self.model.config
 
@@ -127,6 +134,23 @@ class Document:
         if self.segment[i] != self.document_segment:
             return None
         return self.offsets[i]
+
+    def text_spans(self) -> list[tuple[int, int] | None]:
+        """Per token, its character span in the document text (None for question and special tokens)."""
+        return [self.token_text_span(i) for i in range(self.n_tokens)]
+
+    def in_document(self) -> list[bool]:
+        """Per token, whether it is a token of the document text (not the question, not special)."""
+        return [s == self.document_segment for s in self.segment]
+
+    def token_texts(self) -> list[str]:
+        """Each token as it reads in its own text (document or question); special tokens as themselves."""
+        out = []
+        for i, (s, e) in enumerate(self.offsets):
+            seg = self.segment[i]
+            source = None if seg is None else (self.question if self.question and seg == 0 else self.text)
+            out.append(source[s:e] if source is not None and e > s else self.tokens[i])
+        return out
 
     def document_tokens(self) -> list[int]:
         return [i for i, s in enumerate(self.segment) if s == self.document_segment]

@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 SCALES = {"clipped": "clipped at 99.5%", "linear": "linear", "log": "log10"}  # colour scales of the maps
 ATTENTION_RGB = (230, 85, 13)  # the orange of the highlighted text
@@ -42,15 +43,44 @@ def _scaled(z: np.ndarray, scale: str) -> tuple[np.ndarray, float | None, str]:
     return z, None, ""
 
 
-def _layout(fig: go.Figure, title: str | None, height: int, square: bool = False) -> go.Figure:
-    """Common layout: title, height, tight margins, rows from the top."""
-    fig.update_layout(title=dict(text=title, font=dict(size=14)) if title else None, height=height,
-                      margin=dict(l=10, r=10, t=40 if title else 10, b=10))
-    fig.update_yaxes(autorange="reversed")
+def escape(text) -> str:
+    """Text for Plotly labels and for HTML: Plotly reads labels as HTML, so a token such as '<s>'
+    would otherwise vanish into a tag. Every label and every piece of HTML text goes through here."""
+    return html.escape(str(text), quote=False)
+
+
+def _layout(fig: go.Figure, title: str | None = None, height: int | None = None, *, rows_down: bool = True,
+            square: bool = False, title_size: int | None = 14, top: int | None = None, legend_y: float | None = None,
+            **layout) -> go.Figure:
+    """The one layout of every figure: title, height, tight margins (`top` overrides the top one),
+    a horizontal legend below the plot at `legend_y`; rows from the top for maps (`rows_down`),
+    square cells with `square`. Further keywords go to update_layout."""
+    font = dict(size=title_size) if title_size else {}
+    fig.update_layout(title=dict(text=title, font=font) if title else None, height=height,
+                      margin=dict(l=10, r=10, t=top if top is not None else (40 if title else 10), b=10), **layout)
+    if legend_y is not None:
+        fig.update_layout(legend=dict(orientation="h", y=legend_y))
+    if rows_down:
+        fig.update_yaxes(autorange="reversed")
     if square:
         fig.update_yaxes(scaleanchor="x", scaleratio=1, constrain="domain")
         fig.update_xaxes(constrain="domain")
     return fig
+
+
+def token_axis_labels(texts: Sequence[str], positions: Sequence[int], width: int = 14) -> list[str]:
+    """Unique short axis labels 'position text' for the tokens at `positions` (texts: every token's
+    text), escaped, new lines shown as ⏎ and long tokens cut to `width` characters."""
+    out = []
+    for p in positions:
+        t = texts[p].replace("\n", "⏎")
+        out.append(escape(f"{p} {t if len(t) <= width else t[: width - 1] + '…'}"))
+    return out
+
+
+def output_axis_labels(pieces: Sequence[str]) -> list[str]:
+    """Unique axis labels 'k piece' for generated tokens (k from 1), escaped; blank pieces by repr."""
+    return [escape(f"{k} {p.strip() or repr(p)}") for k, p in enumerate(pieces, start=1)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,9 +201,8 @@ def profile_figure(values, *, title: str | None = None, value_name: str = "atten
                       annotation_position="top")
     fig.update_xaxes(title_text="document token", range=[0, max(1, len(y) - 1)])
     fig.update_yaxes(title_text=value_name, rangemode="tozero")
-    fig.update_layout(title=dict(text=title, font=dict(size=14)) if title else None, height=height,
-                      margin=dict(l=10, r=10, t=40 if title else (26 if marks else 10), b=10), showlegend=False)
-    return fig
+    return _layout(fig, title, height, rows_down=False, top=None if title else (26 if marks else 10),
+                   showlegend=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,7 +267,7 @@ def attention_html(text: str, spans: Sequence[tuple[int, int] | None], weights, 
         if box:
             style += f"outline:2px solid rgb{MATCH_RGB};"
         tokens = f"token {t0}" if t0 == t1 else f"tokens {t0}–{t1}"
-        out.append(f'<span style="{style}" title="{tokens}: {wmax:.4g}">{html.escape(text[a:b])}</span>')
+        out.append(f'<span style="{style}" title="{tokens}: {wmax:.4g}">{escape(text[a:b])}</span>')
         run.clear()
 
     k = 0
@@ -251,7 +280,7 @@ def attention_html(text: str, spans: Sequence[tuple[int, int] | None], weights, 
                 run[1] = b
             else:
                 close()
-                out.append(html.escape(text[a:b]))
+                out.append(escape(text[a:b]))
         elif run and run[2] == key and run[1] == a and not key[1]:
             run[1], run[4], run[5] = b, i, max(run[5], float(w[i]))
         else:
@@ -268,9 +297,234 @@ def legend_html(label: str, top: float, rgb: tuple[int, int, int] = ATTENTION_RG
     """A small colour bar: from no shade to full colour at `top`, with an optional note after it."""
     r, g, b = rgb
     return (f'<div style="font-size:0.8rem;display:flex;align-items:center;gap:6px;flex-wrap:wrap">'
-            f'{html.escape(label)}: 0<span style="display:inline-block;width:120px;height:10px;'
+            f'{escape(label)}: 0<span style="display:inline-block;width:120px;height:10px;'
             f'background:linear-gradient(to right,rgba({r},{g},{b},0),rgba({r},{g},{b},0.75))"></span>'
-            f'{top:.3g}<span style="opacity:0.7">{html.escape(note)}</span></div>')
+            f'{top:.3g}<span style="opacity:0.7">{escape(note)}</span></div>')
+
+
+# ---------------------------------------------------------------------------------------------
+# comparing settings (the lab)
+# ---------------------------------------------------------------------------------------------
+
+SETTING_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]  # one per setting, in order
+
+
+def bars_figure(df, columns: dict[str, str], title: str, y_title: str, *, x: str = "setting",
+                stacked: bool = False, height: int = 300) -> go.Figure:
+    """Grouped (or stacked) bars of the table's `columns` {column: legend name} over its `x` column;
+    columns missing or all empty are left out."""
+    fig = go.Figure()
+    for col, name in columns.items():
+        if col in df and df[col].notna().any():
+            fig.add_trace(go.Bar(x=df[x].map(escape), y=df[col], name=name,
+                                 hovertemplate="%{x}<br>" + name + " %{y:.3f}<extra></extra>"))
+    return _layout(fig, title, height, rows_down=False, legend_y=-0.2, barmode="stack" if stacked else "group",
+                   yaxis_title=y_title)
+
+
+def layer_distance_figure(table, labels: Sequence[str], reference: int) -> go.Figure:
+    """Per layer (the table's index), each setting's attention distance to the reference setting
+    (the table's columns are the settings' labels; the reference's own column is not drawn)."""
+    fig = go.Figure()
+    for n, label in enumerate(labels):
+        if n == reference:
+            continue
+        fig.add_trace(go.Scatter(x=table.index, y=table[label], name=escape(label), mode="lines+markers",
+                                 line=dict(color=SETTING_COLORS[n % len(SETTING_COLORS)]),
+                                 hovertemplate="layer %{x}<br>" + escape(label) + ": %{y:.3f}<extra></extra>"))
+    fig.update_xaxes(title="encoder layer", tickmode="array", tickvals=list(table.index))
+    fig.update_yaxes(title="mean total variation", rangemode="tozero")
+    return _layout(fig, f"Attention distance to “{escape(labels[reference])}”, per layer", 320, rows_down=False,
+                   legend_y=-0.25)
+
+
+def binned_map_figure(values, edges: Sequence[int], title: str, *, diverging: bool = False,
+                      zmax: float | None = None) -> go.Figure:
+    """A binned (K, K) map with bins starting at edges[:-1]: the mean attention a query of a row's bin
+    pays to a key of a column's bin, or (`diverging`) a difference of two such maps, coloured
+    symmetrically around 0 up to ±zmax."""
+    z = _np(values)
+    zmax = zmax if zmax is not None else max(float(np.abs(z).max()) if z.size else 0.0, 1e-9)
+    starts = np.asarray(edges[:-1])
+    fig = go.Figure(go.Heatmap(
+        z=z, x=starts, y=starts, colorscale="RdBu_r" if diverging else "Viridis",
+        zmin=-zmax if diverging else 0, zmax=zmax, zmid=0 if diverging else None,
+        hovertemplate="queries %{y}…<br>keys %{x}…<br>%{z:.4f}<extra></extra>",
+        colorbar=dict(thickness=10),
+    ))
+    fig.update_xaxes(title_text="key token", range=[0, edges[-1]], constrain="domain")
+    fig.update_yaxes(title_text="query token", range=[edges[-1], 0], scaleanchor="x", constrain="domain")
+    return _layout(fig, escape(title), 420, rows_down=False, title_size=13)
+
+
+def token_distance_figure(distance, marks: Sequence[tuple[Sequence[int], str, str]] = ()) -> go.Figure:
+    """The distance between two settings' attention rows per token (N,), with global tokens marked:
+    `marks` is (positions, colour, name) per setting; sets of more than 400 positions are not drawn."""
+    tv = _np(distance)
+    fig = go.Figure(go.Scatter(x=np.arange(len(tv)), y=tv, mode="lines", fill="tozeroy", line=dict(width=1),
+                               hovertemplate="token %{x}<br>distance %{y:.3f}<extra></extra>", name="distance"))
+    top = float(tv.max()) if tv.size else 0.0
+    for positions, color, name in marks:
+        if 0 < len(positions) <= 400:
+            fig.add_trace(go.Scatter(x=list(positions), y=[(top or 1.0) * 1.05] * len(positions), mode="markers",
+                                     marker=dict(symbol="triangle-down", size=7, color=color), name=escape(name),
+                                     hovertemplate="global token %{x}<extra></extra>"))
+    fig.update_xaxes(title="token")
+    fig.update_yaxes(title="total variation", rangemode="tozero")
+    return _layout(fig, "Distance per token (A vs B)", 240, rows_down=False, title_size=13, legend_y=-0.35)
+
+
+# ---------------------------------------------------------------------------------------------
+# how LED attention works: the raw output beside the unfolded map, and what the band costs
+# ---------------------------------------------------------------------------------------------
+
+EXPLAIN_SUBPLOT_TITLES = {  # short enough for narrow subplots
+    "local": "raw: encoder_attentions<br>row = query, column = slot",
+    "global": "raw: global_attentions<br>row = key",
+    "absolute": "unfolded N × N<br>row = query, column = key",
+}
+EXPLAIN_HIGHLIGHT = {"picked": "#d62728", "partner": "#ff7f0e"}
+
+
+def _nan_to_none(t) -> list[list[float | None]]:
+    return [[None if v != v else v for v in row] for row in t.tolist()]
+
+
+def explain_figure(ex, focus: tuple[str, int, int] | None = None) -> tuple[go.Figure, dict[int, str]]:
+    """An explain.ExplainExample as one figure: raw local | raw global (when it has global tokens) |
+    unfolded N × N, sharing the token rows; returns it and {curve number: part}.
+
+    Plotly in Streamlit cannot link hover across charts, so the views are subplots of one figure.
+    Each carries an invisible square marker on every cell: its hover text names the cell and its
+    partner in the other view, and a click selects it (heatmap cells do not report clicks
+    reliably). `focus` (part, row, column) and its partner are framed.
+    """
+    from .explain import GLOBAL, LOCAL
+
+    parts = [LOCAL] + ([GLOBAL] if ex.x else []) + ["absolute"]
+    data = {LOCAL: ex.local_display(), GLOBAL: ex.global_display(), "absolute": ex.dense_display()}
+    tokens = [escape(t) for t in ex.token_labels()]
+    xlabels = {LOCAL: ex.local_column_labels(), GLOBAL: ex.global_column_labels(), "absolute": tokens}
+    titles = {LOCAL: EXPLAIN_SUBPLOT_TITLES["local"], GLOBAL: EXPLAIN_SUBPLOT_TITLES["global"],
+              "absolute": EXPLAIN_SUBPLOT_TITLES["absolute"]}
+    widths = [max(len(xlabels[p]), 5) for p in parts]
+    # rows are token positions in every subplot: one shared y axis, labelled once on the left
+    fig = make_subplots(rows=1, cols=len(parts), column_widths=widths, horizontal_spacing=0.03, shared_yaxes=True,
+                        subplot_titles=[titles[p] for p in parts])
+    zmax = max(float(ex.dense.max()), 1e-6)
+    curves: dict[int, str] = {}
+    for k, part in enumerate(parts, start=1):
+        z = data[part]
+        rows, cols = z.shape
+        fig.add_trace(go.Heatmap(z=_nan_to_none(z), x=list(range(cols)), y=list(range(rows)),
+                                 coloraxis="coloraxis", hoverinfo="skip", xgap=1, ygap=1), row=1, col=k)
+        xs, ys, text = [], [], []
+        for r in range(rows):
+            for c in range(cols):
+                xs.append(c)
+                ys.append(r)
+                text.append(escape(ex.describe(part, r, c)))
+        curves[len(fig.data)] = part
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", text=text, hovertemplate="%{text}<extra></extra>",
+                                 marker=dict(symbol="square", size=9, color="rgba(0,0,0,0)"),
+                                 showlegend=False), row=1, col=k)
+        fig.update_xaxes(tickmode="array", tickvals=list(range(cols)), ticktext=xlabels[part],
+                         tickangle=-90 if part == "absolute" else -60, tickfont=dict(size=9),
+                         range=[-0.5, cols - 0.5], showgrid=False, zeroline=False, row=1, col=k)
+        fig.update_yaxes(tickmode="array", tickvals=list(range(rows)), ticktext=tokens, autorange="reversed",
+                         tickfont=dict(size=9), showgrid=False, zeroline=False, row=1, col=k)
+    fig.update_xaxes(title_text="key offset (global columns first)", row=1, col=1)
+    fig.update_xaxes(title_text="key", row=1, col=len(parts))
+    if focus:
+        cells = [(focus, EXPLAIN_HIGHLIGHT["picked"])]
+        other = ex.partner(*focus)
+        if other is not None:
+            cells.append((other, EXPLAIN_HIGHLIGHT["partner"]))
+        for (part, r, c), color in cells:
+            if part in parts:
+                fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5,
+                              line=dict(color=color, width=3), row=1, col=parts.index(part) + 1)
+    _layout(fig, None, max(460, 15 * ex.n + 190), rows_down=False, top=40,
+            coloraxis=dict(colorscale="Blues", cmin=0, cmax=zmax, colorbar=dict(title="p", thickness=12)),
+            plot_bgcolor="#e8e8e8", hovermode="closest", clickmode="event+select")
+    fig.update_annotations(font_size=12)
+    return fig, curves
+
+
+def cost_figures(table, window: int, heads: int, layers: int, dtype: str) -> tuple[go.Figure, go.Figure]:
+    """From explain.cost_table: scored pairs per head, and the probability memory of the whole
+    encoder, against the number of tokens N (log-log), LED beside full attention."""
+    pairs = go.Figure()
+    pairs.add_trace(go.Scatter(x=table.n, y=table.led_pairs, name="LED: N(2w+1) + 2xN", mode="lines"))
+    pairs.add_trace(go.Scatter(x=table.n, y=table.full_pairs, name="full attention: N²", mode="lines",
+                               line=dict(dash="dash")))
+    crossover = 2 * window + 1  # below it the band is wider than the document
+    if table.n.min() < crossover < table.n.max():
+        pairs.add_vline(x=crossover, line=dict(color="grey", dash="dot"),
+                        annotation_text=f"N = 2w + 1 = {crossover:,}", annotation_position="top left")
+    pairs.update_xaxes(title="tokens N", type="log")
+    pairs.update_yaxes(title="pairs", type="log")
+    _layout(pairs, "scored pairs per head", 360, rows_down=False, title_size=None, legend_y=-0.25)
+    memory = go.Figure()
+    memory.add_trace(go.Scatter(x=table.n, y=table.led_mb, name="LED band + global", mode="lines"))
+    memory.add_trace(go.Scatter(x=table.n, y=table.full_mb, name="full N × N", mode="lines", line=dict(dash="dash")))
+    memory.update_xaxes(title="tokens N", type="log")
+    memory.update_yaxes(title="MB", type="log")
+    _layout(memory, f"attention probabilities kept, {heads} heads × {layers} layers, {dtype}", 360, rows_down=False,
+            title_size=None, legend_y=-0.25)
+    return pairs, memory
+
+
+# ---------------------------------------------------------------------------------------------
+# the model: parameters, windows, memory
+# ---------------------------------------------------------------------------------------------
+
+def parameters_figure(per_layer) -> go.Figure:
+    """Parameters per layer (rows of `per_layer`, explain.parameters_per_layer), stacked by component
+    (its columns)."""
+    fig = go.Figure([go.Bar(x=per_layer.index, y=per_layer[c], name=escape(c),
+                            hovertemplate="%{x}<br>" + escape(c) + " %{y:,}<extra></extra>")
+                     for c in per_layer.columns])
+    return _layout(fig, "Parameters per layer", 360, rows_down=False, legend_y=-0.2, barmode="stack",
+                   yaxis_title="parameters")
+
+
+def windows_figure(windows: Sequence[int]) -> go.Figure:
+    """The attention window (2w) of each encoder layer."""
+    fig = go.Figure(go.Bar(x=[f"layer {i}" for i in range(len(windows))], y=list(windows), text=list(windows),
+                           textposition="outside", customdata=[w // 2 for w in windows],
+                           hovertemplate="%{x}<br>attention_window %{y} (w = %{customdata} each side)<extra></extra>"))
+    fig.update_yaxes(title="attention_window (2w)", rangemode="tozero")
+    return _layout(fig, "Attention window per encoder layer", 280, rows_down=False)
+
+
+def attention_memory_figure(table) -> go.Figure:
+    """Attention probabilities per encoder layer (all heads) in MB as float32 and float16, from
+    explain.attention_memory."""
+    fig = go.Figure([go.Bar(x=table.layer, y=table.float32_mb, name="float32"),
+                     go.Bar(x=table.layer, y=table.float16_mb, name="float16")])
+    fig.update_xaxes(title="encoder layer", tickmode="array", tickvals=list(table.layer))
+    return _layout(fig, "Probabilities per layer (all heads)", 280, rows_down=False, legend_y=-0.3, barmode="group",
+                   yaxis_title="MB")
+
+
+# ---------------------------------------------------------------------------------------------
+# passages and documents as HTML
+# ---------------------------------------------------------------------------------------------
+
+def passages_html(passages: Sequence[tuple[tuple[int, int], float, str]], title: str, max_chars: int = 400) -> str:
+    """A numbered list of passages (span, share, text), each with its share of the attention."""
+    items = "".join(
+        f'<li><b>{mass:.0%}</b> · <span style="background:rgba({ATTENTION_RGB[0]},{ATTENTION_RGB[1]},'
+        f'{ATTENTION_RGB[2]},0.22)">{escape(text if len(text) <= max_chars else text[:max_chars - 1] + "…")}</span></li>'
+        for _, mass, text in passages)
+    return f'<div style="font-size:0.9rem">{escape(title)}:<ol style="margin:4px 0">{items}</ol></div>'
+
+
+def text_box_html(text: str, max_height: int = 300) -> str:
+    """Plain text in a scrolling box, line breaks kept."""
+    return (f'<div style="white-space:pre-wrap;max-height:{max_height}px;overflow-y:auto;font-size:0.9rem">'
+            f"{escape(text)}</div>")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,24 +1,21 @@
 """How LED attention works: the raw band + global output of a tiny LED layer next to its unfolded
 N x N map, with linked cells, and what the band costs next to full attention.
 
-Linking the two maps: Plotly in Streamlit cannot link hover across charts, so both maps are
-subplots of ONE figure. Each subplot carries an invisible scatter point on every cell: its hover
-text names the partner cell in the other view, and clicking it selects it
-(`st.plotly_chart(on_select=..., selection_mode="points")`; heatmap cells themselves do not report
-clicks reliably). The selection callback stores the cell, the script reruns and draws a frame
-around the cell and its partner. Number inputs pick a cell of the unfolded map as well (keyboard
-users, and tests, which cannot click a chart).
+Linking the two maps: both are subplots of one figure (`ledviz.plots.explain_figure`) whose
+invisible cell markers report clicks (`st.plotly_chart(on_select=..., selection_mode="points")`).
+The selection callback stores the cell, the script reruns and the figure frames the cell and its
+partner. Number inputs pick a cell of the unfolded map as well (keyboard users, and tests, which
+cannot click a chart).
 """
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
-from ledviz import explain
+from ledviz import explain, plots
 from ledviz.errors import LedvizError
-from pages.common import plot, show_error, show_errors
+from pages.common import render_page, show_error
+from pages.views import plot
 
 CHART_KEY = "hiw.chart"
 PART_TITLES = {
@@ -26,12 +23,6 @@ PART_TITLES = {
     explain.GLOBAL: "encoder_global_attentions[l]: N × x",
     "absolute": "unfolded: N × N (query × key)",
 }
-SUBPLOT_TITLES = {  # short enough for narrow subplots
-    explain.LOCAL: "raw: encoder_attentions<br>row = query, column = slot",
-    explain.GLOBAL: "raw: global_attentions<br>row = key",
-    "absolute": "unfolded N × N<br>row = query, column = key",
-}
-HIGHLIGHT = {"picked": "#d62728", "partner": "#ff7f0e"}
 MODEL_PRESETS = {  # heads x encoder layers, for the memory estimate
     "LED-base (12 heads × 6 layers)": (12, 6),
     "LED-large (16 heads × 12 layers)": (16, 12),
@@ -88,93 +79,6 @@ def _valid_focus(ex: explain.ExplainExample, focus) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# the figure
-# ---------------------------------------------------------------------------------------------
-
-def plotly_text(s: str) -> str:
-    """Plotly reads labels as HTML: escape the angle brackets of tokens such as <s>."""
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _nan_to_none(t) -> list[list[float | None]]:
-    return [[None if v != v else v for v in row] for row in t.tolist()]
-
-
-def linked_figure(ex: explain.ExplainExample, focus) -> tuple[go.Figure, dict[int, str]]:
-    """Raw local | raw global (when x > 0) | unfolded, one figure; returns it and {curve number: part}."""
-    parts = [explain.LOCAL] + ([explain.GLOBAL] if ex.x else []) + ["absolute"]
-    data = {explain.LOCAL: ex.local_display(), explain.GLOBAL: ex.global_display(), "absolute": ex.dense_display()}
-    tokens = [plotly_text(t) for t in ex.token_labels()]
-    xlabels = {explain.LOCAL: ex.local_column_labels(), explain.GLOBAL: ex.global_column_labels(), "absolute": tokens}
-    widths = [max(len(xlabels[p]), 5) for p in parts]
-    # rows are token positions in every subplot: one shared y axis, labelled once on the left
-    fig = make_subplots(rows=1, cols=len(parts), column_widths=widths, horizontal_spacing=0.03, shared_yaxes=True,
-                        subplot_titles=[SUBPLOT_TITLES[p] for p in parts])
-    zmax = max(float(ex.dense.max()), 1e-6)
-    curves: dict[int, str] = {}
-    for k, part in enumerate(parts, start=1):
-        z = data[part]
-        rows, cols = z.shape
-        fig.add_trace(go.Heatmap(z=_nan_to_none(z), x=list(range(cols)), y=list(range(rows)),
-                                 coloraxis="coloraxis", hoverinfo="skip", xgap=1, ygap=1), row=1, col=k)
-        # invisible points on every cell: the hover text and the click target
-        xs, ys, text = [], [], []
-        for r in range(rows):
-            for c in range(cols):
-                xs.append(c)
-                ys.append(r)
-                text.append(plotly_text(ex.describe(part, r, c)))
-        curves[len(fig.data)] = part
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", text=text, hovertemplate="%{text}<extra></extra>",
-                                 marker=dict(symbol="square", size=9, color="rgba(0,0,0,0)"),
-                                 showlegend=False), row=1, col=k)
-        fig.update_xaxes(tickmode="array", tickvals=list(range(cols)), ticktext=xlabels[part],
-                         tickangle=-90 if part == "absolute" else -60, tickfont=dict(size=9),
-                         range=[-0.5, cols - 0.5], showgrid=False, zeroline=False, row=1, col=k)
-        fig.update_yaxes(tickmode="array", tickvals=list(range(rows)), ticktext=tokens, autorange="reversed",
-                         tickfont=dict(size=9), showgrid=False, zeroline=False, row=1, col=k)
-    fig.update_xaxes(title_text="key offset (global columns first)", row=1, col=1)
-    fig.update_xaxes(title_text="key", row=1, col=len(parts))
-    # frames around the picked cell and its partner
-    if focus:
-        cells = [(focus, HIGHLIGHT["picked"])]
-        other = ex.partner(*focus)
-        if other is not None:
-            cells.append((other, HIGHLIGHT["partner"]))
-        for (part, r, c), color in cells:
-            if part in parts:
-                fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5,
-                              line=dict(color=color, width=3), row=1, col=parts.index(part) + 1)
-    fig.update_layout(coloraxis=dict(colorscale="Blues", cmin=0, cmax=zmax, colorbar=dict(title="p", thickness=12)),
-                      height=max(460, 15 * ex.n + 190), margin=dict(l=10, r=10, t=40, b=10),
-                      plot_bgcolor="#e8e8e8", hovermode="closest", clickmode="event+select")
-    fig.update_annotations(font_size=12)
-    return fig, curves
-
-
-def cost_figures(table, window: int, heads: int, layers: int, dtype: str) -> tuple[go.Figure, go.Figure]:
-    """Scored pairs per head, and probability memory of the whole encoder, against N (log-log)."""
-    pairs = go.Figure()
-    pairs.add_trace(go.Scatter(x=table.n, y=table.led_pairs, name="LED: N(2w+1) + 2xN", mode="lines"))
-    pairs.add_trace(go.Scatter(x=table.n, y=table.full_pairs, name="full attention: N²", mode="lines",
-                               line=dict(dash="dash")))
-    crossover = 2 * window + 1  # below it the band is wider than the document
-    if table.n.min() < crossover < table.n.max():
-        pairs.add_vline(x=crossover, line=dict(color="grey", dash="dot"),
-                        annotation_text=f"N = 2w + 1 = {crossover:,}", annotation_position="top left")
-    pairs.update_layout(title="scored pairs per head", xaxis=dict(title="tokens N", type="log"),
-                        yaxis=dict(title="pairs", type="log"), height=360, legend=dict(orientation="h", y=-0.25),
-                        margin=dict(l=10, r=10, t=40, b=10))
-    memory = go.Figure()
-    memory.add_trace(go.Scatter(x=table.n, y=table.led_mb, name="LED band + global", mode="lines"))
-    memory.add_trace(go.Scatter(x=table.n, y=table.full_mb, name="full N × N", mode="lines", line=dict(dash="dash")))
-    memory.update_layout(title=f"attention probabilities kept, {heads} heads × {layers} layers, {dtype}",
-                         xaxis=dict(title="tokens N", type="log"), yaxis=dict(title="MB", type="log"),
-                         height=360, legend=dict(orientation="h", y=-0.25), margin=dict(l=10, r=10, t=40, b=10))
-    return pairs, memory
-
-
-# ---------------------------------------------------------------------------------------------
 # the page
 # ---------------------------------------------------------------------------------------------
 
@@ -212,7 +116,7 @@ def render() -> None:
         st.session_state["hiw.focus"] = focus
         st.session_state["hiw.i"], st.session_state["hiw.j"] = focus[1], focus[2]
 
-    fig, curves = linked_figure(ex, focus)
+    fig, curves = plots.explain_figure(ex, focus)
     st.session_state["hiw.curves"] = curves
     st.plotly_chart(fig, key=CHART_KEY, on_select=_on_chart_select, selection_mode="points",
                     config={"displayModeBar": False})
@@ -261,7 +165,7 @@ def render() -> None:
     m2.metric("full attention pairs", f"{int(last.full_pairs):,}", f"{last.ratio:.1f}× more", delta_color="inverse")
     m3.metric(f"memory, {preset.split(' (')[0]}", f"{last.led_mb:,.0f} MB", f"full: {last.full_mb:,.0f} MB",
               delta_color="off", delta_arrow="off")
-    pairs_fig, memory_fig = cost_figures(table, cost_window // 2, heads, layers, dtype)
+    pairs_fig, memory_fig = plots.cost_figures(table, cost_window // 2, heads, layers, dtype)
     left, right = st.columns(2)
     with left:
         plot(pairs_fig, key="hiw.cost_pairs")
@@ -269,5 +173,4 @@ def render() -> None:
         plot(memory_fig, key="hiw.cost_memory")
 
 
-with show_errors("drawing the How LED attention works page"):
-    render()
+render_page(render, "the How LED attention works page")

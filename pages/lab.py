@@ -8,38 +8,28 @@ the layers and heads chosen in the sidebar. The numbers come from `ledviz.compar
 
 from __future__ import annotations
 
-import hashlib
-import json
-
-import numpy as np
-import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from ledviz import compare
+from ledviz import compare, plots
 from ledviz.compare import MAX_SETTINGS, Setting
 from ledviz.errors import LedvizError
 from ledviz.pipeline import GLOBAL_CHOICES
+from ledviz.runs import run_fingerprint
 from pages.common import (
     current_view,
     document_input,
     document_status,
     global_choice_options,
-    plot,
+    render_page,
     require_model,
     show_error,
     show_errors,
 )
+from pages.views import plot
 
 KEY = "lab"
 DEFAULTS = [dict(kind="first"), dict(kind="sentences"), dict(kind="every_k", k=64), dict(kind="none")]
 TASKS = {"summarize": "Summarize", "qa": "Question answering"}
-SETTING_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
-
-
-def esc(text: str) -> str:
-    """Plotly reads labels as HTML: escape the angle brackets of labels such as “first <s>”."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,14 +61,9 @@ def setting_input(n: int, doc, has_question: bool) -> Setting | None:
     return setting
 
 
-def _fingerprint(loaded, doc, settings, task, max_new, reference, generate) -> str:
-    h = hashlib.sha1()
-    h.update(f"{loaded.source}:{loaded.name}".encode())
-    h.update(doc.text.encode())
-    h.update((doc.question or "").encode())
-    h.update(json.dumps([s.__dict__ for s in settings], default=list).encode())
-    h.update(json.dumps([task, max_new, reference, generate]).encode())
-    return h.hexdigest()
+def _fingerprint(loaded, doc, settings, task, max_new, reference, generate) -> str | None:
+    return run_fingerprint(loaded, doc, dict(settings=settings, task=task, max_new_tokens=int(max_new),
+                                             reference=int(reference), generate=bool(generate)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,19 +94,6 @@ SUMMARY_CONFIG = {
     "rss_growth_mb": st.column_config.NumberColumn("RSS growth MB", format="%.0f",
                                                    help="growth of the process's peak memory during this setting's run"),
 }
-
-
-def _bar(df: pd.DataFrame, columns: dict[str, str], title: str, y_title: str, *, stacked: bool = False,
-         height: int = 300) -> go.Figure:
-    fig = go.Figure()
-    for col, name in columns.items():
-        if col in df and df[col].notna().any():
-            fig.add_trace(go.Bar(x=df["setting"].map(esc), y=df[col], name=name,
-                                 hovertemplate="%{x}<br>" + name + " %{y:.3f}<extra></extra>"))
-    fig.update_layout(title=dict(text=title, font=dict(size=14)), barmode="stack" if stacked else "group",
-                      height=height, margin=dict(l=10, r=10, t=40, b=10), yaxis_title=y_title,
-                      legend=dict(orientation="h", y=-0.2))
-    return fig
 
 
 def outputs_section(comp: compare.Comparison) -> None:
@@ -157,36 +129,11 @@ def distance_section(comp: compare.Comparison) -> None:
     if table.empty:
         st.info("No encoder layers to compare.")
         return
-    fig = go.Figure()
-    for n, label in enumerate(comp.labels):
-        if n == comp.reference:
-            continue
-        fig.add_trace(go.Scatter(x=table.index, y=table[label], name=esc(label), mode="lines+markers",
-                                 line=dict(color=SETTING_COLORS[n]),
-                                 hovertemplate="layer %{x}<br>" + esc(label) + ": %{y:.3f}<extra></extra>"))
-    fig.update_layout(title=dict(text=f"Attention distance to “{esc(comp.labels[comp.reference])}”, per layer",
-                                 font=dict(size=14)),
-                      xaxis=dict(title="encoder layer", tickmode="array", tickvals=list(table.index)),
-                      yaxis=dict(title="mean total variation", rangemode="tozero"), height=320,
-                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    fig = plots.layer_distance_figure(table, comp.labels, comp.reference)
     plot(fig, key=f"{KEY}.layers")
     st.caption("Total variation ½·Σⱼ|aᵢⱼ − bᵢⱼ| between a token's attention rows under the two settings, averaged "
                "over tokens and heads: 0 means the same attention, 1 attention on disjoint keys. Computed from "
                "the band + global form, never an N × N map.")
-
-
-def _heatmap(z: np.ndarray, edges: list[int], title: str, diverging: bool, zmax: float) -> go.Figure:
-    starts = np.asarray(edges[:-1])
-    fig = go.Figure(go.Heatmap(
-        z=z, x=starts, y=starts, colorscale="RdBu_r" if diverging else "Viridis",
-        zmin=-zmax if diverging else 0, zmax=zmax, zmid=0 if diverging else None,
-        hovertemplate="queries %{y}…<br>keys %{x}…<br>%{z:.4f}<extra></extra>",
-        colorbar=dict(thickness=10),
-    ))
-    fig.update_xaxes(title_text="key token", range=[0, edges[-1]], constrain="domain")
-    fig.update_yaxes(title_text="query token", range=[edges[-1], 0], scaleanchor="x", constrain="domain")
-    fig.update_layout(title=dict(text=esc(title), font=dict(size=13)), height=420, margin=dict(l=10, r=10, t=40, b=10))
-    return fig
 
 
 def difference_section(comp: compare.Comparison) -> None:
@@ -212,25 +159,15 @@ def difference_section(comp: compare.Comparison) -> None:
     spread = max(float(diff.binned.abs().max()), 1e-9)
     m1, m2, m3 = st.columns(3)
     with m1:
-        plot(_heatmap(diff.binned_a.numpy(), diff.edges, f"A: {labels[a]}", False, top), key=f"{KEY}.map_a")
+        plot(plots.binned_map_figure(diff.binned_a, diff.edges, f"A: {labels[a]}", zmax=top), key=f"{KEY}.map_a")
     with m2:
-        plot(_heatmap(diff.binned_b.numpy(), diff.edges, f"B: {labels[b]}", False, top), key=f"{KEY}.map_b")
+        plot(plots.binned_map_figure(diff.binned_b, diff.edges, f"B: {labels[b]}", zmax=top), key=f"{KEY}.map_b")
     with m3:
-        plot(_heatmap(diff.binned.numpy(), diff.edges, "A − B (red: more in A)", True, spread), key=f"{KEY}.map_diff")
+        plot(plots.binned_map_figure(diff.binned, diff.edges, "A − B (red: more in A)", diverging=True, zmax=spread),
+             key=f"{KEY}.map_diff")
     # where along the document the rows differ, with both settings' global tokens marked
-    tv = diff.per_token.numpy()
-    fig = go.Figure(go.Scatter(x=np.arange(len(tv)), y=tv, mode="lines", fill="tozeroy", line=dict(width=1),
-                               hovertemplate="token %{x}<br>distance %{y:.3f}<extra></extra>", name="distance"))
-    for n, color in ((a, SETTING_COLORS[a]), (b, SETTING_COLORS[b])):
-        pos = comp.results[n].global_positions
-        if 0 < len(pos) <= 400:
-            fig.add_trace(go.Scatter(x=pos, y=[float(tv.max() or 1) * 1.05] * len(pos), mode="markers",
-                                     marker=dict(symbol="triangle-down", size=7, color=color),
-                                     name=f"global in {esc(labels[n])}",
-                                     hovertemplate="global token %{x}<extra></extra>"))
-    fig.update_layout(title=dict(text="Distance per token (A vs B)", font=dict(size=13)), height=240,
-                      xaxis_title="token", yaxis=dict(title="total variation", rangemode="tozero"),
-                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.35))
+    marks = [(comp.results[n].global_positions, plots.SETTING_COLORS[n], f"global in {labels[n]}") for n in (a, b)]
+    fig = plots.token_distance_figure(diff.per_token, marks)
     plot(fig, key=f"{KEY}.per_token")
 
 
@@ -243,15 +180,15 @@ def results_section(comp: compare.Comparison) -> None:
     c1, c2, c3 = st.columns(3)
     with c1:
         if comp.generated:
-            plot(_bar(df, {"reference_log_likelihood": "reference output", "log_likelihood": "own output"},
+            plot(plots.bars_figure(df, {"reference_log_likelihood": "reference output", "log_likelihood": "own output"},
                       "Log-likelihood", "log p"), key=f"{KEY}.ll")
         else:
             st.info("Outputs and likelihoods need generation (tick “Generate outputs”).")
     with c2:
-        plot(_bar(df, {"encode_s": "encode", "generate_s": "generate", "score_s": "score reference"},
+        plot(plots.bars_figure(df, {"encode_s": "encode", "generate_s": "generate", "score_s": "score reference"},
                   "Time", "seconds", stacked=True), key=f"{KEY}.time")
     with c3:
-        plot(_bar(df, {"scores_mb": "scores computed (fp32)", "attention_mb": "kept (fp16)"},
+        plot(plots.bars_figure(df, {"scores_mb": "scores computed (fp32)", "attention_mb": "kept (fp16)"},
                   "Attention memory", "MB"), key=f"{KEY}.memory")
     st.subheader("How different is the attention?")
     with show_errors("comparing the attention maps"):
@@ -263,6 +200,10 @@ def results_section(comp: compare.Comparison) -> None:
 # ---------------------------------------------------------------------------------------------
 # the page
 # ---------------------------------------------------------------------------------------------
+
+def _request_compare() -> None:
+    st.session_state[f"{KEY}.requested"] = True
+
 
 def main() -> None:
     st.title("Global-attention lab")
@@ -308,10 +249,12 @@ def main() -> None:
                              format_func=lambda n: labels[n] if labels else f"setting {n + 1}",
                              help="Its output is scored under every setting, and every map is compared with its map.")
     ready = doc is not None and len(valid) == len(settings)
-    clicked = st.button("Compare", type="primary", key=f"{KEY}.run", disabled=not ready)
+    # the click is kept as a request in the session (a button's own value lasts one run, and a run
+    # may be handed back to app.py's frame before it gets here: see pages.common.stay_in_app_frame)
+    st.button("Compare", type="primary", key=f"{KEY}.run", disabled=not ready, on_click=_request_compare)
 
     ss = st.session_state
-    if clicked and ready:
+    if ss.pop(f"{KEY}.requested", False) and ready:
         bar = st.progress(0.0, text="starting…")
         try:
             comp = compare.compare_settings(loaded, doc, valid, task=task, max_new_tokens=int(max_new),
@@ -335,5 +278,4 @@ def main() -> None:
     results_section(comp)
 
 
-with show_errors("drawing the lab"):
-    main()
+render_page(main, "the lab")

@@ -7,11 +7,11 @@ import json
 import os
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from ledviz import explain, pipeline
-from pages.common import plot, require_model, show_errors
+from ledviz import explain, pipeline, plots
+from pages.common import render_page, require_model, show_errors
+from pages.views import plot
 
 KEY = "model_page"
 ARCHITECTURE = [  # the config fields a reader looks for first, in reading order
@@ -60,24 +60,14 @@ def parameters(loaded) -> None:
                    delta_color="off", delta_arrow="off", delta_description="of all" if share else None)
     st.caption("Embeddings: the token table (shared by encoder, decoder and the tied LM head) and the two position "
                "tables. Encoder and decoder: their layers and embedding layer norms. Tied weights count once.")
-    by_component = table.groupby(["part", "component"], sort=False)["params"].sum().reset_index()
-    by_component["share"] = by_component["params"] / max(summary["total"], 1)
-    order = {p: n for n, p in enumerate(explain.PARTS)}
-    by_component = by_component.sort_values(["part", "params"], key=lambda c: c.map(order) if c.name == "part" else -c)
+    by_component = explain.parameters_by_component(table)
     left, right = st.columns([2, 3])
     with left:
         st.dataframe(by_component, hide_index=True, width="stretch", height=35 * len(by_component) + 40,
                      column_config={"params": st.column_config.NumberColumn(format="localized"),
                                     "share": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
     with right:
-        layers = table[table.layer.notna()].copy()
-        layers["where"] = layers.part.str[:3] + " " + layers.layer.astype(int).astype(str)
-        pivot = layers.pivot_table(index="where", columns="component", values="params", aggfunc="sum", sort=False)
-        fig = go.Figure([go.Bar(x=pivot.index, y=pivot[c], name=c, hovertemplate="%{x}<br>" + c + " %{y:,}<extra></extra>")
-                         for c in pivot.columns])
-        fig.update_layout(barmode="stack", title=dict(text="Parameters per layer", font=dict(size=14)), height=360,
-                          yaxis_title="parameters", margin=dict(l=10, r=10, t=40, b=10),
-                          legend=dict(orientation="h", y=-0.2))
+        fig = plots.parameters_figure(explain.parameters_per_layer(table))
         plot(fig, key=f"{KEY}.per_layer")
     with st.expander("Every parameter tensor"):
         st.dataframe(table, hide_index=True, width="stretch")
@@ -85,11 +75,7 @@ def parameters(loaded) -> None:
 
 def windows(loaded) -> None:
     wins = loaded.config.attention_windows()
-    fig = go.Figure(go.Bar(x=[f"layer {i}" for i in range(len(wins))], y=wins, text=wins, textposition="outside",
-                           hovertemplate="%{x}<br>attention_window %{y} (w = %{customdata} each side)<extra></extra>",
-                           customdata=[w // 2 for w in wins]))
-    fig.update_layout(title=dict(text="Attention window per encoder layer", font=dict(size=14)), height=280,
-                      yaxis=dict(title="attention_window (2w)", rangemode="tozero"), margin=dict(l=10, r=10, t=40, b=10))
+    fig = plots.windows_figure(wins)
     plot(fig, key=f"{KEY}.windows")
     st.caption(f"Each token sees w = attention_window / 2 tokens on either side. Inputs are padded to a multiple "
                f"of the largest window ({max(wins)}).")
@@ -113,13 +99,7 @@ def memory(loaded) -> None:
                             persist_state="session")
         x = c2.number_input("Global tokens", 0, 100_000, 1, key=f"{KEY}.x", persist_state="session")
         table = explain.attention_memory(loaded.config, int(n), int(x))
-        fig = go.Figure([
-            go.Bar(x=table.layer, y=table.float32_mb, name="float32"),
-            go.Bar(x=table.layer, y=table.float16_mb, name="float16"),
-        ])
-        fig.update_layout(barmode="group", height=280, title=dict(text="Probabilities per layer (all heads)", font=dict(size=14)),
-                          xaxis=dict(title="encoder layer", tickmode="array", tickvals=list(table.layer)),
-                          yaxis_title="MB", margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.3))
+        fig = plots.attention_memory_figure(table)
         plot(fig, key=f"{KEY}.attention_memory")
         total32, total16 = table.float32_mb.sum(), table.float16_mb.sum()
         full = table.full_float32_mb.sum()
@@ -151,5 +131,4 @@ def main() -> None:
         memory(loaded)
 
 
-with show_errors("drawing the Model page"):
-    main()
+render_page(main, "the Model page")

@@ -2,20 +2,13 @@
 the answer, where in the document it came from (cross-attention of the answer tokens, and where
 the answer's text occurs), and where the question tokens looked."""
 
-import re
-
-import numpy as np
 import streamlit as st
 
+from ledviz import plots, provenance
 from pages.common import (
-    attention_views,
-    cross_attention_view,
-    cross_map,
     document_input,
-    document_spans,
     document_status,
-    highlighted_document,
-    plot,
+    render_page,
     require_model,
     run_panel,
     run_settings,
@@ -23,22 +16,19 @@ from pages.common import (
     sample_questions,
     show_errors,
     show_output,
+)
+from pages.views import (
+    attention_views,
+    cross_attention_view,
+    cross_map,
+    highlighted_document,
+    passages,
+    plot,
     show_passages,
     token_row,
-    top_passages,
 )
-from ledviz import plots
 
 KEY = "qa"
-
-
-def answer_spans(text: str, answer: str) -> list[tuple[int, int]]:
-    """Where the answer occurs in the text: case-insensitive, any whitespace between its words."""
-    words = answer.strip().rstrip(".").split()
-    if not words:
-        return []
-    pattern = r"\s+".join(re.escape(w) for w in words)
-    return [m.span() for m in re.finditer(pattern, text, flags=re.IGNORECASE)]
 
 
 def _use_suggestion() -> None:
@@ -58,45 +48,38 @@ def question_input(sample: str | None) -> str:
 
 def answer_source(result, loaded) -> None:
     """Cross-attention of the answer tokens on the document, and where the answer's text occurs."""
-    doc = result.document
     cm = cross_map(result)
-    special = set(loaded.tokenizer.all_special_ids)
-    steps = [k - 1 for k, t in enumerate(result.output_ids) if k > 0 and t not in special]
-    if cm is None or not steps:
+    source = None if cm is None else provenance.answer_source(result, cm, loaded.tokenizer.all_special_ids,
+                                                              passages(result))
+    if source is None:
         st.info("The model gave no answer tokens to trace back.")
         return
-    weights = cm[steps].mean(0)
-    matches = answer_spans(doc.text, result.output_text)
-    top = top_passages(result, weights, 3)
-    if matches:
-        s, e = matches[0]
-        inside = [i for i, sp in enumerate(document_spans(doc)) if sp is not None and sp[0] < e and sp[1] > s]
-        where = f"tokens {inside[0]}–{inside[-1]}" if inside else "beyond the part the model read"
-        in_top = bool(top) and top[0][0][0] <= s < top[0][0][1]
-        st.success(f"The answer occurs {len(matches)}× in the document; first at character {s:,} ({where}). "
-                   + ("The passage with the most cross-attention contains it." if in_top else
+    if source.matches:
+        s = source.matches[0][0]
+        first, last = source.match_tokens or (None, None)
+        where = f"tokens {first}–{last}" if source.match_tokens else "beyond the part the model read"
+        st.success(f"The answer occurs {len(source.matches)}× in the document; first at character {s:,} ({where}). "
+                   + ("The passage with the most cross-attention contains it." if source.in_top_passage else
                       "It is not in the passage with the most cross-attention."), icon=":material/check_circle:")
     else:
         st.info("The answer does not occur word for word in the document.", icon=":material/search_off:")
-    show_passages(top, "Passages the answer tokens attended to most")
-    highlighted_document(result, weights, outline=matches, label="cross-attention of the answer", height=360)
+    show_passages(source.passages, "Passages the answer tokens attended to most")
+    highlighted_document(result, source.weights, outline=source.matches, label="cross-attention of the answer",
+                         height=360)
 
 
 def question_looked(result) -> None:
     """Where the question tokens looked: the mean of their attention rows over the document."""
-    doc = result.document
-    q = doc.question_tokens()
+    q = result.document.question_tokens()
     if not q:
         st.info("This run has no question tokens.")
         return
-    weights = np.mean([token_row(result, i, "from") for i in q], axis=0)
-    inside = np.array([s is not None for s in document_spans(doc)])
-    on_doc = np.where(inside, weights, 0.0)
+    on_doc, share = provenance.question_attention(result, [token_row(result, i, "from") for i in q])
     globals_ = set(result.global_positions)
     if not all(i in globals_ for i in q):
         st.caption("Some question tokens are not global: they see only their window, which barely reaches "
                    "the document. Give them global attention to see them read it all.")
-    st.caption(f"{on_doc.sum():.0%} of the question tokens' attention goes to the document.")
+    st.caption(f"{share:.0%} of the question tokens' attention goes to the document.")
     plot(plots.profile_figure(on_doc, value_name="attention", height=170), key=f"{KEY}.question_profile")
     highlighted_document(result, on_doc, label="attention from the question", height=300)
 
@@ -148,5 +131,4 @@ def main() -> None:
                     wide=True)
 
 
-with show_errors("drawing the Question answering page"):
-    main()
+render_page(main, "the Question answering page")

@@ -4,18 +4,17 @@ passages of the document it attended to; beside it the encoder's attention views
 import streamlit as st
 
 from pages.common import (
-    attention_views,
-    cross_attention_view,
     document_input,
     document_status,
+    render_page,
     require_model,
     run_panel,
     run_settings,
     run_summary,
     show_errors,
     show_output,
-    source_view,
 )
+from pages.views import attention_views, cross_attention_view, source_view
 
 KEY = "summarize"
 
@@ -50,5 +49,4 @@ def main() -> None:
                         extra={"Cross-attention": lambda: cross_attention_view(result, loaded, f"{KEY}.cross")})
 
 
-with show_errors("drawing the Summarize page"):
-    main()
+render_page(main, "the Summarize page")

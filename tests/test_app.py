@@ -1,114 +1,13 @@
 """The Streamlit app through AppTest: the frame, the Summarize and Question answering pages, and
-bad input (empty document, non-text upload, oversized document, unknown Hub id offline).
-
-The app runs the embedded demo model (ledviz/demo/model). Until that exists, `use_app_model`
-points LEDVIZ_MODEL at a stand-in with random weights (/tmp/ledviz-dev-model, made here if
-missing): the pages do not care what the model says, only that it runs.
+bad input (empty document, non-text upload, oversized document, unknown Hub id offline). The app
+runs the embedded demo model (ledviz/demo/model); tests/app_driver.py drives it.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from pathlib import Path
-
 import pytest
-import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
-EMBEDDED_CONFIG = ROOT / "ledviz" / "demo" / "model" / "config.json"
-STAND_IN = Path(os.environ.get("LEDVIZ_STAND_IN", "/tmp/ledviz-dev-model"))
-TIMEOUT = 120  # AppTest's default is 3 s: loading and running a model takes longer
-
-
-def make_stand_in(path: Path, seed: int = 0) -> Path:
-    """A tiny LEDForConditionalGeneration with random weights and a BPE vocabulary trained on
-    generated demo documents: the same kind of files as the embedded model."""
-    from ledviz import LEDConfig, LEDForConditionalGeneration
-    from ledviz.demo.data import generate_dataset
-    from ledviz.tokenization import train_bpe_tokenizer
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
-    texts = [ex.document for ex in generate_dataset(seed, 40)]
-    tok = train_bpe_tokenizer(texts, 2000, save_dir=tmp)
-    torch.manual_seed(seed)
-    config = LEDConfig(vocab_size=tok.vocab_size, d_model=64, encoder_layers=2, decoder_layers=2,
-                       encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128,
-                       decoder_ffn_dim=128, max_encoder_position_embeddings=4096,
-                       max_decoder_position_embeddings=256, attention_window=[64, 128], pad_token_id=1,
-                       bos_token_id=0, eos_token_id=2, decoder_start_token_id=2)
-    LEDForConditionalGeneration(config).eval().save_pretrained(tmp)
-    try:
-        os.rename(tmp, path)
-    except OSError:  # another process made it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
-
-
-def app_model_env() -> dict[str, str]:
-    """Environment for running the app: nothing when the embedded model exists, else LEDVIZ_MODEL
-    pointing at the stand-in (made if missing)."""
-    if EMBEDDED_CONFIG.exists():
-        return {}
-    if not (STAND_IN / "config.json").exists():
-        make_stand_in(STAND_IN)
-    return {"LEDVIZ_MODEL": str(STAND_IN)}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def use_app_model():
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in app_model_env().items():
-            mp.setenv(k, v)
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        yield
-
-
-@pytest.fixture(autouse=True)
-def navigation_pages(monkeypatch):
-    """AppTest resets PagesManager.uses_pages_directory before every run and recomputes it from
-    whether a pages/ folder exists. Ours does (the pages live there, listed by st.navigation), so
-    from the second run on AppTest would run the page alone, the old multipage way, without
-    app.py's frame and sidebar. The real server sets the flag False once st.navigation runs;
-    do the same here."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
-
-
-def start(page: str | None = None):
-    """The app after its first run, on `page` (e.g. 'pages/qa.py') when given."""
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    assert not at.exception, at.exception
-    if page:
-        at.switch_page(page).run()
-        assert not at.exception, at.exception
-    return at
-
-
-def messages(at, kind: str) -> list[str]:
-    """The texts of every st.error / st.warning / st.info ... in the main area and the sidebar."""
-    return [e.value for e in getattr(at, kind)] + [e.value for e in getattr(at.sidebar, kind)]
-
-
-def charts(at) -> int:
-    return len(at.get("plotly_chart"))
-
-
-def assert_clean(at) -> None:
-    assert not at.exception, at.exception
-    assert not messages(at, "error"), messages(at, "error")
+from app_driver import TIMEOUT, assert_clean, charts, messages, open_app
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,17 +15,16 @@ def assert_clean(at) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def test_frame_loads_the_model_and_draws_the_shared_sidebar():
-    at = start()
+    at = open_app()
     assert_clean(at)
     assert at.sidebar.selectbox(key="view.layer").value == -1  # all layers
     assert any("layers ×" in c.value for c in at.sidebar.caption)
     assert at.session_state["model.loaded"] is not None
-    if EMBEDDED_CONFIG.exists():  # the embedded model says what it knows
-        assert any("synthetic reports only" in c.value for c in at.sidebar.caption)
+    assert any("synthetic reports only" in c.value for c in at.sidebar.caption)  # what the embedded model knows
 
 
 def test_summarize_runs_streams_and_draws_every_view():
-    at = start()
+    at = open_app()
     at.button(key="summarize.run").click().run()
     assert_clean(at)
     result = at.session_state["summarize.result"]
@@ -152,7 +50,7 @@ def test_summarize_runs_streams_and_draws_every_view():
 
 
 def test_question_answering_runs_and_traces_answer_and_question():
-    at = start("pages/qa.py")
+    at = open_app("pages/qa.py")
     assert any("Type a question" in m for m in messages(at, "info"))
     at.text_input(key="qa.question").set_value("Who is the project lead?").run()
     assert at.selectbox(key="qa.settings.global").value == "question"  # the default for QA
@@ -180,16 +78,16 @@ def test_question_answering_runs_and_traces_answer_and_question():
 
 
 def test_a_run_can_be_cancelled():
-    from pages.common import RunJob, load_model_cached
     from ledviz import pipeline
     from ledviz.demo.data import sample_documents
+    from ledviz.runs import RunJob
 
-    loaded = load_model_cached(pipeline.EMBEDDED)
+    loaded = pipeline.load_model(pipeline.EMBEDDED)
     doc = pipeline.prepare_document(loaded, next(iter(sample_documents().values())))
     job = RunJob(loaded, doc, pipeline.global_attention_mask(doc, "first"), task="summarize",
                  max_new_tokens=loaded.config.max_decoder_position_embeddings - 1, num_beams=1)
-    job.stop.set()
-    job.thread.join(TIMEOUT)
+    job.cancel()
+    job.start().thread.join(TIMEOUT)
     assert job.done and job.error is None, job.error
     assert job.result.stopped_early
     assert len(job.result.output_ids) <= 3
@@ -200,7 +98,7 @@ def test_a_run_can_be_cancelled():
 # ---------------------------------------------------------------------------------------------
 
 def test_empty_document_shows_a_message():
-    at = start()
+    at = open_app()
     at.button_group(key="doc.source").set_value("Paste").run()
     at.text_area(key="doc.pasted").set_value("   \n  ").run()
     assert not at.exception
@@ -215,7 +113,7 @@ def test_empty_document_shows_a_message():
 
 
 def test_non_text_upload_shows_a_message():
-    at = start()
+    at = open_app()
     at.button_group(key="doc.source").set_value("Upload").run()
     png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01" + bytes(range(256))
     at.file_uploader(key="doc.upload").set_value(("scan.txt", png, "text/plain")).run()
@@ -224,24 +122,10 @@ def test_non_text_upload_shows_a_message():
     assert at.button(key="summarize.run").disabled
 
 
-def test_decode_upload():
-    from pages.common import decode_upload
-    from ledviz.errors import InputError
-
-    assert decode_upload("a.txt", "héllo".encode()) == "héllo"
-    assert decode_upload("a.md", b"\xef\xbb\xbf# title") == "# title"  # UTF-8 with a BOM
-    assert decode_upload("a.TXT", "hi".encode("utf-16")) == "hi"
-    for name, data, says in [("a.pdf", b"%PDF-1.4", "not a .txt or .md file"),
-                             ("a.txt", b"\x00\x01\x02binary", "not readable text"),
-                             ("a.txt", "café".encode("latin-1"), "not UTF-8")]:
-        with pytest.raises(InputError, match=says):
-            decode_upload(name, data)
-
-
 def test_oversized_document_shows_what_was_cut():
     from ledviz.demo.data import sample_documents
 
-    at = start()
+    at = open_app()
     limit = at.session_state["model.loaded"].max_tokens
     text = "\n\n".join(sample_documents().values())
     while len(text) < 6 * limit:  # about 5 characters a token
@@ -255,7 +139,7 @@ def test_oversized_document_shows_what_was_cut():
 
 
 def test_unknown_hub_id_offline_shows_a_message_and_keeps_the_model():
-    at = start()
+    at = open_app()
     at.sidebar.radio(key="model.source").set_value("hub").run()
     at.sidebar.text_input(key="model.hub_id").set_value("nobody/no-such-led-model").run()
     at.sidebar.button(key="model.load_hub").click().run()
@@ -274,19 +158,19 @@ def test_export_files_read_back(tmp_path):
     import json
     import zipfile
 
-    from pages.common import View, _npz_bytes, _parquet_zip, _settings_json
     from ledviz import export
+    from ledviz.views import View
 
-    at = start()
+    at = open_app()
     at.button(key="summarize.run").click().run()
     result = at.session_state["summarize.result"]
     path = tmp_path / "run.npz"
-    path.write_bytes(_npz_bytes(result))
+    path.write_bytes(export.run_npz_bytes(result))
     back = export.load_npz(path)
     assert sorted(back.layers) == sorted(result.layers)
     assert back.metadata["text"] == result.document.text
-    assert json.loads(_settings_json(result, View()))["settings"]["task"] == "summarize"
+    assert json.loads(export.run_settings_json(result, View()))["settings"]["task"] == "summarize"
     pytest.importorskip("pyarrow", reason="Parquet export needs pyarrow")
-    (tmp_path / "run.zip").write_bytes(_parquet_zip(result))
+    (tmp_path / "run.zip").write_bytes(export.run_parquet_zip(result))
     names = zipfile.ZipFile(tmp_path / "run.zip").namelist()
     assert {"head_stats.parquet", "overviews.parquet", "global_tokens.parquet"} <= set(names)

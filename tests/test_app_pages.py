@@ -1,65 +1,15 @@
 """The Attention lab, How LED attention works and The model pages, run inside the app's frame with
-Streamlit's AppTest: each renders, its main action runs and draws charts, and bad input shows a
-message instead of a traceback.
-
-The model is the embedded demo model when `ledviz/demo/model/config.json` exists; otherwise a
-random-weight stand-in (LEDVIZ_MODEL), made here if /tmp/ledviz-dev-model is missing.
+Streamlit's AppTest (tests/app_driver.py): each renders, its main action runs and draws charts,
+and bad input shows a message instead of a traceback.
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from test_explain_compare import make_checkpoint
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EMBEDDED_CONFIG = os.path.join(ROOT, "ledviz", "demo", "model", "config.json")
-STAND_IN = "/tmp/ledviz-dev-model"
-TIMEOUT = 120  # seconds per script run: the first loads the model
-SHORT_DOC = ("Project Bluefinch report. The project lead is Maren Okafor. The site is Velmora. "
-             "The budget is 4,312. Each section repeats a few facts, and other names appear too. ") * 6
+from app_driver import assert_clean, charts, open_app, paste
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", autouse=True)
-def model_env(tmp_path_factory):
-    """Point LEDVIZ_MODEL at a checkpoint unless the embedded demo model is there."""
-    with pytest.MonkeyPatch.context() as mp:
-        if not os.path.exists(EMBEDDED_CONFIG):
-            path = STAND_IN if os.path.exists(os.path.join(STAND_IN, "config.json")) else \
-                make_checkpoint(tmp_path_factory.mktemp("stand-in"), max_encoder_position_embeddings=2048)
-            mp.setenv("LEDVIZ_MODEL", path)
-        yield
-
-
-def open_page(page: str):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(os.path.join(ROOT, "app.py"), default_timeout=TIMEOUT).run()
-    assert_clean(at)
-    at.switch_page(page).run()
-    assert_clean(at)
-    return at
-
-
-def assert_clean(at, errors_ok: bool = False) -> None:
-    """No uncaught exception (and, unless errors_ok, no st.error) on the page."""
-    assert not at.exception, [e.value for e in at.exception]
-    if not errors_ok:
-        assert not at.error, [e.value for e in at.error]
-
-
-def charts(at) -> int:
-    return len(at.get("plotly_chart"))
-
-
-def paste(at, text: str = SHORT_DOC) -> None:
-    at.segmented_control(key="doc.source").set_value("Paste").run()
-    at.text_area(key="doc.pasted").set_value(text).run()
-    assert_clean(at)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,7 +17,7 @@ def paste(at, text: str = SHORT_DOC) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def test_lab_question_answering_says_its_answers_are_unconstrained():
-    at = open_page("pages/lab.py")
+    at = open_app("pages/lab.py")
     at.segmented_control(key="lab.task").set_value("qa").run()
     assert_clean(at)
     assert any("Type a question" in i.value for i in at.info)
@@ -75,7 +25,7 @@ def test_lab_question_answering_says_its_answers_are_unconstrained():
 
 
 def test_lab_compares_settings_and_draws_charts():
-    at = open_page("pages/lab.py")
+    at = open_app("pages/lab.py")
     assert at.title[0].value == "Global-attention lab"
     paste(at)
     at.number_input(key="lab.count").set_value(3).run()
@@ -92,8 +42,7 @@ def test_lab_compares_settings_and_draws_charts():
     assert table.reference_log_likelihood.notna().all()
     # another pair for the difference map, and a sidebar view of one layer and head
     at.selectbox(key="lab.diff_a").set_value(2).run()
-    at.session_state["view.layer"] = 0  # the sidebar's layer choice (AppTest drops the sidebar after switch_page)
-    at.run()
+    at.sidebar.selectbox(key="view.layer").set_value(0).run()  # the sidebar's layer choice
     assert_clean(at)
     assert charts(at) >= 7
     # changing a setting marks the results as stale
@@ -102,7 +51,7 @@ def test_lab_compares_settings_and_draws_charts():
 
 
 def test_lab_encoder_only():
-    at = open_page("pages/lab.py")
+    at = open_app("pages/lab.py")
     paste(at)
     at.number_input(key="lab.count").set_value(2).run()
     at.checkbox(key="lab.generate").uncheck().run()
@@ -118,7 +67,7 @@ def test_lab_encoder_only():
     ("positions", "positions", "1, two", "whole numbers"),
 ])
 def test_lab_bad_input_shows_a_message(kind, key, value, message):
-    at = open_page("pages/lab.py")
+    at = open_app("pages/lab.py")
     paste(at)
     at.selectbox(key="lab.s1.kind").set_value(kind).run()
     at.text_input(key=f"lab.s1.{key}").set_value(value).run()
@@ -132,7 +81,7 @@ def test_lab_bad_input_shows_a_message(kind, key, value, message):
 # ---------------------------------------------------------------------------------------------
 
 def test_how_it_works_recomputes_and_links_cells():
-    at = open_page("pages/how_it_works.py")
+    at = open_app("pages/how_it_works.py")
     assert at.title[0].value == "How LED attention works"
     assert charts(at) == 3  # the linked maps, pairs and memory against N
     at.slider(key="hiw.w").set_value(5).run()
@@ -159,7 +108,7 @@ def test_how_it_works_recomputes_and_links_cells():
 # ---------------------------------------------------------------------------------------------
 
 def test_model_page():
-    at = open_page("pages/model.py")
+    at = open_app("pages/model.py")
     assert at.title[0].value == "The model"
     assert charts(at) == 3  # windows, parameters per layer, attention memory
     labels = [m.label for m in at.metric]

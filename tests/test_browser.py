@@ -6,70 +6,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-from test_app import ROOT, app_model_env
-
-CHROMIUM = "/usr/bin/chromium"
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-CHARTS = ".js-plotly-plot, [data-testid='stPlotlyChart']"
+from app_driver import CHARTS, CHROMIUM, IDLE, serve_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    """Poll Streamlit's health endpoint until it answers 'ok' (or the server dies)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
-
-
 @pytest.fixture
 def server(tmp_path):
-    """The app served on a free port; yields its base URL and always stops it."""
-    port = free_port()
-    env = {**os.environ, **app_model_env(), "HF_HUB_OFFLINE": "1"}
-    log = open(tmp_path / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # its own session: the server and nothing else
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-        log.close()
+    """The app served on a free port (its log in tmp_path); yields its base URL and always stops it."""
+    with open(tmp_path / "streamlit.log", "wb") as log, serve_app(log) as url:
+        yield url
 
 
 def idle(page, timeout: float = 180_000) -> None:

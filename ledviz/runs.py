@@ -1,0 +1,168 @@
+"""Runs of the model for the app: a run in a worker thread that streams its tokens and can be
+cancelled, run fingerprints, and a run's facts in words. Library code: no Streamlit here.
+
+Why a thread: Streamlit runs a page top to bottom and handles a click by rerunning it. If
+generation ran in the page itself, a click on Cancel could only take effect after generation
+ended. With the work in a `RunJob` kept in the session, the page just polls it (redrawing the
+streamed text and the progress); a click on Cancel sets the job's `stop` event, which
+`pipeline.run` checks after every token.
+
+A job is made, then started: `job.start()` runs it in its own thread, `job.run()` in the calling
+thread (what a worker of a shared run queue would call).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import pipeline
+from .pipeline import Document, LoadedModel, RunResult
+
+
+# ---------------------------------------------------------------------------------------------
+# fingerprints: which input a shown result belongs to
+# ---------------------------------------------------------------------------------------------
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: getattr(value, k) for k in value.__dataclass_fields__}
+    return str(value)
+
+
+def fingerprint(*parts: Any) -> str:
+    """A hex digest identifying `parts`: strings, bytes, tensors and arrays (values, dtype and shape),
+    and anything JSON can write (dicts in any key order, dataclasses by their fields).
+    Each part is length-prefixed, so ("ab", "c") and ("a", "bc") differ."""
+    h = hashlib.sha1()
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            part = part.detach().cpu().numpy()
+        if isinstance(part, np.ndarray):
+            tag, data = f"array:{part.dtype}:{part.shape}", np.ascontiguousarray(part).tobytes()
+        elif isinstance(part, bytes):
+            tag, data = "bytes", part
+        elif isinstance(part, str):
+            tag, data = "str", part.encode()
+        else:
+            tag, data = "json", json.dumps(part, sort_keys=True, default=_jsonable).encode()
+        h.update(f"{tag}:{len(data)}:".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def run_fingerprint(loaded: LoadedModel, doc: Document | None, settings: Any,
+                    global_mask: torch.Tensor | None = None) -> str | None:
+    """Identifies a run's input: the model, the document and question, the global-attention mask
+    and the settings. None when there is no document (nothing can run)."""
+    if doc is None:
+        return None
+    mask = b"" if global_mask is None else global_mask
+    return fingerprint(loaded.key, doc.text, doc.question or "", mask, settings)
+
+
+# ---------------------------------------------------------------------------------------------
+# a run in a worker thread
+# ---------------------------------------------------------------------------------------------
+
+class RunJob:
+    """`pipeline.run` for one input, with its streamed tokens, progress and outcome.
+
+    `settings` are recorded in the result's settings (with `run_id`, the job's id); `generation`
+    holds further keyword arguments of pipeline.run (answer_from_document, ...).
+    """
+
+    def __init__(self, loaded: LoadedModel, doc: Document, global_mask: torch.Tensor, *, task: str,
+                 max_new_tokens: int, num_beams: int, settings: dict | None = None,
+                 generation: dict | None = None):
+        self.id = uuid.uuid4().hex[:12]
+        self.stop = threading.Event()
+        self.pieces: list[str] = []
+        self.progress: tuple[str, float] = ("starting", 0.0)
+        self.result: RunResult | None = None
+        self.error: BaseException | None = None
+        self.started: float | None = None
+        self.finished: float | None = None
+        self.settings = dict(settings or {})
+        self.thread: threading.Thread | None = None
+        self._special = set(loaded.tokenizer.all_special_ids)
+        self._args = (loaded, doc, global_mask)
+        self._kwargs = dict(task=task, max_new_tokens=max_new_tokens, num_beams=num_beams, **(generation or {}))
+
+    def start(self) -> "RunJob":
+        """Run in a new daemon thread; returns the job."""
+        self.thread = threading.Thread(target=self.run, name=f"ledviz-run-{self.id}", daemon=True)
+        self.thread.start()
+        return self
+
+    def run(self) -> None:
+        """Run in this thread; the outcome lands in `result` or `error` (never raised)."""
+        self.started = time.perf_counter()
+        try:
+            result = pipeline.run(*self._args, on_token=self._on_token, stop_event=self.stop,
+                                  progress=self._on_progress, **self._kwargs)
+            result.settings.update(self.settings, run_id=self.id)
+            self.result = result
+        except BaseException as err:  # noqa: BLE001 - handed to the page, which shows it
+            self.error = err
+        finally:
+            self.finished = time.perf_counter()
+
+    def cancel(self) -> None:
+        """Ask the run to stop after the current token (the tokens so far are kept)."""
+        self.stop.set()
+
+    def _on_token(self, token_id: int, text: str) -> None:
+        if token_id not in self._special:
+            self.pieces.append(text)
+
+    def _on_progress(self, message: str, fraction: float) -> None:
+        self.progress = (message, fraction)
+
+    @property
+    def done(self) -> bool:
+        return self.finished is not None
+
+    @property
+    def text(self) -> str:
+        """The output streamed so far (special tokens left out)."""
+        return "".join(self.pieces)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run started (0 before), until it finished."""
+        if self.started is None:
+            return 0.0
+        return (self.finished or time.perf_counter()) - self.started
+
+
+# ---------------------------------------------------------------------------------------------
+# a run's facts
+# ---------------------------------------------------------------------------------------------
+
+def run_id(result: RunResult) -> str:
+    """A stable id of a run for caching its derived views (set by RunJob; made up if missing)."""
+    return result.settings.setdefault("run_id", uuid.uuid4().hex[:12])
+
+
+def run_facts(result: RunResult) -> list[str]:
+    """A run's facts in short phrases: tokens, time per step, memory, likelihood, constraints."""
+    t = result.timings
+    n_out = max(0, len(result.output_ids) - 1)
+    parts = [f"{result.document.n_tokens:,} input tokens", f"{len(result.global_positions)} global",
+             f"{n_out} output tokens", f"encode {t.get('encode_s', 0):.2f} s",
+             f"generate {t.get('generate_s', 0):.2f} s", f"attention kept {result.memory.get('attention_mb', 0):.0f} MB"]
+    if result.token_logprobs:
+        parts.append(f"log-likelihood {result.log_likelihood:.2f}")
+    if result.settings.get("answer_from_document"):
+        parts.append("answer kept to a span of the document")
+    return parts

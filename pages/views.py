@@ -1,0 +1,384 @@
+"""The attention views of a run, shared by the Summarize and Question answering pages: the map
+(binned overview and token-level zoom), the text coloured by attention, the heads grid, the
+global tokens, the cross-attention and where the output came from, and the downloads.
+
+The numbers come from `ledviz.views` and `ledviz.provenance`, cached here per run and view
+(changing the view never re-runs the model); the figures and HTML from `ledviz.plots`, the
+files from `ledviz.export`. This module only arranges widgets and caches.
+
+The API: `attention_views(result, loaded, key)` (tabs with all of the below), `map_view`,
+`text_view`, `heads_view`, `global_tokens_view`, `export_view`, `cross_attention_view`,
+`source_view`; their parts `plot`, `figure_export`, `highlighted_document`, `show_passages`;
+cached numbers `aggregated`, `overview_map`, `zoom_map`, `token_row`, `cross_map`, `global_stats`,
+`top_passages`, `result_view`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from ledviz import analysis, export, plots, provenance, views
+from ledviz.pipeline import Document, LoadedModel, RunResult
+from ledviz.runs import run_id
+from ledviz.unfold import SparseAttention
+from ledviz.views import STATS, View
+from pages.common import clamp_state, current_view, keep_valid, select_head, show_errors
+
+OVERVIEW_BINS = 256  # the default: a 560-pixel map shows no more, and 512 x 512 takes a browser 4x longer to draw
+BIN_CHOICES = [128, 256, 512]
+MAX_ZOOM = 512  # the most tokens a token-level heatmap shows
+MAX_GLOBAL_ROWS = 100
+GLOBAL_BINS = 256  # columns of the global tokens' rows
+CROSS_BINS = 512  # columns of the cross-attention map
+
+
+# ---------------------------------------------------------------------------------------------
+# numbers for the views, cached per run and view
+# ---------------------------------------------------------------------------------------------
+
+def result_view(result: RunResult, view: View | None = None) -> View:
+    """The view (the sidebar's by default), clipped to the run's number of layers and heads."""
+    return (view or current_view()).fit(result)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _aggregated(rid: str, view_key: tuple, _result: RunResult) -> SparseAttention:
+    return views.aggregated(_result, View(*view_key))
+
+
+def aggregated(result: RunResult, view: View | None = None) -> SparseAttention:
+    """The one-head attention of the view (mean/max over its heads and layers)."""
+    return _aggregated(run_id(result), result_view(result, view).key, result)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _overview(rid: str, view_key: tuple, bins: int, _result: RunResult) -> tuple[np.ndarray, list[int]]:
+    return views.overview_map(_aggregated(rid, view_key, _result), bins)
+
+
+def overview_map(result: RunResult, view: View | None = None, bins: int = OVERVIEW_BINS):
+    """(K, K) binned attention mass of the whole document, and the bins' token edges (K + 1)."""
+    return _overview(run_id(result), result_view(result, view).key, bins, result)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _zoom(rid: str, view_key: tuple, rows: tuple[int, int], cols: tuple[int, int], _result: RunResult) -> np.ndarray:
+    return views.zoom_map(_aggregated(rid, view_key, _result), rows, cols)
+
+
+def zoom_map(result: RunResult, rows: tuple[int, int], cols: tuple[int, int], view: View | None = None) -> np.ndarray:
+    """Dense attention of queries rows[0]:rows[1] to keys cols[0]:cols[1] for the view."""
+    return _zoom(run_id(result), result_view(result, view).key, tuple(rows), tuple(cols), result)
+
+
+def token_row(result: RunResult, i: int, direction: str = "from", view: View | None = None) -> np.ndarray:
+    """(N,) where token i looks (direction 'from': its row) or who looks at it ('to': its column)."""
+    return views.token_row(aggregated(result, view), i, direction)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _cross(rid: str, view_key: tuple, _result: RunResult) -> np.ndarray | None:
+    return views.cross_map(_result, View(*view_key))
+
+
+def cross_map(result: RunResult, view: View | None = None) -> np.ndarray | None:
+    """(T, N) cross-attention of the output onto the input for the view (ledviz.views.cross_map)."""
+    if not result.cross_attentions:
+        return None
+    return _cross(run_id(result), (view or current_view()).key, result)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _global_stats(rid: str, layer: int, _result: RunResult) -> pd.DataFrame:
+    return analysis.global_token_stats([_result.layers[layer]])
+
+
+def global_stats(result: RunResult, view: View | None = None) -> pd.DataFrame:
+    """Per global token, its statistics in the view (ledviz.views.global_stats)."""
+    rid = run_id(result)
+    return views.global_stats(result, result_view(result, view), lambda l: _global_stats(rid, l, result))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _passages(rid: str, _doc: Document) -> analysis.TokenGroups:
+    return provenance.sentence_groups(_doc)
+
+
+def passages(result: RunResult) -> analysis.TokenGroups:
+    """The run's document's sentences as token groups."""
+    return _passages(run_id(result), result.document)
+
+
+def top_passages(result: RunResult, weights: np.ndarray, k: int = 3) -> list[provenance.Passage]:
+    """The k sentences of the document holding the most of `weights` (N,): (span, share, text)."""
+    return provenance.top_passages(passages(result), weights, k)
+
+
+# ---------------------------------------------------------------------------------------------
+# parts of views
+# ---------------------------------------------------------------------------------------------
+
+def plot(fig, key: str, **kwargs) -> Any:
+    """st.plotly_chart with the app's defaults."""
+    return st.plotly_chart(fig, key=key, config={"displaylogo": False}, **kwargs)
+
+
+def figure_export(fig, name: str, key: str) -> None:
+    """A small 'Export' popover for a figure: HTML always, PNG when kaleido is installed."""
+    with st.popover("Export figure", icon=":material/download:"):
+        st.download_button("Interactive HTML", data=lambda: plots.figure_html(fig), file_name=f"{name}.html",
+                           mime="text/html", key=f"{key}.html", on_click="ignore")
+        if plots.png_export_available():
+            st.download_button("PNG", data=lambda: plots.figure_png(fig), file_name=f"{name}.png",
+                               mime="image/png", key=f"{key}.png", on_click="ignore")
+        else:
+            st.caption("PNG files need the kaleido package (`pip install kaleido`); the camera icon "
+                       "in the figure's toolbar saves a PNG from the browser meanwhile.")
+
+
+def highlighted_document(result: RunResult, weights: np.ndarray, *, focus: Sequence[int] = (),
+                         outline: Sequence[tuple[int, int]] = (), label: str = "attention",
+                         height: int = 420) -> None:
+    """The document text with each token shaded by weights (N,), in a scrolling box."""
+    w = views.on_document(result, weights)
+    top = float(w.max()) if w.size else 0.0
+    # attention is heavy-tailed: a square-root shade keeps the weaker passages visible beside the peaks
+    st.html(plots.legend_html(label, top, note="(square-root shading; hover a word for its value)"))
+    st.html(plots.attention_html(result.document.text, result.document.text_spans(), w, focus=focus,
+                                 outline=outline, gamma=0.5, max_height=height))
+
+
+def show_passages(top: Sequence[provenance.Passage], title: str = "Passages it attended to most") -> None:
+    """A numbered list of passages (from `top_passages`) with their share of the attention."""
+    if top:
+        st.html(plots.passages_html(top, title))
+
+
+def _token_picker(result: RunResult, key: str, label: str, default: int = 0) -> int:
+    doc = result.document
+    n = doc.n_tokens
+    clamp_state(key, 0, n - 1)
+    i = int(st.number_input(label, 0, n - 1, min(default, n - 1), key=key, persist_state="session"))
+    st.caption(f"Token {i}: “{doc.token_texts()[i]}”" + (" · global" if i in set(result.global_positions) else ""))
+    return i
+
+
+# ---------------------------------------------------------------------------------------------
+# the views
+# ---------------------------------------------------------------------------------------------
+
+def map_view(result: RunResult, key: str, view: View | None = None, wide: bool = False) -> None:
+    """Binned overview of the whole map with a zoom range, and the token-level map of that range
+    (below it, or beside it when `wide`)."""
+    v = result_view(result, view)
+    doc = result.document
+    n = doc.n_tokens
+    c1, c2, c3 = st.columns([2.6, 1.5, 1])
+    scale = c2.selectbox("Colour scale", list(plots.SCALES), format_func=plots.SCALES.get, key=f"{key}.scale",
+                         persist_state="session")
+    bins = c3.selectbox("Overview bins", BIN_CHOICES, index=BIN_CHOICES.index(OVERVIEW_BINS), key=f"{key}.bins",
+                        persist_state="session", help="Bins per side of the whole-document map (fewer draw faster).")
+    default = (0, min(n, 64))
+    clamp_state(f"{key}.rows", 0, n)
+    clamp_state(f"{key}.cols", 0, n)
+    with c1:
+        rows = st.slider("Zoom: query tokens", 0, n, default, key=f"{key}.rows", persist_state="session",
+                         help=f"At most {MAX_ZOOM} tokens are shown token by token.")
+        same = st.checkbox("Keys: the same tokens", True, key=f"{key}.same", persist_state="session")
+        cols = rows if same else st.slider("Zoom: key tokens", 0, n, default, key=f"{key}.cols",
+                                           persist_state="session")
+    if rows[1] - rows[0] > MAX_ZOOM or cols[1] - cols[0] > MAX_ZOOM:
+        st.caption(f"The token-level map shows the first {MAX_ZOOM} tokens of the range.")
+    rows = (rows[0], min(rows[1], rows[0] + MAX_ZOOM))
+    cols = (cols[0], min(cols[1], cols[0] + MAX_ZOOM))
+    m, edges = overview_map(result, v, bins)
+    bins = len(edges) - 1
+    title = f"Whole document ({n:,} tokens, {bins}×{bins} bins of {edges[1] - edges[0]}) — {v.label()}"
+    fig = plots.overview_figure(m, edges, title=title, scale=scale, zoom=(rows, cols))
+    left, right = st.columns(2, gap="medium") if wide else (st.container(), st.container())
+    with left:
+        plot(fig, key=f"{key}.overview")
+        figure_export(fig, "attention-overview", f"{key}.overview_export")
+    with right:
+        if rows[1] - rows[0] < 1 or cols[1] - cols[0] < 1:
+            st.info("Choose a token range to zoom into.")
+            return
+        z = zoom_map(result, rows, cols, v)
+        texts = doc.token_texts()
+        fig2 = plots.token_heatmap_figure(z, plots.token_axis_labels(texts, range(*rows)),
+                                          plots.token_axis_labels(texts, range(*cols)),
+                                          title=f"Tokens {rows[0]}–{rows[1] - 1} → {cols[0]}–{cols[1] - 1}",
+                                          scale="linear" if scale == "clipped" else scale,
+                                          height=560 if wide else None)
+        plot(fig2, key=f"{key}.zoom")
+        figure_export(fig2, "attention-tokens", f"{key}.zoom_export")
+
+
+def text_view(result: RunResult, key: str, view: View | None = None, default_token: int = 0) -> None:
+    """The document coloured by the attention from (or to) a chosen token."""
+    c1, c2 = st.columns([1, 1])
+    with c1:
+        i = _token_picker(result, f"{key}.token", "Token position", default_token)
+    direction = c2.radio("Attention", ["from", "to"], key=f"{key}.direction", horizontal=True,
+                         format_func={"from": "from this token (where it looks)",
+                                      "to": "to this token (who looks at it)"}.get, persist_state="session")
+    w = token_row(result, i, direction, view)
+    fig = plots.profile_figure(views.on_document(result, w), marks=[(i, "token")], value_name="attention", height=180)
+    plot(fig, key=f"{key}.profile")
+    highlighted_document(result, w, focus=[i], label=f"attention {direction} token {i}")
+
+
+def heads_view(result: RunResult, key: str, view: View | None = None) -> None:
+    """The layer × head grid of a per-head statistic; a click on a cell shows that head everywhere."""
+    v = result_view(result, view)
+    table = analysis.stats_table(dict(sorted(result.head_stats.items())))
+    if table.empty:
+        st.info("This run kept no per-head statistics.")
+        return
+    stat = st.segmented_control("Statistic", list(STATS), format_func=STATS.get, default="mean_distance",
+                                required=True, key=f"{key}.stat", persist_state="session")
+    grid = views.stat_grid(table, stat)
+    selected = None
+    if v.layer is not None and v.heads is not None and len(v.heads) == 1:
+        selected = (list(grid.index).index(v.layer), list(grid.columns).index(v.heads[0]))
+    fig = plots.grid_figure(grid.to_numpy(), [f"layer {l}" for l in grid.index], [f"head {h}" for h in grid.columns],
+                            value_name=STATS[stat], selected=selected)
+    chart_key = f"{key}.grid"
+
+    def picked() -> None:
+        points = st.session_state[chart_key]["selection"]["points"]
+        if points:  # the invisible cell markers: x = column (head), y = row (layer)
+            p = points[0]
+            select_head(int(grid.index[int(p["y"])]), int(grid.columns[int(p["x"])]))
+
+    plot(fig, key=chart_key, on_select=picked, selection_mode="points")
+    st.caption("Averaged over the document's tokens. Click a cell to show that layer and head in every view "
+               "(the sidebar follows).")
+    figure_export(fig, f"heads-{stat}", f"{key}.grid_export")
+    with st.expander("All statistics as a table"):
+        st.dataframe(table.drop(columns=["batch"]), hide_index=True, height=260)
+
+
+def global_tokens_view(result: RunResult, key: str, view: View | None = None) -> None:
+    """The global tokens: their statistics, and where each of them looks over the document."""
+    v = result_view(result, view)
+    doc = result.document
+    if not result.global_positions:
+        st.info("This run has no global tokens: choose some (e.g. the first token) before running.")
+        return
+    stats = global_stats(result, v)
+    texts = doc.token_texts()
+    stats.insert(1, "token", [texts[p] for p in stats["position"]])
+    shown = stats.nlargest(MAX_GLOBAL_ROWS, "received_mean").sort_values("position") \
+        if len(stats) > MAX_GLOBAL_ROWS else stats
+    rows = views.global_rows(aggregated(result, v), list(shown["position"]))  # (G, N)
+    m, edges = views.binned_rows(rows, doc.n_tokens, GLOBAL_BINS)
+    note = f" (the {MAX_GLOBAL_ROWS} most attended of {len(stats)})" if len(stats) > MAX_GLOBAL_ROWS else ""
+    fig = plots.rows_figure(m, plots.token_axis_labels(texts, list(shown["position"])), edges,
+                            title=f"Where each global token looks{note} — {v.label()}", value_name="attention mass")
+    plot(fig, key=f"{key}.rows")
+    figure_export(fig, "global-tokens", f"{key}.rows_export")
+    st.dataframe(
+        stats, hide_index=True, height=260 if len(stats) > 6 else "auto",
+        column_config={
+            "mean_distance": st.column_config.NumberColumn("mean distance", format="%.1f"),
+            "entropy": st.column_config.NumberColumn(format="%.2f"),
+            "self_mass": st.column_config.NumberColumn("self", format="%.3f"),
+            "global_mass": st.column_config.NumberColumn("on globals", format="%.3f"),
+            "received_sum": st.column_config.NumberColumn("received (sum)", format="%.2f"),
+            "received_mean": st.column_config.ProgressColumn("received (mean)", format="%.4f", min_value=0.0,
+                                                             max_value=float(stats["received_mean"].max() or 1.0)),
+        })
+    st.caption("received: the attention all tokens pay to it; mean distance and entropy: of its own row.")
+
+
+def cross_attention_view(result: RunResult, loaded: LoadedModel | None, key: str, view: View | None = None) -> None:
+    """Output tokens × document: the decoder's cross-attention for the view, binned along the document."""
+    cm = cross_map(result, view)
+    if cm is None:
+        st.info("No output tokens, so no cross-attention.")
+        return
+    m, edges = views.binned_rows(cm, result.document.n_tokens, CROSS_BINS)
+    labels = plots.output_axis_labels(provenance.output_pieces(result, loaded.tokenizer if loaded else None))
+    fig = plots.rows_figure(m, labels, edges, x_title="input token",
+                            title="Cross-attention: each output token onto the input", value_name="attention mass")
+    plot(fig, key=f"{key}.cross")
+    figure_export(fig, "cross-attention", f"{key}.cross_export")
+
+
+def source_view(result: RunResult, loaded: LoadedModel | None, key: str, view: View | None = None,
+                what: str = "summary token") -> None:
+    """Pick an output token (or all of them): the document shaded by its cross-attention, and the
+    passages (sentences) it drew on most."""
+    cm = cross_map(result, view)
+    if cm is None:
+        st.info("No output tokens, so nothing to trace back.")
+        return
+    pieces = provenance.output_pieces(result, loaded.tokenizer if loaded else None)
+    special = loaded.tokenizer.all_special_ids if loaded is not None else ()
+    options = [-1] + provenance.output_steps(result, special)
+    names = {-1: f"every {what}", **{k: pieces[k - 1].strip() or "␣" for k in options[1:]}}
+    keep_valid(f"{key}.out_token", options, -1)
+    box = st.container(height=150 if len(options) > 24 else "content")
+    k = box.pills(f"Which {what}? (the output, token by token)", options, format_func=names.get, default=-1,
+                  required=True, key=f"{key}.out_token", persist_state="session", wrap=True)
+    if k != -1:
+        names[k] = f"token {k} “{names[k]}”"
+    weights = cm.mean(0) if k == -1 else cm[k - 1]
+    show_passages(top_passages(result, weights, 3))
+    highlighted_document(result, weights, label=f"cross-attention of {names[k]}", height=360)
+
+
+def export_view(result: RunResult, key: str, view: View | None = None) -> None:
+    """Downloads: the run's settings (JSON), its attention maps and statistics (.npz, Parquet)."""
+    v = result_view(result, view)
+    st.markdown("Files are made when you click (big runs take a moment).")
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Settings (JSON)", data=export.run_settings_json(result, v), file_name="ledviz-run.json",
+                       mime="application/json", key=f"{key}.json", on_click="ignore", icon=":material/settings:")
+    c2.download_button("Maps and statistics (.npz)", data=lambda: export.run_npz_bytes(result),
+                       file_name="ledviz-run.npz", mime="application/octet-stream", key=f"{key}.npz",
+                       on_click="ignore", icon=":material/data_array:")
+    if export.parquet_available():
+        c3.download_button("Tables (Parquet, zip)", data=lambda: export.run_parquet_zip(result),
+                           file_name="ledviz-run-parquet.zip", mime="application/zip", key=f"{key}.parquet",
+                           on_click="ignore", icon=":material/table:")
+    else:
+        c3.caption("Parquet needs pyarrow (`pip install pyarrow`); the .npz file has everything.")
+    st.caption(f"The .npz holds every encoder layer in band + global form (float16, {result.memory.get('attention_mb', 0):.0f} MB "
+               "before compression), the per-head statistics and the text, offsets and settings as JSON; "
+               "read it back with `ledviz.export.load_npz`. The Parquet tables hold per-head statistics, "
+               "256-bin overviews of every head and the global-token statistics. Figures: the Export button "
+               "under each figure.")
+
+
+VIEW_TABS = {"map": "Map", "text": "Text", "heads": "Heads", "global": "Global tokens", "export": "Export"}
+
+
+def attention_views(result: RunResult, loaded: LoadedModel | None, key: str, *, tabs: Sequence[str] = tuple(VIEW_TABS),
+                    default_token: int = 0, extra: dict[str, Callable[[], None]] | None = None,
+                    wide: bool = False) -> None:
+    """The encoder attention views of a run in tabs. Only the open tab is computed (tabs with
+    on_change="rerun"), so switching views or changing the sidebar redraws quickly. `extra`
+    adds tabs {label: draw function} after the standard ones; `wide` (the views span the page)
+    sets figures side by side."""
+    v = result_view(result)
+    labels = [VIEW_TABS[t] for t in tabs] + list(extra or {})
+    containers = st.tabs(labels, key=f"{key}.tab", on_change="rerun")
+    draw = {
+        "map": lambda: map_view(result, f"{key}.map", v, wide),
+        "text": lambda: text_view(result, f"{key}.text", v, default_token),
+        "heads": lambda: heads_view(result, f"{key}.heads", v),
+        "global": lambda: global_tokens_view(result, f"{key}.global", v),
+        "export": lambda: export_view(result, f"{key}.export", v),
+    }
+    fns = [draw[t] for t in tabs] + list((extra or {}).values())
+    for label, tab, fn in zip(labels, containers, fns):
+        if tab.open is False:
+            continue
+        with tab, show_errors(f"drawing the {label} view"):
+            fn()

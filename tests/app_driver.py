@@ -1,0 +1,119 @@
+"""Driving the Streamlit app in tests and benchmarks: through AppTest (`open_app`, and what a test
+reads off a page), and as a real server for a browser (`serve_app`). Not a test module: the app
+tests and benchmarks/app.py import it.
+
+The app runs on the embedded demo model (ledviz/demo/model), offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import IO, Iterator
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+TIMEOUT = 120  # seconds per AppTest script run (its default is 3 s: loading and running a model takes longer)
+SHORT_DOC = ("Project Bluefinch report. The project lead is Maren Okafor. The site is Velmora. "
+             "The budget is 4,312. Each section repeats a few facts, and other names appear too. ") * 6
+
+CHROMIUM = "/usr/bin/chromium"
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"  # the script is not running
+CHARTS = ".js-plotly-plot, [data-testid='stPlotlyChart']"
+
+
+# ---------------------------------------------------------------------------------------------
+# AppTest
+# ---------------------------------------------------------------------------------------------
+
+def open_app(page: str | None = None, timeout: float = TIMEOUT):
+    """The app after its first run, switched to `page` (e.g. 'pages/qa.py') when given; each run
+    checked with `assert_clean`."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=timeout).run()
+    assert_clean(at)
+    if page:
+        at.switch_page(page).run()
+        assert_clean(at)
+    return at
+
+
+def messages(at, kind: str) -> list[str]:
+    """The texts of every st.error / st.warning / st.info ... in the main area and the sidebar."""
+    return [e.value for e in getattr(at, kind)] + [e.value for e in getattr(at.sidebar, kind)]
+
+
+def assert_clean(at, errors_ok: bool = False) -> None:
+    """No uncaught exception, and unless errors_ok no st.error, in the main area or the sidebar."""
+    assert not at.exception, [e.value for e in at.exception]
+    if not errors_ok:
+        assert not messages(at, "error"), messages(at, "error")
+
+
+def charts(at) -> int:
+    return len(at.get("plotly_chart"))
+
+
+def paste(at, text: str = SHORT_DOC) -> None:
+    """Paste `text` as the document."""
+    at.segmented_control(key="doc.source").set_value("Paste").run()
+    at.text_area(key="doc.pasted").set_value(text).run()
+    assert_clean(at)
+
+
+# ---------------------------------------------------------------------------------------------
+# a real server, for a browser
+# ---------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Poll Streamlit's health endpoint until it answers 'ok' (or the server dies)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def serve_app(log: IO[bytes] | int = subprocess.DEVNULL) -> Iterator[str]:
+    """`streamlit run app.py` on a free local port, offline; yields its base URL and always stops it
+    (the server runs in its own process group, and only that group is signalled)."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)

@@ -1,0 +1,390 @@
+"""The library behind the app, without Streamlit: uploads, runs and fingerprints, the views'
+numbers, provenance, the run's downloads, and the figures. Runs use the embedded demo model on
+a short document; every number is checked against the dense attention or a hand computation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from ledviz import analysis, explain, export, pipeline, plots, provenance, views
+from ledviz.errors import InputError
+from ledviz.runs import RunJob, fingerprint, run_facts, run_fingerprint, run_id
+from ledviz.uploads import UPLOAD_TYPES, UploadedText, decode_upload
+from ledviz.views import View
+
+TEXT = ("Project Bluefinch report. The project lead is Maren Okafor. The site is Velmora. "
+        "The budget is 4,312 crowns. Each section repeats a few facts.")
+QUESTION = "Who is the project lead?"
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return pipeline.load_model(pipeline.EMBEDDED)
+
+
+@pytest.fixture(scope="module")
+def qa_run(loaded):
+    """A question-answering run with global attention on the question and two extra document tokens."""
+    doc = pipeline.prepare_document(loaded, TEXT, QUESTION)
+    mask = pipeline.global_attention_mask(doc, "question")
+    mask[0, doc.document_tokens()[3]] = 1
+    mask[0, doc.document_tokens()[10]] = 1
+    return pipeline.run(loaded, doc, mask, task="qa", max_new_tokens=6)
+
+
+def dense(result, layer: int) -> torch.Tensor:
+    """(H, N, N) float32 dense attention of one encoder layer."""
+    return result.layers[layer].to_dense()[0].float()
+
+
+# ---------------------------------------------------------------------------------------------
+# uploads
+# ---------------------------------------------------------------------------------------------
+
+def test_decode_upload_reads_utf8_and_utf16_text():
+    assert UPLOAD_TYPES == ("txt", "md")
+    assert decode_upload("a.txt", "héllo".encode()) == UploadedText("a.txt", "héllo")
+    assert decode_upload("a.md", b"\xef\xbb\xbf# title").text == "# title"  # UTF-8 with a BOM: the BOM goes
+    assert decode_upload("a.TXT", "hi ✓".encode("utf-16")).text == "hi ✓"  # BOM'd UTF-16, either order
+    assert decode_upload("a.txt", b"\xfe\xff" + "be".encode("utf-16-be")).text == "be"
+    assert decode_upload("notes.md", b"").text == ""  # empty is text (the page says it is empty)
+
+
+@pytest.mark.parametrize("name,data,says", [
+    ("a.pdf", b"%PDF-1.4", "not a .txt or .md file"),
+    ("README", b"plain", "not a .txt or .md file"),
+    ("a.txt", b"\x00\x01\x02binary", "not readable text"),
+    ("a.txt", "café".encode("latin-1"), "not UTF-8"),
+    ("a.txt", b"\xff\xfe\x00\xd8", "not readable text"),  # a UTF-16 BOM, then an unpaired surrogate
+])
+def test_decode_upload_refuses_what_it_cannot_read(name, data, says):
+    with pytest.raises(InputError, match=says) as err:
+        decode_upload(name, data)
+    assert repr(name) in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# fingerprints and runs
+# ---------------------------------------------------------------------------------------------
+
+def test_fingerprint_tells_inputs_apart():
+    base = fingerprint("doc", "question", torch.tensor([[1, 0, 0]]), {"task": "qa", "beams": 1})
+    assert base == fingerprint("doc", "question", torch.tensor([[1, 0, 0]]), {"beams": 1, "task": "qa"})
+    assert len({
+        base,
+        fingerprint("doc.", "question", torch.tensor([[1, 0, 0]]), {"task": "qa", "beams": 1}),
+        fingerprint("doc", "question", torch.tensor([[0, 1, 0]]), {"task": "qa", "beams": 1}),
+        fingerprint("doc", "question", torch.tensor([1, 0, 0]), {"task": "qa", "beams": 1}),  # shape
+        fingerprint("doc", "question", torch.tensor([[1, 0, 0]], dtype=torch.int32), {"task": "qa", "beams": 1}),
+        fingerprint("doc", "question", torch.tensor([[1, 0, 0]]), {"task": "qa", "beams": 2}),
+    }) == 6
+    assert fingerprint("ab", "c") != fingerprint("a", "bc")  # parts do not run into each other
+    assert fingerprint("x") != fingerprint(b"x") != fingerprint(["x"])
+
+
+def test_run_fingerprint_covers_model_document_question_mask_and_settings(loaded, qa_run):
+    doc, mask = qa_run.document, qa_run.global_mask
+    fp = run_fingerprint(loaded, doc, {"task": "qa"}, mask)
+    assert fp == run_fingerprint(loaded, doc, {"task": "qa"}, mask.clone())
+    assert run_fingerprint(loaded, None, {"task": "qa"}, mask) is None
+    other_doc = dataclasses.replace(doc, text=doc.text + " ")
+    other_question = dataclasses.replace(doc, question="Where is the site?")
+    other_mask = mask.clone()
+    other_mask[0, -2] = 1 - other_mask[0, -2]
+    other_model = dataclasses.replace(loaded, name="another")
+    assert len({fp, run_fingerprint(loaded, other_doc, {"task": "qa"}, mask),
+                run_fingerprint(loaded, other_question, {"task": "qa"}, mask),
+                run_fingerprint(loaded, doc, {"task": "qa"}, other_mask),
+                run_fingerprint(loaded, doc, {"task": "summarize"}, mask),
+                run_fingerprint(other_model, doc, {"task": "qa"}, mask)}) == 6
+
+
+def test_run_job_streams_records_settings_and_stops(loaded, qa_run):
+    doc, mask = qa_run.document, qa_run.global_mask
+    job = RunJob(loaded, doc, mask, task="qa", max_new_tokens=4, num_beams=1, settings={"document": "x"})
+    assert not job.done and job.elapsed == 0.0
+    job.run()
+    assert job.done and job.error is None and job.elapsed > 0
+    assert job.result.settings["document"] == "x" and job.result.settings["run_id"] == job.id == run_id(job.result)
+    assert job.text == job.result.output_text  # the streamed pieces are the output, special tokens left out
+    stopped = RunJob(loaded, doc, mask, task="qa", max_new_tokens=30, num_beams=1)
+    stopped.cancel()
+    stopped.start().thread.join(60)
+    assert stopped.done and stopped.result.stopped_early and len(stopped.result.output_ids) <= 3
+    broken = RunJob(loaded, doc, mask[:, :3], task="qa", max_new_tokens=2, num_beams=1)
+    broken.run()  # a wrong mask: the error is kept for the page, not raised
+    assert broken.done and broken.result is None and broken.error is not None
+
+
+def test_run_facts(qa_run):
+    facts = run_facts(qa_run)
+    assert facts[0] == f"{qa_run.document.n_tokens:,} input tokens"
+    assert facts[1] == f"{len(qa_run.global_positions)} global"
+    assert facts[2] == f"{len(qa_run.output_ids) - 1} output tokens"
+    assert f"log-likelihood {qa_run.log_likelihood:.2f}" in facts
+    kept = dataclasses.replace(qa_run, settings={"answer_from_document": True})
+    assert run_facts(kept)[-1] == "answer kept to a span of the document"
+    assert "answer kept to a span of the document" not in facts
+
+
+def test_run_id_is_stable():
+    result = type("R", (), {"settings": {}})()
+    assert run_id(result) == run_id(result) and len(run_id(result)) == 12
+
+
+# ---------------------------------------------------------------------------------------------
+# the views' numbers, against the dense attention
+# ---------------------------------------------------------------------------------------------
+
+def test_view_label_clip_and_fit(qa_run):
+    assert View().label() == "all layers, all heads (mean)"
+    assert View(1, (2,), "max").label() == "layer 1, head 2"
+    assert View(0, (1, 3), "max").label() == "layer 0, heads 1, 3 (max)"
+    assert View(5, (1, 7)).clip(2, 4) == View(None, (1,))
+    assert View(1, (9,)).clip(2, 4) == View(1, None)
+    L, H = len(qa_run.layers), next(iter(qa_run.layers.values())).num_heads
+    assert View(L, (H,)).fit(qa_run) == View()
+
+
+@pytest.mark.parametrize("view", [View(1, (2,)), View(0, (1, 3)), View(), View(None, (0,), "max")])
+def test_aggregated_view_matches_the_dense_maps(qa_run, view):
+    maps = torch.stack([dense(qa_run, l) for l in sorted(qa_run.layers)])  # (L, H, N, N)
+    layers = list(range(maps.shape[0])) if view.layer is None else [view.layer]
+    heads = list(range(maps.shape[1])) if view.heads is None else list(view.heads)
+    picked = maps[layers][:, heads].flatten(0, 1)
+    want = picked.amax(0) if view.reduce == "max" else picked.mean(0)  # (N, N)
+    agg = views.aggregated(qa_run, view)
+    n = qa_run.document.n_tokens
+    for i in (0, 5, n - 1):
+        np.testing.assert_allclose(views.token_row(agg, i, "from"), want[i].numpy(), atol=2e-3)
+        np.testing.assert_allclose(views.token_row(agg, i, "to"), want[:, i].numpy(), atol=2e-3)
+    np.testing.assert_allclose(views.zoom_map(agg, (2, 9), (4, 12)), want[2:9, 4:12].numpy(), atol=2e-3)
+    m, edges = views.overview_map(agg, 4)
+    assert edges[0] == 0 and edges[-1] >= n and len(edges) == m.shape[0] + 1 == 5
+    for a in range(4):
+        for b in range(4):
+            block = want[edges[a]:edges[a + 1], edges[b]:edges[b + 1]].sum()
+            assert abs(m[a, b] - float(block)) < 1e-2, (a, b)
+    with pytest.raises(ValueError, match="'from' or 'to'"):
+        views.token_row(agg, 0, "sideways")
+
+
+def test_on_document_zeroes_question_and_special_tokens(qa_run):
+    doc = qa_run.document
+    w = views.on_document(qa_run, np.ones(doc.n_tokens))
+    assert w.sum() == len(doc.document_tokens())
+    assert w[doc.question_tokens()].sum() == 0 and w[0] == 0 and w[-1] == 0
+
+
+def test_cross_map_for_a_view(qa_run):
+    cross = [c.float() for c in qa_run.cross_attentions]  # per layer (H, T, N)
+    np.testing.assert_allclose(views.cross_map(qa_run, View(1, (2,))), cross[1][2].numpy(), atol=1e-3)
+    everything = torch.stack(cross).mean((0, 1)).numpy()
+    np.testing.assert_allclose(views.cross_map(qa_run, View(7, (40,))), everything, atol=1e-3)  # out of range: all
+    none = dataclasses.replace(qa_run, cross_attentions=())
+    assert views.cross_map(none, View()) is None
+
+
+def test_binned_rows_keep_each_rows_mass():
+    rows = torch.rand(3, 50)
+    m, edges = views.binned_rows(rows, 50, 8)
+    assert m.shape == (3, 8) and len(edges) == 9 and edges[-1] >= 50
+    np.testing.assert_allclose(m.sum(1), rows.sum(1).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(m[:, 0], rows[:, edges[0]:edges[1]].sum(1).numpy(), rtol=1e-5)
+    m, edges = views.binned_rows(rows[:, :5], 5, 8)  # never more bins than tokens
+    assert m.shape == (3, 5)
+
+
+def test_global_stats_and_rows_for_a_view(qa_run):
+    positions = qa_run.global_positions
+    per_layer = analysis.global_token_stats([qa_run.layers[l] for l in sorted(qa_run.layers)])
+    one = views.global_stats(qa_run, View(1, (2,)))
+    want = per_layer[(per_layer.layer == 1) & (per_layer["head"] == 2)].sort_values("position")
+    assert list(one.position) == positions
+    np.testing.assert_allclose(one.received_mean, want.received_mean, rtol=1e-6)
+    top = views.global_stats(qa_run, View(None, None, "max"))
+    np.testing.assert_allclose(top.entropy, per_layer.groupby("position").entropy.max(), rtol=1e-6)
+    calls = []
+    views.global_stats(qa_run, View(0), lambda l: calls.append(l) or analysis.global_token_stats([qa_run.layers[l]]))
+    assert calls == [0]  # the app's cached per-layer statistics are used
+    agg = views.aggregated(qa_run, View(0, (1,)))
+    rows = views.global_rows(agg, positions[-2:])
+    np.testing.assert_allclose(rows.numpy(), dense(qa_run, 0)[1, positions[-2:]].numpy(), atol=2e-3)
+    not_global = next(i for i in range(qa_run.document.n_tokens) if i not in positions)
+    with pytest.raises(ValueError, match="not global tokens"):
+        views.global_rows(agg, [not_global])
+
+
+def test_stat_grid(qa_run):
+    table = analysis.stats_table(dict(sorted(qa_run.head_stats.items())))
+    grid = views.stat_grid(table, "entropy")
+    assert list(grid.index) == sorted(qa_run.layers) and grid.shape[1] == next(iter(qa_run.layers.values())).num_heads
+    assert grid.loc[1, 2] == pytest.approx(float(table[(table.layer == 1) & (table["head"] == 2)].entropy.mean()))
+    with pytest.raises(ValueError, match="stat must be one of"):
+        views.stat_grid(table, "loudness")
+
+
+# ---------------------------------------------------------------------------------------------
+# provenance
+# ---------------------------------------------------------------------------------------------
+
+def test_answer_spans():
+    text = "The lead is Maren  Okafor.\nMAREN OKAFOR again; maren okafo no."
+    assert provenance.answer_spans(text, "maren okafor.") == [(12, 25), (27, 39)]
+    assert provenance.answer_spans(text, "  ") == []
+    assert provenance.answer_spans("a (b) c", "(b)") == [(2, 5)]  # regex characters are literal
+
+
+def test_top_passages_ranks_sentences_by_attention(qa_run):
+    doc = qa_run.document
+    groups = provenance.sentence_groups(doc)
+    assert groups.num_groups == 5 and groups.labels[1] == "The project lead is Maren Okafor."
+    inside = [i for i in doc.document_tokens() if int(groups.index[i]) == 1]
+    w = np.zeros(doc.n_tokens, dtype=np.float32)
+    w[inside[0]] = 3.0
+    w[doc.document_tokens()[0]] = 1.0  # in sentence 0
+    w[doc.question_tokens()[0]] = 50.0  # the question is in no passage
+    top = provenance.top_passages(groups, w, 3)
+    assert [t[2] for t in top] == [groups.labels[1], groups.labels[0]]  # sentences holding nothing are left out
+    assert [round(t[1], 6) for t in top] == [0.75, 0.25]
+    assert top[0][0] == groups.spans[1] and doc.text[slice(*top[0][0])] == groups.labels[1]
+    assert provenance.top_passages(groups, np.zeros(doc.n_tokens), 3) == []
+
+
+def test_answer_source_traces_answer_tokens(qa_run):
+    doc = qa_run.document
+    groups = provenance.sentence_groups(doc)
+    lead = [i for i in doc.document_tokens() if int(groups.index[i]) == 1]
+    site = [i for i in doc.document_tokens() if int(groups.index[i]) == 2]
+    run = dataclasses.replace(qa_run, output_ids=[2, 100, 101, 2], output_text="Maren Okafor")
+    cross = np.zeros((3, doc.n_tokens), dtype=np.float32)
+    cross[0, lead[2]] = 1.0
+    cross[1, lead[3]] = 1.0
+    cross[2, site[0]] = 1.0  # the end-of-sequence step: not an answer token
+    source = provenance.answer_source(run, cross, [0, 1, 2], groups)
+    np.testing.assert_allclose(source.weights, cross[:2].mean(0))
+    start = doc.text.index("Maren Okafor")
+    assert source.matches == [(start, start + len("Maren Okafor"))]
+    first, last = source.match_tokens
+    assert doc.text_spans()[first][0] <= start < doc.text_spans()[first][1]
+    assert doc.text[doc.text_spans()[last][0]:doc.text_spans()[last][1]] in "Maren Okafor"
+    assert source.in_top_passage and source.passages[0][2] == groups.labels[1]
+    cross[:2] = 0
+    cross[:2, site[0]] = 1.0  # looking elsewhere: the answer is not in the top passage
+    elsewhere = provenance.answer_source(run, cross, [0, 1, 2], groups)
+    assert elsewhere.matches and not elsewhere.in_top_passage
+    assert provenance.answer_source(dataclasses.replace(run, output_ids=[2, 2]), cross, [0, 1, 2]) is None
+
+
+def test_question_attention(qa_run):
+    doc = qa_run.document
+    rows = [np.full(doc.n_tokens, 1.0 / doc.n_tokens, dtype=np.float32), np.zeros(doc.n_tokens, dtype=np.float32)]
+    on_doc, share = provenance.question_attention(qa_run, rows)
+    assert on_doc[doc.question_tokens()].sum() == 0 and on_doc[0] == 0
+    assert share == pytest.approx(len(doc.document_tokens()) / doc.n_tokens / 2)
+
+
+def test_output_pieces_and_steps(loaded, qa_run):
+    pieces = provenance.output_pieces(qa_run, loaded.tokenizer)
+    assert len(pieces) == len(qa_run.output_ids) - 1
+    assert provenance.output_pieces(qa_run) == list(qa_run.output_tokens[1:])
+    run = dataclasses.replace(qa_run, output_ids=[2, 7, 0, 8, 2])
+    assert provenance.output_steps(run, [0, 2]) == [1, 3]
+
+
+# ---------------------------------------------------------------------------------------------
+# the run's downloads
+# ---------------------------------------------------------------------------------------------
+
+def test_run_downloads_read_back(qa_run, tmp_path):
+    run = dataclasses.replace(qa_run, settings={"model": "embedded", "task": "qa", "fingerprint": "abc"})
+    data = json.loads(export.run_settings_json(run, View(1, (0,), "mean")))
+    assert data["settings"] == {"model": "embedded", "task": "qa"}  # the fingerprint is internal
+    assert data["view"] == {"layer": 1, "heads": [0], "reduce": "mean"}
+    assert data["document"]["tokens"] == qa_run.document.n_tokens and data["document"]["question"] == QUESTION
+    (tmp_path / "run.npz").write_bytes(export.run_npz_bytes(run))
+    back = export.load_npz(tmp_path / "run.npz")
+    assert sorted(back.layers) == sorted(qa_run.layers)
+    assert torch.equal(back.layers[1].band, qa_run.layers[1].band)
+    assert back.metadata["text"] == TEXT and back.metadata["question"] == QUESTION
+    assert back.metadata["global_positions"] == [qa_run.global_positions]
+    assert back.metadata["attention_window"] == [2 * qa_run.layers[l].window for l in sorted(qa_run.layers)]
+    assert export.parquet_available()
+    (tmp_path / "run.zip").write_bytes(export.run_parquet_zip(run, bins=8))
+    with zipfile.ZipFile(tmp_path / "run.zip") as z:
+        assert {"head_stats.parquet", "overviews.parquet", "global_tokens.parquet"} <= set(z.namelist())
+        z.extract("global_tokens.parquet", tmp_path)
+    stats = pd.read_parquet(tmp_path / "global_tokens.parquet")
+    assert sorted(set(stats.position)) == qa_run.global_positions
+
+
+# ---------------------------------------------------------------------------------------------
+# figures and HTML
+# ---------------------------------------------------------------------------------------------
+
+def test_escape_is_the_one_label_escaper():
+    assert plots.escape("<s> & </s>") == "&lt;s&gt; &amp; &lt;/s&gt;"
+    assert plots.escape('say "hi"') == 'say "hi"' and plots.escape(3) == "3"
+    texts = ["<s>", "line\nbreak", "an extraordinarily long token", "x"]
+    assert plots.token_axis_labels(texts, [0, 1, 2]) == ["0 &lt;s&gt;", "1 line⏎break", "2 an extraordin…"]
+    assert plots.output_axis_labels(["Maren", " ", "<b>"]) == ["1 Maren", "2 ' '", "3 &lt;b&gt;"]
+    html = plots.passages_html([((0, 3), 0.5, "a <b> c")], "Top & more")
+    assert "a &lt;b&gt; c" in html and "Top &amp; more:" in html and "<b>50%</b>" in html
+    assert "&lt;tag&gt;" in plots.text_box_html("<tag>")
+
+
+def test_lab_figures():
+    df = pd.DataFrame({"setting": ["first <s>", "none"], "encode_s": [0.5, 0.7], "generate_s": [None, None]})
+    fig = plots.bars_figure(df, {"encode_s": "encode", "generate_s": "generate", "absent": "x"}, "Time", "s",
+                            stacked=True)
+    assert [t.name for t in fig.data] == ["encode"] and list(fig.data[0].x) == ["first &lt;s&gt;", "none"]
+    assert fig.layout.barmode == "stack" and fig.layout.height == 300
+    table = pd.DataFrame({"a": [0.1, 0.2], "b <x>": [0.3, 0.1]}, index=[0, 1])
+    fig = plots.layer_distance_figure(table, ["a", "b <x>"], reference=0)
+    assert [t.name for t in fig.data] == ["b &lt;x&gt;"] and "“a”" in fig.layout.title.text
+    fig = plots.binned_map_figure(np.array([[0.5, -0.25], [0.0, 0.1]]), [0, 4, 8], "A − B", diverging=True)
+    assert fig.data[0].zmin == -0.5 and fig.data[0].zmax == 0.5 and list(fig.data[0].x) == [0, 4]
+    fig = plots.token_distance_figure(np.array([0.0, 0.2, 0.4]), [([0, 2], "#111", "global in <A>"),
+                                                                  (list(range(401)), "#222", "too many")])
+    assert len(fig.data) == 2 and fig.data[1].name == "global in &lt;A&gt;" and fig.data[1].y[0] == pytest.approx(0.42)
+
+
+def test_explain_and_cost_figures():
+    ex = explain.build_example(10, 2, [0, 4])
+    fig, curves = plots.explain_figure(ex, ("absolute", 5, 4))
+    assert sorted(curves.values()) == ["absolute", "global", "local"]
+    for number, part in curves.items():  # every cell has its invisible marker with the cell's description
+        n_cols = {"local": ex.width, "global": ex.x, "absolute": ex.n}[part]
+        assert len(fig.data[number].x) == ex.n * n_cols
+        assert fig.data[number].text[0] == plots.escape(ex.describe(part, 0, 0))
+    assert len(fig.layout.shapes) == 1 + (ex.partner("absolute", 5, 4) is not None)
+    fig, curves = plots.explain_figure(explain.build_example(10, 2, []))
+    assert sorted(curves.values()) == ["absolute", "local"]  # no global tokens, no global view
+    pairs, memory = plots.cost_figures(explain.cost_table(64, 1, heads=12, layers=6), 64, 12, 6, "float16")
+    assert len(pairs.data) == 2 and pairs.layout.xaxis.type == "log" and "12 heads × 6 layers" in memory.layout.title.text
+
+
+def test_model_figures(loaded):
+    table = explain.parameter_table(loaded.model)
+    per_layer = explain.parameters_per_layer(table)
+    cfg = loaded.config
+    assert len(per_layer) == cfg.encoder_layers + cfg.decoder_layers and per_layer.index[0] == "enc 0"
+    assert int(per_layer.sum().sum()) == int(table[table.layer.notna()].params.sum())
+    fig = plots.parameters_figure(per_layer)
+    assert fig.layout.barmode == "stack" and len(fig.data) == per_layer.shape[1]
+    by_component = explain.parameters_by_component(table)
+    assert by_component.params.sum() == table.params.sum() and by_component.share.sum() == pytest.approx(1.0)
+    assert list(dict.fromkeys(by_component.part)) == [p for p in explain.PARTS if p in set(table.part)]
+    fig = plots.windows_figure(cfg.attention_windows())
+    assert list(fig.data[0].y) == list(cfg.attention_windows())
+    fig = plots.attention_memory_figure(explain.attention_memory(cfg, 4096, 2))
+    assert [t.name for t in fig.data] == ["float32", "float16"] and fig.layout.barmode == "group"
+    assert isinstance(fig, go.Figure)
