@@ -13,7 +13,8 @@ import streamlit as st
 from ledviz.errors import LedvizError
 from ledviz.study import load_study, parse_setting
 from ledviz.study.report import METRIC_NAMES, Study, figures, wide
-from pages.common import plot, show_error, show_errors
+from pages.common import get_model, render_page, show_error, show_errors
+from pages.views import plot
 
 KEY = "study"
 LAB = "pages/lab.py"
@@ -86,12 +87,19 @@ def open_in_lab(study: Study) -> None:
             if row["truncated_tokens"]:
                 st.caption(f"The study cut this document to fit the model ({int(row['truncated_tokens'])} tokens cut).")
     with_ref = "" if setting_index == study.reference else f" next to the reference ({labels[study.reference]})"
-    if st.button(f"Open in the Attention lab{with_ref}", key=f"{KEY}.open", type="primary"):
-        from pages.common import get_model
-
-        for key, value in lab_state(study, int(doc_index), int(setting_index), get_model()).items():
-            st.session_state[key] = value
+    # the click fills the lab's widgets in a callback and is kept as a request in the session (a
+    # button's own value lasts one run, and a run may be handed back to app.py's frame before it
+    # gets here: see pages.common.stay_in_app_frame)
+    st.button(f"Open in the Attention lab{with_ref}", key=f"{KEY}.open", type="primary", on_click=_open_in_lab,
+              args=(study, int(doc_index), int(setting_index)))
+    if st.session_state.pop(f"{KEY}.to_lab", False):
         st.switch_page(LAB)
+
+
+def _open_in_lab(study: Study, doc_index: int, setting_index: int) -> None:
+    for key, value in lab_state(study, doc_index, setting_index, get_model()).items():
+        st.session_state[key] = value
+    st.session_state[f"{KEY}.to_lab"] = True
 
 
 def main() -> None:
@@ -137,5 +145,4 @@ def main() -> None:
         open_in_lab(study)
 
 
-with show_errors("drawing the study page"):
-    main()
+render_page(main, "the study page")

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_app import ROOT, TIMEOUT, app_model_env, navigation_pages  # noqa: F401 - fixture used by AppTest
+from app_driver import ROOT, TIMEOUT
 
 from ledviz.errors import InputError
 from ledviz.study import (KEY_COLUMNS, RESULT_COLUMNS, StudySpec, bootstrap_interval, load_study,
@@ -33,17 +33,8 @@ def spec(**kw) -> StudySpec:
     return StudySpec(**{**dict(corpus=CORPUS, settings=SETTINGS, max_new_tokens=24), **kw})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def model_env():
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in app_model_env().items():
-            mp.setenv(k, v)
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        yield
-
-
 @pytest.fixture(scope="module")
-def local_study(tmp_path_factory, model_env):
+def local_study(tmp_path_factory):
     """The reference run: the local engine, in this process, uninterrupted."""
     out = tmp_path_factory.mktemp("study") / "local"
     summary = run_study(spec(), out, progress=False)
@@ -51,7 +42,7 @@ def local_study(tmp_path_factory, model_env):
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, **app_model_env(), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "ledviz.study", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -118,8 +109,7 @@ def test_ray_engine_gives_the_same_rows(local_study, tmp_path):
     ray = pytest.importorskip("ray")
     out, _ = local_study
     ray.init(num_cpus=2, object_store_memory=80 * 2**20, include_dashboard=False, logging_level="ERROR",
-             log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), **app_model_env(),
-                                                           "HF_HUB_OFFLINE": "1"}})
+             log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}})
     try:
         summary = run_study(spec(), tmp_path / "ray", engine="ray", workers=2, progress=False)
     finally:
@@ -135,7 +125,7 @@ def test_ray_engine_gives_the_same_rows(local_study, tmp_path):
 def test_a_killed_run_resumes_to_exactly_the_uninterrupted_rows(local_study, tmp_path):
     out, _ = local_study
     target = tmp_path / "killed"
-    env = {**os.environ, **app_model_env(), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     args = [sys.executable, "-m", "ledviz.study", "run", "--corpus", CORPUS, "--out", str(target),
             "--max-new-tokens", "24", "--quiet", *sum((["--setting", s] for s in SETTINGS), [])]
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
