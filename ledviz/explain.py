@@ -38,15 +38,16 @@ EXAMPLE_TEXT = (
     "falls on 14 March 2034 . Each section repeats a few facts , while distractors mention other "
     "names , places and dates ."
 )
-MIN_TOKENS, MAX_TOKENS = 8, 48
+MIN_TOKENS = 8
+MAX_TOKENS = len(EXAMPLE_TEXT.split()) + 2  # <s>, every word of the example, </s>
 MAX_WINDOW = 12  # one-sided w the page offers at most
 
 
 def example_tokens(n_tokens: int) -> list[str]:
     """`<s>`, the first n_tokens - 2 words of EXAMPLE_TEXT, `</s>`."""
     words = EXAMPLE_TEXT.split()
-    if not MIN_TOKENS <= n_tokens <= len(words) + 2:
-        raise InputError(f"the example has {MIN_TOKENS} to {len(words) + 2} tokens, got {n_tokens}")
+    if not MIN_TOKENS <= n_tokens <= MAX_TOKENS:
+        raise InputError(f"the example has {MIN_TOKENS} to {MAX_TOKENS} tokens, got {n_tokens}")
     return ["<s>"] + words[: n_tokens - 2] + ["</s>"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import zipfile
 from typing import Any
 
@@ -23,10 +24,24 @@ HUB_KWARGS = ("subfolder", "revision", "cache_dir", "token", "local_files_only",
 _HUB_KWARGS = HUB_KWARGS[1:]  # those huggingface_hub's hf_hub_download takes as they are
 
 
+_HUB_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+
 def _looks_like_hub_id(name: str) -> bool:
-    """An 'org/name' or 'name' string that is not an existing local path."""
+    """An 'owner/name' or 'name' Hub id as the Hub accepts them: letters, digits, '-', '_' and '.',
+    starting and ending with a letter or digit, no '--' or '..', at most 96 characters a part."""
     parts = name.split("/")
-    return len(parts) <= 2 and all(parts) and not name.startswith((".", "~")) and "\\" not in name
+    return (len(parts) <= 2 and all(_HUB_NAME.fullmatch(p) and len(p) <= 96 for p in parts)
+            and "--" not in name and ".." not in name)
+
+
+def hub_id_problem(name: str) -> str | None:
+    """Why `name` (not a local folder) cannot be a Hub model id, in words for the user; None when it can."""
+    if _looks_like_hub_id(name):
+        return None
+    return (f"{name!r} is neither a local folder nor a valid Hub model id: a Hub id is 'owner/name' (or "
+            "'name') made of letters, digits, '-', '_' and '.', like 'allenai/led-base-16384'; check the "
+            "id or the path")
 
 
 def resolve_file(name_or_path: str | os.PathLike, filename: str, *, required: bool = True,
@@ -54,11 +69,9 @@ def resolve_file(name_or_path: str | os.PathLike, filename: str, *, required: bo
         return None
     if os.path.isfile(name) and os.path.basename(name) == filename:
         return name
-    if not _looks_like_hub_id(name):
-        raise CheckpointError(
-            f"{name!r} is neither a local folder nor a Hub model id (like 'allenai/led-base-16384'); "
-            "check the path"
-        )
+    problem = hub_id_problem(name)
+    if problem is not None:
+        raise CheckpointError(problem)
     return _hub_download(name, filename, required=required, progress=progress, **hub_kwargs)
 
 
@@ -113,6 +126,9 @@ def _hub_download(repo_id: str, filename: str, *, required: bool, progress=None,
         if required:
             raise CheckpointError(f"the Hub repo {repo_id!r} has no file {shown}") from None
         return None
+    except ValueError as e:  # huggingface_hub's HFValidationError: an id (or revision) it does not accept
+        raise CheckpointError(f"{repo_id!r} is not a valid Hub model id ({e}); a Hub id looks like "
+                              "'allenai/led-base-16384'") from None
     except OSError as e:  # network errors, disk errors
         raise CheckpointError(f"could not fetch {shown} of {repo_id!r} from the Hub: {e}") from None
     except ValueError as e:  # contradictory arguments, e.g. force_download=True while offline

@@ -164,8 +164,8 @@ class Document:
             return None
         cut = self.text[self.kept_chars:].strip()
         preview = (cut[:80] + "…") if len(cut) > 80 else cut
-        return (f"The model reads at most {self.limit} tokens; the last {self.truncated_tokens} tokens of the "
-                f"document (from character {self.kept_chars} of {len(self.text)}: “{preview}”) were cut.")
+        return (f"The model reads at most {self.limit:,} tokens; the last {self.truncated_tokens:,} tokens of the "
+                f"document (from character {self.kept_chars:,} of {len(self.text):,}: “{preview}”) were cut.")
 
 
 def prepare_document(loaded: LoadedModel, text: str, question: str | None = None,

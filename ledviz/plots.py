@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import html
 import importlib.util
+import os
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -30,17 +32,18 @@ def _np(values) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
-def _scaled(z: np.ndarray, scale: str) -> tuple[np.ndarray, float | None, str]:
-    """The values to colour by, the top of the colour range, and the colour bar's title."""
+def _scaled(z: np.ndarray, scale: str, value_name: str = "attention") -> tuple[np.ndarray, float | None, str]:
+    """The values to colour by, the top of the colour range, and the colour bar's title: the
+    quantity (`value_name`), with what the scale did to it."""
     if scale == "log":
-        return np.log10(np.maximum(z, _LOG_FLOOR)), None, "log10"
+        return np.log10(np.maximum(z, _LOG_FLOOR)), None, f"log10 {value_name}"
     if scale == "clipped":
         nonzero = z[z > 0]
         top = float(np.quantile(nonzero, 0.995)) if nonzero.size else 1.0
-        return z, max(top, 1e-12), "clipped"
+        return z, max(top, 1e-12), f"{value_name}<br>(top 0.5% clipped)"
     if scale != "linear":
         raise ValueError(f"scale must be one of {tuple(SCALES)}, got {scale!r}")
-    return z, None, ""
+    return z, None, value_name
 
 
 def escape(text) -> str:
@@ -68,14 +71,50 @@ def _layout(fig: go.Figure, title: str | None = None, height: int | None = None,
     return fig
 
 
-def token_axis_labels(texts: Sequence[str], positions: Sequence[int], width: int = 14) -> list[str]:
+GLOBAL_MARK = "#d62728"  # the colour global tokens are marked with on every map
+GLOBAL_SYMBOL = "▲"
+
+
+def token_axis_labels(texts: Sequence[str], positions: Sequence[int], width: int = 14,
+                      global_positions: Sequence[int] = ()) -> list[str]:
     """Unique short axis labels 'position text' for the tokens at `positions` (texts: every token's
-    text), escaped, new lines shown as ⏎ and long tokens cut to `width` characters."""
+    text), escaped, new lines shown as ⏎ and long tokens cut to `width` characters; the labels of
+    `global_positions` are marked (▲, bold, in GLOBAL_MARK's colour)."""
+    marked = set(global_positions)
     out = []
     for p in positions:
         t = texts[p].replace("\n", "⏎")
-        out.append(escape(f"{p} {t if len(t) <= width else t[: width - 1] + '…'}"))
+        label = escape(f"{p} {t if len(t) <= width else t[: width - 1] + '…'}")
+        out.append(_global_label(label) if p in marked else label)
     return out
+
+
+def _global_label(label: str) -> str:
+    """An (escaped) axis label marked as a global token's."""
+    return f'<b style="color:{GLOBAL_MARK}">{GLOBAL_SYMBOL} {label}</b>'
+
+
+def mark_global_tokens(fig: go.Figure, positions: Sequence[int], *, rows: bool = True, cols: bool = True,
+                       row: int | None = None, col: int | None = None, offset: float = 0.0) -> go.Figure:
+    """Mark global token positions on a map whose axes are token positions: a ▼ above the map over
+    each global key column and a ▶ left of it beside each global query row (a global token's row and
+    column are one bin wide on a whole-document map, too thin to see). `offset` shifts the marks
+    (0.5 centres them in the bins of a map whose cells start at their position). Legend: once."""
+    positions = sorted({int(p) for p in positions})
+    if not positions:
+        return fig
+    where = dict(row=row, col=col) if row is not None else {}
+    hover = "global token %{customdata}<extra></extra>"
+    common = dict(mode="markers", customdata=positions, hovertemplate=hover, cliponaxis=False,
+                  name=f"{GLOBAL_SYMBOL} global token", legendgroup="global")
+    xs = [p + offset for p in positions]
+    if cols:
+        fig.add_trace(go.Scatter(x=xs, y=[0] * len(xs), showlegend=False,
+                                 marker=dict(symbol="triangle-down", size=9, color=GLOBAL_MARK), **common), **where)
+    if rows:
+        fig.add_trace(go.Scatter(x=[0] * len(xs), y=xs, showlegend=False,
+                                 marker=dict(symbol="triangle-right", size=9, color=GLOBAL_MARK), **common), **where)
+    return fig
 
 
 def output_axis_labels(pieces: Sequence[str]) -> list[str]:
@@ -89,15 +128,16 @@ def output_axis_labels(pieces: Sequence[str]) -> list[str]:
 
 def overview_figure(values, edges: Sequence[int], *, title: str | None = None, scale: str = "clipped",
                     value_name: str = "attention mass", zoom: tuple[tuple[int, int], tuple[int, int]] | None = None,
-                    height: int = 560) -> go.Figure:
+                    global_positions: Sequence[int] = (), height: int = 560) -> go.Figure:
     """Binned map (K, K) of a whole document; edges (K + 1) are the bins' token boundaries.
 
     Each cell spans its bin's tokens, so the axes read in tokens. `zoom`
-    ((row_start, row_stop), (col_start, col_stop)) outlines a token range.
+    ((row_start, row_stop), (col_start, col_stop)) outlines a token range; `global_positions`
+    are marked on both edges (`mark_global_tokens`).
     """
     z = _np(values)
     bounds = np.asarray(edges)  # K + 1 values: Plotly reads them as the cells' edges
-    shown, zmax, bar = _scaled(z, scale)
+    shown, zmax, bar = _scaled(z, scale, value_name)
     hover = "queries ≈ %{y:.0f}<br>keys ≈ %{x:.0f}<br>" + value_name + " %{customdata:.4g}<extra></extra>"
     fig = go.Figure(go.Heatmap(
         z=shown, x=bounds, y=bounds, customdata=z if scale == "log" else None, colorscale=COLORSCALE,
@@ -108,9 +148,10 @@ def overview_figure(values, edges: Sequence[int], *, title: str | None = None, s
     if zoom is not None:
         (r0, r1), (c0, c1) = zoom
         fig.add_shape(type="rect", x0=c0, x1=c1, y0=r0, y1=r1, line=dict(color="#ff2b2b", width=2))
+    mark_global_tokens(fig, global_positions, offset=0.5)
     fig.update_xaxes(title_text="key token", range=[0, int(edges[-1])])
     fig.update_yaxes(title_text="query token", range=[int(edges[-1]), 0])
-    _layout(fig, title, height, square=True)
+    _layout(fig, title, height, square=True, top=58 if title and "<br>" in title else None)
     fig.update_yaxes(autorange=None)
     return fig
 
@@ -119,7 +160,7 @@ def token_heatmap_figure(values, row_labels: Sequence[str], col_labels: Sequence
                          title: str | None = None, scale: str = "linear", height: int | None = None) -> go.Figure:
     """Token-level map (R, C) with one label per row and column (labels must be unique, e.g. '12 word')."""
     z = _np(values)
-    shown, zmax, bar = _scaled(z, scale)
+    shown, zmax, bar = _scaled(z, scale, "attention")
     fig = go.Figure(go.Heatmap(
         z=shown, x=list(col_labels), y=list(row_labels), colorscale=COLORSCALE, zmin=0 if scale != "log" else None,
         zmax=zmax, customdata=z,
@@ -174,7 +215,7 @@ def rows_figure(values, row_labels: Sequence[str], edges: Sequence[int], *, titl
     """Some tokens (rows) against the whole document in bins (columns): cross-attention of output
     tokens, or where each global token looks. edges (K + 1) are the column bins' token boundaries."""
     z = _np(values)
-    shown, zmax, bar = _scaled(z, scale)
+    shown, zmax, bar = _scaled(z, scale, value_name)
     fig = go.Figure(go.Heatmap(
         z=shown, x=np.asarray(edges), y=list(row_labels), colorscale=COLORSCALE,
         zmin=0 if scale != "log" else None, zmax=zmax, customdata=z,
@@ -339,10 +380,10 @@ def layer_distance_figure(table, labels: Sequence[str], reference: int) -> go.Fi
 
 
 def binned_map_figure(values, edges: Sequence[int], title: str, *, diverging: bool = False,
-                      zmax: float | None = None) -> go.Figure:
+                      zmax: float | None = None, global_positions: Sequence[int] = ()) -> go.Figure:
     """A binned (K, K) map with bins starting at edges[:-1]: the mean attention a query of a row's bin
     pays to a key of a column's bin, or (`diverging`) a difference of two such maps, coloured
-    symmetrically around 0 up to ±zmax."""
+    symmetrically around 0 up to ±zmax; `global_positions` are marked on its edges."""
     z = _np(values)
     zmax = zmax if zmax is not None else max(float(np.abs(z).max()) if z.size else 0.0, 1e-9)
     starts = np.asarray(edges[:-1])
@@ -350,8 +391,9 @@ def binned_map_figure(values, edges: Sequence[int], title: str, *, diverging: bo
         z=z, x=starts, y=starts, colorscale="RdBu_r" if diverging else "Viridis",
         zmin=-zmax if diverging else 0, zmax=zmax, zmid=0 if diverging else None,
         hovertemplate="queries %{y}…<br>keys %{x}…<br>%{z:.4f}<extra></extra>",
-        colorbar=dict(thickness=10),
+        colorbar=dict(thickness=10, title=dict(text="difference" if diverging else "mean attention", side="right")),
     ))
+    mark_global_tokens(fig, global_positions)
     fig.update_xaxes(title_text="key token", range=[0, edges[-1]], constrain="domain")
     fig.update_yaxes(title_text="query token", range=[edges[-1], 0], scaleanchor="x", constrain="domain")
     return _layout(fig, escape(title), 420, rows_down=False, title_size=13)
@@ -384,6 +426,7 @@ EXPLAIN_SUBPLOT_TITLES = {  # short enough for narrow subplots
     "absolute": "unfolded N × N<br>row = query, column = key",
 }
 EXPLAIN_HIGHLIGHT = {"picked": "#d62728", "partner": "#ff7f0e"}
+EXPLAIN_MIN_SHARE = 0.2  # the least share of the figure's width a subplot gets
 
 
 def _nan_to_none(t) -> list[list[float | None]]:
@@ -403,11 +446,17 @@ def explain_figure(ex, focus: tuple[str, int, int] | None = None) -> tuple[go.Fi
 
     parts = [LOCAL] + ([GLOBAL] if ex.x else []) + ["absolute"]
     data = {LOCAL: ex.local_display(), GLOBAL: ex.global_display(), "absolute": ex.dense_display()}
-    tokens = [escape(t) for t in ex.token_labels()]
-    xlabels = {LOCAL: ex.local_column_labels(), GLOBAL: ex.global_column_labels(), "absolute": tokens}
+    marked = set(ex.global_positions)
+    tokens = [_global_label(escape(t)) if i in marked else escape(t) for i, t in enumerate(ex.token_labels())]
+    local_cols = [_global_label(escape(c)) if c.startswith("g:") else escape(c) for c in ex.local_column_labels()]
+    global_cols = [_global_label(escape(c)) for c in ex.global_column_labels()]
+    xlabels = {LOCAL: local_cols, GLOBAL: global_cols, "absolute": tokens}
     titles = {LOCAL: EXPLAIN_SUBPLOT_TITLES["local"], GLOBAL: EXPLAIN_SUBPLOT_TITLES["global"],
               "absolute": EXPLAIN_SUBPLOT_TITLES["absolute"]}
-    widths = [max(len(xlabels[p]), 5) for p in parts]
+    # columns in proportion to their cells, but each at least EXPLAIN_MIN_SHARE of the width, so a
+    # narrow subplot's two-line title does not run into its neighbour's
+    cells = [len(xlabels[p]) for p in parts]
+    widths = [max(c, EXPLAIN_MIN_SHARE * sum(cells) / (1 - EXPLAIN_MIN_SHARE * (len(parts) - 1))) for c in cells]
     # rows are token positions in every subplot: one shared y axis, labelled once on the left
     fig = make_subplots(rows=1, cols=len(parts), column_widths=widths, horizontal_spacing=0.03, shared_yaxes=True,
                         subplot_titles=[titles[p] for p in parts])
@@ -521,6 +570,26 @@ def passages_html(passages: Sequence[tuple[tuple[int, int], float, str]], title:
     return f'<div style="font-size:0.9rem">{escape(title)}:<ol style="margin:4px 0">{items}</ol></div>'
 
 
+UNSUPPORTED_RGB = (214, 39, 40)  # words of an output that the document does not contain
+
+
+def faithfulness_html(text: str, marks) -> str:
+    """An output (summary, answer) with its words and numbers that do not occur in the document
+    (provenance.unsupported_words: items with start, end, kind) marked: red wavy underline and a tint,
+    with a hover title."""
+    r, g, b = UNSUPPORTED_RGB
+    out, pos = [], 0
+    for m in sorted(marks, key=lambda m: m.start):
+        if m.start < pos:
+            continue
+        out.append(escape(text[pos:m.start]))
+        out.append(f'<span style="text-decoration:underline wavy rgb({r},{g},{b});background:rgba({r},{g},{b},0.12)" '
+                   f'title="this {m.kind} does not occur in the document">{escape(text[m.start:m.end])}</span>')
+        pos = m.end
+    out.append(escape(text[pos:]))
+    return f'<div style="font-size:1rem;line-height:1.6;white-space:pre-wrap">{"".join(out)}</div>'
+
+
 def text_box_html(text: str, max_height: int = 300) -> str:
     """Plain text in a scrolling box, line breaks kept."""
     return (f'<div style="white-space:pre-wrap;max-height:{max_height}px;overflow-y:auto;font-size:0.9rem">'
@@ -531,18 +600,89 @@ def text_box_html(text: str, max_height: int = 300) -> str:
 # export
 # ---------------------------------------------------------------------------------------------
 
-def png_export_available() -> bool:
-    """Whether Plotly can write PNG files here (it needs the kaleido package)."""
-    return importlib.util.find_spec("kaleido") is not None
+IMAGE_FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
+CHROMIUM = "/usr/bin/chromium"  # Debian's; BROWSER_PATH (read by kaleido's choreographer) wins
+
+
+def _browser_path() -> str | None:
+    """The Chrome/Chromium kaleido will drive: BROWSER_PATH, else Debian's chromium, else one on PATH."""
+    import shutil
+
+    for path in (os.environ.get("BROWSER_PATH"), CHROMIUM, shutil.which("chromium"),
+                 shutil.which("google-chrome"), shutil.which("chromium-browser")):
+        if path and os.path.exists(path):
+            return path
+    return None
+
+
+def image_export_problem() -> str | None:
+    """Why figures cannot be written as PNG/SVG here (None: they can, as far as can be told without
+    drawing one; `ImageExport` draws one to be sure)."""
+    if importlib.util.find_spec("kaleido") is None:
+        return "PNG and SVG files need the kaleido package: pip install -r requirements-export.txt"
+    if _browser_path() is None:
+        return ("PNG and SVG files need Chrome or Chromium (kaleido draws with it): install chromium, or set "
+                "BROWSER_PATH to a Chrome binary")
+    return None
+
+
+def figure_image(fig: go.Figure, fmt: str = "png", scale: float = 2.0) -> bytes:
+    """The figure as PNG or SVG bytes, drawn by kaleido (>= 1) in a headless Chrome/Chromium with
+    the plotly.js that ships with plotly (nothing is fetched from the network; no MathJax)."""
+    if fmt not in IMAGE_FORMATS:
+        raise ValueError(f"format must be one of {tuple(IMAGE_FORMATS)}, got {fmt!r}")
+    problem = image_export_problem()
+    if problem is not None:
+        raise ImportError(problem)
+    import plotly
+    import kaleido
+
+    browser = _browser_path()
+    if browser and not os.environ.get("BROWSER_PATH"):
+        os.environ["BROWSER_PATH"] = browser  # choreographer finds the browser through it
+    plotlyjs = os.path.join(os.path.dirname(plotly.__file__), "package_data", "plotly.min.js")
+    return kaleido.calc_fig_sync(fig, opts=dict(format=fmt, scale=scale),
+                                 kopts=dict(plotlyjs=plotlyjs, mathjax=False))
+
+
+class ImageExport:
+    """Whether PNG/SVG export works in this process, found out once by drawing a tiny figure in a
+    background thread (starting a browser takes seconds): `status()` is 'checking', 'ready', or the
+    reason it does not work. One per process (`shared()`)."""
+
+    _shared: "ImageExport | None" = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.problem: str | None = image_export_problem()
+        self.ready = False
+        self.thread: threading.Thread | None = None
+        if self.problem is None:
+            self.thread = threading.Thread(target=self._probe, name="ledviz-image-export-probe", daemon=True)
+            self.thread.start()
+
+    def _probe(self) -> None:
+        try:
+            data = figure_image(go.Figure(go.Bar(x=[1], y=[1])), "png", scale=1)
+            if not data.startswith(b"\x89PNG"):
+                raise RuntimeError("kaleido returned something other than a PNG")
+            self.ready = True
+        except Exception as err:  # noqa: BLE001 - the reason is shown instead of the buttons
+            self.problem = f"PNG and SVG export does not work here ({type(err).__name__}: {err})"
+
+    def status(self) -> str:
+        if self.ready:
+            return "ready"
+        return self.problem or "checking"
+
+    @classmethod
+    def shared(cls) -> "ImageExport":
+        with cls._lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
 
 
 def figure_html(fig: go.Figure) -> str:
     """A self-contained HTML page of the figure (plotly.js inlined, so it opens offline)."""
     return fig.to_html(include_plotlyjs=True, full_html=True)
-
-
-def figure_png(fig: go.Figure, scale: float = 2.0) -> bytes:
-    """The figure as PNG bytes (needs kaleido: see `png_export_available`)."""
-    if not png_export_available():
-        raise ImportError("PNG export needs the kaleido package: pip install kaleido")
-    return fig.to_image(format="png", scale=scale)

@@ -97,8 +97,129 @@ def answer_source(result: RunResult, cross: np.ndarray, special_ids: Sequence[in
 
 def question_attention(result: RunResult, rows: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
     """Where the question tokens looked, from their attention rows (one (N,) row per question token):
-    the mean row with everything outside the document text set to 0, and the share of the
-    question tokens' attention that lands on the document."""
+    the mean row with everything outside the document text set to 0, and the share (0 to 1) of the
+    rows' total that lands on the document. For attention rows averaged over heads and layers (each
+    sums to 1) that is the share of the question tokens' attention; rows combined by max do not sum
+    to 1, so pass mean rows for a share."""
     weights = np.mean(np.asarray(rows, dtype=np.float32), axis=0)
     on_doc = np.where(result.document.in_document(), weights, np.float32(0.0))
-    return on_doc, float(on_doc.sum())
+    total = float(weights.sum())
+    return on_doc, float(on_doc.sum()) / total if total > 0 else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# faithfulness: words and numbers of an output that the document does not contain
+# ---------------------------------------------------------------------------------------------
+
+STOPWORDS = frozenset("""
+a about above after again against all also am an and any are as at be because been before being below between
+both but by can could did do does doing down during each either few for from further had has have having he her
+here hers herself him himself his how i if in into is it its itself just may me might more most must my myself
+neither no nor not of off on once only or other our ours ourselves out over own per same shall she should so some
+such than that the their theirs them themselves then there these they this those through to too under until up
+upon us very was we were what when where which while who whom whose why will with would yet you your yours
+yourself yourselves
+""".split())
+
+_NUMBER = r"\d+(?:[,\u202f\u00a0]\d{3})*(?:\.\d+)?"  # 4,312 / 4\u202f312 / 3.5 / 2034
+_TOKEN = re.compile(rf"(?P<number>{_NUMBER})|(?P<word>[^\W\d_]+(?:['’\-][^\W\d_]+)*)")
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A word or number of an output that does not occur in the document: its character span in the
+    output, its text, and its kind ('word' or 'number')."""
+
+    start: int
+    end: int
+    text: str
+    kind: str
+
+
+def _fold(word: str) -> str:
+    """A word for matching: case-folded, accents removed, a possessive 's dropped."""
+    import unicodedata
+
+    word = unicodedata.normalize("NFKD", word.casefold())
+    word = "".join(ch for ch in word if not unicodedata.combining(ch)).replace("’", "'")
+    return word[:-2] if word.endswith("'s") else word
+
+
+def _number_value(text: str) -> float:
+    """A number's value with its thousands separators (comma, no-break and narrow spaces) ignored."""
+    return float(re.sub(r"[,\u202f\u00a0]", "", text))
+
+
+def _variants(word: str) -> set[str]:
+    """A folded word and its singular/plural neighbour ('fact' ~ 'facts', 'city' ~ 'cities')."""
+    out = {word}
+    if word.endswith("ies") and len(word) > 4:
+        out.add(word[:-3] + "y")
+    elif word.endswith("es") and len(word) > 3:
+        out |= {word[:-2], word[:-1]}
+    elif word.endswith("s") and len(word) > 3:
+        out.add(word[:-1])
+    out.add(word + "s")
+    return out
+
+
+def unsupported_words(output: str, document: str, stopwords: frozenset[str] = STOPWORDS) -> list[Unsupported]:
+    """The words and numbers of `output` (a summary, a free answer) that do not occur in `document`.
+
+    Words match case-insensitively, without accents, ignoring a possessive 's and singular/plural
+    ('facts' is supported by 'fact'); stopwords (STOPWORDS) are never flagged. Numbers match by
+    value, so '4312', '4,312' and '4\u202f312' are one number, and '14' is not supported by '140' or by
+    '14,000'. Hyphenated words match as a whole or by their parts."""
+    doc_words: set[str] = set()
+    doc_numbers: set[float] = set()
+    for m in _TOKEN.finditer(document):
+        if m.group("number"):
+            doc_numbers.add(_number_value(m.group("number")))
+        else:
+            word = _fold(m.group("word"))
+            doc_words.add(word)
+            doc_words.update(re.split(r"['\-]", word))
+    marks = []
+    for m in _TOKEN.finditer(output):
+        if m.group("number"):
+            if _number_value(m.group("number")) not in doc_numbers:
+                marks.append(Unsupported(m.start(), m.end(), m.group(), "number"))
+            continue
+        word = _fold(m.group("word"))
+        if word in stopwords or len(word) < 2:
+            continue
+        parts = [p for p in re.split(r"['\-]", word) if p and p not in stopwords]
+        if _variants(word) & doc_words or (len(parts) > 1 and all(_variants(p) & doc_words for p in parts)):
+            continue
+        marks.append(Unsupported(m.start(), m.end(), m.group(), "word"))
+    return marks
+
+
+def piece_spans(text: str, pieces: Sequence[str]) -> list[tuple[int, int] | None]:
+    """Where each output piece (a token's text, from `output_pieces`) lies in the decoded output
+    `text`: (start, end), or None for a piece not found in order (special tokens, blanks)."""
+    spans: list[tuple[int, int] | None] = []
+    pos = 0
+    for piece in pieces:
+        core = piece.strip()
+        at = text.find(core, pos) if core else -1
+        if at < 0 or text[pos:at].strip():  # not next in the text (a special token's text, ...)
+            spans.append(None)
+            continue
+        spans.append((at, at + len(core)))
+        pos = at + len(core)
+    return spans
+
+
+def flagged_steps(text: str, pieces: Sequence[str], marks: Sequence[Unsupported]) -> dict[int, str]:
+    """The output steps k (from 1, as in `output_steps`) whose token is part of an unsupported word
+    or number, each with that word: so the app can show where the model looked while writing it."""
+    out = {}
+    for k, span in enumerate(piece_spans(text, pieces), start=1):
+        if span is None:
+            continue
+        for mark in marks:
+            if span[0] < mark.end and mark.start < span[1]:
+                out[k] = mark.text
+                break
+    return out

@@ -17,7 +17,8 @@ The API, by section:
   `document_status(loaded, text, question)`, `global_tokens_input(key, doc, default)`,
   `global_choice_options(prefix, kind, ...)`, `run_settings(key, doc, ...)`, `sample_questions()`.
 - runs: `run_panel(key, loaded, doc, mask, ...)`, `run_summary(result)`, `show_output(result)`.
-- widget state: `keep_valid(key, valid, default)`, `clamp_state(key, lo, hi)`.
+- widget state: `keep_valid(key, valid, default)`, `index_state(key, n, default)`, `clamp_state(key, lo, hi)`.
+- messages: `sentence(message)`.
 
 Session-state keys: "model.*" (the checkpoint), "view.*" (layer/heads), "<key>.*" per page or
 widget group (pages choose their key; "doc" is the document shared by Summarize and QA).
@@ -54,12 +55,18 @@ HEAD_MODES = {"all": "All", "one": "One", "some": "Chosen"}
 # pages and errors: a message, never a traceback
 # ---------------------------------------------------------------------------------------------
 
+def sentence(message: str) -> str:
+    """A message as a sentence: its first letter upper-case (library messages start lower-case,
+    as Python's exception messages do)."""
+    return message[:1].upper() + message[1:]
+
+
 def show_error(err: BaseException, what: str = "", where: Any = None) -> None:
-    """st.error for an exception: ledviz's own messages as they are, anything else in one line
-    (the traceback goes to the server log)."""
+    """st.error for an exception: ledviz's own messages as they are (as a sentence), anything else
+    in one line (the traceback goes to the server log)."""
     where = where or st
     if isinstance(err, LedvizError):
-        where.error(str(err), icon=":material/error:")
+        where.error(sentence(str(err)), icon=":material/error:")
     elif isinstance(err, ImportError):
         where.error(f"A package is missing{' for ' + what if what else ''}: {err}", icon=":material/error:")
     else:
@@ -248,6 +255,21 @@ def keep_valid(key: str, valid: Sequence, default: Any) -> None:
         st.session_state[key] = default
 
 
+def index_state(key: str, n: int, default: int = 0) -> None:
+    """Before a selectbox over options range(n) whose labels can change (e.g. the lab's settings):
+    put a valid index in its state, every run.
+
+    Why every run: the browser keeps the label it last showed and sends it back; when the labels
+    have changed since, Streamlit cannot find it among the options and hands the label itself
+    (a str) to the script, and the box goes on showing the old label. An index set here before the
+    widget is drawn wins over the browser's value and is sent to it with the current labels. (No
+    `index=` on such a selectbox: the state is its default.)"""
+    value = st.session_state.get(key, default)
+    if not isinstance(value, int) or not 0 <= value < n:
+        value = default if 0 <= default < n else 0
+    st.session_state[key] = value
+
+
 def clamp_state(key: str, lo: int, hi: int) -> None:
     """Pull a stored slider / number value back into [lo, hi] (a new document may be shorter)."""
     value = st.session_state.get(key)
@@ -356,7 +378,9 @@ def document_input(key: str = "doc") -> DocumentInput | None:
         text = st.text_area("Paste a document", key=f"{key}.pasted", height=220, persist_state="session",
                             placeholder="Paste a long text here (reports, articles, papers)…")
         return DocumentInput(text, "pasted text") if text.strip() else None
-    upload = st.file_uploader("Upload a text file", type=list(UPLOAD_TYPES), key=f"{key}.upload")
+    upload = st.file_uploader("Upload a document (text, PDF or HTML)", type=list(UPLOAD_TYPES), key=f"{key}.upload",
+                              help="Text files in any common encoding; PDFs with a text layer (scans need OCR "
+                                   "first); web pages saved as HTML.")
     if upload is not None:
         try:
             uploaded = decode_upload(upload.name, upload.getvalue())
@@ -373,6 +397,8 @@ def document_input(key: str = "doc") -> DocumentInput | None:
                + ("" if upload is not None else ", uploaded earlier") + ".")
     for note in uploaded.notes:
         st.caption(note)
+    for warning in uploaded.warnings:
+        st.warning(warning, icon=":material/warning:")
     return DocumentInput(uploaded.text, uploaded.name)
 
 

@@ -14,7 +14,7 @@ import streamlit as st
 
 from ledviz import explain, plots
 from ledviz.errors import LedvizError
-from pages.common import render_page, show_error
+from pages.common import clamp_state, keep_valid, render_page, show_errors
 from pages.views import plot
 
 CHART_KEY = "hiw.chart"
@@ -91,8 +91,19 @@ def render() -> None:
         "window slots by offset (`-w` … `+w`). Global tokens' own rows come in a second output. Below, one "
         "head of a tiny LED layer with fixed random weights reads a short sentence."
     )
+    # each part draws on its own: a problem in one shows its message and leaves the others (and every
+    # control) on the page
+    with show_errors("drawing the example"):
+        example_section()
+    with show_errors("computing the cost"):
+        cost_section()
 
+
+def example_section() -> None:
+    """The controls of the example, the linked maps and the picked cell."""
     c1, c2, c3 = st.columns([2, 2, 1])
+    clamp_state("hiw.n", explain.MIN_TOKENS, explain.MAX_TOKENS)  # a value kept from an older page may not fit
+    clamp_state("hiw.w", 1, explain.MAX_WINDOW)
     n = c1.slider("tokens N", explain.MIN_TOKENS, explain.MAX_TOKENS, 24, key="hiw.n")
     w = c2.slider("window w (each side; attention_window = 2w)", 1, explain.MAX_WINDOW, 3, key="hiw.w")
     head = c3.radio("head", [0, 1], horizontal=True, key="hiw.head")
@@ -104,11 +115,7 @@ def render() -> None:
                             help="tokens with global attention: they see every token, and every token sees them")
     positions = [labels.index(p) for p in picked]
 
-    try:
-        ex = explain.build_example(n, w, positions, head=head)
-    except Exception as err:  # noqa: BLE001 - shown, never raised
-        show_error(err)
-        return
+    ex = explain.build_example(n, w, positions, head=head)
     st.session_state["hiw.example"] = ex
     focus = st.session_state.get("hiw.focus")
     if not _valid_focus(ex, focus):
@@ -121,8 +128,8 @@ def render() -> None:
     st.plotly_chart(fig, key=CHART_KEY, on_select=_on_chart_select, selection_mode="points",
                     config={"displayModeBar": False})
     st.caption(f"Hover a cell to see its partner; click one to frame it (red) and its partner (orange). "
-               f"Grey cells hold no score. x = {ex.x} global token(s), w = {w}: the raw output has "
-               f"{ex.width} columns, the unfolded map {n}.")
+               f"Grey cells hold no score; ▲ marks the global tokens on every map. x = {ex.x} global token(s), "
+               f"w = {w}: the raw output has {ex.width} columns, the unfolded map {n}.")
 
     st.markdown("**Or pick a cell of the unfolded map**")
     i_col, j_col, text_col = st.columns([1, 1, 4])
@@ -139,26 +146,27 @@ def render() -> None:
         lines.append("**Partner**: none, this cell has no counterpart in the other view.")
     text_col.markdown("  \n".join(lines))
 
-    # cost compared to full attention
+
+def cost_section() -> None:
+    """What the band costs next to full attention."""
     st.header("What the window saves")
     st.markdown(
         "Full attention scores all N² pairs. LED scores N × (2w + 1) window slots, plus N per global token "
         "in each direction, so its cost grows linearly with the document."
     )
+    ex = st.session_state.get("hiw.example")
+    w = int(st.session_state.get("hiw.w", 3))
     k1, k2, k3, k4 = st.columns(4)
     windows = sorted({2 * w, 128, 256, 512, 1024, 2048})
+    keep_valid("hiw.cost_window", windows, 1024)
     cost_window = k1.select_slider("attention_window (2w)", windows, value=1024, key="hiw.cost_window",
                                    help=f"this example uses {2 * w}; LED-base and LED-large use 1024")
-    n_global = k2.number_input("global tokens", 0, 4096, max(1, ex.x), key="hiw.cost_global")
+    n_global = k2.number_input("global tokens", 0, 4096, max(1, ex.x if ex is not None else 1), key="hiw.cost_global")
     preset = k3.selectbox("model", list(MODEL_PRESETS), key="hiw.cost_model")
     dtype = k4.radio("stored as", ["float32", "float16"], horizontal=True, key="hiw.cost_dtype")
     heads, layers = MODEL_PRESETS[preset]
-    try:
-        table = explain.cost_table(cost_window // 2, int(n_global), heads=heads, layers=layers,
-                                   bytes_per_score=4 if dtype == "float32" else 2)
-    except Exception as err:  # noqa: BLE001
-        show_error(err)
-        return
+    table = explain.cost_table(cost_window // 2, int(n_global), heads=heads, layers=layers,
+                               bytes_per_score=4 if dtype == "float32" else 2)
     last = table.iloc[-1]
     m1, m2, m3 = st.columns(3)
     m1.metric(f"LED pairs per head at N = {int(last.n):,}", f"{int(last.led_pairs):,}")

@@ -20,6 +20,8 @@ from pages.common import (
     document_input,
     document_status,
     global_choice_options,
+    index_state,
+    keep_valid,
     render_page,
     require_model,
     show_error,
@@ -36,29 +38,41 @@ TASKS = {"summarize": "Summarize", "qa": "Question answering"}
 # the settings
 # ---------------------------------------------------------------------------------------------
 
-def setting_input(n: int, doc, has_question: bool) -> Setting | None:
-    """One setting's widgets (in the current column); the Setting, or None after showing why it cannot run."""
+def setting_input(n: int, doc, task: str, question: str | None) -> Setting | None:
+    """One setting's widgets (in the current column); the Setting, or None after showing why it
+    cannot run (its widgets stay, so it can be fixed in place)."""
     default = DEFAULTS[n]
-    choices = [c for c in GLOBAL_CHOICES if c != "question" or has_question]
+    choices = [c for c in GLOBAL_CHOICES if c != "question" or task == "qa"]
     key = f"{KEY}.s{n}"
-    if st.session_state.get(f"{key}.kind") not in (None, *choices):
-        st.session_state[f"{key}.kind"] = "first"
+    keep_valid(f"{key}.kind", choices, default["kind"])
     kind = st.selectbox("Global attention on", choices, index=choices.index(default["kind"]), key=f"{key}.kind",
                         format_func=GLOBAL_CHOICES.get, persist_state="session")
     options = global_choice_options(f"{key}.", kind, k=default.get("k", 64), k_max=100_000,
                                     positions="0, 10, 20", require_positions=True)
     if options is None:
         return None
+    if kind == "question" and not question:
+        st.info("The question's tokens: type a question above.", icon=":material/help:")
+        return None
     spec: dict = {"kind": kind, **options}
     try:
         setting = Setting.of(spec)
         if doc is not None:
             mask = setting.mask(doc)
-            st.caption(f"{int(mask.sum())} global token(s)")
+            st.caption(f"{int(mask.sum()):,} global token(s)")
     except LedvizError as err:
         show_error(err)
         return None
     return setting
+
+
+def setting_labels(settings: list[Setting | None]) -> list[str]:
+    """'Setting n: label' for each setting (labels made unique when all are valid), or 'Setting n:
+    (to fix)' for one that cannot run."""
+    valid = [s for s in settings if s is not None]
+    unique = iter(compare.unique_labels(valid))
+    names = [next(unique) if s is not None else "(to fix)" for s in settings]
+    return [f"Setting {n + 1}: {name}" for n, name in enumerate(names)]
 
 
 def _fingerprint(loaded, doc, settings, task, max_new, reference, generate) -> str | None:
@@ -111,14 +125,15 @@ def outputs_section(comp: compare.Comparison) -> None:
                 m1.metric("own log-lik.", "–" if own is None else f"{own:.2f}",
                           help="of this setting's own output; outputs differ, so these are not comparable")
                 if n == comp.reference:
-                    delta, color = "its own output", "off"
+                    delta, color = "reference", "off"
                 elif refll is None or ref.reference_log_likelihood is None:
                     delta, color = None, "normal"
                 else:
-                    delta, color = f"{refll - ref.reference_log_likelihood:+.2f} vs reference", "normal"
+                    delta, color = f"{refll - ref.reference_log_likelihood:+.2f}", "normal"
                 m2.metric("ref. log-lik.", "–" if refll is None else f"{refll:.2f}", delta, delta_color=color,
                           delta_arrow="off" if n == comp.reference else "auto",
-                          help="of the reference output under this setting: comparable across settings")
+                          help="of the reference output under this setting: comparable across settings; the "
+                               "change is against the reference setting's own")
             else:
                 st.caption("Encoder only: no output was generated.")
 
@@ -146,9 +161,10 @@ def difference_section(comp: compare.Comparison) -> None:
     view = current_view().clip(len(comp.results[0].layers), first.num_heads)
     c1, c2, c3 = st.columns([2, 2, 1])
     other = next(n for n in range(len(labels)) if n != comp.reference)
-    a = c1.selectbox("Setting A", range(len(labels)), index=other, format_func=labels.__getitem__, key=f"{KEY}.diff_a")
-    b = c2.selectbox("Setting B", range(len(labels)), index=comp.reference, format_func=labels.__getitem__,
-                     key=f"{KEY}.diff_b")
+    index_state(f"{KEY}.diff_a", len(labels), other)
+    index_state(f"{KEY}.diff_b", len(labels), comp.reference)
+    a = c1.selectbox("Setting A", range(len(labels)), format_func=labels.__getitem__, key=f"{KEY}.diff_a")
+    b = c2.selectbox("Setting B", range(len(labels)), format_func=labels.__getitem__, key=f"{KEY}.diff_b")
     bins = c3.select_slider("Bins", [16, 32, 64, 128, 256], value=64, key=f"{KEY}.diff_bins")
     diff = comp.difference(a, b, view.layers, None if view.heads is None else list(view.heads), bins)
     where = view.label().replace(" (max)", " (mean)")
@@ -211,7 +227,7 @@ def main() -> None:
                "how likely it finds one common output, what it costs, and how its encoder attention changes.")
     loaded = require_model()
     source = document_input("doc")
-    c1, c2 = st.columns([1, 3])
+    c1, c2 = st.columns([2, 3])
     task = c1.segmented_control("Task", list(TASKS), format_func=TASKS.get, default="summarize", required=True,
                                 key=f"{KEY}.task", persist_state="session")
     question = None
@@ -239,14 +255,11 @@ def main() -> None:
     for n, col in enumerate(cols):
         with col.container(border=True):
             st.markdown(f"**Setting {n + 1}**")
-            settings.append(setting_input(n, doc, bool(question)))
+            settings.append(setting_input(n, doc, task, question))
     valid = [s for s in settings if s is not None]
-    labels = compare.unique_labels(valid) if len(valid) == len(settings) else []
-    st.session_state.setdefault(f"{KEY}.reference", 0)
-    if st.session_state[f"{KEY}.reference"] >= len(settings):
-        st.session_state[f"{KEY}.reference"] = 0
-    reference = g4.selectbox("Reference", range(len(settings)), key=f"{KEY}.reference",
-                             format_func=lambda n: labels[n] if labels else f"setting {n + 1}",
+    names = setting_labels(settings)
+    index_state(f"{KEY}.reference", len(settings))
+    reference = g4.selectbox("Reference", range(len(settings)), key=f"{KEY}.reference", format_func=names.__getitem__,
                              help="Its output is scored under every setting, and every map is compared with its map.")
     ready = doc is not None and len(valid) == len(settings)
     # the click is kept as a request in the session (a button's own value lasts one run, and a run

@@ -5,6 +5,7 @@ the answer's text occurs), and where the question tokens looked."""
 import streamlit as st
 
 from ledviz import plots, provenance
+from ledviz.views import View
 from pages.common import (
     document_input,
     document_status,
@@ -21,9 +22,11 @@ from pages.views import (
     attention_views,
     cross_attention_view,
     cross_map,
+    faithfulness_marks,
     highlighted_document,
     passages,
     plot,
+    result_view,
     show_passages,
     token_row,
 )
@@ -54,15 +57,25 @@ def answer_source(result, loaded) -> None:
     if source is None:
         st.info("The model gave no answer tokens to trace back.")
         return
+    kept = bool(result.settings.get("answer_from_document"))
     if source.matches:
         s = source.matches[0][0]
         first, last = source.match_tokens or (None, None)
         where = f"tokens {first}–{last}" if source.match_tokens else "beyond the part the model read"
-        st.success(f"The answer occurs {len(source.matches)}× in the document; first at character {s:,} ({where}). "
-                   + ("The passage with the most cross-attention contains it." if source.in_top_passage else
-                      "It is not in the passage with the most cross-attention."), icon=":material/check_circle:")
+        found = (f"The answer occurs {len(source.matches):,}× in the document; first at character {s:,} ({where}). "
+                 + ("The passage with the most cross-attention contains it." if source.in_top_passage else
+                    "It is not in the passage with the most cross-attention."))
+        if kept:
+            # found by construction: no success to report, only where the constrained span lies
+            st.info("The answer was kept to a span of the document (constrained decoding), so it is in the "
+                    "document whether or not it answers the question. " + found, icon=":material/input:")
+        else:
+            st.success("The model's free answer occurs word for word in the document. " + found,
+                       icon=":material/check_circle:")
     else:
         st.info("The answer does not occur word for word in the document.", icon=":material/search_off:")
+    if not kept:  # a span-kept answer is made of the document's tokens: nothing to check word by word
+        faithfulness_marks(result, provenance.output_pieces(result, loaded.tokenizer), what=None)
     show_passages(source.passages, "Passages the answer tokens attended to most")
     highlighted_document(result, source.weights, outline=source.matches, label="cross-attention of the answer",
                          height=360)
@@ -74,12 +87,18 @@ def question_looked(result) -> None:
     if not q:
         st.info("This run has no question tokens.")
         return
-    on_doc, share = provenance.question_attention(result, [token_row(result, i, "from") for i in q])
+    view = result_view(result)
+    on_doc, _ = provenance.question_attention(result, [token_row(result, i, "from", view) for i in q])
+    # a share of the attention is a share of the mean rows (each sums to 1); max rows do not sum to 1
+    mean_view = View(view.layer, view.heads, "mean")
+    _, share = provenance.question_attention(result, [token_row(result, i, "from", mean_view) for i in q])
     globals_ = set(result.global_positions)
     if not all(i in globals_ for i in q):
         st.caption("Some question tokens are not global: they see only their window, which barely reaches "
                    "the document. Give them global attention to see them read it all.")
-    st.caption(f"{share:.0%} of the question tokens' attention goes to the document.")
+    st.caption(f"{share:.0%} of the question tokens' attention goes to the document"
+               + (" (averaged over the heads and layers shown; the map below shows their max)."
+                  if view.reduce == "max" else "."))
     plot(plots.profile_figure(on_doc, value_name="attention", height=170), key=f"{KEY}.question_profile")
     highlighted_document(result, on_doc, label="attention from the question", height=300)
 

@@ -8,7 +8,8 @@ files from `ledviz.export`. This module only arranges widgets and caches.
 
 The API: `attention_views(result, loaded, key)` (tabs with all of the below), `map_view`,
 `text_view`, `heads_view`, `global_tokens_view`, `export_view`, `cross_attention_view`,
-`source_view`; their parts `plot`, `figure_export`, `highlighted_document`, `show_passages`;
+`source_view`; their parts `plot`, `figure_export`, `highlighted_document`, `show_passages`,
+`faithfulness_marks`, `unsupported`;
 cached numbers `aggregated`, `overview_map`, `zoom_map`, `token_row`, `cross_map`, `global_stats`,
 `top_passages`, `result_view`.
 """
@@ -128,16 +129,20 @@ def plot(fig, key: str, **kwargs) -> Any:
 
 
 def figure_export(fig, name: str, key: str) -> None:
-    """A small 'Export' popover for a figure: HTML always, PNG when kaleido is installed."""
+    """A small 'Export' popover for a figure: HTML always; PNG and SVG once this server has shown it
+    can draw them (plots.ImageExport), else why not."""
     with st.popover("Export figure", icon=":material/download:"):
         st.download_button("Interactive HTML", data=lambda: plots.figure_html(fig), file_name=f"{name}.html",
                            mime="text/html", key=f"{key}.html", on_click="ignore")
-        if plots.png_export_available():
-            st.download_button("PNG", data=lambda: plots.figure_png(fig), file_name=f"{name}.png",
-                               mime="image/png", key=f"{key}.png", on_click="ignore")
+        status = plots.ImageExport.shared().status()
+        if status == "ready":
+            for fmt, mime in plots.IMAGE_FORMATS.items():
+                st.download_button(fmt.upper(), data=lambda fmt=fmt: plots.figure_image(fig, fmt),
+                                   file_name=f"{name}.{fmt}", mime=mime, key=f"{key}.{fmt}", on_click="ignore")
+        elif status == "checking":
+            st.caption("PNG and SVG: starting the browser that draws them… (open this again in a moment)")
         else:
-            st.caption("PNG files need the kaleido package (`pip install kaleido`); the camera icon "
-                       "in the figure's toolbar saves a PNG from the browser meanwhile.")
+            st.caption(f"{status}. The camera icon in the figure's toolbar saves a PNG from your browser.")
 
 
 def highlighted_document(result: RunResult, weights: np.ndarray, *, focus: Sequence[int] = (),
@@ -183,6 +188,11 @@ def map_view(result: RunResult, key: str, view: View | None = None, wide: bool =
     bins = c3.selectbox("Overview bins", BIN_CHOICES, index=BIN_CHOICES.index(OVERVIEW_BINS), key=f"{key}.bins",
                         persist_state="session", help="Bins per side of the whole-document map (fewer draw faster).")
     default = (0, min(n, 64))
+    # the zoom belongs to a document: another document starts again from its first tokens
+    document = (n, hash(doc.text))
+    if st.session_state.get(f"{key}.zoom_document") != document:
+        st.session_state[f"{key}.zoom_document"] = document
+        st.session_state[f"{key}.rows"] = st.session_state[f"{key}.cols"] = default
     clamp_state(f"{key}.rows", 0, n)
     clamp_state(f"{key}.cols", 0, n)
     with c1:
@@ -196,12 +206,23 @@ def map_view(result: RunResult, key: str, view: View | None = None, wide: bool =
     rows = (rows[0], min(rows[1], rows[0] + MAX_ZOOM))
     cols = (cols[0], min(cols[1], cols[0] + MAX_ZOOM))
     m, edges = overview_map(result, v, bins)
-    bins = len(edges) - 1
-    title = f"Whole document ({n:,} tokens, {bins}×{bins} bins of {edges[1] - edges[0]}) — {v.label()}"
-    fig = plots.overview_figure(m, edges, title=title, scale=scale, zoom=(rows, cols))
+    real = len(edges) - 1
+    size = edges[1] - edges[0]
+    if real != bins:  # bins hold whole tokens, the same number each (the last one fewer)
+        why = (f"the document has fewer than {bins} tokens" if n < bins else
+               f"{bins} bins would split tokens")
+        c3.caption(f"{real:,} × {real:,} bins of {size:,} token{'s' if size > 1 else ''} ({why})")
+    title = (f"Whole document: {n:,} tokens, {real:,} × {real:,} bins of {size:,}<br>"
+             f"<span style='font-size:12px'>{v.label()}</span>")
+    fig = plots.overview_figure(m, edges, title=title, scale=scale, zoom=(rows, cols),
+                                global_positions=result.global_positions)
     left, right = st.columns(2, gap="medium") if wide else (st.container(), st.container())
     with left:
         plot(fig, key=f"{key}.overview")
+        if result.global_positions:
+            st.caption(f"{plots.GLOBAL_SYMBOL} in red: the {len(result.global_positions):,} global token(s), on the "
+                       "edges of the map and on the token map's labels (a global row or column is one bin wide "
+                       "here).")
         figure_export(fig, "attention-overview", f"{key}.overview_export")
     with right:
         if rows[1] - rows[0] < 1 or cols[1] - cols[0] < 1:
@@ -209,8 +230,9 @@ def map_view(result: RunResult, key: str, view: View | None = None, wide: bool =
             return
         z = zoom_map(result, rows, cols, v)
         texts = doc.token_texts()
-        fig2 = plots.token_heatmap_figure(z, plots.token_axis_labels(texts, range(*rows)),
-                                          plots.token_axis_labels(texts, range(*cols)),
+        marked = result.global_positions
+        fig2 = plots.token_heatmap_figure(z, plots.token_axis_labels(texts, range(*rows), global_positions=marked),
+                                          plots.token_axis_labels(texts, range(*cols), global_positions=marked),
                                           title=f"Tokens {rows[0]}–{rows[1] - 1} → {cols[0]}–{cols[1] - 1}",
                                           scale="linear" if scale == "clipped" else scale,
                                           height=560 if wide else None)
@@ -284,14 +306,19 @@ def global_tokens_view(result: RunResult, key: str, view: View | None = None) ->
     figure_export(fig, "global-tokens", f"{key}.rows_export")
     st.dataframe(
         stats, hide_index=True, height=260 if len(stats) > 6 else "auto",
-        column_config={
-            "mean_distance": st.column_config.NumberColumn("mean distance", format="%.1f"),
-            "entropy": st.column_config.NumberColumn(format="%.2f"),
-            "self_mass": st.column_config.NumberColumn("self", format="%.3f"),
-            "global_mass": st.column_config.NumberColumn("on globals", format="%.3f"),
-            "received_sum": st.column_config.NumberColumn("received (sum)", format="%.2f"),
+        column_order=["position", "token", "received_mean", "received_sum", "mean_distance", "entropy", "self_mass",
+                      "global_mass"],
+        column_config={  # the bar first and every column narrow: the table fits a half-width column
+            "position": st.column_config.NumberColumn("pos.", width="small"),
+            "token": st.column_config.TextColumn(width="small"),
             "received_mean": st.column_config.ProgressColumn("received (mean)", format="%.4f", min_value=0.0,
-                                                             max_value=float(stats["received_mean"].max() or 1.0)),
+                                                             max_value=float(stats["received_mean"].max() or 1.0),
+                                                             width="small"),
+            "received_sum": st.column_config.NumberColumn("received (sum)", format="%.2f", width="small"),
+            "mean_distance": st.column_config.NumberColumn("mean dist.", format="%.1f", width="small"),
+            "entropy": st.column_config.NumberColumn(format="%.2f", width="small"),
+            "self_mass": st.column_config.NumberColumn("self", format="%.3f", width="small"),
+            "global_mass": st.column_config.NumberColumn("on globals", format="%.3f", width="small"),
         })
     st.caption("received: the attention all tokens pay to it; mean distance and entropy: of its own row.")
 
@@ -321,7 +348,9 @@ def source_view(result: RunResult, loaded: LoadedModel | None, key: str, view: V
     pieces = provenance.output_pieces(result, loaded.tokenizer if loaded else None)
     special = loaded.tokenizer.all_special_ids if loaded is not None else ()
     options = [-1] + provenance.output_steps(result, special)
-    names = {-1: f"every {what}", **{k: pieces[k - 1].strip() or "␣" for k in options[1:]}}
+    flagged = faithfulness_marks(result, pieces, what)
+    names = {-1: f"every {what}",
+             **{k: ("⚠ " if k in flagged else "") + (pieces[k - 1].strip() or "␣") for k in options[1:]}}
     keep_valid(f"{key}.out_token", options, -1)
     box = st.container(height=150 if len(options) > 24 else "content")
     k = box.pills(f"Which {what}? (the output, token by token)", options, format_func=names.get, default=-1,
@@ -331,6 +360,32 @@ def source_view(result: RunResult, loaded: LoadedModel | None, key: str, view: V
     weights = cm.mean(0) if k == -1 else cm[k - 1]
     show_passages(top_passages(result, weights, 3))
     highlighted_document(result, weights, label=f"cross-attention of {names[k]}", height=360)
+
+
+def unsupported(result: RunResult) -> list[provenance.Unsupported]:
+    """The output's words and numbers that do not occur in the part of the document the model read."""
+    doc = result.document
+    return provenance.unsupported_words(result.output_text, doc.text[: doc.kept_chars])
+
+
+def faithfulness_marks(result: RunResult, pieces: Sequence[str], what: str | None = "summary token") -> dict[int, str]:
+    """The output with the words and numbers the document does not contain marked, and a line on
+    what that means; returns the output steps {k: word} of the marked tokens (provenance.flagged_steps).
+    `what` names the output's tokens offered below for picking (None: no picker follows)."""
+    marks = unsupported(result)
+    if not result.output_text.strip():
+        return {}
+    st.markdown("**Checked against the document**")
+    st.html(plots.faithfulness_html(result.output_text, marks))
+    if marks:
+        words = ", ".join(f"“{m.text}”" for m in marks[:8]) + (f" and {len(marks) - 8} more" if len(marks) > 8 else "")
+        st.caption(f"Not in the document: {words} (marked; numbers compared by value, stopwords left out)."
+                   + (f" Pick a ⚠ {what} below to see where the model looked while writing it." if what else
+                      " The shading below is where the answer tokens looked."))
+    else:
+        st.caption("Every word and number of it occurs in the document (stopwords aside): nothing is made up "
+                   "word by word, which does not make it right.")
+    return provenance.flagged_steps(result.output_text, pieces, marks)
 
 
 def export_view(result: RunResult, key: str, view: View | None = None) -> None:

@@ -5,9 +5,11 @@ runs the embedded demo model (ledviz/demo/model); tests/app_driver.py drives it.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from app_driver import TIMEOUT, assert_clean, charts, messages, open_app
+from app_driver import SHORT_DOC, TIMEOUT, assert_clean, charts, messages, open_app, paste
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,7 +110,7 @@ def test_empty_document_shows_a_message():
     at.button_group(key="doc.source").set_value("Upload").run()
     at.file_uploader(key="doc.upload").set_value(("empty.txt", b"", "text/plain")).run()
     assert not at.exception
-    assert any("the document is empty" in m for m in messages(at, "error"))
+    assert any(m.startswith("The document is empty") for m in messages(at, "error"))  # a sentence
     assert at.button(key="summarize.run").disabled
 
 
@@ -134,7 +136,10 @@ def test_oversized_document_shows_what_was_cut():
     at.text_area(key="doc.pasted").set_value(text).run()
     assert not at.exception
     warnings = messages(at, "warning")
-    assert any(f"reads at most {limit} tokens" in w and "were cut" in w for w in warnings), warnings
+    cut = next(w for w in warnings if "were cut" in w)
+    number = r"\d{1,3}(,\d{3})*"  # thousands separated
+    assert re.search(f"reads at most {limit:,} tokens; the last {number} tokens of the document "
+                     f"\\(from character {number} of {number}:", cut), cut
     assert not at.button(key="summarize.run").disabled
 
 
@@ -148,6 +153,90 @@ def test_unknown_hub_id_offline_shows_a_message_and_keeps_the_model():
     assert any("nobody/no-such-led-model" in e and "Hub" in e for e in errors), errors
     assert at.session_state["model.loaded"] is not None  # the embedded model stays in use
     assert at.button(key="summarize.run") is not None
+
+
+def test_invalid_hub_id_says_what_a_hub_id_looks_like():
+    at = open_app()
+    at.sidebar.radio(key="model.source").set_value("hub").run()
+    at.sidebar.text_input(key="model.hub_id").set_value("not a valid id!!").run()
+    at.sidebar.button(key="model.load_hub").click().run()
+    assert not at.exception
+    errors = sorted(set(messages(at, "error")))
+    assert len(errors) == 1 and "HFValidationError" not in errors[0], errors
+    assert "'not a valid id!!'" in errors[0] and "valid Hub model id" in errors[0] and "allenai/led-base-16384" in errors[0]
+    assert at.session_state["model.loaded"] is not None
+
+
+def upload(at, name: str, data: bytes):
+    at.button_group(key="doc.source").set_value("Upload").run()
+    at.file_uploader(key="doc.upload").set_value((name, data, "application/octet-stream")).run()
+    assert_clean(at)
+    return at
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16-le"])
+def test_latin1_and_utf16_uploads_are_read(encoding):
+    text = SHORT_DOC.replace("Velmora", "Vélmora") + " Café."
+    at = upload(open_app(), "report.txt", text.encode(encoding))
+    assert not at.button(key="summarize.run").disabled
+    captions = [c.value for c in at.caption]
+    assert any("Using report.txt" in c for c in captions)
+    assert any(("Not UTF-8" if encoding == "latin-1" else "UTF-16-LE") in c for c in captions), captions
+    assert at.session_state["doc.uploaded"].text == text
+
+
+def test_pdf_and_html_uploads():
+    pytest.importorskip("pypdf")
+    from test_uploads import PAGE, make_pdf
+
+    at = upload(open_app(), "report.pdf", make_pdf([SHORT_DOC[:200], None]))
+    assert "Project Bluefinch report." in at.session_state["doc.uploaded"].text
+    assert any("PDF: 2 pages, text read from 1." in c.value for c in at.caption)
+    assert any("No text on page 2" in w for w in messages(at, "warning"))
+    assert not at.button(key="summarize.run").disabled
+    at.file_uploader(key="doc.upload").set_value(("page.html", PAGE.encode(), "text/html")).run()
+    assert_clean(at)
+    assert at.session_state["doc.uploaded"].text.startswith("Project Bluefinch\n\nThe lead is Maren Okafor")
+    at.file_uploader(key="doc.upload").set_value(("scan.pdf", make_pdf([None]), "application/pdf")).run()
+    assert not at.exception
+    assert any("no text layer" in e for e in messages(at, "error"))
+    assert at.button(key="summarize.run").disabled
+
+
+def test_zoom_starts_again_on_another_document_and_bins_are_honest():
+    at = open_app()
+    paste(at, "Hi.")
+    at.button(key="summarize.run").click().run()
+    assert_clean(at)
+    tiny = at.session_state["summarize.result"].document.n_tokens
+    assert tiny < 10 and at.slider(key="summarize.views.map.rows").value == (0, tiny)
+    paste(at, SHORT_DOC * 3)
+    at.button(key="summarize.run").click().run()
+    assert_clean(at)
+    n = at.session_state["summarize.result"].document.n_tokens
+    assert n > 64 and at.slider(key="summarize.views.map.rows").value == (0, 64)
+    at.selectbox(key="summarize.views.map.bins").set_value(512).run()
+    assert_clean(at)
+    from ledviz.analysis import bin_edges
+
+    real = len(bin_edges(n, 512)) - 1
+    assert real < 512 and any(f"{real:,} × {real:,} bins of" in c.value for c in at.caption)  # not "512"
+
+
+def test_span_kept_answer_is_not_a_success_and_shares_stay_under_100_percent():
+    at = open_app("pages/qa.py")
+    at.text_input(key="qa.question").set_value("What is the capital of France?").run()  # off-topic
+    at.button(key="qa.run").click().run()
+    assert_clean(at)
+    assert at.session_state["qa.result"].settings["answer_from_document"] is True
+    assert not at.success, [s.value for s in at.success]  # kept to the document by construction: no ✓
+    assert any("kept to a span of the document" in i for i in messages(at, "info"))
+    at.sidebar.radio(key="view.reduce").set_value("max").run()
+    assert_clean(at)
+    shares = [int(m.group(1)) for c in at.caption
+              if (m := re.search(r"(\d+)% of the question tokens' attention goes to the document", c.value))]
+    assert shares and all(0 < s <= 100 for s in shares), shares
+    assert any("averaged over the heads and layers" in c.value for c in at.caption)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The library behind the app, without Streamlit: uploads, runs and fingerprints, the views'
+"""The library behind the app, without Streamlit (uploads: tests/test_uploads.py): runs and fingerprints, the views'
 numbers, provenance, the run's downloads, and the figures. Runs use the embedded demo model on
 a short document; every number is checked against the dense attention or a hand computation."""
 
@@ -17,7 +17,6 @@ import torch
 from ledviz import analysis, explain, export, pipeline, plots, provenance, views
 from ledviz.errors import InputError
 from ledviz.runs import RunJob, fingerprint, run_facts, run_fingerprint, run_id
-from ledviz.uploads import UPLOAD_TYPES, UploadedText, decode_upload
 from ledviz.views import View
 
 TEXT = ("Project Bluefinch report. The project lead is Maren Okafor. The site is Velmora. "
@@ -43,32 +42,6 @@ def qa_run(loaded):
 def dense(result, layer: int) -> torch.Tensor:
     """(H, N, N) float32 dense attention of one encoder layer."""
     return result.layers[layer].to_dense()[0].float()
-
-
-# ---------------------------------------------------------------------------------------------
-# uploads
-# ---------------------------------------------------------------------------------------------
-
-def test_decode_upload_reads_utf8_and_utf16_text():
-    assert UPLOAD_TYPES == ("txt", "md")
-    assert decode_upload("a.txt", "héllo".encode()) == UploadedText("a.txt", "héllo")
-    assert decode_upload("a.md", b"\xef\xbb\xbf# title").text == "# title"  # UTF-8 with a BOM: the BOM goes
-    assert decode_upload("a.TXT", "hi ✓".encode("utf-16")).text == "hi ✓"  # BOM'd UTF-16, either order
-    assert decode_upload("a.txt", b"\xfe\xff" + "be".encode("utf-16-be")).text == "be"
-    assert decode_upload("notes.md", b"").text == ""  # empty is text (the page says it is empty)
-
-
-@pytest.mark.parametrize("name,data,says", [
-    ("a.pdf", b"%PDF-1.4", "not a .txt or .md file"),
-    ("README", b"plain", "not a .txt or .md file"),
-    ("a.txt", b"\x00\x01\x02binary", "not readable text"),
-    ("a.txt", "café".encode("latin-1"), "not UTF-8"),
-    ("a.txt", b"\xff\xfe\x00\xd8", "not readable text"),  # a UTF-16 BOM, then an unpaired surrogate
-])
-def test_decode_upload_refuses_what_it_cannot_read(name, data, says):
-    with pytest.raises(InputError, match=says) as err:
-        decode_upload(name, data)
-    assert repr(name) in str(err.value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,7 +262,21 @@ def test_question_attention(qa_run):
     rows = [np.full(doc.n_tokens, 1.0 / doc.n_tokens, dtype=np.float32), np.zeros(doc.n_tokens, dtype=np.float32)]
     on_doc, share = provenance.question_attention(qa_run, rows)
     assert on_doc[doc.question_tokens()].sum() == 0 and on_doc[0] == 0
-    assert share == pytest.approx(len(doc.document_tokens()) / doc.n_tokens / 2)
+    assert share == pytest.approx(len(doc.document_tokens()) / doc.n_tokens)  # of the rows' total
+
+
+def test_question_attention_share_is_a_share_for_mean_and_max_views(qa_run):
+    doc = qa_run.document
+    q = doc.question_tokens()
+    for reduce in ("mean", "max"):
+        agg = views.aggregated(qa_run, View(None, None, reduce))
+        rows = [views.token_row(agg, i) for i in q]
+        on_doc, share = provenance.question_attention(qa_run, rows)
+        assert 0 < share <= 1, (reduce, share)
+        if reduce == "mean":  # mean rows sum to 1: the share is the mass on the document
+            assert share == pytest.approx(float(on_doc.sum()), rel=1e-4)
+        else:  # max rows sum to more than 1 (the old caption's "294%")
+            assert float(np.mean(rows, axis=0).sum()) > 1
 
 
 def test_output_pieces_and_steps(loaded, qa_run):
@@ -388,3 +375,137 @@ def test_model_figures(loaded):
     fig = plots.attention_memory_figure(explain.attention_memory(cfg, 4096, 2))
     assert [t.name for t in fig.data] == ["float32", "float16"] and fig.layout.barmode == "group"
     assert isinstance(fig, go.Figure)
+
+
+def test_colour_bars_name_the_quantity_not_the_scale():
+    z = np.array([[0.5, 0.25], [0.0, 0.1]])
+    for scale, title in [("clipped", "attention mass<br>(top 0.5% clipped)"), ("linear", "attention mass"),
+                         ("log", "log10 attention mass")]:
+        fig = plots.overview_figure(z, [0, 4, 8], scale=scale)
+        assert fig.data[0].colorbar.title.text == title
+    assert plots.rows_figure(z, ["a", "b"], [0, 4, 8], value_name="attention mass").data[0].colorbar.title.text \
+        .startswith("attention mass")
+    assert plots.token_heatmap_figure(z, ["0 a", "1 b"], ["0 a", "1 b"]).data[0].colorbar.title.text == "attention"
+    for diverging, title in [(True, "difference"), (False, "mean attention")]:
+        fig = plots.binned_map_figure(z, [0, 4, 8], "A", diverging=diverging)
+        assert fig.data[0].colorbar.title.text == title
+
+
+def test_global_tokens_are_marked_on_every_map():
+    z = np.random.default_rng(0).random((4, 4))
+    fig = plots.overview_figure(z, [0, 250, 500, 750, 1000], global_positions=[0, 617, 617])
+    marks = [t for t in fig.data if t.type == "scatter"]
+    assert len(marks) == 2  # above the key columns, beside the query rows
+    assert [x - 0.5 for x in marks[0].x] == [0, 617] and list(marks[0].customdata) == [0, 617]
+    assert [y - 0.5 for y in marks[1].y] == [0, 617] and all(t.marker.color == plots.GLOBAL_MARK for t in marks)
+    assert len(plots.overview_figure(z, [0, 250, 500, 750, 1000]).data) == 1  # none: no marks
+    fig = plots.binned_map_figure(z, [0, 250, 500, 750, 1000], "A", global_positions=[3])
+    assert sum(t.type == "scatter" for t in fig.data) == 2
+    labels = plots.token_axis_labels(["<s>", "a", "b"], [0, 1, 2], global_positions=[0])
+    assert labels[0].startswith("<b") and plots.GLOBAL_SYMBOL in labels[0] and "0 &lt;s&gt;" in labels[0]
+    assert labels[1:] == ["1 a", "2 b"] and len(set(labels)) == 3
+    ex = explain.build_example(12, 2, [0, 5])
+    fig, _ = plots.explain_figure(ex)
+    ticks = fig.layout.yaxis.ticktext
+    assert [i for i, t in enumerate(ticks) if plots.GLOBAL_SYMBOL in t] == [0, 5]
+    assert [i for i, t in enumerate(fig.layout.xaxis3.ticktext) if plots.GLOBAL_SYMBOL in t] == [0, 5]
+    assert all(plots.GLOBAL_SYMBOL in t for t in fig.layout.xaxis2.ticktext)  # the global view's columns
+
+
+@pytest.mark.parametrize("n,w,globals_", [(explain.MAX_TOKENS, 3, [0]), (explain.MAX_TOKENS, 1, [0]),
+                                           (24, 3, [0, 5]), (explain.MAX_TOKENS, 12, [])])
+def test_explain_subplots_are_wide_enough_for_their_titles(n, w, globals_):
+    fig, _ = plots.explain_figure(explain.build_example(n, w, globals_))
+    layout = fig.layout.to_plotly_json()
+    domains = [layout[name]["domain"] for name in ("xaxis", "xaxis2", "xaxis3") if name in layout]
+    assert len(domains) == 2 + bool(globals_)
+    for a, b in domains:  # each subplot at least a fifth of the width (less the gaps): its title fits
+        assert b - a >= plots.EXPLAIN_MIN_SHARE - 0.03, (a, b)
+    titles = sorted(fig.layout.annotations, key=lambda t: t.x)
+    for left, right in zip(titles, titles[1:]):  # centred titles at least a fifth of the width apart
+        assert right.x - left.x >= plots.EXPLAIN_MIN_SHARE - 0.03
+
+
+def test_example_sizes_match_the_slider():
+    assert explain.MAX_TOKENS == len(explain.example_tokens(explain.MAX_TOKENS))
+    with pytest.raises(InputError, match=f"8 to {explain.MAX_TOKENS} tokens"):
+        explain.example_tokens(explain.MAX_TOKENS + 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# faithfulness marks
+# ---------------------------------------------------------------------------------------------
+
+DOC = ("Project Bluefinch report. The project lead is Maren Okafor. The site is Velmora. The budget is "
+       "4,312 crowns. The deadline is 14 March 2034. Each section repeats a few well-known facts.")
+
+
+@pytest.mark.parametrize("output,flagged", [
+    ("The lead is Maren Okafor; the budget is 4312 crowns.", []),  # numbers by value, not by format
+    ("Lead: MAREN OKAFOR, budget 4,312.0 crowns, deadline 14 March.", []),  # case, value
+    ("The project's facts: Bluefinch's site, well-known.", []),  # possessive, plural, hyphenated
+    ("Lead: Maren Okafer, budget 98,712 crowns in Paris.", ["Okafer", "98,712", "Paris"]),
+    ("The deadline is 140 March 2034 or 14,000.", ["140", "14,000"]),  # 14 does not support 140
+    ("It is what they would have been.", []),  # stopwords are never flagged
+    ("Café Velmora", ["Café"]),
+])
+def test_unsupported_words(output, flagged):
+    marks = provenance.unsupported_words(output, DOC)
+    assert [m.text for m in marks] == flagged
+    for m in marks:
+        assert output[m.start:m.end] == m.text and m.kind == ("number" if m.text[0].isdigit() else "word")
+
+
+def test_accents_and_case_fold_both_ways():
+    assert provenance.unsupported_words("cafe CRÈME", "Le Café crème.") == []
+
+
+def test_flagged_steps_point_at_the_tokens_of_unsupported_words():
+    text = "Lead: Maren Okafer in Paris."
+    pieces = ["Lead", ":", " Maren", " Ok", "afer", " in", " Paris", ".", "</s>"]
+    marks = provenance.unsupported_words(text, DOC)
+    assert provenance.piece_spans(text, pieces)[3] == (12, 14) and provenance.piece_spans(text, pieces)[8] is None
+    assert provenance.flagged_steps(text, pieces, marks) == {4: "Okafer", 5: "Okafer", 7: "Paris"}
+
+
+def test_faithfulness_html_marks_and_escapes():
+    text = "Maren <b>Okafer</b> & co"
+    html = plots.faithfulness_html(text, provenance.unsupported_words(text, DOC))
+    assert html.count("wavy") == 2  # "b" is one letter: not flagged; Okafer and co
+    assert "&lt;b&gt;" in html and "&amp;" in html and "does not occur in the document" in html
+
+
+# ---------------------------------------------------------------------------------------------
+# figure export
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_png_and_svg_export_with_kaleido_and_the_system_chromium():
+    problem = plots.image_export_problem()
+    if problem is not None:
+        pytest.skip(f"IMAGE EXPORT TEST SKIPPED: {problem}")
+    fig = plots.overview_figure(np.eye(4), [0, 2, 4, 6, 8], title="Whole document", global_positions=[0])
+    png = plots.figure_image(fig, "png", scale=1)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5_000
+    assert int.from_bytes(png[20:24], "big") == fig.layout.height  # the figure's own height, scale 1
+    svg = plots.figure_image(fig, "svg").decode()
+    assert svg.lstrip().startswith("<svg") and "Whole document" in svg and "key token" in svg
+    export = plots.ImageExport()
+    export.thread.join(120)
+    assert export.status() == "ready"
+    with pytest.raises(ValueError, match="format must be one of"):
+        plots.figure_image(fig, "jpeg")
+
+
+def test_image_export_says_what_is_missing(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "kaleido" else real(name, *a))
+    assert "kaleido" in plots.image_export_problem()
+    export = plots.ImageExport()
+    assert export.thread is None and "requirements-export.txt" in export.status()
+    monkeypatch.undo()
+    monkeypatch.setattr(plots, "_browser_path", lambda: None)
+    if importlib.util.find_spec("kaleido") is not None:
+        assert "Chrome or Chromium" in plots.image_export_problem()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from app_driver import assert_clean, charts, open_app, paste
+from app_driver import assert_clean, charts, messages, open_app, paste
 
 pytestmark = pytest.mark.slow
 
@@ -45,9 +45,26 @@ def test_lab_compares_settings_and_draws_charts():
     at.sidebar.selectbox(key="view.layer").set_value(0).run()  # the sidebar's layer choice
     assert_clean(at)
     assert charts(at) >= 7
-    # changing a setting marks the results as stale
+    # changing a setting marks the results as stale, and the Reference names settings by their new label
     at.selectbox(key="lab.s1.kind").set_value("none").run()
     assert any("earlier document or settings" in i.value for i in at.info)
+    assert at.selectbox(key="lab.reference").options[1] == "Setting 2: none"
+    # an invalid setting: its message, and the controls and the (stale) results stay
+    at.selectbox(key="lab.s1.kind").set_value("positions").run()
+    at.text_input(key="lab.s1.positions").set_value("0, ten, 20").run()
+    assert_lab_controls_stay(at, "whole numbers")
+    assert at.selectbox(key="lab.reference").options[1] == "Setting 2: (to fix)"
+    assert charts(at) >= 7 and any("earlier document or settings" in i.value for i in at.info)
+
+
+def assert_lab_controls_stay(at, message: str) -> None:
+    """The message is shown, nothing else went wrong, and the lab's controls are all there."""
+    assert_clean(at, errors_ok=True)
+    shown = messages(at, "error") + messages(at, "info")
+    assert any(message in m for m in shown), shown
+    assert not any("Something went wrong" in e for e in messages(at, "error")), messages(at, "error")
+    assert at.button(key="lab.run").disabled
+    assert at.selectbox(key="lab.reference") is not None and at.number_input(key="lab.count") is not None
 
 
 def test_lab_encoder_only():
@@ -62,18 +79,59 @@ def test_lab_encoder_only():
 
 
 @pytest.mark.parametrize("kind,key,value,message", [
-    ("pattern", "pattern", "([", "not a valid regular expression"),
+    ("pattern", "pattern", "(unclosed", "not a valid regular expression"),
     ("positions", "positions", "0, 99999", "outside the document"),
-    ("positions", "positions", "1, two", "whole numbers"),
+    ("positions", "positions", "0, ten, 20", "whole numbers"),
 ])
-def test_lab_bad_input_shows_a_message(kind, key, value, message):
+def test_lab_bad_input_shows_a_message_and_keeps_the_controls(kind, key, value, message):
     at = open_app("pages/lab.py")
     paste(at)
     at.selectbox(key="lab.s1.kind").set_value(kind).run()
     at.text_input(key=f"lab.s1.{key}").set_value(value).run()
-    assert_clean(at, errors_ok=True)
-    assert any(message in e.value for e in at.error), [e.value for e in at.error]
-    assert at.button(key="lab.run").disabled
+    assert_lab_controls_stay(at, message)
+
+
+def test_lab_reference_survives_a_label_the_browser_kept():
+    """The browser sends back the label it showed; once the settings' labels have changed, Streamlit
+    hands that label (a str) to the script as the Reference's value. It used to end the page with
+    "TypeError: '>=' not supported between 'str' and 'int'"."""
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+    at = open_app("pages/lab.py")
+    paste(at)
+    at.selectbox(key="lab.reference").set_value(1).run()
+    shown = at.selectbox(key="lab.reference").options[1]
+    assert shown == "Setting 2: sentence starts"
+    at.selectbox(key="lab.s1.kind").set_value("none").run()  # the label changes...
+    box = at.selectbox(key="lab.reference")
+
+    class BrowserKeptLabel(type(box)):  # ...but the browser sends back the label it showed
+        @property
+        def _widget_state(self):
+            return WidgetState(id=self.id, string_value=shown)
+
+    box.__class__ = BrowserKeptLabel
+    at.run()
+    assert_clean(at)
+    box = at.selectbox(key="lab.reference")
+    # a label it cannot place: the first setting, under the current labels
+    assert box.value == 0 and box.options == ["Setting 1: first <s>", "Setting 2: none", "Setting 3: every 64th"]
+    assert not at.button(key="lab.run").disabled
+    at.run()  # and the next run too
+    assert_clean(at)
+
+
+def test_lab_question_cleared_while_a_setting_uses_it():
+    at = open_app("pages/lab.py")
+    paste(at)
+    at.segmented_control(key="lab.task").set_value("qa").run()
+    at.text_input(key="lab.question").set_value("Who is the project lead?").run()
+    at.selectbox(key="lab.s0.kind").set_value("question").run()
+    assert_clean(at)
+    assert not at.button(key="lab.run").disabled
+    at.text_input(key="lab.question").set_value("").run()
+    assert_lab_controls_stay(at, "type a question above")
+    assert at.selectbox(key="lab.s0.kind").value == "question"  # kept, not silently changed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,10 +155,26 @@ def test_how_it_works_recomputes_and_links_cells():
     assert_clean(at)
     assert at.multiselect(key="hiw.globals").value == ["0:<s>"]  # token 7 is now </s>, not "lead"
     assert at.number_input(key="hiw.i").value <= 7 and at.number_input(key="hiw.j").value <= 7
+    at.slider(key="hiw.n").set_value(44).run()  # the largest: every word of the example
+    assert_clean(at)
+    assert charts(at) == 3
     at.select_slider(key="hiw.cost_window").set_value(512).run()
     at.radio(key="hiw.cost_dtype").set_value("float16").run()
     assert_clean(at)
     assert charts(at) == 3
+
+
+def test_how_it_works_keeps_its_page_for_a_token_count_it_cannot_show():
+    """The slider used to go to 48 with an example of 44 tokens: 45 to 48 failed and the rest of the
+    page disappeared. A value kept from then is pulled back into range."""
+    from ledviz import explain
+
+    at = open_app("pages/how_it_works.py")
+    assert at.slider(key="hiw.n").max == explain.MAX_TOKENS == 44
+    at.slider(key="hiw.n").set_value(48).run()  # what the page offered before
+    assert_clean(at)
+    assert explain.MIN_TOKENS <= at.slider(key="hiw.n").value <= 44 and charts(at) == 3
+    assert any(h.value == "What the window saves" for h in at.header)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -79,8 +79,26 @@ def test_missing_folder_and_files(tmp_path):
     ledviz.LEDConfig(**tiny_kwargs()).save_pretrained(tmp_path)
     with pytest.raises(ledviz.CheckpointError, match="no weights found"):
         ledviz.LEDModel.from_pretrained(tmp_path)
-    with pytest.raises(ledviz.CheckpointError, match="neither a local folder nor a Hub model id"):
+    with pytest.raises(ledviz.CheckpointError, match="neither a local folder nor a valid Hub model id"):
         ledviz.LEDModel.from_pretrained(str(tmp_path / "no" / "such" / "dir"))
+
+
+@pytest.mark.parametrize("name", ["not a valid id!!", "owner/na me", "a--b/model", "-x/model", "x/model.",
+                                  "o/" + "n" * 97, "a/b/c"])
+def test_invalid_hub_ids_say_what_a_hub_id_looks_like(name):
+    from ledviz import pipeline
+
+    with pytest.raises(ledviz.CheckpointError) as err:  # never huggingface_hub's HFValidationError
+        pipeline.load_model(name)
+    message = str(err.value)
+    assert repr(name) in message and "valid Hub model id" in message and "allenai/led-base-16384" in message
+
+
+def test_valid_hub_id_shapes():
+    from ledviz.loading import hub_id_problem
+
+    for name in ["allenai/led-base-16384", "led", "a.b_c-d/e1", "x/y.z"]:
+        assert hub_id_problem(name) is None, name
 
 
 def test_corrupted_config_and_weights(tmp_path):
