@@ -1,6 +1,7 @@
-"""One real-browser test: `streamlit run app.py` in a subprocess, headless Chromium (Debian's
-chromium package) through Playwright; open Summarize, pick a sample, run, wait for the charts,
-and save a screenshot under the test's tmp_path."""
+"""Real-browser tests: `streamlit run app.py` in a subprocess, headless Chromium (Debian's chromium
+package) through Playwright. Summarize: pick a sample, run, wait for the charts. The Attention lab
+and How LED attention works: an invalid input each, and the page's controls stay. Screenshots are
+saved under the test's tmp_path."""
 
 from __future__ import annotations
 
@@ -27,41 +28,113 @@ def idle(page, timeout: float = 180_000) -> None:
     page.wait_for_selector(IDLE, timeout=timeout)
 
 
-def test_summarize_in_a_browser(server, tmp_path):
+@pytest.fixture
+def browser(tmp_path):
+    """A headless Chromium context (Debian's chromium), closed afterwards."""
     if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
         pytest.skip(f"BROWSER TEST SKIPPED: {CHROMIUM} is missing (apt-get install -y chromium); CI installs it")
     playwright = pytest.importorskip("playwright.sync_api", reason="BROWSER TEST SKIPPED: playwright is not installed")
     with playwright.sync_playwright() as p:
         # Playwright refuses --user-data-dir among launch args: the persistent context takes the directory
-        browser = p.chromium.launch_persistent_context(
+        context = p.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
             viewport={"width": 1500, "height": 2200},
             args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"])
         try:
-            page = browser.new_page()
-            page.goto(server + "/")  # Summarize is the default page
-            idle(page)
-            page.get_by_role("heading", name="Summarize").first.wait_for()
-
-            # pick a sample document in the selectbox
-            sample = "Company report (about 2.5K tokens)"
-            page.locator("[data-testid='stSelectbox']").filter(has_text="Sample document").click()
-            page.get_by_role("option", name=sample).click()
-            idle(page)
-            playwright.expect(page.get_by_role("combobox", name="Sample document")).to_have_value(sample)
-
-            page.get_by_role("button", name="Summarize", exact=True).click()
-            idle(page)
-            page.wait_for_selector(CHARTS, timeout=120_000)
-            idle(page)
-            page.wait_for_timeout(1500)  # let Plotly finish drawing
-            page.screenshot(path=str(tmp_path / "summarize.png"), full_page=True)
-
-            assert page.locator("[data-testid='stException']").count() == 0
-            assert page.locator("[data-testid='stAlertContentError']").count() == 0
-            assert page.locator("[data-testid='stPlotlyChart']").count() >= 2
-            assert page.get_by_role("heading", name="Where the summary came from").count() == 1
+            yield context
         finally:
-            browser.close()
+            context.close()
+
+
+def no_failure(page) -> None:
+    """No traceback and no "Something went wrong" on the page."""
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.get_by_text("Something went wrong").count() == 0
+
+
+def test_summarize_in_a_browser(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.goto(server + "/")  # Summarize is the default page
+    idle(page)
+    page.get_by_role("heading", name="Summarize").first.wait_for()
+
+    # pick a sample document in the selectbox
+    sample = "Company report (about 2.5K tokens)"
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Sample document").click()
+    page.get_by_role("option", name=sample).click()
+    idle(page)
+    expect(page.get_by_role("combobox", name="Sample document")).to_have_value(sample)
+
+    page.get_by_role("button", name="Summarize", exact=True).click()
+    idle(page)
+    page.wait_for_selector(CHARTS, timeout=120_000)
+    idle(page)
+    page.wait_for_timeout(1500)  # let Plotly finish drawing
+    page.screenshot(path=str(tmp_path / "summarize.png"), full_page=True)
+
+    no_failure(page)
+    assert page.locator("[data-testid='stAlertContentError']").count() == 0
+    assert page.locator("[data-testid='stPlotlyChart']").count() >= 2
+    assert page.get_by_role("heading", name="Where the summary came from").count() == 1
+    assert page.get_by_text("Checked against the document").count() == 1
     assert (tmp_path / "summarize.png").stat().st_size > 10_000
+
+
+def test_lab_keeps_its_controls_on_invalid_input(server, browser, tmp_path):
+    """Positions '0, ten, 20' used to add "TypeError: '>=' not supported between 'str' and 'int'" and
+    take away the Reference selector and the Compare button."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.goto(server + "/lab")
+    idle(page)
+    page.get_by_role("heading", name="Global-attention lab").wait_for()
+    # the Reference on setting 2, then setting 2 changed: the box follows the new label
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Reference").click()
+    page.get_by_role("option", name="Setting 2: sentence starts").click()
+    idle(page)
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Global attention on").nth(1).click()
+    page.get_by_role("option", name="tokens picked by position").click()
+    idle(page)
+    positions = page.get_by_label("Token positions (comma-separated)")
+    positions.fill("0, ten, 20")
+    positions.press("Enter")
+    idle(page)
+    page.screenshot(path=str(tmp_path / "lab-invalid.png"), full_page=True)
+    no_failure(page)
+    expect(page.get_by_text("Positions must be whole numbers")).to_be_visible()
+    expect(page.get_by_role("button", name="Compare")).to_be_visible()
+    expect(page.get_by_role("button", name="Compare")).to_be_disabled()
+    expect(page.get_by_role("combobox", name="Reference")).to_have_value("Setting 2: (to fix)")
+    positions.fill("0, 10, 20")
+    positions.press("Enter")
+    idle(page)
+    no_failure(page)
+    expect(page.get_by_role("combobox", name="Reference")).to_have_value("Setting 2: positions 0,10,20")
+    expect(page.get_by_role("button", name="Compare")).to_be_enabled()
+
+
+def test_how_it_works_keeps_its_controls_on_invalid_input(server, browser, tmp_path):
+    """A key position past the example's last token, typed into the cell picker."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.goto(server + "/how_it_works")
+    idle(page)
+    page.get_by_role("heading", name="How LED attention works").wait_for()
+    page.wait_for_selector(CHARTS, timeout=60_000)
+    key = page.get_by_label("key j")
+    key.fill("999")
+    key.press("Enter")
+    idle(page)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(tmp_path / "how-it-works-invalid.png"), full_page=True)
+    no_failure(page)
+    assert page.locator("[data-testid='stPlotlyChart']").count() == 3
+    expect(page.get_by_role("slider", name="tokens N")).to_be_visible()
+    expect(page.get_by_role("heading", name="What the window saves")).to_be_visible()
+    # the browser refuses the number (24 tokens by default): the picked cell stays one of the map's
+    expect(page.get_by_text("Picked (unfolded)")).to_be_visible()
