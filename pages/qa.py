@@ -69,9 +69,9 @@ def answer_source(result, loaded) -> None:
             # found by construction: no success to report, only where the constrained span lies
             st.info("The answer was kept to a span of the document (constrained decoding), so it is in the "
                     "document whether or not it answers the question. " + found, icon=":material/input:")
-        else:
-            st.success("The model's free answer occurs word for word in the document. " + found,
-                       icon=":material/check_circle:")
+        else:  # a fact about the text, not a verdict: an off-topic question can be answered from the document
+            st.info("The model's free answer occurs word for word in the document (which does not make it the "
+                    "answer to the question). " + found, icon=":material/find_in_page:")
     else:
         st.info("The answer does not occur word for word in the document.", icon=":material/search_off:")
     if not kept:  # a span-kept answer is made of the document's tokens: nothing to check word by word

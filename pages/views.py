@@ -211,7 +211,7 @@ def map_view(result: RunResult, key: str, view: View | None = None, wide: bool =
     if real != bins:  # bins hold whole tokens, the same number each (the last one fewer)
         why = (f"the document has fewer than {bins} tokens" if n < bins else
                f"{bins} bins would split tokens")
-        c3.caption(f"{real:,} × {real:,} bins of {size:,} token{'s' if size > 1 else ''} ({why})")
+        c3.caption(f"Drawn: {real:,} × {real:,} bins of {size:,} token{'s' if size > 1 else ''} ({why}).")
     title = (f"Whole document: {n:,} tokens, {real:,} × {real:,} bins of {size:,}<br>"
              f"<span style='font-size:12px'>{v.label()}</span>")
     fig = plots.overview_figure(m, edges, title=title, scale=scale, zoom=(rows, cols),
@@ -308,17 +308,20 @@ def global_tokens_view(result: RunResult, key: str, view: View | None = None) ->
         stats, hide_index=True, height=260 if len(stats) > 6 else "auto",
         column_order=["position", "token", "received_mean", "received_sum", "mean_distance", "entropy", "self_mass",
                       "global_mass"],
-        column_config={  # the bar first and every column narrow: the table fits a half-width column
-            "position": st.column_config.NumberColumn("pos.", width="small"),
-            "token": st.column_config.TextColumn(width="small"),
-            "received_mean": st.column_config.ProgressColumn("received (mean)", format="%.4f", min_value=0.0,
+        column_config={  # the bar first and short headers: the table fits a half-width column
+            "position": st.column_config.NumberColumn("pos", width=48),
+            "token": st.column_config.TextColumn(width=80),
+            "received_mean": st.column_config.ProgressColumn("received", format="%.4f", min_value=0.0,
                                                              max_value=float(stats["received_mean"].max() or 1.0),
-                                                             width="small"),
-            "received_sum": st.column_config.NumberColumn("received (sum)", format="%.2f", width="small"),
-            "mean_distance": st.column_config.NumberColumn("mean dist.", format="%.1f", width="small"),
-            "entropy": st.column_config.NumberColumn(format="%.2f", width="small"),
-            "self_mass": st.column_config.NumberColumn("self", format="%.3f", width="small"),
-            "global_mass": st.column_config.NumberColumn("on globals", format="%.3f", width="small"),
+                                                             width=100, help="mean attention a token pays to it"),
+            "received_sum": st.column_config.NumberColumn("sum", format="%.2f", width=56,
+                                                          help="attention all tokens pay to it, summed"),
+            "mean_distance": st.column_config.NumberColumn("dist.", format="%.0f", width=50,
+                                                           help="mean distance (tokens) of its own attention"),
+            "entropy": st.column_config.NumberColumn("entropy", format="%.2f", width=60),
+            "self_mass": st.column_config.NumberColumn("self", format="%.3f", width=52),
+            "global_mass": st.column_config.NumberColumn("globals", format="%.3f", width=60,
+                                                         help="its attention on the global tokens"),
         })
     st.caption("received: the attention all tokens pay to it; mean distance and entropy: of its own row.")
 
