@@ -175,9 +175,11 @@ def difference_section(comp: compare.Comparison) -> None:
     spread = max(float(diff.binned.abs().max()), 1e-9)
     m1, m2, m3 = st.columns(3)
     with m1:
-        plot(plots.binned_map_figure(diff.binned_a, diff.edges, f"A: {labels[a]}", zmax=top), key=f"{KEY}.map_a")
+        plot(plots.binned_map_figure(diff.binned_a, diff.edges, f"A: {labels[a]}", zmax=top,
+                                     global_positions=comp.results[a].global_positions), key=f"{KEY}.map_a")
     with m2:
-        plot(plots.binned_map_figure(diff.binned_b, diff.edges, f"B: {labels[b]}", zmax=top), key=f"{KEY}.map_b")
+        plot(plots.binned_map_figure(diff.binned_b, diff.edges, f"B: {labels[b]}", zmax=top,
+                                     global_positions=comp.results[b].global_positions), key=f"{KEY}.map_b")
     with m3:
         plot(plots.binned_map_figure(diff.binned, diff.edges, "A − B (red: more in A)", diverging=True, zmax=spread),
              key=f"{KEY}.map_diff")
