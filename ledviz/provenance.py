@@ -195,6 +195,13 @@ def unsupported_words(output: str, document: str, stopwords: frozenset[str] = ST
     return marks
 
 
+def run_unsupported_words(result: RunResult) -> list[Unsupported]:
+    """`unsupported_words` of a run's output against the part of its document the model read (a
+    word only in the cut-off part was not there for the model)."""
+    doc = result.document
+    return unsupported_words(result.output_text, doc.text[: doc.kept_chars or len(doc.text)])
+
+
 def piece_spans(text: str, pieces: Sequence[str]) -> list[tuple[int, int] | None]:
     """Where each output piece (a token's text, from `output_pieces`) lies in the decoded output
     `text`: (start, end), or None for a piece not found in order (special tokens, blanks)."""

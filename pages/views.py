@@ -9,7 +9,7 @@ files from `ledviz.export`. This module only arranges widgets and caches.
 The API: `attention_views(result, loaded, key)` (tabs with all of the below), `map_view`,
 `text_view`, `heads_view`, `global_tokens_view`, `export_view`, `cross_attention_view`,
 `source_view`; their parts `plot`, `figure_export`, `highlighted_document`, `show_passages`,
-`faithfulness_marks`, `unsupported`;
+`faithfulness_marks`;
 cached numbers `aggregated`, `overview_map`, `zoom_map`, `token_row`, `cross_map`, `global_stats`,
 `top_passages`, `result_view`.
 """
@@ -365,17 +365,11 @@ def source_view(result: RunResult, loaded: LoadedModel | None, key: str, view: V
     highlighted_document(result, weights, label=f"cross-attention of {names[k]}", height=360)
 
 
-def unsupported(result: RunResult) -> list[provenance.Unsupported]:
-    """The output's words and numbers that do not occur in the part of the document the model read."""
-    doc = result.document
-    return provenance.unsupported_words(result.output_text, doc.text[: doc.kept_chars])
-
-
 def faithfulness_marks(result: RunResult, pieces: Sequence[str], what: str | None = "summary token") -> dict[int, str]:
     """The output with the words and numbers the document does not contain marked, and a line on
     what that means; returns the output steps {k: word} of the marked tokens (provenance.flagged_steps).
     `what` names the output's tokens offered below for picking (None: no picker follows)."""
-    marks = unsupported(result)
+    marks = provenance.run_unsupported_words(result)
     if not result.output_text.strip():
         return {}
     st.markdown("**Checked against the document**")

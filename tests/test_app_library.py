@@ -509,3 +509,10 @@ def test_image_export_says_what_is_missing(monkeypatch):
     monkeypatch.setattr(plots, "_browser_path", lambda: None)
     if importlib.util.find_spec("kaleido") is not None:
         assert "Chrome or Chromium" in plots.image_export_problem()
+
+
+def test_run_unsupported_words_checks_against_what_the_model_read(qa_run):
+    run = dataclasses.replace(qa_run, output_text="Maren Okafor crowns Zanzibar")
+    assert [m.text for m in provenance.run_unsupported_words(run)] == ["Zanzibar"]
+    cut = dataclasses.replace(run, document=dataclasses.replace(run.document, kept_chars=TEXT.index("The budget")))
+    assert [m.text for m in provenance.run_unsupported_words(cut)] == ["crowns", "Zanzibar"]  # after the cut
