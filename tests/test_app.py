@@ -237,6 +237,12 @@ def test_span_kept_answer_is_not_a_success_and_shares_stay_under_100_percent():
               if (m := re.search(r"(\d+)% of the question tokens' attention goes to the document", c.value))]
     assert shares and all(0 < s <= 100 for s in shares), shares
     assert any("averaged over the heads and layers" in c.value for c in at.caption)
+    at.checkbox(key="qa.from_document").uncheck().run()  # the model's free answer: no ✓ either
+    at.button(key="qa.run").click().run()
+    assert_clean(at)
+    assert at.session_state["qa.result"].settings["answer_from_document"] is False
+    assert not at.success, [s.value for s in at.success]
+    assert any(m.value == "**Checked against the document**" for m in at.markdown)  # faithfulness marks
 
 
 # ---------------------------------------------------------------------------------------------
