@@ -12,6 +12,7 @@ import html
 import importlib.util
 import os
 import threading
+import time
 from typing import Sequence
 
 import numpy as np
@@ -652,10 +653,12 @@ class ImageExport:
 
     _shared: "ImageExport | None" = None
     _lock = threading.Lock()
+    TIMEOUT = 90.0  # seconds the probe may take before export is declared not working
 
     def __init__(self) -> None:
         self.problem: str | None = image_export_problem()
         self.ready = False
+        self.started = time.monotonic()
         self.thread: threading.Thread | None = None
         if self.problem is None:
             self.thread = threading.Thread(target=self._probe, name="ledviz-image-export-probe", daemon=True)
@@ -673,6 +676,9 @@ class ImageExport:
     def status(self) -> str:
         if self.ready:
             return "ready"
+        if self.problem is None and time.monotonic() - self.started > self.TIMEOUT:
+            self.problem = (f"PNG and SVG export does not work here (the browser that draws them did not answer "
+                            f"within {self.TIMEOUT:.0f} s)")
         return self.problem or "checking"
 
     @classmethod

@@ -516,3 +516,16 @@ def test_run_unsupported_words_checks_against_what_the_model_read(qa_run):
     assert [m.text for m in provenance.run_unsupported_words(run)] == ["Zanzibar"]
     cut = dataclasses.replace(run, document=dataclasses.replace(run.document, kept_chars=TEXT.index("The budget")))
     assert [m.text for m in provenance.run_unsupported_words(cut)] == ["crowns", "Zanzibar"]  # after the cut
+
+
+def test_image_export_probe_that_never_answers_is_reported(monkeypatch):
+    import threading
+
+    never = threading.Event()
+    monkeypatch.setattr(plots, "image_export_problem", lambda: None)
+    monkeypatch.setattr(plots, "figure_image", lambda *a, **k: never.wait(30) and b"")
+    export = plots.ImageExport()
+    assert export.status() == "checking"
+    export.started -= plots.ImageExport.TIMEOUT + 1
+    assert "did not answer within" in export.status()
+    never.set()
