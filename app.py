@@ -7,10 +7,18 @@ shares (the model, and which layers and heads the attention views show). Run wit
 
 import streamlit as st
 
+from ledviz.errors import LedvizError
 from pages.common import attention_sidebar, model_sidebar, stay_in_app_frame
+from pages.running import app_settings
 
 stay_in_app_frame()  # a run that Streamlit would hand to a page file alone comes back here (see there)
 st.set_page_config(page_title="ledviz · LED attention", page_icon=":material/visibility:", layout="wide")
+
+try:  # the deployment settings (environment, .streamlit/secrets.toml): wrong ones stop the app
+    app_settings()
+except LedvizError as err:
+    st.error(f"The server's deployment settings are wrong: {err}", icon=":material/error:")
+    st.stop()
 
 pages = {
     "Read a document": [

@@ -67,7 +67,9 @@ def apptest(tokens: int, repeat: int) -> list[tuple[str, float, str]]:
     at.text_area(key="doc.pasted").set_value(text)
     rows.append((f"paste a {tokens:,}-token document (tokenize, draw)", timed(at.run), ""))
     ms = timed(at.button(key="summarize.run").click().run)
-    result = at.session_state["summarize.result"]
+    from pages.running import server
+
+    result = server().results.get(at.session_state["summarize.result"])
     assert not at.exception, at.exception
     n_charts = len(at.get("plotly_chart"))
     t = result.timings

@@ -42,7 +42,9 @@ sys.path[:0] = [str(ROOT)]
 PLACE = re.compile(r"Waiting: you are number (\d+) in the queue")
 RUNNING = re.compile(r"Running: ")
 RESULT = re.compile(r"\d[\d,]* input tokens · \d+ global · \d+ output tokens")  # the run's facts line
-REFUSALS = ("the server is busy", "would not fit in memory")
+REFUSALS = ("server is busy", "would not fit in memory")
+MARKERS = (b"Waiting: you are number", b"Running: ", b" output tokens", b"Something went wrong",
+           *(r.encode() for r in REFUSALS))
 LED_BASE_DIR = Path("/tmp/ledviz-led-base-random")
 
 
@@ -141,6 +143,8 @@ class Outcome:
     saw_running: bool = False
     refused: str | None = None
     error: str | None = None
+    facts: str | None = None  # the run's facts line (model times)
+    first_status: float | None = None  # seconds from the click to the first waiting/running state
 
 
 def _texts(msg) -> list[tuple[str, str]]:
@@ -192,7 +196,10 @@ class User:
         msg.rerun_script.widget_states.widgets.extend(states)
         await self.ws.send(msg.SerializeToString())
 
-    async def messages(self, timeout: float):
+    async def messages(self, timeout: float, markers: tuple[bytes, ...] | None = None):
+        """ForwardMsgs as they arrive; with `markers`, only those small enough to be a message or
+        holding a marker are parsed (the figures are megabytes: parsing them all on this same
+        machine would make the client, not the server, the slow part)."""
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
         deadline = time.perf_counter() + timeout
@@ -201,6 +208,8 @@ class User:
             if left <= 0:
                 raise asyncio.TimeoutError
             data = await asyncio.wait_for(self.ws.recv(), left)
+            if markers is not None and len(data) > 4096 and not any(m in data for m in markers):
+                continue
             msg = ForwardMsg()
             msg.ParseFromString(data)
             yield msg
@@ -252,7 +261,7 @@ class User:
         t0 = time.perf_counter()
         await self.rerun(self._states(click=True))
         try:
-            async for msg in self.messages(timeout):
+            async for msg in self.messages(timeout, MARKERS):
                 for kind, text in _texts(msg):
                     m = PLACE.search(text)
                     if m and (not out.places or out.places[-1] != int(m.group(1))):
@@ -266,8 +275,11 @@ class User:
                             out.error = text
                     if kind == "exception":
                         out.error = text
+                    if (m or RUNNING.search(text)) and out.first_status is None:
+                        out.first_status = time.perf_counter() - t0
                     if RESULT.search(text):
                         out.seconds = time.perf_counter() - t0
+                        out.facts = text
                 if out.seconds is not None or out.error or out.refused:
                     break
         except asyncio.TimeoutError:
@@ -491,6 +503,13 @@ def report(args, server: AppServer, idle_rss: int, outcomes: list[Outcome], brow
           f"saw the running state: {figures['saw_running']}")
     print(f"  server memory (RSS of its process tree): idle {idle_rss / gb:.2f} GB, peak {server.peak_rss / gb:.2f} GB")
     print(f"  machine: {os.cpu_count()} cores, 1-minute load {os.getloadavg()[0]:.1f} at the end")
+    facts = [o.facts for o in outcomes if o.facts]
+    gen = [float(m.group(1)) for f in facts for m in [re.search(r"generate ([\d.]+) s", f)] if m]
+    enc = [float(m.group(1)) for f in facts for m in [re.search(r"encode ([\d.]+) s", f)] if m]
+    if gen:
+        figures.update(median_encode_s=statistics.median(enc), median_generate_s=statistics.median(gen))
+        print(f"  one run inside the server (median): encode {statistics.median(enc):.2f} s, "
+              f"generate {statistics.median(gen):.2f} s")
     for o in errors[:5]:
         print(f"  error ({o.user}): {o.error[:200]}")
     for o in refused[:2]:

@@ -20,8 +20,9 @@ BIN_INDEX = "pytorch_model.bin.index.json"
 
 # where a checkpoint's files come from: keyword arguments of every from_pretrained (as in transformers).
 # For a local folder only `subfolder` matters; the others choose what is fetched from the Hub.
-HUB_KWARGS = ("subfolder", "revision", "cache_dir", "token", "local_files_only", "force_download")
-_HUB_KWARGS = HUB_KWARGS[1:]  # those huggingface_hub's hf_hub_download takes as they are
+# `hub_only`: the name is a Hub id, never a local path (see resolve_file).
+HUB_KWARGS = ("subfolder", "revision", "cache_dir", "token", "local_files_only", "force_download", "hub_only")
+_HUB_KWARGS = HUB_KWARGS[1:-1]  # those huggingface_hub's hf_hub_download takes as they are
 
 
 _HUB_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
@@ -45,16 +46,23 @@ def hub_id_problem(name: str) -> str | None:
 
 
 def resolve_file(name_or_path: str | os.PathLike, filename: str, *, required: bool = True,
-                 progress=None, **hub_kwargs: Any) -> str | None:
+                 progress=None, hub_only: bool = False, **hub_kwargs: Any) -> str | None:
     """Local path of `filename` in a checkpoint: a folder on disk, or a Hub id through the Hub cache.
 
     A Hub id goes through huggingface_hub, so its cache and HF_HUB_OFFLINE apply. Returns None
     when the file does not exist and `required` is False; raises CheckpointError otherwise.
+    `hub_only=True`: `name_or_path` is a Hub id and nothing on the local disk is looked at under
+    that name (a server whose users type names must not read paths they type).
     """
     name = os.fspath(name_or_path)
     subfolder = hub_kwargs.get("subfolder") or ""
     if not isinstance(subfolder, str):
         raise TypeError(f"subfolder must be a str (a folder inside the checkpoint), got {type(subfolder).__name__}")
+    if hub_only:
+        if not _looks_like_hub_id(name) or ".." in name:
+            raise CheckpointError(f"{name!r} is not a Hub model id (like 'allenai/led-base-16384'); "
+                                  "local folders are not read here")
+        return _hub_download(name, filename, required=required, progress=progress, **hub_kwargs)
     if os.path.isdir(name):
         folder = os.path.join(name, subfolder) if subfolder else name
         if subfolder and not os.path.isdir(folder):

@@ -81,11 +81,17 @@ class LoadedModel:
 
 
 def load_model(name_or_path: str | None = None, progress: Callable[[str], None] | None = None,
-               torch_dtype: Any = None, **hub_kwargs: Any) -> LoadedModel:
-    """Load an LEDForConditionalGeneration and its tokenizer: None/"embedded", a folder, or a Hub id."""
+               torch_dtype: Any = None, *, hub_only: bool = False, **hub_kwargs: Any) -> LoadedModel:
+    """Load an LEDForConditionalGeneration and its tokenizer: None/"embedded", a folder, or a Hub id.
+    `hub_only=True`: a name is a Hub id, never a local path (nothing under that name is read from
+    the disk but the Hub cache), for servers whose users must not reach the server's files."""
     start = time.perf_counter()
     if name_or_path in (None, "", EMBEDDED):
         path, source, name = default_model_dir(), EMBEDDED, EMBEDDED
+    elif hub_only:
+        path = name = str(name_or_path).strip()
+        source = "hub"
+        hub_kwargs["hub_only"] = True
     else:
         path = os.path.expanduser(str(name_or_path).strip())
         source = "local" if os.path.isdir(path) else "hub"

@@ -137,12 +137,14 @@ class RunQueue:
 
     # -- submitting -------------------------------------------------------------------------------
     def submit(self, fn: Callable[[Job], Any], *, owner: Any = None, label: str = "") -> Job:
-        """Queue `fn`; returns its Job at once. QueueFull when `max_waiting` jobs already wait.
+        """Queue `fn`; returns its Job at once. QueueFull when `max_waiting` jobs already wait (jobs
+        an idle worker is about to take do not count: max_waiting=0 runs a job only on a free worker).
         `owner` (hashable, e.g. a session id): that owner's jobs run one at a time, in order."""
         with self._cond:
             if self._closed:
                 raise InputError("the run queue is shut down: restart the app")
-            if len(self._waiting) >= self.max_waiting:
+            free = max(0, self.workers - len(self._running))  # workers about to take a waiting job
+            if len(self._waiting) >= self.max_waiting + free:
                 raise QueueFull(
                     f"the server is busy: {len(self._waiting)} runs are already waiting (the most it queues) "
                     f"and {len(self._running)} running. Try again in a minute.")

@@ -14,6 +14,7 @@ is refused at once) and when a worker starts it (the memory free right then). No
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Callable, Hashable
 
 import torch
@@ -60,6 +61,7 @@ class Server:
         self.guard.check(estimate)
 
         def work(job: Job) -> Handle:
+            torch.set_num_threads(self.settings.threads_per_run)  # (process-wide; every run sets the same)
             job.report("checking memory", 0.0)
             self.guard.check(estimate)  # with the memory free now
             result = fn(job)
@@ -71,7 +73,7 @@ class Server:
                    global_mask: torch.Tensor, settings: dict | None = None, **run_kwargs: Any) -> Job:
         """Queue one `pipeline.run(loaded, doc, global_mask, **run_kwargs)`; its streamed tokens
         collect in `job.pieces`, its progress in `job.progress`, a Cancel sets its stop event.
-        `settings` are added to the result's settings (with run_id = the job's number)."""
+        `settings` are added to the result's settings (with a unique run_id)."""
         est = self.estimate(loaded, doc, global_mask, **run_kwargs)
         special = set(loaded.tokenizer.all_special_ids)
         pieces: list[str] = []
@@ -84,12 +86,32 @@ class Server:
 
             result = pipeline.run(loaded, doc, global_mask, on_token=on_token, stop_event=job.stop,
                                   progress=job.report, **run_kwargs)
-            result.settings.update(extra, run_id=f"run{job.number}")
+            # unique across servers and restarts: the pages cache a run's views by this id
+            result.settings.update(extra, run_id=f"run{job.number}-{uuid.uuid4().hex[:8]}")
             return result
 
         job = self.submit(fn, owner=owner, slot=slot, estimate=est)
         job.pieces = pieces
         return job
+
+    def submit_comparison(self, *, owner: Hashable, slot: str, loaded: LoadedModel, doc: Document,
+                          settings: list, max_new_tokens: int, generate: bool = True,
+                          wrap: Callable[[Any], Any] = lambda comp: comp, **compare_kwargs: Any) -> Job:
+        """Queue `compare.compare_settings(loaded, doc, settings, ...)`; the kept value is
+        `wrap(comparison)`. Estimated as every setting's run kept at once, one running at a time."""
+        from . import compare
+
+        masks = [compare.Setting.of(s).mask(doc) for s in settings]  # bad settings fail here, at once
+        parts = [self.estimate(loaded, doc, m, max_new_tokens=max_new_tokens if generate else 0) for m in masks]
+        est = RunEstimate(kept=sum(p.kept for p in parts), transient=max(p.transient for p in parts),
+                          parts={k: sum(p.parts[k] for p in parts) for k in parts[0].parts},
+                          settings=dict(parts[0].settings, layers_kept=parts[0].settings["layers_kept"] * len(parts)))
+
+        def fn(job: Job) -> Any:
+            return wrap(compare.compare_settings(loaded, doc, settings, max_new_tokens=max_new_tokens,
+                                                 generate=generate, progress=job.report, **compare_kwargs))
+
+        return self.submit(fn, owner=owner, slot=slot, estimate=est, nbytes=comparison_nbytes)
 
     def estimate(self, loaded: LoadedModel, doc: Document, global_mask: torch.Tensor | None, *,
                  max_new_tokens: int = 64, attention_dtype: torch.dtype = torch.float16,
@@ -99,3 +121,13 @@ class Server:
         return estimate_run(loaded.config, doc.n_tokens, n_global=n_global, max_new_tokens=max_new_tokens,
                             attention_dtype=attention_dtype, attention_layers=attention_layers,
                             num_beams=num_beams)
+
+
+def comparison_nbytes(value: Any) -> int:
+    """Bytes a kept comparison holds (each setting's run, or its encoder attention alone); `value`
+    may be a (fingerprint, Comparison) pair."""
+    comp = value[-1] if isinstance(value, tuple) else value
+    total = 0
+    for item in comp.results:
+        total += run_nbytes(item.run) if item.run is not None else sum(sp.nbytes for sp in item.layers.values())
+    return total

@@ -13,6 +13,7 @@ does not parse. No Streamlit here.
     max_document_chars = 200000
     queue_size = 30
     workers = 1
+    threads_per_run = 1                            # torch threads a run uses
     memory_budget_mb = 8000                        # default: available memory less a margin
     results_per_user = 3
 """
@@ -40,6 +41,13 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 1) // 4)
 
 
+def default_threads(workers: int) -> int:
+    """Torch threads per run: half the cores a worker has, at least one. More threads than free
+    cores make a run many times slower (threads wait for each other at every step), and the
+    pages' drawing needs a core too."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers) // 2)
+
+
 @dataclass(frozen=True)
 class Settings:
     """The deployment settings (see the module doc); the defaults suit one user on a laptop."""
@@ -50,12 +58,15 @@ class Settings:
     max_document_chars: int | None = None  # None: no limit
     queue_size: int = 32
     workers: int = 0  # 0: default_workers()
+    threads_per_run: int = 0  # 0: default_threads(workers)
     memory_budget_mb: float | None = None  # None: available memory less a margin
     results_per_user: int = 3
 
     def __post_init__(self) -> None:
         if self.workers == 0:
             object.__setattr__(self, "workers", default_workers())
+        if self.threads_per_run == 0:
+            object.__setattr__(self, "threads_per_run", default_threads(self.workers))
 
     # -- reading --------------------------------------------------------------------------------
     @classmethod
@@ -91,7 +102,7 @@ class Settings:
         """`name` as a Hub id this server may load; ConfigError (naming what is allowed) if not."""
         name = name.strip()
         if not _HUB_ID.match(name) or ".." in name:
-            raise ConfigError(f"{name!r} is not a Hub model id (like 'allenai/led-base-16384'): letters, digits, "
+            raise ConfigError(f"{name!r} is not a valid Hub model id (like 'allenai/led-base-16384'): letters, digits, "
                               "'-', '_' and '.', with at most one '/'")
         if self.allowed_hub_ids is not None and name not in self.allowed_hub_ids:
             allowed = ", ".join(self.allowed_hub_ids) or "none"
@@ -138,7 +149,8 @@ def _parse(name: str, value: Any, where: str) -> Any:
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
         raise bad("on or off (true/false)")
-    if name in ("max_document_tokens", "max_document_chars", "queue_size", "workers", "results_per_user"):
+    if name in ("max_document_tokens", "max_document_chars", "queue_size", "workers", "threads_per_run",
+                "results_per_user"):
         if isinstance(value, str) and name.startswith("max_") and value.strip().lower() in ("", "none", "off"):
             return None
         try:

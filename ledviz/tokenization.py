@@ -73,7 +73,8 @@ _PAD_VALUES = {
 }
 
 _TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second")
-_HUB_KWARGS = ("subfolder", "revision", "cache_dir", "token", "local_files_only", "force_download", "progress")
+_HUB_KWARGS = ("subfolder", "revision", "cache_dir", "token", "local_files_only", "force_download", "progress",
+               "hub_only")
 
 
 def clean_up_tokenization(text: str) -> str:
@@ -522,7 +523,7 @@ class LEDTokenizerFast:
             vocab_file = merges_file = None
         elif vocab_file is None or merges_file is None:
             present = [f for f, p in ((VOCAB_FILE, vocab_file), (MERGES_FILE, merges_file)) if p]
-            where = f"the folder {name!r}" if os.path.isdir(name) else f"the Hub repo {name!r}"
+            where = f"the folder {name!r}" if not hub.get("hub_only") and os.path.isdir(name) else f"the Hub repo {name!r}"
             raise CheckpointError(
                 f"no LED tokenizer in {where}: expected {TOKENIZER_FILE}, or both {VOCAB_FILE} and "
                 f"{MERGES_FILE} (found: {', '.join(present) or 'none of them'})"

@@ -52,7 +52,10 @@ class View:
     def fit(self, result: RunResult) -> "View":
         """The view clipped to a run's number of encoder layers and heads."""
         first = next(iter(result.layers.values()))
-        return self.clip(len(result.layers), first.num_heads)
+        v = self.clip(max(result.layers) + 1, first.num_heads)
+        if v.layer is not None and v.layer not in result.layers:  # the run kept fewer layers: show those
+            v = View(None, v.heads, v.reduce)
+        return v
 
     def label(self) -> str:
         layer = "all layers" if self.layer is None else f"layer {self.layer}"

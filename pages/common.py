@@ -39,9 +39,10 @@ import torch
 from ledviz import pipeline, plots
 from ledviz.errors import InputError, LedvizError
 from ledviz.pipeline import Document, LoadedModel, RunResult
-from ledviz.runs import RunJob, run_facts, run_fingerprint
+from ledviz.runs import run_facts, run_fingerprint
 from ledviz.uploads import UPLOAD_TYPES, decode_upload
 from ledviz.views import View
+from pages.running import finished, kept as kept_result, poll, server, session_owner, show_cancelled_or_error
 
 log = logging.getLogger("ledviz.app")
 
@@ -137,12 +138,24 @@ def _model_slot(name: str, model_dir: str) -> _ModelSlot:
     return _ModelSlot()
 
 
-def load_model_cached(name: str, progress: Callable[[str], None] | None = None) -> LoadedModel:
-    """The model for a checkpoint name ("embedded", a Hub id or a folder), loaded once per process."""
+def load_model_cached(name: str, progress: Callable[[str], None] | None = None, kind: str | None = None) -> LoadedModel:
+    """The model for a checkpoint name ("embedded", a Hub id or a folder), loaded once per process.
+
+    The deployment settings apply before anything is read: with local folders off a name is only
+    ever a Hub id (nothing on the server's disk is looked at under it), and a Hub id must be one
+    the server allows. `kind` ("hub" or "local") is what the user chose the name as."""
+    hub_only = False
+    if name != pipeline.EMBEDDED:
+        settings = server().settings
+        if kind == "local":
+            settings.check_local_folder()
+        if kind == "hub" or not settings.local_folders:
+            name = settings.check_hub_id(name)
+            hub_only = not settings.local_folders
     slot = _model_slot(name, pipeline.default_model_dir() if name == pipeline.EMBEDDED else "")
     with slot.lock:
         if slot.loaded is None:
-            slot.loaded = pipeline.load_model(name, progress=progress)
+            slot.loaded = pipeline.load_model(name, progress=progress, hub_only=hub_only)
     return slot.loaded
 
 
@@ -176,8 +189,9 @@ def _clear_model_error() -> None:
     st.session_state.pop("model.error", None)
 
 
-def _request(name: str) -> None:
+def _request(name: str, kind: str | None = None) -> None:
     st.session_state["model.requested"] = name
+    st.session_state["model.requested_kind"] = kind
 
 
 def model_sidebar() -> LoadedModel | None:
@@ -187,7 +201,9 @@ def model_sidebar() -> LoadedModel | None:
     ss.setdefault("model.active", pipeline.EMBEDDED)
     with st.sidebar:
         st.subheader("Model")
-        source = st.radio("Checkpoint", list(MODEL_SOURCES), format_func=MODEL_SOURCES.get, key="model.source",
+        sources = [k for k in MODEL_SOURCES if k != "local" or server().settings.local_folders]
+        keep_valid("model.source", sources, "embedded")
+        source = st.radio("Checkpoint", sources, format_func=MODEL_SOURCES.get, key="model.source",
                           on_change=_clear_model_error, label_visibility="collapsed")
         if source == "embedded":
             _request(pipeline.EMBEDDED)
@@ -195,18 +211,19 @@ def model_sidebar() -> LoadedModel | None:
             hub_id = st.text_input("Hub model id", value=HUB_EXAMPLES[0], key="model.hub_id",
                                    help="e.g. " + ", ".join(HUB_EXAMPLES) + ". Downloaded once into the "
                                         "Hugging Face cache (led-base is about 650 MB).")
-            st.button("Load from the Hub", key="model.load_hub", on_click=_request, args=(hub_id.strip(),),
+            st.button("Load from the Hub", key="model.load_hub", on_click=_request, args=(hub_id.strip(), "hub"),
                       width="stretch")
         else:
             folder = st.text_input("Folder with config.json and weights", key="model.folder",
                                    placeholder="/path/to/checkpoint")
-            st.button("Load folder", key="model.load_folder", on_click=_request, args=(folder.strip(),),
+            st.button("Load folder", key="model.load_folder", on_click=_request, args=(folder.strip(), "local"),
                       width="stretch", disabled=not folder.strip())
         requested = ss.pop("model.requested", None)
+        kind = ss.pop("model.requested_kind", None)
         bar = st.empty()
         if requested and requested != ss["model.active"]:
             try:
-                load_model_cached(requested, _loading_progress(bar, requested))
+                load_model_cached(requested, _loading_progress(bar, requested), kind)
                 ss["model.active"] = requested
                 _clear_model_error()
             except Exception as err:  # noqa: BLE001 - shown below, the previous model stays in use
@@ -403,14 +420,16 @@ def document_input(key: str = "doc") -> DocumentInput | None:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _prepare(model_key: str, text: str, question: str | None, _loaded: LoadedModel) -> Document:
-    return pipeline.prepare_document(_loaded, text, question)
+def _prepare(model_key: str, text: str, question: str | None, max_tokens: int, _loaded: LoadedModel) -> Document:
+    return pipeline.prepare_document(_loaded, text, question, max_tokens=max_tokens)
 
 
 def prepared_document(loaded: LoadedModel, text: str, question: str | None = None) -> Document:
     """pipeline.prepare_document, cached per model, text and question (InputError for empty input)."""
+    srv = server()
+    srv.check_document(text)
     with st.spinner("Tokenizing…"):
-        return _prepare(loaded.key, text, question, loaded)
+        return _prepare(loaded.key, text, question, srv.max_tokens(loaded), loaded)
 
 
 def document_status(loaded: LoadedModel, text: str | None, question: str | None = None) -> Document | None:
@@ -498,18 +517,39 @@ def run_settings(key: str, doc: Document | None, *, default_global: str, label: 
     return kind, mask, int(max_new), int(beams)
 
 
+def attention_kept_input(key: str, loaded: LoadedModel) -> dict:
+    """Which encoder layers' attention a run keeps: all, or the last only (for long documents on a
+    server short of memory); returns pipeline.run keyword arguments."""
+    n = loaded.config.encoder_layers
+    if n < 2:
+        return {}
+    choice = st.selectbox("Attention kept", ["all", "last"], key=f"{key}.attention_layers", persist_state="session",
+                          format_func={"all": f"all {n} encoder layers", "last": f"the last layer only (1/{n} of the memory)"}.get,
+                          help="Keeping fewer layers' attention lets a long document fit in memory; the views "
+                               "then show the kept layer.")
+    return {"attention_layers": [n - 1]} if choice == "last" else {}
+
+
 # ---------------------------------------------------------------------------------------------
-# running the model: a ledviz.runs.RunJob the page polls, so a click on Cancel can stop it
+# running the model: a job of the shared queue (pages.running) the page polls; Cancel leaves or stops it
 # ---------------------------------------------------------------------------------------------
 
 def _start_job(key: str, loaded: LoadedModel, doc: Document, mask: torch.Tensor, task: str,
                max_new_tokens: int, num_beams: int, settings: dict, generation: dict | None = None) -> None:
-    old = st.session_state.get(f"{key}.job")
+    """Queue the run on the server's shared queue (refused at once, with a message, when the queue
+    is full or the run would not fit in memory)."""
+    ss = st.session_state
+    old = ss.get(f"{key}.job")
     if old is not None:
         old.cancel()
-    st.session_state.pop(f"{key}.error", None)
-    st.session_state[f"{key}.job"] = RunJob(loaded, doc, mask, task=task, max_new_tokens=max_new_tokens,
-                                            num_beams=num_beams, settings=settings, generation=generation).start()
+    ss.pop(f"{key}.error", None)
+    ss[f"{key}.job"] = None
+    try:
+        ss[f"{key}.job"] = server().submit_run(
+            owner=session_owner(), slot=key, loaded=loaded, doc=doc, global_mask=mask, settings=settings,
+            task=task, max_new_tokens=max_new_tokens, num_beams=num_beams, **(generation or {}))
+    except LedvizError as err:
+        ss[f"{key}.error"] = err
 
 
 def _cancel_job(key: str) -> None:
@@ -533,7 +573,7 @@ def run_panel(key: str, loaded: LoadedModel, doc: Document | None, global_mask: 
     ss = st.session_state
     settings = dict(settings or {}, task=task, max_new_tokens=max_new_tokens, num_beams=num_beams,
                     **(generation or {}))
-    job: RunJob | None = ss.get(f"{key}.job")
+    job = ss.get(f"{key}.job")  # a ledviz.runqueue.Job
     running = job is not None and not job.done
     ready = doc is not None and global_mask is not None
     fingerprint = run_fingerprint(loaded, doc, settings, global_mask) if ready else None
@@ -543,28 +583,24 @@ def run_panel(key: str, loaded: LoadedModel, doc: Document | None, global_mask: 
               args=(key, loaded, doc, global_mask, task, max_new_tokens, num_beams,
                     dict(settings, fingerprint=fingerprint), generation))
     b2.button("Cancel", key=f"{key}.cancel", disabled=not running, on_click=_cancel_job, args=(key,),
-              width="stretch", help="Stop generating; the tokens so far are kept.")
+              width="stretch", help="Leave the queue, or stop generating (the tokens so far are kept).")
     if num_beams > 1:
         b3.caption("Beam search shows the output when it ends (streaming needs 1 beam).")
     job = ss.get(f"{key}.job")
     if job is not None:
-        status = st.empty()
-        stream = st.empty()
-        while not job.done:
-            message, fraction = job.progress
-            status.progress(min(1.0, max(0.0, fraction)), text=f"{message}… {job.elapsed:.1f} s")
-            if job.pieces:
-                stream.markdown(f"**{stream_label}** (streaming): {_md_escape(job.text)} ▌")
-            time.sleep(0.1)
+        # its place in the shared queue while it waits, then a progress bar and the streamed tokens
+        poll(job, server(), status=st.empty(), stream=st.empty(),
+             stream_text=lambda j: f"**{stream_label}** (streaming): {_md_escape(''.join(j.pieces))} ▌" if j.pieces else None)
         ss[f"{key}.job"] = None
-        if job.error is not None:
-            ss[f"{key}.error"] = job.error
+        handle, err = finished(job)
+        if err is not None:
+            ss[f"{key}.error"] = err
         else:
-            ss[f"{key}.result"] = job.result
+            ss[f"{key}.result"] = handle
         st.rerun()  # redraw the page with the buttons enabled and the result's views
     if f"{key}.error" in ss:
-        show_error(ss[f"{key}.error"], "running the model")
-    result: RunResult | None = ss.get(f"{key}.result")
+        show_cancelled_or_error(ss[f"{key}.error"], show_error, "running the model")
+    result: RunResult | None = kept_result(key)
     if result is not None and result.settings.get("fingerprint") != fingerprint:
         st.info("The result below is for an earlier input or settings: press "
                 f"**{button_label}** to run on the current one.", icon=":material/history:")

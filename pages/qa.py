@@ -7,6 +7,7 @@ import streamlit as st
 from ledviz import plots, provenance
 from ledviz.views import View
 from pages.common import (
+    attention_kept_input,
     document_input,
     document_status,
     render_page,
@@ -122,11 +123,12 @@ def main() -> None:
         help="Constrained decoding: each answer token must continue a passage of the document, so the answer "
              "is always found in it word for word. The model still chooses the passage. Clear it to see the "
              "model's unconstrained answer (it can slip on a digit or mix two names).")
+    kept = attention_kept_input(KEY, loaded)
     limit = loaded.config.max_decoder_position_embeddings - 1
     result = run_panel(KEY, loaded, doc, mask, task="qa", max_new_tokens=min(max_new, limit), num_beams=beams,
                        button_label="Answer", stream_label="Answer",
                        settings=dict(global_tokens=kind, document=None if source is None else source.label),
-                       generation=dict(answer_from_document=from_document))
+                       generation=dict(answer_from_document=from_document, **kept))
     if result is None:
         return
     st.divider()

@@ -15,6 +15,7 @@ from ledviz.study import load_study, parse_setting
 from ledviz.study.report import METRIC_NAMES, Study, figures, wide
 from pages.common import get_model, render_page, show_error, show_errors
 from pages.views import plot
+from pages.running import server
 
 KEY = "study"
 LAB = "pages/lab.py"
@@ -107,6 +108,11 @@ def main() -> None:
     st.caption("Where to put global attention, over a whole corpus: open the results folder of "
                "`python -m ledviz.study run` to see each setting's metrics with 95% intervals, the paired "
                "differences against the reference setting, and the attention per layer.")
+    if not server().settings.local_folders:  # a deployment setting: no typed path is read here
+        st.info("This server does not read folders on its disk (local folders are off in its deployment "
+                "settings), so it cannot open a study's results folder. Run the app on your own machine to "
+                "open one.", icon=":material/folder_off:")
+        return
     path = st.text_input("Results folder", key=f"{KEY}.path", persist_state="session",
                          placeholder="runs/my-study",
                          help="The --out folder of `python -m ledviz.study run` (on the machine running this app).")

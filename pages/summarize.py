@@ -4,6 +4,7 @@ passages of the document it attended to; beside it the encoder's attention views
 import streamlit as st
 
 from pages.common import (
+    attention_kept_input,
     document_input,
     document_status,
     render_page,
@@ -29,8 +30,9 @@ def main() -> None:
     doc = document_status(loaded, None if source is None else source.text)
     kind, mask, max_new, beams = run_settings(KEY, doc, default_global="first", label="Max summary tokens",
                                               max_tokens=1024, default_tokens=64)
+    kept = attention_kept_input(KEY, loaded)
     result = run_panel(KEY, loaded, doc, mask, task="summarize", max_new_tokens=min(max_new, limit), num_beams=beams,
-                       button_label="Summarize", stream_label="Summary",
+                       button_label="Summarize", stream_label="Summary", generation=kept,
                        settings=dict(global_tokens=kind, document=None if source is None else source.label))
     if result is None:
         return

@@ -58,6 +58,13 @@ def assert_clean(at, errors_ok: bool = False) -> None:
         assert not messages(at, "error"), messages(at, "error")
 
 
+def kept(at, key: str):
+    """A page's kept result: session_state holds a handle into the server's ResultStore."""
+    from pages.running import server
+
+    return server().results.get(at.session_state[f"{key}.result"])
+
+
 def charts(at) -> int:
     return len(at.get("plotly_chart"))
 

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from app_driver import SHORT_DOC, TIMEOUT, assert_clean, charts, messages, open_app, paste
+from app_driver import SHORT_DOC, TIMEOUT, assert_clean, charts, kept, messages, open_app, paste
 
 
 # ---------------------------------------------------------------------------------------------
@@ -29,7 +29,7 @@ def test_summarize_runs_streams_and_draws_every_view():
     at = open_app()
     at.button(key="summarize.run").click().run()
     assert_clean(at)
-    result = at.session_state["summarize.result"]
+    result = kept(at, "summarize")
     assert result.document.n_tokens > 500 and result.output_ids
     assert charts(at) >= 2  # overview + token-level map
     assert any(s.value == "Summary" for s in at.subheader)
@@ -48,7 +48,7 @@ def test_summarize_runs_streams_and_draws_every_view():
     assert_clean(at)
     assert charts(at) >= 2
     assert any("layer 1, head 1" in c.value for c in at.sidebar.caption)
-    assert at.session_state["summarize.result"].settings["run_id"] == run_id  # not re-run
+    assert kept(at, "summarize").settings["run_id"] == run_id  # not re-run
 
 
 def test_question_answering_runs_and_traces_answer_and_question():
@@ -58,7 +58,7 @@ def test_question_answering_runs_and_traces_answer_and_question():
     assert at.selectbox(key="qa.settings.global").value == "question"  # the default for QA
     at.button(key="qa.run").click().run()
     assert_clean(at)
-    result = at.session_state["qa.result"]
+    result = kept(at, "qa")
     assert result.document.question == "Who is the project lead?"
     assert set(result.global_positions) == set(result.document.question_tokens())
     heads = [s.value for s in at.subheader]
@@ -75,7 +75,7 @@ def test_question_answering_runs_and_traces_answer_and_question():
     at.checkbox(key="qa.from_document").uncheck().run()
     at.button(key="qa.run").click().run()
     assert_clean(at)
-    free = at.session_state["qa.result"]
+    free = kept(at, "qa")
     assert free.settings["answer_from_document"] is False and free is not result
 
 
@@ -208,12 +208,12 @@ def test_zoom_starts_again_on_another_document_and_bins_are_honest():
     paste(at, "Hi.")
     at.button(key="summarize.run").click().run()
     assert_clean(at)
-    tiny = at.session_state["summarize.result"].document.n_tokens
+    tiny = kept(at, "summarize").document.n_tokens
     assert tiny < 10 and at.slider(key="summarize.views.map.rows").value == (0, tiny)
     paste(at, SHORT_DOC * 3)
     at.button(key="summarize.run").click().run()
     assert_clean(at)
-    n = at.session_state["summarize.result"].document.n_tokens
+    n = kept(at, "summarize").document.n_tokens
     assert n > 64 and at.slider(key="summarize.views.map.rows").value == (0, 64)
     at.selectbox(key="summarize.views.map.bins").set_value(512).run()
     assert_clean(at)
@@ -228,7 +228,7 @@ def test_span_kept_answer_is_not_a_success_and_shares_stay_under_100_percent():
     at.text_input(key="qa.question").set_value("What is the capital of France?").run()  # off-topic
     at.button(key="qa.run").click().run()
     assert_clean(at)
-    assert at.session_state["qa.result"].settings["answer_from_document"] is True
+    assert kept(at, "qa").settings["answer_from_document"] is True
     assert not at.success, [s.value for s in at.success]  # kept to the document by construction: no ✓
     assert any("kept to a span of the document" in i for i in messages(at, "info"))
     at.sidebar.radio(key="view.reduce").set_value("max").run()
@@ -240,7 +240,7 @@ def test_span_kept_answer_is_not_a_success_and_shares_stay_under_100_percent():
     at.checkbox(key="qa.from_document").uncheck().run()  # the model's free answer: no ✓ either
     at.button(key="qa.run").click().run()
     assert_clean(at)
-    assert at.session_state["qa.result"].settings["answer_from_document"] is False
+    assert kept(at, "qa").settings["answer_from_document"] is False
     assert not at.success, [s.value for s in at.success]
     assert any(m.value == "**Checked against the document**" for m in at.markdown)  # faithfulness marks
 
@@ -258,7 +258,7 @@ def test_export_files_read_back(tmp_path):
 
     at = open_app()
     at.button(key="summarize.run").click().run()
-    result = at.session_state["summarize.result"]
+    result = kept(at, "summarize")
     path = tmp_path / "run.npz"
     path.write_bytes(export.run_npz_bytes(result))
     back = export.load_npz(path)

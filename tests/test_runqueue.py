@@ -190,3 +190,18 @@ def test_bad_sizes_are_refused():
         RunQueue(workers=0)
     with pytest.raises(InputError, match="max_waiting"):
         RunQueue(max_waiting=-1)
+
+
+def test_no_waiting_room_still_runs_on_a_free_worker():
+    q = RunQueue(workers=1, max_waiting=0)
+    try:
+        fn, gate, started = blocker()
+        job = q.submit(fn)
+        assert started.wait(5)
+        with pytest.raises(QueueFull):
+            q.submit(lambda job: None)
+        gate.set()
+        assert job.wait(5)
+        assert q.submit(lambda job: "ran").wait(5)
+    finally:
+        q.close()

@@ -58,7 +58,7 @@ def test_hub_ids_and_local_folders():
     with pytest.raises(ConfigError, match="does not load 'allenai/led-large-16384'.*allows: allenai/led-base-16384"):
         s.check_hub_id("allenai/led-large-16384")
     for path in ("/etc/passwd", "../x", "~/models", "a/b/c", "not a valid id!!"):
-        with pytest.raises(ConfigError, match="not a Hub model id"):
+        with pytest.raises(ConfigError, match="not a valid Hub model id"):
             s.check_hub_id(path)
     with pytest.raises(ConfigError, match="does not read folders"):
         s.check_local_folder()

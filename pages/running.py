@@ -1,0 +1,121 @@
+"""The app's side of a shared server (ledviz.serving): one Server per process (st.cache_resource),
+the deployment settings (environment and the [ledviz] table of .streamlit/secrets.toml), who the
+current user is, and the waiting / running state of a job drawn on the page.
+
+A job in the queue is drawn as "Waiting: you are number k in the queue" (k counts down as the
+jobs ahead finish); once a worker takes it, as a progress bar "Running: <step>… <seconds>".
+Streamlit's own running indicator is hidden (toolbarMode = "minimal"), so this is what tells a
+user that something is happening.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import streamlit as st
+
+from ledviz.runqueue import Cancelled, Job
+from ledviz.serving import Server
+from ledviz.settings import Settings
+
+
+def _secrets_table() -> dict | None:
+    """The [ledviz] table of .streamlit/secrets.toml, or None when there is no such file or table."""
+    try:
+        table = st.secrets.get("ledviz")
+    except Exception:  # noqa: BLE001 - no secrets.toml (Streamlit raises its own error type)
+        return None
+    return None if table is None else dict(table)
+
+
+def app_settings() -> Settings:
+    """The deployment settings; ConfigError (naming the setting) when one is unknown or bad."""
+    return Settings.from_sources(secrets=_secrets_table())
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _server(key: str, _settings: Settings) -> Server:
+    return Server(_settings)
+
+
+def server() -> Server:
+    """The process's Server for the current settings (one queue for every session)."""
+    settings = app_settings()
+    return _server(repr(settings), settings)
+
+
+def session_owner() -> str:
+    """Who is asking: the Streamlit session's id (one per browser tab)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is not None and getattr(ctx, "session_id", None):
+        return ctx.session_id
+    return st.session_state.setdefault("running.owner", f"session-{id(st.session_state)}")
+
+
+def waiting_text(job: Job, srv: Server) -> str:
+    """The line a waiting user reads (it changes only when the queue moves)."""
+    snap = srv.queue.snapshot()
+    return (f"Waiting: you are number {job.place} in the queue ({snap['running']} running, "
+            f"{snap['waiting']} waiting). Cancel leaves the queue.")
+
+
+def poll(job: Job, srv: Server, *, status: Any, stream: Any | None = None,
+         stream_text: Callable[[Job], str | None] | None = None) -> None:
+    """Draw the job's state in `status` (an st.empty) until it ends: its place while it waits, a
+    progress bar while it runs, and `stream_text(job)` (if any) in `stream`. A click elsewhere on
+    the page interrupts this (Streamlit reruns the script); the next run polls again.
+
+    Redraws only what changed: thirty waiting users polling a server that runs the model on the
+    same cores must cost it next to nothing."""
+    shown = streamed = None
+    while not job.done:
+        if job.waiting and job.place is not None:
+            text = waiting_text(job, srv)
+            if text != shown:
+                status.info(text, icon=":material/hourglass_top:")
+                shown = text
+            time.sleep(0.5)
+            continue
+        message, fraction = job.progress
+        text = f"Running: {message}… {job.run_seconds:.1f} s"
+        if text != shown:
+            status.progress(min(1.0, max(0.0, fraction)), text=text)
+            shown = text
+        if stream is not None and stream_text is not None:
+            piece = stream_text(job)
+            if piece and piece != streamed:
+                stream.markdown(piece)
+                streamed = piece
+        time.sleep(0.1)
+
+
+def finished(job: Job) -> tuple[Any, BaseException | None]:
+    """(handle, None) for a job that finished, (None, error) for one that failed or was cancelled."""
+    if job.error is not None:
+        return None, job.error
+    return job.result, None
+
+
+def show_cancelled_or_error(err: BaseException, show_error: Callable[[BaseException, str], None], what: str) -> None:
+    """A run cancelled before it started is news, not an error."""
+    if isinstance(err, Cancelled):
+        st.info("Cancelled before it started: the run left the queue.", icon=":material/cancel:")
+    else:
+        show_error(err, what)
+
+
+def kept(key: str, srv: Server | None = None) -> Any:
+    """The page's kept result (session_state[f"{key}.result"] holds a handle into the server's
+    ResultStore); None when there is none. When the server dropped it to free memory, says so."""
+    handle = st.session_state.get(f"{key}.result")
+    if handle is None:
+        return None
+    srv = srv or server()
+    value = srv.results.get(handle)
+    if value is None:
+        why = srv.results.why_dropped(handle) or "the server was restarted"
+        st.info(f"Your earlier result is no longer kept ({why}): run again to see it.", icon=":material/history:")
+    return value
