@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .cache import KeyValues, LayerCache, reorder
+from .cache import LayerCache, reorder
 from .errors import CheckpointError, GenerationSettingsError, InputError
 from .outputs import ModelOutput
 
@@ -504,11 +504,8 @@ class _DecoderRunner:
         self.decoder = model.get_decoder()
         self.encoder_hidden = encoder_hidden  # (B, N, D)
         self.encoder_mask = encoder_mask  # (B, N) or None
-        self.first_caches = []
-        for layer in self.decoder.layers:
-            attn = layer.encoder_attn
-            cross = KeyValues(attn._heads(attn.k_proj(encoder_hidden)), attn._heads(attn.v_proj(encoder_hidden)))
-            self.first_caches.append(LayerCache(cross_attn=cross))
+        self.first_caches = [LayerCache(cross_attn=layer.encoder_attn.key_values(encoder_hidden))
+                             for layer in self.decoder.layers]
 
     def forward(self, ids: torch.Tensor, caches: list[LayerCache] | None, group: int, output_attentions: bool = False,
                 output_hidden_states: bool = False):

@@ -105,6 +105,10 @@ class LEDDecoderAttention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
 
+    def key_values(self, states: torch.Tensor) -> KeyValues:
+        """The keys and values (B, H, S, hd) of states (B, S, D)."""
+        return KeyValues(self._heads(self.k_proj(states)), self._heads(self.v_proj(states)))
+
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -120,12 +124,9 @@ class LEDDecoderAttention(nn.Module):
         q = self._heads(self.q_proj(hidden_states) * self.scaling)
         if key_value_states is not None:
             # cross-attention: keys/values of the encoder output are computed once, then reused
-            if past_key_value is not None:
-                k, v = past_key_value
-            else:
-                k, v = self._heads(self.k_proj(key_value_states)), self._heads(self.v_proj(key_value_states))
+            k, v = past_key_value if past_key_value is not None else self.key_values(key_value_states)
         else:
-            k, v = self._heads(self.k_proj(hidden_states)), self._heads(self.v_proj(hidden_states))
+            k, v = self.key_values(hidden_states)
             if past_key_value is not None:
                 k = torch.cat([past_key_value.key, k], dim=2)
                 v = torch.cat([past_key_value.value, v], dim=2)
