@@ -294,12 +294,12 @@ def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
-def padding_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _padding_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """(B, S) 1/0 key mask -> additive (B, 1, 1, S), broadcast over heads and queries."""
     return _additive(mask[:, None, None, :].to(torch.bool), dtype)
 
 
-def causal_mask(T: int, past_len: int, dtype: torch.dtype, device, padding: torch.Tensor | None = None):
+def _causal_mask(T: int, past_len: int, dtype: torch.dtype, device, padding: torch.Tensor | None = None):
     """Additive (B or 1, 1, T, past + T) self-attention mask of T new decoder positions: causal, and
     `padding` (B, past + T) keys removed. None for a single query, as the reference does."""
     if T == 1:
@@ -543,10 +543,10 @@ class LEDDecoder(LEDPreTrainedModel):
         """
         T, dtype = inputs_embeds.shape[1], inputs_embeds.dtype
         past_len = cached_length(caches)
-        self_mask = causal_mask(T, past_len, dtype, inputs_embeds.device, attention_mask)
+        self_mask = _causal_mask(T, past_len, dtype, inputs_embeds.device, attention_mask)
         cross_mask = None
         if encoder_hidden_states is not None and encoder_attention_mask is not None:
-            cross_mask = padding_mask(encoder_attention_mask, dtype)
+            cross_mask = _padding_mask(encoder_attention_mask, dtype)
         h = inputs_embeds + self.embed_positions(T, past_len).to(dtype)
         h = F.dropout(self.layernorm_embedding(h), p=self.dropout, training=self.training)
 
