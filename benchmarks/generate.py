@@ -13,17 +13,13 @@ and with 4 beams, exactly `new` tokens each (min_new_tokens = max_new_tokens).
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 import warnings
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-import ledviz  # noqa: E402
+import ledviz
 
 LED_BASE = dict(
     d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12, decoder_attention_heads=12,

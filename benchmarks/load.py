@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
 
 PLACE = re.compile(r"Waiting: you are number (\d+) in the queue")
 RUNNING = re.compile(r"Running: ")

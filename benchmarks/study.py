@@ -14,16 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from ledviz.study import KEY_COLUMNS, RESULT_COLUMNS, StudySpec, run_study  # noqa: E402
-from ledviz.study.store import read_rows  # noqa: E402
+from ledviz.study import KEY_COLUMNS, RESULT_COLUMNS, StudySpec, run_study
+from ledviz.study.store import read_rows
 
 
 def setups(workers: int) -> list[tuple[str, dict]]:

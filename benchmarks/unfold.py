@@ -13,18 +13,14 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
 import time
 import tracemalloc
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from common import PeakMemory, rss_bytes  # noqa: E402  (benchmarks/common.py)
-from ledviz import analysis  # noqa: E402
-from ledviz.unfold import SparseAttention, sparse_nbytes, synthetic_attention  # noqa: E402
+from common import PeakMemory, rss_bytes  # benchmarks/common.py, beside this script
+from ledviz import analysis
+from ledviz.unfold import SparseAttention, sparse_nbytes, synthetic_attention
 
 GiB = 1024**3
 

@@ -115,14 +115,24 @@ class GlobalLayout:
     @classmethod
     def from_mask(cls, mask_state: Tensor) -> "GlobalLayout":
         """mask_state: (B, L) with 0 = padding, 1 = local, 2 = global."""
-        is_padding = mask_state == 0
         is_global = mask_state == 2
-        counts = is_global.sum(dim=1)  # (B,)
-        x = int(counts.max()) if counts.numel() else 0
-        # stable sort puts global positions first, in ascending order
-        order = torch.sort((~is_global).to(torch.int8), dim=1, stable=True).indices[:, :x]  # (B, x)
-        valid = torch.arange(x, device=mask_state.device)[None, :] < counts[:, None]  # (B, x)
-        return cls(is_padding, is_global, order.masked_fill(~valid, 0), valid)
+        positions = global_positions(is_global)  # (B, x)
+        return cls(mask_state == 0, is_global, positions.clamp(min=0), positions >= 0)
+
+
+def global_positions(is_global: Tensor) -> Tensor:
+    """(B, N) bool -> (B, x) long: each element's global positions in ascending order, -1 in unused slots.
+
+    The one numbering of global tokens: slot c of an element is its c-th global token, and x is
+    the largest count in the batch. The encoder's probabilities use it for their global columns.
+    """
+    counts = is_global.sum(dim=1)  # (B,)
+    x = int(counts.max()) if counts.numel() else 0
+    positions = torch.arange(is_global.shape[1], device=is_global.device).expand_as(is_global)
+    # global positions keep their value, the rest sort after them
+    keyed = torch.where(is_global, positions, is_global.shape[1])
+    ordered = keyed.sort(dim=1).values[:, :x]  # (B, x)
+    return ordered.masked_fill(ordered == is_global.shape[1], -1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,10 +145,13 @@ def pad_seq(t: Tensor, before: int, after: int, value: float = 0.0, dim: int = -
     return F.pad(t, pad, value=value)
 
 
-def window_slots(keys: Tensor, w: int, fill: int = 0) -> Tensor:
-    """(B, L) per-key flags -> (B, L, 2w+1): slot s of query i holds key i + s - w's flag, `fill` outside the sequence."""
-    padded = F.pad(keys.to(torch.uint8), (w, w), value=fill)  # (B, L + 2w)
-    return padded.unfold(1, 2 * w + 1, 1).bool()  # (B, L, 2w+1)
+def window_slots(keys: Tensor, w: int, fill: bool = False, rows: tuple[int, int] | None = None) -> Tensor:
+    """(B, L) per-key flags -> (B, R, 2w+1): slot s of query i holds the flag of key i + s - w, `fill`
+    outside the sequence. The one map from keys to window slots; `rows` = (start, stop) builds
+    only those queries (R = stop - start; default all L)."""
+    r0, r1 = rows if rows is not None else (0, keys.shape[1])
+    padded = F.pad(keys.to(torch.uint8), (w, w), value=int(fill))  # (B, L + 2w)
+    return padded.unfold(1, 2 * w + 1, 1)[:, r0:r1].bool()  # (B, R, 2w+1)
 
 
 def _gather_positions(t: Tensor, index: Tensor) -> Tensor:
@@ -276,7 +289,7 @@ def reference_attention(
     v = attn.heads(attn.value(hidden_states))
 
     # window scores, with padding / global / out-of-sequence keys removed
-    dropped = window_slots(layout.dropped_keys, w, fill=1)  # (B, L, 2w+1)
+    dropped = window_slots(layout.dropped_keys, w, fill=True)  # (B, L, 2w+1)
     scores = band_scores(q, k, w, c).masked_fill(dropped[:, None], neg)  # (B, H, L, 2w+1)
 
     # every query also scores every global key (local projections); unused slots removed

@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from .cache import LayerCache, reorder
 from .errors import CheckpointError, GenerationSettingsError, InputError
 from .outputs import ModelOutput
 
@@ -75,8 +76,6 @@ _UNSUPPORTED_NEUTRAL = {"typical_p": 1.0, "encoder_no_repeat_ngram_size": 0, "en
                         "num_beam_groups": 1, "diversity_penalty": 0.0,
                         "min_p": None, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "sequence_bias": None,
                         "renormalize_logits": False, "guidance_scale": None, "max_time": None}
-_TOKEN_SETTINGS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id",
-                   "forced_bos_token_id", "forced_eos_token_id")
 _DEFAULT_MAX_LENGTH = LIBRARY_DEFAULTS["max_length"]
 
 
@@ -490,89 +489,48 @@ def _apply(procs: list[Processor], ids: torch.Tensor, scores: torch.Tensor) -> t
 # The decoder runner: shared encoder output, cross k/v once, self-attention cache
 # ---------------------------------------------------------------------------------------------
 
-Cache = list[tuple[torch.Tensor, torch.Tensor]]
-
-
 class _DecoderRunner:
     """Runs the model's decoder for R = B * group rows against an encoder output of B rows, without copying it.
 
     The rows of one source are consecutive (row r reads source r // group). Cross-attention keys
-    and values are computed once per source, (B, H, N, hd); each layer's cross-attention module
-    is called with the group folded into the query axis, (B, group * T, D), so every beam reads
-    the same keys/values (LEDDecoderLayer's cross_group). The embedding step mirrors LEDDecoder.forward.
+    and values are computed once per source, (B, H, N, hd), and start every layer's cache; each
+    layer's cross-attention is called with the group folded into the query axis, (B, group * T, D),
+    so every beam reads the same keys/values (LEDDecoderLayer's cross_group). Each call is one
+    `LEDDecoder.step`.
     """
 
     def __init__(self, model, encoder_hidden: torch.Tensor, encoder_mask: torch.Tensor | None):
         self.model = model
         self.decoder = model.get_decoder()
         self.encoder_hidden = encoder_hidden  # (B, N, D)
-        dtype = encoder_hidden.dtype
-        # additive cross-attention mask (B, 1, 1, N), broadcast over heads and queries
-        self.cross_mask = None
-        if encoder_mask is not None:
-            keep = encoder_mask[:, None, None, :].to(torch.bool)
-            self.cross_mask = torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(
-                ~keep, torch.finfo(dtype).min)
-        self.cross_kv = []
-        for layer in self.decoder.layers:
-            attn = layer.encoder_attn
-            self.cross_kv.append((attn._heads(attn.k_proj(encoder_hidden)), attn._heads(attn.v_proj(encoder_hidden))))
+        self.encoder_mask = encoder_mask  # (B, N) or None
+        self.first_caches = [LayerCache(cross_attn=layer.encoder_attn.key_values(encoder_hidden))
+                             for layer in self.decoder.layers]
 
-    def forward(self, ids: torch.Tensor, cache: Cache | None, group: int, output_attentions: bool = False,
-                hidden_sink: list | None = None):
-        """ids (R, T) after `cache` -> hidden (R, T, D), new cache, self probs and cross probs per layer (or None).
-
-        `hidden_sink` (a list) receives the hidden state before each layer and after the last."""
-        dec = self.decoder
+    def forward(self, ids: torch.Tensor, caches: list[LayerCache] | None, group: int, output_attentions: bool = False,
+                output_hidden_states: bool = False):
+        """ids (R, T) after the positions `caches` hold -> the decoder's step (hidden (R, T, D), new caches,
+        per layer self probs (R, H, T, past + T) and cross probs (R, H, T, N) with output_attentions, the
+        hidden state before each layer and after the last with output_hidden_states)."""
         R, T = ids.shape
         B = self.encoder_hidden.shape[0]
         if R != B * group:
             raise RuntimeError(f"{R} decoder rows for {B} sources in groups of {group}")
-        past_len = cache[0][0].shape[2] if cache else 0
-        h = dec.embed_tokens(ids)
-        dtype = h.dtype
-        h = h + dec.embed_positions(T, past_len).to(dtype)
-        h = F.dropout(dec.layernorm_embedding(h), p=dec.dropout, training=dec.training)
-        self_mask = None
-        if T > 1:  # causal mask, (1, 1, T, past + T)
-            causal = torch.ones(T, past_len + T, dtype=torch.bool, device=h.device).tril(past_len)
-            self_mask = torch.zeros(1, 1, T, past_len + T, dtype=dtype, device=h.device).masked_fill(
-                ~causal, torch.finfo(dtype).min)
-        new_cache: Cache = []
-        self_probs, cross_probs = [], []
-        for i, layer in enumerate(dec.layers):
-            # the rows of one source read its cross keys/values, folded into one query sequence
-            past = (cache[i] if cache else (None, None)) + self.cross_kv[i]
-            if hidden_sink is not None:
-                hidden_sink.append(h)
-            h, sp, cp, kv = layer(h, self_mask, self.encoder_hidden, self.cross_mask, past_key_value=past,
-                                  output_attentions=output_attentions, cross_group=group)
-            new_cache.append(kv[:2])
-            if output_attentions:
-                self_probs.append(sp)  # (R, H, T, past + T)
-                cross_probs.append(cp)  # (R, H, T, N)
-        if hidden_sink is not None:
-            hidden_sink.append(h)
-        return h, new_cache, (tuple(self_probs) if output_attentions else None), \
-            (tuple(cross_probs) if output_attentions else None)
+        return self.decoder.step(self.decoder.embed_tokens(ids), self.encoder_hidden, self.encoder_mask,
+                                 caches or self.first_caches, output_attentions=output_attentions,
+                                 output_hidden_states=output_hidden_states, cross_group=group)
 
-    def next_logits(self, ids: torch.Tensor, cache: Cache | None, group: int,
-                    steps: "_StepOutputs | None" = None) -> tuple[torch.Tensor, Cache]:
-        """Float32 logits (R, V) of the last position, and the new cache; `steps` keeps this step's outputs."""
-        attentions = steps is not None and steps.decoder_attentions is not None
-        hidden = [] if steps is not None and steps.decoder_hidden_states is not None else None
-        h, cache, self_probs, cross_probs = self.forward(ids, cache, group, output_attentions=attentions,
-                                                         hidden_sink=hidden)
-        h = h[:, -1:]
+    def next_logits(self, ids: torch.Tensor, caches: list[LayerCache] | None, group: int,
+                    steps: "_StepOutputs | None" = None) -> tuple[torch.Tensor, list[LayerCache]]:
+        """Float32 logits (R, V) of the last position, and the new caches; `steps` keeps this step's outputs."""
+        step = self.forward(ids, caches, group,
+                            output_attentions=steps is not None and steps.decoder_attentions is not None,
+                            output_hidden_states=steps is not None and steps.decoder_hidden_states is not None)
+        h = step.hidden[:, -1:]
         logits = (self.model.lm_head(h) + self.model.final_logits_bias.to(h.dtype))[:, -1].float()
         if steps is not None:
-            steps.add(logits, self_probs, cross_probs, hidden)
-        return logits, cache
-
-    @staticmethod
-    def reorder(cache: Cache, rows: torch.Tensor) -> Cache:
-        """Self-attention cache of the rows `rows` (beam search); cross k/v are per source and never move."""
-        return [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in cache]
+            steps.add(logits, step.self_attentions, step.cross_attentions, step.hidden_states)
+        return logits, step.caches
 
 
 @dataclass
@@ -642,9 +600,22 @@ class _Stream:
 # Greedy decoding and sampling
 # ---------------------------------------------------------------------------------------------
 
+@dataclass
+class _Decoded:
+    """What a decoding loop gives: sequences (R, T), decoder start token first; the per-step scores
+    (with output_scores); whether a stop_event or the streamer ended it; for beam search the
+    sequences' scores (R,) and beam indices (R, T - 1)."""
+
+    sequences: torch.Tensor
+    scores: list[torch.Tensor] | None
+    stopped: bool
+    sequences_scores: torch.Tensor | None = None
+    beam_indices: torch.Tensor | None = None
+
+
 def _greedy_or_sample(runner: _DecoderRunner, plan: _Plan, ids: torch.Tensor, group: int, stream: _Stream,
                       generator: torch.Generator | None, step_outputs: _StepOutputs | None = None):
-    """ids (R, 1) -> sequences (R, T), the per-step processed scores (or None), whether it was stopped."""
+    """ids (R, 1) -> the sequences (R, T) and the per-step processed scores (with output_scores)."""
     procs = _processors(plan)
     eos = torch.tensor(plan.eos, device=ids.device) if plan.eos is not None else None
     unfinished = torch.ones(ids.shape[0], dtype=torch.long, device=ids.device)
@@ -670,8 +641,8 @@ def _greedy_or_sample(runner: _DecoderRunner, plan: _Plan, ids: torch.Tensor, gr
             done = done | torch.isin(next_tokens, eos)
         unfinished = unfinished & ~done
         if unfinished.max() == 0:
-            return ids, scores, False
-    return ids, scores, True
+            return _Decoded(ids, scores, stopped=False)
+    return _Decoded(ids, scores, stopped=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -714,8 +685,8 @@ class _Finished:
 
 def _beam_search(runner: _DecoderRunner, plan: _Plan, prompt: torch.Tensor, stream: _Stream,
                  generator: torch.Generator | None, vocab_size: int, step_outputs: _StepOutputs | None = None):
-    """prompt (B * num_beams, L0) -> sequences (B * num_return_sequences, T), their scores, beam indices,
-    per-step scores (or None), whether it was stopped from outside."""
+    """prompt (B * num_beams, L0) -> sequences (B * num_return_sequences, T), their scores and beam
+    indices, and the per-step log-probabilities (with output_scores)."""
     nb, V, L0, max_len = plan.num_beams, vocab_size, plan.prompt_len, plan.max_length
     B = prompt.shape[0] // nb
     device = prompt.device
@@ -792,7 +763,7 @@ def _beam_search(runner: _DecoderRunner, plan: _Plan, prompt: torch.Tensor, stre
         if not (torch.any(can_improve) & open_beams & ~torch.all(ends)):
             completed = True
             break
-        cache = _DecoderRunner.reorder(cache, running_beams[..., cur - 1 - L0].reshape(-1).long())
+        cache = reorder(cache, running_beams[..., cur - 1 - L0].reshape(-1).long())
 
     stopped = stream.stopped and not completed
     if stopped and steps:
@@ -803,12 +774,12 @@ def _beam_search(runner: _DecoderRunner, plan: _Plan, prompt: torch.Tensor, stre
     if not steps:  # stopped before the first token
         seqs = prompt.view(B, nb, L0)[:, :nrs].reshape(B * nrs, L0)
         no_beams = running_beams[:, :nrs, :0].reshape(B * nrs, 0)
-        return seqs, torch.zeros(B * nrs, device=device), no_beams, all_scores, stopped
+        return _Decoded(seqs, all_scores, stopped, torch.zeros(B * nrs, device=device), no_beams)
     seqs = finished.sequences[:, :nrs].reshape(B * nrs, max_len)
     seq_scores = finished.scores[:, :nrs].reshape(B * nrs)
     beam_indices = finished.beam_indices[:, :nrs].reshape(B * nrs, max_len - L0)
     generated = int((beam_indices + 1).bool().sum(dim=1).max())
-    return seqs[:, :L0 + generated], seq_scores, beam_indices[:, :generated], all_scores, stopped
+    return _Decoded(seqs[:, :L0 + generated], all_scores, stopped, seq_scores, beam_indices[:, :generated])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -963,24 +934,24 @@ class GenerationMixin:
         generator = None
         if plan.seed is not None:
             generator = torch.Generator(device=device).manual_seed(plan.seed)
-        sequences_scores = beam_indices = None
         steps = _StepOutputs.asked(plan)
         try:
             stream.begin(prompt)
             if plan.num_beams == 1:
-                sequences, scores, stopped = _greedy_or_sample(runner, plan, prompt, group, stream, generator, steps)
+                decoded = _greedy_or_sample(runner, plan, prompt, group, stream, generator, steps)
             else:
-                sequences, sequences_scores, beam_indices, scores, stopped = _beam_search(
-                    runner, plan, prompt, stream, generator, self.config.vocab_size, steps)
+                decoded = _beam_search(runner, plan, prompt, stream, generator, self.config.vocab_size, steps)
         finally:
             stream.end()
         if not plan.return_dict:
-            return sequences
+            return decoded.sequences
 
         # 3. per-step outputs (transformers' layout), and the attentions of the final sequences from one
         # teacher-forced pass (ours)
-        out = GenerateOutput(sequences=sequences, scores=tuple(scores) if scores is not None else None,
-                             sequences_scores=sequences_scores, beam_indices=beam_indices, stopped=stopped)
+        out = GenerateOutput(sequences=decoded.sequences,
+                             scores=tuple(decoded.scores) if decoded.scores is not None else None,
+                             sequences_scores=decoded.sequences_scores, beam_indices=decoded.beam_indices,
+                             stopped=decoded.stopped)
         if steps is not None:
             as_tuple = (lambda v: tuple(v) if v is not None else None)  # noqa: E731
             out.logits, out.decoder_attentions = as_tuple(steps.logits), as_tuple(steps.decoder_attentions)
@@ -989,9 +960,10 @@ class GenerationMixin:
         if enc_obj is not None and plan.output_hidden_states:
             out.encoder_hidden_states = getattr(enc_obj, "hidden_states", None)
         if plan.output_attentions:
-            rows_per_source = sequences.shape[0] // B
-            _, _, out.final_pass_decoder_attentions, out.final_pass_cross_attentions = runner.forward(
-                sequences, None, rows_per_source, output_attentions=True)
+            rows_per_source = decoded.sequences.shape[0] // B
+            final = runner.forward(decoded.sequences, None, rows_per_source, output_attentions=True)
+            out.final_pass_decoder_attentions, out.final_pass_cross_attentions = \
+                final.self_attentions, final.cross_attentions
             if enc_obj is not None:
                 out.encoder_attentions = getattr(enc_obj, "attentions", None)
                 out.encoder_global_attentions = getattr(enc_obj, "global_attentions", None)

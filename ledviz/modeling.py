@@ -9,6 +9,7 @@ their state dicts load as they are.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -24,6 +25,7 @@ from .attention import (
     is_inference,
     rows_per_slice,
 )
+from .cache import KeyValues, LayerCache, cached_length
 from .config import LEDConfig
 from .errors import InputError
 from .outputs import (
@@ -103,29 +105,31 @@ class LEDDecoderAttention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
 
+    def key_values(self, states: torch.Tensor) -> KeyValues:
+        """The keys and values (B, H, S, hd) of states (B, S, D)."""
+        return KeyValues(self._heads(self.k_proj(states)), self._heads(self.v_proj(states)))
+
     def forward(
         self,
         hidden_states: torch.Tensor,
         key_value_states: torch.Tensor | None = None,
-        past_key_value: tuple[torch.Tensor, torch.Tensor] | None = None,
+        past_key_value: KeyValues | None = None,
         attention_mask: torch.Tensor | None = None,
         layer_head_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
-    ):
-        """attention_mask: additive (B, 1, T, S). Returns output (B, T, D), probs (B, H, T, S), the (k, v) cache."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None, KeyValues]:
+        """attention_mask: additive, broadcast to (B, 1, T, S). Returns output (B, T, D), probs (B, H, T, S)
+        (with output_attentions) and the keys/values to cache."""
         B, T, D = hidden_states.shape
         q = self._heads(self.q_proj(hidden_states) * self.scaling)
         if key_value_states is not None:
             # cross-attention: keys/values of the encoder output are computed once, then reused
-            if past_key_value is not None:
-                k, v = past_key_value
-            else:
-                k, v = self._heads(self.k_proj(key_value_states)), self._heads(self.v_proj(key_value_states))
+            k, v = past_key_value if past_key_value is not None else self.key_values(key_value_states)
         else:
-            k, v = self._heads(self.k_proj(hidden_states)), self._heads(self.v_proj(hidden_states))
+            k, v = self.key_values(hidden_states)
             if past_key_value is not None:
-                k = torch.cat([past_key_value[0], k], dim=2)
-                v = torch.cat([past_key_value[1], v], dim=2)
+                k = torch.cat([past_key_value.key, k], dim=2)
+                v = torch.cat([past_key_value.value, v], dim=2)
         scores = q @ k.transpose(-1, -2)  # (B, H, T, S)
         if attention_mask is not None:
             scores = scores + attention_mask
@@ -134,7 +138,7 @@ class LEDDecoderAttention(nn.Module):
             probs = layer_head_mask.view(1, -1, 1, 1) * probs
         out = F.dropout(probs, p=self.dropout, training=self.training) @ v  # (B, H, T, hd)
         out = self.out_proj(out.transpose(1, 2).reshape(B, T, D))
-        return out, (probs if output_attentions else None), (k, v)
+        return out, (probs if output_attentions else None), KeyValues(k, v)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,27 +237,28 @@ class LEDDecoderLayer(nn.Module):
         self.activation_fn = get_activation(config.activation_function)
 
     def forward(self, hidden_states, attention_mask, encoder_hidden_states, encoder_attention_mask,
-                layer_head_mask=None, cross_attn_layer_head_mask=None, past_key_value=None, output_attentions=False,
-                cross_group: int = 1):
-        """past_key_value: (self_k, self_v, cross_k, cross_v), self part None before the first step.
+                layer_head_mask=None, cross_attn_layer_head_mask=None, past_key_value: LayerCache | None = None,
+                output_attentions=False, cross_group: int = 1):
+        """hidden_states (R, T, D) after the positions `past_key_value` holds.
 
         cross_group > 1: the decoder rows come in groups of that size per encoder row (the beams of
         one document); each group is folded into one query sequence, so all of them read the same
-        cross-attention keys/values without a copy per row. Returns h, self probs, cross probs, cache.
+        cross-attention keys/values without a copy per row. Returns h, self probs, cross probs, the
+        new LayerCache.
         """
-        has_self_past = past_key_value is not None and past_key_value[0] is not None
-        self_past = past_key_value[:2] if has_self_past else None
-        cross_past = past_key_value[2:] if past_key_value is not None and past_key_value[2] is not None else None
+        past = past_key_value or LayerCache()
         # causal self-attention
         residual = hidden_states
-        h, self_probs, self_kv = self.self_attn(hidden_states, None, self_past, attention_mask, layer_head_mask, output_attentions)
+        h, self_probs, self_kv = self.self_attn(hidden_states, None, past.self_attn, attention_mask, layer_head_mask,
+                                                output_attentions)
         h = self.self_attn_layer_norm(residual + F.dropout(h, p=self.dropout, training=self.training))
         # cross-attention onto the encoder output
         residual = h
         R, T, D = h.shape
         folded = h.reshape(R // cross_group, cross_group * T, D) if cross_group > 1 else h
         c, cross_probs, cross_kv = self.encoder_attn(
-            folded, encoder_hidden_states, cross_past, encoder_attention_mask, cross_attn_layer_head_mask, output_attentions
+            folded, encoder_hidden_states, past.cross_attn, encoder_attention_mask, cross_attn_layer_head_mask,
+            output_attentions,
         )
         if cross_group > 1:
             c = c.reshape(R, T, D)
@@ -265,7 +270,7 @@ class LEDDecoderLayer(nn.Module):
         residual = h
         f = F.dropout(self.activation_fn(self.fc1(h)), p=self.activation_dropout, training=self.training)
         h = self.final_layer_norm(residual + F.dropout(self.fc2(f), p=self.dropout, training=self.training))
-        return h, self_probs, cross_probs, self_kv + cross_kv
+        return h, self_probs, cross_probs, LayerCache(self_kv, cross_kv)
 
 
 class LEDLearnedPositionalEmbedding(nn.Embedding):
@@ -284,10 +289,37 @@ def _check_mask(name: str, mask: torch.Tensor | None, shape: tuple[int, ...]) ->
         )
 
 
-def _inverted_mask(mask: torch.Tensor, dtype: torch.dtype, tgt_len: int) -> torch.Tensor:
-    """(B, S) 1/0 mask -> additive (B, 1, tgt_len, S) with the dtype's minimum where masked."""
-    m = mask[:, None, None, :].to(torch.bool).expand(mask.shape[0], 1, tgt_len, mask.shape[1])
-    return torch.zeros(m.shape, dtype=dtype, device=mask.device).masked_fill(~m, torch.finfo(dtype).min)
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """bool mask -> additive mask: 0 where allowed, the dtype's minimum elsewhere."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+def _padding_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, S) 1/0 key mask -> additive (B, 1, 1, S), broadcast over heads and queries."""
+    return _additive(mask[:, None, None, :].to(torch.bool), dtype)
+
+
+def _causal_mask(T: int, past_len: int, dtype: torch.dtype, device, padding: torch.Tensor | None = None):
+    """Additive (B or 1, 1, T, past + T) self-attention mask of T new decoder positions: causal, and
+    `padding` (B, past + T) keys removed. None for a single query, as the reference does."""
+    if T == 1:
+        return None
+    allowed = torch.ones(T, past_len + T, dtype=torch.bool, device=device).tril(past_len)[None, None]
+    if padding is not None:
+        allowed = allowed & padding[:, None, None, :].bool()
+    return _additive(allowed, dtype)
+
+
+@dataclass
+class DecoderStep:
+    """What the decoder layers give for T new positions (R rows): hidden (R, T, D), the new cache of
+    every layer (with use_cache), and per layer the inputs and attentions when asked."""
+
+    hidden: torch.Tensor
+    caches: list[LayerCache] | None = None
+    hidden_states: tuple | None = None
+    self_attentions: tuple | None = None
+    cross_attentions: tuple | None = None
 
 
 class LEDEncoder(LEDPreTrainedModel):
@@ -467,65 +499,87 @@ class LEDDecoder(LEDPreTrainedModel):
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         B, T = inputs_embeds.shape[:2]
-        past_len = past_key_values[0][0].shape[2] if past_key_values else 0
+        caches = [LayerCache.from_legacy(entry) for entry in past_key_values] if past_key_values else None
+        past_len = cached_length(caches)
         if past_len + T > self.max_target_positions:
             raise InputError(
                 f"the decoder input reaches {past_len + T} tokens but the model's decoder reads at most "
                 f"{self.max_target_positions} (max_decoder_position_embeddings): generate fewer tokens"
             )
-        dtype = inputs_embeds.dtype
+        if T > 1 and attention_mask is not None:
+            _check_mask("decoder_attention_mask", attention_mask, (B, past_len + T))
+        step = self.step(inputs_embeds, encoder_hidden_states, encoder_attention_mask, caches, attention_mask,
+                         head_mask=head_mask, cross_attn_head_mask=cross_attn_head_mask, use_cache=use_cache,
+                         output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        fields = dict(
+            last_hidden_state=step.hidden,
+            past_key_values=tuple(c.to_legacy() for c in step.caches) if use_cache else None,
+            hidden_states=step.hidden_states,
+            attentions=step.self_attentions,
+            cross_attentions=step.cross_attentions,
+        )
+        if not return_dict:
+            return tuple(v for v in fields.values() if v is not None)
+        return BaseModelOutputWithPastAndCrossAttentions(**fields)
 
-        # causal mask (+ decoder padding), only when more than one query (as the reference)
-        self_mask = None
-        if T > 1:
-            causal = torch.ones(T, past_len + T, dtype=torch.bool, device=inputs_embeds.device).tril(past_len)
-            self_mask = torch.zeros(B, 1, T, past_len + T, dtype=dtype, device=inputs_embeds.device)
-            allowed = causal[None, None]
-            if attention_mask is not None:
-                _check_mask("decoder_attention_mask", attention_mask, (B, past_len + T))
-                allowed = allowed & attention_mask[:, None, None, :].bool()
-            self_mask = self_mask.masked_fill(~allowed, torch.finfo(dtype).min)
+    def step(
+        self,
+        inputs_embeds: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None,
+        encoder_attention_mask: torch.Tensor | None,
+        caches: list[LayerCache] | None = None,
+        attention_mask: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        cross_attn_head_mask: torch.Tensor | None = None,
+        use_cache: bool = True,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        cross_group: int = 1,
+    ) -> DecoderStep:
+        """The decoder on T new positions: inputs_embeds (R, T, D) after the positions `caches` hold.
+
+        The one decoder step of `forward` and of generation. attention_mask (R, past + T) and
+        encoder_attention_mask (B, N) are 1/0 key masks; cross_group: see LEDDecoderLayer.
+        """
+        T, dtype = inputs_embeds.shape[1], inputs_embeds.dtype
+        past_len = cached_length(caches)
+        self_mask = _causal_mask(T, past_len, dtype, inputs_embeds.device, attention_mask)
         cross_mask = None
         if encoder_hidden_states is not None and encoder_attention_mask is not None:
-            cross_mask = _inverted_mask(encoder_attention_mask, dtype, T)
-
+            cross_mask = _padding_mask(encoder_attention_mask, dtype)
         h = inputs_embeds + self.embed_positions(T, past_len).to(dtype)
         h = F.dropout(self.layernorm_embedding(h), p=self.dropout, training=self.training)
 
         all_hidden = [] if output_hidden_states else None
         all_self = [] if output_attentions else None
         all_cross = [] if output_attentions else None
-        cache = [] if use_cache else None
+        new_caches = [] if use_cache else None
         for idx, layer in enumerate(self.layers):
             if output_hidden_states:
                 all_hidden.append(h)
-            if self.training and torch.rand([]) < self.layerdrop:
+            if self.training and torch.rand([]) < self.layerdrop:  # LayerDrop
                 continue
             args = (h, self_mask, encoder_hidden_states, cross_mask,
                     head_mask[idx] if head_mask is not None else None,
                     cross_attn_head_mask[idx] if cross_attn_head_mask is not None else None,
-                    past_key_values[idx] if past_key_values else None, output_attentions)
+                    caches[idx] if caches else None, output_attentions, cross_group)
             if self.gradient_checkpointing and self.training:
-                h, self_probs, cross_probs, kv = checkpoint(layer, *args, use_reentrant=False)
+                h, self_probs, cross_probs, cache = checkpoint(layer, *args, use_reentrant=False)
             else:
-                h, self_probs, cross_probs, kv = layer(*args)
+                h, self_probs, cross_probs, cache = layer(*args)
             if use_cache:
-                cache.append(kv)
+                new_caches.append(cache)
             if output_attentions:
                 all_self.append(self_probs)
                 all_cross.append(cross_probs)
         if output_hidden_states:
             all_hidden.append(h)
-        fields = dict(
-            last_hidden_state=h,
-            past_key_values=tuple(cache) if use_cache else None,
+        return DecoderStep(
+            hidden=h, caches=new_caches,
             hidden_states=tuple(all_hidden) if output_hidden_states else None,
-            attentions=tuple(all_self) if output_attentions else None,
+            self_attentions=tuple(all_self) if output_attentions else None,
             cross_attentions=tuple(all_cross) if output_attentions else None,
         )
-        if not return_dict:
-            return tuple(v for v in fields.values() if v is not None)
-        return BaseModelOutputWithPastAndCrossAttentions(**fields)
 
 
 def _as_encoder_output(encoder_outputs) -> LEDEncoderBaseModelOutput:

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import torch
 
+from .attention import global_positions, window_slots
 from .errors import InputError
 
 Tensor = torch.Tensor
@@ -60,17 +61,6 @@ def _check_mask(name: str, mask: Tensor, batch: int, seq_len: int) -> None:
         )
 
 
-def global_positions(is_global: Tensor) -> Tensor:
-    """(B, N) bool -> (B, x) long: each element's global positions in ascending order, -1 in unused slots."""
-    counts = is_global.sum(dim=1)  # (B,)
-    x = int(counts.max()) if counts.numel() else 0
-    positions = torch.arange(is_global.shape[1], device=is_global.device).expand_as(is_global)
-    # global positions keep their value, the rest sort after them
-    keyed = torch.where(is_global, positions, is_global.shape[1])
-    ordered = keyed.sort(dim=1).values[:, :x]  # (B, x)
-    return ordered.masked_fill(ordered == is_global.shape[1], -1)
-
-
 def band_mask(valid: Tensor, is_global: Tensor, w: int, rows: tuple[int, int] | None = None) -> Tensor:
     """(B, R, 2w+1) bool: window slots that can hold attention (valid non-global query and key, inside the sequence).
 
@@ -78,9 +68,7 @@ def band_mask(valid: Tensor, is_global: Tensor, w: int, rows: tuple[int, int] | 
     """
     r0, r1 = rows if rows is not None else (0, valid.shape[1])
     local = valid & ~is_global  # (B, N)
-    key_ok = torch.nn.functional.pad(local.to(torch.uint8), (w, w))  # (B, N + 2w)
-    windows = key_ok.unfold(1, 2 * w + 1, 1)[:, r0:r1].bool()  # (B, R, 2w+1): slot s = key i + s - w
-    return windows & local[:, r0:r1, None]
+    return window_slots(local, w, rows=(r0, r1)) & local[:, r0:r1, None]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny LED checkpoints made by transformers (the reference) inside the tests."""
+"""Shared test helpers: tiny LED checkpoints made inside the tests (by transformers, the reference, or by
+ledviz with a tokenizer), comparisons with the max difference in the message, a padded batch."""
 
 from __future__ import annotations
 
@@ -52,6 +53,32 @@ def make_reference(cls_name: str, path, *, safe: bool = True, seed: int = 0, **o
     perturb(model, seed)
     model.save_pretrained(path, safe_serialization=safe)
     return model
+
+
+# a tiny generation checkpoint with a tokenizer, for what needs text in and text out
+TINY_CHECKPOINT = dict(
+    d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+    encoder_ffn_dim=64, decoder_ffn_dim=64, max_encoder_position_embeddings=1024,
+    max_decoder_position_embeddings=64, attention_window=[16, 32], dropout=0.0, attention_dropout=0.0,
+)
+
+
+def make_checkpoint(path, *, vocab_size: int = 600, n_docs: int = 6, seed: int = 7, init_std: float = 0.2,
+                    **overrides) -> str:
+    """Save a random-weight ledviz LEDForConditionalGeneration and a BPE tokenizer trained on demo documents."""
+    from ledviz import LEDConfig, LEDForConditionalGeneration
+    from ledviz.demo.data import generate_dataset
+    from ledviz.tokenization import train_bpe_tokenizer
+
+    path = os.fspath(path)
+    texts = [ex.document for ex in generate_dataset(seed, n_docs, max_tokens=1500)]
+    tokenizer = train_bpe_tokenizer(texts, vocab_size=vocab_size)
+    config = LEDConfig(vocab_size=len(tokenizer), init_std=init_std, **{**TINY_CHECKPOINT, **overrides})
+    torch.manual_seed(seed)
+    model = LEDForConditionalGeneration(config).eval()
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -134,9 +134,7 @@ def test_sample_documents():
 
 
 def _encoder(tok):
-    """(encode(text, pair=None, specials=True) -> ids, decode) for either tokenizer class."""
-    if hasattr(tok, "get_vocab_size"):  # a tokenizers.Tokenizer (stand-in)
-        return (lambda a, b=None, sp=True: tok.encode(a, b, add_special_tokens=sp).ids), tok.decode
+    """(encode(text, pair=None, specials=True) -> ids, decode) of an LEDTokenizerFast."""
     return (lambda a, b=None, sp=True: tok(a, b, add_special_tokens=sp)["input_ids"]), tok.decode
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import time
 
+import pytest
 import torch
 
 import ledviz
@@ -57,6 +58,7 @@ def test_embedded_model_runs_a_sample_document_end_to_end():
     assert result.cross_attentions[0].shape[-1] == doc.n_tokens
 
 
+@pytest.mark.slow  # a training run, or several generations: more than a few seconds
 def test_micro_training_run_and_evaluation(tmp_path):
     from ledviz.demo import evaluate, train
 
@@ -116,6 +118,7 @@ def test_weight_average_tracks_the_weights_and_swaps_them_in_and_out():
             raise AssertionError(f"decay {bad} was accepted")
 
 
+@pytest.mark.slow  # a training run, or several generations: more than a few seconds
 def test_micro_training_with_weight_average_saves_the_average(tmp_path):
     from ledviz.demo import train
 
@@ -129,6 +132,7 @@ def test_micro_training_with_weight_average_saves_the_average(tmp_path):
     assert not torch.allclose(a[key], b[key])  # same run, but the saved weights are the average
 
 
+@pytest.mark.slow  # a training run, or several generations: more than a few seconds
 def test_keep_best_leaves_the_best_validated_checkpoint_in_out(tmp_path, monkeypatch):
     from ledviz.demo import train
 
@@ -207,6 +211,7 @@ def test_inserted_layers_start_as_the_identity():
             raise AssertionError(f"{bad} was accepted")
 
 
+@pytest.mark.slow  # a training run, or several generations: more than a few seconds
 def test_training_can_grow_a_trained_model(tmp_path):
     from ledviz.demo import train
 
@@ -230,6 +235,7 @@ def _held_out(task: str, tokens: int, index: int = 0):
     return data.make_example(data._example_rng(data.TEST_SEED, f"model-test/{task}/{tokens}/{index}"), task, tokens)
 
 
+@pytest.mark.slow  # a training run, or several generations: more than a few seconds
 def test_embedded_model_answers_held_out_questions():
     """Questions about held-out documents (TEST_SEED, never trained on), through the app's own path.
 
@@ -246,6 +252,7 @@ def test_embedded_model_answers_held_out_questions():
     assert len(wrong) <= 2, "wrong answers: " + "; ".join(wrong)
 
 
+@pytest.mark.slow  # a training run, or several generations: more than a few seconds
 def test_answers_kept_to_the_document_are_spans_of_it():
     """The QA page's default: each answer is a span of the document (constrained decoding).
 
@@ -273,6 +280,7 @@ def test_answers_kept_to_the_document_are_spans_of_it():
         run(loaded, doc, task="qa", answer_from_document=True, prefix_allowed_tokens_fn=lambda b, ids: [2])
 
 
+@pytest.mark.slow  # a training run, or several generations: more than a few seconds
 def test_embedded_model_summaries_state_the_key_facts():
     from ledviz.demo import data
 

@@ -2,50 +2,19 @@
 
 The explain example is checked against `ledviz.unfold.to_dense` and against its own partner-cell
 mapping in both directions; compare's distances against dense N x N maps on a tiny checkpoint
-made here (a few seconds on a CPU), and its summary table's columns.
+made in the test (conftest.make_checkpoint; a few seconds on a CPU), and its summary table's columns.
 """
 
 from __future__ import annotations
-
-import os
 
 import pytest
 import torch
 
 from ledviz import compare, explain
-from ledviz.config import LEDConfig
 from ledviz.errors import InputError
 from ledviz.unfold import to_dense
 
-from conftest import assert_close
-
-# ---------------------------------------------------------------------------------------------
-# a tiny checkpoint with a tokenizer (the lab needs text in and text out)
-# ---------------------------------------------------------------------------------------------
-
-TINY_CHECKPOINT = dict(
-    d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
-    encoder_ffn_dim=64, decoder_ffn_dim=64, max_encoder_position_embeddings=1024,
-    max_decoder_position_embeddings=64, attention_window=[16, 32], dropout=0.0, attention_dropout=0.0,
-)
-
-
-def make_checkpoint(path, *, vocab_size: int = 600, n_docs: int = 6, seed: int = 7, init_std: float = 0.2,
-                    **overrides) -> str:
-    """Save a random-weight LEDForConditionalGeneration and a BPE tokenizer trained on demo documents."""
-    from ledviz import LEDForConditionalGeneration
-    from ledviz.demo.data import generate_dataset
-    from ledviz.tokenization import train_bpe_tokenizer
-
-    path = os.fspath(path)
-    texts = [ex.document for ex in generate_dataset(seed, n_docs, max_tokens=1500)]
-    tokenizer = train_bpe_tokenizer(texts, vocab_size=vocab_size)
-    config = LEDConfig(vocab_size=len(tokenizer), init_std=init_std, **{**TINY_CHECKPOINT, **overrides})
-    torch.manual_seed(seed)
-    model = LEDForConditionalGeneration(config).eval()
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+from conftest import assert_close, make_checkpoint
 
 
 @pytest.fixture(scope="module")

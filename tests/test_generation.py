@@ -13,6 +13,7 @@ import torch
 import ledviz
 from conftest import assert_close, make_reference, tiny_kwargs
 from ledviz import GenerationSettingsError
+from ledviz.cache import reorder
 from ledviz.generation import VALID_SETTINGS, _DecoderRunner
 
 EOS, PAD, START = 2, 1, 2
@@ -357,7 +358,7 @@ def test_runner_matches_the_public_forward_with_beams(models, inputs):
             assert_close(logits, direct[:, t], f"logits of step {t}")
         # reordering the cache is the same as running the reordered rows
         order = torch.tensor([2, 2, 0, 5, 3, 3])
-        logits, _ = runner.next_logits(seqs[order, -1:], _DecoderRunner.reorder(cache, order), beams)
+        logits, _ = runner.next_logits(seqs[order, -1:], reorder(cache, order), beams)
         full = ours(**rep, decoder_input_ids=torch.cat([seqs[order], seqs[order, -1:]], dim=1)).logits
         assert_close(logits, full[:, -1], "logits after reordering")
 

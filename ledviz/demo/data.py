@@ -21,7 +21,6 @@ Everything is pure Python and reproducible: each function takes a seed or a
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import random
@@ -699,65 +698,16 @@ def vocabulary_corpus(n_docs: int, seed: int = TRAIN_SEED, min_tokens: int = 500
 
 def train_vocabulary(save_dir: str | os.PathLike | None, vocab_size: int = 4000, n_docs: int = 1000,
                      seed: int = TRAIN_SEED, min_tokens: int = 500, max_tokens: int = 4000):
-    """Train the byte-level BPE vocabulary of the demo on `n_docs` generated documents.
+    """Train the byte-level BPE vocabulary of the demo on `n_docs` generated documents: an
+    LEDTokenizerFast (<s>=0, <pad>=1, </s>=2, <unk>=3, <mask>=last id), saved to `save_dir` if given."""
+    from ledviz.tokenization import train_bpe_tokenizer
 
-    Uses ``ledviz.tokenization.train_bpe_tokenizer`` (returns an LEDTokenizerFast) when it is
-    available, else a `tokenizers.Tokenizer` with the same layout: <s>=0, <pad>=1, </s>=2,
-    <unk>=3, <mask>=last id; files vocab.json, merges.txt, tokenizer.json in `save_dir`.
-    """
     texts = vocabulary_corpus(n_docs, seed, min_tokens, max_tokens)
-    try:
-        from ledviz.tokenization import train_bpe_tokenizer
-    except ImportError:
-        return _train_bpe_fallback(texts, vocab_size, save_dir)
     return train_bpe_tokenizer(texts, vocab_size, save_dir=None if save_dir is None else str(save_dir))
 
 
 def load_tokenizer(path: str | os.PathLike):
-    """Load the demo vocabulary saved by `train_vocabulary` (LEDTokenizerFast if available)."""
-    try:
-        from ledviz.tokenization import LEDTokenizerFast
-    except ImportError:
-        from tokenizers import Tokenizer
+    """Load the demo vocabulary saved by `train_vocabulary`."""
+    from ledviz.tokenization import LEDTokenizerFast
 
-        return Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
     return LEDTokenizerFast.from_pretrained(str(path))
-
-
-def _train_bpe_fallback(texts: Iterable[str], vocab_size: int, save_dir):
-    """Stand-in for ledviz.tokenization.train_bpe_tokenizer: RoBERTa-style byte-level BPE."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size - 1, min_frequency=2, special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer)
-    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])
-    tok.post_processor = processors.RobertaProcessing(
-        sep=("</s>", 2), cls=("<s>", 0), trim_offsets=True, add_prefix_space=False
-    )
-    if save_dir is not None:
-        _save_tokenizer_files(tok, save_dir)
-    return tok
-
-
-def _save_tokenizer_files(tok, save_dir) -> None:
-    """Write tokenizer.json, vocab.json, merges.txt and the transformers-style configs."""
-    os.makedirs(save_dir, exist_ok=True)
-    tok.save(os.path.join(save_dir, "tokenizer.json"))
-    tok.model.save(str(save_dir))  # merges.txt (+ a vocab.json without <mask>, replaced below)
-    vocab = tok.get_vocab(with_added_tokens=True)
-    with open(os.path.join(save_dir, "vocab.json"), "w", encoding="utf-8") as f:
-        json.dump(dict(sorted(vocab.items(), key=lambda kv: kv[1])), f, ensure_ascii=False)
-    specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
-                "cls_token": "<s>", "pad_token": "<pad>", "mask_token": "<mask>"}
-    with open(os.path.join(save_dir, "special_tokens_map.json"), "w", encoding="utf-8") as f:
-        json.dump(specials, f, indent=2)
-    config = {"tokenizer_class": "LEDTokenizer", "model_max_length": 16384, "add_prefix_space": False,
-              "trim_offsets": True, "errors": "replace", **specials}
-    with open(os.path.join(save_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=2)

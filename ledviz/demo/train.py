@@ -47,18 +47,14 @@ MICRO = dict(steps=8, batch_tokens=2048, batch_size=8, d_model=32, layers=2, dec
 
 
 # ------------------------------------------------------------------------------------------------
-# tokenizer access (a tokenizers.Tokenizer stand-in or ledviz's LEDTokenizerFast)
+# tokenizer access
 # ------------------------------------------------------------------------------------------------
 class Codec:
-    """The few tokenizer operations training needs, on the fast `tokenizers` backend.
-
-    Works with ledviz's LEDTokenizerFast (through its backend_tokenizer) and with a plain
-    tokenizers.Tokenizer (the stand-in of ledviz.demo.data).
-    """
+    """The few tokenizer operations training needs, on an LEDTokenizerFast's `tokenizers` backend."""
 
     def __init__(self, tokenizer):
         self.tok = tokenizer
-        self.backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+        self.backend = tokenizer.backend_tokenizer
 
     def ids(self, text: str) -> list[int]:
         """Token ids of `text` without special tokens."""
@@ -71,10 +67,7 @@ class Codec:
         return self.backend.get_vocab_size(with_added_tokens=True)
 
     def save(self, out: str) -> None:
-        if hasattr(self.tok, "save_pretrained"):
-            self.tok.save_pretrained(out)
-        else:
-            data._save_tokenizer_files(self.tok, out)
+        self.tok.save_pretrained(out)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -194,29 +187,11 @@ def answer_source(e: Encoded) -> list[int]:
 @torch.no_grad()
 def greedy_decode(model, batch: dict, max_new_tokens: int = MAX_TARGET_TOKENS, num_beams: int = 1,
                   **generation) -> list[list[int]]:
-    """Greedy (or beam-search) generation: `model.generate` when it is written, else a plain greedy loop."""
-    kw = dict(attention_mask=batch["attention_mask"], global_attention_mask=batch["global_attention_mask"])
-    try:
-        out = model.generate(batch["input_ids"], max_new_tokens=max_new_tokens, num_beams=num_beams,
-                             do_sample=False, **kw, **generation)
-        seqs = getattr(out, "sequences", out)
-        return seqs.tolist()
-    except NotImplementedError:
-        pass
-    cfg = model.config
-    enc = model.get_encoder()(input_ids=batch["input_ids"], **kw)
-    b = batch["input_ids"].shape[0]
-    dec = torch.full((b, 1), cfg.decoder_start_token_id, dtype=torch.long, device=batch["input_ids"].device)
-    done = torch.zeros(b, dtype=torch.bool, device=dec.device)
-    for _ in range(max_new_tokens):
-        logits = model(encoder_outputs=enc, attention_mask=batch["attention_mask"], decoder_input_ids=dec).logits
-        nxt = logits[:, -1].argmax(-1)
-        nxt = torch.where(done, torch.full_like(nxt, cfg.pad_token_id), nxt)
-        dec = torch.cat([dec, nxt[:, None]], dim=1)
-        done |= nxt == cfg.eos_token_id
-        if bool(done.all()):
-            break
-    return dec.tolist()
+    """Greedy (or beam-search) generation of a collated batch: the token ids of each row."""
+    out = model.generate(batch["input_ids"], attention_mask=batch["attention_mask"],
+                         global_attention_mask=batch["global_attention_mask"], max_new_tokens=max_new_tokens,
+                         num_beams=num_beams, do_sample=False, **generation)
+    return out.tolist()
 
 
 @torch.no_grad()

@@ -1,0 +1,7 @@
+"""`python -m ledviz`: the same as the `ledviz` command (see ledviz/cli.py)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
