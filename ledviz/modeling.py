@@ -860,8 +860,7 @@ class LEDForQuestionAnswering(LEDPreTrainedModel):
 
     def __init__(self, config: LEDConfig):
         super().__init__(config)
-        config.id2label = {0: "LABEL_0", 1: "LABEL_1"}
-        config.label2id = {"LABEL_0": 0, "LABEL_1": 1}
+        config.num_labels = 2  # start and end (labels the config names for two are kept, as in transformers)
         self.led = LEDModel(config)
         self.qa_outputs = nn.Linear(config.d_model, 2)
         self.post_init()

@@ -217,3 +217,16 @@ def test_encoder_and_decoder_save_and_load_alone(tmp_path, batch):
         again = decoder(input_ids=dec_ids, encoder_hidden_states=out.encoder_last_hidden_state,
                         encoder_attention_mask=am)[0]
     assert torch.equal(again, out.last_hidden_state)
+
+
+def test_question_answering_keeps_two_named_labels_and_sets_others_to_two():
+    import transformers as tf
+
+    for labels in ({0: "start", 1: "end"}, {0: "a", 1: "b", 2: "c"}):
+        kw = dict(d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+                  encoder_ffn_dim=8, decoder_ffn_dim=8, vocab_size=50, attention_window=4, id2label=labels)
+        ours = ledviz.LEDForQuestionAnswering(ledviz.LEDConfig(**kw)).config
+        theirs = tf.LEDForQuestionAnswering(tf.LEDConfig(**kw)).config
+        assert ours.id2label == theirs.id2label and ours.num_labels == theirs.num_labels == 2
+        # (label2id follows id2label here; transformers leaves it None: the README's listed difference)
+        assert ours.label2id == {v: k for k, v in ours.id2label.items()}
