@@ -122,6 +122,17 @@ def test_ray_engine_gives_the_same_rows(local_study, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_process_pool_gives_the_same_rows(local_study, tmp_path):
+    out, _ = local_study
+    summary = run_study(spec(), tmp_path / "pool", workers=2, batch_size=2, progress=False)
+    assert summary.written == 12
+    rows = read_rows(tmp_path / "pool")
+    pd.testing.assert_frame_equal(read_rows(out)[SAME], rows[SAME])
+    assert not rows.worker.str.endswith(f":{os.getpid()}").any()  # the pool's processes wrote them
+    assert len(list((tmp_path / "pool" / "rows").glob("part-*"))) == 3  # one part per batch of 2 documents
+
+
+@pytest.mark.slow
 def test_a_killed_run_resumes_to_exactly_the_uninterrupted_rows(local_study, tmp_path):
     out, _ = local_study
     target = tmp_path / "killed"

@@ -112,10 +112,16 @@ def run_local(spec: StudySpec, tasks: Sequence[Task], write: Write, progress: Pr
     if workers < 1:
         raise InputError(f"workers must be at least 1, got {workers}")
     if workers == 1:
-        evaluator = Evaluator(spec, expected_weights=weights, threads=threads, loaded=loaded)
-        for batch in batches(tasks, batch_size):
-            write(_rows_of(evaluator, batch))
-            progress.update(len(batch))
+        import torch
+
+        before = torch.get_num_threads()  # this process's setting, put back afterwards
+        try:
+            evaluator = Evaluator(spec, expected_weights=weights, threads=threads, loaded=loaded)
+            for batch in batches(tasks, batch_size):
+                write(_rows_of(evaluator, batch))
+                progress.update(len(batch))
+        finally:
+            torch.set_num_threads(before)
         return
     import multiprocessing
 
