@@ -386,8 +386,49 @@ def _prefix_allowed(fn: Callable[[int, torch.Tensor], Sequence[int]], beams: int
     return apply
 
 
+def _span_followers(doc: torch.Tensor, span: Sequence[int]) -> list[int] | None:
+    """The tokens that extend `span` to a longer span of `doc` (every token of `doc` when `span`
+    is empty), or None when `span` does not occur in `doc`."""
+    if not span:
+        return torch.unique(doc).tolist()
+    n = len(span)
+    if n > doc.numel():
+        return None
+    starts = (doc.unfold(0, n, 1) == torch.as_tensor(list(span), dtype=doc.dtype)).all(dim=1).nonzero().flatten()
+    if starts.numel() == 0:
+        return None
+    after = starts + n
+    return torch.unique(doc[after[after < doc.numel()]]).tolist()
+
+
+def _end_ids(eos_token_id: int | Sequence[int], who: str) -> list[int]:
+    ends = [int(eos_token_id)] if isinstance(eos_token_id, int) else [int(t) for t in eos_token_id]
+    if not ends:
+        raise GenerationSettingsError(f"{who} needs an end-of-sequence token id")
+    return ends
+
+
+def _written_after_lead(sources: Sequence[Sequence[int]], who: str, skip: int, lead: Sequence[int]):
+    """The shared start of the document constraints: a function (batch_id, ids) -> (document,
+    forced, written), where `forced` is the one lead token still to write (or None) and
+    `written` the row's tokens after the decoder start and the lead."""
+    docs = [torch.as_tensor(list(src), dtype=torch.long) for src in sources]
+    lead = [int(t) for t in lead]
+
+    def state(batch_id: int, ids: torch.Tensor) -> tuple[torch.Tensor, list[int] | None, list[int]]:
+        if not 0 <= batch_id < len(docs):
+            raise GenerationSettingsError(f"{who} has {len(docs)} sources but the batch has an input "
+                                          f"{batch_id}: give one source per input")
+        written = ids[skip:].tolist()
+        if len(written) < len(lead):
+            return docs[batch_id], [lead[len(written)]], []
+        return docs[batch_id], None, written[len(lead):]
+    return state
+
+
 def span_constraint(sources: Sequence[Sequence[int]], eos_token_id: int | Sequence[int], *, skip: int = 1,
-                    lead: Sequence[int] = ()) -> Callable[[int, torch.Tensor], list[int]]:
+                    lead: Sequence[int] = (), alternatives: Sequence[Sequence[int]] = ()
+                    ) -> Callable[[int, torch.Tensor], list[int]]:
     """A prefix_allowed_tokens_fn that makes each generated answer a span of its source.
 
     `sources[b]` are the token ids input b may copy from (its document, without the question or
@@ -397,35 +438,101 @@ def span_constraint(sources: Sequence[Sequence[int]], eos_token_id: int | Sequen
     once it has written a non-empty span. A row that has ended, or whose text is no span (it was
     forced elsewhere), may only end. Answers therefore always occur, token for token, in the
     document: the model still chooses which span.
+
+    `alternatives` are whole answers allowed besides the spans (token ids), for instance the
+    tokens of the demo model's " not in the document": a row may write one of them exactly and
+    end.
     """
-    ends = [int(eos_token_id)] if isinstance(eos_token_id, int) else [int(t) for t in eos_token_id]
-    if not ends:
-        raise GenerationSettingsError("span_constraint needs an end-of-sequence token id")
-    docs = [torch.as_tensor(list(src), dtype=torch.long) for src in sources]
-    lead = [int(t) for t in lead]
+    ends = _end_ids(eos_token_id, "span_constraint")
+    state = _written_after_lead(sources, "span_constraint", skip, lead)
+    alts = [[int(t) for t in alt] for alt in alternatives if len(alt)]
 
     def allowed(batch_id: int, ids: torch.Tensor) -> list[int]:
-        if not 0 <= batch_id < len(docs):
-            raise GenerationSettingsError(f"span_constraint has {len(docs)} sources but the batch has an input "
-                                          f"{batch_id}: give one source per input")
-        written = ids[skip:].tolist()
-        if len(written) < len(lead):
-            return [lead[len(written)]]
-        span = written[len(lead):]
+        doc, forced, span = state(batch_id, ids)
+        if forced:
+            return forced
         if any(t in ends for t in span):
             return ends
-        doc = docs[batch_id]
-        if not span:
-            return torch.unique(doc).tolist() or ends
-        n = len(span)
-        if n > doc.numel():
+        followers = _span_followers(doc, span)
+        nxt, may_end = set(followers or ()), bool(span) and followers is not None
+        for alt in alts:
+            if len(span) < len(alt) and alt[:len(span)] == span:
+                nxt.add(alt[len(span)])
+            may_end |= alt == span
+        if not nxt and not may_end:
             return ends
-        starts = (doc.unfold(0, n, 1) == torch.tensor(span)).all(dim=1).nonzero().flatten()
-        if starts.numel() == 0:
-            return ends
-        after = starts + n
-        nxt = torch.unique(doc[after[after < doc.numel()]]).tolist()
-        return nxt + ends
+        return sorted(nxt) + (ends if may_end else [])
+    return allowed
+
+
+def fact_list_constraint(sources: Sequence[Sequence[int]], labels: Sequence[Sequence[int]],
+                         first_labels: Sequence[Sequence[int]], stop_token_id: int,
+                         eos_token_id: int | Sequence[int], *, skip: int = 1, lead: Sequence[int] = (),
+                         max_value_tokens: int = 24, value_starts: Sequence[int] | None = None
+                         ) -> Callable[[int, torch.Tensor], list[int]]:
+    """A prefix_allowed_tokens_fn for summaries written as a list of facts, "Label: value. Label:
+    value." (the demo model's template): every value is a span of the document and every label
+    is used at most once, so the summary can neither invent a value nor repeat itself.
+
+    `labels` are the token ids of each label as written after a fact ("<space>Lead:"),
+    `first_labels` the same labels as written at the start ("Lead:"); `stop_token_id` ends a
+    value (the "." token). After `skip` tokens and `lead` (as in span_constraint) a row writes a
+    label, then a value: a non-empty span of its source of at most `max_value_tokens` tokens
+    ended by the stop token, then either another unused label or the end of the sequence.
+    `value_starts` (optional): the token ids a value may begin with, for instance the tokens
+    that begin a word, so that a value is not the tail of a longer word of the document.
+    """
+    ends = _end_ids(eos_token_id, "fact_list_constraint")
+    state = _written_after_lead(sources, "fact_list_constraint", skip, lead)
+    if len(labels) != len(first_labels) or not labels:
+        raise GenerationSettingsError("fact_list_constraint needs one first-position form per label, and labels")
+    labels = [[int(t) for t in x] for x in labels]
+    first_labels = [[int(t) for t in x] for x in first_labels]
+    stop = int(stop_token_id)
+    starts = None if value_starts is None else {int(t) for t in value_starts}
+
+    def allowed(batch_id: int, ids: torch.Tensor) -> list[int]:
+        doc, forced, rest = state(batch_id, ids)
+        if forced:
+            return forced
+        used: set[int] = set()
+        n_facts, i = 0, 0
+        while True:  # walk the facts written so far: label, value, stop
+            if i < len(rest) and rest[i] in ends:
+                return ends
+            forms = first_labels if n_facts == 0 else labels
+            cands = [j for j in range(len(forms)) if j not in used]
+            part = rest[i:]
+            matched = [j for j in cands if part[:len(forms[j])] == forms[j]]
+            if not matched:  # inside a label (or at its start): continue one of the unused ones
+                if len(part) and part[-1] in ends:
+                    return ends
+                nxt = {forms[j][len(part)] for j in cands
+                       if len(part) < len(forms[j]) and forms[j][:len(part)] == part}
+                if not nxt:
+                    return ends  # forced elsewhere, or no label left
+                return sorted(nxt) + (ends if not part and n_facts else [])
+            j = max(matched, key=lambda k: len(forms[k]))
+            used.add(j)
+            i += len(forms[j])
+            value = []
+            while i < len(rest) and rest[i] != stop:
+                value.append(rest[i])
+                i += 1
+            if i == len(rest):  # inside the value
+                if any(t in ends for t in value):
+                    return ends
+                followers = _span_followers(doc, value)
+                if followers is None:
+                    return ends
+                if len(value) >= max_value_tokens:
+                    return [stop]
+                nxt = set(followers) - {stop}
+                if not value and starts is not None:
+                    nxt &= starts
+                return sorted(nxt) + ([stop] if value else []) or ends
+            i += 1  # the stop token
+            n_facts += 1
     return allowed
 
 

@@ -17,7 +17,7 @@ import torch
 
 from .errors import InputError
 from .export import AttentionStore
-from .generation import span_constraint
+from .generation import fact_list_constraint, span_constraint
 from .modeling import LEDForConditionalGeneration
 from .tokenization import LEDTokenizerFast
 from .unfold import SparseAttention
@@ -298,6 +298,61 @@ class RunResult:
         return total
 
 
+def copy_source(tok, ids: list[int]) -> list[int]:
+    """The document tokens an answer or summary value may copy: `ids` tokenized again with line
+    breaks as spaces, so that a word that begins a paragraph can also be copied in the spaced
+    form (" Manaia") in which answers and summary values are written."""
+    text = tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    return tok(re.sub(r"\s*\n\s*", " ", text), add_special_tokens=False)["input_ids"]
+
+
+def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, bos_token_id: int | None):
+    """A prefix_allowed_tokens_fn that keeps outputs to their documents (`sources[b]`: the
+    document token ids of input b, as given to the encoder).
+
+    what="answer": span_constraint, each answer a span of its document or exactly the decline
+    answer " not in the document" (ledviz.demo.data.NOT_IN_DOCUMENT). what="facts":
+    fact_list_constraint with the labels of the demo template (ledviz.demo.data.SCHEMAS), each
+    value a span that begins a word. Both copy from `copy_source` of the document."""
+    from .demo.data import NOT_IN_DOCUMENT, SCHEMAS
+
+    if what not in ("answer", "facts"):
+        raise InputError(f"document_constraint keeps an 'answer' or 'facts' to the document, not {what!r}")
+    lead = [bos_token_id] if bos_token_id is not None else []  # LED outputs start with <s> after the decoder start
+
+    def ids(text: str) -> list[int]:
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    copyable = [copy_source(tok, src) for src in sources]
+    if what == "answer":
+        return span_constraint(copyable, eos_token_id, lead=lead, alternatives=[ids(" " + NOT_IN_DOCUMENT)])
+    labels = sorted({s.label for schema in SCHEMAS.values() for s in schema.slots})
+    stop = ids(".")
+    if len(stop) != 1:  # pragma: no cover - a byte-level BPE always has "." as one token
+        raise InputError("facts_from_document needs '.' to be one token in this tokenizer")
+    starts = {t for src in copyable for t, piece in zip(src, tok.convert_ids_to_tokens(src))
+              if piece.startswith("\u0120")}  # the tokens that begin a word (byte-level BPE's space mark)
+    return fact_list_constraint(copyable, [ids(f" {x}:") for x in labels], [ids(f"{x}:") for x in labels],
+                                stop[0], eos_token_id, lead=lead, value_starts=sorted(starts))
+
+
+def _document_constraint(loaded: LoadedModel, doc: Document, generation: dict, name: str, both: bool = False):
+    """The prefix_allowed_tokens_fn of run's answer_from_document / facts_from_document."""
+    model = loaded.model
+    if both:
+        raise InputError("answer_from_document is for answers, facts_from_document for summaries: set one of them")
+    if "prefix_allowed_tokens_fn" in generation:
+        raise InputError(f"{name} sets prefix_allowed_tokens_fn: give one or the other")
+    source = doc.input_ids[0, doc.document_tokens()].tolist()
+    if not source:
+        raise InputError(f"{name} needs document tokens, and the document is empty")
+    eos = generation.get("eos_token_id", model.generation_config.get("eos_token_id", model.config.eos_token_id))
+    if eos is None:
+        raise InputError(f"{name} needs an end-of-sequence token: this model has no eos_token_id")
+    what = "answer" if name == "answer_from_document" else "facts"
+    return document_constraint(loaded.tokenizer, [source], what, eos, model.config.bos_token_id)
+
+
 @torch.inference_mode()
 def run(
     loaded: LoadedModel,
@@ -313,6 +368,7 @@ def run(
     attention_layers: Sequence[int] | None = None,
     progress: Callable[[str, float], None] | None = None,
     answer_from_document: bool = False,
+    facts_from_document: bool = False,
     **generation: Any,
 ) -> RunResult:
     """Encode once (keeping every layer's attention, reduced as it comes), generate, then one
@@ -320,7 +376,14 @@ def run(
 
     `answer_from_document=True` constrains generation to a span of the document's tokens
     (generation.span_constraint): for question answering, an answer that is always found,
-    token for token, in the document; the model still picks the span.
+    token for token, in the document; the model still picks the span. The exact answer
+    " not in the document" (ledviz.demo.data.NOT_IN_DOCUMENT, how the embedded model declines a
+    question its document does not answer) is allowed too.
+
+    `facts_from_document=True` does the same for summaries written as a list of facts,
+    "Label: value." (the embedded model's template, labels from ledviz.demo.data.SCHEMAS):
+    generation.fact_list_constraint keeps every value to a span of the document and every
+    label to one use, so no value is made up and nothing repeats.
 
     `attention_dtype` and `attention_layers` (encoder layer indices; None = all) choose what is
     kept of the encoder's attention: see ledviz.memory.estimate_run for what each costs."""
@@ -360,17 +423,10 @@ def run(
             progress("generating", 0.3 + 0.6 * min(1.0, len(generated) / max(1, max_new_tokens)))
         return not (stop_event is not None and stop_event.is_set())
 
-    if answer_from_document:
-        if "prefix_allowed_tokens_fn" in generation:
-            raise InputError("answer_from_document sets prefix_allowed_tokens_fn: give one or the other")
-        source = doc.input_ids[0, doc.document_tokens()].tolist()
-        if not source:
-            raise InputError("answer_from_document needs document tokens, and the document is empty")
-        eos = generation.get("eos_token_id", model.generation_config.get("eos_token_id", model.config.eos_token_id))
-        if eos is None:
-            raise InputError("answer_from_document needs an end-of-sequence token: this model has no eos_token_id")
-        bos = model.config.bos_token_id  # LED answers start with <s> after the decoder start token
-        generation["prefix_allowed_tokens_fn"] = span_constraint([source], eos, lead=[bos] if bos is not None else [])
+    if answer_from_document or facts_from_document:
+        generation["prefix_allowed_tokens_fn"] = _document_constraint(
+            loaded, doc, generation, "answer_from_document" if answer_from_document else "facts_from_document",
+            both=answer_from_document and facts_from_document)
     t = time.perf_counter()
     out_ids = model.generate(doc.input_ids, attention_mask=doc.attention_mask, global_attention_mask=gm,
                              encoder_outputs=enc, max_new_tokens=max_new_tokens, num_beams=num_beams,
@@ -408,7 +464,7 @@ def run(
         stopped_early=stopped,
         settings=dict(task=task, max_new_tokens=max_new_tokens, num_beams=num_beams,
                       global_positions=gm[0].nonzero().flatten().tolist(), model=loaded.name,
-                      answer_from_document=answer_from_document,
+                      answer_from_document=answer_from_document, facts_from_document=facts_from_document,
                       attention_dtype=str(attention_dtype).replace("torch.", ""),
                       attention_layers=attention_layers,
                       **{k: v for k, v in generation.items() if k != "prefix_allowed_tokens_fn"}),

@@ -165,4 +165,6 @@ def run_facts(result: RunResult) -> list[str]:
         parts.append(f"log-likelihood {result.log_likelihood:.2f}")
     if result.settings.get("answer_from_document"):
         parts.append("answer kept to a span of the document")
+    if result.settings.get("facts_from_document"):
+        parts.append("values kept to spans of the document")
     return parts

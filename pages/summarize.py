@@ -3,6 +3,7 @@ passages of the document it attended to; beside it the encoder's attention views
 
 import streamlit as st
 
+from ledviz import pipeline
 from pages.common import (
     attention_kept_input,
     document_input,
@@ -31,8 +32,16 @@ def main() -> None:
     kind, mask, max_new, beams = run_settings(KEY, doc, default_global="first", label="Max summary tokens",
                                               max_tokens=1024, default_tokens=64)
     kept = attention_kept_input(KEY, loaded)
+    facts_from_document = False
+    if loaded.source == pipeline.EMBEDDED:  # the constraint knows the embedded model's "Label: value." list
+        facts_from_document = st.checkbox(
+            "Keep each fact's value to the document", True, key=f"{KEY}.from_document", persist_state="session",
+            help="Constrained decoding: each value in the summary must be a passage of the document, each label "
+                 "is used once, so no value is made up and nothing repeats. The model still chooses the passages. "
+                 "Clear it to see the model's unconstrained summary.")
     result = run_panel(KEY, loaded, doc, mask, task="summarize", max_new_tokens=min(max_new, limit), num_beams=beams,
-                       button_label="Summarize", stream_label="Summary", generation=kept,
+                       button_label="Summarize", stream_label="Summary",
+                       generation=dict(facts_from_document=facts_from_document, **kept),
                        settings=dict(global_tokens=kind, document=None if source is None else source.label))
     if result is None:
         return

@@ -49,6 +49,18 @@ def test_summarize_runs_streams_and_draws_every_view():
     assert charts(at) >= 2
     assert any("layer 1, head 1" in c.value for c in at.sidebar.caption)
     assert kept(at, "summarize").settings["run_id"] == run_id  # not re-run
+    # on the embedded model, each value is kept to the document by default (and the run says so)
+    assert at.checkbox(key="summarize.from_document").value is True
+    assert result.settings["facts_from_document"] is True
+    flat = " " + " ".join(result.document.text.split())
+    for part in result.output_text.rstrip(".").split(". "):
+        value = part.partition(":")[2].strip()
+        assert value and f" {value}" in flat, f"{value!r} is not a span of the document"
+    assert any("values kept to spans of the document" in c.value for c in at.caption)
+    at.checkbox(key="summarize.from_document").uncheck().run()
+    at.button(key="summarize.run").click().run()
+    assert_clean(at)
+    assert kept(at, "summarize").settings["facts_from_document"] is False
 
 
 def test_question_answering_runs_and_traces_answer_and_question():

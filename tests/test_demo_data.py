@@ -195,3 +195,92 @@ def test_training_inputs_layout_and_packing():
     assert (t["labels"] == -100).sum() == abs(len(e_qa.labels) - len(e_sum.labels))
     assert train.collate([e_qa], "cpu", use_global=False)["global_attention_mask"].sum() == 0
     assert isinstance(t["labels"], torch.Tensor)
+
+
+# ---------------------------------------------------------------------------------------------
+# Varied data (data.Variety): wordings, values, unanswerable questions, held-out splits
+# ---------------------------------------------------------------------------------------------
+def _varied(n, seed=21, **kw):
+    return list(data.generate_dataset(seed, n, ("qa",), 200, 900, variety=data.Variety(**kw)))
+
+
+def test_varied_questions_cover_every_family_and_keep_facts_at_their_spans():
+    exs = _varied(150, unanswerable=0.2)
+    families = {ex.family for ex in exs}
+    assert {"suggested", "lower", "upper", "synonyms", "keyword", "imperative", "declarative", "typos"} <= families
+    declined = [ex for ex in exs if not ex.answerable]
+    assert 15 <= len(declined) <= 50  # about 20%
+    for ex in exs:
+        for slot, value in ex.facts.items():
+            s, e = ex.fact_spans[slot]
+            assert ex.document[s:e] == value and data._count_word(ex.document, value) == 1
+        if ex.answerable:
+            assert ex.target in ex.facts.values()
+        else:
+            assert ex.target == data.NOT_IN_DOCUMENT and data.NOT_IN_DOCUMENT not in ex.document
+    # the plain data is unchanged by the option's existence: the same seed, the same example
+    assert data.make_example(4, "qa", 500) == data.make_example(4, "qa", 500, variety=None)
+
+
+def _held_out_wordings():
+    out = set()
+    for (kind, slot), w in data.WORDINGS.items():
+        out.add(w.synonyms[-1])
+    return out
+
+
+def test_held_out_wordings_never_appear_in_training_questions_or_sentences():
+    import re
+
+    held_syn = _held_out_wordings()
+    held_nouns = {w.nouns[-1] for w in data.WORDINGS.values()}
+    train = _varied(300, unanswerable=0.0)
+    for ex in train:
+        q = ex.question.lower()
+        assert ex.question not in held_syn
+        assert "identify the" not in q and "would be" not in q and "please?" not in q, ex.question
+        # no held-out noun phrase, as whole words ("company head" is not in "company headquarters")
+        assert not any(re.search(rf"\b{re.escape(n.lower())}\b", q) for n in held_nouns), ex.question
+        assert "The report lists" not in ex.document
+    rng = __import__("random").Random(0)
+    held = [data.ask(rng, "project", "lead", fam, held_out=True) for fam in ("synonyms", "imperative") for _ in range(20)]
+    assert "Who is leading the project?" in held and any(
+        q.startswith("Identify") or "project manager" in q for q in held)
+    ex = data.make_example(5, "qa", 600, variety=data.Variety(held_out=True, unanswerable=0.0))
+    slot = next(k for k, v in ex.facts.items() if v == ex.target)
+    s0, s1 = ex.fact_sentence_spans[slot]
+    assert ex.document[s0:s1].startswith("The report lists")  # the asked fact, in the held-out sentence
+
+
+def test_varied_values_are_wide_and_unseen_shapes_are_held_out():
+    import re
+
+    train = list(data.generate_dataset(22, 300, ("summarize",), 200, 400, variety=data.Variety()))
+    amounts = [int(ex.facts[k].replace(",", "")) for ex in train for k in ("budget", "revenue", "distance")
+               if k in ex.facts]
+    assert min(amounts) < 1000 and max(amounts) > 100_000_000
+    assert not any(10_000_000 <= a <= 99_999_999 for a in amounts)  # the held-out band
+    dates = [ex.facts[k] for ex in train for k in ("deadline", "founded", "departure") if k in ex.facts]
+    days = {int(d.split()[0]) for d in dates}
+    years = [int(d.split()[-1]) for d in dates]
+    assert max(days) >= 29 and min(years) < 1950 and max(years) > 2050
+    people = [ex.facts[k] for ex in train for k in ("lead", "ceo", "leader") if k in ex.facts]
+    assert any(len(p.split()) >= 3 for p in people) and any(re.search(r"[^\x00-\x7f]", p) for p in people)
+    held_first, held_last = data._names(True)
+    unseen = [data.make_example(i, "qa", 300, variety=data.Variety(unseen_values=True, unanswerable=0.0))
+              for i in range(20)]
+    for ex in unseen:
+        for k, v in ex.facts.items():
+            if k in ("lead", "ceo", "leader"):
+                assert any(v.endswith(" " + last) for last in held_last), v
+            if k in ("budget", "revenue", "distance"):
+                assert 10_000_000 <= int(v.replace(",", "")) <= 99_999_999
+    train_people = set(people)
+    assert not any(p.endswith(" " + last) for p in train_people for last in held_last)
+
+
+def test_variety_rejects_bad_options():
+    with pytest.raises(ValueError, match="unknown question family 'shouting'"):
+        data.Variety(family="shouting")
+    with pytest.raises(ValueError, match="probability"):
+        data.Variety(unanswerable=1.5)

@@ -77,10 +77,30 @@ def test_micro_training_run_and_evaluation(tmp_path):
     assert packed.dtype == torch.float16 and (shipped / "vocab.json").exists()
     phases = {json.loads(line)["phase"] for line in (shipped / "train_log.jsonl").read_text().splitlines()}
     assert phases == {1, 2}
-    scores = evaluate.main(["--model", str(out), "--n", "1", "--lengths", "300"])
-    assert scores["timing"]["new_tokens"] == 64 and scores["timing"]["summarize_s"] > 0
-    assert 0 <= scores["all/global"]["qa_span_em"] <= 1 and "qa_span_em" in scores["300/no global"]
-    assert scores, "evaluate printed no scores"
+    train.main(["--micro", "--out", str(out), "--steps", "2", "--eval-every", "2", "--device", "cpu", "--resume",
+                "--varied", "--unanswerable", "0.5"])
+    scores = evaluate.main(["--model", str(out), "--n", "2", "--lengths", "300", "--seed", "valid"])
+    assert scores["seed"] == "valid" and scores["timing"]["new_tokens"] == 64 and scores["timing"]["summarize_s"] > 0
+    assert scores["timing"]["tokens"] == 4096 and scores["timing"]["load_s"] > 0
+    for family in (*evaluate.FAMILIES, "unseen values", "plain reports", "overall", "suggested, no global attention"):
+        for mode in ("kept", "free"):
+            r = scores[f"qa/{family}"][mode]
+            assert r["n"] == (2 * len(evaluate.FAMILIES) if family == "overall" else 2) and 0 <= r["lo"] <= r["hi"] <= 1
+    assert scores["unanswerable declined"]["kept"]["n"] == 2 and scores["wrongly declined"]["n"] == 18
+    assert set(scores["summaries"]["kept"]) >= {"recall", "all_right", "repeats"}
+
+
+def test_evaluation_measures():
+    from ledviz.demo import data, evaluate
+
+    assert evaluate.wilson(0, 10)[0] == 0 and abs(evaluate.wilson(5, 10)[0] - 0.2366) < 1e-3
+    assert abs(evaluate.wilson(5, 10)[1] - 0.7634) < 1e-3 and evaluate.wilson(10, 10)[1] == 1.0
+    assert evaluate.repeated_word_run("CEO: Man Man Man.") and evaluate.repeated_word_run("Lead: Ana. ana")
+    assert not evaluate.repeated_word_run("Lead: Maren Okafor. Site: Velmora.")
+    ex = data.make_example(1, "summarize", 300, kind="project")
+    assert evaluate.all_facts_right(ex.target, ex) and evaluate.all_facts_right(ex.target.lower().upper(), ex) is False
+    wrong = ex.target.replace(next(iter(ex.facts.values())), "Nobody")
+    assert not evaluate.all_facts_right(wrong, ex)
 
 
 def test_weight_average_tracks_the_weights_and_swaps_them_in_and_out():
@@ -292,3 +312,47 @@ def test_embedded_model_summaries_state_the_key_facts():
         result = run(loaded, doc, task="summarize", max_new_tokens=64)
         recalls.append(data.key_fact_recall(result.output_text, ex.facts))
     assert sum(recalls) / len(recalls) >= 0.7, f"key-fact recall per summary: {recalls}"
+
+
+def test_the_decline_answer_is_allowed_when_answers_are_kept_to_the_document():
+    """answer_from_document allows a span of the document or exactly " not in the document"."""
+    from ledviz.demo import data
+    from ledviz.pipeline import document_constraint
+
+    loaded = load_model(None)
+    tok = loaded.tokenizer
+    ex = _held_out("qa", 600)
+    doc = prepare_document(loaded, ex.document, question="What is the capital of France?")
+    source = doc.input_ids[0, doc.document_tokens()].tolist()
+    allowed = document_constraint(tok, [source], "answer", loaded.config.eos_token_id, loaded.config.bos_token_id)
+    decline = tok(" " + data.NOT_IN_DOCUMENT, add_special_tokens=False)["input_ids"]
+    written = [loaded.config.decoder_start_token_id, loaded.config.bos_token_id]
+    for t in decline:
+        assert t in allowed(0, torch.tensor(written)), f"{tok.decode(written[2:] + [t])!r} is not allowed"
+        written.append(t)
+    assert allowed(0, torch.tensor(written)) == [loaded.config.eos_token_id]
+    start = allowed(0, torch.tensor(written[:2]))
+    other = next(t for t in range(5, len(tok)) if t not in set(source) and t != decline[0])
+    assert decline[0] in start and other not in start  # a token of no span and no alternative is not allowed
+
+
+def test_summaries_kept_to_the_document_state_only_spans_once_each():
+    """facts_from_document: every value of the summary is a span of the document that begins a word,
+    every label appears once, and no word follows itself (the issue's "CEO: Man Man Man")."""
+    from ledviz.demo import data, evaluate
+
+    loaded = load_model(None)
+    for title, ex in data.sample_examples().items():
+        doc = prepare_document(loaded, ex.document)
+        result = run(loaded, doc, task="summarize", max_new_tokens=64, facts_from_document=True)
+        assert result.settings["facts_from_document"] is True
+        text = result.output_text
+        labels = [p.partition(":")[0] for p in text.rstrip(".").split(". ")]
+        assert labels and len(labels) == len(set(labels)), text
+        flat = " ".join(ex.document.split())
+        for part in text.rstrip(".").split(". "):
+            value = part.partition(":")[2].strip()
+            assert value and f" {value}" in f" {flat}", f"{value!r} of {text!r} is not a span of the document"
+        assert not evaluate.repeated_word_run(text), text
+    with pytest.raises(ledviz.InputError, match="set one of them"):
+        run(loaded, doc, task="summarize", facts_from_document=True, answer_from_document=True)

@@ -534,6 +534,45 @@ def test_span_constraint_allows_exactly_the_continuations_of_a_span():
         allowed(2, torch.tensor([2]))
 
 
+def test_span_constraint_also_allows_whole_alternative_answers():
+    from ledviz.generation import span_constraint
+
+    allowed = span_constraint([[5, 6, 7, 5, 8]], eos_token_id=2, lead=[0], alternatives=[[30, 31, 6], [5, 40]])
+    ask = lambda *ids: allowed(0, torch.tensor([2, *ids]))  # noqa: E731
+    assert ask(0) == [5, 6, 7, 8, 30]  # a span's first token, or the first token of an alternative
+    assert ask(0, 30) == [31] and ask(0, 30, 31) == [6]  # inside an alternative: only its next token
+    assert ask(0, 30, 31, 6) == [2]  # a whole alternative may end
+    assert ask(0, 5) == [6, 8, 40, 2]  # "5" is a span (may end) and the start of an alternative
+    assert ask(0, 5, 40) == [2] and ask(0, 30, 6) == [2]  # off both paths: only the end
+    plain = span_constraint([[5, 6, 7, 5, 8]], eos_token_id=2, lead=[0])
+    assert plain(0, torch.tensor([2, 0])) == [5, 6, 7, 8]  # no alternatives: as before
+
+
+def test_fact_list_constraint_keeps_values_to_spans_and_labels_to_one_use():
+    from ledviz.generation import fact_list_constraint
+
+    # labels "Lead:" = [10, 11] (first: [12, 11]) and "Site:" = [14, 11] (first: [15, 11]); "." = 13
+    doc = [20, 21, 13, 22, 23, 24, 13, 25]
+    allowed = fact_list_constraint([doc], labels=[[10, 11], [14, 11]], first_labels=[[12, 11], [15, 11]],
+                                   stop_token_id=13, eos_token_id=2, lead=[0], max_value_tokens=2,
+                                   value_starts=[20, 22, 25])
+    ask = lambda *ids: allowed(0, torch.tensor([2, *ids]))  # noqa: E731
+    assert ask() == [0] and ask(0) == [12, 15]  # a label in its first form; no empty summary
+    assert ask(0, 12) == [11]
+    assert ask(0, 12, 11) == [20, 22, 25]  # a value begins a word of the document
+    assert ask(0, 12, 11, 20) == [21, 13]  # continue the span, or end the value
+    assert ask(0, 12, 11, 22, 23) == [13]  # at most max_value_tokens tokens
+    assert ask(0, 12, 11, 20, 21, 13) == [14, 2]  # the unused label (spaced form), or the end
+    assert ask(0, 12, 11, 20, 21, 13, 14, 11, 25, 13) == [2]  # every label used: only the end
+    assert ask(0, 12, 11, 20, 20) == [2]  # "20 20" is no span of the document (forced there): end
+    assert ask(0, 12, 11, 20, 13, 10) == [2]  # "Lead" again: not allowed, so a forced row only ends
+    assert ask(0, 12, 11, 20, 13, 2) == [2]
+    with pytest.raises(GenerationSettingsError, match="one source per input"):
+        allowed(1, torch.tensor([2]))
+    with pytest.raises(GenerationSettingsError, match="first-position form"):
+        fact_list_constraint([doc], [[10, 11]], [], 13, 2)
+
+
 def test_a_prefix_function_that_allows_nothing_is_named(models, inputs):
     _, ours, _ = models
     with pytest.raises(GenerationSettingsError, match="prefix_allowed_tokens_fn allowed no token for input 0"):

@@ -31,7 +31,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 __all__ = [
     "TRAIN_SEED", "VALID_SEED", "TEST_SEED", "SAMPLE_SEED", "TASKS", "REPORT_KINDS", "TOKENS_PER_WORD",
-    "Example", "Slot", "Schema", "SCHEMAS",
+    "Example", "Slot", "Schema", "SCHEMAS", "Variety", "Wordings", "WORDINGS", "QUESTION_FAMILIES",
+    "NOT_IN_DOCUMENT", "ask",
     "make_example", "generate_dataset", "estimate_tokens", "summary_for", "question_for",
     "normalize_answer", "exact_match", "key_fact_recall",
     "sample_examples", "sample_documents", "sample_questions",
@@ -357,6 +358,374 @@ _INTRO = "This report describes the {noun} for the period ending {date}."
 _FIELD_RE = re.compile(r"\{(\w+)\}")
 
 # ---------------------------------------------------------------------------------------------
+# Variety: many wordings per question and per fact sentence, wide value ranges, questions the
+# report does not answer. Off by default (the plain stream above is unchanged); pass a
+# `Variety` to make_example / generate_dataset. In every list below the LAST entry is held
+# out: it never appears with `Variety(held_out=False)` (training), only with held_out=True.
+# ---------------------------------------------------------------------------------------------
+NOT_IN_DOCUMENT = "not in the document"  # the answer to a question the report does not answer
+
+# question wording families: the training mix draws all of them; evaluation asks one at a time
+QUESTION_FAMILIES = ("suggested", "lower", "upper", "synonyms", "keyword", "imperative", "declarative",
+                     "typos")
+
+
+@dataclass(frozen=True)
+class Wordings:
+    """How else a slot is asked about and stated: noun phrases (keyword, imperative and
+    declarative questions, stated facts), the question word, the value's unit, and whole
+    paraphrased questions. The last noun and the last synonym are held out."""
+
+    nouns: tuple[str, ...]
+    wh: str
+    unit: str
+    synonyms: tuple[str, ...]
+
+
+def _w(nouns: str, wh: str, unit: str, *synonyms: str) -> Wordings:
+    return Wordings(tuple(n.strip() for n in nouns.split("|")), wh, unit, synonyms)
+
+
+WORDINGS: dict[tuple[str, str], Wordings] = {
+    ("project", "lead"): _w("project lead|project leader|lead of the project|head of the project|project manager",
+                            "who", "{v}", "Who heads the project?", "Who is in charge of the project?",
+                            "Who manages the project?", "Who runs the project?", "Who is leading the project?"),
+    ("project", "site"): _w("project site|site|site location|location of the site|site of the project", "where",
+                            "{v}", "Where is the project based?", "Where does the project take place?",
+                            "In which place is the site?", "What is the site's location?",
+                            "Where will the work happen?"),
+    ("project", "budget"): _w("approved budget|budget|project budget|amount of the budget|funding|spending limit", "what",
+                              "{v} credits", "How much money was approved?", "What funding does the project have?",
+                              "How big is the budget?", "How much is the budget?", "What amount was budgeted?"),
+    ("project", "deadline"): _w("deadline|final deadline|due date|project deadline|completion date", "when", "{v}",
+                                "When is the project due?", "By when must the project be finished?",
+                                "When does the project have to be done?", "What is the due date?",
+                                "When must the work be completed?"),
+    ("project", "partner"): _w("main partner|partner|partner organisation|project partner|principal partner", "who",
+                               "{v}", "Which organisation is the partner?", "Who is the project's partner?",
+                               "Which company partners with the project?", "Who does the project work with?",
+                               "Which firm is the main partner?"),
+    ("project", "team"): _w("core team size|size of the core team|team size|number of team members|"
+                            "headcount of the core team", "what", "{v} members",
+                            "How many people are in the core team?", "How big is the core team?",
+                            "How many people work in the core team?", "What is the size of the core team?",
+                            "How many staff are on the core team?"),
+    ("company", "ceo"): _w("chief executive|CEO|chief executive officer|head of the company|company head", "who",
+                           "{v}", "Who heads the company?", "Who leads the company?", "Who is the CEO?",
+                           "Who is the boss of the company?", "Who manages the company?"),
+    ("company", "hq"): _w("headquarters|head office|company headquarters|location of the headquarters|main office",
+                          "where", "{v}", "Where is the company based?", "Where is the head office?",
+                          "Where is the company headquartered?", "In which city is the company based?",
+                          "Where does the company have its head office?"),
+    ("company", "revenue"): _w("revenue|annual revenue|company revenue|total revenue|yearly revenue", "what",
+                               "{v} units", "How much did the company earn?", "What was the annual revenue?",
+                               "How large was the revenue?", "What revenue did the company report?",
+                               "How much revenue was reported?"),
+    ("company", "founded"): _w("founding date|date of founding|foundation date|founding day|"
+                               "date the company was founded", "when", "{v}", "When was the company established?",
+                               "When was the company started?", "On what date was the company founded?",
+                               "When did the company begin?", "When was the firm set up?"),
+    ("company", "parent"): _w("parent company|owner of the company|parent|parent firm|owning company", "what", "{v}",
+                              "Which company owns the company?", "Who is the parent company?",
+                              "Which firm is the parent?", "Who is the owner of the company?",
+                              "Which group owns the company?"),
+    ("company", "board"): _w("board size|size of the board|number of board members|board membership|"
+                             "count of board members", "what", "{v} members", "How many people are on the board?",
+                             "How big is the board?", "How many directors sit on the board?",
+                             "What is the size of the board?", "How many seats does the board have?"),
+    ("expedition", "leader"): _w("expedition leader|leader|leader of the expedition|head of the expedition|"
+                                 "expedition head", "who", "{v}", "Who heads the expedition?",
+                                 "Who is in charge of the expedition?", "Who is leading the expedition?",
+                                 "Who commands the expedition?", "Who guides the expedition?"),
+    ("expedition", "destination"): _w("destination|expedition destination|goal of the expedition|final destination|"
+                                      "end point", "where", "{v}", "Where is the expedition headed?",
+                                      "Where does the expedition go?", "What place is the expedition bound for?",
+                                      "Where will the expedition end?", "Where is the crew travelling to?"),
+    ("expedition", "distance"): _w("route length|distance|length of the route|planned distance|route distance",
+                                   "what", "{v} kilometres", "How far is the route?",
+                                   "How far will the expedition travel?", "What distance does the route cover?",
+                                   "How many kilometres is the route?", "How far does the crew go?"),
+    ("expedition", "departure"): _w("departure date|date of departure|departure|start date|leaving date", "when",
+                                    "{v}", "When does the expedition leave?", "When does the expedition start?",
+                                    "On what date does the expedition depart?", "When will the crew set off?",
+                                    "When does the journey begin?"),
+    ("expedition", "sponsor"): _w("main sponsor|sponsor|expedition sponsor|sponsor of the expedition|chief sponsor",
+                                  "who", "{v}", "Which organisation sponsors the expedition?",
+                                  "Who pays for the expedition?", "Who funds the expedition?",
+                                  "Who is the expedition's sponsor?", "Which company backs the expedition?"),
+    ("expedition", "crew"): _w("crew size|size of the crew|number of crew members|crew count|headcount of the crew",
+                               "what", "{v} members", "How many people are in the crew?", "How big is the crew?",
+                               "How many crew members are there?", "What is the size of the crew?",
+                               "How many people travel with the expedition?"),
+}
+# question frames ({n}: a noun phrase, {wh}: the question word); the last of each is held out
+_KEYWORD_FRAMES = ("{n}?", "{n}", "the {n}?", "{N}?", "{n} please?")
+_IMPERATIVE_FRAMES = ("Name the {n}.", "Tell me the {n}.", "Give the {n}.", "State the {n}.",
+                      "Please give the {n}.", "Find the {n}.", "Identify the {n}.")
+_DECLARATIVE_FRAMES = ("The {n} is {wh}?", "So the {n} is {wh}?", "And the {n} is {wh}?", "The {n}: {wh}?",
+                       "The {n} would be {wh}?")
+# fact sentences beside each slot's own templates ({n}: the slot's main noun, {V}: value with unit)
+_SENTENCE_FRAMES = ("According to the records, the {n} is {V}.", "For the record, the {n} is {V}.",
+                    "It was confirmed that the {n} is {V}.", "As agreed earlier, the {n} is {V}.",
+                    "Records show that the {n} is {V}.", "The report lists {V} as the {n}.")
+# questions no report answers; the last three are held out
+_OFF_TOPIC = ("What is the capital of France?", "Who wrote Hamlet?", "How tall is Mount Everest?",
+              "What is the speed of light?", "Who painted the Mona Lisa?", "When did the Second World War end?",
+              "What is the boiling point of water?", "How many legs does a spider have?",
+              "What is the largest ocean?", "Who discovered penicillin?", "What time is it?",
+              "What is the population of Tokyo?", "Which planet is closest to the sun?",
+              "What is the weather like tomorrow?", "Who won the last World Cup?",
+              "What colour is the sky?", "How old is the universe?", "Who invented the telephone?")
+_KIND_WORDS = {"project": ("project", "core team"), "company": ("company", "board", "ceo", "chief executive"),
+               "expedition": ("expedition", "crew")}
+_TRAIN_MIX = (("suggested", 0.3), ("synonyms", 0.2), ("keyword", 0.15), ("imperative", 0.15),
+              ("declarative", 0.2))
+
+
+def _train_part(items: Sequence, held_out: bool) -> Sequence:
+    """All but the last item for training wordings; only the last for held-out ones."""
+    return items[-1:] if held_out else items[:-1]
+
+
+def _typo(rng: random.Random, text: str) -> str:
+    """One or two letter slips (swap, drop, double, neighbour) in words of 4+ letters."""
+    words = text.split(" ")
+    candidates = [i for i, w in enumerate(words) if sum(c.isalpha() for c in w) >= 4]
+    if not candidates:
+        return text
+    for i in rng.sample(candidates, min(len(candidates), rng.choice((1, 1, 2)))):
+        w = words[i]
+        letters = [j for j, c in enumerate(w) if c.isalpha()]
+        j = rng.choice(letters[1:-1] or letters)
+        op = rng.randrange(4)
+        if op == 0 and j + 1 < len(w) and w[j + 1].isalpha() and w[j + 1] != w[j]:
+            w = w[:j] + w[j + 1] + w[j] + w[j + 2:]
+        elif op == 1:
+            w = w[:j] + w[j + 1:]
+        elif op == 2:
+            w = w[:j] + w[j] + w[j:]
+        else:
+            keys = "qwertyuiopasdfghjklzxcvbnm"
+            k = keys.find(w[j].lower())
+            new = keys[(k + rng.choice((-1, 1))) % len(keys)] if k >= 0 else w[j]
+            w = w[:j] + (new.upper() if w[j].isupper() else new) + w[j + 1:]
+        words[i] = w
+    return " ".join(words)
+
+
+def ask(rng: random.Random, kind: str, slot: str, family: str, held_out: bool = False) -> str:
+    """A question about `slot` of a `kind` report in wording `family` (see QUESTION_FAMILIES).
+
+    held_out=False draws only training wordings; True only the held-out ones (the last noun,
+    synonym and frame of each list), for every family except "suggested", "lower" and "upper",
+    which are the suggested questions themselves (lower- or upper-cased)."""
+    s, w = SCHEMAS[kind].slot(slot), WORDINGS[(kind, slot)]
+    if family in ("suggested", "lower", "upper"):
+        q = rng.choice(s.questions)
+        return q.lower() if family == "lower" else q.upper() if family == "upper" else q
+    if family == "typos":
+        base = rng.choice(("suggested", "synonyms", "keyword", "imperative", "declarative"))
+        return _typo(rng, ask(rng, kind, slot, base, held_out))
+    if family == "synonyms":
+        return rng.choice(_train_part(w.synonyms, held_out))
+    frames = {"keyword": _KEYWORD_FRAMES, "imperative": _IMPERATIVE_FRAMES, "declarative": _DECLARATIVE_FRAMES}
+    if family not in frames:
+        raise ValueError(f"unknown question family {family!r}: use one of {QUESTION_FAMILIES}")
+    frame_pool, noun_pool = frames[family], w.nouns
+    if held_out:  # a held-out noun in any frame, or any noun in the held-out frame
+        if rng.random() < 0.5:
+            frame_pool, noun_pool = frame_pool, noun_pool[-1:]
+        else:
+            frame_pool = frame_pool[-1:]
+    else:
+        frame_pool, noun_pool = frame_pool[:-1], noun_pool[:-1]
+    n = rng.choice(noun_pool)
+    return rng.choice(frame_pool).format(n=n, N=n[0].upper() + n[1:], wh=w.wh)
+
+
+def _fact_sentence_templates(kind: str, slot: str, held_out: bool) -> tuple[str, ...]:
+    """Fact sentences for a slot ({v}: the value): its own templates and the generic frames
+    (training), or only the held-out frame."""
+    s, w = SCHEMAS[kind].slot(slot), WORDINGS[(kind, slot)]
+    value = w.unit.replace("{v}", "{v}")
+    made = tuple(f.replace("{n}", w.nouns[0]).replace("{V}", value) for f in _train_part(_SENTENCE_FRAMES, held_out))
+    return made if held_out else s.templates + made
+
+
+# values of many shapes: names from many languages (the last two of each list and the last
+# group are held out), places and organisations built on them, amounts 1..10^9 (the 8-digit
+# band is held out), every day of the month, years 1900-2100
+_NAME_GROUPS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("John", "Mary", "David", "Sarah", "Michael", "Emily", "Robert", "Grace", "Thomas", "Olivia"),
+     ("Smith", "Johnson", "Brown", "Taylor", "Wilson", "Clarke", "Walker", "Wright", "Hughes", "Bennett")),
+    (("María José", "Juan Carlos", "Lucía", "Alejandro", "Carmen", "Javier", "Sofía", "Diego", "Elena", "Mateo"),
+     ("García López", "Fernández", "de la Cruz", "Martínez", "Rodríguez", "Sánchez", "Ortega", "Navarro",
+      "Morales", "Ruiz")),
+    (("Hans", "Anna-Lena", "Jürgen", "Katrin", "Lukas", "Sabine", "Matthias", "Greta", "Stefan", "Ulrike"),
+     ("Müller", "Schmidt", "van der Berg", "Schneider", "Fischer", "Weber", "Hoffmann", "Becker", "Wagner",
+      "Krüger")),
+    (("Wei", "Xiu Ying", "Jian", "Li Na", "Hao", "Mei", "Zhi Wei", "Yan", "Jun", "Lan"),
+     ("Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Huang", "Zhao", "Zhou", "Wu")),
+    (("Hiroshi", "Yuki", "Takeshi", "Sakura", "Kenji", "Aiko", "Daisuke", "Haruka", "Ryo", "Emi"),
+     ("Tanaka", "Suzuki", "Takahashi", "Watanabe", "Yamamoto", "Nakamura", "Kobayashi", "Sato", "Inoue",
+      "Kimura")),
+    (("Priya", "Rahul", "Ananya", "Vikram", "Lakshmi", "Arjun", "Deepa", "Sanjay", "Kavya", "Rohan"),
+     ("Sharma", "Patel", "Iyer", "Reddy", "Gupta", "Nair", "Singh", "Chatterjee", "Menon", "Rao")),
+    (("Mohammed", "Fatima", "Omar", "Layla", "Youssef", "Amira", "Khalid", "Noor", "Tariq", "Salma"),
+     ("Al-Farsi", "Haddad", "bin Rashid", "Nasser", "Khalil", "Mansour", "Aziz", "Saleh", "Hamdan", "Karim")),
+    (("Chinedu", "Amara", "Kwame", "Nia", "Oluwaseun", "Zainab", "Tendai", "Abeni", "Jabari", "Wanjiru"),
+     ("Okafor", "Mensah", "Adeyemi", "Kamau", "Diallo", "Nwosu", "Banda", "Otieno", "Boateng", "Mwangi")),
+    (("Dmitri", "Olga", "Sergei", "Natalia", "Ivan", "Svetlana", "Alexei", "Irina", "Pavel", "Tatiana"),
+     ("Ivanov", "Petrova", "Smirnov", "Kuznetsova", "Popov", "Sokolov", "Lebedeva", "Novikov", "Morozov",
+      "Volkova")),
+    (("Nguyen Van", "Linh", "Minh", "Thu", "Quang", "Hoa", "Tuan", "Mai", "Duc", "Lan Anh"),
+     ("Nguyen", "Tran", "Le", "Pham", "Hoang", "Phan", "Vu", "Dang", "Bui", "Do")),
+    (("Ji-woo", "Min-jun", "Seo-yeon", "Hyun", "Eun-ji", "Sung-min", "Ha-eun", "Jae", "Yuna", "Dong-hyun"),
+     ("Kim", "Lee", "Park", "Choi", "Jung", "Kang", "Cho", "Yoon", "Jang", "Lim")),
+    (("Søren", "Ingrid", "Bjørn", "Astrid", "Øyvind", "Sigrid", "Lars", "Freya", "Magnus", "Elin"),
+     ("Hansen", "Johansson", "Lindqvist", "Andersen", "Nilsson", "Eriksen", "Berg", "Dahl", "Halvorsen",
+      "Sandberg")),
+    (("Zsófia", "Levente", "Réka", "Bálint", "Eszter", "Gergely", "Noémi", "Csaba", "Dóra", "Ábel"),
+     ("Nagy", "Kovács", "Szabó", "Horváth", "Varga", "Tóth", "Farkas", "Balogh", "Papp", "Takács")),  # held out
+)
+_PLACE_PREFIX = ("San", "Port", "New", "Saint", "Bad", "Nova", "Fort", "Lake", "Mount", "Ciudad de", "Villa",
+                 "Kota")
+_PLACE_ROOT = ("Marino", "Hollis", "Kirov", "Takahama", "Oyo", "Valdés", "Ashworth", "Lindau", "Kampala",
+               "Arcadia", "Tlalpan", "Nizhny", "Brookfield", "Quảng Yên", "Hvidsten", "Sétif", "Kuching",
+               "Trondal", "Pécsvár", "Ouarzane")
+_PLACE_SUFFIX = ("City", "Springs", "Heights", "del Sur", "am See", "Bay", "Junction", "Norte", "Harbour", "Falls")
+_ORG_TYPES = ("Holdings", "GmbH", "Ltd", "Trading Co", "Cooperative", "Institute", "Bank", "Shipping",
+              "& Sons", "AG", "Group", "Kabushiki Kaisha", "Trust", "SA", "Brothers")
+
+
+def _names(held_out: bool) -> tuple[list[str], list[str]]:
+    groups = _NAME_GROUPS[-1:] if held_out else _NAME_GROUPS[:-1]
+    pick = (lambda xs: xs[-2:]) if held_out else (lambda xs: xs[:-2])
+    if held_out:  # the held-out group whole, and the held-out tail of every other group
+        firsts = [f for g in _NAME_GROUPS[:-1] for f in g[0][-2:]] + list(groups[0][0])
+        lasts = [x for g in _NAME_GROUPS[:-1] for x in g[1][-2:]] + list(groups[0][1])
+        return firsts, lasts
+    return [f for g in groups for f in pick(g[0])], [x for g in groups for x in pick(g[1])]
+
+
+def _world_person(rng: random.Random, held_out: bool = False) -> str:
+    if held_out:
+        firsts, lasts = _names(True)
+        return f"{rng.choice(firsts)} {rng.choice(lasts)}"
+    group = rng.choice(_NAME_GROUPS[:-1])
+    first, last = rng.choice(group[0][:-2]), rng.choice(group[1][:-2])
+    if rng.random() < 0.12:  # a middle name from the same group
+        middle = rng.choice([f for f in group[0][:-2] if f != first])
+        first = f"{first} {middle}"
+    return f"{first} {last}"
+
+
+def _world_place(rng: random.Random, held_out: bool = False) -> str:
+    roots = _PLACE_ROOT[-4:] if held_out else _PLACE_ROOT[:-4]
+    root, r = rng.choice(roots), rng.random()
+    if r < 0.35:
+        return root
+    if r < 0.7:
+        return f"{rng.choice(_PLACE_PREFIX)} {root}"
+    return f"{root} {rng.choice(_PLACE_SUFFIX)}"
+
+
+def _world_org(rng: random.Random, held_out: bool = False) -> str:
+    lasts = _names(held_out)[1]
+    return f"{rng.choice(lasts)} {rng.choice(_ORG_TYPES)}"
+
+
+def _wide_amount(rng: random.Random, held_out: bool = False) -> str:
+    if held_out:
+        return f"{rng.randint(10_000_000, 99_999_999):,}"
+    while True:
+        v = round(math.exp(rng.uniform(0, math.log(1_000_000_000))))
+        if not 10_000_000 <= v <= 99_999_999:
+            return f"{v:,}"
+
+
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _wide_date(rng: random.Random, held_out: bool = False) -> str:
+    m = rng.randrange(12)
+    return f"{rng.randint(1, _MONTH_DAYS[m])} {_MONTHS[m]} {rng.randint(1900, 2100)}"
+
+
+def _wide_count(rng: random.Random, held_out: bool = False) -> str:
+    return str(rng.randint(2, 999))
+
+
+def _varied_makers(held_out: bool) -> dict[str, Callable[[random.Random], str]]:
+    """Value makers of the varied data: about half the names and places are the syllable-built
+    ones of the plain data, the other half real-world-style (held_out: unseen shapes)."""
+    def mix(plain, world, share):
+        return lambda r: world(r, held_out) if held_out or r.random() < share else plain(r)
+    return {"person": mix(_person, _world_person, 0.6), "place": mix(_place, _world_place, 0.5),
+            "org": mix(_org, _world_org, 0.5), "amount": lambda r: _wide_amount(r, held_out),
+            "count": lambda r: _wide_count(r, held_out), "date": lambda r: _wide_date(r, held_out)}
+
+
+@dataclass(frozen=True)
+class Variety:
+    """Options of the varied data (see make_example).
+
+    family: the question's wording family (one of QUESTION_FAMILIES), or None to draw from the
+    training mix (all families, with lower case, upper case and typos on top of any wording);
+    held_out: only held-out question wordings, and the asked fact stated in a held-out sentence;
+    unanswerable: the chance that a question asks for something the report does not state
+    (answer NOT_IN_DOCUMENT); unseen_values: key facts take values of held-out shapes.
+    """
+
+    family: str | None = None
+    held_out: bool = False
+    unanswerable: float = 0.15
+    unseen_values: bool = False
+
+    def __post_init__(self):
+        if self.family is not None and self.family not in QUESTION_FAMILIES:
+            raise ValueError(f"unknown question family {self.family!r}: use one of {QUESTION_FAMILIES}")
+        if not 0.0 <= self.unanswerable <= 1.0:
+            raise ValueError(f"unanswerable must be a probability in [0, 1], got {self.unanswerable}")
+
+    def question(self, rng: random.Random, kind: str, slot: str) -> tuple[str, str]:
+        """(question, family) about `slot`."""
+        if self.family is not None:
+            return ask(rng, kind, slot, self.family, self.held_out), self.family
+        r, family = rng.random(), _TRAIN_MIX[-1][0]
+        for name, p in _TRAIN_MIX:
+            if r < p:
+                family = name
+                break
+            r -= p
+        q = ask(rng, kind, slot, family, self.held_out)
+        r = rng.random()
+        if r < 0.12:
+            q, family = q.lower(), "lower"
+        elif r < 0.2:
+            q, family = q.upper(), "upper"
+        if rng.random() < 0.15:
+            q, family = _typo(rng, q), "typos"
+        return q, family
+
+    def unanswered(self, rng: random.Random, kind: str, present: set[str]) -> tuple[str, str]:
+        """(question, family) that a `kind` report stating the slots `present` does not answer:
+        a missing slot of its kind, a slot of another kind, or an off-topic question."""
+        missing = [s.name for s in SCHEMAS[kind].slots if s.name not in present]
+        r = rng.random()
+        if missing and r < 0.5:
+            return self.question(rng, kind, rng.choice(missing))
+        if r < 0.75:  # another kind's slot, worded so that it names that kind (not "leader?")
+            other = rng.choice([k for k in REPORT_KINDS if k != kind])
+            for _ in range(10):
+                q, family = self.question(rng, other, rng.choice(SCHEMAS[other].slots).name)
+                if any(w in q.lower() for w in _KIND_WORDS[other]):
+                    return q, family
+        q = rng.choice(_OFF_TOPIC[-3:] if self.held_out else _OFF_TOPIC[:-3])
+        return (q.lower(), "lower") if rng.random() < 0.1 else (q, "off-topic")
+
+
+# ---------------------------------------------------------------------------------------------
 # Examples
 # ---------------------------------------------------------------------------------------------
 
@@ -377,6 +746,8 @@ class Example:
     fact_spans: dict[str, tuple[int, int]]
     kind: str = ""
     fact_sentence_spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+    family: str = ""  # the question's wording family (varied data; "" for plain questions)
+    answerable: bool = True  # False: the report does not answer the question (target NOT_IN_DOCUMENT)
 
 
 def estimate_tokens(text: str) -> int:
@@ -399,8 +770,10 @@ def question_for(kind: str, slot: str, variant: int = 0) -> str:
 class _Filler:
     """Draws placeholder values, never reusing a key-fact value (so each fact is unambiguous)."""
 
-    def __init__(self, rng: random.Random, kind: str, forbidden: set[str]):
+    def __init__(self, rng: random.Random, kind: str, forbidden: set[str],
+                 makers: dict[str, Callable[[random.Random], str]] | None = None):
         self.rng, self.kind, self.forbidden = rng, kind, forbidden
+        self.makers = makers or _VALUE_MAKERS
 
     def fresh(self, maker: Callable[[random.Random], str]) -> str:
         while True:
@@ -418,7 +791,7 @@ class _Filler:
                 pool = [w for w in _WORDS[base] if w not in values.values()]
                 values[name] = rng.choice(pool)
             elif base in ("person", "place", "org", "amount", "date"):
-                values[name] = self.fresh(_VALUE_MAKERS[base])
+                values[name] = self.fresh(self.makers[base])
             elif name == "n":
                 values[name] = self.fresh(lambda r: str(r.randint(2, 90)))
             elif name == "year":
@@ -461,12 +834,15 @@ def make_example(
     slot: str | None = None,
     n_facts: int | None = None,
     length_fn: Callable[[str], int] | None = None,
+    variety: Variety | None = None,
 ) -> Example:
     """Generate one report of about `target_tokens` tokens (never more) and its `task` target.
 
     kind: "project" / "company" / "expedition" (random if None); slot: the fact a QA question
     asks about (random if None); n_facts: 4-6 (random if None); length_fn: counts tokens of a
     text (default `estimate_tokens`; pass a tokenizer-based one for exact BPE lengths).
+    variety: None for the plain data (fixed templates, narrow value ranges); a `Variety` for
+    many question and sentence wordings, wide values and unanswerable questions.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -475,29 +851,40 @@ def make_example(
     kind = kind or rng.choice(REPORT_KINDS)
     schema = SCHEMAS[kind]
     for _ in range(50):  # retry in the (rare) case a fact value shows up twice
-        ex = _build(rng, schema, task, target_tokens, slot, n_facts, length_fn)
+        ex = _build(rng, schema, task, target_tokens, slot, n_facts, length_fn, variety)
         if ex is not None:
             return ex
     raise RuntimeError("could not build a document with unambiguous facts")  # pragma: no cover
 
 
-def _build(rng, schema: Schema, task, target_tokens, slot, n_facts, length_fn) -> Example | None:
+def _build(rng, schema: Schema, task, target_tokens, slot, n_facts, length_fn,
+           variety: Variety | None = None) -> Example | None:
     kind = schema.kind
     k = n_facts or rng.randint(4, 6)
     chosen = sorted(rng.sample(range(len(schema.slots)), k))
     slots = [schema.slots[i] for i in chosen]
     if slot is not None and slot not in {s.name for s in slots}:
         slots = sorted(set(slots[1:]) | {schema.slot(slot)}, key=schema.slots.index)
+    makers = _VALUE_MAKERS if variety is None else _varied_makers(variety.unseen_values)
     facts: dict[str, str] = {}
     for s in slots:
         while True:
-            v = _VALUE_MAKERS[s.value_type](rng)
+            v = makers[s.value_type](rng)
             if not any(_overlaps(v, f) for f in facts.values()):
                 facts[s.name] = v
                 break
-    fill = _Filler(rng, kind, set(facts.values()))
+    fill = _Filler(rng, kind, set(facts.values()), None if variety is None else _varied_makers(False))
+    asked = None
+    if variety is not None and task == "qa":  # chosen before the sentences: a held-out one states it
+        asked = slot or rng.choice(sorted(facts))
+
+    def templates(s: Slot) -> Sequence[str]:
+        if variety is None:
+            return s.templates
+        return _fact_sentence_templates(kind, s.name, variety.held_out and s.name == asked)
+
     fact_sentences = {  # {v} is kept out of render(), which fills the other placeholders
-        s.name: fill.render(rng.choice(s.templates).replace("{v}", "\x00")).replace("\x00", facts[s.name])
+        s.name: fill.render(rng.choice(templates(s)).replace("{v}", "\x00")).replace("\x00", facts[s.name])
         for s in slots
     }
     title = _OPENINGS[kind].format(codename=_codename(rng), company=fill.fresh(_org))
@@ -532,13 +919,19 @@ def _build(rng, schema: Schema, task, target_tokens, slot, n_facts, length_fn) -
         fact_spans[name] = (v0, v0 + len(value))
         fact_sentence_spans[name] = (s0, s1)
 
-    if task == "qa":
+    family, answerable = "", True
+    if task == "qa" and variety is not None:
+        if slot is None and rng.random() < variety.unanswerable:
+            (question, family), target, answerable = variety.unanswered(rng, kind, set(facts)), NOT_IN_DOCUMENT, False
+        else:
+            (question, family), target = variety.question(rng, kind, asked), facts[asked]
+    elif task == "qa":
         asked = slot or rng.choice(sorted(facts))
         s = schema.slot(asked)
         question, target = rng.choice(s.questions), facts[asked]
     else:
         question, target = None, summary_for(kind, facts)
-    return Example(task, text, question, target, facts, fact_spans, kind, fact_sentence_spans)
+    return Example(task, text, question, target, facts, fact_spans, kind, fact_sentence_spans, family, answerable)
 
 
 def _layout(rng, schema, title, intro, fillers, specials) -> tuple[str, dict[str, tuple[int, int]]]:
@@ -597,11 +990,13 @@ def generate_dataset(
     *,
     length_fn: Callable[[str], int] | None = None,
     start: int = 0,
+    variety: Variety | None = None,
 ) -> Iterator[Example]:
     """Yield examples start..start+n-1 of the stream `seed`; each is reproducible on its own.
 
     Lengths are drawn log-uniformly so that documents land in [min_tokens, max_tokens]
     (measured by `length_fn`, default `estimate_tokens`); tasks are drawn uniformly.
+    `variety` (see make_example) makes varied data instead of the plain stream.
     """
     if min_tokens > max_tokens:
         raise ValueError(f"min_tokens ({min_tokens}) must be <= max_tokens ({max_tokens})")
@@ -609,7 +1004,7 @@ def generate_dataset(
     for i in range(start, start + n):
         rng = _example_rng(seed, i)
         target = round(math.exp(rng.uniform(math.log(lo), math.log(max_tokens))))
-        yield make_example(rng, rng.choice(list(tasks)), target, length_fn=length_fn)
+        yield make_example(rng, rng.choice(list(tasks)), target, length_fn=length_fn, variety=variety)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -144,6 +144,11 @@ def pack_batches(items: Iterable[Encoded], batch_tokens: int, batch_size: int) -
     return batches
 
 
+def variety(args) -> "data.Variety | None":
+    """The varied data of --varied (None: the plain data), for training and validation."""
+    return data.Variety(unanswerable=args.unanswerable) if args.varied else None
+
+
 class TrainStream:
     """Endless training batches from TRAIN_SEED with a length curriculum.
 
@@ -167,7 +172,7 @@ class TrainStream:
             hi = max(self.max_len(step) - 20, a.min_tokens)  # room for the question and specials
             n = a.pool_batches * max(1, a.batch_tokens // max(hi, 1))
             exs = data.generate_dataset(data.TRAIN_SEED, n, a.tasks, min(a.min_tokens, hi), hi,
-                                        start=self.next_index)
+                                        start=self.next_index, variety=variety(a))
             self.next_index += n
             enc = [copy_example(self.codec, ex, self.rng) if self.rng.random() < a.copy_fraction
                    else encode_example(self.codec, ex, a.max_tokens) for ex in exs]
@@ -435,6 +440,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tasks", default="summarize,qa")
     p.add_argument("--copy-fraction", type=float, default=0.3,
                    help="share of training examples turned into the auxiliary copy task (see copy_example)")
+    p.add_argument("--varied", action="store_true",
+                   help="varied data (ledviz.demo.data.Variety): many question and fact-sentence wordings, "
+                        "wide values, unanswerable questions; training and validation alike")
+    p.add_argument("--unanswerable", type=float, default=0.15,
+                   help="with --varied: share of questions the report does not answer (answer: "
+                        f"{data.NOT_IN_DOCUMENT!r})")
     p.add_argument("--vocab-size", type=int, default=4000)
     p.add_argument("--vocab-docs", type=int, default=1000, help="documents to train the vocabulary on")
     p.add_argument("--tokenizer", default=None, help="use this saved vocabulary instead of training one")
@@ -471,6 +482,10 @@ def parse_args(argv=None) -> argparse.Namespace:
             if k not in given:
                 setattr(args, k, v)
     args.tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    if not 0.0 <= args.unanswerable <= 1.0:
+        p.error(f"--unanswerable must be between 0 and 1, got {args.unanswerable}")
+    if args.unanswerable != p.get_default("unanswerable") and not args.varied:
+        p.error("--unanswerable applies to the varied data: add --varied")
     if args.warmup is None:
         args.warmup = max(1, args.steps // 20)
     return args
@@ -505,7 +520,8 @@ def validation_set(codec: Codec, args) -> list[Encoded]:
         lo, hi = args.min_tokens, max(args.min_tokens, args.max_tokens - 20)
         target = round(math.exp(rng.uniform(math.log(lo), math.log(hi))))
         task = args.tasks[i % len(args.tasks)]
-        exs.append(encode_example(codec, data.make_example(rng, task, target), args.max_tokens))
+        exs.append(encode_example(codec, data.make_example(rng, task, target, variety=variety(args)),
+                                  args.max_tokens))
     return exs
 
 
