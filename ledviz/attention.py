@@ -81,10 +81,8 @@ class InferenceScratch:
     keys_values: ReusedBuffer = field(default_factory=ReusedBuffer)  # (B, L' + 2w, 2D)
     queries: ReusedBuffer = field(default_factory=ReusedBuffer)  # (n, D)
     head_out: ReusedBuffer = field(default_factory=ReusedBuffer)  # (n, hd)
-    global_scores: ReusedBuffer = field(default_factory=ReusedBuffer)  # (n, x)
-    row_stats: ReusedBuffer = field(default_factory=ReusedBuffer)  # (3, n)
-    # the largest two are never alive at once, so they share one allocation: a chunk's block
-    # scores (attention), then a slice of feed-forward activations (the layer's tail)
+    # the largest two are never alive at once, so they share one allocation: a chunk's scores
+    # (attention), then a slice of feed-forward activations (the layer's tail)
     scores_or_activations: ReusedBuffer = field(default_factory=ReusedBuffer)
     layer_rows: ReusedBuffer = field(default_factory=ReusedBuffer)  # (rows, D): the layer's tail
 
@@ -372,9 +370,10 @@ def _global_rows(
 # Query block j holds the c rows [jc, jc + c) and reads the key span [jc - w, jc + c + w): its
 # scores are one (c, c + 2w) matrix whose diagonals [i, i + s] are the 2w + 1 window slots. Keys
 # and values are written once between w zero rows on each side, so every span is a strided view.
-# For each chunk of blocks and each head: score the spans and the x global keys, mask what lies
-# outside each row's window, softmax in place over the band and join it with the global columns,
-# multiply the same buffer (now zero outside the band) by the value spans.
+# For each chunk of blocks and each head: score the x global keys and the spans into one row per
+# query (the global columns, padded to an aligned width, then the block's c + 2w columns), mask
+# what lies outside each row's window, softmax in place over the whole row, multiply the same
+# buffer (now zero outside the band) by the global values and the value spans.
 
 @dataclass(frozen=True)
 class _Blocks:
@@ -401,6 +400,16 @@ class _Blocks:
         return 2 * self.w + 1
 
 
+# the global columns of a chunk's score rows take a multiple of this many columns, so that the
+# band after them starts on an aligned address
+GLOBAL_COLUMNS_ALIGN = 32
+
+
+def _global_width(x: int) -> int:
+    """Columns the x global scores take at the start of a chunk's score rows (x, rounded up; unused ones masked)."""
+    return _round_up(x, GLOBAL_COLUMNS_ALIGN) if x else 0
+
+
 class _BlockMask:
     """What to drop in the (c, c + 2w) band blocks and the (c, x) global columns of one sequence, kept small.
 
@@ -422,6 +431,7 @@ class _BlockMask:
         self.block, self.col = key_drop.nonzero(as_tuple=True)  # ascending blocks
         self.block_cpu = self.block.cpu()
         self.unused_slots = (~layout.global_valid[b]).nonzero().flatten()
+        self.num_global = layout.num_global
 
     def columns(self, j0: int, j1: int) -> tuple[Tensor, Tensor] | None:
         """(block - j0, column) of the dropped key columns in blocks j0..j1-1, or None."""
@@ -438,9 +448,10 @@ class _BlockMask:
             scores[columns[0], :, columns[1]] = neg
 
     def apply_global(self, scores: Tensor, neg: float) -> None:
-        """Fill the unused global slots of (n, x) global scores with `neg`."""
+        """Fill the unused global slots of (n, xp) global columns with `neg`, and the alignment columns past x."""
         if len(self.unused_slots):
             scores[:, self.unused_slots] = neg
+        scores[:, self.num_global:] = neg
 
 
 @dataclass
@@ -452,9 +463,10 @@ class _Chunk:
     r0: int
     r1: int
     queries: Tensor  # (n, H, hd), n = (j1 - j0) c, scaled; rows past the sequence are zero
-    block_scores: Tensor  # (j1 - j0, c, c + 2w): scores, then probabilities (in place)
-    global_scores: Tensor | None  # (n, x): likewise
-    row_stats: Tensor | None  # (3, n) scratch of the joint softmax
+    scores: Tensor  # (n, xp + c + 2w): each query's global columns, then its block's; scores, then probabilities
+    block_scores: Tensor  # (j1 - j0, c, c + 2w) view of `scores`: the blocks
+    global_scores: Tensor | None  # (n, xp) view of `scores`: the global columns (x used, the rest masked)
+    num_global: int  # x
     head_out: Tensor  # (n, hd)
     dropped_columns: tuple[Tensor, Tensor] | None  # _BlockMask.columns of these blocks
     padding_rows: Tensor | None  # rows (from r0) of padding queries
@@ -536,14 +548,13 @@ def _chunks(attn: LEDEncoderSelfAttention, hidden: Tensor, layout: GlobalLayout,
     """The chunks of query blocks of sequence b (hidden (L, D)), each with its queries projected and scaled."""
     L, D = hidden.shape
     c, x = blocks.c, layout.num_global
+    xp = _global_width(x)
     scratch = layout.scratch
-    per_chunk = rows_per_slice(blocks.count, c * blocks.span * hidden.element_size())  # blocks per chunk
+    per_chunk = rows_per_slice(blocks.count, c * (xp + blocks.span) * hidden.element_size())  # blocks per chunk
     n_max = per_chunk * c
-    block_scores = scratch.scores_or_activations.view((per_chunk, c, blocks.span), hidden)
+    scores = scratch.scores_or_activations.view((n_max, xp + blocks.span), hidden)
     queries = scratch.queries.view((n_max, D), hidden)
     head_out = scratch.head_out.view((n_max, attn.head_dim), hidden)
-    global_scores = scratch.global_scores.view((n_max, x), hidden) if x else None
-    row_stats = scratch.row_stats.view((3, n_max), hidden) if x else None
     padding = layout.is_padding[b].nonzero().flatten().cpu()  # chosen per chunk without device syncs
 
     for j0 in range(0, blocks.count, per_chunk):
@@ -556,11 +567,39 @@ def _chunks(attn: LEDEncoderSelfAttention, hidden: Tensor, layout: GlobalLayout,
         q.div_(math.sqrt(attn.head_dim))
         pad_rows = padding[(padding >= r0) & (padding < r1)] - r0
         yield _Chunk(
-            j0, j1, r0, r1, queries=q.view(n, attn.num_heads, attn.head_dim), block_scores=block_scores[: j1 - j0],
-            global_scores=global_scores[:n] if x else None, row_stats=row_stats[:, :n] if x else None,
+            j0, j1, r0, r1, queries=q.view(n, attn.num_heads, attn.head_dim), scores=scores[:n],
+            block_scores=scores[:n, xp:].view(j1 - j0, c, blocks.span),
+            global_scores=scores[:n, :xp] if x else None, num_global=x,
             head_out=head_out[:n], dropped_columns=mask.columns(j0, j1),
             padding_rows=pad_rows.to(hidden.device) if len(pad_rows) else None,
         )
+
+
+# How the chunk's products against the overlapping key/value spans run: "auto" (one batched product
+# where the CPU's kernel takes overlapping spans as they are, else one product per block),
+# "batched" or "per_block" (the tests force each one).
+SPAN_PRODUCTS = "auto"
+
+
+def _batched_spans(t: Tensor) -> bool:
+    """Whether a batched product over the overlapping span views runs without a copy for tensors like `t`.
+
+    On the CPU only float32 does: for bfloat16 and float16, torch.bmm first copies the spans into
+    a contiguous tensor (c + 2w keys per block: (c + 2w) / c times the keys), which costs more
+    than the product; one product per block reads each span in place.
+    """
+    if SPAN_PRODUCTS != "auto":
+        return SPAN_PRODUCTS == "batched"
+    return t.dtype == torch.float32 or t.device.type != "cpu"
+
+
+def _span_product(a: Tensor, spans: Tensor, out: Tensor) -> None:
+    """out (blocks, c, m) = a (blocks, c, k) x spans (blocks, k, m), spans being overlapping views."""
+    if _batched_spans(out):
+        torch.bmm(a, spans, out=out)
+        return
+    for i in range(out.shape[0]):
+        torch.mm(a[i], spans[i], out=out[i])
 
 
 def _score(chunk: _Chunk, h: int, k_spans: Tensor, k_glob: Tensor | None, mask: _BlockMask) -> None:
@@ -570,63 +609,32 @@ def _score(chunk: _Chunk, h: int, k_spans: Tensor, k_glob: Tensor | None, mask: 
     blocks, c, _ = chunk.block_scores.shape
     q = chunk.queries[:, h]  # (n, hd)
     # a product into this contiguous buffer: into a strided view it runs at half speed
-    torch.bmm(q.view(blocks, c, -1), k_spans, out=chunk.block_scores)
+    _span_product(q.view(blocks, c, -1), k_spans, chunk.block_scores)
     mask.apply(chunk.block_scores, chunk.dropped_columns, neg)
     if k_glob is not None:
-        torch.mm(q, k_glob.t(), out=chunk.global_scores)
+        torch.mm(q, k_glob.t(), out=chunk.global_scores[:, : chunk.num_global])
         mask.apply_global(chunk.global_scores, neg)
 
 
 def _softmax_in_place(chunk: _Chunk) -> None:
-    """Scores -> probabilities over [global columns, band] of each row, in the same buffers."""
-    band = chunk.block_scores.view(-1, chunk.block_scores.shape[-1])  # (n, c + 2w)
-    if chunk.global_scores is None:
-        torch.softmax(chunk.block_scores, dim=-1, out=chunk.block_scores)
-        return
-    band_max, joint_max, scale = chunk.row_stats  # (n,) each
-    torch.amax(band, dim=-1, out=band_max)
-    torch.softmax(chunk.block_scores, dim=-1, out=chunk.block_scores)
-    _join_global_softmax(band, chunk.global_scores, band_max, joint_max, scale)
-
-
-def _join_global_softmax(band: Tensor, glob: Tensor, band_max: Tensor, joint_max: Tensor, scale: Tensor) -> None:
-    """Turn a row-wise softmax over the band alone into one over [global columns, band], in place.
-
-    band (n, W): softmax of the band scores, whose row maxima were `band_max` (n,) before it;
-    glob (n, x): the global scores, replaced by their probabilities. The largest band
-    probability of a row is 1 / Z_band, with Z_band = sum(exp(s - band_max)); with the
-    joint maximum m, the joint normaliser is Z_band exp(band_max - m) + sum(exp(g - m)).
-    joint_max and scale are (n,) scratch.
-    """
-    torch.amax(glob, dim=-1, out=joint_max)
-    torch.maximum(band_max, joint_max, out=joint_max)  # joint row maximum m
-    glob.sub_(joint_max[:, None]).exp_()
-    torch.amax(band, dim=-1, out=scale)  # 1 / Z_band
-    band_max.sub_(joint_max).exp_().div_(scale)  # Z_band exp(band_max - m): the band's share
-    torch.add(band_max, glob.sum(dim=-1), out=scale)  # joint normaliser
-    glob.div_(scale[:, None])
-    band.mul_(band_max.div_(scale)[:, None])
+    """Scores -> probabilities over each row's [global columns, band], in the same buffer (accumulated in float32)."""
+    torch.softmax(chunk.scores, dim=-1, out=chunk.scores)
 
 
 def _weigh(chunk: _Chunk, head_weight: float | None) -> None:
     """Scale the probabilities by the head mask's weight, and zero the rows of padding queries (they attend nowhere)."""
-    band = chunk.block_scores.view(-1, chunk.block_scores.shape[-1])  # (n, c + 2w)
     if head_weight is not None:
-        band.mul_(head_weight)
-        if chunk.global_scores is not None:
-            chunk.global_scores.mul_(head_weight)
+        chunk.scores.mul_(head_weight)
     if chunk.padding_rows is not None:
-        band.index_fill_(0, chunk.padding_rows, 0.0)
-        if chunk.global_scores is not None:
-            chunk.global_scores.index_fill_(0, chunk.padding_rows, 0.0)
+        chunk.scores.index_fill_(0, chunk.padding_rows, 0.0)
 
 
 def _mix_values(chunk: _Chunk, v_spans: Tensor, v_glob: Tensor | None) -> None:
     """head_out (n, hd) = probabilities x values: the band blocks x value spans (blocks, c + 2w, hd), plus global."""
     blocks, c, _ = chunk.block_scores.shape
-    torch.bmm(chunk.block_scores, v_spans, out=chunk.head_out.view(blocks, c, -1))
+    _span_product(chunk.block_scores, v_spans, chunk.head_out.view(blocks, c, -1))
     if v_glob is not None:
-        chunk.head_out.addmm_(chunk.global_scores, v_glob)
+        chunk.head_out.addmm_(chunk.global_scores[:, : chunk.num_global], v_glob)
 
 
 def _copy_probs(chunk: _Chunk, dest: Tensor, w: int, x: int) -> None:
@@ -642,4 +650,4 @@ def _copy_probs(chunk: _Chunk, dest: Tensor, w: int, x: int) -> None:
     if whole * c < rows:
         dest[whole * c:, x:] = diagonals[whole, : rows - whole * c]
     if x:
-        dest[:, :x] = chunk.global_scores[:rows]
+        dest[:, :x] = chunk.global_scores[:rows, :x]

@@ -134,9 +134,44 @@ def test_inference_path_keeps_every_hidden_state():
         assert_close(a, b.detach(), f"attentions[{i}]")
 
 
+@pytest.mark.parametrize("mode", ["batched", "per_block"])
+def test_span_products_batched_or_per_block_equal_reference(monkeypatch, mode):
+    """The products against the overlapping key/value spans, batched (float32 on the CPU) or one per
+    block (bfloat16/float16 on the CPU), give the reference's numbers."""
+    from ledviz import attention
+
+    monkeypatch.setattr(attention, "SPAN_PRODUCTS", mode)
+    model = _pair([4, 8])
+    ids, am, gm = _batch(2, 41, (2, 0), (0, 5))
+    outs = {}
+    for impl in ("reference", "blocked"):
+        model.encoder.set_attention_implementation(impl, 4)
+        with torch.no_grad():
+            outs[impl] = model.encoder(ids, attention_mask=am, global_attention_mask=gm, output_attentions=True)
+    ref, out = outs["reference"], outs["blocked"]
+    assert_close(out.last_hidden_state, ref.last_hidden_state, f"{mode} hidden")
+    for layer, (a, b) in enumerate(zip(out.attentions, ref.attentions)):
+        assert_close(a, b, f"{mode} local attentions[{layer}]")
+    for layer, (a, b) in enumerate(zip(out.global_attentions, ref.global_attentions)):
+        assert_close(a, b, f"{mode} global attentions[{layer}]")
+
+
+def test_span_products_choice():
+    """float32 on the CPU takes the batched product; bfloat16 and float16 one product per block (no copy of the spans)."""
+    from ledviz.attention import _batched_spans
+
+    assert _batched_spans(torch.empty(1))
+    assert not _batched_spans(torch.empty(1, dtype=torch.bfloat16))
+    assert not _batched_spans(torch.empty(1, dtype=torch.float16))
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 def test_inference_path_in_half_precision(dtype):
-    """The dtypes a GPU runs in: the same code in bfloat16/float16 stays close to float32."""
+    """bfloat16 (the CPU's fast path) and float16: the same code stays close to float32. Every
+    attention probability within 1e-2 in float16; bfloat16's 8-bit mantissa rounds this tiny
+    model's deliberately large scores (about 1e-2 already in the reference path), so 1.5e-2 there
+    (benchmarks/encoder.py reports the LED-base-shaped model's difference)."""
+    tol = 1.5e-2 if dtype == torch.bfloat16 else 1e-2
     model = _pair([4, 8])
     ids, am, gm = _batch(2, 29, (1, 3), (0, 4))
     with torch.no_grad():
@@ -145,9 +180,9 @@ def test_inference_path_in_half_precision(dtype):
     assert half.last_hidden_state.dtype == dtype and half.attentions[0].dtype == dtype
     assert_close(half.last_hidden_state.float(), ref.last_hidden_state, "hidden", tol=0.1)
     for a, b in zip(half.attentions, ref.attentions):
-        assert_close(a.float(), b, "local attentions", tol=0.02)
+        assert_close(a.float(), b, "local attentions", tol=tol)
     for a, b in zip(half.global_attentions, ref.global_attentions):
-        assert_close(a.float(), b, "global attentions", tol=0.02)
+        assert_close(a.float(), b, "global attentions", tol=tol)
 
 
 def test_train_mode_under_no_grad_keeps_attention_dropout(monkeypatch):
