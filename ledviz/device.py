@@ -1,0 +1,116 @@
+"""What this machine's CPU computes fast: is bfloat16 worth choosing over float32?
+
+A CPU with AVX-512 BF16 (and more so AMX) multiplies bfloat16 matrices several times faster
+than float32 ones, so a long document is encoded much faster in bfloat16, with attention
+probabilities within about 1e-2 of float32's. Without those instructions, PyTorch emulates
+bfloat16 through float32 conversions, slower than float32 itself: there float32 stays.
+
+    cpu_capability()         # CpuCapability(fast_bfloat16=True, detail='AVX-512 BF16, AMX (torch: AVX512)')
+    choose_precision("bfloat16")   # ('bfloat16', None), or ('float32', 'this CPU has no ...')
+
+Tests simulate a CPU without the instructions by passing `flags` (the set of /proc/cpuinfo
+flags) or with `simulated_cpu_flags(...)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+PRECISIONS = ("float32", "bfloat16")
+# documents at least this long are where bfloat16 pays on a CPU that has it (the encoder's
+# products dominate); shorter ones run in well under a second either way
+LONG_DOCUMENT_TOKENS = 2048
+
+# /proc/cpuinfo flags that make bfloat16 products fast, and how to name them
+_BF16_FLAGS = {"avx512_bf16": "AVX-512 BF16", "amx_bf16": "AMX"}
+
+_simulated: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class CpuCapability:
+    """Whether bfloat16 is fast here, and the evidence in words."""
+
+    fast_bfloat16: bool
+    detail: str
+
+
+@functools.lru_cache(maxsize=1)
+def _proc_cpu_flags() -> frozenset[str]:
+    """The flags of the first processor in /proc/cpuinfo (empty where there is none, e.g. not Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags") and ":" in line:
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_flags() -> frozenset[str]:
+    """This CPU's flags (or the simulated ones)."""
+    return _simulated if _simulated is not None else _proc_cpu_flags()
+
+
+@contextlib.contextmanager
+def simulated_cpu_flags(flags) -> Iterator[None]:
+    """Within the block, the CPU is taken to have exactly `flags` (for tests: e.g. a CPU without bfloat16)."""
+    global _simulated
+    before, _simulated = _simulated, frozenset(flags)
+    try:
+        yield
+    finally:
+        _simulated = before
+
+
+def _torch_capability() -> str:
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except Exception:  # noqa: BLE001 - older or unusual builds: the flags decide alone
+        return "unknown"
+
+
+def cpu_capability(flags=None) -> CpuCapability:
+    """Whether this CPU multiplies bfloat16 fast: it has AVX-512 BF16 or AMX (`flags`: the CPU's flags,
+    default /proc/cpuinfo's, for tests), and torch's kernels use AVX-512."""
+    simulated = flags is not None or _simulated is not None
+    flags = cpu_flags() if flags is None else frozenset(flags)
+    have = [name for flag, name in _BF16_FLAGS.items() if flag in flags]
+    torch_cap = "simulated CPU" if simulated else _torch_capability()
+    if not have:
+        return CpuCapability(False, f"no AVX-512 BF16 or AMX instructions (torch: {torch_cap})")
+    return CpuCapability(True, f"{', '.join(have)} (torch: {torch_cap})")
+
+
+def fast_bfloat16(flags=None) -> bool:
+    """True when bfloat16 products are fast on this CPU (see cpu_capability)."""
+    return cpu_capability(flags).fast_bfloat16
+
+
+def choose_precision(requested: str, flags=None) -> tuple[str, str | None]:
+    """The precision a run uses for `requested` ("float32" or "bfloat16"), and why it differs, if it does.
+
+    bfloat16 on a CPU without fast bfloat16 falls back to float32 (it would be slower there), with
+    a message saying so.
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
+    if requested == "bfloat16":
+        cap = cpu_capability(flags)
+        if not cap.fast_bfloat16:
+            return "float32", (f"bfloat16 was asked for, but this CPU has {cap.detail}: bfloat16 would be "
+                               f"slower than float32 here, so the run used float32")
+    return requested, None
+
+
+def dtype_of(precision: str) -> torch.dtype:
+    """"float32" -> torch.float32, "bfloat16" -> torch.bfloat16."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return getattr(torch, precision)

@@ -1,0 +1,116 @@
+"""bfloat16 on the CPU: capability detection (and its fallback on a CPU without it), and runs in
+bfloat16 against float32: the encoder's attention, the decoder, generation and the app's run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ledviz
+from conftest import assert_close, perturb, tiny_kwargs
+from ledviz import device, pipeline
+
+
+def test_detection_reads_the_cpu_flags():
+    flags = device.cpu_flags()
+    with open("/proc/cpuinfo") as f:
+        text = f.read()
+    assert device.fast_bfloat16() == ("avx512_bf16" in text.split() or "amx_bf16" in text.split())
+    assert ("avx512_bf16" in flags) == ("avx512_bf16" in text.split())
+    assert device.fast_bfloat16({"avx512f", "avx512_bf16"}) and device.fast_bfloat16({"amx_bf16"})
+    cap = device.cpu_capability({"avx512f", "avx512_bf16", "amx_bf16"})
+    assert cap.fast_bfloat16 and "AVX-512 BF16" in cap.detail and "AMX" in cap.detail
+
+
+def test_without_fast_bfloat16_the_choice_falls_back_to_float32_with_a_message():
+    with device.simulated_cpu_flags({"sse4_2", "avx2", "avx512f"}):
+        assert not device.fast_bfloat16()
+        used, note = device.choose_precision("bfloat16")
+    assert used == "float32" and "no AVX-512 BF16 or AMX" in note and "float32" in note
+    assert device.choose_precision("float32") == ("float32", None)
+    assert device.choose_precision("bfloat16", flags={"amx_bf16"}) == ("bfloat16", None)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        device.choose_precision("float8")
+    # the simulation ends with its block
+    assert device.cpu_flags() == device._proc_cpu_flags()
+
+
+def _tiny_pair(dtype):
+    torch.manual_seed(0)
+    cfg = ledviz.LEDConfig(**tiny_kwargs(attention_window=[4, 8], max_encoder_position_embeddings=256,
+                                         dropout=0.0, attention_dropout=0.0))
+    model = ledviz.LEDForConditionalGeneration(cfg).eval()
+    perturb(model, scale=0.1)
+    low = ledviz.LEDForConditionalGeneration(cfg).eval()
+    low.load_state_dict(model.state_dict())
+    return model, low.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_whole_model_in_half_precision_stays_close_to_float32(dtype):
+    """Encoder and decoder in bfloat16/float16 against float32: every attention probability
+    (encoder local and global, decoder self and cross) within 1e-2, the logits within 5e-2 of their scale."""
+    model, low = _tiny_pair(dtype)
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(3, 99, (2, 37), generator=g)
+    am = torch.ones_like(ids)
+    am[1, 30:] = 0
+    gm = torch.zeros_like(ids)
+    gm[:, 0] = 1
+    dec = torch.randint(3, 99, (2, 9), generator=g)
+    with torch.no_grad():
+        ref = model(ids, attention_mask=am, global_attention_mask=gm, decoder_input_ids=dec, output_attentions=True)
+        out = low(ids, attention_mask=am, global_attention_mask=gm, decoder_input_ids=dec, output_attentions=True)
+    assert out.logits.dtype == dtype
+    assert_close(out.logits.float(), ref.logits, "logits", tol=5e-2)
+    for name in ("encoder_attentions", "encoder_global_attentions", "decoder_attentions", "cross_attentions"):
+        for layer, (a, b) in enumerate(zip(getattr(out, name), getattr(ref, name))):
+            assert a.dtype == dtype
+            assert_close(a.float(), b, f"{name}[{layer}]", tol=1e-2)
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return pipeline.load_model()  # the embedded demo model
+
+
+@pytest.fixture(scope="module")
+def doc(loaded):
+    from ledviz.demo.data import sample_documents
+
+    return pipeline.prepare_document(loaded, next(iter(sample_documents().values())))
+
+
+@pytest.mark.slow
+def test_a_run_in_bfloat16_gives_the_float32_answer(loaded, doc):
+    """The embedded model summarizes a sample document in bfloat16 with the same tokens as in
+    float32, the encoder's attention within 1e-2 (the goal) and the decoder's cross-attention within
+    2e-2 (its scores are rounded to bfloat16 before the softmax); the float32 model is left as it was."""
+    if not device.fast_bfloat16():
+        pytest.skip("this CPU has no fast bfloat16; the fallback is tested below")
+    mask = pipeline.global_attention_mask(doc, "first")
+    ref = pipeline.run(loaded, doc, mask, max_new_tokens=16)
+    fast = pipeline.run(loaded, doc, mask, max_new_tokens=16, precision="bfloat16")
+    assert ref.settings["precision"] == "float32" and fast.settings["precision"] == "bfloat16"
+    assert "precision_note" not in fast.settings
+    assert loaded.model.dtype == torch.float32 and loaded.model_in("bfloat16").dtype == torch.bfloat16
+    assert loaded.model_in("bfloat16") is loaded.model_in("bfloat16")  # one copy, kept
+    assert fast.output_ids == ref.output_ids
+    for layer in ref.layers:
+        a, b = fast.layers[layer], ref.layers[layer]
+        assert_close(a.band.float(), b.band.float(), f"band[{layer}]", tol=1e-2)
+        assert_close(a.global_rows.float(), b.global_rows.float(), f"global rows[{layer}]", tol=1e-2)
+    for a, b in zip(fast.cross_attentions, ref.cross_attentions):
+        assert_close(a.float(), b.float(), "cross attentions", tol=2e-2)
+
+
+def test_a_bfloat16_run_without_fast_bfloat16_uses_float32_and_says_so(loaded, doc):
+    mask = pipeline.global_attention_mask(doc, "first")
+    before = dict(loaded._copies)
+    with device.simulated_cpu_flags({"avx2"}):
+        result = pipeline.run(loaded, doc, mask, max_new_tokens=4, precision="bfloat16")
+    assert result.settings["precision"] == "float32"
+    assert "no AVX-512 BF16 or AMX" in result.settings["precision_note"]
+    assert loaded._copies == before  # no bfloat16 copy was made for it
+    with pytest.raises(ValueError, match="precision must be one of"):
+        pipeline.run(loaded, doc, mask, max_new_tokens=4, precision="fp8")
