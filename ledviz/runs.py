@@ -155,7 +155,8 @@ def run_id(result: RunResult) -> str:
 
 
 def run_facts(result: RunResult) -> list[str]:
-    """A run's facts in short phrases: tokens, time per step, memory, likelihood, constraints."""
+    """A run's facts in short phrases: tokens, time per step, memory, likelihood, constraints, and the
+    precision when it is not float32."""
     t = result.timings
     n_out = max(0, len(result.output_ids) - 1)
     parts = [f"{result.document.n_tokens:,} input tokens", f"{len(result.global_positions)} global",
@@ -167,4 +168,6 @@ def run_facts(result: RunResult) -> list[str]:
         parts.append("answer kept to a span of the document")
     if result.settings.get("facts_from_document"):
         parts.append("values kept to spans of the document")
+    if result.settings.get("precision", "float32") != "float32":
+        parts.append(f"computed in {result.settings['precision']}")
     return parts

@@ -9,7 +9,7 @@ import os
 import pandas as pd
 import streamlit as st
 
-from ledviz import explain, pipeline, plots
+from ledviz import device, explain, pipeline, plots
 from pages.common import render_page, require_model, show_errors
 from pages.views import plot
 
@@ -39,6 +39,12 @@ def origin(loaded) -> None:
     st.caption(f"Loaded from `{where}`" + (f" (folder `{os.path.abspath(where)}`)" if os.path.isdir(where) and
                                           os.path.abspath(where) != where else "") +
                f" · weights on {loaded.model.device}, {str(loaded.model.dtype).replace('torch.', '')}")
+    cap = device.cpu_capability()
+    if cap.fast_bfloat16:
+        st.caption(f"CPU: fast bfloat16 ({cap.detail}). Summarize offers **fast (bfloat16)** for documents of "
+                   f"{device.LONG_DOCUMENT_TOKENS:,} tokens or more; float32 stays the default.")
+    else:
+        st.caption(f"CPU: {cap.detail}, so bfloat16 is not fast here: runs use float32.")
 
 
 def configuration(loaded) -> None:

@@ -8,6 +8,7 @@ from pages.common import (
     attention_kept_input,
     document_input,
     document_status,
+    precision_setting,
     render_page,
     require_model,
     run_panel,
@@ -32,6 +33,7 @@ def main() -> None:
     kind, mask, max_new, beams = run_settings(KEY, doc, default_global="first", label="Max summary tokens",
                                               max_tokens=1024, default_tokens=64)
     kept = attention_kept_input(KEY, loaded)
+    precision = precision_setting(KEY, doc)
     facts_from_document = False
     if loaded.source == pipeline.EMBEDDED:  # the constraint knows the embedded model's "Label: value." list
         facts_from_document = st.checkbox(
@@ -41,7 +43,7 @@ def main() -> None:
                  "Clear it to see the model's unconstrained summary.")
     result = run_panel(KEY, loaded, doc, mask, task="summarize", max_new_tokens=min(max_new, limit), num_beams=beams,
                        button_label="Summarize", stream_label="Summary",
-                       generation=dict(facts_from_document=facts_from_document, **kept),
+                       generation=dict(facts_from_document=facts_from_document, precision=precision, **kept),
                        settings=dict(global_tokens=kind, document=None if source is None else source.label))
     if result is None:
         return

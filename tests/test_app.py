@@ -281,3 +281,26 @@ def test_export_files_read_back(tmp_path):
     (tmp_path / "run.zip").write_bytes(export.run_parquet_zip(result))
     names = zipfile.ZipFile(tmp_path / "run.zip").namelist()
     assert {"head_stats.parquet", "overviews.parquet", "global_tokens.parquet"} <= set(names)
+
+
+def test_summarize_offers_fast_bfloat16_for_a_long_document():
+    """A long sample document: the precision choice appears (where the CPU has fast bfloat16), the
+    run uses it and says so; on a CPU without it (simulated), float32 with a caption saying why."""
+    from ledviz import device
+    from ledviz.demo.data import sample_documents
+
+    at = open_app()
+    at.selectbox(key="doc.sample").set_value(list(sample_documents())[-1]).run()  # about 4K tokens
+    assert_clean(at)
+    if device.fast_bfloat16():
+        at.radio(key="summarize.precision").set_value("fast (bfloat16)").run()
+        at.button(key="summarize.run").click().run()
+        assert_clean(at)
+        result = kept(at, "summarize")
+        assert result.settings["precision"] == "bfloat16"
+        assert any("computed in bfloat16" in c.value for c in at.caption)
+    with device.simulated_cpu_flags({"avx2"}):
+        at.run()
+    assert_clean(at)
+    assert not [r for r in at.radio if r.key == "summarize.precision"]
+    assert any("bfloat16 would be slower" in c.value for c in at.caption)

@@ -191,3 +191,7 @@ def test_model_page():
     at.number_input(key="model_page.x").set_value(64).run()
     assert_clean(at)
     assert any("16,384" in c.value or "hypothetical" in c.value for c in at.caption)
+    from ledviz import device
+
+    cpu = [c.value for c in at.caption if c.value.startswith("CPU:")]
+    assert len(cpu) == 1 and ("fast bfloat16" in cpu[0]) == device.fast_bfloat16()
