@@ -1,31 +1,44 @@
 """Generation speed of ledviz against transformers, side by side, on an LED-base-shaped model.
 
 Random weights (d_model 768, 6 + 6 layers, 12 heads, FFN 3072, vocab 50265, window 1024,
-16384 encoder / 1024 decoder positions), float32 on the CPU under torch.inference_mode. The
-transformers model is built, saved, and loaded into ledviz, so both run the same weights. Each
-library encodes the input once (timed), then decodes from that encoder output with greedy search
-and with 4 beams, exactly `new` tokens each (min_new_tokens = max_new_tokens).
+16384 encoder / 1024 decoder positions) on the CPU under torch.inference_mode, in float32 and in
+bfloat16 (both libraries' whole model in that dtype). The transformers model is built, saved, and
+loaded into ledviz, so both run the same weights. Each library encodes the input once (timed),
+then decodes from that encoder output with greedy search and with 4 beams, exactly `new` tokens
+each (min_new_tokens = max_new_tokens). The configurations run interleaved, round after round
+(best of the rounds), so a change in the machine's load falls on all of them.
 
-    python benchmarks/generate.py            # 4,096-token input, 64 new tokens (a few minutes)
+The floor column is the time the same products take as plain matrix products in that dtype,
+measured in the same run: the cross-attention key/value projections of the encoder output once,
+then per step every decoder Linear and the lm_head on the step's rows, and the cross-attention
+products against the encoder's keys and values.
+
+    python benchmarks/generate.py            # 4,096-token input, 64 new tokens (many minutes)
     python benchmarks/generate.py --quick    # 1,024-token input, 16 new tokens
+    python benchmarks/generate.py --threads 1 --clock cpu --new 16   # on a loaded machine
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import os
 import tempfile
 import time
 import warnings
 
 import torch
+import torch.nn.functional as F
 
 import ledviz
+from ledviz import device
 
 LED_BASE = dict(
     d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12, decoder_attention_heads=12,
     encoder_ffn_dim=3072, decoder_ffn_dim=3072, vocab_size=50265, attention_window=1024,
     max_encoder_position_embeddings=16384, max_decoder_position_embeddings=1024,
 )
+MODES = (("greedy", 1), ("beams4", 4))
 
 
 def build_models(path: str):
@@ -40,38 +53,68 @@ def build_models(path: str):
     return ref, ours
 
 
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
+class Clock:
+    """Wall-clock or this process's CPU seconds."""
+
+    def __init__(self, kind: str):
+        self.now = time.perf_counter if kind == "wall" else time.process_time
+
+    def best(self, fn, repeats: int = 1):
+        """(best seconds, last result) of `repeats` calls."""
+        best, out = float("inf"), None
+        for _ in range(repeats):
+            t = self.now()
+            out = fn()
+            best = min(best, self.now() - t)
+        return best, out
 
 
-def run(name: str, model, ids, mask, gmask, new: int, fresh_encoder_output) -> dict:
-    """Encoder time, then greedy and 4-beam decoding from the encoder output; returns times and tokens."""
-    enc, t_enc = timed(lambda: model.get_encoder()(input_ids=ids, attention_mask=mask, global_attention_mask=gmask,
-                                                    return_dict=True))
-    res = {"encoder_s": t_enc}
-    for label, beams in (("greedy", 1), ("beams4", 4)):
-        # transformers expands the encoder output in place for beams: give each call its own object
-        out, t = timed(lambda: model.generate(
-            encoder_outputs=fresh_encoder_output(enc), attention_mask=mask, num_beams=beams,
-            min_new_tokens=new, max_new_tokens=new))
-        res[label] = (t, out)
-        print(f"  {name:12s} {label:7s} {t:7.2f} s  {new / t:6.2f} tokens/s", flush=True)
-    return res
+def product_floor(model, clock: Clock, n_src: int, new: int, rows: int) -> float:
+    """Seconds of the same products as plain matrix products in the model's dtype: the cross keys and
+    values of the encoder output once, then `new` steps of every other decoder Linear and the lm_head on
+    `rows` rows, and the cross-attention products (rows x N per head)."""
+    dec, dtype = model.get_decoder(), model.dtype
+    D, H = model.config.d_model, model.config.decoder_attention_heads
+    enc = torch.randn(1, n_src, D, dtype=dtype)
+    total = 0.0
+    step_linears = []
+    for name, mod in dec.named_modules():
+        if isinstance(mod, torch.nn.Linear):
+            if "encoder_attn.k_proj" in name or "encoder_attn.v_proj" in name:
+                total += clock.best(lambda m=mod: F.linear(enc, m.weight, m.bias), 2)[0]
+            else:
+                step_linears.append(mod)
+    step_linears.append(model.lm_head)
+    step = sum(clock.best(lambda m=m: F.linear(torch.randn(rows, 1, m.in_features, dtype=dtype), m.weight, m.bias),
+                          3)[0] for m in step_linears)
+    k = torch.randn(1, H, n_src, D // H, dtype=dtype)
+    q = torch.randn(1, H, rows, D // H, dtype=dtype)
+    p = torch.randn(1, H, rows, n_src, dtype=dtype)
+    cross = clock.best(lambda: q @ k.transpose(-1, -2), 3)[0] + clock.best(lambda: p @ k, 3)[0]
+    return total + new * (step + len(dec.layers) * cross)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1,024-token input and 16 new tokens")
+    ap.add_argument("--tokens", type=int, default=None, help="input tokens (default 4,096)")
+    ap.add_argument("--new", type=int, default=None, help="new tokens (default 64)")
+    ap.add_argument("--repeats", type=int, default=1, help="rounds (best of the rounds)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--no-bfloat16", action="store_true", help="float32 only")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="wall-clock seconds, or this process's CPU seconds (with --threads 1 on a loaded "
+                         "machine, CPU seconds leave out the time other work held the core)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     n_tokens, new = (1024, 16) if args.quick else (4096, 64)
+    n_tokens, new = args.tokens or n_tokens, args.new or new
+    clock = Clock(args.clock)
     warnings.filterwarnings("ignore")
-    print(f"input {n_tokens} tokens, {new} new tokens, float32 CPU, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}")
+    print(f"input {n_tokens} tokens, {new} new tokens, CPU ({device.cpu_capability().detail}), "
+          f"{torch.get_num_threads()} threads, {args.clock} seconds, torch {torch.__version__}, "
+          f"load average {os.getloadavg()[0]:.1f} at the start")
 
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(3, LED_BASE["vocab_size"], (1, n_tokens), generator=g)
@@ -84,22 +127,49 @@ def main() -> None:
         ref, ours = build_models(tmp)
         from transformers.models.led.modeling_led import LEDEncoderBaseModelOutput as HFEncoderOutput
 
-        results = {}
-        print("ledviz")
-        results["ours"] = run("ledviz", ours, ids, mask, gmask, new, lambda e: e)
-        print("transformers")
-        results["ref"] = run("transformers", ref, ids, mask, gmask, new,
-                             lambda e: HFEncoderOutput(last_hidden_state=e.last_hidden_state))
+        ours_wrap = lambda e: e  # noqa: E731
+        # transformers expands the encoder output in place for beams: give each call its own object
+        ref_wrap = lambda e: HFEncoderOutput(last_hidden_state=e.last_hidden_state)  # noqa: E731
+        configs = [("transformers", "float32", ref, ref_wrap), ("ledviz", "float32", ours, ours_wrap)]
+        if not args.no_bfloat16:
+            configs += [("transformers", "bfloat16", copy.deepcopy(ref).to(torch.bfloat16), ref_wrap),
+                        ("ledviz", "bfloat16", copy.deepcopy(ours).to(torch.bfloat16), ours_wrap)]
+        results: dict[tuple[str, str], dict] = {}
+        for rnd in range(args.repeats):
+            for lib, prec, model, wrap in configs:
+                res = results.setdefault((lib, prec), {})
+                t_enc, enc = clock.best(lambda: model.get_encoder()(
+                    input_ids=ids, attention_mask=mask, global_attention_mask=gmask, return_dict=True))
+                res["encoder_s"] = min(res.get("encoder_s", float("inf")), t_enc)
+                for label, beams in MODES:
+                    t, out = clock.best(lambda: model.generate(
+                        encoder_outputs=wrap(enc), attention_mask=mask, num_beams=beams,
+                        min_new_tokens=new, max_new_tokens=new))
+                    res[label] = min(res.get(label, float("inf")), t)
+                    res[label + "_ids"] = out
+                    print(f"  round {rnd + 1} {lib:12s} {prec:8s} {label:7s} {t:7.2f} s  {new / t:6.2f} tokens/s",
+                          flush=True)
+        floors = {(prec, label): product_floor(model, clock, n_tokens, new, beams)
+                  for lib, prec, model, _ in configs if lib == "ledviz" for label, beams in MODES}
 
-    ours_r, ref_r = results["ours"], results["ref"]
-    print()
-    print(f"{'':16s}{'ledviz':>12s}{'transformers':>14s}{'speed ours/theirs':>20s}")
-    print(f"{'encoder (s)':16s}{ours_r['encoder_s']:12.2f}{ref_r['encoder_s']:14.2f}"
-          f"{ref_r['encoder_s'] / ours_r['encoder_s']:19.2f}x")
-    for label in ("greedy", "beams4"):
-        a, b = new / ours_r[label][0], new / ref_r[label][0]
-        same = torch.equal(ours_r[label][1], ref_r[label][1])
-        print(f"{label + ' (tok/s)':16s}{a:12.2f}{b:14.2f}{a / b:19.2f}x   same tokens: {same}")
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end\n")
+    print("| precision | | transformers | ledviz | ledviz / transformers | product floor | ledviz / floor | same tokens |")
+    print("|---|---|---|---|---|---|---|---|")
+    for prec in [p for p in ("float32", "bfloat16") if ("ledviz", p) in results]:
+        ours_r, ref_r = results[("ledviz", prec)], results[("transformers", prec)]
+        print(f"| {prec} | encoder (s) | {ref_r['encoder_s']:.2f} | {ours_r['encoder_s']:.2f} | "
+              f"{ref_r['encoder_s'] / ours_r['encoder_s']:.2f}x | | | |")
+        for label, _ in MODES:
+            a, b = new / ours_r[label], new / ref_r[label]
+            floor = floors[(prec, label)]
+            same = torch.equal(ours_r[label + "_ids"], ref_r[label + "_ids"])
+            print(f"| {prec} | {label} (tokens/s) | {b:.2f} | {a:.2f} | {a / b:.2f}x | {new / floor:.2f} | "
+                  f"{ours_r[label] / floor:.2f}x | {same} |")
+    if ("ledviz", "bfloat16") in results:
+        for label, _ in MODES:
+            a = new / results[("ledviz", "bfloat16")][label]
+            b = new / results[("transformers", "float32")][label]
+            print(f"ledviz bfloat16 {label} vs transformers float32: {a / b:.2f}x")
 
 
 if __name__ == "__main__":
