@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import assert_close
-from test_generation import assert_same_tokens, inputs, models, one_thread  # noqa: F401 (fixtures)
+from generation_fixtures import assert_same_tokens, inputs, models, one_thread  # noqa: F401 (fixtures)
 
 CASES = {
     "greedy": dict(max_new_tokens=8),

@@ -11,7 +11,7 @@ import torch
 
 import ledviz
 from conftest import make_reference, tiny_kwargs
-from test_loading import _hub_cache
+from hub_cache import _hub_cache
 
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()

@@ -12,7 +12,7 @@ import pytest
 
 from ledviz.errors import InputError
 from ledviz.tokenization import LEDTokenizer, LEDTokenizerFast
-from test_tokenizer import assert_same, assert_same_encoding, dirs, mine, pair, reference  # noqa: F401 (fixtures)
+from tokenizer_fixtures import assert_same, assert_same_encoding, dirs, mine, pair, reference  # noqa: F401 (fixtures)
 
 transformers = pytest.importorskip("transformers")
 

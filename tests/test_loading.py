@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 
 import pytest
 import torch
 
 import ledviz
 from conftest import assert_close, make_reference, tiny_kwargs
+from hub_cache import _hub_cache  # noqa: F401 (fixtures and helpers shared with other modules)
 
 
 # ---- config ---------------------------------------------------------------------------------
@@ -177,21 +176,6 @@ def test_reduced_precision_weights(tmp_path, batch, dtype):
 
 
 # ---- the Hub path ------------------------------------------------------------------------------
-
-def _hub_cache(tmp_path, repo_id: str, source) -> str:
-    """Lay out `source`'s files as the Hub cache does: blobs, a snapshot per commit, refs/main."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = tmp_path / "hub" / ("models--" + repo_id.replace("/", "--"))
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (repo / "blobs").mkdir()
-    for i, f in enumerate(sorted(os.listdir(source))):
-        blob = repo / "blobs" / f"blob{i}"
-        shutil.copy(os.path.join(source, f), blob)
-        os.symlink(os.path.relpath(blob, snapshot), snapshot / f)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    return str(tmp_path / "hub")
 
 
 def test_loads_a_hub_id_from_the_cache_offline(tmp_path, batch, monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_browser import browser, idle, no_failure, server  # noqa: F401 - the fixtures
+from browser_fixtures import browser, idle, no_failure, server  # noqa: F401 - the fixtures
 
 from ledviz.study import StudySpec, load_study, run_study
 
