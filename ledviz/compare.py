@@ -19,7 +19,7 @@ import torch
 from . import analysis
 from .errors import InputError
 from .export import AttentionStore
-from .pipeline import GLOBAL_CHOICES, Document, LoadedModel, RunResult, peak_rss_mb, global_attention_mask, run
+from .pipeline import GLOBAL_CHOICES, Document, LoadedModel, RunResult, peak_rss_mb, global_attention_mask, run, score_tokens
 from .unfold import SparseAttention
 
 Tensor = torch.Tensor
@@ -116,8 +116,7 @@ def score_output(loaded: LoadedModel, doc: Document, global_mask: Tensor, output
                                               global_attention_mask=global_mask)
     out = model(attention_mask=doc.attention_mask, encoder_outputs=encoder_outputs, decoder_input_ids=ids[:, :-1],
                 use_cache=False)
-    logp = out.logits.float().log_softmax(-1)[0]  # (T - 1, V)
-    return logp.gather(-1, ids[0, 1:, None]).squeeze(-1).tolist()
+    return score_tokens(out.logits, ids)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Sequence
 import pandas as pd
 import torch
 
+from .attention import window_slots
 from .config import LEDConfig
 from .errors import InputError
 from .modeling import LEDEncoder
@@ -128,10 +129,7 @@ class ExplainExample:
         n, w, x = self.n, self.window, self.x
         g = torch.zeros(n, dtype=torch.bool)
         g[self.global_positions] = True
-        i = torch.arange(n)[:, None]
-        key = i + torch.arange(-w, w + 1)[None, :]  # (N, 2w+1)
-        inside = (key >= 0) & (key < n)
-        band = inside & ~g[key.clamp(0, n - 1)] & ~g[:, None]
+        band = window_slots(~g[None], w)[0] & ~g[:, None]  # (N, 2w+1): a local key inside the sequence
         cols = (~g)[:, None].expand(n, x)
         return torch.cat([cols, band], dim=1)
 

@@ -370,6 +370,13 @@ def _document_constraint(loaded: LoadedModel, doc: Document, generation: dict, n
     return document_constraint(loaded.tokenizer, [source], what, eos, model.config.bos_token_id)
 
 
+def score_tokens(logits: torch.Tensor, ids: torch.Tensor) -> list[float]:
+    """log p(y_t | y_<t) of each token after the first: `logits` (1, T - 1, V) from a teacher-forced pass over
+    ids[:, :-1], `ids` (1, T). The one place the app and the lab score an output."""
+    logp = logits.float().log_softmax(-1)[0]  # (T - 1, V)
+    return logp.gather(-1, ids[0, 1:, None]).squeeze(-1).tolist()
+
+
 @torch.inference_mode()
 def run(
     loaded: LoadedModel,
@@ -466,8 +473,7 @@ def run(
     tf = model(attention_mask=doc.attention_mask, encoder_outputs=enc, decoder_input_ids=seq[:, :-1],
                output_attentions=True, use_cache=False) if seq.shape[1] > 1 else None
     if tf is not None:
-        logp = tf.logits.float().log_softmax(-1)[0]
-        token_logprobs = logp.gather(-1, seq[0, 1:, None]).squeeze(-1).tolist()
+        token_logprobs = score_tokens(tf.logits, seq)
         cross = tuple(a[0].to(attention_dtype) for a in tf.cross_attentions)
         dec = tuple(a[0].to(attention_dtype) for a in tf.decoder_attentions)
     else:
