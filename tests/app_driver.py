@@ -76,6 +76,13 @@ def paste(at, text: str = SHORT_DOC) -> None:
     assert_clean(at)
 
 
+def load_hub_id(at, name: str) -> None:
+    """Type `name` as the sidebar's Hub model id and click Load."""
+    at.sidebar.radio(key="model.source").set_value("hub").run()
+    at.sidebar.text_input(key="model.hub_id").set_value(name).run()
+    at.sidebar.button(key="model.load_hub").click().run()
+
+
 # ---------------------------------------------------------------------------------------------
 # a real server, for a browser
 # ---------------------------------------------------------------------------------------------

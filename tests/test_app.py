@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from app_driver import SHORT_DOC, TIMEOUT, assert_clean, charts, kept, messages, open_app, paste
+from app_driver import SHORT_DOC, TIMEOUT, assert_clean, charts, kept, load_hub_id, messages, open_app, paste
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,9 +157,7 @@ def test_oversized_document_shows_what_was_cut():
 
 def test_unknown_hub_id_offline_shows_a_message_and_keeps_the_model():
     at = open_app()
-    at.sidebar.radio(key="model.source").set_value("hub").run()
-    at.sidebar.text_input(key="model.hub_id").set_value("nobody/no-such-led-model").run()
-    at.sidebar.button(key="model.load_hub").click().run()
+    load_hub_id(at, "nobody/no-such-led-model")
     assert not at.exception
     errors = messages(at, "error")
     assert any("nobody/no-such-led-model" in e and "Hub" in e for e in errors), errors
@@ -169,9 +167,7 @@ def test_unknown_hub_id_offline_shows_a_message_and_keeps_the_model():
 
 def test_invalid_hub_id_says_what_a_hub_id_looks_like():
     at = open_app()
-    at.sidebar.radio(key="model.source").set_value("hub").run()
-    at.sidebar.text_input(key="model.hub_id").set_value("not a valid id!!").run()
-    at.sidebar.button(key="model.load_hub").click().run()
+    load_hub_id(at, "not a valid id!!")
     assert not at.exception
     errors = sorted(set(messages(at, "error")))
     assert len(errors) == 1 and "HFValidationError" not in errors[0], errors

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from app_driver import APP, kept, messages
+from app_driver import APP, kept, load_hub_id, messages
 from app_driver import open_app as start
 
 
@@ -93,9 +93,7 @@ def test_local_folders_on_still_loads_a_folder(tmp_path, monkeypatch):
 def test_allowed_hub_ids_refuse_others(monkeypatch):
     monkeypatch.setenv("LEDVIZ_ALLOWED_HUB_IDS", "allenai/led-base-16384")
     at = start()
-    at.sidebar.radio(key="model.source").set_value("hub").run()
-    at.sidebar.text_input(key="model.hub_id").set_value("allenai/led-large-16384").run()
-    at.sidebar.button(key="model.load_hub").click().run()
+    load_hub_id(at, "allenai/led-large-16384")
     assert any("does not load 'allenai/led-large-16384'" in e for e in messages(at, "error"))
 
 
