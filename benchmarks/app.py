@@ -8,7 +8,7 @@ the views' numbers and the figures, without the browser), and optionally in head
     python benchmarks/app.py                 # 4,000 tokens, AppTest
     python benchmarks/app.py --browser       # and in the browser (needs /usr/bin/chromium)
 
-Uses the embedded demo model; tests/app_driver.py drives the app (AppTest, and the server).
+Uses the embedded demo model; ledviz.localserver runs the server for the browser.
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from ledviz.cli import find_app
+from ledviz.localserver import CHROMIUM, IDLE, LocalApp
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from app_driver import APP, CHROMIUM, IDLE, serve_app  # noqa: E402  (tests/app_driver.py, not a test module)
+APP = str(find_app())
 
 GOAL_MS = 300
 
@@ -125,7 +123,8 @@ def browser(tokens_title: str) -> list[tuple[str, float, str]]:
     from playwright.sync_api import sync_playwright
 
     rows = []
-    with serve_app() as base:
+    with LocalApp() as app:
+        base = app.url
         with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
             ctx = p.chromium.launch_persistent_context(
                 profile, executable_path=CHROMIUM, headless=True, viewport={"width": 1500, "height": 1400},

@@ -26,17 +26,14 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from ledviz.localserver import LocalApp
+
 
 PLACE = re.compile(r"Waiting: you are number (\d+) in the queue")
 RUNNING = re.compile(r"Running: ")
@@ -50,12 +47,6 @@ LED_BASE_DIR = Path("/tmp/ledviz-led-base-random")
 # ---------------------------------------------------------------------------------------------
 # the server
 # ---------------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def tree_rss(pid: int) -> int:
     """Resident bytes of a process and all its descendants (from /proc)."""
@@ -83,28 +74,17 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-class AppServer:
-    """`streamlit run app.py` on a free port, with its memory sampled every 0.2 s."""
+class AppServer(LocalApp):
+    """`streamlit run app.py` on a free port (ledviz.localserver), with its memory sampled every 0.2 s."""
 
     def __init__(self, env: dict[str, str]):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(f"/tmp/ledviz-load-{self.port}.log", "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(self.port),
-             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT)
+        self.log = open(f"/tmp/ledviz-load-{os.getpid()}.log", "wb")
+        try:
+            super().__init__(env=env, log=self.log)
+        except (RuntimeError, TimeoutError) as e:
+            raise SystemExit(f"the app did not start ({e}); see {self.log.name}")
         self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(self.url + "/_stcore/health", timeout=2).read()
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.time() > deadline:
-                    raise SystemExit(f"the app did not start; see {self.log.name}")
-                time.sleep(0.5)
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
 
@@ -122,11 +102,7 @@ class AppServer:
 
     def stop(self) -> None:
         self._stop.set()
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        super().stop()
         self.log.close()
 
 

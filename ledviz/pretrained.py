@@ -12,6 +12,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .attention import ATTENTION_IMPLEMENTATIONS
 from .config import LEDConfig, as_torch_dtype
 from .errors import CheckpointError, ConfigError
 from .loading import load_state_dict, save_state_dict
@@ -25,10 +26,25 @@ _construction = threading.local()
 logger = logging.getLogger(__name__)
 
 
-def _check_attn_implementation(value: str | None) -> None:
-    if value not in (None, "eager"):
-        raise ValueError(f"attn_implementation={value!r}: LED has one attention implementation, 'eager' (as in "
-                         "transformers); ledviz picks its fast path itself (set_attention_implementation)")
+def _attention_choice(value: str | None) -> str | None:
+    """`attn_implementation` of from_pretrained/_from_config: None or "eager" (transformers' name for
+    LED's only implementation; ledviz computes the same attention on its default path, "blocked"),
+    or one of ledviz's own implementations (ATTENTION_IMPLEMENTATIONS), returned to be applied."""
+    if value in (None, "eager"):
+        return None
+    if value in ATTENTION_IMPLEMENTATIONS:
+        return value
+    raise ValueError(f"attn_implementation={value!r} is not an attention implementation of LED: use 'eager' "
+                     f"(transformers' name; ledviz's default path computes it) or one of ledviz's own, "
+                     f"{', '.join(repr(n) for n in ATTENTION_IMPLEMENTATIONS)} (see set_attention_implementation)")
+
+
+def _use_attention(model: nn.Module, choice: str | None) -> None:
+    """Apply an implementation chosen by `_attention_choice` to every encoder in `model`."""
+    if choice is not None:
+        for module in model.modules():
+            if hasattr(module, "set_attention_implementation"):
+                module.set_attention_implementation(choice)
 
 
 class LEDPreTrainedModel(nn.Module):
@@ -278,7 +294,8 @@ class LEDPreTrainedModel(nn.Module):
         id (a local folder has no revisions: there they change nothing, as in transformers). `use_safetensors` True/False reads only safetensors / only pytorch_model.bin.
         `low_cpu_mem_usage` is accepted and changes nothing: the model is always built without
         allocating weights before the checkpoint's are assigned. `attn_implementation` may be "eager"
-        (LED's only one in transformers too). Any other keyword sets that
+        (LED's only one in transformers; ledviz's default path computes it), or ledviz's own
+        "blocked" (the default) or "reference" (see LEDEncoder.set_attention_implementation). Any other keyword sets that
         setting of the config before the model is built (attention_window=8, num_labels=3,
         output_attentions=True); one that is no setting raises TypeError naming it.
 
@@ -294,7 +311,7 @@ class LEDPreTrainedModel(nn.Module):
         if model_args:
             raise TypeError(f"{cls.__name__}.from_pretrained takes one positional argument (the checkpoint), "
                             f"got {1 + len(model_args)}: pass the others by name")
-        _check_attn_implementation(attn_implementation)
+        attention = _attention_choice(attn_implementation)
         name = os.fspath(pretrained_model_name_or_path)
         hub = dict(subfolder=subfolder, revision=revision, cache_dir=cache_dir, token=token,
                    local_files_only=local_files_only, force_download=force_download)
@@ -388,6 +405,7 @@ class LEDPreTrainedModel(nn.Module):
         model.loading_info = {"dropped_heads": dropped, "initialized": fresh, **info}
         model.name_or_path = name
         model.eval()
+        _use_attention(model, attention)
         if hasattr(model, "_load_generation_config"):
             model._load_generation_config(name, **hub)
         return (model, info) if output_loading_info else model
@@ -396,9 +414,10 @@ class LEDPreTrainedModel(nn.Module):
     def _from_config(cls, config: LEDConfig, *, dtype: Any = None, torch_dtype: Any = None,
                      attn_implementation: str | None = None):
         """A freshly initialized model of a copy of `config` (transformers' name), in `dtype` if given."""
-        _check_attn_implementation(attn_implementation)
+        attention = _attention_choice(attn_implementation)
         wanted = as_torch_dtype(dtype if dtype is not None else torch_dtype, "dtype")
         model = cls(copy.deepcopy(config))
+        _use_attention(model, attention)
         return model.to(wanted) if wanted is not None else model
 
     def _fresh_tensor(self, key: str, shape: torch.Size, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

@@ -1,6 +1,6 @@
-"""Driving the Streamlit app in tests and benchmarks: through AppTest (`open_app`, and what a test
-reads off a page), and as a real server for a browser (`serve_app`). Not a test module: the app
-tests and benchmarks/app.py import it.
+"""Driving the Streamlit app in tests: through AppTest (`open_app`, and what a test
+reads off a page), and as a real server for a browser (`serve_app`, on ledviz.localserver). Not a
+test module: the app tests import it.
 
 The app runs on the embedded demo model (ledviz/demo/model), offline.
 """
@@ -8,15 +8,11 @@ The app runs on the embedded demo model (ledviz/demo/model), offline.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import IO, Iterator
+
+from ledviz.localserver import LocalApp
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -24,8 +20,6 @@ TIMEOUT = 120  # seconds per AppTest script run (its default is 3 s: loading and
 SHORT_DOC = ("Project Bluefinch report. The project lead is Maren Okafor. The site is Velmora. "
              "The budget is 4,312. Each section repeats a few facts, and other names appear too. ") * 6
 
-CHROMIUM = "/usr/bin/chromium"
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"  # the script is not running
 CHARTS = ".js-plotly-plot, [data-testid='stPlotlyChart']"
 
 
@@ -87,47 +81,9 @@ def load_hub_id(at, name: str) -> None:
 # a real server, for a browser
 # ---------------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    """Poll Streamlit's health endpoint until it answers 'ok' (or the server dies)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
-
-
 @contextlib.contextmanager
 def serve_app(log: IO[bytes] | int = subprocess.DEVNULL) -> Iterator[str]:
-    """`streamlit run app.py` on a free local port, offline; yields its base URL and always stops it
-    (the server runs in its own process group, and only that group is signalled)."""
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+    """`streamlit run app.py` on a free local port, offline (ledviz.localserver.LocalApp); yields
+    its base URL and always stops it."""
+    with LocalApp(log=log) as app:
+        yield app.url

@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from app_driver import CHROMIUM, IDLE, serve_app
+from app_driver import serve_app
+from ledviz.localserver import CHROMIUM, IDLE
 
 
 @pytest.fixture

@@ -197,8 +197,31 @@ def test_from_config_and_attn_implementation(tmp_path):
     assert ledviz.LEDModel.from_pretrained(tmp_path, attn_implementation="eager").config.d_model == 16
     for call in (lambda: ledviz.LEDModel._from_config(config, attn_implementation="sdpa"),
                  lambda: ledviz.LEDModel.from_pretrained(tmp_path, attn_implementation="flash_attention_2")):
-        with pytest.raises(ValueError, match="attn_implementation"):
+        with pytest.raises(ValueError, match="attn_implementation.*'eager'.*'blocked', 'reference'"):
             call()
+
+
+def test_attn_implementation_picks_ledvizs_own_paths(tmp_path, batch):
+    """attn_implementation also takes ledviz's own implementations: every encoder layer of the model
+    gets it, and "reference", "blocked" and "eager" compute the same attentions."""
+    make_reference("LEDModel", tmp_path)
+    ids, am, gm = batch
+
+    def implementations(model):
+        return {layer.self_attn.longformer_self_attn.implementation for layer in model.get_encoder().layers}
+
+    outputs = {}
+    for name in ("eager", "blocked", "reference"):
+        model = ledviz.LEDModel.from_pretrained(tmp_path, attn_implementation=name)
+        assert implementations(model) == {"blocked" if name == "eager" else name}
+        with torch.no_grad():
+            outputs[name] = model(ids, attention_mask=am, global_attention_mask=gm, output_attentions=True)
+    for name in ("blocked", "reference"):
+        for got, want in zip(outputs[name].encoder_attentions, outputs["eager"].encoder_attentions):
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    config = ledviz.LEDConfig.from_pretrained(tmp_path)
+    model = ledviz.LEDForQuestionAnswering._from_config(config, attn_implementation="reference")
+    assert implementations(model.led) == {"reference"}
 
 
 def test_encoder_and_decoder_save_and_load_alone(tmp_path, batch):
