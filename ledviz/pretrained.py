@@ -64,6 +64,9 @@ class LEDPreTrainedModel(nn.Module):
         _construction.depth = max(getattr(_construction, "depth", 1) - 1, 0)
         if _construction.depth == 0 and not any(p.is_meta for p in self.parameters()):
             self.apply(self._init_weights)
+        if _construction.depth == 0 and self.config.extra.pop("gradient_checkpointing", False):
+            # transformers' older switch: a config saying gradient_checkpointing=True turns it on once
+            self.gradient_checkpointing_enable()
 
     # ---- conveniences --------------------------------------------------------------------
     @property
@@ -190,10 +193,20 @@ class LEDPreTrainedModel(nn.Module):
         module.weight.data[old_n:] = sample.to(module.weight.dtype)
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
-        """Recompute each layer's activations in the backward pass to save memory while training."""
+        """Recompute each layer's activations in the backward pass to save memory while training.
+
+        `gradient_checkpointing_kwargs` go to torch.utils.checkpoint.checkpoint, as in transformers; the one it
+        takes here is `use_reentrant` (default False)."""
+        kwargs = dict(gradient_checkpointing_kwargs or {})
+        unknown = sorted(set(kwargs) - {"use_reentrant"})
+        if unknown:
+            raise TypeError(f"gradient_checkpointing_kwargs: unknown argument(s) {unknown}; the one LED's layers "
+                            "pass on to torch.utils.checkpoint is use_reentrant")
+        kwargs.setdefault("use_reentrant", False)
         for m in self.modules():
             if hasattr(m, "gradient_checkpointing"):
                 m.gradient_checkpointing = True
+                m.checkpoint_kwargs = kwargs
 
     def gradient_checkpointing_disable(self) -> None:
         for m in self.modules():
@@ -245,7 +258,7 @@ class LEDPreTrainedModel(nn.Module):
     @classmethod
     def from_pretrained(
         cls,
-        pretrained_model_name_or_path: str | os.PathLike,
+        pretrained_model_name_or_path: str | os.PathLike | None,
         *model_args: Any,
         config: LEDConfig | str | os.PathLike | None = None,
         dtype: Any = None,
@@ -258,6 +271,7 @@ class LEDPreTrainedModel(nn.Module):
         low_cpu_mem_usage: bool | None = None,
         attn_implementation: str | None = None,
         progress: Callable[[str], None] | None = None,
+        state_dict: dict[str, torch.Tensor] | None = None,
         subfolder: str = "",
         revision: str | None = None,
         cache_dir: str | os.PathLike | None = None,
@@ -278,7 +292,9 @@ class LEDPreTrainedModel(nn.Module):
         id (a local folder has no revisions: there they change nothing, as in transformers). `use_safetensors` True/False reads only safetensors / only pytorch_model.bin.
         `low_cpu_mem_usage` is accepted and changes nothing: the model is always built without
         allocating weights before the checkpoint's are assigned. `attn_implementation` may be "eager"
-        (LED's only one in transformers too). Any other keyword sets that
+        (LED's only one in transformers too). `state_dict` gives the weights themselves instead of the
+        checkpoint's files; with `pretrained_model_name_or_path=None` it needs `config=` (as in
+        transformers). Any other keyword sets that
         setting of the config before the model is built (attention_window=8, num_labels=3,
         output_attentions=True); one that is no setting raises TypeError naming it.
 
@@ -295,7 +311,10 @@ class LEDPreTrainedModel(nn.Module):
             raise TypeError(f"{cls.__name__}.from_pretrained takes one positional argument (the checkpoint), "
                             f"got {1 + len(model_args)}: pass the others by name")
         _check_attn_implementation(attn_implementation)
-        name = os.fspath(pretrained_model_name_or_path)
+        if pretrained_model_name_or_path is None and (state_dict is None or config is None):
+            raise TypeError(f"{cls.__name__}.from_pretrained(None, ...) builds the model from weights in memory: "
+                            "give both config= and state_dict= (or give a checkpoint folder or Hub id)")
+        name = "<state_dict>" if pretrained_model_name_or_path is None else os.fspath(pretrained_model_name_or_path)
         hub = dict(subfolder=subfolder, revision=revision, cache_dir=cache_dir, token=token,
                    local_files_only=local_files_only, force_download=force_download)
         what = f"{cls.__name__}.from_pretrained"
@@ -319,7 +338,12 @@ class LEDPreTrainedModel(nn.Module):
         else:
             raise TypeError(f"config must be an LEDConfig (or a path to one), got {type(config).__name__}")
         config.apply_overrides(kwargs, what=what)
-        state = load_state_dict(name, progress=progress, use_safetensors=use_safetensors, **hub)
+        if state_dict is not None:  # the weights themselves, instead of the checkpoint's files (as transformers)
+            if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+                raise TypeError("state_dict must be a dict of tensors (as model.state_dict() gives)")
+            state = dict(state_dict)
+        else:
+            state = load_state_dict(name, progress=progress, use_safetensors=use_safetensors, **hub)
         if wanted == "auto":
             wanted = config.dtype if config.dtype is not None else next(
                 (t.dtype for t in state.values() if t.is_floating_point()), torch.float32)
@@ -333,6 +357,8 @@ class LEDPreTrainedModel(nn.Module):
         expected = model._expected_keys()
         missing = sorted(k for k in expected if k not in renamed)
         unexpected = sorted(k for k in renamed if k not in expected)
+        # unused keys are reported without the 'led.' prefix that only the mapping added, as transformers does
+        as_saved = {k: k[len("led."):] if k.startswith("led.") and k not in state else k for k in unexpected}
         lenient = output_loading_info
         fresh: list[str] = []  # keys that start from fresh values
         if missing and (init_missing_heads or lenient):
@@ -347,7 +373,7 @@ class LEDPreTrainedModel(nn.Module):
                 parts.append(f"missing from the checkpoint: {', '.join(missing[:20])}"
                              + (f" (+{len(missing) - 20} more)" if len(missing) > 20 else ""))
             if unexpected:
-                parts.append(f"not used by {cls.__name__}: {', '.join(unexpected[:20])}"
+                parts.append(f"not used by {cls.__name__}: {', '.join(as_saved[k] for k in unexpected[:20])}"
                              + (f" (+{len(unexpected) - 20} more)" if len(unexpected) > 20 else ""))
             hint = ""
             if missing and all(k.startswith(HEAD_PREFIXES) for k in missing):
@@ -378,7 +404,7 @@ class LEDPreTrainedModel(nn.Module):
         # what transformers reports: final_logits_bias (zeros when absent) is never listed as missing
         info = {
             "missing_keys": sorted(k for k in fresh if k != "final_logits_bias"),
-            "unexpected_keys": sorted(set(unexpected) | set(dropped)),
+            "unexpected_keys": sorted({as_saved[k] for k in unexpected} | set(dropped)),
             "mismatched_keys": mismatched,
             "error_msgs": [],
         }
@@ -388,7 +414,7 @@ class LEDPreTrainedModel(nn.Module):
         model.loading_info = {"dropped_heads": dropped, "initialized": fresh, **info}
         model.name_or_path = name
         model.eval()
-        if hasattr(model, "_load_generation_config"):
+        if hasattr(model, "_load_generation_config") and pretrained_model_name_or_path is not None:
             model._load_generation_config(name, **hub)
         return (model, info) if output_loading_info else model
 
