@@ -60,10 +60,11 @@ LIBRARY_DEFAULTS: dict[str, Any] = {
     "bad_words_ids": None,
     "remove_invalid_values": False,
     "return_dict_in_generate": False,
-    "use_cache": True,  # accepted for compatibility: the cache is always used (same tokens either way)
+    "use_cache": True,  # False recomputes every position each step (same tokens; per-step outputs as transformers')
 }
 # arguments of one call that are not stored defaults
-CALL_OPTIONS = ("seed", "streamer", "stop_event", "encoder_outputs", "prefix_allowed_tokens_fn")
+CALL_OPTIONS = ("seed", "streamer", "stop_event", "encoder_outputs", "prefix_allowed_tokens_fn", "inputs_embeds",
+                "head_mask", "decoder_head_mask", "cross_attn_head_mask")
 VALID_SETTINGS = tuple(sorted(LIBRARY_DEFAULTS)) + CALL_OPTIONS
 # for these, None means "the default" (for the others None means "none": no eos, no top-k, ...)
 _NONE_MEANS_DEFAULT = {"max_length", "num_beams", "num_return_sequences", "length_penalty", "early_stopping",
@@ -144,6 +145,7 @@ class _Plan:
     remove_invalid: bool = False
     output_logits: bool = False
     output_hidden_states: bool = False
+    use_cache: bool = True
 
 
 def _resolve(model_defaults: dict[str, Any], kwargs: dict[str, Any], vocab_size: int, max_positions: int) -> _Plan:
@@ -273,7 +275,7 @@ def _resolve(model_defaults: dict[str, Any], kwargs: dict[str, Any], vocab_size:
         return_dict=s["return_dict_in_generate"], seed=seed, streamer=streamer, stop_event=stop_event,
         prompt_len=prompt_len, prefix_allowed=prefix_allowed, bad_words=bad_words,
         remove_invalid=s["remove_invalid_values"], output_logits=s["output_logits"],
-        output_hidden_states=s["output_hidden_states"],
+        output_hidden_states=s["output_hidden_states"], use_cache=s["use_cache"],
     )
 
 
@@ -606,8 +608,12 @@ class _DecoderRunner:
     `LEDDecoder.step`.
     """
 
-    def __init__(self, model, encoder_hidden: torch.Tensor, encoder_mask: torch.Tensor | None):
+    def __init__(self, model, encoder_hidden: torch.Tensor, encoder_mask: torch.Tensor | None,
+                 use_cache: bool = True, head_mask: torch.Tensor | None = None,
+                 cross_attn_head_mask: torch.Tensor | None = None):
         self.model = model
+        self.use_cache = use_cache  # False: no self-attention cache is handed back, every step reads all positions
+        self.head_mask, self.cross_attn_head_mask = head_mask, cross_attn_head_mask
         self.decoder = model.get_decoder()
         self.encoder_hidden = encoder_hidden  # (B, N, D)
         self.encoder_mask = encoder_mask  # (B, N) or None
@@ -629,7 +635,8 @@ class _DecoderRunner:
         if R != B * group:
             raise RuntimeError(f"{R} decoder rows for {B} sources in groups of {group}")
         return self.decoder.step(self.decoder.embed_tokens(ids), self.encoder_hidden, self.encoder_mask,
-                                 caches or self.first_caches, output_attentions=output_attentions,
+                                 caches or self.first_caches, head_mask=self.head_mask,
+                                 cross_attn_head_mask=self.cross_attn_head_mask, output_attentions=output_attentions,
                                  output_hidden_states=output_hidden_states, cross_group=group)
 
     def next_logits(self, ids: torch.Tensor, caches: list[LayerCache] | None, group: int,
@@ -642,7 +649,7 @@ class _DecoderRunner:
         logits = (self.model.lm_head(h) + self.model.final_logits_bias.to(h.dtype))[:, -1].float()
         if steps is not None:
             steps.add(logits, step.self_attentions, step.cross_attentions, step.hidden_states)
-        return logits, step.caches
+        return logits, (step.caches if self.use_cache else None)
 
 
 @dataclass
@@ -875,7 +882,8 @@ def _beam_search(runner: _DecoderRunner, plan: _Plan, prompt: torch.Tensor, stre
         if not (torch.any(can_improve) & open_beams & ~torch.all(ends)):
             completed = True
             break
-        cache = reorder(cache, running_beams[..., cur - 1 - L0].reshape(-1).long())
+        if cache is not None:
+            cache = reorder(cache, running_beams[..., cur - 1 - L0].reshape(-1).long())
 
     stopped = stream.stopped and not completed
     if stopped and steps:
@@ -1007,12 +1015,21 @@ class GenerationMixin:
         tokens so far, or for beams the best of the finished and running hypotheses.
 
         `encoder_outputs` (from model.get_encoder()) skips the encoder; give the same attention_mask.
+        `inputs_embeds` (B, N, D) replaces input_ids as the encoder's input. `head_mask`,
+        `decoder_head_mask`, `cross_attn_head_mask` (layers, heads) go to the encoder, the decoder's
+        self-attention and its cross-attention, as in forward. `use_cache=False` recomputes every
+        position at each step (the same tokens, slower), so the per-step attentions and hidden states
+        cover all positions, as transformers' do.
         """
         plan = _resolve(self.generation_config, settings, self.config.vocab_size,
                         self.config.max_decoder_position_embeddings)
         encoder_outputs = settings.get("encoder_outputs")
+        inputs_embeds = settings.get("inputs_embeds")
         device = self.device
-        if input_ids is None and encoder_outputs is None:
+        if inputs_embeds is not None and (input_ids is not None or encoder_outputs is not None):
+            raise InputError("give one of input_ids, inputs_embeds and encoder_outputs: each is the whole input "
+                             "of the encoder")
+        if input_ids is None and encoder_outputs is None and inputs_embeds is None:
             # as transformers: the encoder reads one <s> (bos_token_id), the decoder starts as always
             bos = settings.get("bos_token_id", self.generation_config.get("bos_token_id", self.config.bos_token_id))
             if bos is None:
@@ -1022,11 +1039,12 @@ class GenerationMixin:
 
         # 1. the encoder, once for all beams
         if encoder_outputs is None:
-            if attention_mask is None and plan.pad is not None and not (plan.eos and plan.pad in plan.eos) \
-                    and bool((input_ids == plan.pad).any()):
+            if attention_mask is None and input_ids is not None and plan.pad is not None \
+                    and not (plan.eos and plan.pad in plan.eos) and bool((input_ids == plan.pad).any()):
                 attention_mask = input_ids.ne(plan.pad).long()  # transformers infers it from the padding
             encoder_outputs = self.get_encoder()(
-                input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
+                input_ids=input_ids, inputs_embeds=inputs_embeds, head_mask=settings.get("head_mask"),
+                attention_mask=attention_mask, global_attention_mask=global_attention_mask,
                 output_attentions=plan.output_attentions and plan.return_dict,
                 output_hidden_states=plan.output_hidden_states and plan.return_dict, return_dict=True,
             )
@@ -1037,7 +1055,9 @@ class GenerationMixin:
                 f"attention_mask has shape {tuple(attention_mask.shape)} but the encoder output has "
                 f"{tuple(hidden.shape[:2])}: give one mask value per input token"
             )
-        runner = _DecoderRunner(self, hidden, attention_mask)
+        runner = _DecoderRunner(self, hidden, attention_mask, use_cache=plan.use_cache,
+                                head_mask=settings.get("decoder_head_mask"),
+                                cross_attn_head_mask=settings.get("cross_attn_head_mask"))
 
         # 2. decode
         group = max(plan.num_beams, plan.num_return_sequences)
