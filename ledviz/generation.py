@@ -80,6 +80,32 @@ _UNSUPPORTED_NEUTRAL = {"typical_p": 1.0, "encoder_no_repeat_ngram_size": 0, "en
 _DEFAULT_MAX_LENGTH = LIBRARY_DEFAULTS["max_length"]
 
 
+class GenerationConfig(dict):
+    """A model's generation defaults: a dict of settings that also reads and sets them as attributes, as
+    transformers' `model.generation_config.max_new_tokens = 50` does. A name that is no generation setting
+    raises AttributeError naming the valid ones; an unset one reads as the library default."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self:
+            return self[name]
+        if name in LIBRARY_DEFAULTS:
+            return LIBRARY_DEFAULTS[name]
+        if name in _UNSUPPORTED_NEUTRAL:
+            return _UNSUPPORTED_NEUTRAL[name]
+        raise AttributeError(f"generation_config has no setting {name!r}; the settings are: "
+                             f"{', '.join(sorted(LIBRARY_DEFAULTS))}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in LIBRARY_DEFAULTS and name not in _UNSUPPORTED_NEUTRAL:
+            close = difflib.get_close_matches(name, list(LIBRARY_DEFAULTS), n=1)
+            raise AttributeError(f"{name!r} is no generation setting" + (f" (did you mean {close[0]!r}?)" if close
+                                 else "") + f"; the settings are: {', '.join(sorted(LIBRARY_DEFAULTS))}")
+        self[name] = value
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self)
+
+
 def _defaults_from_model_config(config) -> dict[str, Any]:
     """Generation defaults a config.json carries: its special tokens and any generation keys (legacy Hub configs)."""
     out: dict[str, Any] = {}
@@ -959,16 +985,19 @@ class GenerationMixin:
 
     # ---- generation defaults -------------------------------------------------------------
     @property
-    def generation_config(self) -> dict:
-        """Generation defaults of this model (generation_config.json, else config.json); generate's arguments win."""
+    def generation_config(self) -> GenerationConfig:
+        """Generation defaults of this model (generation_config.json, else config.json); generate's arguments win.
+        Read and set as a dict or by attribute (`model.generation_config.num_beams = 4`)."""
         cfg = self.__dict__.get("_generation_config")
         if cfg is None:
-            cfg = self.__dict__["_generation_config"] = _defaults_from_model_config(self.config)
+            cfg = self.__dict__["_generation_config"] = GenerationConfig(_defaults_from_model_config(self.config))
         return cfg
 
     @generation_config.setter
     def generation_config(self, value: dict) -> None:
-        self.__dict__["_generation_config"] = dict(value)
+        if not isinstance(value, dict):
+            raise TypeError(f"generation_config must be a dict of generation settings, got {type(value).__name__}")
+        self.__dict__["_generation_config"] = GenerationConfig(value)
 
     def _load_generation_config(self, name_or_path, **hub_kwargs) -> None:
         """Read generation_config.json of a checkpoint if it has one, else take the generation keys of config.json."""

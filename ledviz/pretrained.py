@@ -88,6 +88,14 @@ class LEDPreTrainedModel(nn.Module):
 
     # ---- embeddings (transformers' names) ------------------------------------------------------
     main_input_name = "input_ids"
+    name_or_path = ""  # the checkpoint a model was read from (from_pretrained sets it)
+
+    @property
+    def base_model(self) -> nn.Module:
+        """The bare LEDModel inside a task model (transformers' `base_model`); an LEDModel, encoder or decoder
+        is its own."""
+        prefix = self.base_model_prefix
+        return getattr(self, prefix, self) if prefix else self
 
     @classmethod
     def can_generate(cls) -> bool:

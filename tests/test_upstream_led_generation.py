@@ -247,6 +247,27 @@ def test_generate_returns_no_past_key_values_to_continue_from(pair, inputs):
             mine.generate(**inputs, max_new_tokens=1, **{name: out.sequences})
 
 
+def test_generation_config_by_attribute(tmp_path):
+    """Upstream's checks set defaults as `model.generation_config.<name> = value`: the next generate uses them,
+    they are saved, and a name that is no setting is refused by name."""
+    ref, mine = twin(GEN, tmp_path / "ref", **_no_eos())
+    inputs = TINY.generate_inputs()
+    for model in (ref, mine):
+        model.generation_config.num_beams = 2
+        model.generation_config.max_new_tokens = 4
+        model.generation_config.use_cache = True
+    assert mine.generation_config.num_beams == 2 and mine.generation_config["max_new_tokens"] == 4
+    assert mine.generation_config.top_k == 50  # unset: the library default
+    assert torch.equal(mine.generate(**inputs), ref.generate(**inputs))
+    mine.save_pretrained(tmp_path / "ours")
+    again = ours(GEN).from_pretrained(tmp_path / "ours")
+    assert again.generation_config.num_beams == 2 and again.generation_config.max_new_tokens == 4
+    with pytest.raises(AttributeError, match="num_beam"):
+        mine.generation_config.num_beam = 3
+    with pytest.raises(AttributeError, match="cache_implementation"):
+        mine.generation_config.cache_implementation
+
+
 @pytest.mark.parametrize("setting", [
     dict(num_beam_groups=2, diversity_penalty=2.0, num_beams=2),  # test_group_beam_search_generate(_dict_output)
     dict(constraints=["phrase"], num_beams=4),  # test_constrained_beam_search_generate(_dict_output)
@@ -288,8 +309,13 @@ NOT_APPLICABLE = {
         "transformers' static, offloaded and quantized cache classes and torch.compile (LED supports none "
         "upstream)",
     "test_generate_methods_with_logits_to_keep": "the logits_to_keep forward argument (LED has none upstream)",
+    "test_generate_continue_from_inputs_embeds": "continuing a decoder-only prompt from its embeddings (skipped "
+                                                 "upstream for encoder-decoders)",
+    "test_generate_compilation_all_outputs / test_generate_compile_model_forward_fullgraph":
+        "torch.compile of generate",
     "test_model_parallel_beam_search": "accelerate device maps over several GPUs",
-    "test_eager_matches_sdpa_generate / test_eager_matches_fa2_generate": "SDPA/flash attention back-ends",
+    "test_eager_matches_sdpa_generate / test_eager_matches_fa2_generate / test_eager_matches_fa3_generate":
+        "SDPA/flash attention back-ends",
 }
 
 

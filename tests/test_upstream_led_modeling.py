@@ -190,7 +190,8 @@ def test_head_class_from_base_model_reports_missing_head(tmp_path, cls_name):
     reports its head weights missing. (LEDForConditionalGeneration has none to report: its head is tied to the
     embeddings and final_logits_bias is ignored when missing, so upstream passes over it too.)"""
     model = fresh(cls_name)
-    model.led.save_pretrained(tmp_path)
+    assert model.base_model is model.led and model.led.base_model is model.led
+    model.base_model.save_pretrained(tmp_path)
     _, info = ours(cls_name).from_pretrained(tmp_path, output_loading_info=True)
     assert len(info["missing_keys"]) > 0
 
@@ -576,7 +577,7 @@ def test_resize_tokens_embeddings(cls_name):
     a vocabulary smaller than the width grows too."""
     inputs = TINY.common_inputs()
     model = fresh(cls_name)
-    v = model.config.vocab_size
+    v = model.config.get_text_config().vocab_size
     emb = model.resize_token_embeddings(v)
     kind, cloned = type(emb), emb.weight.clone()
     emb = model.resize_token_embeddings(v + 10)
@@ -767,6 +768,23 @@ def test_generate_in_float16():
     model.generate(ids, num_beams=4, do_sample=True, early_stopping=False, num_return_sequences=3, max_new_tokens=3)
 
 
+def test_config_attn_implementation_setter(tmp_path):
+    """test_config_attn_implementation_setter: config._attn_implementation can be set and read back (LEDConfig
+    has no sub-configs to follow it). What a model accepts is LED's one implementation, "eager", as in
+    transformers; another is refused by name."""
+    config = TINY.config()
+    assert config._attn_implementation == "eager" and config.sub_configs == {} and config.get_text_config() is config
+    for name in ("eager", "sdpa"):
+        config._attn_implementation = name
+        assert config._attn_implementation == name
+    assert "_attn_implementation" not in config.to_dict()
+    fresh("LEDModel").save_pretrained(tmp_path)
+    ours("LEDModel").from_pretrained(tmp_path, attn_implementation="eager")
+    ours("LEDModel")._from_config(TINY.config(), attn_implementation="eager")
+    with pytest.raises(ValueError, match="sdpa"):
+        ours("LEDModel").from_pretrained(tmp_path, attn_implementation="sdpa")
+
+
 def test_the_generative_classes_have_generate():
     """test_generation_tester_mixin_inheritance, test_inherits_generation_mixin: exactly
     LEDForConditionalGeneration can generate, through GenerationMixin."""
@@ -800,8 +818,6 @@ NOT_APPLICABLE = {
     "test_torch_compile_for_training / test_torch_export": "torch.compile / torch.export (GPU, slow)",
     "test_can_load_with_device_context_manager / test_can_load_with_global_device_set": "an accelerator",
     "test_internal_model_config_and_subconfig_are_same": "composite configs (LEDConfig has no sub-configs)",
-    "test_config_attn_implementation_setter": "transformers' private config._attn_implementation (ours: "
-                                              "attn_implementation='eager' at load, named error otherwise)",
     "PipelineTesterMixin (all)": "transformers pipelines",
     "LEDModelIntegrationTests (3)": "the allenai/led-* Hub weights (no network); the numbers are covered by "
                                     "test_model_parity.py on tiny weights",
