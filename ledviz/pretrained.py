@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .config import LEDConfig, as_torch_dtype
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, WeightShapeError
 from .loading import load_state_dict, save_state_dict
 
 # weights of task heads: present in some checkpoints, absent in others
@@ -307,7 +307,7 @@ class LEDPreTrainedModel(nn.Module):
         output_attentions=True); one that is no setting raises TypeError naming it.
 
         Missing or unexpected weights raise CheckpointError listing them, and a shape mismatch
-        names the key and both shapes -- unless the caller asks to see them: with
+        (WeightShapeError, also a RuntimeError as in transformers) names the key and both shapes -- unless the caller asks to see them: with
         `output_loading_info=True` the model is returned with a dict of "missing_keys" (started
         from fresh values), "unexpected_keys" (not used), "mismatched_keys" and "error_msgs", as in
         transformers; `ignore_mismatched_sizes=True` starts mismatched weights from fresh values
@@ -395,7 +395,7 @@ class LEDPreTrainedModel(nn.Module):
         if mismatched and not ignore_mismatched_sizes:
             shown = [f"{k!r} has shape {tuple(renamed[k].shape)} in the checkpoint but {tuple(expected[k])} in the model"
                      for k in mismatched]
-            raise CheckpointError(
+            raise WeightShapeError(
                 f"the weights of {name!r} do not fit its config.json: " + "; ".join(shown[:10])
                 + (f" (+{len(shown) - 10} more)" if len(shown) > 10 else "")
                 + ": the config and the weights come from different models (ignore_mismatched_sizes=True starts "
