@@ -78,6 +78,18 @@ def test_from_pretrained_without_checkpoint(cls_name):
     again = ours(cls_name).from_pretrained(None, config=copy.deepcopy(model.config), state_dict=model.state_dict())
     for (k1, p1), (k2, p2) in zip(model.named_parameters(), again.named_parameters()):
         assert k1 == k2 and torch.equal(p1, p2), k1
+    with pytest.raises(TypeError, match="config= and state_dict="):
+        ours(cls_name).from_pretrained(None, state_dict=model.state_dict())
+
+
+def test_state_dict_replaces_the_checkpoint_weights(tmp_path):
+    """from_pretrained(folder, state_dict=...) reads the folder's config and takes the given weights, as in
+    transformers."""
+    fresh("LEDForConditionalGeneration", seed=1).save_pretrained(tmp_path)
+    other = fresh("LEDForConditionalGeneration", seed=2)
+    model = ours("LEDForConditionalGeneration").from_pretrained(tmp_path, state_dict=other.state_dict())
+    for (k, p1), (_, p2) in zip(model.state_dict().items(), other.state_dict().items()):
+        assert torch.equal(p1, p2), k
 
 
 @pytest.mark.parametrize("cls_name", MODEL_CLASSES)
