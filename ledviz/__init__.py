@@ -1,7 +1,14 @@
 """ledviz: LED (Longformer-Encoder-Decoder) in plain PyTorch, and tools to see how it reads a document."""
 
 from .config import LEDConfig
-from .errors import CheckpointError, ConfigError, GenerationSettingsError, InputError, LedvizError
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    GenerationSettingsError,
+    InputError,
+    LedvizError,
+    WeightShapeError,
+)
 from .modeling import (
     LEDDecoder,
     LEDEncoder,

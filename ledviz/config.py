@@ -237,6 +237,15 @@ class LEDConfig:
         w = self.attention_window
         return [int(w)] * self.encoder_layers if isinstance(w, int) else [int(v) for v in w]
 
+    # transformers' composite-config API, as its model and generation checks call it: LED's config is its own
+    # text config, has no sub-configs, and its one attention implementation is "eager"
+    sub_configs: dict[str, Any] = {}
+    _attn_implementation = "eager"
+
+    def get_text_config(self, decoder: bool | None = None, encoder: bool | None = None) -> "LEDConfig":
+        """The config of the text model (transformers' accessor): LED's config itself."""
+        return self
+
     def __getattr__(self, name: str) -> Any:
         # aliases read their field; generation defaults and legacy keys stored in `extra` read like attributes
         if name in ATTRIBUTE_MAP:

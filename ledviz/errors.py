@@ -19,3 +19,7 @@ class InputError(LedvizError, ValueError):
 
 class GenerationSettingsError(LedvizError, ValueError):
     """Unknown or contradictory generation settings."""
+
+
+class WeightShapeError(CheckpointError, RuntimeError):
+    """A checkpoint's weight has another shape than the model's (a RuntimeError too, as transformers raises)."""

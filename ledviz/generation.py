@@ -60,10 +60,11 @@ LIBRARY_DEFAULTS: dict[str, Any] = {
     "bad_words_ids": None,
     "remove_invalid_values": False,
     "return_dict_in_generate": False,
-    "use_cache": True,  # accepted for compatibility: the cache is always used (same tokens either way)
+    "use_cache": True,  # False recomputes every position each step (same tokens; per-step outputs as transformers')
 }
 # arguments of one call that are not stored defaults
-CALL_OPTIONS = ("seed", "streamer", "stop_event", "encoder_outputs", "prefix_allowed_tokens_fn")
+CALL_OPTIONS = ("seed", "streamer", "stop_event", "encoder_outputs", "prefix_allowed_tokens_fn", "inputs_embeds",
+                "head_mask", "decoder_head_mask", "cross_attn_head_mask")
 VALID_SETTINGS = tuple(sorted(LIBRARY_DEFAULTS)) + CALL_OPTIONS
 # for these, None means "the default" (for the others None means "none": no eos, no top-k, ...)
 _NONE_MEANS_DEFAULT = {"max_length", "num_beams", "num_return_sequences", "length_penalty", "early_stopping",
@@ -77,6 +78,32 @@ _UNSUPPORTED_NEUTRAL = {"typical_p": 1.0, "encoder_no_repeat_ngram_size": 0, "en
                         "min_p": None, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "sequence_bias": None,
                         "renormalize_logits": False, "guidance_scale": None, "max_time": None}
 _DEFAULT_MAX_LENGTH = LIBRARY_DEFAULTS["max_length"]
+
+
+class GenerationConfig(dict):
+    """A model's generation defaults: a dict of settings that also reads and sets them as attributes, as
+    transformers' `model.generation_config.max_new_tokens = 50` does. A name that is no generation setting
+    raises AttributeError naming the valid ones; an unset one reads as the library default."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self:
+            return self[name]
+        if name in LIBRARY_DEFAULTS:
+            return LIBRARY_DEFAULTS[name]
+        if name in _UNSUPPORTED_NEUTRAL:
+            return _UNSUPPORTED_NEUTRAL[name]
+        raise AttributeError(f"generation_config has no setting {name!r}; the settings are: "
+                             f"{', '.join(sorted(LIBRARY_DEFAULTS))}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in LIBRARY_DEFAULTS and name not in _UNSUPPORTED_NEUTRAL:
+            close = difflib.get_close_matches(name, list(LIBRARY_DEFAULTS), n=1)
+            raise AttributeError(f"{name!r} is no generation setting" + (f" (did you mean {close[0]!r}?)" if close
+                                 else "") + f"; the settings are: {', '.join(sorted(LIBRARY_DEFAULTS))}")
+        self[name] = value
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self)
 
 
 def _defaults_from_model_config(config) -> dict[str, Any]:
@@ -144,6 +171,7 @@ class _Plan:
     remove_invalid: bool = False
     output_logits: bool = False
     output_hidden_states: bool = False
+    use_cache: bool = True
 
 
 def _resolve(model_defaults: dict[str, Any], kwargs: dict[str, Any], vocab_size: int, max_positions: int) -> _Plan:
@@ -273,7 +301,7 @@ def _resolve(model_defaults: dict[str, Any], kwargs: dict[str, Any], vocab_size:
         return_dict=s["return_dict_in_generate"], seed=seed, streamer=streamer, stop_event=stop_event,
         prompt_len=prompt_len, prefix_allowed=prefix_allowed, bad_words=bad_words,
         remove_invalid=s["remove_invalid_values"], output_logits=s["output_logits"],
-        output_hidden_states=s["output_hidden_states"],
+        output_hidden_states=s["output_hidden_states"], use_cache=s["use_cache"],
     )
 
 
@@ -606,8 +634,12 @@ class _DecoderRunner:
     `LEDDecoder.step`.
     """
 
-    def __init__(self, model, encoder_hidden: torch.Tensor, encoder_mask: torch.Tensor | None):
+    def __init__(self, model, encoder_hidden: torch.Tensor, encoder_mask: torch.Tensor | None,
+                 use_cache: bool = True, head_mask: torch.Tensor | None = None,
+                 cross_attn_head_mask: torch.Tensor | None = None):
         self.model = model
+        self.use_cache = use_cache  # False: no self-attention cache is handed back, every step reads all positions
+        self.head_mask, self.cross_attn_head_mask = head_mask, cross_attn_head_mask
         self.decoder = model.get_decoder()
         self.encoder_hidden = encoder_hidden  # (B, N, D)
         self.encoder_mask = encoder_mask  # (B, N) or None
@@ -629,7 +661,8 @@ class _DecoderRunner:
         if R != B * group:
             raise RuntimeError(f"{R} decoder rows for {B} sources in groups of {group}")
         return self.decoder.step(self.decoder.embed_tokens(ids), self.encoder_hidden, self.encoder_mask,
-                                 caches or self.first_caches, output_attentions=output_attentions,
+                                 caches or self.first_caches, head_mask=self.head_mask,
+                                 cross_attn_head_mask=self.cross_attn_head_mask, output_attentions=output_attentions,
                                  output_hidden_states=output_hidden_states, cross_group=group)
 
     def next_logits(self, ids: torch.Tensor, caches: list[LayerCache] | None, group: int,
@@ -642,7 +675,7 @@ class _DecoderRunner:
         logits = (self.model.lm_head(h) + self.model.final_logits_bias.to(h.dtype))[:, -1].float()
         if steps is not None:
             steps.add(logits, step.self_attentions, step.cross_attentions, step.hidden_states)
-        return logits, step.caches
+        return logits, (step.caches if self.use_cache else None)
 
 
 @dataclass
@@ -875,7 +908,8 @@ def _beam_search(runner: _DecoderRunner, plan: _Plan, prompt: torch.Tensor, stre
         if not (torch.any(can_improve) & open_beams & ~torch.all(ends)):
             completed = True
             break
-        cache = reorder(cache, running_beams[..., cur - 1 - L0].reshape(-1).long())
+        if cache is not None:
+            cache = reorder(cache, running_beams[..., cur - 1 - L0].reshape(-1).long())
 
     stopped = stream.stopped and not completed
     if stopped and steps:
@@ -951,16 +985,19 @@ class GenerationMixin:
 
     # ---- generation defaults -------------------------------------------------------------
     @property
-    def generation_config(self) -> dict:
-        """Generation defaults of this model (generation_config.json, else config.json); generate's arguments win."""
+    def generation_config(self) -> GenerationConfig:
+        """Generation defaults of this model (generation_config.json, else config.json); generate's arguments win.
+        Read and set as a dict or by attribute (`model.generation_config.num_beams = 4`)."""
         cfg = self.__dict__.get("_generation_config")
         if cfg is None:
-            cfg = self.__dict__["_generation_config"] = _defaults_from_model_config(self.config)
+            cfg = self.__dict__["_generation_config"] = GenerationConfig(_defaults_from_model_config(self.config))
         return cfg
 
     @generation_config.setter
     def generation_config(self, value: dict) -> None:
-        self.__dict__["_generation_config"] = dict(value)
+        if not isinstance(value, dict):
+            raise TypeError(f"generation_config must be a dict of generation settings, got {type(value).__name__}")
+        self.__dict__["_generation_config"] = GenerationConfig(value)
 
     def _load_generation_config(self, name_or_path, **hub_kwargs) -> None:
         """Read generation_config.json of a checkpoint if it has one, else take the generation keys of config.json."""
@@ -1007,12 +1044,21 @@ class GenerationMixin:
         tokens so far, or for beams the best of the finished and running hypotheses.
 
         `encoder_outputs` (from model.get_encoder()) skips the encoder; give the same attention_mask.
+        `inputs_embeds` (B, N, D) replaces input_ids as the encoder's input. `head_mask`,
+        `decoder_head_mask`, `cross_attn_head_mask` (layers, heads) go to the encoder, the decoder's
+        self-attention and its cross-attention, as in forward. `use_cache=False` recomputes every
+        position at each step (the same tokens, slower), so the per-step attentions and hidden states
+        cover all positions, as transformers' do.
         """
         plan = _resolve(self.generation_config, settings, self.config.vocab_size,
                         self.config.max_decoder_position_embeddings)
         encoder_outputs = settings.get("encoder_outputs")
+        inputs_embeds = settings.get("inputs_embeds")
         device = self.device
-        if input_ids is None and encoder_outputs is None:
+        if inputs_embeds is not None and (input_ids is not None or encoder_outputs is not None):
+            raise InputError("give one of input_ids, inputs_embeds and encoder_outputs: each is the whole input "
+                             "of the encoder")
+        if input_ids is None and encoder_outputs is None and inputs_embeds is None:
             # as transformers: the encoder reads one <s> (bos_token_id), the decoder starts as always
             bos = settings.get("bos_token_id", self.generation_config.get("bos_token_id", self.config.bos_token_id))
             if bos is None:
@@ -1022,11 +1068,12 @@ class GenerationMixin:
 
         # 1. the encoder, once for all beams
         if encoder_outputs is None:
-            if attention_mask is None and plan.pad is not None and not (plan.eos and plan.pad in plan.eos) \
-                    and bool((input_ids == plan.pad).any()):
+            if attention_mask is None and input_ids is not None and plan.pad is not None \
+                    and not (plan.eos and plan.pad in plan.eos) and bool((input_ids == plan.pad).any()):
                 attention_mask = input_ids.ne(plan.pad).long()  # transformers infers it from the padding
             encoder_outputs = self.get_encoder()(
-                input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
+                input_ids=input_ids, inputs_embeds=inputs_embeds, head_mask=settings.get("head_mask"),
+                attention_mask=attention_mask, global_attention_mask=global_attention_mask,
                 output_attentions=plan.output_attentions and plan.return_dict,
                 output_hidden_states=plan.output_hidden_states and plan.return_dict, return_dict=True,
             )
@@ -1037,7 +1084,9 @@ class GenerationMixin:
                 f"attention_mask has shape {tuple(attention_mask.shape)} but the encoder output has "
                 f"{tuple(hidden.shape[:2])}: give one mask value per input token"
             )
-        runner = _DecoderRunner(self, hidden, attention_mask)
+        runner = _DecoderRunner(self, hidden, attention_mask, use_cache=plan.use_cache,
+                                head_mask=settings.get("decoder_head_mask"),
+                                cross_attn_head_mask=settings.get("cross_attn_head_mask"))
 
         # 2. decode
         group = max(plan.num_beams, plan.num_return_sequences)

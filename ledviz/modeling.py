@@ -281,6 +281,23 @@ class LEDLearnedPositionalEmbedding(nn.Embedding):
         return super().forward(positions)
 
 
+def _first_rows(x: torch.Tensor, n: int, dim: int) -> torch.Tensor:
+    """The first n positions of x along dim, trimming the window padding; x itself when there is none (so a
+    caller's retain_grad on a returned state or attention sees its gradient)."""
+    return x if x.shape[dim] == n else x.narrow(dim, 0, n)
+
+
+def _check_cache_position(cache_position: torch.Tensor | None, past_len: int, T: int) -> None:
+    """transformers' `cache_position`: LED's decoder writes its cache in order, so the positions can only be the
+    T after the `past_len` cached ones."""
+    if cache_position is None:
+        return
+    expected = torch.arange(past_len, past_len + T)
+    if tuple(cache_position.shape) != (T,) or not torch.equal(cache_position.detach().cpu().long(), expected):
+        raise InputError(f"cache_position must be the {T} positions after the {past_len} cached ones "
+                         f"({expected.tolist()}), got {cache_position.tolist()}: LED's cache is written in order")
+
+
 def _check_mask(name: str, mask: torch.Tensor | None, shape: tuple[int, ...]) -> None:
     if mask is not None and tuple(mask.shape) != tuple(shape):
         raise InputError(
@@ -335,6 +352,7 @@ class LEDEncoder(LEDPreTrainedModel):
         self.layers = nn.ModuleList([LEDEncoderLayer(config, i) for i in range(config.encoder_layers)])
         self.layernorm_embedding = nn.LayerNorm(config.d_model)
         self.gradient_checkpointing = False
+        self.checkpoint_kwargs = {"use_reentrant": False}  # torch.utils.checkpoint's, see gradient_checkpointing_enable
         self.post_init()
 
     def set_attention_implementation(self, name: str, block_size: int | None = None) -> None:
@@ -430,14 +448,14 @@ class LEDEncoder(LEDPreTrainedModel):
                 keep_this = want_probs and (attention_layers is None or idx in attention_layers)
                 if self.gradient_checkpointing and self.training:
                     h, local_probs, global_probs = checkpoint(layer, h, layout, layer_mask, keep_this, attention_dtype,
-                                                              use_reentrant=False)
+                                                              **self.checkpoint_kwargs)
                 else:
                     h, local_probs, global_probs = layer(h, layout, layer_mask, keep_this, attention_dtype)
             # trim padding and put the global probabilities as (B, H, N, x)
             if local_probs is not None:
-                local_probs = local_probs[:, :, :N]
+                local_probs = _first_rows(local_probs, N, dim=2)
                 if global_probs is not None:
-                    global_probs = global_probs.transpose(2, 3)[:, :, :N]
+                    global_probs = _first_rows(global_probs.transpose(2, 3), N, dim=2)
                 if attention_dtype is not None and global_probs is not None:
                     global_probs = global_probs.to(attention_dtype)
                 if attention_sink is not None:
@@ -448,8 +466,8 @@ class LEDEncoder(LEDPreTrainedModel):
                     all_global.append(global_probs)
         if output_hidden_states:
             all_hidden.append(h)
-            all_hidden = tuple(s[:, :N] for s in all_hidden)
-        h = h[:, :N]
+            all_hidden = tuple(_first_rows(s, N, dim=1) for s in all_hidden)
+        h = _first_rows(h, N, dim=1)
         all_local = tuple(all_local) if all_local is not None else None
         all_global = tuple(all_global) if all_global is not None else None
         if not return_dict:
@@ -471,6 +489,7 @@ class LEDDecoder(LEDPreTrainedModel):
         self.layers = nn.ModuleList([LEDDecoderLayer(config) for _ in range(config.decoder_layers)])
         self.layernorm_embedding = nn.LayerNorm(config.d_model)
         self.gradient_checkpointing = False
+        self.checkpoint_kwargs = {"use_reentrant": False}  # torch.utils.checkpoint's, see gradient_checkpointing_enable
         self.post_init()
 
     def forward(
@@ -488,7 +507,9 @@ class LEDDecoder(LEDPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        cache_position: torch.Tensor | None = None,
     ):
+        """`cache_position` (transformers' argument) must be the positions after the cache, if given."""
         cfg = self.config
         output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -501,6 +522,7 @@ class LEDDecoder(LEDPreTrainedModel):
         B, T = inputs_embeds.shape[:2]
         caches = [LayerCache.from_legacy(entry) for entry in past_key_values] if past_key_values else None
         past_len = cached_length(caches)
+        _check_cache_position(cache_position, past_len, T)
         if past_len + T > self.max_target_positions:
             raise InputError(
                 f"the decoder input reaches {past_len + T} tokens but the model's decoder reads at most "
@@ -564,7 +586,7 @@ class LEDDecoder(LEDPreTrainedModel):
                     cross_attn_head_mask[idx] if cross_attn_head_mask is not None else None,
                     caches[idx] if caches else None, output_attentions, cross_group)
             if self.gradient_checkpointing and self.training:
-                h, self_probs, cross_probs, cache = checkpoint(layer, *args, use_reentrant=False)
+                h, self_probs, cross_probs, cache = checkpoint(layer, *args, **self.checkpoint_kwargs)
             else:
                 h, self_probs, cross_probs, cache = layer(*args)
             if use_cache:
@@ -634,6 +656,7 @@ class LEDModel(LEDPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        cache_position: torch.Tensor | None = None,
     ):
         cfg = self.config
         return_dict = cfg.return_dict if return_dict is None else return_dict
@@ -659,7 +682,7 @@ class LEDModel(LEDPreTrainedModel):
             encoder_hidden_states=encoder_outputs.last_hidden_state, encoder_attention_mask=attention_mask,
             head_mask=decoder_head_mask, cross_attn_head_mask=cross_attn_head_mask, past_key_values=past_key_values,
             inputs_embeds=decoder_inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states, return_dict=True,
+            output_hidden_states=output_hidden_states, return_dict=True, cache_position=cache_position,
         )
         out = LEDSeq2SeqModelOutput(
             last_hidden_state=dec.last_hidden_state,
@@ -740,6 +763,7 @@ class LEDForConditionalGeneration(GenerationMixin, LEDPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        cache_position: torch.Tensor | None = None,
     ):
         """labels (B, T): target ids, -100 ignored in the loss; the decoder input defaults to them shifted right."""
         return_dict = self.config.return_dict if return_dict is None else return_dict
@@ -753,7 +777,7 @@ class LEDForConditionalGeneration(GenerationMixin, LEDPreTrainedModel):
             cross_attn_head_mask=cross_attn_head_mask, encoder_outputs=encoder_outputs,
             global_attention_mask=global_attention_mask, past_key_values=past_key_values, inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states, return_dict=True,
+            output_hidden_states=output_hidden_states, return_dict=True, cache_position=cache_position,
         )
         logits = self.lm_head(out.last_hidden_state) + self.final_logits_bias.to(out.last_hidden_state.dtype)
         loss = None
@@ -828,6 +852,8 @@ class LEDForSequenceClassification(LEDPreTrainedModel):
         return_dict: bool | None = None,
     ):
         return_dict = self.config.return_dict if return_dict is None else return_dict
+        if labels is not None:
+            use_cache = False  # as transformers: a training pass keeps no cache
         if input_ids is None:
             raise InputError("LEDForSequenceClassification needs input_ids: it pools at the last </s> token")
         out = self.led(

@@ -14,7 +14,7 @@ from torch import nn
 
 from .attention import ATTENTION_IMPLEMENTATIONS
 from .config import LEDConfig, as_torch_dtype
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, WeightShapeError
 from .loading import load_state_dict, save_state_dict
 
 # weights of task heads: present in some checkpoints, absent in others
@@ -80,6 +80,9 @@ class LEDPreTrainedModel(nn.Module):
         _construction.depth = max(getattr(_construction, "depth", 1) - 1, 0)
         if _construction.depth == 0 and not any(p.is_meta for p in self.parameters()):
             self.apply(self._init_weights)
+        if _construction.depth == 0 and self.config.extra.pop("gradient_checkpointing", False):
+            # transformers' older switch: a config saying gradient_checkpointing=True turns it on once
+            self.gradient_checkpointing_enable()
 
     # ---- conveniences --------------------------------------------------------------------
     @property
@@ -101,6 +104,14 @@ class LEDPreTrainedModel(nn.Module):
 
     # ---- embeddings (transformers' names) ------------------------------------------------------
     main_input_name = "input_ids"
+    name_or_path = ""  # the checkpoint a model was read from (from_pretrained sets it)
+
+    @property
+    def base_model(self) -> nn.Module:
+        """The bare LEDModel inside a task model (transformers' `base_model`); an LEDModel, encoder or decoder
+        is its own."""
+        prefix = self.base_model_prefix
+        return getattr(self, prefix, self) if prefix else self
 
     @classmethod
     def can_generate(cls) -> bool:
@@ -206,10 +217,20 @@ class LEDPreTrainedModel(nn.Module):
         module.weight.data[old_n:] = sample.to(module.weight.dtype)
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
-        """Recompute each layer's activations in the backward pass to save memory while training."""
+        """Recompute each layer's activations in the backward pass to save memory while training.
+
+        `gradient_checkpointing_kwargs` go to torch.utils.checkpoint.checkpoint, as in transformers; the one it
+        takes here is `use_reentrant` (default False)."""
+        kwargs = dict(gradient_checkpointing_kwargs or {})
+        unknown = sorted(set(kwargs) - {"use_reentrant"})
+        if unknown:
+            raise TypeError(f"gradient_checkpointing_kwargs: unknown argument(s) {unknown}; the one LED's layers "
+                            "pass on to torch.utils.checkpoint is use_reentrant")
+        kwargs.setdefault("use_reentrant", False)
         for m in self.modules():
             if hasattr(m, "gradient_checkpointing"):
                 m.gradient_checkpointing = True
+                m.checkpoint_kwargs = kwargs
 
     def gradient_checkpointing_disable(self) -> None:
         for m in self.modules():
@@ -261,7 +282,7 @@ class LEDPreTrainedModel(nn.Module):
     @classmethod
     def from_pretrained(
         cls,
-        pretrained_model_name_or_path: str | os.PathLike,
+        pretrained_model_name_or_path: str | os.PathLike | None,
         *model_args: Any,
         config: LEDConfig | str | os.PathLike | None = None,
         dtype: Any = None,
@@ -274,6 +295,7 @@ class LEDPreTrainedModel(nn.Module):
         low_cpu_mem_usage: bool | None = None,
         attn_implementation: str | None = None,
         progress: Callable[[str], None] | None = None,
+        state_dict: dict[str, torch.Tensor] | None = None,
         subfolder: str = "",
         revision: str | None = None,
         cache_dir: str | os.PathLike | None = None,
@@ -295,12 +317,14 @@ class LEDPreTrainedModel(nn.Module):
         `low_cpu_mem_usage` is accepted and changes nothing: the model is always built without
         allocating weights before the checkpoint's are assigned. `attn_implementation` may be "eager"
         (LED's only one in transformers; ledviz's default path computes it), or ledviz's own
-        "blocked" (the default) or "reference" (see LEDEncoder.set_attention_implementation). Any other keyword sets that
+        "blocked" (the default) or "reference" (see LEDEncoder.set_attention_implementation).
+        `state_dict` gives the weights themselves instead of the checkpoint's files; with
+        `pretrained_model_name_or_path=None` it needs `config=` (as in transformers). Any other keyword sets that
         setting of the config before the model is built (attention_window=8, num_labels=3,
         output_attentions=True); one that is no setting raises TypeError naming it.
 
         Missing or unexpected weights raise CheckpointError listing them, and a shape mismatch
-        names the key and both shapes -- unless the caller asks to see them: with
+        (WeightShapeError, also a RuntimeError as in transformers) names the key and both shapes -- unless the caller asks to see them: with
         `output_loading_info=True` the model is returned with a dict of "missing_keys" (started
         from fresh values), "unexpected_keys" (not used), "mismatched_keys" and "error_msgs", as in
         transformers; `ignore_mismatched_sizes=True` starts mismatched weights from fresh values
@@ -312,7 +336,10 @@ class LEDPreTrainedModel(nn.Module):
             raise TypeError(f"{cls.__name__}.from_pretrained takes one positional argument (the checkpoint), "
                             f"got {1 + len(model_args)}: pass the others by name")
         attention = _attention_choice(attn_implementation)
-        name = os.fspath(pretrained_model_name_or_path)
+        if pretrained_model_name_or_path is None and (state_dict is None or config is None):
+            raise TypeError(f"{cls.__name__}.from_pretrained(None, ...) builds the model from weights in memory: "
+                            "give both config= and state_dict= (or give a checkpoint folder or Hub id)")
+        name = "<state_dict>" if pretrained_model_name_or_path is None else os.fspath(pretrained_model_name_or_path)
         hub = dict(subfolder=subfolder, revision=revision, cache_dir=cache_dir, token=token,
                    local_files_only=local_files_only, force_download=force_download)
         what = f"{cls.__name__}.from_pretrained"
@@ -336,7 +363,12 @@ class LEDPreTrainedModel(nn.Module):
         else:
             raise TypeError(f"config must be an LEDConfig (or a path to one), got {type(config).__name__}")
         config.apply_overrides(kwargs, what=what)
-        state = load_state_dict(name, progress=progress, use_safetensors=use_safetensors, **hub)
+        if state_dict is not None:  # the weights themselves, instead of the checkpoint's files (as transformers)
+            if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+                raise TypeError("state_dict must be a dict of tensors (as model.state_dict() gives)")
+            state = dict(state_dict)
+        else:
+            state = load_state_dict(name, progress=progress, use_safetensors=use_safetensors, **hub)
         if wanted == "auto":
             wanted = config.dtype if config.dtype is not None else next(
                 (t.dtype for t in state.values() if t.is_floating_point()), torch.float32)
@@ -350,6 +382,8 @@ class LEDPreTrainedModel(nn.Module):
         expected = model._expected_keys()
         missing = sorted(k for k in expected if k not in renamed)
         unexpected = sorted(k for k in renamed if k not in expected)
+        # unused keys are reported without the 'led.' prefix that only the mapping added, as transformers does
+        as_saved = {k: k[len("led."):] if k.startswith("led.") and k not in state else k for k in unexpected}
         lenient = output_loading_info
         fresh: list[str] = []  # keys that start from fresh values
         if missing and (init_missing_heads or lenient):
@@ -364,7 +398,7 @@ class LEDPreTrainedModel(nn.Module):
                 parts.append(f"missing from the checkpoint: {', '.join(missing[:20])}"
                              + (f" (+{len(missing) - 20} more)" if len(missing) > 20 else ""))
             if unexpected:
-                parts.append(f"not used by {cls.__name__}: {', '.join(unexpected[:20])}"
+                parts.append(f"not used by {cls.__name__}: {', '.join(as_saved[k] for k in unexpected[:20])}"
                              + (f" (+{len(unexpected) - 20} more)" if len(unexpected) > 20 else ""))
             hint = ""
             if missing and all(k.startswith(HEAD_PREFIXES) for k in missing):
@@ -378,7 +412,7 @@ class LEDPreTrainedModel(nn.Module):
         if mismatched and not ignore_mismatched_sizes:
             shown = [f"{k!r} has shape {tuple(renamed[k].shape)} in the checkpoint but {tuple(expected[k])} in the model"
                      for k in mismatched]
-            raise CheckpointError(
+            raise WeightShapeError(
                 f"the weights of {name!r} do not fit its config.json: " + "; ".join(shown[:10])
                 + (f" (+{len(shown) - 10} more)" if len(shown) > 10 else "")
                 + ": the config and the weights come from different models (ignore_mismatched_sizes=True starts "
@@ -395,7 +429,7 @@ class LEDPreTrainedModel(nn.Module):
         # what transformers reports: final_logits_bias (zeros when absent) is never listed as missing
         info = {
             "missing_keys": sorted(k for k in fresh if k != "final_logits_bias"),
-            "unexpected_keys": sorted(set(unexpected) | set(dropped)),
+            "unexpected_keys": sorted({as_saved[k] for k in unexpected} | set(dropped)),
             "mismatched_keys": mismatched,
             "error_msgs": [],
         }
@@ -406,7 +440,7 @@ class LEDPreTrainedModel(nn.Module):
         model.name_or_path = name
         model.eval()
         _use_attention(model, attention)
-        if hasattr(model, "_load_generation_config"):
+        if hasattr(model, "_load_generation_config") and pretrained_model_name_or_path is not None:
             model._load_generation_config(name, **hub)
         return (model, info) if output_loading_info else model
 
