@@ -75,6 +75,10 @@ class LoadedModel:
                 self._copies[precision] = copy
             return self._copies[precision]
 
+    def has_model_in(self, precision: str) -> bool:
+        """Whether `model_in(precision)` is there already (no copy to make first)."""
+        return self.model.dtype == device.dtype_of(precision) or precision in self._copies
+
     @property
     def key(self) -> str:
         """Identifies the checkpoint (for caches and run fingerprints): source, name, and the embedded

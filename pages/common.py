@@ -42,7 +42,16 @@ from ledviz.pipeline import Document, LoadedModel, RunResult
 from ledviz.runs import run_facts, run_fingerprint
 from ledviz.uploads import UPLOAD_TYPES, decode_upload
 from ledviz.views import View
-from pages.running import finished, kept as kept_result, poll, server, session_owner, show_cancelled_or_error
+from pages.running import (
+    cancel_job,
+    follow_job,
+    job_running,
+    kept as kept_result,
+    server,
+    session_owner,
+    show_cancelled_or_error,
+    start_job,
+)
 
 log = logging.getLogger("ledviz.app")
 
@@ -538,24 +547,9 @@ def _start_job(key: str, loaded: LoadedModel, doc: Document, mask: torch.Tensor,
                max_new_tokens: int, num_beams: int, settings: dict, generation: dict | None = None) -> None:
     """Queue the run on the server's shared queue (refused at once, with a message, when the queue
     is full or the run would not fit in memory)."""
-    ss = st.session_state
-    old = ss.get(f"{key}.job")
-    if old is not None:
-        old.cancel()
-    ss.pop(f"{key}.error", None)
-    ss[f"{key}.job"] = None
-    try:
-        ss[f"{key}.job"] = server().submit_run(
-            owner=session_owner(), slot=key, loaded=loaded, doc=doc, global_mask=mask, settings=settings,
-            task=task, max_new_tokens=max_new_tokens, num_beams=num_beams, **(generation or {}))
-    except LedvizError as err:
-        ss[f"{key}.error"] = err
-
-
-def _cancel_job(key: str) -> None:
-    job = st.session_state.get(f"{key}.job")
-    if job is not None:
-        job.cancel()
+    start_job(key, lambda: server().submit_run(
+        owner=session_owner(), slot=key, loaded=loaded, doc=doc, global_mask=mask, settings=settings,
+        task=task, max_new_tokens=max_new_tokens, num_beams=num_beams, **(generation or {})))
 
 
 def run_panel(key: str, loaded: LoadedModel, doc: Document | None, global_mask: torch.Tensor | None, *,
@@ -573,8 +567,7 @@ def run_panel(key: str, loaded: LoadedModel, doc: Document | None, global_mask: 
     ss = st.session_state
     settings = dict(settings or {}, task=task, max_new_tokens=max_new_tokens, num_beams=num_beams,
                     **(generation or {}))
-    job = ss.get(f"{key}.job")  # a ledviz.runqueue.Job
-    running = job is not None and not job.done
+    running = job_running(key)
     ready = doc is not None and global_mask is not None
     fingerprint = run_fingerprint(loaded, doc, settings, global_mask) if ready else None
     b1, b2, b3 = st.columns([1.3, 1, 4], vertical_alignment="center")
@@ -582,22 +575,12 @@ def run_panel(key: str, loaded: LoadedModel, doc: Document | None, global_mask: 
               on_click=_start_job, width="stretch",
               args=(key, loaded, doc, global_mask, task, max_new_tokens, num_beams,
                     dict(settings, fingerprint=fingerprint), generation))
-    b2.button("Cancel", key=f"{key}.cancel", disabled=not running, on_click=_cancel_job, args=(key,),
+    b2.button("Cancel", key=f"{key}.cancel", disabled=not running, on_click=cancel_job, args=(key,),
               width="stretch", help="Leave the queue, or stop generating (the tokens so far are kept).")
     if num_beams > 1:
         b3.caption("Beam search shows the output when it ends (streaming needs 1 beam).")
-    job = ss.get(f"{key}.job")
-    if job is not None:
-        # its place in the shared queue while it waits, then a progress bar and the streamed tokens
-        poll(job, server(), status=st.empty(), stream=st.empty(),
-             stream_text=lambda j: f"**{stream_label}** (streaming): {_md_escape(''.join(j.pieces))} ▌" if j.pieces else None)
-        ss[f"{key}.job"] = None
-        handle, err = finished(job)
-        if err is not None:
-            ss[f"{key}.error"] = err
-        else:
-            ss[f"{key}.result"] = handle
-        st.rerun()  # redraw the page with the buttons enabled and the result's views
+    # its place in the shared queue while it waits, then a progress bar and the streamed tokens
+    follow_job(key, lambda j: f"**{stream_label}** (streaming): {_md_escape(''.join(j.pieces))} ▌" if j.pieces else None)
     if f"{key}.error" in ss:
         show_cancelled_or_error(ss[f"{key}.error"], show_error, "running the model")
     result: RunResult | None = kept_result(key)
