@@ -327,6 +327,14 @@ def copy_source(tok, ids: list[int]) -> list[int]:
     return tok(re.sub(r"\s*\n\s*", " ", text), add_special_tokens=False)["input_ids"]
 
 
+def fact_labels() -> list[str]:
+    """The labels of the embedded model's fact-list summaries, "Label: value." ("Lead", "CEO",
+    "Founded", ...: ledviz.demo.data.SCHEMAS), sorted."""
+    from .demo.data import SCHEMAS
+
+    return sorted({s.label for schema in SCHEMAS.values() for s in schema.slots})
+
+
 def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, bos_token_id: int | None):
     """A prefix_allowed_tokens_fn that keeps outputs to their documents (`sources[b]`: the
     document token ids of input b, as given to the encoder).
@@ -335,7 +343,7 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
     answer " not in the document" (ledviz.demo.data.NOT_IN_DOCUMENT). what="facts":
     fact_list_constraint with the labels of the demo template (ledviz.demo.data.SCHEMAS), each
     value a span that begins a word. Both copy from `copy_source` of the document."""
-    from .demo.data import NOT_IN_DOCUMENT, SCHEMAS
+    from .demo.data import NOT_IN_DOCUMENT
 
     if what not in ("answer", "facts"):
         raise InputError(f"document_constraint keeps an 'answer' or 'facts' to the document, not {what!r}")
@@ -347,7 +355,7 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
     copyable = [copy_source(tok, src) for src in sources]
     if what == "answer":
         return span_constraint(copyable, eos_token_id, lead=lead, alternatives=[ids(" " + NOT_IN_DOCUMENT)])
-    labels = sorted({s.label for schema in SCHEMAS.values() for s in schema.slots})
+    labels = fact_labels()
     stop = ids(".")
     if len(stop) != 1:  # pragma: no cover - a byte-level BPE always has "." as one token
         raise InputError("facts_from_document needs '.' to be one token in this tokenizer")
