@@ -228,6 +228,22 @@ class MemoryGuard:
             return
         raise MemoryRefused(self.refusal(estimate, reason, can_shrink, offers))
 
+    def check_load(self, what: str, nbytes: int) -> None:
+        """MemoryRefused when loading a model whose weights take `nbytes` (model_nbytes of its config)
+        would not fit: while loading, the weights read and the model built from them are held at
+        once (twice `nbytes`), against the memory free now (without live checks: the budget)."""
+        need = 2 * int(nbytes)
+        if self.live_check:
+            limit = available_memory() - 256 * MB
+            reason = f"only {_fmt(max(0, limit + 256 * MB))} of memory is free right now"
+        else:
+            limit, reason = self.budget, f"the server's memory budget is {_fmt(self.budget)}"
+        if need <= limit:
+            return
+        raise MemoryRefused(f"Not loading {what}: its weights take {_fmt(nbytes)} (float32), and loading holds "
+                            f"them twice ({_fmt(need)}), but {reason}. Choose a smaller model (the embedded demo "
+                            "model always fits), or try again when fewer models and runs are in memory.")
+
     @staticmethod
     def refusal(estimate: RunEstimate, reason: str, can_shrink: dict[str, bool] | None = None,
                 extra: Sequence[str] = ()) -> str:

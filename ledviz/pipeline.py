@@ -18,6 +18,7 @@ import torch
 from . import device
 from .errors import InputError
 from .export import AttentionStore
+from .config import LEDConfig
 from .generation import fact_list_constraint, span_constraint
 from .modeling import LEDForConditionalGeneration
 from .tokenization import LEDTokenizerFast
@@ -107,22 +108,32 @@ def load_model(name_or_path: str | None = None, progress: Callable[[str], None] 
     `hub_only=True`: a name is a Hub id, never a local path (nothing under that name is read from
     the disk but the Hub cache), for servers whose users must not reach the server's files."""
     start = time.perf_counter()
-    if name_or_path in (None, "", EMBEDDED):
-        path, source, name = default_model_dir(), EMBEDDED, EMBEDDED
-    elif hub_only:
-        path = name = str(name_or_path).strip()
-        source = "hub"
-        hub_kwargs["hub_only"] = True
-    else:
-        path = os.path.expanduser(str(name_or_path).strip())
-        source = "local" if os.path.isdir(path) else "hub"
-        name = path
+    path, source, name = _where(name_or_path, hub_only, hub_kwargs)
     if progress:
         progress("loading the tokenizer")
     tokenizer = LEDTokenizerFast.from_pretrained(path, **hub_kwargs)
     model = LEDForConditionalGeneration.from_pretrained(path, torch_dtype=torch_dtype, progress=progress, **hub_kwargs)
     model.eval()
     return LoadedModel(model, tokenizer, name, source, time.perf_counter() - start)
+
+
+def _where(name_or_path: str | None, hub_only: bool, hub_kwargs: dict) -> tuple[str, str, str]:
+    """(path, source, name) of a checkpoint name as load_model reads it (sets hub_kwargs' hub_only)."""
+    if name_or_path in (None, "", EMBEDDED):
+        return default_model_dir(), EMBEDDED, EMBEDDED
+    if hub_only:
+        hub_kwargs["hub_only"] = True
+        name = str(name_or_path).strip()
+        return name, "hub", name
+    path = os.path.expanduser(str(name_or_path).strip())
+    return path, "local" if os.path.isdir(path) else "hub", path
+
+
+def load_config(name_or_path: str | None = None, *, hub_only: bool = False, **hub_kwargs: Any) -> LEDConfig:
+    """The config of the checkpoint load_model would load under these arguments, read alone (only
+    config.json): to tell a model's size (memory.model_nbytes) before loading its weights."""
+    path, _, _ = _where(name_or_path, hub_only, hub_kwargs)
+    return LEDConfig.from_pretrained(path, **hub_kwargs)
 
 
 # ---------------------------------------------------------------------------------------------

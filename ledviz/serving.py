@@ -71,6 +71,21 @@ class Server:
 
         return self.queue.submit(work, owner=owner, label=label or slot)
 
+    def submit_load(self, load: Callable[[Job], Any], *, owner: Hashable, what: str, nbytes: int) -> Job:
+        """Queue loading a model (`load(job) -> LoadedModel`, reporting progress on the job) in the
+        same queue as the runs, so loads wait their turn and never run many at once; refused at
+        once (MemoryRefused, MemoryGuard.check_load) when its `nbytes` of weights would not fit,
+        and checked again when a worker takes it. The job's outcome is the loaded model itself."""
+        self.guard.check_load(what, nbytes)
+
+        def work(job: Job) -> Any:
+            torch.set_num_threads(self.settings.threads_per_run)
+            job.report("checking memory", 0.0)
+            self.guard.check_load(what, nbytes)  # with the memory free now
+            return load(job)
+
+        return self.queue.submit(work, owner=owner, label=f"load {what}")
+
     def submit_run(self, *, owner: Hashable, slot: str, loaded: LoadedModel, doc: Document,
                    global_mask: torch.Tensor, settings: dict | None = None, **run_kwargs: Any) -> Job:
         """Queue one `pipeline.run(loaded, doc, global_mask, **run_kwargs)` as a `runs.RunJob` (the

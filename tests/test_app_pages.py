@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from app_driver import assert_clean, charts, kept, messages, open_app, paste
+from app_driver import assert_clean, charts, kept, messages, open_app, paste, when_waiting
 
 pytestmark = pytest.mark.slow
 
@@ -79,34 +79,12 @@ def test_lab_compare_is_a_job_of_the_shared_queue():
 def test_lab_compare_waits_its_turn_and_is_cancelled_while_waiting():
     """Another user's run holds the only worker: the comparison waits (place 1) and a Cancel (what
     the Cancel button's callback does, from another thread here) takes it out of the queue."""
-    import threading
-
     from pages.running import server
 
     at = open_app("pages/lab.py")
     paste(at)
-    srv = server()
-    gate, started = threading.Event(), threading.Event()
-    srv.queue.submit(lambda job: (started.set(), gate.wait(60)), owner="another user")
-    seen = {}
-
-    def cancel_when_waiting():
-        for _ in range(600):
-            jobs = [j for j in srv.queue.waiting_jobs() if j.label == "lab"]
-            if jobs:
-                seen["place"] = jobs[0].place
-                jobs[0].cancel()
-                return
-            threading.Event().wait(0.1)
-
-    try:
-        assert started.wait(10)
-        canceller = threading.Thread(target=cancel_when_waiting)
-        canceller.start()
+    with when_waiting(server(), "lab", lambda job: job.cancel()) as seen:
         at.button(key="lab.run").click().run()
-        canceller.join(10)
-    finally:
-        gate.set()
     assert_clean(at)
     assert seen["place"] == 1
     assert any("Cancelled before it started" in i for i in messages(at, "info")), messages(at, "info")

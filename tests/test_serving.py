@@ -173,3 +173,30 @@ def test_a_comparison_is_estimated_as_all_its_runs_kept_and_refused_when_too_big
         assert small.queue.waiting_count == 0
     finally:
         small.close()
+
+
+def test_a_model_load_waits_its_turn_and_is_refused_when_its_weights_cannot_fit(server, loaded):
+    from ledviz import LEDConfig
+    from ledviz.memory import model_nbytes
+
+    nbytes = model_nbytes(loaded.config)
+    gate = hold(server)
+    job = server.submit_load(lambda job: (job.report("reading the weights", 0.5), "the model")[1], owner="u",
+                             what="some/model", nbytes=nbytes)
+    assert job.place == 1 and job.label == "load some/model"
+    gate.set()
+    assert job.wait(30) and job.outcome() == "the model"
+    small = Server(Settings(workers=1), budget=3 * nbytes // 2)  # the weights fit, not twice
+    small.guard.live_check = False
+    try:
+        with pytest.raises(MemoryRefused, match=r"Not loading some/model: its weights take .* loading holds them "
+                                                r"twice .* memory budget is .*embedded demo model always fits"):
+            small.submit_load(lambda job: pytest.fail("must not load"), owner="u", what="some/model", nbytes=nbytes)
+        assert small.queue.waiting_count == 0 and small.queue.running_count == 0
+    finally:
+        small.close()
+    # an LED-base-shaped config: about 162 million parameters, told before any weight is read
+    base = LEDConfig(d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,
+                     decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072, attention_window=1024,
+                     max_encoder_position_embeddings=16384, max_decoder_position_embeddings=1024, vocab_size=50265)
+    assert 600 * MB < model_nbytes(base) < 700 * MB
