@@ -9,6 +9,7 @@ averaged over tokens. No Streamlit here: `pages/lab.py` only renders what this c
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -19,6 +20,7 @@ import torch
 from . import analysis
 from .errors import InputError
 from .export import AttentionStore
+from .runqueue import Stopped
 from .pipeline import GLOBAL_CHOICES, Document, LoadedModel, RunResult, peak_rss_mb, global_attention_mask, run, score_tokens
 from .unfold import SparseAttention
 
@@ -363,6 +365,7 @@ def compare_settings(
     generate: bool = True,
     warmup: bool = True,
     progress: Callable[[str, float], None] | None = None,
+    stop_event: threading.Event | None = None,
     **generation: Any,
 ) -> Comparison:
     """Run `doc` under 2 to 4 global-attention settings and compare them with the reference setting.
@@ -371,6 +374,8 @@ def compare_settings(
     setting's output is scored under every setting. generate=False: encoder only (attention maps,
     encoding time and memory; no outputs or likelihoods). warmup: one untimed encoder pass first, so
     the first setting's time is comparable. Bad settings raise InputError before any work is done.
+    `stop_event` (set by a Cancel) ends the comparison at the next step, generation included, with
+    runqueue.Stopped: a comparison with some settings missing would compare nothing.
     """
     parsed = [Setting.of(s) for s in settings]
     if not 1 <= len(parsed) <= MAX_SETTINGS:
@@ -382,7 +387,12 @@ def compare_settings(
     results: list[SettingResult] = []
     steps = len(parsed) * (2 if generate else 1)
 
+    def check_stop() -> None:
+        if stop_event is not None and stop_event.is_set():
+            raise Stopped("the comparison was cancelled before it finished: nothing to show")
+
     def report(what: str, step: int) -> None:
+        check_stop()
         if progress:
             progress(what, min(1.0, step / steps))
 
@@ -393,7 +403,7 @@ def compare_settings(
         report(f"{label}: {'encoding and generating' if generate else 'encoding'}", n)
         rss0 = peak_rss_mb()
         if generate:
-            res = run(loaded, doc, mask, task=task, max_new_tokens=max_new_tokens, **generation)
+            res = run(loaded, doc, mask, task=task, max_new_tokens=max_new_tokens, stop_event=stop_event, **generation)
             item = SettingResult(setting, label, mask, res.layers, res, timings=dict(res.timings),
                                  memory=dict(res.memory))
         else:
@@ -405,6 +415,7 @@ def compare_settings(
         results.append(item)
 
     # the reference output, scored under every setting
+    check_stop()  # (a Cancel during the last setting's run ends here)
     ref_ids = results[reference].output_ids
     if generate and len(ref_ids) > 1:
         for n, item in enumerate(results):

@@ -64,14 +64,30 @@ class RunEstimate:
 
     def describe(self) -> str:
         s = self.settings
-        return (f"{s['layers_kept']} encoder layer(s) × {s['heads']} heads × {s['n_tokens']:,} tokens × "
+        runs = s.get("runs", 1)
+        each = "" if runs == 1 else f"{runs} runs kept together, each "
+        return (f"{each}{s['layers_kept']} encoder layer(s) × {s['heads']} heads × {s['n_tokens']:,} tokens × "
                 f"{s['band']:,} window + {s['n_global']} global column(s), {s['dtype']}: "
                 f"{_fmt(self.kept)} kept, about {_fmt(self.peak)} while running")
+
+    @classmethod
+    def together(cls, runs: Sequence["RunEstimate"]) -> "RunEstimate":
+        """Runs made one after the other whose results are all kept (the lab's settings): the kept
+        bytes add up, the running peak is the largest single run's (a weights copy is made once).
+        The settings are the first run's, with the most global tokens of any and `runs`."""
+        if not runs:
+            raise InputError("no runs to estimate")
+        once = {"encoder_layer_probs", "weights_copy"}  # transient: the largest, not the sum
+        keys = {k for r in runs for k in r.parts}
+        parts = {k: (max if k in once else sum)(r.parts.get(k, 0) for r in runs) for k in sorted(keys)}
+        settings = dict(runs[0].settings, runs=len(runs), n_global=max(r.settings["n_global"] for r in runs))
+        return cls(kept=sum(r.kept for r in runs), transient=max(r.transient for r in runs), parts=parts,
+                   settings=settings)
 
 
 def estimate_run(config: Any, n_tokens: int, *, n_global: int = 1, max_new_tokens: int = 64,
                  attention_dtype: torch.dtype = torch.float16, attention_layers: Sequence[int] | None = None,
-                 num_beams: int = 1, activation_dtype: torch.dtype = torch.float32) -> RunEstimate:
+                 num_beams: int = 1, precision: str = "float32", weights_copy: bool = False) -> RunEstimate:
     """Memory of `pipeline.run` on `n_tokens` tokens with `n_global` global tokens, generating up
     to `max_new_tokens` tokens (the output length; the estimate is exact for the kept part when
     the output has exactly that many tokens after the decoder start).
@@ -80,9 +96,14 @@ def estimate_run(config: Any, n_tokens: int, *, n_global: int = 1, max_new_token
     band H·N·(W+1)·d, global columns H·N·x·d, global rows H·x·N·d, positions x·8, mask N·1,
     statistics 4·H·4; per decoder layer: cross-attention H·T·N·d and
     self-attention H·T·T·d (T output tokens). While running (the largest of the phases): one
-    encoder layer's float32 scores and probabilities on the padded length, the hidden states and
+    encoder layer's scores and probabilities on the padded length, the hidden states and
     feed-forward activations; during generation and the final pass the encoder output, the
-    cross-attention keys/values and every decoder layer's float32 cross-attention at once.
+    cross-attention keys/values and every decoder layer's cross-attention at once.
+
+    `precision` is the one the run computes in (pipeline.run's, after device.choose_precision):
+    "float32", or "bfloat16", where activations and the probabilities an encoder layer hands over
+    take 2 bytes a number, not 4. `weights_copy=True`: the run first makes the model's copy in that
+    precision (`LoadedModel.model_in`; kept for later runs), `model_nbytes(config, dtype)` more.
     """
     if n_tokens < 1:
         raise InputError(f"n_tokens must be at least 1, got {n_tokens}")
@@ -92,8 +113,10 @@ def estimate_run(config: Any, n_tokens: int, *, n_global: int = 1, max_new_token
     L_enc, L_dec = config.encoder_layers, config.decoder_layers
     H, Hd = config.encoder_attention_heads, config.decoder_attention_heads
     D = config.d_model
+    from .device import dtype_of
+
     d = _dtype_bytes(attention_dtype)
-    a = _dtype_bytes(activation_dtype)
+    a = _dtype_bytes(dtype_of(precision))  # activations, and the probabilities as computed
     N, x, T = int(n_tokens), int(n_global), int(max_new_tokens)
     kept_layers = list(range(L_enc)) if attention_layers is None else sorted({int(i) for i in attention_layers})
     bad = [i for i in kept_layers if not 0 <= i < L_enc]
@@ -111,16 +134,33 @@ def estimate_run(config: Any, n_tokens: int, *, n_global: int = 1, max_new_token
     kept = sum(parts.values())
 
     # while running: the largest of (an encoder layer) and (generation + the teacher-forced pass)
-    layer_probs = H * n_pad * (x + wmax + 1) * 4 + (H * x * n_pad * 4 if x else 0)  # float32, as computed
+    layer_probs = H * n_pad * (x + wmax + 1) * a + (H * x * n_pad * a if x else 0)  # as computed
     encoder_layer = 3 * layer_probs + n_pad * (6 * D + 2 * config.encoder_ffn_dim) * a
     decoder_pass = (N * D * a  # encoder output
                     + max(1, num_beams) * L_dec * 2 * N * D * a  # cross-attention keys and values, per beam
-                    + 2 * L_dec * Hd * T * N * 4)  # float32 cross-attention scores and probabilities
-    parts["encoder_layer_float32"] = layer_probs
+                    + 2 * L_dec * Hd * T * N * a)  # cross-attention scores and probabilities
+    parts["encoder_layer_probs"] = layer_probs
     transient = max(encoder_layer, decoder_pass)
+    if weights_copy:
+        parts["weights_copy"] = model_nbytes(config, dtype_of(precision))
+        transient += parts["weights_copy"]
     settings = dict(layers_kept=len(kept_layers), heads=H, n_tokens=N, band=wmax + 1, n_global=x,
-                    dtype=str(attention_dtype).replace("torch.", ""), max_new_tokens=T)
+                    dtype=str(attention_dtype).replace("torch.", ""), max_new_tokens=T, precision=precision)
     return RunEstimate(kept=kept, transient=transient, parts=parts, settings=settings)
+
+
+def model_nbytes(config: Any, dtype: torch.dtype = torch.float32) -> int:
+    """Bytes of an LEDForConditionalGeneration's weights for `config` in `dtype`: every parameter
+    (tied ones once) and floating buffer, counted on a model built on the "meta" device (no memory,
+    no weights read), so a server can tell before loading a checkpoint whether it fits."""
+    from .modeling import LEDForConditionalGeneration
+
+    with torch.device("meta"):
+        model = LEDForConditionalGeneration(config)
+    size = _dtype_bytes(dtype)
+    tensors = list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]
+    return sum(t.numel() for t in tensors) * size + sum(
+        b.numel() * b.element_size() for b in model.buffers() if not b.is_floating_point())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,8 +211,10 @@ class MemoryGuard:
         self.per_run = (self.budget - self.kept_bytes) // self.workers
         self.live_check = live_check
 
-    def check(self, estimate: RunEstimate, *, can_shrink: dict[str, bool] | None = None) -> None:
-        """MemoryRefused when the run would not fit; the message offers what would shrink it."""
+    def check(self, estimate: RunEstimate, *, can_shrink: dict[str, bool] | None = None,
+              offers: Sequence[str] = ()) -> None:
+        """MemoryRefused when the run would not fit; the message offers what would shrink it
+        (`can_shrink` turns the usual offers off, `offers` adds others, first)."""
         limit = self.per_run
         reason = f"the server allows {_fmt(limit)} per run"
         if self.live_check:
@@ -184,13 +226,34 @@ class MemoryGuard:
                 limit, reason = max(0, now - 256 * MB), f"only {_fmt(now)} of memory is free right now"
         if estimate.peak <= limit and estimate.kept <= self.kept_bytes:
             return
-        raise MemoryRefused(self.refusal(estimate, reason, can_shrink))
+        raise MemoryRefused(self.refusal(estimate, reason, can_shrink, offers))
+
+    def check_load(self, what: str, nbytes: int) -> None:
+        """MemoryRefused when loading a model whose weights take `nbytes` (model_nbytes of its config)
+        would not fit: while loading, the weights read and the model built from them are held at
+        once (twice `nbytes`), against the memory free now (without live checks: the budget)."""
+        need = 2 * int(nbytes)
+        if self.live_check:
+            limit = available_memory() - 256 * MB
+            reason = f"only {_fmt(max(0, limit + 256 * MB))} of memory is free right now"
+        else:
+            limit, reason = self.budget, f"the server's memory budget is {_fmt(self.budget)}"
+        if need <= limit:
+            return
+        raise MemoryRefused(f"Not loading {what}: its weights take {_fmt(nbytes)} (float32), and loading holds "
+                            f"them twice ({_fmt(need)}), but {reason}. Choose a smaller model (the embedded demo "
+                            "model always fits), or try again when fewer models and runs are in memory.")
 
     @staticmethod
-    def refusal(estimate: RunEstimate, reason: str, can_shrink: dict[str, bool] | None = None) -> str:
+    def refusal(estimate: RunEstimate, reason: str, can_shrink: dict[str, bool] | None = None,
+                extra: Sequence[str] = ()) -> str:
         s = estimate.settings
-        offers = []
-        can = dict(dtype=True, layers=True, tokens=True, document=True, **(can_shrink or {}))
+        offers = list(extra)
+        can = dict(dtype=True, layers=True, tokens=True, document=True)
+        unknown = set(can_shrink or {}) - set(can)
+        if unknown:
+            raise InputError(f"unknown can_shrink keys {sorted(unknown)}: use {', '.join(can)}")
+        can.update(can_shrink or {})
         if can["dtype"] and s["dtype"] == "float32":
             offers.append("store the attention in float16 (half the memory)")
         if can["layers"] and s["layers_kept"] > 1:

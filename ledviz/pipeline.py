@@ -18,6 +18,7 @@ import torch
 from . import device
 from .errors import InputError
 from .export import AttentionStore
+from .config import LEDConfig
 from .generation import fact_list_constraint, span_constraint
 from .modeling import LEDForConditionalGeneration
 from .tokenization import LEDTokenizerFast
@@ -75,6 +76,10 @@ class LoadedModel:
                 self._copies[precision] = copy
             return self._copies[precision]
 
+    def has_model_in(self, precision: str) -> bool:
+        """Whether `model_in(precision)` is there already (no copy to make first)."""
+        return self.model.dtype == device.dtype_of(precision) or precision in self._copies
+
     @property
     def key(self) -> str:
         """Identifies the checkpoint (for caches and run fingerprints): source, name, and the embedded
@@ -103,22 +108,32 @@ def load_model(name_or_path: str | None = None, progress: Callable[[str], None] 
     `hub_only=True`: a name is a Hub id, never a local path (nothing under that name is read from
     the disk but the Hub cache), for servers whose users must not reach the server's files."""
     start = time.perf_counter()
-    if name_or_path in (None, "", EMBEDDED):
-        path, source, name = default_model_dir(), EMBEDDED, EMBEDDED
-    elif hub_only:
-        path = name = str(name_or_path).strip()
-        source = "hub"
-        hub_kwargs["hub_only"] = True
-    else:
-        path = os.path.expanduser(str(name_or_path).strip())
-        source = "local" if os.path.isdir(path) else "hub"
-        name = path
+    path, source, name = _where(name_or_path, hub_only, hub_kwargs)
     if progress:
         progress("loading the tokenizer")
     tokenizer = LEDTokenizerFast.from_pretrained(path, **hub_kwargs)
     model = LEDForConditionalGeneration.from_pretrained(path, torch_dtype=torch_dtype, progress=progress, **hub_kwargs)
     model.eval()
     return LoadedModel(model, tokenizer, name, source, time.perf_counter() - start)
+
+
+def _where(name_or_path: str | None, hub_only: bool, hub_kwargs: dict) -> tuple[str, str, str]:
+    """(path, source, name) of a checkpoint name as load_model reads it (sets hub_kwargs' hub_only)."""
+    if name_or_path in (None, "", EMBEDDED):
+        return default_model_dir(), EMBEDDED, EMBEDDED
+    if hub_only:
+        hub_kwargs["hub_only"] = True
+        name = str(name_or_path).strip()
+        return name, "hub", name
+    path = os.path.expanduser(str(name_or_path).strip())
+    return path, "local" if os.path.isdir(path) else "hub", path
+
+
+def load_config(name_or_path: str | None = None, *, hub_only: bool = False, **hub_kwargs: Any) -> LEDConfig:
+    """The config of the checkpoint load_model would load under these arguments, read alone (only
+    config.json): to tell a model's size (memory.model_nbytes) before loading its weights."""
+    path, _, _ = _where(name_or_path, hub_only, hub_kwargs)
+    return LEDConfig.from_pretrained(path, **hub_kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,6 +338,14 @@ def copy_source(tok, ids: list[int]) -> list[int]:
     return tok(re.sub(r"\s*\n\s*", " ", text), add_special_tokens=False)["input_ids"]
 
 
+def fact_labels() -> list[str]:
+    """The labels of the embedded model's fact-list summaries, "Label: value." ("Lead", "CEO",
+    "Founded", ...: ledviz.demo.data.SCHEMAS), sorted."""
+    from .demo.data import SCHEMAS
+
+    return sorted({s.label for schema in SCHEMAS.values() for s in schema.slots})
+
+
 def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, bos_token_id: int | None):
     """A prefix_allowed_tokens_fn that keeps outputs to their documents (`sources[b]`: the
     document token ids of input b, as given to the encoder).
@@ -331,7 +354,7 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
     answer " not in the document" (ledviz.demo.data.NOT_IN_DOCUMENT). what="facts":
     fact_list_constraint with the labels of the demo template (ledviz.demo.data.SCHEMAS), each
     value a span that begins a word. Both copy from `copy_source` of the document."""
-    from .demo.data import NOT_IN_DOCUMENT, SCHEMAS
+    from .demo.data import NOT_IN_DOCUMENT
 
     if what not in ("answer", "facts"):
         raise InputError(f"document_constraint keeps an 'answer' or 'facts' to the document, not {what!r}")
@@ -343,7 +366,7 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
     copyable = [copy_source(tok, src) for src in sources]
     if what == "answer":
         return span_constraint(copyable, eos_token_id, lead=lead, alternatives=[ids(" " + NOT_IN_DOCUMENT)])
-    labels = sorted({s.label for schema in SCHEMAS.values() for s in schema.slots})
+    labels = fact_labels()
     stop = ids(".")
     if len(stop) != 1:  # pragma: no cover - a byte-level BPE always has "." as one token
         raise InputError("facts_from_document needs '.' to be one token in this tokenizer")

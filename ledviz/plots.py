@@ -64,8 +64,8 @@ def _layout(fig: go.Figure, title: str | None = None, height: int | None = None,
                       margin=dict(l=10, r=10, t=top if top is not None else (40 if title else 10), b=10), **layout)
     if legend_y is not None:
         fig.update_layout(legend=dict(orientation="h", y=legend_y))
-    if rows_down:
-        fig.update_yaxes(autorange="reversed")
+    if rows_down:  # (not an axis laid over the map, such as mark_global_columns')
+        fig.update_yaxes(autorange="reversed", selector=lambda axis: not axis.overlaying)
     if square:
         fig.update_yaxes(scaleanchor="x", scaleratio=1, constrain="domain")
         fig.update_xaxes(constrain="domain")
@@ -115,6 +115,22 @@ def mark_global_tokens(fig: go.Figure, positions: Sequence[int], *, rows: bool =
     if rows:
         fig.add_trace(go.Scatter(x=[0] * len(xs), y=xs, showlegend=False,
                                  marker=dict(symbol="triangle-right", size=9, color=GLOBAL_MARK), **common), **where)
+    return fig
+
+
+def mark_global_columns(fig: go.Figure, positions: Sequence[int], *, offset: float = 0.0) -> go.Figure:
+    """Mark global token positions along the top of a figure whose x axis is document tokens and
+    whose y axis is anything else (output tokens, a few chosen tokens, an attention value): a ▼
+    over each global position, on an invisible y axis of its own (0 to 1) laid over the figure's."""
+    positions = sorted({int(p) for p in positions})
+    if not positions:
+        return fig
+    fig.add_trace(go.Scatter(
+        x=[p + offset for p in positions], y=[1.0] * len(positions), yaxis="y2", mode="markers",
+        customdata=positions, hovertemplate="global token %{customdata}<extra></extra>", cliponaxis=False,
+        showlegend=False, name=f"{GLOBAL_SYMBOL} global token",
+        marker=dict(symbol="triangle-down", size=9, color=GLOBAL_MARK)))
+    fig.update_layout(yaxis2=dict(overlaying="y", range=[0, 1], visible=False, fixedrange=True))
     return fig
 
 
@@ -212,9 +228,10 @@ def grid_figure(values, row_labels: Sequence[str], col_labels: Sequence[str], *,
 
 def rows_figure(values, row_labels: Sequence[str], edges: Sequence[int], *, title: str | None = None,
                 x_title: str = "document token", value_name: str = "attention", scale: str = "clipped",
-                height: int | None = None) -> go.Figure:
+                height: int | None = None, global_positions: Sequence[int] = ()) -> go.Figure:
     """Some tokens (rows) against the whole document in bins (columns): cross-attention of output
-    tokens, or where each global token looks. edges (K + 1) are the column bins' token boundaries."""
+    tokens, or where each global token looks. edges (K + 1) are the column bins' token boundaries;
+    `global_positions` are marked above the columns (`mark_global_columns`)."""
     z = _np(values)
     shown, zmax, bar = _scaled(z, scale, value_name)
     fig = go.Figure(go.Heatmap(
@@ -223,16 +240,17 @@ def rows_figure(values, row_labels: Sequence[str], edges: Sequence[int], *, titl
         hovertemplate="%{y}<br>tokens ≈ %{x:.0f}<br>" + value_name + " %{customdata:.4g}<extra></extra>",
         colorbar=dict(title=dict(text=bar, side="right"), thickness=12),
     ))
+    mark_global_columns(fig, global_positions, offset=0.5)
     fig.update_xaxes(title_text=x_title, range=[0, int(edges[-1])])
-    fig.update_yaxes(type="category", tickfont=dict(size=10 if len(row_labels) <= 40 else 8))
+    fig.layout.yaxis.update(type="category", tickfont=dict(size=10 if len(row_labels) <= 40 else 8))
     return _layout(fig, title, height or min(900, max(260, 16 * len(row_labels) + 120)))
 
 
 def profile_figure(values, *, title: str | None = None, value_name: str = "attention",
                    marks: Sequence[tuple[int, str]] = (), spans: Sequence[tuple[int, int]] = (),
-                   height: int = 240) -> go.Figure:
+                   height: int = 240, global_positions: Sequence[int] = ()) -> go.Figure:
     """One value per document token (N,) as a filled line; `marks` (position, label) are drawn as
-    dashed lines and `spans` (start, stop) as shaded token ranges."""
+    dashed lines, `spans` (start, stop) as shaded token ranges, `global_positions` as ▼ above."""
     y = _np(values)
     fig = go.Figure(go.Scatter(x=np.arange(len(y)), y=y, mode="lines", line=dict(width=1, color="#e6550d"),
                                fill="tozeroy", hovertemplate="token %{x}<br>" + value_name + " %{y:.4g}<extra></extra>"))
@@ -241,6 +259,7 @@ def profile_figure(values, *, title: str | None = None, value_name: str = "atten
     for pos, label in marks:
         fig.add_vline(x=pos, line=dict(color="#444", dash="dot", width=1), annotation_text=label,
                       annotation_position="top")
+    mark_global_columns(fig, global_positions)
     fig.update_xaxes(title_text="document token", range=[0, max(1, len(y) - 1)])
     fig.update_yaxes(title_text=value_name, rangemode="tozero")
     return _layout(fig, title, height, rows_down=False, top=None if title else (26 if marks else 10),

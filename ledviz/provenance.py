@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import analysis
-from .pipeline import Document, RunResult
+from .pipeline import Document, RunResult, fact_labels
 
 Passage = tuple[tuple[int, int], float, str]  # (character span, share of the attention, text)
 
@@ -163,13 +163,29 @@ def _variants(word: str) -> set[str]:
     return out
 
 
-def unsupported_words(output: str, document: str, stopwords: frozenset[str] = STOPWORDS) -> list[Unsupported]:
+def label_spans(output: str, labels: Sequence[str]) -> list[tuple[int, int]]:
+    """Character spans of the fact-list labels of `output` ("Lead: Maren Okafor. Budget: 4,312."):
+    one of `labels`, written exactly, at the start of the output or of a sentence, and followed by
+    a colon. The same word elsewhere ("the Lead", "Lead was") is not a label."""
+    if not labels:
+        return []
+    names = "|".join(re.escape(x) for x in sorted(labels, key=len, reverse=True))
+    return [m.span(1) for m in re.finditer(rf"(?:^|(?<=[.!?\n]))\s*({names})\s*:", output)]
+
+
+def unsupported_words(output: str, document: str, stopwords: frozenset[str] = STOPWORDS,
+                      labels: Sequence[str] | None = None) -> list[Unsupported]:
     """The words and numbers of `output` (a summary, a free answer) that do not occur in `document`.
 
     Words match case-insensitively, without accents, ignoring a possessive 's and singular/plural
     ('facts' is supported by 'fact'); stopwords (STOPWORDS) are never flagged. Numbers match by
     value, so '4312', '4,312' and '4\u202f312' are one number, and '14' is not supported by '140' or by
-    '14,000'. Hyphenated words match as a whole or by their parts."""
+    '14,000'. Hyphenated words match as a whole or by their parts.
+
+    The labels of a fact list ("CEO: ..., Founded: ...") are its format, not claims about the
+    document: a word of `labels` (default: the embedded model's, pipeline.fact_labels()) in a
+    label's place (`label_spans`) is never flagged; the same word anywhere else is checked."""
+    exempt = label_spans(output, fact_labels() if labels is None else labels)
     doc_words: set[str] = set()
     doc_numbers: set[float] = set()
     for m in _TOKEN.finditer(document):
@@ -186,7 +202,7 @@ def unsupported_words(output: str, document: str, stopwords: frozenset[str] = ST
                 marks.append(Unsupported(m.start(), m.end(), m.group(), "number"))
             continue
         word = _fold(m.group("word"))
-        if word in stopwords or len(word) < 2:
+        if word in stopwords or len(word) < 2 or any(a <= m.start() and m.end() <= b for a, b in exempt):
             continue
         parts = [p for p in re.split(r"['\-]", word) if p and p not in stopwords]
         if _variants(word) & doc_words or (len(parts) > 1 and all(_variants(p) & doc_words for p in parts)):

@@ -37,6 +37,11 @@ class Cancelled(InputError):
     """The job was cancelled before it started."""
 
 
+class Stopped(InputError):
+    """The job was cancelled while it ran, and stopped with no result (a job whose partial result
+    is worth showing, such as a summary cut short, returns it instead)."""
+
+
 class Job:
     """One submitted callable: its state, place, progress and outcome. Made by RunQueue.submit."""
 
@@ -190,6 +195,11 @@ class RunQueue:
     def running_count(self) -> int:
         with self._cond:
             return len(self._running)
+
+    def waiting_jobs(self) -> list[Job]:
+        """The waiting jobs, next first (a copy)."""
+        with self._cond:
+            return list(self._waiting)
 
     def snapshot(self) -> dict[str, Any]:
         """Counts for a status line: waiting, running, workers, max_waiting, completed."""

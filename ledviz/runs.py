@@ -18,7 +18,7 @@ import json
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -75,15 +75,19 @@ def run_fingerprint(loaded: LoadedModel, doc: Document | None, settings: Any,
 # ---------------------------------------------------------------------------------------------
 
 class RunJob:
-    """`pipeline.run` for one input, with its streamed tokens, progress and outcome.
+    """`pipeline.run` for one input, with its streamed tokens, progress and outcome: the one place
+    a run's tokens are streamed, whether the job runs in its own thread (`start`) or in a worker of
+    the server's shared queue (`ledviz.serving.Server.submit_run` calls `run` there).
 
-    `settings` are recorded in the result's settings (with `run_id`, the job's id); `generation`
-    holds further keyword arguments of pipeline.run (answer_from_document, ...).
+    `settings` are recorded in the result's settings (with `run_id`, the job's id); the other
+    keyword arguments are pipeline.run's (task, max_new_tokens, num_beams, answer_from_document, ...).
     """
 
-    def __init__(self, loaded: LoadedModel, doc: Document, global_mask: torch.Tensor, *, task: str,
-                 max_new_tokens: int, num_beams: int, settings: dict | None = None,
-                 generation: dict | None = None):
+    def __init__(self, loaded: LoadedModel, doc: Document, global_mask: torch.Tensor, *,
+                 settings: dict | None = None, **run_kwargs: Any):
+        for reserved in ("on_token", "stop_event", "progress"):
+            if reserved in run_kwargs:
+                raise TypeError(f"RunJob sets {reserved} itself: use job.pieces, job.cancel() and job.progress")
         self.id = uuid.uuid4().hex[:12]
         self.stop = threading.Event()
         self.pieces: list[str] = []
@@ -96,7 +100,8 @@ class RunJob:
         self.thread: threading.Thread | None = None
         self._special = set(loaded.tokenizer.all_special_ids)
         self._args = (loaded, doc, global_mask)
-        self._kwargs = dict(task=task, max_new_tokens=max_new_tokens, num_beams=num_beams, **(generation or {}))
+        self._kwargs = run_kwargs
+        self._report: Callable[[str, float], None] | None = None
 
     def start(self) -> "RunJob":
         """Run in a new daemon thread; returns the job."""
@@ -104,8 +109,12 @@ class RunJob:
         self.thread.start()
         return self
 
-    def run(self) -> None:
-        """Run in this thread; the outcome lands in `result` or `error` (never raised)."""
+    def run(self, stop: threading.Event | None = None, report: Callable[[str, float], None] | None = None) -> None:
+        """Run in this thread; the outcome lands in `result` or `error` (never raised). A queue's
+        worker passes its job's `stop` event (a Cancel sets it) and `report` (its progress)."""
+        if stop is not None:
+            self.stop = stop
+        self._report = report
         self.started = time.perf_counter()
         try:
             result = pipeline.run(*self._args, on_token=self._on_token, stop_event=self.stop,
@@ -127,6 +136,8 @@ class RunJob:
 
     def _on_progress(self, message: str, fraction: float) -> None:
         self.progress = (message, fraction)
+        if self._report is not None:
+            self._report(message, fraction)
 
     @property
     def done(self) -> bool:

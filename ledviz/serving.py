@@ -14,16 +14,17 @@ is refused at once) and when a worker starts it (the memory free right then). No
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, Callable, Hashable
 
 import torch
 
 from . import pipeline
+from .device import choose_precision
 from .errors import InputError
 from .memory import Handle, MemoryGuard, ResultStore, RunEstimate, estimate_run, memory_budget, run_nbytes
 from .pipeline import Document, LoadedModel
 from .runqueue import Job, RunQueue
+from .runs import RunJob
 from .settings import Settings
 
 
@@ -55,43 +56,53 @@ class Server:
 
     # -- runs -------------------------------------------------------------------------------------
     def submit(self, fn: Callable[[Job], Any], *, owner: Hashable, slot: str, estimate: RunEstimate,
-               nbytes: Callable[[Any], int] = run_nbytes, label: str = "") -> Job:
+               nbytes: Callable[[Any], int] = run_nbytes, label: str = "", **refusal: Any) -> Job:
         """Queue `fn(job) -> result`, refused at once (MemoryRefused) if `estimate` cannot fit and
-        (QueueFull) if the queue is full. The job's outcome is a Handle into `self.results`."""
-        self.guard.check(estimate)
+        (QueueFull) if the queue is full. The job's outcome is a Handle into `self.results`.
+        `refusal`: MemoryGuard.check's can_shrink and offers (what the refusal suggests)."""
+        self.guard.check(estimate, **refusal)
 
         def work(job: Job) -> Handle:
             torch.set_num_threads(self.settings.threads_per_run)  # (process-wide; every run sets the same)
             job.report("checking memory", 0.0)
-            self.guard.check(estimate)  # with the memory free now
+            self.guard.check(estimate, **refusal)  # with the memory free now
             result = fn(job)
             return self.results.put(owner, slot, result, nbytes(result))
 
         return self.queue.submit(work, owner=owner, label=label or slot)
 
+    def submit_load(self, load: Callable[[Job], Any], *, owner: Hashable, what: str, nbytes: int) -> Job:
+        """Queue loading a model (`load(job) -> LoadedModel`, reporting progress on the job) in the
+        same queue as the runs, so loads wait their turn and never run many at once; refused at
+        once (MemoryRefused, MemoryGuard.check_load) when its `nbytes` of weights would not fit,
+        and checked again when a worker takes it. The job's outcome is the loaded model itself."""
+        self.guard.check_load(what, nbytes)
+
+        def work(job: Job) -> Any:
+            torch.set_num_threads(self.settings.threads_per_run)
+            job.report("checking memory", 0.0)
+            self.guard.check_load(what, nbytes)  # with the memory free now
+            return load(job)
+
+        return self.queue.submit(work, owner=owner, label=f"load {what}")
+
     def submit_run(self, *, owner: Hashable, slot: str, loaded: LoadedModel, doc: Document,
                    global_mask: torch.Tensor, settings: dict | None = None, **run_kwargs: Any) -> Job:
-        """Queue one `pipeline.run(loaded, doc, global_mask, **run_kwargs)`; its streamed tokens
-        collect in `job.pieces`, its progress in `job.progress`, a Cancel sets its stop event.
-        `settings` are added to the result's settings (with a unique run_id)."""
+        """Queue one `pipeline.run(loaded, doc, global_mask, **run_kwargs)` as a `runs.RunJob` (the
+        one place tokens are streamed): `job.run` is that RunJob, its streamed tokens also in
+        `job.pieces`, its progress in `job.progress`; a Cancel sets its stop event. `settings` are
+        added to the result's settings (with the RunJob's unique run_id)."""
         est = self.estimate(loaded, doc, global_mask, **run_kwargs)
-        special = set(loaded.tokenizer.all_special_ids)
-        pieces: list[str] = []
-        extra = dict(settings or {})
+        run = RunJob(loaded, doc, global_mask, settings=settings, **run_kwargs)
 
         def fn(job: Job) -> pipeline.RunResult:
-            def on_token(token_id: int, text: str) -> None:
-                if token_id not in special:
-                    pieces.append(text)
-
-            result = pipeline.run(loaded, doc, global_mask, on_token=on_token, stop_event=job.stop,
-                                  progress=job.report, **run_kwargs)
-            # unique across servers and restarts: the pages cache a run's views by this id
-            result.settings.update(extra, run_id=f"run{job.number}-{uuid.uuid4().hex[:8]}")
-            return result
+            run.run(stop=job.stop, report=job.report)
+            if run.error is not None:
+                raise run.error
+            return run.result
 
         job = self.submit(fn, owner=owner, slot=slot, estimate=est)
-        job.pieces = pieces
+        job.run, job.pieces = run, run.pieces
         return job
 
     def submit_comparison(self, *, owner: Hashable, slot: str, loaded: LoadedModel, doc: Document,
@@ -101,26 +112,39 @@ class Server:
         `wrap(comparison)`. Estimated as every setting's run kept at once, one running at a time."""
         from . import compare
 
-        masks = [compare.Setting.of(s).mask(doc) for s in settings]  # bad settings fail here, at once
-        parts = [self.estimate(loaded, doc, m, max_new_tokens=max_new_tokens if generate else 0) for m in masks]
-        est = RunEstimate(kept=sum(p.kept for p in parts), transient=max(p.transient for p in parts),
-                          parts={k: sum(p.parts[k] for p in parts) for k in parts[0].parts},
-                          settings=dict(parts[0].settings, layers_kept=parts[0].settings["layers_kept"] * len(parts)))
+        est = self.comparison_estimate(loaded, doc, settings, max_new_tokens=max_new_tokens, generate=generate,
+                                       **compare_kwargs)  # bad settings fail here, at once
 
         def fn(job: Job) -> Any:
             return wrap(compare.compare_settings(loaded, doc, settings, max_new_tokens=max_new_tokens,
-                                                 generate=generate, progress=job.report, **compare_kwargs))
+                                                 generate=generate, progress=job.report, stop_event=job.stop,
+                                                 **compare_kwargs))
 
-        return self.submit(fn, owner=owner, slot=slot, estimate=est, nbytes=comparison_nbytes)
+        offers = ["compare fewer settings"] + (["compare without generating outputs (encoder only)"] if generate else [])
+        return self.submit(fn, owner=owner, slot=slot, estimate=est, nbytes=comparison_nbytes, offers=offers,
+                           can_shrink=dict(layers=False, dtype=False, tokens=generate))
+
+    def comparison_estimate(self, loaded: LoadedModel, doc: Document, settings: list, *, max_new_tokens: int,
+                            generate: bool = True, **compare_kwargs: Any) -> RunEstimate:
+        """A comparison's memory: every setting's run kept together, one running at a time
+        (RunEstimate.together); encoder only when not generating."""
+        from . import compare
+
+        masks = [compare.Setting.of(s).mask(doc) for s in settings]
+        return RunEstimate.together([self.estimate(loaded, doc, m, max_new_tokens=max_new_tokens if generate else 0,
+                                                   **compare_kwargs) for m in masks])
 
     def estimate(self, loaded: LoadedModel, doc: Document, global_mask: torch.Tensor | None, *,
                  max_new_tokens: int = 64, attention_dtype: torch.dtype = torch.float16,
-                 attention_layers=None, num_beams: int = 1, **_: Any) -> RunEstimate:
-        """estimate_run for a run of `loaded` on `doc` with this mask and these run settings."""
+                 attention_layers=None, num_beams: int = 1, precision: str = "float32", **_: Any) -> RunEstimate:
+        """estimate_run for a run of `loaded` on `doc` with this mask and these run settings: in the
+        precision the run will use here (device.choose_precision), with the model's copy in that
+        precision when it is still to be made."""
+        used, _note = choose_precision(precision)
         n_global = int(global_mask.sum()) if global_mask is not None else 1
         return estimate_run(loaded.config, doc.n_tokens, n_global=n_global, max_new_tokens=max_new_tokens,
                             attention_dtype=attention_dtype, attention_layers=attention_layers,
-                            num_beams=num_beams)
+                            num_beams=num_beams, precision=used, weights_copy=not loaded.has_model_in(used))
 
 
 def comparison_nbytes(value: Any) -> int:

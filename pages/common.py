@@ -11,7 +11,7 @@ The API, by section:
 - pages and errors: `render_page(main, what)` (the last line of every page), `show_errors(what)`
   (context manager), `show_error(err, what)`, `stay_in_app_frame()`.
 - the model: `model_sidebar()` (app.py), `require_model()` / `get_model()` (pages),
-  `load_model_cached(name, progress)`.
+  `load_model_cached(name, status)`.
 - the view: `attention_sidebar(loaded)` (app.py), `current_view()`, `select_head(layer, head)`.
 - documents: `document_input(key)`, `prepared_document(loaded, text, question)`,
   `document_status(loaded, text, question)`, `global_tokens_input(key, doc, default)`,
@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -38,11 +37,22 @@ import torch
 
 from ledviz import device, pipeline, plots
 from ledviz.errors import InputError, LedvizError
+from ledviz.memory import model_nbytes
 from ledviz.pipeline import Document, LoadedModel, RunResult
 from ledviz.runs import run_facts, run_fingerprint
 from ledviz.uploads import UPLOAD_TYPES, decode_upload
 from ledviz.views import View
-from pages.running import finished, kept as kept_result, poll, server, session_owner, show_cancelled_or_error
+from pages.running import (
+    cancel_job,
+    follow_job,
+    job_running,
+    kept as kept_result,
+    poll,
+    server,
+    session_owner,
+    show_cancelled_or_error,
+    start_job,
+)
 
 log = logging.getLogger("ledviz.app")
 
@@ -120,33 +130,42 @@ def render_page(main: Callable[[], None], what: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 class _ModelSlot:
-    """Holds one checkpoint's model once loaded; the lock makes concurrent sessions load it once."""
+    """Holds one checkpoint's model once loaded, and the queued job loading it meanwhile (every
+    session asking for the checkpoint follows that one job); the lock guards both."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.loaded: LoadedModel | None = None
+        self.job = None  # a ledviz.runqueue.Job while the load waits or runs
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
 def _model_slot(name: str, model_dir: str) -> _ModelSlot:
     """The cache entry of a checkpoint (keyed by its name, and for the embedded model its folder).
 
-    The slot is created empty and filled by `load_model_cached` outside the cached function,
-    so the loading progress can be drawn on the page (Streamlit would otherwise record those
-    progress updates for replay); a failed load leaves it empty and the next call retries.
+    The slot is created empty and filled by the load job `load_model_cached` queues, outside the
+    cached function, so the loading progress can be drawn on the page (Streamlit would otherwise
+    record those progress updates for replay); a failed load leaves it empty and the next call retries.
     """
     return _ModelSlot()
 
 
-def load_model_cached(name: str, progress: Callable[[str], None] | None = None, kind: str | None = None) -> LoadedModel:
+def load_model_cached(name: str, status: Any = None, kind: str | None = None) -> LoadedModel:
     """The model for a checkpoint name ("embedded", a Hub id or a folder), loaded once per process.
 
     The deployment settings apply before anything is read: with local folders off a name is only
     ever a Hub id (nothing on the server's disk is looked at under it), and a Hub id must be one
-    the server allows. `kind` ("hub" or "local") is what the user chose the name as."""
+    the server allows. `kind` ("hub" or "local") is what the user chose the name as.
+
+    A model not loaded yet is loaded by a job of the server's shared queue, like a run: thirty
+    users asking for thirty models load them one after the other, each seeing its place, and a
+    model whose weights (from its config.json alone) would not fit in the memory free is refused
+    before anything else is read (MemoryRefused). `status` (an st.empty) shows the place and the
+    loading progress."""
     hub_only = False
+    srv = server()
     if name != pipeline.EMBEDDED:
-        settings = server().settings
+        settings = srv.settings
         if kind == "local":
             settings.check_local_folder()
         if kind == "hub" or not settings.local_folders:
@@ -154,21 +173,25 @@ def load_model_cached(name: str, progress: Callable[[str], None] | None = None, 
             hub_only = not settings.local_folders
     slot = _model_slot(name, pipeline.default_model_dir() if name == pipeline.EMBEDDED else "")
     with slot.lock:
-        if slot.loaded is None:
-            slot.loaded = pipeline.load_model(name, progress=progress, hub_only=hub_only)
-    return slot.loaded
+        if slot.loaded is not None:
+            return slot.loaded
+        job = slot.job
+        if job is None or job.done:  # (a failed load is tried again)
+            nbytes = model_nbytes(pipeline.load_config(name, hub_only=hub_only))
 
+            def load(job) -> LoadedModel:
+                steps = iter(range(1, 100))
+                loaded = pipeline.load_model(name, hub_only=hub_only,
+                                             progress=lambda message: job.report(message, min(0.95, next(steps) / 6)))
+                with slot.lock:
+                    slot.loaded, slot.job = loaded, None
+                return loaded
 
-def _loading_progress(slot, name: str) -> Callable[[str], None]:
-    """A load_model progress callback drawing a bar in `slot` (an st.empty) that moves a step per
-    message (loading reports no fractions). Nothing is drawn when the model is already loaded."""
-    steps = {"n": 0}
-
-    def update(message: str) -> None:
-        steps["n"] += 1
-        slot.progress(min(0.95, steps["n"] / 6), text=f"{name}: {message}…")
-
-    return update
+            job = slot.job = srv.submit_load(load, owner=session_owner(), what=name, nbytes=nbytes)
+    if status is not None:
+        poll(job, srv, status=status)
+    job.wait()
+    return job.outcome()
 
 
 def _describe(loaded: LoadedModel) -> str:
@@ -223,14 +246,14 @@ def model_sidebar() -> LoadedModel | None:
         bar = st.empty()
         if requested and requested != ss["model.active"]:
             try:
-                load_model_cached(requested, _loading_progress(bar, requested), kind)
+                load_model_cached(requested, bar, kind)
                 ss["model.active"] = requested
                 _clear_model_error()
             except Exception as err:  # noqa: BLE001 - shown below, the previous model stays in use
                 ss["model.error"] = err
         loaded = None
         try:
-            loaded = load_model_cached(ss["model.active"], _loading_progress(bar, ss["model.active"]))
+            loaded = load_model_cached(ss["model.active"], bar)
         except Exception as err:  # noqa: BLE001
             ss["model.error"] = err
         bar.empty()
@@ -538,24 +561,9 @@ def _start_job(key: str, loaded: LoadedModel, doc: Document, mask: torch.Tensor,
                max_new_tokens: int, num_beams: int, settings: dict, generation: dict | None = None) -> None:
     """Queue the run on the server's shared queue (refused at once, with a message, when the queue
     is full or the run would not fit in memory)."""
-    ss = st.session_state
-    old = ss.get(f"{key}.job")
-    if old is not None:
-        old.cancel()
-    ss.pop(f"{key}.error", None)
-    ss[f"{key}.job"] = None
-    try:
-        ss[f"{key}.job"] = server().submit_run(
-            owner=session_owner(), slot=key, loaded=loaded, doc=doc, global_mask=mask, settings=settings,
-            task=task, max_new_tokens=max_new_tokens, num_beams=num_beams, **(generation or {}))
-    except LedvizError as err:
-        ss[f"{key}.error"] = err
-
-
-def _cancel_job(key: str) -> None:
-    job = st.session_state.get(f"{key}.job")
-    if job is not None:
-        job.cancel()
+    start_job(key, lambda: server().submit_run(
+        owner=session_owner(), slot=key, loaded=loaded, doc=doc, global_mask=mask, settings=settings,
+        task=task, max_new_tokens=max_new_tokens, num_beams=num_beams, **(generation or {})))
 
 
 def run_panel(key: str, loaded: LoadedModel, doc: Document | None, global_mask: torch.Tensor | None, *,
@@ -573,8 +581,7 @@ def run_panel(key: str, loaded: LoadedModel, doc: Document | None, global_mask: 
     ss = st.session_state
     settings = dict(settings or {}, task=task, max_new_tokens=max_new_tokens, num_beams=num_beams,
                     **(generation or {}))
-    job = ss.get(f"{key}.job")  # a ledviz.runqueue.Job
-    running = job is not None and not job.done
+    running = job_running(key)
     ready = doc is not None and global_mask is not None
     fingerprint = run_fingerprint(loaded, doc, settings, global_mask) if ready else None
     b1, b2, b3 = st.columns([1.3, 1, 4], vertical_alignment="center")
@@ -582,22 +589,12 @@ def run_panel(key: str, loaded: LoadedModel, doc: Document | None, global_mask: 
               on_click=_start_job, width="stretch",
               args=(key, loaded, doc, global_mask, task, max_new_tokens, num_beams,
                     dict(settings, fingerprint=fingerprint), generation))
-    b2.button("Cancel", key=f"{key}.cancel", disabled=not running, on_click=_cancel_job, args=(key,),
+    b2.button("Cancel", key=f"{key}.cancel", disabled=not running, on_click=cancel_job, args=(key,),
               width="stretch", help="Leave the queue, or stop generating (the tokens so far are kept).")
     if num_beams > 1:
         b3.caption("Beam search shows the output when it ends (streaming needs 1 beam).")
-    job = ss.get(f"{key}.job")
-    if job is not None:
-        # its place in the shared queue while it waits, then a progress bar and the streamed tokens
-        poll(job, server(), status=st.empty(), stream=st.empty(),
-             stream_text=lambda j: f"**{stream_label}** (streaming): {_md_escape(''.join(j.pieces))} ▌" if j.pieces else None)
-        ss[f"{key}.job"] = None
-        handle, err = finished(job)
-        if err is not None:
-            ss[f"{key}.error"] = err
-        else:
-            ss[f"{key}.result"] = handle
-        st.rerun()  # redraw the page with the buttons enabled and the result's views
+    # its place in the shared queue while it waits, then a progress bar and the streamed tokens
+    follow_job(key, lambda j: f"**{stream_label}** (streaming): {_md_escape(''.join(j.pieces))} ▌" if j.pieces else None)
     if f"{key}.error" in ss:
         show_cancelled_or_error(ss[f"{key}.error"], show_error, "running the model")
     result: RunResult | None = kept_result(key)

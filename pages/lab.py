@@ -27,6 +27,7 @@ from pages.common import (
     show_error,
     show_errors,
 )
+from pages.running import cancel_job, follow_job, job_running, kept, server, session_owner, show_cancelled_or_error, start_job
 from pages.views import plot
 
 KEY = "lab"
@@ -219,8 +220,16 @@ def results_section(comp: compare.Comparison) -> None:
 # the page
 # ---------------------------------------------------------------------------------------------
 
-def _request_compare() -> None:
-    st.session_state[f"{KEY}.requested"] = True
+def _start_compare(loaded, doc, settings: list[Setting], task: str, max_new: int, reference: int,
+                   generate: bool) -> None:
+    """Compare's on_click: the comparison goes into the server's shared queue (as Summarize and QA
+    runs do), refused at once when the queue is full or it would not fit in memory; the kept value
+    is (fingerprint, Comparison), one per user in the server's bounded ResultStore."""
+    fp = _fingerprint(loaded, doc, settings, task, max_new, reference, generate)
+    start_job(KEY, lambda: server().submit_comparison(
+        owner=session_owner(), slot=KEY, loaded=loaded, doc=doc, settings=settings, task=task,
+        max_new_tokens=int(max_new), reference=int(reference), generate=bool(generate),
+        wrap=lambda comp: (fp, comp)))
 
 
 def main() -> None:
@@ -264,25 +273,18 @@ def main() -> None:
     reference = g4.selectbox("Reference", range(len(settings)), key=f"{KEY}.reference", format_func=names.__getitem__,
                              help="Its output is scored under every setting, and every map is compared with its map.")
     ready = doc is not None and len(valid) == len(settings)
-    # the click is kept as a request in the session (a button's own value lasts one run, and a run
-    # may be handed back to app.py's frame before it gets here: see pages.common.stay_in_app_frame)
-    st.button("Compare", type="primary", key=f"{KEY}.run", disabled=not ready, on_click=_request_compare)
+    running = job_running(KEY)
+    b1, b2, _ = st.columns([1.3, 1, 4], vertical_alignment="center")
+    b1.button("Compare", type="primary", key=f"{KEY}.run", disabled=running or not ready, width="stretch",
+              on_click=_start_compare, args=(loaded, doc, valid, task, max_new, reference, generate))
+    b2.button("Cancel", key=f"{KEY}.cancel", disabled=not running, on_click=cancel_job, args=(KEY,),
+              width="stretch", help="Leave the queue, or stop the comparison (nothing is kept of a stopped one).")
+    follow_job(KEY)  # its place in the shared queue while it waits, then a progress bar
 
     ss = st.session_state
-    if ss.pop(f"{KEY}.requested", False) and ready:
-        bar = st.progress(0.0, text="starting…")
-        try:
-            comp = compare.compare_settings(loaded, doc, valid, task=task, max_new_tokens=int(max_new),
-                                            reference=int(reference), generate=generate,
-                                            progress=lambda what, f: bar.progress(f, text=f"{what}…"))
-            ss[f"{KEY}.result"] = (_fingerprint(loaded, doc, valid, task, max_new, reference, generate), comp)
-            ss.pop(f"{KEY}.error", None)
-        except Exception as err:  # noqa: BLE001 - shown below
-            ss[f"{KEY}.error"] = err
-        bar.empty()
     if f"{KEY}.error" in ss:
-        show_error(ss[f"{KEY}.error"], "comparing the settings")
-    stored = ss.get(f"{KEY}.result")
+        show_cancelled_or_error(ss[f"{KEY}.error"], show_error, "comparing the settings")
+    stored = kept(KEY)
     if stored is None:
         return
     fingerprint, comp = stored

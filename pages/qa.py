@@ -100,7 +100,8 @@ def question_looked(result) -> None:
     st.caption(f"{share:.0%} of the question tokens' attention goes to the document"
                + (" (averaged over the heads and layers shown; the map below shows their max)."
                   if view.reduce == "max" else "."))
-    plot(plots.profile_figure(on_doc, value_name="attention", height=170), key=f"{KEY}.question_profile")
+    plot(plots.profile_figure(on_doc, value_name="attention", height=170, global_positions=result.global_positions),
+         key=f"{KEY}.question_profile")
     highlighted_document(result, on_doc, label="attention from the question", height=300)
 
 

@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from ledviz.runqueue import Cancelled, Job
+from ledviz.errors import LedvizError
+from ledviz.runqueue import Cancelled, Job, Stopped
 from ledviz.serving import Server
 from ledviz.settings import Settings
 
@@ -100,11 +101,59 @@ def finished(job: Job) -> tuple[Any, BaseException | None]:
 
 
 def show_cancelled_or_error(err: BaseException, show_error: Callable[[BaseException, str], None], what: str) -> None:
-    """A run cancelled before it started is news, not an error."""
+    """A run cancelled (before it started, or stopped with nothing to show) is news, not an error."""
     if isinstance(err, Cancelled):
         st.info("Cancelled before it started: the run left the queue.", icon=":material/cancel:")
+    elif isinstance(err, Stopped):
+        st.info(f"Cancelled while running: {err}.", icon=":material/cancel:")
     else:
         show_error(err, what)
+
+
+# -- a page's job: session_state[f"{key}.job"] (running), f"{key}.result" (a handle), f"{key}.error" --
+
+def start_job(key: str, submit: Callable[[], Job]) -> None:
+    """A button's on_click: cancel the page's earlier job, then queue `submit()`'s; a refusal (full
+    queue, no memory, bad input) is kept as the page's error."""
+    ss = st.session_state
+    old = ss.get(f"{key}.job")
+    if old is not None:
+        old.cancel()
+    ss.pop(f"{key}.error", None)
+    ss[f"{key}.job"] = None
+    try:
+        ss[f"{key}.job"] = submit()
+    except LedvizError as err:
+        ss[f"{key}.error"] = err
+
+
+def cancel_job(key: str) -> None:
+    """A Cancel button's on_click: the page's job leaves the queue, or is asked to stop."""
+    job = st.session_state.get(f"{key}.job")
+    if job is not None:
+        job.cancel()
+
+
+def job_running(key: str) -> bool:
+    job = st.session_state.get(f"{key}.job")
+    return job is not None and not job.done
+
+
+def follow_job(key: str, stream_text: Callable[[Job], str | None] | None = None) -> None:
+    """Where the page's job is: poll it (place, progress, `stream_text`) until it ends, keep its
+    handle or error, and rerun the page (buttons enabled again, the result's views drawn)."""
+    ss = st.session_state
+    job = ss.get(f"{key}.job")
+    if job is None:
+        return
+    poll(job, server(), status=st.empty(), stream=st.empty() if stream_text else None, stream_text=stream_text)
+    ss[f"{key}.job"] = None
+    handle, err = finished(job)
+    if err is not None:
+        ss[f"{key}.error"] = err
+    else:
+        ss[f"{key}.result"] = handle
+    st.rerun()
 
 
 def kept(key: str, srv: Server | None = None) -> Any:

@@ -249,7 +249,8 @@ def text_view(result: RunResult, key: str, view: View | None = None, default_tok
                          format_func={"from": "from this token (where it looks)",
                                       "to": "to this token (who looks at it)"}.get, persist_state="session")
     w = token_row(result, i, direction, view)
-    fig = plots.profile_figure(views.on_document(result, w), marks=[(i, "token")], value_name="attention", height=180)
+    fig = plots.profile_figure(views.on_document(result, w), marks=[(i, "token")], value_name="attention", height=180,
+                               global_positions=result.global_positions)
     plot(fig, key=f"{key}.profile")
     highlighted_document(result, w, focus=[i], label=f"attention {direction} token {i}")
 
@@ -301,7 +302,8 @@ def global_tokens_view(result: RunResult, key: str, view: View | None = None) ->
     m, edges = views.binned_rows(rows, doc.n_tokens, GLOBAL_BINS)
     note = f" (the {MAX_GLOBAL_ROWS} most attended of {len(stats)})" if len(stats) > MAX_GLOBAL_ROWS else ""
     fig = plots.rows_figure(m, plots.token_axis_labels(texts, list(shown["position"])), edges,
-                            title=f"Where each global token looks{note} — {v.label()}", value_name="attention mass")
+                            title=f"Where each global token looks{note} — {v.label()}", value_name="attention mass",
+                            global_positions=result.global_positions)
     plot(fig, key=f"{key}.rows")
     figure_export(fig, "global-tokens", f"{key}.rows_export")
     st.dataframe(
@@ -335,7 +337,8 @@ def cross_attention_view(result: RunResult, loaded: LoadedModel | None, key: str
     m, edges = views.binned_rows(cm, result.document.n_tokens, CROSS_BINS)
     labels = plots.output_axis_labels(provenance.output_pieces(result, loaded.tokenizer if loaded else None))
     fig = plots.rows_figure(m, labels, edges, x_title="input token",
-                            title="Cross-attention: each output token onto the input", value_name="attention mass")
+                            title="Cross-attention: each output token onto the input", value_name="attention mass",
+                            global_positions=result.global_positions)
     plot(fig, key=f"{key}.cross")
     figure_export(fig, "cross-attention", f"{key}.cross_export")
 

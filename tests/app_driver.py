@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import time
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -75,6 +76,46 @@ def load_hub_id(at, name: str) -> None:
     at.sidebar.radio(key="model.source").set_value("hub").run()
     at.sidebar.text_input(key="model.hub_id").set_value(name).run()
     at.sidebar.button(key="model.load_hub").click().run()
+
+
+def waiting_job(srv, label_start: str, timeout: float = 60):
+    """The first job waiting in `srv`'s queue whose label starts with `label_start`, once there is
+    one (polled from another thread while a page waits in AppTest); None after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = [j for j in srv.queue.waiting_jobs() if j.label.startswith(label_start)]
+        if jobs:
+            return jobs[0]
+        time.sleep(0.1)
+    return None
+
+
+@contextlib.contextmanager
+def when_waiting(srv, label_start: str, action=lambda job: None) -> Iterator[dict]:
+    """Another user's job holds `srv`'s only worker; once a job whose label starts with
+    `label_start` waits behind it, `action(job)` runs (from another thread, as a click's callback
+    would), then the worker is let go. Yields a dict that gets the job's label and place."""
+    import threading
+
+    gate, started = threading.Event(), threading.Event()
+    srv.queue.submit(lambda job: (started.set(), gate.wait(60)), owner="another user")
+    seen: dict = {}
+
+    def watch() -> None:
+        job = waiting_job(srv, label_start)
+        if job is not None:
+            seen.update(label=job.label, place=job.place)
+            action(job)
+        gate.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    try:
+        assert started.wait(10)
+        watcher.start()
+        yield seen
+        watcher.join(30)
+    finally:
+        gate.set()
 
 
 # ---------------------------------------------------------------------------------------------

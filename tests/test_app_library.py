@@ -391,6 +391,25 @@ def test_colour_bars_name_the_quantity_not_the_scale():
         assert fig.data[0].colorbar.title.text == title
 
 
+@pytest.mark.parametrize("make", [
+    lambda g: plots.rows_figure(np.ones((3, 4)), ["1 a", "2 b", "3 c"], [0, 250, 500, 750, 1000], global_positions=g),
+    lambda g: plots.profile_figure(np.ones(1000), marks=[(5, "token")], global_positions=g),
+], ids=["rows: cross-attention and global rows", "profile: where tokens look"])
+def test_global_tokens_are_marked_above_the_document_axis(make):
+    """The cross-attention map, the global tokens' rows and the attention profiles have the document
+    along x and something else along y: a ▼ over each global position, on a 0-1 axis of its own
+    laid over the figure's, at its top (the map's rows still run downwards)."""
+    fig = make([617, 0, 617])
+    marks = [t for t in fig.data if t.type == "scatter" and t.yaxis == "y2"]
+    assert len(marks) == 1 and list(marks[0].customdata) == [0, 617]
+    offset = marks[0].x[0]
+    assert [x - offset for x in marks[0].x] == [0, 617] and offset in (0, 0.5)
+    assert list(marks[0].y) == [1.0, 1.0] and marks[0].marker.color == plots.GLOBAL_MARK
+    assert fig.layout.yaxis2.overlaying == "y" and tuple(fig.layout.yaxis2.range) == (0, 1)
+    assert fig.layout.yaxis2.autorange in (None, False)  # top is top on the overlaid axis
+    assert not any(t.yaxis == "y2" for t in make([]).data)  # no global tokens: no marks
+
+
 def test_global_tokens_are_marked_on_every_map():
     z = np.random.default_rng(0).random((4, 4))
     fig = plots.overview_figure(z, [0, 250, 500, 750, 1000], global_positions=[0, 617, 617])
@@ -454,6 +473,28 @@ def test_unsupported_words(output, flagged):
     assert [m.text for m in marks] == flagged
     for m in marks:
         assert output[m.start:m.end] == m.text and m.kind == ("number" if m.text[0].isdigit() else "word")
+
+
+def test_fact_list_labels_are_format_not_claims():
+    """The embedded model's summaries are "Label: value." lists; a label (CEO, Founded, ...) absent
+    from the document is not a hallucination, but only in a label's place."""
+    from ledviz.demo.data import SCHEMAS, summary_for
+
+    labels = pipeline.fact_labels()
+    assert {"CEO", "Founded", "Lead", "Budget", "Headquarters", "Sponsor"} <= set(labels)
+    facts = {s.name: "Maren Okafor" for s in SCHEMAS["company"].slots}
+    summary = summary_for("company", facts)  # "CEO: Maren Okafor. Headquarters: Maren Okafor. ..."
+    assert summary.startswith("CEO: Maren Okafor.")
+    assert provenance.unsupported_words(summary, DOC) == []
+    assert [m.text for m in provenance.unsupported_words(summary, DOC, labels=())][:2] == ["CEO", "Headquarters"]
+    # the same words outside a label's place are checked as any word
+    assert [m.text for m in provenance.unsupported_words("Founded: 14 March 2034. The CEO is Maren.", DOC)] == ["CEO"]
+    assert [m.text for m in provenance.unsupported_words("Lead: Maren. Founded in Paris.", DOC)] == ["Founded", "Paris"]
+    assert [m.text for m in provenance.unsupported_words("Maren, CEO: yes.", DOC)] == ["CEO", "yes"]
+    assert [m.text for m in provenance.unsupported_words("Motto: Maren.", DOC)] == ["Motto"]  # not a label of the format
+    # the value after a label is still checked
+    assert [m.text for m in provenance.unsupported_words("CEO: Ada Lovelace. Revenue: 98,712.", DOC)] == \
+        ["Ada", "Lovelace", "98,712"]
 
 
 def test_accents_and_case_fold_both_ways():

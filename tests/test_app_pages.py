@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from app_driver import assert_clean, charts, messages, open_app, paste
+from app_driver import assert_clean, charts, kept, messages, open_app, paste, when_waiting
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +55,54 @@ def test_lab_compares_settings_and_draws_charts():
     assert_lab_controls_stay(at, "whole numbers")
     assert at.selectbox(key="lab.reference").options[1] == "Setting 2: (to fix)"
     assert charts(at) >= 7 and any("earlier document or settings" in i.value for i in at.info)
+
+
+def test_lab_compare_is_a_job_of_the_shared_queue():
+    from ledviz.memory import Handle
+    from pages.running import server
+
+    at = open_app("pages/lab.py")
+    paste(at)
+    at.number_input(key="lab.count").set_value(2).run()
+    at.number_input(key="lab.max_new").set_value(2).run()
+    assert at.button(key="lab.cancel").disabled  # nothing to cancel yet
+    completed = server().queue.snapshot()["completed"]
+    at.button(key="lab.run").click().run()
+    assert_clean(at)
+    assert server().queue.snapshot()["completed"] == completed + 1
+    assert isinstance(at.session_state["lab.result"], Handle)  # kept in the server's bounded store
+    _, comp = kept(at, "lab")
+    assert comp.labels == ["first <s>", "sentence starts"] and charts(at) >= 6
+    assert at.button(key="lab.cancel").disabled and not at.button(key="lab.run").disabled
+
+
+def test_lab_compare_waits_its_turn_and_is_cancelled_while_waiting():
+    """Another user's run holds the only worker: the comparison waits (place 1) and a Cancel (what
+    the Cancel button's callback does, from another thread here) takes it out of the queue."""
+    from pages.running import server
+
+    at = open_app("pages/lab.py")
+    paste(at)
+    with when_waiting(server(), "lab", lambda job: job.cancel()) as seen:
+        at.button(key="lab.run").click().run()
+    assert_clean(at)
+    assert seen["place"] == 1
+    assert any("Cancelled before it started" in i for i in messages(at, "info")), messages(at, "info")
+    assert not at.button(key="lab.run").disabled and charts(at) == 0
+
+
+def test_lab_refuses_a_comparison_that_would_not_fit_in_memory(monkeypatch):
+    monkeypatch.setenv("LEDVIZ_MEMORY_BUDGET_MB", "1")
+    at = open_app("pages/lab.py")
+    paste(at)
+    at.number_input(key="lab.count").set_value(4).run()
+    at.button(key="lab.run").click().run()
+    assert_clean(at, errors_ok=True)
+    refusals = messages(at, "error")
+    assert any("would not fit in memory" in e and "4 runs kept together" in e and "compare fewer settings" in e
+               for e in refusals), refusals
+    assert not any("Something went wrong" in e for e in refusals)
+    assert not at.button(key="lab.run").disabled and charts(at) == 0
 
 
 def assert_lab_controls_stay(at, message: str) -> None:

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from app_driver import APP, kept, load_hub_id, messages
+from app_driver import APP, kept, load_hub_id, messages, when_waiting
 from app_driver import open_app as start
 
 
@@ -88,6 +88,50 @@ def test_local_folders_on_still_loads_a_folder(tmp_path, monkeypatch):
     at.sidebar.button(key="model.load_folder").click().run()
     errors = messages(at, "error")
     assert errors and "typed-by-a-user" in errors[0]  # it tried the folder (and found no weights)
+
+
+def test_loading_a_model_waits_its_turn_in_the_shared_queue(tmp_path):
+    """Another user's run holds the only worker: a folder's model waits (place 1) in the same queue
+    as the runs, then loads; thirty users typing thirty ids load one model at a time."""
+    import shutil
+
+    from ledviz import pipeline
+    from pages.running import server
+
+    folder = tmp_path / "checkpoint"
+    shutil.copytree(pipeline.default_model_dir(), folder)
+    at = start()
+    with when_waiting(server(), "load ") as seen:
+        at.sidebar.radio(key="model.source").set_value("local").run()
+        at.sidebar.text_input(key="model.folder").set_value(str(folder)).run()
+        at.sidebar.button(key="model.load_folder").click().run()
+    assert not at.exception and not messages(at, "error"), messages(at, "error")
+    assert seen == {"label": f"load {folder}", "place": 1}
+    assert at.session_state["model.active"] == str(folder)
+    assert any(str(folder) in c.value for c in at.sidebar.caption)
+
+
+def test_a_model_too_big_for_the_free_memory_is_refused_before_its_weights_are_read(tmp_path, monkeypatch):
+    import json
+
+    from ledviz import memory
+
+    folder = tmp_path / "led-base-shaped"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(dict(
+        model_type="led", d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,
+        decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072, attention_window=1024,
+        max_encoder_position_embeddings=16384, max_decoder_position_embeddings=1024, vocab_size=50265)))
+    at = start()
+    monkeypatch.setattr(memory, "available_memory", lambda: 1024 * memory.MB)
+    at.sidebar.radio(key="model.source").set_value("local").run()
+    at.sidebar.text_input(key="model.folder").set_value(str(folder)).run()
+    at.sidebar.button(key="model.load_folder").click().run()
+    assert not at.exception
+    errors = sorted(set(messages(at, "error")))
+    assert len(errors) == 1 and errors[0].startswith(f"Not loading {folder}: its weights take 6"), errors
+    assert "only 1.0 GB of memory is free right now" in errors[0] and "embedded demo model" in errors[0]
+    assert at.session_state["model.active"] == "embedded"  # (the folder has no weights: none were looked for)
 
 
 def test_allowed_hub_ids_refuse_others(monkeypatch):

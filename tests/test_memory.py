@@ -7,7 +7,17 @@ import torch
 
 from ledviz import LEDConfig, pipeline
 from ledviz.errors import InputError
-from ledviz.memory import GB, MB, MemoryGuard, MemoryRefused, ResultStore, estimate_run, memory_budget, run_nbytes
+from ledviz.memory import (
+    GB,
+    MB,
+    MemoryGuard,
+    MemoryRefused,
+    ResultStore,
+    estimate_run,
+    memory_budget,
+    model_nbytes,
+    run_nbytes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +72,71 @@ def test_the_float32_layer_estimate_covers_what_the_encoder_hands_over(loaded, d
     est = estimate_run(loaded.config, doc.n_tokens, n_global=int(mask.sum()))
     window = max(loaded.config.attention_windows())
     padded = -(-doc.n_tokens // window) * window
-    assert max(sizes) <= est.parts["encoder_layer_float32"] <= max(sizes) * padded / doc.n_tokens + 1
-    assert est.transient >= 3 * est.parts["encoder_layer_float32"]
+    assert max(sizes) <= est.parts["encoder_layer_probs"] <= max(sizes) * padded / doc.n_tokens + 1
+    assert est.transient >= 3 * est.parts["encoder_layer_probs"]
+
+
+def _tensor_bytes(model) -> int:
+    seen, total = set(), 0
+    for t in [*model.parameters(), *model.buffers()]:
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
+
+
+def test_bfloat16_estimate_counts_the_weights_copy_and_two_byte_activations(doc):
+    """precision="bfloat16": the run first makes the model's bfloat16 copy (kept), and the encoder
+    computes its probabilities in bfloat16 (2 bytes, not 4). Both against measured tensors."""
+    fresh = pipeline.load_model()  # its own LoadedModel: no bfloat16 copy made yet
+    assert not fresh.has_model_in("bfloat16") and fresh.has_model_in("float32")
+    mask = pipeline.global_attention_mask(doc, "sentences")
+    x = int(mask.sum())
+    f32 = estimate_run(fresh.config, doc.n_tokens, n_global=x)
+    bf16 = estimate_run(fresh.config, doc.n_tokens, n_global=x, precision="bfloat16", weights_copy=True)
+    assert "weights_copy" not in f32.parts and model_nbytes(fresh.config) == _tensor_bytes(fresh.model)
+    copy = fresh.model_in("bfloat16")
+    assert fresh.has_model_in("bfloat16")
+    assert bf16.parts["weights_copy"] == _tensor_bytes(copy) == model_nbytes(fresh.config, torch.bfloat16)
+    sizes = []
+
+    def sink(layer, local, glob):
+        assert local.dtype == torch.bfloat16
+        sizes.append(local.numel() * local.element_size() + (0 if glob is None else glob.numel() * glob.element_size()))
+
+    copy.get_encoder()(doc.input_ids, attention_mask=doc.attention_mask, global_attention_mask=mask,
+                       attention_sink=sink)
+    window = max(fresh.config.attention_windows())
+    padded = -(-doc.n_tokens // window) * window
+    assert max(sizes) <= bf16.parts["encoder_layer_probs"] <= max(sizes) * padded / doc.n_tokens + 1
+    assert bf16.parts["encoder_layer_probs"] * 2 == f32.parts["encoder_layer_probs"]
+    assert bf16.transient >= bf16.parts["weights_copy"] + 3 * bf16.parts["encoder_layer_probs"]
+    # what a bfloat16 run keeps is what the estimate says (attention stored in float16 either way)
+    result = pipeline.run(fresh, doc, mask, max_new_tokens=6, precision="bfloat16")
+    T = len(result.output_ids) - 1
+    assert estimate_run(fresh.config, doc.n_tokens, n_global=x, max_new_tokens=T, precision="bfloat16").kept \
+        == run_nbytes(result)
+
+
+def test_server_estimate_follows_the_precision_a_run_will_use(doc):
+    from ledviz import device
+    from ledviz.serving import Server
+    from ledviz.settings import Settings
+
+    fresh = pipeline.load_model()
+    mask = pipeline.global_attention_mask(doc, "first")
+    server = Server(Settings(), budget=4 * GB)
+    try:
+        with device.simulated_cpu_flags({"avx512f", "avx512_bf16", "amx_bf16"}):
+            est = server.estimate(fresh, doc, mask, precision="bfloat16")
+            assert est.settings["precision"] == "bfloat16" and est.parts["weights_copy"] > 0
+            fresh.model_in("bfloat16")
+            assert "weights_copy" not in server.estimate(fresh, doc, mask, precision="bfloat16").parts
+        with device.simulated_cpu_flags({"avx2"}):  # no fast bfloat16: the run uses float32
+            est = server.estimate(fresh, doc, mask, precision="bfloat16")
+            assert est.settings["precision"] == "float32" and "weights_copy" not in est.parts
+    finally:
+        server.close()
 
 
 def test_led_base_at_16k_is_gigabytes():

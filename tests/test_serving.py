@@ -55,6 +55,9 @@ def test_runs_wait_their_turn_with_places_then_deliver_results(server, loaded, d
         assert job.wait(60)
         result = server.results.get(job.outcome())
         assert isinstance(result, pipeline.RunResult) and result.settings["who"] == n
+        # streamed by the one RunJob (ledviz.runs) the queued job runs: its id is the result's run_id
+        assert job.run.done and job.run.result is result and result.settings["run_id"] == job.run.id
+        assert job.pieces is job.run.pieces and job.run.text == result.output_text
         assert "".join(job.pieces) == "".join(
             t for t in (loaded.tokenizer.decode([i]) for i in result.output_ids
                         if i not in loaded.tokenizer.all_special_ids))
@@ -109,3 +112,91 @@ def test_document_limits(loaded):
         assert server.max_tokens(loaded) == 64
     finally:
         server.close()
+
+
+def test_a_comparison_is_a_queued_job_with_its_place_and_cancel(server, loaded, doc):
+    from ledviz.runqueue import Cancelled, Stopped
+
+    gate = hold(server)
+    settings = [dict(kind="first"), dict(kind="sentences")]
+    waiting = server.submit_comparison(owner="a", slot="lab", loaded=loaded, doc=doc, settings=settings,
+                                       max_new_tokens=4)
+    also = server.submit_comparison(owner="b", slot="lab", loaded=loaded, doc=doc, settings=settings,
+                                    max_new_tokens=2, wrap=lambda comp: ("fingerprint", comp))
+    assert [waiting.place, also.place] == [1, 2] and server.queue.waiting_jobs() == [waiting, also]
+    waiting.cancel()  # while waiting: it leaves the queue
+    assert waiting.done and isinstance(waiting.error, Cancelled) and also.place == 1
+    gate.set()
+    assert also.wait(120)
+    fp, comp = server.results.get(also.outcome())
+    assert fp == "fingerprint" and comp.labels == ["first <s>", "sentence starts"]
+    # while running: the comparison stops at its next step, with nothing kept
+    started, gate = threading.Event(), hold(server)
+    running = server.submit_comparison(owner="a", slot="lab", loaded=loaded, doc=doc, settings=settings,
+                                       max_new_tokens=120)
+    running.report = lambda message, fraction: started.set() if "sentence starts" in message else None
+    gate.set()
+    assert started.wait(120)
+    running.cancel()
+    assert running.wait(120)
+    assert isinstance(running.error, Stopped) and "cancelled" in str(running.error)
+
+
+def test_a_comparison_is_estimated_as_all_its_runs_kept_and_refused_when_too_big(loaded, doc):
+    from ledviz import compare
+    from ledviz.serving import comparison_nbytes
+
+    settings = [dict(kind="first"), dict(kind="sentences"), dict(kind="every_k", k=16)]
+    server = Server(Settings(workers=1), budget=4 * GB)
+    try:
+        masks = [compare.Setting.of(s).mask(doc) for s in settings]
+        encoder_only = compare.compare_settings(loaded, doc, settings, generate=False, warmup=False)
+        est = server.comparison_estimate(loaded, doc, settings, max_new_tokens=8, generate=False)
+        assert est.parts["encoder_attention"] == comparison_nbytes(encoder_only)  # measured: exact
+        assert est.settings["runs"] == 3 and est.settings["n_global"] == max(int(m.sum()) for m in masks)
+        generated = compare.compare_settings(loaded, doc, settings, max_new_tokens=8, warmup=False)
+        est = server.comparison_estimate(loaded, doc, settings, max_new_tokens=8)
+        assert comparison_nbytes(generated) <= est.kept
+        each = [server.estimate(loaded, doc, m, max_new_tokens=8) for m in masks]
+        assert est.kept == sum(e.kept for e in each) and est.transient == max(e.transient for e in each)
+    finally:
+        server.close()
+    single = max(e.peak for e in each)
+    assert single < est.peak
+    small = Server(Settings(workers=1), budget=int(single + est.peak))  # one run fits its share, three kept do not
+    small.guard.live_check = False
+    try:
+        small.guard.check(each[1])
+        with pytest.raises(MemoryRefused, match="3 runs kept together.*compare fewer settings"):
+            small.submit_comparison(owner="a", slot="lab", loaded=loaded, doc=doc, settings=settings,
+                                    max_new_tokens=8)
+        assert small.queue.waiting_count == 0
+    finally:
+        small.close()
+
+
+def test_a_model_load_waits_its_turn_and_is_refused_when_its_weights_cannot_fit(server, loaded):
+    from ledviz import LEDConfig
+    from ledviz.memory import model_nbytes
+
+    nbytes = model_nbytes(loaded.config)
+    gate = hold(server)
+    job = server.submit_load(lambda job: (job.report("reading the weights", 0.5), "the model")[1], owner="u",
+                             what="some/model", nbytes=nbytes)
+    assert job.place == 1 and job.label == "load some/model"
+    gate.set()
+    assert job.wait(30) and job.outcome() == "the model"
+    small = Server(Settings(workers=1), budget=3 * nbytes // 2)  # the weights fit, not twice
+    small.guard.live_check = False
+    try:
+        with pytest.raises(MemoryRefused, match=r"Not loading some/model: its weights take .* loading holds them "
+                                                r"twice .* memory budget is .*embedded demo model always fits"):
+            small.submit_load(lambda job: pytest.fail("must not load"), owner="u", what="some/model", nbytes=nbytes)
+        assert small.queue.waiting_count == 0 and small.queue.running_count == 0
+    finally:
+        small.close()
+    # an LED-base-shaped config: about 162 million parameters, told before any weight is read
+    base = LEDConfig(d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,
+                     decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072, attention_window=1024,
+                     max_encoder_position_embeddings=16384, max_decoder_position_embeddings=1024, vocab_size=50265)
+    assert 600 * MB < model_nbytes(base) < 700 * MB
