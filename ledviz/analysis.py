@@ -292,6 +292,22 @@ def _entropy(p: Tensor) -> Tensor:
     return -torch.special.xlogy(p, p).sum(-1)
 
 
+# probabilities below this count as 0 in `_band_entropy` (their p log p is below 1e-28)
+_ENTROPY_FLOOR = 1e-30
+
+
+def _band_entropy(p: Tensor, work: Tensor | None = None) -> Tensor:
+    """`_entropy` of float32 rows (..., W), about 3 times faster on long rows: p . log(max(p, 1e-30))
+    (xlogy takes a slow path per element, and so does log at 0). `work`: a buffer of p's shape
+    for the logarithms (a fresh one costs page faults on every call); it is overwritten."""
+    logs = torch.clamp_min(p, _ENTROPY_FLOOR, out=work).log_()
+    return -logs.mul_(p).sum(-1)
+
+
+# head_stats reads the band in slices of about this many bytes (float32)
+STATS_SLICE_BYTES = 1 << 20
+
+
 def head_stats(attn: SparseAttention) -> dict[str, Tensor]:
     """Per-head statistics of one layer, each (B, H), averaged over the non-padding query rows.
 
@@ -312,16 +328,25 @@ def head_stats(attn: SparseAttention) -> dict[str, Tensor]:
     valid = attn.attention_mask.float()  # (B, N)
     n_valid = valid.sum(1).clamp(min=1)  # (B,)
     out = {name: torch.zeros(B, H, dtype=torch.float32, device=dev) for name in STAT_NAMES}
+    # the band is read a slice of rows at a time, in float32, with its logarithms: two buffers
+    # small enough to stay in cache, reused by every slice and head
+    rows = max(1, min(N, STATS_SLICE_BYTES // (B * W * 4)))
+    band = torch.empty(B, rows, W, dtype=torch.float32, device=dev)
+    work = torch.empty_like(band)
     for h in range(H):
-        band = attn.band[:, h].float()  # (B, N, W)
         cols = attn.global_cols[:, h].float()  # (B, N, x)
         grows = attn.global_rows[:, h].float()  # (B, x, N)
         per_row = {
-            "mean_distance": band @ offsets + (cols * col_dist).sum(-1),
-            "entropy": _entropy(band) + _entropy(cols),
+            "mean_distance": (cols * col_dist).sum(-1),
+            "entropy": _entropy(cols),
             "global_mass": cols.sum(-1),
-            "self_mass": band[..., w].clone(),
+            "self_mass": attn.band[:, h, :, w].to(torch.float32, copy=True),  # written below: never a view
         }
+        for r0 in range(0, N, rows):
+            part = band[:, : min(rows, N - r0)]
+            part.copy_(attn.band[:, h, r0: r0 + rows])  # (B, R, W)
+            per_row["mean_distance"][:, r0: r0 + rows] += part @ offsets
+            per_row["entropy"][:, r0: r0 + rows] += _band_entropy(part, work[:, : part.shape[1]])
         # rows of global queries (zero above) from global_rows
         at_globals = grows.gather(2, gather_pos[:, None, :].expand(B, pos.shape[1], pos.shape[1]))  # (B, x, x)
         global_row = {

@@ -458,8 +458,9 @@ def run(
             raise InputError(f"attention_layers must name encoder layers 0 to {n_layers - 1}, got {bad or 'none'}")
     store = AttentionStore(gm, doc.attention_mask, layers=attention_layers, dtype=attention_dtype, stats=True)
     t = time.perf_counter()
+    # the encoder writes the kept probabilities in attention_dtype itself: no second copy to convert
     enc = model.get_encoder()(doc.input_ids, attention_mask=doc.attention_mask, global_attention_mask=gm,
-                              attention_sink=store, attention_layers=attention_layers)
+                              attention_sink=store, attention_layers=attention_layers, attention_dtype=attention_dtype)
     timings["encode_s"] = time.perf_counter() - t
 
     # generation, streaming tokens to the caller

@@ -151,8 +151,11 @@ class SparseAttention:
         dtype = dtype or local_attn.dtype
         device = device or local_attn.device
         store = lambda t: t.to(device=device, dtype=dtype).contiguous()  # noqa: E731
+        band = local_attn[..., x:].to(device=device, dtype=dtype)
         return cls(
-            band=store(local_attn[..., x:]),
+            # where no conversion was needed the band stays a view of the output (rows x + 2w + 1
+            # apart): no copy of the largest tensor
+            band=band if band.stride(-1) == 1 else band.contiguous(),
             global_cols=store(global_cols),
             global_rows=store(global_rows),
             global_positions=positions.to(device),

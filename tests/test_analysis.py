@@ -454,3 +454,38 @@ def test_to_bertviz(run):
     assert E.to_bertviz(layers, trim_padding=False)[0].shape[-1] == layers[0].seq_len
     with pytest.raises(InputError, match="too many"):
         E.to_bertviz(layers, max_tokens=4)
+
+
+def test_head_stats_entropy_of_long_rows_and_slices_match_the_definition(monkeypatch):
+    """head_stats reads the band a slice of rows at a time with p log max(p, 1e-30): the same statistics as
+    the dense definition (zeros in the rows included), whatever the slice, and its input is left as it was."""
+    N, W = 300, 64
+    am = torch.ones(2, N, dtype=torch.long)
+    am[1, 250:] = 0
+    gm = torch.zeros(2, N, dtype=torch.long)
+    gm[:, [0, 17]] = 1
+    local, glob = synthetic_attention(3, W, am, gm, generator=torch.Generator().manual_seed(3))
+    local[:, :, :, 5:9] = 0.0  # exact zeros inside the band: 0 log 0 = 0
+    local = local / local.sum(-1, keepdim=True).clamp_min(1e-12)
+    sp = SparseAttention.from_layer(local, glob, gm, am)
+    before = sp.band.clone()
+    want = _dense_stats(sp.to_dense(), sp.attention_mask, sp.is_global)
+    for slice_bytes in (1 << 20, 7 * (2 * 32 + 1) * 2 * 4):  # one slice; slices of 7 rows with a ragged last one
+        monkeypatch.setattr(A, "STATS_SLICE_BYTES", slice_bytes)
+        got = A.head_stats(sp)
+        for name in A.STAT_NAMES:
+            _close(got[name], want[name], f"{name} with slices of {slice_bytes} bytes", tol=1e-4)
+    assert torch.equal(sp.band, before)
+
+
+def test_from_layer_keeps_the_band_as_a_view_when_nothing_is_converted():
+    """No copy of the largest tensor when the dtype and device stay: the band reads the model output's memory."""
+    N = 40
+    am = torch.ones(1, N, dtype=torch.long)
+    gm = torch.zeros(1, N, dtype=torch.long)
+    gm[0, 0] = 1
+    local, glob = synthetic_attention(2, 8, am, gm, dtype=torch.float16)
+    sp = SparseAttention.from_layer(local, glob, gm, am)
+    assert sp.band.data_ptr() == local[..., 1:].data_ptr() and torch.equal(sp.band, local[..., 1:])
+    converted = SparseAttention.from_layer(local, glob, gm, am, dtype=torch.float32)
+    assert converted.band.is_contiguous() and torch.equal(converted.band, local[..., 1:].float())
