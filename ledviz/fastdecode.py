@@ -15,15 +15,16 @@ fewest bytes and operations around them, for generation without per-step outputs
 - in float32 every product uses the transposed weight (x @ W^T with W^T contiguous, 10-15% faster
   than `F.linear` for one row here); in bfloat16/float16 one row goes through `addmv`, which reads
   the half-size weights at full speed;
-- the masks are built once, positions are read from the table, and the lm_head bias is added in
-  the same product.
+- the masks are built once and positions are read from the table;
+- greedy search in float32 reads a bfloat16 copy of the lm_head (half the bytes) to bound every
+  token's logit, and scores exactly only the few that can be the pick (`_Screen`): the same pick.
 
 The packed weights are cached on the model (`FastDecoder.pack`) and rebuilt when a weight changes
 (each parameter's version counter and storage are part of the key); weights made under
 `torch.inference_mode` keep no version counter, so for them the pack is rebuilt at every call,
 without the transposed copies (they take longer to make than they save in a short generation).
-In float32 a kept pack holds a transposed copy of the decoder's weights and the lm_head (about
-350 MB for LED-base); otherwise it holds only the fused query/key/value weights.
+In float32 a kept pack holds a transposed copy of the decoder layers' weights and a bfloat16
+copy of the lm_head (about 270 MB for LED-base); otherwise only the fused query/key/value weights.
 """
 
 from __future__ import annotations
@@ -80,9 +81,45 @@ class _Layer:
 
 
 @dataclass
+class _Screen:
+    """A bfloat16 copy of a float32 lm_head, to find the few tokens that can be greedy's pick.
+
+    For a row x, the bfloat16 product s~ = bf16(x) . w~ (w~ = bf16(w)) is off from x . w by at most
+    |x| |w - w~| + |x - bf16(x)| |w~| (Cauchy-Schwarz) plus its own rounding (the product's result
+    in bfloat16: 2^-8 of it) and the accumulation (float32 over D terms, bounded here by 2^-10 |x|
+    |w~|, far above its real size). Every token whose bound interval reaches the best lower bound
+    is scored again exactly in float32; the others cannot be the argmax. It reads half the bytes
+    of the float32 lm_head, which bounds a greedy step at a long input.
+    """
+
+    weight: Tensor  # (V, D) bfloat16
+    row_error: Tensor  # (V,) |w - w~|
+    row_norm: Tensor  # (V,) |w~|
+
+    MAX_CANDIDATES = 4096  # more than this many (a flat distribution): score every token exactly
+
+    @classmethod
+    def of(cls, weight: Tensor) -> "_Screen":
+        w = weight.detach()
+        low = w.to(torch.bfloat16)
+        back = low.float()
+        return cls(low, (w - back).norm(dim=1), back.norm(dim=1))
+
+    def bounds(self, x: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+        """x (R, D) float32 -> approximate logits (R, V) (bias included) and a bound on their error."""
+        xl = x.to(torch.bfloat16)
+        raw = (torch.mv(self.weight, xl[0])[None] if x.shape[0] == 1 else F.linear(xl, self.weight)).float()
+        nx = x.norm(dim=-1, keepdim=True)
+        dx = (x - xl.float()).norm(dim=-1, keepdim=True)
+        err = nx * self.row_error + (dx + nx * 2.0 ** -10) * self.row_norm + raw.abs() * 2.0 ** -7
+        return raw + bias, err
+
+
+@dataclass
 class _Pack:
     layers: list[_Layer]
     lm_head: _Linear
+    screen: _Screen | None = None  # float32 kept packs only
 
 
 def _power_of_two(x: float) -> bool:
@@ -160,13 +197,42 @@ class FastDecoder:
                 ln_self=layer.self_attn_layer_norm, ln_cross=layer.encoder_attn_layer_norm,
                 ln_final=layer.final_layer_norm, activation=layer.activation_fn,
             ))
-        pack = _Pack(layers, _Linear.of(model.lm_head.weight, None, t))
+        # a kept float32 pack screens greedy's pick with a bfloat16 copy (half the bytes of a transposed copy)
+        screen = _Screen.of(model.lm_head.weight) if t and model.lm_head.weight.dtype == torch.float32 else None
+        pack = _Pack(layers, _Linear.of(model.lm_head.weight, None, False), screen)
         # a plain attribute, not a module's: no state dict entry; not kept for inference-tensor weights
         model.__dict__["_ledviz_fast_pack"] = (key, pack) if key is not None else None
         return pack
 
     def next_logits(self, ids: Tensor) -> Tensor:
         """ids (R, T) after the positions already decoded -> float32 logits (R, V) of the last one."""
+        return self._logits(self._hidden(ids))
+
+    def next_greedy(self, ids: Tensor, process) -> Tensor:
+        """ids (R, T) -> the greedy pick (R,): argmax of process(logits), where `process` only masks (sets
+        scores to -inf, or forces tokens to one value and masks the rest). With a screen, only the
+        tokens the bfloat16 bounds leave open are scored exactly; the pick is the same."""
+        last = self._hidden(ids)
+        screen = self.pack_.screen
+        if screen is None:
+            return process(self._logits(last)).argmax(dim=-1)
+        approx, err = screen.bounds(last, self.bias)
+        p = process(approx)
+        allowed = p > -math.inf
+        lower = torch.where(allowed, p - err, -math.inf).amax(dim=-1, keepdim=True)
+        columns = (allowed & (p + err >= lower)).any(dim=0).nonzero().squeeze(1)
+        if columns.numel() > screen.MAX_CANDIDATES:
+            return process(self._logits(last)).argmax(dim=-1)
+        exact = torch.full_like(approx, -math.inf)
+        exact[:, columns] = torch.addmm(self.bias[columns], last, self.pack_.lm_head.weight[columns].t())
+        return process(exact).argmax(dim=-1)
+
+    def _logits(self, last: Tensor) -> Tensor:
+        lm = self.pack_.lm_head
+        return (lm(last) + self.bias).float()
+
+    def _hidden(self, ids: Tensor) -> Tensor:
+        """ids (R, T) after the positions already decoded -> the last position's hidden state (R, D)."""
         R, T = ids.shape
         p0, p1 = self.pos, self.pos + T
         if p1 > self.max_len:
@@ -203,10 +269,4 @@ class FastDecoder:
             x = layer.ln_cross(x + layer.cross_out(o))
             x = layer.ln_final(x + layer.fc2(layer.activation(layer.fc1(x))))
         self.pos = p1
-        last = x.view(R, T, D)[:, -1]
-        lm = self.pack_.lm_head
-        if lm.weight_t is not None:
-            logits = torch.addmm(self.bias, last, lm.weight_t)
-        else:
-            logits = lm(last) + self.bias
-        return logits.float()
+        return x.view(R, T, D)[:, -1]

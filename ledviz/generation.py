@@ -588,6 +588,15 @@ def _processors(plan: _Plan) -> list[Processor]:
     return procs
 
 
+def _only_masks(plan: _Plan) -> bool:
+    """Whether every processor `_processors` makes for this plan only masks: sets scores to -inf, or
+    forces tokens (one value, the rest -inf), whatever the other scores are. Greedy's fast pick
+    (fastdecode.FastDecoder.next_greedy) relies on it; a new processor that changes scores by their
+    values must be named here."""
+    changes_values = (plan.repetition_penalty not in (None, 1.0), plan.remove_invalid, plan.do_sample)
+    return not any(changes_values)
+
+
 def _apply(procs: list[Processor], ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     for p in procs:
         scores = p(ids, scores)
@@ -751,18 +760,24 @@ def _greedy_or_sample(runner: _DecoderRunner, plan: _Plan, ids: torch.Tensor, gr
     cache = None
     step = 0
     fast = runner.fast(group, plan.max_length, step_outputs)
+    # greedy without scores, whose processors only mask: the fast step may score only the possible picks
+    pick_only = fast is not None and not plan.do_sample and scores is None and _only_masks(plan)
     while not stream.should_stop():
-        if fast is not None:
-            logits = fast.next_logits(ids if step == 0 else ids[:, -1:])
+        new_ids = ids if step == 0 else ids[:, -1:]
+        if pick_only:
+            next_tokens = fast.next_greedy(new_ids, lambda s: _apply(procs, ids, s))
         else:
-            logits, cache = runner.next_logits(ids if cache is None else ids[:, -1:], cache, group, step_outputs)
-        next_scores = _apply(procs, ids, logits)
-        if scores is not None:
-            scores.append(next_scores)
-        if plan.do_sample:
-            next_tokens = torch.multinomial(next_scores.softmax(dim=-1), 1, generator=generator).squeeze(1)
-        else:
-            next_tokens = next_scores.argmax(dim=-1)
+            if fast is not None:
+                logits = fast.next_logits(new_ids)
+            else:
+                logits, cache = runner.next_logits(ids if cache is None else ids[:, -1:], cache, group, step_outputs)
+            next_scores = _apply(procs, ids, logits)
+            if scores is not None:
+                scores.append(next_scores)
+            if plan.do_sample:
+                next_tokens = torch.multinomial(next_scores.softmax(dim=-1), 1, generator=generator).squeeze(1)
+            else:
+                next_tokens = next_scores.argmax(dim=-1)
         if eos is not None:  # finished rows continue with padding
             next_tokens = next_tokens * unfinished + plan.pad * (1 - unfinished)
         ids = torch.cat([ids, next_tokens[:, None]], dim=-1)

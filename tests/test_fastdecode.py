@@ -10,6 +10,7 @@ import ledviz
 from conftest import assert_close, perturb
 from ledviz.fastdecode import FastDecoder
 from ledviz.generation import _DecoderRunner
+from generation_fixtures import assert_same_tokens, inputs, models  # noqa: F401 (fixtures)
 
 
 def tiny(heads: int = 4, d_model: int = 32, dtype=torch.float32):
@@ -89,7 +90,8 @@ def test_pack_is_kept_and_rebuilt_when_a_weight_changes():
     with torch.no_grad():
         first = FastDecoder.pack(model)
         assert FastDecoder.pack(model) is first
-        assert first.lm_head.weight_t is not None  # a kept float32 pack holds the transposed copies
+        # a kept float32 pack holds the transposed copies and the lm_head's bfloat16 screen
+        assert first.layers[0].fc1.weight_t is not None and first.screen is not None
         model.get_decoder().layers[0].fc1.weight.mul_(2.0)
         second = FastDecoder.pack(model)
     assert second is not first
@@ -107,7 +109,7 @@ def test_inference_tensor_weights_are_packed_per_call():
     with torch.inference_mode():
         model = tiny()
         a, b = FastDecoder.pack(model), FastDecoder.pack(model)
-    assert a is not b and a.lm_head.weight_t is None
+    assert a is not b and a.layers[0].fc1.weight_t is None and a.screen is None
 
 
 def test_decoding_past_the_cache_is_refused():
@@ -124,8 +126,8 @@ def test_decoding_past_the_cache_is_refused():
 def test_generate_takes_the_fast_step_only_at_inference(monkeypatch):
     model = tiny()
     calls = []
-    real = FastDecoder.next_logits
-    monkeypatch.setattr(FastDecoder, "next_logits", lambda self, ids: calls.append(1) or real(self, ids))
+    real = FastDecoder._hidden
+    monkeypatch.setattr(FastDecoder, "_hidden", lambda self, ids: calls.append(1) or real(self, ids))
     ids = torch.randint(3, 90, (1, 9))
     out = model.generate(ids, max_new_tokens=4, min_new_tokens=4, num_beams=1)
     assert len(calls) == 4
@@ -139,3 +141,70 @@ def test_generate_takes_the_fast_step_only_at_inference(monkeypatch):
     with torch.no_grad():
         model.generate(ids, max_new_tokens=2, num_beams=1)
     assert not calls
+
+
+# ---------------------------------------------------------------------------------------------
+# greedy's screened pick (a bfloat16 copy of the lm_head bounds every logit)
+# ---------------------------------------------------------------------------------------------
+
+def test_screen_bounds_hold():
+    """|bfloat16 estimate - exact logit| <= the bound, for every token, at several scales."""
+    from ledviz.fastdecode import _Screen
+
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(3000, 64, generator=g) * torch.logspace(-3, 1, 3000)[:, None]
+    screen = _Screen.of(W)
+    bias = torch.randn(3000, generator=g)
+    for scale in (1e-3, 1.0, 30.0, 1e3):
+        x = torch.randn(3, 64, generator=g) * scale
+        approx, err = screen.bounds(x, bias)
+        exact = (x.double() @ W.double().t() + bias.double())
+        assert ((approx.double() - exact).abs() <= err.double()).all(), f"scale {scale}"
+        assert (err > 0).all()
+
+
+def _procs():
+    def mask_some(s):
+        s = s.clone()
+        s[:, 5:40] = -float("inf")
+        return s
+
+    def force_three(s):  # three forced tokens tie at 0: the first wins
+        out = torch.full_like(s, -float("inf"))
+        out[:, [70, 12, 44]] = 0
+        return out
+    return {"none": lambda s: s, "mask": mask_some, "force": force_three}
+
+
+@pytest.mark.parametrize("proc", ["none", "mask", "force"])
+@pytest.mark.parametrize("max_candidates", [None, 0], ids=["screened", "too_many_candidates"])
+def test_screened_pick_equals_argmax(monkeypatch, proc, max_candidates):
+    from ledviz.fastdecode import _Screen
+
+    if max_candidates is not None:
+        monkeypatch.setattr(_Screen, "MAX_CANDIDATES", max_candidates)
+    model = tiny()
+    hidden, mask = encoder_side()
+    process = _procs()[proc]
+    with torch.no_grad():
+        a = FastDecoder(model, hidden, mask, 2, 16)
+        b = FastDecoder(model, hidden, mask, 2, 16)
+        assert a.pack_.screen is not None
+        for ids in token_steps(4, n=6):
+            picked = a.next_greedy(ids, process)
+            assert torch.equal(picked, process(b.next_logits(ids)).argmax(dim=-1))
+
+
+def test_greedy_without_scores_matches_transformers(models, inputs):
+    """The screened pick (no scores asked) gives transformers' tokens, with masking processors on."""
+    import warnings
+
+    ref, ours, _ = models
+    for case in (dict(max_new_tokens=15), dict(max_new_tokens=12, min_new_tokens=6),
+                 dict(max_new_tokens=20, no_repeat_ngram_size=2),
+                 dict(max_length=10, forced_bos_token_id=0, forced_eos_token_id=2), dict(max_new_tokens=12,
+                                                                                         bad_words_ids=[[7], [9, 11]])):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = ref.generate(**inputs, **case)
+        assert_same_tokens(ours.generate(**inputs, **case), theirs, str(case))
