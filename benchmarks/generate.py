@@ -97,6 +97,23 @@ def product_floor(model, clock: Clock, n_src: int, new: int, rows: int) -> float
     return total + new * (step + len(dec.layers) * cross)
 
 
+def read_rate(clock: Clock) -> float:
+    """Bytes per second this process reads from memory: the sum of a 512 MB float32 tensor (best of 3)."""
+    big = torch.ones(128 << 20)
+    return big.numel() * 4 / clock.best(lambda: big.sum(), 3)[0]
+
+
+def greedy_step_bytes(model, n_src: int, lm_head_bytes: int) -> int:
+    """Bytes a greedy step must read at an n_src-token input: every decoder weight but the cross-attention
+    key/value projections (used once, before the steps), the cross-attention keys and values of every
+    layer, and the lm_head (`lm_head_bytes`: ledviz's float32 greedy reads a bfloat16 copy)."""
+    dec, size = model.get_decoder(), model.dtype.itemsize
+    weights = sum(p.numel() for name, p in dec.layers.named_parameters()
+                  if "encoder_attn.k_proj" not in name and "encoder_attn.v_proj" not in name) * size
+    cross = 2 * len(dec.layers) * n_src * model.config.d_model * size
+    return weights + cross + lm_head_bytes
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1,024-token input and 16 new tokens")
@@ -153,6 +170,10 @@ def main() -> None:
                 t_enc, enc = clock.best(lambda: model.get_encoder()(
                     input_ids=ids, attention_mask=mask, global_attention_mask=gmask, return_dict=True))
                 res["encoder_s"] = min(res.get("encoder_s", float("inf")), t_enc)
+                # one new token: the cross-attention keys/values of every layer and one step
+                t1, _ = clock.best(lambda: model.generate(encoder_outputs=wrap(enc), attention_mask=mask, num_beams=1,
+                                                          min_new_tokens=1, max_new_tokens=1))
+                res["first_s"] = min(res.get("first_s", float("inf")), t1)
                 for label, beams in MODES:
                     t, out = clock.best(lambda: model.generate(
                         encoder_outputs=wrap(enc), attention_mask=mask, num_beams=beams,
@@ -177,6 +198,20 @@ def main() -> None:
             same = torch.equal(ours_r[label + "_ids"], ref_r[label + "_ids"])
             print(f"| {prec} | {label} (tokens/s) | {b:.2f} | {a:.2f} | {a / b:.2f}x | {new / floor:.2f} | "
                   f"{ours_r[label] / floor:.2f}x | {same} |")
+    for prec in [p for p in ("float32", "bfloat16") if ("ledviz", p) in results]:
+        split = []
+        for lib in ("transformers", "ledviz"):
+            r = results[(lib, prec)]
+            split.append(f"{lib} {r['first_s']:.2f} s + {(r['greedy'] - r['first_s']) / (new - 1) * 1e3:.1f} ms per step")
+        print(f"{prec} greedy, the first token (encoder keys/values and one step) then each step: " + "; ".join(split))
+    rate = read_rate(clock)
+    lm = ours.lm_head.weight.numel()
+    theirs_b, ours_b = greedy_step_bytes(ours, n_tokens, lm * 4), greedy_step_bytes(ours, n_tokens, lm * 2)
+    t_ref = results[("transformers", "float32")]["greedy"]
+    print(f"float32 greedy step reads: transformers {theirs_b / 1e6:.0f} MB, ledviz {ours_b / 1e6:.0f} MB (lm_head "
+          f"screened in bfloat16); this process reads {rate / 1e9:.1f} GB/s ({args.clock} clock), so a step takes at "
+          f"least {ours_b / rate * 1e3:.1f} ms for ledviz and {theirs_b / rate * 1e3:.1f} ms for transformers; "
+          f"transformers' greedy took {t_ref / new * 1e3:.1f} ms per token (encoder keys/values included)")
     if ("ledviz", "bfloat16") in results:
         for label, _ in MODES:
             a = new / results[("ledviz", "bfloat16")][label]
