@@ -10,6 +10,7 @@ measured in the same run.
     python benchmarks/encoder.py                  # the full table (16,384 tokens takes minutes)
     python benchmarks/encoder.py --lengths 1024 4096
     python benchmarks/encoder.py --warm-memory 12  # touch 12 GB once first (see --help)
+    python benchmarks/encoder.py --device cuda     # on a GPU: LED-large shape, 16,384 tokens (encoder_cuda.py)
 
 Each configuration is timed with no other run's output alive; the outputs are compared
 afterwards, in runs that are not timed.
@@ -70,7 +71,13 @@ def matmul_rate(dtype: torch.dtype, repeats: int = 5, clock: str = "wall") -> fl
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
+    p.add_argument("--lengths", type=int, nargs="+", default=None,
+                   help="tokens (default 1,024, 4,096 and 16,384; with --device cuda 16,384)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="cuda: the GPU table of benchmarks/encoder_cuda.py (LED-large shape, bf16 and fp16)")
+    p.add_argument("--sdpa", action="store_true", help="with --device cpu: force ledviz's GPU path (a check of the "
+                                                        "GPU script on the CPU) instead of the CPU table")
+    p.add_argument("--base-shape", action="store_true", help="with --device cuda: LED-base shape instead of LED-large")
     p.add_argument("--repeats", type=int, default=1,
                    help="rounds; each round times every configuration once, in turn (best of the rounds)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -82,6 +89,12 @@ def main():
                    help="GB of memory to touch once before measuring (a virtual machine's fresh memory is slow)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    args.lengths_given = args.lengths is not None
+    if args.device == "cuda" or args.sdpa:
+        import encoder_cuda
+
+        return encoder_cuda.run(args)
+    args.lengths = args.lengths or [1024, 4096, 16384]
     theirs, ours = led_base_pair("LEDModel")
     configs = [("transformers", theirs, {}), ("ours", ours, {}),
                ("ours fp16 attn", ours, {"attention_dtype": torch.float16})]

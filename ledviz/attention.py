@@ -32,7 +32,7 @@ from .config import LEDConfig
 
 Tensor = torch.Tensor
 
-ATTENTION_IMPLEMENTATIONS = ("blocked", "reference")
+ATTENTION_IMPLEMENTATIONS = ("blocked", "reference", "sdpa")  # "sdpa": attention_gpu.py, the default on CUDA
 # the inference path works on slices of about this many bytes: the scores of a chunk of query
 # blocks, and the feed-forward activations of a slice of rows (LEDEncoderLayer)
 INFERENCE_CHUNK_BYTES = 32 << 20
@@ -246,7 +246,8 @@ class LEDEncoderSelfAttention(nn.Module):
     """Longformer self-attention: a sliding window of +-w tokens, plus global tokens that see and are seen by all.
 
     `implementation` picks how it is computed: "blocked" (default) or "reference" (one gathered
-    window per query: the readable definition). Both give the same probabilities.
+    window per query: the readable definition), or "sdpa" (blocked dense attention for a GPU,
+    attention_gpu.py; "blocked" takes it on CUDA at inference). All give the same probabilities.
     """
 
     def __init__(self, config: LEDConfig, layer_id: int):
@@ -285,6 +286,10 @@ class LEDEncoderSelfAttention(nn.Module):
         Returns the attention output (B, L, D), the local probabilities (B, H, L, x + 2w + 1) and
         the global probabilities (B, H, x, L) (these two only with output_attentions).
         """
+        if self.implementation == "sdpa" or (self.implementation == "blocked" and hidden_states.is_cuda
+                                             and is_inference(self)):
+            from .attention_gpu import sdpa_attention  # the GPU path (its own module; it imports this one)
+            return sdpa_attention(self, hidden_states, layout, layer_head_mask, output_attentions, probs_dtype)
         if self.implementation == "blocked" and is_inference(self):
             return blocked_inference_attention(self, hidden_states, layout, layer_head_mask, output_attentions,
                                                probs_dtype)

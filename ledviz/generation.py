@@ -23,8 +23,10 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from .attention import is_inference
 from .cache import KeyValues, LayerCache, reorder
 from .errors import CheckpointError, GenerationSettingsError, InputError
+from .fastdecode import FastDecoder
 from .outputs import ModelOutput
 
 # ---------------------------------------------------------------------------------------------
@@ -614,6 +616,15 @@ def _processors(plan: _Plan) -> list[Processor]:
     return procs
 
 
+def _only_masks(plan: _Plan) -> bool:
+    """Whether every processor `_processors` makes for this plan only masks: sets scores to -inf, or
+    forces tokens (one value, the rest -inf), whatever the other scores are. Greedy's fast pick
+    (fastdecode.FastDecoder.next_greedy) relies on it; a new processor that changes scores by their
+    values must be named here."""
+    changes_values = (plan.repetition_penalty not in (None, 1.0), plan.remove_invalid, plan.do_sample)
+    return not any(changes_values)
+
+
 def _apply(procs: list[Processor], ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     for p in procs:
         scores = p(ids, scores)
@@ -643,13 +654,20 @@ class _DecoderRunner:
         self.decoder = model.get_decoder()
         self.encoder_hidden = encoder_hidden  # (B, N, D)
         self.encoder_mask = encoder_mask  # (B, N) or None
-        # the cross-attention keys/values contiguous per head, (B, H, N, hd): every step reads them
-        # whole, and the products of one query row against a head's keys and values stream them
-        # (about 20% faster than the strided view of the (B, N, D) projection, with the same numbers)
-        self.first_caches = []
-        for layer in self.decoder.layers:
-            kv = layer.encoder_attn.key_values(encoder_hidden)
-            self.first_caches.append(LayerCache(cross_attn=KeyValues(kv.key.contiguous(), kv.value.contiguous())))
+        self._first_caches = None
+
+    @property
+    def first_caches(self) -> list[LayerCache]:
+        """Every layer's cache before the first step: the cross-attention keys/values, made at first use
+        (the fast step makes its own). Contiguous per head, (B, H, N, hd): every step reads them whole,
+        and the products of one query row against a head's keys and values stream them (about 20%
+        faster than the strided view of the (B, N, D) projection, with the same numbers)."""
+        if self._first_caches is None:
+            self._first_caches = []
+            for layer in self.decoder.layers:
+                kv = layer.encoder_attn.key_values(self.encoder_hidden)
+                self._first_caches.append(LayerCache(cross_attn=KeyValues(kv.key.contiguous(), kv.value.contiguous())))
+        return self._first_caches
 
     def forward(self, ids: torch.Tensor, caches: list[LayerCache] | None, group: int, output_attentions: bool = False,
                 output_hidden_states: bool = False):
@@ -664,6 +682,13 @@ class _DecoderRunner:
                                  caches or self.first_caches, head_mask=self.head_mask,
                                  cross_attn_head_mask=self.cross_attn_head_mask, output_attentions=output_attentions,
                                  output_hidden_states=output_hidden_states, cross_group=group)
+
+    def fast(self, group: int, max_len: int, steps: "_StepOutputs | None") -> "FastDecoder | None":
+        """The plain-tensor step (ledviz.fastdecode) for greedy search and sampling at inference, or None
+        where a step's outputs are asked or the model is training."""
+        if steps is not None or not is_inference(self.model):
+            return None
+        return FastDecoder(self.model, self.encoder_hidden, self.encoder_mask, group, max_len)
 
     def next_logits(self, ids: torch.Tensor, caches: list[LayerCache] | None, group: int,
                     steps: "_StepOutputs | None" = None) -> tuple[torch.Tensor, list[LayerCache]]:
@@ -767,15 +792,25 @@ def _greedy_or_sample(runner: _DecoderRunner, plan: _Plan, ids: torch.Tensor, gr
     scores = [] if plan.output_scores else None
     cache = None
     step = 0
+    fast = runner.fast(group, plan.max_length, step_outputs)
+    # greedy without scores, whose processors only mask: the fast step may score only the possible picks
+    pick_only = fast is not None and not plan.do_sample and scores is None and _only_masks(plan)
     while not stream.should_stop():
-        logits, cache = runner.next_logits(ids if cache is None else ids[:, -1:], cache, group, step_outputs)
-        next_scores = _apply(procs, ids, logits)
-        if scores is not None:
-            scores.append(next_scores)
-        if plan.do_sample:
-            next_tokens = torch.multinomial(next_scores.softmax(dim=-1), 1, generator=generator).squeeze(1)
+        new_ids = ids if step == 0 else ids[:, -1:]
+        if pick_only:
+            next_tokens = fast.next_greedy(new_ids, lambda s: _apply(procs, ids, s))
         else:
-            next_tokens = next_scores.argmax(dim=-1)
+            if fast is not None:
+                logits = fast.next_logits(new_ids)
+            else:
+                logits, cache = runner.next_logits(ids if cache is None else ids[:, -1:], cache, group, step_outputs)
+            next_scores = _apply(procs, ids, logits)
+            if scores is not None:
+                scores.append(next_scores)
+            if plan.do_sample:
+                next_tokens = torch.multinomial(next_scores.softmax(dim=-1), 1, generator=generator).squeeze(1)
+            else:
+                next_tokens = next_scores.argmax(dim=-1)
         if eos is not None:  # finished rows continue with padding
             next_tokens = next_tokens * unfinished + plan.pad * (1 - unfinished)
         ids = torch.cat([ids, next_tokens[:, None]], dim=-1)

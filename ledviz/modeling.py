@@ -356,8 +356,9 @@ class LEDEncoder(LEDPreTrainedModel):
         self.post_init()
 
     def set_attention_implementation(self, name: str, block_size: int | None = None) -> None:
-        """Choose the self-attention's implementation: "blocked" (default; the fast path at inference)
-        or "reference" (one gathered window per query); `block_size`: query rows per block."""
+        """Choose the self-attention's implementation: "blocked" (default; the fast path at inference, and
+        on CUDA the GPU path), "reference" (one gathered window per query) or "sdpa" (the GPU path,
+        ledviz/attention_gpu.py, on any device); `block_size`: query rows per block."""
         if name not in ATTENTION_IMPLEMENTATIONS:
             raise ValueError(f"attention implementation must be one of {ATTENTION_IMPLEMENTATIONS}, got {name!r}")
         for layer in self.layers:

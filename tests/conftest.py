@@ -81,6 +81,22 @@ def make_checkpoint(path, *, vocab_size: int = 600, n_docs: int = 6, seed: int =
     return path
 
 
+def encoder_batch(B: int, N: int, n_global, pad):
+    """Random ids (B, N) with their attention mask (row b's last pad[b] tokens padding) and global mask
+    (n_global[b] random global tokens in row b), seeded by the shape."""
+    g = torch.Generator().manual_seed(N * 31 + sum(n_global))
+    ids = torch.randint(3, 99, (B, N), generator=g)
+    am = torch.ones(B, N, dtype=torch.long)
+    gm = torch.zeros(B, N, dtype=torch.long)
+    for b in range(B):
+        if pad[b]:
+            am[b, N - pad[b]:] = 0
+        if n_global[b]:
+            pos = torch.randperm(N, generator=g)[: n_global[b]]
+            gm[b, pos] = 1
+    return ids, am, gm
+
+
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.float() - b.float()).abs().max().item() if a.numel() else 0.0
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import ledviz
-from conftest import assert_close, max_diff, perturb, tiny_kwargs
+from conftest import assert_close, encoder_batch, max_diff, perturb, tiny_kwargs
 
 
 def _pair(windows, block_size=None):
@@ -18,20 +18,6 @@ def _pair(windows, block_size=None):
     return model
 
 
-def _batch(B, N, n_global, pad):
-    g = torch.Generator().manual_seed(N * 31 + sum(n_global))
-    ids = torch.randint(3, 99, (B, N), generator=g)
-    am = torch.ones(B, N, dtype=torch.long)
-    gm = torch.zeros(B, N, dtype=torch.long)
-    for b in range(B):
-        if pad[b]:
-            am[b, N - pad[b]:] = 0
-        if n_global[b]:
-            pos = torch.randperm(N, generator=g)[: n_global[b]]
-            gm[b, pos] = 1
-    return ids, am, gm
-
-
 @pytest.mark.parametrize("windows", [[2, 4], [4, 8], [6, 10], [16, 16], [2, 6, 10]], ids=str)
 @pytest.mark.parametrize("N", [1, 7, 16, 33, 80])
 @pytest.mark.parametrize("globals_pad", [((0, 0), (0, 0)), ((1, 0), (0, 3)), ((3, 1), (2, 0)), ((9, 5), (0, 4))], ids=str)
@@ -40,7 +26,7 @@ def test_blocked_equals_reference(windows, N, globals_pad):
     pad = tuple(min(p, N - 1) for p in pad)
     n_global = tuple(min(g, N) for g in n_global)
     model = _pair(windows)
-    ids, am, gm = _batch(2, N, n_global, pad)
+    ids, am, gm = encoder_batch(2, N, n_global, pad)
     outs = {}
     for impl, block in (("reference", None), ("blocked", None), ("blocked", 3)):
         model.encoder.set_attention_implementation(impl, block)
@@ -83,7 +69,7 @@ def test_chunks_of_query_blocks_equal_reference(monkeypatch, chunk_bytes, global
     monkeypatch.setattr(attention, "INFERENCE_CHUNK_BYTES", chunk_bytes)
     n_global, pad = globals_pad
     model = _pair([4, 8, 6])
-    ids, am, gm = _batch(2, 53, n_global, pad)
+    ids, am, gm = encoder_batch(2, 53, n_global, pad)
     outs = {}
     for impl, block in (("reference", None), ("blocked", 3), ("blocked", 5)):
         model.encoder.set_attention_implementation(impl, block)
@@ -105,7 +91,7 @@ def test_chunks_of_query_blocks_equal_reference(monkeypatch, chunk_bytes, global
 def test_single_row_equals_reference(n_global):
     """Batch of one, a length that leaves the last query block partial; same numbers."""
     model = _pair([4, 8])
-    ids, am, gm = _batch(1, 29, (n_global,), (0,))
+    ids, am, gm = encoder_batch(1, 29, (n_global,), (0,))
     outs = {}
     for impl in ("reference", "blocked"):
         model.encoder.set_attention_implementation(impl)
@@ -120,7 +106,7 @@ def test_inference_path_keeps_every_hidden_state():
     """The inference path writes projections, layer norms and the feed-forward over the layer's own
     tensors: the hidden states handed back (every layer's input) must stay those of the autograd path."""
     model = _pair([4, 8, 6])
-    ids, am, gm = _batch(2, 37, (2, 1), (0, 5))
+    ids, am, gm = encoder_batch(2, 37, (2, 1), (0, 5))
     with torch.no_grad():
         fast = model.encoder(ids, attention_mask=am, global_attention_mask=gm, output_hidden_states=True,
                              output_attentions=True)
@@ -142,7 +128,7 @@ def test_span_products_batched_or_per_block_equal_reference(monkeypatch, mode):
 
     monkeypatch.setattr(attention, "SPAN_PRODUCTS", mode)
     model = _pair([4, 8])
-    ids, am, gm = _batch(2, 41, (2, 0), (0, 5))
+    ids, am, gm = encoder_batch(2, 41, (2, 0), (0, 5))
     outs = {}
     for impl in ("reference", "blocked"):
         model.encoder.set_attention_implementation(impl, 4)
@@ -173,7 +159,7 @@ def test_inference_path_in_half_precision(dtype):
     (benchmarks/encoder.py reports the LED-base-shaped model's difference)."""
     tol = 1.5e-2 if dtype == torch.bfloat16 else 1e-2
     model = _pair([4, 8])
-    ids, am, gm = _batch(2, 29, (1, 3), (0, 4))
+    ids, am, gm = encoder_batch(2, 29, (1, 3), (0, 4))
     with torch.no_grad():
         ref = model.encoder(ids, attention_mask=am, global_attention_mask=gm, output_attentions=True)
         half = model.to(dtype).encoder(ids, attention_mask=am, global_attention_mask=gm, output_attentions=True)
@@ -198,7 +184,7 @@ def test_train_mode_under_no_grad_keeps_attention_dropout(monkeypatch):
                                          dropout=0.0, activation_dropout=0.0, attention_dropout=0.3))
     model = ledviz.LEDModel(cfg).train()
     perturb(model)
-    ids, am, gm = _batch(2, 29, (2, 1), (0, 4))
+    ids, am, gm = encoder_batch(2, 29, (2, 1), (0, 4))
     outs = {}
     for impl in ("reference", "blocked"):
         model.encoder.set_attention_implementation(impl)

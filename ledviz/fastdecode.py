@@ -1,0 +1,272 @@
+"""The decoder's inference step for greedy search and sampling, on plain tensors.
+
+`LEDDecoder.step` is the one readable decoder step (every output, masks, head masks, training).
+At a long input a greedy step is bound by the bytes it reads: every decoder weight, the lm_head
+(50,265 x 768 in LED-base: 154 MB in float32) and every layer's cross-attention keys and values
+(4,096 x 768 x 2 per layer at a 4,096-token input). This module computes the same step with the
+fewest bytes and operations around them, for generation without per-step outputs:
+
+- the self-attention cache is preallocated for the whole generation (no `torch.cat` per step);
+- the self-attention's query/key/value projections are one product (the query scale folded into
+  the weights where it is a power of two, as for 64-wide heads: the same numbers);
+- the cross-attention keys are kept transposed, (B, H, hd, N), and the values (B, H, N, hd), so a
+  step's query-key and probability-value products both stream them row by row (about 30% faster
+  than reading keys (N, hd) across);
+- in float32 every product uses the transposed weight (x @ W^T with W^T contiguous, 10-15% faster
+  than `F.linear` for one row here); in bfloat16/float16 one row goes through `addmv`, which reads
+  the half-size weights at full speed;
+- the masks are built once and positions are read from the table;
+- greedy search in float32 reads a bfloat16 copy of the lm_head (half the bytes) to bound every
+  token's logit, and scores exactly only the few that can be the pick (`_Screen`): the same pick.
+
+The packed weights are cached on the model (`FastDecoder.pack`) and rebuilt when a weight changes
+(each parameter's version counter and storage are part of the key); weights made under
+`torch.inference_mode` keep no version counter, so for them the pack is rebuilt at every call,
+without the transposed copies (they take longer to make than they save in a short generation).
+In float32 a kept pack holds a transposed copy of the decoder layers' weights and a bfloat16
+copy of the lm_head (about 270 MB for LED-base); otherwise only the fused query/key/value weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class _Linear:
+    """One projection y = x W^T + b in the layout its dtype computes fastest."""
+
+    weight: Tensor  # (out, in)
+    weight_t: Tensor | None  # (in, out) contiguous, float32 only
+    bias: Tensor | None
+
+    @classmethod
+    def of(cls, weight: Tensor, bias: Tensor | None, transpose: bool) -> "_Linear":
+        w = weight.detach()
+        b = bias.detach() if bias is not None else None
+        return cls(w, w.t().contiguous() if transpose and w.dtype == torch.float32 else None, b)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """x (M, in) -> (M, out)."""
+        if self.weight_t is not None:
+            return torch.addmm(self.bias, x, self.weight_t) if self.bias is not None else x @ self.weight_t
+        if x.shape[0] == 1:
+            y = torch.mv(self.weight, x[0]) if self.bias is None else torch.addmv(self.bias, self.weight, x[0])
+            return y[None]
+        return F.linear(x, self.weight, self.bias)
+
+
+@dataclass
+class _Layer:
+    qkv: _Linear  # (3D, D): query (scaled when self_scale is None), key, value of the self-attention
+    self_scale: float | None
+    self_out: _Linear
+    cross_scale: float | None
+    cross_q: _Linear  # scaled when cross_scale is None
+    cross_k: _Linear
+    cross_v: _Linear
+    cross_out: _Linear
+    fc1: _Linear
+    fc2: _Linear
+    ln_self: torch.nn.LayerNorm
+    ln_cross: torch.nn.LayerNorm
+    ln_final: torch.nn.LayerNorm
+    activation: object
+
+
+@dataclass
+class _Screen:
+    """A bfloat16 copy of a float32 lm_head, to find the few tokens that can be greedy's pick.
+
+    For a row x, the bfloat16 product s~ = bf16(x) . w~ (w~ = bf16(w)) is off from x . w by at most
+    |x| |w - w~| + |x - bf16(x)| |w~| (Cauchy-Schwarz) plus its own rounding (the product's result
+    in bfloat16: 2^-8 of it) and the accumulation (float32 over D terms, bounded here by 2^-10 |x|
+    |w~|, far above its real size). Every token whose bound interval reaches the best lower bound
+    is scored again exactly in float32; the others cannot be the argmax. It reads half the bytes
+    of the float32 lm_head, which bounds a greedy step at a long input.
+    """
+
+    weight: Tensor  # (V, D) bfloat16
+    row_error: Tensor  # (V,) |w - w~|
+    row_norm: Tensor  # (V,) |w~|
+
+    MAX_CANDIDATES = 4096  # more than this many (a flat distribution): score every token exactly
+
+    @classmethod
+    def of(cls, weight: Tensor) -> "_Screen":
+        w = weight.detach()
+        low = w.to(torch.bfloat16)
+        back = low.float()
+        return cls(low, (w - back).norm(dim=1), back.norm(dim=1))
+
+    def bounds(self, x: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+        """x (R, D) float32 -> approximate logits (R, V) (bias included) and a bound on their error."""
+        xl = x.to(torch.bfloat16)
+        raw = (torch.mv(self.weight, xl[0])[None] if x.shape[0] == 1 else F.linear(xl, self.weight)).float()
+        nx = x.norm(dim=-1, keepdim=True)
+        dx = (x - xl.float()).norm(dim=-1, keepdim=True)
+        err = nx * self.row_error + (dx + nx * 2.0 ** -10) * self.row_norm + raw.abs() * 2.0 ** -7
+        return raw + bias, err
+
+
+@dataclass
+class _Pack:
+    layers: list[_Layer]
+    lm_head: _Linear
+    screen: _Screen | None = None  # float32 kept packs only
+
+
+def _power_of_two(x: float) -> bool:
+    """Scaling by x is exact (the query scale folded into the weights gives the same numbers)."""
+    return x > 0 and math.frexp(x)[0] == 0.5
+
+
+def _params_key(model) -> tuple | None:
+    """What identifies the decoder's weights now: each one's storage and version counter; None when a
+    weight is an inference tensor (made under torch.inference_mode), which keeps no version counter."""
+    tensors = [*model.get_decoder().parameters(), model.lm_head.weight]
+    if any(t.is_inference() for t in tensors):
+        return None
+    return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+
+
+class FastDecoder:
+    """Greedy/sampling decoder steps for R = B * group rows against an encoder output (B, N, D).
+
+    `next_logits(ids)` takes the new ids (R, T) (the prompt first, then one token per step) and
+    returns float32 logits (R, V) of the last position, as `LEDDecoder.step` + the lm_head would.
+    """
+
+    def __init__(self, model, encoder_hidden: Tensor, encoder_mask: Tensor | None, group: int, max_len: int):
+        dec = model.get_decoder()
+        self.decoder, self.pack_ = dec, self.pack(model)
+        self.dtype = encoder_hidden.dtype
+        B, N, D = encoder_hidden.shape
+        cfg = model.config
+        H = cfg.decoder_attention_heads
+        self.B, self.N, self.D, self.H, self.hd, self.group = B, N, D, H, D // H, group
+        self.R, self.pos, self.max_len = B * group, 0, max_len
+        x = encoder_hidden.reshape(B * N, D)
+        self.cross = []
+        for layer in self.pack_.layers:  # keys (B, H, hd, N), values (B, H, N, hd): computed once
+            kw, kb = layer.cross_k.weight, layer.cross_k.bias
+            # the keys transposed straight from the product W X^T (a transposing copy costs as much again)
+            k = torch.stack([torch.addmm(kb[:, None], kw, xb.t()) if kb is not None else kw @ xb.t()
+                             for xb in encoder_hidden]).view(B, H, self.hd, N)
+            v = layer.cross_v(x).view(B, N, H, self.hd).transpose(1, 2).contiguous()
+            self.cross.append((k, v))
+        self.cross_mask = None
+        if encoder_mask is not None and not bool(encoder_mask.all()):
+            self.cross_mask = torch.zeros(B, 1, 1, N, dtype=self.dtype, device=encoder_hidden.device).masked_fill(
+                ~encoder_mask.bool()[:, None, None, :], torch.finfo(self.dtype).min)
+        shape = (self.R, H, max_len, self.hd)
+        self.self_kv = [(encoder_hidden.new_empty(shape), encoder_hidden.new_empty(shape)) for _ in self.pack_.layers]
+        self.bias = model.final_logits_bias.detach().to(self.dtype)[0]
+
+    @staticmethod
+    def pack(model) -> _Pack:
+        """The model's decoder weights in the step's layout, cached on the model until a weight changes."""
+        key = _params_key(model)
+        cached = getattr(model, "_ledviz_fast_pack", None)
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1]
+        t = key is not None  # transposed copies take a while to make: only for a pack that is kept
+        layers = []
+        for layer in model.get_decoder().layers:
+            sa, ca = layer.self_attn, layer.encoder_attn
+            # a power-of-two scale folds into the weights with the same numbers; another is applied after
+            s_fold, s_after = (sa.scaling, None) if _power_of_two(sa.scaling) else (1.0, sa.scaling)
+            c_fold, c_after = (ca.scaling, None) if _power_of_two(ca.scaling) else (1.0, ca.scaling)
+            qkv_w = torch.cat([sa.q_proj.weight * s_fold, sa.k_proj.weight, sa.v_proj.weight])
+            qkv_b = torch.cat([sa.q_proj.bias * s_fold, sa.k_proj.bias, sa.v_proj.bias])
+            layers.append(_Layer(
+                qkv=_Linear.of(qkv_w, qkv_b, t), self_out=_Linear.of(sa.out_proj.weight, sa.out_proj.bias, t),
+                self_scale=s_after, cross_scale=c_after,
+                cross_q=_Linear.of(ca.q_proj.weight * c_fold, ca.q_proj.bias * c_fold, t),
+                cross_k=_Linear(ca.k_proj.weight.detach(), None, ca.k_proj.bias.detach()),
+                cross_v=_Linear(ca.v_proj.weight.detach(), None, ca.v_proj.bias.detach()),
+                cross_out=_Linear.of(ca.out_proj.weight, ca.out_proj.bias, t),
+                fc1=_Linear.of(layer.fc1.weight, layer.fc1.bias, t),
+                fc2=_Linear.of(layer.fc2.weight, layer.fc2.bias, t),
+                ln_self=layer.self_attn_layer_norm, ln_cross=layer.encoder_attn_layer_norm,
+                ln_final=layer.final_layer_norm, activation=layer.activation_fn,
+            ))
+        # a kept float32 pack screens greedy's pick with a bfloat16 copy (half the bytes of a transposed copy)
+        screen = _Screen.of(model.lm_head.weight) if t and model.lm_head.weight.dtype == torch.float32 else None
+        pack = _Pack(layers, _Linear.of(model.lm_head.weight, None, False), screen)
+        # a plain attribute, not a module's: no state dict entry; not kept for inference-tensor weights
+        model.__dict__["_ledviz_fast_pack"] = (key, pack) if key is not None else None
+        return pack
+
+    def next_logits(self, ids: Tensor) -> Tensor:
+        """ids (R, T) after the positions already decoded -> float32 logits (R, V) of the last one."""
+        return self._logits(self._hidden(ids))
+
+    def next_greedy(self, ids: Tensor, process) -> Tensor:
+        """ids (R, T) -> the greedy pick (R,): argmax of process(logits), where `process` only masks (sets
+        scores to -inf, or forces tokens to one value and masks the rest). With a screen, only the
+        tokens the bfloat16 bounds leave open are scored exactly; the pick is the same."""
+        last = self._hidden(ids)
+        screen = self.pack_.screen
+        if screen is None:
+            return process(self._logits(last)).argmax(dim=-1)
+        approx, err = screen.bounds(last, self.bias)
+        p = process(approx)
+        allowed = p > -math.inf
+        lower = torch.where(allowed, p - err, -math.inf).amax(dim=-1, keepdim=True)
+        columns = (allowed & (p + err >= lower)).any(dim=0).nonzero().squeeze(1)
+        if columns.numel() > screen.MAX_CANDIDATES:
+            return process(self._logits(last)).argmax(dim=-1)
+        exact = torch.full_like(approx, -math.inf)
+        exact[:, columns] = torch.addmm(self.bias[columns], last, self.pack_.lm_head.weight[columns].t())
+        return process(exact).argmax(dim=-1)
+
+    def _logits(self, last: Tensor) -> Tensor:
+        lm = self.pack_.lm_head
+        return (lm(last) + self.bias).float()
+
+    def _hidden(self, ids: Tensor) -> Tensor:
+        """ids (R, T) after the positions already decoded -> the last position's hidden state (R, D)."""
+        R, T = ids.shape
+        p0, p1 = self.pos, self.pos + T
+        if p1 > self.max_len:
+            raise RuntimeError(f"decoding past the {self.max_len} positions the cache was made for")
+        dec, H, hd, D, dtype = self.decoder, self.H, self.hd, self.D, self.dtype
+        x = dec.embed_tokens(ids) + dec.embed_positions.weight[p0:p1].to(dtype)
+        x = dec.layernorm_embedding(x).reshape(R * T, D)
+        causal = None
+        if T > 1:
+            allowed = torch.ones(T, p1, dtype=torch.bool, device=ids.device).tril(p0)
+            causal = torch.zeros(T, p1, dtype=dtype, device=ids.device).masked_fill(~allowed, torch.finfo(dtype).min)
+        B, g = self.B, self.group
+        for layer, (ck, cv), (sk, sv) in zip(self.pack_.layers, self.cross, self.self_kv):
+            # causal self-attention against the preallocated cache
+            q, k, v = layer.qkv(x).view(R, T, 3, H, hd).permute(2, 0, 3, 1, 4).unbind(0)  # (R, H, T, hd)
+            if layer.self_scale is not None:
+                q = q * layer.self_scale
+            sk[:, :, p0:p1] = k
+            sv[:, :, p0:p1] = v
+            s = q @ sk[:, :, :p1].transpose(-1, -2)
+            if causal is not None:
+                s = s + causal
+            o = s.softmax(dim=-1) @ sv[:, :, :p1]
+            x = layer.ln_self(x + layer.self_out(o.transpose(1, 2).reshape(R * T, D)))
+            # cross-attention: the rows of one source folded into one query sequence
+            q = layer.cross_q(x)
+            if layer.cross_scale is not None:
+                q = q * layer.cross_scale
+            q = q.view(B, g * T, H, hd).transpose(1, 2)  # (B, H, gT, hd)
+            s = q @ ck
+            if self.cross_mask is not None:
+                s = s + self.cross_mask
+            o = (s.softmax(dim=-1) @ cv).transpose(1, 2).reshape(R * T, D)
+            x = layer.ln_cross(x + layer.cross_out(o))
+            x = layer.ln_final(x + layer.fc2(layer.activation(layer.fc1(x))))
+        self.pos = p1
+        return x.view(R, T, D)[:, -1]

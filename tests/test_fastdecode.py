@@ -1,0 +1,210 @@
+"""The plain-tensor decoder step (ledviz.fastdecode) against `LEDDecoder.step` + the lm_head, the readable
+step whose tokens tests/test_generation.py checks against transformers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ledviz
+from conftest import assert_close, perturb
+from ledviz.fastdecode import FastDecoder
+from ledviz.generation import _DecoderRunner
+from generation_fixtures import assert_same_tokens, inputs, models  # noqa: F401 (fixtures)
+
+
+def tiny(heads: int = 4, d_model: int = 32, dtype=torch.float32):
+    torch.manual_seed(0)
+    cfg = ledviz.LEDConfig(d_model=d_model, encoder_layers=1, decoder_layers=2, encoder_attention_heads=heads,
+                           decoder_attention_heads=heads, encoder_ffn_dim=48, decoder_ffn_dim=48, vocab_size=90,
+                           max_encoder_position_embeddings=64, max_decoder_position_embeddings=32,
+                           attention_window=4)
+    model = ledviz.LEDForConditionalGeneration(cfg).eval()
+    perturb(model, scale=0.2)
+    with torch.no_grad():
+        model.final_logits_bias.normal_()
+    return model.to(dtype)
+
+
+def encoder_side(dtype=torch.float32):
+    g = torch.Generator().manual_seed(3)
+    hidden = torch.randn(2, 11, 32, generator=g).to(dtype)
+    mask = torch.ones(2, 11, dtype=torch.long)
+    mask[1, 7:] = 0  # the second source is padded
+    return hidden, mask
+
+
+def reference_logits(model, hidden, mask, group, steps):
+    """Logits of each call from the readable step (the generate loop's fallback)."""
+    runner = _DecoderRunner(model, hidden, mask)
+    out, caches = [], None
+    for ids in steps:
+        logits, caches = runner.next_logits(ids, caches, group)
+        out.append(logits)
+    return out
+
+
+def fast_logits(model, hidden, mask, group, steps, max_len=16):
+    fast = FastDecoder(model, hidden, mask, group, max_len)
+    return [fast.next_logits(ids) for ids in steps]
+
+
+def token_steps(rows: int, prompt: int = 2, n: int = 4):
+    """A prompt of `prompt` positions, then one new token per step."""
+    g = torch.Generator().manual_seed(5)
+    return [torch.randint(3, 90, (rows, prompt), generator=g)] + \
+        [torch.randint(3, 90, (rows, 1), generator=g) for _ in range(n)]
+
+
+@pytest.mark.parametrize("heads,d_model", [(4, 32), (2, 32)], ids=["head_dim_8_scale_after", "head_dim_16_scale_folded"])
+@pytest.mark.parametrize("group", [1, 3])
+def test_fast_step_matches_the_readable_step(heads, d_model, group):
+    model = tiny(heads, d_model)
+    hidden, mask = encoder_side()
+    steps = token_steps(2 * group)
+    with torch.no_grad():
+        ref = reference_logits(model, hidden, mask, group, steps)
+        ours = fast_logits(model, hidden, mask, group, steps)
+    for i, (a, b) in enumerate(zip(ours, ref)):
+        assert_close(a, b, f"step {i}", tol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_fast_step_half_precision_within_tolerance(dtype):
+    model32 = tiny()
+    model = tiny(dtype=dtype)
+    hidden, mask = encoder_side()
+    steps = token_steps(2)
+    with torch.no_grad():
+        ref = reference_logits(model32, hidden, mask, 1, steps)
+        ours = fast_logits(model, hidden.to(dtype), mask, 1, steps)
+        same_dtype = reference_logits(model, hidden.to(dtype), mask, 1, steps)
+    for i, (a, b, c) in enumerate(zip(ours, ref, same_dtype)):
+        assert a.dtype == torch.float32
+        assert_close(a, b, f"step {i} against float32", tol=5e-2)
+        assert_close(a, c, f"step {i} against the readable step in {dtype}", tol=2e-2)
+
+
+def test_pack_is_kept_and_rebuilt_when_a_weight_changes():
+    model = tiny()
+    with torch.no_grad():
+        first = FastDecoder.pack(model)
+        assert FastDecoder.pack(model) is first
+        # a kept float32 pack holds the transposed copies and the lm_head's bfloat16 screen
+        assert first.layers[0].fc1.weight_t is not None and first.screen is not None
+        model.get_decoder().layers[0].fc1.weight.mul_(2.0)
+        second = FastDecoder.pack(model)
+    assert second is not first
+    assert torch.equal(second.layers[0].fc1.weight_t, model.get_decoder().layers[0].fc1.weight.t())
+    # the packed step follows the changed weight
+    hidden, mask = encoder_side()
+    steps = token_steps(2)
+    with torch.no_grad():
+        for i, (a, b) in enumerate(zip(fast_logits(model, hidden, mask, 1, steps),
+                                       reference_logits(model, hidden, mask, 1, steps))):
+            assert_close(a, b, f"step {i} after the change", tol=1e-5)
+
+
+def test_inference_tensor_weights_are_packed_per_call():
+    with torch.inference_mode():
+        model = tiny()
+        a, b = FastDecoder.pack(model), FastDecoder.pack(model)
+    assert a is not b and a.layers[0].fc1.weight_t is None and a.screen is None
+
+
+def test_decoding_past_the_cache_is_refused():
+    model = tiny()
+    hidden, mask = encoder_side()
+    with torch.no_grad():
+        fast = FastDecoder(model, hidden, mask, 1, 3)
+        fast.next_logits(torch.full((2, 2), 5))
+        fast.next_logits(torch.full((2, 1), 5))
+        with pytest.raises(RuntimeError, match="3 positions"):
+            fast.next_logits(torch.full((2, 1), 5))
+
+
+def test_generate_takes_the_fast_step_only_at_inference(monkeypatch):
+    model = tiny()
+    calls = []
+    real = FastDecoder._hidden
+    monkeypatch.setattr(FastDecoder, "_hidden", lambda self, ids: calls.append(1) or real(self, ids))
+    ids = torch.randint(3, 90, (1, 9))
+    out = model.generate(ids, max_new_tokens=4, min_new_tokens=4, num_beams=1)
+    assert len(calls) == 4
+    # asked for per-step attentions, or in training mode: the readable step
+    calls.clear()
+    steps = model.generate(ids, max_new_tokens=4, min_new_tokens=4, num_beams=1, return_dict_in_generate=True,
+                           output_attentions=True)
+    assert not calls and torch.equal(steps.sequences, out)
+    model.train()
+    model.config.dropout = model.config.attention_dropout = model.config.activation_dropout = 0.0
+    with torch.no_grad():
+        model.generate(ids, max_new_tokens=2, num_beams=1)
+    assert not calls
+
+
+# ---------------------------------------------------------------------------------------------
+# greedy's screened pick (a bfloat16 copy of the lm_head bounds every logit)
+# ---------------------------------------------------------------------------------------------
+
+def test_screen_bounds_hold():
+    """|bfloat16 estimate - exact logit| <= the bound, for every token, at several scales."""
+    from ledviz.fastdecode import _Screen
+
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(3000, 64, generator=g) * torch.logspace(-3, 1, 3000)[:, None]
+    screen = _Screen.of(W)
+    bias = torch.randn(3000, generator=g)
+    for scale in (1e-3, 1.0, 30.0, 1e3):
+        x = torch.randn(3, 64, generator=g) * scale
+        approx, err = screen.bounds(x, bias)
+        exact = (x.double() @ W.double().t() + bias.double())
+        assert ((approx.double() - exact).abs() <= err.double()).all(), f"scale {scale}"
+        assert (err > 0).all()
+
+
+def _procs():
+    def mask_some(s):
+        s = s.clone()
+        s[:, 5:40] = -float("inf")
+        return s
+
+    def force_three(s):  # three forced tokens tie at 0: the first wins
+        out = torch.full_like(s, -float("inf"))
+        out[:, [70, 12, 44]] = 0
+        return out
+    return {"none": lambda s: s, "mask": mask_some, "force": force_three}
+
+
+@pytest.mark.parametrize("proc", ["none", "mask", "force"])
+@pytest.mark.parametrize("max_candidates", [None, 0], ids=["screened", "too_many_candidates"])
+def test_screened_pick_equals_argmax(monkeypatch, proc, max_candidates):
+    from ledviz.fastdecode import _Screen
+
+    if max_candidates is not None:
+        monkeypatch.setattr(_Screen, "MAX_CANDIDATES", max_candidates)
+    model = tiny()
+    hidden, mask = encoder_side()
+    process = _procs()[proc]
+    with torch.no_grad():
+        a = FastDecoder(model, hidden, mask, 2, 16)
+        b = FastDecoder(model, hidden, mask, 2, 16)
+        assert a.pack_.screen is not None
+        for ids in token_steps(4, n=6):
+            picked = a.next_greedy(ids, process)
+            assert torch.equal(picked, process(b.next_logits(ids)).argmax(dim=-1))
+
+
+def test_greedy_without_scores_matches_transformers(models, inputs):
+    """The screened pick (no scores asked) gives transformers' tokens, with masking processors on."""
+    import warnings
+
+    ref, ours, _ = models
+    for case in (dict(max_new_tokens=15), dict(max_new_tokens=12, min_new_tokens=6),
+                 dict(max_new_tokens=20, no_repeat_ngram_size=2),
+                 dict(max_length=10, forced_bos_token_id=0, forced_eos_token_id=2), dict(max_new_tokens=12,
+                                                                                         bad_words_ids=[[7], [9, 11]])):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = ref.generate(**inputs, **case)
+        assert_same_tokens(ours.generate(**inputs, **case), theirs, str(case))
