@@ -685,8 +685,10 @@ class _DecoderRunner:
 
     def fast(self, group: int, max_len: int, steps: "_StepOutputs | None") -> "FastDecoder | None":
         """The plain-tensor step (ledviz.fastdecode) for greedy search and sampling at inference, or None
-        where a step's outputs are asked or the model is training."""
-        if steps is not None or not is_inference(self.model):
+        where a step's outputs are asked, head masks are given (the plain step has none) or the model
+        is training."""
+        if steps is not None or not is_inference(self.model) or self.head_mask is not None \
+                or self.cross_attn_head_mask is not None:
             return None
         return FastDecoder(self.model, self.encoder_hidden, self.encoder_mask, group, max_len)
 
