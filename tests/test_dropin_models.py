@@ -195,7 +195,7 @@ def test_from_config_and_attn_implementation(tmp_path):
     model = ledviz.LEDForConditionalGeneration._from_config(config, attn_implementation="eager", dtype=torch.float16)
     assert model.dtype == torch.float16 and model.config is not config
     assert ledviz.LEDModel.from_pretrained(tmp_path, attn_implementation="eager").config.d_model == 16
-    for call in (lambda: ledviz.LEDModel._from_config(config, attn_implementation="sdpa"),
+    for call in (lambda: ledviz.LEDModel._from_config(config, attn_implementation="flex_attention"),
                  lambda: ledviz.LEDModel.from_pretrained(tmp_path, attn_implementation="flash_attention_2")):
         with pytest.raises(ValueError, match="attn_implementation.*'eager'.*'blocked', 'reference'"):
             call()
