@@ -89,8 +89,11 @@ def test_added_tokens_survive_save_and_load(dirs, kind, tmp_path):
         assert again(text)["input_ids"] == ours(text)["input_ids"] and again.additional_special_tokens == ["<q>"]
     theirs = getattr(transformers, CLASSES[kind][1]).from_pretrained(str(tmp_path))
     assert theirs(text)["input_ids"] == ours(text)["input_ids"] and theirs.additional_special_tokens == ["<q>"]
-    # a saved folder without tokenizer.json keeps its added tokens in tokenizer_config.json
-    os.remove(tmp_path / "tokenizer.json")
+    # a saved folder without tokenizer.json keeps its added tokens in tokenizer_config.json (the slow
+    # tokenizer writes none, as transformers')
+    if kind == "fast":
+        os.remove(tmp_path / "tokenizer.json")
+    assert not (tmp_path / "tokenizer.json").exists()
     assert LEDTokenizer.from_pretrained(tmp_path)(text)["input_ids"] == ours(text)["input_ids"]
 
 
