@@ -407,6 +407,7 @@ class LEDTokenizerFast:
         padding_side: str = "right",
         truncation_side: str = "right",
         additional_special_tokens: Sequence[Any] | None = None,
+        split_special_tokens: bool = False,
         *,
         tokenizer_object: Tokenizer | None = None,
         name_or_path: str = "",
@@ -421,7 +422,7 @@ class LEDTokenizerFast:
             model_max_length=model_max_length, clean_up_tokenization_spaces=clean_up_tokenization_spaces,
             padding_side=padding_side, truncation_side=truncation_side, name_or_path=name_or_path,
             additional_special_tokens=[_token_content(t) for t in additional_special_tokens or []] or None,
-            tokenizer_object=tokenizer_object,
+            split_special_tokens=split_special_tokens, tokenizer_object=tokenizer_object,
         )
         self.init_inputs: tuple = ()  # transformers' positional constructor arguments (none here)
         # settings
@@ -432,6 +433,8 @@ class LEDTokenizerFast:
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
         self.padding_side = padding_side
         self.truncation_side = truncation_side
+        # encode special tokens written in the text as plain text (by default: they are special tokens)
+        self.split_special_tokens = bool(split_special_tokens)
         self.name_or_path = name_or_path
         # warnings given once per tokenizer, as transformers does (assign {} to have them again)
         self.deprecation_warnings: dict[str, bool] = {}
@@ -462,6 +465,7 @@ class LEDTokenizerFast:
         if additional_special_tokens:
             self.add_special_tokens({"additional_special_tokens": list(additional_special_tokens)})
         self._overflow_backend: Tokenizer | None = None
+        self._split_encoder: Tokenizer | None = None  # the encoder for split_special_tokens=True
         self._overflow_lock = threading.Lock()
         # the slow tokenizer adds its prefix space in Python, so it encodes with one that adds none, and
         # it keeps BPE pieces missing from the vocabulary (tokenize() shows them, their id is <unk>'s, as
@@ -472,7 +476,7 @@ class LEDTokenizerFast:
         # (pickle: for DataLoader workers and datasets.map; the lock and the overflow copy are rebuilt)
         state = dict(self.__dict__)
         state.pop("_overflow_lock", None)
-        state["_overflow_backend"] = None
+        state["_overflow_backend"] = state["_split_encoder"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -499,10 +503,10 @@ class LEDTokenizerFast:
                                            end_of_word_suffix="", fuse_unk=False)
         return encoder
 
-    def _slow_ids(self, ids: list[int], pieces: list[str]) -> tuple[list[int | None], list[str]]:
+    def _slow_ids(self, ids: list[int], pieces: list[str], encoder: Tokenizer) -> tuple[list[int | None], list[str]]:
         """LEDTokenizer's ids and tokens from its encoder's: an added token by its content, a BPE piece
         by its vocabulary id, or <unk>'s id when the vocabulary lacks it."""
-        added = {i: t.content for i, t in self._encoder.get_added_tokens_decoder().items()}
+        added = {i: t.content for i, t in encoder.get_added_tokens_decoder().items()}
         unk = self.unk_token_id
         out_ids, out_tokens = [], []
         for i, piece in zip(ids, pieces):
@@ -615,7 +619,7 @@ class LEDTokenizerFast:
         special_map = _read_json(find(SPECIAL_TOKENS_FILE))
         init: dict[str, Any] = {}
         for key in ("model_max_length", "add_prefix_space", "trim_offsets", "errors",
-                    "clean_up_tokenization_spaces", "padding_side", "truncation_side"):
+                    "clean_up_tokenization_spaces", "padding_side", "truncation_side", "split_special_tokens"):
             if config.get(key) is not None:
                 init[key] = config[key]
         if init.get("model_max_length", 0) > _NO_LIMIT:
@@ -720,6 +724,7 @@ class LEDTokenizerFast:
             "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
             "padding_side": self.padding_side,
             "truncation_side": self.truncation_side,
+            "split_special_tokens": self.split_special_tokens,
             **{attr: getattr(self, attr) for attr in SPECIAL_TOKEN_ATTRIBUTES if getattr(self, attr) is not None},
             "additional_special_tokens": list(self._additional_special_tokens),
             "added_tokens_decoder": {str(i): {**flags[t.content], "special": t.special}
@@ -793,9 +798,13 @@ class LEDTokenizerFast:
                 data += token.encode("utf-8")
         return data.decode("utf-8", errors="replace" if self.is_fast else self.errors)
 
-    def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False) -> list[str]:
+    def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False,
+                 split_special_tokens: bool | None = None) -> list[str]:
         """The BPE tokens of a text (byte-level: a leading space shows as 'Ġ')."""
-        return self(text, pair, add_special_tokens=add_special_tokens, return_attention_mask=False).tokens()
+        if text is None:
+            raise InputTypeError("tokenize takes a text; got None")
+        return self(text, pair, add_special_tokens=add_special_tokens, return_attention_mask=False,
+                    split_special_tokens=split_special_tokens).tokens()
 
     # ---- special tokens ------------------------------------------------------------------
     def _token_id(self, token: str | None) -> int | None:
@@ -897,7 +906,7 @@ class LEDTokenizerFast:
         (self._backend.add_special_tokens if special else self._backend.add_tokens)(tokens)
         if hasattr(self, "_encoder") and self._encoder is not self._backend:
             self._encoder = self._slow_encoder()
-        self._overflow_backend = None
+        self._overflow_backend = self._split_encoder = None
         return len(self) - before
 
     def add_tokens(self, new_tokens: str | AddedToken | Sequence[str | AddedToken], special_tokens: bool = False) -> int:
@@ -1006,6 +1015,7 @@ class LEDTokenizerFast:
         return_offsets_mapping: bool = False,
         return_length: bool = False,
         verbose: bool = True,
+        split_special_tokens: bool | None = None,
     ) -> BatchEncoding:
         """Encode a text, a pair (question, context), or a batch (list) of either.
 
@@ -1021,6 +1031,9 @@ class LEDTokenizerFast:
         encoded as if a space stood before it; `word_ids()` numbers the words. As in transformers,
         LEDTokenizerFast needs `add_prefix_space=True` for it; LEDTokenizer puts the space in front
         of every word either way.
+
+        `split_special_tokens=True` (default: the tokenizer's setting) reads special tokens written in
+        the text ("<mask>") as plain text.
         """
         options = dict(add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
                        max_length=max_length, stride=stride, is_split_into_words=is_split_into_words,
@@ -1029,7 +1042,9 @@ class LEDTokenizerFast:
                        return_token_type_ids=return_token_type_ids, return_attention_mask=return_attention_mask,
                        return_overflowing_tokens=return_overflowing_tokens,
                        return_special_tokens_mask=return_special_tokens_mask,
-                       return_offsets_mapping=return_offsets_mapping, return_length=return_length, verbose=verbose)
+                       return_offsets_mapping=return_offsets_mapping, return_length=return_length, verbose=verbose,
+                       split_special_tokens=self.split_special_tokens if split_special_tokens is None
+                       else bool(split_special_tokens))
         if text is None and text_target is None:
             raise InputTypeError("give text (or text_target) to encode; got None")
         if text_pair is not None and text is None:
@@ -1144,7 +1159,7 @@ class LEDTokenizerFast:
     def _encode_call(self, text, text_pair, *, add_special_tokens, padding, truncation, max_length, stride,
                      is_split_into_words, pad_to_multiple_of, padding_side, return_tensors, return_token_type_ids,
                      return_attention_mask, return_overflowing_tokens, return_special_tokens_mask,
-                     return_offsets_mapping, return_length, verbose) -> BatchEncoding:
+                     return_offsets_mapping, return_length, verbose, split_special_tokens) -> BatchEncoding:
         # inputs as a list of str / (str, str) (word lists when split into words), and whether the caller gave a batch
         words = bool(is_split_into_words)
         if words and self.is_fast and not self.add_prefix_space:
@@ -1159,12 +1174,14 @@ class LEDTokenizerFast:
         # encode, truncate and add special tokens, one row per sequence (per window, fast with overflow)
         sample_of = None
         if return_overflowing_tokens and self.is_fast and trunc is not None and max_length is not None:
-            rows, sample_of = self._overflow_rows(inputs, add_special_tokens, trunc, max_length, stride, words)
+            rows, sample_of = self._overflow_rows(inputs, add_special_tokens, trunc, max_length, stride, words,
+                                                  split_special_tokens)
             is_batched = True
         else:
             if return_overflowing_tokens and trunc == "longest_first" and any(isinstance(x, tuple) for x in inputs):
                 raise InputError(_NO_PAIR_OVERFLOW)
-            rows = self._encode_rows(inputs, add_special_tokens, trunc, max_length, stride, words)
+            rows = self._encode_rows(inputs, add_special_tokens, trunc, max_length, stride, words,
+                                     split_special_tokens)
         return self._encoding_from_rows(
             rows, is_batched=is_batched, pad=pad, max_length=max_length, pad_to_multiple_of=pad_to_multiple_of,
             padding_side=padding_side, return_tensors=return_tensors, return_token_type_ids=return_token_type_ids,
@@ -1309,13 +1326,14 @@ class LEDTokenizerFast:
         return pad, trunc, max_length
 
     def _overflow_rows(self, inputs: list, add_special_tokens: bool, trunc: str, max_length: int,
-                       stride: int, words: bool = False) -> tuple[list[_Row], list[int]]:
+                       stride: int, words: bool = False, split: bool = False) -> tuple[list[_Row], list[int]]:
         """Every window of every input as `tokenizers` cuts them (transformers' fast tokenizer), and
         the input each row comes from."""
         with self._overflow_lock:
             if self._overflow_backend is None:
                 self._overflow_backend = Tokenizer.from_str(self._backend.to_str())
             backend = self._overflow_backend
+            backend.encode_special_tokens = split
             try:
                 backend.enable_truncation(max_length, stride=stride, strategy=trunc, direction=self.truncation_side)
                 encodings = backend.encode_batch(inputs, is_pretokenized=words, add_special_tokens=add_special_tokens)
@@ -1337,8 +1355,26 @@ class LEDTokenizerFast:
                 sample_of.append(i)
         return rows, sample_of
 
+    def _encoder_for(self, split: bool) -> Tokenizer:
+        """The encoder to use: the usual one, or (split_special_tokens) one that reads special tokens
+        written in the text as plain text. As in transformers, the fast tokenizer still matches the
+        added tokens that are not special; the slow one matches no added token at all."""
+        if not split:
+            return self._encoder
+        if self._split_encoder is None:
+            if self.is_fast:
+                encoder = Tokenizer.from_str(self._encoder.to_str())
+                encoder.encode_special_tokens = True
+            else:
+                state = json.loads(self._encoder.to_str())
+                state["added_tokens"] = []
+                encoder = Tokenizer.from_str(json.dumps(state))
+            self._split_encoder = encoder
+        return self._split_encoder
+
     def _encode_rows(self, inputs: list, add_special_tokens: bool, trunc: str | None,
-                     max_length: int | None, stride: int = 0, words: bool = False) -> list[_Row]:
+                     max_length: int | None, stride: int = 0, words: bool = False,
+                     split: bool = False) -> list[_Row]:
         """Tokenize every input, truncate it, and add the special tokens."""
         # the slow tokenizer puts its prefix space in front of each text (each word, when split into
         # words) itself; its offsets move back by it. shifts: per input, per text, an int or one per word
@@ -1354,7 +1390,8 @@ class LEDTokenizerFast:
             shifts = [tuple(int(prefixed(t) != t) for t in texts) for texts in texts_of]
             texts_of = [tuple(prefixed(t) for t in texts) for texts in texts_of]
         inputs = [texts[0] if len(texts) == 1 else texts for texts in texts_of]
-        encodings = self._encoder.encode_batch(inputs, is_pretokenized=words, add_special_tokens=False)
+        encoder = self._encoder_for(split)
+        encodings = encoder.encode_batch(inputs, is_pretokenized=words, add_special_tokens=False)
 
         # the fast tokenizer shows an added token as it was written (" <mask>"), the slow one as in the vocabulary
         rows = []
@@ -1362,7 +1399,7 @@ class LEDTokenizerFast:
             # read each field of the encoding once (every access copies it out of Rust)
             ids, offsets, word_ids, tokens = enc.ids, enc.offsets, enc.word_ids, enc.tokens
             if not self.is_fast:
-                ids, tokens = self._slow_ids(ids, tokens)
+                ids, tokens = self._slow_ids(ids, tokens, encoder)
             # split it into the tokens of the first and of the second text (they follow each other)
             pair = isinstance(item, tuple)
             n_first = enc.sequence_ids.count(0) if pair else len(ids)

@@ -308,3 +308,20 @@ def test_prepare_for_model_matches_transformers(dirs, kind):
         assert_same_encoding(ours.prepare_for_model(*args, **kw), theirs.prepare_for_model(*args, **kw), str(kw))
     with pytest.raises(InputError, match="longest_first"):
         ours.prepare_for_model(ids_a, ids_b, max_length=8, truncation=True, return_overflowing_tokens=True)
+
+
+@pytest.mark.parametrize("kind", ["fast", "slow"])
+def test_split_special_tokens_matches_transformers(dirs, kind):
+    """split_special_tokens reads special tokens written in the text as text; the fast tokenizer still
+    matches added tokens that are not special, the slow one none (both as transformers)."""
+    ours, theirs = _both(kind, dirs["trained"], split_special_tokens=True)
+    for tok in (ours, theirs):
+        tok.add_tokens(["newword"])
+        tok.add_special_tokens({"additional_special_tokens": ["<q>"]})
+    text = "a <mask> newword <q> </s> b"
+    for kw in ({}, {"split_special_tokens": False}, {"split_special_tokens": True, "max_length": 6,
+                                                      "truncation": True}):
+        assert ours(text, **kw)["input_ids"] == theirs(text, **kw)["input_ids"], kw
+        assert ours.tokenize(text, **{k: v for k, v in kw.items() if k == "split_special_tokens"}) == \
+            theirs.tokenize(text, **{k: v for k, v in kw.items() if k == "split_special_tokens"}), kw
+    assert ours.init_kwargs["split_special_tokens"] is True

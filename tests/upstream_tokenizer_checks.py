@@ -1277,6 +1277,27 @@ def check_test_save_slow_from_fast_and_reload_fast(lib):
         return [again.encode(SAMPLE_TEXT[:200]), fast.encode(SAMPLE_TEXT[:200])]
 
 
+def check_test_split_special_tokens(lib):
+    special = "<my_new_token>"
+    sentence = f"Hey this is a {special} token"
+    fast = lib.real_fast(additional_special_tokens=[special], split_special_tokens=True)
+    slow = lib.real_slow(additional_special_tokens=[special], split_special_tokens=True)
+    special_id = slow.convert_tokens_to_ids(special)
+    assert special_id in slow.encode(special, add_special_tokens=False, split_special_tokens=False)
+    assert special_id not in slow.encode(special, add_special_tokens=False)
+    out = []
+    for tok in (slow, fast):
+        split, whole = tok.tokenize(sentence), tok.tokenize(sentence, split_special_tokens=False)
+        assert special not in split and special in whole
+        assert special_id not in tok(sentence)["input_ids"]
+        out.append([split, whole, tok(sentence)["input_ids"]])
+    with tempfile.TemporaryDirectory() as d:
+        slow.save_pretrained(d)
+        again = lib.slow_class.from_pretrained(d)
+        assert special not in again.tokenize(sentence) and special in again.tokenize(sentence, split_special_tokens=False)
+    return out
+
+
 def check_test_added_tokens_serialization(lib):
     """Every save/load path keeps an eos_token given as an AddedToken with its flags (compared by
     content and flags: id -> (content, lstrip, rstrip, normalized, special))."""
@@ -1435,8 +1456,6 @@ SKIPPED = {
     "test_tokenizer_mismatch_warning": "loads transformers' BertTokenizer/AlbertTokenizer classes; ledviz has "
                                        "LED tokenizers only",
     "test_saving_tokenizer_trainer": "transformers' Trainer",
-    "test_split_special_tokens": "split_special_tokens (a transformers option LED's documentation does not use) is "
-                                 "not built: passing it raises TypeError",
 }
 
 # ported, but asserting ledviz's documented behaviour where it differs from transformers on purpose
