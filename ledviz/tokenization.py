@@ -1016,6 +1016,7 @@ class LEDTokenizerFast:
         return_length: bool = False,
         verbose: bool = True,
         split_special_tokens: bool | None = None,
+        add_prefix_space: bool | None = None,
     ) -> BatchEncoding:
         """Encode a text, a pair (question, context), or a batch (list) of either.
 
@@ -1033,8 +1034,12 @@ class LEDTokenizerFast:
         of every word either way.
 
         `split_special_tokens=True` (default: the tokenizer's setting) reads special tokens written in
-        the text ("<mask>") as plain text.
+        the text ("<mask>") as plain text. `add_prefix_space` for one call: LEDTokenizer only, as in
+        transformers (LEDTokenizerFast takes it when built).
         """
+        if add_prefix_space is not None and self.is_fast:
+            raise TypeError(f"{type(self).__name__} takes add_prefix_space when it is built "
+                            "(from_pretrained(..., add_prefix_space=True)), not per call")
         options = dict(add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
                        max_length=max_length, stride=stride, is_split_into_words=is_split_into_words,
                        pad_to_multiple_of=pad_to_multiple_of,
@@ -1044,7 +1049,8 @@ class LEDTokenizerFast:
                        return_special_tokens_mask=return_special_tokens_mask,
                        return_offsets_mapping=return_offsets_mapping, return_length=return_length, verbose=verbose,
                        split_special_tokens=self.split_special_tokens if split_special_tokens is None
-                       else bool(split_special_tokens))
+                       else bool(split_special_tokens),
+                       add_prefix_space=self.add_prefix_space if add_prefix_space is None else bool(add_prefix_space))
         if text is None and text_target is None:
             raise InputTypeError("give text (or text_target) to encode; got None")
         if text_pair is not None and text is None:
@@ -1159,7 +1165,8 @@ class LEDTokenizerFast:
     def _encode_call(self, text, text_pair, *, add_special_tokens, padding, truncation, max_length, stride,
                      is_split_into_words, pad_to_multiple_of, padding_side, return_tensors, return_token_type_ids,
                      return_attention_mask, return_overflowing_tokens, return_special_tokens_mask,
-                     return_offsets_mapping, return_length, verbose, split_special_tokens) -> BatchEncoding:
+                     return_offsets_mapping, return_length, verbose, split_special_tokens,
+                     add_prefix_space) -> BatchEncoding:
         # inputs as a list of str / (str, str) (word lists when split into words), and whether the caller gave a batch
         words = bool(is_split_into_words)
         if words and self.is_fast and not self.add_prefix_space:
@@ -1181,7 +1188,7 @@ class LEDTokenizerFast:
             if return_overflowing_tokens and trunc == "longest_first" and any(isinstance(x, tuple) for x in inputs):
                 raise InputError(_NO_PAIR_OVERFLOW)
             rows = self._encode_rows(inputs, add_special_tokens, trunc, max_length, stride, words,
-                                     split_special_tokens)
+                                     split_special_tokens, add_prefix_space)
         return self._encoding_from_rows(
             rows, is_batched=is_batched, pad=pad, max_length=max_length, pad_to_multiple_of=pad_to_multiple_of,
             padding_side=padding_side, return_tensors=return_tensors, return_token_type_ids=return_token_type_ids,
@@ -1374,7 +1381,7 @@ class LEDTokenizerFast:
 
     def _encode_rows(self, inputs: list, add_special_tokens: bool, trunc: str | None,
                      max_length: int | None, stride: int = 0, words: bool = False,
-                     split: bool = False) -> list[_Row]:
+                     split: bool = False, add_prefix_space: bool | None = None) -> list[_Row]:
         """Tokenize every input, truncate it, and add the special tokens."""
         # the slow tokenizer puts its prefix space in front of each text (each word, when split into
         # words) itself; its offsets move back by it. shifts: per input, per text, an int or one per word
@@ -1386,7 +1393,7 @@ class LEDTokenizerFast:
         if self._prefix_space_per_text and words:
             shifts = [tuple([int(prefixed(w) != w) for w in t] for t in texts) for texts in texts_of]
             texts_of = [tuple([prefixed(w) for w in t] for t in texts) for texts in texts_of]
-        elif self._prefix_space_per_text and self.add_prefix_space:
+        elif self._prefix_space_per_text and (self.add_prefix_space if add_prefix_space is None else add_prefix_space):
             shifts = [tuple(int(prefixed(t) != t) for t in texts) for texts in texts_of]
             texts_of = [tuple(prefixed(t) for t in texts) for texts in texts_of]
         inputs = [texts[0] if len(texts) == 1 else texts for texts in texts_of]

@@ -325,3 +325,16 @@ def test_split_special_tokens_matches_transformers(dirs, kind):
         assert ours.tokenize(text, **{k: v for k, v in kw.items() if k == "split_special_tokens"}) == \
             theirs.tokenize(text, **{k: v for k, v in kw.items() if k == "split_special_tokens"}), kw
     assert ours.init_kwargs["split_special_tokens"] is True
+
+
+def test_add_prefix_space_per_call(dirs):
+    """LEDTokenizer takes add_prefix_space per call (transformers' prepare_for_tokenization); the fast one
+    raises TypeError for it, as transformers' does."""
+    ours, theirs = _both("slow", dirs["trained"])
+    for flag in (True, False):
+        for args in (("Hello world",), ("a question?", "its context")):
+            assert ours(*args, add_prefix_space=flag) == theirs(*args, add_prefix_space=flag)
+    fast, theirs_fast = _both("fast", dirs["trained"])
+    for tok in (fast, theirs_fast):
+        with pytest.raises(TypeError, match="add_prefix_space"):
+            tok("Hello world", add_prefix_space=True)
