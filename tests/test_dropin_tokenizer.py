@@ -338,3 +338,17 @@ def test_add_prefix_space_per_call(dirs):
     for tok in (fast, theirs_fast):
         with pytest.raises(TypeError, match="add_prefix_space"):
             tok("Hello world", add_prefix_space=True)
+
+
+@pytest.mark.parametrize("kind", ["fast", "slow"])
+def test_unknown_call_keyword_raises(dirs, kind):
+    """A keyword no tokenizer method knows raises TypeError naming it, from every way of calling
+    (transformers' fast tokenizer does too; its slow one only logs "not recognized")."""
+    ours, _ = _both(kind, dirs["trained"])
+    for call in (ours, ours.encode, ours.encode_plus, ours.tokenize):
+        with pytest.raises(TypeError, match="return_tensor"):
+            call("Hello world", return_tensor="pt")  # a typo of return_tensors
+    with pytest.raises(TypeError, match="foo"):
+        ours.batch_encode_plus(["a", "b"], foo=1)
+    with pytest.raises(TypeError, match="foo"):
+        ours.prepare_seq2seq_batch(["a"], ["b"], foo=1)
