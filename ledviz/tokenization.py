@@ -799,12 +799,12 @@ class LEDTokenizerFast:
         return data.decode("utf-8", errors="replace" if self.is_fast else self.errors)
 
     def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False,
-                 split_special_tokens: bool | None = None) -> list[str]:
-        """The BPE tokens of a text (byte-level: a leading space shows as 'Ġ')."""
+                 **kwargs: Any) -> list[str]:
+        """The BPE tokens of a text (byte-level: a leading space shows as 'Ġ'). Keyword arguments are
+        those of calling the tokenizer (split_special_tokens, add_prefix_space for LEDTokenizer, ...)."""
         if text is None:
             raise InputTypeError("tokenize takes a text; got None")
-        return self(text, pair, add_special_tokens=add_special_tokens, return_attention_mask=False,
-                    split_special_tokens=split_special_tokens).tokens()
+        return self(text, pair, add_special_tokens=add_special_tokens, return_attention_mask=False, **kwargs).tokens()
 
     # ---- special tokens ------------------------------------------------------------------
     def _token_id(self, token: str | None) -> int | None:

@@ -352,3 +352,12 @@ def test_unknown_call_keyword_raises(dirs, kind):
         ours.batch_encode_plus(["a", "b"], foo=1)
     with pytest.raises(TypeError, match="foo"):
         ours.prepare_seq2seq_batch(["a"], ["b"], foo=1)
+
+
+def test_tokenize_takes_call_keywords(dirs):
+    ours, theirs = _both("slow", dirs["trained"])
+    assert ours.tokenize("Hello world", add_prefix_space=True) == theirs.tokenize("Hello world", add_prefix_space=True)
+    fast, theirs_fast = _both("fast", dirs["trained"])
+    assert fast.tokenize("Hello world", add_special_tokens=True) == \
+        theirs_fast.tokenize("Hello world", add_special_tokens=True)
+    assert ours.tokenize("Hello world", add_special_tokens=True) == fast.tokenize("Hello world", add_special_tokens=True)
