@@ -79,6 +79,9 @@ class LEDConfig:
     """
 
     model_type = "led"
+    # transformers' class attributes for composite configs: LED has no sub-configs and builds without arguments
+    sub_configs: dict[str, type] = {}
+    has_no_defaults_at_init = False
 
     def __init__(
         self,
@@ -231,6 +234,10 @@ class LEDConfig:
     @property
     def name_or_path(self) -> str:
         return self.__dict__.get("_name_or_path", "")
+
+    def get_text_config(self, decoder: bool | None = None, encoder: bool | None = None) -> "LEDConfig":
+        """The config of the text model: LED's config itself (transformers asks this of composite configs)."""
+        return self
 
     def attention_windows(self) -> list[int]:
         """The (two-sided, even) attention window of every encoder layer."""

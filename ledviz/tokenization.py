@@ -33,7 +33,7 @@ import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
@@ -46,6 +46,7 @@ MERGES_FILE = "merges.txt"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_FILE = "special_tokens_map.json"
+ADDED_TOKENS_FILE = "added_tokens.json"
 
 # transformers' order of the special-token attributes (all_special_tokens follows it)
 SPECIAL_TOKEN_ATTRIBUTES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
@@ -99,6 +100,24 @@ def bytes_to_unicode() -> dict[int, str]:
 
 
 _BYTE_OF_CHAR = {c: b for b, c in bytes_to_unicode().items()}
+
+
+class InputTypeError(InputError, TypeError):
+    """An input of the wrong kind (None where a text belongs): an InputError, and a TypeError as in transformers."""
+
+
+class CharSpan(NamedTuple):
+    """Characters [start, end) of the input text."""
+
+    start: int
+    end: int
+
+
+class TokenSpan(NamedTuple):
+    """Tokens [start, end) of an encoded sequence."""
+
+    start: int
+    end: int
 
 
 # ---- BatchEncoding -------------------------------------------------------------------------
@@ -222,6 +241,16 @@ class BatchEncoding(dict):
         """0 for tokens of the first text, 1 for the second, None for special/padding tokens."""
         return list(self._row(batch_index).sequence_ids)
 
+    def words(self, batch_index: int = 0) -> list[int | None]:
+        """transformers' older name of word_ids()."""
+        return self.word_ids(batch_index)
+
+    def _token_index(self, batch_or_token_index: int, token_index: int | None) -> tuple[_Row, int]:
+        """The row and the (non-negative) token index of transformers' (batch, token) / (token) forms."""
+        batch_index, token = (0, batch_or_token_index) if token_index is None else (batch_or_token_index, token_index)
+        row = self._row(batch_index)
+        return row, token + len(row.input_ids) if token < 0 else token
+
     def char_to_token(self, batch_or_char_index: int, char_index: int | None = None,
                       sequence_index: int = 0) -> int | None:
         """Index of the token that covers a character of the input text (None if none does)."""
@@ -231,6 +260,48 @@ class BatchEncoding(dict):
             if seq == sequence_index and start <= char < end:
                 return i
         return None
+
+    def char_to_word(self, batch_or_char_index: int, char_index: int | None = None,
+                     sequence_index: int = 0) -> int | None:
+        """Index of the word that holds a character of the input text (None if none does)."""
+        batch_index = 0 if char_index is None else batch_or_char_index
+        token = self.char_to_token(batch_or_char_index, char_index, sequence_index)
+        return None if token is None else self._row(batch_index).word_ids[token]
+
+    def token_to_chars(self, batch_or_token_index: int, token_index: int | None = None) -> CharSpan | None:
+        """The characters a token covers in its own text (None for special and padding tokens)."""
+        row, token = self._token_index(batch_or_token_index, token_index)
+        if row.sequence_ids[token] is None:
+            return None
+        return CharSpan(*row.offsets[token])
+
+    def token_to_word(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
+        """The word index of a token (None for special and padding tokens)."""
+        row, token = self._token_index(batch_or_token_index, token_index)
+        return row.word_ids[token]
+
+    def token_to_sequence(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
+        """0 or 1: which text of a pair a token belongs to (None for special and padding tokens)."""
+        row, token = self._token_index(batch_or_token_index, token_index)
+        return row.sequence_ids[token]
+
+    def _word_tokens(self, batch_or_word_index: int, word_index: int | None, sequence_index: int) -> tuple[_Row, list[int]]:
+        batch_index, word = (0, batch_or_word_index) if word_index is None else (batch_or_word_index, word_index)
+        row = self._row(batch_index)
+        return row, [i for i, (w, s) in enumerate(zip(row.word_ids, row.sequence_ids))
+                     if w == word and s == sequence_index]
+
+    def word_to_tokens(self, batch_or_word_index: int, word_index: int | None = None,
+                       sequence_index: int = 0) -> TokenSpan | None:
+        """The tokens [start, end) of a word (None when the word has no token)."""
+        _, tokens = self._word_tokens(batch_or_word_index, word_index, sequence_index)
+        return TokenSpan(tokens[0], tokens[-1] + 1) if tokens else None
+
+    def word_to_chars(self, batch_or_word_index: int, word_index: int | None = None,
+                      sequence_index: int = 0) -> CharSpan | None:
+        """The characters [start, end) of a word in its text (None when the word has no token)."""
+        row, tokens = self._word_tokens(batch_or_word_index, word_index, sequence_index)
+        return CharSpan(row.offsets[tokens[0]][0], row.offsets[tokens[-1]][1]) if tokens else None
 
 
 # ---- input helpers -----------------------------------------------------------------------
@@ -336,12 +407,13 @@ class LEDTokenizerFast:
         padding_side: str = "right",
         truncation_side: str = "right",
         additional_special_tokens: Sequence[Any] | None = None,
+        split_special_tokens: bool = False,
         *,
         tokenizer_object: Tokenizer | None = None,
         name_or_path: str = "",
     ):
-        # what it was built with (transformers' `init_kwargs`: what save_pretrained and a copy need)
-        self.init_kwargs = {k: v for k, v in dict(
+        # what it was built with (transformers' `init_kwargs`): every constructor argument
+        self.init_kwargs = dict(
             vocab_file=vocab_file, merges_file=merges_file, tokenizer_file=tokenizer_file, errors=errors,
             bos_token=_token_content(bos_token), eos_token=_token_content(eos_token),
             sep_token=_token_content(sep_token), cls_token=_token_content(cls_token),
@@ -350,7 +422,9 @@ class LEDTokenizerFast:
             model_max_length=model_max_length, clean_up_tokenization_spaces=clean_up_tokenization_spaces,
             padding_side=padding_side, truncation_side=truncation_side, name_or_path=name_or_path,
             additional_special_tokens=[_token_content(t) for t in additional_special_tokens or []] or None,
-        ).items() if v is not None}
+            split_special_tokens=split_special_tokens, tokenizer_object=tokenizer_object,
+        )
+        self.init_inputs: tuple = ()  # transformers' positional constructor arguments (none here)
         # settings
         self.errors = errors
         self.add_prefix_space = bool(add_prefix_space)
@@ -359,8 +433,11 @@ class LEDTokenizerFast:
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
         self.padding_side = padding_side
         self.truncation_side = truncation_side
+        # encode special tokens written in the text as plain text (by default: they are special tokens)
+        self.split_special_tokens = bool(split_special_tokens)
         self.name_or_path = name_or_path
-        self._warned: set[str] = set()  # warnings given once per tokenizer, as transformers does
+        # warnings given once per tokenizer, as transformers does (assign {} to have them again)
+        self.deprecation_warnings: dict[str, bool] = {}
         for side, name in ((padding_side, "padding_side"), (truncation_side, "truncation_side")):
             if side not in ("right", "left"):
                 raise InputError(f"{name} must be 'right' or 'left', got {side!r}")
@@ -376,28 +453,69 @@ class LEDTokenizerFast:
 
         # the backend: a copy of a given Tokenizer, tokenizer.json, or vocab.json + merges.txt
         self._backend = self._build_backend(vocab_file, merges_file, tokenizer_file, tokenizer_object)
-        self._register_special_tokens(mask_token)
+        self._register_special_tokens(dict(bos_token=bos_token, eos_token=eos_token, sep_token=sep_token,
+                                           cls_token=cls_token, unk_token=unk_token, pad_token=pad_token,
+                                           mask_token=mask_token))
         self._set_post_processor()
         # the ids the backend's post-processor puts around a text (a fast tokenizer keeps them even
         # when cls_token/sep_token change later, as transformers' does)
         self._template_ids = (self._token_id(self.cls_token), self._token_id(self.sep_token))
         self._additional_special_tokens: list[str] = []
+        self._extra_unset = False  # additional_special_tokens was set to None
         if additional_special_tokens:
             self.add_special_tokens({"additional_special_tokens": list(additional_special_tokens)})
         self._overflow_backend: Tokenizer | None = None
+        self._split_encoder: Tokenizer | None = None  # the encoder for split_special_tokens=True
         self._overflow_lock = threading.Lock()
-        # the slow tokenizer adds its prefix space in Python, so it encodes with one that adds none
-        self._encoder = self._backend
-        if self._prefix_space_per_text and self.add_prefix_space:
-            self._encoder = Tokenizer.from_str(self._backend.to_str())
-            self._encoder.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        # transformers' Python tokenizer maps a piece missing from the vocabulary to <unk>; the
-        # `tokenizers` one (LEDTokenizerFast) drops it
-        if not self.is_fast and self.unk_token is not None and isinstance(self._backend.model, models.BPE):
-            for backend in {id(self._backend): self._backend, id(self._encoder): self._encoder}.values():
-                backend.model.unk_token = self.unk_token
+        # the slow tokenizer adds its prefix space in Python, so it encodes with one that adds none, and
+        # it keeps BPE pieces missing from the vocabulary (tokenize() shows them, their id is <unk>'s, as
+        # in transformers; the `tokenizers` BPE of LEDTokenizerFast drops them)
+        self._encoder = self._backend if self.is_fast else self._slow_encoder()
+
+    def __getstate__(self) -> dict:
+        # (pickle: for DataLoader workers and datasets.map; the lock and the overflow copy are rebuilt)
+        state = dict(self.__dict__)
+        state.pop("_overflow_lock", None)
+        state["_overflow_backend"] = state["_split_encoder"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._overflow_lock = threading.Lock()
 
     # ---- construction --------------------------------------------------------------------
+    def _slow_encoder(self) -> Tokenizer:
+        """A copy of the backend for LEDTokenizer: no prefix space of its own, and every byte symbol in
+        its BPE vocabulary (at ids after every real and added one; rebuilt when tokens are added), so that no piece is lost or replaced
+        before `_slow_ids` looks it up in the real vocabulary."""
+        encoder = Tokenizer.from_str(self._backend.to_str())
+        if isinstance(encoder.pre_tokenizer, pre_tokenizers.ByteLevel) or self.add_prefix_space:
+            encoder.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        if isinstance(encoder.model, models.BPE):
+            model = json.loads(encoder.to_str())["model"]
+            vocab = dict(model["vocab"])
+            missing = [c for c in bytes_to_unicode().values() if c not in vocab]
+            if missing:
+                base = max(self._backend.get_vocab(with_added_tokens=True).values()) + 1
+                vocab.update({c: base + i for i, c in enumerate(missing)})
+                merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+                encoder.model = models.BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="",
+                                           end_of_word_suffix="", fuse_unk=False)
+        return encoder
+
+    def _slow_ids(self, ids: list[int], pieces: list[str], encoder: Tokenizer) -> tuple[list[int | None], list[str]]:
+        """LEDTokenizer's ids and tokens from its encoder's: an added token by its content, a BPE piece
+        by its vocabulary id, or <unk>'s id when the vocabulary lacks it."""
+        added = {i: t.content for i, t in encoder.get_added_tokens_decoder().items()}
+        unk = self.unk_token_id
+        out_ids, out_tokens = [], []
+        for i, piece in zip(ids, pieces):
+            token = added.get(i, piece)
+            found = self._backend.token_to_id(token)
+            out_ids.append(found if found is not None else unk)
+            out_tokens.append(token)
+        return out_ids, out_tokens
+
     def _build_backend(self, vocab_file, merges_file, tokenizer_file, tokenizer_object) -> Tokenizer:
         """The `tokenizers.Tokenizer` this class runs on, with LED's pipeline."""
         # a tokenizer.json (or an in-memory Tokenizer) keeps its own pipeline, updated to our flags
@@ -454,16 +572,17 @@ class LEDTokenizerFast:
                 trim_offsets=self.trim_offsets, add_prefix_space=self.add_prefix_space,
             )
 
-    def _register_special_tokens(self, mask_token: Any) -> None:
-        """Make the special tokens added tokens of the backend (`<mask>` eats the space before it)."""
+    def _register_special_tokens(self, given: Mapping[str, Any]) -> None:
+        """Make the special tokens added tokens of the backend (`<mask>` eats the space before it); one
+        given as an AddedToken keeps its flags."""
         known = {t.content for t in self._backend.get_added_tokens_decoder().values()}
         new: list[AddedToken] = []
         for attr in SPECIAL_TOKEN_ATTRIBUTES:
             content = getattr(self, attr)
             if content is None or content in known:
                 continue
-            if attr == "mask_token" and isinstance(mask_token, AddedToken):
-                token = mask_token
+            if isinstance(given.get(attr), AddedToken):
+                token = given[attr]
             else:
                 token = AddedToken(content, lstrip=attr == "mask_token", rstrip=False, normalized=True, special=True)
             new.append(token)
@@ -483,11 +602,14 @@ class LEDTokenizerFast:
         name = os.fspath(name_or_path)
         # split the keyword arguments into constructor and Hub arguments
         init_params = set(inspect.signature(cls.__init__).parameters) - {"self"}
-        unknown = set(kwargs) - init_params - set(_HUB_KWARGS)
+        unknown = set(kwargs) - init_params - set(_HUB_KWARGS) - {"from_slow"}
         if unknown:
             raise TypeError(f"from_pretrained got unexpected arguments {sorted(unknown)}")
         hub = {k: v for k, v in kwargs.items() if k in _HUB_KWARGS}
         user = {k: v for k, v in kwargs.items() if k in init_params}
+        # files the caller names replace those of the folder; from_slow: vocab.json + merges.txt, not tokenizer.json
+        given = {k: user.pop(k) for k in ("vocab_file", "merges_file", "tokenizer_file") if user.get(k) is not None}
+        prefer_tokenizer_file = cls._prefer_tokenizer_file and not kwargs.get("from_slow", False)
 
         def find(filename: str) -> str | None:
             return resolve_file(name, filename, required=False, **hub)
@@ -497,15 +619,25 @@ class LEDTokenizerFast:
         special_map = _read_json(find(SPECIAL_TOKENS_FILE))
         init: dict[str, Any] = {}
         for key in ("model_max_length", "add_prefix_space", "trim_offsets", "errors",
-                    "clean_up_tokenization_spaces", "padding_side", "truncation_side"):
+                    "clean_up_tokenization_spaces", "padding_side", "truncation_side", "split_special_tokens"):
             if config.get(key) is not None:
                 init[key] = config[key]
         if init.get("model_max_length", 0) > _NO_LIMIT:
             del init["model_max_length"]  # transformers' "no limit" placeholder: keep LED's 16384
+        # special tokens keep the flags they were saved with (special_tokens_map.json, or the entry of
+        # tokenizer_config.json's added_tokens_decoder with their text)
+        saved_flags = {e.get("content"): e for e in (config.get("added_tokens_decoder") or {}).values()
+                       if isinstance(e, Mapping)}
         for attr in SPECIAL_TOKEN_ATTRIBUTES:
-            value = _token_content(special_map.get(attr, config.get(attr)))
-            if value is not None:
-                init[attr] = value
+            value = special_map.get(attr, config.get(attr))
+            content = _token_content(value)
+            if content is None:
+                continue
+            entry = value if isinstance(value, Mapping) else saved_flags.get(content)
+            init[attr] = content if entry is None else AddedToken(
+                content, lstrip=bool(entry.get("lstrip")), rstrip=bool(entry.get("rstrip")),
+                single_word=bool(entry.get("single_word")), normalized=bool(entry.get("normalized", True)),
+                special=True)
         extra_special = special_map.get("additional_special_tokens", config.get("additional_special_tokens")) or []
         extra_special = [_token_content(t) for t in extra_special]
         init.update(user)
@@ -513,12 +645,13 @@ class LEDTokenizerFast:
 
         # the vocabulary: tokenizer.json, or vocab.json + merges.txt (this class's preferred first)
         tokenizer_file = vocab_file = merges_file = None
-        if cls._prefer_tokenizer_file:
-            tokenizer_file = find(TOKENIZER_FILE)
+        if prefer_tokenizer_file:
+            tokenizer_file = given.get("tokenizer_file") or find(TOKENIZER_FILE)
         if tokenizer_file is None:
-            vocab_file, merges_file = find(VOCAB_FILE), find(MERGES_FILE)
-            if (vocab_file is None or merges_file is None) and not cls._prefer_tokenizer_file:
-                tokenizer_file = find(TOKENIZER_FILE)
+            vocab_file = given.get("vocab_file") or find(VOCAB_FILE)
+            merges_file = given.get("merges_file") or find(MERGES_FILE)
+            if (vocab_file is None or merges_file is None) and not prefer_tokenizer_file:
+                tokenizer_file = given.get("tokenizer_file") or find(TOKENIZER_FILE)
         if tokenizer_file is not None:
             vocab_file = merges_file = None
         elif vocab_file is None or merges_file is None:
@@ -556,15 +689,24 @@ class LEDTokenizerFast:
         merges_path = next(f for f in files if f.endswith(MERGES_FILE))
         return vocab_path, merges_path
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[str, ...]:
-        """Write tokenizer.json, vocab.json, merges.txt, tokenizer_config.json and
-        special_tokens_map.json, a folder transformers' LEDTokenizer(Fast) loads too."""
+    def save_pretrained(self, save_directory: str | os.PathLike, legacy_format: bool | None = None,
+                        filename_prefix: str | None = None) -> tuple[str, ...]:
+        """Write the tokenizer to a folder transformers' LEDTokenizer(Fast) loads too; returns the
+        file paths as transformers does.
+
+        tokenizer_config.json and special_tokens_map.json always; vocab.json, merges.txt and
+        added_tokens.json (tokens beyond the BPE vocabulary, when any) unless legacy_format=False;
+        tokenizer.json (LEDTokenizerFast only) unless legacy_format=True. `filename_prefix` goes in
+        front of every file name ("{prefix}-vocab.json")."""
+        if legacy_format is False and not self.is_fast:
+            raise InputError("legacy_format=False writes only tokenizer.json, which LEDTokenizer does not use: "
+                             "save with LEDTokenizerFast, or leave legacy_format unset")
         save_directory = os.fspath(save_directory)
         os.makedirs(save_directory, exist_ok=True)
-        # the backend pipeline and the slow-format vocabulary
-        tokenizer_path = os.path.join(save_directory, TOKENIZER_FILE)
-        self._backend.save(tokenizer_path)
-        vocab_path, merges_path = self.save_vocabulary(save_directory)
+
+        def path_of(filename: str) -> str:
+            return os.path.join(save_directory, f"{filename_prefix}-{filename}" if filename_prefix else filename)
+
         # special tokens with their flags (transformers reads lstrip of <mask> from here)
         added = {i: t for i, t in self._backend.get_added_tokens_decoder().items()}
         flags = {t.content: {"content": t.content, "lstrip": t.lstrip, "normalized": t.normalized,
@@ -572,7 +714,7 @@ class LEDTokenizerFast:
         special_map = {attr: flags.get(getattr(self, attr), {"content": getattr(self, attr)})
                        for attr in SPECIAL_TOKEN_ATTRIBUTES if getattr(self, attr) is not None}
         if self._additional_special_tokens:
-            special_map["additional_special_tokens"] = [flags[t] for t in self._additional_special_tokens]
+            special_map["additional_special_tokens"] = [flags.get(t, {"content": t}) for t in self._additional_special_tokens]
         config = {
             "tokenizer_class": "LEDTokenizer",
             "model_max_length": self.model_max_length,
@@ -582,19 +724,31 @@ class LEDTokenizerFast:
             "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
             "padding_side": self.padding_side,
             "truncation_side": self.truncation_side,
+            "split_special_tokens": self.split_special_tokens,
             **{attr: getattr(self, attr) for attr in SPECIAL_TOKEN_ATTRIBUTES if getattr(self, attr) is not None},
             "additional_special_tokens": list(self._additional_special_tokens),
             "added_tokens_decoder": {str(i): {**flags[t.content], "special": t.special}
                                      for i, t in sorted(added.items())},
         }
         paths = []
-        for filename, data in ((CONFIG_FILE, config), (SPECIAL_TOKENS_FILE, special_map)):
-            path = os.path.join(save_directory, filename)
-            with open(path, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=2, ensure_ascii=False)
-                f.write("\n")
+        beyond = {t.content: i for i, t in sorted(added.items()) if i >= self.vocab_size}
+        files = [(CONFIG_FILE, config), (SPECIAL_TOKENS_FILE, special_map)]
+        if legacy_format is not False:
+            files.append((ADDED_TOKENS_FILE, beyond))
+        for filename, data in files:
+            path = path_of(filename)
+            if filename != ADDED_TOKENS_FILE or data:  # (transformers names added_tokens.json even when unwritten)
+                with open(path, "w", encoding="utf-8") as f:
+                    json.dump(data, f, indent=2, ensure_ascii=False)
+                    f.write("\n")
             paths.append(path)
-        return (paths[0], paths[1], vocab_path, merges_path, tokenizer_path)
+        if legacy_format is not False:
+            # the slow-format vocabulary, before added_tokens.json in the returned order
+            paths[2:2] = self.save_vocabulary(save_directory, filename_prefix)
+        if self.is_fast and legacy_format is not True:
+            paths.append(path_of(TOKENIZER_FILE))
+            self._backend.save(paths[-1])
+        return tuple(paths)
 
     # ---- vocabulary ----------------------------------------------------------------------
     @property
@@ -612,7 +766,7 @@ class LEDTokenizerFast:
 
     def get_vocab(self) -> dict[str, int]:
         """Token -> id, added tokens included."""
-        return self._backend.get_vocab(with_added_tokens=True)
+        return dict(sorted(self._backend.get_vocab(with_added_tokens=True).items(), key=lambda kv: kv[1]))
 
     def convert_tokens_to_ids(self, tokens: str | Sequence[str] | None) -> int | list[int] | None:
         """Id of a token (the unk id when unknown), or ids of a list of tokens."""
@@ -630,30 +784,93 @@ class LEDTokenizerFast:
         skip = set(self.all_special_ids) if skip_special_tokens else set()
         return [self._backend.id_to_token(i) for i in _as_id_list(ids) if i not in skip]
 
-    def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False) -> list[str]:
-        """The BPE tokens of a text (byte-level: a leading space shows as 'Ġ')."""
-        return self(text, pair, add_special_tokens=add_special_tokens, return_attention_mask=False).tokens()
+    def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
+        """The text of a sequence of tokens ("Ġ" back to a space, bytes back to UTF-8)."""
+        return self._tokens_to_text(list(tokens))
+
+    def _tokens_to_text(self, tokens: list[str]) -> str:
+        """Byte-level tokens to text, with `self.errors` as the UTF-8 error handler (fast: always replace)."""
+        data = bytearray()
+        for token in tokens:
+            if all(c in _BYTE_OF_CHAR for c in token):
+                data += bytes(_BYTE_OF_CHAR[c] for c in token)
+            else:  # an added token that is not byte-level text
+                data += token.encode("utf-8")
+        return data.decode("utf-8", errors="replace" if self.is_fast else self.errors)
+
+    def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False,
+                 **kwargs: Any) -> list[str]:
+        """The BPE tokens of a text (byte-level: a leading space shows as 'Ġ'). Keyword arguments are
+        those of calling the tokenizer (split_special_tokens, add_prefix_space for LEDTokenizer, ...)."""
+        if text is None:
+            raise InputTypeError("tokenize takes a text; got None")
+        return self(text, pair, add_special_tokens=add_special_tokens, return_attention_mask=False, **kwargs).tokens()
 
     # ---- special tokens ------------------------------------------------------------------
     def _token_id(self, token: str | None) -> int | None:
         return None if token is None else self._backend.token_to_id(token)
 
-    bos_token_id = property(lambda self: self._token_id(self.bos_token), doc="Id of `<s>`.")
-    eos_token_id = property(lambda self: self._token_id(self.eos_token), doc="Id of `</s>`.")
-    sep_token_id = property(lambda self: self._token_id(self.sep_token), doc="Id of the separator `</s>`.")
-    cls_token_id = property(lambda self: self._token_id(self.cls_token), doc="Id of the first token `<s>`.")
-    unk_token_id = property(lambda self: self._token_id(self.unk_token), doc="Id of `<unk>`.")
-    pad_token_id = property(lambda self: self._token_id(self.pad_token), doc="Id of `<pad>`.")
-    mask_token_id = property(lambda self: self._token_id(self.mask_token), doc="Id of `<mask>`.")
+    def _id_to_known_token(self, token_id: Any) -> str:
+        """The token of an id, which must be in the vocabulary."""
+        token = self._backend.id_to_token(int(token_id))
+        if token is None:
+            raise InputError(f"id {token_id} is not in the vocabulary (0..{len(self) - 1})")
+        return token
+
+    @staticmethod
+    def _id_property(attr: str, doc: str) -> property:
+        """`<attr>_id`: the id of a special token; setting it sets the token to that id's (None unsets it)."""
+        def get(self) -> int | None:
+            return self._token_id(getattr(self, attr))
+
+        def set_(self, value: Any) -> None:
+            setattr(self, attr, None if value is None else self._id_to_known_token(value))
+
+        return property(get, set_, doc=doc)
+
+    bos_token_id = _id_property("bos_token", "Id of `<s>`.")
+    eos_token_id = _id_property("eos_token", "Id of `</s>`.")
+    sep_token_id = _id_property("sep_token", "Id of the separator `</s>`.")
+    cls_token_id = _id_property("cls_token", "Id of the first token `<s>`.")
+    unk_token_id = _id_property("unk_token", "Id of `<unk>`.")
+    pad_token_id = _id_property("pad_token", "Id of `<pad>`.")
+    mask_token_id = _id_property("mask_token", "Id of `<mask>`.")
+    del _id_property
 
     @property
-    def additional_special_tokens(self) -> list[str]:
-        """Special tokens besides the seven named ones (added with add_special_tokens)."""
-        return list(self._additional_special_tokens)
+    def additional_special_tokens(self) -> list[str] | None:
+        """Special tokens besides the seven named ones (added with add_special_tokens); None after
+        `tokenizer.additional_special_tokens = None`, as in transformers."""
+        return None if self._extra_unset else list(self._additional_special_tokens)
+
+    @additional_special_tokens.setter
+    def additional_special_tokens(self, tokens: Sequence[Any] | None) -> None:
+        # (as in transformers, this names tokens special without adding them: add_special_tokens adds them)
+        self._extra_unset = tokens is None
+        self._additional_special_tokens = [] if tokens is None else list(dict.fromkeys(_token_content(t) for t in tokens))
 
     @property
     def additional_special_tokens_ids(self) -> list[int]:
         return [self._token_id(t) for t in self._additional_special_tokens]
+
+    @additional_special_tokens_ids.setter
+    def additional_special_tokens_ids(self, ids: Sequence[int]) -> None:
+        self.additional_special_tokens = [self._id_to_known_token(i) for i in ids]
+
+    @property
+    def pad_token_type_id(self) -> int:
+        """LED has no token types: always 0."""
+        return 0
+
+    @property
+    def max_len_single_sentence(self) -> int:
+        """The most text tokens one sequence can hold (model_max_length less `<s>` and `</s>`)."""
+        return self.model_max_length - self.num_special_tokens_to_add(pair=False)
+
+    @property
+    def max_len_sentences_pair(self) -> int:
+        """The most text tokens a pair can hold (model_max_length less the four special tokens)."""
+        return self.model_max_length - self.num_special_tokens_to_add(pair=True)
 
     @property
     def special_tokens_map(self) -> dict[str, Any]:
@@ -669,6 +886,16 @@ class LEDTokenizerFast:
         named = [getattr(self, a) for a in SPECIAL_TOKEN_ATTRIBUTES if getattr(self, a) is not None]
         return list(dict.fromkeys(named + self._additional_special_tokens))
 
+    @property
+    def added_tokens_decoder(self) -> dict[int, AddedToken]:
+        """Id -> AddedToken (with its lstrip/rstrip/normalized/special flags) of every added token."""
+        return dict(sorted(self._backend.get_added_tokens_decoder().items()))
+
+    @property
+    def added_tokens_encoder(self) -> dict[str, int]:
+        """Added token text -> id."""
+        return {t.content: i for i, t in self.added_tokens_decoder.items()}
+
     def get_added_vocab(self) -> dict[str, int]:
         """Added token -> id (the special tokens outside the BPE merges included), as transformers."""
         return {t.content: i for i, t in sorted(self._backend.get_added_tokens_decoder().items())}
@@ -676,11 +903,10 @@ class LEDTokenizerFast:
     def _add_to_backends(self, tokens: list[AddedToken], special: bool) -> int:
         """Add tokens to the backend (and the slow tokenizer's encoder copy); returns how many are new."""
         before = len(self)
-        backends = {id(self._backend): self._backend, id(self._encoder): self._encoder}.values() \
-            if hasattr(self, "_encoder") else [self._backend]
-        for backend in backends:
-            (backend.add_special_tokens if special else backend.add_tokens)(tokens)
-        self._overflow_backend = None
+        (self._backend.add_special_tokens if special else self._backend.add_tokens)(tokens)
+        if hasattr(self, "_encoder") and self._encoder is not self._backend:
+            self._encoder = self._slow_encoder()
+        self._overflow_backend = self._split_encoder = None
         return len(self) - before
 
     def add_tokens(self, new_tokens: str | AddedToken | Sequence[str | AddedToken], special_tokens: bool = False) -> int:
@@ -694,7 +920,7 @@ class LEDTokenizerFast:
         for t in new_tokens:
             if isinstance(t, str):
                 if not t:
-                    raise InputError("add_tokens: an empty string is no token")
+                    continue  # nothing to add (transformers counts it as 0 new tokens too)
                 t = AddedToken(t, lstrip=False, rstrip=False, normalized=not special_tokens, special=special_tokens)
             elif not isinstance(t, AddedToken):
                 raise InputError(f"add_tokens takes strings or tokenizers.AddedToken, got {type(t).__name__}")
@@ -718,6 +944,7 @@ class LEDTokenizerFast:
                 contents = [_token_content(v) for v in value]
                 added += self.add_tokens([v if isinstance(v, AddedToken) else c for v, c in zip(value, contents)],
                                          special_tokens=True)
+                self._extra_unset = False
                 if replace_additional_special_tokens:
                     self._additional_special_tokens = list(dict.fromkeys(contents))
                 else:
@@ -777,6 +1004,7 @@ class LEDTokenizerFast:
         truncation: bool | str | None = None,
         max_length: int | None = None,
         stride: int = 0,
+        is_split_into_words: bool = False,
         pad_to_multiple_of: int | None = None,
         padding_side: str | None = None,
         return_tensors: str | None = None,
@@ -787,6 +1015,8 @@ class LEDTokenizerFast:
         return_offsets_mapping: bool = False,
         return_length: bool = False,
         verbose: bool = True,
+        split_special_tokens: bool | None = None,
+        add_prefix_space: bool | None = None,
     ) -> BatchEncoding:
         """Encode a text, a pair (question, context), or a batch (list) of either.
 
@@ -797,16 +1027,32 @@ class LEDTokenizerFast:
         returns every window of a long input as a row of its own, overlapping by `stride` tokens,
         with "overflow_to_sample_mapping" (row -> input); the slow one returns the cut tokens
         (plus `stride` tokens before them) as "overflowing_tokens" and "num_truncated_tokens".
+
+        `is_split_into_words=True`: a text is a list of words (a batch: a list of such lists), each
+        encoded as if a space stood before it; `word_ids()` numbers the words. As in transformers,
+        LEDTokenizerFast needs `add_prefix_space=True` for it; LEDTokenizer puts the space in front
+        of every word either way.
+
+        `split_special_tokens=True` (default: the tokenizer's setting) reads special tokens written in
+        the text ("<mask>") as plain text. `add_prefix_space` for one call: LEDTokenizer only, as in
+        transformers (LEDTokenizerFast takes it when built).
         """
+        if add_prefix_space is not None and self.is_fast:
+            raise TypeError(f"{type(self).__name__} takes add_prefix_space when it is built "
+                            "(from_pretrained(..., add_prefix_space=True)), not per call")
         options = dict(add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
-                       max_length=max_length, stride=stride, pad_to_multiple_of=pad_to_multiple_of,
+                       max_length=max_length, stride=stride, is_split_into_words=is_split_into_words,
+                       pad_to_multiple_of=pad_to_multiple_of,
                        padding_side=padding_side, return_tensors=return_tensors,
                        return_token_type_ids=return_token_type_ids, return_attention_mask=return_attention_mask,
                        return_overflowing_tokens=return_overflowing_tokens,
                        return_special_tokens_mask=return_special_tokens_mask,
-                       return_offsets_mapping=return_offsets_mapping, return_length=return_length, verbose=verbose)
+                       return_offsets_mapping=return_offsets_mapping, return_length=return_length, verbose=verbose,
+                       split_special_tokens=self.split_special_tokens if split_special_tokens is None
+                       else bool(split_special_tokens),
+                       add_prefix_space=self.add_prefix_space if add_prefix_space is None else bool(add_prefix_space))
         if text is None and text_target is None:
-            raise InputError("give text (or text_target) to encode")
+            raise InputTypeError("give text (or text_target) to encode; got None")
         if text_pair is not None and text is None:
             raise InputError("text_pair needs text")
         if text_pair_target is not None and text_target is None:
@@ -820,45 +1066,143 @@ class LEDTokenizerFast:
         encoding["labels"] = target["input_ids"]
         return encoding
 
-    def encode_plus(self, text: str, text_pair: str | None = None, **kwargs: Any) -> BatchEncoding:
+    def encode_plus(self, text: str | Sequence[str], text_pair: str | Sequence[str] | None = None,
+                    **kwargs: Any) -> BatchEncoding:
         """One text or pair -> its encoding (transformers' older name for calling the tokenizer)."""
-        if not isinstance(text, str) or not (text_pair is None or isinstance(text_pair, str)):
-            raise InputError("encode_plus takes one text (and one text_pair); use batch_encode_plus for a batch")
+        if kwargs.get("is_split_into_words"):
+            one = isinstance(text, (list, tuple)) and all(isinstance(w, str) for w in text)
+        else:
+            one = isinstance(text, str) and (text_pair is None or isinstance(text_pair, str))
+        if not one:
+            raise InputTypeError("encode_plus takes one text (and one text_pair); use batch_encode_plus for a batch")
         return self(text, text_pair, **kwargs)
 
     def batch_encode_plus(self, batch_text_or_text_pairs: Sequence[str] | Sequence[tuple[str, str]],
                           **kwargs: Any) -> BatchEncoding:
         """A batch of texts or (text, text_pair) pairs -> their encoding (transformers' older name)."""
         if isinstance(batch_text_or_text_pairs, str) or not isinstance(batch_text_or_text_pairs, (list, tuple)):
-            raise InputError("batch_encode_plus takes a list of texts or of (text, text_pair) pairs")
+            raise InputTypeError("batch_encode_plus takes a list of texts or of (text, text_pair) pairs")
+        if kwargs.get("is_split_into_words") and batch_text_or_text_pairs and \
+                all(isinstance(w, str) for w in batch_text_or_text_pairs):
+            raise InputError("batch_encode_plus with is_split_into_words=True takes a list of word lists")
         return self(list(batch_text_or_text_pairs), **kwargs)
 
+    def prepare_seq2seq_batch(self, src_texts: Sequence[str], tgt_texts: Sequence[str] | None = None,
+                              max_length: int | None = None, max_target_length: int | None = None,
+                              padding: bool | str = "longest", return_tensors: str | None = None,
+                              truncation: bool | str = True, **kwargs: Any) -> BatchEncoding:
+        """Documents (and summaries, as "labels") padded and truncated to max_length (targets to
+        max_target_length, by default max_length; both by default model_max_length).
+
+        transformers' deprecated form of `tokenizer(src_texts, text_target=tgt_texts, ...)`. Other keyword
+        arguments go to the call; mBART's src_lang/tgt_lang, which transformers ignores, raise TypeError."""
+        import warnings
+
+        warnings.warn("prepare_seq2seq_batch is deprecated in transformers; call the tokenizer with "
+                      "text_target=... instead", FutureWarning, stacklevel=2)
+        if max_length is None:
+            max_length = self.model_max_length
+        inputs = self(src_texts, add_special_tokens=True, return_tensors=return_tensors, max_length=max_length,
+                      padding=padding, truncation=truncation, **kwargs)
+        if tgt_texts is None:
+            return inputs
+        labels = self(tgt_texts, add_special_tokens=True, return_tensors=return_tensors, padding=padding,
+                      max_length=max_target_length if max_target_length is not None else max_length,
+                      truncation=truncation, **kwargs)
+        inputs["labels"] = labels["input_ids"]
+        return inputs
+
+    def prepare_for_model(
+        self,
+        ids: Sequence[int],
+        pair_ids: Sequence[int] | None = None,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        stride: int = 0,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_length: bool = False,
+        verbose: bool = True,
+        prepend_batch_axis: bool = False,
+    ) -> BatchEncoding:
+        """Token ids (and a pair's) -> an encoding, as calling the tokenizer on their text would give:
+        special tokens, truncation, padding. Truncation follows transformers' Python rules for both
+        classes (as transformers' prepare_for_model does), overflow as "overflowing_tokens"."""
+        if return_offsets_mapping:
+            raise InputError("prepare_for_model works on ids, which have no character offsets: "
+                             "call the tokenizer on the text for return_offsets_mapping")
+        segments = []
+        for seq in (ids, pair_ids) if pair_ids is not None else (ids,):
+            seq = _as_id_list(seq, "prepare_for_model ids")
+            segments.append({"ids": seq, "tokens": [self._backend.id_to_token(i) for i in seq],
+                             "offsets": [(0, 0)] * len(seq), "word_ids": [None] * len(seq)})
+        pad, trunc, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of, verbose)
+        self._check_stride(stride)
+        if return_overflowing_tokens and trunc == "longest_first" and pair_ids is not None:
+            raise InputError(_NO_PAIR_OVERFLOW)
+        rows = [self._segments_to_row(segments, add_special_tokens, trunc, max_length, stride, python_rules=True)]
+        return self._encoding_from_rows(
+            rows, is_batched=False, pad=pad, max_length=max_length, pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side, return_tensors=return_tensors, return_token_type_ids=return_token_type_ids,
+            return_attention_mask=return_attention_mask, return_overflowing_tokens=return_overflowing_tokens,
+            return_special_tokens_mask=return_special_tokens_mask, return_offsets_mapping=False,
+            return_length=return_length, verbose=verbose, python_style=True,
+            batch_axis=prepend_batch_axis)
+
+    @staticmethod
+    def _check_stride(stride: Any) -> None:
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
+            raise InputError(f"stride={stride!r}: give the number of tokens windows overlap (a whole number >= 0)")
+
     def _encode_call(self, text, text_pair, *, add_special_tokens, padding, truncation, max_length, stride,
-                     pad_to_multiple_of, padding_side, return_tensors, return_token_type_ids, return_attention_mask,
-                     return_overflowing_tokens, return_special_tokens_mask, return_offsets_mapping, return_length,
-                     verbose) -> BatchEncoding:
-        # inputs as a list of str / (str, str), and whether the caller gave a batch
-        inputs, is_batched = self._normalize_inputs(text, text_pair)
+                     is_split_into_words, pad_to_multiple_of, padding_side, return_tensors, return_token_type_ids,
+                     return_attention_mask, return_overflowing_tokens, return_special_tokens_mask,
+                     return_offsets_mapping, return_length, verbose, split_special_tokens,
+                     add_prefix_space) -> BatchEncoding:
+        # inputs as a list of str / (str, str) (word lists when split into words), and whether the caller gave a batch
+        words = bool(is_split_into_words)
+        if words and self.is_fast and not self.add_prefix_space:
+            raise InputError(f"You need to instantiate {type(self).__name__} with add_prefix_space=True to use it "
+                             "with pretokenized inputs (is_split_into_words=True)")
+        inputs, is_batched = (self._normalize_word_inputs if words else self._normalize_inputs)(text, text_pair)
 
         # padding/truncation strategies and the lengths they work to
         pad, trunc, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of, verbose)
-
-        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
-            raise InputError(f"stride={stride!r}: give the number of tokens windows overlap (a whole number >= 0)")
+        self._check_stride(stride)
 
         # encode, truncate and add special tokens, one row per sequence (per window, fast with overflow)
         sample_of = None
         if return_overflowing_tokens and self.is_fast and trunc is not None and max_length is not None:
-            rows, sample_of = self._overflow_rows(inputs, add_special_tokens, trunc, max_length, stride)
+            rows, sample_of = self._overflow_rows(inputs, add_special_tokens, trunc, max_length, stride, words,
+                                                  split_special_tokens)
             is_batched = True
         else:
-            if return_overflowing_tokens and trunc == "longest_first" and any(not isinstance(x, str) for x in inputs):
-                raise InputError("the slow tokenizer cannot return overflowing tokens of a pair truncated "
-                                 "'longest_first' (as in transformers): use truncation='only_first' or 'only_second', "
-                                 "or LEDTokenizerFast")
-            rows = self._encode_rows(inputs, add_special_tokens, trunc, max_length, stride)
+            if return_overflowing_tokens and trunc == "longest_first" and any(isinstance(x, tuple) for x in inputs):
+                raise InputError(_NO_PAIR_OVERFLOW)
+            rows = self._encode_rows(inputs, add_special_tokens, trunc, max_length, stride, words,
+                                     split_special_tokens, add_prefix_space)
+        return self._encoding_from_rows(
+            rows, is_batched=is_batched, pad=pad, max_length=max_length, pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side, return_tensors=return_tensors, return_token_type_ids=return_token_type_ids,
+            return_attention_mask=return_attention_mask, return_overflowing_tokens=return_overflowing_tokens,
+            return_special_tokens_mask=return_special_tokens_mask, return_offsets_mapping=return_offsets_mapping,
+            return_length=return_length, verbose=verbose, python_style=not self.is_fast, sample_of=sample_of,
+            batch_axis=is_batched or return_tensors is not None)
 
-        # pad the batch
+    def _encoding_from_rows(self, rows: list[_Row], *, is_batched, pad, max_length, pad_to_multiple_of, padding_side,
+                            return_tensors, return_token_type_ids, return_attention_mask, return_overflowing_tokens,
+                            return_special_tokens_mask, return_offsets_mapping, return_length, verbose,
+                            python_style: bool, batch_axis: bool, sample_of: list[int] | None = None) -> BatchEncoding:
+        """Pad the rows and gather the requested outputs into a BatchEncoding (`batch_axis`: keep the
+        outer list of a single sequence, as transformers does for tensors)."""
         side = padding_side or self.padding_side
         target = self._padded_length([len(r.input_ids) for r in rows], pad, max_length, pad_to_multiple_of)
         for row in rows:
@@ -866,8 +1210,8 @@ class LEDTokenizerFast:
 
         # report sequences longer than the model takes (transformers warns the same way, once)
         over = max((r.over_limit for r in rows), default=0)
-        if verbose and over and "over_limit" not in self._warned:
-            self._warned.add("over_limit")
+        if verbose and over and not self.deprecation_warnings.get("sequence-length-is-longer-than-the-specified-maximum"):
+            self.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
             logger.warning(
                 "Token indices sequence length is longer than the specified maximum sequence length for this "
                 f"model ({self.model_max_length + over} > {self.model_max_length}). Running this sequence "
@@ -876,7 +1220,7 @@ class LEDTokenizerFast:
 
         # the requested outputs
         data: dict[str, list] = {}
-        if return_overflowing_tokens and not self.is_fast:
+        if return_overflowing_tokens and python_style:
             data["overflowing_tokens"] = [r.overflowing for r in rows]
             data["num_truncated_tokens"] = [r.num_truncated_reported for r in rows]
         data["input_ids"] = [r.input_ids for r in rows]
@@ -892,13 +1236,15 @@ class LEDTokenizerFast:
             data["length"] = [len(r.input_ids) for r in rows]
         if sample_of is not None:
             data["overflow_to_sample_mapping"] = sample_of
-        if not is_batched and return_tensors is None:
+        if not batch_axis:
             # (transformers' fast tokenizer leaves a per-sequence number, such as length, as a list)
-            data = {k: v[0] if not self.is_fast or isinstance(v[0], list) else v for k, v in data.items()}
+            data = {k: v[0] if python_style or isinstance(v[0], list) else v for k, v in data.items()}
         return BatchEncoding(data, rows=rows, is_batched=is_batched, tensor_type=return_tensors)
 
-    def encode(self, text: str, text_pair: str | None = None, **kwargs: Any) -> Any:
+    def encode(self, text: str | Sequence[str], text_pair: str | Sequence[str] | None = None, **kwargs: Any) -> Any:
         """The input ids of one text or pair (a list, or a (1, L) tensor with return_tensors)."""
+        if text is None:
+            raise InputTypeError("encode takes a text; got None")
         return self(text, text_pair, **kwargs)["input_ids"]
 
     def _normalize_inputs(self, text: Any, text_pair: Any) -> tuple[list[str | tuple[str, str]], bool]:
@@ -911,7 +1257,7 @@ class LEDTokenizerFast:
                 raise InputError("text is one string, so text_pair must be one string too")
             return [text if text_pair is None else (text, text_pair)], False
         if not isinstance(text, (list, tuple)):
-            raise InputError(
+            raise InputTypeError(
                 "text must be a string, a list of strings, or a list of (text, text_pair) pairs; "
                 f"got {type(text).__name__}"
             )
@@ -923,15 +1269,51 @@ class LEDTokenizerFast:
             items = [tuple(t) if is_pair(t) else t for t in text]
         for i, item in enumerate(items):
             if not (isinstance(item, str) or is_pair(item)):
-                raise InputError(f"batch item {i} is {item!r}: expected a string or a (text, text_pair) pair")
+                raise InputError(f"batch item {i} is {item!r}: expected a string or a (text, text_pair) pair"
+                                 + ("; a list of words needs is_split_into_words=True"
+                                    if isinstance(item, (list, tuple)) else ""))
+        return items, True
+
+    @staticmethod
+    def _normalize_word_inputs(text: Any, text_pair: Any) -> tuple[list[list[str] | tuple[list[str], list[str]]], bool]:
+        """Word-list inputs (is_split_into_words): a list of word lists / (word list, word list) pairs,
+        and whether the call was batched (text is a list of word lists)."""
+        def is_words(x: Any) -> bool:
+            return isinstance(x, (list, tuple)) and all(isinstance(w, str) for w in x)
+
+        def check(x: Any, what: str) -> list[str]:
+            if not is_words(x):
+                raise InputTypeError(f"with is_split_into_words=True, {what} must be a list of words (strings); "
+                                     f"got {x!r:.80}")
+            return list(x)
+
+        if not isinstance(text, (list, tuple)):
+            raise InputTypeError(f"with is_split_into_words=True, text must be a list of words or a batch of word "
+                                 f"lists; got {type(text).__name__}")
+        if is_words(text):  # one sequence
+            first = check(text, "text")
+            return [first if text_pair is None else (first, check(text_pair, "text_pair"))], False
+        if text_pair is not None:
+            if not isinstance(text_pair, (list, tuple)) or len(text_pair) != len(text):
+                raise InputError("text_pair must be a batch as long as text when text is a batch")
+            return [(check(a, f"text[{i}]"), check(b, f"text_pair[{i}]"))
+                    for i, (a, b) in enumerate(zip(text, text_pair))], True
+        items: list[Any] = []
+        for i, item in enumerate(text):
+            if isinstance(item, (list, tuple)) and item and isinstance(item[0], (list, tuple)):
+                if len(item) != 2:
+                    raise InputError(f"batch item {i}: a pair of word lists has two lists, got {len(item)}")
+                items.append((check(item[0], f"text[{i}][0]"), check(item[1], f"text[{i}][1]")))
+            else:
+                items.append(check(item, f"text[{i}]"))
         return items, True
 
     def _strategies(self, padding, truncation, max_length, pad_to_multiple_of, verbose):
         """transformers' rules turning padding/truncation/max_length into strategies and a length."""
         # a max_length with neither padding nor truncation set means "truncate longest_first"
         if max_length is not None and padding is False and truncation is None:
-            if verbose and "implicit_truncation" not in self._warned:
-                self._warned.add("implicit_truncation")
+            if verbose and not self.deprecation_warnings.get("Truncation-not-explicitly-activated"):
+                self.deprecation_warnings["Truncation-not-explicitly-activated"] = True
                 logger.warning("max_length is given without truncation=...: truncating 'longest_first'; "
                                "pass truncation=True to say so")
             truncation = "longest_first"
@@ -951,16 +1333,17 @@ class LEDTokenizerFast:
         return pad, trunc, max_length
 
     def _overflow_rows(self, inputs: list, add_special_tokens: bool, trunc: str, max_length: int,
-                       stride: int) -> tuple[list[_Row], list[int]]:
+                       stride: int, words: bool = False, split: bool = False) -> tuple[list[_Row], list[int]]:
         """Every window of every input as `tokenizers` cuts them (transformers' fast tokenizer), and
         the input each row comes from."""
         with self._overflow_lock:
             if self._overflow_backend is None:
                 self._overflow_backend = Tokenizer.from_str(self._backend.to_str())
             backend = self._overflow_backend
+            backend.encode_special_tokens = split
             try:
                 backend.enable_truncation(max_length, stride=stride, strategy=trunc, direction=self.truncation_side)
-                encodings = backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
+                encodings = backend.encode_batch(inputs, is_pretokenized=words, add_special_tokens=add_special_tokens)
             except BaseException as e:  # tokenizers raises plain Exceptions, or panics (a BaseException)
                 if isinstance(e, (KeyboardInterrupt, SystemExit, GeneratorExit)):
                     raise
@@ -979,67 +1362,102 @@ class LEDTokenizerFast:
                 sample_of.append(i)
         return rows, sample_of
 
-    def _encode_rows(self, inputs: list, add_special_tokens: bool, trunc: str | None,
-                     max_length: int | None, stride: int = 0) -> list[_Row]:
-        """Tokenize every input, truncate it, and add the special tokens."""
-        # the slow tokenizer puts its prefix space in front of each text itself (offsets move back by it)
-        shifts = [(0, 0)] * len(inputs)
-        if self._prefix_space_per_text and self.add_prefix_space:
-            def prefixed(t: str) -> str:
-                return " " + t if t and not t[0].isspace() else t
+    def _encoder_for(self, split: bool) -> Tokenizer:
+        """The encoder to use: the usual one, or (split_special_tokens) one that reads special tokens
+        written in the text as plain text. As in transformers, the fast tokenizer still matches the
+        added tokens that are not special; the slow one matches no added token at all."""
+        if not split:
+            return self._encoder
+        if self._split_encoder is None:
+            if self.is_fast:
+                encoder = Tokenizer.from_str(self._encoder.to_str())
+                encoder.encode_special_tokens = True
+            else:
+                state = json.loads(self._encoder.to_str())
+                state["added_tokens"] = []
+                encoder = Tokenizer.from_str(json.dumps(state))
+            self._split_encoder = encoder
+        return self._split_encoder
 
-            shifts = [tuple(int(prefixed(t) != t) for t in ((x,) if isinstance(x, str) else x)) for x in inputs]
-            inputs = [prefixed(x) if isinstance(x, str) else (prefixed(x[0]), prefixed(x[1])) for x in inputs]
-        encodings = self._encoder.encode_batch(inputs, add_special_tokens=False)
+    def _encode_rows(self, inputs: list, add_special_tokens: bool, trunc: str | None,
+                     max_length: int | None, stride: int = 0, words: bool = False,
+                     split: bool = False, add_prefix_space: bool | None = None) -> list[_Row]:
+        """Tokenize every input, truncate it, and add the special tokens."""
+        # the slow tokenizer puts its prefix space in front of each text (each word, when split into
+        # words) itself; its offsets move back by it. shifts: per input, per text, an int or one per word
+        def prefixed(t: str) -> str:
+            return " " + t if t and not t[0].isspace() else t
+
+        shifts: list[tuple] = [(0, 0)] * len(inputs)
+        texts_of = [(x,) if not isinstance(x, tuple) else x for x in inputs]
+        if self._prefix_space_per_text and words:
+            shifts = [tuple([int(prefixed(w) != w) for w in t] for t in texts) for texts in texts_of]
+            texts_of = [tuple([prefixed(w) for w in t] for t in texts) for texts in texts_of]
+        elif self._prefix_space_per_text and (self.add_prefix_space if add_prefix_space is None else add_prefix_space):
+            shifts = [tuple(int(prefixed(t) != t) for t in texts) for texts in texts_of]
+            texts_of = [tuple(prefixed(t) for t in texts) for texts in texts_of]
+        inputs = [texts[0] if len(texts) == 1 else texts for texts in texts_of]
+        encoder = self._encoder_for(split)
+        encodings = encoder.encode_batch(inputs, is_pretokenized=words, add_special_tokens=False)
 
         # the fast tokenizer shows an added token as it was written (" <mask>"), the slow one as in the vocabulary
-        vocab_token = self._backend.id_to_token
         rows = []
         for item, enc, shift_of in zip(inputs, encodings, shifts):
             # read each field of the encoding once (every access copies it out of Rust)
-            ids, offsets, word_ids = enc.ids, enc.offsets, enc.word_ids
-            tokens = enc.tokens if self.is_fast else [vocab_token(i) for i in ids]
+            ids, offsets, word_ids, tokens = enc.ids, enc.offsets, enc.word_ids, enc.tokens
+            if not self.is_fast:
+                ids, tokens = self._slow_ids(ids, tokens, encoder)
             # split it into the tokens of the first and of the second text (they follow each other)
-            pair = not isinstance(item, str)
+            pair = isinstance(item, tuple)
             n_first = enc.sequence_ids.count(0) if pair else len(ids)
             bounds = [(0, n_first), (n_first, len(ids))] if pair else [(0, len(ids))]
             segments = []
             for (start, end), shift in zip(bounds, shift_of):
+                moved = [shift if isinstance(shift, int) else (0 if w is None else shift[w])
+                         for w in word_ids[start:end]]
                 segments.append({
                     "ids": ids[start:end],
                     "tokens": tokens[start:end],
-                    "offsets": [(max(a - shift, 0), max(b - shift, 0)) for a, b in offsets[start:end]],
+                    "offsets": [(max(a - m, 0), max(b - m, 0)) for (a, b), m in zip(offsets[start:end], moved)],
                     "word_ids": word_ids[start:end],
                 })
-            # truncation; the cut tokens (and `stride` before them) are what transformers' slow
-            # tokenizer reports as overflowing (nothing for a pair cut 'longest_first')
-            n_special = self.num_special_tokens_to_add(pair) if add_special_tokens else 0
-            lengths = [len(s["ids"]) for s in segments]
-            keep = self._kept_lengths(lengths, trunc, max_length, n_special)
-            overflowing: list[int] = []
-            for s, k, n in zip(segments, keep, lengths):
-                if k < n:
-                    if not (pair and trunc == "longest_first"):
-                        window = min(n, stride + n - k)
-                        overflowing = s["ids"][n - window:] if self.truncation_side == "right" else s["ids"][:window]
-                    cut = slice(0, k) if self.truncation_side == "right" else slice(n - k, n)
-                    for key in s:
-                        s[key] = s[key][cut]
-            row = self._assemble(segments, add_special_tokens, sum(lengths) - sum(keep))
-            row.overflowing = overflowing
-            row.num_truncated_reported = (sum(lengths) + n_special - max_length) if trunc and max_length else 0
-            rows.append(row)
+            rows.append(self._segments_to_row(segments, add_special_tokens, trunc, max_length, stride))
         return rows
 
+    def _segments_to_row(self, segments: list[dict], add_special_tokens: bool, trunc: str | None,
+                         max_length: int | None, stride: int, python_rules: bool = False) -> _Row:
+        """Truncate the text segments of one input and put the special tokens around them.
+
+        The cut tokens (and `stride` before them) are what transformers' Python truncation reports
+        as overflowing (nothing for a pair cut 'longest_first')."""
+        pair = len(segments) > 1
+        n_special = self.num_special_tokens_to_add(pair) if add_special_tokens else 0
+        lengths = [len(s["ids"]) for s in segments]
+        keep = self._kept_lengths(lengths, trunc, max_length, n_special, python_rules)
+        overflowing: list[int] = []
+        for s, k, n in zip(segments, keep, lengths):
+            if k < n:
+                if not (pair and trunc == "longest_first"):
+                    window = min(n, stride + n - k)
+                    overflowing = s["ids"][n - window:] if self.truncation_side == "right" else s["ids"][:window]
+                cut = slice(0, k) if self.truncation_side == "right" else slice(n - k, n)
+                for key in s:
+                    s[key] = s[key][cut]
+        row = self._assemble(segments, add_special_tokens, sum(lengths) - sum(keep))
+        row.overflowing = overflowing
+        row.num_truncated_reported = (sum(lengths) + n_special - max_length) if trunc and max_length else 0
+        return row
+
     def _kept_lengths(self, lengths: list[int], trunc: str | None, max_length: int | None,
-                      n_special: int) -> list[int]:
-        """How many tokens of each text truncation keeps."""
+                      n_special: int, python_rules: bool = False) -> list[int]:
+        """How many tokens of each text truncation keeps (`python_rules`: transformers' Python rules
+        whatever the class)."""
         total = sum(lengths) + n_special
         if trunc is None or max_length is None or total <= max_length:
             return list(lengths)
         to_remove = total - max_length
         n1, n2 = lengths[0], (lengths[1] if len(lengths) > 1 else None)
-        if self._backend_truncation:
+        if self._backend_truncation and not python_rules:
             keep = _truncate_like_tokenizers(n1, n2, trunc, max_length - n_special, to_remove)
         else:
             keep = _truncate_like_transformers(n1, n2, trunc, to_remove)
@@ -1100,38 +1518,45 @@ class LEDTokenizerFast:
         with 1, offset_mapping with (0, 0) and `global_attention_mask` with 0 (transformers: -1;
         LED reads both as local attention). Other keys are left as they are.
         """
+        if self.is_fast and not self.deprecation_warnings.get("Asking-to-pad-a-fast-tokenizer"):
+            self.deprecation_warnings["Asking-to-pad-a-fast-tokenizer"] = True
+            logger.warning(f"You're using a {type(self).__name__} tokenizer. Please note that with a fast tokenizer, "
+                           "using the `__call__` method is faster than using a method to encode the text followed "
+                           "by a call to the `pad` method to get a padded encoding.")
+        # the main input: model_input_names[0]
+        main = self.model_input_names[0]
         # a dict of per-sequence lists (batched) from whatever was given
         if isinstance(encoded_inputs, Mapping):
             batch = {k: v.tolist() if hasattr(v, "tolist") else v for k, v in encoded_inputs.items()}
-            if "input_ids" not in batch:
-                raise InputError(f"pad() needs input_ids; got keys {sorted(batch)}")
-            is_batched = bool(batch["input_ids"]) and isinstance(batch["input_ids"][0], (list, tuple))
+            if main not in batch:
+                raise InputError(f"pad() needs {main}; got keys {sorted(batch)}")
+            is_batched = bool(batch[main]) and isinstance(batch[main][0], (list, tuple))
             if not is_batched:
                 batch = {k: [v] for k, v in batch.items()}
         elif isinstance(encoded_inputs, Sequence) and all(isinstance(e, Mapping) for e in encoded_inputs):
-            if not encoded_inputs or any("input_ids" not in e for e in encoded_inputs):
-                raise InputError("pad() needs a non-empty list of encodings that all have input_ids")
+            if not encoded_inputs or any(main not in e for e in encoded_inputs):
+                raise InputError(f"pad() needs a non-empty list of encodings that all have {main}")
             keys = list(encoded_inputs[0].keys())
             batch = {k: [e[k].tolist() if hasattr(e[k], "tolist") else e[k] for e in encoded_inputs] for k in keys}
             is_batched = True
         else:
             raise InputError("pad() takes a dict of lists (e.g. a BatchEncoding) or a list of such dicts")
-        batch = {k: [list(row) for row in v] if k in _PAD_VALUES or k == "input_ids" else v for k, v in batch.items()}
+        batch = {k: [list(row) for row in v] if k in _PAD_VALUES or k == main else v for k, v in batch.items()}
 
         # the attention mask is made when missing
         if (return_attention_mask is None or return_attention_mask) and "attention_mask" not in batch:
-            batch["attention_mask"] = [[1] * len(ids) for ids in batch["input_ids"]]
+            batch["attention_mask"] = [[1] * len(ids) for ids in batch[main]]
 
         # the target length
         pad = _padding_strategy(padding)
         if pad == "max_length" and max_length is None:
             max_length = self.model_max_length
-        target = self._padded_length([len(ids) for ids in batch["input_ids"]], pad, max_length, pad_to_multiple_of)
+        target = self._padded_length([len(ids) for ids in batch[main]], pad, max_length, pad_to_multiple_of)
 
         # pad each known per-token key
         side = padding_side or self.padding_side
         if target is not None:
-            fills = {"input_ids": self.pad_token_id, **_PAD_VALUES}
+            fills = {main: self.pad_token_id, **_PAD_VALUES}
             for key, value in fills.items():
                 if key not in batch:
                     continue
@@ -1222,13 +1647,7 @@ class LEDTokenizerFast:
 
     def _decode_bytes(self, ids: list[int], skip_special_tokens: bool) -> str:
         """Decode with `self.errors` as the UTF-8 error handler (the backend always replaces)."""
-        data = bytearray()
-        for token in self.convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens):
-            if all(c in _BYTE_OF_CHAR for c in token):
-                data += bytes(_BYTE_OF_CHAR[c] for c in token)
-            else:  # an added token that is not byte-level text
-                data += token.encode("utf-8")
-        return data.decode("utf-8", errors=self.errors)
+        return self._tokens_to_text(self.convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens))
 
     def batch_decode(self, sequences: Any, skip_special_tokens: bool = False,
                      clean_up_tokenization_spaces: bool | None = None,
@@ -1314,6 +1733,10 @@ def _truncate_like_transformers(n1: int, n2: int | None, strategy: str, to_remov
         return n1, n2 - to_remove
     logger.error(_too_short("second", n2, to_remove))
     return n1, n2
+
+
+_NO_PAIR_OVERFLOW = ("Not possible to return overflowing tokens for pair of sequences with the `longest_first`: "
+                     "use truncation='only_first' or 'only_second' (LEDTokenizerFast returns the windows of both)")
 
 
 def _too_short(which: str, length: int, to_remove: int) -> str:
