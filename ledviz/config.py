@@ -79,9 +79,11 @@ class LEDConfig:
     """
 
     model_type = "led"
-    # transformers' class attributes for composite configs: LED has no sub-configs and builds without arguments
+    # transformers' composite-config API, as its model and generation checks call it: LED has no
+    # sub-configs, builds without arguments, and its one attention implementation there is "eager"
     sub_configs: dict[str, type] = {}
     has_no_defaults_at_init = False
+    _attn_implementation = "eager"
 
     def __init__(
         self,
@@ -243,15 +245,6 @@ class LEDConfig:
         """The (two-sided, even) attention window of every encoder layer."""
         w = self.attention_window
         return [int(w)] * self.encoder_layers if isinstance(w, int) else [int(v) for v in w]
-
-    # transformers' composite-config API, as its model and generation checks call it: LED's config is its own
-    # text config, has no sub-configs, and its one attention implementation is "eager"
-    sub_configs: dict[str, Any] = {}
-    _attn_implementation = "eager"
-
-    def get_text_config(self, decoder: bool | None = None, encoder: bool | None = None) -> "LEDConfig":
-        """The config of the text model (transformers' accessor): LED's config itself."""
-        return self
 
     def __getattr__(self, name: str) -> Any:
         # aliases read their field; generation defaults and legacy keys stored in `extra` read like attributes
