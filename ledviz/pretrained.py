@@ -316,8 +316,8 @@ class LEDPreTrainedModel(nn.Module):
         id (a local folder has no revisions: there they change nothing, as in transformers). `use_safetensors` True/False reads only safetensors / only pytorch_model.bin.
         `low_cpu_mem_usage` is accepted and changes nothing: the model is always built without
         allocating weights before the checkpoint's are assigned. `attn_implementation` may be "eager"
-        (LED's only one in transformers; ledviz's default path computes it), or ledviz's own
-        "blocked" (the default) or "reference" (see LEDEncoder.set_attention_implementation).
+        (LED's only one in transformers; ledviz's default path computes it), or one of ledviz's
+        own, ATTENTION_IMPLEMENTATIONS (see LEDEncoder.set_attention_implementation).
         `state_dict` gives the weights themselves instead of the checkpoint's files; with
         `pretrained_model_name_or_path=None` it needs `config=` (as in transformers). Any other keyword sets that
         setting of the config before the model is built (attention_window=8, num_labels=3,
