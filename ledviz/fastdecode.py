@@ -19,7 +19,7 @@ fewest bytes and operations around them, for generation without per-step outputs
 - greedy search in float32 reads a bfloat16 copy of the lm_head (half the bytes) to bound every
   token's logit, and scores exactly only the few that can be the pick (`_Screen`): the same pick.
 
-The packed weights are cached on the model (`FastDecoder.pack`) and rebuilt when a weight changes
+The packed weights are kept beside the model (`FastDecoder.pack`, a weak mapping) and rebuilt when a weight changes
 (each parameter's version counter and storage are part of the key); weights made under
 `torch.inference_mode` keep no version counter, so for them the pack is rebuilt at every call,
 without the transposed copies (they take longer to make than they save in a short generation).
@@ -30,6 +30,7 @@ copy of the lm_head (about 270 MB for LED-base); otherwise only the fused query/
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -122,6 +123,11 @@ class _Pack:
     screen: _Screen | None = None  # float32 kept packs only
 
 
+# each model's pack, beside the model rather than in it: no state dict entry, and a copied or pickled
+# model does not carry it; it goes when the model goes
+_PACKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def _power_of_two(x: float) -> bool:
     """Scaling by x is exact (the query scale folded into the weights gives the same numbers)."""
     return x > 0 and math.frexp(x)[0] == 0.5
@@ -173,7 +179,7 @@ class FastDecoder:
     def pack(model) -> _Pack:
         """The model's decoder weights in the step's layout, cached on the model until a weight changes."""
         key = _params_key(model)
-        cached = getattr(model, "_ledviz_fast_pack", None)
+        cached = _PACKS.get(model)
         if key is not None and cached is not None and cached[0] == key:
             return cached[1]
         t = key is not None  # transposed copies take a while to make: only for a pack that is kept
@@ -200,8 +206,10 @@ class FastDecoder:
         # a kept float32 pack screens greedy's pick with a bfloat16 copy (half the bytes of a transposed copy)
         screen = _Screen.of(model.lm_head.weight) if t and model.lm_head.weight.dtype == torch.float32 else None
         pack = _Pack(layers, _Linear.of(model.lm_head.weight, None, False), screen)
-        # a plain attribute, not a module's: no state dict entry; not kept for inference-tensor weights
-        model.__dict__["_ledviz_fast_pack"] = (key, pack) if key is not None else None
+        if key is not None:  # not kept for inference-tensor weights
+            _PACKS[model] = (key, pack)
+        else:
+            _PACKS.pop(model, None)
         return pack
 
     def next_logits(self, ids: Tensor) -> Tensor:
