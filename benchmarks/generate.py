@@ -199,6 +199,11 @@ def main() -> None:
             print(f"| {prec} | {label} (tokens/s) | {b:.2f} | {a:.2f} | {a / b:.2f}x | {new / floor:.2f} | "
                   f"{ours_r[label] / floor:.2f}x | {same} |")
     for prec in [p for p in ("float32", "bfloat16") if ("ledviz", p) in results]:
+        whole = {lib: results[(lib, prec)]["encoder_s"] + results[(lib, prec)]["greedy"]
+                 for lib in ("transformers", "ledviz")}
+        print(f"{prec} generate(input_ids) greedy, encoder included (the sums above): transformers "
+              f"{whole['transformers']:.2f} s, ledviz {whole['ledviz']:.2f} s, "
+              f"{whole['transformers'] / whole['ledviz']:.2f}x")
         split = []
         for lib in ("transformers", "ledviz"):
             r = results[(lib, prec)]

@@ -129,3 +129,18 @@ def test_unknown_implementation_is_named():
     model = _model([4])
     with pytest.raises(ValueError, match="'flash'.*blocked.*reference.*sdpa|sdpa.*'flash'"):
         model.encoder.set_attention_implementation("flash")
+
+
+def test_sdpa_keeps_what_the_attention_options_ask(batch):
+    """attention_layers, attention_dtype and attention_sink work on the GPU path as on the others."""
+    model = _model([4, 8])
+    seen = []
+    with torch.no_grad():
+        full = _encode(model, "reference", None, batch, output_attentions=True)
+        some = _encode(model, "sdpa", None, batch, output_attentions=True, attention_layers=[1],
+                       attention_dtype=torch.float16,
+                       attention_sink=lambda l, loc, glob: seen.append((l, loc.shape, glob.shape)))
+    assert some.attentions[0] is None and some.attentions[1].dtype == torch.float16
+    assert_close(some.attentions[1].float(), full.attentions[1], "float16 attentions", tol=1e-3)
+    assert seen == [(1, full.attentions[1].shape, full.global_attentions[1].shape)]
+    assert_close(some.last_hidden_state, full.last_hidden_state, "hidden")

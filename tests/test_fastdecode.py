@@ -105,6 +105,25 @@ def test_pack_is_kept_and_rebuilt_when_a_weight_changes():
             assert_close(a, b, f"step {i} after the change", tol=1e-5)
 
 
+def test_pack_is_not_copied_with_the_model():
+    import copy
+    import gc
+    import weakref
+
+    from ledviz import fastdecode
+
+    model = tiny()
+    with torch.no_grad():
+        FastDecoder.pack(model)
+    twin = copy.deepcopy(model)
+    assert model in fastdecode._PACKS and twin not in fastdecode._PACKS
+    assert "_ledviz_fast_pack" not in model.__dict__ and not any("fast" in k for k in model.state_dict())
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None  # the pack does not keep its model alive
+
+
 def test_inference_tensor_weights_are_packed_per_call():
     with torch.inference_mode():
         model = tiny()
