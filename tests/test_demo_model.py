@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
 import torch
@@ -28,9 +27,7 @@ def test_embedded_checkpoint_is_complete_and_small():
 def test_embedded_checkpoint_loads_in_ledviz_and_transformers():
     import transformers
 
-    t = time.perf_counter()
     ours = ledviz.LEDForConditionalGeneration.from_pretrained(MODEL_DIR)
-    load_s = time.perf_counter() - t
     theirs = transformers.LEDForConditionalGeneration.from_pretrained(MODEL_DIR).eval()
     tok = ledviz.LEDTokenizerFast.from_pretrained(MODEL_DIR)
     ref_tok = transformers.LEDTokenizerFast.from_pretrained(MODEL_DIR)
@@ -43,7 +40,7 @@ def test_embedded_checkpoint_loads_in_ledviz_and_transformers():
         a = ours(enc["input_ids"], global_attention_mask=gm).logits
         b = theirs(enc["input_ids"], global_attention_mask=gm).logits
     assert (a - b).abs().max() < 1e-4
-    assert load_s < 30  # generous: CI machines are shared (about 1 s when idle)
+    # load time is a figure of `python -m ledviz.demo.evaluate` (a fresh process), not a timed test
 
 
 def test_embedded_model_runs_a_sample_document_end_to_end():
