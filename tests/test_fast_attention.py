@@ -214,4 +214,3 @@ def test_train_mode_under_no_grad_keeps_attention_dropout(monkeypatch):
         plain = model.eval().encoder(ids, attention_mask=am, global_attention_mask=gm)
     assert taken
     assert max_diff(plain.last_hidden_state, outs["reference"].last_hidden_state) > 1e-2
-
