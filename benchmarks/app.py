@@ -24,28 +24,16 @@ from ledviz.localserver import CHROMIUM, IDLE, LocalApp
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 APP = str(find_app())
 
+from common import sample_text  # noqa: E402  (benchmarks/common.py, beside this script)
+
 GOAL_MS = 300
 
 
 def document_of(tokens: int) -> str:
     """A document of exactly `tokens` tokens (special tokens included) for the app's model."""
     from ledviz import pipeline
-    from ledviz.demo.data import sample_documents
 
-    loaded = pipeline.load_model()
-    text = "\n\n".join(sample_documents().values())
-    while True:
-        doc = pipeline.prepare_document(loaded, text)
-        if doc.n_tokens >= tokens or doc.truncated_tokens:
-            break
-        text += "\n\n" + text
-    if tokens > loaded.max_tokens:
-        raise SystemExit(f"the model reads at most {loaded.max_tokens} tokens; ask for fewer")
-    end = doc.offsets[tokens - 2][1]  # keep tokens - 2 document tokens, then <s> ... </s>
-    text = text[:end]
-    n = pipeline.prepare_document(loaded, text).n_tokens
-    assert n == tokens, (n, tokens)
-    return text
+    return sample_text(pipeline.load_model(), tokens)
 
 
 def timed(fn) -> float:

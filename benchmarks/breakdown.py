@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LED_BASE, table  # noqa: E402
+from common import LED_BASE, sample_text, table  # noqa: E402
 
 from ledviz import analysis, device, pipeline, views  # noqa: E402
 from ledviz.modeling import LEDForConditionalGeneration  # noqa: E402
@@ -55,18 +55,7 @@ def led_base_loaded(tokens: int) -> pipeline.LoadedModel:
 
 def document_of(loaded: pipeline.LoadedModel, tokens: int) -> pipeline.Document:
     """A document of the sample texts repeated, exactly `tokens` tokens long (special tokens included)."""
-    from ledviz.demo.data import sample_documents
-
-    text = "\n\n".join(sample_documents().values())
-    while True:
-        doc = pipeline.prepare_document(loaded, text)
-        if doc.n_tokens >= tokens and doc.truncated_tokens:
-            break
-        text += "\n\n" + text
-    text = text[: doc.offsets[tokens - 2][1]]
-    doc = pipeline.prepare_document(loaded, text)
-    assert doc.n_tokens == tokens, (doc.n_tokens, tokens)
-    return doc
+    return pipeline.prepare_document(loaded, sample_text(loaded, tokens))
 
 
 @contextlib.contextmanager

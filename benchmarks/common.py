@@ -110,3 +110,23 @@ def table(rows: list[dict], columns: list[str]) -> str:
     for r in rows:
         out.append("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |")
     return "\n".join(out)
+
+
+def sample_text(loaded, tokens: int) -> str:
+    """The demo's sample documents repeated and cut to exactly `tokens` tokens (special tokens
+    included) for `loaded` (a pipeline.LoadedModel)."""
+    from ledviz import pipeline
+    from ledviz.demo.data import sample_documents
+
+    text = "\n\n".join(sample_documents().values())
+    while True:
+        doc = pipeline.prepare_document(loaded, text)
+        if doc.n_tokens >= tokens or doc.truncated_tokens:
+            break
+        text += "\n\n" + text
+    if tokens > loaded.max_tokens:
+        raise SystemExit(f"the model reads at most {loaded.max_tokens} tokens; ask for fewer")
+    text = text[: doc.offsets[tokens - 2][1]]  # keep tokens - 2 document tokens, then <s> ... </s>
+    n = pipeline.prepare_document(loaded, text).n_tokens
+    assert n == tokens, (n, tokens)
+    return text

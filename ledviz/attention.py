@@ -21,7 +21,6 @@ the implementation by name.
 from __future__ import annotations
 
 import math
-import mmap
 from dataclasses import dataclass, field
 
 import torch
@@ -73,28 +72,6 @@ class ReusedBuffer:
         if data is None or data.numel() < numel or data.dtype != like.dtype or data.device != like.device:
             data = self._data = torch.empty(numel, dtype=like.dtype, device=like.device)
         return data[:numel].view(shape)
-
-
-# a kept output at least this large is mapped on transparent huge pages where the kernel allows it
-HUGE_PAGE_OUTPUT_BYTES = 4 << 20
-
-
-def output_tensor(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
-    """An uninitialised tensor for a large output that the caller keeps (the attention probabilities).
-
-    Fresh memory costs a page fault per 4 KiB page at its first touch: for the probabilities of
-    a long document (100 MB a layer at 4,096 tokens) about a quarter of the layer's time on one
-    core. On Linux, a large CPU tensor is mapped with MADV_HUGEPAGE (2 MiB pages, 512 times fewer
-    faults; the kernel uses them where its transparent huge pages are "madvise" or "always", and
-    ignores the advice elsewhere). The mapping lives as long as the tensor's storage.
-    """
-    numel = math.prod(shape)
-    nbytes = numel * torch.empty((), dtype=dtype).element_size()
-    if torch.device(device).type != "cpu" or nbytes < HUGE_PAGE_OUTPUT_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
-        return torch.empty(shape, dtype=dtype, device=device)
-    pages = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    pages.madvise(mmap.MADV_HUGEPAGE)
-    return torch.frombuffer(pages, dtype=dtype, count=numel).view(shape)
 
 
 @dataclass
@@ -516,7 +493,7 @@ def blocked_inference_attention(
 
     out = hidden_states.new_empty(B, L, D)
     out_heads = out.view(B, L, H, attn.head_dim)
-    probs = output_tensor((B, H, L, x + blocks.slots), probs_dtype or dtype, hidden_states.device) \
+    probs = hidden_states.new_empty(B, H, L, x + blocks.slots, dtype=probs_dtype or dtype) \
         if output_attentions else None
     head_weights = layer_head_mask.to(dtype).tolist() if layer_head_mask is not None else None
     for b in range(B):

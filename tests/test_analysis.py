@@ -471,7 +471,8 @@ def test_head_stats_entropy_of_long_rows_and_slices_match_the_definition(monkeyp
     before = sp.band.clone()
     want = _dense_stats(sp.to_dense(), sp.attention_mask, sp.is_global)
     for slice_bytes in (1 << 20, 7 * (2 * 32 + 1) * 2 * 4):  # one slice; slices of 7 rows with a ragged last one
-        monkeypatch.setattr(A, "STATS_SLICE_BYTES", slice_bytes)
+        monkeypatch.setattr(A, "STATS_SLICE_BYTES", slice_bytes)  # one thread
+        monkeypatch.setattr(A, "STATS_SLICE_BYTES_THREADED", slice_bytes)  # several
         got = A.head_stats(sp)
         for name in A.STAT_NAMES:
             _close(got[name], want[name], f"{name} with slices of {slice_bytes} bytes", tol=1e-4)

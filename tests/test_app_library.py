@@ -48,6 +48,24 @@ def dense(result, layer: int) -> torch.Tensor:
 # fingerprints and runs
 # ---------------------------------------------------------------------------------------------
 
+def test_run_keeps_the_encoders_probabilities_and_their_statistics(loaded, qa_run):
+    """The run's kept attention is the encoder's own output in float16 (written so by the encoder), and its
+    per-head statistics are those of the kept attention (within float16's rounding of the float32 ones)."""
+    doc = qa_run.document
+    with torch.no_grad():
+        out = loaded.model.get_encoder()(doc.input_ids, attention_mask=doc.attention_mask,
+                                          global_attention_mask=qa_run.global_mask, output_attentions=True)
+    full = {sp.layer: sp for sp in export.sparse_from_outputs(out, qa_run.global_mask, doc.attention_mask)}
+    assert sorted(qa_run.layers) == sorted(full)
+    for layer, sp in full.items():
+        kept = qa_run.layers[layer]
+        assert kept.band.dtype == torch.float16
+        assert torch.equal(kept.band, sp.band.half()) and torch.equal(kept.global_rows, sp.global_rows.half())
+        for name, value in analysis.head_stats(sp).items():
+            assert torch.allclose(qa_run.head_stats[layer][name], value, atol=2e-3, rtol=1e-3), (layer, name)
+
+
+
 def test_fingerprint_tells_inputs_apart():
     base = fingerprint("doc", "question", torch.tensor([[1, 0, 0]]), {"task": "qa", "beams": 1})
     assert base == fingerprint("doc", "question", torch.tensor([[1, 0, 0]]), {"beams": 1, "task": "qa"})

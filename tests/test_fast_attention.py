@@ -200,22 +200,3 @@ def test_train_mode_under_no_grad_keeps_attention_dropout(monkeypatch):
         plain = model.eval().encoder(ids, attention_mask=am, global_attention_mask=gm)
     assert taken
     assert max_diff(plain.last_hidden_state, outs["reference"].last_hidden_state) > 1e-2
-
-
-def test_output_tensor_large_outputs_are_usable_cpu_tensors():
-    """A kept output big enough for huge pages is an ordinary tensor: shape, dtype, writable, kept alive by its storage."""
-    import gc
-
-    from ledviz.attention import HUGE_PAGE_OUTPUT_BYTES, output_tensor
-
-    shape = (2, 3, HUGE_PAGE_OUTPUT_BYTES // 2 // 6 + 5)
-    for dtype in (torch.float32, torch.bfloat16, torch.float16):
-        t = output_tensor(shape, dtype, torch.device("cpu"))
-        assert t.shape == shape and t.dtype == dtype and t.device.type == "cpu" and t.is_contiguous()
-        t.fill_(1.5)
-        view = t[1, 2, -3:]
-        del t
-        gc.collect()
-        assert view.tolist() == [1.5, 1.5, 1.5]
-    small = output_tensor((4, 5), torch.float32, torch.device("cpu"))
-    assert small.shape == (4, 5)
