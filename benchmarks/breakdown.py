@@ -21,18 +21,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LED_BASE, sample_text, table  # noqa: E402
+from common import LED_BASE, sample_text, table  # benchmarks/common.py, beside this script
 
-from ledviz import analysis, device, pipeline, views  # noqa: E402
-from ledviz.modeling import LEDForConditionalGeneration  # noqa: E402
+from ledviz import analysis, device, pipeline, views
+from ledviz.modeling import LEDForConditionalGeneration
 
 
 def led_base_loaded(tokens: int) -> pipeline.LoadedModel:
