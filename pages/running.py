@@ -105,7 +105,7 @@ def show_cancelled_or_error(err: BaseException, show_error: Callable[[BaseExcept
     if isinstance(err, Cancelled):
         st.info("Cancelled before it started: the run left the queue.", icon=":material/cancel:")
     elif isinstance(err, Stopped):
-        st.info(f"Cancelled while running: {err}.", icon=":material/cancel:")
+        st.info(f"Cancelled while running: {err}.", icon=":material/cancel:")  # (Stopped's message is lower-case)
     else:
         show_error(err, what)
 
