@@ -189,7 +189,7 @@ def load_model_cached(name: str, status: Any = None, kind: str | None = None) ->
 
             job = slot.job = srv.submit_load(load, owner=session_owner(), what=name, nbytes=nbytes)
     if status is not None:
-        poll(job, srv, status=status)
+        poll(job, srv, status=status, cancel=False)  # (a load is shared by every session asking for it)
     job.wait()
     return job.outcome()
 
