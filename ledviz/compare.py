@@ -389,7 +389,7 @@ def compare_settings(
 
     def check_stop() -> None:
         if stop_event is not None and stop_event.is_set():
-            raise Stopped("the comparison was cancelled before it finished: nothing to show")
+            raise Stopped("the comparison stopped before it finished, so there is nothing to show")
 
     def report(what: str, step: int) -> None:
         check_stop()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
@@ -168,6 +169,9 @@ def load_model_cached(name: str, status: Any = None, kind: str | None = None) ->
         settings = srv.settings
         if kind == "local":
             settings.check_local_folder()
+            if not os.path.isdir(os.path.expanduser(name)):
+                raise InputError(f"there is no folder {name!r} on the server: the path is read on the server's "
+                                 "disk; give the folder that holds config.json and the weights")
         if kind == "hub" or not settings.local_folders:
             name = settings.check_hub_id(name)
             hub_only = not settings.local_folders
@@ -189,7 +193,7 @@ def load_model_cached(name: str, status: Any = None, kind: str | None = None) ->
 
             job = slot.job = srv.submit_load(load, owner=session_owner(), what=name, nbytes=nbytes)
     if status is not None:
-        poll(job, srv, status=status)
+        poll(job, srv, status=status, cancel=False)  # (a load is shared by every session asking for it)
     job.wait()
     return job.outcome()
 

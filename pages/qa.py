@@ -99,7 +99,8 @@ def question_looked(result) -> None:
                    "the document. Give them global attention to see them read it all.")
     st.caption(f"{share:.0%} of the question tokens' attention goes to the document"
                + (" (averaged over the heads and layers shown; the map below shows their max)."
-                  if view.reduce == "max" else "."))
+                  if view.reduce == "max" else ".")
+               + (" ▼ in red: the global tokens." if result.global_positions else ""))
     plot(plots.profile_figure(on_doc, value_name="attention", height=170, global_positions=result.global_positions),
          key=f"{KEY}.question_profile")
     highlighted_document(result, on_doc, label="attention from the question", height=300)

@@ -56,15 +56,16 @@ def session_owner() -> str:
     return st.session_state.setdefault("running.owner", f"session-{id(st.session_state)}")
 
 
-def waiting_text(job: Job, srv: Server) -> str:
-    """The line a waiting user reads (it changes only when the queue moves)."""
+def waiting_text(job: Job, srv: Server, cancel: bool = True) -> str:
+    """The line a waiting user reads (it changes only when the queue moves); `cancel`: the page
+    offers a Cancel button for this job."""
     snap = srv.queue.snapshot()
     return (f"Waiting: you are number {job.place} in the queue ({snap['running']} running, "
-            f"{snap['waiting']} waiting). Cancel leaves the queue.")
+            f"{snap['waiting']} waiting)." + (" Cancel leaves the queue." if cancel else ""))
 
 
 def poll(job: Job, srv: Server, *, status: Any, stream: Any | None = None,
-         stream_text: Callable[[Job], str | None] | None = None) -> None:
+         stream_text: Callable[[Job], str | None] | None = None, cancel: bool = True) -> None:
     """Draw the job's state in `status` (an st.empty) until it ends: its place while it waits, a
     progress bar while it runs, and `stream_text(job)` (if any) in `stream`. A click elsewhere on
     the page interrupts this (Streamlit reruns the script); the next run polls again.
@@ -74,7 +75,7 @@ def poll(job: Job, srv: Server, *, status: Any, stream: Any | None = None,
     shown = streamed = None
     while not job.done:
         if job.waiting and job.place is not None:
-            text = waiting_text(job, srv)
+            text = waiting_text(job, srv, cancel)
             if text != shown:
                 status.info(text, icon=":material/hourglass_top:")
                 shown = text
@@ -105,7 +106,7 @@ def show_cancelled_or_error(err: BaseException, show_error: Callable[[BaseExcept
     if isinstance(err, Cancelled):
         st.info("Cancelled before it started: the run left the queue.", icon=":material/cancel:")
     elif isinstance(err, Stopped):
-        st.info(f"Cancelled while running: {err}.", icon=":material/cancel:")
+        st.info(f"Cancelled while running: {err}.", icon=":material/cancel:")  # (Stopped's message is lower-case)
     else:
         show_error(err, what)
 

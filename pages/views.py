@@ -340,6 +340,8 @@ def cross_attention_view(result: RunResult, loaded: LoadedModel | None, key: str
                             title="Cross-attention: each output token onto the input", value_name="attention mass",
                             global_positions=result.global_positions)
     plot(fig, key=f"{key}.cross")
+    if result.global_positions:
+        st.caption(f"▼ in red above the map: the {len(result.global_positions):,} global token(s) of the input.")
     figure_export(fig, "cross-attention", f"{key}.cross_export")
 
 
@@ -377,13 +379,15 @@ def faithfulness_marks(result: RunResult, pieces: Sequence[str], what: str | Non
         return {}
     st.markdown("**Checked against the document**")
     st.html(plots.faithfulness_html(result.output_text, marks))
+    labels = provenance.label_spans(result.output_text, provenance.fact_labels())
+    aside = "stopwords" + (" and the fact list's labels" if labels else "")
     if marks:
         words = ", ".join(f"“{m.text}”" for m in marks[:8]) + (f" and {len(marks) - 8} more" if len(marks) > 8 else "")
-        st.caption(f"Not in the document: {words} (marked; numbers compared by value, stopwords left out)."
+        st.caption(f"Not in the document: {words} (marked; numbers compared by value, {aside} left out)."
                    + (f" Pick a ⚠ {what} below to see where the model looked while writing it." if what else
                       " The shading below is where the answer tokens looked."))
     else:
-        st.caption("Every word and number of it occurs in the document (stopwords aside): nothing is made up "
+        st.caption(f"Every word and number of it occurs in the document ({aside} aside): nothing is made up "
                    "word by word, which does not make it right.")
     return provenance.flagged_steps(result.output_text, pieces, marks)
 

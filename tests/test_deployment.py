@@ -134,6 +134,17 @@ def test_a_model_too_big_for_the_free_memory_is_refused_before_its_weights_are_r
     assert at.session_state["model.active"] == "embedded"  # (the folder has no weights: none were looked for)
 
 
+def test_a_missing_folder_is_named_as_a_folder(tmp_path):
+    at = start()
+    at.sidebar.radio(key="model.source").set_value("local").run()
+    at.sidebar.text_input(key="model.folder").set_value(str(tmp_path / "no-such-folder")).run()
+    at.sidebar.button(key="model.load_folder").click().run()
+    assert not at.exception
+    errors = sorted(set(messages(at, "error")))
+    assert len(errors) == 1 and errors[0].startswith(f"There is no folder '{tmp_path / 'no-such-folder'}' on the server")
+    assert at.session_state["model.active"] == "embedded"
+
+
 def test_allowed_hub_ids_refuse_others(monkeypatch):
     monkeypatch.setenv("LEDVIZ_ALLOWED_HUB_IDS", "allenai/led-base-16384")
     at = start()

@@ -139,7 +139,7 @@ def test_a_comparison_is_a_queued_job_with_its_place_and_cancel(server, loaded, 
     assert started.wait(120)
     running.cancel()
     assert running.wait(120)
-    assert isinstance(running.error, Stopped) and "cancelled" in str(running.error)
+    assert isinstance(running.error, Stopped) and "stopped before it finished" in str(running.error)
 
 
 def test_a_comparison_is_estimated_as_all_its_runs_kept_and_refused_when_too_big(loaded, doc):
