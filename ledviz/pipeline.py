@@ -314,6 +314,9 @@ class RunResult:
     memory: dict[str, float] = field(default_factory=dict)
     stopped_early: bool = False
     settings: dict[str, Any] = field(default_factory=dict)
+    # values derived from the run once and reused by every redraw (e.g. the faithfulness marks);
+    # not an argument, so dataclasses.replace gives a changed copy an empty one
+    derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def log_likelihood(self) -> float:

@@ -213,9 +213,13 @@ def unsupported_words(output: str, document: str, stopwords: frozenset[str] = ST
 
 def run_unsupported_words(result: RunResult) -> list[Unsupported]:
     """`unsupported_words` of a run's output against the part of its document the model read (a
-    word only in the cut-off part was not there for the model)."""
+    word only in the cut-off part was not there for the model). Computed once per run (every
+    redraw of a page shows it; a 100,000-character document takes tens of milliseconds)."""
     doc = result.document
-    return unsupported_words(result.output_text, doc.text[: doc.kept_chars or len(doc.text)])
+    key = ("unsupported_words", result.output_text, doc.kept_chars)
+    if key not in result.derived:
+        result.derived[key] = unsupported_words(result.output_text, doc.text[: doc.kept_chars or len(doc.text)])
+    return result.derived[key]
 
 
 def piece_spans(text: str, pieces: Sequence[str]) -> list[tuple[int, int] | None]:

@@ -575,6 +575,8 @@ def test_run_unsupported_words_checks_against_what_the_model_read(qa_run):
     assert [m.text for m in provenance.run_unsupported_words(run)] == ["Zanzibar"]
     cut = dataclasses.replace(run, document=dataclasses.replace(run.document, kept_chars=TEXT.index("The budget")))
     assert [m.text for m in provenance.run_unsupported_words(cut)] == ["crowns", "Zanzibar"]  # after the cut
+    assert [m.text for m in provenance.run_unsupported_words(run)] == ["Zanzibar"]  # each run its own, kept
+    assert provenance.run_unsupported_words(run) is provenance.run_unsupported_words(run)
 
 
 def test_image_export_probe_that_never_answers_is_reported(monkeypatch):
