@@ -142,6 +142,27 @@ def _params_key(model) -> tuple | None:
     return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
 
 
+def pack_nbytes(config, dtype: torch.dtype = torch.float32) -> int:
+    """Bytes a kept pack (`FastDecoder.pack`) holds beside a model of `config` whose weights are in
+    `dtype`: in float32 the fused query/key/value weights and the scaled cross-attention query (new
+    tensors) with their transposed copies, the other projections' transposed copies and the
+    lm_head's bfloat16 screen; in another dtype only the new tensors. For the memory guard."""
+    D, F, V, L = config.d_model, config.decoder_ffn_dim, config.vocab_size, config.decoder_layers
+    size = torch.empty((), dtype=dtype).element_size()
+    new = 4 * D * D + 4 * D  # qkv (3D x D) and the scaled cross query (D x D), with their biases
+    if dtype != torch.float32:
+        return L * new * size
+    transposed = 4 * D * D + D * D + D * D + 2 * D * F  # qkv, self out, cross query, cross out, fc1, fc2
+    screen = V * D * 2 + 2 * V * 4  # bfloat16 lm_head, row errors and norms
+    return L * (new + transposed) * size + screen
+
+
+def has_pack(model) -> bool:
+    """Whether `model` has a kept pack for its current weights (no pack to make before the next run)."""
+    cached = _PACKS.get(model)
+    return cached is not None and cached[0] == _params_key(model)
+
+
 class FastDecoder:
     """Greedy/sampling decoder steps for R = B * group rows against an encoder output (B, N, D).
 
@@ -158,7 +179,6 @@ class FastDecoder:
         H = cfg.decoder_attention_heads
         self.B, self.N, self.D, self.H, self.hd, self.group = B, N, D, H, D // H, group
         self.R, self.pos, self.max_len = B * group, 0, max_len
-        x = encoder_hidden.reshape(B * N, D)
         self.cross = []
         for layer in self.pack_.layers:  # keys and values (B, H, hd, N), computed once
             self.cross.append((self._transposed(layer.cross_k, encoder_hidden),

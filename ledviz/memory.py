@@ -87,7 +87,8 @@ class RunEstimate:
 
 def estimate_run(config: Any, n_tokens: int, *, n_global: int = 1, max_new_tokens: int = 64,
                  attention_dtype: torch.dtype = torch.float16, attention_layers: Sequence[int] | None = None,
-                 num_beams: int = 1, precision: str = "float32", weights_copy: bool = False) -> RunEstimate:
+                 num_beams: int = 1, precision: str = "float32", weights_copy: bool = False,
+                 decoder_pack: bool = False) -> RunEstimate:
     """Memory of `pipeline.run` on `n_tokens` tokens with `n_global` global tokens, generating up
     to `max_new_tokens` tokens (the output length; the estimate is exact for the kept part when
     the output has exactly that many tokens after the decoder start).
@@ -104,6 +105,8 @@ def estimate_run(config: Any, n_tokens: int, *, n_global: int = 1, max_new_token
     "float32", or "bfloat16", where activations and the probabilities an encoder layer hands over
     take 2 bytes a number, not 4. `weights_copy=True`: the run first makes the model's copy in that
     precision (`LoadedModel.model_in`; kept for later runs), `model_nbytes(config, dtype)` more.
+    `decoder_pack=True`: greedy search or sampling first packs the decoder's weights for its fast
+    step (`fastdecode.pack_nbytes`; kept beside the model for later runs).
     """
     if n_tokens < 1:
         raise InputError(f"n_tokens must be at least 1, got {n_tokens}")
@@ -144,6 +147,11 @@ def estimate_run(config: Any, n_tokens: int, *, n_global: int = 1, max_new_token
     if weights_copy:
         parts["weights_copy"] = model_nbytes(config, dtype_of(precision))
         transient += parts["weights_copy"]
+    if decoder_pack and T > 0 and num_beams <= 1:
+        from .fastdecode import pack_nbytes
+
+        parts["decoder_pack"] = pack_nbytes(config, dtype_of(precision))
+        transient += parts["decoder_pack"]
     settings = dict(layers_kept=len(kept_layers), heads=H, n_tokens=N, band=wmax + 1, n_global=x,
                     dtype=str(attention_dtype).replace("torch.", ""), max_new_tokens=T, precision=precision)
     return RunEstimate(kept=kept, transient=transient, parts=parts, settings=settings)

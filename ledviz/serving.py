@@ -139,12 +139,16 @@ class Server:
                  attention_layers=None, num_beams: int = 1, precision: str = "float32", **_: Any) -> RunEstimate:
         """estimate_run for a run of `loaded` on `doc` with this mask and these run settings: in the
         precision the run will use here (device.choose_precision), with the model's copy in that
-        precision when it is still to be made."""
+        precision and the decoder's packed weights (fastdecode) when they are still to be made."""
+        from .fastdecode import has_pack
+
         used, _note = choose_precision(precision)
         n_global = int(global_mask.sum()) if global_mask is not None else 1
+        has_copy = loaded.has_model_in(used)
         return estimate_run(loaded.config, doc.n_tokens, n_global=n_global, max_new_tokens=max_new_tokens,
                             attention_dtype=attention_dtype, attention_layers=attention_layers,
-                            num_beams=num_beams, precision=used, weights_copy=not loaded.has_model_in(used))
+                            num_beams=num_beams, precision=used, weights_copy=not has_copy,
+                            decoder_pack=not (has_copy and has_pack(loaded.model_in(used))))
 
 
 def comparison_nbytes(value: Any) -> int:

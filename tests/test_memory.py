@@ -190,3 +190,62 @@ def test_result_store_bounds_per_owner_and_in_bytes():
         store.put("c", "x", "C", 101)
     store.drop_owner("a")
     assert store.get(a3) is None and len(store) == 1
+
+
+def _pack_new_bytes(model, pack) -> int:
+    """Bytes of a fastdecode pack's tensors that are not the model's own parameters."""
+    import dataclasses
+
+    own = {p.data_ptr() for p in model.parameters()}
+    tensors = []
+    for part in [*pack.layers, pack.lm_head, pack.screen]:
+        if part is None:
+            continue
+        for f in dataclasses.fields(part):
+            value = getattr(part, f.name)
+            if dataclasses.is_dataclass(value):
+                tensors += [getattr(value, g.name) for g in dataclasses.fields(value)]
+            else:
+                tensors.append(value)
+    seen, total = set(), 0
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and t.data_ptr() not in own and t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            total += t.numel() * t.element_size()
+    return total
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_decoder_pack_bytes_are_those_a_kept_pack_holds(dtype):
+    """fastdecode.pack_nbytes against the tensors of a real kept pack (float32: with transposed
+    copies and the bfloat16 lm_head screen; bfloat16: the fused weights only)."""
+    from ledviz import LEDForConditionalGeneration, fastdecode
+
+    config = LEDConfig(vocab_size=300, d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
+                       decoder_attention_heads=4, encoder_ffn_dim=48, decoder_ffn_dim=40, attention_window=4,
+                       max_encoder_position_embeddings=64, max_decoder_position_embeddings=32)
+    model = LEDForConditionalGeneration(config).to(dtype).eval()
+    assert not fastdecode.has_pack(model)
+    pack = fastdecode.FastDecoder.pack(model)
+    assert fastdecode.has_pack(model)
+    assert fastdecode.pack_nbytes(config, dtype) == _pack_new_bytes(model, pack)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(2)  # a changed weight: the kept pack no longer fits it
+    assert not fastdecode.has_pack(model)
+
+
+def test_server_estimate_counts_the_decoder_pack_until_it_is_made(doc):
+    from ledviz.serving import Server
+    from ledviz.settings import Settings
+
+    fresh = pipeline.load_model()
+    mask = pipeline.global_attention_mask(doc, "first")
+    server = Server(Settings(), budget=4 * GB)
+    try:
+        before = server.estimate(fresh, doc, mask, precision="float32", max_new_tokens=4)
+        assert before.parts["decoder_pack"] > 0 and before.transient >= before.parts["decoder_pack"]
+        assert "decoder_pack" not in server.estimate(fresh, doc, mask, num_beams=2, max_new_tokens=4).parts
+        pipeline.run(fresh, doc, mask, max_new_tokens=4)  # greedy: packs the decoder once
+        assert "decoder_pack" not in server.estimate(fresh, doc, mask, precision="float32", max_new_tokens=4).parts
+    finally:
+        server.close()
