@@ -783,8 +783,9 @@ def test_generate_in_float16():
 
 def test_config_attn_implementation_setter(tmp_path):
     """test_config_attn_implementation_setter: config._attn_implementation can be set and read back (LEDConfig
-    has no sub-configs to follow it). What a model accepts is LED's one implementation, "eager", as in
-    transformers; another is refused by name."""
+    has no sub-configs to follow it). A model accepts LED's one implementation in transformers, "eager",
+    and ledviz's own ("blocked", "reference", "sdpa": a deliberate difference, transformers refuses
+    "sdpa" for LED); another is refused by name."""
     config = TINY.config()
     assert config._attn_implementation == "eager" and config.sub_configs == {} and config.get_text_config() is config
     for name in ("eager", "sdpa"):
@@ -794,8 +795,10 @@ def test_config_attn_implementation_setter(tmp_path):
     fresh("LEDModel").save_pretrained(tmp_path)
     ours("LEDModel").from_pretrained(tmp_path, attn_implementation="eager")
     ours("LEDModel")._from_config(TINY.config(), attn_implementation="eager")
-    with pytest.raises(ValueError, match="sdpa"):
-        ours("LEDModel").from_pretrained(tmp_path, attn_implementation="sdpa")
+    model = ours("LEDModel").from_pretrained(tmp_path, attn_implementation="sdpa")
+    assert {layer.self_attn.longformer_self_attn.implementation for layer in model.get_encoder().layers} == {"sdpa"}
+    with pytest.raises(ValueError, match="flash_attention_2"):
+        ours("LEDModel").from_pretrained(tmp_path, attn_implementation="flash_attention_2")
 
 
 def test_the_generative_classes_have_generate():
