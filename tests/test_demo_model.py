@@ -179,6 +179,38 @@ def test_keep_best_leaves_the_best_validated_checkpoint_in_out(tmp_path, monkeyp
     assert result["saved_step"] == 6 and json.loads((last / "demo_training.json").read_text())["step"] == 6
 
 
+def test_plain_share_mixes_plain_and_varied_training_examples():
+    from ledviz.demo import train
+
+    args = train.parse_args(["--out", "x", "--varied", "--plain-share", "0.4", "--stream-start", "500"])
+    plain = [train.is_plain(args, i) for i in range(2000)]
+    assert 0.36 < sum(plain) / len(plain) < 0.44  # a fixed draw per index, share 0.4
+    assert plain == [train.is_plain(args, i) for i in range(2000)]
+    exs = list(train.training_examples(args, 10, 12, 120, 200))
+    assert [e.family == "" for e in exs if e.task == "qa"] == [plain[i] for i, e in enumerate(exs, 10)
+                                                                 if e.task == "qa"]  # varied questions have a family
+    assert not any(train.is_plain(train.parse_args(["--out", "x", "--varied"]), i) for i in range(50))
+    assert all(train.is_plain(train.parse_args(["--out", "x"]), i) for i in range(50))
+    for bad in (["--plain-share", "0.5"], ["--varied", "--plain-share", "1.5"]):  # needs --varied; a share
+        with pytest.raises(SystemExit):
+            train.parse_args(["--out", "x", *bad])
+    assert train.TrainStream(None, args, None).next_index == 500
+
+
+@pytest.mark.slow  # a training run
+def test_mixed_training_validates_plain_and_varied_data(tmp_path):
+    from ledviz.demo import train
+
+    out = tmp_path / "mixed"
+    train.main(["--micro", "--out", str(out), "--steps", "2", "--eval-every", "2", "--eval-examples", "4",
+                "--device", "cpu", "--varied", "--plain-share", "0.5", "--keep-best"])
+    evals = [r for r in map(json.loads, (out / "train_log.jsonl").read_text().splitlines()) if "eval" in r]
+    assert set(evals[-1]["eval"]) == {"plain", "varied"} and evals[-1]["saved"]
+    parts = evals[-1]["eval"]
+    assert evals[-1]["value"] == pytest.approx(sum(train.validation_value(p) for p in parts.values()) / 2)
+    assert all(p["n_qa"] == 2 and p["n_summary"] == 2 for p in parts.values())
+
+
 def _tiny_generator(seed: int = 0):
     from conftest import perturb, tiny_kwargs
 
@@ -356,3 +388,4 @@ def test_summaries_kept_to_the_document_state_only_spans_once_each():
         assert not evaluate.repeated_word_run(text), text
     with pytest.raises(ledviz.InputError, match="set one of them"):
         run(loaded, doc, task="summarize", facts_from_document=True, answer_from_document=True)
+
