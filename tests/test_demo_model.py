@@ -75,11 +75,17 @@ def test_micro_training_run_and_evaluation(tmp_path):
     train.package(str(out), str(shipped), logs=[str(out / "train_log.jsonl")] * 2)
     packed = ledviz.LEDForConditionalGeneration.from_pretrained(shipped, torch_dtype="auto")
     assert packed.dtype == torch.float16 and (shipped / "vocab.json").exists()
+    limit = json.loads((shipped / "tokenizer_config.json").read_text())["model_max_length"]
+    assert limit == packed.config.max_encoder_position_embeddings  # what the tokenizer says is the model's limit
     phases = {json.loads(line)["phase"] for line in (shipped / "train_log.jsonl").read_text().splitlines()}
     assert phases == {1, 2}
     train.main(["--micro", "--out", str(out), "--steps", "2", "--eval-every", "2", "--device", "cpu", "--resume",
                 "--varied", "--unanswerable", "0.5"])
-    scores = evaluate.main(["--model", str(out), "--n", "2", "--lengths", "300", "--seed", "valid"])
+    scores = evaluate.main(["--model", str(out), "--n", "2", "--lengths", "300", "--seed", "valid",
+                            "--decline-below", "0"])
+    rule = scores["decline rule"]  # every log-probability is below 0: the rule declines everything
+    assert rule["unanswerable_declined"]["k"] == 2 and rule["wrongly_declined"]["k"] == rule["wrongly_declined"]["n"] == 18
+    assert rule["overall"]["k"] == 0 and rule["plain reports"]["n"] == 2
     assert scores["seed"] == "valid" and scores["timing"]["new_tokens"] == 64 and scores["timing"]["summarize_s"] > 0
     assert scores["timing"]["tokens"] == 4096 and scores["timing"]["load_s"] > 0
     for family in (*evaluate.FAMILIES, "unseen values", "plain reports", "overall", "suggested, no global attention"):

@@ -412,7 +412,9 @@ def package(src: str, out: str, logs: Sequence[str] = ()) -> None:
     os.makedirs(out, exist_ok=True)
     model = LEDForConditionalGeneration.from_pretrained(src).half()
     model.save_pretrained(out)
-    Codec(data.load_tokenizer(src)).save(out)
+    tok = data.load_tokenizer(src)
+    tok.model_max_length = model.config.max_encoder_position_embeddings  # the model's limit, not LED's 16,384
+    Codec(tok).save(out)
     for name in ("generation_config.json", "demo_training.json"):
         shutil.copyfile(os.path.join(src, name), os.path.join(out, name))
     if logs:
