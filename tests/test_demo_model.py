@@ -319,6 +319,7 @@ def test_answers_kept_to_the_document_are_spans_of_it():
     import pytest
 
     from ledviz import InputError
+    from ledviz.demo import data
 
     loaded = load_model(None)
     wrong, changed = [], 0
@@ -328,7 +329,9 @@ def test_answers_kept_to_the_document_are_spans_of_it():
         free = run(loaded, doc, task="qa", max_new_tokens=24)
         kept = run(loaded, doc, task="qa", max_new_tokens=24, answer_from_document=True)
         assert kept.settings["answer_from_document"] is True
-        assert kept.output_text and kept.output_text in ex.document, f"{kept.output_text!r} is not in the document"
+        assert kept.output_text, "an empty answer"
+        if kept.output_text != data.NOT_IN_DOCUMENT:  # the one answer allowed besides the spans
+            assert kept.output_text in ex.document, f"{kept.output_text!r} is not in the document"
         changed += kept.output_text != free.output_text
         if kept.output_text != ex.target:
             wrong.append(f"{ex.question!r}: {kept.output_text!r} (expected {ex.target!r})")
@@ -395,3 +398,52 @@ def test_summaries_kept_to_the_document_state_only_spans_once_each():
     with pytest.raises(ledviz.InputError, match="set one of them"):
         run(loaded, doc, task="summarize", facts_from_document=True, answer_from_document=True)
 
+
+
+# Issue 15's probes of a new user's own questions: five held-out reports (TEST_SEED) per kind of
+# question, drawn by these fixed keys before the model's answers were looked at.
+_PROBES = {
+    "lower-case question": dict(family="lower", unanswerable=0.0),
+    "paraphrase": dict(family="synonyms", unanswerable=0.0),
+    "unanswerable question": dict(unanswerable=1.0),
+    "unseen name": dict(family="suggested", unseen_values=True, unanswerable=0.0),
+}
+
+
+def _probe(kind: str, index: int):
+    from ledviz.demo import data
+
+    rng = data._example_rng(data.TEST_SEED, f"model-test/issue15/{kind}/{index}")
+    slot = None
+    if kind == "unseen name":
+        report = rng.choice(data.REPORT_KINDS)
+        slot = rng.choice([s.name for s in data.SCHEMAS[report].slots if s.value_type == "person"])
+        return data.make_example(rng, "qa", 1500, kind=report, slot=slot, variety=data.Variety(**_PROBES[kind]))
+    return data.make_example(rng, "qa", 1500, variety=data.Variety(**_PROBES[kind]))
+
+
+@pytest.mark.slow  # several generations
+@pytest.mark.parametrize("kind", [
+    "lower-case question", "unanswerable question",
+    # the shipped model fails these (measured when the probes were first run; issue 15 stays open):
+    pytest.param("paraphrase", marks=pytest.mark.xfail(
+        strict=True, reason="3 of 5 right: the two 7-digit amounts are cut short ('1,183' for '1,183,154')")),
+    pytest.param("unseen name", marks=pytest.mark.xfail(
+        strict=True, reason="1 of 5 right: held-out names are cut ('Zho' for 'Noémi Zhou')")),
+])
+def test_embedded_model_answers_a_new_users_own_questions(kind):
+    """Through the app's own path (prepare_document, run with answers kept to the document, the
+    QA page's default): 4 of 5 held-out probes of each kind answered right; an unanswerable
+    question is right when declined with "not in the document"."""
+    from ledviz.demo import data
+
+    loaded = load_model(None)
+    wrong = []
+    for i in range(5):
+        ex = _probe(kind, i)
+        assert ex.answerable == (kind != "unanswerable question")
+        doc = prepare_document(loaded, ex.document, question=ex.question)
+        result = run(loaded, doc, task="qa", max_new_tokens=24, answer_from_document=True)
+        if not data.exact_match(result.output_text, ex.target):
+            wrong.append(f"{ex.question!r}: {result.output_text!r} (expected {ex.target!r})")
+    assert len(wrong) <= 1, f"{kind}: " + "; ".join(wrong)
