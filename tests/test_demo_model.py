@@ -72,11 +72,17 @@ def test_micro_training_run_and_evaluation(tmp_path):
     train.package(str(out), str(shipped), logs=[str(out / "train_log.jsonl")] * 2)
     packed = ledviz.LEDForConditionalGeneration.from_pretrained(shipped, torch_dtype="auto")
     assert packed.dtype == torch.float16 and (shipped / "vocab.json").exists()
+    limit = json.loads((shipped / "tokenizer_config.json").read_text())["model_max_length"]
+    assert limit == packed.config.max_encoder_position_embeddings  # what the tokenizer says is the model's limit
     phases = {json.loads(line)["phase"] for line in (shipped / "train_log.jsonl").read_text().splitlines()}
     assert phases == {1, 2}
     train.main(["--micro", "--out", str(out), "--steps", "2", "--eval-every", "2", "--device", "cpu", "--resume",
                 "--varied", "--unanswerable", "0.5"])
-    scores = evaluate.main(["--model", str(out), "--n", "2", "--lengths", "300", "--seed", "valid"])
+    scores = evaluate.main(["--model", str(out), "--n", "2", "--lengths", "300", "--seed", "valid",
+                            "--decline-below", "0"])
+    rule = scores["decline rule"]  # every log-probability is below 0: the rule declines everything
+    assert rule["unanswerable_declined"]["k"] == 2 and rule["wrongly_declined"]["k"] == rule["wrongly_declined"]["n"] == 18
+    assert rule["overall"]["k"] == 0 and rule["plain reports"]["n"] == 2
     assert scores["seed"] == "valid" and scores["timing"]["new_tokens"] == 64 and scores["timing"]["summarize_s"] > 0
     assert scores["timing"]["tokens"] == 4096 and scores["timing"]["load_s"] > 0
     for family in (*evaluate.FAMILIES, "unseen values", "plain reports", "overall", "suggested, no global attention"):
@@ -174,6 +180,38 @@ def test_keep_best_leaves_the_best_validated_checkpoint_in_out(tmp_path, monkeyp
     last = tmp_path / "last"
     result = train.main(["--micro", "--steps", "6", "--eval-every", "2", "--device", "cpu", "--out", str(last)])
     assert result["saved_step"] == 6 and json.loads((last / "demo_training.json").read_text())["step"] == 6
+
+
+def test_plain_share_mixes_plain_and_varied_training_examples():
+    from ledviz.demo import train
+
+    args = train.parse_args(["--out", "x", "--varied", "--plain-share", "0.4", "--stream-start", "500"])
+    plain = [train.is_plain(args, i) for i in range(2000)]
+    assert 0.36 < sum(plain) / len(plain) < 0.44  # a fixed draw per index, share 0.4
+    assert plain == [train.is_plain(args, i) for i in range(2000)]
+    exs = list(train.training_examples(args, 10, 12, 120, 200))
+    assert [e.family == "" for e in exs if e.task == "qa"] == [plain[i] for i, e in enumerate(exs, 10)
+                                                                 if e.task == "qa"]  # varied questions have a family
+    assert not any(train.is_plain(train.parse_args(["--out", "x", "--varied"]), i) for i in range(50))
+    assert all(train.is_plain(train.parse_args(["--out", "x"]), i) for i in range(50))
+    for bad in (["--plain-share", "0.5"], ["--varied", "--plain-share", "1.5"]):  # needs --varied; a share
+        with pytest.raises(SystemExit):
+            train.parse_args(["--out", "x", *bad])
+    assert train.TrainStream(None, args, None).next_index == 500
+
+
+@pytest.mark.slow  # a training run
+def test_mixed_training_validates_plain_and_varied_data(tmp_path):
+    from ledviz.demo import train
+
+    out = tmp_path / "mixed"
+    train.main(["--micro", "--out", str(out), "--steps", "2", "--eval-every", "2", "--eval-examples", "4",
+                "--device", "cpu", "--varied", "--plain-share", "0.5", "--keep-best"])
+    evals = [r for r in map(json.loads, (out / "train_log.jsonl").read_text().splitlines()) if "eval" in r]
+    assert set(evals[-1]["eval"]) == {"plain", "varied"} and evals[-1]["saved"]
+    parts = evals[-1]["eval"]
+    assert evals[-1]["value"] == pytest.approx(sum(train.validation_value(p) for p in parts.values()) / 2)
+    assert all(p["n_qa"] == 2 and p["n_summary"] == 2 for p in parts.values())
 
 
 def _tiny_generator(seed: int = 0):
@@ -278,6 +316,7 @@ def test_answers_kept_to_the_document_are_spans_of_it():
     import pytest
 
     from ledviz import InputError
+    from ledviz.demo import data
 
     loaded = load_model(None)
     wrong, changed = [], 0
@@ -287,7 +326,9 @@ def test_answers_kept_to_the_document_are_spans_of_it():
         free = run(loaded, doc, task="qa", max_new_tokens=24)
         kept = run(loaded, doc, task="qa", max_new_tokens=24, answer_from_document=True)
         assert kept.settings["answer_from_document"] is True
-        assert kept.output_text and kept.output_text in ex.document, f"{kept.output_text!r} is not in the document"
+        assert kept.output_text, "an empty answer"
+        if kept.output_text != data.NOT_IN_DOCUMENT:  # the one answer allowed besides the spans
+            assert kept.output_text in ex.document, f"{kept.output_text!r} is not in the document"
         changed += kept.output_text != free.output_text
         if kept.output_text != ex.target:
             wrong.append(f"{ex.question!r}: {kept.output_text!r} (expected {ex.target!r})")
@@ -353,3 +394,53 @@ def test_summaries_kept_to_the_document_state_only_spans_once_each():
         assert not evaluate.repeated_word_run(text), text
     with pytest.raises(ledviz.InputError, match="set one of them"):
         run(loaded, doc, task="summarize", facts_from_document=True, answer_from_document=True)
+
+
+
+# Issue 15's probes of a new user's own questions: five held-out reports (TEST_SEED) per kind of
+# question, drawn by these fixed keys before the model's answers were looked at.
+_PROBES = {
+    "lower-case question": dict(family="lower", unanswerable=0.0),
+    "paraphrase": dict(family="synonyms", unanswerable=0.0),
+    "unanswerable question": dict(unanswerable=1.0),
+    "unseen name": dict(family="suggested", unseen_values=True, unanswerable=0.0),
+}
+
+
+def _probe(kind: str, index: int):
+    from ledviz.demo import data
+
+    rng = data._example_rng(data.TEST_SEED, f"model-test/issue15/{kind}/{index}")
+    slot = None
+    if kind == "unseen name":
+        report = rng.choice(data.REPORT_KINDS)
+        slot = rng.choice([s.name for s in data.SCHEMAS[report].slots if s.value_type == "person"])
+        return data.make_example(rng, "qa", 1500, kind=report, slot=slot, variety=data.Variety(**_PROBES[kind]))
+    return data.make_example(rng, "qa", 1500, variety=data.Variety(**_PROBES[kind]))
+
+
+@pytest.mark.slow  # several generations
+@pytest.mark.parametrize("kind", [
+    "lower-case question", "unanswerable question",
+    # the shipped model fails these (measured when the probes were first run; issue 15 stays open):
+    pytest.param("paraphrase", marks=pytest.mark.xfail(
+        strict=True, reason="3 of 5 right: the two 7-digit amounts are cut short ('1,183' for '1,183,154')")),
+    pytest.param("unseen name", marks=pytest.mark.xfail(
+        strict=True, reason="1 of 5 right: held-out names are cut ('Zho' for 'Noémi Zhou')")),
+])
+def test_embedded_model_answers_a_new_users_own_questions(kind):
+    """Through the app's own path (prepare_document, run with answers kept to the document, the
+    QA page's default): 4 of 5 held-out probes of each kind answered right; an unanswerable
+    question is right when declined with "not in the document"."""
+    from ledviz.demo import data
+
+    loaded = load_model(None)
+    wrong = []
+    for i in range(5):
+        ex = _probe(kind, i)
+        assert ex.answerable == (kind != "unanswerable question")
+        doc = prepare_document(loaded, ex.document, question=ex.question)
+        result = run(loaded, doc, task="qa", max_new_tokens=24, answer_from_document=True)
+        if not data.exact_match(result.output_text, ex.target):
+            wrong.append(f"{ex.question!r}: {result.output_text!r} (expected {ex.target!r})")
+    assert len(wrong) <= 1, f"{kind}: " + "; ".join(wrong)

@@ -11,6 +11,8 @@ to choose checkpoints by; never choose by the test seed). Every figure comes wit
   overall over all these families.
 * Unanswerable questions: how often the model declines ("not in the document"), and how often
   it wrongly declines an answerable one.
+* With ``--decline-below LOGPROB``: the same kept answers after a decline rule (an answer with
+  a token the model itself finds unlikely becomes "not in the document").
 * Unseen value shapes: names (held-out names from many languages) and 8-digit amounts (a band
   training never drew), copied exactly.
 * QA without global attention on the question (the teaching contrast).
@@ -153,6 +155,30 @@ def predict(model, codec: Codec, examples: Sequence[data.Example], device, *, co
     return out
 
 
+@torch.no_grad()
+def least_likely_token(model, codec: Codec, examples: Sequence[data.Example], answers: Sequence[str], device, *,
+                       batch_tokens: int = 32768, batch_size: int = 32) -> list[float]:
+    """For each question and its (kept) answer: the lowest log-probability the model, left free,
+    gives a token of that answer or its end (teacher-forced). A kept answer the model would not
+    have written itself has a token the constraint forced: a sign that the document may not
+    answer the question (see --decline-below)."""
+    capacity = model.config.max_encoder_position_embeddings
+    encoded = [encode_example(codec, ex, capacity) for ex in examples]
+    targets = {id(e): [0, *codec.ids(" " + a), 2] for e, a in zip(encoded, answers)}
+    index = {id(e): i for i, e in enumerate(encoded)}
+    out = [0.0] * len(encoded)
+    for batch in pack_batches(encoded, batch_tokens, batch_size):
+        tensors = collate(batch, device)
+        labels = torch.full((len(batch), max(len(targets[id(e)]) for e in batch)), -100, dtype=torch.long)
+        for i, e in enumerate(batch):
+            labels[i, : len(targets[id(e)])] = torch.tensor(targets[id(e)])
+        logp = torch.log_softmax(model(**dict(tensors, labels=labels.to(device))).logits.float(), -1)
+        for i, e in enumerate(batch):
+            t = targets[id(e)]
+            out[index[id(e)]] = min(logp[i, j, t[j]].item() for j in range(1, len(t)))  # after the <s> lead
+    return out
+
+
 def timing(model_dir: str, device, tokens: int = 4096, new_tokens: int = 64) -> dict:
     """Seconds to load the checkpoint in a fresh Python process (imports included, and the load
     alone), and to summarize a `tokens`-token document end to end (tokenize, encoder, exactly
@@ -202,6 +228,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--batch-tokens", type=int, default=32768)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--decline-below", type=float, default=None, metavar="LOGPROB",
+                   help="also score a decline rule: a kept answer with a token that the model, left free, gives a "
+                        "log-probability below LOGPROB is replaced by the decline answer (choose LOGPROB with "
+                        "--seed valid, never on the test seed)")
     p.add_argument("--no-timing", action="store_true", help="skip the load and end-to-end timing")
     p.add_argument("--json", default=None, help="also write the scores to this file")
     return p.parse_args(argv)
@@ -229,10 +259,14 @@ def main(argv=None) -> dict:
     results: dict = {"seed": args.seed, "n": args.n, "lengths": lengths}
     sets = question_sets(seed, args.n, lengths)
     answerable_free, answerable_kept, declined = [], [], []
+    rule: dict[str, list] = {}  # with --decline-below: each set's kept answers after the decline rule
     print(f"\n{'question family':<16} {'QA, kept to the document':<44} {'QA, free':<44}")
     for name, exs in sets.items():
         free = predict(model, codec, exs, device, **kw)
         kept = predict(model, codec, exs, device, constraint="answer", **kw)
+        if args.decline_below is not None:
+            low = least_likely_token(model, codec, exs, kept, device, **kw)
+            rule[name] = [data.NOT_IN_DOCUMENT if x < args.decline_below else p for p, x in zip(kept, low)]
         if name == "unanswerable":
             r = dict(kept=rate([data.exact_match(p, data.NOT_IN_DOCUMENT) for p in kept]),
                      free=rate([data.exact_match(p, data.NOT_IN_DOCUMENT) for p in free]))
@@ -254,6 +288,23 @@ def main(argv=None) -> dict:
     results["wrongly declined"] = rate(declined)
     print(f"{'overall':<16} {fmt(results['qa/overall']['kept']):<44} {fmt(results['qa/overall']['free']):<44}")
     print(f"answerable questions wrongly declined (kept): {fmt(results['wrongly declined'])}")
+
+    if args.decline_below is not None:
+        answerable = [(e, p) for name in FAMILIES for e, p in zip(sets[name], rule[name])]
+        results["decline rule"] = dict(
+            below=args.decline_below,
+            unanswerable_declined=rate([data.exact_match(p, data.NOT_IN_DOCUMENT) for p in rule["unanswerable"]]),
+            wrongly_declined=rate([data.exact_match(p, data.NOT_IN_DOCUMENT) for _, p in answerable]),
+            overall=rate([data.exact_match(p, e.target) for e, p in answerable]),
+            **{name: rate([data.exact_match(p, e.target) for e, p in zip(sets[name], rule[name])])
+               for name in (*FAMILIES, "unseen values", "plain reports")})
+        r = results["decline rule"]
+        print(f"\nwith the decline rule (a kept answer with a token of log-probability < {args.decline_below} "
+              f"becomes {data.NOT_IN_DOCUMENT!r}):")
+        for key, label in (("unanswerable_declined", "unanswerable questions declined"),
+                           ("wrongly_declined", "answerable questions wrongly declined"),
+                           ("overall", "QA kept, all families"), ("plain reports", "QA kept, plain reports")):
+            print(f"  {label:<40} {fmt(r[key])}")
 
     exs = sets["suggested"]
     no_global = dict(

@@ -4,7 +4,8 @@ Multi-task training (summarize + QA, see ledviz.demo.data) of a fresh
 ``LEDForConditionalGeneration``. Inputs are ``<s> document </s>`` with global attention on
 ``<s>`` (summarize) or ``<s> question </s></s> document </s>`` with global attention on the
 question tokens (QA). Training documents come from TRAIN_SEED, generated on the fly (none
-repeats within a run; a --resume run reads the stream from its start again), with an optional
+repeats within a run; a --resume run reads the stream from its start again unless
+--stream-start skips ahead; --plain-share mixes plain and varied examples), with an optional
 length curriculum; batches are packed by length to waste little padding.
 Every --eval-every steps the model is scored on validation documents (VALID_SEED) and saved
 to --out (config.json, model.safetensors, tokenizer files, generation_config.json).
@@ -149,6 +150,22 @@ def variety(args) -> "data.Variety | None":
     return data.Variety(unanswerable=args.unanswerable) if args.varied else None
 
 
+def is_plain(args, index: int) -> bool:
+    """Whether training example `index` of the stream comes from the plain data: always without
+    --varied, else with probability --plain-share (a fixed draw per index, so a run's data mix
+    is the same on every machine and on a --resume)."""
+    if not args.varied or args.plain_share >= 1.0:
+        return True
+    return args.plain_share > 0.0 and random.Random(f"ledviz-demo/mix/{index}").random() < args.plain_share
+
+
+def training_examples(args, start: int, n: int, min_tokens: int, max_tokens: int) -> Iterable[data.Example]:
+    """Examples start..start+n-1 of the TRAIN_SEED stream, each plain or varied (see is_plain)."""
+    for i in range(start, start + n):
+        yield from data.generate_dataset(data.TRAIN_SEED, 1, args.tasks, min_tokens, max_tokens, start=i,
+                                         variety=None if is_plain(args, i) else variety(args))
+
+
 class TrainStream:
     """Endless training batches from TRAIN_SEED with a length curriculum.
 
@@ -158,7 +175,7 @@ class TrainStream:
 
     def __init__(self, codec: Codec, args, rng: random.Random):
         self.codec, self.args, self.rng = codec, args, rng
-        self.next_index = 0
+        self.next_index = args.stream_start
         self.queue: list[list[Encoded]] = []
 
     def max_len(self, step: int) -> int:
@@ -171,8 +188,7 @@ class TrainStream:
             a = self.args
             hi = max(self.max_len(step) - 20, a.min_tokens)  # room for the question and specials
             n = a.pool_batches * max(1, a.batch_tokens // max(hi, 1))
-            exs = data.generate_dataset(data.TRAIN_SEED, n, a.tasks, min(a.min_tokens, hi), hi,
-                                        start=self.next_index, variety=variety(a))
+            exs = training_examples(a, self.next_index, n, min(a.min_tokens, hi), hi)
             self.next_index += n
             enc = [copy_example(self.codec, ex, self.rng) if self.rng.random() < a.copy_fraction
                    else encode_example(self.codec, ex, a.max_tokens) for ex in exs]
@@ -396,7 +412,9 @@ def package(src: str, out: str, logs: Sequence[str] = ()) -> None:
     os.makedirs(out, exist_ok=True)
     model = LEDForConditionalGeneration.from_pretrained(src).half()
     model.save_pretrained(out)
-    Codec(data.load_tokenizer(src)).save(out)
+    tok = data.load_tokenizer(src)
+    tok.model_max_length = model.config.max_encoder_position_embeddings  # the model's limit, not LED's 16,384
+    Codec(tok).save(out)
     for name in ("generation_config.json", "demo_training.json"):
         shutil.copyfile(os.path.join(src, name), os.path.join(out, name))
     if logs:
@@ -443,6 +461,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--varied", action="store_true",
                    help="varied data (ledviz.demo.data.Variety): many question and fact-sentence wordings, "
                         "wide values, unanswerable questions; training and validation alike")
+    p.add_argument("--stream-start", type=int, default=0,
+                   help="first example of the training stream (a later fine-tuning phase passes the number "
+                        "of examples earlier phases read, so that it sees fresh documents)")
+    p.add_argument("--plain-share", type=float, default=0.0,
+                   help="with --varied: share of training examples drawn from the plain data instead (the "
+                        "fixed wordings the app suggests), so that fine-tuning on varied data does not "
+                        "unlearn them; above 0, validation scores plain and varied examples alike and "
+                        "ranks checkpoints by the mean of the two")
     p.add_argument("--unanswerable", type=float, default=0.15,
                    help="with --varied: share of questions the report does not answer (answer: "
                         f"{data.NOT_IN_DOCUMENT!r})")
@@ -484,8 +510,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     if not 0.0 <= args.unanswerable <= 1.0:
         p.error(f"--unanswerable must be between 0 and 1, got {args.unanswerable}")
-    if args.unanswerable != p.get_default("unanswerable") and not args.varied:
-        p.error("--unanswerable applies to the varied data: add --varied")
+    for name in ("unanswerable", "plain_share"):
+        if getattr(args, name) != p.get_default(name) and not args.varied:
+            p.error(f"--{name.replace('_', '-')} applies to the varied data: add --varied")
+    if not 0.0 <= args.plain_share <= 1.0:
+        p.error(f"--plain-share must be between 0 and 1, got {args.plain_share}")
     if args.warmup is None:
         args.warmup = max(1, args.steps // 20)
     return args
@@ -512,17 +541,37 @@ def validation_value(scores: dict) -> float:
     return sum(parts) / len(parts) if parts else 0.0
 
 
-def validation_set(codec: Codec, args) -> list[Encoded]:
-    """Fixed validation examples from VALID_SEED (alternating summarize / QA, all lengths)."""
+def validation_set(codec: Codec, args, varied: bool | None = None) -> list[Encoded]:
+    """Fixed validation examples from VALID_SEED (alternating summarize / QA, all lengths),
+    of the varied data if `varied` (default: --varied), else of the plain data."""
+    varied = args.varied if varied is None else varied
     exs = []
     for i in range(args.eval_examples):
         rng = data._example_rng(data.VALID_SEED, i)
         lo, hi = args.min_tokens, max(args.min_tokens, args.max_tokens - 20)
         target = round(math.exp(rng.uniform(math.log(lo), math.log(hi))))
         task = args.tasks[i % len(args.tasks)]
-        exs.append(encode_example(codec, data.make_example(rng, task, target, variety=variety(args)),
+        exs.append(encode_example(codec, data.make_example(rng, task, target,
+                                                           variety=variety(args) if varied else None),
                                   args.max_tokens))
     return exs
+
+
+def validation_sets(codec: Codec, args) -> dict[str, list[Encoded]]:
+    """The validation sets of a run: {"plain"} or {"varied"}, or both when --plain-share mixes them."""
+    if args.varied and args.plain_share > 0.0:
+        return {"plain": validation_set(codec, args, varied=False), "varied": validation_set(codec, args)}
+    return {"varied" if args.varied else "plain": validation_set(codec, args)}
+
+
+def validate(model, codec: Codec, sets: dict[str, list[Encoded]], device, **kw) -> tuple[dict, float]:
+    """Score every validation set: (scores, value). With one set the scores are score()'s dict;
+    with several, {name: score()'s dict} and value is the mean of their validation_value."""
+    if len(sets) == 1:
+        scores = score(model, codec, next(iter(sets.values())), device, **kw)
+        return scores, validation_value(scores)
+    scores = {name: score(model, codec, items, device, **kw) for name, items in sets.items()}
+    return scores, sum(validation_value(s) for s in scores.values()) / len(scores)
 
 
 def main(argv=None) -> dict:
@@ -585,7 +634,7 @@ def main(argv=None) -> dict:
 
     average = WeightAverage(model, args.ema) if args.ema else None
     stream = TrainStream(codec, args, random.Random(args.seed))
-    valid = validation_set(codec, args)
+    valid = validation_sets(codec, args)
     info = dict(args=vars(args), params=n_params, seeds=dict(train=data.TRAIN_SEED, valid=data.VALID_SEED,
                                                              test=data.TEST_SEED))
     eval_kw = dict(batch_tokens=args.batch_tokens, batch_size=args.batch_size, autocast=autocast)
@@ -623,14 +672,14 @@ def main(argv=None) -> dict:
                        or (args.stop_after is not None and step >= args.stop_after))
         if step % args.eval_every == 0 or step == args.steps or out_of_time:
             with average.swapped() if average is not None else contextlib.nullcontext():
-                last_eval = score(model, codec, valid, device, **eval_kw)
-                print(f"  eval step {step}{' (averaged weights)' if average else ''}: "
-                      f"QA exact match {last_eval['qa_em']:.3f}, "
-                      f"summary key-fact recall {last_eval['summary_recall']:.3f}, "
-                      f"summary exact {last_eval['summary_em']:.3f}", flush=True)
-                value = validation_value(last_eval)
+                last_eval, value = validate(model, codec, valid, device, **eval_kw)
+                for name, s in (last_eval.items() if len(valid) > 1 else [("", last_eval)]):
+                    print(f"  eval step {step}{' (averaged weights)' if average else ''}{' ' + name if name else ''}: "
+                          f"QA exact match {s['qa_em']:.3f}, "
+                          f"summary key-fact recall {s['summary_recall']:.3f}, "
+                          f"summary exact {s['summary_em']:.3f}", flush=True)
                 keep = not args.keep_best or best is None or value > best[1]
-                log(dict(step=step, eval=last_eval, saved=keep))
+                log(dict(step=step, eval=last_eval, value=value, saved=keep))
                 if keep:
                     best = (step, value)
                     save_checkpoint(model, codec, args.out, dict(info, step=step, eval=last_eval,
