@@ -99,6 +99,9 @@ class RunJob:
         self.settings = dict(settings or {})
         self.thread: threading.Thread | None = None
         self._special = set(loaded.tokenizer.all_special_ids)
+        self._tokenizer = loaded.tokenizer
+        self._ids: list[int] = []  # the output's ids streamed so far, special tokens left out
+        self._streamed = 0  # characters of their decoded text already in `pieces`
         self._args = (loaded, doc, global_mask)
         self._kwargs = run_kwargs
         self._report: Callable[[str, float], None] | None = None
@@ -120,6 +123,7 @@ class RunJob:
             result = pipeline.run(*self._args, on_token=self._on_token, stop_event=self.stop,
                                   progress=self._on_progress, **self._kwargs)
             result.settings.update(self.settings, run_id=self.id)
+            self.pieces[:] = [result.output_text]  # in place: a server's job shares this list
             self.result = result
         except BaseException as err:  # noqa: BLE001 - handed to the page, which shows it
             self.error = err
@@ -131,8 +135,16 @@ class RunJob:
         self.stop.set()
 
     def _on_token(self, token_id: int, text: str) -> None:
-        if token_id not in self._special:
-            self.pieces.append(text)
+        """Stream the text the output's ids decode to so far. A token is not always whole characters
+        (byte-level BPE splits an 'í' over two tokens), so the ids so far are decoded together and a
+        character still missing bytes (decoded as U+FFFD at the end) waits for the next token."""
+        if token_id in self._special:
+            return
+        self._ids.append(token_id)
+        decoded = self._tokenizer.decode(self._ids, skip_special_tokens=True).rstrip("\ufffd")
+        if len(decoded) > self._streamed:
+            self.pieces.append(decoded[self._streamed:])
+            self._streamed = len(decoded)
 
     def _on_progress(self, message: str, fraction: float) -> None:
         self.progress = (message, fraction)
@@ -145,8 +157,8 @@ class RunJob:
 
     @property
     def text(self) -> str:
-        """The output streamed so far (special tokens left out)."""
-        return "".join(self.pieces)
+        """The output streamed so far (special tokens left out); once the run is done, its output text."""
+        return "".join(self.pieces).strip()
 
     @property
     def elapsed(self) -> float:

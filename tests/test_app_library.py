@@ -115,6 +115,22 @@ def test_run_job_streams_records_settings_and_stops(loaded, qa_run):
     assert broken.done and broken.result is None and broken.error is not None
 
 
+def test_run_job_streams_whole_characters(loaded, qa_run):
+    """Byte-level BPE splits an accented letter over tokens: the stream shows no U+FFFD half
+    characters, and what it shows is always a prefix of the decoded output."""
+    tok = loaded.tokenizer
+    text = " Noémi Zhou, Eíríkur Þórsson: 7,500,000 € in São Paulo"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert any("\ufffd" in tok.decode([i]) for i in ids)  # some token alone is half a character
+    job = RunJob(loaded, qa_run.document, qa_run.global_mask, task="qa")
+    seen = []
+    for i in [tok.bos_token_id, *ids, tok.eos_token_id]:
+        job._on_token(i, tok.decode([i]))
+        seen.append("".join(job.pieces))
+        assert "\ufffd" not in seen[-1] and text.startswith(seen[-1])
+    assert seen[-1] == text
+
+
 def test_run_facts(qa_run):
     facts = run_facts(qa_run)
     assert facts[0] == f"{qa_run.document.n_tokens:,} input tokens"
