@@ -75,6 +75,14 @@ class AnswerSource:
     in_top_passage: bool = False  # the first match starts in the passage with the most attention
 
 
+def declined(result: RunResult) -> bool:
+    """Whether a question-answering run's answer is the decline, "not in the document" (how the
+    embedded model says its document does not answer the question; span-kept answers allow it)."""
+    from .demo.data import NOT_IN_DOCUMENT
+
+    return result.task == "qa" and result.output_text.strip().lower().rstrip(".") == NOT_IN_DOCUMENT
+
+
 def answer_source(result: RunResult, cross: np.ndarray, special_ids: Sequence[int] = (),
                   groups: analysis.TokenGroups | None = None, k: int = 3) -> AnswerSource | None:
     """The provenance of a run's answer from its cross-attention map `cross` (T, N); None when the

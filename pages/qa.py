@@ -59,7 +59,12 @@ def answer_source(result, loaded) -> None:
         st.info("The model gave no answer tokens to trace back.")
         return
     kept = bool(result.settings.get("answer_from_document"))
-    if source.matches:
+    if provenance.declined(result):
+        st.info("The model declined: “not in the document” is its answer when it finds none"
+                + (" (the one answer allowed besides a span of the document)" if kept else "")
+                + ". It can be wrong either way; below is where the answer tokens looked.",
+                icon=":material/block:")
+    elif source.matches:
         s = source.matches[0][0]
         first, last = source.match_tokens or (None, None)
         where = f"tokens {first}–{last}" if source.match_tokens else "beyond the part the model read"
@@ -75,7 +80,7 @@ def answer_source(result, loaded) -> None:
                     "answer to the question). " + found, icon=":material/find_in_page:")
     else:
         st.info("The answer does not occur word for word in the document.", icon=":material/search_off:")
-    if not kept:  # a span-kept answer is made of the document's tokens: nothing to check word by word
+    if not kept and not provenance.declined(result):  # a span-kept answer is made of the document's tokens
         faithfulness_marks(result, provenance.output_pieces(result, loaded.tokenizer), what=None)
     show_passages(source.passages, "Passages the answer tokens attended to most")
     highlighted_document(result, source.weights, outline=source.matches, label="cross-attention of the answer",

@@ -238,7 +238,9 @@ def test_span_kept_answer_is_not_a_success_and_shares_stay_under_100_percent():
     assert_clean(at)
     assert kept(at, "qa").settings["answer_from_document"] is True
     assert not at.success, [s.value for s in at.success]  # kept to the document by construction: no ✓
-    assert any("kept to a span of the document" in i for i in messages(at, "info"))
+    # a span of the document, or the decline "not in the document" (what the embedded model answers here)
+    said = " ".join(messages(at, "info"))
+    assert ("kept to a span of the document" in said) != ("The model declined" in said), said
     at.sidebar.radio(key="view.reduce").set_value("max").run()
     assert_clean(at)
     shares = [int(m.group(1)) for c in at.caption
@@ -250,7 +252,9 @@ def test_span_kept_answer_is_not_a_success_and_shares_stay_under_100_percent():
     assert_clean(at)
     assert kept(at, "qa").settings["answer_from_document"] is False
     assert not at.success, [s.value for s in at.success]
-    assert any(m.value == "**Checked against the document**" for m in at.markdown)  # faithfulness marks
+    # a free answer is checked word by word against the document (faithfulness marks), a decline is said so
+    marks = any(m.value == "**Checked against the document**" for m in at.markdown)
+    assert marks != any("The model declined" in i for i in messages(at, "info"))
 
 
 # ---------------------------------------------------------------------------------------------

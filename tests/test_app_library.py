@@ -115,6 +115,14 @@ def test_run_job_streams_records_settings_and_stops(loaded, qa_run):
     assert broken.done and broken.result is None and broken.error is not None
 
 
+def test_a_decline_is_told_apart_from_an_answer(qa_run):
+    assert not provenance.declined(qa_run)
+    for text in ("not in the document", " Not in the document.", "not in the document "):
+        assert provenance.declined(dataclasses.replace(qa_run, output_text=text))
+    assert not provenance.declined(dataclasses.replace(qa_run, output_text="not in the document at all"))
+    assert not provenance.declined(dataclasses.replace(qa_run, task="summarize", output_text="not in the document"))
+
+
 def test_run_job_streams_whole_characters(loaded, qa_run):
     """Byte-level BPE splits an accented letter over tokens: the stream shows no U+FFFD half
     characters, and what it shows is always a prefix of the decoded output."""
