@@ -273,7 +273,17 @@ class LEDDecoderLayer(nn.Module):
         return h, self_probs, cross_probs, LayerCache(self_kv, cross_kv)
 
 
-class LEDLearnedPositionalEmbedding(nn.Embedding):
+class LEDEmbedding(nn.Embedding):
+    """nn.Embedding whose random start is skipped when it is built on the "meta" device: there
+    from_pretrained assigns every weight from the checkpoint, and torch's normal_ on a meta tensor
+    first imports torch._dynamo, about a second of a fresh process's load time."""
+
+    def reset_parameters(self) -> None:
+        if not self.weight.is_meta:
+            super().reset_parameters()
+
+
+class LEDLearnedPositionalEmbedding(LEDEmbedding):
     """Learned absolute positions 0, 1, ... (no offset, unlike BART)."""
 
     def forward(self, seq_len: int, past_len: int = 0) -> torch.Tensor:  # type: ignore[override]
@@ -347,7 +357,7 @@ class LEDEncoder(LEDPreTrainedModel):
         self.dropout, self.layerdrop = config.dropout, config.encoder_layerdrop
         self.padding_idx = config.pad_token_id
         self.max_source_positions = config.max_encoder_position_embeddings
-        self.embed_tokens = embed_tokens or nn.Embedding(config.vocab_size, config.d_model, self.padding_idx)
+        self.embed_tokens = embed_tokens or LEDEmbedding(config.vocab_size, config.d_model, self.padding_idx)
         self.embed_positions = LEDLearnedPositionalEmbedding(config.max_encoder_position_embeddings, config.d_model)
         self.layers = nn.ModuleList([LEDEncoderLayer(config, i) for i in range(config.encoder_layers)])
         self.layernorm_embedding = nn.LayerNorm(config.d_model)
@@ -485,7 +495,7 @@ class LEDDecoder(LEDPreTrainedModel):
         self.dropout, self.layerdrop = config.dropout, config.decoder_layerdrop
         self.padding_idx = config.pad_token_id
         self.max_target_positions = config.max_decoder_position_embeddings
-        self.embed_tokens = embed_tokens or nn.Embedding(config.vocab_size, config.d_model, self.padding_idx)
+        self.embed_tokens = embed_tokens or LEDEmbedding(config.vocab_size, config.d_model, self.padding_idx)
         self.embed_positions = LEDLearnedPositionalEmbedding(config.max_decoder_position_embeddings, config.d_model)
         self.layers = nn.ModuleList([LEDDecoderLayer(config) for _ in range(config.decoder_layers)])
         self.layernorm_embedding = nn.LayerNorm(config.d_model)
@@ -620,7 +630,7 @@ class LEDModel(LEDPreTrainedModel):
 
     def __init__(self, config: LEDConfig):
         super().__init__(config)
-        self.shared = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
+        self.shared = LEDEmbedding(config.vocab_size, config.d_model, config.pad_token_id)
         self.encoder = LEDEncoder(config, self.shared)
         self.decoder = LEDDecoder(config, self.shared)
         self.post_init()
