@@ -193,14 +193,16 @@ def map_view(result: RunResult, key: str, view: View | None = None, wide: bool =
     if st.session_state.get(f"{key}.zoom_document") != document:
         st.session_state[f"{key}.zoom_document"] = document
         st.session_state[f"{key}.rows"] = st.session_state[f"{key}.cols"] = default
-    clamp_state(f"{key}.rows", 0, n)
-    clamp_state(f"{key}.cols", 0, n)
+    # the sliders take their range from the session state alone (set here, never also as a default value:
+    # Streamlit warns on both); the key slider's state may have gone while it was hidden
+    for axis in ("rows", "cols"):
+        st.session_state.setdefault(f"{key}.{axis}", default)
+        clamp_state(f"{key}.{axis}", 0, n)
     with c1:
-        rows = st.slider("Zoom: query tokens", 0, n, default, key=f"{key}.rows", persist_state="session",
+        rows = st.slider("Zoom: query tokens", 0, n, key=f"{key}.rows", persist_state="session",
                          help=f"At most {MAX_ZOOM} tokens are shown token by token.")
         same = st.checkbox("Keys: the same tokens", True, key=f"{key}.same", persist_state="session")
-        cols = rows if same else st.slider("Zoom: key tokens", 0, n, default, key=f"{key}.cols",
-                                           persist_state="session")
+        cols = rows if same else st.slider("Zoom: key tokens", 0, n, key=f"{key}.cols", persist_state="session")
     if rows[1] - rows[0] > MAX_ZOOM or cols[1] - cols[0] > MAX_ZOOM:
         st.caption(f"The token-level map shows the first {MAX_ZOOM} tokens of the range.")
     rows = (rows[0], min(rows[1], rows[0] + MAX_ZOOM))

@@ -231,6 +231,27 @@ def test_zoom_starts_again_on_another_document_and_bins_are_honest():
     assert real < 512 and any(f"{real:,} × {real:,} bins of" in c.value for c in at.caption)  # not "512"
 
 
+def test_zoom_sliders_take_their_range_from_the_session_state_only(monkeypatch):
+    """No "created with a default value but also had its value set via the Session State API" in the
+    server log (Streamlit says it once per process): the zoom is set for a new document, and the key
+    slider, hidden while "the same tokens" is ticked, comes back with a range."""
+    from streamlit.elements.lib import policies
+
+    said = []
+    monkeypatch.setattr(policies, "_shown_default_value_warning", False)
+    monkeypatch.setattr(policies._LOGGER, "warning", lambda msg, *args, **kw: said.append(msg % args))
+    at = open_app()
+    paste(at, "Hi.")
+    at.button(key="summarize.run").click().run()
+    paste(at, SHORT_DOC)
+    at.button(key="summarize.run").click().run()
+    at.slider(key="summarize.views.map.rows").set_value((10, 20)).run()
+    at.checkbox(key="summarize.views.map.same").uncheck().run()
+    assert_clean(at)
+    assert at.slider(key="summarize.views.map.cols").value == (0, 64)
+    assert not [m for m in said if "Session State API" in m], said
+
+
 def test_span_kept_answer_is_not_a_success_and_shares_stay_under_100_percent():
     at = open_app("pages/qa.py")
     at.text_input(key="qa.question").set_value("What is the capital of France?").run()  # off-topic
