@@ -472,8 +472,10 @@ def document_status(loaded: LoadedModel, text: str | None, question: str | None 
         return None
     n_doc = len(doc.document_tokens())
     extra = f" ({len(doc.question_tokens())} of them the question)" if doc.question else ""
+    whole = (f"{n_doc + doc.truncated_tokens:,} tokens ({n_doc:,} of them read)" if doc.truncated_tokens
+             else f"{n_doc:,} tokens")  # the whole document's count, not what is left after the cut
     st.caption(f"{doc.n_tokens:,} tokens{extra} of the model's limit of {doc.limit:,}; "
-               f"the document has {n_doc:,} tokens and {len(doc.text):,} characters.")
+               f"the document has {whole} and {len(doc.text):,} characters.")
     message = doc.truncation_message()
     if message:
         st.warning(message, icon=":material/content_cut:")

@@ -153,6 +153,13 @@ def test_oversized_document_shows_what_was_cut():
     assert re.search(f"reads at most {limit:,} tokens; the last {number} tokens of the document "
                      f"\\(from character {number} of {number}:", cut), cut
     assert not at.button(key="summarize.run").disabled
+    # the count is the whole document's, not what is left of it after the cut
+    shown = re.search(f"the document has ({number}) tokens \\(({number}) of them read\\)",
+                      " ".join(c.value for c in at.caption))
+    cut_tokens = int(re.search(f"the last ({number}) tokens", cut).group(1).replace(",", ""))
+    assert shown, [c.value for c in at.caption]
+    total, read = (int(g.replace(",", "")) for g in shown.group(1, 3))
+    assert total == read + cut_tokens and read < limit < total
 
 
 def test_unknown_hub_id_offline_shows_a_message_and_keeps_the_model():
