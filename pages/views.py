@@ -166,8 +166,9 @@ def show_passages(top: Sequence[provenance.Passage], title: str = "Passages it a
 def _token_picker(result: RunResult, key: str, label: str, default: int = 0) -> int:
     doc = result.document
     n = doc.n_tokens
+    st.session_state.setdefault(key, min(default, n - 1))  # the start, set here only (not also as a default value)
     clamp_state(key, 0, n - 1)
-    i = int(st.number_input(label, 0, n - 1, min(default, n - 1), key=key, persist_state="session"))
+    i = int(st.number_input(label, 0, n - 1, key=key, persist_state="session"))
     st.caption(f"Token {i}: “{doc.token_texts()[i]}”" + (" · global" if i in set(result.global_positions) else ""))
     return i
 
@@ -361,7 +362,7 @@ def source_view(result: RunResult, loaded: LoadedModel | None, key: str, view: V
     flagged = faithfulness_marks(result, pieces, what)
     names = {-1: f"every {what}",
              **{k: ("⚠ " if k in flagged else "") + (pieces[k - 1].strip() or "␣") for k in options[1:]}}
-    keep_valid(f"{key}.out_token", options, -1)
+    keep_valid(f"{key}.out_token", options)
     box = st.container(height=150 if len(options) > 24 else "content")
     k = box.pills(f"Which {what}? (the output, token by token)", options, format_func=names.get, default=-1,
                   required=True, key=f"{key}.out_token", persist_state="session", wrap=True)

@@ -256,6 +256,19 @@ def test_zoom_sliders_take_their_range_from_the_session_state_only(monkeypatch):
     at.checkbox(key="summarize.views.map.same").uncheck().run()
     assert_clean(at)
     assert at.slider(key="summarize.views.map.cols").value == (0, 64)
+    # a token and an output token picked far in; the next run is shorter: both start again in range
+    at.session_state["summarize.views.tab"] = "Text"
+    at.run()
+    at.number_input(key="summarize.views.text.token").set_value(150).run()
+    steps = len(at.button_group(key="summarize.source.out_token").options) - 1  # "every summary token", 1..
+    at.button_group(key="summarize.source.out_token").set_value(steps).run()
+    assert at.button_group(key="summarize.source.out_token").value == steps
+    paste(at, "Hi.")
+    at.button(key="summarize.run").click().run()
+    assert_clean(at)
+    tiny = kept(at, "summarize").document.n_tokens
+    assert at.number_input(key="summarize.views.text.token").value < tiny
+    assert at.button_group(key="summarize.source.out_token").value == -1
     assert not [m for m in said if "Session State API" in m], said
 
 
