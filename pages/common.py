@@ -239,7 +239,7 @@ def model_sidebar() -> LoadedModel | None:
                                    help="e.g. " + ", ".join(HUB_EXAMPLES) + ". Downloaded once into the "
                                         "Hugging Face cache (led-base is about 650 MB).")
             st.button("Load from the Hub", key="model.load_hub", on_click=_request, args=(hub_id.strip(), "hub"),
-                      width="stretch")
+                      width="stretch", disabled=not hub_id.strip())  # an empty id would load nothing
         else:
             folder = st.text_input("Folder with config.json and weights", key="model.folder",
                                    placeholder="/path/to/checkpoint")

@@ -162,6 +162,15 @@ def test_oversized_document_shows_what_was_cut():
     assert total == read + cut_tokens and read < limit < total
 
 
+def test_load_from_the_hub_needs_an_id():
+    at = open_app()
+    at.sidebar.radio(key="model.source").set_value("hub").run()
+    assert not at.sidebar.button(key="model.load_hub").disabled
+    at.sidebar.text_input(key="model.hub_id").set_value("  ").run()
+    assert_clean(at)
+    assert at.sidebar.button(key="model.load_hub").disabled  # a click would have done nothing
+
+
 def test_unknown_hub_id_offline_shows_a_message_and_keeps_the_model():
     at = open_app()
     load_hub_id(at, "nobody/no-such-led-model")
