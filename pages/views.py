@@ -426,11 +426,9 @@ def attention_views(result: RunResult, loaded: LoadedModel | None, key: str, *, 
                     wide: bool = False) -> None:
     """The encoder attention views of a run in tabs. Only the open tab is computed (tabs with
     on_change="rerun"), so switching views or changing the sidebar redraws quickly. `extra`
-    adds tabs {label: draw function} after the standard ones; `wide` (the views span the page)
-    sets figures side by side."""
+    adds tabs {label: draw function} after the standard views, before Export; `wide` (the views
+    span the page) sets figures side by side."""
     v = result_view(result)
-    labels = [VIEW_TABS[t] for t in tabs] + list(extra or {})
-    containers = st.tabs(labels, key=f"{key}.tab", on_change="rerun")
     draw = {
         "map": lambda: map_view(result, f"{key}.map", v, wide),
         "text": lambda: text_view(result, f"{key}.text", v, default_token),
@@ -438,7 +436,11 @@ def attention_views(result: RunResult, loaded: LoadedModel | None, key: str, *, 
         "global": lambda: global_tokens_view(result, f"{key}.global", v),
         "export": lambda: export_view(result, f"{key}.export", v),
     }
-    fns = [draw[t] for t in tabs] + list((extra or {}).values())
+    # the extra tabs go after the views, before Export (the run's download stays the last tab)
+    views = [(VIEW_TABS[t], draw[t]) for t in tabs if t != "export"] + list((extra or {}).items())
+    views += [(VIEW_TABS[t], draw[t]) for t in tabs if t == "export"]
+    labels, fns = [label for label, _ in views], [fn for _, fn in views]
+    containers = st.tabs(labels, key=f"{key}.tab", on_change="rerun")
     for label, tab, fn in zip(labels, containers, fns):
         if tab.open is False:
             continue

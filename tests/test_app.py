@@ -35,7 +35,8 @@ def test_summarize_runs_streams_and_draws_every_view():
     assert any(s.value == "Summary" for s in at.subheader)
     run_id = result.settings["run_id"]
 
-    # every tab draws, and changing the view reuses the run
+    # every tab draws, and changing the view reuses the run; Export is the last tab
+    assert [t.label for t in at.tabs][-2:] == ["Cross-attention", "Export"], [t.label for t in at.tabs]
     for tab, least in [("Text", 1), ("Heads", 1), ("Global tokens", 1), ("Cross-attention", 1), ("Export", 0)]:
         at.session_state["summarize.views.tab"] = tab
         at.run()
