@@ -399,18 +399,19 @@ def export_view(result: RunResult, key: str, view: View | None = None) -> None:
     """Downloads: the run's settings (JSON), its attention maps and statistics (.npz, Parquet)."""
     v = result_view(result, view)
     st.markdown("Files are made when you click (big runs take a moment).")
-    c1, c2, c3 = st.columns(3)
-    c1.download_button("Settings (JSON)", data=export.run_settings_json(result, v), file_name="ledviz-run.json",
-                       mime="application/json", key=f"{key}.json", on_click="ignore", icon=":material/settings:")
-    c2.download_button("Maps and statistics (.npz)", data=lambda: export.run_npz_bytes(result),
-                       file_name="ledviz-run.npz", mime="application/octet-stream", key=f"{key}.npz",
-                       on_click="ignore", icon=":material/data_array:")
+    # a row that wraps: in a half-page column, three fixed columns cut the buttons' labels short
+    row = st.container(horizontal=True)
+    row.download_button("Settings (JSON)", data=export.run_settings_json(result, v), file_name="ledviz-run.json",
+                        mime="application/json", key=f"{key}.json", on_click="ignore", icon=":material/settings:")
+    row.download_button("Maps and statistics (.npz)", data=lambda: export.run_npz_bytes(result),
+                        file_name="ledviz-run.npz", mime="application/octet-stream", key=f"{key}.npz",
+                        on_click="ignore", icon=":material/data_array:")
     if export.parquet_available():
-        c3.download_button("Tables (Parquet, zip)", data=lambda: export.run_parquet_zip(result),
-                           file_name="ledviz-run-parquet.zip", mime="application/zip", key=f"{key}.parquet",
-                           on_click="ignore", icon=":material/table:")
+        row.download_button("Tables (Parquet, zip)", data=lambda: export.run_parquet_zip(result),
+                            file_name="ledviz-run-parquet.zip", mime="application/zip", key=f"{key}.parquet",
+                            on_click="ignore", icon=":material/table:")
     else:
-        c3.caption("Parquet needs pyarrow (`pip install pyarrow`); the .npz file has everything.")
+        row.caption("Parquet needs pyarrow (`pip install pyarrow`); the .npz file has everything.")
     st.caption(f"The .npz holds every encoder layer in band + global form (float16, {result.memory.get('attention_mb', 0):.0f} MB "
                "before compression), the per-head statistics and the text, offsets and settings as JSON; "
                "read it back with `ledviz.export.load_npz`. The Parquet tables hold per-head statistics, "

@@ -42,6 +42,17 @@ def test_summarize_in_a_browser(server, browser, tmp_path):
     assert page.get_by_text("Checked against the document").count() == 1
     assert (tmp_path / "summarize.png").stat().st_size > 10_000
 
+    # the Export tab: every download button's label reads in full (not cut short with "…")
+    page.get_by_role("tab", name="Export").click()
+    idle(page)
+    buttons = page.locator("[data-testid='stDownloadButton']")
+    buttons.first.wait_for()
+    assert buttons.count() >= 2
+    cut = page.evaluate("""() => [...document.querySelectorAll("[data-testid='stDownloadButton'] button *")]
+        .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)""")
+    page.screenshot(path=str(tmp_path / "export.png"), full_page=True)
+    assert not cut, cut
+
 
 def test_lab_keeps_its_controls_on_invalid_input(server, browser, tmp_path):
     """Positions '0, ten, 20' used to add "TypeError: '>=' not supported between 'str' and 'int'" and
