@@ -223,9 +223,9 @@ def map_view(result: RunResult, key: str, view: View | None = None, wide: bool =
     with left:
         plot(fig, key=f"{key}.overview")
         if result.global_positions:
-            st.caption(f"{plots.GLOBAL_SYMBOL} in red: the {len(result.global_positions):,} global token(s), on the "
-                       "edges of the map and on the token map's labels (a global row or column is one bin wide "
-                       "here).")
+            st.caption(f"In red: the {len(result.global_positions):,} global token(s), ▼ above and ▶ beside the "
+                       f"map (a global row or column is one bin wide here), {plots.GLOBAL_SYMBOL} on the token "
+                       "map's labels.")
         figure_export(fig, "attention-overview", f"{key}.overview_export")
     with right:
         if rows[1] - rows[0] < 1 or cols[1] - cols[0] < 1:

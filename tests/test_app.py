@@ -32,6 +32,8 @@ def test_summarize_runs_streams_and_draws_every_view():
     result = kept(at, "summarize")
     assert result.document.n_tokens > 500 and result.output_ids
     assert charts(at) >= 2  # overview + token-level map
+    # the caption names the marks the overview draws (▼ over columns, ▶ beside rows), not the labels' ▲ alone
+    assert any("▼ above and ▶ beside the map" in c.value for c in at.caption), [c.value for c in at.caption]
     assert any(s.value == "Summary" for s in at.subheader)
     run_id = result.settings["run_id"]
 
