@@ -347,7 +347,8 @@ def attention_sidebar(loaded: LoadedModel | None) -> View:
             st.subheader("Attention view")
             layer = st.selectbox("Encoder layer", [ALL_LAYERS, *range(L)], key="view.layer",
                                  format_func=lambda l: "All layers" if l == ALL_LAYERS else f"Layer {l}")
-            mode = st.segmented_control("Heads", list(HEAD_MODES), format_func=HEAD_MODES.get, default="all",
+            st.session_state.setdefault("view.heads_mode", "all")  # the start, here only: select_head sets it too
+            mode = st.segmented_control("Heads", list(HEAD_MODES), format_func=HEAD_MODES.get,
                                         required=True, key="view.heads_mode", persist_state="session")
             heads: tuple[int, ...] | None = None
             if mode == "one":
