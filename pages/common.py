@@ -17,7 +17,7 @@ The API, by section:
   `document_status(loaded, text, question)`, `global_tokens_input(key, doc, default)`,
   `global_choice_options(prefix, kind, ...)`, `run_settings(key, doc, ...)`, `sample_questions()`.
 - runs: `run_panel(key, loaded, doc, mask, ...)`, `run_summary(result)`, `show_output(result)`.
-- widget state: `keep_valid(key, valid, default)`, `index_state(key, n, default)`, `clamp_state(key, lo, hi)`.
+- widget state: `keep_valid(key, valid)`, `index_state(key, n, default)`, `clamp_state(key, lo, hi)`.
 - messages: `sentence(message)`.
 
 Session-state keys: "model.*" (the checkpoint), "view.*" (layer/heads), "<key>.*" per page or
@@ -229,7 +229,7 @@ def model_sidebar() -> LoadedModel | None:
     with st.sidebar:
         st.subheader("Model")
         sources = [k for k in MODEL_SOURCES if k != "local" or server().settings.local_folders]
-        keep_valid("model.source", sources, "embedded")
+        keep_valid("model.source", sources)
         source = st.radio("Checkpoint", sources, format_func=MODEL_SOURCES.get, key="model.source",
                           on_change=_clear_model_error, label_visibility="collapsed")
         if source == "embedded":
@@ -239,7 +239,7 @@ def model_sidebar() -> LoadedModel | None:
                                    help="e.g. " + ", ".join(HUB_EXAMPLES) + ". Downloaded once into the "
                                         "Hugging Face cache (led-base is about 650 MB).")
             st.button("Load from the Hub", key="model.load_hub", on_click=_request, args=(hub_id.strip(), "hub"),
-                      width="stretch")
+                      width="stretch", disabled=not hub_id.strip())  # an empty id would load nothing
         else:
             folder = st.text_input("Folder with config.json and weights", key="model.folder",
                                    placeholder="/path/to/checkpoint")
@@ -288,15 +288,21 @@ def require_model() -> LoadedModel:
 # the view: which layers and heads, and how they combine (ledviz.views.View)
 # ---------------------------------------------------------------------------------------------
 
-def keep_valid(key: str, valid: Sequence, default: Any) -> None:
-    """Reset a widget's state that no longer fits (another model has fewer layers or heads)."""
+def keep_valid(key: str, valid: Sequence) -> None:
+    """Reset a widget's state that no longer fits (another model has fewer layers or heads, a shorter
+    output): the value is dropped, so the widget starts again from its own default (writing the
+    default here as well would have Streamlit warn that the widget got its value twice); a list
+    keeps what still fits, or is dropped when nothing does."""
     value = st.session_state.get(key)
     if isinstance(value, list):
         kept = [v for v in value if v in valid]
         if kept != value:
-            st.session_state[key] = kept or default
+            if kept:
+                st.session_state[key] = kept
+            else:
+                del st.session_state[key]
     elif value is not None and value not in valid:
-        st.session_state[key] = default
+        del st.session_state[key]
 
 
 def index_state(key: str, n: int, default: int = 0) -> None:
@@ -333,20 +339,22 @@ def attention_sidebar(loaded: LoadedModel | None) -> View:
         view = View()
     else:
         L, H = loaded.config.encoder_layers, loaded.config.encoder_attention_heads
-        keep_valid("view.layer", [ALL_LAYERS, *range(L)], ALL_LAYERS)
-        keep_valid("view.head", list(range(H)), 0)
-        keep_valid("view.head_set", list(range(H)), [0])
+        keep_valid("view.layer", [ALL_LAYERS, *range(L)])
+        keep_valid("view.head", list(range(H)))
+        keep_valid("view.head_set", list(range(H)))
+        st.session_state.setdefault("view.head_set", [0])  # the multiselect's start (here only, not as a default)
         with st.sidebar:
             st.subheader("Attention view")
             layer = st.selectbox("Encoder layer", [ALL_LAYERS, *range(L)], key="view.layer",
                                  format_func=lambda l: "All layers" if l == ALL_LAYERS else f"Layer {l}")
-            mode = st.segmented_control("Heads", list(HEAD_MODES), format_func=HEAD_MODES.get, default="all",
+            st.session_state.setdefault("view.heads_mode", "all")  # the start, here only: select_head sets it too
+            mode = st.segmented_control("Heads", list(HEAD_MODES), format_func=HEAD_MODES.get,
                                         required=True, key="view.heads_mode", persist_state="session")
             heads: tuple[int, ...] | None = None
             if mode == "one":
                 heads = (st.selectbox("Head", list(range(H)), key="view.head", persist_state="session"),)
             elif mode == "some":
-                chosen = st.multiselect("Heads to combine", list(range(H)), default=[0], key="view.head_set",
+                chosen = st.multiselect("Heads to combine", list(range(H)), key="view.head_set",
                                         persist_state="session")
                 heads = tuple(sorted(chosen)) or None
             several = layer == ALL_LAYERS or heads is None or len(heads) > 1
@@ -472,8 +480,10 @@ def document_status(loaded: LoadedModel, text: str | None, question: str | None 
         return None
     n_doc = len(doc.document_tokens())
     extra = f" ({len(doc.question_tokens())} of them the question)" if doc.question else ""
+    whole = (f"{n_doc + doc.truncated_tokens:,} tokens ({n_doc:,} of them read)" if doc.truncated_tokens
+             else f"{n_doc:,} tokens")  # the whole document's count, not what is left after the cut
     st.caption(f"{doc.n_tokens:,} tokens{extra} of the model's limit of {doc.limit:,}; "
-               f"the document has {n_doc:,} tokens and {len(doc.text):,} characters.")
+               f"the document has {whole} and {len(doc.text):,} characters.")
     message = doc.truncation_message()
     if message:
         st.warning(message, icon=":material/content_cut:")
@@ -515,7 +525,7 @@ def global_tokens_input(key: str, doc: Document | None, default: str = "first") 
     A bad choice (e.g. an invalid pattern) shows its message and returns a None mask."""
     with_question = default == "question" or (doc is not None and bool(doc.question))
     choices = [c for c in pipeline.GLOBAL_CHOICES if c != "question" or with_question]
-    keep_valid(f"{key}.global", choices, default)
+    keep_valid(f"{key}.global", choices)
     kind = st.selectbox("Global attention on", choices, index=choices.index(default), key=f"{key}.global",
                         format_func=pipeline.GLOBAL_CHOICES.get, help=GLOBAL_HELP, persist_state="session")
     kwargs = global_choice_options(f"{key}.global_", kind)

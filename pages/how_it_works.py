@@ -158,7 +158,7 @@ def cost_section() -> None:
     w = int(st.session_state.get("hiw.w", 3))
     k1, k2, k3, k4 = st.columns(4)
     windows = sorted({2 * w, 128, 256, 512, 1024, 2048})
-    keep_valid("hiw.cost_window", windows, 1024)
+    keep_valid("hiw.cost_window", windows)
     cost_window = k1.select_slider("attention_window (2w)", windows, value=1024, key="hiw.cost_window",
                                    help=f"this example uses {2 * w}; LED-base and LED-large use 1024")
     n_global = k2.number_input("global tokens", 0, 4096, max(1, ex.x if ex is not None else 1), key="hiw.cost_global")

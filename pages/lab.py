@@ -45,7 +45,7 @@ def setting_input(n: int, doc, task: str, question: str | None) -> Setting | Non
     default = DEFAULTS[n]
     choices = [c for c in GLOBAL_CHOICES if c != "question" or task == "qa"]
     key = f"{KEY}.s{n}"
-    keep_valid(f"{key}.kind", choices, default["kind"])
+    keep_valid(f"{key}.kind", choices)
     kind = st.selectbox("Global attention on", choices, index=choices.index(default["kind"]), key=f"{key}.kind",
                         format_func=GLOBAL_CHOICES.get, persist_state="session")
     options = global_choice_options(f"{key}.", kind, k=default.get("k", 64), k_max=100_000,

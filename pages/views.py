@@ -166,8 +166,9 @@ def show_passages(top: Sequence[provenance.Passage], title: str = "Passages it a
 def _token_picker(result: RunResult, key: str, label: str, default: int = 0) -> int:
     doc = result.document
     n = doc.n_tokens
+    st.session_state.setdefault(key, min(default, n - 1))  # the start, set here only (not also as a default value)
     clamp_state(key, 0, n - 1)
-    i = int(st.number_input(label, 0, n - 1, min(default, n - 1), key=key, persist_state="session"))
+    i = int(st.number_input(label, 0, n - 1, key=key, persist_state="session"))
     st.caption(f"Token {i}: “{doc.token_texts()[i]}”" + (" · global" if i in set(result.global_positions) else ""))
     return i
 
@@ -193,14 +194,16 @@ def map_view(result: RunResult, key: str, view: View | None = None, wide: bool =
     if st.session_state.get(f"{key}.zoom_document") != document:
         st.session_state[f"{key}.zoom_document"] = document
         st.session_state[f"{key}.rows"] = st.session_state[f"{key}.cols"] = default
-    clamp_state(f"{key}.rows", 0, n)
-    clamp_state(f"{key}.cols", 0, n)
+    # the sliders take their range from the session state alone (set here, never also as a default value:
+    # Streamlit warns on both); the key slider's state may have gone while it was hidden
+    for axis in ("rows", "cols"):
+        st.session_state.setdefault(f"{key}.{axis}", default)
+        clamp_state(f"{key}.{axis}", 0, n)
     with c1:
-        rows = st.slider("Zoom: query tokens", 0, n, default, key=f"{key}.rows", persist_state="session",
+        rows = st.slider("Zoom: query tokens", 0, n, key=f"{key}.rows", persist_state="session",
                          help=f"At most {MAX_ZOOM} tokens are shown token by token.")
         same = st.checkbox("Keys: the same tokens", True, key=f"{key}.same", persist_state="session")
-        cols = rows if same else st.slider("Zoom: key tokens", 0, n, default, key=f"{key}.cols",
-                                           persist_state="session")
+        cols = rows if same else st.slider("Zoom: key tokens", 0, n, key=f"{key}.cols", persist_state="session")
     if rows[1] - rows[0] > MAX_ZOOM or cols[1] - cols[0] > MAX_ZOOM:
         st.caption(f"The token-level map shows the first {MAX_ZOOM} tokens of the range.")
     rows = (rows[0], min(rows[1], rows[0] + MAX_ZOOM))
@@ -220,9 +223,9 @@ def map_view(result: RunResult, key: str, view: View | None = None, wide: bool =
     with left:
         plot(fig, key=f"{key}.overview")
         if result.global_positions:
-            st.caption(f"{plots.GLOBAL_SYMBOL} in red: the {len(result.global_positions):,} global token(s), on the "
-                       "edges of the map and on the token map's labels (a global row or column is one bin wide "
-                       "here).")
+            st.caption(f"In red: the {len(result.global_positions):,} global token(s), ▼ above and ▶ beside the "
+                       f"map (a global row or column is one bin wide here), {plots.GLOBAL_SYMBOL} on the token "
+                       "map's labels.")
         figure_export(fig, "attention-overview", f"{key}.overview_export")
     with right:
         if rows[1] - rows[0] < 1 or cols[1] - cols[0] < 1:
@@ -359,7 +362,7 @@ def source_view(result: RunResult, loaded: LoadedModel | None, key: str, view: V
     flagged = faithfulness_marks(result, pieces, what)
     names = {-1: f"every {what}",
              **{k: ("⚠ " if k in flagged else "") + (pieces[k - 1].strip() or "␣") for k in options[1:]}}
-    keep_valid(f"{key}.out_token", options, -1)
+    keep_valid(f"{key}.out_token", options)
     box = st.container(height=150 if len(options) > 24 else "content")
     k = box.pills(f"Which {what}? (the output, token by token)", options, format_func=names.get, default=-1,
                   required=True, key=f"{key}.out_token", persist_state="session", wrap=True)
@@ -396,18 +399,19 @@ def export_view(result: RunResult, key: str, view: View | None = None) -> None:
     """Downloads: the run's settings (JSON), its attention maps and statistics (.npz, Parquet)."""
     v = result_view(result, view)
     st.markdown("Files are made when you click (big runs take a moment).")
-    c1, c2, c3 = st.columns(3)
-    c1.download_button("Settings (JSON)", data=export.run_settings_json(result, v), file_name="ledviz-run.json",
-                       mime="application/json", key=f"{key}.json", on_click="ignore", icon=":material/settings:")
-    c2.download_button("Maps and statistics (.npz)", data=lambda: export.run_npz_bytes(result),
-                       file_name="ledviz-run.npz", mime="application/octet-stream", key=f"{key}.npz",
-                       on_click="ignore", icon=":material/data_array:")
+    # a row that wraps: in a half-page column, three fixed columns cut the buttons' labels short
+    row = st.container(horizontal=True)
+    row.download_button("Settings (JSON)", data=export.run_settings_json(result, v), file_name="ledviz-run.json",
+                        mime="application/json", key=f"{key}.json", on_click="ignore", icon=":material/settings:")
+    row.download_button("Maps and statistics (.npz)", data=lambda: export.run_npz_bytes(result),
+                        file_name="ledviz-run.npz", mime="application/octet-stream", key=f"{key}.npz",
+                        on_click="ignore", icon=":material/data_array:")
     if export.parquet_available():
-        c3.download_button("Tables (Parquet, zip)", data=lambda: export.run_parquet_zip(result),
-                           file_name="ledviz-run-parquet.zip", mime="application/zip", key=f"{key}.parquet",
-                           on_click="ignore", icon=":material/table:")
+        row.download_button("Tables (Parquet, zip)", data=lambda: export.run_parquet_zip(result),
+                            file_name="ledviz-run-parquet.zip", mime="application/zip", key=f"{key}.parquet",
+                            on_click="ignore", icon=":material/table:")
     else:
-        c3.caption("Parquet needs pyarrow (`pip install pyarrow`); the .npz file has everything.")
+        row.caption("Parquet needs pyarrow (`pip install pyarrow`); the .npz file has everything.")
     st.caption(f"The .npz holds every encoder layer in band + global form (float16, {result.memory.get('attention_mb', 0):.0f} MB "
                "before compression), the per-head statistics and the text, offsets and settings as JSON; "
                "read it back with `ledviz.export.load_npz`. The Parquet tables hold per-head statistics, "
@@ -423,11 +427,9 @@ def attention_views(result: RunResult, loaded: LoadedModel | None, key: str, *, 
                     wide: bool = False) -> None:
     """The encoder attention views of a run in tabs. Only the open tab is computed (tabs with
     on_change="rerun"), so switching views or changing the sidebar redraws quickly. `extra`
-    adds tabs {label: draw function} after the standard ones; `wide` (the views span the page)
-    sets figures side by side."""
+    adds tabs {label: draw function} after the standard views, before Export; `wide` (the views
+    span the page) sets figures side by side."""
     v = result_view(result)
-    labels = [VIEW_TABS[t] for t in tabs] + list(extra or {})
-    containers = st.tabs(labels, key=f"{key}.tab", on_change="rerun")
     draw = {
         "map": lambda: map_view(result, f"{key}.map", v, wide),
         "text": lambda: text_view(result, f"{key}.text", v, default_token),
@@ -435,7 +437,11 @@ def attention_views(result: RunResult, loaded: LoadedModel | None, key: str, *, 
         "global": lambda: global_tokens_view(result, f"{key}.global", v),
         "export": lambda: export_view(result, f"{key}.export", v),
     }
-    fns = [draw[t] for t in tabs] + list((extra or {}).values())
+    # the extra tabs go after the views, before Export (the run's download stays the last tab)
+    views = [(VIEW_TABS[t], draw[t]) for t in tabs if t != "export"] + list((extra or {}).items())
+    views += [(VIEW_TABS[t], draw[t]) for t in tabs if t == "export"]
+    labels, fns = [label for label, _ in views], [fn for _, fn in views]
+    containers = st.tabs(labels, key=f"{key}.tab", on_change="rerun")
     for label, tab, fn in zip(labels, containers, fns):
         if tab.open is False:
             continue

@@ -32,10 +32,13 @@ def test_summarize_runs_streams_and_draws_every_view():
     result = kept(at, "summarize")
     assert result.document.n_tokens > 500 and result.output_ids
     assert charts(at) >= 2  # overview + token-level map
+    # the caption names the marks the overview draws (▼ over columns, ▶ beside rows), not the labels' ▲ alone
+    assert any("▼ above and ▶ beside the map" in c.value for c in at.caption), [c.value for c in at.caption]
     assert any(s.value == "Summary" for s in at.subheader)
     run_id = result.settings["run_id"]
 
-    # every tab draws, and changing the view reuses the run
+    # every tab draws, and changing the view reuses the run; Export is the last tab
+    assert [t.label for t in at.tabs][-2:] == ["Cross-attention", "Export"], [t.label for t in at.tabs]
     for tab, least in [("Text", 1), ("Heads", 1), ("Global tokens", 1), ("Cross-attention", 1), ("Export", 0)]:
         at.session_state["summarize.views.tab"] = tab
         at.run()
@@ -153,6 +156,22 @@ def test_oversized_document_shows_what_was_cut():
     assert re.search(f"reads at most {limit:,} tokens; the last {number} tokens of the document "
                      f"\\(from character {number} of {number}:", cut), cut
     assert not at.button(key="summarize.run").disabled
+    # the count is the whole document's, not what is left of it after the cut
+    shown = re.search(f"the document has ({number}) tokens \\(({number}) of them read\\)",
+                      " ".join(c.value for c in at.caption))
+    cut_tokens = int(re.search(f"the last ({number}) tokens", cut).group(1).replace(",", ""))
+    assert shown, [c.value for c in at.caption]
+    total, read = (int(g.replace(",", "")) for g in shown.group(1, 3))
+    assert total == read + cut_tokens and read < limit < total
+
+
+def test_load_from_the_hub_needs_an_id():
+    at = open_app()
+    at.sidebar.radio(key="model.source").set_value("hub").run()
+    assert not at.sidebar.button(key="model.load_hub").disabled
+    at.sidebar.text_input(key="model.hub_id").set_value("  ").run()
+    assert_clean(at)
+    assert at.sidebar.button(key="model.load_hub").disabled  # a click would have done nothing
 
 
 def test_unknown_hub_id_offline_shows_a_message_and_keeps_the_model():
@@ -229,6 +248,40 @@ def test_zoom_starts_again_on_another_document_and_bins_are_honest():
 
     real = len(bin_edges(n, 512)) - 1
     assert real < 512 and any(f"{real:,} × {real:,} bins of" in c.value for c in at.caption)  # not "512"
+
+
+def test_zoom_sliders_take_their_range_from_the_session_state_only(monkeypatch):
+    """No "created with a default value but also had its value set via the Session State API" in the
+    server log (Streamlit says it once per process): the zoom is set for a new document, and the key
+    slider, hidden while "the same tokens" is ticked, comes back with a range."""
+    from streamlit.elements.lib import policies
+
+    said = []
+    monkeypatch.setattr(policies, "_shown_default_value_warning", False)
+    monkeypatch.setattr(policies._LOGGER, "warning", lambda msg, *args, **kw: said.append(msg % args))
+    at = open_app()
+    paste(at, "Hi.")
+    at.button(key="summarize.run").click().run()
+    paste(at, SHORT_DOC)
+    at.button(key="summarize.run").click().run()
+    at.slider(key="summarize.views.map.rows").set_value((10, 20)).run()
+    at.checkbox(key="summarize.views.map.same").uncheck().run()
+    assert_clean(at)
+    assert at.slider(key="summarize.views.map.cols").value == (0, 64)
+    # a token and an output token picked far in; the next run is shorter: both start again in range
+    at.session_state["summarize.views.tab"] = "Text"
+    at.run()
+    at.number_input(key="summarize.views.text.token").set_value(150).run()
+    steps = len(at.button_group(key="summarize.source.out_token").options) - 1  # "every summary token", 1..
+    at.button_group(key="summarize.source.out_token").set_value(steps).run()
+    assert at.button_group(key="summarize.source.out_token").value == steps
+    paste(at, "Hi.")
+    at.button(key="summarize.run").click().run()
+    assert_clean(at)
+    tiny = kept(at, "summarize").document.n_tokens
+    assert at.number_input(key="summarize.views.text.token").value < tiny
+    assert at.button_group(key="summarize.source.out_token").value == -1
+    assert not [m for m in said if "Session State API" in m], said
 
 
 def test_span_kept_answer_is_not_a_success_and_shares_stay_under_100_percent():

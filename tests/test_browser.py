@@ -42,6 +42,33 @@ def test_summarize_in_a_browser(server, browser, tmp_path):
     assert page.get_by_text("Checked against the document").count() == 1
     assert (tmp_path / "summarize.png").stat().st_size > 10_000
 
+    # the Export tab: every download button's label reads in full (not cut short with "…")
+    page.get_by_role("tab", name="Export").click()
+    idle(page)
+    buttons = page.locator("[data-testid='stDownloadButton']")
+    buttons.first.wait_for()
+    assert buttons.count() >= 2
+    cut = page.evaluate("""() => [...document.querySelectorAll("[data-testid='stDownloadButton'] button *")]
+        .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)""")
+    page.screenshot(path=str(tmp_path / "export.png"), full_page=True)
+    assert not cut, cut
+
+    # a click on the heads grid's cell (layer 1, head 2) sets the sidebar (pages.common.select_head),
+    # and the server logs no "created with a default value but also had its value set via the Session
+    # State API" for the widgets it sets
+    page.get_by_role("tab", name="Heads").click()
+    idle(page)
+    grid = page.get_by_role("tabpanel").locator(".js-plotly-plot .nsewdrag").first
+    grid.wait_for()
+    page.wait_for_timeout(1000)
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 2.5 / 4, box["y"] + box["height"] * 1.5 / 2)
+    idle(page)
+    page.get_by_test_id("stSidebar").get_by_text("Showing layer 1, head 2.").wait_for(timeout=30_000)
+    no_failure(page)
+    log = (tmp_path / "streamlit.log").read_text(errors="replace")
+    assert "Session State API" not in log, log[-2000:]
+
 
 def test_lab_keeps_its_controls_on_invalid_input(server, browser, tmp_path):
     """Positions '0, ten, 20' used to add "TypeError: '>=' not supported between 'str' and 'int'" and
