@@ -77,10 +77,12 @@ class AnswerSource:
 
 def declined(result: RunResult) -> bool:
     """Whether a question-answering run's answer is the decline, "not in the document" (how the
-    embedded model says its document does not answer the question; span-kept answers allow it)."""
-    from .demo.data import NOT_IN_DOCUMENT
+    embedded model says its document does not answer the question; span-kept answers allow it),
+    matched as the demo evaluation counts a decline (data.exact_match), so the page and the
+    model card agree on what a decline is."""
+    from .demo.data import NOT_IN_DOCUMENT, exact_match
 
-    return result.task == "qa" and result.output_text.strip().lower().rstrip(".") == NOT_IN_DOCUMENT
+    return result.task == "qa" and bool(exact_match(result.output_text, NOT_IN_DOCUMENT))
 
 
 def answer_source(result: RunResult, cross: np.ndarray, special_ids: Sequence[int] = (),
