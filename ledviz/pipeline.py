@@ -295,6 +295,25 @@ def _is_sentence_start(doc: Document, i: int, starts: list[int]) -> bool:
 # a run
 # ---------------------------------------------------------------------------------------------
 
+class TextStream:
+    """The text each new output token adds, in whole characters: a token is not always whole
+    characters (byte-level BPE splits an 'í' over two tokens), so the output so far is decoded
+    together and a character still missing bytes (U+FFFD at the end) waits for the next token.
+    Special tokens add nothing."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.shown = 0  # characters of the decoded output already returned
+
+    def add(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        decoded = self.tokenizer.decode(self.ids, skip_special_tokens=True).rstrip("\ufffd")
+        new = decoded[self.shown:]
+        self.shown = max(self.shown, len(decoded))
+        return new
+
+
 @dataclass
 class RunResult:
     """Everything a page shows about one run; attentions are kept in compact (sparse, float16) form."""
@@ -436,6 +455,10 @@ def run(
     generation.fact_list_constraint keeps every value to a span of the document and every
     label to one use, so no value is made up and nothing repeats.
 
+    `on_token(token_id, text)` is called for every generated token with the text it adds to the
+    output, in whole characters ("" for a special token, or for a token that ends inside a
+    character, whose text comes with the next one).
+
     `attention_dtype` and `attention_layers` (encoder layer indices; None = all) choose what is
     kept of the encoder's attention: see ledviz.memory.estimate_run for what each costs.
 
@@ -470,12 +493,13 @@ def run(
     if progress:
         progress("generating", 0.3)
     generated: list[int] = []
+    text_stream = TextStream(tok)
 
     def streamer(step: int, token_ids: torch.Tensor) -> bool:
         token = int(token_ids.reshape(-1)[0])
         generated.append(token)
         if on_token is not None:
-            on_token(token, tok.decode([token]))
+            on_token(token, text_stream.add(token))
         if progress:
             progress("generating", 0.3 + 0.6 * min(1.0, len(generated) / max(1, max_new_tokens)))
         return not (stop_event is not None and stop_event.is_set())

@@ -98,10 +98,6 @@ class RunJob:
         self.finished: float | None = None
         self.settings = dict(settings or {})
         self.thread: threading.Thread | None = None
-        self._special = set(loaded.tokenizer.all_special_ids)
-        self._tokenizer = loaded.tokenizer
-        self._ids: list[int] = []  # the output's ids streamed so far, special tokens left out
-        self._streamed = 0  # characters of their decoded text already in `pieces`
         self._args = (loaded, doc, global_mask)
         self._kwargs = run_kwargs
         self._report: Callable[[str, float], None] | None = None
@@ -135,16 +131,9 @@ class RunJob:
         self.stop.set()
 
     def _on_token(self, token_id: int, text: str) -> None:
-        """Stream the text the output's ids decode to so far. A token is not always whole characters
-        (byte-level BPE splits an 'í' over two tokens), so the ids so far are decoded together and a
-        character still missing bytes (decoded as U+FFFD at the end) waits for the next token."""
-        if token_id in self._special:
-            return
-        self._ids.append(token_id)
-        decoded = self._tokenizer.decode(self._ids, skip_special_tokens=True).rstrip("\ufffd")
-        if len(decoded) > self._streamed:
-            self.pieces.append(decoded[self._streamed:])
-            self._streamed = len(decoded)
+        """pipeline.run streams the text each token adds, in whole characters ("" for special tokens)."""
+        if text:
+            self.pieces.append(text)
 
     def _on_progress(self, message: str, fraction: float) -> None:
         self.progress = (message, fraction)

@@ -123,18 +123,19 @@ def test_a_decline_is_told_apart_from_an_answer(qa_run):
     assert not provenance.declined(dataclasses.replace(qa_run, task="summarize", output_text="not in the document"))
 
 
-def test_run_job_streams_whole_characters(loaded, qa_run):
-    """Byte-level BPE splits an accented letter over tokens: the stream shows no U+FFFD half
-    characters, and what it shows is always a prefix of the decoded output."""
+def test_streamed_text_is_whole_characters(loaded):
+    """Byte-level BPE splits an accented letter over tokens: the stream pipeline.run hands to
+    on_token (pipeline.TextStream) shows no U+FFFD half characters, and what it shows is always a
+    prefix of the decoded output."""
     tok = loaded.tokenizer
     text = " Noémi Zhou, Eíríkur Þórsson: 7,500,000 € in São Paulo"
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert any("\ufffd" in tok.decode([i]) for i in ids)  # some token alone is half a character
-    job = RunJob(loaded, qa_run.document, qa_run.global_mask, task="qa")
-    seen = []
+    stream = pipeline.TextStream(tok)
+    pieces, seen = [], []
     for i in [tok.bos_token_id, *ids, tok.eos_token_id]:
-        job._on_token(i, tok.decode([i]))
-        seen.append("".join(job.pieces))
+        pieces.append(stream.add(i))
+        seen.append("".join(pieces))
         assert "\ufffd" not in seen[-1] and text.startswith(seen[-1])
     assert seen[-1] == text
 
