@@ -23,8 +23,21 @@ from typing import IO
 
 from .cli import find_app
 
-# a Chromium for the browser drivers (Debian's package; BROWSER_PATH wins, as for figure export)
-CHROMIUM = os.environ.get("BROWSER_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+DEBIAN_CHROMIUM = "/usr/bin/chromium"
+
+
+def browser_path() -> str | None:
+    """The Chrome/Chromium on this machine: BROWSER_PATH (which kaleido's figure export reads too),
+    else Debian's chromium, else one on PATH; None when there is none."""
+    for path in (os.environ.get("BROWSER_PATH"), DEBIAN_CHROMIUM, shutil.which("chromium"),
+                 shutil.which("google-chrome"), shutil.which("chromium-browser")):
+        if path and os.path.exists(path):
+            return path
+    return None
+
+
+# the Chromium the browser drivers start (Debian's path when there is none, for the message saying so)
+CHROMIUM = browser_path() or DEBIAN_CHROMIUM
 # the page's root element once the script has finished a run (what a driver waits for)
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 
@@ -93,4 +106,4 @@ class LocalApp:
         self.stop()
 
 
-__all__ = ["CHROMIUM", "IDLE", "LocalApp", "free_port"]
+__all__ = ["CHROMIUM", "IDLE", "LocalApp", "browser_path", "free_port"]

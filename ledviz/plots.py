@@ -621,18 +621,13 @@ def text_box_html(text: str, max_height: int = 300) -> str:
 # ---------------------------------------------------------------------------------------------
 
 IMAGE_FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
-CHROMIUM = "/usr/bin/chromium"  # Debian's; BROWSER_PATH (read by kaleido's choreographer) wins
 
 
 def _browser_path() -> str | None:
-    """The Chrome/Chromium kaleido will drive: BROWSER_PATH, else Debian's chromium, else one on PATH."""
-    import shutil
+    """The Chrome/Chromium kaleido will drive (BROWSER_PATH, read by kaleido's choreographer, wins)."""
+    from .localserver import browser_path
 
-    for path in (os.environ.get("BROWSER_PATH"), CHROMIUM, shutil.which("chromium"),
-                 shutil.which("google-chrome"), shutil.which("chromium-browser")):
-        if path and os.path.exists(path):
-            return path
-    return None
+    return browser_path()
 
 
 def image_export_problem() -> str | None:
