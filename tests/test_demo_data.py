@@ -284,3 +284,45 @@ def test_variety_rejects_bad_options():
         data.Variety(family="shouting")
     with pytest.raises(ValueError, match="probability"):
         data.Variety(unanswerable=1.5)
+
+
+def test_hard_variety_stresses_weak_wordings_and_long_values_but_keeps_held_out_things_out():
+    import re
+
+    n = 400
+    easy = list(data.generate_dataset(23, n, ("qa",), 200, 600, variety=data.Variety()))
+    hard = list(data.generate_dataset(23, n, ("qa",), 200, 600, variety=data.Variety(hard=True)))
+
+    def share(exs, families):
+        return sum(ex.family in families for ex in exs) / len(exs)
+
+    weak = {"keyword", "imperative", "upper", "typos"}
+    assert share(hard, weak) > share(easy, weak) + 0.1
+    assert share(hard, {"upper"}) > 0.12 and share(hard, {"typos"}) > 0.15
+    # unanswerable questions: more of them about the report's own kind (a slot it lacks)
+    own = [ex for ex in hard if not ex.answerable and ex.family != "off-topic"]
+    assert len(own) >= 30
+    # long values: 9-10 digit amounts, names of three words and more, initials, double last names
+    facts = [v for ex in hard for k, v in ex.facts.items()]
+    amounts = [int(v.replace(",", "")) for ex in hard for k, v in ex.facts.items()
+               if k in ("budget", "revenue", "distance")]
+    assert any(a >= 1_000_000_000 for a in amounts) and any(1_000_000 <= a < 10_000_000 for a in amounts)
+    assert not any(10_000_000 <= a <= 99_999_999 for a in amounts)  # the held-out band
+    people = [ex.facts[k] for ex in hard for k in ("lead", "ceo", "leader") if k in ex.facts]
+    assert sum(len(p.split()) >= 3 for p in people) > len(people) // 5
+    assert any(re.search(r" [A-Z]\. ", p) for p in people) and any("-" in p.split()[-1] for p in people)
+    # nothing held out: names, wordings, sentences
+    held_first, held_last = data._names(True)
+    hungarian = set(data._NAME_GROUPS[-1][0]) | set(data._NAME_GROUPS[-1][1])
+    for v in facts:
+        words = set(re.split(r"[ -]", v))
+        assert not words & hungarian, v
+        assert not any(v.endswith(last) for last in held_last), v
+    assert not any(ex.question in _held_out_wordings() for ex in hard)
+    assert not any("The report lists" in ex.document for ex in hard)
+    assert not any(q in ex.question for ex in hard for q in data._OFF_TOPIC[-3:])
+    # the default varied data (validation and evaluation) is unchanged by the option
+    assert data.make_example(7, "qa", 500, variety=data.Variety()) == \
+        data.make_example(7, "qa", 500, variety=data.Variety(hard=False))
+    assert data.make_example(7, "qa", 500, variety=data.Variety(family="keyword")) != \
+        data.make_example(7, "qa", 500, variety=data.Variety(family="keyword", hard=True))

@@ -200,6 +200,16 @@ def test_plain_share_mixes_plain_and_varied_training_examples():
     assert train.TrainStream(None, args, None).next_index == 500
 
 
+def test_hard_variety_trains_on_the_hard_mix_and_validates_on_the_default_one():
+    from ledviz.demo import train
+
+    args = train.parse_args(["--out", "x", "--varied", "--hard-variety"])
+    assert train.variety(args, training=True).hard and not train.variety(args).hard
+    assert not train.variety(train.parse_args(["--out", "x", "--varied"]), training=True).hard
+    with pytest.raises(SystemExit):  # needs --varied
+        train.parse_args(["--out", "x", "--hard-variety"])
+
+
 @pytest.mark.slow  # a training run
 def test_mixed_training_validates_plain_and_varied_data(tmp_path):
     from ledviz.demo import train

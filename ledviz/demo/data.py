@@ -480,6 +480,13 @@ _KIND_WORDS = {"project": ("project", "core team"), "company": ("company", "boar
                "expedition": ("expedition", "crew")}
 _TRAIN_MIX = (("suggested", 0.3), ("synonyms", 0.2), ("keyword", 0.15), ("imperative", 0.15),
               ("declarative", 0.2))
+# Variety(hard=True): more of the wordings the model answered worst (keyword, imperative, upper
+# case, letter slips), and of the questions a report does not answer about its own kind
+_HARD_MIX = (("suggested", 0.15), ("synonyms", 0.15), ("keyword", 0.25), ("imperative", 0.25),
+             ("declarative", 0.2))
+# (mix, chance of lower case, of upper case, of letter slips, of an unanswerable question asking
+# for a slot of the report's own kind, of one asking for another kind's slot)
+_QUESTION_MIX = {False: (_TRAIN_MIX, 0.12, 0.08, 0.15, 0.5, 0.25), True: (_HARD_MIX, 0.12, 0.22, 0.25, 0.65, 0.2)}
 
 
 def _train_part(items: Sequence, held_out: bool) -> Sequence:
@@ -647,6 +654,42 @@ def _wide_amount(rng: random.Random, held_out: bool = False) -> str:
 _MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
+def _long_amount(rng: random.Random, held_out: bool = False) -> str:
+    """Variety(hard=True): half the amounts have 5-7 or 9-10 digits (the 8-digit band stays
+    held out), so that copying a value learns to run to its end whatever its length."""
+    if held_out or rng.random() < 0.5:
+        return _wide_amount(rng, held_out)
+    digits = rng.choice((5, 6, 7, 7, 9, 9, 10))
+    return f"{rng.randint(10 ** (digits - 1), 10 ** digits - 1):,}"
+
+
+def _long_person(rng: random.Random, held_out: bool = False) -> str:
+    """Variety(hard=True): longer and mixed names from the training groups: a first name with
+    a last name of any group, middle names, initials, double last names."""
+    if held_out:
+        return _world_person(rng, True)
+    groups = _NAME_GROUPS[:-1]
+    group = rng.choice(groups)
+    parts = [rng.choice(group[0][:-2])]
+    if rng.random() < 0.35:
+        parts.append(rng.choice(rng.choice(groups)[0][:-2]))
+    if rng.random() < 0.15:
+        parts.append(rng.choice(string.ascii_uppercase) + ".")
+    lasts = rng.choice(groups)[1][:-2] if rng.random() < 0.3 else group[1][:-2]
+    last = rng.choice(lasts)
+    if rng.random() < 0.25:
+        other = rng.choice(rng.choice(groups)[1][:-2])
+        last = f"{last}{rng.choice((' ', '-'))}{other}" if other != last else last
+    return " ".join(parts + [last])
+
+
+def _long_place(rng: random.Random, held_out: bool = False) -> str:
+    """Variety(hard=True): also places of three words and more (prefix, root, suffix)."""
+    if held_out or rng.random() < 0.7:
+        return _world_place(rng, held_out)
+    return f"{rng.choice(_PLACE_PREFIX)} {rng.choice(_PLACE_ROOT[:-4])} {rng.choice(_PLACE_SUFFIX)}"
+
+
 def _wide_date(rng: random.Random, held_out: bool = False) -> str:
     m = rng.randrange(12)
     return f"{rng.randint(1, _MONTH_DAYS[m])} {_MONTHS[m]} {rng.randint(1900, 2100)}"
@@ -656,11 +699,16 @@ def _wide_count(rng: random.Random, held_out: bool = False) -> str:
     return str(rng.randint(2, 999))
 
 
-def _varied_makers(held_out: bool) -> dict[str, Callable[[random.Random], str]]:
+def _varied_makers(held_out: bool, hard: bool = False) -> dict[str, Callable[[random.Random], str]]:
     """Value makers of the varied data: about half the names and places are the syllable-built
-    ones of the plain data, the other half real-world-style (held_out: unseen shapes)."""
+    ones of the plain data, the other half real-world-style (held_out: unseen shapes). hard: more
+    real-world-style names, longer names, places and amounts (never the held-out shapes)."""
     def mix(plain, world, share):
         return lambda r: world(r, held_out) if held_out or r.random() < share else plain(r)
+    if hard:
+        return {"person": mix(_person, _long_person, 0.75), "place": mix(_place, _long_place, 0.6),
+                "org": mix(_org, _world_org, 0.6), "amount": lambda r: _long_amount(r, held_out),
+                "count": lambda r: _wide_count(r, held_out), "date": lambda r: _wide_date(r, held_out)}
     return {"person": mix(_person, _world_person, 0.6), "place": mix(_place, _world_place, 0.5),
             "org": mix(_org, _world_org, 0.5), "amount": lambda r: _wide_amount(r, held_out),
             "count": lambda r: _wide_count(r, held_out), "date": lambda r: _wide_date(r, held_out)}
@@ -674,13 +722,17 @@ class Variety:
     training mix (all families, with lower case, upper case and typos on top of any wording);
     held_out: only held-out question wordings, and the asked fact stated in a held-out sentence;
     unanswerable: the chance that a question asks for something the report does not state
-    (answer NOT_IN_DOCUMENT); unseen_values: key facts take values of held-out shapes.
+    (answer NOT_IN_DOCUMENT); unseen_values: key facts take values of held-out shapes;
+    hard: the training emphasis of issue 15's second round (more keyword, imperative, upper-case
+    and letter-slip questions, more unanswerable questions about the report's own kind, longer
+    names, places and amounts), never drawing what is held out.
     """
 
     family: str | None = None
     held_out: bool = False
     unanswerable: float = 0.15
     unseen_values: bool = False
+    hard: bool = False
 
     def __post_init__(self):
         if self.family is not None and self.family not in QUESTION_FAMILIES:
@@ -692,19 +744,20 @@ class Variety:
         """(question, family) about `slot`."""
         if self.family is not None:
             return ask(rng, kind, slot, self.family, self.held_out), self.family
-        r, family = rng.random(), _TRAIN_MIX[-1][0]
-        for name, p in _TRAIN_MIX:
+        mix, p_lower, p_upper, p_typo = _QUESTION_MIX[self.hard][:4]
+        r, family = rng.random(), mix[-1][0]
+        for name, p in mix:
             if r < p:
                 family = name
                 break
             r -= p
         q = ask(rng, kind, slot, family, self.held_out)
         r = rng.random()
-        if r < 0.12:
+        if r < p_lower:
             q, family = q.lower(), "lower"
-        elif r < 0.2:
+        elif r < p_lower + p_upper:
             q, family = q.upper(), "upper"
-        if rng.random() < 0.15:
+        if rng.random() < p_typo:
             q, family = _typo(rng, q), "typos"
         return q, family
 
@@ -712,10 +765,11 @@ class Variety:
         """(question, family) that a `kind` report stating the slots `present` does not answer:
         a missing slot of its kind, a slot of another kind, or an off-topic question."""
         missing = [s.name for s in SCHEMAS[kind].slots if s.name not in present]
+        p_own, p_other = _QUESTION_MIX[self.hard][4:]
         r = rng.random()
-        if missing and r < 0.5:
+        if missing and r < p_own:
             return self.question(rng, kind, rng.choice(missing))
-        if r < 0.75:  # another kind's slot, worded so that it names that kind (not "leader?")
+        if r < p_own + p_other:  # another kind's slot, worded so that it names that kind (not "leader?")
             other = rng.choice([k for k in REPORT_KINDS if k != kind])
             for _ in range(10):
                 q, family = self.question(rng, other, rng.choice(SCHEMAS[other].slots).name)
@@ -865,7 +919,7 @@ def _build(rng, schema: Schema, task, target_tokens, slot, n_facts, length_fn,
     slots = [schema.slots[i] for i in chosen]
     if slot is not None and slot not in {s.name for s in slots}:
         slots = sorted(set(slots[1:]) | {schema.slot(slot)}, key=schema.slots.index)
-    makers = _VALUE_MAKERS if variety is None else _varied_makers(variety.unseen_values)
+    makers = _VALUE_MAKERS if variety is None else _varied_makers(variety.unseen_values, variety.hard)
     facts: dict[str, str] = {}
     for s in slots:
         while True:
@@ -873,7 +927,7 @@ def _build(rng, schema: Schema, task, target_tokens, slot, n_facts, length_fn,
             if not any(_overlaps(v, f) for f in facts.values()):
                 facts[s.name] = v
                 break
-    fill = _Filler(rng, kind, set(facts.values()), None if variety is None else _varied_makers(False))
+    fill = _Filler(rng, kind, set(facts.values()), None if variety is None else _varied_makers(False, variety.hard))
     asked = None
     if variety is not None and task == "qa":  # chosen before the sentences: a held-out one states it
         asked = slot or rng.choice(sorted(facts))

@@ -145,9 +145,13 @@ def pack_batches(items: Iterable[Encoded], batch_tokens: int, batch_size: int) -
     return batches
 
 
-def variety(args) -> "data.Variety | None":
-    """The varied data of --varied (None: the plain data), for training and validation."""
-    return data.Variety(unanswerable=args.unanswerable) if args.varied else None
+def variety(args, training: bool = False) -> "data.Variety | None":
+    """The varied data of --varied (None: the plain data), for validation, or for training
+    (`training`: with --hard-variety, the harder mix; validation stays the same for every run,
+    so that runs are compared on the same examples)."""
+    if not args.varied:
+        return None
+    return data.Variety(unanswerable=args.unanswerable, hard=training and args.hard_variety)
 
 
 def is_plain(args, index: int) -> bool:
@@ -163,7 +167,7 @@ def training_examples(args, start: int, n: int, min_tokens: int, max_tokens: int
     """Examples start..start+n-1 of the TRAIN_SEED stream, each plain or varied (see is_plain)."""
     for i in range(start, start + n):
         yield from data.generate_dataset(data.TRAIN_SEED, 1, args.tasks, min_tokens, max_tokens, start=i,
-                                         variety=None if is_plain(args, i) else variety(args))
+                                         variety=None if is_plain(args, i) else variety(args, training=True))
 
 
 class TrainStream:
@@ -461,6 +465,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--varied", action="store_true",
                    help="varied data (ledviz.demo.data.Variety): many question and fact-sentence wordings, "
                         "wide values, unanswerable questions; training and validation alike")
+    p.add_argument("--hard-variety", action="store_true",
+                   help="with --varied: train on data.Variety(hard=True) (more keyword, imperative, upper-case and "
+                        "letter-slip questions, more unanswerable questions about the report's own kind, longer "
+                        "names and amounts); validation keeps the default varied data")
     p.add_argument("--stream-start", type=int, default=0,
                    help="first example of the training stream (a later fine-tuning phase passes the number "
                         "of examples earlier phases read, so that it sees fresh documents)")
@@ -510,7 +518,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     if not 0.0 <= args.unanswerable <= 1.0:
         p.error(f"--unanswerable must be between 0 and 1, got {args.unanswerable}")
-    for name in ("unanswerable", "plain_share"):
+    for name in ("unanswerable", "plain_share", "hard_variety"):
         if getattr(args, name) != p.get_default(name) and not args.varied:
             p.error(f"--{name.replace('_', '-')} applies to the varied data: add --varied")
     if not 0.0 <= args.plain_share <= 1.0:
