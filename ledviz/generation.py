@@ -416,19 +416,80 @@ def _prefix_allowed(fn: Callable[[int, torch.Tensor], Sequence[int]], beams: int
     return apply
 
 
-def _span_followers(doc: torch.Tensor, span: Sequence[int]) -> list[int] | None:
-    """The tokens that extend `span` to a longer span of `doc` (every token of `doc` when `span`
-    is empty), or None when `span` does not occur in `doc`."""
+_SPACE_BYTES = frozenset(b" \t\n\r\x0b\x0c")
+
+
+def word_bounds(pieces: Sequence[bytes]) -> tuple[list[bool], list[bool]]:
+    """Where a span of whole words may start and end, for a document whose tokens stand for the
+    bytes `pieces` (in order; byte-level BPE: tokenization.token_bytes).
+
+    starts[p]: token p begins a word: it begins with whitespace, is the first token, follows
+    whitespace, or follows an opening mark that follows whitespace (the "John" of " (John").
+    ends[p]: a span may end after token p: the document ends there, or goes on with whitespace,
+    or with punctuation that is not glued to a following letter or digit. So "7,500,000." may end
+    after "000" but not after "7" or "500", "Anna-Lena" not after "Anna", and "St. Louis" after
+    "St", "St." or "Louis". Bytes of multi-byte characters (non-ASCII letters) count as letters.
+    """
+    text = b"".join(pieces)
+
+    def kind(i: int) -> str:  # "s"pace, "w"ord (letter, digit, non-ASCII) or "p"unctuation; "" outside
+        if not 0 <= i < len(text):
+            return ""
+        b = text[i]
+        return "s" if b in _SPACE_BYTES else "w" if b >= 0x80 or chr(b).isalnum() else "p"
+
+    starts, ends, pos = [], [], 0
+    for piece in pieces:
+        a, e = pos, pos + len(piece)
+        pos = e
+        before = kind(a - 1)
+        starts.append(bool(piece) and (kind(a) == "s" or before in ("", "s")
+                                       or (before == "p" and kind(a) == "w" and kind(a - 2) in ("", "s"))))
+        after = kind(e)
+        ends.append(bool(piece) and kind(e - 1) != "s"
+                    and (after in ("", "s") or (after == "p" and kind(e + 1) != "w")))
+    return starts, ends
+
+
+def _span_continuations(doc: torch.Tensor, span: Sequence[int], words: tuple[torch.Tensor, torch.Tensor] | None
+                        ) -> tuple[list[int] | None, bool]:
+    """(followers, may_end) of `span` in `doc`: the tokens that extend it to a longer span of
+    `doc` (every token of `doc` when `span` is empty), or None when it does not occur; and
+    whether an answer may end with it. `words` (starts, ends: booleans per document token, see
+    word_bounds) keeps spans to whole words: only the occurrences that start where a word starts
+    count, and the span may end only if one of them ends where a word ends."""
+    starts_ok = ends_ok = None
+    if words is not None:
+        starts_ok, ends_ok = words
     if not span:
-        return torch.unique(doc).tolist()
+        return torch.unique(doc if starts_ok is None else doc[starts_ok]).tolist(), False
     n = len(span)
     if n > doc.numel():
+        return None, False
+    at = (doc.unfold(0, n, 1) == torch.as_tensor(list(span), dtype=doc.dtype)).all(dim=1).nonzero().flatten()
+    if starts_ok is not None:
+        at = at[starts_ok[at]]
+    if at.numel() == 0:
+        return None, False
+    after = at + n
+    may_end = True if ends_ok is None else bool(ends_ok[after - 1].any())
+    return torch.unique(doc[after[after < doc.numel()]]).tolist(), may_end
+
+
+def _word_tensors(words: Sequence[tuple[Sequence[bool], Sequence[bool]]] | None, sources, who: str):
+    """words (one (starts, ends) per source) as boolean tensors, checked against the sources."""
+    if words is None:
         return None
-    starts = (doc.unfold(0, n, 1) == torch.as_tensor(list(span), dtype=doc.dtype)).all(dim=1).nonzero().flatten()
-    if starts.numel() == 0:
-        return None
-    after = starts + n
-    return torch.unique(doc[after[after < doc.numel()]]).tolist()
+    if len(words) != len(sources):
+        raise GenerationSettingsError(f"{who} has {len(sources)} sources but {len(words)} word bounds: "
+                                      "give one (starts, ends) per source")
+    out = []
+    for b, ((st, en), src) in enumerate(zip(words, sources)):
+        if not len(st) == len(en) == len(src):
+            raise GenerationSettingsError(f"{who}: the word bounds of source {b} have {len(st)} starts and "
+                                          f"{len(en)} ends for {len(src)} tokens: give one of each per token")
+        out.append((torch.as_tensor(list(st), dtype=torch.bool), torch.as_tensor(list(en), dtype=torch.bool)))
+    return out
 
 
 def _end_ids(eos_token_id: int | Sequence[int], who: str) -> list[int]:
@@ -457,7 +518,8 @@ def _written_after_lead(sources: Sequence[Sequence[int]], who: str, skip: int, l
 
 
 def span_constraint(sources: Sequence[Sequence[int]], eos_token_id: int | Sequence[int], *, skip: int = 1,
-                    lead: Sequence[int] = (), alternatives: Sequence[Sequence[int]] = ()
+                    lead: Sequence[int] = (), alternatives: Sequence[Sequence[int]] = (),
+                    words: Sequence[tuple[Sequence[bool], Sequence[bool]]] | None = None
                     ) -> Callable[[int, torch.Tensor], list[int]]:
     """A prefix_allowed_tokens_fn that makes each generated answer a span of its source.
 
@@ -472,10 +534,16 @@ def span_constraint(sources: Sequence[Sequence[int]], eos_token_id: int | Sequen
     `alternatives` are whole answers allowed besides the spans (token ids), for instance the
     tokens of the demo model's " not in the document": a row may write one of them exactly and
     end.
+
+    `words` (optional, one (starts, ends) per source: booleans per token, see word_bounds) keeps
+    answers to whole words of the document: an answer may only start where a word of the
+    document starts and only end where that word ends ("7,500,000", never "7,500"), at any one
+    of its occurrences.
     """
     ends = _end_ids(eos_token_id, "span_constraint")
     state = _written_after_lead(sources, "span_constraint", skip, lead)
     alts = [[int(t) for t in alt] for alt in alternatives if len(alt)]
+    bounds = _word_tensors(words, sources, "span_constraint")
 
     def allowed(batch_id: int, ids: torch.Tensor) -> list[int]:
         doc, forced, span = state(batch_id, ids)
@@ -483,8 +551,8 @@ def span_constraint(sources: Sequence[Sequence[int]], eos_token_id: int | Sequen
             return forced
         if any(t in ends for t in span):
             return ends
-        followers = _span_followers(doc, span)
-        nxt, may_end = set(followers or ()), bool(span) and followers is not None
+        followers, may_end = _span_continuations(doc, span, None if bounds is None else bounds[batch_id])
+        nxt = set(followers or ())
         for alt in alts:
             if len(span) < len(alt) and alt[:len(span)] == span:
                 nxt.add(alt[len(span)])
@@ -498,7 +566,8 @@ def span_constraint(sources: Sequence[Sequence[int]], eos_token_id: int | Sequen
 def fact_list_constraint(sources: Sequence[Sequence[int]], labels: Sequence[Sequence[int]],
                          first_labels: Sequence[Sequence[int]], stop_token_id: int,
                          eos_token_id: int | Sequence[int], *, skip: int = 1, lead: Sequence[int] = (),
-                         max_value_tokens: int = 24, value_starts: Sequence[int] | None = None
+                         max_value_tokens: int = 24, value_starts: Sequence[int] | None = None,
+                         words: Sequence[tuple[Sequence[bool], Sequence[bool]]] | None = None
                          ) -> Callable[[int, torch.Tensor], list[int]]:
     """A prefix_allowed_tokens_fn for summaries written as a list of facts, "Label: value. Label:
     value." (the demo model's template): every value is a span of the document and every label
@@ -511,9 +580,12 @@ def fact_list_constraint(sources: Sequence[Sequence[int]], labels: Sequence[Sequ
     ended by the stop token, then either another unused label or the end of the sequence.
     `value_starts` (optional): the token ids a value may begin with, for instance the tokens
     that begin a word, so that a value is not the tail of a longer word of the document.
+    `words` (optional, as in span_constraint): each value whole words of the document, starting
+    where a word starts and stopped only where that word ends.
     """
     ends = _end_ids(eos_token_id, "fact_list_constraint")
     state = _written_after_lead(sources, "fact_list_constraint", skip, lead)
+    bounds = _word_tensors(words, sources, "fact_list_constraint")
     if len(labels) != len(first_labels) or not labels:
         raise GenerationSettingsError("fact_list_constraint needs one first-position form per label, and labels")
     labels = [[int(t) for t in x] for x in labels]
@@ -552,7 +624,7 @@ def fact_list_constraint(sources: Sequence[Sequence[int]], labels: Sequence[Sequ
             if i == len(rest):  # inside the value
                 if any(t in ends for t in value):
                     return ends
-                followers = _span_followers(doc, value)
+                followers, may_end = _span_continuations(doc, value, None if bounds is None else bounds[batch_id])
                 if followers is None:
                     return ends
                 if len(value) >= max_value_tokens:
@@ -560,7 +632,7 @@ def fact_list_constraint(sources: Sequence[Sequence[int]], labels: Sequence[Sequ
                 nxt = set(followers) - {stop}
                 if not value and starts is not None:
                     nxt &= starts
-                return sorted(nxt) + ([stop] if value else []) or ends
+                return sorted(nxt) + ([stop] if may_end else []) or ends
             i += 1  # the stop token
             n_facts += 1
     return allowed

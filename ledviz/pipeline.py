@@ -19,9 +19,9 @@ from . import device
 from .errors import InputError
 from .export import AttentionStore
 from .config import LEDConfig
-from .generation import fact_list_constraint, span_constraint
+from .generation import fact_list_constraint, span_constraint, word_bounds
 from .modeling import LEDForConditionalGeneration
-from .tokenization import LEDTokenizerFast
+from .tokenization import LEDTokenizerFast, token_bytes
 from .unfold import SparseAttention
 
 EMBEDDED = "embedded"
@@ -374,8 +374,10 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
 
     what="answer": span_constraint, each answer a span of its document or exactly the decline
     answer " not in the document" (ledviz.demo.data.NOT_IN_DOCUMENT). what="facts":
-    fact_list_constraint with the labels of the demo template (ledviz.demo.data.SCHEMAS), each
-    value a span that begins a word. Both copy from `copy_source` of the document."""
+    fact_list_constraint with the labels of the demo template (ledviz.demo.data.SCHEMAS). Both
+    copy from `copy_source` of the document, whole words only (generation.word_bounds): an answer
+    or value starts where a word of the document starts and ends where it ends ("7,500,000",
+    never "7,500"; "John Smith", never "Jo")."""
     from .demo.data import NOT_IN_DOCUMENT
 
     if what not in ("answer", "facts"):
@@ -386,16 +388,16 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
         return tok(text, add_special_tokens=False)["input_ids"]
 
     copyable = [copy_source(tok, src) for src in sources]
+    words = [word_bounds([token_bytes(piece) for piece in tok.convert_ids_to_tokens(src)]) for src in copyable]
     if what == "answer":
-        return span_constraint(copyable, eos_token_id, lead=lead, alternatives=[ids(" " + NOT_IN_DOCUMENT)])
+        return span_constraint(copyable, eos_token_id, lead=lead, alternatives=[ids(" " + NOT_IN_DOCUMENT)],
+                               words=words)
     labels = fact_labels()
     stop = ids(".")
     if len(stop) != 1:  # pragma: no cover - a byte-level BPE always has "." as one token
         raise InputError("facts_from_document needs '.' to be one token in this tokenizer")
-    starts = {t for src in copyable for t, piece in zip(src, tok.convert_ids_to_tokens(src))
-              if piece.startswith("\u0120")}  # the tokens that begin a word (byte-level BPE's space mark)
     return fact_list_constraint(copyable, [ids(f" {x}:") for x in labels], [ids(f"{x}:") for x in labels],
-                                stop[0], eos_token_id, lead=lead, value_starts=sorted(starts))
+                                stop[0], eos_token_id, lead=lead, words=words)
 
 
 def _document_constraint(loaded: LoadedModel, doc: Document, generation: dict, name: str, both: bool = False):

@@ -102,6 +102,14 @@ def bytes_to_unicode() -> dict[int, str]:
 _BYTE_OF_CHAR = {c: b for b, c in bytes_to_unicode().items()}
 
 
+def token_bytes(token: str) -> bytes:
+    """The bytes a byte-level BPE token stands for ("Ġ7" -> b" 7"); an added token that is not
+    byte-level text, as its UTF-8."""
+    if all(c in _BYTE_OF_CHAR for c in token):
+        return bytes(_BYTE_OF_CHAR[c] for c in token)
+    return token.encode("utf-8")
+
+
 class InputTypeError(InputError, TypeError):
     """An input of the wrong kind (None where a text belongs): an InputError, and a TypeError as in transformers."""
 
@@ -790,12 +798,7 @@ class LEDTokenizerFast:
 
     def _tokens_to_text(self, tokens: list[str]) -> str:
         """Byte-level tokens to text, with `self.errors` as the UTF-8 error handler (fast: always replace)."""
-        data = bytearray()
-        for token in tokens:
-            if all(c in _BYTE_OF_CHAR for c in token):
-                data += bytes(_BYTE_OF_CHAR[c] for c in token)
-            else:  # an added token that is not byte-level text
-                data += token.encode("utf-8")
+        data = b"".join(token_bytes(token) for token in tokens)
         return data.decode("utf-8", errors="replace" if self.is_fast else self.errors)
 
     def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False,

@@ -384,6 +384,56 @@ def test_the_decline_answer_is_allowed_when_answers_are_kept_to_the_document():
     assert decline[0] in start and other not in start  # a token of no span and no alternative is not allowed
 
 
+def test_answers_and_facts_kept_to_the_document_are_whole_words():
+    """The word rule of document_constraint (generation.word_bounds), with the embedded model's
+    tokenizer: a kept answer or summary value may stop only where a word of the document ends, so
+    "7,500,000" is never cut to "7,500" nor "Noémi Zhou" to "Noémi Zho"; through the app's run,
+    an answer is the decline or whole words of the document."""
+    import re
+
+    from ledviz.demo import data
+    from ledviz.pipeline import document_constraint, fact_labels
+
+    loaded = load_model(None)
+    tok, cfg = loaded.tokenizer, loaded.config
+    text = ("The approved budget is 7,500,000 credits. The project is led by Noémi Zhou, and the site is "
+            "St. Louis. Its partner is Anna-Lena Holdings.")
+    doc = prepare_document(loaded, text, question="What is the approved budget?")
+    source = doc.input_ids[0, doc.document_tokens()].tolist()
+    answer = document_constraint(tok, [source], "answer", cfg.eos_token_id, cfg.bos_token_id)
+    start = [cfg.decoder_start_token_id, cfg.bos_token_id]
+
+    def ends_allowed(value: str) -> list[tuple[str, bool]]:
+        """(prefix, may end there) along the tokens of `value`, each token checked as allowed."""
+        written, out = list(start), []
+        for t in tok(value, add_special_tokens=False)["input_ids"]:
+            assert t in answer(0, torch.tensor(written)), f"{tok.decode(written[2:] + [t])!r} is not allowed"
+            written.append(t)
+            out.append((tok.decode(written[2:]), cfg.eos_token_id in answer(0, torch.tensor(written))))
+        return out
+
+    for value, whole in ((" 7,500,000", {" 7,500,000"}), (" Noémi Zhou", {" Noémi", " Noémi Zhou"}),
+                         (" St. Louis", {" St", " St.", " St. Louis"}), (" Anna-Lena", {" Anna-Lena"})):
+        steps = ends_allowed(value)
+        assert len(steps) >= 2, steps  # the test needs a value of several tokens
+        assert {p for p, may_end in steps if may_end} == whole & {p for p, _ in steps}, steps
+    # the summary's values: the stop "." only after a whole word
+    label = "Budget" if "Budget" in fact_labels() else fact_labels()[0]
+    facts = document_constraint(tok, [source], "facts", cfg.eos_token_id, cfg.bos_token_id)
+    stop = tok(".", add_special_tokens=False)["input_ids"][0]
+    written = start + tok(f"{label}:", add_special_tokens=False)["input_ids"]
+    for t in tok(" 7,500,000", add_special_tokens=False)["input_ids"]:
+        assert stop not in facts(0, torch.tensor(written)), tok.decode(written[2:])  # empty, " 7", " 7,500", ...
+        written.append(t)
+    assert stop in facts(0, torch.tensor(written))
+    # through the app's run: the answer is whole words of the document, or the decline
+    for question in ("What is the approved budget?", "Who leads the project?", "WHO IS THE PROJECT LEAD?"):
+        doc = prepare_document(loaded, text, question=question)
+        out = run(loaded, doc, task="qa", max_new_tokens=24, answer_from_document=True).output_text
+        assert out == data.NOT_IN_DOCUMENT or re.search(
+            rf"(?<![\w,.'-]){re.escape(out)}(?![\w]|[,.'-][\w])", text), f"{question!r}: {out!r}"
+
+
 def test_summaries_kept_to_the_document_state_only_spans_once_each():
     """facts_from_document: every value of the summary is a span of the document that begins a word,
     every label appears once, and no word follows itself (the issue's "CEO: Man Man Man")."""

@@ -517,6 +517,69 @@ def test_fact_list_constraint_keeps_values_to_spans_and_labels_to_one_use():
         fact_list_constraint([doc], [[10, 11]], [], 13, 2)
 
 
+# " The budget is 7,500,000. John Smith met Jo in St. Louis." as hand-made tokens (id: bytes);
+# "John" is " Jo" + "hn", so " Jo" is both a whole word and the start of a longer one
+_WORDS_DOC = [(10, b" The"), (11, b" budget"), (12, b" is"), (13, b" 7"), (14, b","), (15, b"500"), (14, b","),
+              (16, b"000"), (17, b"."), (21, b" Jo"), (25, b"hn"), (19, b" Smith"), (20, b" met"), (21, b" Jo"),
+              (22, b" in"), (23, b" St"), (17, b"."), (24, b" Louis"), (17, b".")]
+
+
+def test_word_bounds_mark_where_whole_words_start_and_end():
+    from ledviz.generation import word_bounds
+
+    starts, ends = word_bounds([b for _, b in _WORDS_DOC])
+    words = [b.decode() for _, b in _WORDS_DOC]
+    assert [w for w, s in zip(words, starts) if s] == [" The", " budget", " is", " 7", " Jo", " Smith", " met",
+                                                       " Jo", " in", " St", " Louis"]
+    # a number with thousands separators ends only after its last group (or its full stop), never
+    # after "7" or "500"; "St" may end before ". Louis" (a full stop not glued to a letter), and so may "St."
+    assert [w for w, e in zip(words, ends) if e] == [" The", " budget", " is", "000", ".", "hn", " Smith", " met",
+                                                     " Jo", " in", " St", ".", " Louis", "."]
+    starts, ends = word_bounds([b" (", b"Jo", b"hn", b")", b" O", b"'", b"Brien", b"-", b"Lee", b" ", b"\xc3",
+                                b"\xa9", b"mi"])
+    assert starts == [True, True, False, False, True, False, False, False, False, True, True, False, False]
+    assert ends == [False, False, True, True, False, False, False, False, True, False, False, False, True]
+
+
+def test_span_constraint_keeps_answers_to_whole_words_at_any_occurrence():
+    from ledviz.generation import span_constraint, word_bounds
+
+    doc = [t for t, _ in _WORDS_DOC]
+    words = [word_bounds([b for _, b in _WORDS_DOC])]
+    allowed = span_constraint([doc], eos_token_id=2, lead=[0], alternatives=[[30, 31]], words=words)
+    ask = lambda *ids: allowed(0, torch.tensor([2, *ids]))  # noqa: E731 - 2 is the decoder start token
+    assert ask(0) == [10, 11, 12, 13, 19, 20, 21, 22, 23, 24, 30]  # word starts only (no "500", ",", "hn")
+    assert ask(0, 13, 14, 15) == [14]  # " 7,500" may not end: the number goes on
+    assert ask(0, 13, 14, 15, 14, 16) == [17, 2]  # " 7,500,000" may end (or take its full stop)
+    assert ask(0, 15) == [2]  # "500" starts no word: forced there, a row only ends
+    assert ask(0, 21) == [22, 25, 2]  # " Jo" ends a word at its second occurrence
+    assert ask(0, 21, 25) == [19, 2] and ask(0, 21, 25, 19) == [20, 2]  # "John", "John Smith"
+    assert ask(0, 23) == [17, 2] and ask(0, 23, 17) == [24, 2]  # "St", "St." and "St. Louis"
+    assert ask(0, 30) == [31] and ask(0, 30, 31) == [2]  # the alternative answer as before
+    # one occurrence only, inside a longer word: " Jo" of " John" may not end
+    only_john = [t for t, _ in _WORDS_DOC[:13]]
+    fn = span_constraint([only_john], eos_token_id=2, lead=[0], words=[word_bounds([b for _, b in _WORDS_DOC[:13]])])
+    assert fn(0, torch.tensor([2, 0, 21])) == [25]
+    assert span_constraint([doc], eos_token_id=2, lead=[0])(0, torch.tensor([2, 0, 13, 14, 15])) == [14, 2]  # no words
+    with pytest.raises(GenerationSettingsError, match="one of each per token"):
+        span_constraint([doc], 2, words=[(words[0][0][:3], words[0][1])])
+    with pytest.raises(GenerationSettingsError, match="one \\(starts, ends\\) per source"):
+        span_constraint([doc, doc], 2, words=words)
+
+
+def test_fact_list_constraint_ends_values_where_words_end():
+    from ledviz.generation import fact_list_constraint, word_bounds
+
+    doc = [t for t, _ in _WORDS_DOC]
+    allowed = fact_list_constraint([doc], labels=[[40, 41]], first_labels=[[42, 41]], stop_token_id=17,
+                                   eos_token_id=2, lead=[0], words=[word_bounds([b for _, b in _WORDS_DOC])])
+    ask = lambda *ids: allowed(0, torch.tensor([2, *ids]))  # noqa: E731
+    assert ask(0, 42, 41) == [10, 11, 12, 13, 19, 20, 21, 22, 23, 24]  # values start where words start
+    assert ask(0, 42, 41, 13, 14, 15) == [14]  # no stop inside "7,500,000"
+    assert ask(0, 42, 41, 13, 14, 15, 14, 16) == [17]  # the stop after its last group
+    assert ask(0, 42, 41, 21, 25, 19) == [20, 17]  # "John Smith." (or on)
+
+
 def test_a_prefix_function_that_allows_nothing_is_named(models, inputs):
     _, ours, _ = models
     with pytest.raises(GenerationSettingsError, match="prefix_allowed_tokens_fn allowed no token for input 0"):
