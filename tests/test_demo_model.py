@@ -76,6 +76,10 @@ def test_micro_training_run_and_evaluation(tmp_path):
     assert limit == packed.config.max_encoder_position_embeddings  # what the tokenizer says is the model's limit
     phases = {json.loads(line)["phase"] for line in (shipped / "train_log.jsonl").read_text().splitlines()}
     assert phases == {1, 2}
+    again = tmp_path / "again"  # a later phase packaged after the shipped log keeps its phases
+    train.package(str(out), str(again), logs=[str(shipped / "train_log.jsonl"), str(out / "train_log.jsonl")])
+    phases = [json.loads(line)["phase"] for line in (again / "train_log.jsonl").read_text().splitlines()]
+    assert sorted(set(phases)) == [1, 2, 3] and phases == sorted(phases)
     train.main(["--micro", "--out", str(out), "--steps", "2", "--eval-every", "2", "--device", "cpu", "--resume",
                 "--varied", "--unanswerable", "0.5"])
     scores = evaluate.main(["--model", str(out), "--n", "2", "--lengths", "300", "--seed", "valid",

@@ -410,7 +410,9 @@ def save_checkpoint(model, codec: Codec, out: str, info: dict) -> None:
 def package(src: str, out: str, logs: Sequence[str] = ()) -> None:
     """Write the checkpoint in `src` to `out` as shipped: float16 weights, tokenizer, generation
     config and training record; `logs` (train_log.jsonl files of successive phases) are joined
-    into one train_log.jsonl, each record tagged with its phase."""
+    into one train_log.jsonl, each record tagged with its phase: a record that already carries
+    one (the joined log of an earlier package) keeps it, the others of a file take the phase
+    after the highest one before them."""
     from ledviz import LEDForConditionalGeneration
 
     os.makedirs(out, exist_ok=True)
@@ -422,12 +424,17 @@ def package(src: str, out: str, logs: Sequence[str] = ()) -> None:
     for name in ("generation_config.json", "demo_training.json"):
         shutil.copyfile(os.path.join(src, name), os.path.join(out, name))
     if logs:
+        records, last = [], 0
+        for path in logs:
+            with open(path, encoding="utf-8") as g:
+                part = [json.loads(line) for line in g if line.strip()]
+            phase = last + 1
+            for r in part:
+                r.setdefault("phase", phase)
+                last = max(last, r["phase"])
+            records += part
         with open(os.path.join(out, "train_log.jsonl"), "w", encoding="utf-8") as f:
-            for phase, path in enumerate(logs, 1):
-                with open(path, encoding="utf-8") as g:
-                    for line in g:
-                        if line.strip():
-                            f.write(json.dumps(dict(json.loads(line), phase=phase)) + "\n")
+            f.writelines(json.dumps(r) + "\n" for r in records)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
