@@ -171,11 +171,18 @@ class LEDEncoderLayer(nn.Module):
         self.activation_inplace = _INPLACE_ACTIVATIONS.get(config.activation_function)
 
     def forward(self, hidden_states, layout, layer_head_mask=None, output_attentions=False, probs_dtype=None):
+        """hidden_states (B, L, D) in the weights' dtype, or for inference with bfloat16 weights in float32
+        (the encoder's float32 residual stream, `wide_residual_stream`): then the output is float32 too."""
         # attention block (post-LayerNorm)
         residual = hidden_states
+        weights_dtype = self.fc1.weight.dtype
+        if hidden_states.dtype != weights_dtype:  # the wide stream: products take the weights' dtype
+            hidden_states = hidden_states.to(weights_dtype)
         h, local_probs, global_probs = self.self_attn.longformer_self_attn(
             hidden_states, layout, layer_head_mask, output_attentions, probs_dtype)
-        if is_inference(self):
+        if is_inference(self) and residual.dtype != h.dtype:
+            h = self._tail_inference_wide(h.contiguous(), residual, layout)
+        elif is_inference(self):
             h = self._tail_inference(h.contiguous(), residual, layout)
         else:
             h = self.self_attn.output(h)
@@ -220,6 +227,38 @@ class LEDEncoderLayer(nn.Module):
         _rows_in_place(flat, out_rows, rows, lambda part, buf: layer_norm(ln1, part))
         _rows_in_place(flat, out_rows, rows, feed_forward)
         return h
+
+
+    def _tail_inference_wide(self, h: torch.Tensor, residual: torch.Tensor, layout: GlobalLayout) -> torch.Tensor:
+        """`_tail_inference` with the residual stream in float32 (residual and the result (B, L, D) float32):
+        the products in the weights' dtype, the sums and layer norms in float32, so that the stream is
+        rounded only where a product reads it."""
+        B, L, D = h.shape
+        flat, res = h.view(B * L, D), residual.reshape(B * L, D)
+        out = torch.empty(B * L, D, dtype=torch.float32, device=h.device)
+        ffn = self.fc1.out_features
+        rows = rows_per_slice(B * L, ffn * h.element_size())
+        activations = layout.scratch.scores_or_activations.view((rows, ffn), h)
+        narrow = layout.scratch.layer_rows.view((rows, D), h)  # a slice in the weights' dtype
+        proj, ln1, ln2 = self.self_attn.output, self.self_attn_layer_norm, self.final_layer_norm
+
+        def layer_norm(ln: nn.LayerNorm, t: torch.Tensor) -> torch.Tensor:
+            return F.layer_norm(t, ln.normalized_shape, ln.weight.float(), ln.bias.float(), ln.eps)
+
+        for r0 in range(0, B * L, rows):
+            r1 = min(B * L, r0 + rows)
+            buf = narrow[: r1 - r0]
+            o = out[r0:r1]
+            torch.add(res[r0:r1], torch.addmm(proj.bias, flat[r0:r1], proj.weight.t(), out=buf), out=o)
+            o.copy_(layer_norm(ln1, o))
+            f = torch.addmm(self.fc1.bias, buf.copy_(o), self.fc1.weight.t(), out=activations[: r1 - r0])
+            if self.activation_inplace is not None:
+                self.activation_inplace(f)
+            else:
+                f = self.activation_fn(f)
+            o.add_(torch.addmm(self.fc2.bias, f, self.fc2.weight.t(), out=buf))
+            o.copy_(layer_norm(ln2, o))
+        return out.view(B, L, D)
 
 
 class LEDDecoderLayer(nn.Module):
@@ -363,6 +402,8 @@ class LEDEncoder(LEDPreTrainedModel):
         self.layernorm_embedding = nn.LayerNorm(config.d_model)
         self.gradient_checkpointing = False
         self.checkpoint_kwargs = {"use_reentrant": False}  # torch.utils.checkpoint's, see gradient_checkpointing_enable
+        # bfloat16 weights, inference on the CPU: the residual stream stays float32 (see forward)
+        self.wide_residual_stream = True
         self.post_init()
 
     def set_attention_implementation(self, name: str, block_size: int | None = None) -> None:
@@ -443,6 +484,13 @@ class LEDEncoder(LEDPreTrainedModel):
         h = F.dropout(self.layernorm_embedding(h), p=self.dropout, training=self.training)
         del inputs_embeds  # (B, L, D): not needed past here, and large for a long document
 
+        # bfloat16 weights at inference on the CPU: the residual stream between the layers stays in float32
+        # (each layer's products still read bfloat16), which halves the error of the attention probabilities
+        wide = (self.wide_residual_stream and h.dtype == torch.bfloat16 and h.device.type == "cpu"
+                and is_inference(self))
+        model_dtype = h.dtype
+        if wide:
+            h = h.float()
         want_probs = output_attentions or attention_sink is not None
         all_hidden = [] if output_hidden_states else None
         all_local = [] if output_attentions else None
@@ -477,8 +525,8 @@ class LEDEncoder(LEDPreTrainedModel):
                     all_global.append(global_probs)
         if output_hidden_states:
             all_hidden.append(h)
-            all_hidden = tuple(_first_rows(s, N, dim=1) for s in all_hidden)
-        h = _first_rows(h, N, dim=1)
+            all_hidden = tuple(_first_rows(s, N, dim=1).to(model_dtype) for s in all_hidden)
+        h = _first_rows(h, N, dim=1).to(model_dtype)
         all_local = tuple(all_local) if all_local is not None else None
         all_global = tuple(all_global) if all_global is not None else None
         if not return_dict:

@@ -1,0 +1,216 @@
+"""A compiled kernel for the band's elementwise chain, built on first use where a C++ compiler is found.
+
+The blocked inference attention (attention.py) turns each chunk's band scores into probabilities
+with several PyTorch passes over memory: mask, softmax, head weight, and a copy of the window
+slots into the kept probabilities in their own dtype. `fused_band.cpp` (beside this file) does
+all of it in one pass per row while the row is in cache, and can also give each row's
+statistics (attention.py: `ROW_STATISTICS`). With bfloat16 weights this chain is the largest cost
+after the matrix products.
+
+    band_kernel()     # the ctypes function, or None (no compiler, a failed build, or turned off)
+    kernel_status()   # in words: "compiled with g++ (cached in ...)" or why not
+
+On first use the source is compiled with the system's C++ compiler (`$CXX`, else g++, c++ or
+clang++), tuned for this CPU (-march=native), about a second, into a cache directory
+(`$LEDVIZ_KERNEL_CACHE`, else ~/.cache/ledviz/kernels); the file name holds a hash of the
+source, the compiler, its flags and this CPU's flags, so a cache shared by different machines
+never loads a library built for another CPU. Where there is no compiler, the build fails or the
+cache cannot be written, ledviz keeps its PyTorch operations (the same numbers, slower) and
+`kernel_status()` says why. `LEDVIZ_FUSED_KERNEL=off` (or `set_enabled(False)`) turns the kernel
+off; "auto" (the default) uses it when it builds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("fused_band.cpp")
+FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC"]
+INTERFACE_VERSION = 2  # ledviz_band_version() of the source this module calls
+# "auto": the kernel's softmax where it builds; "mkl": bfloat16 models also take MKL's products inside the
+# kernel (ledviz_band_attention_bf16: faster, float32 scores); "off": PyTorch operations only
+SETTINGS = ("auto", "mkl", "off")
+DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
+
+_enabled: bool | None = None  # None: from LEDVIZ_FUSED_KERNEL
+
+
+def _setting() -> str:
+    value = os.environ.get("LEDVIZ_FUSED_KERNEL", "auto").strip().lower() or "auto"
+    if value not in SETTINGS:
+        raise InputError(f"LEDVIZ_FUSED_KERNEL={value!r} is not a setting: use one of {', '.join(SETTINGS)}")
+    return value
+
+
+def enabled() -> bool:
+    """Whether the kernel is to be used when it builds (set_enabled, else LEDVIZ_FUSED_KERNEL)."""
+    return _setting() != "off" if _enabled is None else _enabled
+
+
+def set_enabled(value: bool | None) -> None:
+    """Use the kernel (True), never (False), or as LEDVIZ_FUSED_KERNEL says (None)."""
+    global _enabled
+    _enabled = value
+
+
+@contextlib.contextmanager
+def kernel_enabled(value: bool) -> Iterator[None]:
+    """Within the block, the kernel is used (when it builds) or not: for tests and benchmarks."""
+    global _enabled
+    before, _enabled = _enabled, value
+    try:
+        yield
+    finally:
+        _enabled = before
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("LEDVIZ_KERNEL_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "ledviz" / "kernels"
+
+
+def _cpu_signature() -> str:
+    from . import device
+
+    return " ".join(sorted(device.cpu_flags()))
+
+
+def _compiler_version(cxx: str) -> str:
+    try:
+        return subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+class _Build:
+    """The outcome of building and loading the kernel once: the function, or why there is none."""
+
+    def __init__(self):
+        self.function = None
+        self.status = ""
+        try:
+            self.function, self.status = self._load()
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the PyTorch operations in use
+            self.status = f"not used: {type(exc).__name__}: {exc}"
+        if self.function is None:
+            logger.info("ledviz's fused band kernel is %s; the PyTorch operations are used instead", self.status)
+
+    @staticmethod
+    def _load():
+        cxx = _compiler()
+        if cxx is None:
+            return None, "not built: no C++ compiler found (set CXX, or install g++)"
+        source = SOURCE.read_bytes()
+        key = hashlib.sha256(b"\0".join([source, cxx.encode(), _compiler_version(cxx).encode(),
+                                         " ".join(FLAGS).encode(), _cpu_signature().encode()])).hexdigest()[:20]
+        cache = _cache_dir()
+        target = cache / f"fused_band-{key}.so"
+        if not target.exists():
+            cache.mkdir(parents=True, exist_ok=True)
+            # built under a temporary name and renamed: a concurrent build or reader never sees half a file
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
+            os.close(fd)
+            try:
+                done = subprocess.run([cxx, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True,
+                                      timeout=300)
+                if done.returncode != 0:
+                    return None, f"not built: {Path(cxx).name} failed: {done.stderr.strip()[-500:]}"
+                os.replace(tmp, target)
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        lib = ctypes.CDLL(str(target))
+        if lib.ledviz_band_version() != INTERFACE_VERSION:
+            return None, f"not used: {target} has interface {lib.ledviz_band_version()}, expected {INTERFACE_VERSION}"
+        i64, ptr, i32, f32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+        softmax = lib.ledviz_band_softmax
+        softmax.argtypes = [ptr, i32, i64, i64, i64, i64, i64, i64, ptr, ptr, ptr, f32, ptr, i32, i64, i64, ptr, ptr,
+                            i64]
+        softmax.restype = i32
+        head = lib.ledviz_band_attention_bf16
+        head.argtypes = [ptr, ptr, i64, ptr, ptr, i64, ptr, ptr, i64, i64, i64, i64, i64, i64, ptr, ptr, ptr, f32, ptr,
+                         i32, i64, i64, ptr, ptr, i64, ptr, i64, i64]
+        head.restype = i32
+        return _Functions(softmax, head), f"compiled with {Path(cxx).name} (cached in {cache})"
+
+
+class _Functions:
+    """The kernel's two entry points (see fused_band.cpp)."""
+
+    def __init__(self, softmax, head_bf16):
+        self.softmax, self.head_bf16 = softmax, head_bf16
+
+
+@functools.lru_cache(maxsize=1)
+def _mkl_gemm_bf16() -> int | None:
+    """The address of MKL's cblas_gemm_bf16bf16f32 inside PyTorch's CPU library, or None (a build without MKL)."""
+    try:
+        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"), mode=ctypes.RTLD_GLOBAL)
+        return ctypes.cast(lib.cblas_gemm_bf16bf16f32, ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _build() -> _Build:
+    return _Build()
+
+
+def band_kernel():
+    """The compiled `ledviz_band_softmax`, or None: turned off, or it could not be built here."""
+    if not enabled():
+        return None
+    functions = _build().function
+    return functions.softmax if functions is not None else None
+
+
+def bf16_head_kernel() -> tuple[object, int] | None:
+    """(`ledviz_band_attention_bf16`, the address of MKL's bfloat16 product) for bfloat16 models, or None:
+    not asked for (`use_mkl_products`, LEDVIZ_FUSED_KERNEL=mkl), the kernel is off or not built, or
+    PyTorch has no MKL. Then bfloat16 takes band_kernel with PyTorch's products."""
+    if not enabled() or not (use_mkl_products if use_mkl_products is not None else _setting() == "mkl"):
+        return None
+    functions, gemm = _build().function, _mkl_gemm_bf16()
+    return (functions.head_bf16, gemm) if functions is not None and gemm else None
+
+
+# Whether bfloat16 models take MKL's products inside the kernel: None = as LEDVIZ_FUSED_KERNEL says ("mkl").
+# Not the default: its float32 scores halve a layer's own error against float32, but on the embedded
+# model the largest difference of the second layer's probabilities (from the first layer's bfloat16
+# rounding) lands at 1.07e-2 instead of 0.98e-2, past the 1e-2 goal (tests/test_precision.py).
+use_mkl_products: bool | None = None
+
+
+def kernel_status() -> str:
+    """In words: whether the fused band kernel is in use, and if not, why."""
+    if not enabled():
+        return "off (LEDVIZ_FUSED_KERNEL=off or set_enabled(False)): PyTorch operations"
+    return _build().status
+
+
+def reset() -> None:
+    """Forget the build, so that the next use builds (or looks up) the kernel again (tests)."""
+    _build.cache_clear()
