@@ -313,11 +313,16 @@ STATS_SLICE_BYTES = 1 << 20
 STATS_SLICE_BYTES_THREADED = 1 << 30
 
 
-def head_stats(attn: SparseAttention) -> dict[str, Tensor]:
+def head_stats(attn: SparseAttention, row_stats: Tensor | None = None) -> dict[str, Tensor]:
     """Per-head statistics of one layer, each (B, H), averaged over the non-padding query rows.
 
     mean_distance: sum_j p_ij |i - j| (tokens); entropy: of each row, in nats; global_mass:
     attention on global tokens; self_mass: p_ii. Rows of global queries are included.
+
+    `row_stats` (B, H, N, 4), when given: these four per query row (in STAT_NAMES' order) as the
+    encoder's fused kernel computed them from the float32 probabilities before they were stored
+    (ledviz/fused_band.cpp), so the band is not read again; the rows of global queries still come
+    from global_rows.
     """
     B, H, N, W = attn.band.shape
     w, dev = attn.window, attn.band.device
@@ -333,26 +338,22 @@ def head_stats(attn: SparseAttention) -> dict[str, Tensor]:
     valid = attn.attention_mask.float()  # (B, N)
     n_valid = valid.sum(1).clamp(min=1)  # (B,)
     out = {name: torch.zeros(B, H, dtype=torch.float32, device=dev) for name in STAT_NAMES}
-    # the band is read a slice of rows at a time, in float32, with its logarithms: two buffers
-    # reused by every slice and head
-    slice_bytes = STATS_SLICE_BYTES if torch.get_num_threads() == 1 else STATS_SLICE_BYTES_THREADED
-    rows = max(1, min(N, slice_bytes // (B * W * 4)))
-    band = torch.empty(B, rows, W, dtype=torch.float32, device=dev)
-    work = torch.empty_like(band)
+    if row_stats is not None and row_stats.shape != (B, H, N, len(STAT_NAMES)):
+        raise InputError(f"row_stats must be (batch, heads, seq_len, {len(STAT_NAMES)}) = "
+                         f"{(B, H, N, len(STAT_NAMES))}, got {tuple(row_stats.shape)}")
+    if row_stats is None:
+        # the band is read a slice of rows at a time, in float32, with its logarithms: two buffers
+        # reused by every slice and head
+        slice_bytes = STATS_SLICE_BYTES if torch.get_num_threads() == 1 else STATS_SLICE_BYTES_THREADED
+        rows = max(1, min(N, slice_bytes // (B * W * 4)))
+        band = torch.empty(B, rows, W, dtype=torch.float32, device=dev)
+        work = torch.empty_like(band)
     for h in range(H):
-        cols = attn.global_cols[:, h].float()  # (B, N, x)
         grows = attn.global_rows[:, h].float()  # (B, x, N)
-        per_row = {
-            "mean_distance": (cols * col_dist).sum(-1),
-            "entropy": _entropy(cols),
-            "global_mass": cols.sum(-1),
-            "self_mass": attn.band[:, h, :, w].to(torch.float32, copy=True),  # written below: never a view
-        }
-        for r0 in range(0, N, rows):
-            part = band[:, : min(rows, N - r0)]
-            part.copy_(attn.band[:, h, r0: r0 + rows])  # (B, R, W)
-            per_row["mean_distance"][:, r0: r0 + rows] += part @ offsets
-            per_row["entropy"][:, r0: r0 + rows] += _band_entropy(part, work[:, : part.shape[1]])
+        if row_stats is not None:  # written below: copies, never views
+            per_row = {name: row_stats[:, h, :, k].to(torch.float32, copy=True) for k, name in enumerate(STAT_NAMES)}
+        else:
+            per_row = _band_row_stats(attn, h, col_dist, offsets, band, work)
         # rows of global queries (zero above) from global_rows
         at_globals = grows.gather(2, gather_pos[:, None, :].expand(B, pos.shape[1], pos.shape[1]))  # (B, x, x)
         global_row = {
@@ -365,6 +366,27 @@ def head_stats(attn: SparseAttention) -> dict[str, Tensor]:
             per_row[name][b_used, p_used] = global_row[name][b_used, c_used]
             out[name][:, h] = (per_row[name] * valid).sum(1) / n_valid
     return out
+
+
+def _band_row_stats(attn: SparseAttention, h: int, col_dist: Tensor, offsets: Tensor, band: Tensor,
+                    work: Tensor) -> dict[str, Tensor]:
+    """head_stats' four statistics of every query row of head h, (B, N) each, read off the stored
+    probabilities: the global columns, then the band a slice of rows at a time (in `band`, with its
+    logarithms in `work`)."""
+    N, w, rows = attn.band.shape[2], attn.window, band.shape[1]
+    cols = attn.global_cols[:, h].float()  # (B, N, x)
+    per_row = {
+        "mean_distance": (cols * col_dist).sum(-1),
+        "entropy": _entropy(cols),
+        "global_mass": cols.sum(-1),
+        "self_mass": attn.band[:, h, :, w].to(torch.float32, copy=True),  # written below: never a view
+    }
+    for r0 in range(0, N, rows):
+        part = band[:, : min(rows, N - r0)]
+        part.copy_(attn.band[:, h, r0: r0 + rows])  # (B, R, W)
+        per_row["mean_distance"][:, r0: r0 + rows] += part @ offsets
+        per_row["entropy"][:, r0: r0 + rows] += _band_entropy(part, work[:, : part.shape[1]])
+    return per_row
 
 
 def stats_table(stats_by_layer: Mapping[int, Mapping[str, Tensor]]) -> pd.DataFrame:

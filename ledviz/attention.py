@@ -101,6 +101,11 @@ class GlobalLayout:
     global_index: Tensor
     global_valid: Tensor
     scratch: InferenceScratch = field(default_factory=InferenceScratch, repr=False, compare=False)
+    # per-row statistics of the probabilities (analysis.STAT_NAMES), for a caller that reduces them:
+    # when `want_row_stats`, the fused kernel path leaves each layer's (B, H, L, 4) float32 in
+    # `row_stats` (other paths leave None: the caller computes them from the probabilities)
+    want_row_stats: bool = field(default=False, repr=False, compare=False)
+    row_stats: Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_global(self) -> int:
@@ -535,6 +540,9 @@ def blocked_inference_attention(
     head_weights = layer_head_mask.to(dtype).tolist() if layer_head_mask is not None else None
     kernel = _fused_kernel_for(hidden_states, probs)
     whole_head = fused.bf16_head_kernel() if kernel is not None and dtype == torch.bfloat16 else None
+    # the kernel computes each row's statistics as it goes; rows up to L' (it writes whole blocks)
+    row_stats = hidden_states.new_zeros(B, H, blocks.padded, 4, dtype=torch.float32) \
+        if kernel is not None and layout.want_row_stats else None
     for b in range(B):
         mask = _BlockMask(layout, b, blocks)
         for chunk in _chunks(attn, hidden_states[b], layout, b, blocks, mask):
@@ -543,7 +551,8 @@ def blocked_inference_attention(
                     _fused_head_bf16(whole_head, chunk, h, kv[b], k_glob[b] if x else None, v_glob[b] if x else None,
                                      mask.kernel_masks(), blocks, head_weights[h] if head_weights is not None else None,
                                      probs[b, h, chunk.r0: chunk.r1] if output_attentions else None,
-                                     out_heads[b, chunk.r0: chunk.r1, h])
+                                     out_heads[b, chunk.r0: chunk.r1, h],
+                                     row_stats[b, h, chunk.r0:] if row_stats is not None else None)
                     continue
                 k_spans = kv[b, :, 0, h].unfold(0, blocks.span, blocks.c)  # (nb, hd, c + 2w) view
                 v_spans = kv[b, :, 1, h].unfold(0, blocks.span, blocks.c).transpose(1, 2)  # (nb, c + 2w, hd)
@@ -552,7 +561,8 @@ def blocked_inference_attention(
                 _score(chunk, h, k_spans[chunk.j0: chunk.j1], k_glob[b, :, h] if x else None,
                        mask if kernel is None else None)
                 if kernel is not None:  # mask, softmax, weight and the kept copy in one pass
-                    _fused_probabilities(kernel, chunk, mask.kernel_masks(), blocks, head_weight, dest)
+                    _fused_probabilities(kernel, chunk, mask.kernel_masks(), blocks, head_weight, dest,
+                                         row_stats[b, h, chunk.r0:] if row_stats is not None else None)
                 else:
                     _softmax_in_place(chunk)
                     _weigh(chunk, head_weight)
@@ -565,6 +575,7 @@ def blocked_inference_attention(
         glob_b, glob_i = layout.is_global.nonzero(as_tuple=True)
         if len(glob_b):
             probs[glob_b, :, glob_i] = 0.0  # rows of global queries live in the global probabilities
+    layout.row_stats = row_stats[:, :, :L] if row_stats is not None else None
     global_probs = None
     if x:
         # the global queries' rows are written into `out` through a (B, H, L, hd) view of it
@@ -689,7 +700,7 @@ def _fused_kernel_for(hidden_states: Tensor, probs: Tensor | None):
 
 def _fused_head_bf16(whole_head, chunk: _Chunk, h: int, kv: Tensor, k_glob: Tensor | None, v_glob: Tensor | None,
                      masks: _KernelMasks, blocks: _Blocks, head_weight: float | None, dest: Tensor | None,
-                     out: Tensor) -> None:
+                     out: Tensor, stats: Tensor | None = None) -> None:
     """Head h of a chunk in bfloat16, entirely in fused_band.cpp (ledviz_band_attention_bf16): the scores
     in float32 from MKL's bfloat16 products, the probabilities as _fused_probabilities makes them,
     times the values, into `out` (r1 - r0, hd). kv: this sequence's (L' + 2w, 2, H, hd) keys and
@@ -718,17 +729,26 @@ def _fused_head_bf16(whole_head, chunk: _Chunk, h: int, kv: Tensor, k_glob: Tens
         masks.row_zero.data_ptr() + chunk.r0, 1.0 if head_weight is None else float(head_weight),
         None if dest is None else dest.data_ptr(), 0 if dest is None else fused.DTYPE_CODES[dest.dtype],
         0 if dest is None else dest.shape[0], 0 if dest is None else dest.stride(0),
-        None, masks.global_pos.data_ptr(), chunk.r0, out.data_ptr(), out.shape[0], out.stride(0),
+        _stats_pointer(stats, n), masks.global_pos.data_ptr(), chunk.r0, out.data_ptr(), out.shape[0], out.stride(0),
     )
     if rc:
         raise RuntimeError(f"ledviz's fused band kernel refused its arguments (code {rc})")
 
 
+def _stats_pointer(stats: Tensor | None, n: int) -> int | None:
+    """The address of (n, 4) float32 rows of statistics for the kernel to write, or None."""
+    if stats is None:
+        return None
+    assert stats.dtype == torch.float32 and stats.shape[0] >= n and stats.shape[1] == 4 and stats.is_contiguous()
+    return stats.data_ptr()
+
+
 def _fused_probabilities(kernel, chunk: _Chunk, masks: _KernelMasks, blocks: _Blocks, head_weight: float | None,
-                         dest: Tensor | None) -> None:
+                         dest: Tensor | None, stats: Tensor | None = None) -> None:
     """What _softmax_in_place, _weigh and _copy_probs do (the masks of _BlockMask.apply included), in one
     call of fused_band.cpp: the chunk's scores become probabilities, zero outside each row's window,
-    and `dest` (r1 - r0, x + 2w + 1), when given, receives them in LED's layout and its own dtype."""
+    and `dest` (r1 - r0, x + 2w + 1), when given, receives them in LED's layout and its own dtype;
+    `stats` (>= n, 4), when given, each row's statistics (analysis.STAT_NAMES)."""
     scores, c, w, x = chunk.scores, blocks.c, blocks.w, chunk.num_global
     n, width = scores.shape
     xp = width - blocks.span
@@ -744,7 +764,7 @@ def _fused_probabilities(kernel, chunk: _Chunk, masks: _KernelMasks, blocks: _Bl
         masks.row_zero.data_ptr() + chunk.r0, 1.0 if head_weight is None else float(head_weight),
         None if dest is None else dest.data_ptr(), 0 if dest is None else fused.DTYPE_CODES[dest.dtype],
         0 if dest is None else dest.shape[0], 0 if dest is None else dest.stride(0),
-        None, masks.global_pos.data_ptr(), chunk.r0,
+        _stats_pointer(stats, n), masks.global_pos.data_ptr(), chunk.r0,
     )
     if rc:
         raise RuntimeError(f"ledviz's fused band kernel refused its arguments (code {rc})")

@@ -492,6 +492,8 @@ class LEDEncoder(LEDPreTrainedModel):
         if wide:
             h = h.float()
         want_probs = output_attentions or attention_sink is not None
+        # a sink that reduces the probabilities to per-row statistics can take them from the fused kernel
+        sink_row_stats = bool(getattr(attention_sink, "wants_row_statistics", False))
         all_hidden = [] if output_hidden_states else None
         all_local = [] if output_attentions else None
         all_global = [] if (output_attentions and layout.num_global) else None
@@ -505,6 +507,7 @@ class LEDEncoder(LEDPreTrainedModel):
             else:
                 layer_mask = head_mask[idx] if head_mask is not None else None
                 keep_this = want_probs and (attention_layers is None or idx in attention_layers)
+                layout.want_row_stats = sink_row_stats and keep_this
                 if self.gradient_checkpointing and self.training:
                     h, local_probs, global_probs = checkpoint(layer, h, layout, layer_mask, keep_this, attention_dtype,
                                                               **self.checkpoint_kwargs)
@@ -518,7 +521,10 @@ class LEDEncoder(LEDPreTrainedModel):
                 if attention_dtype is not None and global_probs is not None:
                     global_probs = global_probs.to(attention_dtype)
                 if attention_sink is not None:
+                    if layout.row_stats is not None:
+                        attention_sink.row_statistics(idx, _first_rows(layout.row_stats, N, dim=2))
                     attention_sink(idx, local_probs, global_probs)
+            layout.row_stats = None
             if output_attentions:
                 all_local.append(local_probs)
                 if all_global is not None:

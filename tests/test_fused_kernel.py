@@ -141,3 +141,32 @@ def test_a_cached_build_is_reused(monkeypatch, tmp_path):
         assert fused.band_kernel() is not None
     finally:
         fused.reset()
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype,store_dtype,tol", [(torch.float32, torch.float32, 1e-4),
+                                                   (torch.bfloat16, torch.float16, 1e-2)], ids=["float32", "bfloat16"])
+def test_head_statistics_from_the_kernel(dtype, store_dtype, tol):
+    """The store's per-head statistics from the kernel's per-row statistics equal those read off the kept
+    probabilities (PyTorch path), with padding, several global tokens and a layer left out."""
+    from ledviz.export import AttentionStore
+
+    model = _model([4, 8, 6], dtype)
+    ids, am, gm = encoder_batch(2, 37, (2, 1), (0, 5))
+    stats = {}
+    for use_kernel in (False, True):
+        store = AttentionStore(gm, am, layers=[0, 2], dtype=store_dtype, stats=True)
+        seen = []
+        real = store.row_statistics
+        store.row_statistics = lambda layer, rows: seen.append(layer) or real(layer, rows)
+        with fused.kernel_enabled(use_kernel), torch.no_grad():
+            model.encoder(ids, attention_mask=am, global_attention_mask=gm, attention_sink=store,
+                          attention_layers=[0, 2])
+        assert seen == ([0, 2] if use_kernel else [])
+        stats[use_kernel] = store.run.stats
+    assert sorted(stats[True]) == [0, 2]
+    for layer in (0, 2):
+        for name, ref in stats[False][layer].items():
+            got = stats[True][layer][name]
+            assert got.shape == ref.shape == (2, 2)
+            assert ((got - ref).abs() <= tol * ref.abs().clamp(min=1)).all(), (layer, name, got, ref)
