@@ -702,8 +702,9 @@ def _fused_head_bf16(whole_head, chunk: _Chunk, h: int, kv: Tensor, k_glob: Tens
                      masks: _KernelMasks, blocks: _Blocks, head_weight: float | None, dest: Tensor | None,
                      out: Tensor, stats: Tensor | None = None) -> None:
     """Head h of a chunk in bfloat16, entirely in fused_band.cpp (ledviz_band_attention_bf16): the scores
-    in float32 from MKL's bfloat16 products, the probabilities as _fused_probabilities makes them,
-    times the values, into `out` (r1 - r0, hd). kv: this sequence's (L' + 2w, 2, H, hd) keys and
+    from MKL's bfloat16 products (rounded to bfloat16 as PyTorch's product gives them, unless
+    fused.float32_scores), the probabilities as _fused_probabilities makes them, times the values,
+    into `out` (r1 - r0, hd). kv: this sequence's (L' + 2w, 2, H, hd) keys and
     values between their margins; k_glob, v_glob (x, H, hd)."""
     function, gemm = whole_head
     c, w, x = blocks.c, blocks.w, chunk.num_global
@@ -730,6 +731,7 @@ def _fused_head_bf16(whole_head, chunk: _Chunk, h: int, kv: Tensor, k_glob: Tens
         None if dest is None else dest.data_ptr(), 0 if dest is None else fused.DTYPE_CODES[dest.dtype],
         0 if dest is None else dest.shape[0], 0 if dest is None else dest.stride(0),
         _stats_pointer(stats, n), masks.global_pos.data_ptr(), chunk.r0, out.data_ptr(), out.shape[0], out.stride(0),
+        0 if fused.float32_scores else 1,
     )
     if rc:
         raise RuntimeError(f"ledviz's fused band kernel refused its arguments (code {rc})")

@@ -17,7 +17,9 @@ source, the compiler, its flags and this CPU's flags, so a cache shared by diffe
 never loads a library built for another CPU. Where there is no compiler, the build fails or the
 cache cannot be written, ledviz keeps its PyTorch operations (the same numbers, slower) and
 `kernel_status()` says why. `LEDVIZ_FUSED_KERNEL=off` (or `set_enabled(False)`) turns the kernel
-off; "auto" (the default) uses it when it builds.
+off; "auto" (the default) uses it when it builds. Models in bfloat16 also run their band products
+inside the kernel, through MKL's bfloat16 product in PyTorch's library (`bf16_head_kernel`), where
+PyTorch has it.
 """
 
 from __future__ import annotations
@@ -42,10 +44,8 @@ logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("fused_band.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC"]
-INTERFACE_VERSION = 2  # ledviz_band_version() of the source this module calls
-# "auto": the kernel's softmax where it builds; "mkl": bfloat16 models also take MKL's products inside the
-# kernel (ledviz_band_attention_bf16: faster, float32 scores); "off": PyTorch operations only
-SETTINGS = ("auto", "mkl", "off")
+INTERFACE_VERSION = 3  # ledviz_band_version() of the source this module calls
+SETTINGS = ("auto", "off")  # "auto": the kernel where it builds; "off": PyTorch operations only
 DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 
 _enabled: bool | None = None  # None: from LEDVIZ_FUSED_KERNEL
@@ -152,7 +152,7 @@ class _Build:
         softmax.restype = i32
         head = lib.ledviz_band_attention_bf16
         head.argtypes = [ptr, ptr, i64, ptr, ptr, i64, ptr, ptr, i64, i64, i64, i64, i64, i64, ptr, ptr, ptr, f32, ptr,
-                         i32, i64, i64, ptr, ptr, i64, ptr, i64, i64]
+                         i32, i64, i64, ptr, ptr, i64, ptr, i64, i64, i32]
         head.restype = i32
         return _Functions(softmax, head), f"compiled with {Path(cxx).name} (cached in {cache})"
 
@@ -189,19 +189,23 @@ def band_kernel():
 
 def bf16_head_kernel() -> tuple[object, int] | None:
     """(`ledviz_band_attention_bf16`, the address of MKL's bfloat16 product) for bfloat16 models, or None:
-    not asked for (`use_mkl_products`, LEDVIZ_FUSED_KERNEL=mkl), the kernel is off or not built, or
-    PyTorch has no MKL. Then bfloat16 takes band_kernel with PyTorch's products."""
-    if not enabled() or not (use_mkl_products if use_mkl_products is not None else _setting() == "mkl"):
+    the kernel is off or not built, or PyTorch has no MKL (then bfloat16 takes band_kernel with
+    PyTorch's products)."""
+    if not enabled() or not use_mkl_products:
         return None
     functions, gemm = _build().function, _mkl_gemm_bf16()
     return (functions.head_bf16, gemm) if functions is not None and gemm else None
 
 
-# Whether bfloat16 models take MKL's products inside the kernel: None = as LEDVIZ_FUSED_KERNEL says ("mkl").
-# Not the default: its float32 scores halve a layer's own error against float32, but on the embedded
-# model the largest difference of the second layer's probabilities (from the first layer's bfloat16
-# rounding) lands at 1.07e-2 instead of 0.98e-2, past the 1e-2 goal (tests/test_precision.py).
-use_mkl_products: bool | None = None
+# bfloat16 models take MKL's bfloat16 products inside the kernel where PyTorch has MKL (tests turn it off)
+use_mkl_products = True
+# ... and read the scores rounded to bfloat16, as PyTorch's bfloat16 product gives them: the same
+# probabilities as the PyTorch path, faster. With float32_scores the kernel keeps MKL's float32
+# scores: a layer's own error against float32 halves (embedded model, first layer: 5.4e-3 instead
+# of 9.3e-3), but the largest difference of the second layer (driven by the first layer's bfloat16
+# rounding of the hidden states) landed at 1.07e-2 instead of 0.98e-2, past the 1e-2 goal
+# (tests/test_precision.py), so it is not the default.
+float32_scores = False
 
 
 def kernel_status() -> str:

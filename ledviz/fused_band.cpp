@@ -20,16 +20,22 @@
 
 namespace {
 
-enum Dtype { F32 = 0, BF16 = 1, F16 = 2 };
+// F32_AS_BF16: float32 storage whose values are read rounded to bfloat16 (what a bfloat16 product's
+// output would hold)
+enum Dtype { F32 = 0, BF16 = 1, F16 = 2, F32_AS_BF16 = 3 };
 
 // entries at or below this bias are masked (the Python side passes -1e30 for masked keys)
 constexpr float MASKED = -1e29f;
 
-inline uint16_t to_bf16(float f) {  // round to nearest even (probabilities: never NaN)
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
+inline uint16_t to_bf16_bits(uint32_t u) {  // round to nearest even (scores and probabilities: never NaN)
     u += 0x7FFFu + ((u >> 16) & 1u);
     return uint16_t(u >> 16);
+}
+
+inline uint16_t to_bf16(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return to_bf16_bits(u);
 }
 
 inline uint16_t to_f16(float f) {
@@ -78,8 +84,20 @@ inline void store16(float* p, f16x v) { std::memcpy(p, &v, sizeof v); }
 template <typename S>
 inline void gather(const S* __restrict src, Dtype dt, const float* __restrict bias, int64_t count, float* __restrict v) {
     if constexpr (sizeof(S) == 4) {
+        if (dt == F32_AS_BF16) {
 #pragma omp simd
-        for (int64_t k = 0; k < count; ++k) v[k] = src[k] + bias[k];
+            for (int64_t k = 0; k < count; ++k) {
+                uint32_t u;
+                std::memcpy(&u, src + k, 4);
+                u = uint32_t(to_bf16_bits(u)) << 16;
+                float f;
+                std::memcpy(&f, &u, 4);
+                v[k] = f + bias[k];
+            }
+        } else {
+#pragma omp simd
+            for (int64_t k = 0; k < count; ++k) v[k] = src[k] + bias[k];
+        }
     } else if (dt == BF16) {
 #pragma omp simd
         for (int64_t k = 0; k < count; ++k) {
@@ -223,7 +241,7 @@ constexpr int ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112;
 extern "C" {
 
 // the interface version ledviz/fused.py checks after loading
-int ledviz_band_version() { return 2; }
+int ledviz_band_version() { return 3; }
 
 // returns 0, or 1 for an unknown scores dtype, 2 for an unknown dest dtype
 int ledviz_band_softmax(void* scores, int scores_dtype, int64_t n, int64_t stride, int64_t x, int64_t xp,
@@ -251,14 +269,16 @@ int ledviz_band_softmax(void* scores, int scores_dtype, int64_t n, int64_t strid
 // = probabilities x (global values, value span), written in bfloat16 to `out`.
 // q: (blocks * c, hd) rows of stride ldq; k, v: the keys / values between their margins, rows of
 // stride ldk (block jj's span starts at row jj * c); kg, vg: (x, hd) rows of stride ldg; out:
-// out_rows rows of stride ld_out. Returns 0, or 2 for an unknown dest dtype.
+// out_rows rows of stride ld_out. round_scores: read the scores rounded to bfloat16, as PyTorch's bfloat16
+// product returns them (the same probabilities as ledviz_band_softmax after torch.mm), else in float32
+// (more accurate). Returns 0, or 2 for an unknown dest dtype.
 int ledviz_band_attention_bf16(void* gemm_ptr, const uint16_t* q, int64_t ldq, const uint16_t* k, const uint16_t* v,
                                int64_t ldk, const uint16_t* kg, const uint16_t* vg, int64_t ldg, int64_t blocks,
                                int64_t hd, int64_t x, int64_t c, int64_t w, const float* key_bias,
                                const float* global_bias, const uint8_t* row_zero, float weight, void* dest,
                                int dest_dtype, int64_t dest_rows, int64_t dest_stride, float* stats,
                                const float* global_pos, int64_t row0, uint16_t* out, int64_t out_rows,
-                               int64_t ld_out) {
+                               int64_t ld_out, int round_scores) {
     gemm_bf16_fn gemm = reinterpret_cast<gemm_bf16_fn>(gemm_ptr);
     const int64_t span = c + 2 * w, xp = (x + 15) / 16 * 16, width = xp + span;
     std::vector<float> scores(c * width), head(c * hd);
@@ -271,7 +291,7 @@ int ledviz_band_attention_bf16(void* gemm_ptr, const uint16_t* q, int64_t ldq, c
              0.0f, scores.data() + xp, int(width));
         const int64_t r = jj * c;  // the block's first row in the chunk
         const int64_t rows_dest = dest_rows > r ? (dest_rows - r < c ? dest_rows - r : c) : 0;
-        int rc = dispatch_dest(scores.data(), F32, width, probs.data(), BF16, width, c, x, xp, c, w,
+        int rc = dispatch_dest(scores.data(), round_scores ? F32_AS_BF16 : F32, width, probs.data(), BF16, width, c, x, xp, c, w,
                                key_bias + r, global_bias, row_zero + r, weight,
                                rows_dest ? static_cast<char*>(dest) + r * dest_stride * (dest_dtype == F32 ? 4 : 2)
                                          : nullptr,

@@ -54,16 +54,18 @@ def test_kernel_equals_torch_operations_float32(windows, N, globals_pad):
 
 
 @needs_kernel
-@pytest.mark.parametrize("dtype,mkl", [(torch.bfloat16, False), (torch.bfloat16, True), (torch.float16, False)],
-                         ids=["bfloat16", "bfloat16-mkl", "float16"])
+@pytest.mark.parametrize("dtype,mkl,f32_scores", [(torch.bfloat16, False, False), (torch.bfloat16, True, False),
+                                                  (torch.bfloat16, True, True), (torch.float16, False, False)],
+                         ids=["bfloat16", "bfloat16-mkl", "bfloat16-mkl-float32-scores", "float16"])
 @pytest.mark.parametrize("kept", [None, torch.float16, torch.bfloat16, torch.float32], ids=str)
-def test_kernel_in_half_precision(dtype, mkl, kept, monkeypatch):
+def test_kernel_in_half_precision(dtype, mkl, f32_scores, kept, monkeypatch):
     """bfloat16 and float16 models, probabilities kept in each dtype: the kernel (rounding once from
     float32) against the PyTorch path (rounding in the model's dtype, then converting); with `mkl`,
-    bfloat16's whole head in the kernel (MKL's products, float32 scores)."""
-    if mkl and fused.bf16_head_kernel() is None and fused._mkl_gemm_bf16() is None:
+    bfloat16's whole head in the kernel (MKL's products; scores rounded to bfloat16, or float32)."""
+    if mkl and fused._mkl_gemm_bf16() is None:
         pytest.skip("PyTorch has no MKL here")
     monkeypatch.setattr(fused, "use_mkl_products", mkl)
+    monkeypatch.setattr(fused, "float32_scores", f32_scores)
     taken = []
     whole = attention._fused_head_bf16
     monkeypatch.setattr(attention, "_fused_head_bf16", lambda *a: taken.append(1) or whole(*a))
@@ -116,10 +118,8 @@ def test_the_setting_turns_it_off_and_rejects_unknown_values(monkeypatch):
     monkeypatch.setenv("LEDVIZ_FUSED_KERNEL", "off")
     assert fused.band_kernel() is None and fused.bf16_head_kernel() is None
     assert fused.kernel_status().startswith("off")
-    monkeypatch.setenv("LEDVIZ_FUSED_KERNEL", "auto")
-    assert fused.bf16_head_kernel() is None  # MKL's products only when asked for
     monkeypatch.setenv("LEDVIZ_FUSED_KERNEL", "fast")
-    with pytest.raises(InputError, match="LEDVIZ_FUSED_KERNEL='fast'.*auto, mkl, off"):
+    with pytest.raises(InputError, match="LEDVIZ_FUSED_KERNEL='fast'.*auto, off"):
         fused.enabled()
     with fused.kernel_enabled(False):  # an explicit choice wins over the environment
         assert not fused.enabled()
