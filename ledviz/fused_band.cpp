@@ -17,6 +17,9 @@
 #include <cstdint>
 #include <cstring>
 #include <vector>
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 
 namespace {
 
@@ -107,8 +110,14 @@ inline void gather(const S* __restrict src, Dtype dt, const float* __restrict bi
             v[k] = f + bias[k];
         }
     } else {
-#pragma omp simd
-        for (int64_t k = 0; k < count; ++k) {
+        int64_t k = 0;
+#if defined(__F16C__)
+        for (; k + 8 <= count; k += 8) {  // 8 at a time with the CPU's conversion
+            __m256 f = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + k)));
+            _mm256_storeu_ps(v + k, _mm256_add_ps(f, _mm256_loadu_ps(bias + k)));
+        }
+#endif
+        for (; k < count; ++k) {
             _Float16 h;
             std::memcpy(&h, src + k, 2);
             v[k] = float(h) + bias[k];
@@ -125,8 +134,15 @@ inline void put(S* __restrict dst, Dtype dt, const float* __restrict v, float sc
 #pragma omp simd
         for (int64_t k = 0; k < count; ++k) dst[k] = to_bf16(v[k] * scale);
     } else {
-#pragma omp simd
-        for (int64_t k = 0; k < count; ++k) dst[k] = to_f16(v[k] * scale);
+        int64_t k = 0;
+#if defined(__F16C__)
+        const __m256 sc = _mm256_set1_ps(scale);
+        for (; k + 8 <= count; k += 8) {  // 8 at a time with the CPU's conversion (round to nearest even)
+            __m128i h = _mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(v + k), sc), _MM_FROUND_TO_NEAREST_INT);
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + k), h);
+        }
+#endif
+        for (; k < count; ++k) dst[k] = to_f16(v[k] * scale);
     }
 }
 
@@ -156,32 +172,35 @@ void band_softmax_impl(const S* src, Dtype st, int64_t stride, P* dst, Dtype pt,
         }
         gather(in, st, global_bias, x, v);
         gather(in + xp + t, st, key_bias + j * c + t, slots, v + x);
-        f16x mv = splat(-3.0e38f);
-        for (int64_t k = 0; k < padded; k += LANES) {
+        // four independent accumulators in each reduction: one would wait on its own latency
+        f16x mv[4] = {splat(-3.0e38f), splat(-3.0e38f), splat(-3.0e38f), splat(-3.0e38f)};
+        for (int64_t k = 0, u = 0; k < padded; k += LANES, u = (u + 1) & 3) {
             f16x a = load16(v + k);
-            mv = a > mv ? a : mv;
+            mv[u] = a > mv[u] ? a : mv[u];
         }
-        float m = mv[0];
-        for (int l = 1; l < LANES; ++l) m = mv[l] > m ? mv[l] : m;
+        for (int u = 1; u < 4; ++u) mv[0] = mv[u] > mv[0] ? mv[u] : mv[0];
+        float m = mv[0][0];
+        for (int l = 1; l < LANES; ++l) m = mv[0][l] > m ? mv[0][l] : m;
         if (m <= MASKED) {  // nothing to attend to: a row of zeros
             std::memset(row, 0, sizeof(P) * (xp + span));
             if (out) std::memset(out, 0, sizeof(D) * width);
             if (stats) std::memset(stats + 4 * i, 0, sizeof(float) * 4);
             continue;
         }
-        f16x sumv = splat(0.0f), exv = splat(0.0f);
         const f16x mm = splat(m), zero = splat(0.0f);
-        for (int64_t k = 0; k < padded; k += LANES) {
+        f16x sumv[4] = {zero, zero, zero, zero}, exv[4] = {zero, zero, zero, zero};
+        for (int64_t k = 0, u = 0; k < padded; k += LANES, u = (u + 1) & 3) {
             const f16x sh = load16(v + k) - mm;
             const f16x ek = exp_nonpositive(sh);
             store16(e + k, ek);
-            sumv += ek;
-            exv += ek > zero ? ek * sh : zero;  // for the entropy
+            sumv[u] += ek;
+            if (stats) exv[u] += ek > zero ? ek * sh : zero;  // for the entropy
         }
+        const f16x sums = (sumv[0] + sumv[1]) + (sumv[2] + sumv[3]), exs = (exv[0] + exv[1]) + (exv[2] + exv[3]);
         float sum = 0.0f, ex = 0.0f;
         for (int l = 0; l < LANES; ++l) {
-            sum += sumv[l];
-            ex += exv[l];
+            sum += sums[l];
+            ex += exs[l];
         }
         const float scale = weight / sum;
         // the row in place: global columns, zeros up to the block, zeros, the band, zeros
