@@ -106,6 +106,8 @@ class GlobalLayout:
     # `row_stats` (other paths leave None: the caller computes them from the probabilities)
     want_row_stats: bool = field(default=False, repr=False, compare=False)
     row_stats: Tensor | None = field(default=None, repr=False, compare=False)
+    # the encoder's float32 residual stream (modeling.py): whether a layer may write its result over its input
+    stream_reusable: bool = field(default=False, repr=False, compare=False)
 
     @property
     def num_global(self) -> int:

@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("fused_band.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC"]
-INTERFACE_VERSION = 3  # ledviz_band_version() of the source this module calls
+INTERFACE_VERSION = 4  # ledviz_band_version() of the source this module calls
 SETTINGS = ("auto", "off")  # "auto": the kernel where it builds; "off": PyTorch operations only
 DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 
@@ -154,14 +154,44 @@ class _Build:
         head.argtypes = [ptr, ptr, i64, ptr, ptr, i64, ptr, ptr, i64, i64, i64, i64, i64, i64, ptr, ptr, ptr, f32, ptr,
                          i32, i64, i64, ptr, ptr, i64, ptr, i64, i64, i32]
         head.restype = i32
-        return _Functions(softmax, head), f"compiled with {Path(cxx).name} (cached in {cache})"
+        norm = lib.ledviz_residual_layer_norm
+        norm.argtypes = [ptr, ptr, i64, i64, ptr, i32, ptr, ptr, ptr, f32, ptr]
+        norm.restype = i32
+        return _Functions(softmax, head, norm), f"compiled with {Path(cxx).name} (cached in {cache})"
 
 
 class _Functions:
-    """The kernel's two entry points (see fused_band.cpp)."""
+    """The kernel's entry points (see fused_band.cpp)."""
 
-    def __init__(self, softmax, head_bf16):
-        self.softmax, self.head_bf16 = softmax, head_bf16
+    def __init__(self, softmax, head_bf16, residual_layer_norm):
+        self.softmax, self.head_bf16, self.residual_layer_norm = softmax, head_bf16, residual_layer_norm
+
+
+def residual_layer_norm(inp: torch.Tensor, out: torch.Tensor, add: torch.Tensor | None, add_bias: torch.Tensor | None,
+                        norm: torch.nn.LayerNorm, narrow: torch.Tensor | None = None) -> bool:
+    """out (rows, d) float32 = norm(inp + add + add_bias) in one pass per row (out may be inp), and
+    narrow (rows, d) bfloat16 = out when given. False (nothing done) where the kernel is not in use:
+    the caller computes it with PyTorch operations."""
+    functions = _build().function if enabled() else None
+    if functions is None:
+        return False
+    rows, d = inp.shape
+    f32 = torch.float32
+    weight, bias = norm.weight.detach().to(f32).contiguous(), norm.bias.detach().to(f32).contiguous()
+    add_bias = add_bias.detach().to(f32).contiguous() if add_bias is not None else None
+    # the kernel trusts these: every pointer below covers what it reads or writes
+    assert inp.dtype == out.dtype == f32 and inp.is_contiguous() and out.is_contiguous() and out.shape == (rows, d)
+    assert norm.normalized_shape == (d,) and weight.numel() == bias.numel() == d
+    assert add is None or (add.shape == (rows, d) and add.is_contiguous() and add.dtype in DTYPE_CODES)
+    assert add_bias is None or add_bias.numel() == d
+    assert narrow is None or (narrow.shape == (rows, d) and narrow.is_contiguous() and narrow.dtype == torch.bfloat16)
+    rc = functions.residual_layer_norm(
+        inp.data_ptr(), out.data_ptr(), rows, d, None if add is None else add.data_ptr(),
+        DTYPE_CODES[add.dtype] if add is not None else 0, None if add_bias is None else add_bias.data_ptr(),
+        weight.data_ptr(), bias.data_ptr(), float(norm.eps), None if narrow is None else narrow.data_ptr())
+    if rc:
+        raise RuntimeError(f"ledviz's residual layer norm kernel refused its arguments (code {rc})")
+    return True
 
 
 @functools.lru_cache(maxsize=1)

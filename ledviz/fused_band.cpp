@@ -260,7 +260,7 @@ constexpr int ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112;
 extern "C" {
 
 // the interface version ledviz/fused.py checks after loading
-int ledviz_band_version() { return 3; }
+int ledviz_band_version() { return 4; }
 
 // returns 0, or 1 for an unknown scores dtype, 2 for an unknown dest dtype
 int ledviz_band_softmax(void* scores, int scores_dtype, int64_t n, int64_t stride, int64_t x, int64_t xp,
@@ -323,6 +323,48 @@ int ledviz_band_attention_bf16(void* gemm_ptr, const uint16_t* q, int64_t ldq, c
                     int(ldg), 1.0f, head.data(), int(hd));
         const int64_t rows_out = out_rows > r ? (out_rows - r < c ? out_rows - r : c) : 0;
         for (int64_t i = 0; i < rows_out; ++i) put(out + (r + i) * ld_out, BF16, head.data() + i * hd, 1.0f, hd);
+    }
+    return 0;
+}
+
+// The residual stream's sum and layer norm, row by row: out = LayerNorm(in + add + add_bias) with
+// weight/bias (float32), eps; `add` (rows, d) in add_dtype (F32, BF16 or F16; may be null), add_bias
+// (d) may be null; out may be in. With `narrow`, the result is also written there in bfloat16
+// (what the next product reads). All rows contiguous (d apart). Returns 0, or 1 for an unknown dtype.
+int ledviz_residual_layer_norm(const float* in, float* out, int64_t rows, int64_t d, const void* add, int add_dtype,
+                               const float* add_bias, const float* weight, const float* bias, float eps,
+                               uint16_t* narrow) {
+    if (add != nullptr && add_dtype != F32 && add_dtype != BF16 && add_dtype != F16) return 1;
+    std::vector<float> zeros(add_bias == nullptr ? d : 0, 0.0f);
+    const float* ab = add_bias != nullptr ? add_bias : zeros.data();
+    std::vector<float> row(d);
+    for (int64_t i = 0; i < rows; ++i) {
+        float* x = row.data();
+        const float* src = in + i * d;
+        if (add == nullptr) {
+#pragma omp simd
+            for (int64_t k = 0; k < d; ++k) x[k] = src[k] + ab[k];
+        } else if (add_dtype == F32) {
+            const float* a = static_cast<const float*>(add) + i * d;
+#pragma omp simd
+            for (int64_t k = 0; k < d; ++k) x[k] = src[k] + a[k] + ab[k];
+        } else {
+            gather(static_cast<const uint16_t*>(add) + i * d, Dtype(add_dtype), ab, d, x);
+#pragma omp simd
+            for (int64_t k = 0; k < d; ++k) x[k] += src[k];
+        }
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t k = 0; k < d; ++k) sum += x[k];
+        const float mean = sum / float(d);
+        float var = 0.0f;
+#pragma omp simd reduction(+ : var)
+        for (int64_t k = 0; k < d; ++k) var += (x[k] - mean) * (x[k] - mean);
+        const float rstd = 1.0f / std::sqrt(var / float(d) + eps);
+        float* o = out + i * d;
+#pragma omp simd
+        for (int64_t k = 0; k < d; ++k) o[k] = (x[k] - mean) * rstd * weight[k] + bias[k];
+        if (narrow != nullptr) put(narrow + i * d, BF16, o, 1.0f, d);
     }
     return 0;
 }

@@ -25,6 +25,7 @@ from .attention import (
     is_inference,
     rows_per_slice,
 )
+from . import fused
 from .cache import KeyValues, LayerCache, cached_length
 from .config import LEDConfig
 from .errors import InputError
@@ -235,7 +236,9 @@ class LEDEncoderLayer(nn.Module):
         rounded only where a product reads it."""
         B, L, D = h.shape
         flat, res = h.view(B * L, D), residual.reshape(B * L, D)
-        out = torch.empty(B * L, D, dtype=torch.float32, device=h.device)
+        # the result over the input stream where the encoder keeps no copy of it (fresh memory costs page faults)
+        out = res if layout.stream_reusable and res.is_contiguous() else \
+            torch.empty(B * L, D, dtype=torch.float32, device=h.device)
         ffn = self.fc1.out_features
         rows = rows_per_slice(B * L, ffn * h.element_size())
         activations = layout.scratch.scores_or_activations.view((rows, ffn), h)
@@ -245,19 +248,29 @@ class LEDEncoderLayer(nn.Module):
         def layer_norm(ln: nn.LayerNorm, t: torch.Tensor) -> torch.Tensor:
             return F.layer_norm(t, ln.normalized_shape, ln.weight.float(), ln.bias.float(), ln.eps)
 
+        def add_norm(inp: torch.Tensor, o: torch.Tensor, add: torch.Tensor, add_bias: torch.Tensor, ln: nn.LayerNorm,
+                     to_narrow: torch.Tensor | None) -> None:
+            """o = ln(inp + add + add_bias) (and to_narrow = o in the weights' dtype): the fused kernel's one
+            pass per row (no temporaries), else PyTorch operations."""
+            if fused.residual_layer_norm(inp, o, add, add_bias, ln, to_narrow):
+                return
+            torch.add(inp, add, out=o).add_(add_bias)  # float32 sums
+            o.copy_(layer_norm(ln, o))
+            if to_narrow is not None:
+                to_narrow.copy_(o)
+
         for r0 in range(0, B * L, rows):
             r1 = min(B * L, r0 + rows)
             buf = narrow[: r1 - r0]
             o = out[r0:r1]
-            torch.add(res[r0:r1], torch.addmm(proj.bias, flat[r0:r1], proj.weight.t(), out=buf), out=o)
-            o.copy_(layer_norm(ln1, o))
-            f = torch.addmm(self.fc1.bias, buf.copy_(o), self.fc1.weight.t(), out=activations[: r1 - r0])
+            # the biases of the output projection and fc2 join the float32 sum
+            add_norm(res[r0:r1], o, torch.mm(flat[r0:r1], proj.weight.t(), out=buf), proj.bias, ln1, buf)
+            f = torch.addmm(self.fc1.bias, buf, self.fc1.weight.t(), out=activations[: r1 - r0])
             if self.activation_inplace is not None:
                 self.activation_inplace(f)
             else:
                 f = self.activation_fn(f)
-            o.add_(torch.addmm(self.fc2.bias, f, self.fc2.weight.t(), out=buf))
-            o.copy_(layer_norm(ln2, o))
+            add_norm(o, o, torch.mm(f, self.fc2.weight.t(), out=buf), self.fc2.bias, ln2, None)
         return out.view(B, L, D)
 
 
@@ -491,6 +504,8 @@ class LEDEncoder(LEDPreTrainedModel):
         model_dtype = h.dtype
         if wide:
             h = h.float()
+        # the float32 stream a layer receives may be overwritten by its result unless the hidden states are kept
+        layout.stream_reusable = wide and not output_hidden_states
         want_probs = output_attentions or attention_sink is not None
         # a sink that reduces the probabilities to per-row statistics can take them from the fused kernel
         sink_row_stats = bool(getattr(attention_sink, "wants_row_statistics", False))

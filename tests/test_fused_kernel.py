@@ -170,3 +170,38 @@ def test_head_statistics_from_the_kernel(dtype, store_dtype, tol):
             got = stats[True][layer][name]
             assert got.shape == ref.shape == (2, 2)
             assert ((got - ref).abs() <= tol * ref.abs().clamp(min=1)).all(), (layer, name, got, ref)
+
+
+@needs_kernel
+@pytest.mark.parametrize("add_dtype", [None, torch.float32, torch.bfloat16, torch.float16], ids=str)
+def test_residual_layer_norm_kernel(add_dtype):
+    """out = LayerNorm(in + add + bias) in one pass, in place or not, with its bfloat16 copy: PyTorch's numbers."""
+    g = torch.Generator().manual_seed(0)
+    inp = torch.randn(37, 48, generator=g) * 3
+    add = None if add_dtype is None else torch.randn(37, 48, generator=g).to(add_dtype)
+    bias = torch.randn(48, generator=g)
+    norm = torch.nn.LayerNorm(48)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(48, generator=g))
+        norm.bias.copy_(torch.randn(48, generator=g))
+        want = norm(inp + (0 if add is None else add.float()) + bias)
+    out, narrow = torch.empty_like(inp), torch.empty(37, 48, dtype=torch.bfloat16)
+    assert fused.residual_layer_norm(inp, out, add, bias, norm, narrow)
+    assert_close(out, want, "layer norm")
+    assert torch.equal(narrow, out.to(torch.bfloat16))
+    with torch.no_grad():
+        want = norm(inp + (0 if add is None else add.float()))
+    assert fused.residual_layer_norm(inp, inp, add, None, norm)  # in place, no bias
+    assert_close(inp, want, "in place")
+    with fused.kernel_enabled(False):
+        assert not fused.residual_layer_norm(inp, out, add, bias, norm)
+
+
+def test_bfloat16_encoder_with_and_without_the_kernel():
+    """The bfloat16 encoder's tail (float32 stream) and band give the same outputs to bfloat16 rounding either way."""
+    model = _model([4, 8], torch.bfloat16)
+    batch = encoder_batch(2, 29, (1, 3), (0, 4))
+    ref, out = _encode(model, batch, False), _encode(model, batch, True)
+    assert_close(out.last_hidden_state.float(), ref.last_hidden_state.float(), "hidden", tol=3e-2)
+    for a, b in zip(out.attentions, ref.attentions):
+        assert_close(a.float(), b.float(), "local attentions", tol=1e-2)

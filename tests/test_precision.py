@@ -129,6 +129,8 @@ def test_bfloat16_encoder_keeps_a_float32_residual_stream():
     with torch.no_grad():
         ref = ref_enc(ids, global_attention_mask=gm, output_hidden_states=True).hidden_states
         wide = enc(ids, global_attention_mask=gm, output_hidden_states=True).hidden_states
+        # without the hidden states kept, each layer writes over its input stream: the same result
+        assert torch.equal(enc(ids, global_attention_mask=gm).last_hidden_state, wide[-1])
         enc.wide_residual_stream = False
         narrow = enc(ids, global_attention_mask=gm, output_hidden_states=True).hidden_states
     assert all(h.dtype == torch.bfloat16 for h in wide + narrow)
