@@ -155,9 +155,11 @@ void band_softmax_impl(const S* src, Dtype st, int64_t stride, P* dst, Dtype pt,
                        int64_t dest_stride, float* stats, const float* global_pos, int64_t row0) {
     const int64_t slots = 2 * w + 1, span = c + 2 * w, width = x + slots;
     const int64_t padded = (width + LANES - 1) / LANES * LANES;
-    std::vector<float> buf(2 * padded);
+    std::vector<float> buf(2 * padded + 2 * LANES, 0.0f);
     float* __restrict v = buf.data();       // the row's biased scores; masked past the row
-    float* __restrict e = v + padded;       // e^(score - max)
+    float* __restrict e = v + padded;       // e^(score - max), then zeros (read by the statistics' vectors)
+    f16x iota;
+    for (int l = 0; l < LANES; ++l) iota[l] = float(l);
     for (int64_t k = width; k < padded; ++k) v[k] = 2 * MASKED;
     for (int64_t i = 0; i < n; ++i) {
         const S* in = src + i * stride;
@@ -222,9 +224,14 @@ void band_softmax_impl(const S* src, Dtype st, int64_t stride, P* dst, Dtype pt,
                 dist += e[g] * std::fabs(here - global_pos[g]);
                 gmass += e[g];
             }
+            // sum over the slots of e |s - w|, 16 slots at a time (e is zero past the row)
+            f16x bd[2] = {splat(0.0f), splat(0.0f)};
+            for (int64_t s = 0, u = 0; s < slots; s += LANES, u ^= 1) {
+                f16x off = iota + float(s - w);
+                bd[u] += load16(e + x + s) * (off < 0.0f ? -off : off);
+            }
             float band_dist = 0.0f;
-#pragma omp simd reduction(+ : band_dist)
-            for (int64_t s = 0; s < slots; ++s) band_dist += e[x + s] * float(s > w ? s - w : w - s);
+            for (int l = 0; l < LANES; ++l) band_dist += bd[0][l] + bd[1][l];
             stats[4 * i + 0] = (dist + band_dist) * scale;
             stats[4 * i + 1] = entropy;
             stats[4 * i + 2] = gmass * scale;
