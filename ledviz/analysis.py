@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from . import fused
 from .errors import InputError
 from .unfold import SparseAttention
 
@@ -135,7 +136,10 @@ def _head_mean(t: Tensor, heads: Sequence[int]) -> Tensor:
 
 
 def _head_sum(t: Tensor, heads: Sequence[int], out: Tensor, reduce: str = "sum", chunk: int = 256) -> None:
-    """out (..., R, C) float32 (+= or max=) t[:, h] (B, H, R, C) over `heads`, in row chunks that stay in cache."""
+    """out (..., R, C) float32 (+= or max=) t[:, h] (B, H, R, C) over `heads`, in row chunks that stay in cache
+    (a sum: in one pass of the compiled kernel, fused.head_sum, where it is in use)."""
+    if reduce != "max" and out.dim() == 3 and fused.head_sum(t, list(heads), out):
+        return
     for r in range(0, t.shape[2], chunk):
         acc = out[..., r: r + chunk, :]
         for h in heads:

@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("fused_band.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC"]
-INTERFACE_VERSION = 4  # ledviz_band_version() of the source this module calls
+INTERFACE_VERSION = 5  # ledviz_band_version() of the source this module calls
 SETTINGS = ("auto", "off")  # "auto": the kernel where it builds; "off": PyTorch operations only
 DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 
@@ -157,14 +157,38 @@ class _Build:
         norm = lib.ledviz_residual_layer_norm
         norm.argtypes = [ptr, ptr, i64, i64, ptr, i32, ptr, ptr, ptr, f32, ptr]
         norm.restype = i32
-        return _Functions(softmax, head, norm), f"compiled with {Path(cxx).name} (cached in {cache})"
+        head_sum = lib.ledviz_head_sum
+        head_sum.argtypes = [ptr, i64, i64, ptr, i32, i64, i64, i64, i64, ptr, i64, i64, i64]
+        head_sum.restype = i32
+        return _Functions(softmax, head, norm, head_sum), f"compiled with {Path(cxx).name} (cached in {cache})"
 
 
 class _Functions:
     """The kernel's entry points (see fused_band.cpp)."""
 
-    def __init__(self, softmax, head_bf16, residual_layer_norm):
+    def __init__(self, softmax, head_bf16, residual_layer_norm, head_sum):
         self.softmax, self.head_bf16, self.residual_layer_norm = softmax, head_bf16, residual_layer_norm
+        self.head_sum = head_sum
+
+
+def head_sum(t: torch.Tensor, heads: list[int], out: torch.Tensor) -> bool:
+    """out (B, R, C) float32 += the sum of t[:, h] (t: (B, H, R, C)) over `heads`, in one pass over blocks
+    of rows that stay in cache (a float16 or bfloat16 t is converted as it is read). False (nothing
+    done) where the kernel is not in use or the layout does not fit: the caller uses PyTorch operations."""
+    functions = _build().function if enabled() else None
+    if functions is None or t.device.type != "cpu" or t.dtype not in DTYPE_CODES or out.dtype != torch.float32:
+        return False
+    B, H, R, C = t.shape
+    if out.shape != (B, R, C) or t.stride(3) != 1 or out.stride(2) != 1 or not heads:
+        return False
+    # the kernel trusts these: every pointer below covers what it reads or writes
+    assert all(0 <= h < H for h in heads)
+    index = torch.tensor(heads, dtype=torch.int64)
+    rc = functions.head_sum(out.data_ptr(), out.stride(0), out.stride(1), t.data_ptr(), DTYPE_CODES[t.dtype],
+                            t.stride(0), t.stride(1), t.stride(2), B, index.data_ptr(), len(heads), R, C)
+    if rc:
+        raise RuntimeError(f"ledviz's head-sum kernel refused its arguments (code {rc})")
+    return True
 
 
 def residual_layer_norm(inp: torch.Tensor, out: torch.Tensor, add: torch.Tensor | None, add_bias: torch.Tensor | None,

@@ -267,7 +267,7 @@ constexpr int ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112;
 extern "C" {
 
 // the interface version ledviz/fused.py checks after loading
-int ledviz_band_version() { return 4; }
+int ledviz_band_version() { return 5; }
 
 // returns 0, or 1 for an unknown scores dtype, 2 for an unknown dest dtype
 int ledviz_band_softmax(void* scores, int scores_dtype, int64_t n, int64_t stride, int64_t x, int64_t xp,
@@ -372,6 +372,37 @@ int ledviz_residual_layer_norm(const float* in, float* out, int64_t rows, int64_
 #pragma omp simd
         for (int64_t k = 0; k < d; ++k) o[k] = (x[k] - mean) * rstd * weight[k] + bias[k];
         if (narrow != nullptr) put(narrow + i * d, BF16, o, 1.0f, d);
+    }
+    return 0;
+}
+
+// out[b, r, :C] += the sum over `heads` of src[b, h, r, :C] (src in src_dtype: F32, BF16 or F16), a
+// block of rows at a time so that the block of sums stays in cache while every head is added.
+// Rows have unit stride; the other strides are in elements. Returns 0, or 1 for an unknown dtype.
+int ledviz_head_sum(float* out, int64_t out_sb, int64_t out_sr, const void* src, int src_dtype, int64_t src_sb,
+                    int64_t src_sh, int64_t src_sr, int64_t batch, const int64_t* heads, int64_t n_heads,
+                    int64_t rows, int64_t cols) {
+    if (src_dtype != F32 && src_dtype != BF16 && src_dtype != F16) return 1;
+    const int64_t block = 32;
+    std::vector<float> tmp(cols + LANES);
+    for (int64_t b = 0; b < batch; ++b) {
+        for (int64_t r0 = 0; r0 < rows; r0 += block) {
+            const int64_t r1 = rows - r0 < block ? rows : r0 + block;
+            for (int64_t hk = 0; hk < n_heads; ++hk) {
+                for (int64_t r = r0; r < r1; ++r) {
+                    float* __restrict o = out + b * out_sb + r * out_sr;
+                    const int64_t at = b * src_sb + heads[hk] * src_sh + r * src_sr;
+                    if (src_dtype == F32) {
+                        const float* __restrict in = static_cast<const float*>(src) + at;
+#pragma omp simd
+                        for (int64_t c = 0; c < cols; ++c) o[c] += in[c];
+                    } else {
+                        gather(static_cast<const uint16_t*>(src) + at, Dtype(src_dtype), o, cols, tmp.data());
+                        std::memcpy(o, tmp.data(), sizeof(float) * cols);
+                    }
+                }
+            }
+        }
     }
     return 0;
 }

@@ -205,3 +205,20 @@ def test_bfloat16_encoder_with_and_without_the_kernel():
     assert_close(out.last_hidden_state.float(), ref.last_hidden_state.float(), "hidden", tol=3e-2)
     for a, b in zip(out.attentions, ref.attentions):
         assert_close(a.float(), b.float(), "local attentions", tol=1e-2)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+def test_head_sum_kernel(dtype):
+    """Summing chosen heads of (B, H, R, C) into a strided float32 view (the aggregate's band with a narrower
+    window centred in it), rows past a block boundary included: PyTorch's sum; other cases fall back."""
+    g = torch.Generator().manual_seed(0)
+    t = torch.rand(2, 5, 70, 9, generator=g).to(dtype)
+    band = torch.rand(2, 1, 70, 13, generator=g)
+    want = band.clone()
+    want[:, 0, :, 2:11] += t[:, [0, 3, 4]].float().sum(1)
+    assert fused.head_sum(t, [0, 3, 4], band[:, 0, :, 2:11])
+    assert_close(band, want, "head sum", tol=1e-6)
+    assert not fused.head_sum(t.transpose(2, 3), [0], band[:, 0, :9, :9])  # columns not contiguous
+    with fused.kernel_enabled(False):
+        assert not fused.head_sum(t, [0], band[:, 0, :, 2:11])
