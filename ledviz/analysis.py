@@ -459,16 +459,23 @@ def cross_attention_map(
     cross_attentions: one (B, H, T, N) tensor per decoder layer (None entries are skipped).
     """
     _check_reduce(reduce, ("mean", "max"))
-    picked = []
-    for n, layer in enumerate(cross_attentions):
-        if layer is None or (layers is not None and n not in layers):
-            continue
-        t = layer[batch].float()  # (H, T, N)
-        picked.append(t if heads is None else t[list(heads)])
-    if not picked:
+    chosen = [layer for n, layer in enumerate(cross_attentions)
+              if layer is not None and (layers is None or n in layers)]
+    if not chosen:
         raise InputError("no cross-attention layer selected (run the model with output_attentions=True)")
-    stacked = torch.cat(picked, dim=0)  # (layers * heads, T, N)
-    return stacked.amax(0) if reduce == "max" else stacked.mean(0)
+    if reduce == "mean":  # summed head by head into one (T, N): no float32 copy of every head
+        first = chosen[0][batch]
+        out = torch.zeros(1, *first.shape[1:], dtype=torch.float32, device=first.device)
+        count = 0
+        for layer in chosen:
+            hs = list(range(layer.shape[1])) if heads is None else list(heads)
+            if any(not 0 <= h < layer.shape[1] for h in hs):
+                raise InputError(f"heads {hs} are not all among the {layer.shape[1]} cross-attention heads")
+            _head_sum(layer[batch: batch + 1], hs, out)
+            count += len(hs)
+        return out[0].div_(count)
+    picked = [layer[batch].float() if heads is None else layer[batch].float()[list(heads)] for layer in chosen]
+    return torch.cat(picked, dim=0).amax(0)  # (layers * heads, T, N) -> (T, N)
 
 
 def bin_matrix(mat: Tensor, bins: int | tuple[int, int] = 512, reduce: str = "sum") -> Tensor:
