@@ -27,7 +27,7 @@ import torch
 
 from common import LED_BASE, sample_text, table  # benchmarks/common.py, beside this script
 
-from ledviz import analysis, device, pipeline, views
+from ledviz import analysis, device, fused, pipeline, views
 from ledviz.modeling import LEDForConditionalGeneration
 
 
@@ -103,6 +103,7 @@ def main():
     gm = pipeline.global_attention_mask(doc, "first")
     print(f"LED-base-shaped model (random weights), {args.tokens:,} tokens, {args.new_tokens} new tokens, "
           f"{args.threads} threads, {args.clock} seconds; CPU: {device.cpu_capability().detail}; "
+          f"band kernel: {fused.kernel_status()}; "
           f"load average {os.getloadavg()[0]:.1f} at the start\n", flush=True)
 
     best: dict[str, dict[str, float]] = {prec: {} for prec in args.precisions}
@@ -142,7 +143,7 @@ def main():
         row["attention kept GB"] = f"{kept_gb:.2f}"
         row["whole s"] = f"{whole:.2f}"
         row["store and statistics s"] = f"{parts['encode'] - parts['bare encoder']:.2f}"
-        row["not model compute"] = f"{not_model / whole:.0%}"
+        row["not model compute"] = f"{not_model / whole:.1%}"
         row["load"] = f"{os.getloadavg()[0]:.1f}"
         rows.append(row)
         print(table([row], list(row)), flush=True)

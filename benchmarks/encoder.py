@@ -28,7 +28,7 @@ import torch
 
 from common import PeakMemory, led_base_pair, table, timed
 
-from ledviz import device
+from ledviz import device, fused
 
 
 def run_encoder(model, ids, gm, **kw):
@@ -106,7 +106,8 @@ def main():
         configs[1:1] = [("transformers bf16", theirs_bf16, {})]
         configs.append(("ours bf16", ours_bf16, {}))
     print(f"LED-base-shaped encoder, {args.threads} threads, times: {args.clock} seconds, output_attentions=True, 1 global token; "
-          f"CPU: {device.cpu_capability().detail}; load average {os.getloadavg()[0]:.1f} at the start\n")
+          f"CPU: {device.cpu_capability().detail}; band kernel: {fused.kernel_status()}; "
+          f"load average {os.getloadavg()[0]:.1f} at the start\n")
 
     if args.warm_memory:
         # Fresh memory is slow to touch the first time on a virtual machine, and it would count

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from . import fused
 from .errors import InputError
 from .unfold import SparseAttention
 
@@ -135,7 +136,10 @@ def _head_mean(t: Tensor, heads: Sequence[int]) -> Tensor:
 
 
 def _head_sum(t: Tensor, heads: Sequence[int], out: Tensor, reduce: str = "sum", chunk: int = 256) -> None:
-    """out (..., R, C) float32 (+= or max=) t[:, h] (B, H, R, C) over `heads`, in row chunks that stay in cache."""
+    """out (..., R, C) float32 (+= or max=) t[:, h] (B, H, R, C) over `heads`, in row chunks that stay in cache
+    (a sum: in one pass of the compiled kernel, fused.head_sum, where it is in use)."""
+    if reduce != "max" and out.dim() == 3 and fused.head_sum(t, list(heads), out):
+        return
     for r in range(0, t.shape[2], chunk):
         acc = out[..., r: r + chunk, :]
         for h in heads:
@@ -313,11 +317,16 @@ STATS_SLICE_BYTES = 1 << 20
 STATS_SLICE_BYTES_THREADED = 1 << 30
 
 
-def head_stats(attn: SparseAttention) -> dict[str, Tensor]:
+def head_stats(attn: SparseAttention, row_stats: Tensor | None = None) -> dict[str, Tensor]:
     """Per-head statistics of one layer, each (B, H), averaged over the non-padding query rows.
 
     mean_distance: sum_j p_ij |i - j| (tokens); entropy: of each row, in nats; global_mass:
     attention on global tokens; self_mass: p_ii. Rows of global queries are included.
+
+    `row_stats` (B, H, N, 4), when given: these four per query row (in STAT_NAMES' order) as the
+    encoder's fused kernel computed them from the float32 probabilities before they were stored
+    (ledviz/fused_band.cpp), so the band is not read again; the rows of global queries still come
+    from global_rows.
     """
     B, H, N, W = attn.band.shape
     w, dev = attn.window, attn.band.device
@@ -333,26 +342,22 @@ def head_stats(attn: SparseAttention) -> dict[str, Tensor]:
     valid = attn.attention_mask.float()  # (B, N)
     n_valid = valid.sum(1).clamp(min=1)  # (B,)
     out = {name: torch.zeros(B, H, dtype=torch.float32, device=dev) for name in STAT_NAMES}
-    # the band is read a slice of rows at a time, in float32, with its logarithms: two buffers
-    # reused by every slice and head
-    slice_bytes = STATS_SLICE_BYTES if torch.get_num_threads() == 1 else STATS_SLICE_BYTES_THREADED
-    rows = max(1, min(N, slice_bytes // (B * W * 4)))
-    band = torch.empty(B, rows, W, dtype=torch.float32, device=dev)
-    work = torch.empty_like(band)
+    if row_stats is not None and row_stats.shape != (B, H, N, len(STAT_NAMES)):
+        raise InputError(f"row_stats must be (batch, heads, seq_len, {len(STAT_NAMES)}) = "
+                         f"{(B, H, N, len(STAT_NAMES))}, got {tuple(row_stats.shape)}")
+    if row_stats is None:
+        # the band is read a slice of rows at a time, in float32, with its logarithms: two buffers
+        # reused by every slice and head
+        slice_bytes = STATS_SLICE_BYTES if torch.get_num_threads() == 1 else STATS_SLICE_BYTES_THREADED
+        rows = max(1, min(N, slice_bytes // (B * W * 4)))
+        band = torch.empty(B, rows, W, dtype=torch.float32, device=dev)
+        work = torch.empty_like(band)
     for h in range(H):
-        cols = attn.global_cols[:, h].float()  # (B, N, x)
         grows = attn.global_rows[:, h].float()  # (B, x, N)
-        per_row = {
-            "mean_distance": (cols * col_dist).sum(-1),
-            "entropy": _entropy(cols),
-            "global_mass": cols.sum(-1),
-            "self_mass": attn.band[:, h, :, w].to(torch.float32, copy=True),  # written below: never a view
-        }
-        for r0 in range(0, N, rows):
-            part = band[:, : min(rows, N - r0)]
-            part.copy_(attn.band[:, h, r0: r0 + rows])  # (B, R, W)
-            per_row["mean_distance"][:, r0: r0 + rows] += part @ offsets
-            per_row["entropy"][:, r0: r0 + rows] += _band_entropy(part, work[:, : part.shape[1]])
+        if row_stats is not None:  # written below: copies, never views
+            per_row = {name: row_stats[:, h, :, k].to(torch.float32, copy=True) for k, name in enumerate(STAT_NAMES)}
+        else:
+            per_row = _band_row_stats(attn, h, col_dist, offsets, band, work)
         # rows of global queries (zero above) from global_rows
         at_globals = grows.gather(2, gather_pos[:, None, :].expand(B, pos.shape[1], pos.shape[1]))  # (B, x, x)
         global_row = {
@@ -365,6 +370,27 @@ def head_stats(attn: SparseAttention) -> dict[str, Tensor]:
             per_row[name][b_used, p_used] = global_row[name][b_used, c_used]
             out[name][:, h] = (per_row[name] * valid).sum(1) / n_valid
     return out
+
+
+def _band_row_stats(attn: SparseAttention, h: int, col_dist: Tensor, offsets: Tensor, band: Tensor,
+                    work: Tensor) -> dict[str, Tensor]:
+    """head_stats' four statistics of every query row of head h, (B, N) each, read off the stored
+    probabilities: the global columns, then the band a slice of rows at a time (in `band`, with its
+    logarithms in `work`)."""
+    N, w, rows = attn.band.shape[2], attn.window, band.shape[1]
+    cols = attn.global_cols[:, h].float()  # (B, N, x)
+    per_row = {
+        "mean_distance": (cols * col_dist).sum(-1),
+        "entropy": _entropy(cols),
+        "global_mass": cols.sum(-1),
+        "self_mass": attn.band[:, h, :, w].to(torch.float32, copy=True),  # written below: never a view
+    }
+    for r0 in range(0, N, rows):
+        part = band[:, : min(rows, N - r0)]
+        part.copy_(attn.band[:, h, r0: r0 + rows])  # (B, R, W)
+        per_row["mean_distance"][:, r0: r0 + rows] += part @ offsets
+        per_row["entropy"][:, r0: r0 + rows] += _band_entropy(part, work[:, : part.shape[1]])
+    return per_row
 
 
 def stats_table(stats_by_layer: Mapping[int, Mapping[str, Tensor]]) -> pd.DataFrame:
@@ -433,16 +459,23 @@ def cross_attention_map(
     cross_attentions: one (B, H, T, N) tensor per decoder layer (None entries are skipped).
     """
     _check_reduce(reduce, ("mean", "max"))
-    picked = []
-    for n, layer in enumerate(cross_attentions):
-        if layer is None or (layers is not None and n not in layers):
-            continue
-        t = layer[batch].float()  # (H, T, N)
-        picked.append(t if heads is None else t[list(heads)])
-    if not picked:
+    chosen = [layer for n, layer in enumerate(cross_attentions)
+              if layer is not None and (layers is None or n in layers)]
+    if not chosen:
         raise InputError("no cross-attention layer selected (run the model with output_attentions=True)")
-    stacked = torch.cat(picked, dim=0)  # (layers * heads, T, N)
-    return stacked.amax(0) if reduce == "max" else stacked.mean(0)
+    if reduce == "mean":  # summed head by head into one (T, N): no float32 copy of every head
+        first = chosen[0][batch]
+        out = torch.zeros(1, *first.shape[1:], dtype=torch.float32, device=first.device)
+        count = 0
+        for layer in chosen:
+            hs = list(range(layer.shape[1])) if heads is None else list(heads)
+            if any(not 0 <= h < layer.shape[1] for h in hs):
+                raise InputError(f"heads {hs} are not all among the {layer.shape[1]} cross-attention heads")
+            _head_sum(layer[batch: batch + 1], hs, out)
+            count += len(hs)
+        return out[0].div_(count)
+    picked = [layer[batch].float() if heads is None else layer[batch].float()[list(heads)] for layer in chosen]
+    return torch.cat(picked, dim=0).amax(0)  # (layers * heads, T, N) -> (T, N)
 
 
 def bin_matrix(mat: Tensor, bins: int | tuple[int, int] = 512, reduce: str = "sum") -> Tensor:

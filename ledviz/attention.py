@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fused
 from .config import LEDConfig
 
 Tensor = torch.Tensor
@@ -100,6 +101,13 @@ class GlobalLayout:
     global_index: Tensor
     global_valid: Tensor
     scratch: InferenceScratch = field(default_factory=InferenceScratch, repr=False, compare=False)
+    # per-row statistics of the probabilities (analysis.STAT_NAMES), for a caller that reduces them:
+    # when `want_row_stats`, the fused kernel path leaves each layer's (B, H, L, 4) float32 in
+    # `row_stats` (other paths leave None: the caller computes them from the probabilities)
+    want_row_stats: bool = field(default=False, repr=False, compare=False)
+    row_stats: Tensor | None = field(default=None, repr=False, compare=False)
+    # the encoder's float32 residual stream (modeling.py): whether a layer may write its result over its input
+    stream_reusable: bool = field(default=False, repr=False, compare=False)
 
     @property
     def num_global(self) -> int:
@@ -439,6 +447,7 @@ class _BlockMask:
         self.block_cpu = self.block.cpu()
         self.unused_slots = (~layout.global_valid[b]).nonzero().flatten()
         self.num_global = layout.num_global
+        self._layout, self._b, self._blocks, self._kernel_masks = layout, b, blocks, None
 
     def columns(self, j0: int, j1: int) -> tuple[Tensor, Tensor] | None:
         """(block - j0, column) of the dropped key columns in blocks j0..j1-1, or None."""
@@ -454,11 +463,46 @@ class _BlockMask:
         if columns is not None:
             scores[columns[0], :, columns[1]] = neg
 
+    def kernel_masks(self) -> "_KernelMasks":
+        """The same masks as the fused kernel reads them (built once, on first use)."""
+        if self._kernel_masks is None:
+            self._kernel_masks = _KernelMasks.of(self._layout, self._b, self._blocks)
+        return self._kernel_masks
+
     def apply_global(self, scores: Tensor, neg: float) -> None:
         """Fill the unused global slots of (n, xp) global columns with `neg`, and the alignment columns past x."""
         if len(self.unused_slots):
             scores[:, self.unused_slots] = neg
         scores[:, self.num_global:] = neg
+
+
+# what the fused kernel adds to a masked score (fused_band.cpp: anything at or below -1e29 is masked)
+_KERNEL_MASKED = -1e30
+
+
+@dataclass(frozen=True)
+class _KernelMasks:
+    """One sequence's masks as fused_band.cpp reads them: float32 biases (0, or -1e30 where masked) and row flags.
+
+    key_bias (L' + 2w,): the keys between their margins (block j's span is [jc, jc + c + 2w));
+    global_bias (x,): unused global slots; row_zero (L',) uint8: rows whose probabilities are 0
+    (padding queries, and rows past the sequence); global_pos (x,): the global tokens' positions.
+    """
+
+    key_bias: Tensor
+    global_bias: Tensor
+    row_zero: Tensor
+    global_pos: Tensor
+
+    @classmethod
+    def of(cls, layout: GlobalLayout, b: int, blocks: _Blocks) -> "_KernelMasks":
+        L = layout.is_padding.shape[1]
+        w = blocks.w
+        keys = F.pad(layout.dropped_keys[b], (w, w + blocks.padded - L), value=True)
+        rows = F.pad(layout.is_padding[b], (0, blocks.padded - L), value=True)
+        as_bias = lambda dropped: torch.zeros(dropped.shape, dtype=torch.float32).masked_fill_(dropped.cpu(), _KERNEL_MASKED)
+        return cls(as_bias(keys), as_bias(~layout.global_valid[b]), rows.to(torch.uint8).cpu().contiguous(),
+                   layout.global_index[b].to(torch.float32).cpu().contiguous())
 
 
 @dataclass
@@ -496,24 +540,44 @@ def blocked_inference_attention(
     probs = hidden_states.new_empty(B, H, L, x + blocks.slots, dtype=probs_dtype or dtype) \
         if output_attentions else None
     head_weights = layer_head_mask.to(dtype).tolist() if layer_head_mask is not None else None
+    kernel = _fused_kernel_for(hidden_states, probs)
+    whole_head = fused.bf16_head_kernel() if kernel is not None and dtype == torch.bfloat16 else None
+    # the kernel computes each row's statistics as it goes; rows up to L' (it writes whole blocks)
+    row_stats = hidden_states.new_zeros(B, H, blocks.padded, 4, dtype=torch.float32) \
+        if kernel is not None and layout.want_row_stats else None
     for b in range(B):
         mask = _BlockMask(layout, b, blocks)
         for chunk in _chunks(attn, hidden_states[b], layout, b, blocks, mask):
             for h in range(H):
+                if whole_head is not None:  # products, softmax and output rows in one call
+                    _fused_head_bf16(whole_head, chunk, h, kv[b], k_glob[b] if x else None, v_glob[b] if x else None,
+                                     mask.kernel_masks(), blocks, head_weights[h] if head_weights is not None else None,
+                                     probs[b, h, chunk.r0: chunk.r1] if output_attentions else None,
+                                     out_heads[b, chunk.r0: chunk.r1, h],
+                                     row_stats[b, h, chunk.r0:] if row_stats is not None else None)
+                    continue
                 k_spans = kv[b, :, 0, h].unfold(0, blocks.span, blocks.c)  # (nb, hd, c + 2w) view
                 v_spans = kv[b, :, 1, h].unfold(0, blocks.span, blocks.c).transpose(1, 2)  # (nb, c + 2w, hd)
-                _score(chunk, h, k_spans[chunk.j0: chunk.j1], k_glob[b, :, h] if x else None, mask)
-                _softmax_in_place(chunk)
-                _weigh(chunk, head_weights[h] if head_weights is not None else None)
+                head_weight = head_weights[h] if head_weights is not None else None
+                dest = probs[b, h, chunk.r0: chunk.r1] if output_attentions else None
+                _score(chunk, h, k_spans[chunk.j0: chunk.j1], k_glob[b, :, h] if x else None,
+                       mask if kernel is None else None)
+                if kernel is not None:  # mask, softmax, weight and the kept copy in one pass
+                    _fused_probabilities(kernel, chunk, mask.kernel_masks(), blocks, head_weight, dest,
+                                         row_stats[b, h, chunk.r0:] if row_stats is not None else None)
+                else:
+                    _softmax_in_place(chunk)
+                    _weigh(chunk, head_weight)
                 _mix_values(chunk, v_spans[chunk.j0: chunk.j1], v_glob[b, :, h] if x else None)
                 out_heads[b, chunk.r0: chunk.r1, h] = chunk.head_out[: chunk.r1 - chunk.r0]
-                if output_attentions:
-                    _copy_probs(chunk, probs[b, h, chunk.r0: chunk.r1], blocks.w, x)
+                if dest is not None and kernel is None:
+                    _copy_probs(chunk, dest, blocks.w, x)
 
     if output_attentions:
         glob_b, glob_i = layout.is_global.nonzero(as_tuple=True)
         if len(glob_b):
             probs[glob_b, :, glob_i] = 0.0  # rows of global queries live in the global probabilities
+    layout.row_stats = row_stats[:, :, :L] if row_stats is not None else None
     global_probs = None
     if x:
         # the global queries' rows are written into `out` through a (B, H, L, hd) view of it
@@ -610,18 +674,104 @@ def _span_product(a: Tensor, spans: Tensor, out: Tensor) -> None:
         torch.mm(a[i], spans[i], out=out[i])
 
 
-def _score(chunk: _Chunk, h: int, k_spans: Tensor, k_glob: Tensor | None, mask: _BlockMask) -> None:
+def _score(chunk: _Chunk, h: int, k_spans: Tensor, k_glob: Tensor | None, mask: _BlockMask | None) -> None:
     """Head h's scores: block_scores against the key spans (blocks, hd, c + 2w), global_scores against
-    the global keys k_glob (x, hd); what no row may see is set to the dtype's minimum."""
+    the global keys k_glob (x, hd); with `mask`, what no row may see is set to the dtype's minimum
+    (without, the fused kernel masks as it reads)."""
     neg = torch.finfo(chunk.block_scores.dtype).min
     blocks, c, _ = chunk.block_scores.shape
     q = chunk.queries[:, h]  # (n, hd)
     # a product into this contiguous buffer: into a strided view it runs at half speed
     _span_product(q.view(blocks, c, -1), k_spans, chunk.block_scores)
-    mask.apply(chunk.block_scores, chunk.dropped_columns, neg)
+    if mask is not None:
+        mask.apply(chunk.block_scores, chunk.dropped_columns, neg)
     if k_glob is not None:
         torch.mm(q, k_glob.t(), out=chunk.global_scores[:, : chunk.num_global])
-        mask.apply_global(chunk.global_scores, neg)
+        if mask is not None:
+            mask.apply_global(chunk.global_scores, neg)
+
+
+def _fused_kernel_for(hidden_states: Tensor, probs: Tensor | None):
+    """The fused kernel (fused.band_kernel) when it builds here and takes these dtypes, else None."""
+    if hidden_states.device.type != "cpu" or hidden_states.dtype not in fused.DTYPE_CODES:
+        return None
+    if probs is not None and probs.dtype not in fused.DTYPE_CODES:
+        return None
+    return fused.band_kernel()
+
+
+def _fused_head_bf16(whole_head, chunk: _Chunk, h: int, kv: Tensor, k_glob: Tensor | None, v_glob: Tensor | None,
+                     masks: _KernelMasks, blocks: _Blocks, head_weight: float | None, dest: Tensor | None,
+                     out: Tensor, stats: Tensor | None = None) -> None:
+    """Head h of a chunk in bfloat16, entirely in fused_band.cpp (ledviz_band_attention_bf16): the scores
+    from MKL's bfloat16 products (rounded to bfloat16 as PyTorch's product gives them, unless
+    fused.float32_scores), the probabilities as _fused_probabilities makes them, times the values,
+    into `out` (r1 - r0, hd). kv: this sequence's (L' + 2w, 2, H, hd) keys and
+    values between their margins; k_glob, v_glob (x, H, hd)."""
+    function, gemm = whole_head
+    c, w, x = blocks.c, blocks.w, chunk.num_global
+    q = chunk.queries[:, h]  # (n, hd)
+    n, hd = q.shape
+    keys, values = kv[chunk.j0 * c:, 0, h], kv[chunk.j0 * c:, 1, h]  # (rows, hd) each
+    # the kernel trusts these: every pointer below covers what it reads or writes
+    assert kv.dtype == q.dtype == out.dtype == torch.bfloat16 and q.stride(1) == keys.stride(1) == out.stride(1) == 1
+    assert keys.shape[0] >= (chunk.j1 - chunk.j0 - 1) * c + blocks.span and n == (chunk.j1 - chunk.j0) * c
+    assert out.shape == (chunk.r1 - chunk.r0, hd) and masks.row_zero.numel() >= chunk.r0 + n
+    assert masks.key_bias.numel() >= chunk.j1 * c + 2 * w and masks.global_bias.numel() == x == masks.global_pos.numel()
+    if x:
+        k_glob, v_glob = k_glob[:, h], v_glob[:, h]  # (x, hd)
+        assert k_glob.shape == v_glob.shape == (x, hd) and k_glob.stride() == v_glob.stride() and k_glob.stride(1) == 1
+    if dest is not None:
+        assert dest.shape == (chunk.r1 - chunk.r0, x + blocks.slots) and dest.stride(1) == 1
+    f32 = masks.key_bias.element_size()
+    rc = function(
+        gemm, q.data_ptr(), q.stride(0), keys.data_ptr(), values.data_ptr(), keys.stride(0),
+        k_glob.data_ptr() if x else None, v_glob.data_ptr() if x else None, k_glob.stride(0) if x else 0,
+        chunk.j1 - chunk.j0, hd, x, c, w,
+        masks.key_bias.data_ptr() + chunk.j0 * c * f32, masks.global_bias.data_ptr(),
+        masks.row_zero.data_ptr() + chunk.r0, 1.0 if head_weight is None else float(head_weight),
+        None if dest is None else dest.data_ptr(), 0 if dest is None else fused.DTYPE_CODES[dest.dtype],
+        0 if dest is None else dest.shape[0], 0 if dest is None else dest.stride(0),
+        _stats_pointer(stats, n), masks.global_pos.data_ptr(), chunk.r0, out.data_ptr(), out.shape[0], out.stride(0),
+        0 if fused.float32_scores else 1,
+    )
+    if rc:
+        raise RuntimeError(f"ledviz's fused band kernel refused its arguments (code {rc})")
+
+
+def _stats_pointer(stats: Tensor | None, n: int) -> int | None:
+    """The address of (n, 4) float32 rows of statistics for the kernel to write, or None."""
+    if stats is None:
+        return None
+    assert stats.dtype == torch.float32 and stats.shape[0] >= n and stats.shape[1] == 4 and stats.is_contiguous()
+    return stats.data_ptr()
+
+
+def _fused_probabilities(kernel, chunk: _Chunk, masks: _KernelMasks, blocks: _Blocks, head_weight: float | None,
+                         dest: Tensor | None, stats: Tensor | None = None) -> None:
+    """What _softmax_in_place, _weigh and _copy_probs do (the masks of _BlockMask.apply included), in one
+    call of fused_band.cpp: the chunk's scores become probabilities, zero outside each row's window,
+    and `dest` (r1 - r0, x + 2w + 1), when given, receives them in LED's layout and its own dtype;
+    `stats` (>= n, 4), when given, each row's statistics (analysis.STAT_NAMES)."""
+    scores, c, w, x = chunk.scores, blocks.c, blocks.w, chunk.num_global
+    n, width = scores.shape
+    xp = width - blocks.span
+    # the kernel trusts these: every pointer below covers what it reads or writes
+    assert scores.is_contiguous() and chunk.r1 - chunk.r0 <= n and masks.row_zero.numel() >= chunk.r0 + n
+    assert masks.key_bias.numel() >= chunk.j1 * c + 2 * w and masks.global_bias.numel() == x == masks.global_pos.numel()
+    if dest is not None:
+        assert dest.shape == (chunk.r1 - chunk.r0, x + blocks.slots) and dest.stride(1) == 1
+    f32 = masks.key_bias.element_size()
+    rc = kernel(
+        scores.data_ptr(), fused.DTYPE_CODES[scores.dtype], n, scores.stride(0), x, xp, c, w,
+        masks.key_bias.data_ptr() + chunk.j0 * c * f32, masks.global_bias.data_ptr(),
+        masks.row_zero.data_ptr() + chunk.r0, 1.0 if head_weight is None else float(head_weight),
+        None if dest is None else dest.data_ptr(), 0 if dest is None else fused.DTYPE_CODES[dest.dtype],
+        0 if dest is None else dest.shape[0], 0 if dest is None else dest.stride(0),
+        _stats_pointer(stats, n), masks.global_pos.data_ptr(), chunk.r0,
+    )
+    if rc:
+        raise RuntimeError(f"ledviz's fused band kernel refused its arguments (code {rc})")
 
 
 def _softmax_in_place(chunk: _Chunk) -> None:

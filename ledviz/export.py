@@ -138,6 +138,18 @@ class AttentionStore:
         self.reducers = dict(reducers or {})
         self.run = AttentionRun(metadata=dict(metadata or {}))
         self.extras: dict[int, dict[str, Any]] = {}
+        self._row_stats: dict[int, Tensor] = {}  # layer -> (B, H, N, 4), from the encoder's fused kernel
+
+    @property
+    def wants_row_statistics(self) -> bool:
+        """Whether the encoder should hand over per-row statistics (`row_statistics`) when its kernel computes them."""
+        return self.compute_stats
+
+    def row_statistics(self, layer_index: int, row_stats: Tensor) -> None:
+        """Receive one layer's per-row statistics (B, H, N, 4) (analysis.head_stats' `row_stats`), before
+        the layer's probabilities: its head statistics are then computed without reading the band again."""
+        if self.layer_filter is None or layer_index in self.layer_filter:
+            self._row_stats[layer_index] = row_stats
 
     def __call__(self, layer_index: int, local_probs: Tensor, global_probs: Tensor | None) -> None:
         """Receive one encoder layer: local (B, H, N, x + 2w + 1), global (B, H, N, x) or None."""
@@ -156,8 +168,10 @@ class AttentionStore:
             if self.overview_bins is not None:
                 maps = [analysis.overview(sp, self.overview_bins, self.overview_reduce, batch=b) for b in range(sp.batch_size)]
                 self.run.overviews[layer_index] = torch.stack(maps).to(self.device)
+            row_stats = self._row_stats.pop(layer_index, None)
             if self.compute_stats:
-                self.run.stats[layer_index] = {k: v.to(self.device) for k, v in analysis.head_stats(sp).items()}
+                stats = analysis.head_stats(sp, row_stats=None if row_stats is None else row_stats.to(dev))
+                self.run.stats[layer_index] = {k: v.to(self.device) for k, v in stats.items()}
             if self.reducers:
                 self.extras[layer_index] = {name: f(sp) for name, f in self.reducers.items()}
             if self.keep_sparse:

@@ -25,6 +25,7 @@ from .attention import (
     is_inference,
     rows_per_slice,
 )
+from . import fused
 from .cache import KeyValues, LayerCache, cached_length
 from .config import LEDConfig
 from .errors import InputError
@@ -171,11 +172,18 @@ class LEDEncoderLayer(nn.Module):
         self.activation_inplace = _INPLACE_ACTIVATIONS.get(config.activation_function)
 
     def forward(self, hidden_states, layout, layer_head_mask=None, output_attentions=False, probs_dtype=None):
+        """hidden_states (B, L, D) in the weights' dtype, or for inference with bfloat16 weights in float32
+        (the encoder's float32 residual stream, `wide_residual_stream`): then the output is float32 too."""
         # attention block (post-LayerNorm)
         residual = hidden_states
+        weights_dtype = self.fc1.weight.dtype
+        if hidden_states.dtype != weights_dtype:  # the wide stream: products take the weights' dtype
+            hidden_states = hidden_states.to(weights_dtype)
         h, local_probs, global_probs = self.self_attn.longformer_self_attn(
             hidden_states, layout, layer_head_mask, output_attentions, probs_dtype)
-        if is_inference(self):
+        if is_inference(self) and residual.dtype != h.dtype:
+            h = self._tail_inference_wide(h.contiguous(), residual, layout)
+        elif is_inference(self):
             h = self._tail_inference(h.contiguous(), residual, layout)
         else:
             h = self.self_attn.output(h)
@@ -220,6 +228,50 @@ class LEDEncoderLayer(nn.Module):
         _rows_in_place(flat, out_rows, rows, lambda part, buf: layer_norm(ln1, part))
         _rows_in_place(flat, out_rows, rows, feed_forward)
         return h
+
+
+    def _tail_inference_wide(self, h: torch.Tensor, residual: torch.Tensor, layout: GlobalLayout) -> torch.Tensor:
+        """`_tail_inference` with the residual stream in float32 (residual and the result (B, L, D) float32):
+        the products in the weights' dtype, the sums and layer norms in float32, so that the stream is
+        rounded only where a product reads it."""
+        B, L, D = h.shape
+        flat, res = h.view(B * L, D), residual.reshape(B * L, D)
+        # the result over the input stream where the encoder keeps no copy of it (fresh memory costs page faults)
+        out = res if layout.stream_reusable and res.is_contiguous() else \
+            torch.empty(B * L, D, dtype=torch.float32, device=h.device)
+        ffn = self.fc1.out_features
+        rows = rows_per_slice(B * L, ffn * h.element_size())
+        activations = layout.scratch.scores_or_activations.view((rows, ffn), h)
+        narrow = layout.scratch.layer_rows.view((rows, D), h)  # a slice in the weights' dtype
+        proj, ln1, ln2 = self.self_attn.output, self.self_attn_layer_norm, self.final_layer_norm
+
+        def layer_norm(ln: nn.LayerNorm, t: torch.Tensor) -> torch.Tensor:
+            return F.layer_norm(t, ln.normalized_shape, ln.weight.float(), ln.bias.float(), ln.eps)
+
+        def add_norm(inp: torch.Tensor, o: torch.Tensor, add: torch.Tensor, add_bias: torch.Tensor, ln: nn.LayerNorm,
+                     to_narrow: torch.Tensor | None) -> None:
+            """o = ln(inp + add + add_bias) (and to_narrow = o in the weights' dtype): the fused kernel's one
+            pass per row (no temporaries), else PyTorch operations."""
+            if fused.residual_layer_norm(inp, o, add, add_bias, ln, to_narrow):
+                return
+            torch.add(inp, add, out=o).add_(add_bias)  # float32 sums
+            o.copy_(layer_norm(ln, o))
+            if to_narrow is not None:
+                to_narrow.copy_(o)
+
+        for r0 in range(0, B * L, rows):
+            r1 = min(B * L, r0 + rows)
+            buf = narrow[: r1 - r0]
+            o = out[r0:r1]
+            # the biases of the output projection and fc2 join the float32 sum
+            add_norm(res[r0:r1], o, torch.mm(flat[r0:r1], proj.weight.t(), out=buf), proj.bias, ln1, buf)
+            f = torch.addmm(self.fc1.bias, buf, self.fc1.weight.t(), out=activations[: r1 - r0])
+            if self.activation_inplace is not None:
+                self.activation_inplace(f)
+            else:
+                f = self.activation_fn(f)
+            add_norm(o, o, torch.mm(f, self.fc2.weight.t(), out=buf), self.fc2.bias, ln2, None)
+        return out.view(B, L, D)
 
 
 class LEDDecoderLayer(nn.Module):
@@ -363,6 +415,8 @@ class LEDEncoder(LEDPreTrainedModel):
         self.layernorm_embedding = nn.LayerNorm(config.d_model)
         self.gradient_checkpointing = False
         self.checkpoint_kwargs = {"use_reentrant": False}  # torch.utils.checkpoint's, see gradient_checkpointing_enable
+        # bfloat16 weights, inference on the CPU: the residual stream stays float32 (see forward)
+        self.wide_residual_stream = True
         self.post_init()
 
     def set_attention_implementation(self, name: str, block_size: int | None = None) -> None:
@@ -443,7 +497,18 @@ class LEDEncoder(LEDPreTrainedModel):
         h = F.dropout(self.layernorm_embedding(h), p=self.dropout, training=self.training)
         del inputs_embeds  # (B, L, D): not needed past here, and large for a long document
 
+        # bfloat16 weights at inference on the CPU: the residual stream between the layers stays in float32
+        # (each layer's products still read bfloat16), which halves the error of the attention probabilities
+        wide = (self.wide_residual_stream and h.dtype == torch.bfloat16 and h.device.type == "cpu"
+                and is_inference(self))
+        model_dtype = h.dtype
+        if wide:
+            h = h.float()
+        # the float32 stream a layer receives may be overwritten by its result unless the hidden states are kept
+        layout.stream_reusable = wide and not output_hidden_states
         want_probs = output_attentions or attention_sink is not None
+        # a sink that reduces the probabilities to per-row statistics can take them from the fused kernel
+        sink_row_stats = bool(getattr(attention_sink, "wants_row_statistics", False))
         all_hidden = [] if output_hidden_states else None
         all_local = [] if output_attentions else None
         all_global = [] if (output_attentions and layout.num_global) else None
@@ -457,6 +522,7 @@ class LEDEncoder(LEDPreTrainedModel):
             else:
                 layer_mask = head_mask[idx] if head_mask is not None else None
                 keep_this = want_probs and (attention_layers is None or idx in attention_layers)
+                layout.want_row_stats = sink_row_stats and keep_this
                 if self.gradient_checkpointing and self.training:
                     h, local_probs, global_probs = checkpoint(layer, h, layout, layer_mask, keep_this, attention_dtype,
                                                               **self.checkpoint_kwargs)
@@ -470,15 +536,18 @@ class LEDEncoder(LEDPreTrainedModel):
                 if attention_dtype is not None and global_probs is not None:
                     global_probs = global_probs.to(attention_dtype)
                 if attention_sink is not None:
+                    if layout.row_stats is not None:
+                        attention_sink.row_statistics(idx, _first_rows(layout.row_stats, N, dim=2))
                     attention_sink(idx, local_probs, global_probs)
+            layout.row_stats = None
             if output_attentions:
                 all_local.append(local_probs)
                 if all_global is not None:
                     all_global.append(global_probs)
         if output_hidden_states:
             all_hidden.append(h)
-            all_hidden = tuple(_first_rows(s, N, dim=1) for s in all_hidden)
-        h = _first_rows(h, N, dim=1)
+            all_hidden = tuple(_first_rows(s, N, dim=1).to(model_dtype) for s in all_hidden)
+        h = _first_rows(h, N, dim=1).to(model_dtype)
         all_local = tuple(all_local) if all_local is not None else None
         all_global = tuple(all_global) if all_global is not None else None
         if not return_dict:

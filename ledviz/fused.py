@@ -1,0 +1,274 @@
+"""A compiled kernel for the band's elementwise chain, built on first use where a C++ compiler is found.
+
+The blocked inference attention (attention.py) turns each chunk's band scores into probabilities
+with several PyTorch passes over memory: mask, softmax, head weight, and a copy of the window
+slots into the kept probabilities in their own dtype. `fused_band.cpp` (beside this file) does
+all of it in one pass per row while the row is in cache, and can also give each row's
+statistics (attention.py: `ROW_STATISTICS`). With bfloat16 weights this chain is the largest cost
+after the matrix products.
+
+    band_kernel()     # the ctypes function, or None (no compiler, a failed build, or turned off)
+    kernel_status()   # in words: "compiled with g++ (cached in ...)" or why not
+
+On first use the source is compiled with the system's C++ compiler (`$CXX`, else g++, c++ or
+clang++), tuned for this CPU (-march=native), about a second, into a cache directory
+(`$LEDVIZ_KERNEL_CACHE`, else ~/.cache/ledviz/kernels); the file name holds a hash of the
+source, the compiler, its flags and this CPU's flags, so a cache shared by different machines
+never loads a library built for another CPU. Where there is no compiler, the build fails or the
+cache cannot be written, ledviz keeps its PyTorch operations (the same numbers, slower) and
+`kernel_status()` says why. `LEDVIZ_FUSED_KERNEL=off` (or `set_enabled(False)`) turns the kernel
+off; "auto" (the default) uses it when it builds. Models in bfloat16 also run their band products
+inside the kernel, through MKL's bfloat16 product in PyTorch's library (`bf16_head_kernel`), where
+PyTorch has it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("fused_band.cpp")
+FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC"]
+INTERFACE_VERSION = 5  # ledviz_band_version() of the source this module calls
+SETTINGS = ("auto", "off")  # "auto": the kernel where it builds; "off": PyTorch operations only
+DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
+
+_enabled: bool | None = None  # None: from LEDVIZ_FUSED_KERNEL
+
+
+def _setting() -> str:
+    value = os.environ.get("LEDVIZ_FUSED_KERNEL", "auto").strip().lower() or "auto"
+    if value not in SETTINGS:
+        raise InputError(f"LEDVIZ_FUSED_KERNEL={value!r} is not a setting: use one of {', '.join(SETTINGS)}")
+    return value
+
+
+def enabled() -> bool:
+    """Whether the kernel is to be used when it builds (set_enabled, else LEDVIZ_FUSED_KERNEL)."""
+    return _setting() != "off" if _enabled is None else _enabled
+
+
+def set_enabled(value: bool | None) -> None:
+    """Use the kernel (True), never (False), or as LEDVIZ_FUSED_KERNEL says (None)."""
+    global _enabled
+    _enabled = value
+
+
+@contextlib.contextmanager
+def kernel_enabled(value: bool) -> Iterator[None]:
+    """Within the block, the kernel is used (when it builds) or not: for tests and benchmarks."""
+    global _enabled
+    before, _enabled = _enabled, value
+    try:
+        yield
+    finally:
+        _enabled = before
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("LEDVIZ_KERNEL_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "ledviz" / "kernels"
+
+
+def _cpu_signature() -> str:
+    from . import device
+
+    return " ".join(sorted(device.cpu_flags()))
+
+
+def _compiler_version(cxx: str) -> str:
+    try:
+        return subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+class _Build:
+    """The outcome of building and loading the kernel once: the function, or why there is none."""
+
+    def __init__(self):
+        self.function = None
+        self.status = ""
+        try:
+            self.function, self.status = self._load()
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the PyTorch operations in use
+            self.status = f"not used: {type(exc).__name__}: {exc}"
+        if self.function is None:
+            logger.info("ledviz's fused band kernel is %s; the PyTorch operations are used instead", self.status)
+
+    @staticmethod
+    def _load():
+        cxx = _compiler()
+        if cxx is None:
+            return None, "not built: no C++ compiler found (set CXX, or install g++)"
+        source = SOURCE.read_bytes()
+        key = hashlib.sha256(b"\0".join([source, cxx.encode(), _compiler_version(cxx).encode(),
+                                         " ".join(FLAGS).encode(), _cpu_signature().encode()])).hexdigest()[:20]
+        cache = _cache_dir()
+        target = cache / f"fused_band-{key}.so"
+        if not target.exists():
+            cache.mkdir(parents=True, exist_ok=True)
+            # built under a temporary name and renamed: a concurrent build or reader never sees half a file
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
+            os.close(fd)
+            try:
+                done = subprocess.run([cxx, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True,
+                                      timeout=300)
+                if done.returncode != 0:
+                    return None, f"not built: {Path(cxx).name} failed: {done.stderr.strip()[-500:]}"
+                os.replace(tmp, target)
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        lib = ctypes.CDLL(str(target))
+        if lib.ledviz_band_version() != INTERFACE_VERSION:
+            return None, f"not used: {target} has interface {lib.ledviz_band_version()}, expected {INTERFACE_VERSION}"
+        i64, ptr, i32, f32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+        softmax = lib.ledviz_band_softmax
+        softmax.argtypes = [ptr, i32, i64, i64, i64, i64, i64, i64, ptr, ptr, ptr, f32, ptr, i32, i64, i64, ptr, ptr,
+                            i64]
+        softmax.restype = i32
+        head = lib.ledviz_band_attention_bf16
+        head.argtypes = [ptr, ptr, i64, ptr, ptr, i64, ptr, ptr, i64, i64, i64, i64, i64, i64, ptr, ptr, ptr, f32, ptr,
+                         i32, i64, i64, ptr, ptr, i64, ptr, i64, i64, i32]
+        head.restype = i32
+        norm = lib.ledviz_residual_layer_norm
+        norm.argtypes = [ptr, ptr, i64, i64, ptr, i32, ptr, ptr, ptr, f32, ptr]
+        norm.restype = i32
+        head_sum = lib.ledviz_head_sum
+        head_sum.argtypes = [ptr, i64, i64, ptr, i32, i64, i64, i64, i64, ptr, i64, i64, i64]
+        head_sum.restype = i32
+        return _Functions(softmax, head, norm, head_sum), f"compiled with {Path(cxx).name} (cached in {cache})"
+
+
+class _Functions:
+    """The kernel's entry points (see fused_band.cpp)."""
+
+    def __init__(self, softmax, head_bf16, residual_layer_norm, head_sum):
+        self.softmax, self.head_bf16, self.residual_layer_norm = softmax, head_bf16, residual_layer_norm
+        self.head_sum = head_sum
+
+
+def head_sum(t: torch.Tensor, heads: list[int], out: torch.Tensor) -> bool:
+    """out (B, R, C) float32 += the sum of t[:, h] (t: (B, H, R, C)) over `heads`, in one pass over blocks
+    of rows that stay in cache (a float16 or bfloat16 t is converted as it is read). False (nothing
+    done) where the kernel is not in use or the layout does not fit: the caller uses PyTorch operations."""
+    functions = _build().function if enabled() else None
+    if functions is None or t.device.type != "cpu" or t.dtype not in DTYPE_CODES or out.dtype != torch.float32:
+        return False
+    B, H, R, C = t.shape
+    if out.shape != (B, R, C) or t.stride(3) != 1 or out.stride(2) != 1 or not heads:
+        return False
+    # the kernel trusts these: every pointer below covers what it reads or writes
+    assert all(0 <= h < H for h in heads)
+    index = torch.tensor(heads, dtype=torch.int64)
+    rc = functions.head_sum(out.data_ptr(), out.stride(0), out.stride(1), t.data_ptr(), DTYPE_CODES[t.dtype],
+                            t.stride(0), t.stride(1), t.stride(2), B, index.data_ptr(), len(heads), R, C)
+    if rc:
+        raise RuntimeError(f"ledviz's head-sum kernel refused its arguments (code {rc})")
+    return True
+
+
+def residual_layer_norm(inp: torch.Tensor, out: torch.Tensor, add: torch.Tensor | None, add_bias: torch.Tensor | None,
+                        norm: torch.nn.LayerNorm, narrow: torch.Tensor | None = None) -> bool:
+    """out (rows, d) float32 = norm(inp + add + add_bias) in one pass per row (out may be inp), and
+    narrow (rows, d) bfloat16 = out when given. False (nothing done) where the kernel is not in use:
+    the caller computes it with PyTorch operations."""
+    functions = _build().function if enabled() else None
+    if functions is None:
+        return False
+    rows, d = inp.shape
+    f32 = torch.float32
+    weight, bias = norm.weight.detach().to(f32).contiguous(), norm.bias.detach().to(f32).contiguous()
+    add_bias = add_bias.detach().to(f32).contiguous() if add_bias is not None else None
+    # the kernel trusts these: every pointer below covers what it reads or writes
+    assert inp.dtype == out.dtype == f32 and inp.is_contiguous() and out.is_contiguous() and out.shape == (rows, d)
+    assert norm.normalized_shape == (d,) and weight.numel() == bias.numel() == d
+    assert add is None or (add.shape == (rows, d) and add.is_contiguous() and add.dtype in DTYPE_CODES)
+    assert add_bias is None or add_bias.numel() == d
+    assert narrow is None or (narrow.shape == (rows, d) and narrow.is_contiguous() and narrow.dtype == torch.bfloat16)
+    rc = functions.residual_layer_norm(
+        inp.data_ptr(), out.data_ptr(), rows, d, None if add is None else add.data_ptr(),
+        DTYPE_CODES[add.dtype] if add is not None else 0, None if add_bias is None else add_bias.data_ptr(),
+        weight.data_ptr(), bias.data_ptr(), float(norm.eps), None if narrow is None else narrow.data_ptr())
+    if rc:
+        raise RuntimeError(f"ledviz's residual layer norm kernel refused its arguments (code {rc})")
+    return True
+
+
+@functools.lru_cache(maxsize=1)
+def _mkl_gemm_bf16() -> int | None:
+    """The address of MKL's cblas_gemm_bf16bf16f32 inside PyTorch's CPU library, or None (a build without MKL)."""
+    try:
+        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"), mode=ctypes.RTLD_GLOBAL)
+        return ctypes.cast(lib.cblas_gemm_bf16bf16f32, ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _build() -> _Build:
+    return _Build()
+
+
+def band_kernel():
+    """The compiled `ledviz_band_softmax`, or None: turned off, or it could not be built here."""
+    if not enabled():
+        return None
+    functions = _build().function
+    return functions.softmax if functions is not None else None
+
+
+def bf16_head_kernel() -> tuple[object, int] | None:
+    """(`ledviz_band_attention_bf16`, the address of MKL's bfloat16 product) for bfloat16 models, or None:
+    the kernel is off or not built, or PyTorch has no MKL (then bfloat16 takes band_kernel with
+    PyTorch's products)."""
+    if not enabled() or not use_mkl_products:
+        return None
+    functions, gemm = _build().function, _mkl_gemm_bf16()
+    return (functions.head_bf16, gemm) if functions is not None and gemm else None
+
+
+# bfloat16 models take MKL's bfloat16 products inside the kernel where PyTorch has MKL (tests turn it off)
+use_mkl_products = True
+# ... and read the scores rounded to bfloat16, as PyTorch's bfloat16 product gives them: the same
+# probabilities as the PyTorch path, faster. With float32_scores the kernel keeps MKL's float32
+# scores: a layer's own error against float32 halves (embedded model, first layer: 5.4e-3 instead
+# of 9.3e-3), but the largest difference of the second layer (driven by the first layer's bfloat16
+# rounding of the hidden states) landed at 1.07e-2 instead of 0.98e-2, past the 1e-2 goal
+# (tests/test_precision.py), so it is not the default.
+float32_scores = False
+
+
+def kernel_status() -> str:
+    """In words: whether the fused band kernel is in use, and if not, why."""
+    if not enabled():
+        return "off (LEDVIZ_FUSED_KERNEL=off or set_enabled(False)): PyTorch operations"
+    return _build().status
+
+
+def reset() -> None:
+    """Forget the build, so that the next use builds (or looks up) the kernel again (tests)."""
+    _build.cache_clear()

@@ -1,0 +1,410 @@
+// The band's elementwise chain of ledviz's blocked inference attention, in one pass per row.
+//
+// ledviz/fused.py compiles this file with the system's C++ compiler on first use (cached), and
+// calls it through ctypes with raw pointers it has checked. Without a compiler ledviz keeps its
+// PyTorch operations, which compute the same numbers.
+//
+// One call handles one head of one chunk of query blocks. The chunk's score rows (n rows of
+// xp + c + 2w columns: the x global columns, padded to xp, then the row's block of c + 2w keys)
+// are turned into probabilities in place: the masked softmax of each row over its x global
+// columns and its 2w + 1 window slots (block columns t .. t + 2w for row t of its block), in
+// float32, scaled by the head's weight; every other column of the row becomes 0 (so the buffer
+// can be multiplied by the value spans as it is). Optionally each row's probabilities are also
+// written in LED's layout (x global columns, then the 2w + 1 slots) into `dest`, in its own
+// dtype, and per-row statistics into `stats`.
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+namespace {
+
+// F32_AS_BF16: float32 storage whose values are read rounded to bfloat16 (what a bfloat16 product's
+// output would hold)
+enum Dtype { F32 = 0, BF16 = 1, F16 = 2, F32_AS_BF16 = 3 };
+
+// entries at or below this bias are masked (the Python side passes -1e30 for masked keys)
+constexpr float MASKED = -1e29f;
+
+inline uint16_t to_bf16_bits(uint32_t u) {  // round to nearest even (scores and probabilities: never NaN)
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    return uint16_t(u >> 16);
+}
+
+inline uint16_t to_bf16(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return to_bf16_bits(u);
+}
+
+inline uint16_t to_f16(float f) {
+    _Float16 h = _Float16(f);
+    uint16_t u;
+    std::memcpy(&u, &h, 2);
+    return u;
+}
+
+// 16 floats: GCC/Clang vector extensions, lowered to whatever vector width the CPU has
+typedef float f16x __attribute__((vector_size(64)));
+typedef int32_t i16x __attribute__((vector_size(64)));
+constexpr int64_t LANES = 16;
+
+inline f16x splat(float a) { return f16x{} + a; }
+
+// e^x for x <= 0, 16 at a time (Cephes' expf: relative error about 1e-7), 0 below -87
+inline f16x exp_nonpositive(f16x x) {
+    const f16x lo = splat(-87.0f);
+    f16x xc = x < lo ? lo : x;
+    const f16x round = splat(12582912.0f);  // 1.5 * 2^23: adding and subtracting it rounds to an integer
+    f16x n = (xc * 1.44269504088896341f + round) - round;
+    f16x r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+    f16x p = splat(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    i16x bits = (__builtin_convertvector(n, i16x) + 127) << 23;
+    f16x scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return x < lo ? splat(0.0f) : p * scale;
+}
+
+inline f16x load16(const float* p) {
+    f16x v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+inline void store16(float* p, f16x v) { std::memcpy(p, &v, sizeof v); }
+
+// read `count` values of a row (dtype dt) plus their biases into v
+template <typename S>
+inline void gather(const S* __restrict src, Dtype dt, const float* __restrict bias, int64_t count, float* __restrict v) {
+    if constexpr (sizeof(S) == 4) {
+        if (dt == F32_AS_BF16) {
+#pragma omp simd
+            for (int64_t k = 0; k < count; ++k) {
+                uint32_t u;
+                std::memcpy(&u, src + k, 4);
+                u = uint32_t(to_bf16_bits(u)) << 16;
+                float f;
+                std::memcpy(&f, &u, 4);
+                v[k] = f + bias[k];
+            }
+        } else {
+#pragma omp simd
+            for (int64_t k = 0; k < count; ++k) v[k] = src[k] + bias[k];
+        }
+    } else if (dt == BF16) {
+#pragma omp simd
+        for (int64_t k = 0; k < count; ++k) {
+            uint32_t u = uint32_t(src[k]) << 16;
+            float f;
+            std::memcpy(&f, &u, 4);
+            v[k] = f + bias[k];
+        }
+    } else {
+        int64_t k = 0;
+#if defined(__F16C__)
+        for (; k + 8 <= count; k += 8) {  // 8 at a time with the CPU's conversion
+            __m256 f = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + k)));
+            _mm256_storeu_ps(v + k, _mm256_add_ps(f, _mm256_loadu_ps(bias + k)));
+        }
+#endif
+        for (; k < count; ++k) {
+            _Float16 h;
+            std::memcpy(&h, src + k, 2);
+            v[k] = float(h) + bias[k];
+        }
+    }
+}
+
+template <typename S>
+inline void put(S* __restrict dst, Dtype dt, const float* __restrict v, float scale, int64_t count) {
+    if constexpr (sizeof(S) == 4) {
+#pragma omp simd
+        for (int64_t k = 0; k < count; ++k) dst[k] = v[k] * scale;
+    } else if (dt == BF16) {
+#pragma omp simd
+        for (int64_t k = 0; k < count; ++k) dst[k] = to_bf16(v[k] * scale);
+    } else {
+        int64_t k = 0;
+#if defined(__F16C__)
+        const __m256 sc = _mm256_set1_ps(scale);
+        for (; k + 8 <= count; k += 8) {  // 8 at a time with the CPU's conversion (round to nearest even)
+            __m128i h = _mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(v + k), sc), _MM_FROUND_TO_NEAREST_INT);
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + k), h);
+        }
+#endif
+        for (; k < count; ++k) dst[k] = to_f16(v[k] * scale);
+    }
+}
+
+// n rows of scores (src, dtype st, row stride `stride`) -> probabilities in dst (dtype pt, row stride
+// dst_stride; dst may be src itself: each row is read whole before it is written), dest and stats
+template <typename S, typename P, typename D>
+void band_softmax_impl(const S* src, Dtype st, int64_t stride, P* dst, Dtype pt, int64_t dst_stride, int64_t n,
+                       int64_t x, int64_t xp, int64_t c, int64_t w, const float* key_bias, const float* global_bias,
+                       const uint8_t* row_zero, float weight, D* dest, Dtype dt, int64_t dest_rows,
+                       int64_t dest_stride, float* stats, const float* global_pos, int64_t row0) {
+    const int64_t slots = 2 * w + 1, span = c + 2 * w, width = x + slots;
+    const int64_t padded = (width + LANES - 1) / LANES * LANES;
+    std::vector<float> buf(2 * padded + 2 * LANES, 0.0f);
+    float* __restrict v = buf.data();       // the row's biased scores; masked past the row
+    float* __restrict e = v + padded;       // e^(score - max), then zeros (read by the statistics' vectors)
+    f16x iota;
+    for (int l = 0; l < LANES; ++l) iota[l] = float(l);
+    for (int64_t k = width; k < padded; ++k) v[k] = 2 * MASKED;
+    for (int64_t i = 0; i < n; ++i) {
+        const S* in = src + i * stride;
+        P* row = dst + i * dst_stride;
+        const int64_t t = i % c, j = i / c;
+        D* out = (dest != nullptr && i < dest_rows) ? dest + i * dest_stride : nullptr;
+        if (row_zero[i]) {
+            std::memset(row, 0, sizeof(P) * (xp + span));
+            if (out) std::memset(out, 0, sizeof(D) * width);
+            if (stats) std::memset(stats + 4 * i, 0, sizeof(float) * 4);
+            continue;
+        }
+        gather(in, st, global_bias, x, v);
+        gather(in + xp + t, st, key_bias + j * c + t, slots, v + x);
+        // four independent accumulators in each reduction: one would wait on its own latency
+        f16x mv[4] = {splat(-3.0e38f), splat(-3.0e38f), splat(-3.0e38f), splat(-3.0e38f)};
+        for (int64_t k = 0, u = 0; k < padded; k += LANES, u = (u + 1) & 3) {
+            f16x a = load16(v + k);
+            mv[u] = a > mv[u] ? a : mv[u];
+        }
+        for (int u = 1; u < 4; ++u) mv[0] = mv[u] > mv[0] ? mv[u] : mv[0];
+        float m = mv[0][0];
+        for (int l = 1; l < LANES; ++l) m = mv[0][l] > m ? mv[0][l] : m;
+        if (m <= MASKED) {  // nothing to attend to: a row of zeros
+            std::memset(row, 0, sizeof(P) * (xp + span));
+            if (out) std::memset(out, 0, sizeof(D) * width);
+            if (stats) std::memset(stats + 4 * i, 0, sizeof(float) * 4);
+            continue;
+        }
+        const f16x mm = splat(m), zero = splat(0.0f);
+        f16x sumv[4] = {zero, zero, zero, zero}, exv[4] = {zero, zero, zero, zero};
+        for (int64_t k = 0, u = 0; k < padded; k += LANES, u = (u + 1) & 3) {
+            const f16x sh = load16(v + k) - mm;
+            const f16x ek = exp_nonpositive(sh);
+            store16(e + k, ek);
+            sumv[u] += ek;
+            if (stats) exv[u] += ek > zero ? ek * sh : zero;  // for the entropy
+        }
+        const f16x sums = (sumv[0] + sumv[1]) + (sumv[2] + sumv[3]), exs = (exv[0] + exv[1]) + (exv[2] + exv[3]);
+        float sum = 0.0f, ex = 0.0f;
+        for (int l = 0; l < LANES; ++l) {
+            sum += sums[l];
+            ex += exs[l];
+        }
+        const float scale = weight / sum;
+        // the row in place: global columns, zeros up to the block, zeros, the band, zeros
+        put(row, pt, e, scale, x);
+        std::memset(row + x, 0, sizeof(P) * (xp - x + t));
+        put(row + xp + t, pt, e + x, scale, slots);
+        std::memset(row + xp + t + slots, 0, sizeof(P) * (span - t - slots));
+        if (out) {
+            put(out, dt, e, scale, width);
+        }
+        if (stats) {
+            // entropy -sum q log q with q = scale e: -(log(scale) sum q + scale sum e (s - max))
+            float qsum = sum * scale;
+            float entropy = scale > 0.0f ? -(std::log(scale) * qsum + scale * ex) : 0.0f;
+            float dist = 0.0f, gmass = 0.0f;
+            const float here = float(row0 + i);
+#pragma omp simd reduction(+ : dist, gmass)
+            for (int64_t g = 0; g < x; ++g) {
+                dist += e[g] * std::fabs(here - global_pos[g]);
+                gmass += e[g];
+            }
+            // sum over the slots of e |s - w|, 16 slots at a time (e is zero past the row)
+            f16x bd[2] = {splat(0.0f), splat(0.0f)};
+            for (int64_t s = 0, u = 0; s < slots; s += LANES, u ^= 1) {
+                f16x off = iota + float(s - w);
+                bd[u] += load16(e + x + s) * (off < 0.0f ? -off : off);
+            }
+            float band_dist = 0.0f;
+            for (int l = 0; l < LANES; ++l) band_dist += bd[0][l] + bd[1][l];
+            stats[4 * i + 0] = (dist + band_dist) * scale;
+            stats[4 * i + 1] = entropy;
+            stats[4 * i + 2] = gmass * scale;
+            stats[4 * i + 3] = e[x + w] * scale;
+        }
+    }
+}
+
+template <typename S, typename P>
+int dispatch_dest(const S* src, Dtype st, int64_t stride, P* dst, Dtype pt, int64_t dst_stride, int64_t n, int64_t x,
+                  int64_t xp, int64_t c, int64_t w, const float* key_bias, const float* global_bias,
+                  const uint8_t* row_zero, float weight, void* dest, int dest_dtype, int64_t dest_rows,
+                  int64_t dest_stride, float* stats, const float* global_pos, int64_t row0) {
+    if (dest == nullptr || dest_dtype == F32) {
+        band_softmax_impl(src, st, stride, dst, pt, dst_stride, n, x, xp, c, w, key_bias, global_bias, row_zero,
+                          weight, static_cast<float*>(dest), F32, dest_rows, dest_stride, stats, global_pos, row0);
+        return 0;
+    }
+    if (dest_dtype != BF16 && dest_dtype != F16) return 2;
+    band_softmax_impl(src, st, stride, dst, pt, dst_stride, n, x, xp, c, w, key_bias, global_bias, row_zero, weight,
+                      static_cast<uint16_t*>(dest), Dtype(dest_dtype), dest_rows, dest_stride, stats, global_pos,
+                      row0);
+    return 0;
+}
+
+// MKL's cblas_gemm_bf16bf16f32 (row major): C (m, n) f32 = alpha A (m, k) bf16 x B (k, n) bf16 + beta C
+typedef void (*gemm_bf16_fn)(int layout, int transa, int transb, int m, int n, int k, float alpha,
+                             const uint16_t* a, int lda, const uint16_t* b, int ldb, float beta, float* c, int ldc);
+constexpr int ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112;
+
+}  // namespace
+
+extern "C" {
+
+// the interface version ledviz/fused.py checks after loading
+int ledviz_band_version() { return 5; }
+
+// returns 0, or 1 for an unknown scores dtype, 2 for an unknown dest dtype
+int ledviz_band_softmax(void* scores, int scores_dtype, int64_t n, int64_t stride, int64_t x, int64_t xp,
+                        int64_t c, int64_t w, const float* key_bias, const float* global_bias,
+                        const uint8_t* row_zero, float weight, void* dest, int dest_dtype, int64_t dest_rows,
+                        int64_t dest_stride, float* stats, const float* global_pos, int64_t row0) {
+    if (scores_dtype == F32) {
+        float* s = static_cast<float*>(scores);
+        return dispatch_dest(s, F32, stride, s, F32, stride, n, x, xp, c, w, key_bias, global_bias, row_zero, weight,
+                             dest, dest_dtype, dest_rows, dest_stride, stats, global_pos, row0);
+    }
+    if (scores_dtype == BF16 || scores_dtype == F16) {
+        uint16_t* s = static_cast<uint16_t*>(scores);
+        return dispatch_dest(s, Dtype(scores_dtype), stride, s, Dtype(scores_dtype), stride, n, x, xp, c, w, key_bias,
+                             global_bias, row_zero, weight, dest, dest_dtype, dest_rows, dest_stride, stats,
+                             global_pos, row0);
+    }
+    return 1;
+}
+
+// One head of a chunk of query blocks in bfloat16, products included, through `gemm` (MKL's
+// cblas_gemm_bf16bf16f32: bfloat16 operands, float32 results). Block by block, in buffers that
+// stay in cache: the scores in float32 (q against the x global keys and the block's key span),
+// the probabilities (ledviz_band_softmax's rows, rounded once to bfloat16), then the output rows
+// = probabilities x (global values, value span), written in bfloat16 to `out`.
+// q: (blocks * c, hd) rows of stride ldq; k, v: the keys / values between their margins, rows of
+// stride ldk (block jj's span starts at row jj * c); kg, vg: (x, hd) rows of stride ldg; out:
+// out_rows rows of stride ld_out. round_scores: read the scores rounded to bfloat16, as PyTorch's bfloat16
+// product returns them (the same probabilities as ledviz_band_softmax after torch.mm), else in float32
+// (more accurate). Returns 0, or 2 for an unknown dest dtype.
+int ledviz_band_attention_bf16(void* gemm_ptr, const uint16_t* q, int64_t ldq, const uint16_t* k, const uint16_t* v,
+                               int64_t ldk, const uint16_t* kg, const uint16_t* vg, int64_t ldg, int64_t blocks,
+                               int64_t hd, int64_t x, int64_t c, int64_t w, const float* key_bias,
+                               const float* global_bias, const uint8_t* row_zero, float weight, void* dest,
+                               int dest_dtype, int64_t dest_rows, int64_t dest_stride, float* stats,
+                               const float* global_pos, int64_t row0, uint16_t* out, int64_t out_rows,
+                               int64_t ld_out, int round_scores) {
+    gemm_bf16_fn gemm = reinterpret_cast<gemm_bf16_fn>(gemm_ptr);
+    const int64_t span = c + 2 * w, xp = (x + 15) / 16 * 16, width = xp + span;
+    std::vector<float> scores(c * width), head(c * hd);
+    std::vector<uint16_t> probs(c * width);
+    for (int64_t jj = 0; jj < blocks; ++jj) {
+        const uint16_t* qb = q + jj * c * ldq;
+        if (x) gemm(ROW_MAJOR, NO_TRANS, TRANS, int(c), int(x), int(hd), 1.0f, qb, int(ldq), kg, int(ldg), 0.0f,
+                    scores.data(), int(width));
+        gemm(ROW_MAJOR, NO_TRANS, TRANS, int(c), int(span), int(hd), 1.0f, qb, int(ldq), k + jj * c * ldk, int(ldk),
+             0.0f, scores.data() + xp, int(width));
+        const int64_t r = jj * c;  // the block's first row in the chunk
+        const int64_t rows_dest = dest_rows > r ? (dest_rows - r < c ? dest_rows - r : c) : 0;
+        int rc = dispatch_dest(scores.data(), round_scores ? F32_AS_BF16 : F32, width, probs.data(), BF16, width, c, x, xp, c, w,
+                               key_bias + r, global_bias, row_zero + r, weight,
+                               rows_dest ? static_cast<char*>(dest) + r * dest_stride * (dest_dtype == F32 ? 4 : 2)
+                                         : nullptr,
+                               dest_dtype, rows_dest, dest_stride, stats ? stats + 4 * r : nullptr, global_pos,
+                               row0 + r);
+        if (rc) return rc;
+        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, int(c), int(hd), int(span), 1.0f, probs.data() + xp, int(width),
+             v + jj * c * ldk, int(ldk), 0.0f, head.data(), int(hd));
+        if (x) gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, int(c), int(hd), int(x), 1.0f, probs.data(), int(width), vg,
+                    int(ldg), 1.0f, head.data(), int(hd));
+        const int64_t rows_out = out_rows > r ? (out_rows - r < c ? out_rows - r : c) : 0;
+        for (int64_t i = 0; i < rows_out; ++i) put(out + (r + i) * ld_out, BF16, head.data() + i * hd, 1.0f, hd);
+    }
+    return 0;
+}
+
+// The residual stream's sum and layer norm, row by row: out = LayerNorm(in + add + add_bias) with
+// weight/bias (float32), eps; `add` (rows, d) in add_dtype (F32, BF16 or F16; may be null), add_bias
+// (d) may be null; out may be in. With `narrow`, the result is also written there in bfloat16
+// (what the next product reads). All rows contiguous (d apart). Returns 0, or 1 for an unknown dtype.
+int ledviz_residual_layer_norm(const float* in, float* out, int64_t rows, int64_t d, const void* add, int add_dtype,
+                               const float* add_bias, const float* weight, const float* bias, float eps,
+                               uint16_t* narrow) {
+    if (add != nullptr && add_dtype != F32 && add_dtype != BF16 && add_dtype != F16) return 1;
+    std::vector<float> zeros(add_bias == nullptr ? d : 0, 0.0f);
+    const float* ab = add_bias != nullptr ? add_bias : zeros.data();
+    std::vector<float> row(d);
+    for (int64_t i = 0; i < rows; ++i) {
+        float* x = row.data();
+        const float* src = in + i * d;
+        if (add == nullptr) {
+#pragma omp simd
+            for (int64_t k = 0; k < d; ++k) x[k] = src[k] + ab[k];
+        } else if (add_dtype == F32) {
+            const float* a = static_cast<const float*>(add) + i * d;
+#pragma omp simd
+            for (int64_t k = 0; k < d; ++k) x[k] = src[k] + a[k] + ab[k];
+        } else {
+            gather(static_cast<const uint16_t*>(add) + i * d, Dtype(add_dtype), ab, d, x);
+#pragma omp simd
+            for (int64_t k = 0; k < d; ++k) x[k] += src[k];
+        }
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t k = 0; k < d; ++k) sum += x[k];
+        const float mean = sum / float(d);
+        float var = 0.0f;
+#pragma omp simd reduction(+ : var)
+        for (int64_t k = 0; k < d; ++k) var += (x[k] - mean) * (x[k] - mean);
+        const float rstd = 1.0f / std::sqrt(var / float(d) + eps);
+        float* o = out + i * d;
+#pragma omp simd
+        for (int64_t k = 0; k < d; ++k) o[k] = (x[k] - mean) * rstd * weight[k] + bias[k];
+        if (narrow != nullptr) put(narrow + i * d, BF16, o, 1.0f, d);
+    }
+    return 0;
+}
+
+// out[b, r, :C] += the sum over `heads` of src[b, h, r, :C] (src in src_dtype: F32, BF16 or F16), a
+// block of rows at a time so that the block of sums stays in cache while every head is added.
+// Rows have unit stride; the other strides are in elements. Returns 0, or 1 for an unknown dtype.
+int ledviz_head_sum(float* out, int64_t out_sb, int64_t out_sr, const void* src, int src_dtype, int64_t src_sb,
+                    int64_t src_sh, int64_t src_sr, int64_t batch, const int64_t* heads, int64_t n_heads,
+                    int64_t rows, int64_t cols) {
+    if (src_dtype != F32 && src_dtype != BF16 && src_dtype != F16) return 1;
+    const int64_t block = 32;
+    std::vector<float> tmp(cols + LANES);
+    for (int64_t b = 0; b < batch; ++b) {
+        for (int64_t r0 = 0; r0 < rows; r0 += block) {
+            const int64_t r1 = rows - r0 < block ? rows : r0 + block;
+            for (int64_t hk = 0; hk < n_heads; ++hk) {
+                for (int64_t r = r0; r < r1; ++r) {
+                    float* __restrict o = out + b * out_sb + r * out_sr;
+                    const int64_t at = b * src_sb + heads[hk] * src_sh + r * src_sr;
+                    if (src_dtype == F32) {
+                        const float* __restrict in = static_cast<const float*>(src) + at;
+#pragma omp simd
+                        for (int64_t c = 0; c < cols; ++c) o[c] += in[c];
+                    } else {
+                        gather(static_cast<const uint16_t*>(src) + at, Dtype(src_dtype), o, cols, tmp.data());
+                        std::memcpy(o, tmp.data(), sizeof(float) * cols);
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+}  // extern "C"

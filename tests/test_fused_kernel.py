@@ -1,0 +1,224 @@
+"""The compiled band kernel (ledviz/fused.py, fused_band.cpp) against the PyTorch operations it replaces, and its fallback."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ledviz
+from conftest import assert_close, encoder_batch, perturb, tiny_kwargs
+from ledviz import attention, fused
+from ledviz.errors import InputError
+
+needs_kernel = pytest.mark.skipif(fused.band_kernel() is None, reason=f"fused kernel: {fused.kernel_status()}")
+
+
+def _model(windows, dtype=torch.float32):
+    torch.manual_seed(0)
+    cfg = ledviz.LEDConfig(**tiny_kwargs(attention_window=windows, encoder_layers=len(windows),
+                                         max_encoder_position_embeddings=256, dropout=0.0, attention_dropout=0.0))
+    model = ledviz.LEDModel(cfg).eval()
+    perturb(model)
+    return model.to(dtype)
+
+
+def _encode(model, batch, use_kernel: bool, **kw):
+    ids, am, gm = batch
+    with fused.kernel_enabled(use_kernel), torch.no_grad():
+        return model.encoder(ids, attention_mask=am, global_attention_mask=gm, output_attentions=True, **kw)
+
+
+@needs_kernel
+@pytest.mark.parametrize("windows", [[2, 4], [6, 10], [16, 16]], ids=str)
+@pytest.mark.parametrize("N", [1, 7, 33, 80])
+@pytest.mark.parametrize("globals_pad", [((0, 0), (0, 0)), ((1, 0), (0, 3)), ((9, 5), (0, 4))], ids=str)
+def test_kernel_equals_torch_operations_float32(windows, N, globals_pad):
+    """float32: the kernel's probabilities and outputs are the PyTorch path's to float32 rounding,
+    with padding, global tokens (used and unused slots), partial blocks and a head mask."""
+    n_global, pad = globals_pad
+    pad = tuple(min(p, N - 1) for p in pad)
+    n_global = tuple(min(g, N) for g in n_global)
+    model = _model(windows)
+    batch = encoder_batch(2, N, n_global, pad)
+    head_mask = torch.tensor([[1.0, 0.5], [0.0, 1.0]])[: len(windows)] if len(windows) == 2 else None
+    for block in (None, 3):
+        model.encoder.set_attention_implementation("blocked", block)
+        ref = _encode(model, batch, False, head_mask=head_mask)
+        out = _encode(model, batch, True, head_mask=head_mask)
+        assert_close(out.last_hidden_state, ref.last_hidden_state, "hidden")
+        for a, b in zip(out.attentions, ref.attentions):
+            assert_close(a, b, "local attentions")
+            assert ((a == 0) == (b == 0)).all(), "masked entries are exact zeros in both"
+        for a, b in zip(out.global_attentions or (), ref.global_attentions or ()):
+            assert_close(a, b, "global attentions")
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype,mkl,f32_scores", [(torch.bfloat16, False, False), (torch.bfloat16, True, False),
+                                                  (torch.bfloat16, True, True), (torch.float16, False, False)],
+                         ids=["bfloat16", "bfloat16-mkl", "bfloat16-mkl-float32-scores", "float16"])
+@pytest.mark.parametrize("kept", [None, torch.float16, torch.bfloat16, torch.float32], ids=str)
+def test_kernel_in_half_precision(dtype, mkl, f32_scores, kept, monkeypatch):
+    """bfloat16 and float16 models, probabilities kept in each dtype: the kernel (rounding once from
+    float32) against the PyTorch path (rounding in the model's dtype, then converting); with `mkl`,
+    bfloat16's whole head in the kernel (MKL's products; scores rounded to bfloat16, or float32)."""
+    if mkl and fused._mkl_gemm_bf16() is None:
+        pytest.skip("PyTorch has no MKL here")
+    monkeypatch.setattr(fused, "use_mkl_products", mkl)
+    monkeypatch.setattr(fused, "float32_scores", f32_scores)
+    taken = []
+    whole = attention._fused_head_bf16
+    monkeypatch.setattr(attention, "_fused_head_bf16", lambda *a: taken.append(1) or whole(*a))
+    model = _model([4, 8], dtype)
+    batch = encoder_batch(2, 29, (1, 3), (0, 4))
+    ref = _encode(model, batch, False, attention_dtype=kept)
+    out = _encode(model, batch, True, attention_dtype=kept)
+    assert bool(taken) == mkl
+    assert out.attentions[0].dtype == (kept or dtype)
+    assert_close(out.last_hidden_state.float(), ref.last_hidden_state.float(), "hidden", tol=5e-2)
+    for a, b in zip(out.attentions, ref.attentions):
+        assert_close(a.float(), b.float(), "local attentions", tol=1e-2)
+
+
+def test_without_a_compiler_the_torch_operations_run(monkeypatch, tmp_path):
+    """No C++ compiler: no kernel, a status that says why, and the encoder gives the PyTorch path's numbers."""
+    monkeypatch.setenv("LEDVIZ_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(fused, "_compiler", lambda: None)
+    fused.reset()
+    try:
+        assert fused.band_kernel() is None
+        assert "no C++ compiler" in fused.kernel_status()
+        calls = []
+        monkeypatch.setattr(attention, "_fused_probabilities", lambda *a: calls.append(a))
+        model = _model([4, 8])
+        out = _encode(model, encoder_batch(2, 29, (1, 3), (0, 4)), True)
+        assert not calls and out.attentions[0].shape[-1] == 3 + 5  # 3 global columns, 2w + 1 slots
+        assert not list(tmp_path.iterdir())
+    finally:
+        fused.reset()
+
+
+def test_a_failed_build_falls_back_with_the_compiler_message(monkeypatch, tmp_path):
+    """A compiler that fails: no kernel, the status quotes it, nothing half-written is left in the cache."""
+    script = tmp_path / "broken-cxx"
+    script.write_text("#!/bin/sh\necho 'broken compiler here' >&2\nexit 1\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("LEDVIZ_KERNEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(fused, "_compiler", lambda: str(script))
+    fused.reset()
+    try:
+        assert fused.band_kernel() is None
+        assert "broken compiler here" in fused.kernel_status()
+        assert not list((tmp_path / "cache").iterdir())
+    finally:
+        fused.reset()
+
+
+def test_the_setting_turns_it_off_and_rejects_unknown_values(monkeypatch):
+    monkeypatch.setenv("LEDVIZ_FUSED_KERNEL", "off")
+    assert fused.band_kernel() is None and fused.bf16_head_kernel() is None
+    assert fused.kernel_status().startswith("off")
+    monkeypatch.setenv("LEDVIZ_FUSED_KERNEL", "fast")
+    with pytest.raises(InputError, match="LEDVIZ_FUSED_KERNEL='fast'.*auto, off"):
+        fused.enabled()
+    with fused.kernel_enabled(False):  # an explicit choice wins over the environment
+        assert not fused.enabled()
+
+
+@needs_kernel
+def test_a_cached_build_is_reused(monkeypatch, tmp_path):
+    """The second load finds the library the first one built (same source, compiler and CPU): no second build."""
+    monkeypatch.setenv("LEDVIZ_KERNEL_CACHE", str(tmp_path))
+    fused.reset()
+    try:
+        assert fused.band_kernel() is not None
+        built = list(tmp_path.iterdir())
+        assert len(built) == 1 and built[0].suffix == ".so"
+        fused.reset()
+        real_run = fused.subprocess.run
+        monkeypatch.setattr(fused.subprocess, "run", lambda cmd, **kw: pytest.fail(f"built again: {cmd}")
+                            if "-o" in cmd else real_run(cmd, **kw))
+        assert fused.band_kernel() is not None
+    finally:
+        fused.reset()
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype,store_dtype,tol", [(torch.float32, torch.float32, 1e-4),
+                                                   (torch.bfloat16, torch.float16, 1e-2)], ids=["float32", "bfloat16"])
+def test_head_statistics_from_the_kernel(dtype, store_dtype, tol):
+    """The store's per-head statistics from the kernel's per-row statistics equal those read off the kept
+    probabilities (PyTorch path), with padding, several global tokens and a layer left out."""
+    from ledviz.export import AttentionStore
+
+    model = _model([4, 8, 6], dtype)
+    ids, am, gm = encoder_batch(2, 37, (2, 1), (0, 5))
+    stats = {}
+    for use_kernel in (False, True):
+        store = AttentionStore(gm, am, layers=[0, 2], dtype=store_dtype, stats=True)
+        seen = []
+        real = store.row_statistics
+        store.row_statistics = lambda layer, rows: seen.append(layer) or real(layer, rows)
+        with fused.kernel_enabled(use_kernel), torch.no_grad():
+            model.encoder(ids, attention_mask=am, global_attention_mask=gm, attention_sink=store,
+                          attention_layers=[0, 2])
+        assert seen == ([0, 2] if use_kernel else [])
+        stats[use_kernel] = store.run.stats
+    assert sorted(stats[True]) == [0, 2]
+    for layer in (0, 2):
+        for name, ref in stats[False][layer].items():
+            got = stats[True][layer][name]
+            assert got.shape == ref.shape == (2, 2)
+            assert ((got - ref).abs() <= tol * ref.abs().clamp(min=1)).all(), (layer, name, got, ref)
+
+
+@needs_kernel
+@pytest.mark.parametrize("add_dtype", [None, torch.float32, torch.bfloat16, torch.float16], ids=str)
+def test_residual_layer_norm_kernel(add_dtype):
+    """out = LayerNorm(in + add + bias) in one pass, in place or not, with its bfloat16 copy: PyTorch's numbers."""
+    g = torch.Generator().manual_seed(0)
+    inp = torch.randn(37, 48, generator=g) * 3
+    add = None if add_dtype is None else torch.randn(37, 48, generator=g).to(add_dtype)
+    bias = torch.randn(48, generator=g)
+    norm = torch.nn.LayerNorm(48)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(48, generator=g))
+        norm.bias.copy_(torch.randn(48, generator=g))
+        want = norm(inp + (0 if add is None else add.float()) + bias)
+    out, narrow = torch.empty_like(inp), torch.empty(37, 48, dtype=torch.bfloat16)
+    assert fused.residual_layer_norm(inp, out, add, bias, norm, narrow)
+    assert_close(out, want, "layer norm")
+    assert torch.equal(narrow, out.to(torch.bfloat16))
+    with torch.no_grad():
+        want = norm(inp + (0 if add is None else add.float()))
+    assert fused.residual_layer_norm(inp, inp, add, None, norm)  # in place, no bias
+    assert_close(inp, want, "in place")
+    with fused.kernel_enabled(False):
+        assert not fused.residual_layer_norm(inp, out, add, bias, norm)
+
+
+def test_bfloat16_encoder_with_and_without_the_kernel():
+    """The bfloat16 encoder's tail (float32 stream) and band give the same outputs to bfloat16 rounding either way."""
+    model = _model([4, 8], torch.bfloat16)
+    batch = encoder_batch(2, 29, (1, 3), (0, 4))
+    ref, out = _encode(model, batch, False), _encode(model, batch, True)
+    assert_close(out.last_hidden_state.float(), ref.last_hidden_state.float(), "hidden", tol=3e-2)
+    for a, b in zip(out.attentions, ref.attentions):
+        assert_close(a.float(), b.float(), "local attentions", tol=1e-2)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+def test_head_sum_kernel(dtype):
+    """Summing chosen heads of (B, H, R, C) into a strided float32 view (the aggregate's band with a narrower
+    window centred in it), rows past a block boundary included: PyTorch's sum; other cases fall back."""
+    g = torch.Generator().manual_seed(0)
+    t = torch.rand(2, 5, 70, 9, generator=g).to(dtype)
+    band = torch.rand(2, 1, 70, 13, generator=g)
+    want = band.clone()
+    want[:, 0, :, 2:11] += t[:, [0, 3, 4]].float().sum(1)
+    assert fused.head_sum(t, [0, 3, 4], band[:, 0, :, 2:11])
+    assert_close(band, want, "head sum", tol=1e-6)
+    assert not fused.head_sum(t.transpose(2, 3), [0], band[:, 0, :9, :9])  # columns not contiguous
+    with fused.kernel_enabled(False):
+        assert not fused.head_sum(t, [0], band[:, 0, :, 2:11])
