@@ -90,7 +90,7 @@ def test_pack_is_kept_and_rebuilt_when_a_weight_changes():
     with torch.no_grad():
         first = FastDecoder.pack(model)
         assert FastDecoder.pack(model) is first
-        # a kept float32 pack holds the transposed copies and the lm_head's bfloat16 screen
+        # a kept float32 pack holds the transposed copies and the lm_head's int8 screen
         assert first.layers[0].fc1.weight_t is not None and first.screen is not None
         model.get_decoder().layers[0].fc1.weight.mul_(2.0)
         second = FastDecoder.pack(model)
@@ -163,23 +163,45 @@ def test_generate_takes_the_fast_step_only_at_inference(monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------
-# greedy's screened pick (a bfloat16 copy of the lm_head bounds every logit)
+# greedy's screened pick (an int8 or bfloat16 copy of the lm_head bounds every logit)
 # ---------------------------------------------------------------------------------------------
 
-def test_screen_bounds_hold():
-    """|bfloat16 estimate - exact logit| <= the bound, for every token, at several scales."""
-    from ledviz.fastdecode import _Screen
+def _screen_class(name):
+    from ledviz import fastdecode
 
+    return getattr(fastdecode, name)
+
+
+@pytest.mark.parametrize("kind", ["_Int8Screen", "_Screen"])
+def test_screen_bounds_hold(kind):
+    """|estimate - exact logit| <= the bound, for every token, at several scales (rows of very different
+    sizes, an outlier feature in x, an all-zero row)."""
     g = torch.Generator().manual_seed(0)
     W = torch.randn(3000, 64, generator=g) * torch.logspace(-3, 1, 3000)[:, None]
-    screen = _Screen.of(W)
+    W[7] = 0.0
+    screen = _screen_class(kind).of(W)
+    assert screen is not None, "oneDNN's int8 product is part of torch's x86 CPU build"
     bias = torch.randn(3000, generator=g)
-    for scale in (1e-3, 1.0, 30.0, 1e3):
+    for scale in (0.0, 1e-3, 1.0, 30.0, 1e3):
         x = torch.randn(3, 64, generator=g) * scale
+        x[1, 5] *= 40.0
+        x[2] = 0.0
         approx, err = screen.bounds(x, bias)
         exact = (x.double() @ W.double().t() + bias.double())
         assert ((approx.double() - exact).abs() <= err.double()).all(), f"scale {scale}"
-        assert (err > 0).all()
+        assert scale == 0 or (err[:2, W.norm(dim=1) > 0] > 0).all()
+
+
+def test_int8_screen_falls_back_when_its_product_is_not_the_integer_sum(monkeypatch):
+    """The int8 screen checks the product once against float64 and gives way to the bfloat16 one."""
+    from ledviz import fastdecode
+
+    real = fastdecode._Int8Screen._product
+    monkeypatch.setattr(fastdecode._Int8Screen, "_product", lambda self, k, s: real(self, k, s) * (1 + 1e-4))
+    assert fastdecode._Int8Screen.of(torch.randn(300, 16)) is None
+    model = tiny()
+    with torch.no_grad():
+        assert type(FastDecoder.pack(model).screen) is fastdecode._Screen
 
 
 def _procs():
@@ -195,20 +217,24 @@ def _procs():
     return {"none": lambda s: s, "mask": mask_some, "force": force_three}
 
 
+@pytest.mark.parametrize("kind", ["_Int8Screen", "_Screen"])
 @pytest.mark.parametrize("proc", ["none", "mask", "force"])
 @pytest.mark.parametrize("max_candidates", [None, 0], ids=["screened", "too_many_candidates"])
-def test_screened_pick_equals_argmax(monkeypatch, proc, max_candidates):
-    from ledviz.fastdecode import _Screen
+def test_screened_pick_equals_argmax(monkeypatch, kind, proc, max_candidates):
+    from ledviz import fastdecode
 
+    screen = _screen_class(kind)
+    if kind == "_Screen":  # the fallback where oneDNN's int8 product is missing
+        monkeypatch.setattr(fastdecode._Int8Screen, "of", classmethod(lambda cls, w: None))
     if max_candidates is not None:
-        monkeypatch.setattr(_Screen, "MAX_CANDIDATES", max_candidates)
+        monkeypatch.setattr(screen, "MAX_CANDIDATES", max_candidates)
     model = tiny()
     hidden, mask = encoder_side()
     process = _procs()[proc]
     with torch.no_grad():
         a = FastDecoder(model, hidden, mask, 2, 16)
         b = FastDecoder(model, hidden, mask, 2, 16)
-        assert a.pack_.screen is not None
+        assert type(a.pack_.screen) is screen
         for ids in token_steps(4, n=6):
             picked = a.next_greedy(ids, process)
             assert torch.equal(picked, process(b.next_logits(ids)).argmax(dim=-1))
