@@ -262,10 +262,10 @@ class FastDecoder:
         H = cfg.decoder_attention_heads
         self.B, self.N, self.D, self.H, self.hd, self.group = B, N, D, H, D // H, group
         self.R, self.pos, self.max_len = B * group, 0, max_len
-        self.cross = []
-        for layer in self.pack_.layers:  # keys and values (B, H, hd, N), computed once
-            self.cross.append((self._transposed(layer.cross_k, encoder_hidden),
-                               self._transposed(layer.cross_v, encoder_hidden)))
+        # every layer's keys and values (B, H, hd, N), computed once into one buffer
+        kv = encoder_hidden.new_empty(len(self.pack_.layers), 2, B, D, N)
+        self.cross = [(self._transposed(layer.cross_k, encoder_hidden, k), self._transposed(layer.cross_v, encoder_hidden, v))
+                      for layer, (k, v) in zip(self.pack_.layers, kv)]
         self.cross_mask = None
         if encoder_mask is not None and not bool(encoder_mask.all()):
             self.cross_mask = torch.zeros(B, 1, 1, N, dtype=self.dtype, device=encoder_hidden.device).masked_fill(
@@ -274,12 +274,15 @@ class FastDecoder:
         self.self_kv = [(encoder_hidden.new_empty(shape), encoder_hidden.new_empty(shape)) for _ in self.pack_.layers]
         self.bias = model.final_logits_bias.detach().to(self.dtype)[0]
 
-    def _transposed(self, proj: _Linear, encoder_hidden: Tensor) -> Tensor:
+    def _transposed(self, proj: _Linear, encoder_hidden: Tensor, out: Tensor) -> Tensor:
         """The projection of the encoder output per head and transposed, (B, H, hd, N), straight from the
-        product W X^T (a transposing copy of X W^T costs as much again)."""
+        product W X^T into `out` (B, D, N) (a transposing copy of X W^T costs as much again)."""
         w, b = proj.weight, proj.bias
-        out = torch.stack([torch.addmm(b[:, None], w, xb.t()) if b is not None else w @ xb.t()
-                           for xb in encoder_hidden])
+        for xb, ob in zip(encoder_hidden, out):
+            if b is not None:
+                torch.addmm(b[:, None], w, xb.t(), out=ob)
+            else:
+                torch.mm(w, xb.t(), out=ob)
         return out.view(self.B, self.H, self.hd, self.N)
 
     @staticmethod
@@ -335,10 +338,11 @@ class FastDecoder:
             return process(self._logits(last)).argmax(dim=-1)
         approx, err = screen.bounds(last, self.bias)
         p = process(approx)
-        allowed = p > -math.inf
-        lower = torch.where(allowed, p - err, -math.inf).amax(dim=-1, keepdim=True)
-        columns = (allowed & (p + err >= lower)).any(dim=0).nonzero().squeeze(1)
-        if columns.numel() > screen.MAX_CANDIDATES:
+        # a masked token (-inf) is below every lower bound unless the whole row is masked; then every
+        # token is a candidate, as is right (argmax of all -inf is the first)
+        lower = (p - err).amax(dim=-1, keepdim=True)
+        columns = (p + err >= lower).any(dim=0).nonzero().squeeze(1)
+        if not 0 < columns.numel() <= screen.MAX_CANDIDATES:  # none: a NaN
             return process(self._logits(last)).argmax(dim=-1)
         exact = torch.full_like(approx, -math.inf)
         exact[:, columns] = torch.addmm(self.bias[columns], last, self.pack_.lm_head.weight[columns].t())
