@@ -30,7 +30,9 @@ the lm_head (about 230 MB for LED-base); otherwise only the fused query/key/valu
 
 from __future__ import annotations
 
+import ctypes
 import math
+import sys
 import weakref
 from dataclasses import dataclass
 
@@ -49,10 +51,12 @@ class _Linear:
     bias: Tensor | None
 
     @classmethod
-    def of(cls, weight: Tensor, bias: Tensor | None, transpose: bool) -> "_Linear":
+    def of(cls, weight: Tensor, bias: Tensor | None, transpose: bool, arena: "_Arena | None" = None) -> "_Linear":
         w = weight.detach()
         b = bias.detach() if bias is not None else None
-        return cls(w, w.t().contiguous() if transpose and w.dtype == torch.float32 else None, b)
+        if not (transpose and w.dtype == torch.float32):
+            return cls(w, None, b)
+        return cls(w, arena.take(w.t()) if arena is not None else w.t().contiguous(), b)
 
     def __call__(self, x: Tensor) -> Tensor:
         """x (M, in) -> (M, out)."""
@@ -62,6 +66,34 @@ class _Linear:
             y = torch.mv(self.weight, x[0]) if self.bias is None else torch.addmv(self.bias, self.weight, x[0])
             return y[None]
         return F.linear(x, self.weight, self.bias)
+
+
+class _Arena:
+    """One block of memory for a kept pack's transposed weights (all of them are read at every step), handed
+    out piece by piece. On Linux the block starts at a 2 MB boundary and asks the kernel for 2 MB pages
+    (madvise): a greedy step of LED-base streams ~200 MB of them, 1.5% faster here than from 4 KB pages."""
+
+    HUGE = 2 << 20
+
+    def __init__(self, numel: int, dtype: torch.dtype):
+        size = torch.empty((), dtype=dtype).element_size()
+        self.buf = torch.empty(numel + self.HUGE // size, dtype=dtype)
+        self.used = (-self.buf.data_ptr()) % self.HUGE // size  # the first 2 MB boundary
+        if sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+                libc.madvise(self.buf.data_ptr() + self.used * size, numel * size // self.HUGE * self.HUGE,
+                             14)  # MADV_HUGEPAGE: a hint; without it the pages are 4 KB, the numbers the same
+            except (OSError, AttributeError):
+                pass
+
+    def take(self, src: Tensor) -> Tensor:
+        """A contiguous copy of `src` in the block."""
+        n = src.numel()
+        out = self.buf[self.used:self.used + n].view(src.shape).copy_(src)
+        self.used += n
+        return out
 
 
 @dataclass
@@ -298,8 +330,13 @@ class FastDecoder:
         if key is not None and cached is not None and cached[0] == key:
             return cached[1]
         t = key is not None  # transposed copies take a while to make: only for a pack that is kept
-        layers = []
-        for layer in model.get_decoder().layers:
+        layers, arena = [], None
+        dec_layers = model.get_decoder().layers
+        if t and model.dtype == torch.float32:  # every transposed copy in one block
+            arena = _Arena(sum(m.weight.numel() for layer in dec_layers for m in (
+                layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.out_proj,
+                layer.encoder_attn.q_proj, layer.encoder_attn.out_proj, layer.fc1, layer.fc2)), torch.float32)
+        for layer in dec_layers:
             sa, ca = layer.self_attn, layer.encoder_attn
             # a power-of-two scale folds into the weights with the same numbers; another is applied after
             s_fold, s_after = (sa.scaling, None) if _power_of_two(sa.scaling) else (1.0, sa.scaling)
@@ -307,14 +344,15 @@ class FastDecoder:
             qkv_w = torch.cat([sa.q_proj.weight * s_fold, sa.k_proj.weight, sa.v_proj.weight])
             qkv_b = torch.cat([sa.q_proj.bias * s_fold, sa.k_proj.bias, sa.v_proj.bias])
             layers.append(_Layer(
-                qkv=_Linear.of(qkv_w, qkv_b, t), self_out=_Linear.of(sa.out_proj.weight, sa.out_proj.bias, t),
+                qkv=_Linear.of(qkv_w, qkv_b, t, arena),
+                self_out=_Linear.of(sa.out_proj.weight, sa.out_proj.bias, t, arena),
                 self_scale=s_after, cross_scale=c_after,
-                cross_q=_Linear.of(ca.q_proj.weight * c_fold, ca.q_proj.bias * c_fold, t),
+                cross_q=_Linear.of(ca.q_proj.weight * c_fold, ca.q_proj.bias * c_fold, t, arena),
                 cross_k=_Linear(ca.k_proj.weight.detach(), None, ca.k_proj.bias.detach()),
                 cross_v=_Linear(ca.v_proj.weight.detach(), None, ca.v_proj.bias.detach()),
-                cross_out=_Linear.of(ca.out_proj.weight, ca.out_proj.bias, t),
-                fc1=_Linear.of(layer.fc1.weight, layer.fc1.bias, t),
-                fc2=_Linear.of(layer.fc2.weight, layer.fc2.bias, t),
+                cross_out=_Linear.of(ca.out_proj.weight, ca.out_proj.bias, t, arena),
+                fc1=_Linear.of(layer.fc1.weight, layer.fc1.bias, t, arena),
+                fc2=_Linear.of(layer.fc2.weight, layer.fc2.bias, t, arena),
                 ln_self=layer.self_attn_layer_norm, ln_cross=layer.encoder_attn_layer_norm,
                 ln_final=layer.final_layer_norm, activation=layer.activation_fn,
             ))
