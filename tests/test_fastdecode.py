@@ -58,7 +58,12 @@ def token_steps(rows: int, prompt: int = 2, n: int = 4):
 
 @pytest.mark.parametrize("heads,d_model", [(4, 32), (2, 32)], ids=["head_dim_8_scale_after", "head_dim_16_scale_folded"])
 @pytest.mark.parametrize("group", [1, 3])
-def test_fast_step_matches_the_readable_step(heads, d_model, group):
+@pytest.mark.parametrize("cross_after", [None, 3, 0], ids=["through_x", "cross_made_midway", "cross_made_first"])
+def test_fast_step_matches_the_readable_step(monkeypatch, heads, d_model, group, cross_after):
+    """Within transformers' parity tolerance, whether the cross-attention goes through the encoder output
+    (the first query rows in float32), through the keys/values made midway, or made from the start."""
+    if cross_after is not None:
+        monkeypatch.setattr(FastDecoder, "CROSS_AFTER_ROWS", cross_after)
     model = tiny(heads, d_model)
     hidden, mask = encoder_side()
     steps = token_steps(2 * group)
@@ -129,6 +134,22 @@ def test_inference_tensor_weights_are_packed_per_call():
         model = tiny()
         a, b = FastDecoder.pack(model), FastDecoder.pack(model)
     assert a is not b and a.layers[0].fc1.weight_t is None and a.screen is None
+
+
+def test_cross_keys_values_are_made_after_enough_query_rows(monkeypatch):
+    """float32: through the encoder output until CROSS_AFTER_ROWS query rows a source, then made once;
+    other dtypes make them at the start."""
+    monkeypatch.setattr(FastDecoder, "CROSS_AFTER_ROWS", 4)
+    model = tiny()
+    hidden, mask = encoder_side()
+    with torch.no_grad():
+        fast = FastDecoder(model, hidden, mask, 2, 16)
+        seen = []
+        for ids in token_steps(4, prompt=1, n=4):  # 2 rows a source each call
+            fast.next_logits(ids)
+            seen.append(fast.cross is not None)
+        assert seen == [False, False, True, True, True]
+        assert FastDecoder(tiny(dtype=torch.bfloat16), hidden.bfloat16(), mask, 2, 16).cross is not None
 
 
 def test_decoding_past_the_cache_is_refused():
