@@ -149,7 +149,25 @@ def test_cross_keys_values_are_made_after_enough_query_rows(monkeypatch):
             fast.next_logits(ids)
             seen.append(fast.cross is not None)
         assert seen == [False, False, True, True, True]
-        assert FastDecoder(tiny(dtype=torch.bfloat16), hidden.bfloat16(), mask, 2, 16).cross is not None
+
+
+def test_half_precision_cross_keys_values(monkeypatch):
+    """bfloat16 on a CPU with fast bfloat16 products attends through the encoder output throughout (its
+    12-row products beat one row against the keys); without them, and in float16, the keys/values are
+    made at the start."""
+    from ledviz.device import simulated_cpu_flags
+
+    monkeypatch.setattr(FastDecoder, "CROSS_AFTER_ROWS", 4)  # float32 would have made them
+    hidden, mask = encoder_side()
+    with torch.no_grad():
+        with simulated_cpu_flags({"avx512f", "avx512_bf16"}):
+            fast = FastDecoder(tiny(dtype=torch.bfloat16), hidden.bfloat16(), mask, 1, 16)
+            for ids in token_steps(2, n=10):
+                fast.next_logits(ids)
+            assert fast.cross is None
+        with simulated_cpu_flags({"avx512f"}):
+            assert FastDecoder(tiny(dtype=torch.bfloat16), hidden.bfloat16(), mask, 1, 16).cross is not None
+        assert FastDecoder(tiny(dtype=torch.float16), hidden.half(), mask, 1, 16).cross is not None
 
 
 def test_decoding_past_the_cache_is_refused():
