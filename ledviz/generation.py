@@ -382,11 +382,11 @@ def _remove_invalid(ids, scores):
 
 def _eos_blocked_below(length: int, offset: int, eos: list[int]) -> Processor:
     """EOS at -inf while the sequence (minus `offset` leading tokens) is shorter than `length`."""
+    index = torch.tensor(eos)
+
     def apply(ids, scores):
         if ids.shape[-1] - offset < length:
-            is_eos = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
-            is_eos[eos] = True
-            return torch.where(is_eos, -math.inf, scores)
+            return scores.index_fill(-1, index.to(scores.device), -math.inf)
         return scores
     return apply
 

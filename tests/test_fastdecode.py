@@ -58,7 +58,12 @@ def token_steps(rows: int, prompt: int = 2, n: int = 4):
 
 @pytest.mark.parametrize("heads,d_model", [(4, 32), (2, 32)], ids=["head_dim_8_scale_after", "head_dim_16_scale_folded"])
 @pytest.mark.parametrize("group", [1, 3])
-def test_fast_step_matches_the_readable_step(heads, d_model, group):
+@pytest.mark.parametrize("cross_after", [None, 3, 0], ids=["through_x", "cross_made_midway", "cross_made_first"])
+def test_fast_step_matches_the_readable_step(monkeypatch, heads, d_model, group, cross_after):
+    """Within transformers' parity tolerance, whether the cross-attention goes through the encoder output
+    (the first query rows in float32), through the keys/values made midway, or made from the start."""
+    if cross_after is not None:
+        monkeypatch.setattr(FastDecoder, "CROSS_AFTER_ROWS", cross_after)
     model = tiny(heads, d_model)
     hidden, mask = encoder_side()
     steps = token_steps(2 * group)
@@ -90,7 +95,7 @@ def test_pack_is_kept_and_rebuilt_when_a_weight_changes():
     with torch.no_grad():
         first = FastDecoder.pack(model)
         assert FastDecoder.pack(model) is first
-        # a kept float32 pack holds the transposed copies and the lm_head's bfloat16 screen
+        # a kept float32 pack holds the transposed copies and the lm_head's int8 screen
         assert first.layers[0].fc1.weight_t is not None and first.screen is not None
         model.get_decoder().layers[0].fc1.weight.mul_(2.0)
         second = FastDecoder.pack(model)
@@ -131,6 +136,40 @@ def test_inference_tensor_weights_are_packed_per_call():
     assert a is not b and a.layers[0].fc1.weight_t is None and a.screen is None
 
 
+def test_cross_keys_values_are_made_after_enough_query_rows(monkeypatch):
+    """float32: through the encoder output until CROSS_AFTER_ROWS query rows a source, then made once;
+    other dtypes make them at the start."""
+    monkeypatch.setattr(FastDecoder, "CROSS_AFTER_ROWS", 4)
+    model = tiny()
+    hidden, mask = encoder_side()
+    with torch.no_grad():
+        fast = FastDecoder(model, hidden, mask, 2, 16)
+        seen = []
+        for ids in token_steps(4, prompt=1, n=4):  # 2 rows a source each call
+            fast.next_logits(ids)
+            seen.append(fast.cross is not None)
+        assert seen == [False, False, True, True, True]
+
+
+def test_half_precision_cross_keys_values(monkeypatch):
+    """bfloat16 on a CPU with fast bfloat16 products attends through the encoder output throughout (its
+    12-row products beat one row against the keys); without them, and in float16, the keys/values are
+    made at the start."""
+    from ledviz.device import simulated_cpu_flags
+
+    monkeypatch.setattr(FastDecoder, "CROSS_AFTER_ROWS", 4)  # float32 would have made them
+    hidden, mask = encoder_side()
+    with torch.no_grad():
+        with simulated_cpu_flags({"avx512f", "avx512_bf16"}):
+            fast = FastDecoder(tiny(dtype=torch.bfloat16), hidden.bfloat16(), mask, 1, 16)
+            for ids in token_steps(2, n=10):
+                fast.next_logits(ids)
+            assert fast.cross is None
+        with simulated_cpu_flags({"avx512f"}):
+            assert FastDecoder(tiny(dtype=torch.bfloat16), hidden.bfloat16(), mask, 1, 16).cross is not None
+        assert FastDecoder(tiny(dtype=torch.float16), hidden.half(), mask, 1, 16).cross is not None
+
+
 def test_decoding_past_the_cache_is_refused():
     model = tiny()
     hidden, mask = encoder_side()
@@ -163,23 +202,45 @@ def test_generate_takes_the_fast_step_only_at_inference(monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------
-# greedy's screened pick (a bfloat16 copy of the lm_head bounds every logit)
+# greedy's screened pick (an int8 or bfloat16 copy of the lm_head bounds every logit)
 # ---------------------------------------------------------------------------------------------
 
-def test_screen_bounds_hold():
-    """|bfloat16 estimate - exact logit| <= the bound, for every token, at several scales."""
-    from ledviz.fastdecode import _Screen
+def _screen_class(name):
+    from ledviz import fastdecode
 
+    return getattr(fastdecode, name)
+
+
+@pytest.mark.parametrize("kind", ["_Int8Screen", "_Screen"])
+def test_screen_bounds_hold(kind):
+    """|estimate - exact logit| <= the bound, for every token, at several scales (rows of very different
+    sizes, an outlier feature in x, an all-zero row)."""
     g = torch.Generator().manual_seed(0)
     W = torch.randn(3000, 64, generator=g) * torch.logspace(-3, 1, 3000)[:, None]
-    screen = _Screen.of(W)
+    W[7] = 0.0
+    screen = _screen_class(kind).of(W)
+    assert screen is not None, "oneDNN's int8 product is part of torch's x86 CPU build"
     bias = torch.randn(3000, generator=g)
-    for scale in (1e-3, 1.0, 30.0, 1e3):
+    for scale in (0.0, 1e-3, 1.0, 30.0, 1e3):
         x = torch.randn(3, 64, generator=g) * scale
+        x[1, 5] *= 40.0
+        x[2] = 0.0
         approx, err = screen.bounds(x, bias)
         exact = (x.double() @ W.double().t() + bias.double())
         assert ((approx.double() - exact).abs() <= err.double()).all(), f"scale {scale}"
-        assert (err > 0).all()
+        assert scale == 0 or (err[:2, W.norm(dim=1) > 0] > 0).all()
+
+
+def test_int8_screen_falls_back_when_its_product_is_not_the_integer_sum(monkeypatch):
+    """The int8 screen checks the product once against float64 and gives way to the bfloat16 one."""
+    from ledviz import fastdecode
+
+    real = fastdecode._Int8Screen._product
+    monkeypatch.setattr(fastdecode._Int8Screen, "_product", lambda self, k, s: real(self, k, s) * (1 + 1e-4))
+    assert fastdecode._Int8Screen.of(torch.randn(300, 16)) is None
+    model = tiny()
+    with torch.no_grad():
+        assert type(FastDecoder.pack(model).screen) is fastdecode._Screen
 
 
 def _procs():
@@ -195,20 +256,24 @@ def _procs():
     return {"none": lambda s: s, "mask": mask_some, "force": force_three}
 
 
+@pytest.mark.parametrize("kind", ["_Int8Screen", "_Screen"])
 @pytest.mark.parametrize("proc", ["none", "mask", "force"])
 @pytest.mark.parametrize("max_candidates", [None, 0], ids=["screened", "too_many_candidates"])
-def test_screened_pick_equals_argmax(monkeypatch, proc, max_candidates):
-    from ledviz.fastdecode import _Screen
+def test_screened_pick_equals_argmax(monkeypatch, kind, proc, max_candidates):
+    from ledviz import fastdecode
 
+    screen = _screen_class(kind)
+    if kind == "_Screen":  # the fallback where oneDNN's int8 product is missing
+        monkeypatch.setattr(fastdecode._Int8Screen, "of", classmethod(lambda cls, w: None))
     if max_candidates is not None:
-        monkeypatch.setattr(_Screen, "MAX_CANDIDATES", max_candidates)
+        monkeypatch.setattr(screen, "MAX_CANDIDATES", max_candidates)
     model = tiny()
     hidden, mask = encoder_side()
     process = _procs()[proc]
     with torch.no_grad():
         a = FastDecoder(model, hidden, mask, 2, 16)
         b = FastDecoder(model, hidden, mask, 2, 16)
-        assert a.pack_.screen is not None
+        assert type(a.pack_.screen) is screen
         for ids in token_steps(4, n=6):
             picked = a.next_greedy(ids, process)
             assert torch.equal(picked, process(b.next_logits(ids)).argmax(dim=-1))
