@@ -222,3 +222,10 @@ def test_head_sum_kernel(dtype):
     assert not fused.head_sum(t.transpose(2, 3), [0], band[:, 0, :9, :9])  # columns not contiguous
     with fused.kernel_enabled(False):
         assert not fused.head_sum(t, [0], band[:, 0, :, 2:11])
+
+
+def test_the_kernel_variables_are_not_unknown_settings():
+    """The app stops on an unknown LEDVIZ_ variable; the kernel's two are known (and not deployment settings)."""
+    from ledviz.settings import Settings
+
+    Settings.from_sources(environ={"LEDVIZ_FUSED_KERNEL": "off", "LEDVIZ_KERNEL_CACHE": "/tmp/kernels"}, secrets={})
