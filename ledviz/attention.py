@@ -20,7 +20,10 @@ the implementation by name.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
+import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -124,6 +127,43 @@ class GlobalLayout:
         is_global = mask_state == 2
         positions = global_positions(is_global)  # (B, x)
         return cls(mask_state == 0, is_global, positions.clamp(min=0), positions >= 0)
+
+
+# outputs at least this large have their memory mapped in one call before they are written (fresh_output)
+POPULATE_MIN_BYTES = 64 << 20
+_MADV_POPULATE_WRITE = 23  # Linux 5.14+
+
+
+def fresh_output(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """torch.empty(shape) for a large output written once (the kept probabilities). On Linux its pages
+    are first mapped in one call (madvise MADV_POPULATE_WRITE) rather than one fault per 4 KB page
+    as they are written: about a tenth less of that cost (at 16,384 tokens a layer keeps 400 MB).
+    Where the call is not available (another system, an older kernel) it is simply not made."""
+    out = torch.empty(shape, dtype=dtype, device=device)
+    nbytes = out.numel() * out.element_size()
+    if device.type == "cpu" and nbytes >= POPULATE_MIN_BYTES:
+        madvise = _madvise()
+        if madvise is not None:
+            page = 4096
+            start = -(-out.data_ptr() // page) * page
+            end = (out.data_ptr() + nbytes) // page * page
+            if end > start:
+                madvise(start, end - start, _MADV_POPULATE_WRITE)  # a refusal changes nothing
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _madvise():
+    """libc's madvise, or None where there is none (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
 
 
 def global_positions(is_global: Tensor) -> Tensor:
@@ -537,7 +577,7 @@ def blocked_inference_attention(
 
     out = hidden_states.new_empty(B, L, D)
     out_heads = out.view(B, L, H, attn.head_dim)
-    probs = hidden_states.new_empty(B, H, L, x + blocks.slots, dtype=probs_dtype or dtype) \
+    probs = fresh_output((B, H, L, x + blocks.slots), probs_dtype or dtype, hidden_states.device) \
         if output_attentions else None
     head_weights = layer_head_mask.to(dtype).tolist() if layer_head_mask is not None else None
     kernel = _fused_kernel_for(hidden_states, probs)

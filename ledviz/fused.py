@@ -1,14 +1,17 @@
-"""A compiled kernel for the band's elementwise chain, built on first use where a C++ compiler is found.
+"""A compiled CPU kernel, built on first use where a C++ compiler is found (`fused_band.cpp`, beside this file).
 
 The blocked inference attention (attention.py) turns each chunk's band scores into probabilities
 with several PyTorch passes over memory: mask, softmax, head weight, and a copy of the window
-slots into the kept probabilities in their own dtype. `fused_band.cpp` (beside this file) does
-all of it in one pass per row while the row is in cache, and can also give each row's
-statistics (attention.py: `ROW_STATISTICS`). With bfloat16 weights this chain is the largest cost
-after the matrix products.
+slots into the kept probabilities in their own dtype. The kernel does all of it in one pass per
+row while the row is in cache, and gives each row's statistics on the way (for a sink that asks:
+`AttentionStore.row_statistics`). With bfloat16 weights this chain was the largest cost after the
+matrix products.
 
-    band_kernel()     # the ctypes function, or None (no compiler, a failed build, or turned off)
-    kernel_status()   # in words: "compiled with g++ (cached in ...)" or why not
+    band_kernel()          # the softmax pass (ctypes function), or None: no compiler, failed build, off
+    bf16_head_kernel()     # bfloat16: a head's whole band on MKL's bfloat16 products, or None
+    residual_layer_norm()  # the float32 residual stream's sum and layer norm in one pass
+    head_sum()             # the views' sums over heads in one pass
+    kernel_status()        # in words: "compiled with g++ (cached in ...)" or why not
 
 On first use the source is compiled with the system's C++ compiler (`$CXX`, else g++, c++ or
 clang++), tuned for this CPU (-march=native), about a second, into a cache directory

@@ -190,19 +190,34 @@ void band_softmax_impl(const S* src, Dtype st, int64_t stride, P* dst, Dtype pt,
             continue;
         }
         const f16x mm = splat(m), zero = splat(0.0f);
-        f16x sumv[4] = {zero, zero, zero, zero}, exv[4] = {zero, zero, zero, zero};
-        for (int64_t k = 0, u = 0; k < padded; k += LANES, u = (u + 1) & 3) {
-            const f16x sh = load16(v + k) - mm;
-            const f16x ek = exp_nonpositive(sh);
-            store16(e + k, ek);
-            sumv[u] += ek;
-            if (stats) exv[u] += ek > zero ? ek * sh : zero;  // for the entropy
+        f16x sumv[4] = {zero, zero, zero, zero}, exv[4] = {zero, zero, zero, zero}, dv[4] = {zero, zero, zero, zero};
+        if (stats) {
+            // with the statistics' sums: e (s - max) for the entropy (masked scores are finite, so a
+            // masked entry adds 0 x finite), and e |k - x - w| for the band's distances (the global
+            // columns' wrong terms are taken out below)
+            for (int64_t k = 0, u = 0; k < padded; k += LANES, u = (u + 1) & 3) {
+                const f16x sh = load16(v + k) - mm;
+                const f16x ek = exp_nonpositive(sh);
+                const f16x off = iota + float(k - x - w);
+                store16(e + k, ek);
+                sumv[u] += ek;
+                exv[u] += ek * sh;
+                dv[u] += ek * (off < 0.0f ? -off : off);
+            }
+        } else {
+            for (int64_t k = 0, u = 0; k < padded; k += LANES, u = (u + 1) & 3) {
+                const f16x ek = exp_nonpositive(load16(v + k) - mm);
+                store16(e + k, ek);
+                sumv[u] += ek;
+            }
         }
         const f16x sums = (sumv[0] + sumv[1]) + (sumv[2] + sumv[3]), exs = (exv[0] + exv[1]) + (exv[2] + exv[3]);
-        float sum = 0.0f, ex = 0.0f;
+        const f16x ds = (dv[0] + dv[1]) + (dv[2] + dv[3]);
+        float sum = 0.0f, ex = 0.0f, all_dist = 0.0f;
         for (int l = 0; l < LANES; ++l) {
             sum += sums[l];
             ex += exs[l];
+            all_dist += ds[l];
         }
         const float scale = weight / sum;
         // the row in place: global columns, zeros up to the block, zeros, the band, zeros
@@ -217,22 +232,13 @@ void band_softmax_impl(const S* src, Dtype st, int64_t stride, P* dst, Dtype pt,
             // entropy -sum q log q with q = scale e: -(log(scale) sum q + scale sum e (s - max))
             float qsum = sum * scale;
             float entropy = scale > 0.0f ? -(std::log(scale) * qsum + scale * ex) : 0.0f;
-            float dist = 0.0f, gmass = 0.0f;
+            float dist = all_dist, gmass = 0.0f;
             const float here = float(row0 + i);
-#pragma omp simd reduction(+ : dist, gmass)
-            for (int64_t g = 0; g < x; ++g) {
-                dist += e[g] * std::fabs(here - global_pos[g]);
+            for (int64_t g = 0; g < x; ++g) {  // the global columns: their own distances
+                dist += e[g] * (std::fabs(here - global_pos[g]) - std::fabs(float(g - x - w)));
                 gmass += e[g];
             }
-            // sum over the slots of e |s - w|, 16 slots at a time (e is zero past the row)
-            f16x bd[2] = {splat(0.0f), splat(0.0f)};
-            for (int64_t s = 0, u = 0; s < slots; s += LANES, u ^= 1) {
-                f16x off = iota + float(s - w);
-                bd[u] += load16(e + x + s) * (off < 0.0f ? -off : off);
-            }
-            float band_dist = 0.0f;
-            for (int l = 0; l < LANES; ++l) band_dist += bd[0][l] + bd[1][l];
-            stats[4 * i + 0] = (dist + band_dist) * scale;
+            stats[4 * i + 0] = dist * scale;
             stats[4 * i + 1] = entropy;
             stats[4 * i + 2] = gmass * scale;
             stats[4 * i + 3] = e[x + w] * scale;

@@ -499,8 +499,11 @@ class LEDEncoder(LEDPreTrainedModel):
 
         # bfloat16 weights at inference on the CPU: the residual stream between the layers stays in float32
         # (each layer's products still read bfloat16), which halves the error of the attention probabilities
+        # (only for the CPU's "blocked" attention, whose tail and kernel it is made for: the GPU path,
+        # "sdpa", keeps its stream in the weights' dtype wherever it runs, as on a GPU)
         wide = (self.wide_residual_stream and h.dtype == torch.bfloat16 and h.device.type == "cpu"
-                and is_inference(self))
+                and is_inference(self)
+                and all(layer.self_attn.longformer_self_attn.implementation == "blocked" for layer in self.layers))
         model_dtype = h.dtype
         if wide:
             h = h.float()

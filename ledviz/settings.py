@@ -29,7 +29,9 @@ from .errors import ConfigError
 
 ENV_PREFIX = "LEDVIZ_"
 # environment variables ledviz reads that are not deployment settings
-OTHER_ENV = {"LEDVIZ_MODEL": "the embedded model's folder", "LEDVIZ_STAND_IN": "the tests' stand-in model"}
+OTHER_ENV = {"LEDVIZ_MODEL": "the embedded model's folder", "LEDVIZ_STAND_IN": "the tests' stand-in model",
+             "LEDVIZ_FUSED_KERNEL": "the compiled band kernel: auto or off (ledviz/fused.py)",
+             "LEDVIZ_KERNEL_CACHE": "where the compiled band kernel is cached (ledviz/fused.py)"}
 ANY = "any"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 _TRUE = {"1", "true", "yes", "on"}

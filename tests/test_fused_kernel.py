@@ -222,3 +222,27 @@ def test_head_sum_kernel(dtype):
     assert not fused.head_sum(t.transpose(2, 3), [0], band[:, 0, :9, :9])  # columns not contiguous
     with fused.kernel_enabled(False):
         assert not fused.head_sum(t, [0], band[:, 0, :, 2:11])
+
+
+def test_the_kernel_variables_are_not_unknown_settings():
+    """The app stops on an unknown LEDVIZ_ variable; the kernel's two are known (and not deployment settings)."""
+    from ledviz.settings import Settings
+
+    Settings.from_sources(environ={"LEDVIZ_FUSED_KERNEL": "off", "LEDVIZ_KERNEL_CACHE": "/tmp/kernels"}, secrets={})
+
+
+def test_large_outputs_are_mapped_in_one_call(monkeypatch):
+    """fresh_output asks for a large output's pages in one madvise call over its page-aligned span (and not for
+    small ones); where madvise is missing it is a plain torch.empty."""
+    calls = []
+    monkeypatch.setattr(attention, "_madvise", lambda: lambda start, length, advice: calls.append((start, length, advice)))
+    big = attention.fresh_output((2, 3, attention.POPULATE_MIN_BYTES // 6), torch.float16, torch.device("cpu"))
+    assert big.shape == (2, 3, attention.POPULATE_MIN_BYTES // 6) and big.dtype == torch.float16
+    (start, length, advice), = calls
+    assert advice == 23 and start % 4096 == 0 and length % 4096 == 0
+    assert big.data_ptr() <= start and start + length <= big.data_ptr() + big.numel() * 2
+    attention.fresh_output((10, 10), torch.float32, torch.device("cpu"))
+    assert len(calls) == 1
+    monkeypatch.setattr(attention, "_madvise", lambda: None)
+    assert attention.fresh_output((2, 3, attention.POPULATE_MIN_BYTES // 6), torch.float16,
+                                  torch.device("cpu")).shape[-1] == attention.POPULATE_MIN_BYTES // 6
