@@ -5,7 +5,8 @@ Random weights (d_model 768, 6 + 6 layers, 12 heads, FFN 3072, vocab 50265, wind
 bfloat16 (both libraries' whole model in that dtype). The transformers model is built, saved, and
 loaded into ledviz, so both run the same weights. Each library encodes the input once (timed),
 then decodes from that encoder output with greedy search and with 4 beams, exactly `new` tokens
-each (min_new_tokens = max_new_tokens). The configurations run interleaved, round after round
+each (min_new_tokens = max_new_tokens). Each round encodes with every configuration, then runs
+each decoding mode with every configuration in turn (transformers, ledviz, ...), round after round
 (the median of the rounds), so a change in the machine's load falls on all of them. The models are
 loaded outside torch.inference_mode, as an application loads them; ledviz's one-time packing of
 the decoder weights (at a model's first generate call) is timed apart, before the rounds.
@@ -119,6 +120,46 @@ def greedy_step_bytes(model, n_src: int, lm_head_bytes: int) -> int:
     return weights + cross + lm_head_bytes
 
 
+def greedy_details(args, results: dict, rounds: dict, ours, n_tokens: int, new: int, clock: Clock) -> None:
+    """Greedy round by round, with the encoder included, split into the first token and the steps, and the
+    float32 step against the bytes it reads."""
+    for prec in [p for p in ("float32", "bfloat16") if ("ledviz", p) in results]:
+        ratios = [t / o for t, o in zip(rounds[("transformers", prec)]["greedy"], rounds[("ledviz", prec)]["greedy"])]
+        print(f"{prec} greedy, ledviz / transformers round by round: " + ", ".join(f"{r:.2f}x" for r in ratios))
+    for prec in [p for p in ("float32", "bfloat16") if ("ledviz", p) in results]:
+        whole = {lib: results[(lib, prec)]["encoder_s"] + results[(lib, prec)]["greedy"]
+                 for lib in ("transformers", "ledviz")}
+        print(f"{prec} generate(input_ids) greedy, encoder included (the sums above): transformers "
+              f"{whole['transformers']:.2f} s, ledviz {whole['ledviz']:.2f} s, "
+              f"{whole['transformers'] / whole['ledviz']:.2f}x")
+        split = []
+        for lib in ("transformers", "ledviz"):
+            r = results[(lib, prec)]
+            split.append(f"{lib} {r['first_s']:.2f} s + {(r['greedy'] - r['first_s']) / (new - 1) * 1e3:.1f} ms per step")
+        print(f"{prec} greedy, the first token then each step (transformers projects the encoder's keys/values "
+              f"at the first token; ledviz's float32 attends through the encoder output for the first "
+              f"{FastDecoder.CROSS_AFTER_ROWS} rows, bfloat16 throughout): " + "; ".join(split))
+    rate = read_rate(clock)
+    lm = ours.lm_head.weight.numel()
+    screen = FastDecoder.pack(ours).screen
+    screen_bytes = screen.packed.numel() if hasattr(screen, "packed") else screen.weight.numel() * 2
+    theirs_b, ours_b = greedy_step_bytes(ours, n_tokens, lm * 4), greedy_step_bytes(ours, n_tokens, screen_bytes)
+    # through the encoder output (ledviz's first rows): the key/value weights and the encoder output once a
+    # layer (its second read a layer comes from the cache) instead of the layer's keys and values
+    layers, D = len(ours.get_decoder().layers), ours.config.d_model
+    ours_x = ours_b + layers * (2 * D * D - n_tokens * D) * 4
+    step = {lib: (results[(lib, "float32")]["greedy"] - results[(lib, "float32")]["first_s"]) / (new - 1)
+            for lib in ("transformers", "ledviz")}
+    ours_now = ours_x if new <= FastDecoder.CROSS_AFTER_ROWS else ours_b
+    print(f"float32 greedy step reads: transformers {theirs_b / 1e6:.0f} MB, ledviz {ours_b / 1e6:.0f} MB with the "
+          f"keys/values made, {ours_x / 1e6:.0f} MB through the encoder output (lm_head screened in "
+          f"{type(screen).__name__}); one row times a float32 weight streams {rate / 1e9:.1f} GB/s here "
+          f"({args.clock} clock), so a step takes at least {ours_b / rate * 1e3:.1f} / {ours_x / rate * 1e3:.1f} ms "
+          f"for ledviz and {theirs_b / rate * 1e3:.1f} ms for transformers; they took {step['ledviz'] * 1e3:.1f} ms "
+          f"({ours_now / step['ledviz'] / 1e9:.1f} GB/s) and {step['transformers'] * 1e3:.1f} ms "
+          f"({theirs_b / step['transformers'] / 1e9:.1f} GB/s)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1,024-token input and 16 new tokens")
@@ -127,10 +168,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="rounds (the median of the rounds)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--no-bfloat16", action="store_true", help="float32 only")
+    ap.add_argument("--modes", nargs="+", choices=[m for m, _ in MODES], default=[m for m, _ in MODES],
+                    help="decoding modes to time (default: greedy and 4 beams)")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="wall-clock seconds, or this process's CPU seconds (with --threads 1 on a loaded "
                          "machine, CPU seconds leave out the time other work held the core)")
     args = ap.parse_args()
+    modes = [(m, b) for m, b in MODES if m in args.modes]
     if args.threads:
         torch.set_num_threads(args.threads)
     n_tokens, new = (1024, 16) if args.quick else (4096, 64)
@@ -170,28 +214,34 @@ def main() -> None:
                 print(f"  ledviz {prec}: decoder weights packed once in {t_pack:.2f} s", flush=True)
         results: dict[tuple[str, str], dict] = {}
         for rnd in range(args.repeats):
+            encoded = {}
             for lib, prec, model, wrap in configs:
                 res = results.setdefault((lib, prec), {})
                 t_enc, enc = clock.best(lambda: model.get_encoder()(
                     input_ids=ids, attention_mask=mask, global_attention_mask=gmask, return_dict=True))
                 res.setdefault("encoder_s", []).append(t_enc)
-                # one new token: the cross-attention keys/values of every layer and one step
+                encoded[(lib, prec)] = enc
+                # one new token: transformers projects the cross-attention keys/values of every layer, one step
                 t1, _ = clock.best(lambda: model.generate(encoder_outputs=wrap(enc), attention_mask=mask, num_beams=1,
                                                           min_new_tokens=1, max_new_tokens=1))
                 res.setdefault("first_s", []).append(t1)
-                for label, beams in MODES:
+            # one mode at a time, the libraries in turn (A B A B): what ran just before is alike for both
+            for label, beams in modes:
+                for lib, prec, model, wrap in configs:
+                    res = results[(lib, prec)]
                     t, out = clock.best(lambda: model.generate(
-                        encoder_outputs=wrap(enc), attention_mask=mask, num_beams=beams,
+                        encoder_outputs=wrap(encoded[(lib, prec)]), attention_mask=mask, num_beams=beams,
                         min_new_tokens=new, max_new_tokens=new))
                     res.setdefault(label, []).append(t)
                     res[label + "_ids"] = out
                     print(f"  round {rnd + 1} {lib:12s} {prec:8s} {label:7s} {t:7.2f} s  {new / t:6.2f} tokens/s",
                           flush=True)
+        rounds = {key: {k: list(v) for k, v in res.items() if not k.endswith("_ids")} for key, res in results.items()}
         for res in results.values():  # the median of the rounds
             for k in [k for k in res if not k.endswith("_ids")]:
                 res[k] = statistics.median(res[k])
         floors = {(prec, label): product_floor(model, clock, n_tokens, new, beams)
-                  for lib, prec, model, _ in configs if lib == "ledviz" for label, beams in MODES}
+                  for lib, prec, model, _ in configs if lib == "ledviz" for label, beams in modes}
 
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end\n")
     print("| precision | | transformers | ledviz | ledviz / transformers | product floor | ledviz / floor | same tokens |")
@@ -200,46 +250,16 @@ def main() -> None:
         ours_r, ref_r = results[("ledviz", prec)], results[("transformers", prec)]
         print(f"| {prec} | encoder (s) | {ref_r['encoder_s']:.2f} | {ours_r['encoder_s']:.2f} | "
               f"{ref_r['encoder_s'] / ours_r['encoder_s']:.2f}x | | | |")
-        for label, _ in MODES:
+        for label, _ in modes:
             a, b = new / ours_r[label], new / ref_r[label]
             floor = floors[(prec, label)]
             same = torch.equal(ours_r[label + "_ids"], ref_r[label + "_ids"])
             print(f"| {prec} | {label} (tokens/s) | {b:.2f} | {a:.2f} | {a / b:.2f}x | {new / floor:.2f} | "
                   f"{ours_r[label] / floor:.2f}x | {same} |")
-    for prec in [p for p in ("float32", "bfloat16") if ("ledviz", p) in results]:
-        whole = {lib: results[(lib, prec)]["encoder_s"] + results[(lib, prec)]["greedy"]
-                 for lib in ("transformers", "ledviz")}
-        print(f"{prec} generate(input_ids) greedy, encoder included (the sums above): transformers "
-              f"{whole['transformers']:.2f} s, ledviz {whole['ledviz']:.2f} s, "
-              f"{whole['transformers'] / whole['ledviz']:.2f}x")
-        split = []
-        for lib in ("transformers", "ledviz"):
-            r = results[(lib, prec)]
-            split.append(f"{lib} {r['first_s']:.2f} s + {(r['greedy'] - r['first_s']) / (new - 1) * 1e3:.1f} ms per step")
-        print(f"{prec} greedy, the first token then each step (transformers projects the encoder's keys/values "
-              f"at the first token; ledviz's float32 attends through the encoder output for the first "
-              f"{FastDecoder.CROSS_AFTER_ROWS} rows, bfloat16 throughout): " + "; ".join(split))
-    rate = read_rate(clock)
-    lm = ours.lm_head.weight.numel()
-    screen = FastDecoder.pack(ours).screen
-    screen_bytes = screen.packed.numel() if hasattr(screen, "packed") else screen.weight.numel() * 2
-    theirs_b, ours_b = greedy_step_bytes(ours, n_tokens, lm * 4), greedy_step_bytes(ours, n_tokens, screen_bytes)
-    # through the encoder output (ledviz's first rows): the key/value weights and the encoder output once a
-    # layer (its second read a layer comes from the cache) instead of the layer's keys and values
-    layers, D = len(ours.get_decoder().layers), ours.config.d_model
-    ours_x = ours_b + layers * (2 * D * D - n_tokens * D) * 4
-    step = {lib: (results[(lib, "float32")]["greedy"] - results[(lib, "float32")]["first_s"]) / (new - 1)
-            for lib in ("transformers", "ledviz")}
-    ours_now = ours_x if new <= FastDecoder.CROSS_AFTER_ROWS else ours_b
-    print(f"float32 greedy step reads: transformers {theirs_b / 1e6:.0f} MB, ledviz {ours_b / 1e6:.0f} MB with the "
-          f"keys/values made, {ours_x / 1e6:.0f} MB through the encoder output (lm_head screened in "
-          f"{type(screen).__name__}); one row times a float32 weight streams {rate / 1e9:.1f} GB/s here "
-          f"({args.clock} clock), so a step takes at least {ours_b / rate * 1e3:.1f} / {ours_x / rate * 1e3:.1f} ms "
-          f"for ledviz and {theirs_b / rate * 1e3:.1f} ms for transformers; they took {step['ledviz'] * 1e3:.1f} ms "
-          f"({ours_now / step['ledviz'] / 1e9:.1f} GB/s) and {step['transformers'] * 1e3:.1f} ms "
-          f"({theirs_b / step['transformers'] / 1e9:.1f} GB/s)")
+    if "greedy" in args.modes:
+        greedy_details(args, results, rounds, ours, n_tokens, new, clock)
     if ("ledviz", "bfloat16") in results:
-        for label, _ in MODES:
+        for label, _ in modes:
             a = new / results[("ledviz", "bfloat16")][label]
             b = new / results[("transformers", "float32")][label]
             print(f"ledviz bfloat16 {label} vs transformers float32: {a / b:.2f}x")
