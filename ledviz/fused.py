@@ -83,9 +83,20 @@ def kernel_enabled(value: bool) -> Iterator[None]:
         _enabled = before
 
 
+class _NoCompiler(Exception):
+    """CXX names a compiler that is not there: said, not replaced by another one."""
+
+
 def _compiler() -> str | None:
-    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
-        if name and shutil.which(name):
+    chosen = os.environ.get("CXX", "").strip()
+    if chosen:
+        found = shutil.which(chosen)
+        if found is None:
+            raise _NoCompiler(f"not built: CXX={chosen!r} is not a program on PATH (fix CXX, or unset it "
+                              f"to use g++, c++ or clang++)")
+        return found
+    for name in ("g++", "c++", "clang++"):
+        if shutil.which(name):
             return shutil.which(name)
     return None
 
@@ -123,7 +134,10 @@ class _Build:
 
     @staticmethod
     def _load():
-        cxx = _compiler()
+        try:
+            cxx = _compiler()
+        except _NoCompiler as exc:
+            return None, str(exc)
         if cxx is None:
             return None, "not built: no C++ compiler found (set CXX, or install g++)"
         source = SOURCE.read_bytes()

@@ -246,3 +246,18 @@ def test_large_outputs_are_mapped_in_one_call(monkeypatch):
     monkeypatch.setattr(attention, "_madvise", lambda: None)
     assert attention.fresh_output((2, 3, attention.POPULATE_MIN_BYTES // 6), torch.float16,
                                   torch.device("cpu")).shape[-1] == attention.POPULATE_MIN_BYTES // 6
+
+
+def test_a_cxx_that_is_not_there_is_said_not_replaced(monkeypatch, tmp_path):
+    """CXX naming no program: the kernel is not built with another compiler behind the user's back;
+    the status names CXX and the fix, and the PyTorch operations are used."""
+    monkeypatch.setenv("LEDVIZ_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", "no-such-compiler-ledviz")
+    fused.reset()
+    try:
+        assert fused.band_kernel() is None
+        status = fused.kernel_status()
+        assert "CXX='no-such-compiler-ledviz'" in status and "unset it" in status
+        assert not list(tmp_path.iterdir())
+    finally:
+        fused.reset()
