@@ -424,7 +424,9 @@ def word_bounds(pieces: Sequence[bytes]) -> tuple[list[bool], list[bool]]:
     bytes `pieces` (in order; byte-level BPE: tokenization.token_bytes).
 
     starts[p]: token p begins a word: it begins with whitespace, is the first token, follows
-    whitespace, or follows an opening mark that follows whitespace (the "John" of " (John").
+    whitespace, or follows an opening mark that follows whitespace (the "John" of " (John"); a
+    token of whitespace alone begins a word only when a word or mark follows it (never the
+    document's trailing space, which no word end follows).
     ends[p]: a span may end after token p: the document ends there, or goes on with whitespace,
     or with punctuation that is not glued to a following letter or digit. So "7,500,000." may end
     after "000" but not after "7" or "500", "Anna-Lena" not after "Anna", and "St. Louis" after
@@ -443,8 +445,9 @@ def word_bounds(pieces: Sequence[bytes]) -> tuple[list[bool], list[bool]]:
         a, e = pos, pos + len(piece)
         pos = e
         before = kind(a - 1)
-        starts.append(bool(piece) and (kind(a) == "s" or before in ("", "s")
-                                       or (before == "p" and kind(a) == "w" and kind(a - 2) in ("", "s"))))
+        blank = all(b in _SPACE_BYTES for b in piece)  # only whitespace: a start only before a word or mark
+        starts.append(bool(piece) and (kind(e) in ("w", "p") if blank else (
+            kind(a) == "s" or before in ("", "s") or (before == "p" and kind(a) == "w" and kind(a - 2) in ("", "s")))))
         after = kind(e)
         ends.append(bool(piece) and kind(e - 1) != "s"
                     and (after in ("", "s") or (after == "p" and kind(e + 1) != "w")))
