@@ -508,3 +508,22 @@ def test_embedded_model_answers_a_new_users_own_questions(kind):
         if not data.exact_match(result.output_text, ex.target):
             wrong.append(f"{ex.question!r}: {result.output_text!r} (expected {ex.target!r})")
     assert len(wrong) <= 1, f"{kind}: " + "; ".join(wrong)
+
+
+@pytest.mark.slow  # several generations: more than a few seconds
+def test_trainers_kept_score_uses_the_apps_constraint():
+    """The trainer's kept-answer score (train.score(span=True)) keeps answers the way the app and
+    demo.evaluate do (pipeline.document_constraint: whole words, or the decline answer), so the
+    number it logs is the one the app would show: on questions about values of unseen shapes (the
+    answers a looser span rule cut short) its rate equals evaluate.predict's kept answers."""
+    from ledviz import LEDForConditionalGeneration
+    from ledviz.demo import data, evaluate, train
+
+    model = LEDForConditionalGeneration.from_pretrained(MODEL_DIR).eval()
+    codec = train.Codec(data.load_tokenizer(MODEL_DIR))
+    examples = evaluate.question_sets(data.VALID_SEED, 6, [600])["unseen values"]
+    kept = evaluate.predict(model, codec, examples, "cpu", constraint="answer")
+    expected = sum(data.exact_match(p, ex.target) for p, ex in zip(kept, examples)) / len(examples)
+    encoded = [train.encode_example(codec, ex, model.config.max_encoder_position_embeddings) for ex in examples]
+    scores = train.score(model, codec, encoded, "cpu", batch_tokens=32768, batch_size=32, span=True)
+    assert scores["qa_span_em"] == pytest.approx(expected)

@@ -36,7 +36,7 @@ from typing import Sequence
 import torch
 
 from . import data
-from .train import Codec, _device, collate, encode_example, greedy_decode, pack_batches
+from .train import Codec, _device, answer_source, collate, encode_example, greedy_decode, pack_batches
 
 FAMILIES = data.QUESTION_FAMILIES + ("held-out",)
 HELD_OUT_BASES = ("synonyms", "keyword", "imperative", "declarative")
@@ -145,8 +145,7 @@ def predict(model, codec: Codec, examples: Sequence[data.Example], device, *, co
         tensors = collate(batch, device, use_global=use_global)
         kw = {}
         if constraint:
-            sources = [e.input_ids[e.global_span[1] + 2: -1] if e.example.question is not None else e.input_ids[1:-1]
-                       for e in batch]
+            sources = [answer_source(e) if e.example.question is not None else e.input_ids[1:-1] for e in batch]
             kw["prefix_allowed_tokens_fn"] = document_constraint(
                 codec.tok, sources, constraint, model.config.eos_token_id, model.config.bos_token_id)
         seqs = greedy_decode(model, tensors, **kw)

@@ -225,8 +225,9 @@ def score(model, codec: Codec, encoded: Sequence[Encoded], device, *, batch_toke
     """Decode `encoded` (greedy, or beam search) and return qa_em, summary_recall, summary_em (means) and counts.
 
     With `span`, the questions are answered a second time with each answer kept to a span of its
-    document (generation.span_constraint, as the app's QA page does by default): qa_span_em."""
-    from ledviz.generation import span_constraint
+    document or the decline answer, whole words only (pipeline.document_constraint, the constraint
+    the app's QA page applies by default): qa_span_em."""
+    from ledviz.pipeline import document_constraint
 
     model.eval()
 
@@ -236,8 +237,9 @@ def score(model, codec: Codec, encoded: Sequence[Encoded], device, *, batch_toke
             tensors = collate(batch, device, use_global=use_global)
             kw = {}
             if kept_to_span:
-                kw["prefix_allowed_tokens_fn"] = span_constraint(
-                    [answer_source(e) for e in batch], model.config.eos_token_id, lead=[model.config.bos_token_id])
+                kw["prefix_allowed_tokens_fn"] = document_constraint(
+                    codec.tok, [answer_source(e) for e in batch], "answer", model.config.eos_token_id,
+                    model.config.bos_token_id)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
                 seqs = greedy_decode(model, tensors, num_beams=num_beams, **kw)
             for e, seq in zip(batch, seqs):
