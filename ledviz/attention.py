@@ -756,25 +756,43 @@ def _fused_head_bf16(whole_head, chunk: _Chunk, h: int, kv: Tensor, k_glob: Tens
     # the kernel trusts these: every pointer below covers what it reads or writes
     assert kv.dtype == q.dtype == out.dtype == torch.bfloat16 and q.stride(1) == keys.stride(1) == out.stride(1) == 1
     assert keys.shape[0] >= (chunk.j1 - chunk.j0 - 1) * c + blocks.span and n == (chunk.j1 - chunk.j0) * c
-    assert out.shape == (chunk.r1 - chunk.r0, hd) and masks.row_zero.numel() >= chunk.r0 + n
-    assert masks.key_bias.numel() >= chunk.j1 * c + 2 * w and masks.global_bias.numel() == x == masks.global_pos.numel()
+    assert out.shape == (chunk.r1 - chunk.r0, hd)
     if x:
         k_glob, v_glob = k_glob[:, h], v_glob[:, h]  # (x, hd)
         assert k_glob.shape == v_glob.shape == (x, hd) and k_glob.stride() == v_glob.stride() and k_glob.stride(1) == 1
+    _call_kernel(
+        function, gemm, q.data_ptr(), q.stride(0), keys.data_ptr(), values.data_ptr(), keys.stride(0),
+        k_glob.data_ptr() if x else None, v_glob.data_ptr() if x else None, k_glob.stride(0) if x else 0,
+        chunk.j1 - chunk.j0, hd, x, c, w,
+        *_row_arguments(chunk, masks, blocks, head_weight, dest, stats, n),
+        out.data_ptr(), out.shape[0], out.stride(0), 0 if fused.float32_scores else 1,
+    )
+
+
+def _row_arguments(chunk: _Chunk, masks: _KernelMasks, blocks: _Blocks, head_weight: float | None,
+                   dest: Tensor | None, stats: Tensor | None, n: int) -> tuple:
+    """The arguments both entry points of fused_band.cpp take for a chunk's n rows, in their order: the
+    masks from the chunk's first key on, its rows' flags, the head weight, the kept probabilities `dest`
+    (r1 - r0, x + 2w + 1) or none, the statistics' rows, the global positions and the first row; with the
+    checks that every pointer covers what the kernel reads or writes through it."""
+    c, w, x = blocks.c, blocks.w, chunk.num_global
+    assert masks.row_zero.numel() >= chunk.r0 + n
+    assert masks.key_bias.numel() >= chunk.j1 * c + 2 * w and masks.global_bias.numel() == x == masks.global_pos.numel()
     if dest is not None:
         assert dest.shape == (chunk.r1 - chunk.r0, x + blocks.slots) and dest.stride(1) == 1
     f32 = masks.key_bias.element_size()
-    rc = function(
-        gemm, q.data_ptr(), q.stride(0), keys.data_ptr(), values.data_ptr(), keys.stride(0),
-        k_glob.data_ptr() if x else None, v_glob.data_ptr() if x else None, k_glob.stride(0) if x else 0,
-        chunk.j1 - chunk.j0, hd, x, c, w,
+    return (
         masks.key_bias.data_ptr() + chunk.j0 * c * f32, masks.global_bias.data_ptr(),
         masks.row_zero.data_ptr() + chunk.r0, 1.0 if head_weight is None else float(head_weight),
         None if dest is None else dest.data_ptr(), 0 if dest is None else fused.DTYPE_CODES[dest.dtype],
         0 if dest is None else dest.shape[0], 0 if dest is None else dest.stride(0),
-        _stats_pointer(stats, n), masks.global_pos.data_ptr(), chunk.r0, out.data_ptr(), out.shape[0], out.stride(0),
-        0 if fused.float32_scores else 1,
+        _stats_pointer(stats, n), masks.global_pos.data_ptr(), chunk.r0,
     )
+
+
+def _call_kernel(function, *arguments) -> None:
+    """Call an entry point of fused_band.cpp; a non-zero return (arguments it refused) is an error."""
+    rc = function(*arguments)
     if rc:
         raise RuntimeError(f"ledviz's fused band kernel refused its arguments (code {rc})")
 
@@ -796,22 +814,9 @@ def _fused_probabilities(kernel, chunk: _Chunk, masks: _KernelMasks, blocks: _Bl
     scores, c, w, x = chunk.scores, blocks.c, blocks.w, chunk.num_global
     n, width = scores.shape
     xp = width - blocks.span
-    # the kernel trusts these: every pointer below covers what it reads or writes
-    assert scores.is_contiguous() and chunk.r1 - chunk.r0 <= n and masks.row_zero.numel() >= chunk.r0 + n
-    assert masks.key_bias.numel() >= chunk.j1 * c + 2 * w and masks.global_bias.numel() == x == masks.global_pos.numel()
-    if dest is not None:
-        assert dest.shape == (chunk.r1 - chunk.r0, x + blocks.slots) and dest.stride(1) == 1
-    f32 = masks.key_bias.element_size()
-    rc = kernel(
-        scores.data_ptr(), fused.DTYPE_CODES[scores.dtype], n, scores.stride(0), x, xp, c, w,
-        masks.key_bias.data_ptr() + chunk.j0 * c * f32, masks.global_bias.data_ptr(),
-        masks.row_zero.data_ptr() + chunk.r0, 1.0 if head_weight is None else float(head_weight),
-        None if dest is None else dest.data_ptr(), 0 if dest is None else fused.DTYPE_CODES[dest.dtype],
-        0 if dest is None else dest.shape[0], 0 if dest is None else dest.stride(0),
-        _stats_pointer(stats, n), masks.global_pos.data_ptr(), chunk.r0,
-    )
-    if rc:
-        raise RuntimeError(f"ledviz's fused band kernel refused its arguments (code {rc})")
+    assert scores.is_contiguous() and chunk.r1 - chunk.r0 <= n  # the kernel trusts these (and _row_arguments')
+    _call_kernel(kernel, scores.data_ptr(), fused.DTYPE_CODES[scores.dtype], n, scores.stride(0), x, xp, c, w,
+                 *_row_arguments(chunk, masks, blocks, head_weight, dest, stats, n))
 
 
 def _softmax_in_place(chunk: _Chunk) -> None:
