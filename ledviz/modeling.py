@@ -215,11 +215,7 @@ class LEDEncoderLayer(nn.Module):
             return F.layer_norm(t, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
 
         def feed_forward(part: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
-            f = torch.addmm(self.fc1.bias, part, self.fc1.weight.t(), out=activations[: part.shape[0]])
-            if self.activation_inplace is not None:
-                self.activation_inplace(f)
-            else:
-                f = self.activation_fn(f)
+            f = self._fc1_activated(part, activations[: part.shape[0]])
             return layer_norm(ln2, torch.addmm(self.fc2.bias, f, self.fc2.weight.t(), out=buf).add_(part))
 
         out_rows = layout.scratch.layer_rows
@@ -229,6 +225,14 @@ class LEDEncoderLayer(nn.Module):
         _rows_in_place(flat, out_rows, rows, feed_forward)
         return h
 
+    def _fc1_activated(self, part: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """activation(fc1(part)) without autograd: the product into `out` (a scratch slice), the
+        activation in place where it has an in-place form."""
+        f = torch.addmm(self.fc1.bias, part, self.fc1.weight.t(), out=out)
+        if self.activation_inplace is not None:
+            self.activation_inplace(f)
+            return f
+        return self.activation_fn(f)
 
     def _tail_inference_wide(self, h: torch.Tensor, residual: torch.Tensor, layout: GlobalLayout) -> torch.Tensor:
         """`_tail_inference` with the residual stream in float32 (residual and the result (B, L, D) float32):
@@ -265,11 +269,7 @@ class LEDEncoderLayer(nn.Module):
             o = out[r0:r1]
             # the biases of the output projection and fc2 join the float32 sum
             add_norm(res[r0:r1], o, torch.mm(flat[r0:r1], proj.weight.t(), out=buf), proj.bias, ln1, buf)
-            f = torch.addmm(self.fc1.bias, buf, self.fc1.weight.t(), out=activations[: r1 - r0])
-            if self.activation_inplace is not None:
-                self.activation_inplace(f)
-            else:
-                f = self.activation_fn(f)
+            f = self._fc1_activated(buf, activations[: r1 - r0])
             add_norm(o, o, torch.mm(f, self.fc2.weight.t(), out=buf), self.fc2.bias, ln2, None)
         return out.view(B, L, D)
 
