@@ -760,7 +760,7 @@ def _fused_head_bf16(whole_head, chunk: _Chunk, h: int, kv: Tensor, k_glob: Tens
     if x:
         k_glob, v_glob = k_glob[:, h], v_glob[:, h]  # (x, hd)
         assert k_glob.shape == v_glob.shape == (x, hd) and k_glob.stride() == v_glob.stride() and k_glob.stride(1) == 1
-    _call_kernel(
+    fused.call(
         function, gemm, q.data_ptr(), q.stride(0), keys.data_ptr(), values.data_ptr(), keys.stride(0),
         k_glob.data_ptr() if x else None, v_glob.data_ptr() if x else None, k_glob.stride(0) if x else 0,
         chunk.j1 - chunk.j0, hd, x, c, w,
@@ -790,13 +790,6 @@ def _row_arguments(chunk: _Chunk, masks: _KernelMasks, blocks: _Blocks, head_wei
     )
 
 
-def _call_kernel(function, *arguments) -> None:
-    """Call an entry point of fused_band.cpp; a non-zero return (arguments it refused) is an error."""
-    rc = function(*arguments)
-    if rc:
-        raise RuntimeError(f"ledviz's fused band kernel refused its arguments (code {rc})")
-
-
 def _stats_pointer(stats: Tensor | None, n: int) -> int | None:
     """The address of (n, 4) float32 rows of statistics for the kernel to write, or None."""
     if stats is None:
@@ -815,7 +808,7 @@ def _fused_probabilities(kernel, chunk: _Chunk, masks: _KernelMasks, blocks: _Bl
     n, width = scores.shape
     xp = width - blocks.span
     assert scores.is_contiguous() and chunk.r1 - chunk.r0 <= n  # the kernel trusts these (and _row_arguments')
-    _call_kernel(kernel, scores.data_ptr(), fused.DTYPE_CODES[scores.dtype], n, scores.stride(0), x, xp, c, w,
+    fused.call(kernel, scores.data_ptr(), fused.DTYPE_CODES[scores.dtype], n, scores.stride(0), x, xp, c, w,
                  *_row_arguments(chunk, masks, blocks, head_weight, dest, stats, n))
 
 

@@ -188,11 +188,23 @@ class _Functions:
         self.head_sum = head_sum
 
 
+def _functions() -> "_Functions | None":
+    """The kernel's entry points where it is turned on and built here, else None."""
+    return _build().function if enabled() else None
+
+
+def call(function, *arguments, what: str = "fused band kernel") -> None:
+    """Call an entry point of fused_band.cpp; a non-zero return (arguments it refused) is an error."""
+    rc = function(*arguments)
+    if rc:
+        raise RuntimeError(f"ledviz's {what} refused its arguments (code {rc})")
+
+
 def head_sum(t: torch.Tensor, heads: list[int], out: torch.Tensor) -> bool:
     """out (B, R, C) float32 += the sum of t[:, h] (t: (B, H, R, C)) over `heads`, in one pass over blocks
     of rows that stay in cache (a float16 or bfloat16 t is converted as it is read). False (nothing
     done) where the kernel is not in use or the layout does not fit: the caller uses PyTorch operations."""
-    functions = _build().function if enabled() else None
+    functions = _functions()
     if functions is None or t.device.type != "cpu" or t.dtype not in DTYPE_CODES or out.dtype != torch.float32:
         return False
     B, H, R, C = t.shape
@@ -201,10 +213,8 @@ def head_sum(t: torch.Tensor, heads: list[int], out: torch.Tensor) -> bool:
     # the kernel trusts these: every pointer below covers what it reads or writes
     assert all(0 <= h < H for h in heads)
     index = torch.tensor(heads, dtype=torch.int64)
-    rc = functions.head_sum(out.data_ptr(), out.stride(0), out.stride(1), t.data_ptr(), DTYPE_CODES[t.dtype],
-                            t.stride(0), t.stride(1), t.stride(2), B, index.data_ptr(), len(heads), R, C)
-    if rc:
-        raise RuntimeError(f"ledviz's head-sum kernel refused its arguments (code {rc})")
+    call(functions.head_sum, out.data_ptr(), out.stride(0), out.stride(1), t.data_ptr(), DTYPE_CODES[t.dtype],
+         t.stride(0), t.stride(1), t.stride(2), B, index.data_ptr(), len(heads), R, C, what="head-sum kernel")
     return True
 
 
@@ -213,7 +223,7 @@ def residual_layer_norm(inp: torch.Tensor, out: torch.Tensor, add: torch.Tensor 
     """out (rows, d) float32 = norm(inp + add + add_bias) in one pass per row (out may be inp), and
     narrow (rows, d) bfloat16 = out when given. False (nothing done) where the kernel is not in use:
     the caller computes it with PyTorch operations."""
-    functions = _build().function if enabled() else None
+    functions = _functions()
     if functions is None:
         return False
     rows, d = inp.shape
@@ -226,12 +236,11 @@ def residual_layer_norm(inp: torch.Tensor, out: torch.Tensor, add: torch.Tensor 
     assert add is None or (add.shape == (rows, d) and add.is_contiguous() and add.dtype in DTYPE_CODES)
     assert add_bias is None or add_bias.numel() == d
     assert narrow is None or (narrow.shape == (rows, d) and narrow.is_contiguous() and narrow.dtype == torch.bfloat16)
-    rc = functions.residual_layer_norm(
-        inp.data_ptr(), out.data_ptr(), rows, d, None if add is None else add.data_ptr(),
-        DTYPE_CODES[add.dtype] if add is not None else 0, None if add_bias is None else add_bias.data_ptr(),
-        weight.data_ptr(), bias.data_ptr(), float(norm.eps), None if narrow is None else narrow.data_ptr())
-    if rc:
-        raise RuntimeError(f"ledviz's residual layer norm kernel refused its arguments (code {rc})")
+    call(functions.residual_layer_norm,
+         inp.data_ptr(), out.data_ptr(), rows, d, None if add is None else add.data_ptr(),
+         DTYPE_CODES[add.dtype] if add is not None else 0, None if add_bias is None else add_bias.data_ptr(),
+         weight.data_ptr(), bias.data_ptr(), float(norm.eps), None if narrow is None else narrow.data_ptr(),
+         what="residual layer norm kernel")
     return True
 
 
@@ -252,9 +261,7 @@ def _build() -> _Build:
 
 def band_kernel():
     """The compiled `ledviz_band_softmax`, or None: turned off, or it could not be built here."""
-    if not enabled():
-        return None
-    functions = _build().function
+    functions = _functions()
     return functions.softmax if functions is not None else None
 
 
@@ -262,10 +269,13 @@ def bf16_head_kernel() -> tuple[object, int] | None:
     """(`ledviz_band_attention_bf16`, the address of MKL's bfloat16 product) for bfloat16 models, or None:
     the kernel is off or not built, or PyTorch has no MKL (then bfloat16 takes band_kernel with
     PyTorch's products)."""
-    if not enabled() or not use_mkl_products:
+    if not use_mkl_products:
         return None
-    functions, gemm = _build().function, _mkl_gemm_bf16()
-    return (functions.head_bf16, gemm) if functions is not None and gemm else None
+    functions = _functions()
+    if functions is None:
+        return None
+    gemm = _mkl_gemm_bf16()
+    return (functions.head_bf16, gemm) if gemm else None
 
 
 # bfloat16 models take MKL's bfloat16 products inside the kernel where PyTorch has MKL (tests turn it off)
