@@ -20,10 +20,7 @@ the implementation by name.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import math
-import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -32,6 +29,7 @@ from torch import nn
 
 from . import fused
 from .config import LEDConfig
+from .device import libc_madvise as _madvise
 
 Tensor = torch.Tensor
 
@@ -150,20 +148,6 @@ def fresh_output(shape: tuple[int, ...], dtype: torch.dtype, device: torch.devic
             if end > start:
                 madvise(start, end - start, _MADV_POPULATE_WRITE)  # a refusal changes nothing
     return out
-
-
-@functools.lru_cache(maxsize=1)
-def _madvise():
-    """libc's madvise, or None where there is none (not Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
 
 
 def global_positions(is_global: Tensor) -> Tensor:

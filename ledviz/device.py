@@ -15,7 +15,9 @@ flags) or with `simulated_cpu_flags(...)`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
+import sys
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -114,3 +116,19 @@ def dtype_of(precision: str) -> torch.dtype:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     return getattr(torch, precision)
+
+
+@functools.lru_cache(maxsize=1)
+def libc_madvise():
+    """libc's madvise(address, length, advice), or None where there is none (not Linux): the hints
+    ledviz gives the memory of its large buffers (attention.fresh_output, fastdecode's weight block).
+    A refused hint changes nothing."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn

@@ -37,14 +37,14 @@ Float32 numerics: the same products as `LEDDecoder.step`, with sums in another o
 
 from __future__ import annotations
 
-import ctypes
 import math
-import sys
 import weakref
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from .device import libc_madvise
 
 Tensor = torch.Tensor
 
@@ -86,14 +86,10 @@ class _Arena:
         size = torch.empty((), dtype=dtype).element_size()
         self.buf = torch.empty(numel + self.HUGE // size, dtype=dtype)
         self.used = (-self.buf.data_ptr()) % self.HUGE // size  # the first 2 MB boundary
-        if sys.platform.startswith("linux"):
-            try:
-                libc = ctypes.CDLL(None, use_errno=True)
-                libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-                libc.madvise(self.buf.data_ptr() + self.used * size, numel * size // self.HUGE * self.HUGE,
-                             14)  # MADV_HUGEPAGE: a hint; without it the pages are 4 KB, the numbers the same
-            except (OSError, AttributeError):
-                pass
+        madvise = libc_madvise()
+        if madvise is not None:
+            madvise(self.buf.data_ptr() + self.used * size, numel * size // self.HUGE * self.HUGE,
+                    14)  # MADV_HUGEPAGE: a hint; without it the pages are 4 KB, the numbers the same
 
     def take(self, src: Tensor) -> Tensor:
         """A contiguous copy of `src` in the block."""
