@@ -705,12 +705,11 @@ def _varied_makers(held_out: bool, hard: bool = False) -> dict[str, Callable[[ra
     real-world-style names, longer names, places and amounts (never the held-out shapes)."""
     def mix(plain, world, share):
         return lambda r: world(r, held_out) if held_out or r.random() < share else plain(r)
-    if hard:
-        return {"person": mix(_person, _long_person, 0.75), "place": mix(_place, _long_place, 0.6),
-                "org": mix(_org, _world_org, 0.6), "amount": lambda r: _long_amount(r, held_out),
-                "count": lambda r: _wide_count(r, held_out), "date": lambda r: _wide_date(r, held_out)}
-    return {"person": mix(_person, _world_person, 0.6), "place": mix(_place, _world_place, 0.5),
-            "org": mix(_org, _world_org, 0.5), "amount": lambda r: _wide_amount(r, held_out),
+    person, place, amount = (_long_person, _long_place, _long_amount) if hard else \
+        (_world_person, _world_place, _wide_amount)
+    person_share, other_share = (0.75, 0.6) if hard else (0.6, 0.5)
+    return {"person": mix(_person, person, person_share), "place": mix(_place, place, other_share),
+            "org": mix(_org, _world_org, other_share), "amount": lambda r: amount(r, held_out),
             "count": lambda r: _wide_count(r, held_out), "date": lambda r: _wide_date(r, held_out)}
 
 
