@@ -5,7 +5,8 @@ Random weights (d_model 768, 6 + 6 layers, 12 heads, FFN 3072, vocab 50265, wind
 bfloat16 (both libraries' whole model in that dtype). The transformers model is built, saved, and
 loaded into ledviz, so both run the same weights. Each library encodes the input once (timed),
 then decodes from that encoder output with greedy search and with 4 beams, exactly `new` tokens
-each (min_new_tokens = max_new_tokens). Each round encodes with every configuration, then runs
+each (min_new_tokens = max_new_tokens; with --no-min, max_new_tokens only and an EOS id these random
+weights do not pick, so ledviz does not know the output's length in advance). Each round encodes with every configuration, then runs
 each decoding mode with every configuration in turn (transformers, ledviz, ...), round after round
 (the median of the rounds), so a change in the machine's load falls on all of them. The models are
 loaded outside torch.inference_mode, as an application loads them; ledviz's one-time packing of
@@ -38,7 +39,7 @@ import torch.nn.functional as F
 
 import ledviz
 from ledviz import device
-from ledviz.fastdecode import FastDecoder
+from ledviz.fastdecode import FastDecoder, projection_position
 
 LED_BASE = dict(
     d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12, decoder_attention_heads=12,
@@ -120,6 +121,16 @@ def greedy_step_bytes(model, n_src: int, lm_head_bytes: int) -> int:
     return weights + cross + lm_head_bytes
 
 
+def cross_route(args, new: int) -> str:
+    """When ledviz's float32 greedy makes the cross-attention keys/values in this run (fastdecode)."""
+    at = projection_position(FastDecoder.CROSS_AFTER_ROWS, 1, 0 if args.no_min else new, new)
+    if at is None:
+        return "attends through the encoder output throughout"
+    if at == 0:
+        return "makes the keys/values at the first token (the output is sure to be long)"
+    return f"attends through the encoder output for the first {at} rows, then makes the keys/values"
+
+
 def greedy_details(args, results: dict, rounds: dict, ours, n_tokens: int, new: int, clock: Clock) -> None:
     """Greedy round by round, with the encoder included, split into the first token and the steps, and the
     float32 step against the bytes it reads."""
@@ -137,8 +148,8 @@ def greedy_details(args, results: dict, rounds: dict, ours, n_tokens: int, new: 
             r = results[(lib, prec)]
             split.append(f"{lib} {r['first_s']:.2f} s + {(r['greedy'] - r['first_s']) / (new - 1) * 1e3:.1f} ms per step")
         print(f"{prec} greedy, the first token then each step (transformers projects the encoder's keys/values "
-              f"at the first token; ledviz's float32 attends through the encoder output for the first "
-              f"{FastDecoder.CROSS_AFTER_ROWS} rows, bfloat16 throughout): " + "; ".join(split))
+              f"at the first token; ledviz's float32 {cross_route(args, new)}, bfloat16 attends through the "
+              f"encoder output throughout): " + "; ".join(split))
     rate = read_rate(clock)
     lm = ours.lm_head.weight.numel()
     screen = FastDecoder.pack(ours).screen
@@ -150,7 +161,8 @@ def greedy_details(args, results: dict, rounds: dict, ours, n_tokens: int, new: 
     ours_x = ours_b + layers * (2 * D * D - n_tokens * D) * 4
     step = {lib: (results[(lib, "float32")]["greedy"] - results[(lib, "float32")]["first_s"]) / (new - 1)
             for lib in ("transformers", "ledviz")}
-    ours_now = ours_x if new <= FastDecoder.CROSS_AFTER_ROWS else ours_b
+    ours_now = ours_b if projection_position(FastDecoder.CROSS_AFTER_ROWS, 1, 0 if args.no_min else new, new) == 0 \
+        else ours_x
     print(f"float32 greedy step reads: transformers {theirs_b / 1e6:.0f} MB, ledviz {ours_b / 1e6:.0f} MB with the "
           f"keys/values made, {ours_x / 1e6:.0f} MB through the encoder output (lm_head screened in "
           f"{type(screen).__name__}); one row times a float32 weight streams {rate / 1e9:.1f} GB/s here "
@@ -170,6 +182,9 @@ def main() -> None:
     ap.add_argument("--no-bfloat16", action="store_true", help="float32 only")
     ap.add_argument("--modes", nargs="+", choices=[m for m, _ in MODES], default=[m for m, _ in MODES],
                     help="decoding modes to time (default: greedy and 4 beams)")
+    ap.add_argument("--no-min", action="store_true",
+                    help="max_new_tokens only, with an EOS id the random weights do not pick here (the lengths "
+                         "are printed): ledviz cannot know in advance that the output will be long")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="wall-clock seconds, or this process's CPU seconds (with --threads 1 on a loaded "
                          "machine, CPU seconds leave out the time other work held the core)")
@@ -225,16 +240,20 @@ def main() -> None:
                 t1, _ = clock.best(lambda: model.generate(encoder_outputs=wrap(enc), attention_mask=mask, num_beams=1,
                                                           min_new_tokens=1, max_new_tokens=1))
                 res.setdefault("first_s", []).append(t1)
+            # exactly `new` tokens; with --no-min, an EOS id that these random weights do not pick here (the lengths
+            # are printed): fastdecode cannot know in advance that the output will be long
+            length = dict(eos_token_id=LED_BASE["vocab_size"] - 1) if args.no_min else dict(min_new_tokens=new)
             # one mode at a time, the libraries in turn (A B A B): what ran just before is alike for both
             for label, beams in modes:
                 for lib, prec, model, wrap in configs:
                     res = results[(lib, prec)]
                     t, out = clock.best(lambda: model.generate(
                         encoder_outputs=wrap(encoded[(lib, prec)]), attention_mask=mask, num_beams=beams,
-                        min_new_tokens=new, max_new_tokens=new))
+                        max_new_tokens=new, **length))
                     res.setdefault(label, []).append(t)
                     res[label + "_ids"] = out
-                    print(f"  round {rnd + 1} {lib:12s} {prec:8s} {label:7s} {t:7.2f} s  {new / t:6.2f} tokens/s",
+                    ended = f"  (ended after {out.shape[-1] - 1} tokens)" if out.shape[-1] - 1 != new else ""
+                    print(f"  round {rnd + 1} {lib:12s} {prec:8s} {label:7s} {t:7.2f} s  {new / t:6.2f} tokens/s{ended}",
                           flush=True)
         rounds = {key: {k: list(v) for k, v in res.items() if not k.endswith("_ids")} for key, res in results.items()}
         for res in results.values():  # the median of the rounds

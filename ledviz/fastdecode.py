@@ -9,10 +9,11 @@ fewest bytes and operations around them, for generation without per-step outputs
 - the self-attention cache is preallocated for the whole generation (no `torch.cat` per step);
 - the self-attention's query/key/value projections are one product (the query scale folded into
   the weights where it is a power of two, as for 64-wide heads: the same numbers);
-- in float32 the first query rows (`FastDecoder.CROSS_AFTER_ROWS`) attend through the encoder output
-  X itself: scores (q W_k) X^T + q b_k and output (p X) W_v^T + b_v, the same sums as q K^T and p V in
-  another order, so a short generation skips projecting every layer's keys and values (0.35 s at an
-  LED-base 4,096-token input); a longer one projects them once after those rows;
+- in float32 a short generation attends through the encoder output X itself: scores (q W_k) X^T + q b_k
+  and output (p X) W_v^T + b_v, the same sums as q K^T and p V in another order, so it skips projecting
+  every layer's keys and values (0.38 s at an LED-base 4,096-token input); a generation that is sure to
+  be long (min_new_tokens, or no EOS) projects them at the start, one that may be long after
+  `FastDecoder.CROSS_AFTER_ROWS` query rows (`projection_position`);
 - the cross-attention keys and values are kept transposed, (B, H, hd, N), made straight as W X^T:
   the query-key product then streams rows of N keys, and the probability-value product takes dot
   products of N terms (each 20-45% faster than the (N, hd) layout for one query row here);
@@ -76,8 +77,8 @@ class _Linear:
 
 
 class _Arena:
-    """One block of memory for a kept pack's transposed weights (all of them are read at every step), handed
-    out piece by piece. On Linux the block starts at a 2 MB boundary and asks the kernel for 2 MB pages
+    """One block of memory for a kept pack's transposed weights, or for the cross-attention keys/values
+    (all of them are read at every step), handed out piece by piece. On Linux the block starts at a 2 MB boundary and asks the kernel for 2 MB pages
     (madvise): a greedy step of LED-base streams ~200 MB of them, 1.5% faster here than from 4 KB pages."""
 
     HUGE = 2 << 20
@@ -93,8 +94,12 @@ class _Arena:
 
     def take(self, src: Tensor) -> Tensor:
         """A contiguous copy of `src` in the block."""
-        n = src.numel()
-        out = self.buf[self.used:self.used + n].view(src.shape).copy_(src)
+        return self.empty(src.shape).copy_(src)
+
+    def empty(self, shape: tuple[int, ...]) -> Tensor:
+        """An uninitialized contiguous tensor of `shape` in the block."""
+        n = math.prod(shape)
+        out = self.buf[self.used:self.used + n].view(shape)
         self.used += n
         return out
 
@@ -286,14 +291,36 @@ def has_pack(model) -> bool:
     return cached is not None and cached[0] == _params_key(model)
 
 
+def projection_position(break_even: float, group: int, sure: int, most: int) -> int | None:
+    """The position (positions already decoded) at whose step the cross-attention keys/values are made,
+    or None (never), for a source with `group` query rows a position, when `sure` positions will be
+    decoded whatever the tokens (generate's minimum length) and at most `most` can be.
+
+    A query row through the encoder output costs more than one against the keys/values, which cost
+    `break_even` rows' worth of that difference to make once. So: made at the start when the rows sure
+    to come repay them; otherwise after `break_even` rows through the encoder output (what was spent
+    equals what making them costs: at most twice the best choice, whenever generation ends), but only
+    if as many rows can still come, as they must to repay them."""
+    if break_even == 0 or group * sure >= break_even:
+        return 0
+    if math.isinf(break_even):
+        return None
+    first = math.ceil(break_even / group)
+    return first if group * (most - first) >= break_even else None
+
+
 class FastDecoder:
     """Greedy/sampling decoder steps for R = B * group rows against an encoder output (B, N, D).
 
     `next_logits(ids)` takes the new ids (R, T) (the prompt first, then one token per step) and
     returns float32 logits (R, V) of the last position, as `LEDDecoder.step` + the lm_head would.
+    `sure_positions` / `most_positions` (default 0 / max_len): the positions that will be decoded
+    whatever the tokens, and at most; they choose when the cross-attention keys/values are made
+    (`projection_position`), never the numbers.
     """
 
-    def __init__(self, model, encoder_hidden: Tensor, encoder_mask: Tensor | None, group: int, max_len: int):
+    def __init__(self, model, encoder_hidden: Tensor, encoder_mask: Tensor | None, group: int, max_len: int,
+                 sure_positions: int = 0, most_positions: int | None = None):
         dec = model.get_decoder()
         self.decoder, self.pack_ = dec, self.pack(model)
         self.dtype = encoder_hidden.dtype
@@ -303,12 +330,12 @@ class FastDecoder:
         self.B, self.N, self.D, self.H, self.hd, self.group = B, N, D, H, D // H, group
         self.R, self.pos, self.max_len = B * group, 0, max_len
         self.encoder_hidden = encoder_hidden
-        # every layer's cross-attention keys and values (B, H, hd, N), made once (_make_cross), at the start
-        # or, in float32, after the first CROSS_AFTER_ROWS query rows
+        # every layer's cross-attention keys and values (B, H, hd, N), made once (_make_cross) at the step
+        # that starts at position project_at (None: never; the cross-attention goes through X throughout)
         self.cross: list[tuple[Tensor, Tensor]] | None = None
-        self.rows_through_x = 0  # query rows whose cross-attention went through the encoder output
-        self.cross_after = self._cross_after(encoder_hidden)
-        if self.cross_after == 0:
+        self.project_at = projection_position(self.break_even_rows(encoder_hidden), group, sure_positions,
+                                              max_len if most_positions is None else most_positions)
+        if self.project_at == 0:
             self._make_cross()
         self.cross_mask = None
         if encoder_mask is not None and not bool(encoder_mask.all()):
@@ -318,20 +345,22 @@ class FastDecoder:
         self.self_kv = [(encoder_hidden.new_empty(shape), encoder_hidden.new_empty(shape)) for _ in self.pack_.layers]
         self.bias = model.final_logits_bias.detach().to(self.dtype)[0]
 
-    # In float32 the cross-attention starts without its keys/values: for a query row q of head h, with
+    # In float32 the cross-attention can go without its keys/values: for a query row q of head h, with
     # K = X W_k^T + b_k and V = X W_v^T + b_v from the encoder output X, the scores q K^T are (q W_k) X^T + q b_k
     # and the output p V is (p X) W_v^T + b_v (p sums to 1): the same sums in another order, reading X
-    # (twice a layer, the second time from the cache) and W_k, W_v instead of K and V. That spares their
-    # projection of X, 0.35 s at an LED-base 4,096-token input (1 thread here), for ~3.7 ms more a step;
-    # past this many query rows the keys and values are projected once and read from then on (ski rental:
-    # at most about the projection's cost lost, and short generations, the common case, gain it).
-    CROSS_AFTER_ROWS = 96
+    # (twice a layer) and W_k, W_v instead of K and V, with 12 query columns a product instead of one. That
+    # spares their projection of X (0.38 s at an LED-base 4,096-token input, 1 thread here) for more a
+    # step: +5.5 ms at that input on the idle machine, +12 ms at load 4.5 (the products through X are
+    # compute-bound and share the core; reading K and V is not). Making them costs this many query rows
+    # through X (measured here at 1,024-16,384 tokens: 72 at 4,096 idle, 21-32 under load; the middle).
+    CROSS_AFTER_ROWS = 48
 
-    def _cross_after(self, encoder_hidden: Tensor) -> float:
-        """Query rows a source attends through X before its keys/values are made: CROSS_AFTER_ROWS in
-        float32; never in bfloat16 on a CPU with fast bfloat16 products, where the products through X
-        (12 query rows a step) run faster than one row against the keys and values (25.5 against 27.6 ms
-        a step at LED-base/4,096 tokens here); from the start otherwise."""
+    def break_even_rows(self, encoder_hidden: Tensor) -> float:
+        """Query rows a source attends through X that cost as much as making the keys/values:
+        CROSS_AFTER_ROWS in float32; infinite (never made) in bfloat16 on a CPU with fast bfloat16
+        products, where the products through X (12 query rows a step) run faster than one row against
+        the keys and values (25.5 against 27.6 ms a step at LED-base/4,096 tokens here); 0 (made at the
+        start) otherwise."""
         if self.dtype == torch.float32:
             return self.CROSS_AFTER_ROWS
         if self.dtype == torch.bfloat16 and encoder_hidden.device.type == "cpu":
@@ -341,7 +370,11 @@ class FastDecoder:
         return 0
 
     def _make_cross(self) -> None:
-        kv = self.encoder_hidden.new_empty(len(self.pack_.layers), 2, self.B, self.D, self.N)
+        shape = (len(self.pack_.layers), 2, self.B, self.D, self.N)
+        if self.encoder_hidden.device.type == "cpu":  # in 2 MB pages, as the weights: every step reads them
+            kv = _Arena(math.prod(shape), self.dtype).empty(shape)
+        else:
+            kv = self.encoder_hidden.new_empty(shape)
         self.cross = [(self._transposed(layer.cross_k, self.encoder_hidden, k),
                        self._transposed(layer.cross_v, self.encoder_hidden, v))
                       for layer, (k, v) in zip(self.pack_.layers, kv)]
@@ -465,11 +498,8 @@ class FastDecoder:
             allowed = torch.ones(T, p1, dtype=torch.bool, device=ids.device).tril(p0)
             causal = torch.zeros(T, p1, dtype=dtype, device=ids.device).masked_fill(~allowed, torch.finfo(dtype).min)
         B, g = self.B, self.group
-        if self.cross is None:
-            if self.rows_through_x >= self.cross_after:
-                self._make_cross()
-            else:
-                self.rows_through_x += g * T
+        if self.cross is None and self.project_at is not None and p0 >= self.project_at:
+            self._make_cross()
         for i, (layer, (sk, sv)) in enumerate(zip(self.pack_.layers, self.self_kv)):
             # causal self-attention against the preallocated cache
             q, k, v = layer.qkv(x).view(R, T, 3, H, hd).permute(2, 0, 3, 1, 4).unbind(0)  # (R, H, T, hd)

@@ -700,6 +700,16 @@ def _only_masks(plan: _Plan) -> bool:
     return not any(changes_values)
 
 
+def _sure_length(plan: _Plan) -> int:
+    """The length (decoder start included) every sequence of greedy search or sampling reaches unless
+    stopped from outside: without EOS ids, max_length; else EOS is masked below min_length and
+    min_new_tokens (`_processors`), and a step always adds a token."""
+    if plan.eos is None:
+        return plan.max_length
+    least = max(plan.prompt_len + 1, plan.min_length or 0, plan.prompt_len + (plan.min_new_tokens or 0))
+    return min(least, plan.max_length)
+
+
 def _apply(procs: list[Processor], ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     for p in procs:
         scores = p(ids, scores)
@@ -758,14 +768,16 @@ class _DecoderRunner:
                                  cross_attn_head_mask=self.cross_attn_head_mask, output_attentions=output_attentions,
                                  output_hidden_states=output_hidden_states, cross_group=group)
 
-    def fast(self, group: int, max_len: int, steps: "_StepOutputs | None") -> "FastDecoder | None":
+    def fast(self, group: int, plan: "_Plan", steps: "_StepOutputs | None") -> "FastDecoder | None":
         """The plain-tensor step (ledviz.fastdecode) for greedy search and sampling at inference, or None
         where a step's outputs are asked, head masks are given (the plain step has none) or the model
-        is training."""
+        is training. It is told how many positions will be decoded (`_sure_length`) and at most."""
         if steps is not None or not is_inference(self.model) or self.head_mask is not None \
                 or self.cross_attn_head_mask is not None:
             return None
-        return FastDecoder(self.model, self.encoder_hidden, self.encoder_mask, group, max_len)
+        # the last token of a sequence is never decoded: a sequence of length n decodes n - 1 positions
+        return FastDecoder(self.model, self.encoder_hidden, self.encoder_mask, group, plan.max_length,
+                           sure_positions=_sure_length(plan) - 1, most_positions=plan.max_length - 1)
 
     def next_logits(self, ids: torch.Tensor, caches: list[LayerCache] | None, group: int,
                     steps: "_StepOutputs | None" = None) -> tuple[torch.Tensor, list[LayerCache]]:
@@ -869,7 +881,7 @@ def _greedy_or_sample(runner: _DecoderRunner, plan: _Plan, ids: torch.Tensor, gr
     scores = [] if plan.output_scores else None
     cache = None
     step = 0
-    fast = runner.fast(group, plan.max_length, step_outputs)
+    fast = runner.fast(group, plan, step_outputs)
     # greedy without scores, whose processors only mask: the fast step may score only the possible picks
     pick_only = fast is not None and not plan.do_sample and scores is None and _only_masks(plan)
     while not stream.should_stop():

@@ -3,12 +3,14 @@ step whose tokens tests/test_generation.py checks against transformers."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 import ledviz
 from conftest import assert_close, perturb
-from ledviz.fastdecode import FastDecoder
+from ledviz.fastdecode import FastDecoder, projection_position
 from ledviz.generation import _DecoderRunner
 from generation_fixtures import assert_same_tokens, inputs, models  # noqa: F401 (fixtures)
 
@@ -149,6 +151,62 @@ def test_cross_keys_values_are_made_after_enough_query_rows(monkeypatch):
             fast.next_logits(ids)
             seen.append(fast.cross is not None)
         assert seen == [False, False, True, True, True]
+
+
+@pytest.mark.parametrize("b,group,sure,most,want", [
+    (8, 1, 8, 40, 0),  # the rows sure to come repay the keys/values: made at the start
+    (8, 1, 7, 40, 8),  # one row short: after 8 rows through X (ski rental)
+    (8, 2, 4, 40, 0), (8, 2, 3, 40, 4),  # two rows a position
+    (8, 1, 0, 16, 8),  # after 8 rows, 8 more can still come: made
+    (8, 1, 0, 15, None),  # only 7 more can come: they cannot repay it, never made
+    (7, 2, 0, 8, 4), (7, 2, 0, 7, None),  # ceil(7 / 2) = 4 positions; 2 * (7 - 4) = 6 < 7 rows left
+    (0, 1, 0, 5, 0), (math.inf, 3, 100, 100, None),  # made from the start / never (bfloat16 on fast CPUs)
+])
+def test_projection_position_both_sides_of_each_switch(b, group, sure, most, want):
+    assert projection_position(b, group, sure, most) == want
+
+
+@pytest.mark.parametrize("sure,made_at", [(4, 0), (3, 4), (0, 4)])
+def test_cross_keys_values_made_when_the_sure_positions_repay_them(monkeypatch, sure, made_at):
+    """At the start when `sure_positions` rows will come (4 x 1 row >= 4); one short, after 4 rows
+    through X; the logits are the readable step's either way."""
+    monkeypatch.setattr(FastDecoder, "CROSS_AFTER_ROWS", 4)
+    made = []
+    real = FastDecoder._make_cross
+    monkeypatch.setattr(FastDecoder, "_make_cross", lambda self: made.append(self.pos) or real(self))
+    model = tiny()
+    hidden, mask = encoder_side()
+    steps = token_steps(2, prompt=1, n=7)
+    with torch.no_grad():
+        fast = FastDecoder(model, hidden, mask, 1, 16, sure_positions=sure)
+        ours = [fast.next_logits(ids) for ids in steps]
+        ref = reference_logits(model, hidden, mask, 1, steps)
+    assert made == [made_at]  # the position whose step made them
+    for i, (a, b) in enumerate(zip(ours, ref)):
+        assert_close(a, b, f"step {i}", tol=1e-5)
+
+
+@pytest.mark.parametrize("case,made_at", [
+    (dict(max_new_tokens=12, min_new_tokens=6), 0),  # 6 sure rows >= 6: at the start
+    (dict(max_new_tokens=12, min_new_tokens=5), 6),  # one short: after 6 rows, 6 more can come
+    (dict(max_new_tokens=11), None),  # after 6 rows only 4 more can: never
+    (dict(max_new_tokens=6, eos_token_id=None), 0),  # without EOS every row runs to max_new_tokens
+], ids=["sure_enough", "sure_one_short", "cannot_repay", "no_eos"])
+def test_greedy_tokens_on_both_sides_of_the_switch(monkeypatch, models, inputs, case, made_at):
+    """generate tells the fast step the sure and the largest output length; the keys/values are made at
+    the position the rule says, and the tokens are transformers' on every side of it."""
+    import warnings
+
+    monkeypatch.setattr(FastDecoder, "CROSS_AFTER_ROWS", 6)
+    made = []
+    real = FastDecoder._make_cross
+    monkeypatch.setattr(FastDecoder, "_make_cross", lambda self: made.append(self.pos) or real(self))
+    ref, ours, _ = models
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = ref.generate(**inputs, **case)
+    assert_same_tokens(ours.generate(**inputs, **case), theirs, str(case))
+    assert made == ([] if made_at is None else [made_at])
 
 
 def test_half_precision_cross_keys_values(monkeypatch):
