@@ -333,8 +333,8 @@ class FastDecoder:
         # every layer's cross-attention keys and values (B, H, hd, N), made once (_make_cross) at the step
         # that starts at position project_at (None: never; the cross-attention goes through X throughout)
         self.cross: list[tuple[Tensor, Tensor]] | None = None
-        self.project_at = projection_position(self.break_even_rows(encoder_hidden), group, sure_positions,
-                                              max_len if most_positions is None else most_positions)
+        self.project_at = projection_position(self.break_even_rows(self.dtype, encoder_hidden.device.type), group,
+                                              sure_positions, max_len if most_positions is None else most_positions)
         if self.project_at == 0:
             self._make_cross()
         self.cross_mask = None
@@ -355,19 +355,38 @@ class FastDecoder:
     # through X (measured here at 1,024-16,384 tokens: 72 at 4,096 idle, 21-32 under load; the middle).
     CROSS_AFTER_ROWS = 48
 
-    def break_even_rows(self, encoder_hidden: Tensor) -> float:
+    @classmethod
+    def break_even_rows(cls, dtype: torch.dtype, device_type: str = "cpu") -> float:
         """Query rows a source attends through X that cost as much as making the keys/values:
         CROSS_AFTER_ROWS in float32; infinite (never made) in bfloat16 on a CPU with fast bfloat16
         products, where the products through X (12 query rows a step) run faster than one row against
         the keys and values (25.5 against 27.6 ms a step at LED-base/4,096 tokens here); 0 (made at the
         start) otherwise."""
-        if self.dtype == torch.float32:
-            return self.CROSS_AFTER_ROWS
-        if self.dtype == torch.bfloat16 and encoder_hidden.device.type == "cpu":
+        if dtype == torch.float32:
+            return cls.CROSS_AFTER_ROWS
+        if dtype == torch.bfloat16 and device_type == "cpu":
             from .device import fast_bfloat16
 
             return math.inf if fast_bfloat16() else 0
         return 0
+
+    @classmethod
+    def buffers_nbytes(cls, config, n_src: int, dtype: torch.dtype, max_len: int, *, sources: int = 1,
+                       group: int = 1, sure_positions: int = 0, most_positions: int | None = None,
+                       padded: bool = False, device_type: str = "cpu") -> int:
+        """Bytes of the buffers a FastDecoder of these arguments allocates, at most: the self-attention
+        cache, the cross-attention keys/values where `projection_position` may make them (CPU: in a
+        block 2 MB larger, `_Arena`) and the padding mask; for the memory guard."""
+        D, L = config.d_model, config.decoder_layers
+        size = torch.empty((), dtype=dtype).element_size()
+        total = L * 2 * sources * group * max_len * D * size  # self-attention keys and values
+        at = projection_position(cls.break_even_rows(dtype, device_type), group, sure_positions,
+                                 max_len if most_positions is None else most_positions)
+        if at is not None:
+            total += L * 2 * sources * D * n_src * size + (_Arena.HUGE if device_type == "cpu" else 0)
+        if padded:
+            total += sources * n_src * size
+        return total
 
     def _make_cross(self) -> None:
         shape = (len(self.pack_.layers), 2, self.B, self.D, self.N)

@@ -88,7 +88,7 @@ class RunEstimate:
 def estimate_run(config: Any, n_tokens: int, *, n_global: int = 1, max_new_tokens: int = 64,
                  attention_dtype: torch.dtype = torch.float16, attention_layers: Sequence[int] | None = None,
                  num_beams: int = 1, precision: str = "float32", weights_copy: bool = False,
-                 decoder_pack: bool = False) -> RunEstimate:
+                 decoder_pack: bool = False, min_new_tokens: int | None = None) -> RunEstimate:
     """Memory of `pipeline.run` on `n_tokens` tokens with `n_global` global tokens, generating up
     to `max_new_tokens` tokens (the output length; the estimate is exact for the kept part when
     the output has exactly that many tokens after the decoder start).
@@ -98,8 +98,10 @@ def estimate_run(config: Any, n_tokens: int, *, n_global: int = 1, max_new_token
     statistics 4·H·4; per decoder layer: cross-attention H·T·N·d and
     self-attention H·T·T·d (T output tokens). While running (the largest of the phases): one
     encoder layer's scores and probabilities on the padded length, the hidden states and
-    feed-forward activations; during generation and the final pass the encoder output, the
-    cross-attention keys/values and every decoder layer's cross-attention at once.
+    feed-forward activations; during generation the encoder output and the decoding buffers
+    (`decoding_nbytes`: the cross-attention keys/values only where they are made; `min_new_tokens`
+    as given to generate); during the final pass the encoder output, one decoder layer's
+    cross-attention keys/values and every layer's cross-attention probabilities.
 
     `precision` is the one the run computes in (pipeline.run's, after device.choose_precision):
     "float32", or "bfloat16", where activations and the probabilities an encoder layer hands over
@@ -136,14 +138,18 @@ def estimate_run(config: Any, n_tokens: int, *, n_global: int = 1, max_new_token
     parts["decoder_attention"] = L_dec * Hd * T * T * d
     kept = sum(parts.values())
 
-    # while running: the largest of (an encoder layer) and (generation + the teacher-forced pass)
+    # while running: the largest of an encoder layer, generation and the teacher-forced pass
     layer_probs = H * n_pad * (x + wmax + 1) * a + (H * x * n_pad * a if x else 0)  # as computed
     encoder_layer = 3 * layer_probs + n_pad * (6 * D + 2 * config.encoder_ffn_dim) * a
-    decoder_pass = (N * D * a  # encoder output
-                    + max(1, num_beams) * L_dec * 2 * N * D * a  # cross-attention keys and values, per beam
-                    + 2 * L_dec * Hd * T * N * a)  # cross-attention scores and probabilities
     parts["encoder_layer_probs"] = layer_probs
-    transient = max(encoder_layer, decoder_pass)
+    parts["generation"] = N * D * a + (decoding_nbytes(config, N, precision, T, num_beams, min_new_tokens)
+                                       if T > 0 else 0)
+    # the pass over the output for its attentions (pipeline.run): the encoder output, one layer's cross
+    # keys/values at a time, its scores with the padding mask added, every layer's probabilities (the pass's
+    # outputs), the logits, in float32 and their log-softmax
+    parts["trace"] = (3 * N * D * a + 2 * Hd * T * N * a + L_dec * Hd * T * (N + T) * a
+                      + T * config.vocab_size * (a + 8)) if T > 0 else 0
+    transient = max(encoder_layer, parts["generation"], parts["trace"])
     if weights_copy:
         parts["weights_copy"] = model_nbytes(config, dtype_of(precision))
         transient += parts["weights_copy"]
@@ -155,6 +161,29 @@ def estimate_run(config: Any, n_tokens: int, *, n_global: int = 1, max_new_token
     settings = dict(layers_kept=len(kept_layers), heads=H, n_tokens=N, band=wmax + 1, n_global=x,
                     dtype=str(attention_dtype).replace("torch.", ""), max_new_tokens=T, precision=precision)
     return RunEstimate(kept=kept, transient=transient, parts=parts, settings=settings)
+
+
+def decoding_nbytes(config: Any, n_tokens: int, precision: str, max_new_tokens: int, num_beams: int = 1,
+                    min_new_tokens: int | None = None) -> int:
+    """Bytes generation allocates beside the encoder output for one document of `n_tokens`, at most.
+
+    Greedy search (num_beams <= 1; generate's fast step at inference): `fastdecode.FastDecoder`'s
+    buffers -- its self-attention cache, and the cross-attention keys/values only where it may make
+    them (`fastdecode.projection_position`: in float32 for an output that is sure to be long, or may
+    be long enough to repay them; never in bfloat16 on a CPU with fast bfloat16 products), its
+    `min_new_tokens` telling how long it is sure to be. Beam search (`generation._DecoderRunner`): the
+    cross-attention keys/values once for all beams, the last layer's twice while it is made contiguous,
+    and the beams' self-attention caches, twice while a step concatenates them."""
+    from .device import dtype_of
+    from .fastdecode import FastDecoder
+
+    L, D, T = config.decoder_layers, config.d_model, int(max_new_tokens)
+    a = _dtype_bytes(dtype_of(precision))
+    if num_beams <= 1:
+        sure = min(T, max(1, int(min_new_tokens or 0)))  # generate always decodes one position per new token
+        return FastDecoder.buffers_nbytes(config, n_tokens, dtype_of(precision), T + 1, sure_positions=sure,
+                                          most_positions=T)
+    return (L + 1) * 2 * n_tokens * D * a + 2 * num_beams * L * 2 * (T + 1) * D * a
 
 
 def model_nbytes(config: Any, dtype: torch.dtype = torch.float32) -> int:

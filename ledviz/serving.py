@@ -136,7 +136,8 @@ class Server:
 
     def estimate(self, loaded: LoadedModel, doc: Document, global_mask: torch.Tensor | None, *,
                  max_new_tokens: int = 64, attention_dtype: torch.dtype = torch.float16,
-                 attention_layers=None, num_beams: int = 1, precision: str = "float32", **_: Any) -> RunEstimate:
+                 attention_layers=None, num_beams: int = 1, precision: str = "float32",
+                 min_new_tokens: int | None = None, **_: Any) -> RunEstimate:
         """estimate_run for a run of `loaded` on `doc` with this mask and these run settings: in the
         precision the run will use here (device.choose_precision), with the model's copy in that
         precision and the decoder's packed weights (fastdecode) when they are still to be made."""
@@ -148,7 +149,8 @@ class Server:
         return estimate_run(loaded.config, doc.n_tokens, n_global=n_global, max_new_tokens=max_new_tokens,
                             attention_dtype=attention_dtype, attention_layers=attention_layers,
                             num_beams=num_beams, precision=used, weights_copy=not has_copy,
-                            decoder_pack=not (has_copy and has_pack(loaded.model_in(used))))
+                            decoder_pack=not (has_copy and has_pack(loaded.model_in(used))),
+                            min_new_tokens=min_new_tokens)
 
 
 def comparison_nbytes(value: Any) -> int:

@@ -253,3 +253,111 @@ def test_server_estimate_counts_the_decoder_pack_until_it_is_made(doc):
         assert "decoder_pack" not in server.estimate(fresh, doc, mask, precision="float32", max_new_tokens=4).parts
     finally:
         server.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# generation's buffers: the cross-attention keys/values are counted only where they are made
+# ---------------------------------------------------------------------------------------------
+
+def _tiny_generator(dtype=torch.float32):
+    from ledviz import LEDForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = LEDConfig(vocab_size=120, d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
+                       decoder_attention_heads=4, encoder_ffn_dim=48, decoder_ffn_dim=40, attention_window=4,
+                       max_encoder_position_embeddings=64, max_decoder_position_embeddings=32)
+    return LEDForConditionalGeneration(config).to(dtype).eval()
+
+
+def _buffer_bytes(fast) -> int:
+    """Bytes of the tensors a FastDecoder allocated: its self-attention cache, the block holding the
+    cross-attention keys/values (whole: a view's storage) and the padding mask."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+                for pair in fast.self_kv + (fast.cross or []) for t in pair}
+    return sum(storages.values()) + (0 if fast.cross_mask is None else fast.cross_mask.nbytes)
+
+
+@pytest.mark.parametrize("sure,most,made", [(5, 12, True), (4, 12, True), (0, 9, False), (0, 10, True)],
+                         ids=["sure_long", "one_short_then_midway", "cannot_repay", "midway"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_fast_decoder_buffers_are_what_the_estimate_counts(monkeypatch, sure, most, made, padded):
+    """FastDecoder.buffers_nbytes against the tensors a decoder run to its last position allocated, on
+    both sides of the switch (break-even 5 rows: made at the start, after 5 rows, or never)."""
+    from ledviz.fastdecode import FastDecoder
+
+    monkeypatch.setattr(FastDecoder, "CROSS_AFTER_ROWS", 5)
+    model = _tiny_generator()
+    hidden = torch.randn(2, 11, 32)
+    mask = torch.ones(2, 11, dtype=torch.long)
+    if padded:
+        mask[1, 7:] = 0
+    with torch.no_grad():
+        fast = FastDecoder(model, hidden, mask, 1, 16, sure_positions=sure, most_positions=most)
+        for _ in range(most):
+            fast.next_logits(torch.full((2, 1), 5))
+    assert (fast.cross is not None) == made
+    assert _buffer_bytes(fast) == FastDecoder.buffers_nbytes(
+        model.config, 11, torch.float32, 16, sources=2, sure_positions=sure, most_positions=most, padded=padded)
+
+
+def test_bfloat16_buffers_have_cross_keys_values_only_without_fast_bfloat16():
+    from ledviz.device import simulated_cpu_flags
+    from ledviz.fastdecode import FastDecoder
+
+    model = _tiny_generator(torch.bfloat16)
+    hidden = torch.randn(1, 11, 32, dtype=torch.bfloat16)
+    for flags, made in (({"avx512f", "avx512_bf16"}, False), ({"avx512f"}, True)):
+        with simulated_cpu_flags(flags), torch.no_grad():
+            fast = FastDecoder(model, hidden, None, 1, 16, sure_positions=15)
+            for _ in range(15):
+                fast.next_logits(torch.full((1, 1), 5))
+            assert (fast.cross is not None) == made
+            assert _buffer_bytes(fast) == FastDecoder.buffers_nbytes(model.config, 11, torch.bfloat16, 16,
+                                                                     sure_positions=15)
+
+
+@pytest.mark.parametrize("min_new", [None, 4], ids=["short_not_made", "sure_made"])
+def test_greedy_estimate_is_what_generate_allocates(monkeypatch, min_new):
+    """memory.decoding_nbytes (the estimate's generation part) against the buffers of the fast decoder
+    that generate itself makes; the keys/values (break-even 3 rows) are made only with min_new_tokens=4."""
+    from ledviz import memory
+    from ledviz.fastdecode import FastDecoder
+
+    monkeypatch.setattr(FastDecoder, "CROSS_AFTER_ROWS", 3)
+    made = []
+    real = FastDecoder.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        made.append(self)
+    monkeypatch.setattr(FastDecoder, "__init__", spy)
+    model = _tiny_generator()
+    ids = torch.randint(3, 120, (1, 13))
+    out = model.generate(ids, max_new_tokens=4, min_new_tokens=min_new, num_beams=1)
+    (fast,) = made
+    assert (fast.cross is not None) == (min_new is not None)
+    assert memory.decoding_nbytes(model.config, 13, "float32", 4, min_new_tokens=min_new) == _buffer_bytes(fast)
+    est = estimate_run(model.config, 13, max_new_tokens=4, min_new_tokens=min_new)
+    assert est.parts["generation"] == 13 * 32 * 4 + _buffer_bytes(fast)
+    assert out.shape[1] <= 5
+
+
+def test_led_base_generation_counts_cross_keys_values_only_where_made():
+    """LED-base at 16,384 tokens, 64 new tokens: float32 greedy whose output may be short attends through
+    the encoder output (no keys/values: 6 layers x 2 x 16,384 x 768 x 4 bytes less than counted before);
+    with min_new_tokens=64 it makes them; beams keep one copy for all beams."""
+    from ledviz import device
+
+    cfg = LEDConfig(d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,
+                    decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072,
+                    attention_window=1024, max_encoder_position_embeddings=16384)
+    kv = 6 * 2 * 16384 * 768 * 4
+    short = estimate_run(cfg, 16384, max_new_tokens=64)
+    sure = estimate_run(cfg, 16384, max_new_tokens=64, min_new_tokens=64)
+    assert sure.parts["generation"] - short.parts["generation"] == kv + 2 * MB
+    assert short.parts["generation"] < kv
+    beams = estimate_run(cfg, 16384, max_new_tokens=64, num_beams=4)
+    assert kv < beams.parts["generation"] < 2 * kv
+    with device.simulated_cpu_flags({"avx512f", "avx512_bf16"}):
+        bf16 = estimate_run(cfg, 16384, max_new_tokens=256, min_new_tokens=256, precision="bfloat16")
+    assert bf16.parts["generation"] < kv / 4  # bfloat16 on a fast CPU never makes them
