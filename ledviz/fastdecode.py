@@ -23,14 +23,16 @@ fewest bytes and operations around them, for generation without per-step outputs
 - the masks are built once and positions are read from the table;
 - greedy search in float32 reads an int8 copy of the lm_head (a quarter of the bytes; `_Int8Screen`,
   or a bfloat16 copy, `_Screen`, where oneDNN's int8 product is missing) to bound every token's
-  logit, and scores exactly only the few that can be the pick: the same pick.
+  logit, and scores exactly only the few that can be the pick: the same pick. In bfloat16 the int8
+  copy (half the bytes) bounds the float32 sums over the bfloat16 weights, whose argmax is the pick.
 
 The packed weights are kept beside the model (`FastDecoder.pack`, a weak mapping) and rebuilt when a weight changes
 (each parameter's version counter and storage are part of the key); weights made under
 `torch.inference_mode` keep no version counter, so for them the pack is rebuilt at every call,
 without the transposed copies (they take longer to make than they save in a short generation).
 In float32 a kept pack holds a transposed copy of the decoder layers' weights and an int8 copy of
-the lm_head (about 230 MB for LED-base); otherwise only the fused query/key/value weights.
+the lm_head (about 230 MB for LED-base); in bfloat16 the fused query/key/value weights and the int8
+copy; otherwise only the fused weights.
 
 Float32 numerics: the same products as `LEDDecoder.step`, with sums in another order where said above
 (the parity tests hold it to transformers' tolerance, 1e-5 of the logits' scale, token for token).
@@ -234,7 +236,7 @@ class _Int8Screen:
 class _Pack:
     layers: list[_Layer]
     lm_head: _Linear
-    screen: "_Int8Screen | _Screen | None" = None  # float32 kept packs only
+    screen: "_Int8Screen | _Screen | None" = None  # kept packs only (bfloat16 ones: the int8 screen only)
 
 
 # each model's pack, beside the model rather than in it: no state dict entry, and a copied or pickled
@@ -270,16 +272,17 @@ def pack_nbytes(config, dtype: torch.dtype = torch.float32) -> int:
     """Bytes a kept pack (`FastDecoder.pack`) holds beside a model of `config` whose weights are in
     `dtype`: in float32 the fused query/key/value weights and the scaled cross-attention query (new
     tensors) with their transposed copies, the other projections' transposed copies and the
-    lm_head's int8 screen (bfloat16 where oneDNN's int8 product is missing); in another dtype only
-    the new tensors. For the memory guard."""
+    lm_head's int8 screen (bfloat16 where oneDNN's int8 product is missing); in another dtype the
+    new tensors, and in bfloat16 the int8 screen where that product is there. For the memory guard."""
     D, F, V, L = config.d_model, config.decoder_ffn_dim, config.vocab_size, config.decoder_layers
     size = torch.empty((), dtype=dtype).element_size()
     new = 4 * D * D + 4 * D  # qkv (3D x D) and the scaled cross query (D x D), with their biases
+    int8_screen = V * D + 3 * V * 4  # the int8 lm_head, its row scales, errors and norms
     if dtype != torch.float32:
-        return L * new * size
+        return L * new * size + (int8_screen if dtype == torch.bfloat16 and _int8_product() else 0)
     transposed = 4 * D * D + D * D + D * D + 2 * D * F  # qkv, self out, cross query, cross out, fc1, fc2
-    if _int8_product():  # int8 lm_head, its row scales, errors and norms
-        screen = V * D + 3 * V * 4
+    if _int8_product():
+        screen = int8_screen
     else:  # bfloat16 lm_head, row errors and norms
         screen = V * D * 2 + 2 * V * 4
     return L * (new + transposed) * size + screen
@@ -461,10 +464,13 @@ class FastDecoder:
                 ln_self=layer.self_attn_layer_norm, ln_cross=layer.encoder_attn_layer_norm,
                 ln_final=layer.final_layer_norm, activation=layer.activation_fn,
             ))
-        # a kept float32 pack screens greedy's pick with an int8 copy (a quarter of the bytes), or bfloat16
-        screen = None
-        if t and model.lm_head.weight.dtype == torch.float32:
-            screen = _Int8Screen.of(model.lm_head.weight) or _Screen.of(model.lm_head.weight)
+        # a kept pack screens greedy's pick with an int8 copy of the lm_head (a quarter of float32's bytes, half of
+        # bfloat16's); a float32 one without oneDNN's int8 product with a bfloat16 copy
+        screen, lm = None, model.lm_head.weight
+        if t and lm.dtype == torch.float32:
+            screen = _Int8Screen.of(lm) or _Screen.of(lm)
+        elif t and lm.dtype == torch.bfloat16:
+            screen = _Int8Screen.of(lm.detach().float())
         pack = _Pack(layers, _Linear.of(model.lm_head.weight, None, False), screen)
         if key is not None:  # not kept for inference-tensor weights
             _PACKS[model] = (key, pack)
@@ -479,12 +485,16 @@ class FastDecoder:
     def next_greedy(self, ids: Tensor, process) -> Tensor:
         """ids (R, T) -> the greedy pick (R,): argmax of process(logits), where `process` only masks (sets
         scores to -inf, or forces tokens to one value and masks the rest). With a screen, only the
-        tokens its bounds leave open are scored exactly; the pick is the same."""
+        tokens its bounds leave open are scored exactly; the pick is the same. In bfloat16 the screened
+        pick is that of float32 sums over the bfloat16 weights (not of the bfloat16 product's logits,
+        rounded to 8 bits: in a near-tie the two can differ)."""
         last = self._hidden(ids)
         screen = self.pack_.screen
         if screen is None:
             return process(self._logits(last)).argmax(dim=-1)
-        approx, err = screen.bounds(last, self.bias)
+        weight = self.pack_.lm_head.weight
+        x, bias = last.float(), self.bias.float()
+        approx, err = screen.bounds(x, bias)
         p = process(approx)
         # a masked token (-inf) is below every lower bound unless the whole row is masked; then every
         # token is a candidate, as is right (argmax of all -inf is the first)
@@ -492,10 +502,10 @@ class FastDecoder:
         open_ = p + err >= lower
         columns = (open_[0] if open_.shape[0] == 1 else open_.any(dim=0)).nonzero().squeeze(1)
         if not 0 < columns.numel() <= screen.MAX_CANDIDATES:  # none: a NaN
-            return process(self._logits(last)).argmax(dim=-1)
+            every = self._logits(last) if weight.dtype == torch.float32 else F.linear(x, weight.float(), bias)
+            return process(every).argmax(dim=-1)
         exact = torch.full_like(approx, -math.inf)
-        exact[:, columns] = torch.addmm(self.bias.index_select(0, columns), last,
-                                        self.pack_.lm_head.weight.index_select(0, columns).t())
+        exact[:, columns] = torch.addmm(bias.index_select(0, columns), x, weight.index_select(0, columns).float().t())
         # the first of the largest, as argmax (max's indices are the same, in a third of the time here)
         return process(exact).max(dim=-1).indices
 

@@ -350,3 +350,28 @@ def test_greedy_without_scores_matches_transformers(models, inputs):
             warnings.simplefilter("ignore")
             theirs = ref.generate(**inputs, **case)
         assert_same_tokens(ours.generate(**inputs, **case), theirs, str(case))
+
+
+@pytest.mark.parametrize("proc", ["none", "mask", "force"])
+@pytest.mark.parametrize("max_candidates", [None, 0], ids=["screened", "too_many_candidates"])
+def test_bfloat16_screened_pick_is_the_float32_sums_argmax(monkeypatch, proc, max_candidates):
+    """A kept bfloat16 pack screens with an int8 copy of the lm_head too; the pick is the argmax of float32
+    sums over the bfloat16 weights, screened or not."""
+    import torch.nn.functional as F
+
+    from ledviz import fastdecode
+
+    if max_candidates is not None:
+        monkeypatch.setattr(fastdecode._Int8Screen, "MAX_CANDIDATES", max_candidates)
+    model = tiny(dtype=torch.bfloat16)
+    hidden, mask = encoder_side(torch.bfloat16)
+    process = _procs()[proc]
+    weight, bias = model.lm_head.weight.float(), model.final_logits_bias[0].float()
+    with torch.no_grad():
+        a = FastDecoder(model, hidden, mask, 1, 16)
+        b = FastDecoder(model, hidden, mask, 1, 16)
+        assert type(a.pack_.screen) is fastdecode._Int8Screen
+        for ids in token_steps(2, n=6):
+            picked = a.next_greedy(ids, process)
+            want = process(F.linear(b._hidden(ids).float(), weight, bias)).argmax(dim=-1)
+            assert torch.equal(picked, want)
