@@ -70,8 +70,11 @@ class LoadedModel:
             return self.model
         with self._copies_lock:
             if precision not in self._copies:
-                copy = LEDForConditionalGeneration(self.model.config).to(dtype).eval()
-                copy.load_state_dict(self.model.state_dict())
+                # normal tensors even when asked inside a run (torch.inference_mode): weights made there keep no
+                # version counter, so the decoder's packed weights (fastdecode) could not be kept for them
+                with torch.inference_mode(False):
+                    copy = LEDForConditionalGeneration(self.model.config).to(dtype).eval()
+                    copy.load_state_dict(self.model.state_dict())
                 copy.generation_config = self.model.generation_config
                 self._copies[precision] = copy
             return self._copies[precision]

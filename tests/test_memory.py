@@ -361,3 +361,19 @@ def test_led_base_generation_counts_cross_keys_values_only_where_made():
     with device.simulated_cpu_flags({"avx512f", "avx512_bf16"}):
         bf16 = estimate_run(cfg, 16384, max_new_tokens=256, min_new_tokens=256, precision="bfloat16")
     assert bf16.parts["generation"] < kv / 4  # bfloat16 on a fast CPU never makes them
+
+
+@pytest.mark.slow
+def test_bfloat16_copy_made_inside_a_run_keeps_its_decoder_pack(doc):
+    """The bfloat16 copy a run makes (inside torch.inference_mode) has normal weights, so greedy's packed
+    decoder weights are kept for it (and no longer counted by the estimate) as for the float32 model."""
+    from ledviz import device
+    from ledviz.fastdecode import has_pack
+
+    fresh = pipeline.load_model()
+    mask = pipeline.global_attention_mask(doc, "first")
+    with device.simulated_cpu_flags({"avx512f", "avx512_bf16"}):
+        pipeline.run(fresh, doc, mask, max_new_tokens=3, precision="bfloat16")
+    copy = fresh.model_in("bfloat16")
+    assert copy.dtype == torch.bfloat16 and not copy.lm_head.weight.is_inference()
+    assert has_pack(copy)
