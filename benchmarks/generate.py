@@ -123,7 +123,8 @@ def greedy_step_bytes(model, n_src: int, lm_head_bytes: int) -> int:
 
 def cross_route(args, new: int) -> str:
     """When ledviz's float32 greedy makes the cross-attention keys/values in this run (fastdecode)."""
-    at = projection_position(FastDecoder.CROSS_AFTER_ROWS, 1, 0 if args.no_min else new, new)
+    at = projection_position(FastDecoder.break_even_rows(torch.float32, "cpu", args.n_tokens), 1,
+                             0 if args.no_min else new, new)
     if at is None:
         return "attends through the encoder output throughout"
     if at == 0:
@@ -161,8 +162,9 @@ def greedy_details(args, results: dict, rounds: dict, ours, n_tokens: int, new: 
     ours_x = ours_b + layers * (2 * D * D - n_tokens * D) * 4
     step = {lib: (results[(lib, "float32")]["greedy"] - results[(lib, "float32")]["first_s"]) / (new - 1)
             for lib in ("transformers", "ledviz")}
-    ours_now = ours_b if projection_position(FastDecoder.CROSS_AFTER_ROWS, 1, 0 if args.no_min else new, new) == 0 \
-        else ours_x
+    made_at = projection_position(FastDecoder.break_even_rows(torch.float32, "cpu", n_tokens), 1,
+                                  0 if args.no_min else new, new)
+    ours_now = ours_b if made_at == 0 else ours_x
     print(f"float32 greedy step reads: transformers {theirs_b / 1e6:.0f} MB, ledviz {ours_b / 1e6:.0f} MB with the "
           f"keys/values made, {ours_x / 1e6:.0f} MB through the encoder output (lm_head screened in "
           f"{type(screen).__name__}); one row times a float32 weight streams {rate / 1e9:.1f} GB/s here "
@@ -194,6 +196,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     n_tokens, new = (1024, 16) if args.quick else (4096, 64)
     n_tokens, new = args.tokens or n_tokens, args.new or new
+    args.n_tokens = n_tokens
     clock = Clock(args.clock)
     warnings.filterwarnings("ignore")
     print(f"input {n_tokens} tokens, {new} new tokens, CPU ({device.cpu_capability().detail}), "

@@ -336,7 +336,7 @@ class FastDecoder:
         # every layer's cross-attention keys and values (B, H, hd, N), made once (_make_cross) at the step
         # that starts at position project_at (None: never; the cross-attention goes through X throughout)
         self.cross: list[tuple[Tensor, Tensor]] | None = None
-        self.project_at = projection_position(self.break_even_rows(self.dtype, encoder_hidden.device.type), group,
+        self.project_at = projection_position(self.break_even_rows(self.dtype, encoder_hidden.device.type, N), group,
                                               sure_positions, max_len if most_positions is None else most_positions)
         if self.project_at == 0:
             self._make_cross()
@@ -352,21 +352,22 @@ class FastDecoder:
     # K = X W_k^T + b_k and V = X W_v^T + b_v from the encoder output X, the scores q K^T are (q W_k) X^T + q b_k
     # and the output p V is (p X) W_v^T + b_v (p sums to 1): the same sums in another order, reading X
     # (twice a layer) and W_k, W_v instead of K and V, with 12 query columns a product instead of one. That
-    # spares their projection of X (0.38 s at an LED-base 4,096-token input, 1 thread here) for more a
-    # step: +5.5 ms at that input on the idle machine, +12 ms at load 4.5 (the products through X are
-    # compute-bound and share the core; reading K and V is not). Making them costs this many query rows
-    # through X (measured here at 1,024-16,384 tokens: 72 at 4,096 idle, 21-32 under load; the middle).
-    CROSS_AFTER_ROWS = 48
+    # spares their projection of X (0.38 s at an LED-base 4,096-token input, 1 thread here; 0.10 s at 1,024)
+    # for more a step (+4-5.5 ms at 4,096 tokens, +3-4 ms at 1,024). Making them costs as much as this many
+    # query rows through X at 4,096 tokens and more (measured whole generations here: 72-97), and
+    # proportionally fewer at shorter inputs (about 30 at 1,024).
+    CROSS_AFTER_ROWS = 80
+    CROSS_AFTER_TOKENS = 4096  # the input length CROSS_AFTER_ROWS holds from; shorter inputs scale it down
 
     @classmethod
-    def break_even_rows(cls, dtype: torch.dtype, device_type: str = "cpu") -> float:
-        """Query rows a source attends through X that cost as much as making the keys/values:
-        CROSS_AFTER_ROWS in float32; infinite (never made) in bfloat16 on a CPU with fast bfloat16
-        products, where the products through X (12 query rows a step) run faster than one row against
-        the keys and values (25.5 against 27.6 ms a step at LED-base/4,096 tokens here); 0 (made at the
-        start) otherwise."""
+    def break_even_rows(cls, dtype: torch.dtype, device_type: str = "cpu", n_src: int | None = None) -> float:
+        """Query rows a source attends through X that cost as much as making the keys/values: in float32
+        CROSS_AFTER_ROWS, scaled down for inputs shorter than CROSS_AFTER_TOKENS (`n_src`); infinite
+        (never made) in bfloat16 on a CPU with fast bfloat16 products, where the products through X
+        (12 query rows a step) run faster than one row against the keys and values (25.5 against 27.6 ms
+        a step at LED-base/4,096 tokens here); 0 (made at the start) otherwise."""
         if dtype == torch.float32:
-            return cls.CROSS_AFTER_ROWS
+            return cls.CROSS_AFTER_ROWS * min(1.0, (n_src or cls.CROSS_AFTER_TOKENS) / cls.CROSS_AFTER_TOKENS)
         if dtype == torch.bfloat16 and device_type == "cpu":
             from .device import fast_bfloat16
 
@@ -383,7 +384,7 @@ class FastDecoder:
         D, L = config.d_model, config.decoder_layers
         size = torch.empty((), dtype=dtype).element_size()
         total = L * 2 * sources * group * max_len * D * size  # self-attention keys and values
-        at = projection_position(cls.break_even_rows(dtype, device_type), group, sure_positions,
+        at = projection_position(cls.break_even_rows(dtype, device_type, n_src), group, sure_positions,
                                  max_len if most_positions is None else most_positions)
         if at is not None:
             total += L * 2 * sources * D * n_src * size + (_Arena.HUGE if device_type == "cpu" else 0)

@@ -15,6 +15,13 @@ from ledviz.generation import _DecoderRunner
 from generation_fixtures import assert_same_tokens, inputs, models  # noqa: F401 (fixtures)
 
 
+@pytest.fixture(autouse=True)
+def unscaled_break_even(monkeypatch):
+    """The tiny inputs here (11-23 tokens) would scale CROSS_AFTER_ROWS down to a fraction of a row: keep
+    it as set, so each test chooses the side of the switch it runs on."""
+    monkeypatch.setattr(FastDecoder, "CROSS_AFTER_TOKENS", 1)
+
+
 def tiny(heads: int = 4, d_model: int = 32, dtype=torch.float32):
     torch.manual_seed(0)
     cfg = ledviz.LEDConfig(d_model=d_model, encoder_layers=1, decoder_layers=2, encoder_attention_heads=heads,
@@ -164,6 +171,18 @@ def test_cross_keys_values_are_made_after_enough_query_rows(monkeypatch):
 ])
 def test_projection_position_both_sides_of_each_switch(b, group, sure, most, want):
     assert projection_position(b, group, sure, most) == want
+
+
+def test_break_even_scales_down_below_its_input_length(monkeypatch):
+    monkeypatch.setattr(FastDecoder, "CROSS_AFTER_TOKENS", 4096)
+    rows = FastDecoder.CROSS_AFTER_ROWS
+    assert FastDecoder.break_even_rows(torch.float32, "cpu", 1024) == rows / 4
+    assert FastDecoder.break_even_rows(torch.float32, "cpu", 4096) == rows
+    assert FastDecoder.break_even_rows(torch.float32, "cpu", 16384) == rows
+    assert FastDecoder.break_even_rows(torch.float16, "cpu", 4096) == 0
+    # 64 sure rows at 1,024 tokens repay the keys/values (made at the start); at 4,096 they cannot (never)
+    assert projection_position(FastDecoder.break_even_rows(torch.float32, "cpu", 1024), 1, 64, 64) == 0
+    assert projection_position(FastDecoder.break_even_rows(torch.float32, "cpu", 4096), 1, 64, 64) is None
 
 
 @pytest.mark.parametrize("sure,made_at", [(4, 0), (3, 4), (0, 4)])

@@ -286,6 +286,7 @@ def test_fast_decoder_buffers_are_what_the_estimate_counts(monkeypatch, sure, mo
     from ledviz.fastdecode import FastDecoder
 
     monkeypatch.setattr(FastDecoder, "CROSS_AFTER_ROWS", 5)
+    monkeypatch.setattr(FastDecoder, "CROSS_AFTER_TOKENS", 1)  # not scaled down at this tiny input
     model = _tiny_generator()
     hidden = torch.randn(2, 11, 32)
     mask = torch.ones(2, 11, dtype=torch.long)
@@ -324,6 +325,7 @@ def test_greedy_estimate_is_what_generate_allocates(monkeypatch, min_new):
     from ledviz.fastdecode import FastDecoder
 
     monkeypatch.setattr(FastDecoder, "CROSS_AFTER_ROWS", 3)
+    monkeypatch.setattr(FastDecoder, "CROSS_AFTER_TOKENS", 1)  # not scaled down at this tiny input
     made = []
     real = FastDecoder.__init__
 
@@ -343,17 +345,17 @@ def test_greedy_estimate_is_what_generate_allocates(monkeypatch, min_new):
 
 
 def test_led_base_generation_counts_cross_keys_values_only_where_made():
-    """LED-base at 16,384 tokens, 64 new tokens: float32 greedy whose output may be short attends through
+    """LED-base at 16,384 tokens, 128 new tokens: float32 greedy whose output may be short attends through
     the encoder output (no keys/values: 6 layers x 2 x 16,384 x 768 x 4 bytes less than counted before);
-    with min_new_tokens=64 it makes them; beams keep one copy for all beams."""
+    with min_new_tokens=128 it makes them; beams keep one copy for all beams."""
     from ledviz import device
 
     cfg = LEDConfig(d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,
                     decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072,
                     attention_window=1024, max_encoder_position_embeddings=16384)
     kv = 6 * 2 * 16384 * 768 * 4
-    short = estimate_run(cfg, 16384, max_new_tokens=64)
-    sure = estimate_run(cfg, 16384, max_new_tokens=64, min_new_tokens=64)
+    short = estimate_run(cfg, 16384, max_new_tokens=128)
+    sure = estimate_run(cfg, 16384, max_new_tokens=128, min_new_tokens=128)
     assert sure.parts["generation"] - short.parts["generation"] == kv + 2 * MB
     assert short.parts["generation"] < kv
     beams = estimate_run(cfg, 16384, max_new_tokens=64, num_beams=4)
