@@ -16,8 +16,8 @@ The floor column is the time the same products take as plain matrix products in 
 measured in the same run: the cross-attention key/value projections of the encoder output once,
 then per step every decoder Linear and the lm_head on the step's rows, and the cross-attention
 products against the encoder's keys and values. (ledviz's greedy skips some of them: the lm_head
-is screened in int8, and the first query rows attend through the encoder output without the
-key/value projections, so it can come under this floor.)
+is screened in int8, and an output that may be short attends through the encoder output without
+the key/value projections (fastdecode.projection_position), so it can come under this floor.)
 
     python benchmarks/generate.py            # 4,096-token input, 64 new tokens (many minutes)
     python benchmarks/generate.py --quick    # 1,024-token input, 16 new tokens
@@ -149,8 +149,9 @@ def greedy_details(args, results: dict, rounds: dict, ours, n_tokens: int, new: 
             r = results[(lib, prec)]
             split.append(f"{lib} {r['first_s']:.2f} s + {(r['greedy'] - r['first_s']) / (new - 1) * 1e3:.1f} ms per step")
         print(f"{prec} greedy, the first token then each step (transformers projects the encoder's keys/values "
-              f"at the first token; ledviz's float32 {cross_route(args, new)}, bfloat16 attends through the "
-              f"encoder output throughout): " + "; ".join(split))
+              f"at the first token; ledviz's float32 {cross_route(args, new)}"
+              f"{'' if args.no_bfloat16 else ', bfloat16 attends through the encoder output throughout'}): "
+              + "; ".join(split))
     rate = read_rate(clock)
     lm = ours.lm_head.weight.numel()
     screen = FastDecoder.pack(ours).screen
