@@ -728,14 +728,15 @@ def _fused_head_bf16(whole_head, chunk: _Chunk, h: int, kv: Tensor, k_glob: Tens
                      masks: _KernelMasks, blocks: _Blocks, head_weight: float | None, dest: Tensor | None,
                      out: Tensor, stats: Tensor | None = None) -> None:
     """Head h of a chunk in bfloat16, entirely in fused_band.cpp (ledviz_band_attention_bf16): the scores
+    from the CPU's matrix unit (AMX) where the kernel runs it and the shapes fit (whole_head.products), else
     from MKL's bfloat16 products (rounded to bfloat16 as PyTorch's product gives them, unless
     fused.float32_scores), the probabilities as _fused_probabilities makes them, times the values,
     into `out` (r1 - r0, hd). kv: this sequence's (L' + 2w, 2, H, hd) keys and
     values between their margins; k_glob, v_glob (x, H, hd)."""
-    function, gemm = whole_head
     c, w, x = blocks.c, blocks.w, chunk.num_global
     q = chunk.queries[:, h]  # (n, hd)
     n, hd = q.shape
+    function, gemm = whole_head.function, whole_head.products(hd, c, w)
     keys, values = kv[chunk.j0 * c:, 0, h], kv[chunk.j0 * c:, 1, h]  # (rows, hd) each
     # the kernel trusts these: every pointer below covers what it reads or writes
     assert kv.dtype == q.dtype == out.dtype == torch.bfloat16 and q.stride(1) == keys.stride(1) == out.stride(1) == 1
