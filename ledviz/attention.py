@@ -87,6 +87,7 @@ class InferenceScratch:
     # (attention), then a slice of feed-forward activations (the layer's tail)
     scores_or_activations: ReusedBuffer = field(default_factory=ReusedBuffer)
     layer_rows: ReusedBuffer = field(default_factory=ReusedBuffer)  # (rows, D): the layer's tail
+    narrow_stream: ReusedBuffer = field(default_factory=ReusedBuffer)  # (B L, D): GlobalLayout.narrow_stream
 
 
 @dataclass
@@ -109,6 +110,9 @@ class GlobalLayout:
     row_stats: Tensor | None = field(default=None, repr=False, compare=False)
     # the encoder's float32 residual stream (modeling.py): whether a layer may write its result over its input
     stream_reusable: bool = field(default=False, repr=False, compare=False)
+    # ... and its copy in the weights' dtype, written by the layer that made the stream (its last layer norm
+    # writes both): (the float32 stream (B, L, D) the layer returned, the copy), taken by the next layer
+    narrow_stream: tuple[Tensor, Tensor] | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_global(self) -> int:

@@ -255,6 +255,35 @@ def test_bfloat16_encoder_with_and_without_the_kernel():
         assert_close(a.float(), b.float(), "local attentions", tol=1e-2)
 
 
+@pytest.mark.parametrize("use_kernel", [True, False], ids=["kernel", "torch"])
+def test_the_next_layer_takes_the_stream_copy_its_predecessor_wrote(use_kernel, monkeypatch):
+    """bfloat16 encoder, float32 stream: each layer after the first reads the bfloat16 copy of its input that the
+    previous layer's last layer norm wrote (no conversion of its own), with the same outputs as converting."""
+    from ledviz import modeling
+
+    model = _model([4, 8, 4], torch.bfloat16)
+    batch = encoder_batch(2, 29, (1, 3), (0, 4))
+    taken = []
+    narrow = modeling._narrow_stream
+
+    def spy(stream, dtype, layout):
+        mirror = layout.narrow_stream
+        out = narrow(stream, dtype, layout)
+        taken.append(mirror is not None and out.data_ptr() == mirror[1].data_ptr())
+        return out
+
+    monkeypatch.setattr(modeling, "_narrow_stream", spy)
+    for hidden_states in (False, True):
+        taken.clear()
+        out = _encode(model, batch, use_kernel, output_hidden_states=hidden_states)
+        assert taken == [False, True, True]
+        monkeypatch.setattr(modeling, "_narrow_stream", lambda stream, dtype, layout: stream.to(dtype))
+        ref = _encode(model, batch, use_kernel, output_hidden_states=hidden_states)
+        monkeypatch.setattr(modeling, "_narrow_stream", spy)
+        assert torch.equal(out.last_hidden_state, ref.last_hidden_state)
+        assert all(torch.equal(a, b) for a, b in zip(out.attentions, ref.attentions))
+
+
 @needs_kernel
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 def test_head_sum_kernel(dtype):
