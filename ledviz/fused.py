@@ -310,10 +310,15 @@ float32_scores = True
 
 
 def kernel_status() -> str:
-    """In words: whether the fused band kernel is in use, and if not, why."""
+    """In words: whether the fused band kernel is in use, and if not, why; and where bfloat16's band products run."""
     if not enabled():
         return "off (LEDVIZ_FUSED_KERNEL=off or set_enabled(False)): PyTorch operations"
-    return _build().status
+    build = _build()
+    if build.function is None:
+        return build.status
+    head = bf16_head_kernel()
+    products = ("the matrix unit (AMX)" if head.amx_shape is not None else "MKL") if head is not None else "PyTorch"
+    return f"{build.status}; bfloat16 band products on {products}"
 
 
 def reset() -> None:

@@ -203,52 +203,115 @@ void band_softmax_impl(const S* src, Dtype st, int64_t stride, P* dst, Dtype pt,
             if (stats) std::memset(stats + 4 * i, 0, sizeof(float) * 4);
             continue;
         }
-        gather(in, st, global_bias, x, v);
-        gather(in + xp + t, st, key_bias + j * c + t, slots, v + x);
-        // four independent accumulators in each reduction: one would wait on its own latency
-        f16x mv[4] = {splat(-3.0e38f), splat(-3.0e38f), splat(-3.0e38f), splat(-3.0e38f)};
-        for (int64_t k = 0, u = 0; k < padded; k += LANES, u = (u + 1) & 3) {
-            f16x a = load16(v + k);
-            mv[u] = a > mv[u] ? a : mv[u];
-        }
-        for (int u = 1; u < 4; ++u) mv[0] = mv[u] > mv[0] ? mv[u] : mv[0];
-        float m = mv[0][0];
-        for (int l = 1; l < LANES; ++l) m = mv[0][l] > m ? mv[0][l] : m;
-        if (m <= MASKED) {  // nothing to attend to: a row of zeros
-            std::memset(row, 0, sizeof(P) * (xp + span));
-            if (out) std::memset(out, 0, sizeof(D) * width);
-            if (stats) std::memset(stats + 4 * i, 0, sizeof(float) * 4);
-            continue;
-        }
-        const f16x mm = splat(m), zero = splat(0.0f);
-        f16x sumv[4] = {zero, zero, zero, zero}, exv[4] = {zero, zero, zero, zero}, dv[4] = {zero, zero, zero, zero};
-        if (stats) {
-            // with the statistics' sums: e (s - max) for the entropy (masked scores are finite, so a
-            // masked entry adds 0 x finite), and e |k - x - w| for the band's distances (the global
-            // columns' wrong terms are taken out below)
-            for (int64_t k = 0, u = 0; k < padded; k += LANES, u = (u + 1) & 3) {
-                const f16x sh = load16(v + k) - mm;
-                const f16x ek = exp_nonpositive(sh);
-                const f16x off = iota + float(k - x - w);
-                store16(e + k, ek);
-                sumv[u] += ek;
-                exv[u] += ek * sh;
-                dv[u] += ek * (off < 0.0f ? -off : off);
-            }
-        } else {
-            for (int64_t k = 0, u = 0; k < padded; k += LANES, u = (u + 1) & 3) {
-                const f16x ek = exp_nonpositive(load16(v + k) - mm);
-                store16(e + k, ek);
-                sumv[u] += ek;
-            }
-        }
-        const f16x sums = (sumv[0] + sumv[1]) + (sumv[2] + sumv[3]), exs = (exv[0] + exv[1]) + (exv[2] + exv[3]);
-        const f16x ds = (dv[0] + dv[1]) + (dv[2] + dv[3]);
         float sum = 0.0f, ex = 0.0f, all_dist = 0.0f;
-        for (int l = 0; l < LANES; ++l) {
-            sum += sums[l];
-            ex += exs[l];
-            all_dist += ds[l];
+#if defined(__AVX512F__)
+        if (sizeof(S) == 4 && st == F32 && stats == nullptr) {
+            // float32 scores without statistics: the band read where it is, twice (the max, then the
+            // exponentials), instead of copied first and read from the copy
+            const float* band = reinterpret_cast<const float*>(in) + xp + t;
+            const float* kb = key_bias + j * c + t;
+            float m = -3.0e38f;
+            for (int64_t g = 0; g < x; ++g) {
+                v[g] = float(in[g]) + global_bias[g];
+                m = v[g] > m ? v[g] : m;
+            }
+            __m512 mx0 = _mm512_set1_ps(-3.0e38f), mx1 = mx0;
+            int64_t k = 0;
+            for (; k + 32 <= slots; k += 32) {
+                mx0 = _mm512_max_ps(mx0, _mm512_add_ps(_mm512_loadu_ps(band + k), _mm512_loadu_ps(kb + k)));
+                mx1 = _mm512_max_ps(mx1, _mm512_add_ps(_mm512_loadu_ps(band + k + 16), _mm512_loadu_ps(kb + k + 16)));
+            }
+            for (; k < slots; k += LANES) {
+                const __mmask16 mk = slots - k >= LANES ? __mmask16(0xFFFF) : __mmask16((1u << (slots - k)) - 1u);
+                const __m512 a = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, band + k), _mm512_maskz_loadu_ps(mk, kb + k));
+                mx0 = _mm512_mask_max_ps(mx0, mk, mx0, a);
+            }
+            const float mb = _mm512_reduce_max_ps(_mm512_max_ps(mx0, mx1));
+            m = mb > m ? mb : m;
+            if (m <= MASKED) {  // nothing to attend to: a row of zeros
+                std::memset(row, 0, sizeof(P) * (xp + span));
+                if (out) std::memset(out, 0, sizeof(D) * width);
+                continue;
+            }
+            for (int64_t g = 0; g < x; ++g) {
+                e[g] = exp_nonpositive(splat(v[g] - m))[0];
+                sum += e[g];
+            }
+            const f16x mm = splat(m);
+            f16x s0 = splat(0.0f), s1 = s0;
+            for (k = 0; k + 32 <= slots; k += 32) {
+                const f16x a0 = load16(band + k) + load16(kb + k), a1 = load16(band + k + 16) + load16(kb + k + 16);
+                const f16x e0 = exp_nonpositive(a0 - mm), e1 = exp_nonpositive(a1 - mm);
+                store16(e + x + k, e0);
+                store16(e + x + k + 16, e1);
+                s0 += e0;
+                s1 += e1;
+            }
+            for (; k < slots; k += LANES) {
+                const __mmask16 mk = slots - k >= LANES ? __mmask16(0xFFFF) : __mmask16((1u << (slots - k)) - 1u);
+                __m512 a = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, band + k), _mm512_maskz_loadu_ps(mk, kb + k));
+                f16x af;
+                std::memcpy(&af, &a, sizeof af);
+                f16x ek = exp_nonpositive(af - mm);
+                __m512 ev;
+                std::memcpy(&ev, &ek, sizeof ev);
+                ev = _mm512_maskz_mov_ps(mk, ev);
+                _mm512_mask_storeu_ps(e + x + k, mk, ev);
+                std::memcpy(&ek, &ev, sizeof ek);
+                s0 += ek;
+            }
+            const f16x st2 = s0 + s1;
+            for (int l = 0; l < LANES; ++l) sum += st2[l];
+        } else
+#endif
+        {
+            gather(in, st, global_bias, x, v);
+            gather(in + xp + t, st, key_bias + j * c + t, slots, v + x);
+            // four independent accumulators in each reduction: one would wait on its own latency
+            f16x mv[4] = {splat(-3.0e38f), splat(-3.0e38f), splat(-3.0e38f), splat(-3.0e38f)};
+            for (int64_t k = 0, u = 0; k < padded; k += LANES, u = (u + 1) & 3) {
+                f16x a = load16(v + k);
+                mv[u] = a > mv[u] ? a : mv[u];
+            }
+            for (int u = 1; u < 4; ++u) mv[0] = mv[u] > mv[0] ? mv[u] : mv[0];
+            float m = mv[0][0];
+            for (int l = 1; l < LANES; ++l) m = mv[0][l] > m ? mv[0][l] : m;
+            if (m <= MASKED) {  // nothing to attend to: a row of zeros
+                std::memset(row, 0, sizeof(P) * (xp + span));
+                if (out) std::memset(out, 0, sizeof(D) * width);
+                if (stats) std::memset(stats + 4 * i, 0, sizeof(float) * 4);
+                continue;
+            }
+            const f16x mm = splat(m), zero = splat(0.0f);
+            f16x sumv[4] = {zero, zero, zero, zero}, exv[4] = {zero, zero, zero, zero}, dv[4] = {zero, zero, zero, zero};
+            if (stats) {
+                // with the statistics' sums: e (s - max) for the entropy (masked scores are finite, so a
+                // masked entry adds 0 x finite), and e |k - x - w| for the band's distances (the global
+                // columns' wrong terms are taken out below)
+                for (int64_t k = 0, u = 0; k < padded; k += LANES, u = (u + 1) & 3) {
+                    const f16x sh = load16(v + k) - mm;
+                    const f16x ek = exp_nonpositive(sh);
+                    const f16x off = iota + float(k - x - w);
+                    store16(e + k, ek);
+                    sumv[u] += ek;
+                    exv[u] += ek * sh;
+                    dv[u] += ek * (off < 0.0f ? -off : off);
+                }
+            } else {
+                for (int64_t k = 0, u = 0; k < padded; k += LANES, u = (u + 1) & 3) {
+                    const f16x ek = exp_nonpositive(load16(v + k) - mm);
+                    store16(e + k, ek);
+                    sumv[u] += ek;
+                }
+            }
+            const f16x sums = (sumv[0] + sumv[1]) + (sumv[2] + sumv[3]), exs = (exv[0] + exv[1]) + (exv[2] + exv[3]);
+            const f16x ds = (dv[0] + dv[1]) + (dv[2] + dv[3]);
+            for (int l = 0; l < LANES; ++l) {
+                sum += sums[l];
+                ex += exs[l];
+                all_dist += ds[l];
+            }
+
         }
         const float scale = weight / sum;
         // the row in place: global columns, zeros up to the block, zeros, the band, zeros

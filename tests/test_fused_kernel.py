@@ -108,7 +108,9 @@ def test_bfloat16_band_on_the_matrix_unit(kept, monkeypatch):
                         whole(head, chunk, h, kv, *a))
     amx = _encode(model, batch, True, head_mask=head_mask, attention_dtype=kept)
     assert products and all(p is None for p in products), "the matrix unit's products were taken"
+    assert fused.kernel_status().endswith("bfloat16 band products on the matrix unit (AMX)")
     monkeypatch.setattr(fused, "use_amx", False)
+    assert fused.kernel_status().endswith("bfloat16 band products on MKL")
     mkl = _encode(model, batch, True, head_mask=head_mask, attention_dtype=kept)
     assert products[-1] == fused._mkl_gemm_bf16()
     ref = _encode(model, batch, False, head_mask=head_mask, attention_dtype=kept)
