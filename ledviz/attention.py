@@ -87,6 +87,7 @@ class InferenceScratch:
     # (attention), then a slice of feed-forward activations (the layer's tail)
     scores_or_activations: ReusedBuffer = field(default_factory=ReusedBuffer)
     layer_rows: ReusedBuffer = field(default_factory=ReusedBuffer)  # (rows, D): the layer's tail
+    narrow_stream: ReusedBuffer = field(default_factory=ReusedBuffer)  # (B L, D): GlobalLayout.narrow_stream
 
 
 @dataclass
@@ -109,6 +110,9 @@ class GlobalLayout:
     row_stats: Tensor | None = field(default=None, repr=False, compare=False)
     # the encoder's float32 residual stream (modeling.py): whether a layer may write its result over its input
     stream_reusable: bool = field(default=False, repr=False, compare=False)
+    # ... and its copy in the weights' dtype, written by the layer that made the stream (its last layer norm
+    # writes both): (the float32 stream (B, L, D) the layer returned, the copy), taken by the next layer
+    narrow_stream: tuple[Tensor, Tensor] | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_global(self) -> int:
@@ -728,14 +732,15 @@ def _fused_head_bf16(whole_head, chunk: _Chunk, h: int, kv: Tensor, k_glob: Tens
                      masks: _KernelMasks, blocks: _Blocks, head_weight: float | None, dest: Tensor | None,
                      out: Tensor, stats: Tensor | None = None) -> None:
     """Head h of a chunk in bfloat16, entirely in fused_band.cpp (ledviz_band_attention_bf16): the scores
+    from the CPU's matrix unit (AMX) where the kernel runs it and the shapes fit (whole_head.products), else
     from MKL's bfloat16 products (rounded to bfloat16 as PyTorch's product gives them, unless
     fused.float32_scores), the probabilities as _fused_probabilities makes them, times the values,
     into `out` (r1 - r0, hd). kv: this sequence's (L' + 2w, 2, H, hd) keys and
     values between their margins; k_glob, v_glob (x, H, hd)."""
-    function, gemm = whole_head
     c, w, x = blocks.c, blocks.w, chunk.num_global
     q = chunk.queries[:, h]  # (n, hd)
     n, hd = q.shape
+    function, gemm = whole_head.function, whole_head.products(hd, c, w)
     keys, values = kv[chunk.j0 * c:, 0, h], kv[chunk.j0 * c:, 1, h]  # (rows, hd) each
     # the kernel trusts these: every pointer below covers what it reads or writes
     assert kv.dtype == q.dtype == out.dtype == torch.bfloat16 and q.stride(1) == keys.stride(1) == out.stride(1) == 1

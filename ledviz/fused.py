@@ -8,7 +8,7 @@ row while the row is in cache, and gives each row's statistics on the way (for a
 matrix products.
 
     band_kernel()          # the softmax pass (ctypes function), or None: no compiler, failed build, off
-    bf16_head_kernel()     # bfloat16: a head's whole band on MKL's bfloat16 products, or None
+    bf16_head_kernel()     # bfloat16: a head's whole band (products on AMX, else MKL's bfloat16 product), or None
     residual_layer_norm()  # the float32 residual stream's sum and layer norm in one pass
     head_sum()             # the views' sums over heads in one pass
     kernel_status()        # in words: "compiled with g++ (cached in ...)" or why not
@@ -37,7 +37,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import torch
 
@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("fused_band.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC"]
-INTERFACE_VERSION = 5  # ledviz_band_version() of the source this module calls
+INTERFACE_VERSION = 6  # ledviz_band_version() of the source this module calls
 SETTINGS = ("auto", "off")  # "auto": the kernel where it builds; "off": PyTorch operations only
 DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 
@@ -177,15 +177,19 @@ class _Build:
         head_sum = lib.ledviz_head_sum
         head_sum.argtypes = [ptr, i64, i64, ptr, i32, i64, i64, i64, i64, ptr, i64, i64, i64]
         head_sum.restype = i32
-        return _Functions(softmax, head, norm, head_sum), f"compiled with {Path(cxx).name} (cached in {cache})"
+        amx_shape, amx_ready = lib.ledviz_amx_shape, lib.ledviz_amx_ready
+        amx_shape.argtypes, amx_shape.restype = [i64, i64, i64], i32
+        amx_ready.argtypes, amx_ready.restype = [], i32
+        return (_Functions(softmax, head, norm, head_sum, amx_shape, bool(amx_ready())),
+                f"compiled with {Path(cxx).name} (cached in {cache})")
 
 
 class _Functions:
     """The kernel's entry points (see fused_band.cpp)."""
 
-    def __init__(self, softmax, head_bf16, residual_layer_norm, head_sum):
+    def __init__(self, softmax, head_bf16, residual_layer_norm, head_sum, amx_shape, amx_ready: bool):
         self.softmax, self.head_bf16, self.residual_layer_norm = softmax, head_bf16, residual_layer_norm
-        self.head_sum = head_sum
+        self.head_sum, self.amx_shape, self.amx_ready = head_sum, amx_shape, amx_ready
 
 
 def _functions() -> "_Functions | None":
@@ -265,21 +269,39 @@ def band_kernel():
     return functions.softmax if functions is not None else None
 
 
-def bf16_head_kernel() -> tuple[object, int] | None:
-    """(`ledviz_band_attention_bf16`, the address of MKL's bfloat16 product) for bfloat16 models, or None:
-    the kernel is off or not built, or PyTorch has no MKL (then bfloat16 takes band_kernel with
-    PyTorch's products)."""
+class HeadKernel(NamedTuple):
+    """What bf16_head_kernel gives: the entry point, MKL's product, and whether the matrix unit takes a shape."""
+
+    function: object  # ledviz_band_attention_bf16
+    gemm: int  # the address of MKL's cblas_gemm_bf16bf16f32
+    amx_shape: object | None  # ledviz_amx_shape(head size, block rows, w) where the matrix unit is used, else None
+
+    def products(self, hd: int, c: int, w: int) -> int | None:
+        """The products' argument for these shapes: None (the matrix unit, inside the kernel) or MKL's product."""
+        return None if self.amx_shape is not None and self.amx_shape(hd, c, w) else self.gemm
+
+
+def bf16_head_kernel() -> HeadKernel | None:
+    """The bfloat16 models' whole-head kernel (`ledviz_band_attention_bf16`), or None: the kernel is off or not
+    built, or PyTorch has no MKL (then bfloat16 takes band_kernel with PyTorch's products). Its band products
+    run on the CPU's matrix unit (AMX) where the build and the system allow it and the shapes fit (use_amx),
+    else on MKL's bfloat16 product."""
     if not use_mkl_products:
         return None
     functions = _functions()
     if functions is None:
         return None
     gemm = _mkl_gemm_bf16()
-    return (functions.head_bf16, gemm) if gemm else None
+    if not gemm:
+        return None
+    return HeadKernel(functions.head_bf16, gemm, functions.amx_shape if use_amx and functions.amx_ready else None)
 
 
 # bfloat16 models take MKL's bfloat16 products inside the kernel where PyTorch has MKL (tests turn it off)
 use_mkl_products = True
+# ... and the matrix unit's (AMX) products instead, written in fused_band.cpp, where they can run (tests turn it
+# off): the keys and values packed once per head and chunk instead of MKL's repacking on every block
+use_amx = True
 # ... and keep MKL's float32 scores (float32_scores), or read them rounded to bfloat16 as PyTorch's
 # bfloat16 product gives them (False: the PyTorch fallback's probabilities). Float32 scores are as fast
 # and closer to a float32 run: over 16 validation reports of the embedded model, the largest
@@ -288,10 +310,15 @@ float32_scores = True
 
 
 def kernel_status() -> str:
-    """In words: whether the fused band kernel is in use, and if not, why."""
+    """In words: whether the fused band kernel is in use, and if not, why; and where bfloat16's band products run."""
     if not enabled():
         return "off (LEDVIZ_FUSED_KERNEL=off or set_enabled(False)): PyTorch operations"
-    return _build().status
+    build = _build()
+    if build.function is None:
+        return build.status
+    head = bf16_head_kernel()
+    products = ("the matrix unit (AMX)" if head.amx_shape is not None else "MKL") if head is not None else "PyTorch"
+    return f"{build.status}; bfloat16 band products on {products}"
 
 
 def reset() -> None:

@@ -17,8 +17,13 @@
 #include <cstdint>
 #include <cstring>
 #include <vector>
-#if defined(__F16C__)
+#if defined(__F16C__) || defined(__AVX512BF16__) || defined(__AMX_BF16__)
 #include <immintrin.h>
+#endif
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#define LEDVIZ_AMX 1
 #endif
 
 namespace {
@@ -125,14 +130,40 @@ inline void gather(const S* __restrict src, Dtype dt, const float* __restrict bi
     }
 }
 
+#if defined(__AVX512BF16__)
+// v * scale rounded to bfloat16 with the CPU's conversion (round to nearest even, as to_bf16; it reads
+// float32 subnormals as 0, which no probability or activation here comes near)
+inline void put_bf16(uint16_t* __restrict dst, const float* __restrict v, float scale, int64_t count) {
+    const __m512 sc = _mm512_set1_ps(scale);
+    int64_t k = 0;
+    for (; k + 16 <= count; k += 16) {
+        const __m256bh h = _mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(v + k), sc));
+        __m256i bits;
+        std::memcpy(&bits, &h, sizeof bits);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + k), bits);
+    }
+    if (k < count) {
+        const __mmask16 m = __mmask16((1u << (count - k)) - 1u);
+        const __m256bh h = _mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, v + k), sc));
+        __m256i bits;
+        std::memcpy(&bits, &h, sizeof bits);
+        _mm256_mask_storeu_epi16(dst + k, m, bits);
+    }
+}
+#endif
+
 template <typename S>
 inline void put(S* __restrict dst, Dtype dt, const float* __restrict v, float scale, int64_t count) {
     if constexpr (sizeof(S) == 4) {
 #pragma omp simd
         for (int64_t k = 0; k < count; ++k) dst[k] = v[k] * scale;
     } else if (dt == BF16) {
+#if defined(__AVX512BF16__)
+        put_bf16(dst, v, scale, count);
+#else
 #pragma omp simd
         for (int64_t k = 0; k < count; ++k) dst[k] = to_bf16(v[k] * scale);
+#endif
     } else {
         int64_t k = 0;
 #if defined(__F16C__)
@@ -172,52 +203,115 @@ void band_softmax_impl(const S* src, Dtype st, int64_t stride, P* dst, Dtype pt,
             if (stats) std::memset(stats + 4 * i, 0, sizeof(float) * 4);
             continue;
         }
-        gather(in, st, global_bias, x, v);
-        gather(in + xp + t, st, key_bias + j * c + t, slots, v + x);
-        // four independent accumulators in each reduction: one would wait on its own latency
-        f16x mv[4] = {splat(-3.0e38f), splat(-3.0e38f), splat(-3.0e38f), splat(-3.0e38f)};
-        for (int64_t k = 0, u = 0; k < padded; k += LANES, u = (u + 1) & 3) {
-            f16x a = load16(v + k);
-            mv[u] = a > mv[u] ? a : mv[u];
-        }
-        for (int u = 1; u < 4; ++u) mv[0] = mv[u] > mv[0] ? mv[u] : mv[0];
-        float m = mv[0][0];
-        for (int l = 1; l < LANES; ++l) m = mv[0][l] > m ? mv[0][l] : m;
-        if (m <= MASKED) {  // nothing to attend to: a row of zeros
-            std::memset(row, 0, sizeof(P) * (xp + span));
-            if (out) std::memset(out, 0, sizeof(D) * width);
-            if (stats) std::memset(stats + 4 * i, 0, sizeof(float) * 4);
-            continue;
-        }
-        const f16x mm = splat(m), zero = splat(0.0f);
-        f16x sumv[4] = {zero, zero, zero, zero}, exv[4] = {zero, zero, zero, zero}, dv[4] = {zero, zero, zero, zero};
-        if (stats) {
-            // with the statistics' sums: e (s - max) for the entropy (masked scores are finite, so a
-            // masked entry adds 0 x finite), and e |k - x - w| for the band's distances (the global
-            // columns' wrong terms are taken out below)
-            for (int64_t k = 0, u = 0; k < padded; k += LANES, u = (u + 1) & 3) {
-                const f16x sh = load16(v + k) - mm;
-                const f16x ek = exp_nonpositive(sh);
-                const f16x off = iota + float(k - x - w);
-                store16(e + k, ek);
-                sumv[u] += ek;
-                exv[u] += ek * sh;
-                dv[u] += ek * (off < 0.0f ? -off : off);
-            }
-        } else {
-            for (int64_t k = 0, u = 0; k < padded; k += LANES, u = (u + 1) & 3) {
-                const f16x ek = exp_nonpositive(load16(v + k) - mm);
-                store16(e + k, ek);
-                sumv[u] += ek;
-            }
-        }
-        const f16x sums = (sumv[0] + sumv[1]) + (sumv[2] + sumv[3]), exs = (exv[0] + exv[1]) + (exv[2] + exv[3]);
-        const f16x ds = (dv[0] + dv[1]) + (dv[2] + dv[3]);
         float sum = 0.0f, ex = 0.0f, all_dist = 0.0f;
-        for (int l = 0; l < LANES; ++l) {
-            sum += sums[l];
-            ex += exs[l];
-            all_dist += ds[l];
+#if defined(__AVX512F__)
+        if (sizeof(S) == 4 && st == F32 && stats == nullptr) {
+            // float32 scores without statistics: the band read where it is, twice (the max, then the
+            // exponentials), instead of copied first and read from the copy
+            const float* band = reinterpret_cast<const float*>(in) + xp + t;
+            const float* kb = key_bias + j * c + t;
+            float m = -3.0e38f;
+            for (int64_t g = 0; g < x; ++g) {
+                v[g] = float(in[g]) + global_bias[g];
+                m = v[g] > m ? v[g] : m;
+            }
+            __m512 mx0 = _mm512_set1_ps(-3.0e38f), mx1 = mx0;
+            int64_t k = 0;
+            for (; k + 32 <= slots; k += 32) {
+                mx0 = _mm512_max_ps(mx0, _mm512_add_ps(_mm512_loadu_ps(band + k), _mm512_loadu_ps(kb + k)));
+                mx1 = _mm512_max_ps(mx1, _mm512_add_ps(_mm512_loadu_ps(band + k + 16), _mm512_loadu_ps(kb + k + 16)));
+            }
+            for (; k < slots; k += LANES) {
+                const __mmask16 mk = slots - k >= LANES ? __mmask16(0xFFFF) : __mmask16((1u << (slots - k)) - 1u);
+                const __m512 a = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, band + k), _mm512_maskz_loadu_ps(mk, kb + k));
+                mx0 = _mm512_mask_max_ps(mx0, mk, mx0, a);
+            }
+            const float mb = _mm512_reduce_max_ps(_mm512_max_ps(mx0, mx1));
+            m = mb > m ? mb : m;
+            if (m <= MASKED) {  // nothing to attend to: a row of zeros
+                std::memset(row, 0, sizeof(P) * (xp + span));
+                if (out) std::memset(out, 0, sizeof(D) * width);
+                continue;
+            }
+            for (int64_t g = 0; g < x; ++g) {
+                e[g] = exp_nonpositive(splat(v[g] - m))[0];
+                sum += e[g];
+            }
+            const f16x mm = splat(m);
+            f16x s0 = splat(0.0f), s1 = s0;
+            for (k = 0; k + 32 <= slots; k += 32) {
+                const f16x a0 = load16(band + k) + load16(kb + k), a1 = load16(band + k + 16) + load16(kb + k + 16);
+                const f16x e0 = exp_nonpositive(a0 - mm), e1 = exp_nonpositive(a1 - mm);
+                store16(e + x + k, e0);
+                store16(e + x + k + 16, e1);
+                s0 += e0;
+                s1 += e1;
+            }
+            for (; k < slots; k += LANES) {
+                const __mmask16 mk = slots - k >= LANES ? __mmask16(0xFFFF) : __mmask16((1u << (slots - k)) - 1u);
+                __m512 a = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, band + k), _mm512_maskz_loadu_ps(mk, kb + k));
+                f16x af;
+                std::memcpy(&af, &a, sizeof af);
+                f16x ek = exp_nonpositive(af - mm);
+                __m512 ev;
+                std::memcpy(&ev, &ek, sizeof ev);
+                ev = _mm512_maskz_mov_ps(mk, ev);
+                _mm512_mask_storeu_ps(e + x + k, mk, ev);
+                std::memcpy(&ek, &ev, sizeof ek);
+                s0 += ek;
+            }
+            const f16x st2 = s0 + s1;
+            for (int l = 0; l < LANES; ++l) sum += st2[l];
+        } else
+#endif
+        {
+            gather(in, st, global_bias, x, v);
+            gather(in + xp + t, st, key_bias + j * c + t, slots, v + x);
+            // four independent accumulators in each reduction: one would wait on its own latency
+            f16x mv[4] = {splat(-3.0e38f), splat(-3.0e38f), splat(-3.0e38f), splat(-3.0e38f)};
+            for (int64_t k = 0, u = 0; k < padded; k += LANES, u = (u + 1) & 3) {
+                f16x a = load16(v + k);
+                mv[u] = a > mv[u] ? a : mv[u];
+            }
+            for (int u = 1; u < 4; ++u) mv[0] = mv[u] > mv[0] ? mv[u] : mv[0];
+            float m = mv[0][0];
+            for (int l = 1; l < LANES; ++l) m = mv[0][l] > m ? mv[0][l] : m;
+            if (m <= MASKED) {  // nothing to attend to: a row of zeros
+                std::memset(row, 0, sizeof(P) * (xp + span));
+                if (out) std::memset(out, 0, sizeof(D) * width);
+                if (stats) std::memset(stats + 4 * i, 0, sizeof(float) * 4);
+                continue;
+            }
+            const f16x mm = splat(m), zero = splat(0.0f);
+            f16x sumv[4] = {zero, zero, zero, zero}, exv[4] = {zero, zero, zero, zero}, dv[4] = {zero, zero, zero, zero};
+            if (stats) {
+                // with the statistics' sums: e (s - max) for the entropy (masked scores are finite, so a
+                // masked entry adds 0 x finite), and e |k - x - w| for the band's distances (the global
+                // columns' wrong terms are taken out below)
+                for (int64_t k = 0, u = 0; k < padded; k += LANES, u = (u + 1) & 3) {
+                    const f16x sh = load16(v + k) - mm;
+                    const f16x ek = exp_nonpositive(sh);
+                    const f16x off = iota + float(k - x - w);
+                    store16(e + k, ek);
+                    sumv[u] += ek;
+                    exv[u] += ek * sh;
+                    dv[u] += ek * (off < 0.0f ? -off : off);
+                }
+            } else {
+                for (int64_t k = 0, u = 0; k < padded; k += LANES, u = (u + 1) & 3) {
+                    const f16x ek = exp_nonpositive(load16(v + k) - mm);
+                    store16(e + k, ek);
+                    sumv[u] += ek;
+                }
+            }
+            const f16x sums = (sumv[0] + sumv[1]) + (sumv[2] + sumv[3]), exs = (exv[0] + exv[1]) + (exv[2] + exv[3]);
+            const f16x ds = (dv[0] + dv[1]) + (dv[2] + dv[3]);
+            for (int l = 0; l < LANES; ++l) {
+                sum += sums[l];
+                ex += exs[l];
+                all_dist += ds[l];
+            }
+
         }
         const float scale = weight / sum;
         // the row in place: global columns, zeros up to the block, zeros, the band, zeros
@@ -263,6 +357,52 @@ int dispatch_dest(const S* src, Dtype st, int64_t stride, P* dst, Dtype pt, int6
     return 0;
 }
 
+#if defined(LEDVIZ_AMX)
+// The band's two products on the CPU's matrix unit (AMX), for one head of a chunk of query blocks, with
+// the keys and values packed once per call in the layouts the unit reads (MKL's product repacks both
+// operands on every block). Tiles: 0-3 accumulate a 32 x 32 float32 corner of the result, 4-5 hold 32
+// rows of the left operand, 6-7 two 16-column slices of the right one (pairs of bfloat16 along k).
+struct TileConfig {
+    uint8_t palette = 1, start_row = 0, reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+};
+
+inline void amx_configure() {
+    TileConfig cfg;
+    for (int t = 0; t < 8; ++t) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    _tile_loadconfig(&cfg);
+}
+
+// C (32 x 32 float32 at c, rows ldc bytes apart) = sum over ksteps of A (32 rows x 32 bf16 at a + 32 s,
+// rows lda bytes apart) x B (16 pairs x 32 columns at b + s * bstep, rows ldb bytes apart, the second
+// 16 columns at b + half)
+inline void amx_corner(float* c, int64_t ldc, const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb,
+                       int64_t bstep, int64_t half, int64_t k0, int64_t k1) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t s = k0; s < k1; ++s) {
+        _tile_loadd(4, a + 32 * s, lda);
+        _tile_loadd(5, reinterpret_cast<const char*>(a + 32 * s) + 16 * lda, lda);
+        _tile_loadd(6, b + s * bstep, ldb);
+        _tile_loadd(7, b + s * bstep + half, ldb);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, c, ldc);
+    _tile_stored(1, c + 16, ldc);
+    _tile_stored(2, reinterpret_cast<char*>(c) + 16 * ldc, ldc);
+    _tile_stored(3, reinterpret_cast<char*>(c) + 16 * ldc + 64, ldc);
+}
+#endif
+
 // MKL's cblas_gemm_bf16bf16f32 (row major): C (m, n) f32 = alpha A (m, k) bf16 x B (k, n) bf16 + beta C
 typedef void (*gemm_bf16_fn)(int layout, int transa, int transb, int m, int n, int k, float alpha,
                              const uint16_t* a, int lda, const uint16_t* b, int ldb, float beta, float* c, int ldc);
@@ -273,7 +413,22 @@ constexpr int ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112;
 extern "C" {
 
 // the interface version ledviz/fused.py checks after loading
-int ledviz_band_version() { return 5; }
+int ledviz_band_version() { return 6; }
+
+// Whether ledviz_band_attention_bf16 can run its products on the matrix unit (AMX) for these shapes:
+// head size a multiple of 32, query blocks of a multiple of 32 rows, w a multiple of 16.
+int ledviz_amx_shape(int64_t hd, int64_t c, int64_t w) { return hd % 32 == 0 && c % 32 == 0 && w % 16 == 0; }
+
+// 1 where this build has the AMX path and the system lets this process use the matrix unit, else 0.
+int ledviz_amx_ready() {
+#if defined(LEDVIZ_AMX)
+    // ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA: granted once per process (PyTorch's oneDNN asks too)
+    static const int ready = syscall(SYS_arch_prctl, 0x1023, 18) == 0 ? 1 : 0;
+    return ready;
+#else
+    return 0;
+#endif
+}
 
 // returns 0, or 1 for an unknown scores dtype, 2 for an unknown dest dtype
 int ledviz_band_softmax(void* scores, int scores_dtype, int64_t n, int64_t stride, int64_t x, int64_t xp,
@@ -295,7 +450,9 @@ int ledviz_band_softmax(void* scores, int scores_dtype, int64_t n, int64_t strid
 }
 
 // One head of a chunk of query blocks in bfloat16, products included, through `gemm` (MKL's
-// cblas_gemm_bf16bf16f32: bfloat16 operands, float32 results). Block by block, in buffers that
+// cblas_gemm_bf16bf16f32: bfloat16 operands, float32 results), or where `gemm` is null on the CPU's matrix
+// unit (AMX: the caller checked ledviz_amx_ready and ledviz_amx_shape; returns 3 otherwise), the keys and
+// values packed once per call, and only the 32-key slices that reach a row's window multiplied. Block by block, in buffers that
 // stay in cache: the scores in float32 (q against the x global keys and the block's key span),
 // the probabilities (ledviz_band_softmax's rows, rounded once to bfloat16), then the output rows
 // = probabilities x (global values, value span), written in bfloat16 to `out`.
@@ -303,7 +460,7 @@ int ledviz_band_softmax(void* scores, int scores_dtype, int64_t n, int64_t strid
 // stride ldk (block jj's span starts at row jj * c); kg, vg: (x, hd) rows of stride ldg; out:
 // out_rows rows of stride ld_out. round_scores: read the scores rounded to bfloat16, as PyTorch's bfloat16
 // product returns them (the same probabilities as ledviz_band_softmax after torch.mm), else in float32
-// (more accurate). Returns 0, or 2 for an unknown dest dtype.
+// (more accurate). Returns 0, 2 for an unknown dest dtype, or 3 (null gemm) where the matrix unit cannot run.
 int ledviz_band_attention_bf16(void* gemm_ptr, const uint16_t* q, int64_t ldq, const uint16_t* k, const uint16_t* v,
                                int64_t ldk, const uint16_t* kg, const uint16_t* vg, int64_t ldg, int64_t blocks,
                                int64_t hd, int64_t x, int64_t c, int64_t w, const float* key_bias,
@@ -315,12 +472,72 @@ int ledviz_band_attention_bf16(void* gemm_ptr, const uint16_t* q, int64_t ldq, c
     const int64_t span = c + 2 * w, xp = (x + 15) / 16 * 16, width = xp + span;
     std::vector<float> scores(c * width), head(c * hd);
     std::vector<uint16_t> probs(c * width);
+#if defined(LEDVIZ_AMX)
+    // gemm null: the matrix unit (the caller checked ledviz_amx_shape and ledviz_amx_ready)
+    const int64_t keys = (blocks - 1) * c + span;
+    std::vector<uint16_t> kpack, vpack;
+    if (gemm == nullptr) {
+        if (!ledviz_amx_shape(hd, c, w)) return 3;
+        // keys as (hd / 2) rows of (key, pair) and values as (keys / 2) rows of (column, pair)
+        kpack.resize(hd * keys);
+        vpack.resize(hd * keys);
+        uint32_t* kp = reinterpret_cast<uint32_t*>(kpack.data());
+        for (int64_t key0 = 0; key0 < keys; key0 += 64) {  // 64 keys at a time: their rows stay in cache
+            const int64_t key1 = key0 + 64 < keys ? key0 + 64 : keys;
+            for (int64_t pr = 0; pr < hd / 2; ++pr) {
+                for (int64_t key = key0; key < key1; ++key) {
+                    uint32_t pair;
+                    std::memcpy(&pair, k + key * ldk + 2 * pr, 4);
+                    kp[pr * keys + key] = pair;
+                }
+            }
+        }
+        for (int64_t pr = 0; pr < keys / 2; ++pr) {
+            const uint16_t *r0 = v + 2 * pr * ldk, *r1 = r0 + ldk;
+            uint16_t* o = vpack.data() + pr * 2 * hd;
+            for (int64_t col = 0; col < hd; ++col) {
+                o[2 * col] = r0[col];
+                o[2 * col + 1] = r1[col];
+            }
+        }
+        amx_configure();
+    }
+#else
+    if (gemm == nullptr) return 3;
+#endif
     for (int64_t jj = 0; jj < blocks; ++jj) {
         const uint16_t* qb = q + jj * c * ldq;
-        if (x) gemm(ROW_MAJOR, NO_TRANS, TRANS, int(c), int(x), int(hd), 1.0f, qb, int(ldq), kg, int(ldg), 0.0f,
-                    scores.data(), int(width));
-        gemm(ROW_MAJOR, NO_TRANS, TRANS, int(c), int(span), int(hd), 1.0f, qb, int(ldq), k + jj * c * ldk, int(ldk),
-             0.0f, scores.data() + xp, int(width));
+        if (gemm != nullptr) {
+            if (x) gemm(ROW_MAJOR, NO_TRANS, TRANS, int(c), int(x), int(hd), 1.0f, qb, int(ldq), kg, int(ldg), 0.0f,
+                        scores.data(), int(width));
+            gemm(ROW_MAJOR, NO_TRANS, TRANS, int(c), int(span), int(hd), 1.0f, qb, int(ldq), k + jj * c * ldk,
+                 int(ldk), 0.0f, scores.data() + xp, int(width));
+        }
+#if defined(LEDVIZ_AMX)
+        else {
+            // 32 rows at a time against the 32-key slices of the span that reach their windows (the rest of
+            // the row is never read: the softmax reads each row's 2w + 1 slots)
+            for (int64_t r = 0; r < c; r += 32) {
+                const int64_t last = (r + 31 + 2 * w) / 32 + 1;  // 32-key slices [r / 32, last)
+                for (int64_t ks = r / 32; ks < (last < span / 32 ? last : span / 32); ++ks)
+                    amx_corner(scores.data() + r * width + xp + 32 * ks, width * 4, qb + r * ldq, ldq * 2,
+                               kpack.data() + (jj * c + 32 * ks) * 2, keys * 4, 16 * keys * 2, 32, 0, hd / 32);
+            }
+            for (int64_t i = 0; i < c; ++i) {  // the x global columns: plain dot products in float32
+                for (int64_t g = 0; g < x; ++g) {
+                    float acc = 0.0f;
+                    for (int64_t d = 0; d < hd; ++d) {
+                        uint32_t a = uint32_t(qb[i * ldq + d]) << 16, b = uint32_t(kg[g * ldg + d]) << 16;
+                        float fa, fb;
+                        std::memcpy(&fa, &a, 4);
+                        std::memcpy(&fb, &b, 4);
+                        acc += fa * fb;
+                    }
+                    scores[i * width + g] = acc;
+                }
+            }
+        }
+#endif
         const int64_t r = jj * c;  // the block's first row in the chunk
         const int64_t rows_dest = dest_rows > r ? (dest_rows - r < c ? dest_rows - r : c) : 0;
         int rc = dispatch_dest(scores.data(), round_scores ? F32_AS_BF16 : F32, width, probs.data(), BF16, width, c, x, xp, c, w,
@@ -330,13 +547,44 @@ int ledviz_band_attention_bf16(void* gemm_ptr, const uint16_t* q, int64_t ldq, c
                                dest_dtype, rows_dest, dest_stride, stats ? stats + 4 * r : nullptr, global_pos,
                                row0 + r);
         if (rc) return rc;
-        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, int(c), int(hd), int(span), 1.0f, probs.data() + xp, int(width),
-             v + jj * c * ldk, int(ldk), 0.0f, head.data(), int(hd));
-        if (x) gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, int(c), int(hd), int(x), 1.0f, probs.data(), int(width), vg,
-                    int(ldg), 1.0f, head.data(), int(hd));
+        if (gemm != nullptr) {
+            gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, int(c), int(hd), int(span), 1.0f, probs.data() + xp, int(width),
+                 v + jj * c * ldk, int(ldk), 0.0f, head.data(), int(hd));
+            if (x) gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, int(c), int(hd), int(x), 1.0f, probs.data(), int(width), vg,
+                        int(ldg), 1.0f, head.data(), int(hd));
+        }
+#if defined(LEDVIZ_AMX)
+        else {
+            // the probabilities are 0 outside each row's window: 32 rows need the 32-key slices that reach it
+            for (int64_t r = 0; r < c; r += 32) {
+                const int64_t last = (r + 31 + 2 * w) / 32 + 1;
+                for (int64_t col = 0; col < hd; col += 32)
+                    amx_corner(head.data() + r * hd + col, hd * 4, probs.data() + r * width + xp, width * 2,
+                               vpack.data() + (jj * c / 2) * 2 * hd + 2 * col, hd * 4, 16 * 2 * hd, 32, r / 32,
+                               last < span / 32 ? last : span / 32);
+            }
+            for (int64_t i = 0; i < c; ++i) {  // plus the x global columns times their values
+                for (int64_t g = 0; g < x; ++g) {
+                    uint32_t pb = uint32_t(probs[i * width + g]) << 16;
+                    float pg;
+                    std::memcpy(&pg, &pb, 4);
+                    if (pg == 0.0f) continue;
+                    for (int64_t d = 0; d < hd; ++d) {
+                        uint32_t b = uint32_t(vg[g * ldg + d]) << 16;
+                        float fb;
+                        std::memcpy(&fb, &b, 4);
+                        head[i * hd + d] += pg * fb;
+                    }
+                }
+            }
+        }
+#endif
         const int64_t rows_out = out_rows > r ? (out_rows - r < c ? out_rows - r : c) : 0;
         for (int64_t i = 0; i < rows_out; ++i) put(out + (r + i) * ld_out, BF16, head.data() + i * hd, 1.0f, hd);
     }
+#if defined(LEDVIZ_AMX)
+    if (gemm == nullptr) _tile_release();
+#endif
     return 0;
 }
 

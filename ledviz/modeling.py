@@ -158,6 +158,16 @@ def _rows_in_place(x: torch.Tensor, buffer: ReusedBuffer, rows: int,
         part.copy_(fn(part, buf[: part.shape[0]]))
 
 
+def _narrow_stream(stream: torch.Tensor, dtype: torch.dtype, layout: GlobalLayout) -> torch.Tensor:
+    """The float32 residual stream (B, L, D) in the weights' dtype: the copy the previous layer's last layer
+    norm wrote beside it (GlobalLayout.narrow_stream) where it is still this stream's, else a conversion."""
+    mirror = layout.narrow_stream
+    layout.narrow_stream = None
+    if mirror is not None and mirror[0] is stream and mirror[1].dtype == dtype and mirror[1].numel() == stream.numel():
+        return mirror[1].view(stream.shape)
+    return stream.to(dtype)
+
+
 class LEDEncoderLayer(nn.Module):
     def __init__(self, config: LEDConfig, layer_id: int):
         super().__init__()
@@ -178,7 +188,7 @@ class LEDEncoderLayer(nn.Module):
         residual = hidden_states
         weights_dtype = self.fc1.weight.dtype
         if hidden_states.dtype != weights_dtype:  # the wide stream: products take the weights' dtype
-            hidden_states = hidden_states.to(weights_dtype)
+            hidden_states = _narrow_stream(hidden_states, weights_dtype, layout)
         h, local_probs, global_probs = self.self_attn.longformer_self_attn(
             hidden_states, layout, layer_head_mask, output_attentions, probs_dtype)
         if is_inference(self) and residual.dtype != h.dtype:
@@ -263,6 +273,9 @@ class LEDEncoderLayer(nn.Module):
             if to_narrow is not None:
                 to_narrow.copy_(o)
 
+        # the result in the weights' dtype too, for the next layer's products (written by the last layer norm
+        # as it goes, in the scratch the next layer reads it from: nothing of this layer reads it by then)
+        mirror = layout.scratch.narrow_stream.view((B * L, D), h)
         for r0 in range(0, B * L, rows):
             r1 = min(B * L, r0 + rows)
             buf = narrow[: r1 - r0]
@@ -270,8 +283,10 @@ class LEDEncoderLayer(nn.Module):
             # the biases of the output projection and fc2 join the float32 sum
             add_norm(res[r0:r1], o, torch.mm(flat[r0:r1], proj.weight.t(), out=buf), proj.bias, ln1, buf)
             f = self._fc1_activated(buf, activations[: r1 - r0])
-            add_norm(o, o, torch.mm(f, self.fc2.weight.t(), out=buf), self.fc2.bias, ln2, None)
-        return out.view(B, L, D)
+            add_norm(o, o, torch.mm(f, self.fc2.weight.t(), out=buf), self.fc2.bias, ln2, mirror[r0:r1])
+        result = out.view(B, L, D)
+        layout.narrow_stream = (result, mirror)
+        return result
 
 
 class LEDDecoderLayer(nn.Module):

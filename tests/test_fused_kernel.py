@@ -80,6 +80,56 @@ def test_kernel_in_half_precision(dtype, mkl, f32_scores, kept, monkeypatch):
         assert_close(a.float(), b.float(), "local attentions", tol=1e-2)
 
 
+def _amx_ready() -> bool:
+    functions = fused._functions()
+    return functions is not None and functions.amx_ready and fused._mkl_gemm_bf16() is not None
+
+
+@needs_kernel
+@pytest.mark.skipif(not _amx_ready(), reason="no AMX here (or no MKL in PyTorch)")
+@pytest.mark.parametrize("kept", [None, torch.float32], ids=str)
+def test_bfloat16_band_on_the_matrix_unit(kept, monkeypatch):
+    """Shapes the matrix unit takes (head size 32, w 16 and 32, blocks of 32 rows): its products give MKL's
+    and the PyTorch path's probabilities and outputs to bfloat16 rounding, with padding, used and unused
+    global slots, a head mask and a partial last block; a shape it does not take goes to MKL."""
+    torch.manual_seed(0)
+    cfg = ledviz.LEDConfig(**tiny_kwargs(d_model=64, encoder_attention_heads=2, encoder_ffn_dim=64,
+                                         attention_window=[32, 64], max_encoder_position_embeddings=512,
+                                         dropout=0.0, attention_dropout=0.0))
+    model = ledviz.LEDModel(cfg).eval()
+    perturb(model, scale=0.1)
+    model = model.to(torch.bfloat16)
+    batch = encoder_batch(2, 150, (1, 3), (0, 40))
+    head_mask = torch.tensor([[1.0, 0.5], [0.0, 1.0]])
+    products = []
+    whole = attention._fused_head_bf16
+    monkeypatch.setattr(attention, "_fused_head_bf16",
+                        lambda head, chunk, h, kv, *a: products.append(head.products(kv.shape[-1], 32, 16)) or
+                        whole(head, chunk, h, kv, *a))
+    amx = _encode(model, batch, True, head_mask=head_mask, attention_dtype=kept)
+    assert products and all(p is None for p in products), "the matrix unit's products were taken"
+    assert fused.kernel_status().endswith("bfloat16 band products on the matrix unit (AMX)")
+    monkeypatch.setattr(fused, "use_amx", False)
+    assert fused.kernel_status().endswith("bfloat16 band products on MKL")
+    mkl = _encode(model, batch, True, head_mask=head_mask, attention_dtype=kept)
+    assert products[-1] == fused._mkl_gemm_bf16()
+    ref = _encode(model, batch, False, head_mask=head_mask, attention_dtype=kept)
+    # against MKL's products (the same sums, perhaps in another order): close; against PyTorch's path, to
+    # bfloat16 rounding
+    for other, tol in ((mkl, 1e-2), (ref, 5e-2)):
+        assert_close(amx.last_hidden_state.float(), other.last_hidden_state.float(), "hidden", tol=tol)
+        for a, b in zip(amx.attentions, other.attentions):
+            assert a.dtype == (kept or torch.bfloat16)
+            assert_close(a.float(), b.float(), "local attentions", tol=tol / 5)
+            assert ((a == 0) == (b == 0)).all(), "masked entries are exact zeros in both"
+        for a, b in zip(amx.global_attentions, other.global_attentions):
+            assert_close(a.float(), b.float(), "global attentions", tol=tol / 5)
+    assert fused.bf16_head_kernel().products(32, 32, 8) == fused._mkl_gemm_bf16()  # w 8: not the unit's shape
+    monkeypatch.setattr(fused, "use_amx", True)
+    assert fused.bf16_head_kernel().products(32, 32, 8) == fused._mkl_gemm_bf16()
+    assert fused.bf16_head_kernel().products(32, 64, 16) is None
+
+
 def test_without_a_compiler_the_torch_operations_run(monkeypatch, tmp_path):
     """No C++ compiler: no kernel, a status that says why, and the encoder gives the PyTorch path's numbers."""
     monkeypatch.setenv("LEDVIZ_KERNEL_CACHE", str(tmp_path))
@@ -205,6 +255,35 @@ def test_bfloat16_encoder_with_and_without_the_kernel():
     assert_close(out.last_hidden_state.float(), ref.last_hidden_state.float(), "hidden", tol=3e-2)
     for a, b in zip(out.attentions, ref.attentions):
         assert_close(a.float(), b.float(), "local attentions", tol=1e-2)
+
+
+@pytest.mark.parametrize("use_kernel", [True, False], ids=["kernel", "torch"])
+def test_the_next_layer_takes_the_stream_copy_its_predecessor_wrote(use_kernel, monkeypatch):
+    """bfloat16 encoder, float32 stream: each layer after the first reads the bfloat16 copy of its input that the
+    previous layer's last layer norm wrote (no conversion of its own), with the same outputs as converting."""
+    from ledviz import modeling
+
+    model = _model([4, 8, 4], torch.bfloat16)
+    batch = encoder_batch(2, 29, (1, 3), (0, 4))
+    taken = []
+    narrow = modeling._narrow_stream
+
+    def spy(stream, dtype, layout):
+        mirror = layout.narrow_stream
+        out = narrow(stream, dtype, layout)
+        taken.append(mirror is not None and out.data_ptr() == mirror[1].data_ptr())
+        return out
+
+    monkeypatch.setattr(modeling, "_narrow_stream", spy)
+    for hidden_states in (False, True):
+        taken.clear()
+        out = _encode(model, batch, use_kernel, output_hidden_states=hidden_states)
+        assert taken == [False, True, True]
+        monkeypatch.setattr(modeling, "_narrow_stream", lambda stream, dtype, layout: stream.to(dtype))
+        ref = _encode(model, batch, use_kernel, output_hidden_states=hidden_states)
+        monkeypatch.setattr(modeling, "_narrow_stream", spy)
+        assert torch.equal(out.last_hidden_state, ref.last_hidden_state)
+        assert all(torch.equal(a, b) for a, b in zip(out.attentions, ref.attentions))
 
 
 @needs_kernel
