@@ -15,12 +15,13 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from . import device
+from . import device, questions
 from .errors import InputError
 from .export import AttentionStore
 from .config import LEDConfig
 from .generation import fact_list_constraint, span_constraint, word_bounds
 from .modeling import LEDForConditionalGeneration
+from .questions import ReadQuestion
 from .tokenization import LEDTokenizerFast, token_bytes
 from .unfold import SparseAttention
 
@@ -232,6 +233,17 @@ def prepare_document(loaded: LoadedModel, text: str, question: str | None = None
     return Document(text=text, question=question, input_ids=ids, attention_mask=enc["attention_mask"],
                     tokens=tok.convert_ids_to_tokens(ids[0].tolist()), offsets=offsets, segment=list(segment),
                     limit=limit, truncated_tokens=int(truncated), kept_chars=kept if truncated else len(text))
+
+
+def read_question(tokenizer, question: str, document: str) -> ReadQuestion:
+    """A user's question as the model will be given it (ledviz.questions): a shouted question
+    re-cased to sentence case, the document's words in the document's casing; a letter slip
+    mended when one best word of the document or of the tokenizer's whole words is one slip away.
+    `.text` is the question to pass on, `.changes` what was read differently. The one place the
+    QA page and ledviz.demo.evaluate read questions."""
+    if question is None:
+        raise InputError("the question is missing: type a question about the document")
+    return questions.read_question(question, document or "", questions.tokenizer_vocabulary(tokenizer))
 
 
 _SENTENCE_END = re.compile(r"[.!?]\s|\n")

@@ -94,7 +94,31 @@ def test_micro_training_run_and_evaluation(tmp_path):
             r = scores[f"qa/{family}"][mode]
             assert r["n"] == (2 * len(evaluate.FAMILIES) if family == "overall" else 2) and 0 <= r["lo"] <= r["hi"] <= 1
     assert scores["unanswerable declined"]["kept"]["n"] == 2 and scores["wrongly declined"]["n"] == 18
+    # every upper-case question is read differently (re-cased): the family also has its "model alone" line,
+    # and the overall rate has one with each question as asked
+    alone = scores["qa/upper, model alone"]
+    assert alone["read_differently"] == 2 and alone["kept"]["n"] == alone["free"]["n"] == 2
+    assert scores["qa/overall, model alone"]["kept"]["n"] == 18 and "qa/suggested, model alone" not in scores
     assert set(scores["summaries"]["kept"]) >= {"recall", "all_right", "repeats"}
+
+
+def test_evaluation_reads_questions_as_the_app_does():
+    """evaluate.read_questions: each question through pipeline.read_question, the changed ones counted;
+    an upper-case question is re-cased, a suggested one left as asked."""
+    from ledviz.demo import data, evaluate
+
+    tok = data.load_tokenizer(MODEL_DIR)
+    sets = evaluate.question_sets(data.VALID_SEED, 3, [300])
+    upper, changed = evaluate.read_questions(tok, sets["upper"])
+    assert changed == 3
+    for ex, asked in zip(upper, sets["upper"]):
+        assert ex.question != asked.question and ex.question.lower() == asked.question.lower()
+        assert (ex.document, ex.target) == (asked.document, asked.target)
+    same, changed = evaluate.read_questions(tok, sets["suggested"])
+    assert changed == 0 and [e.question for e in same] == [e.question for e in sets["suggested"]]
+    assert evaluate.parse_args(["--model", "m", "--questions", "as-asked"]).questions == "as-asked"
+    with pytest.raises(SystemExit):
+        evaluate.parse_args(["--model", "m", "--questions", "lower"])
 
 
 def test_evaluation_measures():
@@ -493,17 +517,19 @@ def _probe(kind: str, index: int):
                             "Bennett') or to another whole word of the document ('No' for 'Noémi Ruiz')")),
 ])
 def test_embedded_model_answers_a_new_users_own_questions(kind):
-    """Through the app's own path (prepare_document, run with answers kept to the document, the
-    QA page's default): 4 of 5 held-out probes of each kind answered right; an unanswerable
-    question is right when declined with "not in the document"."""
+    """Through the app's own path (the question read as the QA page reads it, prepare_document,
+    run with answers kept to the document, the page's defaults): 4 of 5 held-out probes of each
+    kind answered right; an unanswerable question is right when declined with "not in the document"."""
     from ledviz.demo import data
+    from ledviz.pipeline import read_question
 
     loaded = load_model(None)
     wrong = []
     for i in range(5):
         ex = _probe(kind, i)
         assert ex.answerable == (kind != "unanswerable question")
-        doc = prepare_document(loaded, ex.document, question=ex.question)
+        question = read_question(loaded.tokenizer, ex.question, ex.document).text
+        doc = prepare_document(loaded, ex.document, question=question)
         result = run(loaded, doc, task="qa", max_new_tokens=24, answer_from_document=True)
         if not data.exact_match(result.output_text, ex.target):
             wrong.append(f"{ex.question!r}: {result.output_text!r} (expected {ex.target!r})")
