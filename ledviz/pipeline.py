@@ -389,7 +389,8 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
     fact_list_constraint with the labels of the demo template (ledviz.demo.data.SCHEMAS). Both
     copy from `copy_source` of the document, whole words only (generation.word_bounds): an answer
     or value starts where a word of the document starts and ends where it ends ("7,500,000",
-    never "7,500"; "John Smith", never "Jo")."""
+    never "7,500"; "John Smith", never "Jo"), and does not end inside a run of capitalized words
+    ("Rohan Bennett", never "Rohan", where the document goes on with "Bennett")."""
     from .demo.data import NOT_IN_DOCUMENT
 
     if what not in ("answer", "facts"):
@@ -400,7 +401,8 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
         return tok(text, add_special_tokens=False)["input_ids"]
 
     copyable = [copy_source(tok, src) for src in sources]
-    words = [word_bounds([token_bytes(piece) for piece in tok.convert_ids_to_tokens(src)]) for src in copyable]
+    words = [word_bounds([token_bytes(piece) for piece in tok.convert_ids_to_tokens(src)], name_runs=True)
+             for src in copyable]
     if what == "answer":
         return span_constraint(copyable, eos_token_id, lead=lead, alternatives=[ids(" " + NOT_IN_DOCUMENT)],
                                words=words)
