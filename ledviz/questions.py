@@ -13,8 +13,8 @@ The two word lists it trusts:
 A word is mended only when it is in neither list, has at least MIN_SLIP_LETTERS letters, the
 tokenizer splits it into at least MIN_SLIP_PIECES pieces (a real word a small vocabulary lacks
 mostly takes two: "state" is "st" "ate"; a slip mostly more: "projcet" is "pro" "j" "c" "et"), and
-exactly one best known word is one slip away: an inner letter dropped, doubled, swapped with its
-neighbour or hit on a neighbouring key, the first and last letters kept. A word of the document
+exactly one best known word is one slip away: an inner letter dropped or typed twice, two letters
+swapped, or an inner letter hit on a neighbouring key; the first letter is never the slip. A word of the document
 is the best; a word only the tokenizer knows is taken only for a word of at least MIN_VOCAB_PIECES
 pieces ("funding", three pieces, is not read as "founding"). A capitalized word in the middle of a
 question that is not shouted is taken for a name: it is mended only towards a word of the
@@ -224,13 +224,13 @@ def _neighbour_keys(c: str) -> str:
 
 
 def _slips_of(word: str) -> set[str]:
-    """Every word that `word` (lower case) could be one slip away from, keeping its first and last
-    letters (people rarely miss those): an inner letter dropped, doubled or added beside itself
-    undone, two inner neighbours swapped back, or an inner letter that hit a neighbouring key
-    changed back."""
+    """Every word that `word` (lower case) could be one slip away from, its first letter kept and
+    its last one still there (people rarely miss those): an inner letter typed too often taken
+    out, a missed one put back, a letter swapped with the next one swapped back, or an inner
+    letter that hit a neighbouring key changed back."""
     inner = range(1, len(word) - 1)
     out = {word[:i] + word[i + 1:] for i in inner}  # a letter typed once too often
-    out |= {word[:i] + word[i + 1] + word[i] + word[i + 2:] for i in range(1, len(word) - 2)}  # swapped
+    out |= {word[:i] + word[i + 1] + word[i] + word[i + 2:] for i in inner}  # swapped with the next
     for i in range(1, len(word)):  # a letter missed between word[i - 1] and word[i]
         out |= {word[:i] + c + word[i:] for c in "abcdefghijklmnopqrstuvwxyz"}
     for i in inner:  # a neighbouring key hit instead
