@@ -72,8 +72,8 @@ class ReadQuestion:
 
 
 class Vocabulary:
-    """The words a tokenizer knows whole, lower-cased -> the casings it knows them in; `pieces`
-    counts the tokens a word takes (None: it is not a byte-level tokenizer and counts nothing)."""
+    """The words a tokenizer knows whole, lower-cased -> the casings it knows them in; `pieces(word)`
+    counts the tokens the tokenizer splits " word" into (None: not counted, any word may be mended)."""
 
     def __init__(self, words: Iterable[str], pieces: Callable[[str], int] | None = None):
         self.casings: dict[str, set[str]] = {}
@@ -122,8 +122,10 @@ def tokenizer_vocabulary(tokenizer) -> Vocabulary:
         pass
     from .tokenization import token_bytes
 
+    ref = weakref.ref(tokenizer)  # the cached vocabulary must not keep its tokenizer alive
+
     def pieces(word: str) -> int:
-        return len(tokenizer(" " + word, add_special_tokens=False)["input_ids"])
+        return len(ref()(" " + word, add_special_tokens=False)["input_ids"])
 
     vocab = Vocabulary.from_tokens((token_bytes(t) for t in tokenizer.get_vocab()), pieces)
     try:

@@ -4,6 +4,9 @@ left as typed."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 
 from ledviz import InputError
@@ -83,6 +86,13 @@ def test_the_vocabulary_is_the_tokenizers_whole_words():
             assert len(tok(" " + form, add_special_tokens=False)["input_ids"]) == 1, form
     # a word the tokenizer splits in two is taken for a real word it lacks, and never mended
     assert vocab.pieces("state") < 3 and read_question("State the budget.", DOC, vocab).changes == ()
+    # the cache does not keep a tokenizer alive
+    other = data.load_tokenizer(default_model_dir())
+    tokenizer_vocabulary(other)
+    gone = weakref.ref(other)
+    del other
+    gc.collect()
+    assert gone() is None
 
 
 def test_the_pipeline_reads_questions_with_the_models_tokenizer():
