@@ -419,7 +419,8 @@ def _prefix_allowed(fn: Callable[[int, torch.Tensor], Sequence[int]], beams: int
 _SPACE_BYTES = frozenset(b" \t\n\r\x0b\x0c")
 
 
-def word_bounds(pieces: Sequence[bytes], *, name_runs: bool = False) -> tuple[list[bool], list[bool]]:
+def word_bounds(pieces: Sequence[bytes], *, name_runs: bool = False, line_breaks: Sequence[int] = ()
+                ) -> tuple[list[bool], list[bool]]:
     """Where a span of whole words may start and end, for a document whose tokens stand for the
     bytes `pieces` (in order; byte-level BPE: tokenization.token_bytes).
 
@@ -436,9 +437,12 @@ def word_bounds(pieces: Sequence[bytes], *, name_runs: bool = False) -> tuple[li
     a space and another capitalized word follow, for that capitalized word continues the name:
     "Rohan Bennett" not after "Rohan", "Maren K. Okafor" not after "Maren" or "K". A word that ends
     with a full stop (or other punctuation), or a line break, ends the run: "... is Rohan Bennett.
-    The budget" may end after "Bennett", and "St. Louis" after "St.".
+    The budget" may end after "Bennett", and "St. Louis" after "St.". `line_breaks`: byte offsets
+    in the joined pieces of spaces that stand for line breaks (a text whose lines were joined
+    with spaces, pipeline.copy_source); each ends a run as a line break would.
     """
     text = b"".join(pieces)
+    breaks = frozenset(line_breaks)
 
     def kind(i: int) -> str:  # "s"pace, "w"ord (letter, digit, non-ASCII) or "p"unctuation; "" outside
         if not 0 <= i < len(text):
@@ -457,18 +461,18 @@ def word_bounds(pieces: Sequence[bytes], *, name_runs: bool = False) -> tuple[li
         after = kind(e)
         ends.append(bool(piece) and kind(e - 1) != "s"
                     and (after in ("", "s") or (after == "p" and kind(e + 1) != "w"))
-                    and not (name_runs and _continues_name(text, e)))
+                    and not (name_runs and _continues_name(text, e, breaks)))
     return starts, ends
 
 
 _OPENING_MARKS = "([{\"'“‘"
 
 
-def _continues_name(text: bytes, e: int) -> bool:
+def _continues_name(text: bytes, e: int, breaks: frozenset[int] = frozenset()) -> bool:
     """Whether the word of `text` that holds byte e - 1 is capitalized (or an initial, "K.") and
-    runs on, after spaces or tabs, into another capitalized word: an end at byte e would cut a
-    name. Only the rest of an initial's word may follow e ("K" of "K."); any other text after e
-    inside the word (a full stop, a comma) ends the run."""
+    runs on, after spaces or tabs (none of them at an offset in `breaks`), into another
+    capitalized word: an end at byte e would cut a name. Only the rest of an initial's word may
+    follow e ("K" of "K."); any other text after e inside the word (a full stop, a comma) ends the run."""
     w0 = e
     while w0 > 0 and text[w0 - 1] not in _SPACE_BYTES:
         w0 -= 1
@@ -481,6 +485,8 @@ def _continues_name(text: bytes, e: int) -> bool:
         return False
     j = w1
     while j < len(text) and text[j] in b" \t":
+        if j in breaks:
+            return False
         j += 1
     if j == w1 or j >= len(text):
         return False

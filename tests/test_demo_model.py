@@ -448,6 +448,15 @@ def test_answers_and_facts_kept_to_the_document_are_whole_words():
         steps = ends_allowed(value)
         assert len(steps) >= 2, steps  # the test needs a value of several tokens
         assert {p for p, may_end in steps if may_end} == whole & {p for p, _ in steps}, steps
+    # a name at the end of its line may end there, though the next line begins with a capital
+    listed = prepare_document(loaded, "Team sheet\nLead: Rohan Bennett\nSite: Velmora\n", question="Who leads?")
+    listed_answer = document_constraint(tok, [listed.input_ids[0, listed.document_tokens()].tolist()], "answer",
+                                        cfg.eos_token_id, cfg.bos_token_id)
+    written = list(start)
+    for t in tok(" Rohan Bennett", add_special_tokens=False)["input_ids"]:
+        assert cfg.eos_token_id not in listed_answer(0, torch.tensor(written))  # not inside the name
+        written.append(t)
+    assert cfg.eos_token_id in listed_answer(0, torch.tensor(written))
     # the summary's values: the stop "." only after a whole word
     label = "Budget" if "Budget" in fact_labels() else fact_labels()[0]
     facts = document_constraint(tok, [source], "facts", cfg.eos_token_id, cfg.bos_token_id)

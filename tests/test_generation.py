@@ -607,6 +607,11 @@ def test_name_runs_keep_a_name_whole_where_the_document_goes_on_with_it():
     # a colon or a line break ends a run, and so does a bracket ("Ana Li (CEO)"); non-ASCII capitals count
     assert word_bounds([b"Lead", b":", b" Ana", b"\n", b"Li", b" (", b"CEO", b")", b" \xc3\x85s", b" \xc3\x98ye"],
                        name_runs=True)[1] == [True, True, True, False, True, False, True, True, False, True]
+    # a space that stands for a line break (pipeline.copy_source joins lines) ends a run: "Bennett" at the end of
+    # its line may end before "Site:" on the next
+    listed = [b"Lead:", b" Rohan", b" Bennett", b" Site:", b" Velmora"]
+    assert word_bounds(listed, name_runs=True)[1][2] is False
+    assert word_bounds(listed, name_runs=True, line_breaks=[len(b"Lead: Rohan Bennett")])[1][2] is True
     first = [t for t, _ in _NAMES_DOC[:12]]  # " Rohan" only as " Rohan Bennett"
     allowed = span_constraint([first], eos_token_id=2, lead=[0], alternatives=[[30, 31]],
                               words=[word_bounds(pieces[:12], name_runs=True)])
