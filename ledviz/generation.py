@@ -419,7 +419,8 @@ def _prefix_allowed(fn: Callable[[int, torch.Tensor], Sequence[int]], beams: int
 _SPACE_BYTES = frozenset(b" \t\n\r\x0b\x0c")
 
 
-def word_bounds(pieces: Sequence[bytes]) -> tuple[list[bool], list[bool]]:
+def word_bounds(pieces: Sequence[bytes], *, name_runs: bool = False, line_breaks: Sequence[int] = ()
+                ) -> tuple[list[bool], list[bool]]:
     """Where a span of whole words may start and end, for a document whose tokens stand for the
     bytes `pieces` (in order; byte-level BPE: tokenization.token_bytes).
 
@@ -431,8 +432,17 @@ def word_bounds(pieces: Sequence[bytes]) -> tuple[list[bool], list[bool]]:
     or with punctuation that is not glued to a following letter or digit. So "7,500,000." may end
     after "000" but not after "7" or "500", "Anna-Lena" not after "Anna", and "St. Louis" after
     "St", "St." or "Louis". Bytes of multi-byte characters (non-ASCII letters) count as letters.
+
+    name_runs=True: a span may not end after a capitalized word (or an initial such as "K.") that
+    a space and another capitalized word follow, for that capitalized word continues the name:
+    "Rohan Bennett" not after "Rohan", "Maren K. Okafor" not after "Maren" or "K". A word that ends
+    with a full stop (or other punctuation), or a line break, ends the run: "... is Rohan Bennett.
+    The budget" may end after "Bennett", and "St. Louis" after "St.". `line_breaks`: byte offsets
+    in the joined pieces of spaces that stand for line breaks (a text whose lines were joined
+    with spaces, pipeline.copy_source); each ends a run as a line break would.
     """
     text = b"".join(pieces)
+    breaks = frozenset(line_breaks)
 
     def kind(i: int) -> str:  # "s"pace, "w"ord (letter, digit, non-ASCII) or "p"unctuation; "" outside
         if not 0 <= i < len(text):
@@ -450,8 +460,38 @@ def word_bounds(pieces: Sequence[bytes]) -> tuple[list[bool], list[bool]]:
             kind(a) == "s" or before in ("", "s") or (before == "p" and kind(a) == "w" and kind(a - 2) in ("", "s")))))
         after = kind(e)
         ends.append(bool(piece) and kind(e - 1) != "s"
-                    and (after in ("", "s") or (after == "p" and kind(e + 1) != "w")))
+                    and (after in ("", "s") or (after == "p" and kind(e + 1) != "w"))
+                    and not (name_runs and _continues_name(text, e, breaks)))
     return starts, ends
+
+
+_OPENING_MARKS = "([{\"'“‘"
+
+
+def _continues_name(text: bytes, e: int, breaks: frozenset[int] = frozenset()) -> bool:
+    """Whether the word of `text` that holds byte e - 1 is capitalized (or an initial, "K.") and
+    runs on, after spaces or tabs (none of them at an offset in `breaks`), into another
+    capitalized word: an end at byte e would cut a name. Only the rest of an initial's word may
+    follow e ("K" of "K."); any other text after e inside the word (a full stop, a comma) ends the run."""
+    w0 = e
+    while w0 > 0 and text[w0 - 1] not in _SPACE_BYTES:
+        w0 -= 1
+    w1 = e
+    while w1 < len(text) and text[w1] not in _SPACE_BYTES:
+        w1 += 1
+    word = text[w0:w1].decode("utf-8", "ignore").lstrip(_OPENING_MARKS)
+    initial = len(word) == 2 and word[0].isupper() and word[1] == "."
+    if not word or not word[0].isupper() or not (initial or (w1 == e and word[-1].isalpha())):
+        return False
+    j = w1
+    while j < len(text) and text[j] in b" \t":
+        if j in breaks:
+            return False
+        j += 1
+    if j == w1 or j >= len(text):
+        return False
+    following = text[j:j + 4].decode("utf-8", "ignore")  # "Anna Li (CEO)" may end after "Li"
+    return bool(following) and following[0].isupper()
 
 
 def _span_continuations(doc: torch.Tensor, span: Sequence[int], words: tuple[torch.Tensor, torch.Tensor] | None

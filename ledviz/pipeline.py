@@ -15,12 +15,13 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from . import device
+from . import device, questions
 from .errors import InputError
 from .export import AttentionStore
 from .config import LEDConfig
 from .generation import fact_list_constraint, span_constraint, word_bounds
 from .modeling import LEDForConditionalGeneration
+from .questions import ReadQuestion
 from .tokenization import LEDTokenizerFast, token_bytes
 from .unfold import SparseAttention
 
@@ -237,6 +238,17 @@ def prepare_document(loaded: LoadedModel, text: str, question: str | None = None
                     limit=limit, truncated_tokens=int(truncated), kept_chars=kept if truncated else len(text))
 
 
+def read_question(tokenizer, question: str, document: str) -> ReadQuestion:
+    """A user's question as the model will be given it (ledviz.questions): a shouted question
+    re-cased to sentence case, the document's words in the document's casing; a letter slip
+    mended when one best word of the document or of the tokenizer's whole words is one slip away.
+    `.text` is the question to pass on, `.changes` what was read differently. The one place the
+    QA page and ledviz.demo.evaluate read questions."""
+    if question is None:
+        raise InputError("the question is missing: type a question about the document")
+    return questions.read_question(question, document or "", questions.tokenizer_vocabulary(tokenizer))
+
+
 _SENTENCE_END = re.compile(r"[.!?]\s|\n")
 
 
@@ -359,8 +371,22 @@ def copy_source(tok, ids: list[int]) -> list[int]:
     """The document tokens an answer or summary value may copy: `ids` tokenized again with line
     breaks as spaces, so that a word that begins a paragraph can also be copied in the spaced
     form (" Manaia") in which answers and summary values are written."""
+    return tok(_copy_text(tok, ids)[0], add_special_tokens=False)["input_ids"]
+
+
+def _copy_text(tok, ids: list[int]) -> tuple[str, list[int]]:
+    """The text copy_source tokenizes (`ids` decoded, each line break with the blanks around it
+    one space), and the byte offsets in it of the spaces that stand for line breaks."""
     text = tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-    return tok(re.sub(r"\s*\n\s*", " ", text), add_special_tokens=False)["input_ids"]
+    parts, breaks, at, size = [], [], 0, 0
+    for m in re.finditer(r"\s*\n\s*", text):
+        parts += [text[at:m.start()], " "]
+        size += len(parts[-2].encode("utf-8"))
+        breaks.append(size)
+        size += 1
+        at = m.end()
+    parts.append(text[at:])
+    return "".join(parts), breaks
 
 
 def fact_labels() -> list[str]:
@@ -380,7 +406,9 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
     fact_list_constraint with the labels of the demo template (ledviz.demo.data.SCHEMAS). Both
     copy from `copy_source` of the document, whole words only (generation.word_bounds): an answer
     or value starts where a word of the document starts and ends where it ends ("7,500,000",
-    never "7,500"; "John Smith", never "Jo")."""
+    never "7,500"; "John Smith", never "Jo"), and does not end inside a run of capitalized words
+    ("Rohan Bennett", never "Rohan", where the document goes on with "Bennett"); a line break
+    ends a run ("Lead: Rohan Bennett" on one line, "Site: Velmora" on the next)."""
     from .demo.data import NOT_IN_DOCUMENT
 
     if what not in ("answer", "facts"):
@@ -390,8 +418,14 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
     def ids(text: str) -> list[int]:
         return tok(text, add_special_tokens=False)["input_ids"]
 
-    copyable = [copy_source(tok, src) for src in sources]
-    words = [word_bounds([token_bytes(piece) for piece in tok.convert_ids_to_tokens(src)]) for src in copyable]
+    copyable, words = [], []
+    for src in sources:
+        text, breaks = _copy_text(tok, src)
+        copyable.append(tok(text, add_special_tokens=False)["input_ids"])
+        pieces = [token_bytes(piece) for piece in tok.convert_ids_to_tokens(copyable[-1])]
+        # the name rule needs the line breaks, known by byte offset: only where the tokens spell the text exactly
+        exact = b"".join(pieces) == text.encode("utf-8")
+        words.append(word_bounds(pieces, name_runs=exact, line_breaks=breaks if exact else ()))
     if what == "answer":
         return span_constraint(copyable, eos_token_id, lead=lead, alternatives=[ids(" " + NOT_IN_DOCUMENT)],
                                words=words)

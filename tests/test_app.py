@@ -94,6 +94,33 @@ def test_question_answering_runs_and_traces_answer_and_question():
     assert free.settings["answer_from_document"] is False and free is not result
 
 
+def test_question_answering_reads_a_shouted_question_and_can_take_it_as_typed():
+    """The QA page reads the question first (pipeline.read_question), shows "Read as: …" with what
+    changed, and gives the model the question exactly as typed when the setting is cleared."""
+    at = open_app("pages/qa.py")
+    assert at.checkbox(key="qa.read_question.embedded").value is True  # on for the embedded model
+    at.text_input(key="qa.question").set_value("Who is the projcet lead?").run()
+    read = [c.value for c in at.caption if c.value.startswith("Read as:")]
+    assert read and "Who is the project lead" in read[0] and "projcet" in read[0], read
+    at.text_input(key="qa.question").set_value("WHO IS THE PROJECT LEAD?").run()
+    assert any("Who is the project lead" in c.value and "capitals" in c.value for c in at.caption)
+    at.button(key="qa.run").click().run()
+    assert_clean(at)
+    result = kept(at, "qa")
+    assert result.document.question == "Who is the project lead?"
+    assert result.settings["question_asked"] == "WHO IS THE PROJECT LEAD?"
+    assert any("(asked as: WHO IS THE PROJECT LEAD?)" in c.value for c in at.caption)
+    at.checkbox(key="qa.read_question.embedded").uncheck().run()
+    assert not [c.value for c in at.caption if c.value.startswith("Read as:")]
+    at.button(key="qa.run").click().run()
+    assert_clean(at)
+    result = kept(at, "qa")
+    assert result.document.question == "WHO IS THE PROJECT LEAD?" and "question_asked" not in result.settings
+    at.text_input(key="qa.question").set_value("Who is the project lead?").run()  # nothing to read differently
+    at.checkbox(key="qa.read_question.embedded").check().run()
+    assert not [c.value for c in at.caption if c.value.startswith("Read as:")]
+
+
 def test_a_run_can_be_cancelled():
     from ledviz import pipeline
     from ledviz.demo.data import sample_documents

@@ -582,6 +582,49 @@ def test_fact_list_constraint_ends_values_where_words_end():
     assert ask(0, 42, 41, 21, 25, 19) == [20, 17]  # "John Smith." (or on)
 
 
+# " The lead is Rohan Bennett. Maren K. Okafor met Rohan in St. Louis." as hand-made tokens: the
+# first " Rohan" runs on into " Bennett", the second ends before " in"
+_NAMES_DOC = [(10, b" The"), (11, b" lead"), (12, b" is"), (13, b" Rohan"), (14, b" Ben"), (15, b"nett"), (17, b"."),
+              (18, b" Maren"), (19, b" K"), (17, b"."), (20, b" Okafor"), (21, b" met"), (13, b" Rohan"), (22, b" in"),
+              (23, b" St"), (17, b"."), (24, b" Louis"), (17, b".")]
+
+
+def test_name_runs_keep_a_name_whole_where_the_document_goes_on_with_it():
+    from ledviz.generation import span_constraint, word_bounds
+
+    pieces = [b for _, b in _NAMES_DOC]
+    words = [b.decode() for b in pieces]
+    _, plain = word_bounds(pieces)
+    _, names = word_bounds(pieces, name_runs=True)
+    # without the rule any whole word may end a span; with it not " Rohan" before " Bennett", nor " Maren" or
+    # the initial " K." before " Okafor"; " Rohan" before " in", "Bennett" before its full stop and " St"
+    # before ". Louis" still may (a full stop that is not an initial ends the run)
+    assert [w for w, e in zip(words, plain) if e] == [" The", " lead", " is", " Rohan", "nett", ".", " Maren", " K",
+                                                     ".", " Okafor", " met", " Rohan", " in", " St", ".", " Louis",
+                                                     "."]
+    assert [w for w, e in zip(words, names) if e] == [" The", " lead", " is", "nett", ".", " Okafor", " met",
+                                                     " Rohan", " in", " St", ".", " Louis", "."]
+    # a colon or a line break ends a run, and so does a bracket ("Ana Li (CEO)"); non-ASCII capitals count
+    assert word_bounds([b"Lead", b":", b" Ana", b"\n", b"Li", b" (", b"CEO", b")", b" \xc3\x85s", b" \xc3\x98ye"],
+                       name_runs=True)[1] == [True, True, True, False, True, False, True, True, False, True]
+    # a space that stands for a line break (pipeline.copy_source joins lines) ends a run: "Bennett" at the end of
+    # its line may end before "Site:" on the next
+    listed = [b"Lead:", b" Rohan", b" Bennett", b" Site:", b" Velmora"]
+    assert word_bounds(listed, name_runs=True)[1][2] is False
+    assert word_bounds(listed, name_runs=True, line_breaks=[len(b"Lead: Rohan Bennett")])[1][2] is True
+    first = [t for t, _ in _NAMES_DOC[:12]]  # " Rohan" only as " Rohan Bennett"
+    allowed = span_constraint([first], eos_token_id=2, lead=[0], alternatives=[[30, 31]],
+                              words=[word_bounds(pieces[:12], name_runs=True)])
+    ask = lambda *ids: allowed(0, torch.tensor([2, *ids]))  # noqa: E731 - 2 is the decoder start token
+    assert ask(0, 13) == [14]  # " Rohan" may not end: the name goes on
+    assert ask(0, 13, 14, 15) == [17, 2]  # " Rohan Bennett" may
+    assert ask(0, 18, 19) == [17] and ask(0, 18, 19, 17) == [20] and ask(0, 18, 19, 17, 20) == [21, 2]
+    assert 30 in ask(0) and ask(0, 30) == [31] and ask(0, 30, 31) == [2]  # "not in the document" as before
+    everywhere = span_constraint([[t for t, _ in _NAMES_DOC]], eos_token_id=2, lead=[0],
+                                 words=[word_bounds(pieces, name_runs=True)])
+    assert everywhere(0, torch.tensor([2, 0, 13])) == [14, 22, 2]  # the second " Rohan" ends before " in"
+
+
 def test_a_prefix_function_that_allows_nothing_is_named(models, inputs):
     _, ours, _ = models
     with pytest.raises(GenerationSettingsError, match="prefix_allowed_tokens_fn allowed no token for input 0"):

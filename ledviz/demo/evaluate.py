@@ -8,7 +8,10 @@ to choose checkpoints by; never choose by the test seed). Every figure comes wit
 * QA per wording family (suggested, lower, upper, synonyms, keyword, imperative, declarative,
   typos, held-out wordings; see ledviz.demo.data.Variety), free and with each answer kept to a
   span of its document or the decline answer (the app's default, pipeline.document_constraint);
-  overall over all these families.
+  overall over all these families. Each question is first read as the app reads it
+  (pipeline.read_question: shouted questions re-cased, letter slips mended); a
+  family in which that changed a question also gets a "model alone" line, its questions as asked.
+  ``--questions as-asked`` gives every question to the model as asked.
 * Unanswerable questions: how often the model declines ("not in the document"), and how often
   it wrongly declines an answerable one.
 * With ``--decline-below LOGPROB``: the same kept answers after a decline rule (an answer with
@@ -24,6 +27,7 @@ to choose checkpoints by; never choose by the test seed). Every figure comes wit
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -128,6 +132,22 @@ def summary_set(seed: int, n: int, lengths: Sequence[int]) -> list[data.Example]
                               variety=data.Variety()) for i in range(n)]
 
 
+def read_questions(tok, examples: Sequence[data.Example]) -> tuple[list[data.Example], int]:
+    """`examples` with each question as the app reads it (pipeline.read_question), and how many
+    of them read differently from how they were asked."""
+    from ledviz.pipeline import read_question
+
+    out, changed = [], 0
+    for ex in examples:
+        read = read_question(tok, ex.question, ex.document) if ex.question is not None else None
+        if read is not None and read.changed:
+            out.append(dataclasses.replace(ex, question=read.text))
+            changed += 1
+        else:
+            out.append(ex)
+    return out, changed
+
+
 # ------------------------------------------------------------------------------------------------
 # decoding
 # ------------------------------------------------------------------------------------------------
@@ -176,6 +196,16 @@ def least_likely_token(model, codec: Codec, examples: Sequence[data.Example], an
             t = targets[id(e)]
             out[index[id(e)]] = min(logp[i, j, t[j]].item() for j in range(1, len(t)))  # after the <s> lead
     return out
+
+
+def model_alone(model, codec: Codec, examples: Sequence[data.Example], device, **kw) -> dict:
+    """Kept and free hits (answered right, or declined when unanswerable) of a question set given
+    to the model as asked."""
+    def hits(preds):
+        return [bool(data.exact_match(p, e.target)) for e, p in zip(examples, preds)]
+
+    return dict(kept=hits(predict(model, codec, examples, device, constraint="answer", **kw)),
+                free=hits(predict(model, codec, examples, device, **kw)))
 
 
 def timing(model_dir: str, device, tokens: int = 4096, new_tokens: int = 64) -> dict:
@@ -231,6 +261,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="also score a decline rule: a kept answer with a token that the model, left free, gives a "
                         "log-probability below LOGPROB is replaced by the decline answer (choose LOGPROB with "
                         "--seed valid, never on the test seed)")
+    p.add_argument("--questions", choices=("read", "as-asked"), default="read",
+                   help="read (default): each question as the app reads it first (pipeline.read_question), with a "
+                        "'model alone' line for the families that changes; as-asked: every question as asked")
     p.add_argument("--no-timing", action="store_true", help="skip the load and end-to-end timing")
     p.add_argument("--json", default=None, help="also write the scores to this file")
     return p.parse_args(argv)
@@ -258,11 +291,20 @@ def main(argv=None) -> dict:
     results: dict = {"seed": args.seed, "n": args.n, "lengths": lengths}
     sets = question_sets(seed, args.n, lengths)
     answerable_free, answerable_kept, declined = [], [], []
+    alone_lines: list[tuple[str, dict]] = []  # families whose questions read differently: the model on them as asked
+    asked_kept, asked_free = [], []  # hits over all families, each question as asked
     rule: dict[str, list] = {}  # with --decline-below: each set's kept answers after the decline rule
     print(f"\n{'question family':<16} {'QA, kept to the document':<44} {'QA, free':<44}")
-    for name, exs in sets.items():
+    for name, asked in sets.items():
+        exs, changed = read_questions(codec.tok, asked) if args.questions == "read" else (asked, 0)
+        sets[name] = exs
         free = predict(model, codec, exs, device, **kw)
         kept = predict(model, codec, exs, device, constraint="answer", **kw)
+        alone = model_alone(model, codec, asked, device, **kw) if changed else None
+        if alone:
+            row = dict(kept=rate(alone["kept"]), free=rate(alone["free"]), read_differently=changed)
+            results[("unanswerable declined" if name == "unanswerable" else f"qa/{name}") + ", model alone"] = row
+            alone_lines.append((name, row))
         if args.decline_below is not None:
             low = least_likely_token(model, codec, exs, kept, device, **kw)
             rule[name] = [data.NOT_IN_DOCUMENT if x < args.decline_below else p for p, x in zip(kept, low)]
@@ -283,10 +325,20 @@ def main(argv=None) -> dict:
             answerable_free += hits_free
             answerable_kept += hits_kept
             declined += [data.exact_match(p, data.NOT_IN_DOCUMENT) for p in kept]
+            asked_kept += alone["kept"] if alone else hits_kept
+            asked_free += alone["free"] if alone else hits_free
     results["qa/overall"] = dict(kept=rate(answerable_kept), free=rate(answerable_free))
     results["wrongly declined"] = rate(declined)
     print(f"{'overall':<16} {fmt(results['qa/overall']['kept']):<44} {fmt(results['qa/overall']['free']):<44}")
     print(f"answerable questions wrongly declined (kept): {fmt(results['wrongly declined'])}")
+    if alone_lines:
+        results["qa/overall, model alone"] = dict(kept=rate(asked_kept), free=rate(asked_free))
+        print(f"\nthe model alone, on the questions as asked (above, each was read first: pipeline.read_question)")
+        for name, r in alone_lines:
+            print(f"{name:<16} {fmt(r['kept']):<44} {fmt(r['free']):<44}  "
+                  f"({r['read_differently']} of {r['kept']['n']} read differently)")
+        r = results["qa/overall, model alone"]
+        print(f"{'overall':<16} {fmt(r['kept']):<44} {fmt(r['free']):<44}")
 
     if args.decline_below is not None:
         answerable = [(e, p) for name in FAMILIES for e, p in zip(sets[name], rule[name])]
