@@ -13,8 +13,8 @@ With a decline rule the choice is made on whole answers:
    with num_beams > 1);
 2. both complete answers, the span and the decline, are scored teacher-forced from the
    log-probabilities the model (left free) gives their tokens and their end token: their sum
-   ("sum"), that sum over the number of tokens ("mean"), or the first token's alone ("first":
-   greedy decoding's choice, made with a margin);
+   ("sum"), that sum over the number of tokens ("mean"), or the log-probability of the first
+   token where the two answers differ ("first": greedy decoding's choice, made with a margin);
 3. the answer declines iff score(decline) - score(span) > decline_margin.
 
 The model's settings (generation_config.json, beside generate's own):
@@ -35,6 +35,9 @@ import torch
 from .errors import GenerationSettingsError
 
 SCORES = ("sum", "mean", "first")
+SCORE_NAMES = {"sum": "sum of the answer tokens' log-probabilities",
+               "mean": "mean log-probability per answer token",
+               "first": "log-probability of the first token where the answers differ"}
 SETTINGS = ("decline_margin", "decline_score")
 
 
@@ -89,6 +92,7 @@ class KeptAnswer:
     span_logprobs: list[float] | None = None
     decline_logprobs: list[float] | None = None
     rule: DeclineRule | None = None
+    decline_ids: list[int] | None = None  # the decline's tokens (without <s> and </s>)
 
     def scores(self, score: str | None = None) -> tuple[float, float] | None:
         """(span, decline) scores by `score` (one of SCORES; default: the rule's), or None when
@@ -98,6 +102,10 @@ class KeptAnswer:
         score = score or (self.rule.score if self.rule else "sum")
         if score not in SCORES:
             raise GenerationSettingsError(f"score={score!r}: must be one of {', '.join(SCORES)}")
+        if score == "first":  # where the two answers part (" not become" and " not in the document": the second)
+            fork = next((i for i, (a, b) in enumerate(zip(self.span_ids, self.decline_ids)) if a != b),
+                        min(len(self.span_ids), len(self.decline_ids)))
+            return float(self.span_logprobs[fork]), float(self.decline_logprobs[fork])
         return _score(self.span_logprobs, score), _score(self.decline_logprobs, score)
 
     def margin(self, score: str | None = None) -> float | None:
@@ -107,8 +115,6 @@ class KeptAnswer:
 
 
 def _score(logprobs: Sequence[float], score: str) -> float:
-    if score == "first":
-        return float(logprobs[0])
     total = float(sum(logprobs))
     return total if score == "sum" else total / len(logprobs)
 
@@ -204,7 +210,7 @@ def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: tor
         if not ended or not span:  # undecided: kept as written
             out.append(KeptAnswer(r, False, span, text))
             continue
-        weighed = KeptAnswer(r, False, span, text, s_lp, d_lp, rule)
+        weighed = KeptAnswer(r, False, span, text, s_lp, d_lp, rule, decline)
         if weighed.margin() > rule.margin:
             weighed = dataclasses.replace(weighed, ids=d, declined=True)
         out.append(weighed)

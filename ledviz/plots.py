@@ -383,12 +383,11 @@ def bars_figure(df, columns: dict[str, str], title: str, y_title: str, *, x: str
                    yaxis_title=y_title)
 
 
-def decline_figure(span_text: str, span_score: float, decline_score: float, threshold: float, score: str,
+def decline_figure(span_text: str, span_score: float, decline_score: float, threshold: float, label: str,
                    declined: bool) -> go.Figure:
     """The decline decision of a kept answer (ledviz.answering): the scores of the best span and of
-    the decline answer (log-probabilities: the sum, or the mean per token, of each answer's
-    tokens), and the bar the decline had to clear: the span's score plus the margin."""
-    label = "sum of log-probabilities" if score == "sum" else "mean log-probability per token"
+    the decline answer (`label` says which score: answering.SCORE_NAMES), and the bar the decline
+    had to clear: the span's score plus the margin."""
     names = [f"best span: “{span_text}”", "decline: “not in the document”"]
     short = [escape(n if len(n) <= 48 else n[:45] + "…”") for n in names]
     chosen = [not declined, declined]

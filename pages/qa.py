@@ -4,7 +4,7 @@ the answer's text occurs), and where the question tokens looked."""
 
 import streamlit as st
 
-from ledviz import plots, provenance
+from ledviz import answering, plots, provenance
 from ledviz.views import View
 from pages.common import (
     attention_kept_input,
@@ -94,7 +94,7 @@ def decline_weighing(result) -> None:
     if answer is None or answer.margin() is None:
         return
     rule, margin = answer.rule, answer.margin()
-    unit = "sum of the answer tokens' log-probabilities" if rule.score == "sum" else "mean log-probability per token"
+    unit = answering.SCORE_NAMES[rule.score]
     if answer.declined:
         st.caption(f"Declined: the best span of the document, “{answer.span_text}”, was weighed against the decline, "
                    f"which outscored it by {margin:.2f} ({unit}), more than the model's margin of {rule.margin:g}.")
@@ -103,7 +103,7 @@ def decline_weighing(result) -> None:
                    + (f"outscored it by {margin:.2f}" if margin > 0 else f"scored {-margin:.2f} lower")
                    + f" ({unit}); it declines only above the model's margin of {rule.margin:g}.")
     span, decline = answer.scores()
-    plot(plots.decline_figure(answer.span_text, span, decline, rule.margin, rule.score, answer.declined),
+    plot(plots.decline_figure(answer.span_text, span, decline, rule.margin, unit, answer.declined),
          key=f"{KEY}.decline")
 
 

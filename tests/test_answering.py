@@ -4,6 +4,7 @@ decline_margin; without that setting, greedy decoding's first token chooses, as 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -69,8 +70,9 @@ def test_the_margin_forces_either_answer_and_the_scores_are_the_run_s_own(i):
     assert answered.token_logprobs[1:] == pytest.approx(b.span_logprobs, abs=1e-4)
     assert len(b.span_logprobs) == len(b.span_ids) + 1 and a.span_logprobs == b.span_logprobs
     # the scores: the sum, the mean per token, or the first token's alone
-    for score, of in (("sum", sum), ("mean", lambda x: sum(x) / len(x)), ("first", lambda x: x[0])):
+    for score, of in (("sum", sum), ("mean", lambda x: sum(x) / len(x))):
         assert a.scores(score) == pytest.approx((of(a.span_logprobs), of(a.decline_logprobs)))
+    assert a.span_ids[0] != a.decline_ids[0] and a.scores("first") == (a.span_logprobs[0], a.decline_logprobs[0])
     assert a.margin() == pytest.approx(sum(a.decline_logprobs) - sum(a.span_logprobs))
     # between the two, the margin decides: just below it declines, just above it answers
     m = a.margin()
@@ -101,7 +103,7 @@ def test_without_the_setting_the_first_token_chooses_as_before():
 
 @pytest.mark.slow  # six generations
 def test_the_first_token_score_at_margin_0_is_greedy_decoding_s_choice():
-    """score "first" weighs the first tokens alone: at margin 0 it chooses as greedy decoding's
+    """score "first" weighs the first token where the answers differ: at margin 0 it chooses as greedy decoding's
     first token does (the behaviour without a rule); a margin moves the choice."""
     loaded = _loaded()
     for ex in _questions():
@@ -120,6 +122,12 @@ def test_the_first_token_score_at_margin_0_is_greedy_decoding_s_choice():
                                        rule=answering.DeclineRule(first.margin() + (0.01 if first.declined else -0.01),
                                                                   "first"), **kw)[0]
         assert moved.declined != first.declined
+    # a span that starts as the decline does (" not become"): the answers part at their second token
+    fork = answering.KeptAnswer([], False, [403, 900], "not become", [-0.5, -3.0, -0.1], [-0.5, -0.2, 0, 0, -0.1],
+                                answering.DeclineRule(0.0, "first"), [403, 307, 262, 671])
+    assert fork.scores() == (-3.0, -0.2) and fork.margin() == pytest.approx(2.8)
+    prefix = dataclasses.replace(fork, span_ids=[403, 307], span_logprobs=[-0.5, -0.2, -4.0])  # "not in": the end
+    assert prefix.scores() == (-4.0, 0)
 
 
 @pytest.mark.slow  # two evaluations and two runs

@@ -251,8 +251,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="decline a kept answer iff score(decline) - score(best span) > MARGIN (ledviz.answering), "
                         "instead of the model's own rule; 'none': greedy decoding's first-token choice")
     p.add_argument("--decline-score", choices=("sum", "mean", "first"), default="sum",
-                   help="with --decline-margin: score an answer by the sum (default), the mean of its token "
-                        "log-probabilities, or its first token's")
+                   help="with --decline-margin: score an answer by the sum (default) or the mean of its token "
+                        "log-probabilities, or by the first token where the two answers differ")
     p.add_argument("--tune", action="store_true",
                    help="with --seed valid only: print what the decline rule scores at each margin, to choose it by")
     p.add_argument("--no-timing", action="store_true", help="skip the load and end-to-end timing")
@@ -330,8 +330,8 @@ def main(argv=None) -> dict:
         weighed[name] = answers(model, codec, exs, device, rule=rule, **kw)
         kept = [codec.decode(a.ids) for a in weighed[name]]
         results.setdefault("answers", {})[name] = [
-            dict(answer=p, target=e.target, span=a.span_text, span_logprobs=a.span_logprobs,
-                 decline_logprobs=a.decline_logprobs) for e, p, a in zip(exs, kept, weighed[name])]
+            dict(answer=p, target=e.target, span=a.span_text, span_ids=a.span_ids, span_logprobs=a.span_logprobs,
+                 decline_logprobs=a.decline_logprobs, margins={x: a.margin(x) for x in ("sum", "mean", "first")}) for e, p, a in zip(exs, kept, weighed[name])]
         if name == "unanswerable":
             r = dict(kept=rate([data.exact_match(p, data.NOT_IN_DOCUMENT) for p in kept]),
                      free=rate([data.exact_match(p, data.NOT_IN_DOCUMENT) for p in free]))
