@@ -169,8 +169,9 @@ def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: tor
 
     The encoder runs once (or give `encoder_outputs` with the same attention_mask). `generation`
     goes to model.generate (max_new_tokens, num_beams, streamer, stop_event, eos_token_id, ...);
-    with a rule it decodes the span, the decline being weighed against it afterwards. A row that
-    did not end (max_new_tokens reached, or stopped) is kept as written, undecided."""
+    with a rule it decodes the span, the decline being weighed against it afterwards. A span that
+    did not end (max_new_tokens reached, or stopped) is weighed as far as it was written; a row
+    with no span token at all is kept as written, undecided."""
     from .pipeline import document_constraint
 
     if rule == "model":
@@ -207,7 +208,7 @@ def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: tor
         ended = len(r) > lead and r[-1] in ends
         span = r[lead:-1] if ended else r[lead:]
         text = tok.decode(span, skip_special_tokens=True).strip()
-        if not ended or not span:  # undecided: kept as written
+        if not span:  # nothing written (stopped at once): undecided, kept as written
             out.append(KeptAnswer(r, False, span, text))
             continue
         weighed = KeptAnswer(r, False, span, text, s_lp, d_lp, rule, decline)

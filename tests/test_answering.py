@@ -58,8 +58,8 @@ def test_the_margin_forces_either_answer_and_the_scores_are_the_run_s_own(i):
     from ledviz.demo import data
 
     ex = _questions()[i]
-    declined = _answer(_loaded(decline_margin=-1e6), ex)
-    answered = _answer(_loaded(decline_margin=1e6), ex)
+    declined = _answer(_loaded(decline_margin=-1e6, decline_score="sum"), ex)
+    answered = _answer(_loaded(decline_margin=1e6, decline_score="sum"), ex)
     a, b = declined.answer, answered.answer
     assert a.declined and data.exact_match(declined.output_text, data.NOT_IN_DOCUMENT)
     assert not b.declined and declined.output_text != answered.output_text
@@ -76,8 +76,8 @@ def test_the_margin_forces_either_answer_and_the_scores_are_the_run_s_own(i):
     assert a.margin() == pytest.approx(sum(a.decline_logprobs) - sum(a.span_logprobs))
     # between the two, the margin decides: just below it declines, just above it answers
     m = a.margin()
-    assert _answer(_loaded(decline_margin=m - 0.01), ex).answer.declined
-    assert not _answer(_loaded(decline_margin=m + 0.01), ex).answer.declined
+    assert _answer(_loaded(decline_margin=m - 0.01, decline_score="sum"), ex).answer.declined
+    assert not _answer(_loaded(decline_margin=m + 0.01, decline_score="sum"), ex).answer.declined
 
 
 @pytest.mark.slow  # four generations
