@@ -184,3 +184,17 @@ def test_the_setting_is_read_from_generation_config_json_and_is_no_generate_sett
         model.generate(enc, max_new_tokens=2, decline_margin=1.0)
     with pytest.raises(GenerationSettingsError, match="rule must be 'model', None or a DeclineRule"):
         answering.kept_answers(model, None, [[5]], input_ids=enc, rule=1.0)
+
+
+def test_the_decline_figure_shows_both_scores_and_the_bar_to_clear():
+    from ledviz import plots
+
+    fig = plots.decline_figure("Maren Okafor", -0.5, -4.0, 3.6, answering.SCORE_NAMES["first"], declined=False)
+    bars = fig.data[0]
+    assert list(bars.x) == [-0.5, -4.0] and "Maren Okafor" in bars.y[0] and "not in the document" in bars.y[1]
+    assert bars.text[0].endswith("(chosen)") and not bars.text[1].endswith("(chosen)")
+    line = fig.layout.shapes[0]
+    assert line.x0 == line.x1 == pytest.approx(3.1)  # the span's score plus the margin
+    assert fig.layout.xaxis.title.text == answering.SCORE_NAMES["first"]
+    long = plots.decline_figure("x" * 80, -1.0, 0.0, 0.5, "sum", declined=True)
+    assert len(long.data[0].y[0]) < 60 and long.data[0].text[1].endswith("(chosen)")
