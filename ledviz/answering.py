@@ -43,8 +43,9 @@ SETTINGS = ("decline_margin", "decline_score")
 
 @dataclass(frozen=True)
 class DeclineRule:
-    """Decline iff score(decline) - score(best span) > margin; `score` "sum" or "mean" of the
-    answer's token log-probabilities (its end token included)."""
+    """Decline iff score(decline) - score(best span) > margin; `score` one of SCORES: the sum or
+    the mean of the answer's token log-probabilities (its end token included), or the
+    log-probability of the first token where the two answers differ."""
 
     margin: float
     score: str = "sum"
