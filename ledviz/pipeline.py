@@ -348,6 +348,9 @@ class RunResult:
     memory: dict[str, float] = field(default_factory=dict)
     stopped_early: bool = False
     settings: dict[str, Any] = field(default_factory=dict)
+    # answer_from_document: the kept answer and how it was chosen (ledviz.answering.KeptAnswer: the best
+    # span weighed against the decline, and the margin)
+    answer: Any = None
     # values derived from the run once and reused by every redraw (e.g. the faithfulness marks);
     # not an argument, so dataclasses.replace gives a changed copy an empty one
     derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -402,7 +405,8 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
     document token ids of input b, as given to the encoder).
 
     what="answer": span_constraint, each answer a span of its document or exactly the decline
-    answer " not in the document" (ledviz.demo.data.NOT_IN_DOCUMENT). what="facts":
+    answer " not in the document" (ledviz.demo.data.NOT_IN_DOCUMENT). what="span": a span only,
+    the decline forbidden (the span that ledviz.answering weighs the decline against). what="facts":
     fact_list_constraint with the labels of the demo template (ledviz.demo.data.SCHEMAS). Both
     copy from `copy_source` of the document, whole words only (generation.word_bounds): an answer
     or value starts where a word of the document starts and ends where it ends ("7,500,000",
@@ -411,8 +415,8 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
     ends a run ("Lead: Rohan Bennett" on one line, "Site: Velmora" on the next)."""
     from .demo.data import NOT_IN_DOCUMENT
 
-    if what not in ("answer", "facts"):
-        raise InputError(f"document_constraint keeps an 'answer' or 'facts' to the document, not {what!r}")
+    if what not in ("answer", "span", "facts"):
+        raise InputError(f"document_constraint keeps an 'answer', a 'span' or 'facts' to the document, not {what!r}")
     lead = [bos_token_id] if bos_token_id is not None else []  # LED outputs start with <s> after the decoder start
 
     def ids(text: str) -> list[int]:
@@ -426,9 +430,9 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
         # the name rule needs the line breaks, known by byte offset: only where the tokens spell the text exactly
         exact = b"".join(pieces) == text.encode("utf-8")
         words.append(word_bounds(pieces, name_runs=exact, line_breaks=breaks if exact else ()))
-    if what == "answer":
-        return span_constraint(copyable, eos_token_id, lead=lead, alternatives=[ids(" " + NOT_IN_DOCUMENT)],
-                               words=words)
+    if what in ("answer", "span"):
+        return span_constraint(copyable, eos_token_id, lead=lead, words=words,
+                               alternatives=[ids(" " + NOT_IN_DOCUMENT)] if what == "answer" else [])
     labels = fact_labels()
     stop = ids(".")
     if len(stop) != 1:  # pragma: no cover - a byte-level BPE always has "." as one token
@@ -437,8 +441,8 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
                                 stop[0], eos_token_id, lead=lead, words=words)
 
 
-def _document_constraint(loaded: LoadedModel, doc: Document, generation: dict, name: str, both: bool = False):
-    """The prefix_allowed_tokens_fn of run's answer_from_document / facts_from_document."""
+def _document_source(loaded: LoadedModel, doc: Document, generation: dict, name: str, both: bool = False):
+    """(document token ids, eos) for run's answer_from_document / facts_from_document, checked."""
     model = loaded.model
     if both:
         raise InputError("answer_from_document is for answers, facts_from_document for summaries: set one of them")
@@ -450,8 +454,7 @@ def _document_constraint(loaded: LoadedModel, doc: Document, generation: dict, n
     eos = generation.get("eos_token_id", model.generation_config.get("eos_token_id", model.config.eos_token_id))
     if eos is None:
         raise InputError(f"{name} needs an end-of-sequence token: this model has no eos_token_id")
-    what = "answer" if name == "answer_from_document" else "facts"
-    return document_constraint(loaded.tokenizer, [source], what, eos, model.config.bos_token_id)
+    return source, eos
 
 
 def score_tokens(logits: torch.Tensor, ids: torch.Tensor) -> list[float]:
@@ -543,14 +546,25 @@ def run(
             progress("generating", 0.3 + 0.6 * min(1.0, len(generated) / max(1, max_new_tokens)))
         return not (stop_event is not None and stop_event.is_set())
 
+    answer = None
     if answer_from_document or facts_from_document:
-        generation["prefix_allowed_tokens_fn"] = _document_constraint(
+        source, eos = _document_source(
             loaded, doc, generation, "answer_from_document" if answer_from_document else "facts_from_document",
             both=answer_from_document and facts_from_document)
+        if facts_from_document:
+            generation["prefix_allowed_tokens_fn"] = document_constraint(tok, [source], "facts", eos,
+                                                                         model.config.bos_token_id)
     t = time.perf_counter()
-    out_ids = model.generate(doc.input_ids, attention_mask=doc.attention_mask, global_attention_mask=gm,
-                             encoder_outputs=enc, max_new_tokens=max_new_tokens, num_beams=num_beams,
-                             streamer=streamer if num_beams == 1 else None, stop_event=stop_event, **generation)
+    decoding = dict(attention_mask=doc.attention_mask, encoder_outputs=enc, max_new_tokens=max_new_tokens,
+                    num_beams=num_beams, streamer=streamer if num_beams == 1 else None, stop_event=stop_event,
+                    **generation)
+    if answer_from_document:  # a span or the decline, chosen by the model's decline rule (ledviz.answering)
+        from .answering import kept_answers
+
+        answer = kept_answers(model, tok, [source], **decoding)[0]
+        out_ids = torch.tensor([answer.ids])
+    else:
+        out_ids = model.generate(doc.input_ids, global_attention_mask=gm, **decoding)
     timings["generate_s"] = time.perf_counter() - t
     seq = out_ids[0]
     seq = seq[: int((seq != model.config.pad_token_id).nonzero().max()) + 1] if (seq != model.config.pad_token_id).any() else seq
@@ -580,7 +594,7 @@ def run(
         layers=dict(store.run.layers), head_stats=dict(store.run.stats), cross_attentions=cross,
         decoder_attentions=dec, token_logprobs=token_logprobs, timings=timings,
         memory={"peak_rss_mb": peak_rss_mb(), "rss_growth_mb": max(0.0, peak_rss_mb() - rss0)},
-        stopped_early=stopped,
+        stopped_early=stopped, answer=answer,
         settings=dict(task=task, max_new_tokens=max_new_tokens, num_beams=num_beams,
                       global_positions=gm[0].nonzero().flatten().tolist(), model=loaded.name,
                       answer_from_document=answer_from_document, facts_from_document=facts_from_document,

@@ -383,6 +383,25 @@ def bars_figure(df, columns: dict[str, str], title: str, y_title: str, *, x: str
                    yaxis_title=y_title)
 
 
+def decline_figure(span_text: str, span_score: float, decline_score: float, threshold: float, label: str,
+                   declined: bool) -> go.Figure:
+    """The decline decision of a kept answer (ledviz.answering): the scores of the best span and of
+    the decline answer (`label` says which score: answering.SCORE_NAMES), and the bar the decline
+    had to clear: the span's score plus the margin."""
+    names = [f"best span: “{span_text}”", "decline: “not in the document”"]
+    short = [escape(n if len(n) <= 48 else n[:45] + "…”") for n in names]
+    chosen = [not declined, declined]
+    fig = go.Figure(go.Bar(
+        y=short, x=[span_score, decline_score], orientation="h",
+        marker_color=["#2ca02c" if c else "#bbbbbb" for c in chosen],
+        text=[f"{v:.2f}" + (" (chosen)" if c else "") for v, c in zip((span_score, decline_score), chosen)],
+        textposition="auto", hovertemplate="%{y}<br>" + label + " %{x:.3f}<extra></extra>"))
+    bar = span_score + threshold
+    fig.add_vline(x=bar, line_dash="dash", line_color=GLOBAL_MARK,
+                  annotation_text=f"to decline, beat {bar:.2f} (span {threshold:+g})", annotation_position="top")
+    return _layout(fig, None, 170, rows_down=True, top=30, xaxis_title=label)
+
+
 def layer_distance_figure(table, labels: Sequence[str], reference: int) -> go.Figure:
     """Per layer (the table's index), each setting's attention distance to the reference setting
     (the table's columns are the settings' labels; the reference's own column is not drawn)."""

@@ -4,7 +4,7 @@ the answer's text occurs), and where the question tokens looked."""
 
 import streamlit as st
 
-from ledviz import pipeline, plots, provenance
+from ledviz import answering, pipeline, plots, provenance
 from ledviz.views import View
 from pages.common import (
     _md_escape,
@@ -111,6 +111,26 @@ def answer_source(result, loaded) -> None:
                          height=360)
 
 
+def decline_weighing(result) -> None:
+    """How the kept answer was chosen: the best span weighed against the decline (ledviz.answering),
+    with the margin; nothing for a run without the weighing (no decline rule, or a free answer)."""
+    answer = result.answer
+    if answer is None or answer.margin() is None:
+        return
+    rule, margin = answer.rule, answer.margin()
+    unit = answering.SCORE_NAMES[rule.score]
+    if answer.declined:
+        st.caption(f"Declined: the best span of the document, “{answer.span_text}”, was weighed against the decline, "
+                   f"which outscored it by {margin:.2f} ({unit}), more than the model's margin of {rule.margin:g}.")
+    else:
+        st.caption(f"Answered: the decline was weighed against this span and "
+                   + (f"outscored it by {margin:.2f}" if margin > 0 else f"scored {-margin:.2f} lower")
+                   + f" ({unit}); it declines only above the model's margin of {rule.margin:g}.")
+    span, decline = answer.scores()
+    plot(plots.decline_figure(answer.span_text, span, decline, rule.margin, unit, answer.declined),
+         key=f"{KEY}.decline")
+
+
 def question_looked(result) -> None:
     """Where the question tokens looked: the mean of their attention rows over the document."""
     q = result.document.question_tokens()
@@ -170,6 +190,8 @@ def main() -> None:
     asked_as = result.settings.get("question_asked")
     st.caption(f"Question: {result.document.question}" + (f" (asked as: {asked_as})" if asked_as else ""))
     run_summary(result)
+    with show_errors("showing how the answer was chosen"):
+        decline_weighing(result)
     left, right = st.columns(2, gap="large")
     with left:
         st.subheader("Where the answer came from")

@@ -321,6 +321,11 @@ def test_span_kept_answer_is_not_a_success_and_shares_stay_under_100_percent():
     # a span of the document, or the decline "not in the document" (what the embedded model answers here)
     said = " ".join(messages(at, "info"))
     assert ("kept to a span of the document" in said) != ("The model declined" in said), said
+    # the embedded model's decline rule weighed the best span against the decline: the page says so, with the margin
+    answer = kept(at, "qa").answer
+    weighing = [c.value for c in at.caption if "weighed against" in c.value]
+    assert answer.rule is not None and len(weighing) == 1 and f"{abs(answer.margin()):.2f}" in weighing[0], weighing
+    assert (answer.span_text in weighing[0]) == answer.declined and len(at.get("plotly_chart")) >= 2
     at.sidebar.radio(key="view.reduce").set_value("max").run()
     assert_clean(at)
     shares = [int(m.group(1)) for c in at.caption
@@ -330,7 +335,8 @@ def test_span_kept_answer_is_not_a_success_and_shares_stay_under_100_percent():
     at.checkbox(key="qa.from_document").uncheck().run()  # the model's free answer: no ✓ either
     at.button(key="qa.run").click().run()
     assert_clean(at)
-    assert kept(at, "qa").settings["answer_from_document"] is False
+    assert kept(at, "qa").settings["answer_from_document"] is False and kept(at, "qa").answer is None
+    assert not [c.value for c in at.caption if "weighed against" in c.value]  # a free answer is not weighed
     assert not at.success, [s.value for s in at.success]
     # a free answer is checked word by word against the document (faithfulness marks), a decline is said so
     marks = any(m.value == "**Checked against the document**" for m in at.markdown)

@@ -116,7 +116,7 @@ def test_run_job_streams_records_settings_and_stops(loaded, qa_run):
 
 
 def test_a_decline_is_told_apart_from_an_answer(qa_run):
-    assert not provenance.declined(qa_run)
+    assert not provenance.declined(dataclasses.replace(qa_run, output_text="Maren Okafor"))
     for text in ("not in the document", " Not in the document.", "not in the document "):
         assert provenance.declined(dataclasses.replace(qa_run, output_text=text))
     assert not provenance.declined(dataclasses.replace(qa_run, output_text="not in the document at all"))

@@ -83,10 +83,16 @@ def test_micro_training_run_and_evaluation(tmp_path):
     train.main(["--micro", "--out", str(out), "--steps", "2", "--eval-every", "2", "--device", "cpu", "--resume",
                 "--varied", "--unanswerable", "0.5"])
     scores = evaluate.main(["--model", str(out), "--n", "2", "--lengths", "300", "--seed", "valid",
-                            "--decline-below", "0"])
-    rule = scores["decline rule"]  # every log-probability is below 0: the rule declines everything
-    assert rule["unanswerable_declined"]["k"] == 2 and rule["wrongly_declined"]["k"] == rule["wrongly_declined"]["n"] == 18
-    assert rule["overall"]["k"] == 0 and rule["plain reports"]["n"] == 2
+                            "--decline-margin=-1e9", "--tune"])
+    # a margin below any score difference: the rule declines everything
+    assert scores["decline rule"] == dict(margin=-1e9, score="sum")
+    assert scores["unanswerable declined"]["kept"]["k"] == 2 and scores["wrongly declined"]["k"] == 18
+    assert scores["qa/overall"]["kept"]["k"] == 0 and scores["qa/plain reports"]["kept"]["k"] == 0
+    assert all(a["answer"] == "not in the document" and a["span"] for a in scores["answers"]["suggested"])
+    tuned = {(r["score"], r["margin"]): r for r in scores["tune"]}  # the table to choose the margin by
+    assert tuned["sum", 0.0]["declined"]["n"] == 2 and tuned["first", 0.0]["wrongly_declined"]["n"] == 18
+    with pytest.raises(SystemExit, match="--seed valid, never on the test seed"):
+        evaluate.main(["--model", str(out), "--n", "2", "--tune"])
     assert scores["seed"] == "valid" and scores["timing"]["new_tokens"] == 64 and scores["timing"]["summarize_s"] > 0
     assert scores["timing"]["tokens"] == 4096 and scores["timing"]["load_s"] > 0
     for family in (*evaluate.FAMILIES, "unseen values", "plain reports", "overall", "suggested, no global attention"):

@@ -14,8 +14,11 @@ to choose checkpoints by; never choose by the test seed). Every figure comes wit
   ``--questions as-asked`` gives every question to the model as asked.
 * Unanswerable questions: how often the model declines ("not in the document"), and how often
   it wrongly declines an answerable one.
-* With ``--decline-below LOGPROB``: the same kept answers after a decline rule (an answer with
-  a token the model itself finds unlikely becomes "not in the document").
+* The decline decision (ledviz.answering, the same function the app answers with): by the
+  model's own rule (generation_config.json's "decline_margin"; without one, greedy decoding's
+  first token), or the rule given with ``--decline-margin`` / ``--decline-score``. ``--tune``
+  (validation only) prints, for every margin, what the rule would score: the table to choose
+  the margin by.
 * Unseen value shapes: names (held-out names from many languages) and 8-digit amounts (a band
   training never drew), copied exactly.
 * QA without global attention on the question (the teaching contrast).
@@ -40,7 +43,7 @@ from typing import Sequence
 import torch
 
 from . import data
-from .train import Codec, _device, answer_source, collate, encode_example, greedy_decode, pack_batches
+from .train import Codec, _device, collate, encode_example, greedy_decode, kept_answers, pack_batches
 
 FAMILIES = data.QUESTION_FAMILIES + ("held-out",)
 HELD_OUT_BASES = ("synonyms", "keyword", "imperative", "declarative")
@@ -152,9 +155,13 @@ def read_questions(tok, examples: Sequence[data.Example]) -> tuple[list[data.Exa
 # decoding
 # ------------------------------------------------------------------------------------------------
 def predict(model, codec: Codec, examples: Sequence[data.Example], device, *, constraint: str | None = None,
-            use_global: bool = True, batch_tokens: int = 32768, batch_size: int = 32) -> list[str]:
-    """Greedy outputs for `examples` (in order). constraint: None (free), "answer" or "facts"
-    (pipeline.document_constraint, as the app applies it)."""
+            use_global: bool = True, rule="model", batch_tokens: int = 32768, batch_size: int = 32) -> list[str]:
+    """Greedy outputs for `examples` (in order). constraint: None (free), "answer" (a whole-word
+    span or the decline, chosen by `rule` as in ledviz.answering.kept_answers: the app's QA page)
+    or "facts" (pipeline.document_constraint, as the app applies it)."""
+    if constraint == "answer":
+        return [codec.decode(a.ids) for a in answers(model, codec, examples, device, use_global=use_global,
+                                                     rule=rule, batch_tokens=batch_tokens, batch_size=batch_size)]
     from ledviz.pipeline import document_constraint
 
     capacity = model.config.max_encoder_position_embeddings
@@ -165,7 +172,7 @@ def predict(model, codec: Codec, examples: Sequence[data.Example], device, *, co
         tensors = collate(batch, device, use_global=use_global)
         kw = {}
         if constraint:
-            sources = [answer_source(e) if e.example.question is not None else e.input_ids[1:-1] for e in batch]
+            sources = [e.input_ids[1:-1] for e in batch]
             kw["prefix_allowed_tokens_fn"] = document_constraint(
                 codec.tok, sources, constraint, model.config.eos_token_id, model.config.bos_token_id)
         seqs = greedy_decode(model, tensors, **kw)
@@ -174,37 +181,50 @@ def predict(model, codec: Codec, examples: Sequence[data.Example], device, *, co
     return out
 
 
-@torch.no_grad()
-def least_likely_token(model, codec: Codec, examples: Sequence[data.Example], answers: Sequence[str], device, *,
-                       batch_tokens: int = 32768, batch_size: int = 32) -> list[float]:
-    """For each question and its (kept) answer: the lowest log-probability the model, left free,
-    gives a token of that answer or its end (teacher-forced). A kept answer the model would not
-    have written itself has a token the constraint forced: a sign that the document may not
-    answer the question (see --decline-below)."""
+def answers(model, codec: Codec, examples: Sequence[data.Example], device, *, use_global: bool = True,
+            rule="model", batch_tokens: int = 32768, batch_size: int = 32) -> list:
+    """The kept answer (ledviz.answering.KeptAnswer: the answer, and the best span weighed against
+    the decline with their scores) of each question in `examples`, in order."""
     capacity = model.config.max_encoder_position_embeddings
     encoded = [encode_example(codec, ex, capacity) for ex in examples]
-    targets = {id(e): [0, *codec.ids(" " + a), 2] for e, a in zip(encoded, answers)}
-    index = {id(e): i for i, e in enumerate(encoded)}
-    out = [0.0] * len(encoded)
-    for batch in pack_batches(encoded, batch_tokens, batch_size):
-        tensors = collate(batch, device)
-        labels = torch.full((len(batch), max(len(targets[id(e)]) for e in batch)), -100, dtype=torch.long)
-        for i, e in enumerate(batch):
-            labels[i, : len(targets[id(e)])] = torch.tensor(targets[id(e)])
-        logp = torch.log_softmax(model(**dict(tensors, labels=labels.to(device))).logits.float(), -1)
-        for i, e in enumerate(batch):
-            t = targets[id(e)]
-            out[index[id(e)]] = min(logp[i, j, t[j]].item() for j in range(1, len(t)))  # after the <s> lead
-    return out
+    by_example = {id(ex): a for ex, a in kept_answers(model, codec, encoded, device, batch_tokens=batch_tokens,
+                                                      batch_size=batch_size, use_global=use_global, rule=rule)}
+    return [by_example[id(ex)] for ex in examples]
 
 
-def model_alone(model, codec: Codec, examples: Sequence[data.Example], device, **kw) -> dict:
-    """Kept and free hits (answered right, or declined when unanswerable) of a question set given
-    to the model as asked."""
+def margin_table(weighed: dict[str, list], sets: dict[str, list[data.Example]], score: str,
+                 margins: Sequence[float]) -> list[dict]:
+    """For each candidate margin: what the decline rule (decline iff score(decline) - score(span)
+    > margin) would score on these questions, from their weighed answers (`weighed[name]`, the
+    KeptAnswers of sets[name]): kept QA over the answerable wording families, answerable
+    questions wrongly declined, unanswerable questions declined, and unseen values answered."""
+    rows = []
+    for tau in margins:
+        right, wrong_declines, declines, unseen = [], [], [], []
+        for name in (*FAMILIES, "unanswerable", "unseen values"):
+            for ex, a in zip(sets[name], weighed[name]):
+                m = a.margin(score)
+                declined = m is not None and m > tau
+                answered = not declined and data.exact_match(a.span_text or "", ex.target)
+                if name == "unanswerable":
+                    declines.append(declined)
+                elif name == "unseen values":
+                    unseen.append(answered)
+                else:
+                    wrong_declines.append(declined)
+                    right.append(answered)
+        rows.append(dict(margin=tau, score=score, qa=rate(right), wrongly_declined=rate(wrong_declines),
+                         declined=rate(declines), unseen=rate(unseen)))
+    return rows
+
+
+def model_alone(model, codec: Codec, examples: Sequence[data.Example], device, *, rule="model", **kw) -> dict:
+    """Kept (the decline chosen by `rule`, as in `answers`) and free hits (answered right, or declined when
+    unanswerable) of a question set given to the model as asked."""
     def hits(preds):
         return [bool(data.exact_match(p, e.target)) for e, p in zip(examples, preds)]
 
-    return dict(kept=hits(predict(model, codec, examples, device, constraint="answer", **kw)),
+    return dict(kept=hits(predict(model, codec, examples, device, constraint="answer", rule=rule, **kw)),
                 free=hits(predict(model, codec, examples, device, **kw)))
 
 
@@ -257,16 +277,54 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--batch-tokens", type=int, default=32768)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--decline-below", type=float, default=None, metavar="LOGPROB",
-                   help="also score a decline rule: a kept answer with a token that the model, left free, gives a "
-                        "log-probability below LOGPROB is replaced by the decline answer (choose LOGPROB with "
-                        "--seed valid, never on the test seed)")
+    p.add_argument("--decline-margin", default=None, metavar="MARGIN",
+                   help="decline a kept answer iff score(decline) - score(best span) > MARGIN (ledviz.answering), "
+                        "instead of the model's own rule; 'none': greedy decoding's first-token choice")
+    p.add_argument("--decline-score", choices=("sum", "mean", "first"), default="sum",
+                   help="with --decline-margin: score an answer by the sum (default) or the mean of its token "
+                        "log-probabilities, or by the first token where the two answers differ")
+    p.add_argument("--tune", action="store_true",
+                   help="with --seed valid only: print what the decline rule scores at each margin, to choose it by")
     p.add_argument("--questions", choices=("read", "as-asked"), default="read",
                    help="read (default): each question as the app reads it first (pipeline.read_question), with a "
                         "'model alone' line for the families that changes; as-asked: every question as asked")
     p.add_argument("--no-timing", action="store_true", help="skip the load and end-to-end timing")
     p.add_argument("--json", default=None, help="also write the scores to this file")
     return p.parse_args(argv)
+
+
+def _rule(args, model):
+    """The decline rule to evaluate: --decline-margin's, else the model's own (ledviz.answering);
+    with --tune and no rule, margin 0 (the rule's answers are weighed whatever the margin)."""
+    from ledviz import answering
+
+    if args.decline_margin is None:
+        rule = answering.decline_rule(model)
+    elif args.decline_margin.strip().lower() == "none":
+        rule = None
+    else:
+        try:
+            margin = float(args.decline_margin)
+        except ValueError:
+            raise SystemExit(f"--decline-margin must be a number or 'none', got {args.decline_margin!r}") from None
+        rule = answering.DeclineRule(margin, args.decline_score)
+    if rule is None and args.tune:
+        rule = answering.DeclineRule(0.0, args.decline_score)
+    return rule
+
+
+def tune(weighed: dict[str, list], sets: dict[str, list[data.Example]], results: dict) -> None:
+    """Print the decline rule's scores at a range of margins, for both scores (validation only)."""
+    print("\ndecline rule by margin (validation): decline iff score(decline) - score(best span) > margin")
+    print(f"{'score':<5} {'margin':>7}  {'kept QA, answerable families':<36} {'wrongly declined':<36} "
+          f"{'unanswerable declined':<36} {'unseen values':<36}")
+    results["tune"] = []
+    for score, grid in (("sum", [x / 2 for x in range(-8, 25)]), ("mean", [x / 8 for x in range(-8, 33)]),
+                        ("first", [x / 4 for x in range(-8, 25)])):
+        for row in margin_table(weighed, sets, score, grid):
+            results["tune"].append(row)
+            print(f"{score:<5} {row['margin']:>7.3f}  {fmt(row['qa']):<36} {fmt(row['wrongly_declined']):<36} "
+                  f"{fmt(row['declined']):<36} {fmt(row['unseen']):<36}")
 
 
 def main(argv=None) -> dict:
@@ -277,8 +335,11 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     if args.n < 1:
         raise SystemExit(f"--n must be at least 1, got {args.n}")
+    if args.tune and args.seed != "valid":
+        raise SystemExit("--tune chooses the decline margin: use it with --seed valid, never on the test seed")
     device = _device(args.device)
     model = LEDForConditionalGeneration.from_pretrained(args.model).to(device).eval()
+    rule = _rule(args, model)
     codec = Codec(data.load_tokenizer(args.model))
     lengths = [int(x) for x in args.lengths.split(",")]
     seed = SEEDS[args.seed]
@@ -287,27 +348,32 @@ def main(argv=None) -> dict:
     print(f"model {args.model}: windows {model.config.attention_windows()}; {args.seed} documents "
           f"(seed {seed}) of about {', '.join(map(str, lengths))} tokens in turn; greedy decoding; "
           f"95% Wilson intervals", flush=True)
+    print("kept answers: " + ("greedy decoding's first token chooses the span or the decline" if rule is None else
+                              f"decline iff {rule.score}(decline) - {rule.score}(best span) > {rule.margin:g}"),
+          flush=True)
 
-    results: dict = {"seed": args.seed, "n": args.n, "lengths": lengths}
+    results: dict = {"seed": args.seed, "n": args.n, "lengths": lengths,
+                     "decline rule": None if rule is None else dict(margin=rule.margin, score=rule.score)}
     sets = question_sets(seed, args.n, lengths)
     answerable_free, answerable_kept, declined = [], [], []
     alone_lines: list[tuple[str, dict]] = []  # families whose questions read differently: the model on them as asked
     asked_kept, asked_free = [], []  # hits over all families, each question as asked
-    rule: dict[str, list] = {}  # with --decline-below: each set's kept answers after the decline rule
+    weighed: dict[str, list] = {}  # each set's KeptAnswers (the best span, the decline, their scores)
     print(f"\n{'question family':<16} {'QA, kept to the document':<44} {'QA, free':<44}")
     for name, asked in sets.items():
         exs, changed = read_questions(codec.tok, asked) if args.questions == "read" else (asked, 0)
         sets[name] = exs
         free = predict(model, codec, exs, device, **kw)
-        kept = predict(model, codec, exs, device, constraint="answer", **kw)
-        alone = model_alone(model, codec, asked, device, **kw) if changed else None
+        weighed[name] = answers(model, codec, exs, device, rule=rule, **kw)
+        kept = [codec.decode(a.ids) for a in weighed[name]]
+        results.setdefault("answers", {})[name] = [
+            dict(answer=p, target=e.target, span=a.span_text, span_ids=a.span_ids, span_logprobs=a.span_logprobs,
+                 decline_logprobs=a.decline_logprobs, margins={x: a.margin(x) for x in ("sum", "mean", "first")}) for e, p, a in zip(exs, kept, weighed[name])]
+        alone = model_alone(model, codec, asked, device, rule=rule, **kw) if changed else None
         if alone:
             row = dict(kept=rate(alone["kept"]), free=rate(alone["free"]), read_differently=changed)
             results[("unanswerable declined" if name == "unanswerable" else f"qa/{name}") + ", model alone"] = row
             alone_lines.append((name, row))
-        if args.decline_below is not None:
-            low = least_likely_token(model, codec, exs, kept, device, **kw)
-            rule[name] = [data.NOT_IN_DOCUMENT if x < args.decline_below else p for p, x in zip(kept, low)]
         if name == "unanswerable":
             r = dict(kept=rate([data.exact_match(p, data.NOT_IN_DOCUMENT) for p in kept]),
                      free=rate([data.exact_match(p, data.NOT_IN_DOCUMENT) for p in free]))
@@ -340,27 +406,14 @@ def main(argv=None) -> dict:
         r = results["qa/overall, model alone"]
         print(f"{'overall':<16} {fmt(r['kept']):<44} {fmt(r['free']):<44}")
 
-    if args.decline_below is not None:
-        answerable = [(e, p) for name in FAMILIES for e, p in zip(sets[name], rule[name])]
-        results["decline rule"] = dict(
-            below=args.decline_below,
-            unanswerable_declined=rate([data.exact_match(p, data.NOT_IN_DOCUMENT) for p in rule["unanswerable"]]),
-            wrongly_declined=rate([data.exact_match(p, data.NOT_IN_DOCUMENT) for _, p in answerable]),
-            overall=rate([data.exact_match(p, e.target) for e, p in answerable]),
-            **{name: rate([data.exact_match(p, e.target) for e, p in zip(sets[name], rule[name])])
-               for name in (*FAMILIES, "unseen values", "plain reports")})
-        r = results["decline rule"]
-        print(f"\nwith the decline rule (a kept answer with a token of log-probability < {args.decline_below} "
-              f"becomes {data.NOT_IN_DOCUMENT!r}):")
-        for key, label in (("unanswerable_declined", "unanswerable questions declined"),
-                           ("wrongly_declined", "answerable questions wrongly declined"),
-                           ("overall", "QA kept, all families"), ("plain reports", "QA kept, plain reports")):
-            print(f"  {label:<40} {fmt(r[key])}")
+    if args.tune:
+        tune(weighed, sets, results)
 
     exs = sets["suggested"]
     no_global = dict(
         kept=rate([data.exact_match(p, e.target) for e, p in
-                   zip(exs, predict(model, codec, exs, device, constraint="answer", use_global=False, **kw))]),
+                   zip(exs, predict(model, codec, exs, device, constraint="answer", use_global=False, rule=rule,
+                                    **kw))]),
         free=rate([data.exact_match(p, e.target) for e, p in
                    zip(exs, predict(model, codec, exs, device, use_global=False, **kw))]))
     results["qa/suggested, no global attention"] = no_global

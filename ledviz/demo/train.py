@@ -220,28 +220,39 @@ def greedy_decode(model, batch: dict, max_new_tokens: int = MAX_TARGET_TOKENS, n
 
 
 @torch.no_grad()
+def kept_answers(model, codec: Codec, encoded: Sequence[Encoded], device, *, batch_tokens: int, batch_size: int,
+                 use_global: bool = True, autocast: bool = False, num_beams: int = 1, rule="model"):
+    """(example, ledviz.answering.KeptAnswer) for each question of `encoded`, batch by batch: each
+    answer a whole-word span of its document or the decline answer, chosen by `rule` ("model":
+    the model's own decline rule, as the app's QA page applies it)."""
+    from ledviz import answering
+
+    for batch in pack_batches(encoded, batch_tokens, batch_size):
+        tensors = collate(batch, device, use_global=use_global)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            answers = answering.kept_answers(
+                model, codec.tok, [answer_source(e) for e in batch], input_ids=tensors["input_ids"],
+                attention_mask=tensors["attention_mask"], global_attention_mask=tensors["global_attention_mask"],
+                rule=rule, max_new_tokens=MAX_TARGET_TOKENS, num_beams=num_beams, do_sample=False)
+        yield from zip((e.example for e in batch), answers)
+
+
+@torch.no_grad()
 def score(model, codec: Codec, encoded: Sequence[Encoded], device, *, batch_tokens: int, batch_size: int,
           use_global: bool = True, autocast: bool = False, num_beams: int = 1, span: bool = False) -> dict:
     """Decode `encoded` (greedy, or beam search) and return qa_em, summary_recall, summary_em (means) and counts.
 
-    With `span`, the questions are answered a second time with each answer kept to a span of its
-    document or the decline answer, whole words only (pipeline.document_constraint, the constraint
-    the app's QA page applies by default): qa_span_em."""
-    from ledviz.pipeline import document_constraint
-
+    With `span`, the questions are answered a second time with each answer kept to a whole-word
+    span of its document or the decline answer, chosen by the model's decline rule
+    (kept_answers: ledviz.answering.kept_answers, as the app's QA page answers): qa_span_em."""
     model.eval()
 
-    def decoded(items: Sequence[Encoded], kept_to_span: bool = False):
+    def decoded(items: Sequence[Encoded]):
         """(example, decoded text) for each of `items`, batch by batch."""
         for batch in pack_batches(items, batch_tokens, batch_size):
             tensors = collate(batch, device, use_global=use_global)
-            kw = {}
-            if kept_to_span:
-                kw["prefix_allowed_tokens_fn"] = document_constraint(
-                    codec.tok, [answer_source(e) for e in batch], "answer", model.config.eos_token_id,
-                    model.config.bos_token_id)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-                seqs = greedy_decode(model, tensors, num_beams=num_beams, **kw)
+                seqs = greedy_decode(model, tensors, num_beams=num_beams)
             for e, seq in zip(batch, seqs):
                 yield e.example, codec.decode(seq)
 
@@ -253,7 +264,10 @@ def score(model, codec: Codec, encoded: Sequence[Encoded], device, *, batch_toke
             recall.append(data.key_fact_recall(pred, ex.facts))
             sum_em.append(data.exact_match(pred, ex.target))
     questions = [e for e in encoded if e.example.task == "qa"] if span else []
-    qa_span = [data.exact_match(pred, ex.target) for ex, pred in decoded(questions, kept_to_span=True)]
+    qa_span = [data.exact_match(codec.decode(a.ids), ex.target)
+               for ex, a in kept_answers(model, codec, questions, device, batch_tokens=batch_tokens,
+                                         batch_size=batch_size, use_global=use_global, autocast=autocast,
+                                         num_beams=num_beams)]
     mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
     out = dict(qa_em=mean(qa), summary_recall=mean(recall), summary_em=mean(sum_em),
                n_qa=len(qa), n_summary=len(recall))

@@ -1,0 +1,219 @@
+"""Answers kept to the document, and the decision to decline: the one function the app's QA page
+(pipeline.run), `ledviz.demo.evaluate` and `ledviz.demo.train.score(span=True)` answer with.
+
+A kept answer is a whole-word span of the document or exactly the decline answer
+" not in the document" (ledviz.demo.data.NOT_IN_DOCUMENT; pipeline.document_constraint).
+
+Without a decline rule (a model whose generation_config.json has no "decline_margin": any user
+model, and the embedded model before issue 15's phase 10) greedy decoding chooses between the two
+on the first token, as it always did.
+
+With a decline rule the choice is made on whole answers:
+1. the best span is found with the decline forbidden (constrained greedy decoding, or beam search
+   with num_beams > 1);
+2. both complete answers, the span and the decline, are scored teacher-forced from the
+   log-probabilities the model (left free) gives their tokens and their end token: their sum
+   ("sum"), that sum over the number of tokens ("mean"), or the log-probability of the first
+   token where the two answers differ ("first": greedy decoding's choice, made with a margin);
+3. the answer declines iff score(decline) - score(span) > decline_margin.
+
+The model's settings (generation_config.json, beside generate's own):
+  "decline_margin": a number, the margin τ (chosen on validation data, never the test seed);
+  "decline_score": "sum" (the default), "mean" or "first".
+Any other "decline_..." key is an error naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from .errors import GenerationSettingsError
+
+SCORES = ("sum", "mean", "first")
+SCORE_NAMES = {"sum": "sum of the answer tokens' log-probabilities",
+               "mean": "mean log-probability per answer token",
+               "first": "log-probability of the first token where the answers differ"}
+SETTINGS = ("decline_margin", "decline_score")
+
+
+@dataclass(frozen=True)
+class DeclineRule:
+    """Decline iff score(decline) - score(best span) > margin; `score` one of SCORES: the sum or
+    the mean of the answer's token log-probabilities (its end token included), or the
+    log-probability of the first token where the two answers differ."""
+
+    margin: float
+    score: str = "sum"
+
+    def __post_init__(self):
+        if isinstance(self.margin, bool) or not isinstance(self.margin, (int, float)) or not math.isfinite(self.margin):
+            raise GenerationSettingsError(f"decline_margin={self.margin!r}: must be a finite number (the margin by "
+                                          "which the decline must outscore the best span to be chosen)")
+        if self.score not in SCORES:
+            raise GenerationSettingsError(f"decline_score={self.score!r}: must be one of {', '.join(SCORES)}")
+
+
+def decline_rule(model) -> DeclineRule | None:
+    """The decline rule a model's generation config sets ("decline_margin", "decline_score"), or
+    None when it sets no margin (the first-token choice). A "decline_..." key that is not one of
+    SETTINGS, or a bad value, is a GenerationSettingsError naming it."""
+    config = model.generation_config
+    unknown = sorted(k for k in config if k.startswith("decline") and k not in SETTINGS)
+    if unknown:
+        raise GenerationSettingsError(f"unknown answer setting(s) {', '.join(map(repr, unknown))} in the model's "
+                                      f"generation config; the answer settings are: {', '.join(SETTINGS)}")
+    if config.get("decline_margin") is None:
+        if "decline_score" in config:
+            raise GenerationSettingsError("decline_score is set without decline_margin: set both, or neither "
+                                          "(the first-token choice)")
+        return None
+    return DeclineRule(config["decline_margin"], config.get("decline_score", "sum"))
+
+
+@dataclass(frozen=True)
+class KeptAnswer:
+    """One kept answer and how it was chosen.
+
+    `ids`: the output as generate writes it (decoder start, <s>, the answer's tokens, </s>).
+    `declined`: whether the answer is the decline. With a decline rule: `span_ids` are the
+    tokens of the best span found with the decline forbidden (without <s> and </s>), `span_text`
+    its text; `span_logprobs` / `decline_logprobs` the log-probabilities (teacher-forced, the
+    model left free) of each token of the two answers, their end token included; `rule` the rule
+    applied: declined iff margin() > rule.margin. Without a rule these are None."""
+
+    ids: list[int]
+    declined: bool
+    span_ids: list[int] | None = None
+    span_text: str | None = None
+    span_logprobs: list[float] | None = None
+    decline_logprobs: list[float] | None = None
+    rule: DeclineRule | None = None
+    decline_ids: list[int] | None = None  # the decline's tokens (without <s> and </s>)
+
+    def scores(self, score: str | None = None) -> tuple[float, float] | None:
+        """(span, decline) scores by `score` (one of SCORES; default: the rule's), or None when
+        the answer was not weighed."""
+        if not self.span_logprobs or not self.decline_logprobs:
+            return None
+        score = score or (self.rule.score if self.rule else "sum")
+        if score not in SCORES:
+            raise GenerationSettingsError(f"score={score!r}: must be one of {', '.join(SCORES)}")
+        if score == "first":  # where the two answers part (" not become" and " not in the document": the second)
+            fork = next((i for i, (a, b) in enumerate(zip(self.span_ids, self.decline_ids)) if a != b),
+                        min(len(self.span_ids), len(self.decline_ids)))
+            return float(self.span_logprobs[fork]), float(self.decline_logprobs[fork])
+        return _score(self.span_logprobs, score), _score(self.decline_logprobs, score)
+
+    def margin(self, score: str | None = None) -> float | None:
+        """score(decline) - score(span) (by `score`, default the rule's); None when not weighed."""
+        s = self.scores(score)
+        return None if s is None else s[1] - s[0]
+
+
+def _score(logprobs: Sequence[float], score: str) -> float:
+    total = float(sum(logprobs))
+    return total if score == "sum" else total / len(logprobs)
+
+
+def _ids(tok, text: str) -> list[int]:
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def decline_ids(tok) -> list[int]:
+    """The tokens of the decline answer as the model writes it (" not in the document")."""
+    from .demo.data import NOT_IN_DOCUMENT
+
+    return _ids(tok, " " + NOT_IN_DOCUMENT)
+
+
+def _strip(seq: Sequence[int], pad: int | None, ends: Sequence[int]) -> list[int]:
+    """A generated row without the padding after its end."""
+    row = [int(t) for t in seq]
+    for i, t in enumerate(row[1:], 1):  # the decoder start may be the end token
+        if t in ends:
+            return row[: i + 1]
+    while row and pad is not None and row[-1] == pad and pad not in ends:
+        row.pop()
+    return row
+
+
+@torch.no_grad()
+def answer_logprobs(model, encoder_outputs, attention_mask: torch.Tensor | None, answers: Sequence[Sequence[int]],
+                    *, first: int = 2) -> list[list[float]]:
+    """Teacher-forced log-probabilities of each row's answer tokens: `answers[b]` the whole output
+    of input b (decoder start, <s>, tokens, and </s> if it ended), from position `first` on (after
+    the decoder start and <s>, which every answer shares)."""
+    pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+    width = max(len(a) for a in answers)
+    ids = torch.full((len(answers), width), int(pad), dtype=torch.long, device=model.device)
+    for b, a in enumerate(answers):
+        ids[b, : len(a)] = torch.as_tensor(list(a), dtype=torch.long)
+    out = model(attention_mask=attention_mask, encoder_outputs=encoder_outputs, decoder_input_ids=ids[:, :-1],
+                use_cache=False)
+    logp = out.logits.float().log_softmax(-1).gather(-1, ids[:, 1:, None]).squeeze(-1)  # (B, T - 1)
+    return [logp[b, first - 1: len(a) - 1].tolist() for b, a in enumerate(answers)]
+
+
+@torch.no_grad()
+def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, global_attention_mask: torch.Tensor | None = None,
+                 encoder_outputs=None, rule: DeclineRule | None | str = "model", **generation: Any
+                 ) -> list[KeptAnswer]:
+    """Answer each input with a whole-word span of its document (`sources[b]`: the document token
+    ids of input b) or the decline answer, choosing between them by `rule` ("model": the model's
+    own decline_rule; None: the first-token choice of greedy decoding; or a DeclineRule).
+
+    The encoder runs once (or give `encoder_outputs` with the same attention_mask). `generation`
+    goes to model.generate (max_new_tokens, num_beams, streamer, stop_event, eos_token_id, ...);
+    with a rule it decodes the span, the decline being weighed against it afterwards. A span that
+    did not end (max_new_tokens reached, or stopped) is weighed as far as it was written; a row
+    with no span token at all is kept as written, undecided."""
+    from .pipeline import document_constraint
+
+    if rule == "model":
+        rule = decline_rule(model)
+    elif rule is not None and not isinstance(rule, DeclineRule):
+        raise GenerationSettingsError(f"rule must be 'model', None or a DeclineRule, not {rule!r}")
+    if "prefix_allowed_tokens_fn" in generation:
+        raise GenerationSettingsError("kept_answers sets prefix_allowed_tokens_fn itself (the document constraint)")
+    gen = model.generation_config
+    eos = generation.get("eos_token_id", gen.get("eos_token_id", model.config.eos_token_id))
+    if eos is None:
+        raise GenerationSettingsError("a kept answer needs an end-of-sequence token: this model has no eos_token_id")
+    ends = [int(eos)] if isinstance(eos, int) else [int(t) for t in eos]
+    bos = model.config.bos_token_id
+    start = generation.get("decoder_start_token_id", gen.get("decoder_start_token_id",
+                                                             model.config.decoder_start_token_id))
+    if encoder_outputs is None:
+        encoder_outputs = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask,
+                                              global_attention_mask=global_attention_mask, return_dict=True)
+    constraint = document_constraint(tok, [list(s) for s in sources], "answer" if rule is None else "span", eos, bos)
+    seqs = model.generate(attention_mask=attention_mask, encoder_outputs=encoder_outputs,
+                          prefix_allowed_tokens_fn=constraint, **generation)
+    rows = [_strip(s, model.config.pad_token_id, ends) for s in seqs.tolist()]
+    lead = 1 + (bos is not None)  # decoder start, <s>
+    decline = decline_ids(tok)
+    if rule is None:
+        return [KeptAnswer(r, r[lead: lead + len(decline) + 1] == decline + ends[:1]) for r in rows]
+
+    declined_rows = [[int(start), *([bos] if bos is not None else []), *decline, ends[0]] for _ in rows]
+    span_logprobs = answer_logprobs(model, encoder_outputs, attention_mask, rows, first=lead)
+    decline_logprobs = answer_logprobs(model, encoder_outputs, attention_mask, declined_rows, first=lead)
+    out = []
+    for r, d, s_lp, d_lp in zip(rows, declined_rows, span_logprobs, decline_logprobs):
+        ended = len(r) > lead and r[-1] in ends
+        span = r[lead:-1] if ended else r[lead:]
+        text = tok.decode(span, skip_special_tokens=True).strip()
+        if not span:  # nothing written (stopped at once): undecided, kept as written
+            out.append(KeptAnswer(r, False, span, text))
+            continue
+        weighed = KeptAnswer(r, False, span, text, s_lp, d_lp, rule, decline)
+        if weighed.margin() > rule.margin:
+            weighed = dataclasses.replace(weighed, ids=d, declined=True)
+        out.append(weighed)
+    return out

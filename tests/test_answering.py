@@ -1,0 +1,200 @@
+"""The decline decision (ledviz.answering): a kept answer is the best whole-word span of the
+document or the decline answer, chosen by score(decline) - score(span) > the model's
+decline_margin; without that setting, greedy decoding's first token chooses, as before."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+
+import pytest
+import torch
+
+import ledviz
+from ledviz import answering
+from ledviz.errors import GenerationSettingsError
+from ledviz.pipeline import document_constraint, load_model, prepare_document, run
+
+MODEL_DIR = os.path.join(os.path.dirname(ledviz.__file__), "demo", "model")
+
+
+def _questions():
+    """An unanswerable and an answerable question about held-out reports (VALID_SEED)."""
+    from ledviz.demo import data
+
+    unanswerable = data.make_example(data._example_rng(data.VALID_SEED, "answering-test/0"), "qa", 600,
+                                     variety=data.Variety(unanswerable=1.0))
+    answerable = data.make_example(data._example_rng(data.VALID_SEED, "answering-test/1"), "qa", 600)
+    return [unanswerable, answerable]
+
+
+def _loaded(**settings):
+    """The embedded model, loaded afresh, with these settings in its generation config
+    (None removes one)."""
+    loaded = load_model(None)
+    config = dict(loaded.model.generation_config)
+    for k, v in settings.items():
+        config.pop(k, None)
+        if v is not None:
+            config[k] = v
+    loaded.model.generation_config = config
+    return loaded
+
+
+def _answer(loaded, ex, **kw):
+    doc = prepare_document(loaded, ex.document, question=ex.question)
+    return run(loaded, doc, task="qa", max_new_tokens=24, answer_from_document=True, **kw)
+
+
+@pytest.mark.slow  # eight runs
+@pytest.mark.parametrize("i", [0, 1])
+def test_the_margin_forces_either_answer_and_the_scores_are_the_run_s_own(i):
+    """A margin far below any score difference always declines, one far above never does; the
+    two runs weigh the same span with the same scores, and the chosen answer's score equals the
+    sum of the log-probabilities the run itself reports for its tokens (pipeline.score_tokens)."""
+    from ledviz.demo import data
+
+    ex = _questions()[i]
+    declined = _answer(_loaded(decline_margin=-1e6, decline_score="sum"), ex)
+    answered = _answer(_loaded(decline_margin=1e6, decline_score="sum"), ex)
+    a, b = declined.answer, answered.answer
+    assert a.declined and data.exact_match(declined.output_text, data.NOT_IN_DOCUMENT)
+    assert not b.declined and declined.output_text != answered.output_text
+    assert answered.output_text == b.span_text and a.span_text == b.span_text and a.span_ids == b.span_ids
+    assert a.margin() == pytest.approx(b.margin()) and a.rule.margin == -1e6 and b.rule.score == "sum"
+    # the run's teacher-forced log-probabilities after <s>: the answer's tokens and its end
+    assert declined.token_logprobs[1:] == pytest.approx(a.decline_logprobs, abs=1e-4)
+    assert answered.token_logprobs[1:] == pytest.approx(b.span_logprobs, abs=1e-4)
+    assert len(b.span_logprobs) == len(b.span_ids) + 1 and a.span_logprobs == b.span_logprobs
+    # the scores: the sum, the mean per token, or the first token's alone
+    for score, of in (("sum", sum), ("mean", lambda x: sum(x) / len(x))):
+        assert a.scores(score) == pytest.approx((of(a.span_logprobs), of(a.decline_logprobs)))
+    assert a.span_ids[0] != a.decline_ids[0] and a.scores("first") == (a.span_logprobs[0], a.decline_logprobs[0])
+    assert a.margin() == pytest.approx(sum(a.decline_logprobs) - sum(a.span_logprobs))
+    # between the two, the margin decides: just below it declines, just above it answers
+    m = a.margin()
+    assert _answer(_loaded(decline_margin=m - 0.01, decline_score="sum"), ex).answer.declined
+    assert not _answer(_loaded(decline_margin=m + 0.01, decline_score="sum"), ex).answer.declined
+
+
+@pytest.mark.slow  # four generations
+def test_without_the_setting_the_first_token_chooses_as_before():
+    """A model without decline_margin (any user model) answers exactly as generate with the
+    document constraint that allows the decline (the behaviour before the rule): nothing weighed."""
+    loaded = _loaded(decline_margin=None, decline_score=None)
+    assert answering.decline_rule(loaded.model) is None
+    for ex in _questions():
+        result = _answer(loaded, ex)
+        doc = result.document
+        source = doc.input_ids[0, doc.document_tokens()].tolist()
+        cfg = loaded.config
+        allowed = document_constraint(loaded.tokenizer, [source], "answer", cfg.eos_token_id, cfg.bos_token_id)
+        with torch.inference_mode():
+            ids = loaded.model.generate(doc.input_ids, attention_mask=doc.attention_mask,
+                                        global_attention_mask=result.global_mask, max_new_tokens=24,
+                                        prefix_allowed_tokens_fn=allowed)[0].tolist()
+        assert result.output_ids == ids
+        assert result.answer.rule is None and result.answer.margin() is None and result.answer.span_text is None
+        assert result.answer.declined == (ids[2:-1] == answering.decline_ids(loaded.tokenizer))
+
+
+@pytest.mark.slow  # six generations
+def test_the_first_token_score_at_margin_0_is_greedy_decoding_s_choice():
+    """score "first" weighs the first token where the answers differ: at margin 0 it chooses as greedy decoding's
+    first token does (the behaviour without a rule); a margin moves the choice."""
+    loaded = _loaded()
+    for ex in _questions():
+        doc = prepare_document(loaded, ex.document, question=ex.question)
+        source = doc.input_ids[0, doc.document_tokens()].tolist()
+        gm = torch.zeros_like(doc.input_ids)
+        gm[0, doc.question_tokens()] = 1
+        kw = dict(input_ids=doc.input_ids, attention_mask=doc.attention_mask, global_attention_mask=gm,
+                  max_new_tokens=24)
+        before = answering.kept_answers(loaded.model, loaded.tokenizer, [source], rule=None, **kw)[0]
+        first = answering.kept_answers(loaded.model, loaded.tokenizer, [source],
+                                       rule=answering.DeclineRule(0.0, "first"), **kw)[0]
+        assert first.ids == before.ids and first.declined == before.declined
+        assert first.margin() == pytest.approx(first.decline_logprobs[0] - first.span_logprobs[0])
+        moved = answering.kept_answers(loaded.model, loaded.tokenizer, [source],
+                                       rule=answering.DeclineRule(first.margin() + (0.01 if first.declined else -0.01),
+                                                                  "first"), **kw)[0]
+        assert moved.declined != first.declined
+    # a span that starts as the decline does (" not become"): the answers part at their second token
+    fork = answering.KeptAnswer([], False, [403, 900], "not become", [-0.5, -3.0, -0.1], [-0.5, -0.2, 0, 0, -0.1],
+                                answering.DeclineRule(0.0, "first"), [403, 307, 262, 671])
+    assert fork.scores() == (-3.0, -0.2) and fork.margin() == pytest.approx(2.8)
+    prefix = dataclasses.replace(fork, span_ids=[403, 307], span_logprobs=[-0.5, -0.2, -4.0])  # "not in": the end
+    assert prefix.scores() == (-4.0, 0)
+
+
+@pytest.mark.slow  # two evaluations and two runs
+def test_evaluate_and_the_app_give_the_same_answers():
+    """demo.evaluate's kept answers and the app's run (pipeline.run) are the same function's:
+    the same answer, span and margin for the same question."""
+    from ledviz import LEDForConditionalGeneration
+    from ledviz.demo import data, evaluate, train
+
+    examples = _questions()
+    for margin in (-1e6, 0.0):
+        model = LEDForConditionalGeneration.from_pretrained(MODEL_DIR).eval()
+        model.generation_config = {**model.generation_config, "decline_margin": margin}
+        codec = train.Codec(data.load_tokenizer(MODEL_DIR))
+        texts = evaluate.predict(model, codec, examples, "cpu", constraint="answer", batch_size=1)
+        weighed = evaluate.answers(model, codec, examples, "cpu", batch_size=1)
+        loaded = _loaded(decline_margin=margin)
+        for ex, text, a in zip(examples, texts, weighed):
+            result = _answer(loaded, ex)
+            assert result.output_text == text and result.answer.span_text == a.span_text
+            assert result.answer.declined == a.declined and result.answer.margin() == pytest.approx(a.margin(), abs=1e-3)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(decline_margin="high"), "decline_margin='high': must be a finite number"),
+    (dict(decline_margin=math.inf), "decline_margin=inf: must be a finite number"),
+    (dict(decline_margin=True), "decline_margin=True: must be a finite number"),
+    (dict(decline_margin=1.0, decline_score="median"), "decline_score='median': must be one of sum, mean, first"),
+    (dict(decline_score="mean"), "decline_score is set without decline_margin"),
+    (dict(decline_margn=1.0), "unknown answer setting.*'decline_margn'.*decline_margin, decline_score"),
+])
+def test_a_bad_setting_is_an_error_naming_it(settings, message):
+    loaded = _loaded(**{"decline_margin": None, **settings})
+    with pytest.raises(GenerationSettingsError, match=message):
+        answering.decline_rule(loaded.model)
+    with pytest.raises(GenerationSettingsError, match=message):  # through the app's run too
+        _answer(loaded, _questions()[1])
+    # a summary never asks for the rule
+    doc = prepare_document(loaded, "The project lead is Maren Okafor.")
+    run(loaded, doc, max_new_tokens=2)
+
+
+def test_the_setting_is_read_from_generation_config_json_and_is_no_generate_setting(tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(MODEL_DIR, folder)
+    config = json.loads((folder / "generation_config.json").read_text())
+    config.update(decline_margin=1.5, decline_score="mean")
+    (folder / "generation_config.json").write_text(json.dumps(config))
+    model = ledviz.LEDForConditionalGeneration.from_pretrained(folder)
+    assert answering.decline_rule(model) == answering.DeclineRule(1.5, "mean")
+    enc = torch.tensor([[0, 100, 2]])
+    model.generate(enc, max_new_tokens=2)  # generate reads its own settings and leaves the rule alone
+    with pytest.raises(GenerationSettingsError, match="unknown generation setting.*'decline_margin'"):
+        model.generate(enc, max_new_tokens=2, decline_margin=1.0)
+    with pytest.raises(GenerationSettingsError, match="rule must be 'model', None or a DeclineRule"):
+        answering.kept_answers(model, None, [[5]], input_ids=enc, rule=1.0)
+
+
+def test_the_decline_figure_shows_both_scores_and_the_bar_to_clear():
+    from ledviz import plots
+
+    fig = plots.decline_figure("Maren Okafor", -0.5, -4.0, 3.6, answering.SCORE_NAMES["first"], declined=False)
+    bars = fig.data[0]
+    assert list(bars.x) == [-0.5, -4.0] and "Maren Okafor" in bars.y[0] and "not in the document" in bars.y[1]
+    assert bars.text[0].endswith("(chosen)") and not bars.text[1].endswith("(chosen)")
+    line = fig.layout.shapes[0]
+    assert line.x0 == line.x1 == pytest.approx(3.1)  # the span's score plus the margin
+    assert fig.layout.xaxis.title.text == answering.SCORE_NAMES["first"]
+    long = plots.decline_figure("x" * 80, -1.0, 0.0, 0.5, "sum", declined=True)
+    assert len(long.data[0].y[0]) < 60 and long.data[0].text[1].endswith("(chosen)")
