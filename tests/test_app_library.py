@@ -50,7 +50,10 @@ def dense(result, layer: int) -> torch.Tensor:
 
 def test_run_keeps_the_encoders_probabilities_and_their_statistics(loaded, qa_run):
     """The run's kept attention is the encoder's own output in float16 (written so by the encoder), and its
-    per-head statistics are those of the kept attention (within float16's rounding of the float32 ones)."""
+    per-head statistics are those of the kept attention (within float16's rounding of the float32 ones).
+    The run's encoder computes the statistics as it writes and a plain call does not: the fused kernel's two
+    routes may order a row's float32 sums differently, so a kept value may sit one float16 step from the
+    plain call's value rounded (a relative 2**-10), never further."""
     doc = qa_run.document
     with torch.no_grad():
         out = loaded.model.get_encoder()(doc.input_ids, attention_mask=doc.attention_mask,
@@ -60,7 +63,10 @@ def test_run_keeps_the_encoders_probabilities_and_their_statistics(loaded, qa_ru
     for layer, sp in full.items():
         kept = qa_run.layers[layer]
         assert kept.band.dtype == torch.float16
-        assert torch.equal(kept.band, sp.band.half()) and torch.equal(kept.global_rows, sp.global_rows.half())
+        for mine, plain in ((kept.band, sp.band), (kept.global_rows, sp.global_rows)):
+            assert mine.dtype == torch.float16
+            step = (plain.abs() * 2**-10).clamp_min(2**-24)  # one float16 step at the plain value's size
+            assert ((mine.float() - plain).abs() <= step).all(), layer
         for name, value in analysis.head_stats(sp).items():
             assert torch.allclose(qa_run.head_stats[layer][name], value, atol=2e-3, rtol=1e-3), (layer, name)
 
