@@ -177,7 +177,9 @@ def run_facts(result: RunResult) -> list[str]:
     if result.token_logprobs:
         parts.append(f"log-likelihood {result.log_likelihood:.2f}")
     if result.settings.get("answer_from_document"):
-        parts.append("answer kept to a span of the document")
+        # the decline is the one answer allowed besides a span (pipeline.document_constraint): said so,
+        # or a declined answer's facts would say it was kept to a span
+        parts.append("answer kept to a span of the document (or declined)")
     if result.settings.get("facts_from_document"):
         parts.append("values kept to spans of the document")
     if result.settings.get("precision", "float32") != "float32":

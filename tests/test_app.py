@@ -321,6 +321,9 @@ def test_span_kept_answer_is_not_a_success_and_shares_stay_under_100_percent():
     # a span of the document, or the decline "not in the document" (what the embedded model answers here)
     said = " ".join(messages(at, "info"))
     assert ("kept to a span of the document" in said) != ("The model declined" in said), said
+    # the run's facts say the decline was allowed too, so a declined answer does not read as "kept to a span"
+    facts = [c.value for c in at.caption if "input tokens" in c.value]
+    assert len(facts) == 1 and "answer kept to a span of the document (or declined)" in facts[0], facts
     # the embedded model's decline rule weighed the best span against the decline: the page says so, with the margin
     answer = kept(at, "qa").answer
     weighing = [c.value for c in at.caption if "weighed against" in c.value]
