@@ -37,9 +37,13 @@ KEY = "qa"
 
 
 def _use_suggestion() -> None:
+    """A suggested question clicked: it becomes the question, and the pills forget the click, so that
+    the same suggestion clicked again after editing the question brings it back (a pill left selected
+    would be cleared by that click, leaving the edited question)."""
     choice = st.session_state.get(f"{KEY}.suggested")
     if choice:
         st.session_state[f"{KEY}.question"] = choice
+    st.session_state[f"{KEY}.suggested"] = None
 
 
 def question_input(sample: str | None) -> str:

@@ -94,6 +94,20 @@ def test_question_answering_runs_and_traces_answer_and_question():
     assert free.settings["answer_from_document"] is False and free is not result
 
 
+def test_a_suggested_question_clicked_again_comes_back_after_an_edit():
+    """Clicking a suggested question fills the question; after the question is edited, clicking the
+    same suggestion again brings it back (it used to clear the pill and keep the edited question)."""
+    at = open_app("pages/qa.py")
+    suggestions = at.button_group(key="qa.suggested")
+    first = suggestions.options[0]
+    suggestions.set_value(first).run()
+    assert at.text_input(key="qa.question").value == first
+    at.text_input(key="qa.question").set_value("What is the deadline for it?").run()
+    at.button_group(key="qa.suggested").set_value(first).run()
+    assert_clean(at)
+    assert at.text_input(key="qa.question").value == first
+
+
 def test_question_answering_reads_a_shouted_question_and_can_take_it_as_typed():
     """The QA page reads the question first (pipeline.read_question), shows "Read as: …" with what
     changed, and gives the model the question exactly as typed when the setting is cleared."""
