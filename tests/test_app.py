@@ -180,6 +180,23 @@ def test_non_text_upload_shows_a_message():
     assert at.button(key="summarize.run").disabled
 
 
+def test_a_question_too_long_for_the_model_says_to_shorten_it():
+    """A question that leaves no room for the document: a message naming the question's length and
+    the fix (it showed the tokenizer's "use another truncation strategy ... or a larger max_length")."""
+    at = open_app("pages/qa.py")
+    limit = at.session_state["model.loaded"].max_tokens
+    at.text_input(key="qa.question").set_value("Who is the project lead " * (limit // 5) + "?").run()
+    assert not at.exception
+    errors = messages(at, "error")
+    assert len(errors) == 1 and errors[0].startswith("The question is ") and "shorten the question" in errors[0], errors
+    assert f"limit of {limit:,} tokens" in errors[0] and "truncation" not in errors[0]
+    assert at.button(key="qa.run").disabled
+    # one that leaves room for a little of the document runs on what is left (the document is cut, not the question)
+    at.text_input(key="qa.question").set_value("Who is the project lead " * (limit // 6) + "?").run()
+    assert_clean(at)
+    assert any("were cut" in w for w in messages(at, "warning")) and not at.button(key="qa.run").disabled
+
+
 def test_oversized_document_shows_what_was_cut():
     from ledviz.demo.data import sample_documents
 
