@@ -166,6 +166,12 @@ def run_id(result: RunResult) -> str:
     return result.settings.setdefault("run_id", uuid.uuid4().hex[:12])
 
 
+def _megabytes(mb: float) -> str:
+    """A size in MB as a reader takes it: whole MB from 10 on, two significant digits below (a short
+    document's kept attention is a few hundredths of a MB, not "0 MB")."""
+    return f"{mb:,.0f} MB" if mb >= 10 else f"{mb:.2g} MB"
+
+
 def run_facts(result: RunResult) -> list[str]:
     """A run's facts in short phrases: tokens, time per step, memory, likelihood, constraints, and the
     precision when it is not float32."""
@@ -173,7 +179,7 @@ def run_facts(result: RunResult) -> list[str]:
     n_out = max(0, len(result.output_ids) - 1)
     parts = [f"{result.document.n_tokens:,} input tokens", f"{len(result.global_positions)} global",
              f"{n_out} output tokens", f"encode {t.get('encode_s', 0):.2f} s",
-             f"generate {t.get('generate_s', 0):.2f} s", f"attention kept {result.memory.get('attention_mb', 0):.0f} MB"]
+             f"generate {t.get('generate_s', 0):.2f} s", f"attention kept {_megabytes(result.memory.get('attention_mb', 0))}"]
     if result.token_logprobs:
         parts.append(f"log-likelihood {result.log_likelihood:.2f}")
     if result.settings.get("answer_from_document"):

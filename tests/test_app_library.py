@@ -152,6 +152,10 @@ def test_run_facts(qa_run):
     assert facts[1] == f"{len(qa_run.global_positions)} global"
     assert facts[2] == f"{len(qa_run.output_ids) - 1} output tokens"
     assert f"log-likelihood {qa_run.log_likelihood:.2f}" in facts
+    # the kept attention's size is never rounded to nothing: a short run keeps a few hundredths of a MB
+    mb = qa_run.memory["attention_mb"]
+    assert 0 < mb < 1 and f"attention kept {mb:.2g} MB" in facts and "attention kept 0 MB" not in facts, facts
+    assert "attention kept 4,312 MB" in run_facts(dataclasses.replace(qa_run, memory={"attention_mb": 4312.4}))
     kept = dataclasses.replace(qa_run, settings={"answer_from_document": True})
     assert run_facts(kept)[-1] == "answer kept to a span of the document (or declined)"
     assert not [f for f in facts if "kept to a span" in f]
