@@ -397,8 +397,11 @@ def decline_figure(span_text: str, span_score: float, decline_score: float, thre
         text=[f"{v:.2f}" + (" (chosen)" if c else "") for v, c in zip((span_score, decline_score), chosen)],
         textposition="auto", hovertemplate="%{y}<br>" + label + " %{x:.3f}<extra></extra>"))
     bar = span_score + threshold
+    # every score (answering.SCORES) is a log-probability, at most 0: a bar above 0 no decline can clear
+    reach = ": out of reach, a log-probability is at most 0" if bar > 0 else ""
     fig.add_vline(x=bar, line_dash="dash", line_color=GLOBAL_MARK,
-                  annotation_text=f"to decline, beat {bar:.2f} (span {threshold:+g})", annotation_position="top")
+                  annotation_text=f"to decline, beat {bar:.2f} (span {threshold:+g}){reach}",
+                  annotation_position="top", annotation_xanchor="right" if reach else "center")
     return _layout(fig, None, 170, rows_down=True, top=30, xaxis_title=label)
 
 
