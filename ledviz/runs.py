@@ -181,7 +181,8 @@ def run_facts(result: RunResult) -> list[str]:
              f"{n_out} output tokens", f"encode {t.get('encode_s', 0):.2f} s",
              f"generate {t.get('generate_s', 0):.2f} s", f"attention kept {_megabytes(result.memory.get('attention_mb', 0))}"]
     if result.token_logprobs:
-        parts.append(f"log-likelihood {result.log_likelihood:.2f}")
+        ll = result.log_likelihood
+        parts.append(f"log-likelihood {0.0 if round(ll, 2) == 0 else ll:.2f}")  # not "-0.00" for a sure answer
     if result.settings.get("answer_from_document"):
         # the decline is the one answer allowed besides a span (pipeline.document_constraint): said so,
         # or a declined answer's facts would say it was kept to a span

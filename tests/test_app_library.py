@@ -156,6 +156,9 @@ def test_run_facts(qa_run):
     mb = qa_run.memory["attention_mb"]
     assert 0 < mb < 1 and f"attention kept {mb:.2g} MB" in facts and "attention kept 0 MB" not in facts, facts
     assert "attention kept 4,312 MB" in run_facts(dataclasses.replace(qa_run, memory={"attention_mb": 4312.4}))
+    # a sure answer (the decline, often) reads 0.00, not "-0.00"
+    sure = dataclasses.replace(qa_run, token_logprobs=[-1e-4] * len(qa_run.token_logprobs))
+    assert "log-likelihood 0.00" in run_facts(sure), run_facts(sure)
     kept = dataclasses.replace(qa_run, settings={"answer_from_document": True})
     assert run_facts(kept)[-1] == "answer kept to a span of the document (or declined)"
     assert not [f for f in facts if "kept to a span" in f]
