@@ -108,6 +108,18 @@ def test_a_suggested_question_clicked_again_comes_back_after_an_edit():
     assert at.text_input(key="qa.question").value == first
 
 
+def test_the_question_shown_with_its_answer_is_as_typed_not_markdown():
+    """The question under the answer, and the one asked, show their `$`, `_` and `*` as typed (the
+    caption read "$_x_" as "$" and an italic "x")."""
+    at = open_app("pages/qa.py")
+    at.text_input(key="qa.question").set_value("WHAT IS THE BUDGET IN $ OR $_X_?").run()
+    at.button(key="qa.run").click().run()
+    assert_clean(at)
+    shown = [c.value for c in at.caption if c.value.startswith("Question: ")]
+    assert len(shown) == 1, shown
+    assert r"\$\_x\_?" in shown[0] and r"(asked as: WHAT IS THE BUDGET IN \$ OR \$\_X\_?)" in shown[0], shown
+
+
 def test_question_answering_reads_a_shouted_question_and_can_take_it_as_typed():
     """The QA page reads the question first (pipeline.read_question), shows "Read as: …" with what
     changed, and gives the model the question exactly as typed when the setting is cleared."""
