@@ -466,6 +466,13 @@ def test_global_tokens_are_marked_above_the_document_axis(make):
     assert not any(t.yaxis == "y2" for t in make([]).data)  # no global tokens: no marks
 
 
+def test_the_profile_runs_along_token_positions():
+    """x is the input's token positions (the QA profile's question tokens come first, at 0), not
+    "document token" as it read while the ▼ marked the question's positions on it."""
+    fig = plots.profile_figure(np.ones(12), global_positions=[1, 2, 3])
+    assert fig.layout.xaxis.title.text == "token position" and list(fig.data[0].x) == list(range(12))
+
+
 def test_global_tokens_are_marked_on_every_map():
     z = np.random.default_rng(0).random((4, 4))
     fig = plots.overview_figure(z, [0, 250, 500, 750, 1000], global_positions=[0, 617, 617])
