@@ -5,7 +5,7 @@ than float32 ones, so a long document is encoded much faster in bfloat16, with a
 probabilities within about 1e-2 of float32's. Without those instructions, PyTorch emulates
 bfloat16 through float32 conversions, slower than float32 itself: there float32 stays.
 
-    cpu_capability()         # CpuCapability(fast_bfloat16=True, detail='AVX-512 BF16, AMX (torch: AVX512)')
+    cpu_capability()         # CpuCapability(fast_bfloat16=True, detail="AVX-512 BF16 and AMX instructions (PyTorch's CPU kernels: AVX512)")
     choose_precision("bfloat16")   # ('bfloat16', None), or ('float32', 'this CPU has no ...')
 
 Tests simulate a CPU without the instructions by passing `flags` (the set of /proc/cpuinfo
@@ -84,10 +84,11 @@ def cpu_capability(flags=None) -> CpuCapability:
     simulated = flags is not None or _simulated is not None
     flags = cpu_flags() if flags is None else frozenset(flags)
     have = [name for flag, name in _BF16_FLAGS.items() if flag in flags]
-    torch_cap = "simulated CPU" if simulated else _torch_capability()
+    # in words a reader of the Model page follows: the instructions, then what PyTorch's own kernels use
+    kernels = "a simulated CPU" if simulated else f"PyTorch's CPU kernels: {_torch_capability()}"
     if not have:
-        return CpuCapability(False, f"no AVX-512 BF16 or AMX instructions (torch: {torch_cap})")
-    return CpuCapability(True, f"{', '.join(have)} (torch: {torch_cap})")
+        return CpuCapability(False, f"no AVX-512 BF16 or AMX instructions ({kernels})")
+    return CpuCapability(True, f"{' and '.join(have)} instructions ({kernels})")
 
 
 def fast_bfloat16(flags=None) -> bool:

@@ -219,6 +219,12 @@ def prepare_document(loaded: LoadedModel, text: str, question: str | None = None
         raise InputError("the question is empty: type a question about the document")
     limit = min(max_tokens or loaded.max_tokens, loaded.max_tokens)
     tok = loaded.tokenizer
+    if question:  # the document is cut to fit, never the question: it must leave room for a document token
+        n_question = len(tok(question, add_special_tokens=False, verbose=False)["input_ids"])
+        if n_question + tok.num_special_tokens_to_add(pair=True) >= limit:
+            raise InputError(f"the question is {n_question:,} tokens long, and the question and the document "
+                             f"together must fit in the model's limit of {limit:,} tokens (the document is cut "
+                             "to fit, the question is not): shorten the question")
     args = (question, text) if question else (text,)
     enc = tok(*args, truncation="only_second" if question else True, max_length=limit,
               return_offsets_mapping=True, return_tensors="pt")

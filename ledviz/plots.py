@@ -249,7 +249,8 @@ def rows_figure(values, row_labels: Sequence[str], edges: Sequence[int], *, titl
 def profile_figure(values, *, title: str | None = None, value_name: str = "attention",
                    marks: Sequence[tuple[int, str]] = (), spans: Sequence[tuple[int, int]] = (),
                    height: int = 240, global_positions: Sequence[int] = ()) -> go.Figure:
-    """One value per document token (N,) as a filled line; `marks` (position, label) are drawn as
+    """One value per input token (N,) as a filled line, along the token positions (a QA input's question
+    comes first, its values 0 where only the document counts); `marks` (position, label) are drawn as
     dashed lines, `spans` (start, stop) as shaded token ranges, `global_positions` as ▼ above."""
     y = _np(values)
     fig = go.Figure(go.Scatter(x=np.arange(len(y)), y=y, mode="lines", line=dict(width=1, color="#e6550d"),
@@ -260,7 +261,7 @@ def profile_figure(values, *, title: str | None = None, value_name: str = "atten
         fig.add_vline(x=pos, line=dict(color="#444", dash="dot", width=1), annotation_text=label,
                       annotation_position="top")
     mark_global_columns(fig, global_positions)
-    fig.update_xaxes(title_text="document token", range=[0, max(1, len(y) - 1)])
+    fig.update_xaxes(title_text="token position", range=[0, max(1, len(y) - 1)])
     fig.update_yaxes(title_text=value_name, rangemode="tozero")
     return _layout(fig, title, height, rows_down=False, top=None if title else (26 if marks else 10),
                    showlegend=False)
@@ -397,8 +398,11 @@ def decline_figure(span_text: str, span_score: float, decline_score: float, thre
         text=[f"{v:.2f}" + (" (chosen)" if c else "") for v, c in zip((span_score, decline_score), chosen)],
         textposition="auto", hovertemplate="%{y}<br>" + label + " %{x:.3f}<extra></extra>"))
     bar = span_score + threshold
+    # every score (answering.SCORES) is a log-probability, at most 0: a bar above 0 no decline can clear
+    reach = ": out of reach, a log-probability is at most 0" if bar > 0 else ""
     fig.add_vline(x=bar, line_dash="dash", line_color=GLOBAL_MARK,
-                  annotation_text=f"to decline, beat {bar:.2f} (span {threshold:+g})", annotation_position="top")
+                  annotation_text=f"to decline, beat {bar:.2f} (span {threshold:+g}){reach}",
+                  annotation_position="top", annotation_xanchor="right" if reach else "center")
     return _layout(fig, None, 170, rows_down=True, top=30, xaxis_title=label)
 
 

@@ -166,6 +166,12 @@ def run_id(result: RunResult) -> str:
     return result.settings.setdefault("run_id", uuid.uuid4().hex[:12])
 
 
+def _megabytes(mb: float) -> str:
+    """A size in MB as a reader takes it: whole MB from 10 on, two significant digits below (a short
+    document's kept attention is a few hundredths of a MB, not "0 MB")."""
+    return f"{mb:,.0f} MB" if mb >= 10 else f"{mb:.2g} MB"
+
+
 def run_facts(result: RunResult) -> list[str]:
     """A run's facts in short phrases: tokens, time per step, memory, likelihood, constraints, and the
     precision when it is not float32."""
@@ -173,11 +179,14 @@ def run_facts(result: RunResult) -> list[str]:
     n_out = max(0, len(result.output_ids) - 1)
     parts = [f"{result.document.n_tokens:,} input tokens", f"{len(result.global_positions)} global",
              f"{n_out} output tokens", f"encode {t.get('encode_s', 0):.2f} s",
-             f"generate {t.get('generate_s', 0):.2f} s", f"attention kept {result.memory.get('attention_mb', 0):.0f} MB"]
+             f"generate {t.get('generate_s', 0):.2f} s", f"attention kept {_megabytes(result.memory.get('attention_mb', 0))}"]
     if result.token_logprobs:
-        parts.append(f"log-likelihood {result.log_likelihood:.2f}")
+        ll = result.log_likelihood
+        parts.append(f"log-likelihood {0.0 if round(ll, 2) == 0 else ll:.2f}")  # not "-0.00" for a sure answer
     if result.settings.get("answer_from_document"):
-        parts.append("answer kept to a span of the document")
+        # the decline is the one answer allowed besides a span (pipeline.document_constraint): said so,
+        # or a declined answer's facts would say it was kept to a span
+        parts.append("answer kept to a span of the document (or declined)")
     if result.settings.get("facts_from_document"):
         parts.append("values kept to spans of the document")
     if result.settings.get("precision", "float32") != "float32":

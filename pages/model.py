@@ -41,7 +41,7 @@ def origin(loaded) -> None:
                f" · weights on {loaded.model.device}, {str(loaded.model.dtype).replace('torch.', '')}")
     cap = device.cpu_capability()
     if cap.fast_bfloat16:
-        st.caption(f"CPU: fast bfloat16 ({cap.detail}). Summarize offers **fast (bfloat16)** for documents of "
+        st.caption(f"CPU: fast bfloat16, with {cap.detail}. Summarize offers **fast (bfloat16)** for documents of "
                    f"{device.LONG_DOCUMENT_TOKENS:,} tokens or more; float32 stays the default.")
     else:
         st.caption(f"CPU: {cap.detail}, so bfloat16 is not fast here: runs use float32.")

@@ -37,9 +37,13 @@ KEY = "qa"
 
 
 def _use_suggestion() -> None:
+    """A suggested question clicked: it becomes the question, and the pills forget the click, so that
+    the same suggestion clicked again after editing the question brings it back (a pill left selected
+    would be cleared by that click, leaving the edited question)."""
     choice = st.session_state.get(f"{KEY}.suggested")
     if choice:
         st.session_state[f"{KEY}.question"] = choice
+    st.session_state[f"{KEY}.suggested"] = None
 
 
 def question_input(sample: str | None) -> str:
@@ -120,7 +124,7 @@ def decline_weighing(result) -> None:
     rule, margin = answer.rule, answer.margin()
     unit = answering.SCORE_NAMES[rule.score]
     if answer.declined:
-        st.caption(f"Declined: the best span of the document, “{answer.span_text}”, was weighed against the decline, "
+        st.caption(f"Declined: the best span of the document, “{_md_escape(answer.span_text)}”, was weighed against the decline, "
                    f"which outscored it by {margin:.2f} ({unit}), more than the model's margin of {rule.margin:g}.")
     else:
         st.caption(f"Answered: the decline was weighed against this span and "
@@ -188,7 +192,8 @@ def main() -> None:
     st.subheader("Answer")
     show_output(result, "#### ")
     asked_as = result.settings.get("question_asked")
-    st.caption(f"Question: {result.document.question}" + (f" (asked as: {asked_as})" if asked_as else ""))
+    st.caption(f"Question: {_md_escape(result.document.question)}"  # as typed: no Markdown (`$`, `_`, `*`)
+               + (f" (asked as: {_md_escape(asked_as)})" if asked_as else ""))
     run_summary(result)
     with show_errors("showing how the answer was chosen"):
         decline_weighing(result)

@@ -196,5 +196,10 @@ def test_the_decline_figure_shows_both_scores_and_the_bar_to_clear():
     line = fig.layout.shapes[0]
     assert line.x0 == line.x1 == pytest.approx(3.1)  # the span's score plus the margin
     assert fig.layout.xaxis.title.text == answering.SCORE_NAMES["first"]
+    # a bar above 0 is out of any log-probability's reach, and the figure says so (it read as a score to beat)
+    said = fig.layout.annotations[0].text
+    assert said.startswith("to decline, beat 3.10 (span +3.6)") and "out of reach" in said, said
+    within = plots.decline_figure("Maren Okafor", -5.0, -4.0, 3.6, "first", declined=False).layout.annotations[0].text
+    assert within == "to decline, beat -1.40 (span +3.6)", within
     long = plots.decline_figure("x" * 80, -1.0, 0.0, 0.5, "sum", declined=True)
     assert len(long.data[0].y[0]) < 60 and long.data[0].text[1].endswith("(chosen)")

@@ -94,6 +94,32 @@ def test_question_answering_runs_and_traces_answer_and_question():
     assert free.settings["answer_from_document"] is False and free is not result
 
 
+def test_a_suggested_question_clicked_again_comes_back_after_an_edit():
+    """Clicking a suggested question fills the question; after the question is edited, clicking the
+    same suggestion again brings it back (it used to clear the pill and keep the edited question)."""
+    at = open_app("pages/qa.py")
+    suggestions = at.button_group(key="qa.suggested")
+    first = suggestions.options[0]
+    suggestions.set_value(first).run()
+    assert at.text_input(key="qa.question").value == first
+    at.text_input(key="qa.question").set_value("What is the deadline for it?").run()
+    at.button_group(key="qa.suggested").set_value(first).run()
+    assert_clean(at)
+    assert at.text_input(key="qa.question").value == first
+
+
+def test_the_question_shown_with_its_answer_is_as_typed_not_markdown():
+    """The question under the answer, and the one asked, show their `$`, `_` and `*` as typed (the
+    caption read "$_x_" as "$" and an italic "x")."""
+    at = open_app("pages/qa.py")
+    at.text_input(key="qa.question").set_value("WHAT IS THE BUDGET IN $ OR $_X_?").run()
+    at.button(key="qa.run").click().run()
+    assert_clean(at)
+    shown = [c.value for c in at.caption if c.value.startswith("Question: ")]
+    assert len(shown) == 1, shown
+    assert r"\$\_x\_?" in shown[0] and r"(asked as: WHAT IS THE BUDGET IN \$ OR \$\_X\_?)" in shown[0], shown
+
+
 def test_question_answering_reads_a_shouted_question_and_can_take_it_as_typed():
     """The QA page reads the question first (pipeline.read_question), shows "Read as: …" with what
     changed, and gives the model the question exactly as typed when the setting is cleared."""
@@ -164,6 +190,23 @@ def test_non_text_upload_shows_a_message():
     assert not at.exception
     assert any("is not readable text" in m for m in messages(at, "error"))
     assert at.button(key="summarize.run").disabled
+
+
+def test_a_question_too_long_for_the_model_says_to_shorten_it():
+    """A question that leaves no room for the document: a message naming the question's length and
+    the fix (it showed the tokenizer's "use another truncation strategy ... or a larger max_length")."""
+    at = open_app("pages/qa.py")
+    limit = at.session_state["model.loaded"].max_tokens
+    at.text_input(key="qa.question").set_value("Who is the project lead " * (limit // 5) + "?").run()
+    assert not at.exception
+    errors = messages(at, "error")
+    assert len(errors) == 1 and errors[0].startswith("The question is ") and "shorten the question" in errors[0], errors
+    assert f"limit of {limit:,} tokens" in errors[0] and "truncation" not in errors[0]
+    assert at.button(key="qa.run").disabled
+    # one that leaves room for a little of the document runs on what is left (the document is cut, not the question)
+    at.text_input(key="qa.question").set_value("Who is the project lead " * (limit // 6) + "?").run()
+    assert_clean(at)
+    assert any("were cut" in w for w in messages(at, "warning")) and not at.button(key="qa.run").disabled
 
 
 def test_oversized_document_shows_what_was_cut():
@@ -321,6 +364,9 @@ def test_span_kept_answer_is_not_a_success_and_shares_stay_under_100_percent():
     # a span of the document, or the decline "not in the document" (what the embedded model answers here)
     said = " ".join(messages(at, "info"))
     assert ("kept to a span of the document" in said) != ("The model declined" in said), said
+    # the run's facts say the decline was allowed too, so a declined answer does not read as "kept to a span"
+    facts = [c.value for c in at.caption if "input tokens" in c.value]
+    assert len(facts) == 1 and "answer kept to a span of the document (or declined)" in facts[0], facts
     # the embedded model's decline rule weighed the best span against the decline: the page says so, with the margin
     answer = kept(at, "qa").answer
     weighing = [c.value for c in at.caption if "weighed against" in c.value]

@@ -152,9 +152,16 @@ def test_run_facts(qa_run):
     assert facts[1] == f"{len(qa_run.global_positions)} global"
     assert facts[2] == f"{len(qa_run.output_ids) - 1} output tokens"
     assert f"log-likelihood {qa_run.log_likelihood:.2f}" in facts
+    # the kept attention's size is never rounded to nothing: a short run keeps a few hundredths of a MB
+    mb = qa_run.memory["attention_mb"]
+    assert 0 < mb < 1 and f"attention kept {mb:.2g} MB" in facts and "attention kept 0 MB" not in facts, facts
+    assert "attention kept 4,312 MB" in run_facts(dataclasses.replace(qa_run, memory={"attention_mb": 4312.4}))
+    # a sure answer (the decline, often) reads 0.00, not "-0.00"
+    sure = dataclasses.replace(qa_run, token_logprobs=[-1e-4] * len(qa_run.token_logprobs))
+    assert "log-likelihood 0.00" in run_facts(sure), run_facts(sure)
     kept = dataclasses.replace(qa_run, settings={"answer_from_document": True})
-    assert run_facts(kept)[-1] == "answer kept to a span of the document"
-    assert "answer kept to a span of the document" not in facts
+    assert run_facts(kept)[-1] == "answer kept to a span of the document (or declined)"
+    assert not [f for f in facts if "kept to a span" in f]
 
 
 def test_run_id_is_stable():
@@ -457,6 +464,13 @@ def test_global_tokens_are_marked_above_the_document_axis(make):
     assert fig.layout.yaxis2.overlaying == "y" and tuple(fig.layout.yaxis2.range) == (0, 1)
     assert fig.layout.yaxis2.autorange in (None, False)  # top is top on the overlaid axis
     assert not any(t.yaxis == "y2" for t in make([]).data)  # no global tokens: no marks
+
+
+def test_the_profile_runs_along_token_positions():
+    """x is the input's token positions (the QA profile's question tokens come first, at 0), not
+    "document token" as it read while the ▼ marked the question's positions on it."""
+    fig = plots.profile_figure(np.ones(12), global_positions=[1, 2, 3])
+    assert fig.layout.xaxis.title.text == "token position" and list(fig.data[0].x) == list(range(12))
 
 
 def test_global_tokens_are_marked_on_every_map():

@@ -243,3 +243,10 @@ def test_model_page():
 
     cpu = [c.value for c in at.caption if c.value.startswith("CPU:")]
     assert len(cpu) == 1 and ("fast bfloat16" in cpu[0]) == device.fast_bfloat16()
+    # readable by a stranger: PyTorch named as such, no parentheses inside parentheses (it read
+    # "CPU: fast bfloat16 (AVX-512 BF16, AMX (torch: AVX512))")
+    depth = deepest = 0
+    for ch in cpu[0]:
+        depth += (ch == "(") - (ch == ")")
+        deepest = max(deepest, depth)
+    assert deepest <= 1 and depth == 0 and "torch:" not in cpu[0] and "PyTorch's CPU kernels" in cpu[0], cpu[0]

@@ -1,5 +1,7 @@
 """Real-browser tests: `streamlit run app.py` in a subprocess, headless Chromium (Debian's chromium
-package) through Playwright. Summarize: pick a sample, run, wait for the charts. The Attention lab
+package) through Playwright. Summarize: pick a sample, run, wait for the charts. Question answering:
+a suggested question, its answer with the decline weighing, the suggestion clicked again after an
+edit. The Attention lab
 and How LED attention works: an invalid input each, and the page's controls stay. Screenshots are
 saved under the test's tmp_path."""
 
@@ -68,6 +70,41 @@ def test_summarize_in_a_browser(server, browser, tmp_path):
     no_failure(page)
     log = (tmp_path / "streamlit.log").read_text(errors="replace")
     assert "Session State API" not in log, log[-2000:]
+
+
+def test_question_answering_in_a_browser(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.goto(server + "/qa")
+    idle(page)
+    page.get_by_role("heading", name="Question answering").first.wait_for()
+    question = page.get_by_label("Question", exact=True)
+    suggestion = "Who is the project lead?"
+    page.get_by_text(suggestion, exact=True).first.click()  # a suggested question (a pill)
+    idle(page)
+    expect(question).to_have_value(suggestion)
+    # edited, then the same suggestion clicked again: it comes back (the second click used to clear the pill)
+    question.fill("What is the deadline for it?")
+    question.press("Enter")
+    idle(page)
+    page.get_by_text(suggestion, exact=True).first.click()
+    idle(page)
+    expect(question).to_have_value(suggestion)
+
+    page.get_by_role("button", name="Answer", exact=True).click()
+    idle(page)
+    page.get_by_role("heading", name="Where the answer came from").wait_for(timeout=120_000)
+    idle(page)
+    page.wait_for_timeout(1500)  # let Plotly finish drawing
+    page.screenshot(path=str(tmp_path / "qa.png"), full_page=True)
+    no_failure(page)
+    assert page.locator("[data-testid='stAlertContentError']").count() == 0
+    # the kept answer's weighing against the decline: a caption and its figure, and the run's facts
+    weighing = page.get_by_text("the decline was weighed against")
+    expect(weighing.or_(page.get_by_text("was weighed against the decline"))).to_have_count(1)
+    expect(page.get_by_text("answer kept to a span of the document (or declined)", exact=False)).to_have_count(1)
+    assert page.locator("[data-testid='stPlotlyChart']").count() >= 3  # decline figure, question profile, maps
 
 
 def test_lab_keeps_its_controls_on_invalid_input(server, browser, tmp_path):
