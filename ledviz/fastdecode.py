@@ -352,9 +352,10 @@ class FastDecoder:
     # In float32 the cross-attention can go without its keys/values: for a query row q of head h, with
     # K = X W_k^T + b_k and V = X W_v^T + b_v from the encoder output X, the scores q K^T are (q W_k) X^T + q b_k
     # and the output p V is (p X) W_v^T + b_v (p sums to 1): the same sums in another order, reading X
-    # (once a layer, `_attend_x_blocked`) and W_k, W_v instead of K and V, with 12 query columns a product instead of one. That
-    # spares their projection of X (0.38 s at an LED-base 4,096-token input, 1 thread here; 0.10 s at 1,024)
-    # for more a step (+4-5.5 ms at 4,096 tokens, +3-4 ms at 1,024). Making them costs as much as this many
+    # (once a layer without padding, `_attend_x_blocked`) and W_k, W_v instead of K and V, with 12 query columns
+    # a product instead of one. That spares their projection of X (0.38 s at an LED-base 4,096-token input,
+    # 1 thread here; 0.10 s at 1,024) for more a step (+4-5.5 ms at 4,096 tokens, +3-4 ms at 1,024, reading X
+    # twice a layer; +3.6 ms and +4.7 ms, 86 and 17 rows' worth, steps alone, reading it once). Making them costs as much as this many
     # query rows through X at 4,096 tokens and more (measured whole generations here: 72-97), and
     # proportionally fewer at shorter inputs (about 30 at 1,024).
     CROSS_AFTER_ROWS = 80
