@@ -9,8 +9,9 @@ fewest bytes and operations around them, for generation without per-step outputs
 - the self-attention cache is preallocated for the whole generation (no `torch.cat` per step);
 - the self-attention's query/key/value projections are one product (the query scale folded into
   the weights where it is a power of two, as for 64-wide heads: the same numbers);
-- in float32 a short generation attends through the encoder output X itself: scores (q W_k) X^T + q b_k
-  and output (p X) W_v^T + b_v, the same sums as q K^T and p V in another order, so it skips projecting
+- in float32 a short generation attends through the encoder output X itself: scores (q W_k) X^T (+ q b_k,
+  the same for every key of a row, which softmax ignores) and output (p X) W_v^T + b_v, the same sums as
+  q K^T and p V in another order, block by block of X (each block read once), so it skips projecting
   every layer's keys and values (0.38 s at an LED-base 4,096-token input); a generation that is sure to
   be long (min_new_tokens, or no EOS) projects them at the start, one that may be long after
   `FastDecoder.CROSS_AFTER_ROWS` query rows (`projection_position`);
@@ -351,9 +352,10 @@ class FastDecoder:
     # In float32 the cross-attention can go without its keys/values: for a query row q of head h, with
     # K = X W_k^T + b_k and V = X W_v^T + b_v from the encoder output X, the scores q K^T are (q W_k) X^T + q b_k
     # and the output p V is (p X) W_v^T + b_v (p sums to 1): the same sums in another order, reading X
-    # (twice a layer) and W_k, W_v instead of K and V, with 12 query columns a product instead of one. That
-    # spares their projection of X (0.38 s at an LED-base 4,096-token input, 1 thread here; 0.10 s at 1,024)
-    # for more a step (+4-5.5 ms at 4,096 tokens, +3-4 ms at 1,024). Making them costs as much as this many
+    # (once a layer without padding, `_attend_x_blocked`) and W_k, W_v instead of K and V, with 12 query columns
+    # a product instead of one. That spares their projection of X (0.38 s at an LED-base 4,096-token input,
+    # 1 thread here; 0.10 s at 1,024) for more a step (+4-5.5 ms at 4,096 tokens, +3-4 ms at 1,024, reading X
+    # twice a layer; +3.6 ms and +4.7 ms, 86 and 17 rows' worth, steps alone, reading it once). Making them costs as much as this many
     # query rows through X at 4,096 tokens and more (measured whole generations here: 72-97), and
     # proportionally fewer at shorter inputs (about 30 at 1,024).
     CROSS_AFTER_ROWS = 80
@@ -402,9 +404,14 @@ class FastDecoder:
                        self._transposed(layer.cross_v, self.encoder_hidden, v))
                       for layer, (k, v) in zip(self.pack_.layers, kv)]
 
+    # rows of X a block of `_attend_x_blocked`: 256 x 768 float32 (768 KB) stays in a 2 MB L2 cache between
+    # its two products
+    X_BLOCK = 256
+
     def _attend_x(self, q: Tensor, layer: "_Layer") -> Tensor:
         """Queries q (B, H, M, hd) (scaled) -> the cross-attention's output per head (B, H, M, hd), through
-        the encoder output X (B, N, D) and the key/value weights."""
+        the encoder output X (B, N, D) and the key/value weights. The scores leave out q b_k: it is the
+        same for every key of a query row, and softmax ignores a constant added to a row."""
         B, H, M, hd = q.shape
         D, N = self.D, self.N
         w_k = layer.cross_k.weight.view(H, hd, D)  # W_k per head
@@ -412,13 +419,47 @@ class FastDecoder:
         out = q.new_empty(B, H, M, hd)
         for b, (qb, xb, ob) in enumerate(zip(q, self.encoder_hidden, out)):
             u = torch.bmm(qb, w_k).view(H * M, D)  # q W_k
-            s = torch.mm(xb, u.t()).t().reshape(H, M, N)  # X (q W_k)^T: X read straight, as p X below
-            s = s + torch.bmm(qb, layer.cross_k.bias.view(H, hd, 1))  # + q b_k
-            if self.cross_mask is not None:
-                s = s + self.cross_mask[b]
-            y = torch.mm(s.softmax(dim=-1).view(H * M, N), xb)  # p X
+            y = None
+            if self.cross_mask is None and self.dtype == torch.float32:
+                y = self._attend_x_blocked(u, xb)
+            if y is None:
+                s = torch.mm(xb, u.t()).t()  # X (q W_k)^T: X read straight, as p X below
+                if self.cross_mask is not None:
+                    s = (s.view(H, M, N) + self.cross_mask[b]).view(H * M, N)
+                y = torch.mm(s.softmax(dim=-1), xb)  # p X
             torch.bmm(y.view(H, M, D), w_v, out=ob)
         return out.add_(layer.cross_v.bias.view(H, 1, hd))
+
+    def _attend_x_blocked(self, u: Tensor, x: Tensor) -> Tensor | None:
+        """softmax(u X^T) X for rows u (R, D) against one source's X (N, D), float32, reading X once: block by
+        block, each block's scores then its share of p X while it is in the cache (done in two passes, X
+        comes from memory twice, 8-10% slower here at 4,096 tokens). The scores are shifted by the first
+        block's row maxima c rather than the whole rows' (exp(s - c) is the same up to a factor per row,
+        which the division by the row sums removes); a row whose later scores exceed c by so much that a
+        sum overflows (not finite) gives None, and the caller takes the two passes. No mask: a masked
+        first block would give no usable shift."""
+        R, N, nb = u.shape[0], x.shape[0], self.X_BLOCK
+        # every block's exp(s - c) in one buffer (R x block after R x block), summed once at the end
+        e_all = u.new_empty(R * N)
+        y = neg_shift = None
+        for i, xb in enumerate(x.split(nb)):
+            e = e_all[i * nb * R:(i * nb + xb.shape[0]) * R].view(R, xb.shape[0])
+            if y is None:
+                torch.mm(u, xb.t(), out=e)  # (R, block)
+                shift = e.amax(dim=1, keepdim=True)
+                neg_shift = shift.neg_()
+                e.add_(neg_shift).exp_()
+                y = torch.mm(e, xb)
+            else:
+                torch.addmm(neg_shift, u, xb.t(), out=e).exp_()  # s - c in the product
+                y.addmm_(e, xb)
+        full = N // nb
+        total = e_all[:full * nb * R].view(full, R, nb).sum(dim=(0, 2))
+        if N > full * nb:
+            total += e_all[full * nb * R:].view(R, N - full * nb).sum(dim=1)
+        if not math.isfinite(float(y.sum() + total.sum())):
+            return None
+        return y.div_(total[:, None])
 
     def _transposed(self, proj: _Linear, encoder_hidden: Tensor, out: Tensor) -> Tensor:
         """The projection of the encoder output per head and transposed, (B, H, hd, N), straight from the

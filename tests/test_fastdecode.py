@@ -228,6 +228,64 @@ def test_greedy_tokens_on_both_sides_of_the_switch(monkeypatch, models, inputs, 
     assert made == ([] if made_at is None else [made_at])
 
 
+@pytest.fixture
+def blocked_results(monkeypatch):
+    """What each `_attend_x_blocked` call returned (None: the two passes took over)."""
+    taken = []
+    real = FastDecoder._attend_x_blocked
+    monkeypatch.setattr(FastDecoder, "_attend_x_blocked", lambda self, u, x: taken.append(real(self, u, x))
+                        or taken[-1])
+    return taken
+
+
+@pytest.mark.parametrize("block", [4, 11, 256], ids=["blocks_and_a_remainder", "blocks_exactly", "one_block"])
+def test_unpadded_sources_attend_through_x_block_by_block(monkeypatch, blocked_results, block):
+    """Without padding float32 reads X once a layer, block by block (`_attend_x_blocked`, scores shifted by the
+    first block's maxima): within the parity tolerance of the readable step, whatever the block size."""
+    monkeypatch.setattr(FastDecoder, "X_BLOCK", block)
+    model = tiny()
+    hidden, _ = encoder_side()
+    mask = torch.ones(2, 11, dtype=torch.long)
+    steps = token_steps(4)
+    with torch.no_grad():
+        ref = reference_logits(model, hidden, mask, 2, steps)
+        ours = fast_logits(model, hidden, mask, 2, steps)
+    assert blocked_results and all(y is not None for y in blocked_results)
+    for i, (a, b) in enumerate(zip(ours, ref)):
+        assert_close(a, b, f"step {i}", tol=1e-5)
+
+
+def test_blocked_attention_shift_and_overflow():
+    """The first block's maxima as the shift: a later block far above it (e^60) still gives softmax(u X^T) X;
+    so far above that a sum overflows, None (the caller's two passes take over)."""
+    from types import SimpleNamespace
+
+    g = torch.Generator().manual_seed(7)
+    u, x = torch.randn(3, 16, generator=g), torch.randn(10, 16, generator=g)
+    x[7] = u[1] * (60.0 / float(u[1] @ u[1]))  # row 1 scores 60 on key 7 (third block of 4)
+    want = torch.softmax(u @ x.t(), dim=-1) @ x
+    got = FastDecoder._attend_x_blocked(SimpleNamespace(X_BLOCK=4), u, x)
+    assert_close(got, want, "shifted by the first block's maxima", tol=1e-6)
+    x[7] = u[1] * (500.0 / float(u[1] @ u[1]))  # e^500 overflows float32
+    assert FastDecoder._attend_x_blocked(SimpleNamespace(X_BLOCK=4), u, x) is None
+
+
+def test_unpadded_greedy_tokens_through_x_blocks(monkeypatch, blocked_results, models, inputs):
+    """transformers' tokens for one unpadded document attended through X in blocks of 5 of its 23 tokens."""
+    import warnings
+
+    monkeypatch.setattr(FastDecoder, "X_BLOCK", 5)
+    ref, ours, _ = models
+    one = {k: v[:1] for k, v in inputs.items()}
+    assert bool(one["attention_mask"].all())
+    case = dict(max_new_tokens=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = ref.generate(**one, **case)
+    assert_same_tokens(ours.generate(**one, **case), theirs, str(case))
+    assert blocked_results and all(y is not None for y in blocked_results)
+
+
 def test_half_precision_cross_keys_values(monkeypatch):
     """bfloat16 on a CPU with fast bfloat16 products attends through the encoder output throughout (its
     12-row products beat one row against the keys); without them, and in float16, the keys/values are
