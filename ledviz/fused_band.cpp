@@ -88,6 +88,17 @@ inline f16x load16(const float* p) {
 
 inline void store16(float* p, f16x v) { std::memcpy(p, &v, sizeof v); }
 
+// 16 bfloat16 values as floats
+inline f16x bf16_load16(const uint16_t* p) {
+    typedef uint16_t u16x __attribute__((vector_size(32)));
+    u16x h;
+    std::memcpy(&h, p, sizeof h);
+    const i16x bits = __builtin_convertvector(h, i16x) << 16;
+    f16x v;
+    std::memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
 // read `count` values of a row (dtype dt) plus their biases into v
 template <typename S>
 inline void gather(const S* __restrict src, Dtype dt, const float* __restrict bias, int64_t count, float* __restrict v) {
@@ -320,7 +331,12 @@ void band_softmax_impl(const S* src, Dtype st, int64_t stride, P* dst, Dtype pt,
         put(row + xp + t, pt, e + x, scale, slots);
         std::memset(row + xp + t + slots, 0, sizeof(P) * (span - t - slots));
         if (out) {
-            put(out, dt, e, scale, width);
+            if (sizeof(D) == sizeof(P) && dt == pt) {  // the same values as the row's: copied, not converted again
+                std::memcpy(out, row, sizeof(P) * x);
+                std::memcpy(out + x, row + xp + t, sizeof(P) * slots);
+            } else {
+                put(out, dt, e, scale, width);
+            }
         }
         if (stats) {
             // entropy -sum q log q with q = scale e: -(log(scale) sum q + scale sum e (s - max))
@@ -476,6 +492,7 @@ int ledviz_band_attention_bf16(void* gemm_ptr, const uint16_t* q, int64_t ldq, c
     // gemm null: the matrix unit (the caller checked ledviz_amx_shape and ledviz_amx_ready)
     const int64_t keys = (blocks - 1) * c + span;
     std::vector<uint16_t> kpack, vpack;
+    std::vector<float> kglob;  // the global keys in float32, (x, hd)
     if (gemm == nullptr) {
         if (!ledviz_amx_shape(hd, c, w)) return 3;
         // keys as (hd / 2) rows of (key, pair) and values as (keys / 2) rows of (column, pair)
@@ -500,6 +517,12 @@ int ledviz_band_attention_bf16(void* gemm_ptr, const uint16_t* q, int64_t ldq, c
                 o[2 * col + 1] = r1[col];
             }
         }
+        kglob.resize(x * hd);
+        for (int64_t g = 0; g < x; ++g)
+            for (int64_t d = 0; d < hd; ++d) {
+                const uint32_t u = uint32_t(kg[g * ldg + d]) << 16;
+                std::memcpy(kglob.data() + g * hd + d, &u, 4);
+            }
         amx_configure();
     }
 #else
@@ -523,17 +546,16 @@ int ledviz_band_attention_bf16(void* gemm_ptr, const uint16_t* q, int64_t ldq, c
                     amx_corner(scores.data() + r * width + xp + 32 * ks, width * 4, qb + r * ldq, ldq * 2,
                                kpack.data() + (jj * c + 32 * ks) * 2, keys * 4, 16 * keys * 2, 32, 0, hd / 32);
             }
-            for (int64_t i = 0; i < c; ++i) {  // the x global columns: plain dot products in float32
+            // the x global columns: dot products in float32, 16 lanes at a time (hd is a multiple of 32 here),
+            // the global keys converted once per call (kglob)
+            for (int64_t i = 0; i < c; ++i) {
+                const uint16_t* qi = qb + i * ldq;
                 for (int64_t g = 0; g < x; ++g) {
-                    float acc = 0.0f;
-                    for (int64_t d = 0; d < hd; ++d) {
-                        uint32_t a = uint32_t(qb[i * ldq + d]) << 16, b = uint32_t(kg[g * ldg + d]) << 16;
-                        float fa, fb;
-                        std::memcpy(&fa, &a, 4);
-                        std::memcpy(&fb, &b, 4);
-                        acc += fa * fb;
-                    }
-                    scores[i * width + g] = acc;
+                    f16x acc = splat(0.0f);
+                    for (int64_t d = 0; d < hd; d += LANES) acc += bf16_load16(qi + d) * load16(kglob.data() + g * hd + d);
+                    float sum = 0.0f;
+                    for (int l = 0; l < LANES; ++l) sum += acc[l];
+                    scores[i * width + g] = sum;
                 }
             }
         }
