@@ -5,7 +5,8 @@ CPU, float32 and bfloat16 (both libraries' whole model in that dtype), output_at
 global attention on the first token, at 1,024, 4,096 and 16,384 tokens. Prints a Markdown table
 of times, ratios, peak memory, the largest differences from transformers in float32, and the
 floor: the time the same floating-point work takes as plain matrix products in that dtype,
-measured in the same run.
+measured in the same run (in every round, after the model runs, so that it sees the same load; the
+median of the rounds).
 
     python benchmarks/encoder.py                  # the full table (16,384 tokens takes minutes)
     python benchmarks/encoder.py --lengths 1024 4096
