@@ -5,7 +5,8 @@ CPU, float32 and bfloat16 (both libraries' whole model in that dtype), output_at
 global attention on the first token, at 1,024, 4,096 and 16,384 tokens. Prints a Markdown table
 of times, ratios, peak memory, the largest differences from transformers in float32, and the
 floor: the time the same floating-point work takes as plain matrix products in that dtype,
-measured in the same run.
+measured in the same run (in every round, after the model runs, so that it sees the same load; the
+median of the rounds).
 
     python benchmarks/encoder.py                  # the full table (16,384 tokens takes minutes)
     python benchmarks/encoder.py --lengths 1024 4096
@@ -22,6 +23,7 @@ import argparse
 import copy
 import gc
 import os
+import statistics
 import time
 
 import torch
@@ -59,7 +61,8 @@ def encoder_flops(n: int, d: int = 768, ffn: int = 3072, layers: int = 6, w: int
 
 
 def matmul_rate(dtype: torch.dtype, repeats: int = 5, clock: str = "wall") -> float:
-    """FLOP/s of a plain matrix product of the feed-forward's shape (4,096 x 768 by 768 x 3,072) in `dtype`."""
+    """FLOP/s of a plain matrix product of the feed-forward's shape (4,096 x 768 by 768 x 3,072) in `dtype`
+    (best of `repeats` after one warm-up product)."""
     a, b = torch.randn(4096, 768).to(dtype), torch.randn(768, 3072).to(dtype)
     best = float("inf")
     for _ in range(repeats + 1):
@@ -79,7 +82,8 @@ def main():
                                                         "GPU script on the CPU) instead of the CPU table")
     p.add_argument("--base-shape", action="store_true", help="with --device cuda: LED-base shape instead of LED-large")
     p.add_argument("--repeats", type=int, default=1,
-                   help="rounds; each round times every configuration once, in turn (best of the rounds)")
+                   help="rounds; each round times every configuration once, in turn (best of the rounds), "
+                        "then the matrix-product floor (median of the rounds)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--no-bfloat16", action="store_true", help="float32 rows only")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
@@ -135,6 +139,12 @@ def main():
         times = {name: float("inf") for name, _, _ in configs}
         cpu = dict(times)
         peaks = {name: 0 for name, _, _ in configs}
+        # the floor: the same floating-point work as plain matrix products, measured in every round
+        # beside the model runs (so it sees the same load) and reported as the median of the rounds
+        flops = encoder_flops(n)
+        floor_dtypes = {"float32": torch.float32} if args.no_bfloat16 else \
+            {"float32": torch.float32, "bfloat16": torch.bfloat16}
+        floor_rounds = {prec: [] for prec in floor_dtypes}
         for _ in range(args.repeats):
             for name, model, kw in configs:
                 gc.collect()
@@ -144,13 +154,11 @@ def main():
                     cpu[name] = min(cpu[name], time.process_time() - c0)
                 times[name] = min(times[name], secs)
                 peaks[name] = max(peaks[name], mem.peak)
+            for prec, dtype in floor_dtypes.items():
+                floor_rounds[prec].append(flops / matmul_rate(dtype, clock=args.clock))
         if args.clock == "cpu":
             times = cpu
-        # the floor: the same floating-point work as plain matrix products, in the same run
-        flops = encoder_flops(n)
-        floors = {"float32": flops / matmul_rate(torch.float32, clock=args.clock)}
-        if not args.no_bfloat16:
-            floors["bfloat16"] = flops / matmul_rate(torch.bfloat16, clock=args.clock)
+        floors = {prec: statistics.median(secs) for prec, secs in floor_rounds.items()}
         for name, _, _ in configs:
             row[f"{name} s"] = f"{times[name]:.2f}"
             row[f"{name} cpu s"] = f"{cpu[name]:.2f}"

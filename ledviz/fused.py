@@ -10,6 +10,7 @@ matrix products.
     band_kernel()          # the softmax pass (ctypes function), or None: no compiler, failed build, off
     bf16_head_kernel()     # bfloat16: a head's whole band (products on AMX, else MKL's bfloat16 product), or None
     residual_layer_norm()  # the float32 residual stream's sum and layer norm in one pass
+    bias_gelu()            # bfloat16: the feed-forward's bias and GELU in one pass after a product without the bias
     head_sum()             # the views' sums over heads in one pass
     kernel_status()        # in words: "compiled with g++ (cached in ...)" or why not
 
@@ -47,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("fused_band.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC"]
-INTERFACE_VERSION = 6  # ledviz_band_version() of the source this module calls
+INTERFACE_VERSION = 7  # ledviz_band_version() of the source this module calls
 SETTINGS = ("auto", "off")  # "auto": the kernel where it builds; "off": PyTorch operations only
 DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 
@@ -177,19 +178,21 @@ class _Build:
         head_sum = lib.ledviz_head_sum
         head_sum.argtypes = [ptr, i64, i64, ptr, i32, i64, i64, i64, i64, ptr, i64, i64, i64]
         head_sum.restype = i32
+        bias_gelu = lib.ledviz_bias_gelu_bf16
+        bias_gelu.argtypes, bias_gelu.restype = [ptr, i64, i64, ptr], i32
         amx_shape, amx_ready = lib.ledviz_amx_shape, lib.ledviz_amx_ready
         amx_shape.argtypes, amx_shape.restype = [i64, i64, i64], i32
         amx_ready.argtypes, amx_ready.restype = [], i32
-        return (_Functions(softmax, head, norm, head_sum, amx_shape, bool(amx_ready())),
+        return (_Functions(softmax, head, norm, head_sum, bias_gelu, amx_shape, bool(amx_ready())),
                 f"compiled with {Path(cxx).name} (cached in {cache})")
 
 
 class _Functions:
     """The kernel's entry points (see fused_band.cpp)."""
 
-    def __init__(self, softmax, head_bf16, residual_layer_norm, head_sum, amx_shape, amx_ready: bool):
+    def __init__(self, softmax, head_bf16, residual_layer_norm, head_sum, bias_gelu, amx_shape, amx_ready: bool):
         self.softmax, self.head_bf16, self.residual_layer_norm = softmax, head_bf16, residual_layer_norm
-        self.head_sum, self.amx_shape, self.amx_ready = head_sum, amx_shape, amx_ready
+        self.head_sum, self.bias_gelu, self.amx_shape, self.amx_ready = head_sum, bias_gelu, amx_shape, amx_ready
 
 
 def _functions() -> "_Functions | None":
@@ -245,6 +248,26 @@ def residual_layer_norm(inp: torch.Tensor, out: torch.Tensor, add: torch.Tensor 
          DTYPE_CODES[add.dtype] if add is not None else 0, None if add_bias is None else add_bias.data_ptr(),
          weight.data_ptr(), bias.data_ptr(), float(norm.eps), None if narrow is None else narrow.data_ptr(),
          what="residual layer norm kernel")
+    return True
+
+
+def bias_gelu_takes(t: torch.Tensor) -> bool:
+    """Whether bias_gelu runs on t: the kernel is in use and t is a contiguous bfloat16 matrix on the CPU."""
+    return (_functions() is not None and t.device.type == "cpu" and t.dtype == torch.bfloat16 and t.dim() == 2
+            and t.is_contiguous())
+
+
+def bias_gelu(t: torch.Tensor, bias: torch.Tensor) -> bool:
+    """t (rows, cols) bfloat16 <- GELU(t + bias) (erf form), in place, in one pass: each sum in float32, rounded
+    once (the erf from a fitted rational, within 4e-7: PyTorch's bfloat16 GELU but for a step in a few values).
+    False (nothing done) where bias_gelu_takes(t) is not so: the caller adds the bias and applies PyTorch's GELU."""
+    if not bias_gelu_takes(t):
+        return False
+    rows, cols = t.shape
+    bias = bias.detach().to(torch.float32).contiguous()
+    # the kernel trusts these: every pointer below covers what it reads or writes
+    assert bias.shape == (cols,)
+    call(_functions().bias_gelu, t.data_ptr(), rows, cols, bias.data_ptr(), what="bias and GELU kernel")
     return True
 
 

@@ -247,6 +247,45 @@ def test_residual_layer_norm_kernel(add_dtype):
         assert not fused.residual_layer_norm(inp, out, add, bias, norm)
 
 
+@needs_kernel
+def test_bias_gelu_kernel():
+    """GELU(t + bias) in place in one pass: PyTorch's float32 GELU rounded to bfloat16, within one bfloat16 step
+    (the kernel's erf is a fitted rational); NaN stays NaN, large inputs give x and 0; other tensors are refused."""
+    g = torch.Generator().manual_seed(0)
+    t = (torch.randn(37, 51, generator=g) * 3).to(torch.bfloat16)  # 51 columns: the vectors and the scalar tail
+    t[0, :6] = torch.tensor([float("nan"), 40.0, -40.0, 0.0, -5.5, 5.5])
+    bias = torch.randn(51, generator=g)
+    bias[:6] = 0.0
+    x = t.double() + bias.double()
+    want = torch.nn.functional.gelu(x)
+    got = t.clone()
+    assert fused.bias_gelu(got, bias)
+    assert torch.isnan(got[0, 0]) and got[0, 1].item() == 40.0 and got[0, 2].item() == 0.0 and got[0, 3].item() == 0.0
+    ok = ~torch.isnan(want)
+    # half a bfloat16 step of rounding, plus the erf's 4e-7 (absolute) times x / 2, plus float32 sums
+    bound = want.abs() * 2.0**-8 + 4e-7 * x.abs() + 1e-6 * want.abs()
+    assert ((got.double() - want).abs()[ok] <= bound[ok]).all()
+    assert not fused.bias_gelu(t.float(), bias) and not fused.bias_gelu(t.t(), bias[:37])
+    with fused.kernel_enabled(False):
+        assert not fused.bias_gelu_takes(t) and not fused.bias_gelu(t, bias)
+
+
+@needs_kernel
+def test_the_bfloat16_feed_forward_takes_the_bias_gelu_kernel(monkeypatch):
+    """A bfloat16 encoder's feed-forward runs its bias and GELU in the kernel (with it on), else PyTorch's; the
+    outputs agree to bfloat16 rounding."""
+    calls = []
+    real = fused.bias_gelu
+    monkeypatch.setattr(fused, "bias_gelu", lambda t, b: calls.append(t.shape) or real(t, b))
+    model = _model([4, 8], torch.bfloat16)
+    batch = encoder_batch(2, 29, (1, 3), (0, 4))
+    ref = _encode(model, batch, False)
+    assert not calls
+    out = _encode(model, batch, True)
+    assert len(calls) == 2  # one slice per layer
+    assert_close(out.last_hidden_state.float(), ref.last_hidden_state.float(), "hidden", tol=3e-2)
+
+
 def test_bfloat16_encoder_with_and_without_the_kernel():
     """The bfloat16 encoder's tail (float32 stream) and band give the same outputs to bfloat16 rounding either way."""
     model = _model([4, 8], torch.bfloat16)
