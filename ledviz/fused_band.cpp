@@ -672,30 +672,63 @@ int ledviz_residual_layer_norm(const float* in, float* out, int64_t rows, int64_
     return 0;
 }
 
-// out[b, r, :C] += the sum over `heads` of src[b, h, r, :C] (src in src_dtype: F32, BF16 or F16), a
-// block of rows at a time so that the block of sums stays in cache while every head is added.
+// out[b, r, :C] += the sum over `heads` of src[b, h, r, :C] (src in src_dtype: F32, BF16 or F16), in
+// one streaming pass: each stretch of a row's sums stays in registers while every head is added.
 // Rows have unit stride; the other strides are in elements. Returns 0, or 1 for an unknown dtype.
 int ledviz_head_sum(float* out, int64_t out_sb, int64_t out_sr, const void* src, int src_dtype, int64_t src_sb,
                     int64_t src_sh, int64_t src_sr, int64_t batch, const int64_t* heads, int64_t n_heads,
                     int64_t rows, int64_t cols) {
     if (src_dtype != F32 && src_dtype != BF16 && src_dtype != F16) return 1;
-    const int64_t block = 32;
+    // a row at a time, a stretch of its columns in registers while every head is added in turn (the
+    // same order of additions as adding whole heads one after another, so the same sums)
     std::vector<float> tmp(cols + LANES);
     for (int64_t b = 0; b < batch; ++b) {
-        for (int64_t r0 = 0; r0 < rows; r0 += block) {
-            const int64_t r1 = rows - r0 < block ? rows : r0 + block;
-            for (int64_t hk = 0; hk < n_heads; ++hk) {
-                for (int64_t r = r0; r < r1; ++r) {
-                    float* __restrict o = out + b * out_sb + r * out_sr;
-                    const int64_t at = b * src_sb + heads[hk] * src_sh + r * src_sr;
-                    if (src_dtype == F32) {
-                        const float* __restrict in = static_cast<const float*>(src) + at;
-#pragma omp simd
-                        for (int64_t c = 0; c < cols; ++c) o[c] += in[c];
-                    } else {
-                        gather(static_cast<const uint16_t*>(src) + at, Dtype(src_dtype), o, cols, tmp.data());
-                        std::memcpy(o, tmp.data(), sizeof(float) * cols);
+        for (int64_t r = 0; r < rows; ++r) {
+            float* __restrict o = out + b * out_sb + r * out_sr;
+            const int64_t at = b * src_sb + r * src_sr;
+            int64_t c0 = 0;
+#if defined(__AVX512F__)
+            constexpr int64_t CH = 8 * 16;  // 8 registers of 16 sums
+            __m512 acc[8];
+            if (src_dtype != F32) {
+                const uint16_t* base = static_cast<const uint16_t*>(src) + at;
+                const bool bf = src_dtype == BF16;
+                for (; c0 + CH <= cols; c0 += CH) {
+                    for (int j = 0; j < 8; ++j) acc[j] = _mm512_loadu_ps(o + c0 + 16 * j);
+                    for (int64_t hk = 0; hk < n_heads; ++hk) {
+                        const uint16_t* in = base + heads[hk] * src_sh + c0;
+                        for (int j = 0; j < 8; ++j) {
+                            const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + 16 * j));
+                            const __m512 v = bf ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16))
+                                                : _mm512_cvtph_ps(raw);
+                            acc[j] = _mm512_add_ps(acc[j], v);
+                        }
                     }
+                    for (int j = 0; j < 8; ++j) _mm512_storeu_ps(o + c0 + 16 * j, acc[j]);
+                }
+            } else {
+                const float* base = static_cast<const float*>(src) + at;
+                for (; c0 + CH <= cols; c0 += CH) {
+                    for (int j = 0; j < 8; ++j) acc[j] = _mm512_loadu_ps(o + c0 + 16 * j);
+                    for (int64_t hk = 0; hk < n_heads; ++hk) {
+                        const float* in = base + heads[hk] * src_sh + c0;
+                        for (int j = 0; j < 8; ++j) acc[j] = _mm512_add_ps(acc[j], _mm512_loadu_ps(in + 16 * j));
+                    }
+                    for (int j = 0; j < 8; ++j) _mm512_storeu_ps(o + c0 + 16 * j, acc[j]);
+                }
+            }
+#endif
+            const int64_t rest = cols - c0;
+            if (rest == 0) continue;
+            for (int64_t hk = 0; hk < n_heads; ++hk) {
+                const int64_t h_at = at + heads[hk] * src_sh + c0;
+                if (src_dtype == F32) {
+                    const float* __restrict in = static_cast<const float*>(src) + h_at;
+#pragma omp simd
+                    for (int64_t c = 0; c < rest; ++c) o[c0 + c] += in[c];
+                } else {
+                    gather(static_cast<const uint16_t*>(src) + h_at, Dtype(src_dtype), o + c0, rest, tmp.data());
+                    std::memcpy(o + c0, tmp.data(), sizeof(float) * rest);
                 }
             }
         }

@@ -328,19 +328,23 @@ def test_the_next_layer_takes_the_stream_copy_its_predecessor_wrote(use_kernel, 
 
 @needs_kernel
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
-def test_head_sum_kernel(dtype):
+@pytest.mark.parametrize("cols", [9, 300])
+def test_head_sum_kernel(dtype, cols):
     """Summing chosen heads of (B, H, R, C) into a strided float32 view (the aggregate's band with a narrower
-    window centred in it), rows past a block boundary included: PyTorch's sum; other cases fall back."""
+    window centred in it): PyTorch's sum, head after head (the same additions in the same order, so the
+    same floats), rows wide enough for the kernel's vector stretches (300: two of 128 and a tail) or not
+    (9: the tail only); other cases fall back."""
     g = torch.Generator().manual_seed(0)
-    t = torch.rand(2, 5, 70, 9, generator=g).to(dtype)
-    band = torch.rand(2, 1, 70, 13, generator=g)
+    t = torch.rand(2, 5, 70, cols, generator=g).to(dtype)
+    band = torch.rand(2, 1, 70, cols + 4, generator=g)
     want = band.clone()
-    want[:, 0, :, 2:11] += t[:, [0, 3, 4]].float().sum(1)
-    assert fused.head_sum(t, [0, 3, 4], band[:, 0, :, 2:11])
-    assert_close(band, want, "head sum", tol=1e-6)
+    for h in (0, 3, 4):
+        want[:, 0, :, 2:cols + 2] += t[:, h].float()
+    assert fused.head_sum(t, [0, 3, 4], band[:, 0, :, 2:cols + 2])
+    assert torch.equal(band, want)
     assert not fused.head_sum(t.transpose(2, 3), [0], band[:, 0, :9, :9])  # columns not contiguous
     with fused.kernel_enabled(False):
-        assert not fused.head_sum(t, [0], band[:, 0, :, 2:11])
+        assert not fused.head_sum(t, [0], band[:, 0, :, 2:cols + 2])
 
 
 def test_the_kernel_variables_are_not_unknown_settings():
