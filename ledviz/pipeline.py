@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from . import device, questions
+from .answering import decline_ids
 from .errors import InputError
 from .export import AttentionStore
 from .config import LEDConfig
@@ -376,16 +377,12 @@ class RunResult:
         return total
 
 
-def copy_source(tok, ids: list[int]) -> list[int]:
+def copy_source(tok, ids: list[int]) -> tuple[list[int], str, list[int]]:
     """The document tokens an answer or summary value may copy: `ids` tokenized again with line
     breaks as spaces, so that a word that begins a paragraph can also be copied in the spaced
-    form (" Manaia") in which answers and summary values are written."""
-    return tok(_copy_text(tok, ids)[0], add_special_tokens=False)["input_ids"]
-
-
-def _copy_text(tok, ids: list[int]) -> tuple[str, list[int]]:
-    """The text copy_source tokenizes (`ids` decoded, each line break with the blanks around it
-    one space), and the byte offsets in it of the spaces that stand for line breaks."""
+    form (" Manaia") in which answers and summary values are written. Returns those tokens, the
+    text they were tokenized from (`ids` decoded, each line break with the blanks around it one
+    space), and the byte offsets in that text of the spaces that stand for line breaks."""
     text = tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
     parts, breaks, at, size = [], [], 0, 0
     for m in re.finditer(r"\s*\n\s*", text):
@@ -395,7 +392,8 @@ def _copy_text(tok, ids: list[int]) -> tuple[str, list[int]]:
         size += 1
         at = m.end()
     parts.append(text[at:])
-    return "".join(parts), breaks
+    text = "".join(parts)
+    return tok(text, add_special_tokens=False)["input_ids"], text, breaks
 
 
 def fact_labels() -> list[str]:
@@ -419,8 +417,6 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
     never "7,500"; "John Smith", never "Jo"), and does not end inside a run of capitalized words
     ("Rohan Bennett", never "Rohan", where the document goes on with "Bennett"); a line break
     ends a run ("Lead: Rohan Bennett" on one line, "Site: Velmora" on the next)."""
-    from .demo.data import NOT_IN_DOCUMENT
-
     if what not in ("answer", "span", "facts"):
         raise InputError(f"document_constraint keeps an 'answer', a 'span' or 'facts' to the document, not {what!r}")
     lead = [bos_token_id] if bos_token_id is not None else []  # LED outputs start with <s> after the decoder start
@@ -430,15 +426,15 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
 
     copyable, words = [], []
     for src in sources:
-        text, breaks = _copy_text(tok, src)
-        copyable.append(tok(text, add_special_tokens=False)["input_ids"])
+        copied, text, breaks = copy_source(tok, src)
+        copyable.append(copied)
         pieces = [token_bytes(piece) for piece in tok.convert_ids_to_tokens(copyable[-1])]
         # the name rule needs the line breaks, known by byte offset: only where the tokens spell the text exactly
         exact = b"".join(pieces) == text.encode("utf-8")
         words.append(word_bounds(pieces, name_runs=exact, line_breaks=breaks if exact else ()))
     if what in ("answer", "span"):
         return span_constraint(copyable, eos_token_id, lead=lead, words=words,
-                               alternatives=[ids(" " + NOT_IN_DOCUMENT)] if what == "answer" else [])
+                               alternatives=[decline_ids(tok)] if what == "answer" else [])
     labels = fact_labels()
     stop = ids(".")
     if len(stop) != 1:  # pragma: no cover - a byte-level BPE always has "." as one token
