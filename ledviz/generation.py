@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from .answering import SETTINGS as answering_settings
 from .attention import is_inference
 from .cache import KeyValues, LayerCache, reorder
 from .errors import CheckpointError, GenerationSettingsError, InputError
@@ -79,7 +80,52 @@ _UNSUPPORTED_NEUTRAL = {"typical_p": 1.0, "encoder_no_repeat_ngram_size": 0, "en
                         "num_beam_groups": 1, "diversity_penalty": 0.0,
                         "min_p": None, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "sequence_bias": None,
                         "renormalize_logits": False, "guidance_scale": None, "max_time": None}
+# the other keys transformers 4.57's GenerationConfig writes to or reads from generation_config.json, none
+# of which ledviz implements (other decoding strategies, assisted decoding, transformers' cache and compile
+# switches), with transformers' defaults: a checkpoint may carry them; a value other than the default is
+# warned about (it is ignored), as for _UNSUPPORTED_NEUTRAL
+_TRANSFORMERS_ONLY = {"penalty_alpha": None, "dola_layers": None, "constraints": None, "force_words_ids": None,
+                      "stop_strings": None, "token_healing": False, "watermarking_config": None,
+                      "low_memory": None, "cache_implementation": None, "cache_config": None,
+                      "return_legacy_cache": None, "disable_compile": False, "compile_config": None,
+                      "prefill_chunk_size": None, "is_assistant": False, "num_assistant_tokens": 20,
+                      "num_assistant_tokens_schedule": "constant", "assistant_confidence_threshold": 0.4,
+                      "assistant_early_exit": None, "assistant_lookbehind": 10, "target_lookbehind": 10,
+                      "prompt_lookup_num_tokens": None, "max_matching_ngram_size": None}
+# bookkeeping transformers writes beside the settings: dropped when a file is read
+_METADATA_KEYS = ("_from_model_config", "_commit_hash", "_original_object_hash", "transformers_version")
+# ledviz's own settings a generation_config.json may carry beside generate's: the answer rule
+# (ledviz.answering.SETTINGS, read by answering.decline_rule; generate itself does not take them)
+EXTENSION_KEYS = answering_settings
 _DEFAULT_MAX_LENGTH = LIBRARY_DEFAULTS["max_length"]
+
+
+def _known_file_keys() -> list[str]:
+    return sorted({*LIBRARY_DEFAULTS, *_UNSUPPORTED_NEUTRAL, *_TRANSFORMERS_ONLY, *_METADATA_KEYS, *EXTENSION_KEYS})
+
+
+def _check_known_keys(data: dict[str, Any], source: str, skip_prefix: str | None = None) -> None:
+    """A GenerationSettingsError naming every key of `data` that neither transformers' GenerationConfig
+    nor ledviz knows (keys starting with `skip_prefix` are left to their own check), `source` and the fix."""
+    known = _known_file_keys()
+    unknown = sorted(k for k in data if k not in known and not (skip_prefix and str(k).startswith(skip_prefix)))
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(str(k), known, n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise GenerationSettingsError(
+            f"{source} has unknown generation setting(s) {', '.join(hints)}: fix the spelling or remove the key "
+            f"(the known keys are transformers' GenerationConfig attributes and ledviz's "
+            f"{', '.join(EXTENSION_KEYS)})")
+
+
+def generation_settings_from_file(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """The settings a generation_config.json holds (`data`, read from `source`), transformers' bookkeeping
+    dropped. A key that neither transformers' GenerationConfig nor ledviz knows is a GenerationSettingsError
+    naming the key, the file and the fix (a typo such as "max_new_token" would otherwise do nothing)."""
+    _check_known_keys(data, source)
+    return {k: v for k, v in data.items() if k not in _METADATA_KEYS}
 
 
 class GenerationConfig(dict):
@@ -125,7 +171,8 @@ def _defaults_from_model_config(config) -> dict[str, Any]:
 
 def _warn_unsupported(defaults: dict[str, Any], source: str) -> None:
     """Warn about generation keys a checkpoint sets that ledviz does not implement (they are ignored)."""
-    active = {k: v for k, v in defaults.items() if k in _UNSUPPORTED_NEUTRAL and v not in (_UNSUPPORTED_NEUTRAL[k], None)}
+    neutral = {**_UNSUPPORTED_NEUTRAL, **_TRANSFORMERS_ONLY}
+    active = {k: v for k, v in defaults.items() if k in neutral and v not in (neutral[k], None)}
     if active:
         warnings.warn(f"{source} sets generation options that ledviz does not implement and ignores: {active}",
                       UserWarning, stacklevel=3)
@@ -183,7 +230,12 @@ def _resolve(model_defaults: dict[str, Any], kwargs: dict[str, Any], vocab_size:
         hints = []
         for k in unknown:
             close = difflib.get_close_matches(k, VALID_SETTINGS, n=1)
-            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            if k in _UNSUPPORTED_NEUTRAL or k in _TRANSFORMERS_ONLY:
+                hints.append(f"{k!r} (a transformers setting ledviz does not implement)")
+            elif k in EXTENSION_KEYS:
+                hints.append(f"{k!r} (an answer setting: set it in the model's generation_config.json)")
+            else:
+                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise GenerationSettingsError(
             f"unknown generation setting(s) {', '.join(hints)}; valid settings are: {', '.join(VALID_SETTINGS)}"
         )
@@ -1161,6 +1213,8 @@ class GenerationMixin:
     def generation_config(self, value: dict) -> None:
         if not isinstance(value, dict):
             raise TypeError(f"generation_config must be a dict of generation settings, got {type(value).__name__}")
+        # the decline_... keys are answering.decline_rule's to check (it names an unknown one)
+        _check_known_keys(value, "the generation config set on the model", skip_prefix="decline")
         self.__dict__["_generation_config"] = GenerationConfig(value)
 
     def _load_generation_config(self, name_or_path, **hub_kwargs) -> None:
@@ -1180,7 +1234,7 @@ class GenerationMixin:
                 from None
         if not isinstance(data, dict):
             raise CheckpointError(f"{path} must hold a JSON object, not {type(data).__name__}")
-        self.generation_config = {k: v for k, v in data.items() if not k.startswith("_") and k != "transformers_version"}
+        self.generation_config = generation_settings_from_file(data, str(path))
         _warn_unsupported(self.generation_config, str(path))
 
     # ---- generate ----------------------------------------------------------------------------

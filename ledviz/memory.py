@@ -88,7 +88,8 @@ class RunEstimate:
 def estimate_run(config: Any, n_tokens: int, *, n_global: int = 1, max_new_tokens: int = 64,
                  attention_dtype: torch.dtype = torch.float16, attention_layers: Sequence[int] | None = None,
                  num_beams: int = 1, precision: str = "float32", weights_copy: bool = False,
-                 decoder_pack: bool = False, min_new_tokens: int | None = None) -> RunEstimate:
+                 decoder_pack: bool = False, min_new_tokens: int | None = None,
+                 num_return_sequences: int = 1) -> RunEstimate:
     """Memory of `pipeline.run` on `n_tokens` tokens with `n_global` global tokens, generating up
     to `max_new_tokens` tokens (the output length; the estimate is exact for the kept part when
     the output has exactly that many tokens after the decoder start).
@@ -100,7 +101,7 @@ def estimate_run(config: Any, n_tokens: int, *, n_global: int = 1, max_new_token
     encoder layer's scores and probabilities on the padded length, the hidden states and
     feed-forward activations; during generation the encoder output and the decoding buffers
     (`decoding_nbytes`: the cross-attention keys/values only where they are made; `min_new_tokens`
-    as given to generate); during the final pass the encoder output, one decoder layer's
+    and `num_return_sequences` as given to generate); during the final pass the encoder output, one decoder layer's
     cross-attention keys/values and every layer's cross-attention probabilities.
 
     `precision` is the one the run computes in (pipeline.run's, after device.choose_precision):
@@ -142,8 +143,8 @@ def estimate_run(config: Any, n_tokens: int, *, n_global: int = 1, max_new_token
     layer_probs = H * n_pad * (x + wmax + 1) * a + (H * x * n_pad * a if x else 0)  # as computed
     encoder_layer = 3 * layer_probs + n_pad * (6 * D + 2 * config.encoder_ffn_dim) * a
     parts["encoder_layer_probs"] = layer_probs
-    parts["generation"] = N * D * a + (decoding_nbytes(config, N, precision, T, num_beams, min_new_tokens)
-                                       if T > 0 else 0)
+    parts["generation"] = N * D * a + (decoding_nbytes(config, N, precision, T, num_beams, min_new_tokens,
+                                                       num_return_sequences) if T > 0 else 0)
     # the pass over the output for its attentions (pipeline.run): the encoder output, one layer's cross
     # keys/values at a time, its scores with the padding mask added, every layer's probabilities (the pass's
     # outputs), the logits, in float32 and their log-softmax
@@ -164,16 +165,18 @@ def estimate_run(config: Any, n_tokens: int, *, n_global: int = 1, max_new_token
 
 
 def decoding_nbytes(config: Any, n_tokens: int, precision: str, max_new_tokens: int, num_beams: int = 1,
-                    min_new_tokens: int | None = None) -> int:
+                    min_new_tokens: int | None = None, num_return_sequences: int = 1) -> int:
     """Bytes generation allocates beside the encoder output for one document of `n_tokens`, at most.
 
     Greedy search (num_beams <= 1; generate's fast step at inference): `fastdecode.FastDecoder`'s
     buffers -- its self-attention cache, and the cross-attention keys/values only where it may make
     them (`fastdecode.projection_position`: in float32 for an output that is sure to be long, or may
     be long enough to repay them; never in bfloat16 on a CPU with fast bfloat16 products), its
-    `min_new_tokens` telling how long it is sure to be. Beam search (`generation._DecoderRunner`): the
+    `min_new_tokens` telling how long it is sure to be; sampling `num_return_sequences` decodes that
+    many rows at once (generate's group), each with its own cache. Beam search (`generation._DecoderRunner`): the
     cross-attention keys/values once for all beams, the last layer's twice while it is made contiguous,
-    and the beams' self-attention caches, twice while a step concatenates them."""
+    and the beams' self-attention caches, twice while a step concatenates them (num_beams rows per
+    document, whatever num_return_sequences, which is at most num_beams)."""
     from .device import dtype_of
     from .fastdecode import FastDecoder
 
@@ -181,7 +184,8 @@ def decoding_nbytes(config: Any, n_tokens: int, precision: str, max_new_tokens: 
     a = _dtype_bytes(dtype_of(precision))
     if num_beams <= 1:
         sure = min(T, max(1, int(min_new_tokens or 0)))  # generate always decodes one position per new token
-        return FastDecoder.buffers_nbytes(config, n_tokens, dtype_of(precision), T + 1, sure_positions=sure,
+        return FastDecoder.buffers_nbytes(config, n_tokens, dtype_of(precision), T + 1,
+                                          group=max(1, int(num_return_sequences)), sure_positions=sure,
                                           most_positions=T)
     return (L + 1) * 2 * n_tokens * D * a + 2 * num_beams * L * 2 * (T + 1) * D * a
 

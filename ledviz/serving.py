@@ -137,7 +137,7 @@ class Server:
     def estimate(self, loaded: LoadedModel, doc: Document, global_mask: torch.Tensor | None, *,
                  max_new_tokens: int = 64, attention_dtype: torch.dtype = torch.float16,
                  attention_layers=None, num_beams: int = 1, precision: str = "float32",
-                 min_new_tokens: int | None = None, **_: Any) -> RunEstimate:
+                 min_new_tokens: int | None = None, num_return_sequences: int = 1, **_: Any) -> RunEstimate:
         """estimate_run for a run of `loaded` on `doc` with this mask and these run settings: in the
         precision the run will use here (device.choose_precision), with the model's copy in that
         precision and the decoder's packed weights (fastdecode) when they are still to be made."""
@@ -150,7 +150,7 @@ class Server:
                             attention_dtype=attention_dtype, attention_layers=attention_layers,
                             num_beams=num_beams, precision=used, weights_copy=not has_copy,
                             decoder_pack=not (has_copy and has_pack(loaded.model_in(used))),
-                            min_new_tokens=min_new_tokens)
+                            min_new_tokens=min_new_tokens, num_return_sequences=num_return_sequences)
 
 
 def comparison_nbytes(value: Any) -> int:

@@ -375,6 +375,67 @@ def test_unsupported_checkpoint_options_warn(models, tmp_path):
         ledviz.LEDForConditionalGeneration.from_pretrained(ck)
 
 
+@pytest.mark.parametrize("key, hint", [("max_new_token", "did you mean 'max_new_tokens'"),
+                                       ("decline_marign", "did you mean 'decline_margin'"),
+                                       ("_max_length", "did you mean 'max_length'")])
+def test_an_unknown_key_in_generation_config_json_is_an_error_naming_it(models, tmp_path, key, hint):
+    """A typo in generation_config.json did nothing (the key was dropped); it is an error naming the key,
+    the file and the fix."""
+    _, _, path = models
+    ck = _copy_checkpoint(path, tmp_path / "ck")
+    gen = json.loads((ck / "generation_config.json").read_text())
+    (ck / "generation_config.json").write_text(json.dumps({**gen, key: 30}))
+    with pytest.raises(GenerationSettingsError) as caught:
+        ledviz.LEDForConditionalGeneration.from_pretrained(ck)
+    said = str(caught.value)
+    assert repr(key) in said and hint in said and str(ck / "generation_config.json") in said
+    assert "fix the spelling or remove the key" in said
+
+
+def test_every_key_transformers_generation_config_writes_loads(models, tmp_path):
+    """generation_config.json as transformers' GenerationConfig writes it (save_pretrained's changed keys,
+    every attribute, and from a model config with "_from_model_config") loads without error or warning."""
+    import transformers
+
+    ref, _, path = models
+    full = transformers.GenerationConfig(max_new_tokens=7, num_beams=2)
+    written = {
+        "save_pretrained": full,
+        "from_model_config": transformers.GenerationConfig.from_model_config(ref.config),
+    }
+    for name, cfg in written.items():
+        ck = _copy_checkpoint(path, tmp_path / name)
+        cfg.save_pretrained(ck)
+        on_disk = json.loads((ck / "generation_config.json").read_text())
+        assert "transformers_version" in on_disk
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model = ledviz.LEDForConditionalGeneration.from_pretrained(ck)
+        assert "transformers_version" not in model.generation_config and "_from_model_config" not in \
+            model.generation_config, name
+    # every attribute, defaults included (to_dict), is known
+    ck = _copy_checkpoint(path, tmp_path / "every")
+    every = full.to_dict()
+    (ck / "generation_config.json").write_text(json.dumps(every))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = ledviz.LEDForConditionalGeneration.from_pretrained(ck)
+    assert model.generation_config["max_new_tokens"] == 7 and model.generation_config["num_beams"] == 2
+    assert set(every) - set(model.generation_config) == {"transformers_version", "_from_model_config"}
+
+
+def test_generate_and_the_config_setter_name_an_unknown_or_unimplemented_setting(models, inputs):
+    """(A typo's did-you-mean: test_unknown_setting_lists_the_valid_ones.)"""
+    _, ours, _ = models
+    with pytest.raises(GenerationSettingsError, match="'typical_p' \\(a transformers setting ledviz does not "):
+        ours.generate(**inputs, typical_p=0.5, max_new_tokens=3)
+    with pytest.raises(GenerationSettingsError, match="'decline_margin' \\(an answer setting"):
+        ours.generate(**inputs, decline_margin=1.0, max_new_tokens=3)
+    with pytest.raises(GenerationSettingsError, match="'max_new_token' \\(did you mean 'max_new_tokens'\\?\\)"):
+        ours.generation_config = {**ours.generation_config, "max_new_token": 3}
+    assert "max_new_token" not in ours.generation_config
+
+
 def test_a_model_built_from_a_config_takes_its_tokens():
     model = ledviz.LEDForConditionalGeneration(ledviz.LEDConfig(**tiny_kwargs(**TINY_GEN))).eval()
     assert model.generation_config == {"bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1,

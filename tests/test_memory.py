@@ -317,15 +317,13 @@ def test_bfloat16_buffers_have_cross_keys_values_only_without_fast_bfloat16():
                                                                      sure_positions=15)
 
 
-@pytest.mark.parametrize("min_new", [None, 4], ids=["short_not_made", "sure_made"])
-def test_greedy_estimate_is_what_generate_allocates(monkeypatch, min_new):
-    """memory.decoding_nbytes (the estimate's generation part) against the buffers of the fast decoder
-    that generate itself makes; the keys/values (break-even 3 rows) are made only with min_new_tokens=4."""
-    from ledviz import memory
+def _fast_decoders_made(monkeypatch) -> list:
+    """The FastDecoders generate makes from now on, with a break-even of 3 rows (not scaled down at
+    these tiny inputs)."""
     from ledviz.fastdecode import FastDecoder
 
     monkeypatch.setattr(FastDecoder, "CROSS_AFTER_ROWS", 3)
-    monkeypatch.setattr(FastDecoder, "CROSS_AFTER_TOKENS", 1)  # not scaled down at this tiny input
+    monkeypatch.setattr(FastDecoder, "CROSS_AFTER_TOKENS", 1)
     made = []
     real = FastDecoder.__init__
 
@@ -333,6 +331,17 @@ def test_greedy_estimate_is_what_generate_allocates(monkeypatch, min_new):
         real(self, *args, **kwargs)
         made.append(self)
     monkeypatch.setattr(FastDecoder, "__init__", spy)
+    return made
+
+
+@pytest.mark.parametrize("min_new", [None, 4], ids=["short_not_made", "sure_made"])
+def test_greedy_estimate_is_what_generate_allocates(monkeypatch, min_new):
+    """memory.decoding_nbytes (the estimate's generation part) against the buffers of the fast decoder
+    that generate itself makes; the keys/values (break-even 3 rows) are made only with min_new_tokens=4."""
+    from ledviz import memory
+    from ledviz.fastdecode import FastDecoder
+
+    made = _fast_decoders_made(monkeypatch)
     model = _tiny_generator()
     ids = torch.randint(3, 120, (1, 13))
     out = model.generate(ids, max_new_tokens=4, min_new_tokens=min_new, num_beams=1)
@@ -342,6 +351,55 @@ def test_greedy_estimate_is_what_generate_allocates(monkeypatch, min_new):
     est = estimate_run(model.config, 13, max_new_tokens=4, min_new_tokens=min_new)
     assert est.parts["generation"] == 13 * 32 * 4 + _buffer_bytes(fast)
     assert out.shape[1] <= 5
+
+
+@pytest.mark.parametrize("min_new", [None, 4], ids=["short_not_made", "sure_made"])
+def test_sampling_several_sequences_estimate_is_what_generate_allocates(monkeypatch, min_new):
+    """Sampling num_return_sequences=3 decodes three rows at once, each with its own self-attention cache:
+    memory.decoding_nbytes counted one (an under-count by the factor); now the fast decoder's buffers."""
+    from ledviz import memory
+    from ledviz.fastdecode import FastDecoder
+
+    made = _fast_decoders_made(monkeypatch)
+    model = _tiny_generator()
+    ids = torch.randint(3, 120, (1, 13))
+    out = model.generate(ids, max_new_tokens=4, min_new_tokens=min_new, do_sample=True, num_return_sequences=3,
+                         seed=0)
+    (fast,) = made
+    assert out.shape[0] == 3 and fast.self_kv[0][0].shape[0] == 3
+    counted = memory.decoding_nbytes(model.config, 13, "float32", 4, min_new_tokens=min_new, num_return_sequences=3)
+    assert counted == _buffer_bytes(fast)
+    assert counted > memory.decoding_nbytes(model.config, 13, "float32", 4, min_new_tokens=min_new)
+    est = estimate_run(model.config, 13, max_new_tokens=4, min_new_tokens=min_new, num_return_sequences=3)
+    assert est.parts["generation"] == 13 * 32 * 4 + _buffer_bytes(fast)
+
+
+def test_beam_estimate_covers_the_caches_whatever_num_return_sequences(monkeypatch):
+    """Beam search decodes num_beams rows per document however many sequences it returns (at most
+    num_beams): the caches generate holds at its last step fit the estimate, twice over for the self-
+    attention's concatenation, for num_return_sequences 1 and 3 of 4 beams."""
+    from ledviz import memory
+    from ledviz.generation import _DecoderRunner
+
+    model = _tiny_generator()
+    ids = torch.randint(3, 120, (1, 13))
+    for nrs in (1, 3):
+        held = []
+        real = _DecoderRunner.next_logits
+
+        def spy(self, *args, **kwargs):
+            logits, caches = real(self, *args, **kwargs)
+            held.append(caches)
+            return logits, caches
+        monkeypatch.setattr(_DecoderRunner, "next_logits", spy)
+        out = model.generate(ids, max_new_tokens=6, num_beams=4, num_return_sequences=nrs, eos_token_id=None)
+        monkeypatch.setattr(_DecoderRunner, "next_logits", real)
+        last = held[-1]
+        assert out.shape == (nrs, 7) and last[0].self_attn.key.shape[0] == 4
+        self_bytes = sum(t.nbytes for c in last for t in c.self_attn)
+        cross_bytes = sum(t.nbytes for c in last for t in c.cross_attn)
+        counted = memory.decoding_nbytes(model.config, 13, "float32", 6, num_beams=4, num_return_sequences=nrs)
+        assert cross_bytes + 2 * self_bytes <= counted < 2 * (cross_bytes + 2 * self_bytes)
 
 
 def test_led_base_generation_counts_cross_keys_values_only_where_made():
