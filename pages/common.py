@@ -14,7 +14,7 @@ The API, by section:
   `load_model_cached(name, status)`.
 - the view: `attention_sidebar(loaded)` (app.py), `current_view()`, `select_head(layer, head)`.
 - documents: `document_input(key)`, `prepared_document(loaded, text, question)`,
-  `document_status(loaded, text, question)`, `global_tokens_input(key, doc, default)`,
+  `read_question_input(key, loaded, question, document)`, `document_status(loaded, text, question)`, `global_tokens_input(key, doc, default)`,
   `global_choice_options(prefix, kind, ...)`, `run_settings(key, doc, ...)`, `sample_questions()`.
 - runs: `run_panel(key, loaded, doc, mask, ...)`, `run_summary(result)`, `show_output(result)`.
 - widget state: `keep_valid(key, valid)`, `index_state(key, n, default)`, `clamp_state(key, lo, hi)`.
@@ -465,6 +465,35 @@ def prepared_document(loaded: LoadedModel, text: str, question: str | None = Non
     srv.check_document(text)
     with st.spinner("Tokenizing…"):
         return _prepare(loaded.key, text, question, srv.max_tokens(loaded), loaded)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _read_question(model_key: str, question: str, document: str, _loaded: LoadedModel) -> pipeline.ReadQuestion:
+    return pipeline.read_question(_loaded.tokenizer, question, document)
+
+
+def read_question_input(key: str, loaded: LoadedModel, question: str, document: str | None) -> str:
+    """The question as the model will be given it: read first (pipeline.read_question, cached per
+    model, question and document, so a rerun does not read the document's words again) when the
+    setting is on, with "Read as: …" and what changed; the question as typed when it is off. On by
+    default for the embedded model; off for a model of your own, which gets what you typed unless
+    you turn it on. The Question answering page and the lab's question answering both read this way."""
+    embedded = loaded.source == pipeline.EMBEDDED
+    on = st.checkbox(
+        "Read the question first (capitals, letter slips)", embedded,
+        key=f"{key}.read_question.{'embedded' if embedded else 'own'}", persist_state="session",
+        help="Before the model sees it, a question in capitals is put in sentence case, "
+             "words of the document written as the document writes them (names, acronyms), and a misspelt "
+             "word is mended when exactly one best word is one slip away: a word of the document, or a "
+             "word this model's tokenizer knows whole. Anything else is left as typed. The model was "
+             "trained on questions in sentence case; clear this to give it your question exactly as typed. "
+             "On by default for the embedded model, off for other models.")
+    if not on or not question or document is None:
+        return question
+    read = _read_question(loaded.key, question, document, loaded)
+    if read.changed:
+        st.caption(f"Read as: **{_md_escape(read.text)}** ({_md_escape(read.describe())}).")
+    return read.text
 
 
 def document_status(loaded: LoadedModel, text: str | None, question: str | None = None) -> Document | None:

@@ -22,6 +22,7 @@ from pages.common import (
     global_choice_options,
     index_state,
     keep_valid,
+    read_question_input,
     render_page,
     require_model,
     show_error,
@@ -243,8 +244,10 @@ def main() -> None:
                                 key=f"{KEY}.task", persist_state="session")
     question = None
     if task == "qa":
-        question = c2.text_input("Question", key=f"{KEY}.question", persist_state="session",
-                                 placeholder="Ask about a fact in the document").strip() or None
+        with c2:
+            asked = st.text_input("Question", key=f"{KEY}.question", persist_state="session",
+                                  placeholder="Ask about a fact in the document").strip()
+            question = read_question_input(KEY, loaded, asked, None if source is None else source.text) or None
         if question is None:
             st.info("Type a question for question answering.")
         st.caption("Answers here are the model's own, unconstrained: the lab shows what each choice of global "

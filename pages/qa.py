@@ -4,13 +4,14 @@ the answer's text occurs), and where the question tokens looked."""
 
 import streamlit as st
 
-from ledviz import answering, pipeline, plots, provenance
+from ledviz import answering, plots, provenance
 from ledviz.views import View
 from pages.common import (
     _md_escape,
     attention_kept_input,
     document_input,
     document_status,
+    read_question_input,
     render_page,
     require_model,
     run_panel,
@@ -53,29 +54,6 @@ def question_input(sample: str | None) -> str:
         st.pills("Suggested questions", suggestions, key=f"{KEY}.suggested", on_change=_use_suggestion, wrap=True)
     return st.text_input("Question", key=f"{KEY}.question", persist_state="session",
                          placeholder="Ask about a fact in the document").strip()
-
-
-def read_question_input(loaded, question: str, document: str | None) -> str:
-    """The question as the model will be given it: read first (pipeline.read_question) when the
-    setting is on, with "Read as: …" and what changed; the question as typed when it is off.
-    On by default for the embedded model; off for a model of your own, which gets what you typed
-    unless you turn it on."""
-    embedded = loaded.source == pipeline.EMBEDDED
-    on = st.checkbox(
-        "Read the question first (capitals, letter slips)", embedded,
-        key=f"{KEY}.read_question.{'embedded' if embedded else 'own'}", persist_state="session",
-        help="Before the model sees it, a question in capitals is put in sentence case, "
-             "words of the document written as the document writes them (names, acronyms), and a misspelt "
-             "word is mended when exactly one best word is one slip away: a word of the document, or a "
-             "word this model's tokenizer knows whole. Anything else is left as typed. The model was "
-             "trained on questions in sentence case; clear this to give it your question exactly as typed. "
-             "On by default for the embedded model, off for other models.")
-    if not on or not question or document is None:
-        return question
-    read = pipeline.read_question(loaded.tokenizer, question, document)
-    if read.changed:
-        st.caption(f"Read as: **{_md_escape(read.text)}** ({_md_escape(read.describe())}).")
-    return read.text
 
 
 def answer_source(result, loaded) -> None:
@@ -166,7 +144,7 @@ def main() -> None:
     loaded = require_model()
     source = document_input("doc")
     asked = question_input(source.sample if source is not None else None)
-    question = read_question_input(loaded, asked, None if source is None else source.text)
+    question = read_question_input(KEY, loaded, asked, None if source is None else source.text)
     if source is not None and not question:
         st.info("Type a question (or pick a suggested one).")
         doc = None

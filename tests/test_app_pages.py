@@ -182,6 +182,49 @@ def test_lab_question_cleared_while_a_setting_uses_it():
     assert at.selectbox(key="lab.s0.kind").value == "question"  # kept, not silently changed
 
 
+def test_lab_reads_the_question_as_the_qa_page_does():
+    """The lab's question answering reads the question with pipeline.read_question, as the QA page
+    does: "Read as: …" with what changed, a checkbox on for the embedded model, the comparison run on
+    the read question; cleared, the question goes as typed."""
+    at = open_app("pages/lab.py")
+    paste(at)
+    at.segmented_control(key="lab.task").set_value("qa").run()
+    assert at.checkbox(key="lab.read_question.embedded").value is True
+    at.text_input(key="lab.question").set_value("WHO IS THE PROJCT LEAD?").run()
+    assert_clean(at)
+    read = [c.value for c in at.caption if c.value.startswith("Read as:")]
+    assert read and "Who is the project lead?" in read[0] and "“projct” read as “project”" in read[0], read
+    at.number_input(key="lab.count").set_value(2).run()
+    at.number_input(key="lab.max_new").set_value(2).run()
+    at.button(key="lab.run").click().run()
+    assert_clean(at)
+    _, comp = kept(at, "lab")
+    assert comp.document.question == "Who is the project lead?"
+    at.checkbox(key="lab.read_question.embedded").uncheck().run()
+    assert not [c.value for c in at.caption if c.value.startswith("Read as:")]
+    assert any("earlier document or settings" in i.value for i in at.info)  # the question asked changed
+
+
+def test_a_rerun_does_not_read_the_question_again(monkeypatch):
+    """The reading (the document's words, the slips) is cached per model, question and document: reruns
+    of the page with the same question and document do not redo it."""
+    from ledviz import pipeline
+    from pages.common import _read_question
+
+    _read_question.clear()
+    calls = []
+    real = pipeline.read_question
+    monkeypatch.setattr(pipeline, "read_question", lambda *a, **k: calls.append(a) or real(*a, **k))
+    at = open_app("pages/qa.py")
+    paste(at)
+    at.text_input(key="qa.question").set_value("WHO IS THE PROJECT LEAD?").run()
+    for _ in range(3):
+        at.run()
+    assert len(calls) == 1
+    at.text_input(key="qa.question").set_value("WHERE IS THE SITE?").run()
+    assert len(calls) == 2 and any("Where is the site?" in c.value for c in at.caption)
+
+
 # ---------------------------------------------------------------------------------------------
 # how LED attention works
 # ---------------------------------------------------------------------------------------------
