@@ -213,22 +213,31 @@ class Document:
 
 def prepare_document(loaded: LoadedModel, text: str, question: str | None = None,
                      max_tokens: int | None = None) -> Document:
-    """Tokenize a document (and a question for QA), truncating the document to the model's limit."""
+    """Tokenize a document (and a question for QA), truncating the document to the model's limit.
+
+    Text that spells a special token ("<s>", "</s>", "<pad>", "<mask>": an HTML strike-through tag,
+    a pasted tokenizer example) is read as plain text, never as the token: a "</s>" in the middle
+    of a document would end it for the model, a "<pad>" would read as padding."""
     if text is None or not str(text).strip():
-        raise InputError("the document is empty: paste a text, upload a .txt/.md file, or pick a sample document")
+        raise InputError("the document is empty (it has no text): paste a text, upload a text, PDF or HTML file "
+                         "that has text in it, or pick a sample document")
     if question is not None and not question.strip():
         raise InputError("the question is empty: type a question about the document")
+    if question is not None and not any(c.isalnum() for c in question):
+        raise InputError(f"the question {question.strip()!r} has no words: type a question about the document "
+                         "(e.g. “Who is the project lead?”)")
     limit = min(max_tokens or loaded.max_tokens, loaded.max_tokens)
     tok = loaded.tokenizer
     if question:  # the document is cut to fit, never the question: it must leave room for a document token
-        n_question = len(tok(question, add_special_tokens=False, verbose=False)["input_ids"])
+        n_question = len(tok(question, add_special_tokens=False, verbose=False, split_special_tokens=True)
+                         ["input_ids"])
         if n_question + tok.num_special_tokens_to_add(pair=True) >= limit:
             raise InputError(f"the question is {n_question:,} tokens long, and the question and the document "
                              f"together must fit in the model's limit of {limit:,} tokens (the document is cut "
                              "to fit, the question is not): shorten the question")
     args = (question, text) if question else (text,)
     enc = tok(*args, truncation="only_second" if question else True, max_length=limit,
-              return_offsets_mapping=True, return_tensors="pt")
+              return_offsets_mapping=True, return_tensors="pt", split_special_tokens=True)
     ids = enc["input_ids"]
     if ids.shape[1] > limit:
         raise InputError(f"the question alone is longer than the model's limit of {limit} tokens: shorten it")

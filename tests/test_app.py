@@ -179,6 +179,7 @@ def test_empty_document_shows_a_message():
     at.file_uploader(key="doc.upload").set_value(("empty.txt", b"", "text/plain")).run()
     assert not at.exception
     assert any(m.startswith("The document is empty") for m in messages(at, "error"))  # a sentence
+    assert any("upload a text, PDF or HTML file that has text in it" in m for m in messages(at, "error"))
     assert at.button(key="summarize.run").disabled
 
 
@@ -190,6 +191,17 @@ def test_non_text_upload_shows_a_message():
     assert not at.exception
     assert any("is not readable text" in m for m in messages(at, "error"))
     assert at.button(key="summarize.run").disabled
+
+
+def test_a_question_without_words_is_refused_not_answered():
+    """ "???" was answered with a span of the document ("Lunastad"), as if it were a question; now a
+    message with the fix, and nothing to answer."""
+    at = open_app("pages/qa.py")
+    at.text_input(key="qa.question").set_value("???").run()
+    assert_clean(at, errors_ok=True)
+    assert any("The question '???' has no words: type a question about the document" in m
+               for m in messages(at, "error")), messages(at, "error")
+    assert at.button(key="qa.run").disabled
 
 
 def test_a_question_too_long_for_the_model_says_to_shorten_it():

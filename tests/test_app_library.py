@@ -72,6 +72,30 @@ def test_run_keeps_the_encoders_probabilities_and_their_statistics(loaded, qa_ru
 
 
 
+def test_text_that_spells_a_special_token_is_read_as_text(loaded):
+    """A "</s>" or "<pad>" written in a pasted document or question (an HTML tag, a tokenizer example) was
+    tokenized as the special token: the model saw the document end in the middle. Now it is plain text;
+    the only special tokens are those the tokenizer adds around the question and the document."""
+    tok = loaded.tokenizer
+    text = "The lead is <pad> Maren </s> Okafor. <mask> <s> end"
+    doc = pipeline.prepare_document(loaded, text, "Who is </s> the lead?")
+    ids = doc.input_ids[0].tolist()
+    specials = [i for i, t in enumerate(ids) if t in tok.all_special_ids]
+    q = doc.question_tokens()
+    assert specials == [0, q[-1] + 1, q[-1] + 2, len(ids) - 1], doc.tokens  # <s> question </s></s> document </s>
+    assert tok.decode(doc.input_ids[0, doc.document_tokens()]) == text
+    assert tok.decode(doc.input_ids[0, doc.question_tokens()]) == "Who is </s> the lead?"
+
+
+@pytest.mark.parametrize("question", ["???", " ?! ", "…"])
+def test_a_question_without_words_is_refused_with_the_fix(loaded, question):
+    with pytest.raises(InputError, match="has no words: type a question about the document"):
+        pipeline.prepare_document(loaded, TEXT, question)
+    with pytest.raises(InputError, match=r"the document is empty \(it has no text\): paste a text, upload a text, "
+                                         "PDF or HTML file"):
+        pipeline.prepare_document(loaded, " \n ", QUESTION)
+
+
 def test_fingerprint_tells_inputs_apart():
     base = fingerprint("doc", "question", torch.tensor([[1, 0, 0]]), {"task": "qa", "beams": 1})
     assert base == fingerprint("doc", "question", torch.tensor([[1, 0, 0]]), {"beams": 1, "task": "qa"})
