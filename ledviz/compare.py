@@ -71,7 +71,7 @@ class Setting:
     def label(self) -> str:
         """A short name for tables and legends."""
         if self.kind == "every_k":
-            return f"every {self.k}th"
+            return "every token" if self.k == 1 else f"every {_ordinal(self.k)}"
         if self.kind == "positions":
             shown = ",".join(map(str, self.positions[:6])) + ("…" if len(self.positions) > 6 else "")
             return f"positions {shown}"
@@ -82,6 +82,12 @@ class Setting:
     def mask(self, doc: Document) -> Tensor:
         """The (1, N) global-attention mask of this setting on `doc` (InputError for bad input)."""
         return global_attention_mask(doc, self.kind, k=self.k, positions=list(self.positions), pattern=self.pattern)
+
+
+def _ordinal(n: int) -> str:
+    """2nd, 3rd, 4th, 11th, 12th, 13th, 21st, 22nd, 64th, 101st."""
+    suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def unique_labels(settings: Sequence[Setting]) -> list[str]:

@@ -205,6 +205,16 @@ def test_lab_reads_the_question_as_the_qa_page_does():
     assert any("earlier document or settings" in i.value for i in at.info)  # the question asked changed
 
 
+def test_lab_names_every_k_in_english():
+    """k = 1 read "every 1th" in the Reference and the results ("every 2th", "every 22th" too)."""
+    at = open_app("pages/lab.py")
+    paste(at)
+    at.number_input(key="lab.s2.k").set_value(1).run()
+    assert at.selectbox(key="lab.reference").options[2] == "Setting 3: every token"
+    at.number_input(key="lab.s2.k").set_value(22).run()
+    assert at.selectbox(key="lab.reference").options[2] == "Setting 3: every 22nd"
+
+
 def test_a_rerun_does_not_read_the_question_again(monkeypatch):
     """The reading (the document's words, the slips) is cached per model, question and document: reruns
     of the page with the same question and document do not redo it."""

@@ -152,6 +152,10 @@ def test_model_anatomy_adds_up(loaded):
 def test_settings_parse_and_label():
     s = compare.Setting.of(dict(kind="every_k", k=8))
     assert s.label == "every 8th" and s == compare.Setting.of(s)
+    # ordinals read as English ("every 1th", "every 2th", "every 22th" before)
+    labels = [compare.Setting("every_k", k=k).label for k in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 64, 101, 111)]
+    assert labels == ["every token", "every 2nd", "every 3rd", "every 4th", "every 11th", "every 12th", "every 13th",
+                      "every 21st", "every 22nd", "every 23rd", "every 64th", "every 101st", "every 111th"]
     assert compare.Setting.of(dict(kind="positions", positions=["1", 2])).positions == (1, 2)
     assert compare.unique_labels([compare.Setting("first"), compare.Setting("first")]) == ["first <s> (1)", "first <s> (2)"]
     for bad in (dict(kind="nope"), dict(k=3), dict(kind="first", window=3), dict(kind="positions", positions=["x"])):
