@@ -2,7 +2,8 @@
 package) through Playwright. Summarize: pick a sample, run, wait for the charts. Question answering:
 a suggested question, its answer with the decline weighing, the suggestion clicked again after an
 edit. The Attention lab
-and How LED attention works: an invalid input each, and the page's controls stay. Screenshots are
+and How LED attention works: an invalid input each, and the page's controls stay; the lab reads a
+question as the QA page does. Screenshots are
 saved under the test's tmp_path."""
 
 from __future__ import annotations
@@ -147,6 +148,38 @@ def test_lab_keeps_its_controls_on_invalid_input(server, browser, tmp_path):
     no_failure(page)
     expect(page.get_by_role("button", name="Cancel")).to_be_disabled()
     expect(page.get_by_role("button", name="Compare")).to_be_enabled()
+
+
+def test_lab_reads_a_shouted_misspelt_question_and_refuses_one_without_words(server, browser, tmp_path):
+    """The lab's question answering reads the question as the QA page does ("Read as: ...", the
+    checkbox beside the question), compares on it; "???" is refused with the fix (it was answered)."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.goto(server + "/lab")
+    idle(page)
+    page.get_by_role("heading", name="Global-attention lab").wait_for()
+    page.get_by_text("Question answering", exact=True).last.click()
+    idle(page)
+    question = page.get_by_label("Question", exact=True)
+    question.fill("???")
+    question.press("Enter")
+    idle(page)
+    no_failure(page)
+    expect(page.get_by_text("has no words: type a question about the document")).to_be_visible()
+    expect(page.get_by_role("button", name="Compare")).to_be_disabled()
+    question.fill("WHO IS THE PROJCT LEAD?")
+    question.press("Enter")
+    idle(page)
+    expect(page.get_by_role("checkbox", name="Read the question first (capitals, letter slips)")).to_be_checked()
+    expect(page.get_by_text("Read as: Who is the project lead?")).to_be_visible()
+    page.get_by_role("button", name="Compare").click()
+    page.get_by_role("heading", name="Outputs").wait_for(timeout=180_000)
+    idle(page)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(tmp_path / "lab-qa.png"), full_page=True)
+    no_failure(page)
+    assert page.locator("[data-testid='stAlertContentError']").count() == 0
 
 
 def test_how_it_works_keeps_its_controls_on_invalid_input(server, browser, tmp_path):
