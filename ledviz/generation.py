@@ -169,13 +169,18 @@ def _defaults_from_model_config(config) -> dict[str, Any]:
     return out
 
 
-def _warn_unsupported(defaults: dict[str, Any], source: str) -> None:
-    """Warn about generation keys a checkpoint sets that ledviz does not implement (they are ignored)."""
+def _warn_unsupported(defaults: dict[str, Any], source: str) -> str | None:
+    """Warn about generation keys a checkpoint sets that ledviz does not implement (they are ignored);
+    the warning's text, or None (for the app, which shows it: a warning alone reaches only the log)."""
     neutral = {**_UNSUPPORTED_NEUTRAL, **_TRANSFORMERS_ONLY}
     active = {k: v for k, v in defaults.items() if k in neutral and v not in (neutral[k], None)}
-    if active:
-        warnings.warn(f"{source} sets generation options that ledviz does not implement and ignores: {active}",
-                      UserWarning, stacklevel=3)
+    if not active:
+        return None
+    message = (f"{source} sets generation options that ledviz does not implement and ignores: {active} "
+               "(remove them from the file to generate as ledviz does without them, or use transformers "
+               "for them)")
+    warnings.warn(message, UserWarning, stacklevel=3)
+    return message
 
 
 def _is_int(v: Any) -> bool:
@@ -1222,9 +1227,11 @@ class GenerationMixin:
         from .loading import resolve_file
 
         path = resolve_file(name_or_path, "generation_config.json", required=False, **hub_kwargs)
+        self.loading_notes = []  # what loading warned about, for a user who sees no warnings (the app)
         if path is None:
             self.generation_config = _defaults_from_model_config(self.config)
-            _warn_unsupported(self.generation_config, f"the config.json of {name_or_path!r}")
+            note = _warn_unsupported(self.generation_config, f"the config.json of {name_or_path!r}")
+            self.loading_notes += [note] if note else []
             return
         try:
             with open(path, encoding="utf-8") as f:
@@ -1235,7 +1242,8 @@ class GenerationMixin:
         if not isinstance(data, dict):
             raise CheckpointError(f"{path} must hold a JSON object, not {type(data).__name__}")
         self.generation_config = generation_settings_from_file(data, str(path))
-        _warn_unsupported(self.generation_config, str(path))
+        note = _warn_unsupported(self.generation_config, str(path))
+        self.loading_notes += [note] if note else []
 
     # ---- generate ----------------------------------------------------------------------------
     @torch.no_grad()

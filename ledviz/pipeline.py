@@ -61,6 +61,7 @@ class LoadedModel:
     name: str
     source: str  # "embedded", "local" or "hub"
     load_seconds: float
+    notes: tuple[str, ...] = ()  # what loading warned about (settings of the checkpoint that are ignored)
     _copies: dict = field(default_factory=dict, repr=False, compare=False)
     _copies_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -119,7 +120,8 @@ def load_model(name_or_path: str | None = None, progress: Callable[[str], None] 
     tokenizer = LEDTokenizerFast.from_pretrained(path, **hub_kwargs)
     model = LEDForConditionalGeneration.from_pretrained(path, torch_dtype=torch_dtype, progress=progress, **hub_kwargs)
     model.eval()
-    return LoadedModel(model, tokenizer, name, source, time.perf_counter() - start)
+    return LoadedModel(model, tokenizer, name, source, time.perf_counter() - start,
+                       notes=tuple(getattr(model, "loading_notes", ())))
 
 
 def _where(name_or_path: str | None, hub_only: bool, hub_kwargs: dict) -> tuple[str, str, str]:

@@ -265,6 +265,8 @@ def model_sidebar() -> LoadedModel | None:
             show_error(ss["model.error"], "loading the model")
         if loaded is not None:
             st.caption(("In use: " if ss.get("model.error") else "") + _describe(loaded))
+            for note in loaded.notes:  # ignored settings of the checkpoint: said, not only logged
+                st.warning(sentence(note), icon=":material/warning:")
     ss["model.loaded"] = loaded
     return loaded
 
@@ -573,11 +575,19 @@ def global_tokens_input(key: str, doc: Document | None, default: str = "first") 
 
 def run_settings(key: str, doc: Document | None, *, default_global: str, label: str, max_tokens: int,
                  default_tokens: int) -> tuple[str, torch.Tensor | None, int, int]:
-    """Global tokens and generation settings in one row; returns (global kind, mask, max new tokens, beams)."""
+    """Global tokens and generation settings in one row; returns (global kind, mask, max new tokens, beams).
+    The most new tokens is `max_tokens`, or fewer where the model's decoder has fewer positions (a
+    larger number was cut to the model's silently)."""
     c1, c2, c3 = st.columns([2, 1, 1])
     with c1:
         kind, mask = global_tokens_input(f"{key}.settings", doc, default=default_global)
-    max_new = c2.number_input(label, 1, max_tokens, default_tokens, key=f"{key}.max_new", persist_state="session")
+    loaded = get_model()
+    most = max_tokens if loaded is None else min(max_tokens, loaded.config.max_decoder_position_embeddings - 1)
+    st.session_state.setdefault(f"{key}.max_new", min(default_tokens, most))
+    clamp_state(f"{key}.max_new", 1, most)  # a number kept from a model with a longer decoder
+    max_new = c2.number_input(label, 1, most, key=f"{key}.max_new", persist_state="session",
+                              help=f"At most {most:,}" + (f": this model writes at most {most:,} tokens (its "
+                                                          "decoder's positions)." if most < max_tokens else "."))
     beams = c3.number_input("Beams", 1, 8, 1, key=f"{key}.beams", persist_state="session",
                             help="1 = greedy decoding, streamed token by token.")
     return kind, mask, int(max_new), int(beams)

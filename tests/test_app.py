@@ -193,6 +193,47 @@ def test_non_text_upload_shows_a_message():
     assert at.button(key="summarize.run").disabled
 
 
+@pytest.mark.parametrize("setting, kind, said", [
+    ({"typical_p": 0.5}, "warning", "sets generation options that ledviz does not implement and ignores: "
+                                    "{'typical_p': 0.5} (remove them from the file"),
+    ({"max_new_token": 30}, "error", "has unknown generation setting(s) 'max_new_token' (did you mean "
+                                     "'max_new_tokens'?): fix the spelling or remove the key"),
+])
+def test_a_models_ignored_or_misspelt_generation_setting_is_shown(tmp_path, setting, kind, said):
+    """A user model whose generation_config.json sets an option ledviz ignores: the library's warning reached
+    only the server's log; the sidebar shows it. A misspelt key: an error naming the file, the old model kept."""
+    import json
+    import shutil
+
+    from ledviz import pipeline
+
+    folder = tmp_path / "model"
+    shutil.copytree(pipeline.default_model_dir(), folder)
+    config = json.loads((folder / "generation_config.json").read_text())
+    (folder / "generation_config.json").write_text(json.dumps({**config, **setting}))
+    at = open_app()
+    at.sidebar.radio(key="model.source").set_value("local").run()
+    at.sidebar.text_input(key="model.folder").set_value(str(folder)).run()
+    at.sidebar.button(key="model.load_folder").click().run()
+    assert not at.exception
+    shown = [m.value for m in getattr(at.sidebar, kind)]
+    assert any(said in m and str(folder / "generation_config.json") in m for m in shown), shown
+    assert at.session_state["model.active"] == (str(folder) if kind == "warning" else "embedded")
+
+
+@pytest.mark.parametrize("page, key, default", [(None, "summarize.max_new", 64), ("pages/qa.py", "qa.max_new", 24)])
+def test_max_new_tokens_stops_at_what_the_model_can_write(page, key, default):
+    """The widget took up to 1,024 summary tokens while the embedded model writes at most 127: a larger
+    number was cut silently. Now the widget's limit is the model's, and its help says why."""
+    at = open_app(page)
+    limit = at.session_state["model.loaded"].config.max_decoder_position_embeddings - 1
+    box = at.number_input(key=key)
+    assert box.max == limit and box.value == default and f"this model writes at most {limit:,} tokens" in box.help
+    box.set_value(limit).run()
+    assert_clean(at)
+    assert at.session_state[key] == limit
+
+
 def test_a_question_without_words_is_refused_not_answered():
     """ "???" was answered with a span of the document ("Lunastad"), as if it were a question; now a
     message with the fix, and nothing to answer."""
