@@ -140,11 +140,13 @@ class GenerationConfig(dict):
             return LIBRARY_DEFAULTS[name]
         if name in _UNSUPPORTED_NEUTRAL:
             return _UNSUPPORTED_NEUTRAL[name]
+        if name in EXTENSION_KEYS:  # ledviz's own (the answer rule): None when unset
+            return None
         raise AttributeError(f"generation_config has no setting {name!r}; the settings are: "
                              f"{', '.join(sorted(LIBRARY_DEFAULTS))}")
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name not in LIBRARY_DEFAULTS and name not in _UNSUPPORTED_NEUTRAL:
+        if name not in LIBRARY_DEFAULTS and name not in _UNSUPPORTED_NEUTRAL and name not in EXTENSION_KEYS:
             close = difflib.get_close_matches(name, list(LIBRARY_DEFAULTS), n=1)
             raise AttributeError(f"{name!r} is no generation setting" + (f" (did you mean {close[0]!r}?)" if close
                                  else "") + f"; the settings are: {', '.join(sorted(LIBRARY_DEFAULTS))}")

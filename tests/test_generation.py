@@ -434,6 +434,12 @@ def test_generate_and_the_config_setter_name_an_unknown_or_unimplemented_setting
     with pytest.raises(GenerationSettingsError, match="'max_new_token' \\(did you mean 'max_new_tokens'\\?\\)"):
         ours.generation_config = {**ours.generation_config, "max_new_token": 3}
     assert "max_new_token" not in ours.generation_config
+    # ledviz's own keys read and set as attributes too (None when unset), as the settings are
+    config = ours.generation_config
+    assert config.decline_margin is None
+    config.decline_margin = 2.5
+    assert config["decline_margin"] == 2.5
+    del config["decline_margin"]
 
 
 def test_a_model_built_from_a_config_takes_its_tokens():
