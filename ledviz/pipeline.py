@@ -261,7 +261,8 @@ def read_question(tokenizer, question: str, document: str) -> ReadQuestion:
     re-cased to sentence case, the document's words in the document's casing; a letter slip
     mended when one best word of the document or of the tokenizer's whole words is one slip away.
     `.text` is the question to pass on, `.changes` what was read differently. The one place the
-    QA page and ledviz.demo.evaluate read questions."""
+    QA page, the Attention lab (both through pages.common.read_question_input) and
+    ledviz.demo.evaluate read questions."""
     if question is None:
         raise InputError("the question is missing: type a question about the document")
     return questions.read_question(question, document or "", questions.tokenizer_vocabulary(tokenizer))
