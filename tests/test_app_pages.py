@@ -196,13 +196,19 @@ def test_lab_reads_the_question_as_the_qa_page_does():
     assert read and "Who is the project lead?" in read[0] and "“projct” read as “project”" in read[0], read
     at.number_input(key="lab.count").set_value(2).run()
     at.number_input(key="lab.max_new").set_value(2).run()
+    # setting 1, the reference, reads the question as the QA page does: global attention on its tokens
+    assert at.selectbox(key="lab.s0.kind").value == "question"
     at.button(key="lab.run").click().run()
     assert_clean(at)
     _, comp = kept(at, "lab")
     assert comp.document.question == "Who is the project lead?"
+    assert comp.labels[0] == "question" and comp.results[0].global_positions == comp.document.question_tokens()
     at.checkbox(key="lab.read_question.embedded").uncheck().run()
     assert not [c.value for c in at.caption if c.value.startswith("Read as:")]
     assert any("earlier document or settings" in i.value for i in at.info)  # the question asked changed
+    at.segmented_control(key="lab.task").set_value("summarize").run()  # no question: setting 1 back to its own
+    assert_clean(at)
+    assert at.selectbox(key="lab.s0.kind").value == "first"
 
 
 def test_lab_names_every_k_in_english():

@@ -184,6 +184,11 @@ def test_lab_reads_a_shouted_misspelt_question_and_refuses_one_without_words(ser
     page.screenshot(path=str(tmp_path / "lab-qa.png"), full_page=True)
     no_failure(page)
     assert page.locator("[data-testid='stAlertContentError']").count() == 0
+    # setting 1, the reference, is the question's tokens (set when the task switched), with no warning from
+    # Streamlit that the widget got its value twice
+    expect(page.get_by_role("combobox", name="Reference")).to_have_value("Setting 1: question")
+    log = (tmp_path / "streamlit.log").read_text(errors="replace")
+    assert "Session State API" not in log, log[-2000:]
 
 
 def test_how_it_works_keeps_its_controls_on_invalid_input(server, browser, tmp_path):
