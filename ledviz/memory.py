@@ -101,8 +101,8 @@ def estimate_run(config: Any, n_tokens: int, *, n_global: int = 1, max_new_token
     encoder layer's scores and probabilities on the padded length, the hidden states and
     feed-forward activations; during generation the encoder output and the decoding buffers
     (`decoding_nbytes`: the cross-attention keys/values only where they are made; `min_new_tokens`
-    and `num_return_sequences` as given to generate); during the final pass the encoder output, one decoder layer's
-    cross-attention keys/values and every layer's cross-attention probabilities.
+    and `num_return_sequences` as given to generate); during the final pass the encoder output,
+    one decoder layer's cross-attention keys/values and every layer's cross-attention probabilities.
 
     `precision` is the one the run computes in (pipeline.run's, after device.choose_precision):
     "float32", or "bfloat16", where activations and the probabilities an encoder layer hands over
@@ -173,10 +173,11 @@ def decoding_nbytes(config: Any, n_tokens: int, precision: str, max_new_tokens: 
     them (`fastdecode.projection_position`: in float32 for an output that is sure to be long, or may
     be long enough to repay them; never in bfloat16 on a CPU with fast bfloat16 products), its
     `min_new_tokens` telling how long it is sure to be; sampling `num_return_sequences` decodes that
-    many rows at once (generate's group), each with its own cache. Beam search (`generation._DecoderRunner`): the
-    cross-attention keys/values once for all beams, the last layer's twice while it is made contiguous,
-    and the beams' self-attention caches, twice while a step concatenates them (num_beams rows per
-    document, whatever num_return_sequences, which is at most num_beams)."""
+    many rows at once (generate's group), each with its own cache. Beam search
+    (`generation._DecoderRunner`): the cross-attention keys/values once for all beams, the last
+    layer's twice while it is made contiguous, and the beams' self-attention caches, twice while a
+    step concatenates them (num_beams rows per document, whatever num_return_sequences, which is
+    at most num_beams)."""
     from .device import dtype_of
     from .fastdecode import FastDecoder
 

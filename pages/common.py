@@ -14,8 +14,8 @@ The API, by section:
   `load_model_cached(name, status)`.
 - the view: `attention_sidebar(loaded)` (app.py), `current_view()`, `select_head(layer, head)`.
 - documents: `document_input(key)`, `prepared_document(loaded, text, question)`,
-  `read_question_input(key, loaded, question, document)`, `document_status(loaded, text, question)`, `global_tokens_input(key, doc, default)`,
-  `global_choice_options(prefix, kind, ...)`, `run_settings(key, doc, ...)`, `sample_questions()`.
+  `read_question_input(key, loaded, question, document)`, `document_status(loaded, text, question)`,
+  `global_tokens_input(key, doc, default)`, `global_choice_options(prefix, kind, ...)`, `run_settings(key, doc, ...)`, `sample_questions()`.
 - runs: `run_panel(key, loaded, doc, mask, ...)`, `run_summary(result)`, `show_output(result)`.
 - widget state: `keep_valid(key, valid)`, `index_state(key, n, default)`, `clamp_state(key, lo, hi)`.
 - messages: `sentence(message)`.
