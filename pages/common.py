@@ -510,7 +510,10 @@ def document_status(loaded: LoadedModel, text: str | None, question: str | None 
         show_error(err)
         return None
     n_doc = len(doc.document_tokens())
-    extra = f" ({len(doc.question_tokens())} of them the question)" if doc.question else ""
+    n_question = len(doc.question_tokens())
+    n_special = doc.n_tokens - n_doc - n_question  # <s>, </s>: why the count is not the document's alone
+    extra = " (" + (f"{n_question} of them the question, " if doc.question else "") + \
+        f"{n_special} the model's markers <s> and </s>)"
     whole = (f"{n_doc + doc.truncated_tokens:,} tokens ({n_doc:,} of them read)" if doc.truncated_tokens
              else f"{n_doc:,} tokens")  # the whole document's count, not what is left after the cut
     st.caption(f"{doc.n_tokens:,} tokens{extra} of the model's limit of {doc.limit:,}; "

@@ -234,6 +234,22 @@ def test_max_new_tokens_stops_at_what_the_model_can_write(page, key, default):
     assert at.session_state[key] == limit
 
 
+def test_the_token_count_says_what_is_not_the_documents():
+    """The count read "990 tokens (6 of them the question) ...; the document has 980 tokens": the other 4,
+    the model's <s> and </s> markers, were left for the reader to guess."""
+    at = open_app("pages/qa.py")
+    at.text_input(key="qa.question").set_value("Who is the project lead?").run()
+    loaded = at.session_state["model.loaded"]
+    from ledviz.demo.data import sample_documents
+    from ledviz.pipeline import prepare_document
+
+    doc = prepare_document(loaded, next(iter(sample_documents().values())), "Who is the project lead?")
+    n_doc, n_q = len(doc.document_tokens()), len(doc.question_tokens())
+    said = f"{doc.n_tokens:,} tokens ({n_q} of them the question, {doc.n_tokens - n_doc - n_q} the model's markers"
+    assert any(c.value.startswith(said) and f"the document has {n_doc:,} tokens" in c.value for c in at.caption), \
+        [c.value for c in at.caption]
+
+
 def test_a_question_without_words_is_refused_not_answered():
     """ "???" was answered with a span of the document ("Lunastad"), as if it were a question; now a
     message with the fix, and nothing to answer."""
