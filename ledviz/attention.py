@@ -361,10 +361,15 @@ def reference_attention(
 
 def _global_rows(
     attn: LEDEncoderSelfAttention, hidden_states: Tensor, out: Tensor, layout: GlobalLayout,
-    layer_head_mask: Tensor | None, folded: bool = False, in_place: bool = False,
+    layer_head_mask: Tensor | None, folded: bool = False, in_place: bool = False, float32_scores: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Global queries attend to every non-padding key with the *_global projections; their rows of
     `out` (B, H, L, hd) are replaced. Returns out and the global probabilities (B, H, x, L).
+
+    With `float32_scores` (bfloat16 on the CPU, without autograd: the inference path), the scores are taken
+    from the product as it accumulates them, in float32 (fused.product_float32): rounded to bfloat16, a score
+    of 40 would move by up to 0.125 before the softmax, the largest part of the global probabilities' error.
+    The probabilities are rounded once, after the softmax.
 
     With `folded`, the key and value projections are not applied to all L positions: each
     global query is folded into the key weights (scores = (q W_k) h, the key bias adds the
@@ -377,20 +382,21 @@ def _global_rows(
     neg = torch.finfo(hidden_states.dtype).min
     h_glob = hidden_states.gather(1, layout.global_index[:, :, None].expand(B, x, D))  # (B, x, D)
     q = attn.heads(attn.query_global(h_glob)) / math.sqrt(hd)  # (B, H, x, hd)
+    product = fused.product_float32 if float32_scores else torch.matmul
     if folded:
         q_folded = (q @ attn.key_global.weight.view(H, hd, D)).reshape(B, H * x, D)
         # hidden (B, L, D) as the left operand, as it is stored: its transpose as the right one
         # would be copied first (for bfloat16 on the CPU: an (L, D) copy per layer)
-        scores = (hidden_states @ q_folded.transpose(1, 2)).transpose(1, 2).reshape(B, H, x, L)
+        scores = product(hidden_states, q_folded.transpose(1, 2)).transpose(1, 2).reshape(B, H, x, L)
     else:
         k = attn.heads(attn.key_global(hidden_states))  # (B, H, L, hd)
-        scores = q @ k.transpose(-1, -2)  # (B, H, x, L)
+        scores = product(q, k.transpose(-1, -2))  # (B, H, x, L)
     scores = scores.masked_fill(layout.is_padding[:, None, None, :], neg)
     probs = scores.softmax(dim=-1, dtype=torch.float32)
     if layer_head_mask is not None:
         probs = layer_head_mask.view(1, -1, 1, 1) * probs
     # unused global slots attend nowhere (transformers fills them with 1/L instead)
-    probs = probs.masked_fill(~layout.global_valid[:, None, :, None], 0.0).type_as(scores)
+    probs = probs.masked_fill(~layout.global_valid[:, None, :, None], 0.0).type_as(hidden_states)
     probs = F.dropout(probs, p=attn.dropout, training=attn.training)
     if folded:
         mixed = (probs.reshape(B, H * x, L) @ hidden_states).view(B, H, x, D)
@@ -610,7 +616,8 @@ def blocked_inference_attention(
     if x:
         # the global queries' rows are written into `out` through a (B, H, L, hd) view of it
         _, global_probs = _global_rows(attn, hidden_states, out_heads.permute(0, 2, 1, 3), layout,
-                                       layer_head_mask, folded=2 * x * H <= D, in_place=True)
+                                       layer_head_mask, folded=2 * x * H <= D, in_place=True,
+                                       float32_scores=dtype == torch.bfloat16 and hidden_states.device.type == "cpu")
     return out, probs, global_probs
 
 

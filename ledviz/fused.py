@@ -32,6 +32,7 @@ import contextlib
 import ctypes
 import functools
 import hashlib
+import itertools
 import logging
 import os
 import shutil
@@ -279,6 +280,49 @@ def _mkl_gemm_bf16() -> int | None:
         return ctypes.cast(lib.cblas_gemm_bf16bf16f32, ctypes.c_void_p).value
     except (OSError, AttributeError):
         return None
+
+
+@functools.lru_cache(maxsize=1)
+def _mkl_gemm_bf16_function():
+    """MKL's cblas_gemm_bf16bf16f32 as a Python-callable function, or None (a build without MKL)."""
+    address = _mkl_gemm_bf16()
+    if not address:
+        return None
+    i32, ptr, f32 = ctypes.c_int, ctypes.c_void_p, ctypes.c_float
+    return ctypes.CFUNCTYPE(None, i32, i32, i32, i32, i32, i32, f32, ptr, i32, ptr, i32, f32, ptr, i32)(address)
+
+
+def _operand(t: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+    """A matrix as MKL's product reads it: (the tensor, transposed or not, its leading dimension)."""
+    if t.stride(1) == 1 and t.stride(0) >= max(1, t.shape[1]):
+        return t, 111, t.stride(0)  # CblasNoTrans
+    if t.stride(0) == 1 and t.stride(1) >= max(1, t.shape[0]):
+        return t, 112, t.stride(1)  # CblasTrans
+    t = t.contiguous()
+    return t, 111, max(1, t.shape[1])
+
+
+def product_float32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a (..., m, k) @ b (..., k, n) for bfloat16 a and b on the CPU, the result in float32 (m, n) as accumulated,
+    not rounded to bfloat16 as PyTorch's bfloat16 product returns it: through MKL's bfloat16 product where
+    PyTorch has it (and use_mkl_products), else both operands converted to float32 first (the same exact
+    products, slower). The leading dimensions are batch dimensions, as in torch.matmul (no broadcasting)."""
+    assert a.dtype == b.dtype == torch.bfloat16 and a.device.type == b.device.type == "cpu"
+    assert a.shape[:-2] == b.shape[:-2] and a.shape[-1] == b.shape[-2]
+    gemm = _mkl_gemm_bf16_function() if use_mkl_products else None
+    if gemm is None:
+        return a.float() @ b.float()
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    out = torch.empty(a.shape[:-1] + (n,), dtype=torch.float32)
+    if out.numel() == 0:
+        return out
+    if k == 0:
+        return out.zero_()
+    for index in itertools.product(*map(range, a.shape[:-2])):  # views, never a copy of a whole operand
+        ai, ta, lda = _operand(a[index])
+        bi, tb, ldb = _operand(b[index])
+        gemm(101, ta, tb, m, n, k, 1.0, ai.data_ptr(), lda, bi.data_ptr(), ldb, 0.0, out[index].data_ptr(), n)
+    return out
 
 
 @functools.lru_cache(maxsize=1)

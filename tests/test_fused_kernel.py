@@ -13,6 +13,15 @@ from ledviz.errors import InputError
 needs_kernel = pytest.mark.skipif(fused.band_kernel() is None, reason=f"fused kernel: {fused.kernel_status()}")
 
 
+# Two bfloat16 paths (kernel and PyTorch operations) round in different places (the kernel once from float32;
+# with float32_scores its scores are not rounded at all), and a second layer reads the first one's outputs: on
+# the sharp random model of _model a single probability can differ by up to 2e-2 (over eight sequence lengths,
+# before and after the embeddings were summed in float32: 0.4e-2 to 2.2e-2, whichever path is nearer float32),
+# while their mean differences from a float32 run are the same (5e-4); an error of the kernel moves many by far
+# more, so the tests check the mean difference too
+BFLOAT16_PATHS_TOL = 2.5e-2
+
+
 def _model(windows, dtype=torch.float32):
     torch.manual_seed(0)
     cfg = ledviz.LEDConfig(**tiny_kwargs(attention_window=windows, encoder_layers=len(windows),
@@ -76,8 +85,10 @@ def test_kernel_in_half_precision(dtype, mkl, f32_scores, kept, monkeypatch):
     assert bool(taken) == mkl
     assert out.attentions[0].dtype == (kept or dtype)
     assert_close(out.last_hidden_state.float(), ref.last_hidden_state.float(), "hidden", tol=5e-2)
+    tol = BFLOAT16_PATHS_TOL if dtype == torch.bfloat16 else 1e-2
     for a, b in zip(out.attentions, ref.attentions):
-        assert_close(a.float(), b.float(), "local attentions", tol=1e-2)
+        assert_close(a.float(), b.float(), "local attentions", tol=tol)
+        assert (a.float() - b.float()).abs().mean() < 1e-3, "local attentions: mean difference"
 
 
 def _amx_ready() -> bool:
@@ -294,7 +305,8 @@ def test_bfloat16_encoder_with_and_without_the_kernel():
     ref, out = _encode(model, batch, False), _encode(model, batch, True)
     assert_close(out.last_hidden_state.float(), ref.last_hidden_state.float(), "hidden", tol=3e-2)
     for a, b in zip(out.attentions, ref.attentions):
-        assert_close(a.float(), b.float(), "local attentions", tol=1e-2)
+        assert_close(a.float(), b.float(), "local attentions", tol=BFLOAT16_PATHS_TOL)
+        assert (a.float() - b.float()).abs().mean() < 1e-3, "local attentions: mean difference"
 
 
 @pytest.mark.parametrize("use_kernel", [True, False], ids=["kernel", "torch"])
