@@ -9,6 +9,8 @@ matrix products.
 
     band_kernel()          # the softmax pass (ctypes function), or None: no compiler, failed build, off
     bf16_head_kernel()     # bfloat16: a head's whole band (products on AMX, else MKL's bfloat16 product), or None
+    f32_head_kernel()      # float32: a head's whole band (MKL's sgemm_), block by block in cache, or None
+    product_float32()      # a bfloat16 product with its float32 result (the global rows' scores)
     residual_layer_norm()  # the float32 residual stream's sum and layer norm in one pass
     bias_gelu()            # bfloat16: the feed-forward's bias and GELU in one pass after a product without the bias
     head_sum()             # the views' sums over heads in one pass
@@ -23,7 +25,7 @@ cache cannot be written, ledviz keeps its PyTorch operations (the same numbers, 
 `kernel_status()` says why. `LEDVIZ_FUSED_KERNEL=off` (or `set_enabled(False)`) turns the kernel
 off; "auto" (the default) uses it when it builds. Models in bfloat16 also run their band products
 inside the kernel, through MKL's bfloat16 product in PyTorch's library (`bf16_head_kernel`), where
-PyTorch has it.
+PyTorch has it; float32 models likewise through MKL's sgemm_ (`f32_head_kernel`).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("fused_band.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC"]
-INTERFACE_VERSION = 7  # ledviz_band_version() of the source this module calls
+INTERFACE_VERSION = 8  # ledviz_band_version() of the source this module calls
 SETTINGS = ("auto", "off")  # "auto": the kernel where it builds; "off": PyTorch operations only
 DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 
@@ -173,6 +175,8 @@ class _Build:
         head.argtypes = [ptr, ptr, i64, ptr, ptr, i64, ptr, ptr, i64, i64, i64, i64, i64, i64, ptr, ptr, ptr, f32, ptr,
                          i32, i64, i64, ptr, ptr, i64, ptr, i64, i64, i32]
         head.restype = i32
+        head_f32 = lib.ledviz_band_attention_f32
+        head_f32.argtypes, head_f32.restype = head.argtypes, i32
         norm = lib.ledviz_residual_layer_norm
         norm.argtypes = [ptr, ptr, i64, i64, ptr, i32, ptr, ptr, ptr, f32, ptr]
         norm.restype = i32
@@ -184,15 +188,17 @@ class _Build:
         amx_shape, amx_ready = lib.ledviz_amx_shape, lib.ledviz_amx_ready
         amx_shape.argtypes, amx_shape.restype = [i64, i64, i64], i32
         amx_ready.argtypes, amx_ready.restype = [], i32
-        return (_Functions(softmax, head, norm, head_sum, bias_gelu, amx_shape, bool(amx_ready())),
+        return (_Functions(softmax, head, head_f32, norm, head_sum, bias_gelu, amx_shape, bool(amx_ready())),
                 f"compiled with {Path(cxx).name} (cached in {cache})")
 
 
 class _Functions:
     """The kernel's entry points (see fused_band.cpp)."""
 
-    def __init__(self, softmax, head_bf16, residual_layer_norm, head_sum, bias_gelu, amx_shape, amx_ready: bool):
-        self.softmax, self.head_bf16, self.residual_layer_norm = softmax, head_bf16, residual_layer_norm
+    def __init__(self, softmax, head_bf16, head_f32, residual_layer_norm, head_sum, bias_gelu, amx_shape,
+                 amx_ready: bool):
+        self.softmax, self.head_bf16, self.head_f32, self.residual_layer_norm = softmax, head_bf16, head_f32, \
+            residual_layer_norm
         self.head_sum, self.bias_gelu, self.amx_shape, self.amx_ready = head_sum, bias_gelu, amx_shape, amx_ready
 
 
@@ -272,14 +278,24 @@ def bias_gelu(t: torch.Tensor, bias: torch.Tensor) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=1)
-def _mkl_gemm_bf16() -> int | None:
-    """The address of MKL's cblas_gemm_bf16bf16f32 inside PyTorch's CPU library, or None (a build without MKL)."""
+@functools.lru_cache(maxsize=None)
+def _torch_symbol(name: str) -> int | None:
+    """The address of a function inside PyTorch's CPU library (MKL's, where PyTorch is built with it), or None."""
     try:
         lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"), mode=ctypes.RTLD_GLOBAL)
-        return ctypes.cast(lib.cblas_gemm_bf16bf16f32, ctypes.c_void_p).value
+        return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
     except (OSError, AttributeError):
         return None
+
+
+def _mkl_gemm_bf16() -> int | None:
+    """The address of MKL's cblas_gemm_bf16bf16f32 inside PyTorch's CPU library, or None (a build without MKL)."""
+    return _torch_symbol("cblas_gemm_bf16bf16f32")
+
+
+def _mkl_sgemm() -> int | None:
+    """The address of MKL's sgemm_ (Fortran interface) inside PyTorch's CPU library, or None (a build without it)."""
+    return _torch_symbol("sgemm_")
 
 
 @functools.lru_cache(maxsize=1)
@@ -337,11 +353,13 @@ def band_kernel():
 
 
 class HeadKernel(NamedTuple):
-    """What bf16_head_kernel gives: the entry point, MKL's product, and whether the matrix unit takes a shape."""
+    """What bf16_head_kernel (or f32_head_kernel) gives: the entry point, MKL's product, whether the matrix unit
+    takes a shape, and the dtype."""
 
     function: object  # ledviz_band_attention_bf16
     gemm: int  # the address of MKL's cblas_gemm_bf16bf16f32
     amx_shape: object | None  # ledviz_amx_shape(head size, block rows, w) where the matrix unit is used, else None
+    dtype: torch.dtype = torch.bfloat16  # what it computes in
 
     def products(self, hd: int, c: int, w: int) -> int | None:
         """The products' argument for these shapes: None (the matrix unit, inside the kernel) or MKL's product."""
@@ -364,8 +382,23 @@ def bf16_head_kernel() -> HeadKernel | None:
     return HeadKernel(functions.head_bf16, gemm, functions.amx_shape if use_amx and functions.amx_ready else None)
 
 
+def f32_head_kernel() -> HeadKernel | None:
+    """The float32 models' whole-head kernel (`ledviz_band_attention_f32`: MKL's sgemm_ products, the softmax on
+    each block while it is in cache, the output rows written in place), or None: the kernel is off or not built,
+    PyTorch has no MKL, or use_f32_head is off (then float32 takes band_kernel with PyTorch's batched products)."""
+    if not (use_mkl_products and use_f32_head):
+        return None
+    functions = _functions()
+    sgemm = _mkl_sgemm()
+    if functions is None or not sgemm:
+        return None
+    return HeadKernel(functions.head_f32, sgemm, None, torch.float32)
+
+
 # bfloat16 models take MKL's bfloat16 products inside the kernel where PyTorch has MKL (tests turn it off)
 use_mkl_products = True
+# float32 models take the whole-head kernel with MKL's sgemm_ likewise (tests and benchmarks turn it off)
+use_f32_head = True
 # ... and the matrix unit's (AMX) products instead, written in fused_band.cpp, where they can run (tests turn it
 # off): the keys and values packed once per head and chunk instead of MKL's repacking on every block
 use_amx = True

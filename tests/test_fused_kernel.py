@@ -76,8 +76,8 @@ def test_kernel_in_half_precision(dtype, mkl, f32_scores, kept, monkeypatch):
     monkeypatch.setattr(fused, "use_mkl_products", mkl)
     monkeypatch.setattr(fused, "float32_scores", f32_scores)
     taken = []
-    whole = attention._fused_head_bf16
-    monkeypatch.setattr(attention, "_fused_head_bf16", lambda *a: taken.append(1) or whole(*a))
+    whole = attention._fused_head
+    monkeypatch.setattr(attention, "_fused_head", lambda *a: taken.append(1) or whole(*a))
     model = _model([4, 8], dtype)
     batch = encoder_batch(2, 29, (1, 3), (0, 4))
     ref = _encode(model, batch, False, attention_dtype=kept)
@@ -113,8 +113,8 @@ def test_bfloat16_band_on_the_matrix_unit(kept, monkeypatch):
     batch = encoder_batch(2, 150, (1, 3), (0, 40))
     head_mask = torch.tensor([[1.0, 0.5], [0.0, 1.0]])
     products = []
-    whole = attention._fused_head_bf16
-    monkeypatch.setattr(attention, "_fused_head_bf16",
+    whole = attention._fused_head
+    monkeypatch.setattr(attention, "_fused_head",
                         lambda head, chunk, h, kv, *a: products.append(head.products(kv.shape[-1], 32, 16)) or
                         whole(head, chunk, h, kv, *a))
     amx = _encode(model, batch, True, head_mask=head_mask, attention_dtype=kept)
@@ -296,6 +296,42 @@ def test_the_bfloat16_feed_forward_takes_the_bias_gelu_kernel(monkeypatch):
     out = _encode(model, batch, True)
     assert len(calls) == 2  # one slice per layer
     assert_close(out.last_hidden_state.float(), ref.last_hidden_state.float(), "hidden", tol=3e-2)
+
+
+@needs_kernel
+@pytest.mark.parametrize("kept", [None, torch.float16], ids=str)
+def test_float32_whole_head_in_the_kernel(kept, monkeypatch):
+    """float32: a head's whole band in the kernel (MKL's sgemm_, the softmax on each block while it is in cache,
+    the output rows written in place) gives the PyTorch path's and the softmax-only kernel's (use_f32_head off)
+    probabilities and outputs to float32 rounding, with padding, used and unused global slots, a head mask, a
+    partial last block and blocks of 3 rows."""
+    if fused._mkl_sgemm() is None:
+        pytest.skip("PyTorch has no MKL here")
+    taken = []
+    whole = attention._fused_head
+    monkeypatch.setattr(attention, "_fused_head", lambda *a: taken.append(a[0].dtype) or whole(*a))
+    model = _model([6, 10])
+    batch = encoder_batch(2, 47, (9, 1), (0, 5))
+    head_mask = torch.tensor([[1.0, 0.5], [0.0, 1.0]])
+    tol = 1e-5 if kept is None else 1e-3  # float16: the same float32 value may round to a neighbouring step
+    for block in (None, 3):
+        model.encoder.set_attention_implementation("blocked", block)
+        ref = _encode(model, batch, False, head_mask=head_mask, attention_dtype=kept)
+        monkeypatch.setattr(fused, "use_f32_head", False)
+        softmax_only = _encode(model, batch, True, head_mask=head_mask, attention_dtype=kept)
+        assert not taken
+        monkeypatch.setattr(fused, "use_f32_head", True)
+        out = _encode(model, batch, True, head_mask=head_mask, attention_dtype=kept)
+        assert taken and set(taken) == {torch.float32}
+        taken.clear()
+        for other in (ref, softmax_only):
+            assert_close(out.last_hidden_state, other.last_hidden_state, "hidden")
+            for a, b in zip(out.attentions, other.attentions):
+                assert a.dtype == (kept or torch.float32)
+                assert_close(a.float(), b.float(), "local attentions", tol=tol)
+                assert ((a == 0) == (b == 0)).all(), "masked entries are exact zeros in both"
+            for a, b in zip(out.global_attentions, other.global_attentions):
+                assert_close(a.float(), b.float(), "global attentions", tol=tol)
 
 
 def test_bfloat16_encoder_with_and_without_the_kernel():
