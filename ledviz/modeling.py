@@ -525,9 +525,15 @@ class LEDEncoder(LEDPreTrainedModel):
         # magnified by the norm, was the largest single part of the probabilities' error)
         positions = self.embed_positions(inputs_embeds.shape[1])
         if wide:
-            ln = self.layernorm_embedding
-            h = F.layer_norm(inputs_embeds.float() + positions.float(), ln.normalized_shape, ln.weight.float(),
-                             ln.bias.float(), ln.eps)
+            # the stream's one fresh float32 tensor, normed in place; the fused kernel also writes the first
+            # layer's bfloat16 copy as it goes (as every layer's last norm does for the next)
+            ln, h = self.layernorm_embedding, inputs_embeds.float().add_(positions)
+            flat = h.view(-1, h.shape[-1])
+            mirror = layout.scratch.narrow_stream.view(tuple(flat.shape), inputs_embeds)
+            if fused.residual_layer_norm(flat, flat, None, None, ln, mirror):
+                layout.narrow_stream = (h, mirror)
+            else:
+                h = F.layer_norm(h, ln.normalized_shape, ln.weight.float(), ln.bias.float(), ln.eps)
         else:
             h = inputs_embeds + positions.to(model_dtype)
             h = F.dropout(self.layernorm_embedding(h), p=self.dropout, training=self.training)

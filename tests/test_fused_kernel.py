@@ -348,7 +348,8 @@ def test_bfloat16_encoder_with_and_without_the_kernel():
 @pytest.mark.parametrize("use_kernel", [True, False], ids=["kernel", "torch"])
 def test_the_next_layer_takes_the_stream_copy_its_predecessor_wrote(use_kernel, monkeypatch):
     """bfloat16 encoder, float32 stream: each layer after the first reads the bfloat16 copy of its input that the
-    previous layer's last layer norm wrote (no conversion of its own), with the same outputs as converting."""
+    previous layer's last layer norm wrote (no conversion of its own), and with the kernel the first one reads
+    the copy the embeddings' layer norm wrote, with the same outputs as converting."""
     from ledviz import modeling
 
     model = _model([4, 8, 4], torch.bfloat16)
@@ -366,7 +367,7 @@ def test_the_next_layer_takes_the_stream_copy_its_predecessor_wrote(use_kernel, 
     for hidden_states in (False, True):
         taken.clear()
         out = _encode(model, batch, use_kernel, output_hidden_states=hidden_states)
-        assert taken == [False, True, True]
+        assert taken == [use_kernel, True, True]
         monkeypatch.setattr(modeling, "_narrow_stream", lambda stream, dtype, layout: stream.to(dtype))
         ref = _encode(model, batch, use_kernel, output_hidden_states=hidden_states)
         monkeypatch.setattr(modeling, "_narrow_stream", spy)
