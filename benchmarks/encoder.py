@@ -31,6 +31,7 @@ import torch
 from common import PeakMemory, led_base_pair, table, timed
 
 from ledviz import device, fused
+from ledviz.modeling import to_dtype
 
 
 def run_encoder(model, ids, gm, **kw):
@@ -106,7 +107,7 @@ def main():
                ("ours fp16 attn", ours, {"attention_dtype": torch.float16})]
     if not args.no_bfloat16:
         theirs_bf16 = copy.deepcopy(theirs).to(torch.bfloat16)
-        ours_bf16 = copy.deepcopy(ours).to(torch.bfloat16)
+        ours_bf16 = to_dtype(copy.deepcopy(ours), torch.bfloat16)  # as the app converts it: norms in float32
         configs[1:1] = [("transformers bf16", theirs_bf16, {})]
         configs.append(("ours bf16", ours_bf16, {}))
     print(f"LED-base-shaped encoder, {args.threads} threads, times: {args.clock} seconds, output_attentions=True, 1 global token; "

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 import ledviz
 from ledviz import device
 from ledviz.fastdecode import FastDecoder, projection_position
+from ledviz.modeling import to_dtype
 
 LED_BASE = dict(
     d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12, decoder_attention_heads=12,
@@ -216,7 +217,7 @@ def main() -> None:
         # counter, so ledviz's decoder would re-pack them at every generate call instead of keeping the pack
         ref, ours = build_models(tmp)
     copies = {} if args.no_bfloat16 else {"transformers": copy.deepcopy(ref).to(torch.bfloat16),
-                                          "ledviz": copy.deepcopy(ours).to(torch.bfloat16)}
+                                          "ledviz": to_dtype(copy.deepcopy(ours), torch.bfloat16)}  # as the app
     with torch.inference_mode():
         from transformers.models.led.modeling_led import LEDEncoderBaseModelOutput as HFEncoderOutput
 

@@ -361,10 +361,15 @@ def reference_attention(
 
 def _global_rows(
     attn: LEDEncoderSelfAttention, hidden_states: Tensor, out: Tensor, layout: GlobalLayout,
-    layer_head_mask: Tensor | None, folded: bool = False, in_place: bool = False,
+    layer_head_mask: Tensor | None, folded: bool = False, in_place: bool = False, float32_scores: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Global queries attend to every non-padding key with the *_global projections; their rows of
     `out` (B, H, L, hd) are replaced. Returns out and the global probabilities (B, H, x, L).
+
+    With `float32_scores` (bfloat16 on the CPU, without autograd: the inference path), the scores are taken
+    from the product as it accumulates them, in float32 (fused.product_float32): rounded to bfloat16, a score
+    of 40 would move by up to 0.125 before the softmax, the largest part of the global probabilities' error.
+    The probabilities are rounded once, after the softmax.
 
     With `folded`, the key and value projections are not applied to all L positions: each
     global query is folded into the key weights (scores = (q W_k) h, the key bias adds the
@@ -377,20 +382,21 @@ def _global_rows(
     neg = torch.finfo(hidden_states.dtype).min
     h_glob = hidden_states.gather(1, layout.global_index[:, :, None].expand(B, x, D))  # (B, x, D)
     q = attn.heads(attn.query_global(h_glob)) / math.sqrt(hd)  # (B, H, x, hd)
+    product = fused.product_float32 if float32_scores else torch.matmul
     if folded:
         q_folded = (q @ attn.key_global.weight.view(H, hd, D)).reshape(B, H * x, D)
         # hidden (B, L, D) as the left operand, as it is stored: its transpose as the right one
         # would be copied first (for bfloat16 on the CPU: an (L, D) copy per layer)
-        scores = (hidden_states @ q_folded.transpose(1, 2)).transpose(1, 2).reshape(B, H, x, L)
+        scores = product(hidden_states, q_folded.transpose(1, 2)).transpose(1, 2).reshape(B, H, x, L)
     else:
         k = attn.heads(attn.key_global(hidden_states))  # (B, H, L, hd)
-        scores = q @ k.transpose(-1, -2)  # (B, H, x, L)
+        scores = product(q, k.transpose(-1, -2))  # (B, H, x, L)
     scores = scores.masked_fill(layout.is_padding[:, None, None, :], neg)
     probs = scores.softmax(dim=-1, dtype=torch.float32)
     if layer_head_mask is not None:
         probs = layer_head_mask.view(1, -1, 1, 1) * probs
     # unused global slots attend nowhere (transformers fills them with 1/L instead)
-    probs = probs.masked_fill(~layout.global_valid[:, None, :, None], 0.0).type_as(scores)
+    probs = probs.masked_fill(~layout.global_valid[:, None, :, None], 0.0).type_as(hidden_states)
     probs = F.dropout(probs, p=attn.dropout, training=attn.training)
     if folded:
         mixed = (probs.reshape(B, H * x, L) @ hidden_states).view(B, H, x, D)
@@ -569,7 +575,8 @@ def blocked_inference_attention(
         if output_attentions else None
     head_weights = layer_head_mask.to(dtype).tolist() if layer_head_mask is not None else None
     kernel = _fused_kernel_for(hidden_states, probs)
-    whole_head = fused.bf16_head_kernel() if kernel is not None and dtype == torch.bfloat16 else None
+    whole_head = None if kernel is None else fused.bf16_head_kernel() if dtype == torch.bfloat16 else \
+        fused.f32_head_kernel() if dtype == torch.float32 else None
     # the kernel computes each row's statistics as it goes; rows up to L' (it writes whole blocks)
     row_stats = hidden_states.new_zeros(B, H, blocks.padded, 4, dtype=torch.float32) \
         if kernel is not None and layout.want_row_stats else None
@@ -578,7 +585,7 @@ def blocked_inference_attention(
         for chunk in _chunks(attn, hidden_states[b], layout, b, blocks, mask):
             for h in range(H):
                 if whole_head is not None:  # products, softmax and output rows in one call
-                    _fused_head_bf16(whole_head, chunk, h, kv[b], k_glob[b] if x else None, v_glob[b] if x else None,
+                    _fused_head(whole_head, chunk, h, kv[b], k_glob[b] if x else None, v_glob[b] if x else None,
                                      mask.kernel_masks(), blocks, head_weights[h] if head_weights is not None else None,
                                      probs[b, h, chunk.r0: chunk.r1] if output_attentions else None,
                                      out_heads[b, chunk.r0: chunk.r1, h],
@@ -610,7 +617,8 @@ def blocked_inference_attention(
     if x:
         # the global queries' rows are written into `out` through a (B, H, L, hd) view of it
         _, global_probs = _global_rows(attn, hidden_states, out_heads.permute(0, 2, 1, 3), layout,
-                                       layer_head_mask, folded=2 * x * H <= D, in_place=True)
+                                       layer_head_mask, folded=2 * x * H <= D, in_place=True,
+                                       float32_scores=dtype == torch.bfloat16 and hidden_states.device.type == "cpu")
     return out, probs, global_probs
 
 
@@ -728,22 +736,24 @@ def _fused_kernel_for(hidden_states: Tensor, probs: Tensor | None):
     return fused.band_kernel()
 
 
-def _fused_head_bf16(whole_head, chunk: _Chunk, h: int, kv: Tensor, k_glob: Tensor | None, v_glob: Tensor | None,
-                     masks: _KernelMasks, blocks: _Blocks, head_weight: float | None, dest: Tensor | None,
-                     out: Tensor, stats: Tensor | None = None) -> None:
-    """Head h of a chunk in bfloat16, entirely in fused_band.cpp (ledviz_band_attention_bf16): the scores
-    from the CPU's matrix unit (AMX) where the kernel runs it and the shapes fit (whole_head.products), else
-    from MKL's bfloat16 products (rounded to bfloat16 as PyTorch's product gives them, unless
-    fused.float32_scores), the probabilities as _fused_probabilities makes them, times the values,
-    into `out` (r1 - r0, hd). kv: this sequence's (L' + 2w, 2, H, hd) keys and
-    values between their margins; k_glob, v_glob (x, H, hd)."""
+def _fused_head(whole_head, chunk: _Chunk, h: int, kv: Tensor, k_glob: Tensor | None, v_glob: Tensor | None,
+                masks: _KernelMasks, blocks: _Blocks, head_weight: float | None, dest: Tensor | None,
+                out: Tensor, stats: Tensor | None = None) -> None:
+    """Head h of a chunk entirely in fused_band.cpp, block by block while each block is in cache. In bfloat16
+    (ledviz_band_attention_bf16): the scores from the CPU's matrix unit (AMX) where the kernel runs it and the
+    shapes fit (whole_head.products), else from MKL's bfloat16 products (rounded to bfloat16 as PyTorch's
+    product gives them, unless fused.float32_scores); in float32 (ledviz_band_attention_f32) from MKL's
+    sgemm_. Then the probabilities as _fused_probabilities makes them, times the values, into `out`
+    (r1 - r0, hd). kv: this sequence's (L' + 2w, 2, H, hd) keys and values between their margins; k_glob,
+    v_glob (x, H, hd)."""
     c, w, x = blocks.c, blocks.w, chunk.num_global
     q = chunk.queries[:, h]  # (n, hd)
     n, hd = q.shape
     function, gemm = whole_head.function, whole_head.products(hd, c, w)
     keys, values = kv[chunk.j0 * c:, 0, h], kv[chunk.j0 * c:, 1, h]  # (rows, hd) each
     # the kernel trusts these: every pointer below covers what it reads or writes
-    assert kv.dtype == q.dtype == out.dtype == torch.bfloat16 and q.stride(1) == keys.stride(1) == out.stride(1) == 1
+    assert kv.dtype == q.dtype == out.dtype and q.stride(1) == keys.stride(1) == out.stride(1) == 1
+    assert q.dtype == whole_head.dtype
     assert keys.shape[0] >= (chunk.j1 - chunk.j0 - 1) * c + blocks.span and n == (chunk.j1 - chunk.j0) * c
     assert out.shape == (chunk.r1 - chunk.r0, hd)
     if x:

@@ -9,6 +9,8 @@ matrix products.
 
     band_kernel()          # the softmax pass (ctypes function), or None: no compiler, failed build, off
     bf16_head_kernel()     # bfloat16: a head's whole band (products on AMX, else MKL's bfloat16 product), or None
+    f32_head_kernel()      # float32: a head's whole band (MKL's sgemm_), block by block in cache, or None
+    product_float32()      # a bfloat16 product with its float32 result (the global rows' scores)
     residual_layer_norm()  # the float32 residual stream's sum and layer norm in one pass
     bias_gelu()            # bfloat16: the feed-forward's bias and GELU in one pass after a product without the bias
     head_sum()             # the views' sums over heads in one pass
@@ -23,7 +25,7 @@ cache cannot be written, ledviz keeps its PyTorch operations (the same numbers, 
 `kernel_status()` says why. `LEDVIZ_FUSED_KERNEL=off` (or `set_enabled(False)`) turns the kernel
 off; "auto" (the default) uses it when it builds. Models in bfloat16 also run their band products
 inside the kernel, through MKL's bfloat16 product in PyTorch's library (`bf16_head_kernel`), where
-PyTorch has it.
+PyTorch has it; float32 models likewise through MKL's sgemm_ (`f32_head_kernel`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import contextlib
 import ctypes
 import functools
 import hashlib
+import itertools
 import logging
 import os
 import shutil
@@ -48,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("fused_band.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC"]
-INTERFACE_VERSION = 7  # ledviz_band_version() of the source this module calls
+INTERFACE_VERSION = 8  # ledviz_band_version() of the source this module calls
 SETTINGS = ("auto", "off")  # "auto": the kernel where it builds; "off": PyTorch operations only
 DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 
@@ -172,6 +175,8 @@ class _Build:
         head.argtypes = [ptr, ptr, i64, ptr, ptr, i64, ptr, ptr, i64, i64, i64, i64, i64, i64, ptr, ptr, ptr, f32, ptr,
                          i32, i64, i64, ptr, ptr, i64, ptr, i64, i64, i32]
         head.restype = i32
+        head_f32 = lib.ledviz_band_attention_f32
+        head_f32.argtypes, head_f32.restype = head.argtypes, i32
         norm = lib.ledviz_residual_layer_norm
         norm.argtypes = [ptr, ptr, i64, i64, ptr, i32, ptr, ptr, ptr, f32, ptr]
         norm.restype = i32
@@ -183,15 +188,17 @@ class _Build:
         amx_shape, amx_ready = lib.ledviz_amx_shape, lib.ledviz_amx_ready
         amx_shape.argtypes, amx_shape.restype = [i64, i64, i64], i32
         amx_ready.argtypes, amx_ready.restype = [], i32
-        return (_Functions(softmax, head, norm, head_sum, bias_gelu, amx_shape, bool(amx_ready())),
+        return (_Functions(softmax, head, head_f32, norm, head_sum, bias_gelu, amx_shape, bool(amx_ready())),
                 f"compiled with {Path(cxx).name} (cached in {cache})")
 
 
 class _Functions:
     """The kernel's entry points (see fused_band.cpp)."""
 
-    def __init__(self, softmax, head_bf16, residual_layer_norm, head_sum, bias_gelu, amx_shape, amx_ready: bool):
-        self.softmax, self.head_bf16, self.residual_layer_norm = softmax, head_bf16, residual_layer_norm
+    def __init__(self, softmax, head_bf16, head_f32, residual_layer_norm, head_sum, bias_gelu, amx_shape,
+                 amx_ready: bool):
+        self.softmax, self.head_bf16, self.head_f32, self.residual_layer_norm = softmax, head_bf16, head_f32, \
+            residual_layer_norm
         self.head_sum, self.bias_gelu, self.amx_shape, self.amx_ready = head_sum, bias_gelu, amx_shape, amx_ready
 
 
@@ -271,14 +278,67 @@ def bias_gelu(t: torch.Tensor, bias: torch.Tensor) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=1)
-def _mkl_gemm_bf16() -> int | None:
-    """The address of MKL's cblas_gemm_bf16bf16f32 inside PyTorch's CPU library, or None (a build without MKL)."""
+@functools.lru_cache(maxsize=None)
+def _torch_symbol(name: str) -> int | None:
+    """The address of a function inside PyTorch's CPU library (MKL's, where PyTorch is built with it), or None."""
     try:
         lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"), mode=ctypes.RTLD_GLOBAL)
-        return ctypes.cast(lib.cblas_gemm_bf16bf16f32, ctypes.c_void_p).value
+        return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
     except (OSError, AttributeError):
         return None
+
+
+def _mkl_gemm_bf16() -> int | None:
+    """The address of MKL's cblas_gemm_bf16bf16f32 inside PyTorch's CPU library, or None (a build without MKL)."""
+    return _torch_symbol("cblas_gemm_bf16bf16f32")
+
+
+def _mkl_sgemm() -> int | None:
+    """The address of MKL's sgemm_ (Fortran interface) inside PyTorch's CPU library, or None (a build without it)."""
+    return _torch_symbol("sgemm_")
+
+
+@functools.lru_cache(maxsize=1)
+def _mkl_gemm_bf16_function():
+    """MKL's cblas_gemm_bf16bf16f32 as a Python-callable function, or None (a build without MKL)."""
+    address = _mkl_gemm_bf16()
+    if not address:
+        return None
+    i32, ptr, f32 = ctypes.c_int, ctypes.c_void_p, ctypes.c_float
+    return ctypes.CFUNCTYPE(None, i32, i32, i32, i32, i32, i32, f32, ptr, i32, ptr, i32, f32, ptr, i32)(address)
+
+
+def _operand(t: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+    """A matrix as MKL's product reads it: (the tensor, transposed or not, its leading dimension)."""
+    if t.stride(1) == 1 and t.stride(0) >= max(1, t.shape[1]):
+        return t, 111, t.stride(0)  # CblasNoTrans
+    if t.stride(0) == 1 and t.stride(1) >= max(1, t.shape[0]):
+        return t, 112, t.stride(1)  # CblasTrans
+    t = t.contiguous()
+    return t, 111, max(1, t.shape[1])
+
+
+def product_float32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a (..., m, k) @ b (..., k, n) for bfloat16 a and b on the CPU, the result in float32 (m, n) as accumulated,
+    not rounded to bfloat16 as PyTorch's bfloat16 product returns it: through MKL's bfloat16 product where
+    PyTorch has it (and use_mkl_products), else both operands converted to float32 first (the same exact
+    products, slower). The leading dimensions are batch dimensions, as in torch.matmul (no broadcasting)."""
+    assert a.dtype == b.dtype == torch.bfloat16 and a.device.type == b.device.type == "cpu"
+    assert a.shape[:-2] == b.shape[:-2] and a.shape[-1] == b.shape[-2]
+    gemm = _mkl_gemm_bf16_function() if use_mkl_products else None
+    if gemm is None:
+        return a.float() @ b.float()
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    out = torch.empty(a.shape[:-1] + (n,), dtype=torch.float32)
+    if out.numel() == 0:
+        return out
+    if k == 0:
+        return out.zero_()
+    for index in itertools.product(*map(range, a.shape[:-2])):  # views, never a copy of a whole operand
+        ai, ta, lda = _operand(a[index])
+        bi, tb, ldb = _operand(b[index])
+        gemm(101, ta, tb, m, n, k, 1.0, ai.data_ptr(), lda, bi.data_ptr(), ldb, 0.0, out[index].data_ptr(), n)
+    return out
 
 
 @functools.lru_cache(maxsize=1)
@@ -293,11 +353,13 @@ def band_kernel():
 
 
 class HeadKernel(NamedTuple):
-    """What bf16_head_kernel gives: the entry point, MKL's product, and whether the matrix unit takes a shape."""
+    """What bf16_head_kernel (or f32_head_kernel) gives: the entry point, MKL's product, whether the matrix unit
+    takes a shape, and the dtype."""
 
     function: object  # ledviz_band_attention_bf16
     gemm: int  # the address of MKL's cblas_gemm_bf16bf16f32
     amx_shape: object | None  # ledviz_amx_shape(head size, block rows, w) where the matrix unit is used, else None
+    dtype: torch.dtype = torch.bfloat16  # what it computes in
 
     def products(self, hd: int, c: int, w: int) -> int | None:
         """The products' argument for these shapes: None (the matrix unit, inside the kernel) or MKL's product."""
@@ -320,8 +382,23 @@ def bf16_head_kernel() -> HeadKernel | None:
     return HeadKernel(functions.head_bf16, gemm, functions.amx_shape if use_amx and functions.amx_ready else None)
 
 
+def f32_head_kernel() -> HeadKernel | None:
+    """The float32 models' whole-head kernel (`ledviz_band_attention_f32`: MKL's sgemm_ products, the softmax on
+    each block while it is in cache, the output rows written in place), or None: the kernel is off or not built,
+    PyTorch has no MKL, or use_f32_head is off (then float32 takes band_kernel with PyTorch's batched products)."""
+    if not (use_mkl_products and use_f32_head):
+        return None
+    functions = _functions()
+    sgemm = _mkl_sgemm()
+    if functions is None or not sgemm:
+        return None
+    return HeadKernel(functions.head_f32, sgemm, None, torch.float32)
+
+
 # bfloat16 models take MKL's bfloat16 products inside the kernel where PyTorch has MKL (tests turn it off)
 use_mkl_products = True
+# float32 models take the whole-head kernel with MKL's sgemm_ likewise (tests and benchmarks turn it off)
+use_f32_head = True
 # ... and the matrix unit's (AMX) products instead, written in fused_band.cpp, where they can run (tests turn it
 # off): the keys and values packed once per head and chunk instead of MKL's repacking on every block
 use_amx = True

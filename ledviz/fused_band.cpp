@@ -393,6 +393,21 @@ int dispatch_dest(const S* src, Dtype st, int64_t stride, P* dst, Dtype pt, int6
     return 0;
 }
 
+// ledviz_band_softmax's rows for the c rows [r, r + c) of a chunk, one query block of the whole-head kernels:
+// their scores `src` (float32, rows `width` apart) become probabilities in `dst` (dtype pt; may be src), and
+// `dest`'s rows of the chunk, its statistics' rows, take theirs
+template <typename P>
+int block_probabilities(const float* src, Dtype st, P* dst, Dtype pt, int64_t width, int64_t r, int64_t x, int64_t xp,
+                        int64_t c, int64_t w, const float* key_bias, const float* global_bias, const uint8_t* row_zero,
+                        float weight, void* dest, int dest_dtype, int64_t dest_rows, int64_t dest_stride, float* stats,
+                        const float* global_pos, int64_t row0) {
+    const int64_t rows_dest = dest_rows > r ? (dest_rows - r < c ? dest_rows - r : c) : 0;
+    return dispatch_dest(src, st, width, dst, pt, width, c, x, xp, c, w, key_bias + r, global_bias, row_zero + r,
+                         weight,
+                         rows_dest ? static_cast<char*>(dest) + r * dest_stride * (dest_dtype == F32 ? 4 : 2) : nullptr,
+                         dest_dtype, rows_dest, dest_stride, stats ? stats + 4 * r : nullptr, global_pos, row0 + r);
+}
+
 #if defined(LEDVIZ_AMX)
 // The band's two products on the CPU's matrix unit (AMX), for one head of a chunk of query blocks, with
 // the keys and values packed once per call in the layouts the unit reads (MKL's product repacks both
@@ -444,12 +459,27 @@ typedef void (*gemm_bf16_fn)(int layout, int transa, int transb, int m, int n, i
                              const uint16_t* a, int lda, const uint16_t* b, int ldb, float beta, float* c, int ldc);
 constexpr int ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112;
 
+// MKL's Fortran sgemm_ (column major, every argument by address), as PyTorch's library exports it
+typedef void (*sgemm_fn)(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+                         const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+                         const float* beta, float* c, const int* ldc);
+
+// row major C (m, n) = A (m, k) x op(B) + beta C through sgemm_: op(B) = B (k, n), or with trans_b B (n, k)
+// transposed; rows lda, ldb, ldc apart (a row-major C = A op(B) is the column-major C^T = op(B)^T A^T)
+inline void sgemm_rows(sgemm_fn f, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                       const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+    const char ta = 'N', tb = trans_b ? 'T' : 'N';
+    const float one = 1.0f;
+    const int mi = int(m), ni = int(n), ki = int(k), la = int(lda), lb = int(ldb), lc = int(ldc);
+    f(&tb, &ta, &ni, &mi, &ki, &one, b, &lb, a, &la, &beta, c, &lc);
+}
+
 }  // namespace
 
 extern "C" {
 
 // the interface version ledviz/fused.py checks after loading
-int ledviz_band_version() { return 7; }
+int ledviz_band_version() { return 8; }
 
 // Whether ledviz_band_attention_bf16 can run its products on the matrix unit (AMX) for these shapes:
 // head size a multiple of 32, query blocks of a multiple of 32 rows, w a multiple of 16.
@@ -581,13 +611,9 @@ int ledviz_band_attention_bf16(void* gemm_ptr, const uint16_t* q, int64_t ldq, c
         }
 #endif
         const int64_t r = jj * c;  // the block's first row in the chunk
-        const int64_t rows_dest = dest_rows > r ? (dest_rows - r < c ? dest_rows - r : c) : 0;
-        int rc = dispatch_dest(scores.data(), round_scores ? F32_AS_BF16 : F32, width, probs.data(), BF16, width, c, x, xp, c, w,
-                               key_bias + r, global_bias, row_zero + r, weight,
-                               rows_dest ? static_cast<char*>(dest) + r * dest_stride * (dest_dtype == F32 ? 4 : 2)
-                                         : nullptr,
-                               dest_dtype, rows_dest, dest_stride, stats ? stats + 4 * r : nullptr, global_pos,
-                               row0 + r);
+        const int rc = block_probabilities(scores.data(), round_scores ? F32_AS_BF16 : F32, probs.data(), BF16, width,
+                                           r, x, xp, c, w, key_bias, global_bias, row_zero, weight, dest, dest_dtype,
+                                           dest_rows, dest_stride, stats, global_pos, row0);
         if (rc) return rc;
         if (gemm != nullptr) {
             gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, int(c), int(hd), int(span), 1.0f, probs.data() + xp, int(width),
@@ -627,6 +653,41 @@ int ledviz_band_attention_bf16(void* gemm_ptr, const uint16_t* q, int64_t ldq, c
 #if defined(LEDVIZ_AMX)
     if (gemm == nullptr) _tile_release();
 #endif
+    return 0;
+}
+
+// One head of a chunk of query blocks in float32, products included, through `sgemm` (MKL's sgemm_), block by
+// block in buffers that stay in cache: the scores (q against the x global keys and the block's key span), the
+// probabilities in place (ledviz_band_softmax's rows: the kept copy and the statistics as it writes them), then
+// the output rows = probabilities x (global values, value span), written straight into `out` (a partial last
+// block through a buffer). The arguments are ledviz_band_attention_bf16's in float32 (round_scores unused).
+// Returns 0, or 2 for an unknown dest dtype.
+int ledviz_band_attention_f32(void* sgemm_ptr, const float* q, int64_t ldq, const float* k, const float* v,
+                              int64_t ldk, const float* kg, const float* vg, int64_t ldg, int64_t blocks, int64_t hd,
+                              int64_t x, int64_t c, int64_t w, const float* key_bias, const float* global_bias,
+                              const uint8_t* row_zero, float weight, void* dest, int dest_dtype, int64_t dest_rows,
+                              int64_t dest_stride, float* stats, const float* global_pos, int64_t row0, float* out,
+                              int64_t out_rows, int64_t ld_out, int /* round_scores */) {
+    const sgemm_fn f = reinterpret_cast<sgemm_fn>(sgemm_ptr);
+    const int64_t span = c + 2 * w, xp = (x + 15) / 16 * 16, width = xp + span;
+    std::vector<float> scores(c * width), head(c * hd);
+    for (int64_t jj = 0; jj < blocks; ++jj) {
+        const float* qb = q + jj * c * ldq;
+        if (x) sgemm_rows(f, true, c, x, hd, qb, ldq, kg, ldg, 0.0f, scores.data(), width);
+        sgemm_rows(f, true, c, span, hd, qb, ldq, k + jj * c * ldk, ldk, 0.0f, scores.data() + xp, width);
+        const int64_t r = jj * c;  // the block's first row in the chunk
+        const int rc = block_probabilities(scores.data(), F32, scores.data(), F32, width, r, x, xp, c, w, key_bias,
+                                           global_bias, row_zero, weight, dest, dest_dtype, dest_rows, dest_stride,
+                                           stats, global_pos, row0);
+        if (rc) return rc;
+        const int64_t rows_out = out_rows > r ? (out_rows - r < c ? out_rows - r : c) : 0;
+        float* o = rows_out == c ? out + r * ld_out : head.data();
+        const int64_t ldo = rows_out == c ? ld_out : hd;
+        sgemm_rows(f, false, c, hd, span, scores.data() + xp, width, v + jj * c * ldk, ldk, 0.0f, o, ldo);
+        if (x) sgemm_rows(f, false, c, hd, x, scores.data(), width, vg, ldg, 1.0f, o, ldo);
+        if (o == head.data())
+            for (int64_t i = 0; i < rows_out; ++i) std::memcpy(out + (r + i) * ld_out, o + i * hd, sizeof(float) * hd);
+    }
     return 0;
 }
 

@@ -194,15 +194,13 @@ def decoding_nbytes(config: Any, n_tokens: int, precision: str, max_new_tokens: 
 def model_nbytes(config: Any, dtype: torch.dtype = torch.float32) -> int:
     """Bytes of an LEDForConditionalGeneration's weights for `config` in `dtype`: every parameter
     (tied ones once) and floating buffer, counted on a model built on the "meta" device (no memory,
-    no weights read), so a server can tell before loading a checkpoint whether it fits."""
-    from .modeling import LEDForConditionalGeneration
+    no weights read), so a server can tell before loading a checkpoint whether it fits. Converted as
+    modeling.to_dtype converts (in bfloat16 the encoder's layer norms stay float32)."""
+    from .modeling import LEDForConditionalGeneration, to_dtype
 
     with torch.device("meta"):
-        model = LEDForConditionalGeneration(config)
-    size = _dtype_bytes(dtype)
-    tensors = list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]
-    return sum(t.numel() for t in tensors) * size + sum(
-        b.numel() * b.element_size() for b in model.buffers() if not b.is_floating_point())
+        model = to_dtype(LEDForConditionalGeneration(config), dtype)
+    return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
 
 
 # ---------------------------------------------------------------------------------------------

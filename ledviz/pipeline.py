@@ -21,7 +21,7 @@ from .errors import InputError
 from .export import AttentionStore
 from .config import LEDConfig
 from .generation import fact_list_constraint, span_constraint, word_bounds
-from .modeling import LEDForConditionalGeneration
+from .modeling import LEDForConditionalGeneration, to_dtype
 from .questions import ReadQuestion
 from .tokenization import LEDTokenizerFast, token_bytes
 from .unfold import SparseAttention
@@ -76,7 +76,7 @@ class LoadedModel:
                 # normal tensors even when asked inside a run (torch.inference_mode): weights made there keep no
                 # version counter, so the decoder's packed weights (fastdecode) could not be kept for them
                 with torch.inference_mode(False):
-                    copy = LEDForConditionalGeneration(self.model.config).to(dtype).eval()
+                    copy = to_dtype(LEDForConditionalGeneration(self.model.config), dtype).eval()
                     copy.load_state_dict(self.model.state_dict())
                 copy.generation_config = self.model.generation_config
                 self._copies[precision] = copy
