@@ -33,10 +33,11 @@ def _questions():
 
 def _loaded(**settings):
     """The embedded model, loaded afresh, with these settings in its generation config
-    (None removes one)."""
+    (None removes one); without its answerability head unless `decline_head` is given (the head's
+    own tests are in test_answerability.py)."""
     loaded = load_model(None)
     config = dict(loaded.model.generation_config)
-    for k, v in settings.items():
+    for k, v in {"decline_head": None, **settings}.items():
         config.pop(k, None)
         if v is not None:
             config[k] = v
@@ -140,7 +141,8 @@ def test_evaluate_and_the_app_give_the_same_answers():
     examples = _questions()
     for margin in (-1e6, 0.0):
         model = LEDForConditionalGeneration.from_pretrained(MODEL_DIR).eval()
-        model.generation_config = {**model.generation_config, "decline_margin": margin}
+        model.generation_config = {k: v for k, v in {**model.generation_config, "decline_margin": margin}.items()
+                                   if k != "decline_head"}
         codec = train.Codec(data.load_tokenizer(MODEL_DIR))
         texts = evaluate.predict(model, codec, examples, "cpu", constraint="answer", batch_size=1)
         weighed = evaluate.answers(model, codec, examples, "cpu", batch_size=1)
