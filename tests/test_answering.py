@@ -179,7 +179,10 @@ def test_the_setting_is_read_from_generation_config_json_and_is_no_generate_sett
     config.update(decline_margin=1.5, decline_score="mean")
     (folder / "generation_config.json").write_text(json.dumps(config))
     model = ledviz.LEDForConditionalGeneration.from_pretrained(folder)
-    assert answering.decline_rule(model) == answering.DeclineRule(1.5, "mean")
+    rule = answering.decline_rule(model)
+    assert (rule.margin, rule.score) == (1.5, "mean")
+    # the embedded model's answerability head, read from the copy's folder (its generation config names it)
+    assert rule.head is not None and rule.head.path == str(folder / config["decline_head"])
     enc = torch.tensor([[0, 100, 2]])
     model.generate(enc, max_new_tokens=2)  # generate reads its own settings and leaves the rule alone
     with pytest.raises(GenerationSettingsError, match="unknown generation setting.*'decline_margin'"):
