@@ -313,3 +313,39 @@ def test_evaluate_the_trainer_and_the_app_apply_the_head_alike(tmp_path):
         assert result.output_text == text and result.answer.span_text == a.span_text
         assert result.answer.declined == a.declined == (a.answerable < 0.45)
         assert result.answer.answerable == pytest.approx(a.answerable, abs=1e-4)
+
+
+@pytest.mark.slow  # a small training run and an evaluation
+def test_the_training_script_writes_a_head_that_evaluate_applies_and_tunes(tmp_path, capsys):
+    """train_answerability on a few questions writes a head that loads, names it with --install, and
+    evaluate --tune (validation) answers with it and prints its trade-off by threshold."""
+    from ledviz.demo import evaluate
+    from ledviz.demo import train_answerability as ta
+
+    _model_with_head(tmp_path, None)  # a copy of the embedded model without a head
+    folder = tmp_path / "model"
+    about = ta.main(["--model", str(folder), "--n-train", "12", "--n-valid", "1", "--lengths", "300", "--hidden", "2",
+                     "--ensemble", "2", "--cache", str(tmp_path / "cache"), "--install"])
+    said = capsys.readouterr().out
+    assert "ROC area on validation, -margin (first)" in said and "trade-off on validation" in said
+    assert about["ensemble"] == 2 and about["hidden"] == 2 and "--n-train 12" in about["made_by"]
+    config = json.loads((folder / "generation_config.json").read_text())
+    assert config["decline_head"] == "answerability.json"
+    model = ledviz.LEDForConditionalGeneration.from_pretrained(folder)
+    head = answering.decline_rule(model).head
+    assert head.features == ta.DEFAULT_FEATURES and len(head.layers) == 2 and head.layers[0][0].shape[0] == 4
+    # the same command again reads the cached features and writes the same head
+    first = (folder / "answerability.json").read_text()
+    ta.main(["--model", str(folder), "--n-train", "12", "--n-valid", "1", "--lengths", "300", "--hidden", "2",
+             "--ensemble", "2", "--cache", str(tmp_path / "cache"), "--install"])
+    assert (folder / "answerability.json").read_text() == first
+    with pytest.raises(SystemExit, match="unknown feature.*shoe"):
+        ta.main(["--model", str(folder), "--n-train", "12", "--n-valid", "1", "--lengths", "300",
+                 "--cache", str(tmp_path / "cache"), "--features", "margin_first,shoe"])
+    scores = evaluate.main(["--model", str(folder), "--n", "1", "--lengths", "300", "--seed", "valid", "--tune",
+                            "--no-timing"])
+    assert scores["decline rule"]["head"]["threshold"] == head.threshold
+    rows = scores["tune head"]
+    assert rows[0]["threshold"] == 0.0 and rows[0]["declined"]["k"] == 0 and rows[-1]["threshold"] == 1.0
+    assert rows[-1]["wrongly_declined"]["k"] == rows[-1]["wrongly_declined"]["n"] == len(evaluate.FAMILIES)
+    assert all(a["answerable"] is not None for a in scores["answers"]["suggested"])

@@ -42,6 +42,8 @@ from ledviz import answerability, answering
 from . import data, evaluate
 from .train import Codec, encode_example, kept_answers
 
+CHUNK = 1000  # training questions per cache file
+
 # the shipped head's (chosen on validation: the model card says how)
 DEFAULT_FEATURES = ("margin_first", "margin_sum", "margin_mean", "span_first", "decline_first", "span_mean",
                     "span_min", "span_end", "span_length", "question_words_found", "question_words_missing",
@@ -60,11 +62,11 @@ GROUPS = {  # for --explore
 # ------------------------------------------------------------------------------------------------
 # data and features
 # ------------------------------------------------------------------------------------------------
-def training_questions(n: int, seed: int = data.TRAIN_SEED) -> list[data.Example]:
-    """`n` questions (half answerable, half not) from `seed` under keys "answerability/<i>"."""
+def training_questions(n: int, seed: int = data.TRAIN_SEED, start: int = 0) -> list[data.Example]:
+    """Questions `start` to `start + n` (even: answerable, odd: not) from `seed` under keys "answerability/<i>"."""
     out = []
     fams = data.QUESTION_FAMILIES
-    for i in range(n):
+    for i in range(start, start + n):
         rng = data._example_rng(seed, f"answerability/{i}")
         length = int(math.exp(rng.uniform(math.log(500), math.log(4070))))
         j = i // 2
@@ -104,7 +106,7 @@ def extract(model, codec: Codec, examples: Sequence[data.Example], *, batch_toke
 
 def _fingerprint(model_dir: str, what: str) -> str:
     h = hashlib.sha256(what.encode())
-    for name in ("model.safetensors", "generation_config.json", "tokenizer.json"):
+    for name in ("model.safetensors", "tokenizer.json"):  # (the features do not depend on the decline settings)
         path = os.path.join(model_dir, name)
         if os.path.exists(path):
             with open(path, "rb") as f:
@@ -272,7 +274,11 @@ def _data(args):
     codec = Codec(data.load_tokenizer(args.model))
     kw = dict(batch_tokens=args.batch_tokens, batch_size=args.batch_size)
     cache = args.cache or None
-    train_values = features_of(model, codec, args.model, "train", training_questions(args.n_train), cache, **kw)
+    train_values = []
+    for start in range(0, args.n_train, CHUNK):  # in chunks, so that a larger --n-train extracts only what is new
+        n = min(CHUNK, args.n_train - start)
+        train_values += features_of(model, codec, args.model, f"train-{start}", training_questions(n, start=start),
+                                    cache, **kw)
     train_labels = torch.tensor([1 - i % 2 for i in range(args.n_train)])
     sets = validation_sets(args.n_valid, [int(x) for x in args.lengths.split(",")])
     valid = {name: features_of(model, codec, args.model, f"valid-{name}-{args.lengths}", exs, cache, **kw)
