@@ -191,9 +191,9 @@ class AnswerabilityHead:
                     threshold=self.threshold, about=self.about)
 
     def save(self, path: str | os.PathLike) -> None:
+        obj = self.to_json()  # one key a line (the arrays on theirs)
         with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_json(), f, indent=1)
-            f.write("\n")
+            f.write("{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in obj.items()) + "\n}\n")
 
 
 def _numbers(path: str, key: str, value, shape: tuple[int, ...]) -> torch.Tensor:
