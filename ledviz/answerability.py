@@ -217,7 +217,8 @@ def from_json(obj: Any, path: str, config=None) -> AnswerabilityHead:
     unknown = sorted(set(obj) - set(KEYS))
     missing = [k for k in KEYS if k not in obj and k != "about"]
     if unknown:
-        raise AnswerabilityError(f"{path}: unknown key(s) {', '.join(map(repr, unknown))}; the keys are {', '.join(KEYS)}")
+        raise AnswerabilityError(f"{path}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                                 f"the keys are {', '.join(KEYS)}")
     if missing:
         raise AnswerabilityError(f"{path}: missing key(s) {', '.join(map(repr, missing))}; remake the file with "
                                  "python -m ledviz.demo.train_answerability")

@@ -4,7 +4,7 @@ The head (ledviz.answerability) is a small classifier on features of the frozen 
 ledviz.answering.kept_answers computes while it weighs the best span against the decline. This
 script:
 
-1. draws training questions from TRAIN_SEED under keys no training phase or evaluation uses
+1. draws training questions (--n-train) from TRAIN_SEED under keys no training phase or evaluation uses
    ("answerability/<i>"): half answerable (the eight wording families of data.Variety in turn,
    never a held-out wording), half unanswerable (as data.Variety makes them, the training mix and
    each family in turn), documents of 500-4,070 tokens (log-uniform); each question read as the
@@ -30,7 +30,6 @@ import hashlib
 import json
 import math
 import os
-import random
 import sys
 import time
 from typing import Sequence
@@ -247,7 +246,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="the head file to write (default: MODEL/answerability.json)")
     p.add_argument("--install", action="store_true",
                    help="also name the head in MODEL/generation_config.json (\"decline_head\")")
-    p.add_argument("--n-train", type=int, default=4000, help="training questions (half unanswerable)")
+    p.add_argument("--n-train", type=int, default=12000, help="training questions (half unanswerable)")
     p.add_argument("--n-valid", type=int, default=32, help="validation questions per set (evaluate's --n)")
     p.add_argument("--lengths", default="1000,2000,4000", help="validation document lengths (evaluate's --lengths)")
     p.add_argument("--features", default=",".join(DEFAULT_FEATURES), help="comma-separated feature names")
@@ -335,8 +334,10 @@ def main(argv=None) -> dict:
         subsets = [("scores", GROUPS["scores"]), ("scores+words", GROUPS["scores"] + GROUPS["words"]),
                    ("scores+words+cross", GROUPS["scores"] + GROUPS["words"] + GROUPS["cross"])]
         for g in ("encoder_question", "encoder_span", "decoder_first"):
-            subsets.append((f"scores+words+cross+{g}", GROUPS["scores"] + GROUPS["words"] + GROUPS["cross"] + GROUPS[g]))
-        subsets += [("all", tuple(names_all)), ("all but scores", tuple(n for n in names_all if n not in GROUPS["scores"]))]
+            subsets.append((f"scores+words+cross+{g}",
+                            GROUPS["scores"] + GROUPS["words"] + GROUPS["cross"] + GROUPS[g]))
+        subsets += [("all", tuple(names_all)),
+                    ("all but scores", tuple(n for n in names_all if n not in GROUPS["scores"]))]
         print(f"\n{'features':<42} {'l2':>7} {'hid':>3} {'params':>6} {'AUC tr':>6} {'AUC va':>6}  "
               f"{'declined (valid)':<14} {'wrongly':<9} threshold")
         for label, names in subsets:
@@ -376,9 +377,10 @@ def main(argv=None) -> dict:
               f"wrongly declined {evaluate.fmt(row['wrongly_declined'])}")
     about = dict(made_by="python -m " + " ".join(["ledviz.demo.train_answerability", *(argv or sys.argv[1:])]),
                  training=f"{args.n_train} questions from TRAIN_SEED keys answerability/<i>, half unanswerable",
-                 threshold_chosen_on=f"VALID_SEED, evaluate.question_sets n={args.n_valid}, lengths {args.lengths}: the "
-                                     f"most declines with at most {args.max_wrong:g} of the answerable declined",
-                 l2=args.l2, hidden=args.hidden, seed=args.seed, ensemble=args.ensemble, train_auc=round(r["train_auc"], 4),
+                 threshold_chosen_on=f"VALID_SEED, evaluate.question_sets n={args.n_valid}, lengths {args.lengths}: "
+                                     f"the most declines with at most {args.max_wrong:g} of the answerable declined",
+                 l2=args.l2, hidden=args.hidden, seed=args.seed, ensemble=args.ensemble,
+                 train_auc=round(r["train_auc"], 4),
                  valid_auc=round(r["valid_auc"], 4), valid_declined=[d, nu], valid_wrongly_declined=[w, na])
     head = answerability.AnswerabilityHead("(made here)", tuple(names), r["head"].mean, r["head"].std,
                                            r["head"].layers, round(r["threshold"], 6), about)
