@@ -295,7 +295,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--decline-margin", default=None, metavar="MARGIN",
                    help="decline a kept answer iff score(decline) - score(best span) > MARGIN (ledviz.answering), "
-                        "instead of the model's own rule; 'none': greedy decoding's first-token choice")
+                        "instead of the model's own rule and without its answerability head; 'none': greedy "
+                        "decoding's first-token choice")
     p.add_argument("--decline-score", choices=("sum", "mean", "first"), default="sum",
                    help="with --decline-margin: score an answer by the sum (default) or the mean of its token "
                         "log-probabilities, or by the first token where the two answers differ")
