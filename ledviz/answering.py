@@ -17,9 +17,18 @@ With a decline rule the choice is made on whole answers:
    token where the two answers differ ("first": greedy decoding's choice, made with a margin);
 3. the answer declines iff score(decline) - score(span) > decline_margin.
 
+With a trained answerability head (ledviz.answerability) the choice in step 3 is the head's
+instead: it reads features of both weighed answers and of the model's states (the margins, the
+span's log-probabilities, the question's encoder states, the decoder's state and cross-attention
+at the first answer step, the question's words found in the document) and the answer declines
+iff its probability that the question is answerable is below the head's threshold.
+
 The model's settings (generation_config.json, beside generate's own):
   "decline_margin": a number, the margin τ (chosen on validation data, never the test seed);
-  "decline_score": "sum" (the default), "mean" or "first".
+  "decline_score": "sum" (the default), "mean" or "first";
+  "decline_head": the name of an answerability head file in the model's folder
+  ("answerability.json", written by python -m ledviz.demo.train_answerability); it needs
+  decline_margin and decline_score too (the scores the page shows beside the head's verdict).
 Any other "decline_..." key is an error naming it.
 """
 
@@ -32,13 +41,14 @@ from typing import Any, Sequence
 
 import torch
 
+from . import answerability
 from .errors import GenerationSettingsError
 
 SCORES = ("sum", "mean", "first")
 SCORE_NAMES = {"sum": "sum of the answer tokens' log-probabilities",
                "mean": "mean log-probability per answer token",
                "first": "log-probability of the first token where the answers differ"}
-SETTINGS = ("decline_margin", "decline_score")
+SETTINGS = ("decline_margin", "decline_score", "decline_head")
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,7 @@ class DeclineRule:
 
     margin: float
     score: str = "sum"
+    head: answerability.AnswerabilityHead | None = None  # with a head, the head decides (module docstring)
 
     def __post_init__(self):
         if isinstance(self.margin, bool) or not isinstance(self.margin, (int, float)) or not math.isfinite(self.margin):
@@ -68,11 +79,15 @@ def decline_rule(model) -> DeclineRule | None:
         raise GenerationSettingsError(f"unknown answer setting(s) {', '.join(map(repr, unknown))} in the model's "
                                       f"generation config; the answer settings are: {', '.join(SETTINGS)}")
     if config.get("decline_margin") is None:
-        if "decline_score" in config:
-            raise GenerationSettingsError("decline_score is set without decline_margin: set both, or neither "
-                                          "(the first-token choice)")
+        for key in ("decline_score", "decline_head"):
+            if config.get(key) is not None:
+                raise GenerationSettingsError(f"{key} is set without decline_margin: set decline_margin and "
+                                              "decline_score too, or none of them (the first-token choice)")
         return None
-    return DeclineRule(config["decline_margin"], config.get("decline_score", "sum"))
+    rule = DeclineRule(config["decline_margin"], config.get("decline_score", "sum"))
+    if config.get("decline_head") is not None:
+        rule = dataclasses.replace(rule, head=answerability.model_head(model, config["decline_head"]))
+    return rule
 
 
 @dataclass(frozen=True)
@@ -84,7 +99,10 @@ class KeptAnswer:
     tokens of the best span found with the decline forbidden (without <s> and </s>), `span_text`
     its text; `span_logprobs` / `decline_logprobs` the log-probabilities (teacher-forced, the
     model left free) of each token of the two answers, their end token included; `rule` the rule
-    applied: declined iff margin() > rule.margin. Without a rule these are None."""
+    applied: declined iff margin() > rule.margin, or, with a head (rule.head), iff `answerable`,
+    the head's probability, is below rule.head.threshold. Without a rule these are None.
+    `features`: what the head reads (ledviz.answerability.features), with a head or when
+    kept_answers is asked for them."""
 
     ids: list[int]
     declined: bool
@@ -94,6 +112,8 @@ class KeptAnswer:
     decline_logprobs: list[float] | None = None
     rule: DeclineRule | None = None
     decline_ids: list[int] | None = None  # the decline's tokens (without <s> and </s>)
+    answerable: float | None = None  # the head's probability that the question is answerable (rule.head)
+    features: dict[str, list[float]] | None = None  # ledviz.answerability.features (with a head, or asked for)
 
     def scores(self, score: str | None = None) -> tuple[float, float] | None:
         """(span, decline) scores by `score` (one of SCORES; default: the rule's), or None when
@@ -159,11 +179,78 @@ def answer_logprobs(model, encoder_outputs, attention_mask: torch.Tensor | None,
     return [logp[b, first - 1: len(a) - 1].tolist() for b, a in enumerate(answers)]
 
 
+def _runner(model, encoder_outputs, attention_mask):
+    """The decoder over a batch's encoder output whose cross-attention keys/values are projected once
+    for every pass made with it (generation._DecoderRunner)."""
+    from .generation import _as_hidden, _DecoderRunner
+
+    hidden, _ = _as_hidden(encoder_outputs)
+    return _DecoderRunner(model, hidden, attention_mask, use_cache=False)
+
+
+@torch.no_grad()
+def paired_logprobs(model, runner, spans: Sequence[Sequence[int]], declines: Sequence[Sequence[int]], *,
+                    first: int = 2) -> tuple[list[list[float]], list[list[float]]]:
+    """answer_logprobs of two answers per input (`spans[b]` and `declines[b]`, whole outputs) in one
+    teacher-forced pass: rows 2b and 2b + 1 read input b's cross-attention keys/values, projected
+    once (`runner`: _runner's, over the batch's encoder output)."""
+    pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+    rows = [r for pair in zip(spans, declines) for r in pair]
+    width = max(len(a) for a in rows)
+    ids = torch.full((len(rows), width), int(pad), dtype=torch.long, device=runner.encoder_hidden.device)
+    for b, a in enumerate(rows):
+        ids[b, : len(a)] = torch.as_tensor(list(a), dtype=torch.long)
+    h = runner.forward(ids[:, :-1], None, 2).hidden
+    logits = model.lm_head(h) + model.final_logits_bias.to(h.dtype)
+    logp = logits.float().log_softmax(-1).gather(-1, ids[:, 1:, None]).squeeze(-1)  # (2B, T - 1)
+    out = [logp[b, first - 1: len(a) - 1].tolist() for b, a in enumerate(rows)]
+    return out[0::2], out[1::2]
+
+
+def _question_spans(input_ids: torch.Tensor, ends: Sequence[int]) -> list[tuple[int, int]]:
+    """Each row's question tokens, [1, its first end token): the input is <s> question </s></s> document </s>."""
+    spans = []
+    for row in input_ids.tolist():
+        stop = next((i for i, t in enumerate(row[1:], 1) if t in ends), len(row))
+        spans.append((1, stop))
+    return spans
+
+
+def _features(model, tok, runner, input_ids, attention_mask, sources, rows, declined_rows, weighed, lead, ends):
+    """ledviz.answerability.features of each weighed row (None for a row that was not weighed)."""
+    if input_ids is None:
+        raise GenerationSettingsError("the answerability head reads the question's tokens: give kept_answers "
+                                      "input_ids (with or without encoder_outputs)")
+    hidden = runner.encoder_hidden
+    decoder_first, cross = answerability.first_step(runner, declined_rows, lead)
+    mask = (attention_mask if attention_mask is not None else torch.ones_like(input_ids)).bool()
+    out = []
+    for b, ((q0, q1), w) in enumerate(zip(_question_spans(input_ids, ends), weighed)):
+        if w is None:
+            out.append(None)
+            continue
+        qmask = torch.zeros(input_ids.shape[1], dtype=torch.bool, device=hidden.device)
+        qmask[q0:q1] = True
+        # the span where it first occurs in the document (the document follows the question and </s></s>)
+        row = input_ids[b].tolist()
+        at = answerability.find(row[q1:], w.span_ids)
+        at = q1 + at if at >= 0 else q1
+        span_states = hidden[b, at: at + max(1, len(w.span_ids))].float().mean(0)
+        out.append(answerability.features(
+            span_ids=w.span_ids, span_logprobs=w.span_logprobs, decline_ids=w.decline_ids,
+            decline_logprobs=w.decline_logprobs,
+            question_text=tok.decode(input_ids[b, q0:q1].tolist(), skip_special_tokens=True),
+            document_text=tok.decode(list(sources[b]), skip_special_tokens=True),
+            encoder_question=hidden[b, q0:q1].float().mean(0), encoder_span=span_states, decoder_first=decoder_first[b],
+            cross=[c[b] for c in cross], question_mask=qmask, input_mask=mask[b]))
+    return out
+
+
 @torch.no_grad()
 def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, global_attention_mask: torch.Tensor | None = None,
-                 encoder_outputs=None, rule: DeclineRule | None | str = "model", **generation: Any
-                 ) -> list[KeptAnswer]:
+                 encoder_outputs=None, rule: DeclineRule | None | str = "model", features: bool = False,
+                 **generation: Any) -> list[KeptAnswer]:
     """Answer each input with a whole-word span of its document (`sources[b]`: the document token
     ids of input b) or the decline answer, choosing between them by `rule` ("model": the model's
     own decline_rule; None: the first-token choice of greedy decoding; or a DeclineRule).
@@ -172,7 +259,12 @@ def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: tor
     goes to model.generate (max_new_tokens, num_beams, streamer, stop_event, eos_token_id, ...);
     with a rule it decodes the span, the decline being weighed against it afterwards. A span that
     did not end (max_new_tokens reached, or stopped) is weighed as far as it was written; a row
-    with no span token at all is kept as written, undecided."""
+    with no span token at all is kept as written, undecided.
+
+    The span and the decline are scored in one teacher-forced pass (paired_logprobs). With a head
+    in the rule (rule.head), or `features=True` (with a rule), each weighed answer also gets the
+    head's features (ledviz.answerability.features; they need `input_ids`), and with a head its
+    probability `answerable`, which then makes the choice."""
     from .pipeline import document_constraint
 
     if rule == "model":
@@ -202,18 +294,26 @@ def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: tor
         return [KeptAnswer(r, r[lead: lead + len(decline) + 1] == decline + ends[:1]) for r in rows]
 
     declined_rows = [[int(start), *([bos] if bos is not None else []), *decline, ends[0]] for _ in rows]
-    span_logprobs = answer_logprobs(model, encoder_outputs, attention_mask, rows, first=lead)
-    decline_logprobs = answer_logprobs(model, encoder_outputs, attention_mask, declined_rows, first=lead)
+    runner = _runner(model, encoder_outputs, attention_mask)
+    span_logprobs, decline_logprobs = paired_logprobs(model, runner, rows, declined_rows, first=lead)
+    weighed: list[KeptAnswer | None] = []
     out = []
-    for r, d, s_lp, d_lp in zip(rows, declined_rows, span_logprobs, decline_logprobs):
+    for r, s_lp, d_lp in zip(rows, span_logprobs, decline_logprobs):
         ended = len(r) > lead and r[-1] in ends
         span = r[lead:-1] if ended else r[lead:]
         text = tok.decode(span, skip_special_tokens=True).strip()
         if not span:  # nothing written (stopped at once): undecided, kept as written
             out.append(KeptAnswer(r, False, span, text))
+            weighed.append(None)
             continue
-        weighed = KeptAnswer(r, False, span, text, s_lp, d_lp, rule, decline)
-        if weighed.margin() > rule.margin:
-            weighed = dataclasses.replace(weighed, ids=d, declined=True)
-        out.append(weighed)
+        out.append(KeptAnswer(r, False, span, text, s_lp, d_lp, rule, decline))
+        weighed.append(out[-1])
+    values = (_features(model, tok, runner, input_ids, attention_mask, sources, rows, declined_rows, weighed, lead,
+                        ends) if rule.head is not None or features else [None] * len(rows))
+    for b, (d, w, v) in enumerate(zip(declined_rows, weighed, values)):
+        if w is None:
+            continue
+        p = rule.head.probability(v) if rule.head is not None else None
+        declined = p < rule.head.threshold if p is not None else w.margin() > rule.margin
+        out[b] = dataclasses.replace(w, answerable=p, features=v, **(dict(ids=d, declined=True) if declined else {}))
     return out

@@ -575,7 +575,7 @@ def run(
     if answer_from_document:  # a span or the decline, chosen by the model's decline rule (ledviz.answering)
         from .answering import kept_answers
 
-        answer = kept_answers(model, tok, [source], **decoding)[0]
+        answer = kept_answers(model, tok, [source], input_ids=doc.input_ids, **decoding)[0]
         out_ids = torch.tensor([answer.ids])
     else:
         out_ids = model.generate(doc.input_ids, global_attention_mask=gm, **decoding)

@@ -384,11 +384,12 @@ def bars_figure(df, columns: dict[str, str], title: str, y_title: str, *, x: str
                    yaxis_title=y_title)
 
 
-def decline_figure(span_text: str, span_score: float, decline_score: float, threshold: float, label: str,
+def decline_figure(span_text: str, span_score: float, decline_score: float, threshold: float | None, label: str,
                    declined: bool) -> go.Figure:
     """The decline decision of a kept answer (ledviz.answering): the scores of the best span and of
     the decline answer (`label` says which score: answering.SCORE_NAMES), and the bar the decline
-    had to clear: the span's score plus the margin."""
+    had to clear: the span's score plus the margin (`threshold`; None where the margin did not
+    decide, an answerability head did: no bar is drawn)."""
     names = [f"best span: “{span_text}”", "decline: “not in the document”"]
     short = [escape(n if len(n) <= 48 else n[:45] + "…”") for n in names]
     chosen = [not declined, declined]
@@ -397,13 +398,30 @@ def decline_figure(span_text: str, span_score: float, decline_score: float, thre
         marker_color=["#2ca02c" if c else "#bbbbbb" for c in chosen],
         text=[f"{v:.2f}" + (" (chosen)" if c else "") for v, c in zip((span_score, decline_score), chosen)],
         textposition="auto", hovertemplate="%{y}<br>" + label + " %{x:.3f}<extra></extra>"))
-    bar = span_score + threshold
-    # every score (answering.SCORES) is a log-probability, at most 0: a bar above 0 no decline can clear
-    reach = ": out of reach, a log-probability is at most 0" if bar > 0 else ""
-    fig.add_vline(x=bar, line_dash="dash", line_color=GLOBAL_MARK,
-                  annotation_text=f"to decline, beat {bar:.2f} (span {threshold:+g}){reach}",
-                  annotation_position="top", annotation_xanchor="right" if reach else "center")
+    if threshold is not None:
+        bar = span_score + threshold
+        # every score (answering.SCORES) is a log-probability, at most 0: a bar above 0 no decline can clear
+        reach = ": out of reach, a log-probability is at most 0" if bar > 0 else ""
+        fig.add_vline(x=bar, line_dash="dash", line_color=GLOBAL_MARK,
+                      annotation_text=f"to decline, beat {bar:.2f} (span {threshold:+g}){reach}",
+                      annotation_position="top", annotation_xanchor="right" if reach else "center")
     return _layout(fig, None, 170, rows_down=True, top=30, xaxis_title=label)
+
+
+def answerability_figure(probability: float, threshold: float, declined: bool) -> go.Figure:
+    """The answerability head's verdict on a kept answer (ledviz.answerability): its probability
+    that the document answers the question, on a 0-1 axis, and the threshold below which the
+    answer declines; in decline_figure's style."""
+    fig = go.Figure(go.Bar(
+        y=["answerable"], x=[probability], orientation="h",
+        marker_color=["#bbbbbb" if declined else "#2ca02c"],
+        text=[f"answerable: {probability:.2f}" + (" (declined)" if declined else " (answered)")],
+        textposition="auto", hovertemplate="P(answerable) %{x:.3f}<extra></extra>"))
+    fig.add_vline(x=threshold, line_dash="dash", line_color=GLOBAL_MARK,
+                  annotation_text=f"declines below {threshold:.2f}", annotation_position="top")
+    fig.update_xaxes(range=[0, 1])
+    return _layout(fig, None, 120, rows_down=True, top=30,
+                   xaxis_title="the answerability head's probability that the document answers the question")
 
 
 def layer_distance_figure(table, labels: Sequence[str], reference: int) -> go.Figure:

@@ -101,6 +101,17 @@ def decline_weighing(result) -> None:
         return
     rule, margin = answer.rule, answer.margin()
     unit = answering.SCORE_NAMES[rule.score]
+    if answer.answerable is not None:  # a trained answerability head decided (ledviz.answerability)
+        verdict = "below" if answer.declined else "not below"
+        st.caption(f"{'Declined' if answer.declined else 'Answered'}: the model's answerability head, which reads "
+                   f"the weighed span “{_md_escape(answer.span_text)}”, the decline and the model's states, gives "
+                   f"the question a probability of {answer.answerable:.2f} of being answerable, {verdict} its "
+                   f"threshold of {rule.head.threshold:.2f}. The scores below are two of what it reads ({unit}).")
+        plot(plots.answerability_figure(answer.answerable, rule.head.threshold, answer.declined),
+             key=f"{KEY}.answerable")
+        span, decline = answer.scores()
+        plot(plots.decline_figure(answer.span_text, span, decline, None, unit, answer.declined), key=f"{KEY}.decline")
+        return
     if answer.declined:
         st.caption(f"Declined: the best span of the document, “{_md_escape(answer.span_text)}”, was weighed against the decline, "
                    f"which outscored it by {margin:.2f} ({unit}), more than the model's margin of {rule.margin:g}.")

@@ -33,10 +33,11 @@ def _questions():
 
 def _loaded(**settings):
     """The embedded model, loaded afresh, with these settings in its generation config
-    (None removes one)."""
+    (None removes one); without its answerability head unless `decline_head` is given (the head's
+    own tests are in test_answerability.py)."""
     loaded = load_model(None)
     config = dict(loaded.model.generation_config)
-    for k, v in settings.items():
+    for k, v in {"decline_head": None, **settings}.items():
         config.pop(k, None)
         if v is not None:
             config[k] = v
@@ -140,7 +141,8 @@ def test_evaluate_and_the_app_give_the_same_answers():
     examples = _questions()
     for margin in (-1e6, 0.0):
         model = LEDForConditionalGeneration.from_pretrained(MODEL_DIR).eval()
-        model.generation_config = {**model.generation_config, "decline_margin": margin}
+        model.generation_config = {k: v for k, v in {**model.generation_config, "decline_margin": margin}.items()
+                                   if k != "decline_head"}
         codec = train.Codec(data.load_tokenizer(MODEL_DIR))
         texts = evaluate.predict(model, codec, examples, "cpu", constraint="answer", batch_size=1)
         weighed = evaluate.answers(model, codec, examples, "cpu", batch_size=1)
@@ -177,7 +179,10 @@ def test_the_setting_is_read_from_generation_config_json_and_is_no_generate_sett
     config.update(decline_margin=1.5, decline_score="mean")
     (folder / "generation_config.json").write_text(json.dumps(config))
     model = ledviz.LEDForConditionalGeneration.from_pretrained(folder)
-    assert answering.decline_rule(model) == answering.DeclineRule(1.5, "mean")
+    rule = answering.decline_rule(model)
+    assert (rule.margin, rule.score) == (1.5, "mean")
+    # the embedded model's answerability head, read from the copy's folder (its generation config names it)
+    assert rule.head is not None and rule.head.path == str(folder / config["decline_head"])
     enc = torch.tensor([[0, 100, 2]])
     model.generate(enc, max_new_tokens=2)  # generate reads its own settings and leaves the rule alone
     with pytest.raises(GenerationSettingsError, match="unknown generation setting.*'decline_margin'"):

@@ -438,9 +438,16 @@ def test_span_kept_answer_is_not_a_success_and_shares_stay_under_100_percent():
     assert len(facts) == 1 and "answer kept to a span of the document (or declined)" in facts[0], facts
     # the embedded model's decline rule weighed the best span against the decline: the page says so, with the margin
     answer = kept(at, "qa").answer
-    weighing = [c.value for c in at.caption if "weighed against" in c.value]
-    assert answer.rule is not None and len(weighing) == 1 and f"{abs(answer.margin()):.2f}" in weighing[0], weighing
-    assert (answer.span_text in weighing[0]) == answer.declined and len(at.get("plotly_chart")) >= 2
+    if answer.answerable is not None:  # the model's answerability head decided: its probability and threshold
+        weighing = [c.value for c in at.caption if "answerability head" in c.value]
+        assert len(weighing) == 1 and f"probability of {answer.answerable:.2f}" in weighing[0], weighing
+        assert f"threshold of {answer.rule.head.threshold:.2f}" in weighing[0]
+        assert weighing[0].startswith("Declined" if answer.declined else "Answered")
+        assert len(at.get("plotly_chart")) >= 3  # the head's verdict, the weighed scores, the profile
+    else:
+        weighing = [c.value for c in at.caption if "weighed against" in c.value]
+        assert answer.rule is not None and len(weighing) == 1 and f"{abs(answer.margin()):.2f}" in weighing[0], weighing
+        assert (answer.span_text in weighing[0]) == answer.declined and len(at.get("plotly_chart")) >= 2
     at.sidebar.radio(key="view.reduce").set_value("max").run()
     assert_clean(at)
     shares = [int(m.group(1)) for c in at.caption

@@ -101,11 +101,12 @@ def test_question_answering_in_a_browser(server, browser, tmp_path):
     page.screenshot(path=str(tmp_path / "qa.png"), full_page=True)
     no_failure(page)
     assert page.locator("[data-testid='stAlertContentError']").count() == 0
-    # the kept answer's weighing against the decline: a caption and its figure, and the run's facts
-    weighing = page.get_by_text("the decline was weighed against")
-    expect(weighing.or_(page.get_by_text("was weighed against the decline"))).to_have_count(1)
+    # the embedded model's answerability head decided: a caption with its probability, its figure
+    # ("answerable: 0.93"), the weighed scores' figure, and the run's facts
+    expect(page.get_by_text("the model's answerability head", exact=False)).to_have_count(1)
+    expect(page.get_by_text("answerable: ", exact=False).first).to_be_visible()
     expect(page.get_by_text("answer kept to a span of the document (or declined)", exact=False)).to_have_count(1)
-    assert page.locator("[data-testid='stPlotlyChart']").count() >= 3  # decline figure, question profile, maps
+    assert page.locator("[data-testid='stPlotlyChart']").count() >= 4  # head, scores, question profile, maps
 
 
 def test_lab_keeps_its_controls_on_invalid_input(server, browser, tmp_path):

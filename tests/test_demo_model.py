@@ -85,7 +85,7 @@ def test_micro_training_run_and_evaluation(tmp_path):
     scores = evaluate.main(["--model", str(out), "--n", "2", "--lengths", "300", "--seed", "valid",
                             "--decline-margin=-1e9", "--tune"])
     # a margin below any score difference: the rule declines everything
-    assert scores["decline rule"] == dict(margin=-1e9, score="sum")
+    assert scores["decline rule"] == dict(margin=-1e9, score="sum", head=None)
     assert scores["unanswerable declined"]["kept"]["k"] == 2 and scores["wrongly declined"]["k"] == 18
     assert scores["qa/overall"]["kept"]["k"] == 0 and scores["qa/plain reports"]["kept"]["k"] == 0
     assert all(a["answer"] == "not in the document" and a["span"] for a in scores["answers"]["suggested"])

@@ -15,10 +15,11 @@ to choose checkpoints by; never choose by the test seed). Every figure comes wit
 * Unanswerable questions: how often the model declines ("not in the document"), and how often
   it wrongly declines an answerable one.
 * The decline decision (ledviz.answering, the same function the app answers with): by the
-  model's own rule (generation_config.json's "decline_margin"; without one, greedy decoding's
-  first token), or the rule given with ``--decline-margin`` / ``--decline-score``. ``--tune``
-  (validation only) prints, for every margin, what the rule would score: the table to choose
-  the margin by.
+  model's own rule (generation_config.json's "decline_margin", and its answerability head when
+  it names one in "decline_head"; without a margin, greedy decoding's first token), or the
+  margin rule given with ``--decline-margin`` / ``--decline-score`` (no head). ``--tune``
+  (validation only) prints, for every margin, what the rule would score, and with a head, for
+  every threshold, what the head would: the tables to choose by.
 * Unseen value shapes: names (held-out names from many languages) and 8-digit amounts (a band
   training never drew), copied exactly.
 * QA without global attention on the question (the teaching contrast).
@@ -192,30 +193,45 @@ def answers(model, codec: Codec, examples: Sequence[data.Example], device, *, us
     return [by_example[id(ex)] for ex in examples]
 
 
+def decision_table(weighed: dict[str, list], sets: dict[str, list[data.Example]], declines) -> dict:
+    """What a decline decision (`declines(kept_answer)` -> bool) would score on these questions, from
+    their weighed answers (`weighed[name]`, the KeptAnswers of sets[name]): kept QA over the
+    answerable wording families, answerable questions wrongly declined, unanswerable questions
+    declined, and unseen values answered."""
+    right, wrong_declines, declined_un, unseen = [], [], [], []
+    for name in (*FAMILIES, "unanswerable", "unseen values"):
+        for ex, a in zip(sets[name], weighed[name]):
+            declined = declines(a)
+            answered = not declined and data.exact_match(a.span_text or "", ex.target)
+            if name == "unanswerable":
+                declined_un.append(declined)
+            elif name == "unseen values":
+                unseen.append(answered)
+            else:
+                wrong_declines.append(declined)
+                right.append(answered)
+    return dict(qa=rate(right), wrongly_declined=rate(wrong_declines), declined=rate(declined_un),
+                unseen=rate(unseen))
+
+
 def margin_table(weighed: dict[str, list], sets: dict[str, list[data.Example]], score: str,
                  margins: Sequence[float]) -> list[dict]:
-    """For each candidate margin: what the decline rule (decline iff score(decline) - score(span)
-    > margin) would score on these questions, from their weighed answers (`weighed[name]`, the
-    KeptAnswers of sets[name]): kept QA over the answerable wording families, answerable
-    questions wrongly declined, unanswerable questions declined, and unseen values answered."""
-    rows = []
-    for tau in margins:
-        right, wrong_declines, declines, unseen = [], [], [], []
-        for name in (*FAMILIES, "unanswerable", "unseen values"):
-            for ex, a in zip(sets[name], weighed[name]):
-                m = a.margin(score)
-                declined = m is not None and m > tau
-                answered = not declined and data.exact_match(a.span_text or "", ex.target)
-                if name == "unanswerable":
-                    declines.append(declined)
-                elif name == "unseen values":
-                    unseen.append(answered)
-                else:
-                    wrong_declines.append(declined)
-                    right.append(answered)
-        rows.append(dict(margin=tau, score=score, qa=rate(right), wrongly_declined=rate(wrong_declines),
-                         declined=rate(declines), unseen=rate(unseen)))
-    return rows
+    """decision_table for each candidate margin of the decline rule (decline iff score(decline) -
+    score(span) > margin)."""
+    def rule(tau):
+        return lambda a: a.margin(score) is not None and a.margin(score) > tau
+
+    return [dict(margin=tau, score=score, **decision_table(weighed, sets, rule(tau))) for tau in margins]
+
+
+def head_table(weighed: dict[str, list], sets: dict[str, list[data.Example]],
+               thresholds: Sequence[float]) -> list[dict]:
+    """decision_table for each threshold of the answerability head: declined iff the head's
+    probability that the question is answerable (KeptAnswer.answerable) is below it."""
+    def rule(t):
+        return lambda a: a.answerable is not None and a.answerable < t
+
+    return [dict(threshold=t, **decision_table(weighed, sets, rule(t))) for t in thresholds]
 
 
 def model_alone(model, codec: Codec, examples: Sequence[data.Example], device, *, rule="model", **kw) -> dict:
@@ -279,7 +295,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--decline-margin", default=None, metavar="MARGIN",
                    help="decline a kept answer iff score(decline) - score(best span) > MARGIN (ledviz.answering), "
-                        "instead of the model's own rule; 'none': greedy decoding's first-token choice")
+                        "instead of the model's own rule and without its answerability head; 'none': greedy "
+                        "decoding's first-token choice")
     p.add_argument("--decline-score", choices=("sum", "mean", "first"), default="sum",
                    help="with --decline-margin: score an answer by the sum (default) or the mean of its token "
                         "log-probabilities, or by the first token where the two answers differ")
@@ -315,6 +332,19 @@ def _rule(args, model):
 
 def tune(weighed: dict[str, list], sets: dict[str, list[data.Example]], results: dict) -> None:
     """Print the decline rule's scores at a range of margins, for both scores (validation only)."""
+    head = next((a.rule.head for answers in weighed.values() for a in answers if a.rule is not None), None)
+    if head is not None:
+        print(f"\nanswerability head by threshold (validation; {head.path}, shipped threshold {head.threshold:g}): "
+              "decline iff P(answerable) < threshold")
+        print(f"{'threshold':>9}  {'kept QA, answerable families':<36} {'wrongly declined':<36} "
+              f"{'unanswerable declined':<36} {'unseen values':<36}")
+        results["tune head"] = []
+        grid = sorted({*(x / 40 for x in range(0, 41)), head.threshold})
+        for row in head_table(weighed, sets, grid):
+            results["tune head"].append(row)
+            print(f"{row['threshold']:>9.4f}  {fmt(row['qa']):<36} {fmt(row['wrongly_declined']):<36} "
+                  f"{fmt(row['declined']):<36} {fmt(row['unseen']):<36}"
+                  + ("  (shipped)" if row["threshold"] == head.threshold else ""))
     print("\ndecline rule by margin (validation): decline iff score(decline) - score(best span) > margin")
     print(f"{'score':<5} {'margin':>7}  {'kept QA, answerable families':<36} {'wrongly declined':<36} "
           f"{'unanswerable declined':<36} {'unseen values':<36}")
@@ -349,11 +379,15 @@ def main(argv=None) -> dict:
           f"(seed {seed}) of about {', '.join(map(str, lengths))} tokens in turn; greedy decoding; "
           f"95% Wilson intervals", flush=True)
     print("kept answers: " + ("greedy decoding's first token chooses the span or the decline" if rule is None else
-                              f"decline iff {rule.score}(decline) - {rule.score}(best span) > {rule.margin:g}"),
-          flush=True)
+                              f"decline iff {rule.score}(decline) - {rule.score}(best span) > {rule.margin:g}"
+                              if rule.head is None else
+                              f"decline iff the answerability head's P(answerable) < {rule.head.threshold:g} "
+                              f"({rule.head.path})"), flush=True)
 
     results: dict = {"seed": args.seed, "n": args.n, "lengths": lengths,
-                     "decline rule": None if rule is None else dict(margin=rule.margin, score=rule.score)}
+                     "decline rule": None if rule is None else dict(
+                         margin=rule.margin, score=rule.score,
+                         head=None if rule.head is None else dict(path=rule.head.path, threshold=rule.head.threshold))}
     sets = question_sets(seed, args.n, lengths)
     answerable_free, answerable_kept, declined = [], [], []
     alone_lines: list[tuple[str, dict]] = []  # families whose questions read differently: the model on them as asked
@@ -368,7 +402,8 @@ def main(argv=None) -> dict:
         kept = [codec.decode(a.ids) for a in weighed[name]]
         results.setdefault("answers", {})[name] = [
             dict(answer=p, target=e.target, span=a.span_text, span_ids=a.span_ids, span_logprobs=a.span_logprobs,
-                 decline_logprobs=a.decline_logprobs, margins={x: a.margin(x) for x in ("sum", "mean", "first")}) for e, p, a in zip(exs, kept, weighed[name])]
+                 decline_logprobs=a.decline_logprobs, margins={x: a.margin(x) for x in ("sum", "mean", "first")},
+                 answerable=a.answerable) for e, p, a in zip(exs, kept, weighed[name])]
         alone = model_alone(model, codec, asked, device, rule=rule, **kw) if changed else None
         if alone:
             row = dict(kept=rate(alone["kept"]), free=rate(alone["free"]), read_differently=changed)

@@ -221,10 +221,12 @@ def greedy_decode(model, batch: dict, max_new_tokens: int = MAX_TARGET_TOKENS, n
 
 @torch.no_grad()
 def kept_answers(model, codec: Codec, encoded: Sequence[Encoded], device, *, batch_tokens: int, batch_size: int,
-                 use_global: bool = True, autocast: bool = False, num_beams: int = 1, rule="model"):
+                 use_global: bool = True, autocast: bool = False, num_beams: int = 1, rule="model",
+                 features: bool = False):
     """(example, ledviz.answering.KeptAnswer) for each question of `encoded`, batch by batch: each
     answer a whole-word span of its document or the decline answer, chosen by `rule` ("model":
-    the model's own decline rule, as the app's QA page applies it)."""
+    the model's own decline rule, as the app's QA page applies it); `features`: each weighed
+    answer also carries the answerability head's features (ledviz.answerability)."""
     from ledviz import answering
 
     for batch in pack_batches(encoded, batch_tokens, batch_size):
@@ -233,7 +235,7 @@ def kept_answers(model, codec: Codec, encoded: Sequence[Encoded], device, *, bat
             answers = answering.kept_answers(
                 model, codec.tok, [answer_source(e) for e in batch], input_ids=tensors["input_ids"],
                 attention_mask=tensors["attention_mask"], global_attention_mask=tensors["global_attention_mask"],
-                rule=rule, max_new_tokens=MAX_TARGET_TOKENS, num_beams=num_beams, do_sample=False)
+                rule=rule, features=features, max_new_tokens=MAX_TARGET_TOKENS, num_beams=num_beams, do_sample=False)
         yield from zip((e.example for e in batch), answers)
 
 
