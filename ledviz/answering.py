@@ -79,12 +79,19 @@ def decline_rule(model) -> DeclineRule | None:
 class KeptAnswer:
     """One kept answer and how it was chosen.
 
-    `ids`: the output as generate writes it (decoder start, <s>, the answer's tokens, </s>).
-    `declined`: whether the answer is the decline. With a decline rule: `span_ids` are the
-    tokens of the best span found with the decline forbidden (without <s> and </s>), `span_text`
-    its text; `span_logprobs` / `decline_logprobs` the log-probabilities (teacher-forced, the
-    model left free) of each token of the two answers, their end token included; `rule` the rule
-    applied: declined iff margin() > rule.margin. Without a rule these are None."""
+    `ids`: the output as generate writes it (decoder start, <s>, the answer's tokens, </s>), with
+    `prefix_ids` put before the span. `declined`: whether the answer is the decline. With a
+    decline rule: `span_ids` are the tokens of the best span found with the decline forbidden
+    (without <s> and </s>, as the model wrote it), `span_text` its text; `span_logprobs` /
+    `decline_logprobs` the log-probabilities (teacher-forced, the model left free) of each token
+    of the two answers, their end token included; `rule` the rule applied: declined iff
+    margin() > rule.margin. Without a rule these are None.
+
+    The start rule (generation.run_prefix): where the span begins inside a run of capitalized
+    words of the document ("Zhou" of "Noémi Zhou"), the answer begins where the run begins:
+    `prefix_ids` are the tokens of the run's words before the span (None where there are none),
+    and `answer_text` is the span's text with them, the answer unless declined. The decline is
+    weighed against the span as the model wrote it."""
 
     ids: list[int]
     declined: bool
@@ -94,6 +101,8 @@ class KeptAnswer:
     decline_logprobs: list[float] | None = None
     rule: DeclineRule | None = None
     decline_ids: list[int] | None = None  # the decline's tokens (without <s> and </s>)
+    prefix_ids: list[int] | None = None  # the name run's words put before the span (generation.run_prefix)
+    answer_text: str | None = None  # the span with them: the answer, unless declined
 
     def scores(self, score: str | None = None) -> tuple[float, float] | None:
         """(span, decline) scores by `score` (one of SCORES; default: the rule's), or None when
@@ -173,7 +182,8 @@ def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: tor
     with a rule it decodes the span, the decline being weighed against it afterwards. A span that
     did not end (max_new_tokens reached, or stopped) is weighed as far as it was written; a row
     with no span token at all is kept as written, undecided."""
-    from .pipeline import document_constraint
+    from .generation import run_prefix
+    from .pipeline import DocumentWords, document_constraint, document_words
 
     if rule == "model":
         rule = decline_rule(model)
@@ -192,27 +202,41 @@ def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: tor
     if encoder_outputs is None:
         encoder_outputs = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask,
                                               global_attention_mask=global_attention_mask, return_dict=True)
-    constraint = document_constraint(tok, [list(s) for s in sources], "answer" if rule is None else "span", eos, bos)
+    documents = [document_words(tok, list(s)) for s in sources]
+    constraint = document_constraint(tok, [list(s) for s in sources], "answer" if rule is None else "span", eos, bos,
+                                     documents=documents)
     seqs = model.generate(attention_mask=attention_mask, encoder_outputs=encoder_outputs,
                           prefix_allowed_tokens_fn=constraint, **generation)
     rows = [_strip(s, model.config.pad_token_id, ends) for s in seqs.tolist()]
     lead = 1 + (bos is not None)  # decoder start, <s>
     decline = decline_ids(tok)
+
+    def begun(r: list[int], document: DocumentWords) -> dict:
+        """The row with its span begun where its name run begins: ids, prefix_ids, answer_text."""
+        ended = len(r) > lead and r[-1] in ends
+        span = r[lead:-1] if ended else r[lead:]
+        prefix = run_prefix(document.ids, span, document.words, document.run_starts) if ended and span else []
+        ids = r[:lead] + prefix + r[lead:]
+        return dict(ids=ids, prefix_ids=prefix or None,
+                    answer_text=tok.decode(prefix + span, skip_special_tokens=True).strip() if span else None)
+
     if rule is None:
-        return [KeptAnswer(r, r[lead: lead + len(decline) + 1] == decline + ends[:1]) for r in rows]
+        return [KeptAnswer(r, True) if r[lead: lead + len(decline) + 1] == decline + ends[:1] else
+                KeptAnswer(declined=False, **begun(r, document)) for r, document in zip(rows, documents)]
 
     declined_rows = [[int(start), *([bos] if bos is not None else []), *decline, ends[0]] for _ in rows]
     span_logprobs = answer_logprobs(model, encoder_outputs, attention_mask, rows, first=lead)
     decline_logprobs = answer_logprobs(model, encoder_outputs, attention_mask, declined_rows, first=lead)
     out = []
-    for r, d, s_lp, d_lp in zip(rows, declined_rows, span_logprobs, decline_logprobs):
+    for r, d, s_lp, d_lp, document in zip(rows, declined_rows, span_logprobs, decline_logprobs, documents):
         ended = len(r) > lead and r[-1] in ends
         span = r[lead:-1] if ended else r[lead:]
         text = tok.decode(span, skip_special_tokens=True).strip()
         if not span:  # nothing written (stopped at once): undecided, kept as written
             out.append(KeptAnswer(r, False, span, text))
             continue
-        weighed = KeptAnswer(r, False, span, text, s_lp, d_lp, rule, decline)
+        weighed = KeptAnswer(declined=False, span_ids=span, span_text=text, span_logprobs=s_lp,
+                             decline_logprobs=d_lp, rule=rule, decline_ids=decline, **begun(r, document))
         if weighed.margin() > rule.margin:
             weighed = dataclasses.replace(weighed, ids=d, declined=True)
         out.append(weighed)

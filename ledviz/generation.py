@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -492,6 +493,67 @@ def _continues_name(text: bytes, e: int, breaks: frozenset[int] = frozenset()) -
         return False
     following = text[j:j + 4].decode("utf-8", "ignore")  # "Anna Li (CEO)" may end after "Li"
     return bool(following) and following[0].isupper()
+
+
+def name_run_starts(pieces: Sequence[bytes], *, line_breaks: Sequence[int] = ()) -> list[int]:
+    """Where the name run of each word begins, for a document whose tokens stand for the bytes
+    `pieces` (as in word_bounds): first[p] is the token that starts the first word of the run of
+    capitalized words that the word starting at token p belongs to, or p itself (p does not start a
+    word, or its word begins no run's later word).
+
+    A run is the one word_bounds(name_runs=True) keeps an answer from ending inside: capitalized
+    words (or initials such as "K.") separated by spaces or tabs only, each but the last ending
+    with a letter ("Noémi Zhou", "Maren K. Okafor", "Bui Kabushiki Kaisha"); a full stop, a
+    comma or a line break (an offset in `line_breaks`, or a newline) ends it. A word whose
+    lower-case form is also a word of the document ("In", "The", "On": a sentence's first word)
+    is no part of a name: a run goes back no further than the word after it ("In June Rohan
+    Bennett": "June Rohan Bennett")."""
+    text = b"".join(pieces)
+    breaks = frozenset(line_breaks)
+    starts, _ = word_bounds(pieces)
+    lower = {w for w in re.findall(r"[^\W\d_][\w'’-]*", text.decode("utf-8", "ignore")) if w[0].islower()}
+    first = list(range(len(pieces)))
+    own: dict[int, int] = {}  # byte where a word begins -> the last token that starts it (a blank one, then its own)
+    run: dict[int, int] = {}  # byte where a word begins -> byte where its run's first word begins
+    pos, prev_word = 0, None  # prev_word: (byte where it begins, byte after it) of the word before
+    for p, piece in enumerate(pieces):
+        a, pos = pos, pos + len(piece)
+        if not starts[p]:
+            continue
+        while a < len(text) and text[a] in _SPACE_BYTES:
+            a += 1  # the word's first byte (after the token's leading space, or in the next token)
+        own[a] = p
+        if a not in run:
+            run[a] = a
+            if prev_word is not None:
+                w0, w1 = prev_word
+                gap = text[w1:a]
+                word = text[w0:w1].decode("utf-8", "ignore").lstrip(_OPENING_MARKS)
+                if (gap and all(b in b" \t" for b in gap) and not any(w1 + i in breaks for i in range(len(gap)))
+                        and _continues_name(text, w1, breaks) and word.rstrip(".").lower() not in lower):
+                    run[a] = run[w0]
+            w1 = a
+            while w1 < len(text) and text[w1] not in _SPACE_BYTES:
+                w1 += 1
+            prev_word = (a, w1)
+        if run[a] != a:
+            first[p] = own[run[a]]
+    return first
+
+
+def run_prefix(doc: Sequence[int], span: Sequence[int], words: tuple[Sequence[bool], Sequence[bool]],
+               firsts: Sequence[int]) -> list[int]:
+    """The tokens to put before `span` so that it begins where its name run begins: the words of
+    the run before the span's first word, when the span starts inside a run of capitalized words
+    (`firsts`: name_run_starts of `doc`). The span's occurrences that count are those where it is
+    whole words (starts and ends, word_bounds); if they do not all begin after the same words of
+    a run ("Zhou" both in "Noémi Zhou" and on its own), nothing is put before it: []."""
+    n = len(span)
+    starts, ends = words
+    span = list(span)
+    prefixes = {tuple(doc[firsts[i]:i]) for i in range(len(doc) - n + 1)
+                if starts[i] and ends[i + n - 1] and list(doc[i:i + n]) == span} if n else set()
+    return list(prefixes.pop()) if len(prefixes) == 1 else []
 
 
 def _span_continuations(doc: torch.Tensor, span: Sequence[int], words: tuple[torch.Tensor, torch.Tensor] | None

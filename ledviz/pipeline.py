@@ -11,7 +11,7 @@ import resource
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 
@@ -20,7 +20,7 @@ from .answering import decline_ids
 from .errors import InputError
 from .export import AttentionStore
 from .config import LEDConfig
-from .generation import fact_list_constraint, span_constraint, word_bounds
+from .generation import fact_list_constraint, name_run_starts, span_constraint, word_bounds
 from .modeling import LEDForConditionalGeneration
 from .questions import ReadQuestion
 from .tokenization import LEDTokenizerFast, token_bytes
@@ -396,6 +396,30 @@ def copy_source(tok, ids: list[int]) -> tuple[list[int], str, list[int]]:
     return tok(text, add_special_tokens=False)["input_ids"], text, breaks
 
 
+class DocumentWords(NamedTuple):
+    """A document as answers copy it (copy_source): `ids` the copyable tokens, `words` where whole
+    words start and end (generation.word_bounds, with the name-run end rule), `run_starts` where
+    each word's name run begins (generation.name_run_starts; each token itself where the tokens
+    do not spell the text exactly, for the line breaks are then not known)."""
+
+    ids: list[int]
+    words: tuple[list[bool], list[bool]]
+    run_starts: list[int]
+
+
+def document_words(tok, ids: list[int]) -> DocumentWords:
+    """The copyable tokens of a document (`ids`, as given to the encoder) with their word and
+    name-run bounds: what document_constraint keeps answers to, and answering.kept_answers
+    begins a name's answer at (generation.run_prefix)."""
+    copied, text, breaks = copy_source(tok, ids)
+    pieces = [token_bytes(piece) for piece in tok.convert_ids_to_tokens(copied)]
+    # the name rules need the line breaks, known by byte offset: only where the tokens spell the text exactly
+    exact = b"".join(pieces) == text.encode("utf-8")
+    words = word_bounds(pieces, name_runs=exact, line_breaks=breaks if exact else ())
+    firsts = name_run_starts(pieces, line_breaks=breaks) if exact else list(range(len(copied)))
+    return DocumentWords(copied, words, firsts)
+
+
 def fact_labels() -> list[str]:
     """The labels of the embedded model's fact-list summaries, "Label: value." ("Lead", "CEO",
     "Founded", ...: ledviz.demo.data.SCHEMAS), sorted."""
@@ -404,7 +428,8 @@ def fact_labels() -> list[str]:
     return sorted({s.label for schema in SCHEMAS.values() for s in schema.slots})
 
 
-def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, bos_token_id: int | None):
+def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, bos_token_id: int | None,
+                        documents: "list[DocumentWords] | None" = None):
     """A prefix_allowed_tokens_fn that keeps outputs to their documents (`sources[b]`: the
     document token ids of input b, as given to the encoder).
 
@@ -416,7 +441,8 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
     or value starts where a word of the document starts and ends where it ends ("7,500,000",
     never "7,500"; "John Smith", never "Jo"), and does not end inside a run of capitalized words
     ("Rohan Bennett", never "Rohan", where the document goes on with "Bennett"); a line break
-    ends a run ("Lead: Rohan Bennett" on one line, "Site: Velmora" on the next)."""
+    ends a run ("Lead: Rohan Bennett" on one line, "Site: Velmora" on the next). `documents`:
+    document_words of the sources, when the caller has them already."""
     if what not in ("answer", "span", "facts"):
         raise InputError(f"document_constraint keeps an 'answer', a 'span' or 'facts' to the document, not {what!r}")
     lead = [bos_token_id] if bos_token_id is not None else []  # LED outputs start with <s> after the decoder start
@@ -424,14 +450,8 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
     def ids(text: str) -> list[int]:
         return tok(text, add_special_tokens=False)["input_ids"]
 
-    copyable, words = [], []
-    for src in sources:
-        copied, text, breaks = copy_source(tok, src)
-        copyable.append(copied)
-        pieces = [token_bytes(piece) for piece in tok.convert_ids_to_tokens(copyable[-1])]
-        # the name rule needs the line breaks, known by byte offset: only where the tokens spell the text exactly
-        exact = b"".join(pieces) == text.encode("utf-8")
-        words.append(word_bounds(pieces, name_runs=exact, line_breaks=breaks if exact else ()))
+    documents = documents if documents is not None else [document_words(tok, src) for src in sources]
+    copyable, words = [d.ids for d in documents], [d.words for d in documents]
     if what in ("answer", "span"):
         return span_constraint(copyable, eos_token_id, lead=lead, words=words,
                                alternatives=[decline_ids(tok)] if what == "answer" else [])

@@ -205,7 +205,7 @@ def margin_table(weighed: dict[str, list], sets: dict[str, list[data.Example]], 
             for ex, a in zip(sets[name], weighed[name]):
                 m = a.margin(score)
                 declined = m is not None and m > tau
-                answered = not declined and data.exact_match(a.span_text or "", ex.target)
+                answered = not declined and data.exact_match(a.answer_text or "", ex.target)
                 if name == "unanswerable":
                     declines.append(declined)
                 elif name == "unseen values":
