@@ -182,7 +182,6 @@ def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: tor
     with a rule it decodes the span, the decline being weighed against it afterwards. A span that
     did not end (max_new_tokens reached, or stopped) is weighed as far as it was written; a row
     with no span token at all is kept as written, undecided."""
-    from .generation import run_prefix
     from .pipeline import DocumentWords, document_constraint, document_words
 
     if rule == "model":
@@ -210,12 +209,15 @@ def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: tor
     rows = [_strip(s, model.config.pad_token_id, ends) for s in seqs.tolist()]
     lead = 1 + (bos is not None)  # decoder start, <s>
     decline = decline_ids(tok)
+    limit = getattr(model.config, "max_decoder_position_embeddings", None)
 
     def begun(r: list[int], document: DocumentWords) -> dict:
         """The row with its span begun where its name run begins: ids, prefix_ids, answer_text."""
         ended = len(r) > lead and r[-1] in ends
         span = r[lead:-1] if ended else r[lead:]
-        prefix = run_prefix(document.ids, span, document.words, document.run_starts) if ended and span else []
+        prefix = document.run_prefix(span) if ended and span else []
+        if limit is not None and len(r) + len(prefix) > limit:  # no room for the name's first words
+            prefix = []
         ids = r[:lead] + prefix + r[lead:]
         return dict(ids=ids, prefix_ids=prefix or None,
                     answer_text=tok.decode(prefix + span, skip_special_tokens=True).strip() if span else None)

@@ -542,17 +542,20 @@ def name_run_starts(pieces: Sequence[bytes], *, line_breaks: Sequence[int] = ())
 
 
 def run_prefix(doc: Sequence[int], span: Sequence[int], words: tuple[Sequence[bool], Sequence[bool]],
-               firsts: Sequence[int]) -> list[int]:
+               firsts: Sequence[int]) -> list[int] | None:
     """The tokens to put before `span` so that it begins where its name run begins: the words of
     the run before the span's first word, when the span starts inside a run of capitalized words
     (`firsts`: name_run_starts of `doc`). The span's occurrences that count are those where it is
     whole words (starts and ends, word_bounds); if they do not all begin after the same words of
-    a run ("Zhou" both in "Noémi Zhou" and on its own), nothing is put before it: []."""
+    a run ("Zhou" both in "Noémi Zhou" and on its own), nothing is put before it: []. None when
+    the span is no whole words of `doc` (or empty)."""
     n = len(span)
     starts, ends = words
     span = list(span)
     prefixes = {tuple(doc[firsts[i]:i]) for i in range(len(doc) - n + 1)
                 if starts[i] and ends[i + n - 1] and list(doc[i:i + n]) == span} if n else set()
+    if not prefixes:
+        return None
     return list(prefixes.pop()) if len(prefixes) == 1 else []
 
 
@@ -734,7 +737,7 @@ def fact_list_constraint(sources: Sequence[Sequence[int]], labels: Sequence[Sequ
                     return ends
                 if len(value) >= max_value_tokens:
                     return [stop]
-                nxt = set(followers) - {stop}
+                nxt = set(followers) - {stop} - set(ends)  # an end token may separate two forms of a source
                 if not value and starts is not None:
                     nxt &= starts
                 return sorted(nxt) + ([stop] if may_end else []) or ends

@@ -580,6 +580,14 @@ def test_fact_list_constraint_ends_values_where_words_end():
     assert ask(0, 42, 41, 13, 14, 15) == [14]  # no stop inside "7,500,000"
     assert ask(0, 42, 41, 13, 14, 15, 14, 16) == [17]  # the stop after its last group
     assert ask(0, 42, 41, 21, 25, 19) == [20, 17]  # "John Smith." (or on)
+    # two forms of a source, an end token between them (pipeline.DocumentWords.answer_source): a value at the
+    # end of the first form stops there; it neither ends the summary nor runs on into the second form
+    first = word_bounds([b for _, b in _WORDS_DOC[:-1]])  # "... St. Louis", without its full stop
+    second = word_bounds([b for _, b in _WORDS_DOC])
+    twice = fact_list_constraint([doc[:-1] + [2] + doc], labels=[[40, 41]], first_labels=[[42, 41]],
+                                 stop_token_id=17, eos_token_id=2, lead=[0],
+                                 words=[([*first[0], False, *second[0]], [*first[1], False, *second[1]])])
+    assert twice(0, torch.tensor([2, 0, 42, 41, 24])) == [17]  # " Louis" then ".", not the end token
 
 
 # " The lead is Rohan Bennett. Maren K. Okafor met Rohan in St. Louis." as hand-made tokens: the
@@ -668,7 +676,7 @@ def test_run_prefix_begins_a_span_where_its_name_begins():
     only = _RUNS_DOC[:11]  # "... met Noémi Zhou." only: " Zhou" -> "Noémi Zhou", the accented name kept whole
     assert run_prefix([t for t, _ in only], [19], word_bounds([b for _, b in only], name_runs=True),
                       name_run_starts([b for _, b in only])) == [16, 17, 18]
-    assert prefix() == [] and prefix(99) == []  # an empty span, or one not in the document
+    assert prefix() is None and prefix(99) is None  # an empty span, or one not whole words of the document
 
 
 def test_long_digit_groups_and_decimals_stay_whole_words():
