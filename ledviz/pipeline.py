@@ -518,7 +518,8 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
     answer " not in the document" (ledviz.demo.data.NOT_IN_DOCUMENT). what="span": a span only,
     the decline forbidden (the span that ledviz.answering weighs the decline against). what="facts":
     fact_list_constraint with the labels of the demo template (ledviz.demo.data.SCHEMAS). Both
-    copy from `copy_source` of the document, whole words only (generation.word_bounds): an answer
+    copy from the document in any of its forms (document_words: copy_source's spelling, and a
+    line's first word as the encoder reads it), whole words only (generation.word_bounds): an answer
     or value starts where a word of the document starts and ends where it ends ("7,500,000",
     never "7,500"; "John Smith", never "Jo"), and does not end inside a run of capitalized words
     ("Rohan Bennett", never "Rohan", where the document goes on with "Bennett"); a line break
