@@ -446,13 +446,27 @@ class DocumentWords(NamedTuple):
         return []
 
 
+def _common_words(tok) -> frozenset[str]:
+    """The tokenizer's lower-case whole words ("in", "the"; from its vocabulary's tokens with a
+    leading space): a sentence's first word in this list is no part of a name (name_run_starts)."""
+    key = (id(tok), len(tok))
+    if _COMMON.get("key") != key:
+        words = (token_bytes(t) for t in tok.get_vocab())
+        _COMMON.update(key=key, words=frozenset(
+            w for w in (b[1:].decode("utf-8", "ignore") for b in words if b[:1] == b" ") if w.isalpha() and w.islower()))
+    return _COMMON["words"]
+
+
+_COMMON: dict = {}
+
+
 def _copy_form(tok, ids: list[int], text: str, breaks: Sequence[int]) -> CopyForm:
     pieces = [token_bytes(piece) for piece in tok.convert_ids_to_tokens(ids)]
     # the name rules need the line breaks, known by byte offset: only where the tokens spell the text exactly
     if b"".join(pieces) != text.encode("utf-8"):
         return CopyForm(ids, word_bounds(pieces), list(range(len(ids))))
     return CopyForm(ids, word_bounds(pieces, name_runs=True, line_breaks=breaks),
-                    name_run_starts(pieces, line_breaks=breaks))
+                    name_run_starts(pieces, line_breaks=breaks, common_words=_common_words(tok)))
 
 
 def _respaced(tok, ids: list[int]) -> tuple[list[int], str, list[int]]:

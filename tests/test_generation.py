@@ -658,6 +658,15 @@ def test_name_run_starts_go_back_to_a_run_s_first_name_word():
     assert name_run_starts([b"Lead:", b" Ana", b"\n", b"Li", b",", b" Bo", b" Wu", b" K", b".", b" Okafor"]) == [
         0, 1, 2, 3, 4, 5, 5, 5, 8, 5]
     assert name_run_starts([b"Ana", b" Li", b" Site", b" Ve"], line_breaks=[len(b"Ana Li")]) == [0, 0, 2, 2]
+    # words unlikely to begin a name: a sentence's first word that the tokenizer knows in lower case (the document
+    # has no "in" here), a word in capitals, a word the document also has on its own ("June" of "4 June")
+    short = [b"In", b" June", b" Rohan", b" Bennett", b" won", b"."]
+    assert name_run_starts(short) == [0, 0, 0, 0, 4, 5]  # with no common words known: the whole run
+    assert name_run_starts(short, common_words={"in", "won"}) == [0, 1, 1, 1, 4, 5]
+    assert name_run_starts(short + [b" By", b" 4", b" June", b" it", b" ended", b"."]) == [
+        0, 0, 2, 2, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert name_run_starts([b" Velmora", b" CEO", b" Anna", b" Li"]) == [0, 0, 2, 2]
+    assert name_run_starts([b" Rohan", b" Bennett", b" ran", b".", b" Rohan", b" Bennett"]) == [0, 0, 2, 3, 4, 4]
 
 
 def test_run_prefix_begins_a_span_where_its_name_begins():
