@@ -10,6 +10,7 @@ import re
 import resource
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -449,15 +450,15 @@ class DocumentWords(NamedTuple):
 def _common_words(tok) -> frozenset[str]:
     """The tokenizer's lower-case whole words ("in", "the"; from its vocabulary's tokens with a
     leading space): a sentence's first word in this list is no part of a name (name_run_starts)."""
-    key = (id(tok), len(tok))
-    if _COMMON.get("key") != key:
+    known = _COMMON.get(tok)
+    if known is None or known[0] != len(tok):  # a token added since: read the vocabulary again
         words = (token_bytes(t) for t in tok.get_vocab())
-        _COMMON.update(key=key, words=frozenset(
+        known = _COMMON[tok] = (len(tok), frozenset(
             w for w in (b[1:].decode("utf-8", "ignore") for b in words if b[:1] == b" ") if w.isalpha() and w.islower()))
-    return _COMMON["words"]
+    return known[1]
 
 
-_COMMON: dict = {}
+_COMMON: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # tokenizer -> (its size, its common words)
 
 
 def _copy_form(tok, ids: list[int], text: str, breaks: Sequence[int]) -> CopyForm:
