@@ -94,15 +94,21 @@ def decline_rule(model) -> DeclineRule | None:
 class KeptAnswer:
     """One kept answer and how it was chosen.
 
-    `ids`: the output as generate writes it (decoder start, <s>, the answer's tokens, </s>).
-    `declined`: whether the answer is the decline. With a decline rule: `span_ids` are the
-    tokens of the best span found with the decline forbidden (without <s> and </s>), `span_text`
-    its text; `span_logprobs` / `decline_logprobs` the log-probabilities (teacher-forced, the
-    model left free) of each token of the two answers, their end token included; `rule` the rule
-    applied: declined iff margin() > rule.margin, or, with a head (rule.head), iff `answerable`,
-    the head's probability, is below rule.head.threshold. Without a rule these are None.
-    `features`: what the head reads (ledviz.answerability.features), with a head or when
-    kept_answers is asked for them."""
+    `ids`: the output as generate writes it (decoder start, <s>, the answer's tokens, </s>), with
+    `prefix_ids` put before the span. `declined`: whether the answer is the decline. With a
+    decline rule: `span_ids` are the tokens of the best span found with the decline forbidden
+    (without <s> and </s>, as the model wrote it), `span_text` its text; `span_logprobs` /
+    `decline_logprobs` the log-probabilities (teacher-forced, the model left free) of each token
+    of the two answers, their end token included; `rule` the rule applied: declined iff
+    margin() > rule.margin, or, with a head (rule.head), iff `answerable`, the head's probability,
+    is below rule.head.threshold. Without a rule these are None. `features`: what the head reads
+    (ledviz.answerability.features), with a head or when kept_answers is asked for them.
+
+    The start rule (generation.run_prefix): where the span begins inside a run of capitalized
+    words of the document ("Zhou" of "Noémi Zhou"), the answer begins where the run begins:
+    `prefix_ids` are the tokens of the run's words before the span (None where there are none),
+    and `answer_text` is the span's text with them, the answer unless declined. The decline is
+    weighed (by the margin or the head) against the span as the model wrote it."""
 
     ids: list[int]
     declined: bool
@@ -114,6 +120,8 @@ class KeptAnswer:
     decline_ids: list[int] | None = None  # the decline's tokens (without <s> and </s>)
     answerable: float | None = None  # the head's probability that the question is answerable (rule.head)
     features: dict[str, list[float]] | None = None  # ledviz.answerability.features (with a head, or asked for)
+    prefix_ids: list[int] | None = None  # the name run's words put before the span (generation.run_prefix)
+    answer_text: str | None = None  # the span with them: the answer, unless declined
 
     def scores(self, score: str | None = None) -> tuple[float, float] | None:
         """(span, decline) scores by `score` (one of SCORES; default: the rule's), or None when
@@ -265,7 +273,7 @@ def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: tor
     in the rule (rule.head), or `features=True` (with a rule), each weighed answer also gets the
     head's features (ledviz.answerability.features; they need `input_ids`), and with a head its
     probability `answerable`, which then makes the choice."""
-    from .pipeline import document_constraint
+    from .pipeline import DocumentWords, document_constraint, document_words
 
     if rule == "model":
         rule = decline_rule(model)
@@ -284,21 +292,37 @@ def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: tor
     if encoder_outputs is None:
         encoder_outputs = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask,
                                               global_attention_mask=global_attention_mask, return_dict=True)
-    constraint = document_constraint(tok, [list(s) for s in sources], "answer" if rule is None else "span", eos, bos)
+    documents = [document_words(tok, list(s)) for s in sources]
+    constraint = document_constraint(tok, [list(s) for s in sources], "answer" if rule is None else "span", eos, bos,
+                                     documents=documents)
     seqs = model.generate(attention_mask=attention_mask, encoder_outputs=encoder_outputs,
                           prefix_allowed_tokens_fn=constraint, **generation)
     rows = [_strip(s, model.config.pad_token_id, ends) for s in seqs.tolist()]
     lead = 1 + (bos is not None)  # decoder start, <s>
     decline = decline_ids(tok)
+    limit = getattr(model.config, "max_decoder_position_embeddings", None)
+
+    def begun(r: list[int], document: DocumentWords) -> dict:
+        """The row with its span begun where its name run begins: ids, prefix_ids, answer_text."""
+        ended = len(r) > lead and r[-1] in ends
+        span = r[lead:-1] if ended else r[lead:]
+        prefix = document.run_prefix(span) if ended and span else []
+        if limit is not None and len(r) + len(prefix) > limit:  # no room for the name's first words
+            prefix = []
+        ids = r[:lead] + prefix + r[lead:]
+        return dict(ids=ids, prefix_ids=prefix or None,
+                    answer_text=tok.decode(prefix + span, skip_special_tokens=True).strip() if span else None)
+
     if rule is None:
-        return [KeptAnswer(r, r[lead: lead + len(decline) + 1] == decline + ends[:1]) for r in rows]
+        return [KeptAnswer(r, True) if r[lead: lead + len(decline) + 1] == decline + ends[:1] else
+                KeptAnswer(declined=False, **begun(r, document)) for r, document in zip(rows, documents)]
 
     declined_rows = [[int(start), *([bos] if bos is not None else []), *decline, ends[0]] for _ in rows]
     runner = _runner(model, encoder_outputs, attention_mask)
     span_logprobs, decline_logprobs = paired_logprobs(model, runner, rows, declined_rows, first=lead)
     weighed: list[KeptAnswer | None] = []
     out = []
-    for r, s_lp, d_lp in zip(rows, span_logprobs, decline_logprobs):
+    for r, s_lp, d_lp, document in zip(rows, span_logprobs, decline_logprobs, documents):
         ended = len(r) > lead and r[-1] in ends
         span = r[lead:-1] if ended else r[lead:]
         text = tok.decode(span, skip_special_tokens=True).strip()
@@ -306,7 +330,8 @@ def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: tor
             out.append(KeptAnswer(r, False, span, text))
             weighed.append(None)
             continue
-        out.append(KeptAnswer(r, False, span, text, s_lp, d_lp, rule, decline))
+        out.append(KeptAnswer(declined=False, span_ids=span, span_text=text, span_logprobs=s_lp,
+                              decline_logprobs=d_lp, rule=rule, decline_ids=decline, **begun(r, document)))
         weighed.append(out[-1])
     values = (_features(model, tok, runner, input_ids, attention_mask, sources, rows, declined_rows, weighed, lead,
                         ends) if rule.head is not None or features else [None] * len(rows))

@@ -16,9 +16,10 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -553,6 +554,95 @@ def _continues_name(text: bytes, e: int, breaks: frozenset[int] = frozenset()) -
     return bool(following) and following[0].isupper()
 
 
+def name_run_starts(pieces: Sequence[bytes], *, line_breaks: Sequence[int] = (),
+                    common_words: Collection[str] = ()) -> list[int]:
+    """Where the name run of each word begins, for a document whose tokens stand for the bytes
+    `pieces` (as in word_bounds): first[p] is the token that starts the first word of the run of
+    capitalized words that the word starting at token p belongs to, or p itself (p does not start a
+    word, or its word begins no run's later word).
+
+    A run is the one word_bounds(name_runs=True) keeps an answer from ending inside: capitalized
+    words (or initials such as "K.") separated by spaces or tabs only, each but the last ending
+    with a letter ("Noémi Zhou", "Maren K. Okafor", "Bui Kabushiki Kaisha"); a full stop, a
+    comma or a line break (an offset in `line_breaks`, or a newline) ends it. A run goes back no
+    further than a word that is unlikely to be part of a name, to the word after it:
+    - its lower-case form is a word of the document ("In", "The": a sentence's first word);
+    - it begins a sentence and its lower-case form is one of `common_words` (a tokenizer's whole
+      words: "In June ..." in a document that has no "in");
+    - it is in capitals ("CEO Anna Li": "Anna Li");
+    - the document also has it on its own, in no run ("June" of "10 June 2030": "In June Rohan
+      Bennett" gives "Rohan Bennett")."""
+    text = b"".join(pieces)
+    breaks = frozenset(line_breaks)
+    starts, _ = word_bounds(pieces)
+    lower = {w for w in re.findall(r"[^\W\d_][\w'’-]*", text.decode("utf-8", "ignore")) if w[0].islower()}
+    own: dict[int, int] = {}  # byte where a word begins -> the last token that starts it (a blank one, then its own)
+    words: list[tuple[int, int]] = []  # (byte where it begins, byte after it) of each word, in order
+    begins: dict[int, int] = {}  # token that starts a word -> byte where the word begins
+    pos = 0
+    for p, piece in enumerate(pieces):
+        a, pos = pos, pos + len(piece)
+        if not starts[p]:
+            continue
+        while a < len(text) and text[a] in _SPACE_BYTES:
+            a += 1  # the word's first byte (after the token's leading space, or in the next token)
+        own[a], begins[p] = p, a
+        if not words or words[-1][0] != a:
+            w1 = a
+            while w1 < len(text) and text[w1] not in _SPACE_BYTES:
+                w1 += 1
+            words.append((a, w1))
+
+    def runs_on(k: int) -> bool:  # word k - 1 runs on into word k
+        (_, w1), (a, _) = words[k - 1], words[k]
+        gap = text[w1:a]
+        return bool(gap) and all(b in b" \t" for b in gap) and not any(w1 + i in breaks for i in range(len(gap))) \
+            and _continues_name(text, w1, breaks)
+
+    link = [False] + [runs_on(k) for k in range(1, len(words))]
+    bare = [text[a:w1].decode("utf-8", "ignore").lstrip(_OPENING_MARKS).rstrip(".,;:!?)]}\"'”’") for a, w1 in words]
+    alone = {w for k, w in enumerate(bare) if not link[k] and not (k + 1 < len(words) and link[k + 1])}
+
+    def name_word(k: int) -> bool:
+        word = bare[k]
+        sentence_start = k == 0 or not link[k] and (
+            text[words[k - 1][1] - 1:words[k - 1][1]] in (b".", b"!", b"?", b":")
+            or any(b in b"\n\r" for b in text[words[k - 1][1]:words[k][0]])
+            or any(words[k - 1][1] <= i < words[k][0] for i in breaks))
+        return not (word.lower() in lower or (sentence_start and word.lower() in common_words)
+                    or (len(word) > 1 and word.isupper()) or word in alone)
+
+    first = list(range(len(pieces)))
+    run = list(range(len(words)))  # word -> the first word of its run
+    for k in range(1, len(words)):
+        if link[k] and name_word(k - 1):
+            run[k] = run[k - 1]
+    where = {a: k for k, (a, _) in enumerate(words)}
+    for p, a in begins.items():
+        k = where[a]
+        if run[k] != k:
+            first[p] = own[words[run[k]][0]]
+    return first
+
+
+def run_prefix(doc: Sequence[int], span: Sequence[int], words: tuple[Sequence[bool], Sequence[bool]],
+               firsts: Sequence[int]) -> list[int] | None:
+    """The tokens to put before `span` so that it begins where its name run begins: the words of
+    the run before the span's first word, when the span starts inside a run of capitalized words
+    (`firsts`: name_run_starts of `doc`). The span's occurrences that count are those where it is
+    whole words (starts and ends, word_bounds); if they do not all begin after the same words of
+    a run ("Zhou" both in "Noémi Zhou" and on its own), nothing is put before it: []. None when
+    the span is no whole words of `doc` (or empty)."""
+    n = len(span)
+    starts, ends = words
+    span = list(span)
+    prefixes = {tuple(doc[firsts[i]:i]) for i in range(len(doc) - n + 1)
+                if starts[i] and ends[i + n - 1] and list(doc[i:i + n]) == span} if n else set()
+    if not prefixes:
+        return None
+    return list(prefixes.pop()) if len(prefixes) == 1 else []
+
+
 def _span_continuations(doc: torch.Tensor, span: Sequence[int], words: tuple[torch.Tensor, torch.Tensor] | None
                         ) -> tuple[list[int] | None, bool]:
     """(followers, may_end) of `span` in `doc`: the tokens that extend it to a longer span of
@@ -731,7 +821,7 @@ def fact_list_constraint(sources: Sequence[Sequence[int]], labels: Sequence[Sequ
                     return ends
                 if len(value) >= max_value_tokens:
                     return [stop]
-                nxt = set(followers) - {stop}
+                nxt = set(followers) - {stop} - set(ends)  # an end token may separate two forms of a source
                 if not value and starts is not None:
                     nxt &= starts
                 return sorted(nxt) + ([stop] if may_end else []) or ends

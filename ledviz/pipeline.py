@@ -10,8 +10,9 @@ import re
 import resource
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 
@@ -20,7 +21,7 @@ from .answering import decline_ids
 from .errors import InputError
 from .export import AttentionStore
 from .config import LEDConfig
-from .generation import fact_list_constraint, span_constraint, word_bounds
+from .generation import fact_list_constraint, name_run_starts, run_prefix, span_constraint, word_bounds
 from .modeling import LEDForConditionalGeneration, to_dtype
 from .questions import ReadQuestion
 from .tokenization import LEDTokenizerFast, token_bytes
@@ -408,6 +409,125 @@ def copy_source(tok, ids: list[int]) -> tuple[list[int], str, list[int]]:
     return tok(text, add_special_tokens=False)["input_ids"], text, breaks
 
 
+class CopyForm(NamedTuple):
+    """Tokens an answer may copy, with `words`, where whole words start and end
+    (generation.word_bounds, with the name-run end rule), and `run_starts`, where each word's name
+    run begins (generation.name_run_starts)."""
+
+    ids: list[int]
+    words: tuple[list[bool], list[bool]]
+    run_starts: list[int]
+
+
+class DocumentWords(NamedTuple):
+    """A document in the forms answers copy it in. `spaced`: copy_source's (line breaks as
+    spaces, so that a word that begins a line is copied as " Manaia", the way answers and summary
+    values are written, in the tokenizer's own spelling "ĠMan" + "aia"). `others`: the document's
+    tokens as the encoder reads them ("M" + "an" + "aia" after a line break), and the same tokens
+    with each line break and the token after it as one spaced token ("ĠM" + "an" + "aia"), the
+    spellings a model that copies token for token writes; only those that differ from `spaced`."""
+
+    spaced: CopyForm
+    others: tuple[CopyForm, ...] = ()
+
+    def answer_source(self, separator: int) -> tuple[list[int], tuple[list[bool], list[bool]]]:
+        """The tokens an answer may copy (every form, with `separator` between two, a token no
+        answer contains: the end of sequence) and their word bounds."""
+        ids, starts, ends = list(self.spaced.ids), list(self.spaced.words[0]), list(self.spaced.words[1])
+        for form in self.others:
+            ids += [separator, *form.ids]
+            starts += [False, *form.words[0]]
+            ends += [False, *form.words[1]]
+        return ids, (starts, ends)
+
+    def spaced_form(self, tok, span: Sequence[int]) -> list[int]:
+        """`span` in the spaced form, the tokenizer's spelling (" Manaia"), where it is whole words
+        of another form only ("ĠM" + "an" + "aia"); any other span as it is."""
+        span = list(span)
+        if not self.others or run_prefix(self.spaced.ids, span, *self.spaced[1:]) is not None:
+            return span
+        spaced = tok(" " + tok.decode(span, skip_special_tokens=True).strip(), add_special_tokens=False)["input_ids"]
+        return spaced if run_prefix(self.spaced.ids, spaced, *self.spaced[1:]) is not None else span
+
+    def run_prefix(self, span: Sequence[int]) -> list[int]:
+        """generation.run_prefix of `span` in the first form it is whole words of: the tokens
+        that begin its name run before it, or []."""
+        for form in (self.spaced, *self.others):
+            prefix = run_prefix(form.ids, span, form.words, form.run_starts)
+            if prefix is not None:
+                return prefix
+        return []
+
+
+def _common_words(tok) -> frozenset[str]:
+    """The tokenizer's lower-case whole words ("in", "the"; from its vocabulary's tokens with a
+    leading space): a sentence's first word in this list is no part of a name (name_run_starts)."""
+    known = _COMMON.get(tok)
+    if known is None or known[0] != len(tok):  # a token added since: read the vocabulary again
+        words = (token_bytes(t) for t in tok.get_vocab())
+        known = _COMMON[tok] = (len(tok), frozenset(
+            w for w in (b[1:].decode("utf-8", "ignore") for b in words if b[:1] == b" ") if w.isalpha() and w.islower()))
+    return known[1]
+
+
+_COMMON: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # tokenizer -> (its size, its common words)
+
+
+def _copy_form(tok, ids: list[int], text: str, breaks: Sequence[int]) -> CopyForm:
+    pieces = [token_bytes(piece) for piece in tok.convert_ids_to_tokens(ids)]
+    # the name rules need the line breaks, known by byte offset: only where the tokens spell the text exactly
+    if b"".join(pieces) != text.encode("utf-8"):
+        return CopyForm(ids, word_bounds(pieces), list(range(len(ids))))
+    return CopyForm(ids, word_bounds(pieces, name_runs=True, line_breaks=breaks),
+                    name_run_starts(pieces, line_breaks=breaks, common_words=_common_words(tok)))
+
+
+def _respaced(tok, ids: list[int]) -> tuple[list[int], str, list[int]]:
+    """The document's tokens with each run of line breaks (and blanks around them) and the token
+    after it as one token, that token with a space before it ("Ċ" + "M" -> "ĠM") where the
+    vocabulary has one; the text they spell and the byte offsets of those spaces (as copy_source)."""
+    vocab = tok.get_vocab()
+    pieces = tok.convert_ids_to_tokens(ids)
+    out, text, breaks, i = [], b"", [], 0
+    while i < len(ids):
+        j = i
+        while j < len(ids) and token_bytes(pieces[j]).isspace() and b"\n" in b"".join(map(token_bytes, pieces[i:j + 1])):
+            j += 1
+        if j > i and j < len(ids) and token_bytes(pieces[j])[:1] == b" ":  # "Ċ" + "ĠThe" -> "ĠThe"
+            breaks.append(len(text))
+            out.append(ids[j])
+            text += token_bytes(pieces[j])
+            i = j + 1
+            continue
+        spaced = "Ġ" + pieces[j] if j > i and j < len(ids) and not token_bytes(pieces[j])[:1].isspace() else None
+        if spaced is not None and spaced in vocab:
+            breaks.append(len(text))
+            out.append(vocab[spaced])
+            text += token_bytes(spaced)
+            i = j + 1
+            continue
+        out.append(ids[i])
+        text += token_bytes(pieces[i])
+        i += 1
+    return out, text.decode("utf-8", "replace"), breaks
+
+
+def document_words(tok, ids: list[int]) -> DocumentWords:
+    """The copyable forms of a document (`ids`, as given to the encoder) with their word and
+    name-run bounds: what document_constraint keeps answers to, and answering.kept_answers
+    begins a name's answer at (DocumentWords.run_prefix)."""
+    copied, text, breaks = copy_source(tok, ids)
+    spaced = _copy_form(tok, copied, text, breaks)
+    ids = list(ids)
+    own = tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    others, seen = [], {tuple(copied)}
+    for form in ((ids, own, ()), _respaced(tok, ids)):
+        if tuple(form[0]) not in seen:
+            seen.add(tuple(form[0]))
+            others.append(_copy_form(tok, *form))
+    return DocumentWords(spaced, tuple(others))
+
+
 def fact_labels() -> list[str]:
     """The labels of the embedded model's fact-list summaries, "Label: value." ("Lead", "CEO",
     "Founded", ...: ledviz.demo.data.SCHEMAS), sorted."""
@@ -416,7 +536,8 @@ def fact_labels() -> list[str]:
     return sorted({s.label for schema in SCHEMAS.values() for s in schema.slots})
 
 
-def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, bos_token_id: int | None):
+def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, bos_token_id: int | None,
+                        documents: "list[DocumentWords] | None" = None):
     """A prefix_allowed_tokens_fn that keeps outputs to their documents (`sources[b]`: the
     document token ids of input b, as given to the encoder).
 
@@ -424,35 +545,69 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
     answer " not in the document" (ledviz.demo.data.NOT_IN_DOCUMENT). what="span": a span only,
     the decline forbidden (the span that ledviz.answering weighs the decline against). what="facts":
     fact_list_constraint with the labels of the demo template (ledviz.demo.data.SCHEMAS). Both
-    copy from `copy_source` of the document, whole words only (generation.word_bounds): an answer
+    copy from the document in any of its forms (document_words: copy_source's spelling, and a
+    line's first word as the encoder reads it), whole words only (generation.word_bounds): an answer
     or value starts where a word of the document starts and ends where it ends ("7,500,000",
     never "7,500"; "John Smith", never "Jo"), and does not end inside a run of capitalized words
     ("Rohan Bennett", never "Rohan", where the document goes on with "Bennett"); a line break
-    ends a run ("Lead: Rohan Bennett" on one line, "Site: Velmora" on the next)."""
+    ends a run ("Lead: Rohan Bennett" on one line, "Site: Velmora" on the next). `documents`:
+    document_words of the sources, when the caller has them already."""
     if what not in ("answer", "span", "facts"):
         raise InputError(f"document_constraint keeps an 'answer', a 'span' or 'facts' to the document, not {what!r}")
     lead = [bos_token_id] if bos_token_id is not None else []  # LED outputs start with <s> after the decoder start
 
-    def ids(text: str) -> list[int]:
-        return tok(text, add_special_tokens=False)["input_ids"]
-
-    copyable, words = [], []
-    for src in sources:
-        copied, text, breaks = copy_source(tok, src)
-        copyable.append(copied)
-        pieces = [token_bytes(piece) for piece in tok.convert_ids_to_tokens(copyable[-1])]
-        # the name rule needs the line breaks, known by byte offset: only where the tokens spell the text exactly
-        exact = b"".join(pieces) == text.encode("utf-8")
-        words.append(word_bounds(pieces, name_runs=exact, line_breaks=breaks if exact else ()))
+    documents = documents if documents is not None else [document_words(tok, src) for src in sources]
+    # either form: " Manaia" (spaced) or "M" + "an" + "aia" (as the encoder reads it after a line break)
+    end = eos_token_id if isinstance(eos_token_id, int) else list(eos_token_id)[0]
+    copyable, words = (list(x) for x in zip(*(d.answer_source(int(end)) for d in documents)))
     if what in ("answer", "span"):
         return span_constraint(copyable, eos_token_id, lead=lead, words=words,
                                alternatives=[decline_ids(tok)] if what == "answer" else [])
+    spaced, first, stop = _fact_tokens(tok)
+    return fact_list_constraint(copyable, spaced, first, stop, eos_token_id, lead=lead, words=words)
+
+
+def _fact_tokens(tok) -> tuple[list[list[int]], list[list[int]], int]:
+    """The token ids of the fact-list labels after a fact (" Lead:") and first ("Lead:"), and of
+    the "." that ends a value."""
     labels = fact_labels()
-    stop = ids(".")
+    stop = tok(".", add_special_tokens=False)["input_ids"]
     if len(stop) != 1:  # pragma: no cover - a byte-level BPE always has "." as one token
         raise InputError("facts_from_document needs '.' to be one token in this tokenizer")
-    return fact_list_constraint(copyable, [ids(f" {x}:") for x in labels], [ids(f"{x}:") for x in labels],
-                                stop[0], eos_token_id, lead=lead, words=words)
+    ids = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    return [ids(f" {x}:") for x in labels], [ids(f"{x}:") for x in labels], stop[0]
+
+
+def facts_begun_at_names(tok, ids: Sequence[int], document: DocumentWords, lead: int,
+                         max_length: int | None = None) -> list[int]:
+    """A fact-list summary as generated under document_constraint(..., "facts") (`ids`: the row,
+    its first `lead` tokens the decoder start and <s>), with each value that begins inside a run
+    of capitalized words of the document begun where the run begins (DocumentWords.run_prefix,
+    the start rule of kept answers: "CEO: Sofía Sánchez." -> "CEO: Carmen Sofía Sánchez."), and
+    each value copied in the document's own form ("M" + "an" + "aia", a word that begins a line)
+    spelled in the spaced form (" Manaia": "CEO: Manaia Holiton.", not "CEO:Manaia Holiton.").
+    A row that is no list of "Label: value." facts, or that would grow longer than `max_length`
+    tokens, comes back as it is."""
+    spaced, first, stop = _fact_tokens(tok)
+    row, out, i = list(ids), list(ids[:lead]), lead
+    while i < len(row):
+        forms = [f for f in (first if i == lead else spaced) if row[i:i + len(f)] == f]
+        if not forms:
+            out += row[i:]
+            break
+        label = max(forms, key=len)
+        out += label
+        i += len(label)
+        j = i
+        while j < len(row) and row[j] != stop:
+            j += 1
+        if j == len(row):  # a value not ended (the row stopped): as written
+            out += row[i:]
+            break
+        value = document.spaced_form(tok, row[i:j])
+        out += document.run_prefix(value) + value + [stop]
+        i = j + 1
+    return row if max_length is not None and len(out) > max_length else out
 
 
 def _document_source(loaded: LoadedModel, doc: Document, generation: dict, name: str, both: bool = False):
@@ -566,8 +721,9 @@ def run(
             loaded, doc, generation, "answer_from_document" if answer_from_document else "facts_from_document",
             both=answer_from_document and facts_from_document)
         if facts_from_document:
+            words = document_words(tok, source)
             generation["prefix_allowed_tokens_fn"] = document_constraint(tok, [source], "facts", eos,
-                                                                         model.config.bos_token_id)
+                                                                         model.config.bos_token_id, [words])
     t = time.perf_counter()
     decoding = dict(attention_mask=doc.attention_mask, encoder_outputs=enc, max_new_tokens=max_new_tokens,
                     num_beams=num_beams, streamer=streamer if num_beams == 1 else None, stop_event=stop_event,
@@ -579,6 +735,10 @@ def run(
         out_ids = torch.tensor([answer.ids])
     else:
         out_ids = model.generate(doc.input_ids, global_attention_mask=gm, **decoding)
+        if facts_from_document:  # each value begun where its name begins (the start rule)
+            out_ids = torch.tensor([facts_begun_at_names(tok, out_ids[0].tolist(), words,
+                                                         1 + (model.config.bos_token_id is not None),
+                                                         model.config.max_decoder_position_embeddings)])
     timings["generate_s"] = time.perf_counter() - t
     seq = out_ids[0]
     seq = seq[: int((seq != model.config.pad_token_id).nonzero().max()) + 1] if (seq != model.config.pad_token_id).any() else seq

@@ -94,9 +94,14 @@ def answer_source(result, loaded) -> None:
 
 
 def decline_weighing(result) -> None:
-    """How the kept answer was chosen: the best span weighed against the decline (ledviz.answering),
-    with the margin; nothing for a run without the weighing (no decline rule, or a free answer)."""
+    """How the kept answer was chosen: where a span begun inside a name was begun at the name's
+    first word, and the best span weighed against the decline (ledviz.answering), with the margin;
+    nothing for a run without either (no decline rule, or a free answer)."""
     answer = result.answer
+    if answer is not None and answer.prefix_ids and not answer.declined:  # the start rule (ledviz.answering)
+        at = f" (at “{_md_escape(answer.span_text)}”)" if answer.span_text else ""
+        st.caption(f"The model began its answer inside a name of the document{at}; the answer begins where the "
+                   f"name begins: “{_md_escape(answer.answer_text)}”.")
     if answer is None or answer.margin() is None:
         return
     rule, margin = answer.rule, answer.margin()
@@ -116,7 +121,8 @@ def decline_weighing(result) -> None:
         st.caption(f"Declined: the best span of the document, “{_md_escape(answer.span_text)}”, was weighed against the decline, "
                    f"which outscored it by {margin:.2f} ({unit}), more than the model's margin of {rule.margin:g}.")
     else:
-        st.caption(f"Answered: the decline was weighed against this span and "
+        weighed = f"the span as written, “{_md_escape(answer.span_text)}”," if answer.prefix_ids else "this span"
+        st.caption(f"Answered: the decline was weighed against {weighed} and "
                    + (f"outscored it by {margin:.2f}" if margin > 0 else f"scored {-margin:.2f} lower")
                    + f" ({unit}); it declines only above the model's margin of {rule.margin:g}.")
     span, decline = answer.scores()

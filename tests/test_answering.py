@@ -84,7 +84,8 @@ def test_the_margin_forces_either_answer_and_the_scores_are_the_run_s_own(i):
 @pytest.mark.slow  # four generations
 def test_without_the_setting_the_first_token_chooses_as_before():
     """A model without decline_margin (any user model) answers exactly as generate with the
-    document constraint that allows the decline (the behaviour before the rule): nothing weighed."""
+    document constraint that allows the decline (the behaviour before the rule): nothing weighed
+    (a span begun inside a name still begins where the name begins: the start rule)."""
     loaded = _loaded(decline_margin=None, decline_score=None)
     assert answering.decline_rule(loaded.model) is None
     for ex in _questions():
@@ -97,7 +98,8 @@ def test_without_the_setting_the_first_token_chooses_as_before():
             ids = loaded.model.generate(doc.input_ids, attention_mask=doc.attention_mask,
                                         global_attention_mask=result.global_mask, max_new_tokens=24,
                                         prefix_allowed_tokens_fn=allowed)[0].tolist()
-        assert result.output_ids == ids
+        # the same tokens, but for the start rule's name words before a span begun inside a name
+        assert result.output_ids == ids[:2] + (result.answer.prefix_ids or []) + ids[2:]
         assert result.answer.rule is None and result.answer.margin() is None and result.answer.span_text is None
         assert result.answer.declined == (ids[2:-1] == answering.decline_ids(loaded.tokenizer))
 
@@ -129,6 +131,26 @@ def test_the_first_token_score_at_margin_0_is_greedy_decoding_s_choice():
     assert fork.scores() == (-3.0, -0.2) and fork.margin() == pytest.approx(2.8)
     prefix = dataclasses.replace(fork, span_ids=[403, 307], span_logprobs=[-0.5, -0.2, -4.0])  # "not in": the end
     assert prefix.scores() == (-4.0, 0)
+
+
+@pytest.mark.slow  # a generation with the decline weighed, twice
+def test_a_span_begun_inside_a_name_begins_where_the_name_begins():
+    """The start rule through the app's run: on a held-out report (VALID_SEED) whose lead has a
+    first name training never drew ("Dóra Ruiz"), the model writes "Ruiz" (the name's second
+    word); the answer begins with the run's first word, the decline is weighed against the span
+    as written, and without the prefix the answer would be the wrong "Ruiz"."""
+    from ledviz.demo import data, evaluate
+
+    ex = evaluate.question_sets(data.VALID_SEED, 1, [1000])["unseen values"][0]
+    assert ex.target == "Dóra Ruiz"
+    loaded = _loaded()
+    result = _answer(loaded, ex)
+    a = result.answer
+    assert not a.declined and a.span_text == "Ruiz" and result.output_text == a.answer_text == "Dóra Ruiz"
+    assert loaded.tokenizer.decode(a.prefix_ids) == " Dóra"  # the accented name whole: "ó" is no word boundary
+    assert result.output_ids[2:-1] == a.prefix_ids + a.span_ids
+    assert len(a.span_logprobs) == len(a.span_ids) + 1  # weighed: the span as written, and its end
+    assert a.margin() < a.rule.margin
 
 
 @pytest.mark.slow  # two evaluations and two runs

@@ -465,6 +465,27 @@ def test_span_kept_answer_is_not_a_success_and_shares_stay_under_100_percent():
     assert marks != any("The model declined" in i for i in messages(at, "info"))
 
 
+@pytest.mark.slow  # the app run on a 1,000-token report
+def test_an_answer_begun_inside_a_name_is_shown_begun_where_the_name_begins():
+    """The start rule on the QA page: the model writes "Ruiz" of "Dóra Ruiz" (a first name it
+    never saw); the page shows "Dóra Ruiz" and says where the model began and what was weighed."""
+    from ledviz.demo import data, evaluate
+
+    ex = evaluate.question_sets(data.VALID_SEED, 1, [1000])["unseen values"][0]
+    at = open_app("pages/qa.py")
+    paste(at, ex.document)
+    at.text_input(key="qa.question").set_value(ex.question).run()
+    at.button(key="qa.run").click().run()
+    assert_clean(at)
+    result = kept(at, "qa")
+    assert result.output_text == "Dóra Ruiz" and result.answer.span_text == "Ruiz"
+    captions = [c.value for c in at.caption]
+    assert any("began its answer inside a name of the document (at “Ruiz”)" in c and "“Dóra Ruiz”" in c
+               for c in captions), captions
+    # the decision (the answerability head's, for the embedded model) is about the span as written
+    assert any("the weighed span “Ruiz”" in c for c in captions), captions
+
+
 # ---------------------------------------------------------------------------------------------
 # export
 # ---------------------------------------------------------------------------------------------

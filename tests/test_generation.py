@@ -647,6 +647,14 @@ def test_fact_list_constraint_ends_values_where_words_end():
     assert ask(0, 42, 41, 13, 14, 15) == [14]  # no stop inside "7,500,000"
     assert ask(0, 42, 41, 13, 14, 15, 14, 16) == [17]  # the stop after its last group
     assert ask(0, 42, 41, 21, 25, 19) == [20, 17]  # "John Smith." (or on)
+    # two forms of a source, an end token between them (pipeline.DocumentWords.answer_source): a value at the
+    # end of the first form stops there; it neither ends the summary nor runs on into the second form
+    first = word_bounds([b for _, b in _WORDS_DOC[:-1]])  # "... St. Louis", without its full stop
+    second = word_bounds([b for _, b in _WORDS_DOC])
+    twice = fact_list_constraint([doc[:-1] + [2] + doc], labels=[[40, 41]], first_labels=[[42, 41]],
+                                 stop_token_id=17, eos_token_id=2, lead=[0],
+                                 words=[([*first[0], False, *second[0]], [*first[1], False, *second[1]])])
+    assert twice(0, torch.tensor([2, 0, 42, 41, 24])) == [17]  # " Louis" then ".", not the end token
 
 
 # " The lead is Rohan Bennett. Maren K. Okafor met Rohan in St. Louis." as hand-made tokens: the
@@ -690,6 +698,76 @@ def test_name_runs_keep_a_name_whole_where_the_document_goes_on_with_it():
     everywhere = span_constraint([[t for t, _ in _NAMES_DOC]], eos_token_id=2, lead=[0],
                                  words=[word_bounds(pieces, name_runs=True)])
     assert everywhere(0, torch.tensor([2, 0, 13])) == [14, 22, 2]  # the second " Rohan" ends before " in"
+
+
+# " In June Rohan Bennett met Noémi Zhou. Zhou and Bui Ltd signed in Pécs. In the end" as hand-made tokens:
+# "Noémi" is " No" + "é" + "mi" (non-ASCII bytes inside a word), the sentence's "In" is a word the
+# document also has in lower case ("in")
+_RUNS_DOC = [(10, b" In"), (11, b" June"), (12, b" Rohan"), (13, b" Ben"), (14, b"nett"), (15, b" met"), (16, b" No"),
+             (17, "é".encode()), (18, b"mi"), (19, b" Zhou"), (20, b"."), (19, b" Zhou"), (21, b" and"), (22, b" Bui"),
+             (23, b" Ltd"), (24, b" signed"), (25, b" in"), (26, b" P"), (27, "é".encode()), (28, b"cs"), (20, b"."),
+             (10, b" In"), (29, b" the"), (30, b" end")]
+
+
+def test_name_run_starts_go_back_to_a_run_s_first_name_word():
+    from ledviz.generation import name_run_starts, word_bounds
+
+    pieces = [b for _, b in _RUNS_DOC]
+    first = name_run_starts(pieces)
+    starts, _ = word_bounds(pieces)
+    words = [b.decode("utf-8", "replace") for b in pieces]
+    runs = {words[p]: words[first[p]] for p in range(len(pieces)) if starts[p] and first[p] != p}
+    # "Rohan" and "Bennett" go back to "June", never to the sentence's "In" ("in" is a word of the document);
+    # "Zhou" after "Noémi" to " No" (the accented letter is inside the word, not a boundary); "Ltd" to "Bui"
+    assert runs == {" Rohan": " June", " Ben": " June", " Zhou": " No", " Ltd": " Bui"}
+    assert first[11] == 11  # the second " Zhou" follows a full stop: it begins its run
+    # a line break, a comma or a lower-case word ends a run; an initial ("K.") does not
+    assert name_run_starts([b"Lead:", b" Ana", b"\n", b"Li", b",", b" Bo", b" Wu", b" K", b".", b" Okafor"]) == [
+        0, 1, 2, 3, 4, 5, 5, 5, 8, 5]
+    assert name_run_starts([b"Ana", b" Li", b" Site", b" Ve"], line_breaks=[len(b"Ana Li")]) == [0, 0, 2, 2]
+    # words unlikely to begin a name: a sentence's first word that the tokenizer knows in lower case (the document
+    # has no "in" here), a word in capitals, a word the document also has on its own ("June" of "4 June")
+    short = [b"In", b" June", b" Rohan", b" Bennett", b" won", b"."]
+    assert name_run_starts(short) == [0, 0, 0, 0, 4, 5]  # with no common words known: the whole run
+    assert name_run_starts(short, common_words={"in", "won"}) == [0, 1, 1, 1, 4, 5]
+    assert name_run_starts(short + [b" By", b" 4", b" June", b" it", b" ended", b"."]) == [
+        0, 0, 2, 2, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert name_run_starts([b" Velmora", b" CEO", b" Anna", b" Li"]) == [0, 0, 2, 2]
+    assert name_run_starts([b" Rohan", b" Bennett", b" ran", b".", b" Rohan", b" Bennett"]) == [0, 0, 2, 3, 4, 4]
+
+
+def test_run_prefix_begins_a_span_where_its_name_begins():
+    from ledviz.generation import name_run_starts, run_prefix, word_bounds
+
+    doc, pieces = [t for t, _ in _RUNS_DOC], [b for _, b in _RUNS_DOC]
+    words, first = word_bounds(pieces, name_runs=True), name_run_starts(pieces)
+    prefix = lambda *span: run_prefix(doc, span, words, first)  # noqa: E731
+    assert prefix(13, 14) == [11, 12]  # "Bennett" -> "June Rohan Bennett" (not "In June ...")
+    assert prefix(12, 13, 14) == [11]  # a span begun mid-run, on a known first name, goes back as well
+    assert prefix(11, 12, 13, 14) == []  # a span that begins its run: nothing to put before it
+    assert prefix(23) == [22]  # "Ltd" -> "Bui Ltd"
+    assert prefix(10) == [] and prefix(15) == []  # "In", "met": no run before them
+    # " Zhou" is whole words twice: once after "Noémi", once on its own after a full stop: no single name to begin
+    assert prefix(19) == []
+    only = _RUNS_DOC[:11]  # "... met Noémi Zhou." only: " Zhou" -> "Noémi Zhou", the accented name kept whole
+    assert run_prefix([t for t, _ in only], [19], word_bounds([b for _, b in only], name_runs=True),
+                      name_run_starts([b for _, b in only])) == [16, 17, 18]
+    assert prefix() is None and prefix(99) is None  # an empty span, or one not whole words of the document
+
+
+def test_long_digit_groups_and_decimals_stay_whole_words():
+    from ledviz.generation import span_constraint, word_bounds
+
+    # " 7,500,000 and 1.2 million or 120,000,000." as hand-made tokens
+    toks = [(10, b" 7"), (11, b","), (12, b"500"), (11, b","), (13, b"000"), (14, b" and"), (15, b" 1"), (16, b"."),
+            (17, b"2"), (18, b" million"), (19, b" or"), (20, b" 120"), (11, b","), (13, b"000"), (11, b","), (13, b"000"),
+            (16, b".")]
+    doc, pieces = [t for t, _ in toks], [b for _, b in toks]
+    allowed = span_constraint([doc], eos_token_id=2, lead=[0], words=[word_bounds(pieces, name_runs=True)])
+    ask = lambda *ids: allowed(0, torch.tensor([2, 0, *ids]))  # noqa: E731
+    assert ask(10, 11, 12) == [11] and ask(10, 11, 12, 11, 13) == [14, 2]  # "7,500" never ends; "7,500,000" may
+    assert ask(15) == [16] and ask(15, 16, 17) == [18, 2]  # "1" never ends before ".2"; "1.2" and "1.2 million" may
+    assert ask(20, 11, 13) == [11] and ask(20, 11, 13, 11, 13) == [16, 2]
 
 
 def test_a_prefix_function_that_allows_nothing_is_named(models, inputs):

@@ -163,7 +163,7 @@ def predict(model, codec: Codec, examples: Sequence[data.Example], device, *, co
     if constraint == "answer":
         return [codec.decode(a.ids) for a in answers(model, codec, examples, device, use_global=use_global,
                                                      rule=rule, batch_tokens=batch_tokens, batch_size=batch_size)]
-    from ledviz.pipeline import document_constraint
+    from ledviz.pipeline import document_constraint, document_words, facts_begun_at_names
 
     capacity = model.config.max_encoder_position_embeddings
     encoded = [encode_example(codec, ex, capacity) for ex in examples]
@@ -171,13 +171,17 @@ def predict(model, codec: Codec, examples: Sequence[data.Example], device, *, co
     out: list[str] = [""] * len(encoded)
     for batch in pack_batches(encoded, batch_tokens, batch_size):
         tensors = collate(batch, device, use_global=use_global)
-        kw = {}
+        kw, documents = {}, None
         if constraint:
             sources = [e.input_ids[1:-1] for e in batch]
+            documents = [document_words(codec.tok, s) for s in sources]
             kw["prefix_allowed_tokens_fn"] = document_constraint(
-                codec.tok, sources, constraint, model.config.eos_token_id, model.config.bos_token_id)
+                codec.tok, sources, constraint, model.config.eos_token_id, model.config.bos_token_id, documents)
         seqs = greedy_decode(model, tensors, **kw)
-        for e, seq in zip(batch, seqs):
+        for b, (e, seq) in enumerate(zip(batch, seqs)):
+            if constraint == "facts":  # as the app's run: each value begun where its name begins
+                seq = facts_begun_at_names(codec.tok, list(seq), documents[b], 1 + (model.config.bos_token_id is not None),
+                                           model.config.max_decoder_position_embeddings)
             out[index[id(e)]] = codec.decode(seq)
     return out
 
@@ -202,7 +206,7 @@ def decision_table(weighed: dict[str, list], sets: dict[str, list[data.Example]]
     for name in (*FAMILIES, "unanswerable", "unseen values"):
         for ex, a in zip(sets[name], weighed[name]):
             declined = declines(a)
-            answered = not declined and data.exact_match(a.span_text or "", ex.target)
+            answered = not declined and data.exact_match(a.answer_text or "", ex.target)
             if name == "unanswerable":
                 declined_un.append(declined)
             elif name == "unseen values":
