@@ -24,7 +24,7 @@ from .config import LEDConfig
 from .generation import fact_list_constraint, name_run_starts, run_prefix, span_constraint, word_bounds
 from .modeling import LEDForConditionalGeneration, to_dtype
 from .questions import ReadQuestion
-from .tokenization import LEDTokenizerFast, token_bytes
+from .tokenization import LEDTokenizerFast, shown_text, token_bytes
 from .unfold import SparseAttention
 
 EMBEDDED = "embedded"
@@ -343,7 +343,7 @@ class TextStream:
 
     def add(self, token_id: int) -> str:
         self.ids.append(token_id)
-        decoded = self.tokenizer.decode(self.ids, skip_special_tokens=True).rstrip("\ufffd")
+        decoded = shown_text(self.tokenizer, self.ids, skip_special_tokens=True)
         new = decoded[self.shown:]
         self.shown = max(self.shown, len(decoded))
         return new
@@ -368,6 +368,9 @@ class RunResult:
     memory: dict[str, float] = field(default_factory=dict)
     stopped_early: bool = False
     settings: dict[str, Any] = field(default_factory=dict)
+    # the output ends with its end token; False: it ran to max_new_tokens (or was stopped) unfinished,
+    # output_text then without a partial last character (tokenization.shown_text)
+    ended: bool = True
     # answer_from_document: the kept answer and how it was chosen (ledviz.answering.KeptAnswer: the best
     # span weighed against the decline, and the margin)
     answer: Any = None
@@ -620,10 +623,15 @@ def _document_source(loaded: LoadedModel, doc: Document, generation: dict, name:
     source = doc.input_ids[0, doc.document_tokens()].tolist()
     if not source:
         raise InputError(f"{name} needs document tokens, and the document is empty")
-    eos = generation.get("eos_token_id", model.generation_config.get("eos_token_id", model.config.eos_token_id))
+    eos = _eos(model, generation)
     if eos is None:
         raise InputError(f"{name} needs an end-of-sequence token: this model has no eos_token_id")
     return source, eos
+
+
+def _eos(model, generation: dict):
+    """The end-of-sequence token(s) generation stops at: the run's, the model's generation config's, or its config's."""
+    return generation.get("eos_token_id", model.generation_config.get("eos_token_id", model.config.eos_token_id))
 
 
 def score_tokens(logits: torch.Tensor, ids: torch.Tensor) -> list[float]:
@@ -760,15 +768,17 @@ def run(
     timings["total_s"] = sum(timings.values())
 
     ids = seq[0].tolist()
-    text = tok.decode(ids, skip_special_tokens=True).strip()
+    text = shown_text(tok, ids, skip_special_tokens=True).strip()
     stopped = bool(stop_event is not None and stop_event.is_set())
+    eos = _eos(model, generation)
+    ends = {eos} if isinstance(eos, int) else set(eos or ())
     result = RunResult(
         document=doc, global_mask=gm, task=task, output_ids=ids,
         output_tokens=tok.convert_ids_to_tokens(ids), output_text=text,
         layers=dict(store.run.layers), head_stats=dict(store.run.stats), cross_attentions=cross,
         decoder_attentions=dec, token_logprobs=token_logprobs, timings=timings,
         memory={"peak_rss_mb": peak_rss_mb(), "rss_growth_mb": max(0.0, peak_rss_mb() - rss0)},
-        stopped_early=stopped, answer=answer,
+        stopped_early=stopped, answer=answer, ended=len(ids) > 1 and ids[-1] in ends,
         settings=dict(task=task, max_new_tokens=max_new_tokens, num_beams=num_beams,
                       global_positions=gm[0].nonzero().flatten().tolist(), model=loaded.name,
                       answer_from_document=answer_from_document, facts_from_document=facts_from_document,

@@ -134,9 +134,14 @@ def mark_global_columns(fig: go.Figure, positions: Sequence[int], *, offset: flo
     return fig
 
 
+PART_OF_CHARACTER = "(part of a character)"  # a token's label when it completes no character
+
+
 def output_axis_labels(pieces: Sequence[str]) -> list[str]:
-    """Unique axis labels 'k piece' for generated tokens (k from 1), escaped; blank pieces by repr."""
-    return [escape(f"{k} {p.strip() or repr(p)}") for k, p in enumerate(pieces, start=1)]
+    """Unique axis labels 'k piece' for generated tokens (k from 1), escaped; blank pieces by repr, and
+    an empty piece (a token holding the first bytes of a character the next token completes:
+    tokenization.shown_pieces) as such."""
+    return [escape(f"{k} {p.strip() or (repr(p) if p else PART_OF_CHARACTER)}") for k, p in enumerate(pieces, start=1)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -192,3 +192,21 @@ def run_facts(result: RunResult) -> list[str]:
     if result.settings.get("precision", "float32") != "float32":
         parts.append(f"computed in {result.settings['precision']}")
     return parts
+
+
+
+def cut_note(result: RunResult, setting: str, most: int | None = None) -> str | None:
+    """A plain line when the output, or a kept answer's weighed span (even one then declined), ran to
+    its token limit without its end token; None when it ended, or was stopped. `setting` names the
+    limit's control ("Max answer tokens"), `most` its largest value."""
+    answer = result.answer
+    unfinished = answer.unfinished if answer is not None else not result.ended
+    if not unfinished or result.stopped_early:
+        return None
+    n = result.settings.get("max_new_tokens") or max(0, len(result.output_ids) - 1)
+    fix = f"raise {setting}" if most is None or n < most else f"{setting} is at its most, {most:,}"
+    if answer is not None and answer.declined:
+        return (f"The best span was cut at {n:,} tokens: {fix}. It was weighed against the decline as far as "
+                "it was written.")
+    what = {"qa": "answer", "summarize": "summary"}.get(result.task, "output")
+    return f"The {what} was cut at {n:,} tokens: {fix}. It did not end; shown is what was written until then."

@@ -110,6 +110,47 @@ def token_bytes(token: str) -> bytes:
     return token.encode("utf-8")
 
 
+def partial_tail(data: bytes) -> int:
+    """How many bytes at the end of `data` begin a UTF-8 character whose last bytes are missing (0 to
+    3): a byte-level token can end inside a character ("本" is three bytes, often two tokens)."""
+    for back in range(1, min(3, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:  # a continuation byte: the character began further back
+            continue
+        need = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4 if byte & 0xF8 == 0xF0 else 1
+        return back if need > back else 0
+    return 0
+
+
+def ends_inside_character(tok, ids: Sequence[int]) -> bool:
+    """Whether the text of `ids` (special tokens left out) ends inside a character: its last
+    byte-level token holds only the first bytes of one, the rest never written (an output cut at
+    its token limit)."""
+    tokens = tok.convert_ids_to_tokens(list(ids), skip_special_tokens=True)
+    return partial_tail(b"".join(token_bytes(t) for t in tokens if t is not None)) > 0
+
+
+def shown_text(tok, ids: Sequence[int], **decode: Any) -> str:
+    """`tok.decode(ids, **decode)` for display: without the U+FFFD that an unfinished last character
+    decodes to (ends_inside_character). Only what is shown: a scored text is decoded as it is."""
+    text = tok.decode(list(ids), **decode)
+    if text.endswith("\ufffd") and ends_inside_character(tok, ids):
+        text = text[:-1]
+    return text
+
+
+def shown_pieces(tok, ids: Sequence[int]) -> list[str]:
+    """The text each of `ids` adds to the shown text, in whole characters: a character split over
+    tokens belongs to the token that completes it, and a token that completes none adds "" (decoding
+    each token alone would show U+FFFD for each part)."""
+    pieces, before = [], ""
+    for k in range(1, len(ids) + 1):
+        text = shown_text(tok, ids[:k], clean_up_tokenization_spaces=False)
+        pieces.append(text[len(before):] if text.startswith(before) else tok.decode([ids[k - 1]]))
+        before = text
+    return pieces
+
+
 class InputTypeError(InputError, TypeError):
     """An input of the wrong kind (None where a text belongs): an InputError, and a TypeError as in transformers."""
 

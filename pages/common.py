@@ -40,7 +40,7 @@ from ledviz import device, pipeline, plots
 from ledviz.errors import InputError, LedvizError
 from ledviz.memory import model_nbytes
 from ledviz.pipeline import Document, LoadedModel, RunResult
-from ledviz.runs import run_facts, run_fingerprint
+from ledviz.runs import cut_note, run_facts, run_fingerprint
 from ledviz.uploads import UPLOAD_TYPES, decode_upload
 from ledviz.views import View
 from pages.running import (
@@ -414,10 +414,14 @@ class DocumentInput:
     sample: str | None = None
 
 
+_INPUT_ERROR = "_document_input.error"  # this run's document_input showed an upload's error
+
+
 def document_input(key: str = "doc") -> DocumentInput | None:
     """Choose a bundled sample, paste, or upload (ledviz.uploads.UPLOAD_TYPES). Returns None (with a
-    message for a bad upload) when there is no text yet. `key` prefixes the widget keys: pages
-    passing the same key share the document."""
+    message for a bad upload, after which document_status adds no message of its own) when there is
+    no text yet. `key` prefixes the widget keys: pages passing the same key share the document."""
+    st.session_state[_INPUT_ERROR] = False
     samples = _samples()
     source = st.segmented_control("Document", ["Sample", "Paste", "Upload"], default="Sample", required=True,
                                   key=f"{key}.source", persist_state="session")
@@ -441,6 +445,7 @@ def document_input(key: str = "doc") -> DocumentInput | None:
         except InputError as err:
             st.session_state.pop(f"{key}.uploaded", None)
             show_error(err)
+            st.session_state[_INPUT_ERROR] = True
             return None
         st.session_state[f"{key}.uploaded"] = uploaded
     # the decoded text outlives the uploader, which forgets its file when the page changes
@@ -500,9 +505,11 @@ def read_question_input(key: str, loaded: LoadedModel, question: str, document: 
 
 def document_status(loaded: LoadedModel, text: str | None, question: str | None = None) -> Document | None:
     """Tokenize, then show the token count against the model's limit and what was cut, if anything.
-    Returns None (after showing why) when the input cannot be run."""
+    Returns None (after showing why) when the input cannot be run; with no text after an upload's
+    error (document_input showed it), nothing more."""
     if text is None:
-        st.info("Choose, paste or upload a document.")
+        if not st.session_state.get(_INPUT_ERROR):
+            st.info("Choose, paste or upload a document.")
         return None
     try:
         doc = prepared_document(loaded, text, question)
@@ -693,9 +700,14 @@ def show_output(result: RunResult, prefix: str = "") -> None:
         st.markdown(f"_(no text: the model produced {len(result.output_ids) - 1} special tokens only)_")
 
 
-def run_summary(result: RunResult) -> None:
-    """One line of facts about a run (ledviz.runs.run_facts), and a warning when it stopped early."""
+def run_summary(result: RunResult, setting: str | None = None, most: int | None = None) -> None:
+    """One line of facts about a run (ledviz.runs.run_facts), and a warning when it stopped early, or
+    ran to its token limit unfinished (ledviz.runs.cut_note: `setting` names the limit's control,
+    `most` its largest value)."""
     st.caption(" · ".join(run_facts(result)))
+    cut = cut_note(result, setting, most) if setting else None
+    if cut:
+        st.warning(cut, icon=":material/content_cut:")
     if result.settings.get("precision_note"):
         st.info(result.settings["precision_note"], icon=":material/memory:")
     if result.stopped_early:

@@ -206,7 +206,9 @@ def decision_table(weighed: dict[str, list], sets: dict[str, list[data.Example]]
     for name in (*FAMILIES, "unanswerable", "unseen values"):
         for ex, a in zip(sets[name], weighed[name]):
             declined = declines(a)
-            answered = not declined and data.exact_match(a.answer_text or "", ex.target)
+            # scored as the model wrote it: answer_text leaves out a partial last character (a.partial),
+            # whose U+FFFD never matched an answer
+            answered = not declined and not a.partial and data.exact_match(a.answer_text or "", ex.target)
             if name == "unanswerable":
                 declined_un.append(declined)
             elif name == "unseen values":
@@ -438,7 +440,7 @@ def main(argv=None) -> dict:
     print(f"answerable questions wrongly declined (kept): {fmt(results['wrongly declined'])}")
     if alone_lines:
         results["qa/overall, model alone"] = dict(kept=rate(asked_kept), free=rate(asked_free))
-        print(f"\nthe model alone, on the questions as asked (above, each was read first: pipeline.read_question)")
+        print("\nthe model alone, on the questions as asked (above, each was read first: pipeline.read_question)")
         for name, r in alone_lines:
             print(f"{name:<16} {fmt(r['kept']):<44} {fmt(r['free']):<44}  "
                   f"({r['read_differently']} of {r['kept']['n']} read differently)")
