@@ -284,7 +284,8 @@ def global_attention_mask(doc: Document, kind: str, *, k: int = 64, positions: l
     elif kind == "question":
         q = doc.question_tokens()
         if not q:
-            raise InputError("'question tokens' needs a question: use the question-answering page, or pick another choice")
+            raise InputError("'question tokens' needs a question: use the question-answering page, or pick another "
+                             "choice")
         mask[0, q] = 1
     elif kind == "sentences":
         mask[0, 0] = 1
@@ -469,7 +470,8 @@ def _common_words(tok) -> frozenset[str]:
     if known is None or known[0] != len(tok):  # a token added since: read the vocabulary again
         words = (token_bytes(t) for t in tok.get_vocab())
         known = _COMMON[tok] = (len(tok), frozenset(
-            w for w in (b[1:].decode("utf-8", "ignore") for b in words if b[:1] == b" ") if w.isalpha() and w.islower()))
+            w for w in (b[1:].decode("utf-8", "ignore") for b in words if b[:1] == b" ")
+            if w.isalpha() and w.islower()))
     return known[1]
 
 
@@ -494,7 +496,8 @@ def _respaced(tok, ids: list[int]) -> tuple[list[int], str, list[int]]:
     out, text, breaks, i = [], b"", [], 0
     while i < len(ids):
         j = i
-        while j < len(ids) and token_bytes(pieces[j]).isspace() and b"\n" in b"".join(map(token_bytes, pieces[i:j + 1])):
+        while (j < len(ids) and token_bytes(pieces[j]).isspace()
+               and b"\n" in b"".join(map(token_bytes, pieces[i:j + 1]))):
             j += 1
         if j > i and j < len(ids) and token_bytes(pieces[j])[:1] == b" ":  # "Ċ" + "ĠThe" -> "ĠThe"
             breaks.append(len(text))
@@ -688,9 +691,11 @@ def run(
     model, tok = loaded.model_in(used_precision), loaded.tokenizer
     timings: dict[str, float] = {}
     rss0 = peak_rss_mb()
-    gm = global_mask if global_mask is not None else global_attention_mask(doc, "first" if task == "summarize" else "question")
+    gm = global_mask if global_mask is not None else global_attention_mask(
+        doc, "first" if task == "summarize" else "question")
     if gm.shape != doc.input_ids.shape:
-        raise InputError(f"the global-attention mask has shape {tuple(gm.shape)}, the document {tuple(doc.input_ids.shape)}")
+        raise InputError(f"the global-attention mask has shape {tuple(gm.shape)}, the document "
+                         f"{tuple(doc.input_ids.shape)}")
 
     # encoder, once; its attentions go to a store layer by layer
     if progress:
@@ -749,7 +754,8 @@ def run(
                                                          model.config.max_decoder_position_embeddings)])
     timings["generate_s"] = time.perf_counter() - t
     seq = out_ids[0]
-    seq = seq[: int((seq != model.config.pad_token_id).nonzero().max()) + 1] if (seq != model.config.pad_token_id).any() else seq
+    written = seq != model.config.pad_token_id
+    seq = seq[: int(written.nonzero().max()) + 1] if written.any() else seq
     seq = seq.unsqueeze(0)
 
     # one teacher-forced pass: decoder and cross attentions, and the log-likelihood of the output

@@ -259,7 +259,8 @@ def profile_figure(values, *, title: str | None = None, value_name: str = "atten
     dashed lines, `spans` (start, stop) as shaded token ranges, `global_positions` as ▼ above."""
     y = _np(values)
     fig = go.Figure(go.Scatter(x=np.arange(len(y)), y=y, mode="lines", line=dict(width=1, color="#e6550d"),
-                               fill="tozeroy", hovertemplate="token %{x}<br>" + value_name + " %{y:.4g}<extra></extra>"))
+                               fill="tozeroy",
+                               hovertemplate="token %{x}<br>" + value_name + " %{y:.4g}<extra></extra>"))
     for a, b in spans:
         fig.add_vrect(x0=a, x1=b, fillcolor="rgba(35,139,69,0.25)", line_width=0)
     for pos, label in marks:
@@ -631,7 +632,8 @@ def passages_html(passages: Sequence[tuple[tuple[int, int], float, str]], title:
     """A numbered list of passages (span, share, text), each with its share of the attention."""
     items = "".join(
         f'<li><b>{mass:.0%}</b> · <span style="background:rgba({ATTENTION_RGB[0]},{ATTENTION_RGB[1]},'
-        f'{ATTENTION_RGB[2]},0.22)">{escape(text if len(text) <= max_chars else text[:max_chars - 1] + "…")}</span></li>'
+        f'{ATTENTION_RGB[2]},0.22)">'
+        f'{escape(text if len(text) <= max_chars else text[:max_chars - 1] + "…")}</span></li>'
         for _, mass, text in passages)
     return f'<div style="font-size:0.9rem">{escape(title)}:<ol style="margin:4px 0">{items}</ol></div>'
 

@@ -179,7 +179,8 @@ def run_facts(result: RunResult) -> list[str]:
     n_out = max(0, len(result.output_ids) - 1)
     parts = [f"{result.document.n_tokens:,} input tokens", f"{len(result.global_positions)} global",
              f"{n_out} output tokens", f"encode {t.get('encode_s', 0):.2f} s",
-             f"generate {t.get('generate_s', 0):.2f} s", f"attention kept {_megabytes(result.memory.get('attention_mb', 0))}"]
+             f"generate {t.get('generate_s', 0):.2f} s",
+             f"attention kept {_megabytes(result.memory.get('attention_mb', 0))}"]
     if result.token_logprobs:
         ll = result.log_likelihood
         parts.append(f"log-likelihood {0.0 if round(ll, 2) == 0 else ll:.2f}")  # not "-0.00" for a sure answer

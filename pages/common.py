@@ -15,8 +15,9 @@ The API, by section:
 - the view: `attention_sidebar(loaded)` (app.py), `current_view()`, `select_head(layer, head)`.
 - documents: `document_input(key)`, `prepared_document(loaded, text, question)`,
   `read_question_input(key, loaded, question, document)`, `document_status(loaded, text, question)`,
-  `global_tokens_input(key, doc, default)`, `global_choice_options(prefix, kind, ...)`, `run_settings(key, doc, ...)`, `sample_questions()`.
-- runs: `run_panel(key, loaded, doc, mask, ...)`, `run_summary(result)`, `show_output(result)`.
+  `global_tokens_input(key, doc, default)`, `global_choice_options(prefix, kind, ...)`,
+  `run_settings(key, doc, ...)`, `sample_questions()`.
+- runs: `run_panel(key, loaded, doc, mask, ...)`, `run_summary(result, setting, most)`, `show_output(result)`.
 - widget state: `keep_valid(key, valid)`, `index_state(key, n, default)`, `clamp_state(key, lo, hi)`.
 - messages: `sentence(message)`.
 
@@ -610,7 +611,8 @@ def attention_kept_input(key: str, loaded: LoadedModel) -> dict:
     if n < 2:
         return {}
     choice = st.selectbox("Attention kept", ["all", "last"], key=f"{key}.attention_layers", persist_state="session",
-                          format_func={"all": f"all {n} encoder layers", "last": f"the last layer only (1/{n} of the memory)"}.get,
+                          format_func={"all": f"all {n} encoder layers",
+                                       "last": f"the last layer only (1/{n} of the memory)"}.get,
                           help="Keeping fewer layers' attention lets a long document fit in memory; the views "
                                "then show the kept layer.")
     return {"attention_layers": [n - 1]} if choice == "last" else {}
@@ -657,7 +659,8 @@ def run_panel(key: str, loaded: LoadedModel, doc: Document | None, global_mask: 
     if num_beams > 1:
         b3.caption("Beam search shows the output when it ends (streaming needs 1 beam).")
     # its place in the shared queue while it waits, then a progress bar and the streamed tokens
-    follow_job(key, lambda j: f"**{stream_label}** (streaming): {_md_escape(''.join(j.pieces))} ▌" if j.pieces else None)
+    follow_job(key, lambda j: (f"**{stream_label}** (streaming): {_md_escape(''.join(j.pieces))} ▌" if j.pieces
+                               else None))
     if f"{key}.error" in ss:
         show_cancelled_or_error(ss[f"{key}.error"], show_error, "running the model")
     result: RunResult | None = kept_result(key)
@@ -711,4 +714,5 @@ def run_summary(result: RunResult, setting: str | None = None, most: int | None 
     if result.settings.get("precision_note"):
         st.info(result.settings["precision_note"], icon=":material/memory:")
     if result.stopped_early:
-        st.warning("Stopped early (cancelled): the output is what was generated until then.", icon=":material/stop_circle:")
+        st.warning("Stopped early (cancelled): the output is what was generated until then.",
+                   icon=":material/stop_circle:")

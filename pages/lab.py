@@ -28,7 +28,16 @@ from pages.common import (
     show_error,
     show_errors,
 )
-from pages.running import cancel_job, follow_job, job_running, kept, server, session_owner, show_cancelled_or_error, start_job
+from pages.running import (
+    cancel_job,
+    follow_job,
+    job_running,
+    kept,
+    server,
+    session_owner,
+    show_cancelled_or_error,
+    start_job,
+)
 from pages.views import plot
 
 KEY = "lab"
@@ -110,20 +119,25 @@ SUMMARY_CONFIG = {
                                                     help="log p(its own output | document) under this setting"),
     "logprob_per_token": st.column_config.NumberColumn("own / token", format="%.3f"),
     "reference_log_likelihood": st.column_config.NumberColumn("ref. log-lik.", format="%.2f",
-                                                              help="log p(the reference output | document) under this setting: comparable across settings"),
+                                                              help="log p(the reference output | document) under "
+                                                                   "this setting: comparable across settings"),
     "reference_logprob_per_token": st.column_config.NumberColumn("ref. / token", format="%.3f"),
     "mean_tv_vs_reference": st.column_config.NumberColumn("attention distance", format="%.3f",
-                                                          help="mean over layers, heads and tokens of the total variation between this setting's attention rows and the reference's (0 = same, 1 = disjoint)"),
+                                                          help="mean over layers, heads and tokens of the total "
+                                                               "variation between this setting's attention rows "
+                                                               "and the reference's (0 = same, 1 = disjoint)"),
     "encode_s": st.column_config.NumberColumn("encode s", format="%.2f"),
     "generate_s": st.column_config.NumberColumn("generate s", format="%.2f"),
     "score_s": st.column_config.NumberColumn("score s", format="%.2f"),
     "total_s": st.column_config.NumberColumn("total s", format="%.2f"),
     "scores_mb": st.column_config.NumberColumn("scores MB", format="%.1f",
-                                               help="float32 attention probabilities the encoder computes (all layers)"),
+                                               help="float32 attention probabilities the encoder computes "
+                                                    "(all layers)"),
     "attention_mb": st.column_config.NumberColumn("kept MB", format="%.1f",
                                                   help="attention kept for the views (float16, band + global form)"),
     "rss_growth_mb": st.column_config.NumberColumn("RSS growth MB", format="%.0f",
-                                                   help="growth of the process's peak memory during this setting's run"),
+                                                   help="growth of the process's peak memory during this "
+                                                        "setting's run"),
 }
 
 

@@ -172,7 +172,8 @@ def test_evaluate_and_the_app_give_the_same_answers():
         for ex, text, a in zip(examples, texts, weighed):
             result = _answer(loaded, ex)
             assert result.output_text == text and result.answer.span_text == a.span_text
-            assert result.answer.declined == a.declined and result.answer.margin() == pytest.approx(a.margin(), abs=1e-3)
+            assert result.answer.declined == a.declined
+            assert result.answer.margin() == pytest.approx(a.margin(), abs=1e-3)
 
 
 @pytest.mark.parametrize("settings, message", [
