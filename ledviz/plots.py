@@ -422,7 +422,9 @@ def answerability_figure(probability: float, threshold: float, declined: bool) -
         y=["answerable"], x=[probability], orientation="h",
         marker_color=["#bbbbbb" if declined else "#2ca02c"],
         text=[f"answerable: {probability:.2f}" + (" (declined)" if declined else " (answered)")],
-        textposition="auto", hovertemplate="P(answerable) %{x:.3f}<extra></extra>"))
+        # beside a short bar, not inside: "auto" hides the text of a bar too short to hold it (a probability near 0)
+        textposition="inside" if probability >= 0.5 else "outside", cliponaxis=False,
+        hovertemplate="P(answerable) %{x:.3f}<extra></extra>"))
     fig.add_vline(x=threshold, line_dash="dash", line_color=GLOBAL_MARK,
                   annotation_text=f"declines below {threshold:.2f}", annotation_position="top")
     fig.update_xaxes(range=[0, 1])

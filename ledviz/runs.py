@@ -206,8 +206,10 @@ def cut_note(result: RunResult, setting: str, most: int | None = None) -> str | 
         return None
     n = result.settings.get("max_new_tokens") or max(0, len(result.output_ids) - 1)
     fix = f"raise {setting}" if most is None or n < most else f"{setting} is at its most, {most:,}"
+    part = (" Its last token holds only the first bytes of a character, left out of the text shown."
+            if answer is not None and answer.partial else "")
     if answer is not None and answer.declined:
         return (f"The best span was cut at {n:,} tokens: {fix}. It was weighed against the decline as far as "
-                "it was written.")
+                f"it was written.{part}")
     what = {"qa": "answer", "summarize": "summary"}.get(result.task, "output")
-    return f"The {what} was cut at {n:,} tokens: {fix}. It did not end; shown is what was written until then."
+    return f"The {what} was cut at {n:,} tokens: {fix}. It did not end; shown is what was written until then.{part}"

@@ -270,6 +270,10 @@ def test_shown_text_drops_only_an_unfinished_last_character():
         assert shown == (raw[k - 1][:-1] if k in split else raw[k - 1])
     pieces = shown_pieces(tok, ids)
     assert "".join(pieces) == JAPANESE and "" in pieces and not any("\ufffd" in p for p in pieces)
+    from ledviz import plots  # a token that completes no character is labelled as such on the maps' axes
+
+    labels = plots.output_axis_labels(pieces)
+    assert [k for k, p in enumerate(pieces) if not p] == [k for k, x in enumerate(labels) if "part of a character" in x]
     # special tokens are left out as decode leaves them out
     assert shown_text(tok, [tok.bos_token_id, *ids[: split[0]]], skip_special_tokens=True) == shown_text(
         tok, ids[: split[0]])
@@ -300,6 +304,7 @@ def test_an_unfinished_span_is_shown_without_its_partial_character_and_scored_as
         note = cut_note(result, "Max answer tokens", 256)
         assert note.startswith(f"The {'best span' if a.declined else 'answer'} was cut at {n} tokens: "
                                "raise Max answer tokens."), note
+        assert ("only the first bytes of a character, left out of the text shown" in note) == a.partial, note
         assert cut_note(result, "Max answer tokens", n).startswith(
             f"The {'best span' if a.declined else 'answer'} was cut at {n} tokens: Max answer tokens is at its most")
     assert partial, "the case under test: a span that ends inside a character"
