@@ -26,6 +26,7 @@ what truncation cut (`enc.num_truncated_tokens`) and how far an untruncated inpu
 
 from __future__ import annotations
 
+import codecs
 import inspect
 import json
 import logging
@@ -142,13 +143,9 @@ def shown_text(tok, ids: Sequence[int], **decode: Any) -> str:
 def shown_pieces(tok, ids: Sequence[int]) -> list[str]:
     """The text each of `ids` adds to the shown text, in whole characters: a character split over
     tokens belongs to the token that completes it, and a token that completes none adds "" (decoding
-    each token alone would show U+FFFD for each part)."""
-    pieces, before = [], ""
-    for k in range(1, len(ids) + 1):
-        text = shown_text(tok, ids[:k], clean_up_tokenization_spaces=False)
-        pieces.append(text[len(before):] if text.startswith(before) else tok.decode([ids[k - 1]]))
-        before = text
-    return pieces
+    each token alone would show U+FFFD for each part). One pass over the tokens' bytes."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return [decoder.decode(token_bytes(t)) for t in tok.convert_ids_to_tokens(list(ids))]
 
 
 class InputTypeError(InputError, TypeError):
