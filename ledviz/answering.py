@@ -43,6 +43,7 @@ import torch
 
 from . import answerability
 from .errors import GenerationSettingsError
+from .tokenization import ends_inside_character, shown_text
 
 SCORES = ("sum", "mean", "first")
 SCORE_NAMES = {"sum": "sum of the answer tokens' log-probabilities",
@@ -108,7 +109,12 @@ class KeptAnswer:
     words of the document ("Zhou" of "Noémi Zhou"), the answer begins where the run begins:
     `prefix_ids` are the tokens of the run's words before the span (None where there are none),
     and `answer_text` is the span's text with them, the answer unless declined. The decline is
-    weighed (by the margin or the head) against the span as the model wrote it."""
+    weighed (by the margin or the head) against the span as the model wrote it.
+
+    `span_text` and `answer_text` are text to show: a span that ran to max_new_tokens without its
+    end token (`unfinished`) can stop inside a character (byte-level tokens of a text without
+    spaces, Japanese), and that partial character is left out of them (`partial`;
+    tokenization.shown_text). The ids and the scores are the model's, untouched."""
 
     ids: list[int]
     declined: bool
@@ -122,6 +128,8 @@ class KeptAnswer:
     features: dict[str, list[float]] | None = None  # ledviz.answerability.features (with a head, or asked for)
     prefix_ids: list[int] | None = None  # the name run's words put before the span (generation.run_prefix)
     answer_text: str | None = None  # the span with them: the answer, unless declined
+    unfinished: bool = False  # the span has no end token: cut at max_new_tokens (or stopped)
+    partial: bool = False  # its last token ends inside a character, left out of span_text and answer_text
 
     def scores(self, score: str | None = None) -> tuple[float, float] | None:
         """(span, decline) scores by `score` (one of SCORES; default: the rule's), or None when
@@ -310,8 +318,9 @@ def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: tor
         if limit is not None and len(r) + len(prefix) > limit:  # no room for the name's first words
             prefix = []
         ids = r[:lead] + prefix + r[lead:]
-        return dict(ids=ids, prefix_ids=prefix or None,
-                    answer_text=tok.decode(prefix + span, skip_special_tokens=True).strip() if span else None)
+        return dict(ids=ids, prefix_ids=prefix or None, unfinished=not ended and bool(span),
+                    partial=not ended and ends_inside_character(tok, span),
+                    answer_text=shown_text(tok, prefix + span, skip_special_tokens=True).strip() if span else None)
 
     if rule is None:
         return [KeptAnswer(r, True) if r[lead: lead + len(decline) + 1] == decline + ends[:1] else
@@ -325,7 +334,7 @@ def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: tor
     for r, s_lp, d_lp, document in zip(rows, span_logprobs, decline_logprobs, documents):
         ended = len(r) > lead and r[-1] in ends
         span = r[lead:-1] if ended else r[lead:]
-        text = tok.decode(span, skip_special_tokens=True).strip()
+        text = shown_text(tok, span, skip_special_tokens=True).strip()
         if not span:  # nothing written (stopped at once): undecided, kept as written
             out.append(KeptAnswer(r, False, span, text))
             weighed.append(None)

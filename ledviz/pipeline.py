@@ -24,7 +24,7 @@ from .config import LEDConfig
 from .generation import fact_list_constraint, name_run_starts, run_prefix, span_constraint, word_bounds
 from .modeling import LEDForConditionalGeneration, to_dtype
 from .questions import ReadQuestion
-from .tokenization import LEDTokenizerFast, token_bytes
+from .tokenization import LEDTokenizerFast, shown_text, token_bytes
 from .unfold import SparseAttention
 
 EMBEDDED = "embedded"
@@ -284,7 +284,8 @@ def global_attention_mask(doc: Document, kind: str, *, k: int = 64, positions: l
     elif kind == "question":
         q = doc.question_tokens()
         if not q:
-            raise InputError("'question tokens' needs a question: use the question-answering page, or pick another choice")
+            raise InputError("'question tokens' needs a question: use the question-answering page, or pick another "
+                             "choice")
         mask[0, q] = 1
     elif kind == "sentences":
         mask[0, 0] = 1
@@ -343,7 +344,7 @@ class TextStream:
 
     def add(self, token_id: int) -> str:
         self.ids.append(token_id)
-        decoded = self.tokenizer.decode(self.ids, skip_special_tokens=True).rstrip("\ufffd")
+        decoded = shown_text(self.tokenizer, self.ids, skip_special_tokens=True)
         new = decoded[self.shown:]
         self.shown = max(self.shown, len(decoded))
         return new
@@ -368,6 +369,9 @@ class RunResult:
     memory: dict[str, float] = field(default_factory=dict)
     stopped_early: bool = False
     settings: dict[str, Any] = field(default_factory=dict)
+    # the output ends with its end token; False: it ran to max_new_tokens (or was stopped) unfinished,
+    # output_text then without a partial last character (tokenization.shown_text)
+    ended: bool = True
     # answer_from_document: the kept answer and how it was chosen (ledviz.answering.KeptAnswer: the best
     # span weighed against the decline, and the margin)
     answer: Any = None
@@ -466,7 +470,8 @@ def _common_words(tok) -> frozenset[str]:
     if known is None or known[0] != len(tok):  # a token added since: read the vocabulary again
         words = (token_bytes(t) for t in tok.get_vocab())
         known = _COMMON[tok] = (len(tok), frozenset(
-            w for w in (b[1:].decode("utf-8", "ignore") for b in words if b[:1] == b" ") if w.isalpha() and w.islower()))
+            w for w in (b[1:].decode("utf-8", "ignore") for b in words if b[:1] == b" ")
+            if w.isalpha() and w.islower()))
     return known[1]
 
 
@@ -491,7 +496,8 @@ def _respaced(tok, ids: list[int]) -> tuple[list[int], str, list[int]]:
     out, text, breaks, i = [], b"", [], 0
     while i < len(ids):
         j = i
-        while j < len(ids) and token_bytes(pieces[j]).isspace() and b"\n" in b"".join(map(token_bytes, pieces[i:j + 1])):
+        while (j < len(ids) and token_bytes(pieces[j]).isspace()
+               and b"\n" in b"".join(map(token_bytes, pieces[i:j + 1]))):
             j += 1
         if j > i and j < len(ids) and token_bytes(pieces[j])[:1] == b" ":  # "Ċ" + "ĠThe" -> "ĠThe"
             breaks.append(len(text))
@@ -620,10 +626,15 @@ def _document_source(loaded: LoadedModel, doc: Document, generation: dict, name:
     source = doc.input_ids[0, doc.document_tokens()].tolist()
     if not source:
         raise InputError(f"{name} needs document tokens, and the document is empty")
-    eos = generation.get("eos_token_id", model.generation_config.get("eos_token_id", model.config.eos_token_id))
+    eos = _eos(model, generation)
     if eos is None:
         raise InputError(f"{name} needs an end-of-sequence token: this model has no eos_token_id")
     return source, eos
+
+
+def _eos(model, generation: dict):
+    """The end-of-sequence token(s) generation stops at: the run's, the model's generation config's, or its config's."""
+    return generation.get("eos_token_id", model.generation_config.get("eos_token_id", model.config.eos_token_id))
 
 
 def score_tokens(logits: torch.Tensor, ids: torch.Tensor) -> list[float]:
@@ -680,9 +691,11 @@ def run(
     model, tok = loaded.model_in(used_precision), loaded.tokenizer
     timings: dict[str, float] = {}
     rss0 = peak_rss_mb()
-    gm = global_mask if global_mask is not None else global_attention_mask(doc, "first" if task == "summarize" else "question")
+    gm = global_mask if global_mask is not None else global_attention_mask(
+        doc, "first" if task == "summarize" else "question")
     if gm.shape != doc.input_ids.shape:
-        raise InputError(f"the global-attention mask has shape {tuple(gm.shape)}, the document {tuple(doc.input_ids.shape)}")
+        raise InputError(f"the global-attention mask has shape {tuple(gm.shape)}, the document "
+                         f"{tuple(doc.input_ids.shape)}")
 
     # encoder, once; its attentions go to a store layer by layer
     if progress:
@@ -741,7 +754,8 @@ def run(
                                                          model.config.max_decoder_position_embeddings)])
     timings["generate_s"] = time.perf_counter() - t
     seq = out_ids[0]
-    seq = seq[: int((seq != model.config.pad_token_id).nonzero().max()) + 1] if (seq != model.config.pad_token_id).any() else seq
+    written = seq != model.config.pad_token_id
+    seq = seq[: int(written.nonzero().max()) + 1] if written.any() else seq
     seq = seq.unsqueeze(0)
 
     # one teacher-forced pass: decoder and cross attentions, and the log-likelihood of the output
@@ -760,15 +774,17 @@ def run(
     timings["total_s"] = sum(timings.values())
 
     ids = seq[0].tolist()
-    text = tok.decode(ids, skip_special_tokens=True).strip()
+    text = shown_text(tok, ids, skip_special_tokens=True).strip()
     stopped = bool(stop_event is not None and stop_event.is_set())
+    eos = _eos(model, generation)
+    ends = {eos} if isinstance(eos, int) else set(eos or ())
     result = RunResult(
         document=doc, global_mask=gm, task=task, output_ids=ids,
         output_tokens=tok.convert_ids_to_tokens(ids), output_text=text,
         layers=dict(store.run.layers), head_stats=dict(store.run.stats), cross_attentions=cross,
         decoder_attentions=dec, token_logprobs=token_logprobs, timings=timings,
         memory={"peak_rss_mb": peak_rss_mb(), "rss_growth_mb": max(0.0, peak_rss_mb() - rss0)},
-        stopped_early=stopped, answer=answer,
+        stopped_early=stopped, answer=answer, ended=len(ids) > 1 and ids[-1] in ends,
         settings=dict(task=task, max_new_tokens=max_new_tokens, num_beams=num_beams,
                       global_positions=gm[0].nonzero().flatten().tolist(), model=loaded.name,
                       answer_from_document=answer_from_document, facts_from_document=facts_from_document,

@@ -134,9 +134,14 @@ def mark_global_columns(fig: go.Figure, positions: Sequence[int], *, offset: flo
     return fig
 
 
+PART_OF_CHARACTER = "(part of a character)"  # a token's label when it completes no character
+
+
 def output_axis_labels(pieces: Sequence[str]) -> list[str]:
-    """Unique axis labels 'k piece' for generated tokens (k from 1), escaped; blank pieces by repr."""
-    return [escape(f"{k} {p.strip() or repr(p)}") for k, p in enumerate(pieces, start=1)]
+    """Unique axis labels 'k piece' for generated tokens (k from 1), escaped; blank pieces by repr, and
+    an empty piece (a token holding the first bytes of a character the next token completes:
+    tokenization.shown_pieces) as such."""
+    return [escape(f"{k} {p.strip() or (repr(p) if p else PART_OF_CHARACTER)}") for k, p in enumerate(pieces, start=1)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,7 +259,8 @@ def profile_figure(values, *, title: str | None = None, value_name: str = "atten
     dashed lines, `spans` (start, stop) as shaded token ranges, `global_positions` as ▼ above."""
     y = _np(values)
     fig = go.Figure(go.Scatter(x=np.arange(len(y)), y=y, mode="lines", line=dict(width=1, color="#e6550d"),
-                               fill="tozeroy", hovertemplate="token %{x}<br>" + value_name + " %{y:.4g}<extra></extra>"))
+                               fill="tozeroy",
+                               hovertemplate="token %{x}<br>" + value_name + " %{y:.4g}<extra></extra>"))
     for a, b in spans:
         fig.add_vrect(x0=a, x1=b, fillcolor="rgba(35,139,69,0.25)", line_width=0)
     for pos, label in marks:
@@ -416,7 +422,9 @@ def answerability_figure(probability: float, threshold: float, declined: bool) -
         y=["answerable"], x=[probability], orientation="h",
         marker_color=["#bbbbbb" if declined else "#2ca02c"],
         text=[f"answerable: {probability:.2f}" + (" (declined)" if declined else " (answered)")],
-        textposition="auto", hovertemplate="P(answerable) %{x:.3f}<extra></extra>"))
+        # beside a short bar, not inside: "auto" hides the text of a bar too short to hold it (a probability near 0)
+        textposition="inside" if probability >= 0.5 else "outside", cliponaxis=False,
+        hovertemplate="P(answerable) %{x:.3f}<extra></extra>"))
     fig.add_vline(x=threshold, line_dash="dash", line_color=GLOBAL_MARK,
                   annotation_text=f"declines below {threshold:.2f}", annotation_position="top")
     fig.update_xaxes(range=[0, 1])
@@ -626,7 +634,8 @@ def passages_html(passages: Sequence[tuple[tuple[int, int], float, str]], title:
     """A numbered list of passages (span, share, text), each with its share of the attention."""
     items = "".join(
         f'<li><b>{mass:.0%}</b> · <span style="background:rgba({ATTENTION_RGB[0]},{ATTENTION_RGB[1]},'
-        f'{ATTENTION_RGB[2]},0.22)">{escape(text if len(text) <= max_chars else text[:max_chars - 1] + "…")}</span></li>'
+        f'{ATTENTION_RGB[2]},0.22)">'
+        f'{escape(text if len(text) <= max_chars else text[:max_chars - 1] + "…")}</span></li>'
         for _, mass, text in passages)
     return f'<div style="font-size:0.9rem">{escape(title)}:<ol style="margin:4px 0">{items}</ol></div>'
 

@@ -14,16 +14,18 @@ import torch
 
 from . import analysis
 from .pipeline import Document, RunResult, fact_labels
+from .tokenization import shown_pieces
 
 Passage = tuple[tuple[int, int], float, str]  # (character span, share of the attention, text)
 
 
 def output_pieces(result: RunResult, tokenizer=None) -> list[str]:
-    """The generated tokens (after the decoder start token) as text pieces (decoded one by one
-    with `tokenizer` when given, else the run's token strings)."""
+    """The generated tokens (after the decoder start token) as text pieces (with `tokenizer` when
+    given, in whole characters: a character split over tokens is the piece of the token that
+    completes it, the others "" (tokenization.shown_pieces); else the run's token strings)."""
     ids = result.output_ids[1:]
     if tokenizer is not None:
-        return [tokenizer.decode([t]) for t in ids]
+        return shown_pieces(tokenizer, ids)
     return list(result.output_tokens[1:])
 
 

@@ -179,7 +179,8 @@ def run_facts(result: RunResult) -> list[str]:
     n_out = max(0, len(result.output_ids) - 1)
     parts = [f"{result.document.n_tokens:,} input tokens", f"{len(result.global_positions)} global",
              f"{n_out} output tokens", f"encode {t.get('encode_s', 0):.2f} s",
-             f"generate {t.get('generate_s', 0):.2f} s", f"attention kept {_megabytes(result.memory.get('attention_mb', 0))}"]
+             f"generate {t.get('generate_s', 0):.2f} s",
+             f"attention kept {_megabytes(result.memory.get('attention_mb', 0))}"]
     if result.token_logprobs:
         ll = result.log_likelihood
         parts.append(f"log-likelihood {0.0 if round(ll, 2) == 0 else ll:.2f}")  # not "-0.00" for a sure answer
@@ -192,3 +193,23 @@ def run_facts(result: RunResult) -> list[str]:
     if result.settings.get("precision", "float32") != "float32":
         parts.append(f"computed in {result.settings['precision']}")
     return parts
+
+
+
+def cut_note(result: RunResult, setting: str, most: int | None = None) -> str | None:
+    """A plain line when the output, or a kept answer's weighed span (even one then declined), ran to
+    its token limit without its end token; None when it ended, or was stopped. `setting` names the
+    limit's control ("Max answer tokens"), `most` its largest value."""
+    answer = result.answer
+    unfinished = answer.unfinished if answer is not None else not result.ended
+    if not unfinished or result.stopped_early:
+        return None
+    n = result.settings.get("max_new_tokens") or max(0, len(result.output_ids) - 1)
+    fix = f"raise {setting}" if most is None or n < most else f"{setting} is at its most, {most:,}"
+    part = (" Its last token holds only the first bytes of a character, left out of the text shown."
+            if answer is not None and answer.partial else "")
+    if answer is not None and answer.declined:
+        return (f"The best span was cut at {n:,} tokens: {fix}. It was weighed against the decline as far as "
+                f"it was written.{part}")
+    what = {"qa": "answer", "summarize": "summary"}.get(result.task, "output")
+    return f"The {what} was cut at {n:,} tokens: {fix}. It did not end; shown is what was written until then.{part}"

@@ -26,6 +26,7 @@ what truncation cut (`enc.num_truncated_tokens`) and how far an untruncated inpu
 
 from __future__ import annotations
 
+import codecs
 import inspect
 import json
 import logging
@@ -108,6 +109,43 @@ def token_bytes(token: str) -> bytes:
     if all(c in _BYTE_OF_CHAR for c in token):
         return bytes(_BYTE_OF_CHAR[c] for c in token)
     return token.encode("utf-8")
+
+
+def partial_tail(data: bytes) -> int:
+    """How many bytes at the end of `data` begin a UTF-8 character whose last bytes are missing (0 to
+    3): a byte-level token can end inside a character ("本" is three bytes, often two tokens)."""
+    for back in range(1, min(3, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:  # a continuation byte: the character began further back
+            continue
+        need = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4 if byte & 0xF8 == 0xF0 else 1
+        return back if need > back else 0
+    return 0
+
+
+def ends_inside_character(tok, ids: Sequence[int]) -> bool:
+    """Whether the text of `ids` (special tokens left out) ends inside a character: its last
+    byte-level token holds only the first bytes of one, the rest never written (an output cut at
+    its token limit)."""
+    tokens = tok.convert_ids_to_tokens(list(ids), skip_special_tokens=True)
+    return partial_tail(b"".join(token_bytes(t) for t in tokens if t is not None)) > 0
+
+
+def shown_text(tok, ids: Sequence[int], **decode: Any) -> str:
+    """`tok.decode(ids, **decode)` for display: without the U+FFFD that an unfinished last character
+    decodes to (ends_inside_character). Only what is shown: a scored text is decoded as it is."""
+    text = tok.decode(list(ids), **decode)
+    if text.endswith("\ufffd") and ends_inside_character(tok, ids):
+        text = text[:-1]
+    return text
+
+
+def shown_pieces(tok, ids: Sequence[int]) -> list[str]:
+    """The text each of `ids` adds to the shown text, in whole characters: a character split over
+    tokens belongs to the token that completes it, and a token that completes none adds "" (decoding
+    each token alone would show U+FFFD for each part). One pass over the tokens' bytes."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return [decoder.decode(token_bytes(t)) for t in tok.convert_ids_to_tokens(list(ids))]
 
 
 class InputTypeError(InputError, TypeError):
@@ -293,7 +331,8 @@ class BatchEncoding(dict):
         row, token = self._token_index(batch_or_token_index, token_index)
         return row.sequence_ids[token]
 
-    def _word_tokens(self, batch_or_word_index: int, word_index: int | None, sequence_index: int) -> tuple[_Row, list[int]]:
+    def _word_tokens(self, batch_or_word_index: int, word_index: int | None,
+                     sequence_index: int) -> tuple[_Row, list[int]]:
         batch_index, word = (0, batch_or_word_index) if word_index is None else (batch_or_word_index, word_index)
         row = self._row(batch_index)
         return row, [i for i, (w, s) in enumerate(zip(row.word_ids, row.sequence_ids))
@@ -494,8 +533,8 @@ class LEDTokenizerFast:
     # ---- construction --------------------------------------------------------------------
     def _slow_encoder(self) -> Tokenizer:
         """A copy of the backend for LEDTokenizer: no prefix space of its own, and every byte symbol in
-        its BPE vocabulary (at ids after every real and added one; rebuilt when tokens are added), so that no piece is lost or replaced
-        before `_slow_ids` looks it up in the real vocabulary."""
+        its BPE vocabulary (at ids after every real and added one; rebuilt when tokens are added), so
+        that no piece is lost or replaced before `_slow_ids` looks it up in the real vocabulary."""
         encoder = Tokenizer.from_str(self._backend.to_str())
         if isinstance(encoder.pre_tokenizer, pre_tokenizers.ByteLevel) or self.add_prefix_space:
             encoder.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -664,7 +703,8 @@ class LEDTokenizerFast:
             vocab_file = merges_file = None
         elif vocab_file is None or merges_file is None:
             present = [f for f, p in ((VOCAB_FILE, vocab_file), (MERGES_FILE, merges_file)) if p]
-            where = f"the folder {name!r}" if not hub.get("hub_only") and os.path.isdir(name) else f"the Hub repo {name!r}"
+            where = (f"the folder {name!r}" if not hub.get("hub_only") and os.path.isdir(name)
+                     else f"the Hub repo {name!r}")
             raise CheckpointError(
                 f"no LED tokenizer in {where}: expected {TOKENIZER_FILE}, or both {VOCAB_FILE} and "
                 f"{MERGES_FILE} (found: {', '.join(present) or 'none of them'})"
@@ -722,7 +762,8 @@ class LEDTokenizerFast:
         special_map = {attr: flags.get(getattr(self, attr), {"content": getattr(self, attr)})
                        for attr in SPECIAL_TOKEN_ATTRIBUTES if getattr(self, attr) is not None}
         if self._additional_special_tokens:
-            special_map["additional_special_tokens"] = [flags.get(t, {"content": t}) for t in self._additional_special_tokens]
+            special_map["additional_special_tokens"] = [flags.get(t, {"content": t})
+                                                        for t in self._additional_special_tokens]
         config = {
             "tokenizer_class": "LEDTokenizer",
             "model_max_length": self.model_max_length,
@@ -850,7 +891,8 @@ class LEDTokenizerFast:
     def additional_special_tokens(self, tokens: Sequence[Any] | None) -> None:
         # (as in transformers, this names tokens special without adding them: add_special_tokens adds them)
         self._extra_unset = tokens is None
-        self._additional_special_tokens = [] if tokens is None else list(dict.fromkeys(_token_content(t) for t in tokens))
+        self._additional_special_tokens = ([] if tokens is None
+                                           else list(dict.fromkeys(_token_content(t) for t in tokens)))
 
     @property
     def additional_special_tokens_ids(self) -> list[int]:
@@ -912,7 +954,8 @@ class LEDTokenizerFast:
         self._overflow_backend = self._split_encoder = None
         return len(self) - before
 
-    def add_tokens(self, new_tokens: str | AddedToken | Sequence[str | AddedToken], special_tokens: bool = False) -> int:
+    def add_tokens(self, new_tokens: str | AddedToken | Sequence[str | AddedToken],
+                   special_tokens: bool = False) -> int:
         """Add tokens to the vocabulary (new ids after the last one); returns how many were new.
 
         A token is never split and keeps its id; resize the model's embeddings to len(tokenizer)
@@ -1213,8 +1256,9 @@ class LEDTokenizerFast:
 
         # report sequences longer than the model takes (transformers warns the same way, once)
         over = max((r.over_limit for r in rows), default=0)
-        if verbose and over and not self.deprecation_warnings.get("sequence-length-is-longer-than-the-specified-maximum"):
-            self.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
+        too_long = "sequence-length-is-longer-than-the-specified-maximum"
+        if verbose and over and not self.deprecation_warnings.get(too_long):
+            self.deprecation_warnings[too_long] = True
             logger.warning(
                 "Token indices sequence length is longer than the specified maximum sequence length for this "
                 f"model ({self.model_max_length + over} > {self.model_max_length}). Running this sequence "

@@ -15,8 +15,9 @@ The API, by section:
 - the view: `attention_sidebar(loaded)` (app.py), `current_view()`, `select_head(layer, head)`.
 - documents: `document_input(key)`, `prepared_document(loaded, text, question)`,
   `read_question_input(key, loaded, question, document)`, `document_status(loaded, text, question)`,
-  `global_tokens_input(key, doc, default)`, `global_choice_options(prefix, kind, ...)`, `run_settings(key, doc, ...)`, `sample_questions()`.
-- runs: `run_panel(key, loaded, doc, mask, ...)`, `run_summary(result)`, `show_output(result)`.
+  `global_tokens_input(key, doc, default)`, `global_choice_options(prefix, kind, ...)`,
+  `run_settings(key, doc, ...)`, `sample_questions()`.
+- runs: `run_panel(key, loaded, doc, mask, ...)`, `run_summary(result, setting, most)`, `show_output(result)`.
 - widget state: `keep_valid(key, valid)`, `index_state(key, n, default)`, `clamp_state(key, lo, hi)`.
 - messages: `sentence(message)`.
 
@@ -40,7 +41,7 @@ from ledviz import device, pipeline, plots
 from ledviz.errors import InputError, LedvizError
 from ledviz.memory import model_nbytes
 from ledviz.pipeline import Document, LoadedModel, RunResult
-from ledviz.runs import run_facts, run_fingerprint
+from ledviz.runs import cut_note, run_facts, run_fingerprint
 from ledviz.uploads import UPLOAD_TYPES, decode_upload
 from ledviz.views import View
 from pages.running import (
@@ -414,10 +415,14 @@ class DocumentInput:
     sample: str | None = None
 
 
+_INPUT_ERROR = "_document_input.error"  # this run's document_input showed an upload's error
+
+
 def document_input(key: str = "doc") -> DocumentInput | None:
     """Choose a bundled sample, paste, or upload (ledviz.uploads.UPLOAD_TYPES). Returns None (with a
-    message for a bad upload) when there is no text yet. `key` prefixes the widget keys: pages
-    passing the same key share the document."""
+    message for a bad upload, after which document_status adds no message of its own) when there is
+    no text yet. `key` prefixes the widget keys: pages passing the same key share the document."""
+    st.session_state[_INPUT_ERROR] = False
     samples = _samples()
     source = st.segmented_control("Document", ["Sample", "Paste", "Upload"], default="Sample", required=True,
                                   key=f"{key}.source", persist_state="session")
@@ -441,6 +446,7 @@ def document_input(key: str = "doc") -> DocumentInput | None:
         except InputError as err:
             st.session_state.pop(f"{key}.uploaded", None)
             show_error(err)
+            st.session_state[_INPUT_ERROR] = True
             return None
         st.session_state[f"{key}.uploaded"] = uploaded
     # the decoded text outlives the uploader, which forgets its file when the page changes
@@ -500,9 +506,11 @@ def read_question_input(key: str, loaded: LoadedModel, question: str, document: 
 
 def document_status(loaded: LoadedModel, text: str | None, question: str | None = None) -> Document | None:
     """Tokenize, then show the token count against the model's limit and what was cut, if anything.
-    Returns None (after showing why) when the input cannot be run."""
+    Returns None (after showing why) when the input cannot be run; with no text after an upload's
+    error (document_input showed it), nothing more."""
     if text is None:
-        st.info("Choose, paste or upload a document.")
+        if not st.session_state.get(_INPUT_ERROR):
+            st.info("Choose, paste or upload a document.")
         return None
     try:
         doc = prepared_document(loaded, text, question)
@@ -603,7 +611,8 @@ def attention_kept_input(key: str, loaded: LoadedModel) -> dict:
     if n < 2:
         return {}
     choice = st.selectbox("Attention kept", ["all", "last"], key=f"{key}.attention_layers", persist_state="session",
-                          format_func={"all": f"all {n} encoder layers", "last": f"the last layer only (1/{n} of the memory)"}.get,
+                          format_func={"all": f"all {n} encoder layers",
+                                       "last": f"the last layer only (1/{n} of the memory)"}.get,
                           help="Keeping fewer layers' attention lets a long document fit in memory; the views "
                                "then show the kept layer.")
     return {"attention_layers": [n - 1]} if choice == "last" else {}
@@ -650,7 +659,8 @@ def run_panel(key: str, loaded: LoadedModel, doc: Document | None, global_mask: 
     if num_beams > 1:
         b3.caption("Beam search shows the output when it ends (streaming needs 1 beam).")
     # its place in the shared queue while it waits, then a progress bar and the streamed tokens
-    follow_job(key, lambda j: f"**{stream_label}** (streaming): {_md_escape(''.join(j.pieces))} ▌" if j.pieces else None)
+    follow_job(key, lambda j: (f"**{stream_label}** (streaming): {_md_escape(''.join(j.pieces))} ▌" if j.pieces
+                               else None))
     if f"{key}.error" in ss:
         show_cancelled_or_error(ss[f"{key}.error"], show_error, "running the model")
     result: RunResult | None = kept_result(key)
@@ -693,10 +703,16 @@ def show_output(result: RunResult, prefix: str = "") -> None:
         st.markdown(f"_(no text: the model produced {len(result.output_ids) - 1} special tokens only)_")
 
 
-def run_summary(result: RunResult) -> None:
-    """One line of facts about a run (ledviz.runs.run_facts), and a warning when it stopped early."""
+def run_summary(result: RunResult, setting: str | None = None, most: int | None = None) -> None:
+    """One line of facts about a run (ledviz.runs.run_facts), and a warning when it stopped early, or
+    ran to its token limit unfinished (ledviz.runs.cut_note: `setting` names the limit's control,
+    `most` its largest value)."""
     st.caption(" · ".join(run_facts(result)))
+    cut = cut_note(result, setting, most) if setting else None
+    if cut:
+        st.warning(cut, icon=":material/content_cut:")
     if result.settings.get("precision_note"):
         st.info(result.settings["precision_note"], icon=":material/memory:")
     if result.stopped_early:
-        st.warning("Stopped early (cancelled): the output is what was generated until then.", icon=":material/stop_circle:")
+        st.warning("Stopped early (cancelled): the output is what was generated until then.",
+                   icon=":material/stop_circle:")

@@ -28,7 +28,16 @@ from pages.common import (
     show_error,
     show_errors,
 )
-from pages.running import cancel_job, follow_job, job_running, kept, server, session_owner, show_cancelled_or_error, start_job
+from pages.running import (
+    cancel_job,
+    follow_job,
+    job_running,
+    kept,
+    server,
+    session_owner,
+    show_cancelled_or_error,
+    start_job,
+)
 from pages.views import plot
 
 KEY = "lab"
@@ -40,6 +49,14 @@ TASKS = {"summarize": "Summarize", "qa": "Question answering"}
 # the settings
 # ---------------------------------------------------------------------------------------------
 
+def default_kind(n: int, task: str) -> str:
+    """Setting n's default kind of global tokens: for question answering, setting 1 (the reference by
+    default) puts them on the question, as the Question answering page does, so the other choices
+    are compared with how the model is meant to read a question (with the summary's defaults alone
+    every answer was the model's guess without the question in view)."""
+    return "question" if n == 0 and task == "qa" else DEFAULTS[n]["kind"]
+
+
 def setting_input(n: int, doc, task: str, question: str | None) -> Setting | None:
     """One setting's widgets (in the current column); the Setting, or None after showing why it
     cannot run (its widgets stay, so it can be fixed in place)."""
@@ -47,9 +64,13 @@ def setting_input(n: int, doc, task: str, question: str | None) -> Setting | Non
     choices = [c for c in GLOBAL_CHOICES if c != "question" or task == "qa"]
     key = f"{KEY}.s{n}"
     keep_valid(f"{key}.kind", choices)
-    # the default through the state, not index=: the task's switch sets setting 1's state (_task_changed), and a
-    # widget given both has Streamlit warn on the page
-    st.session_state.setdefault(f"{key}.kind", default["kind"])
+    # the default follows the task however the lab was opened (on question answering already, or switched
+    # to it): a kind still at the default put in place for another task takes this task's; one chosen stays.
+    # Through the state, not index=: a widget given both has Streamlit warn on the page
+    in_place, wanted = st.session_state.get(f"{key}.kind_default"), default_kind(n, task)
+    if st.session_state.get(f"{key}.kind", in_place) == in_place:
+        st.session_state[f"{key}.kind"] = wanted
+    st.session_state[f"{key}.kind_default"] = wanted
     kind = st.selectbox("Global attention on", choices, key=f"{key}.kind", format_func=GLOBAL_CHOICES.get,
                         persist_state="session")
     options = global_choice_options(f"{key}.", kind, k=default.get("k", 64), k_max=100_000,
@@ -98,20 +119,25 @@ SUMMARY_CONFIG = {
                                                     help="log p(its own output | document) under this setting"),
     "logprob_per_token": st.column_config.NumberColumn("own / token", format="%.3f"),
     "reference_log_likelihood": st.column_config.NumberColumn("ref. log-lik.", format="%.2f",
-                                                              help="log p(the reference output | document) under this setting: comparable across settings"),
+                                                              help="log p(the reference output | document) under "
+                                                                   "this setting: comparable across settings"),
     "reference_logprob_per_token": st.column_config.NumberColumn("ref. / token", format="%.3f"),
     "mean_tv_vs_reference": st.column_config.NumberColumn("attention distance", format="%.3f",
-                                                          help="mean over layers, heads and tokens of the total variation between this setting's attention rows and the reference's (0 = same, 1 = disjoint)"),
+                                                          help="mean over layers, heads and tokens of the total "
+                                                               "variation between this setting's attention rows "
+                                                               "and the reference's (0 = same, 1 = disjoint)"),
     "encode_s": st.column_config.NumberColumn("encode s", format="%.2f"),
     "generate_s": st.column_config.NumberColumn("generate s", format="%.2f"),
     "score_s": st.column_config.NumberColumn("score s", format="%.2f"),
     "total_s": st.column_config.NumberColumn("total s", format="%.2f"),
     "scores_mb": st.column_config.NumberColumn("scores MB", format="%.1f",
-                                               help="float32 attention probabilities the encoder computes (all layers)"),
+                                               help="float32 attention probabilities the encoder computes "
+                                                    "(all layers)"),
     "attention_mb": st.column_config.NumberColumn("kept MB", format="%.1f",
                                                   help="attention kept for the views (float16, band + global form)"),
     "rss_growth_mb": st.column_config.NumberColumn("RSS growth MB", format="%.0f",
-                                                   help="growth of the process's peak memory during this setting's run"),
+                                                   help="growth of the process's peak memory during this "
+                                                        "setting's run"),
 }
 
 
@@ -236,15 +262,6 @@ def _start_compare(loaded, doc, settings: list[Setting], task: str, max_new: int
         wrap=lambda comp: (fp, comp)))
 
 
-def _task_changed() -> None:
-    """Question answering: setting 1 (the reference by default) puts global attention on the question,
-    as the Question answering page does, so the other choices are compared with how the model is
-    meant to read a question (with the summary's defaults alone every answer was the model's guess
-    without the question in view). Back to summarizing, keep_valid drops that choice."""
-    if st.session_state.get(f"{KEY}.task") == "qa":
-        st.session_state[f"{KEY}.s0.kind"] = "question"
-
-
 def main() -> None:
     st.title("Global-attention lab")
     st.caption("Run one document under two to four choices of global tokens and compare what the model writes, "
@@ -253,7 +270,7 @@ def main() -> None:
     source = document_input("doc")
     c1, c2 = st.columns([2, 3])
     task = c1.segmented_control("Task", list(TASKS), format_func=TASKS.get, default="summarize", required=True,
-                                key=f"{KEY}.task", persist_state="session", on_change=_task_changed)
+                                key=f"{KEY}.task", persist_state="session")
     question = None
     if task == "qa":
         with c2:

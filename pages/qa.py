@@ -35,6 +35,7 @@ from pages.views import (
 )
 
 KEY = "qa"
+MAX_TOKENS = 256  # the most answer tokens asked for (fewer where the model's decoder has fewer positions)
 
 
 def _use_suggestion() -> None:
@@ -93,6 +94,11 @@ def answer_source(result, loaded) -> None:
                          height=360)
 
 
+def _span(answer) -> str:
+    """The weighed span as shown: "…" after one that ran to the token limit without ending."""
+    return (answer.span_text or "") + ("…" if answer.unfinished else "")
+
+
 def decline_weighing(result) -> None:
     """How the kept answer was chosen: where a span begun inside a name was begun at the name's
     first word, and the best span weighed against the decline (ledviz.answering), with the margin;
@@ -109,24 +115,25 @@ def decline_weighing(result) -> None:
     if answer.answerable is not None:  # a trained answerability head decided (ledviz.answerability)
         verdict = "below" if answer.declined else "not below"
         st.caption(f"{'Declined' if answer.declined else 'Answered'}: the model's answerability head, which reads "
-                   f"the weighed span “{_md_escape(answer.span_text)}”, the decline and the model's states, gives "
+                   f"the weighed span “{_md_escape(_span(answer))}”, the decline and the model's states, gives "
                    f"the question a probability of {answer.answerable:.2f} of being answerable, {verdict} its "
                    f"threshold of {rule.head.threshold:.2f}. The scores below are two of what it reads ({unit}).")
         plot(plots.answerability_figure(answer.answerable, rule.head.threshold, answer.declined),
              key=f"{KEY}.answerable")
         span, decline = answer.scores()
-        plot(plots.decline_figure(answer.span_text, span, decline, None, unit, answer.declined), key=f"{KEY}.decline")
+        plot(plots.decline_figure(_span(answer), span, decline, None, unit, answer.declined), key=f"{KEY}.decline")
         return
     if answer.declined:
-        st.caption(f"Declined: the best span of the document, “{_md_escape(answer.span_text)}”, was weighed against the decline, "
-                   f"which outscored it by {margin:.2f} ({unit}), more than the model's margin of {rule.margin:g}.")
+        st.caption(f"Declined: the best span of the document, “{_md_escape(_span(answer))}”, was weighed against "
+                   f"the decline, which outscored it by {margin:.2f} ({unit}), more than the model's margin of "
+                   f"{rule.margin:g}.")
     else:
-        weighed = f"the span as written, “{_md_escape(answer.span_text)}”," if answer.prefix_ids else "this span"
+        weighed = f"the span as written, “{_md_escape(_span(answer))}”," if answer.prefix_ids else "this span"
         st.caption(f"Answered: the decline was weighed against {weighed} and "
                    + (f"outscored it by {margin:.2f}" if margin > 0 else f"scored {-margin:.2f} lower")
                    + f" ({unit}); it declines only above the model's margin of {rule.margin:g}.")
     span, decline = answer.scores()
-    plot(plots.decline_figure(answer.span_text, span, decline, rule.margin, unit, answer.declined),
+    plot(plots.decline_figure(_span(answer), span, decline, rule.margin, unit, answer.declined),
          key=f"{KEY}.decline")
 
 
@@ -168,7 +175,7 @@ def main() -> None:
     else:
         doc = document_status(loaded, None if source is None else source.text, question)
     kind, mask, max_new, beams = run_settings(KEY, doc, default_global="question", label="Max answer tokens",
-                                              max_tokens=256, default_tokens=24)
+                                              max_tokens=MAX_TOKENS, default_tokens=24)
     from_document = st.checkbox(
         "Answer with a span of the document", True, key=f"{KEY}.from_document", persist_state="session",
         help="Constrained decoding: each answer token must continue a passage of the document, so the answer "
@@ -189,7 +196,7 @@ def main() -> None:
     asked_as = result.settings.get("question_asked")
     st.caption(f"Question: {_md_escape(result.document.question)}"  # as typed: no Markdown (`$`, `_`, `*`)
                + (f" (asked as: {_md_escape(asked_as)})" if asked_as else ""))
-    run_summary(result)
+    run_summary(result, "Max answer tokens", min(MAX_TOKENS, limit))
     with show_errors("showing how the answer was chosen"):
         decline_weighing(result)
     left, right = st.columns(2, gap="large")

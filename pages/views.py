@@ -361,7 +361,9 @@ def source_view(result: RunResult, loaded: LoadedModel | None, key: str, view: V
     options = [-1] + provenance.output_steps(result, special)
     flagged = faithfulness_marks(result, pieces, what)
     names = {-1: f"every {what}",
-             **{k: ("⚠ " if k in flagged else "") + (pieces[k - 1].strip() or "␣") for k in options[1:]}}
+             **{k: ("⚠ " if k in flagged else "") + (pieces[k - 1].strip() or ("␣" if pieces[k - 1] else
+                                                                          plots.PART_OF_CHARACTER))
+                for k in options[1:]}}
     keep_valid(f"{key}.out_token", options)
     box = st.container(height=150 if len(options) > 24 else "content")
     k = box.pills(f"Which {what}? (the output, token by token)", options, format_func=names.get, default=-1,
@@ -385,7 +387,8 @@ def faithfulness_marks(result: RunResult, pieces: Sequence[str], what: str | Non
     labels = provenance.label_spans(result.output_text, provenance.fact_labels())
     aside = "stopwords" + (" and the fact list's labels" if labels else "")
     if marks:
-        words = ", ".join(f"“{m.text}”" for m in marks[:8]) + (f" and {len(marks) - 8} more" if len(marks) > 8 else "")
+        words = (", ".join(f"“{m.text}”" for m in marks[:8])
+                 + (f" and {len(marks) - 8} more" if len(marks) > 8 else ""))
         st.caption(f"Not in the document: {words} (marked; numbers compared by value, {aside} left out)."
                    + (f" Pick a ⚠ {what} below to see where the model looked while writing it." if what else
                       " The shading below is where the answer tokens looked."))
@@ -412,8 +415,9 @@ def export_view(result: RunResult, key: str, view: View | None = None) -> None:
                             on_click="ignore", icon=":material/table:")
     else:
         row.caption("Parquet needs pyarrow (`pip install pyarrow`); the .npz file has everything.")
-    st.caption(f"The .npz holds every encoder layer in band + global form (float16, {result.memory.get('attention_mb', 0):.0f} MB "
-               "before compression), the per-head statistics and the text, offsets and settings as JSON; "
+    st.caption("The .npz holds every encoder layer in band + global form (float16, "
+               f"{result.memory.get('attention_mb', 0):.0f} MB before compression), the per-head statistics "
+               "and the text, offsets and settings as JSON; "
                "read it back with `ledviz.export.load_npz`. The Parquet tables hold per-head statistics, "
                "256-bin overviews of every head and the global-token statistics. Figures: the Export button "
                "under each figure.")

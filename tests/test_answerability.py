@@ -286,6 +286,9 @@ def test_the_answerability_figure_shows_the_probability_and_the_threshold():
     assert fig.layout.shapes[0].x0 == 0.4 and "declines below 0.40" in fig.layout.annotations[0].text
     assert list(fig.layout.xaxis.range) == [0, 1]
     assert plots.answerability_figure(0.12, 0.4, declined=True).data[0].text[0] == "answerable: 0.12 (declined)"
+    # a probability near 0 draws no bar to speak of: its value is written beside it, not hidden inside it
+    assert plots.answerability_figure(0.0, 0.15, declined=True).data[0].textposition == "outside"
+    assert fig.data[0].textposition == "inside"
     # the decline figure without the margin's bar (a head decided)
     fig = plots.decline_figure("Maren Okafor", -0.5, -4.0, None, "first", declined=False)
     assert not fig.layout.shapes and not fig.layout.annotations

@@ -172,7 +172,8 @@ def test_evaluate_and_the_app_give_the_same_answers():
         for ex, text, a in zip(examples, texts, weighed):
             result = _answer(loaded, ex)
             assert result.output_text == text and result.answer.span_text == a.span_text
-            assert result.answer.declined == a.declined and result.answer.margin() == pytest.approx(a.margin(), abs=1e-3)
+            assert result.answer.declined == a.declined
+            assert result.answer.margin() == pytest.approx(a.margin(), abs=1e-3)
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -230,3 +231,83 @@ def test_the_decline_figure_shows_both_scores_and_the_bar_to_clear():
     assert within == "to decline, beat -1.40 (span +3.6)", within
     long = plots.decline_figure("x" * 80, -1.0, 0.0, 0.5, "sum", declined=True)
     assert len(long.data[0].y[0]) < 60 and long.data[0].text[1].endswith("(chosen)")
+
+
+# ---------------------------------------------------------------------------------------------
+# text shown of an unfinished span: no partial last character
+# ---------------------------------------------------------------------------------------------
+
+JAPANESE = "東京本社の社長は山田太郎です。大阪支社の社長は佐藤花子です。"  # no spaces: one long "word"
+
+
+def test_a_partial_last_character_is_found_by_its_bytes():
+    from ledviz.tokenization import partial_tail
+
+    cho = "本".encode()  # three bytes, e6 9c ac
+    assert [partial_tail(b"ab" + cho[:k]) for k in range(4)] == [0, 1, 2, 0]
+    emoji = "😀".encode()  # four bytes
+    assert [partial_tail(emoji[:k]) for k in range(5)] == [0, 1, 2, 3, 0]
+    assert partial_tail("é".encode()[:1]) == 1 and partial_tail("é".encode()) == 0
+    # bytes that are wrong, not unfinished, are not left out: a lone continuation byte, an ASCII end
+    assert partial_tail(b"a\x80") == 0 and partial_tail(cho[1:]) == 0 and partial_tail(b"") == 0
+
+
+def test_shown_text_drops_only_an_unfinished_last_character():
+    """Each prefix of a Japanese text's byte-level tokens: decoded as it is, some end in U+FFFD (a
+    character split over tokens); shown, none does, each is a prefix of the text, and the pieces
+    (the text each token completes) add up to the text."""
+    from ledviz.tokenization import ends_inside_character, shown_pieces, shown_text
+
+    tok = load_model(None).tokenizer
+    ids = tok(JAPANESE, add_special_tokens=False)["input_ids"]
+    raw = [tok.decode(ids[:k]) for k in range(1, len(ids) + 1)]
+    split = [k for k, text in enumerate(raw, 1) if text.endswith("\ufffd")]
+    assert split, "the case under test: some token ends inside a character"
+    for k in range(1, len(ids) + 1):
+        shown = shown_text(tok, ids[:k])
+        assert "\ufffd" not in shown and JAPANESE.startswith(shown)
+        assert ends_inside_character(tok, ids[:k]) == (k in split)
+        assert shown == (raw[k - 1][:-1] if k in split else raw[k - 1])
+    pieces = shown_pieces(tok, ids)
+    assert "".join(pieces) == JAPANESE and "" in pieces and not any("\ufffd" in p for p in pieces)
+    from ledviz import plots  # a token that completes no character is labelled as such on the maps' axes
+
+    labels = plots.output_axis_labels(pieces)
+    assert [k for k, p in enumerate(pieces) if not p] == [k for k, x in enumerate(labels) if "part of a character" in x]
+    # special tokens are left out as decode leaves them out
+    assert shown_text(tok, [tok.bos_token_id, *ids[: split[0]]], skip_special_tokens=True) == shown_text(
+        tok, ids[: split[0]])
+
+
+@pytest.mark.slow  # three QA runs
+def test_an_unfinished_span_is_shown_without_its_partial_character_and_scored_as_written():
+    """A Japanese document (no spaces): the kept span runs to max_new_tokens without ending. Its
+    span_text / answer_text and the run's output_text leave out the partial last character, the
+    ids and scores stay the model's, and the run says the answer was cut (runs.cut_note)."""
+    from ledviz.runs import cut_note
+
+    loaded = _loaded()
+    tok = loaded.tokenizer
+    doc = prepare_document(loaded, JAPANESE, question="Who is the president of the Tokyo office?")
+    partial = 0
+    for n in (3, 4, 5):
+        result = run(loaded, doc, task="qa", max_new_tokens=n, answer_from_document=True)
+        a = result.answer
+        raw = tok.decode(a.span_ids, skip_special_tokens=True).strip()
+        assert a.unfinished and len(a.span_ids) == n - 1  # <s>, then the span's tokens, no end token
+        assert a.partial == raw.endswith("\ufffd") and a.span_text == (raw[:-1] if a.partial else raw)
+        assert "\ufffd" not in a.span_text and "\ufffd" not in result.output_text
+        assert "\ufffd" not in (a.answer_text or "") and JAPANESE.startswith(a.span_text)
+        partial += a.partial
+        # scored as written: the span's log-probabilities are of its own tokens, the partial one included
+        assert len(a.span_logprobs) == len(a.span_ids)
+        note = cut_note(result, "Max answer tokens", 256)
+        assert note.startswith(f"The {'best span' if a.declined else 'answer'} was cut at {n} tokens: "
+                               "raise Max answer tokens."), note
+        assert ("only the first bytes of a character, left out of the text shown" in note) == a.partial, note
+        assert cut_note(result, "Max answer tokens", n).startswith(
+            f"The {'best span' if a.declined else 'answer'} was cut at {n} tokens: Max answer tokens is at its most")
+    assert partial, "the case under test: a span that ends inside a character"
+    ended = run(loaded, prepare_document(loaded, "Maren Okafor leads the team.", question="Who leads the team?"),
+                task="qa", max_new_tokens=24, answer_from_document=True)
+    assert not ended.answer.unfinished and cut_note(ended, "Max answer tokens", 256) is None

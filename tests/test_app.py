@@ -191,6 +191,15 @@ def test_non_text_upload_shows_a_message():
     assert not at.exception
     assert any("is not readable text" in m for m in messages(at, "error"))
     assert at.button(key="summarize.run").disabled
+    # the upload's error alone: not also the generic "Choose, paste or upload a document."
+    said = [m for kind in ("error", "warning", "info") for m in messages(at, kind)]
+    assert len(said) == 1 and "is not readable text" in said[0], said
+    for page in ("pages/qa.py", "pages/lab.py"):  # the other pages that take a document say it once too
+        at.switch_page(page).run()
+        at.button_group(key="doc.source").set_value("Upload").run()
+        at.file_uploader(key="doc.upload").set_value(("scan.txt", png, "text/plain")).run()
+        said = [m for kind in ("error", "warning", "info") for m in messages(at, kind)]
+        assert len(said) == 1 and "is not readable text" in said[0], (page, said)
 
 
 @pytest.mark.parametrize("setting, kind, said", [
@@ -329,7 +338,8 @@ def test_invalid_hub_id_says_what_a_hub_id_looks_like():
     assert not at.exception
     errors = sorted(set(messages(at, "error")))
     assert len(errors) == 1 and "HFValidationError" not in errors[0], errors
-    assert "'not a valid id!!'" in errors[0] and "valid Hub model id" in errors[0] and "allenai/led-base-16384" in errors[0]
+    assert "'not a valid id!!'" in errors[0] and "valid Hub model id" in errors[0]
+    assert "allenai/led-base-16384" in errors[0]
     assert at.session_state["model.loaded"] is not None
 
 
@@ -484,6 +494,26 @@ def test_an_answer_begun_inside_a_name_is_shown_begun_where_the_name_begins():
                for c in captions), captions
     # the decision (the answerability head's, for the embedded model) is about the span as written
     assert any("the weighed span “Ruiz”" in c for c in captions), captions
+
+
+def test_an_answer_cut_inside_a_character_is_shown_whole_and_said_cut():
+    """A Japanese document (no spaces) and 3 answer tokens: the kept span stops inside a character.
+    The page shows no U+FFFD (answer, decline caption, figure) and says the answer was cut."""
+    at = open_app("pages/qa.py")
+    paste(at, "東京本社の社長は山田太郎です。大阪支社の社長は佐藤花子です。")
+    at.text_input(key="qa.question").set_value("Who is the president of the Tokyo office?").run()
+    at.number_input(key="qa.max_new").set_value(3).run()
+    at.button(key="qa.run").click().run()
+    assert_clean(at)
+    answer = kept(at, "qa").answer
+    assert answer.unfinished and answer.partial  # the case under test
+    shown = [m.value for m in at.markdown] + [c.value for c in at.caption] + messages(at, "info")
+    shown += [str(chart.proto.spec) for chart in at.get("plotly_chart")]
+    assert not [t for t in shown if "\ufffd" in t or "\\ufffd" in t], [t[:200] for t in shown if "\ufffd" in t]
+    cut = [w for w in messages(at, "warning") if "was cut at 3 tokens: raise Max answer tokens" in w]
+    assert len(cut) == 1, messages(at, "warning")
+    weighing = [c.value for c in at.caption if "weighed" in c.value]
+    assert weighing and all("…" in c for c in weighing), weighing  # the span as shown, marked unfinished
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,6 +24,28 @@ def test_lab_question_answering_says_its_answers_are_unconstrained():
     assert any("unconstrained" in c.value for c in at.caption)
 
 
+def test_lab_opened_on_question_answering_puts_setting_1_on_the_question():
+    """However the lab is opened on question answering (here: the task already chosen when the page
+    first draws), Setting 1 starts on the question's tokens; back on summarizing it starts on the
+    first token again, and a kind the user chose stays through a switch."""
+    at = open_app()
+    at.session_state["lab.task"] = "qa"
+    at.switch_page("pages/lab.py").run()
+    assert_clean(at)
+    assert at.segmented_control(key="lab.task").value == "qa"
+    assert at.selectbox(key="lab.s0.kind").value == "question"
+    assert not [m for m in messages(at, "warning") if "Session State API" in m]
+    at.segmented_control(key="lab.task").set_value("summarize").run()
+    assert at.selectbox(key="lab.s0.kind").value == "first"
+    at.segmented_control(key="lab.task").set_value("qa").run()
+    assert at.selectbox(key="lab.s0.kind").value == "question"
+    at.selectbox(key="lab.s0.kind").set_value("sentences").run()
+    for task in ("summarize", "qa"):
+        at.segmented_control(key="lab.task").set_value(task).run()
+        assert_clean(at)
+        assert at.selectbox(key="lab.s0.kind").value == "sentences"
+
+
 def test_lab_compares_settings_and_draws_charts():
     at = open_app("pages/lab.py")
     assert at.title[0].value == "Global-attention lab"

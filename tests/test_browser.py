@@ -3,8 +3,9 @@ package) through Playwright. Summarize: pick a sample, run, wait for the charts.
 a suggested question, its answer with the decline weighing, the suggestion clicked again after an
 edit. The Attention lab
 and How LED attention works: an invalid input each, and the page's controls stay; the lab reads a
-question as the QA page does. Screenshots are
-saved under the test's tmp_path."""
+question as the QA page does. An answer cut inside a character (a Japanese document) shows no
+U+FFFD and says it was cut; the lab on question answering starts Setting 1 on the question.
+Screenshots are saved under the test's tmp_path."""
 
 from __future__ import annotations
 
@@ -213,3 +214,52 @@ def test_how_it_works_keeps_its_controls_on_invalid_input(server, browser, tmp_p
     expect(page.get_by_role("heading", name="What the window saves")).to_be_visible()
     # the browser refuses the number (24 tokens by default): the picked cell stays one of the map's
     expect(page.get_by_text("Picked (unfolded)")).to_be_visible()
+
+
+def test_an_answer_cut_inside_a_character_and_the_lab_on_question_answering(server, browser, tmp_path):
+    """A Japanese document (no spaces), 8 answer tokens: the weighed span stops inside a character.
+    The page shows no U+FFFD, says the span was cut and how to fix it, and writes the head's
+    probability (near 0) beside its bar. Then the lab: on question answering, Setting 1 is on the
+    question's tokens, also after a visit to another page."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.goto(server + "/qa")
+    idle(page)
+    page.get_by_test_id("stMain").get_by_text("Paste", exact=True).click()
+    idle(page)
+    area = page.get_by_label("Paste a document")
+    area.fill("東京本社の社長は山田太郎です。大阪支社の社長は佐藤花子です。")
+    area.press("Control+Enter")
+    idle(page)
+    question = page.get_by_label("Question", exact=True)
+    question.fill("Who is the president of the Tokyo office?")
+    question.press("Enter")
+    idle(page)
+    tokens = page.get_by_role("spinbutton", name="Max answer tokens")
+    tokens.fill("8")
+    tokens.press("Enter")
+    idle(page)
+    page.get_by_role("button", name="Answer", exact=True).click()
+    page.get_by_role("heading", name="Where the answer came from").wait_for(timeout=120_000)
+    idle(page)
+    page.wait_for_timeout(1500)  # let Plotly finish drawing
+    page.screenshot(path=str(tmp_path / "qa-cut.png"), full_page=True)
+    no_failure(page)
+    assert "\ufffd" not in page.inner_text("body")
+    expect(page.get_by_text("was cut at 8 tokens: raise Max answer tokens", exact=False)).to_have_count(1)
+    expect(page.get_by_text("answerable: 0.00", exact=False).first).to_be_visible()
+
+    page.get_by_test_id("stSidebarNav").get_by_text("Attention lab").click()
+    idle(page)
+    page.get_by_test_id("stMain").get_by_text("Question answering", exact=True).click()
+    idle(page)
+    setting_1 = page.get_by_role("combobox", name="Global attention on").first
+    expect(setting_1).to_have_value("the question tokens")
+    page.get_by_test_id("stSidebarNav").get_by_text("Question answering").click()
+    idle(page)
+    page.get_by_test_id("stSidebarNav").get_by_text("Attention lab").click()
+    idle(page)
+    page.screenshot(path=str(tmp_path / "lab-qa.png"), full_page=True)
+    no_failure(page)
+    expect(page.get_by_role("combobox", name="Global attention on").first).to_have_value("the question tokens")

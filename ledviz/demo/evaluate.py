@@ -180,7 +180,8 @@ def predict(model, codec: Codec, examples: Sequence[data.Example], device, *, co
         seqs = greedy_decode(model, tensors, **kw)
         for b, (e, seq) in enumerate(zip(batch, seqs)):
             if constraint == "facts":  # as the app's run: each value begun where its name begins
-                seq = facts_begun_at_names(codec.tok, list(seq), documents[b], 1 + (model.config.bos_token_id is not None),
+                seq = facts_begun_at_names(codec.tok, list(seq), documents[b],
+                                           1 + (model.config.bos_token_id is not None),
                                            model.config.max_decoder_position_embeddings)
             out[index[id(e)]] = codec.decode(seq)
     return out
@@ -206,7 +207,9 @@ def decision_table(weighed: dict[str, list], sets: dict[str, list[data.Example]]
     for name in (*FAMILIES, "unanswerable", "unseen values"):
         for ex, a in zip(sets[name], weighed[name]):
             declined = declines(a)
-            answered = not declined and data.exact_match(a.answer_text or "", ex.target)
+            # scored as the model wrote it: answer_text leaves out a partial last character (a.partial),
+            # whose U+FFFD never matched an answer
+            answered = not declined and not a.partial and data.exact_match(a.answer_text or "", ex.target)
             if name == "unanswerable":
                 declined_un.append(declined)
             elif name == "unseen values":
@@ -438,7 +441,7 @@ def main(argv=None) -> dict:
     print(f"answerable questions wrongly declined (kept): {fmt(results['wrongly declined'])}")
     if alone_lines:
         results["qa/overall, model alone"] = dict(kept=rate(asked_kept), free=rate(asked_free))
-        print(f"\nthe model alone, on the questions as asked (above, each was read first: pipeline.read_question)")
+        print("\nthe model alone, on the questions as asked (above, each was read first: pipeline.read_question)")
         for name, r in alone_lines:
             print(f"{name:<16} {fmt(r['kept']):<44} {fmt(r['free']):<44}  "
                   f"({r['read_differently']} of {r['kept']['n']} read differently)")
@@ -465,9 +468,11 @@ def main(argv=None) -> dict:
         preds = predict(model, codec, summaries, device, constraint=constraint, **kw)
         recall_hits = [h for e, p in zip(summaries, preds) for h in
                        (f" {data.normalize_answer(v)} " in f" {data.normalize_answer(p)} " for v in e.facts.values())]
-        rows[mode] = dict(recall=rate(recall_hits), all_right=rate([all_facts_right(p, e) for e, p in zip(summaries, preds)]),
+        rows[mode] = dict(recall=rate(recall_hits),
+                          all_right=rate([all_facts_right(p, e) for e, p in zip(summaries, preds)]),
                           repeats=rate([repeated_word_run(p) for p in preds]), example=preds[0])
-    for key, label in (("recall", "key-fact recall"), ("all_right", "all facts right"), ("repeats", "repeated-word runs")):
+    for key, label in (("recall", "key-fact recall"), ("all_right", "all facts right"),
+                       ("repeats", "repeated-word runs")):
         print(f"{label:<22} {fmt(rows['kept'][key]):<44} {fmt(rows['free'][key]):<44}")
     results["summaries"] = rows
     print(f"(key-fact recall counts facts: n = facts over {len(summaries)} summaries)")

@@ -209,7 +209,9 @@ class Evaluator:
                 output_tokens=max(len(res.output_ids) - 1, 0),
                 log_likelihood=res.log_likelihood if res.token_logprobs else None,
                 logprob_per_token=_per_token(res.token_logprobs),
-                **task_metrics(spec.task, res.output_text, record, self.scorer),
+                # scored as the model wrote it: output_text is for display, without a partial last character
+                **task_metrics(spec.task, loaded.tokenizer.decode(res.output_ids, skip_special_tokens=True).strip(),
+                               record, self.scorer),
                 layer_tv_to_reference=tv, tv_to_reference=_mean(tv),
                 encode_s=res.timings.get("encode_s"), generate_s=res.timings.get("generate_s"),
                 score_s=score_s + res.timings.get("trace_s", 0.0),
