@@ -237,8 +237,12 @@ class LEDEncoderLayer(nn.Module):
 
     def _fc1_activated(self, part: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """activation(fc1(part)) without autograd: the product into `out` (a scratch slice), the
-        activation in place where it has an in-place form; in bfloat16 with GELU, the product without
-        its bias, then the bias and GELU in one pass of the fused kernel (where it runs)."""
+        activation in place where it has an in-place form; in bfloat16 with GELU, one oneDNN product with
+        the bias and GELU in its epilogue (fused.linear_gelu: a new tensor, not `out`) where PyTorch has it,
+        else the product without its bias, then the bias and GELU in one pass of the fused kernel (where it
+        runs)."""
+        if self.activation_fn is F.gelu and fused.linear_gelu_takes(part, self.fc1.weight):
+            return fused.linear_gelu(part, self.fc1.weight, self.fc1.bias)
         if self.activation_fn is F.gelu and fused.bias_gelu_takes(out):
             f = torch.mm(part, self.fc1.weight.t(), out=out)
             fused.bias_gelu(f, self.fc1.bias)

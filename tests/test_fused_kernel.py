@@ -284,8 +284,9 @@ def test_bias_gelu_kernel():
 
 @needs_kernel
 def test_the_bfloat16_feed_forward_takes_the_bias_gelu_kernel(monkeypatch):
-    """A bfloat16 encoder's feed-forward runs its bias and GELU in the kernel (with it on), else PyTorch's; the
-    outputs agree to bfloat16 rounding."""
+    """A bfloat16 encoder's feed-forward (without oneDNN's fused product) runs its bias and GELU in the kernel
+    (with it on), else PyTorch's; the outputs agree to bfloat16 rounding."""
+    monkeypatch.setattr(fused, "use_onednn_gelu", False)
     calls = []
     real = fused.bias_gelu
     monkeypatch.setattr(fused, "bias_gelu", lambda t, b: calls.append(t.shape) or real(t, b))
@@ -293,6 +294,49 @@ def test_the_bfloat16_feed_forward_takes_the_bias_gelu_kernel(monkeypatch):
     batch = encoder_batch(2, 29, (1, 3), (0, 4))
     ref = _encode(model, batch, False)
     assert not calls
+    out = _encode(model, batch, True)
+    assert len(calls) == 2  # one slice per layer
+    assert_close(out.last_hidden_state.float(), ref.last_hidden_state.float(), "hidden", tol=3e-2)
+
+
+def test_linear_gelu_is_the_product_with_bias_and_gelu():
+    """fused.linear_gelu: GELU(x W^T + b) in bfloat16 within a bfloat16 step of float64's (one rounding, so at
+    least as close as the product-then-bias_gelu path); refused (None) for float32, for a transposed x, or with
+    use_onednn_gelu off. Skipped where PyTorch has no oneDNN bfloat16 linear."""
+    if fused._onednn_linear() is None:
+        pytest.skip("PyTorch's oneDNN bfloat16 linear is not available here")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(67, 40, generator=g).to(torch.bfloat16)
+    weight = (torch.randn(53, 40, generator=g) / 6).to(torch.bfloat16)
+    bias = (torch.randn(53, generator=g) / 3).to(torch.bfloat16)
+    want = torch.nn.functional.gelu(x.double() @ weight.double().t() + bias.double())
+    got = fused.linear_gelu(x, weight, bias)
+    assert got.dtype == torch.bfloat16 and got.shape == (67, 53)
+    # half a bfloat16 step of the one rounding, plus oneDNN's float32 erf and sums
+    assert ((got.double() - want).abs() <= want.abs() * 2.0**-8 + 1e-5).all()
+    assert fused.linear_gelu(x.float(), weight.float(), bias.float()) is None
+    assert fused.linear_gelu(x.t().contiguous().t(), weight, bias) is None
+    fused.use_onednn_gelu = False
+    try:
+        assert fused.linear_gelu(x, weight, bias) is None
+    finally:
+        fused.use_onednn_gelu = True
+
+
+def test_the_bfloat16_feed_forward_takes_onednn_linear_gelu(monkeypatch):
+    """A bfloat16 encoder's feed-forward runs fc1 as fused.linear_gelu where PyTorch has it (one call a slice
+    per layer); the outputs agree with the path without it (product, then the bias and GELU) to bfloat16 rounding."""
+    if fused._onednn_linear() is None:
+        pytest.skip("PyTorch's oneDNN bfloat16 linear is not available here")
+    calls = []
+    real = fused.linear_gelu
+    monkeypatch.setattr(fused, "linear_gelu", lambda x, w, b: calls.append(x.shape) or real(x, w, b))
+    model = _model([4, 8], torch.bfloat16)
+    batch = encoder_batch(2, 29, (1, 3), (0, 4))
+    monkeypatch.setattr(fused, "use_onednn_gelu", False)
+    ref = _encode(model, batch, True)
+    assert not calls
+    monkeypatch.setattr(fused, "use_onednn_gelu", True)
     out = _encode(model, batch, True)
     assert len(calls) == 2  # one slice per layer
     assert_close(out.last_hidden_state.float(), ref.last_hidden_state.float(), "hidden", tol=3e-2)
@@ -404,17 +448,19 @@ def test_the_kernel_variables_are_not_unknown_settings():
 
 
 def test_large_outputs_are_mapped_in_one_call(monkeypatch):
-    """fresh_output asks for a large output's pages in one madvise call over its page-aligned span (and not for
-    small ones); where madvise is missing it is a plain torch.empty."""
+    """fresh_output offers a large output's whole 2 MB pages as huge pages, then asks for its pages in one madvise
+    call over its page-aligned span (and not for small ones); where madvise is missing it is a plain torch.empty."""
     calls = []
     monkeypatch.setattr(attention, "_madvise", lambda: lambda start, length, advice: calls.append((start, length, advice)))
     big = attention.fresh_output((2, 3, attention.POPULATE_MIN_BYTES // 6), torch.float16, torch.device("cpu"))
     assert big.shape == (2, 3, attention.POPULATE_MIN_BYTES // 6) and big.dtype == torch.float16
-    (start, length, advice), = calls
+    (huge_start, huge_length, huge_advice), (start, length, advice) = calls
+    assert huge_advice == 14 and huge_start % (2 << 20) == 0 and huge_length % (2 << 20) == 0  # whole 2 MB pages
+    assert big.data_ptr() <= huge_start and huge_start + huge_length <= big.data_ptr() + big.numel() * 2
     assert advice == 23 and start % 4096 == 0 and length % 4096 == 0
     assert big.data_ptr() <= start and start + length <= big.data_ptr() + big.numel() * 2
     attention.fresh_output((10, 10), torch.float32, torch.device("cpu"))
-    assert len(calls) == 1
+    assert len(calls) == 2
     monkeypatch.setattr(attention, "_madvise", lambda: None)
     assert attention.fresh_output((2, 3, attention.POPULATE_MIN_BYTES // 6), torch.float16,
                                   torch.device("cpu")).shape[-1] == attention.POPULATE_MIN_BYTES // 6
