@@ -134,29 +134,18 @@ class GlobalLayout:
 # outputs at least this large have their memory mapped in one call before they are written (fresh_output)
 POPULATE_MIN_BYTES = 64 << 20
 _MADV_POPULATE_WRITE = 23  # Linux 5.14+
-_MADV_HUGEPAGE = 14  # Linux 2.6.38+, where transparent huge pages are built in
-HUGE_PAGE_BYTES = 2 << 20
 
 
 def fresh_output(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
     """torch.empty(shape) for a large output written once (the kept probabilities). On Linux its pages
     are first mapped in one call (madvise MADV_POPULATE_WRITE) rather than one fault per 4 KB page
     as they are written: about a tenth less of that cost (at 16,384 tokens a layer keeps 400 MB).
-    Before that, its whole 2 MB pages are offered to the system's transparent huge pages
-    (MADV_HUGEPAGE; where they are on, "madvise" or "always"): mapping 2 MB at a time costs about a
-    third less again (600 MB of kept bfloat16 probabilities at 4,096 tokens: 0.135 s -> 0.09 s,
-    1 thread, CPU time), and the kernel that writes them misses the TLB less.
-    Where a call is not available (another system, an older kernel) it is simply not made."""
+    Where the call is not available (another system, an older kernel) it is simply not made."""
     out = torch.empty(shape, dtype=dtype, device=device)
     nbytes = out.numel() * out.element_size()
     if device.type == "cpu" and nbytes >= POPULATE_MIN_BYTES:
         madvise = _madvise()
         if madvise is not None:
-            huge = HUGE_PAGE_BYTES
-            start = -(-out.data_ptr() // huge) * huge
-            end = (out.data_ptr() + nbytes) // huge * huge
-            if end > start:
-                madvise(start, end - start, _MADV_HUGEPAGE)  # a refusal changes nothing
             page = 4096
             start = -(-out.data_ptr() // page) * page
             end = (out.data_ptr() + nbytes) // page * page
