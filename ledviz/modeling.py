@@ -217,7 +217,7 @@ class LEDEncoderLayer(nn.Module):
         B, L, D = h.shape
         flat = h.view(B * L, D)
         ffn = self.fc1.out_features
-        rows = rows_per_slice(B * L, ffn * h.element_size())
+        rows = self._tail_rows(B * L, h)
         activations = layout.scratch.scores_or_activations.view((rows, ffn), h)
         proj, ln1, ln2 = self.self_attn.output, self.self_attn_layer_norm, self.final_layer_norm
 
@@ -234,6 +234,17 @@ class LEDEncoderLayer(nn.Module):
         _rows_in_place(flat, out_rows, rows, lambda part, buf: layer_norm(ln1, part))
         _rows_in_place(flat, out_rows, rows, feed_forward)
         return h
+
+    def _tail_rows(self, n: int, h: torch.Tensor) -> int:
+        """Rows per slice of the inference tail over n rows like h: the (rows, ffn) activations within the
+        inference path's slice size, and where fc1 takes fused.linear_gelu (whose result is a new tensor),
+        within fused.LINEAR_GELU_MAX_BYTES, so that the allocator reuses its memory rather than mapping
+        fresh pages for every slice."""
+        row_bytes = self.fc1.out_features * h.element_size()
+        rows = rows_per_slice(n, row_bytes)
+        if self.activation_fn is F.gelu and fused.linear_gelu_takes(h.view(-1, h.shape[-1]), self.fc1.weight):
+            rows = min(rows, max(1, fused.LINEAR_GELU_MAX_BYTES // row_bytes))
+        return rows
 
     def _fc1_activated(self, part: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """activation(fc1(part)) without autograd: the product into `out` (a scratch slice), the
@@ -263,7 +274,7 @@ class LEDEncoderLayer(nn.Module):
         out = res if layout.stream_reusable and res.is_contiguous() else \
             torch.empty(B * L, D, dtype=torch.float32, device=h.device)
         ffn = self.fc1.out_features
-        rows = rows_per_slice(B * L, ffn * h.element_size())
+        rows = self._tail_rows(B * L, h)
         activations = layout.scratch.scores_or_activations.view((rows, ffn), h)
         narrow = layout.scratch.layer_rows.view((rows, D), h)  # a slice in the weights' dtype
         proj, ln1, ln2 = self.self_attn.output, self.self_attn_layer_norm, self.final_layer_norm

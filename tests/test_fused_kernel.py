@@ -340,6 +340,13 @@ def test_the_bfloat16_feed_forward_takes_onednn_linear_gelu(monkeypatch):
     out = _encode(model, batch, True)
     assert len(calls) == 2  # one slice per layer
     assert_close(out.last_hidden_state.float(), ref.last_hidden_state.float(), "hidden", tol=3e-2)
+    # results kept under LINEAR_GELU_MAX_BYTES: more slices, the same numbers to bfloat16 rounding (here equal)
+    calls.clear()
+    row_bytes = model.config.encoder_ffn_dim * 2
+    monkeypatch.setattr(fused, "LINEAR_GELU_MAX_BYTES", 7 * row_bytes)
+    sliced = _encode(model, batch, True)
+    assert calls and all(shape[0] <= 7 for shape in calls) and len(calls) > 2
+    assert_close(sliced.last_hidden_state.float(), out.last_hidden_state.float(), "sliced", tol=1e-2)
 
 
 @needs_kernel
