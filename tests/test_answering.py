@@ -233,6 +233,51 @@ def test_the_decline_figure_shows_both_scores_and_the_bar_to_clear():
     assert len(long.data[0].y[0]) < 60 and long.data[0].text[1].endswith("(chosen)")
 
 
+def test_the_decline_figure_draws_one_token_scores_as_probabilities():
+    """With the head deciding (score "first"), the bars are probabilities on 0-1: the likelier answer has the
+    longer bar (negative log-probabilities drew it as the shorter one), each bar says its % and log-probability."""
+    from ledviz import plots
+
+    fig = plots.decline_figure("98,712", -0.10, -3.10, None, answering.SCORE_NAMES["first"], declined=True,
+                               percent=answering.percent)
+    bars = fig.data[0]
+    assert list(bars.x) == pytest.approx([math.exp(-0.10), math.exp(-3.10)])
+    assert bars.text[0] == "90% (log-probability -0.10)" and bars.text[1] == "5% (log-probability -3.10) (chosen)"
+    assert tuple(fig.layout.xaxis.range) == (0, 1) and "probability" in fig.layout.xaxis.title.text
+    with pytest.raises(ValueError, match="not both"):
+        plots.decline_figure("x", -1.0, -2.0, 0.5, "first", declined=False, percent=answering.percent)
+    assert [answering.percent(p) for p in (0.001, 0.0512, 0.92, 0.999)] == ["<1%", "5%", "92%", ">99%"]
+
+
+def _head_answer(declined: bool, span: float, decline: float, answerable: float, score: str = "first"):
+    from types import SimpleNamespace
+
+    rule = SimpleNamespace(score=score, head=SimpleNamespace(threshold=0.15), margin=0.0)
+    return answering.KeptAnswer(ids=[0], declined=declined, span_ids=[5, 6], span_text="98,712",
+                                span_logprobs=[span, -0.1], decline_logprobs=[decline, -0.2], decline_ids=[7, 8],
+                                rule=rule, answerable=answerable, answer_text="98,712")
+
+
+def test_the_head_explanation_says_what_the_head_is_and_when_it_overruled_the_scores():
+    """A reader who never heard of an answerability head is told what it is, its probability as a
+    percentage against the threshold, what was answered, and whether it agreed with the model's own scores."""
+    decision, weighed = answering.head_explanation(_head_answer(True, -0.10, -3.10, 0.05), "98,712")
+    assert decision.startswith("Declined: a small checker trained with this model (its answerability head)")
+    assert "here 5% (a probability of 0.05), below its threshold of 0.15 (15%)" in decision
+    assert "so the answer is “not in the document” rather than “98,712”" in decision
+    assert "the span 90% (log-probability -0.10), “not in the document” 5% (log-probability -3.10)" in weighed
+    assert weighed.endswith("Here the checker overruled it: the model alone preferred the span “98,712”.")
+    decision, weighed = answering.head_explanation(_head_answer(False, -0.08, -6.59, 0.999), "98,712")
+    assert decision.startswith("Answered:") and "here >99% (a probability of 1.00), not below" in decision
+    assert "“not in the document” <1% (log-probability -6.59)" in weighed and weighed.endswith("agrees with it here.")
+    decision, weighed = answering.head_explanation(_head_answer(False, -4.0, -0.5, 0.6), "98,712")  # overruled the other way
+    assert weighed.endswith("the model alone preferred “not in the document”.")
+    _, weighed = answering.head_explanation(_head_answer(True, -1.0, -0.5, 0.1, score="sum"), "98,712")
+    assert "sum of the answer tokens' log-probabilities (0 is certain, lower is less likely)" in weighed
+    with pytest.raises(ValueError, match="answerability head"):
+        answering.head_explanation(dataclasses.replace(_head_answer(True, -1, -2, 0.1), answerable=None), "x")
+
+
 # ---------------------------------------------------------------------------------------------
 # text shown of an unfinished span: no partial last character
 # ---------------------------------------------------------------------------------------------

@@ -450,6 +450,10 @@ def test_span_kept_answer_is_not_a_success_and_shares_stay_under_100_percent():
     answer = kept(at, "qa").answer
     if answer.answerable is not None:  # the model's answerability head decided: its probability and threshold
         weighing = [c.value for c in at.caption if "answerability head" in c.value]
+        # plain words for a reader who never heard of the head, and its verdict beside the model's own scores
+        assert len(weighing) == 1 and "estimates how likely it is that the document answers the question" in weighing[0]
+        scores = [c.value for c in at.caption if c.value.startswith("Below, the model's own preference")]
+        assert len(scores) == 1 and ("agrees with it here" in scores[0]) != ("overruled" in scores[0]), scores
         assert len(weighing) == 1 and f"probability of {answer.answerable:.2f}" in weighing[0], weighing
         assert f"threshold of {answer.rule.head.threshold:.2f}" in weighing[0]
         assert weighing[0].startswith("Declined" if answer.declined else "Answered")
@@ -493,7 +497,7 @@ def test_an_answer_begun_inside_a_name_is_shown_begun_where_the_name_begins():
     assert any("began its answer inside a name of the document (at “Ruiz”)" in c and "“Dóra Ruiz”" in c
                for c in captions), captions
     # the decision (the answerability head's, for the embedded model) is about the span as written
-    assert any("the weighed span “Ruiz”" in c for c in captions), captions
+    assert any("the best span the model found, “Ruiz”" in c for c in captions), captions
 
 
 def test_an_answer_cut_inside_a_character_is_shown_whole_and_said_cut():
@@ -512,7 +516,7 @@ def test_an_answer_cut_inside_a_character_is_shown_whole_and_said_cut():
     assert not [t for t in shown if "\ufffd" in t or "\\ufffd" in t], [t[:200] for t in shown if "\ufffd" in t]
     cut = [w for w in messages(at, "warning") if "was cut at 3 tokens: raise Max answer tokens" in w]
     assert len(cut) == 1, messages(at, "warning")
-    weighing = [c.value for c in at.caption if "weighed" in c.value]
+    weighing = [c.value for c in at.caption if "the best span the model found" in c.value]
     assert weighing and all("…" in c for c in weighing), weighing  # the span as shown, marked unfinished
 
 
