@@ -42,6 +42,7 @@ from ledviz.errors import InputError, LedvizError
 from ledviz.memory import model_nbytes
 from ledviz.pipeline import Document, LoadedModel, RunResult
 from ledviz.runs import cut_note, run_facts, run_fingerprint
+from ledviz.tokenization import broken_note
 from ledviz.uploads import UPLOAD_TYPES, decode_upload
 from ledviz.views import View
 from pages.running import (
@@ -697,6 +698,8 @@ def show_output(result: RunResult, prefix: str = "") -> None:
     """The generated text (Markdown-escaped), or a note on why there is none. `prefix`: e.g. '#### '."""
     if result.output_text:
         st.markdown(prefix + _md_escape(result.output_text))
+        if note := broken_note(result.output_tokens):
+            st.caption(note)
     elif len(result.output_ids) <= 2:
         st.markdown("_(empty: the model ended at once)_")
     else:

@@ -15,7 +15,9 @@ from ledviz.compare import MAX_SETTINGS, Setting
 from ledviz.errors import LedvizError
 from ledviz.pipeline import GLOBAL_CHOICES
 from ledviz.runs import run_fingerprint
+from ledviz.tokenization import broken_note
 from pages.common import (
+    _md_escape,
     current_view,
     document_input,
     document_status,
@@ -150,7 +152,9 @@ def outputs_section(comp: compare.Comparison) -> None:
             st.markdown(f"**{item.label}**" + (" · reference" if n == comp.reference else ""))
             st.caption(f"{len(item.global_positions)} global token(s)")
             if comp.generated:
-                st.markdown(item.output_text or "_(empty output)_")
+                st.markdown(_md_escape(item.output_text) if item.output_text else "_(empty output)_")
+                if item.run is not None and (note := broken_note(item.run.output_tokens)):
+                    st.caption(note)
                 own, refll = item.log_likelihood, item.reference_log_likelihood
                 m1, m2 = st.columns(2)
                 m1.metric("own log-lik.", "–" if own is None else f"{own:.2f}",

@@ -324,6 +324,24 @@ def test_shown_text_drops_only_an_unfinished_last_character():
         tok, ids[: split[0]])
 
 
+def test_broken_characters_counts_bytes_that_form_no_character_but_not_an_unfinished_last_one():
+    """A character begun and not finished inside the text (a free output can: "Feven" + the first byte of
+    a character + " Site") is a broken character and says so; an unfinished last one (left out of the shown
+    text), a whole text, and a U+FFFD of the text itself are not."""
+    from ledviz.tokenization import broken_characters, broken_note
+
+    tok = load_model(None).tokenizer
+    ids = tok(JAPANESE, add_special_tokens=False)["input_ids"]
+    cut = next(k for k in range(1, len(ids)) if tok.decode(ids[:k]).endswith("\ufffd"))
+    head, tail = tok.convert_ids_to_tokens(ids[:cut]), tok.convert_ids_to_tokens(tok(" Site")["input_ids"])
+    assert broken_characters(head) == 0 and broken_note(head) is None  # unfinished at the end: not broken
+    assert broken_characters(tok.convert_ids_to_tokens(ids)) == 0
+    assert broken_characters(head + tail) == 1 and broken_characters(head + tail + head + tail) == 2
+    assert broken_note(head + tail).startswith("“\ufffd” marks 1 place where the model wrote bytes that form no character")
+    assert "2 places" in broken_note(head + tail + head + tail)
+    assert broken_characters(tok.convert_ids_to_tokens(tok("a \ufffd b")["input_ids"])) == 0  # the text's own U+FFFD
+
+
 @pytest.mark.slow  # three QA runs
 def test_an_unfinished_span_is_shown_without_its_partial_character_and_scored_as_written():
     """A Japanese document (no spaces): the kept span runs to max_new_tokens without ending. Its

@@ -79,6 +79,20 @@ def test_lab_compares_settings_and_draws_charts():
     assert charts(at) >= 7 and any("earlier document or settings" in i.value for i in at.info)
 
 
+def test_lab_output_with_a_broken_character_says_what_the_mark_is():
+    """On the sample report, the first <s> setting's free summary writes "Feven" and a character it never
+    finishes: the card shows U+FFFD (as written) and a caption saying what it marks, and nothing else does."""
+    at = open_app("pages/lab.py")
+    at.button(key="lab.run").click().run()
+    assert_clean(at)
+    _, comp = kept(at, "lab")
+    results = comp.results
+    broken = ["\ufffd" in item.output_text for item in results]
+    assert broken[0], [item.output_text for item in results]  # the case under test
+    notes = [c.value for c in at.caption if "bytes that form no character" in c.value]
+    assert len(notes) == sum(broken), notes
+
+
 def test_lab_compare_is_a_job_of_the_shared_queue():
     from ledviz.memory import Handle
     from pages.running import server
