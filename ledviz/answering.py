@@ -205,6 +205,19 @@ def head_explanation(answer: KeptAnswer, span_text: str, quote=lambda s: s) -> t
     return decision, f"{figure} Here the checker overruled it: the model alone preferred {preferred}."
 
 
+def decline_note(answer: KeptAnswer | None, kept: bool) -> str:
+    """What "Where the answer came from" says of a declined answer: who declined. Where an
+    answerability head decided it says the head did (the model alone may have preferred the span:
+    head_explanation), not "the model declined"; `kept`: the answer was kept to the document."""
+    allowed = " (the one answer allowed besides a span of the document)" if kept else ""
+    if answer is not None and answer.answerable is not None and answer.declined:
+        who = ("The answer is “not in the document”: the answerability head judged that the document does not "
+               f"answer the question (see above){allowed}.")
+    else:
+        who = f"The model declined: “not in the document” is its answer when it finds none{allowed}."
+    return f"{who} It can be wrong either way; below is where the answer tokens looked."
+
+
 def _ids(tok, text: str) -> list[int]:
     return tok(text, add_special_tokens=False)["input_ids"]
 

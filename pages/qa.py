@@ -67,10 +67,7 @@ def answer_source(result, loaded) -> None:
         return
     kept = bool(result.settings.get("answer_from_document"))
     if provenance.declined(result):
-        st.info("The model declined: “not in the document” is its answer when it finds none"
-                + (" (the one answer allowed besides a span of the document)" if kept else "")
-                + ". It can be wrong either way; below is where the answer tokens looked.",
-                icon=":material/block:")
+        st.info(answering.decline_note(result.answer, kept), icon=":material/block:")
     elif source.matches:
         s = source.matches[0][0]
         first, last = source.match_tokens or (None, None)

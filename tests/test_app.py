@@ -442,7 +442,8 @@ def test_span_kept_answer_is_not_a_success_and_shares_stay_under_100_percent():
     assert not at.success, [s.value for s in at.success]  # kept to the document by construction: no ✓
     # a span of the document, or the decline "not in the document" (what the embedded model answers here)
     said = " ".join(messages(at, "info"))
-    assert ("kept to a span of the document" in said) != ("The model declined" in said), said
+    declined_said = "The model declined" in said or "the answerability head judged" in said
+    assert ("kept to a span of the document" in said) != declined_said, said
     # the run's facts say the decline was allowed too, so a declined answer does not read as "kept to a span"
     facts = [c.value for c in at.caption if "input tokens" in c.value]
     assert len(facts) == 1 and "answer kept to a span of the document (or declined)" in facts[0], facts
@@ -454,6 +455,8 @@ def test_span_kept_answer_is_not_a_success_and_shares_stay_under_100_percent():
         assert len(weighing) == 1 and "estimates how likely it is that the document answers the question" in weighing[0]
         scores = [c.value for c in at.caption if c.value.startswith("Below, the model's own preference")]
         assert len(scores) == 1 and ("agrees with it here" in scores[0]) != ("overruled" in scores[0]), scores
+        if answer.declined:  # the head declined: "Where the answer came from" does not call it the model's decline
+            assert "the answerability head judged" in said and "The model declined" not in said, said
         assert len(weighing) == 1 and f"probability of {answer.answerable:.2f}" in weighing[0], weighing
         assert f"threshold of {answer.rule.head.threshold:.2f}" in weighing[0]
         assert weighing[0].startswith("Declined" if answer.declined else "Answered")
