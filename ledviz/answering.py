@@ -211,8 +211,8 @@ def decline_note(answer: KeptAnswer | None, kept: bool) -> str:
     head_explanation), not "the model declined"; `kept`: the answer was kept to the document."""
     allowed = " (the one answer allowed besides a span of the document)" if kept else ""
     if answer is not None and answer.answerable is not None and answer.declined:
-        who = ("The answer is “not in the document”: the answerability head judged that the document does not "
-               f"answer the question (see above){allowed}.")
+        who = (f"The answer is “not in the document”{allowed}: the answerability head judged that the document "
+               "does not answer the question, as said above.")
     else:
         who = f"The model declined: “not in the document” is its answer when it finds none{allowed}."
     return f"{who} It can be wrong either way; below is where the answer tokens looked."
