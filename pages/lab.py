@@ -14,7 +14,7 @@ from ledviz import compare, plots
 from ledviz.compare import MAX_SETTINGS, Setting
 from ledviz.errors import LedvizError
 from ledviz.pipeline import GLOBAL_CHOICES
-from ledviz.runs import run_fingerprint
+from ledviz.runs import run_fingerprint, stale_note
 from ledviz.tokenization import broken_note
 from pages.common import (
     _md_escape,
@@ -325,8 +325,7 @@ def main() -> None:
         return
     fingerprint, comp = stored
     if not ready or fingerprint != _fingerprint(loaded, doc, valid, task, max_new, reference, generate):
-        st.info("The results below are for an earlier document or settings: press **Compare** to update them.",
-                icon=":material/history:")
+        st.info(stale_note("Compare", ready, results=True), icon=":material/history:")
     st.divider()
     results_section(comp)
 

@@ -167,6 +167,22 @@ def test_a_run_can_be_cancelled():
 # bad input: a message, never a traceback
 # ---------------------------------------------------------------------------------------------
 
+def test_a_kept_result_with_an_empty_document_does_not_ask_for_a_disabled_button():
+    """After a summary, an empty paste: the note above the old result said "press Summarize" while
+    Summarize was off; it says the button is off until the input can run (runs.stale_note)."""
+    at = open_app()
+    at.number_input(key="summarize.max_new").set_value(4).run()
+    at.button(key="summarize.run").click().run()
+    assert_clean(at)
+    paste(at, "a document that is not the sample")
+    stale = [m for m in messages(at, "info") if "earlier input or settings" in m]
+    assert len(stale) == 1 and "press **Summarize**" in stale[0], stale
+    at.text_area(key="doc.pasted").set_value("").run()
+    assert at.button(key="summarize.run").disabled
+    stale = [m for m in messages(at, "info") if "earlier input or settings" in m]
+    assert len(stale) == 1 and "press" not in stale[0] and "stays off until the current input can run" in stale[0], stale
+
+
 def test_empty_document_shows_a_message():
     at = open_app()
     at.button_group(key="doc.source").set_value("Paste").run()
