@@ -286,6 +286,10 @@ def main() -> None:
         st.caption("Answers here are the model's own, unconstrained: the lab shows what each choice of global "
                    "tokens does to the model itself (the Question answering page keeps answers to a span of "
                    "the document by default).")
+    else:  # the Summarize page keeps each fact's value to the document: its summary can differ from these
+        st.caption("Summaries here are the model's own, unconstrained: the lab shows what each choice of global "
+                   "tokens does to the model itself (the Summarize page keeps each fact's value to the document by "
+                   "default, so its summary of the same document can differ).")
     doc = document_status(loaded, None if source is None else source.text, question) \
         if task != "qa" or question else None
 
