@@ -159,6 +159,21 @@ class AnswerabilityHead:
     def width(self) -> int:
         return int(self.mean.numel())
 
+    @property
+    def parameter_count(self) -> int:
+        """Its weights and biases (the features' mean and std, fixed numbers, not counted)."""
+        return sum(int(w.numel() + b.numel()) for w, b in self.layers)
+
+    def describe(self) -> str:
+        """What The model page says of it: the LED network's parameter counts leave it out, yet the QA
+        page's decisions are its."""
+        return (f"Besides these, an answerability head decides on the Question answering page whether the "
+                f"document answers the question: {self.parameter_count:,} parameters in {len(self.layers)} "
+                f"layer(s) reading {self.width:,} numbers from the model ({', '.join(self.features)}); it "
+                f"declines (“not in the document”) below a probability of {self.threshold:.2f}. It is a separate "
+                f"file ({os.path.basename(self.path)}, named by decline_head in generation_config.json), not "
+                "counted above.")
+
     def vector(self, values: dict[str, Sequence[float]]) -> torch.Tensor:
         """The head's input (its features in its order, joined) from a features() dict."""
         missing = [f for f in self.features if f not in values]

@@ -156,6 +156,68 @@ def _score(logprobs: Sequence[float], score: str) -> float:
     return total if score == "sum" else total / len(logprobs)
 
 
+def percent(probability: float) -> str:
+    """A probability as a reader reads it: "92%", "<1%" (not "0%" for a small one), ">99%"."""
+    if probability < 0.005:
+        return "<1%"
+    if probability > 0.995:
+        return ">99%"
+    return f"{probability:.0%}"
+
+
+def head_explanation(answer: KeptAnswer, span_text: str, quote=lambda s: s) -> tuple[str, str]:
+    """Why an answerability head (rule.head) kept or declined `answer`, in words a reader who never
+    heard of one follows: what the head is, its probability (as a percentage too) against its
+    threshold, what was answered or not, and how the two scores drawn beside it (the model's own
+    preference, decline_figure) relate to the decision: where the head overruled them, it says so.
+    Two texts: the decision (above the head's figure), the scores (above their figure; "" when the
+    answer was not weighed). `span_text`: the weighed span as shown; `quote` escapes a text for the page (markdown)."""
+    rule = answer.rule
+    if rule is None or rule.head is None or answer.answerable is None:
+        raise ValueError("head_explanation needs an answer decided by an answerability head")
+    p, cut = answer.answerable, rule.head.threshold
+    if answer.declined:
+        outcome = (f"below its threshold of {cut:.2f} ({percent(cut)}), so the answer is “not in the document” "
+                   f"rather than “{quote(span_text)}”")
+    else:
+        shown = answer.answer_text if answer.answer_text is not None else span_text
+        outcome = f"not below its threshold of {cut:.2f} ({percent(cut)}), so the answer is “{quote(shown)}”"
+    decision = (f"{'Declined' if answer.declined else 'Answered'}: a small checker trained with this model (its "
+                f"answerability head) reads the question, the document, the model's inner states and the best span "
+                f"the model found, “{quote(span_text)}”, and estimates how likely it is that the document answers "
+                f"the question: here {percent(p)} (a probability of {p:.2f}), {outcome}. It can be wrong either way.")
+    scores = answer.scores()
+    if scores is None:
+        return decision, ""
+    span, decline = scores
+    lead = "Below, the model's own preference, which the checker also reads:"
+    if rule.score == "first":  # one token's log-probability: a probability a reader knows
+        figure = (f"{lead} how likely the model finds each answer at the first token where the two differ: the span "
+                  f"{percent(math.exp(span))} (log-probability {span:.2f}), “not in the document” "
+                  f"{percent(math.exp(decline))} (log-probability {decline:.2f}).")
+    else:
+        figure = (f"{lead} its {SCORE_NAMES[rule.score]} (0 is certain, lower is less likely) for the span, "
+                  f"{span:.2f}, and for “not in the document”, {decline:.2f}.")
+    prefers_span = span >= decline
+    if prefers_span != answer.declined:
+        return decision, f"{figure} The checker agrees with it here."
+    preferred = f"the span “{quote(span_text)}”" if prefers_span else "“not in the document”"
+    return decision, f"{figure} Here the checker overruled it: the model alone preferred {preferred}."
+
+
+def decline_note(answer: KeptAnswer | None, kept: bool) -> str:
+    """What "Where the answer came from" says of a declined answer: who declined. Where an
+    answerability head decided it says the head did (the model alone may have preferred the span:
+    head_explanation), not "the model declined"; `kept`: the answer was kept to the document."""
+    allowed = " (the one answer allowed besides a span of the document)" if kept else ""
+    if answer is not None and answer.answerable is not None and answer.declined:
+        who = (f"The answer is “not in the document”{allowed}: the answerability head judged that the document "
+               "does not answer the question, as said above.")
+    else:
+        who = f"The model declined: “not in the document” is its answer when it finds none{allowed}."
+    return f"{who} It can be wrong either way; below is where the answer tokens looked."
+
+
 def _ids(tok, text: str) -> list[int]:
     return tok(text, add_special_tokens=False)["input_ids"]
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import html
 import importlib.util
+import math
 import os
 import threading
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -391,19 +392,35 @@ def bars_figure(df, columns: dict[str, str], title: str, y_title: str, *, x: str
 
 
 def decline_figure(span_text: str, span_score: float, decline_score: float, threshold: float | None, label: str,
-                   declined: bool) -> go.Figure:
+                   declined: bool, *, percent: Callable[[float], str] | None = None) -> go.Figure:
     """The decline decision of a kept answer (ledviz.answering): the scores of the best span and of
     the decline answer (`label` says which score: answering.SCORE_NAMES), and the bar the decline
     had to clear: the span's score plus the margin (`threshold`; None where the margin did not
-    decide, an answerability head did: no bar is drawn)."""
+    decide, an answerability head did: no bar is drawn). `percent` (answering.percent), where each
+    score is one token's log-probability: the bars are the probabilities themselves on a 0-1 axis
+    (a longer bar is the likelier answer, as in answerability_figure; negative log-probabilities
+    drew the likelier answer as the shorter bar), each with its log-probability."""
+    if percent and threshold is not None:
+        raise ValueError("decline_figure draws a margin's bar on log-probabilities: give threshold or percent, not both")
     names = [f"best span: “{span_text}”", "decline: “not in the document”"]
     short = [escape(n if len(n) <= 48 else n[:45] + "…”") for n in names]
     chosen = [not declined, declined]
+    scores = (span_score, decline_score)
+    if percent:
+        x = [math.exp(v) for v in scores]
+        text = [f"{percent(p)} (log-probability {v:.2f})" for p, v in zip(x, scores)]
+        title = "the model's probability of each answer at the first token where the two differ"
+    else:
+        x, text, title = list(scores), [f"{v:.2f}" for v in scores], label
     fig = go.Figure(go.Bar(
-        y=short, x=[span_score, decline_score], orientation="h",
+        y=short, x=x, orientation="h",
         marker_color=["#2ca02c" if c else "#bbbbbb" for c in chosen],
-        text=[f"{v:.2f}" + (" (chosen)" if c else "") for v, c in zip((span_score, decline_score), chosen)],
-        textposition="auto", hovertemplate="%{y}<br>" + label + " %{x:.3f}<extra></extra>"))
+        text=[t + (" (chosen)" if c else "") for t, c in zip(text, chosen)],
+        # beside a short bar, not inside (see answerability_figure)
+        textposition=["inside" if percent and v >= 0.5 else "outside" if percent else "auto" for v in x],
+        cliponaxis=False, hovertemplate="%{y}<br>" + title + " %{x:.3f}<extra></extra>"))
+    if percent:
+        fig.update_xaxes(range=[0, 1])
     if threshold is not None:
         bar = span_score + threshold
         # every score (answering.SCORES) is a log-probability, at most 0: a bar above 0 no decline can clear
@@ -411,7 +428,7 @@ def decline_figure(span_text: str, span_score: float, decline_score: float, thre
         fig.add_vline(x=bar, line_dash="dash", line_color=GLOBAL_MARK,
                       annotation_text=f"to decline, beat {bar:.2f} (span {threshold:+g}){reach}",
                       annotation_position="top", annotation_xanchor="right" if reach else "center")
-    return _layout(fig, None, 170, rows_down=True, top=30, xaxis_title=label)
+    return _layout(fig, None, 170, rows_down=True, top=30, xaxis_title=title)
 
 
 def answerability_figure(probability: float, threshold: float, declined: bool) -> go.Figure:

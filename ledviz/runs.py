@@ -196,6 +196,18 @@ def run_facts(result: RunResult) -> list[str]:
 
 
 
+def stale_note(button_label: str, ready: bool, results: bool = False) -> str:
+    """What a page says above a kept result that is not for its current input or settings: press the
+    button to run again where the current input can run (`ready`); where it cannot (no document, an
+    invalid question: the button is disabled), it points to the message saying what is missing
+    instead of to a button that does nothing. `results`: several (the lab's comparison)."""
+    what = "The results below are" if results else "The result below is"
+    if ready:
+        return f"{what} for an earlier input or settings: press **{button_label}** to run on the current one."
+    return (f"{what} for an earlier input or settings. **{button_label}** stays off until the current input can "
+            "run: see the message above.")
+
+
 def cut_note(result: RunResult, setting: str, most: int | None = None) -> str | None:
     """A plain line when the output, or a kept answer's weighed span (even one then declined), ran to
     its token limit without its end token; None when it ended, or was stopped. `setting` names the

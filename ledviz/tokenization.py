@@ -140,6 +140,26 @@ def shown_text(tok, ids: Sequence[int], **decode: Any) -> str:
     return text
 
 
+def broken_characters(tokens: Sequence[str | None]) -> int:
+    """How many places of the text of byte-level `tokens` (tok.convert_ids_to_tokens) are bytes that
+    form no character, which decoding shows as U+FFFD: a model free to write any byte-level token can
+    begin a character and go on with a token that does not finish it. An unfinished last character
+    (partial_tail, left out of shown_text) and a U+FFFD written whole are not counted."""
+    data = b"".join(token_bytes(t) for t in tokens if t is not None)
+    data = data[: len(data) - partial_tail(data)]
+    return data.decode("utf-8", errors="replace").count("\ufffd") - data.count("\ufffd".encode())
+
+
+def broken_note(tokens: Sequence[str | None]) -> str | None:
+    """What a reader is told where the output holds broken_characters (None where it holds none)."""
+    n = broken_characters(tokens)
+    if not n:
+        return None
+    places = "1 place" if n == 1 else f"{n:,} places"
+    return (f"“\ufffd” marks {places} where the model wrote bytes that form no character (it writes text as "
+            "byte-level pieces, and began a character it did not finish); the output is shown as written.")
+
+
 def shown_pieces(tok, ids: Sequence[int]) -> list[str]:
     """The text each of `ids` adds to the shown text, in whole characters: a character split over
     tokens belongs to the token that completes it, and a token that completes none adds "" (decoding

@@ -41,7 +41,8 @@ from ledviz import device, pipeline, plots
 from ledviz.errors import InputError, LedvizError
 from ledviz.memory import model_nbytes
 from ledviz.pipeline import Document, LoadedModel, RunResult
-from ledviz.runs import cut_note, run_facts, run_fingerprint
+from ledviz.runs import cut_note, run_facts, run_fingerprint, stale_note
+from ledviz.tokenization import broken_note
 from ledviz.uploads import UPLOAD_TYPES, decode_upload
 from ledviz.views import View
 from pages.running import (
@@ -665,8 +666,7 @@ def run_panel(key: str, loaded: LoadedModel, doc: Document | None, global_mask: 
         show_cancelled_or_error(ss[f"{key}.error"], show_error, "running the model")
     result: RunResult | None = kept_result(key)
     if result is not None and result.settings.get("fingerprint") != fingerprint:
-        st.info("The result below is for an earlier input or settings: press "
-                f"**{button_label}** to run on the current one.", icon=":material/history:")
+        st.info(stale_note(button_label, ready), icon=":material/history:")
     return result
 
 
@@ -697,6 +697,8 @@ def show_output(result: RunResult, prefix: str = "") -> None:
     """The generated text (Markdown-escaped), or a note on why there is none. `prefix`: e.g. '#### '."""
     if result.output_text:
         st.markdown(prefix + _md_escape(result.output_text))
+        if note := broken_note(result.output_tokens):
+            st.caption(note)
     elif len(result.output_ids) <= 2:
         st.markdown("_(empty: the model ended at once)_")
     else:

@@ -14,8 +14,10 @@ from ledviz import compare, plots
 from ledviz.compare import MAX_SETTINGS, Setting
 from ledviz.errors import LedvizError
 from ledviz.pipeline import GLOBAL_CHOICES
-from ledviz.runs import run_fingerprint
+from ledviz.runs import run_fingerprint, stale_note
+from ledviz.tokenization import broken_note
 from pages.common import (
+    _md_escape,
     current_view,
     document_input,
     document_status,
@@ -150,7 +152,9 @@ def outputs_section(comp: compare.Comparison) -> None:
             st.markdown(f"**{item.label}**" + (" · reference" if n == comp.reference else ""))
             st.caption(f"{len(item.global_positions)} global token(s)")
             if comp.generated:
-                st.markdown(item.output_text or "_(empty output)_")
+                st.markdown(_md_escape(item.output_text) if item.output_text else "_(empty output)_")
+                if item.run is not None and (note := broken_note(item.run.output_tokens)):
+                    st.caption(note)
                 own, refll = item.log_likelihood, item.reference_log_likelihood
                 m1, m2 = st.columns(2)
                 m1.metric("own log-lik.", "–" if own is None else f"{own:.2f}",
@@ -282,6 +286,10 @@ def main() -> None:
         st.caption("Answers here are the model's own, unconstrained: the lab shows what each choice of global "
                    "tokens does to the model itself (the Question answering page keeps answers to a span of "
                    "the document by default).")
+    else:  # the Summarize page keeps each fact's value to the document: its summary can differ from these
+        st.caption("Summaries here are the model's own, unconstrained: the lab shows what each choice of global "
+                   "tokens does to the model itself (the Summarize page keeps each fact's value to the document by "
+                   "default, so its summary of the same document can differ).")
     doc = document_status(loaded, None if source is None else source.text, question) \
         if task != "qa" or question else None
 
@@ -321,8 +329,7 @@ def main() -> None:
         return
     fingerprint, comp = stored
     if not ready or fingerprint != _fingerprint(loaded, doc, valid, task, max_new, reference, generate):
-        st.info("The results below are for an earlier document or settings: press **Compare** to update them.",
-                icon=":material/history:")
+        st.info(stale_note("Compare", ready, results=True), icon=":material/history:")
     st.divider()
     results_section(comp)
 

@@ -9,7 +9,7 @@ import os
 import pandas as pd
 import streamlit as st
 
-from ledviz import device, explain, pipeline, plots
+from ledviz import answering, device, explain, pipeline, plots
 from pages.common import render_page, require_model, show_errors
 from pages.views import plot
 
@@ -66,6 +66,9 @@ def parameters(loaded) -> None:
                    delta_color="off", delta_arrow="off", delta_description="of all" if share else None)
     st.caption("Embeddings: the token table (shared by encoder, decoder and the tied LM head) and the two position "
                "tables. Encoder and decoder: their layers and embedding layer norms. Tied weights count once.")
+    rule = answering.decline_rule(loaded.model)
+    if rule is not None and rule.head is not None:  # the QA page's decline decisions are its: say it exists
+        st.caption(rule.head.describe())
     by_component = explain.parameters_by_component(table)
     left, right = st.columns([2, 3])
     with left:

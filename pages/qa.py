@@ -67,10 +67,7 @@ def answer_source(result, loaded) -> None:
         return
     kept = bool(result.settings.get("answer_from_document"))
     if provenance.declined(result):
-        st.info("The model declined: “not in the document” is its answer when it finds none"
-                + (" (the one answer allowed besides a span of the document)" if kept else "")
-                + ". It can be wrong either way; below is where the answer tokens looked.",
-                icon=":material/block:")
+        st.info(answering.decline_note(result.answer, kept), icon=":material/block:")
     elif source.matches:
         s = source.matches[0][0]
         first, last = source.match_tokens or (None, None)
@@ -113,15 +110,14 @@ def decline_weighing(result) -> None:
     rule, margin = answer.rule, answer.margin()
     unit = answering.SCORE_NAMES[rule.score]
     if answer.answerable is not None:  # a trained answerability head decided (ledviz.answerability)
-        verdict = "below" if answer.declined else "not below"
-        st.caption(f"{'Declined' if answer.declined else 'Answered'}: the model's answerability head, which reads "
-                   f"the weighed span “{_md_escape(_span(answer))}”, the decline and the model's states, gives "
-                   f"the question a probability of {answer.answerable:.2f} of being answerable, {verdict} its "
-                   f"threshold of {rule.head.threshold:.2f}. The scores below are two of what it reads ({unit}).")
+        decision, weighed = answering.head_explanation(answer, _span(answer), _md_escape)
+        st.caption(decision)
         plot(plots.answerability_figure(answer.answerable, rule.head.threshold, answer.declined),
              key=f"{KEY}.answerable")
+        st.caption(weighed)
         span, decline = answer.scores()
-        plot(plots.decline_figure(_span(answer), span, decline, None, unit, answer.declined), key=f"{KEY}.decline")
+        plot(plots.decline_figure(_span(answer), span, decline, None, unit, answer.declined,
+                                  percent=answering.percent if rule.score == "first" else None), key=f"{KEY}.decline")
         return
     if answer.declined:
         st.caption(f"Declined: the best span of the document, “{_md_escape(_span(answer))}”, was weighed against "

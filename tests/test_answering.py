@@ -233,6 +233,61 @@ def test_the_decline_figure_shows_both_scores_and_the_bar_to_clear():
     assert len(long.data[0].y[0]) < 60 and long.data[0].text[1].endswith("(chosen)")
 
 
+def test_the_decline_figure_draws_one_token_scores_as_probabilities():
+    """With the head deciding (score "first"), the bars are probabilities on 0-1: the likelier answer has the
+    longer bar (negative log-probabilities drew it as the shorter one), each bar says its % and log-probability."""
+    from ledviz import plots
+
+    fig = plots.decline_figure("98,712", -0.10, -3.10, None, answering.SCORE_NAMES["first"], declined=True,
+                               percent=answering.percent)
+    bars = fig.data[0]
+    assert list(bars.x) == pytest.approx([math.exp(-0.10), math.exp(-3.10)])
+    assert bars.text[0] == "90% (log-probability -0.10)" and bars.text[1] == "5% (log-probability -3.10) (chosen)"
+    assert tuple(fig.layout.xaxis.range) == (0, 1) and "probability" in fig.layout.xaxis.title.text
+    with pytest.raises(ValueError, match="not both"):
+        plots.decline_figure("x", -1.0, -2.0, 0.5, "first", declined=False, percent=answering.percent)
+    assert [answering.percent(p) for p in (0.001, 0.0512, 0.92, 0.999)] == ["<1%", "5%", "92%", ">99%"]
+
+
+def _head_answer(declined: bool, span: float, decline: float, answerable: float, score: str = "first"):
+    from types import SimpleNamespace
+
+    rule = SimpleNamespace(score=score, head=SimpleNamespace(threshold=0.15), margin=0.0)
+    return answering.KeptAnswer(ids=[0], declined=declined, span_ids=[5, 6], span_text="98,712",
+                                span_logprobs=[span, -0.1], decline_logprobs=[decline, -0.2], decline_ids=[7, 8],
+                                rule=rule, answerable=answerable, answer_text="98,712")
+
+
+def test_a_decline_by_the_head_is_not_said_to_be_the_model_s():
+    """Where the head declined and the model alone preferred the span (head_explanation: "overruled"),
+    "Where the answer came from" does not say "The model declined"."""
+    by_head = answering.decline_note(_head_answer(True, -0.10, -3.10, 0.05), kept=True)
+    assert by_head.startswith("The answer is “not in the document” (the one answer allowed besides a span of the "
+                              "document): the answerability head judged") and "model declined" not in by_head
+    by_model = answering.decline_note(None, kept=False)
+    assert by_model.startswith("The model declined:") and "allowed" not in by_model
+
+
+def test_the_head_explanation_says_what_the_head_is_and_when_it_overruled_the_scores():
+    """A reader who never heard of an answerability head is told what it is, its probability as a
+    percentage against the threshold, what was answered, and whether it agreed with the model's own scores."""
+    decision, weighed = answering.head_explanation(_head_answer(True, -0.10, -3.10, 0.05), "98,712")
+    assert decision.startswith("Declined: a small checker trained with this model (its answerability head)")
+    assert "here 5% (a probability of 0.05), below its threshold of 0.15 (15%)" in decision
+    assert "so the answer is “not in the document” rather than “98,712”" in decision
+    assert "the span 90% (log-probability -0.10), “not in the document” 5% (log-probability -3.10)" in weighed
+    assert weighed.endswith("Here the checker overruled it: the model alone preferred the span “98,712”.")
+    decision, weighed = answering.head_explanation(_head_answer(False, -0.08, -6.59, 0.999), "98,712")
+    assert decision.startswith("Answered:") and "here >99% (a probability of 1.00), not below" in decision
+    assert "“not in the document” <1% (log-probability -6.59)" in weighed and weighed.endswith("agrees with it here.")
+    decision, weighed = answering.head_explanation(_head_answer(False, -4.0, -0.5, 0.6), "98,712")  # overruled the other way
+    assert weighed.endswith("the model alone preferred “not in the document”.")
+    _, weighed = answering.head_explanation(_head_answer(True, -1.0, -0.5, 0.1, score="sum"), "98,712")
+    assert "sum of the answer tokens' log-probabilities (0 is certain, lower is less likely)" in weighed
+    with pytest.raises(ValueError, match="answerability head"):
+        answering.head_explanation(dataclasses.replace(_head_answer(True, -1, -2, 0.1), answerable=None), "x")
+
+
 # ---------------------------------------------------------------------------------------------
 # text shown of an unfinished span: no partial last character
 # ---------------------------------------------------------------------------------------------
@@ -277,6 +332,24 @@ def test_shown_text_drops_only_an_unfinished_last_character():
     # special tokens are left out as decode leaves them out
     assert shown_text(tok, [tok.bos_token_id, *ids[: split[0]]], skip_special_tokens=True) == shown_text(
         tok, ids[: split[0]])
+
+
+def test_broken_characters_counts_bytes_that_form_no_character_but_not_an_unfinished_last_one():
+    """A character begun and not finished inside the text (a free output can: "Feven" + the first byte of
+    a character + " Site") is a broken character and says so; an unfinished last one (left out of the shown
+    text), a whole text, and a U+FFFD of the text itself are not."""
+    from ledviz.tokenization import broken_characters, broken_note
+
+    tok = load_model(None).tokenizer
+    ids = tok(JAPANESE, add_special_tokens=False)["input_ids"]
+    cut = next(k for k in range(1, len(ids)) if tok.decode(ids[:k]).endswith("\ufffd"))
+    head, tail = tok.convert_ids_to_tokens(ids[:cut]), tok.convert_ids_to_tokens(tok(" Site")["input_ids"])
+    assert broken_characters(head) == 0 and broken_note(head) is None  # unfinished at the end: not broken
+    assert broken_characters(tok.convert_ids_to_tokens(ids)) == 0
+    assert broken_characters(head + tail) == 1 and broken_characters(head + tail + head + tail) == 2
+    assert broken_note(head + tail).startswith("“\ufffd” marks 1 place where the model wrote bytes that form no character")
+    assert "2 places" in broken_note(head + tail + head + tail)
+    assert broken_characters(tok.convert_ids_to_tokens(tok("a \ufffd b")["input_ids"])) == 0  # the text's own U+FFFD
 
 
 @pytest.mark.slow  # three QA runs

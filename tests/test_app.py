@@ -167,6 +167,22 @@ def test_a_run_can_be_cancelled():
 # bad input: a message, never a traceback
 # ---------------------------------------------------------------------------------------------
 
+def test_a_kept_result_with_an_empty_document_does_not_ask_for_a_disabled_button():
+    """After a summary, an empty paste: the note above the old result said "press Summarize" while
+    Summarize was off; it says the button is off until the input can run (runs.stale_note)."""
+    at = open_app()
+    at.number_input(key="summarize.max_new").set_value(4).run()
+    at.button(key="summarize.run").click().run()
+    assert_clean(at)
+    paste(at, "a document that is not the sample")
+    stale = [m for m in messages(at, "info") if "earlier input or settings" in m]
+    assert len(stale) == 1 and "press **Summarize**" in stale[0], stale
+    at.text_area(key="doc.pasted").set_value("").run()
+    assert at.button(key="summarize.run").disabled
+    stale = [m for m in messages(at, "info") if "earlier input or settings" in m]
+    assert len(stale) == 1 and "press" not in stale[0] and "stays off until the current input can run" in stale[0], stale
+
+
 def test_empty_document_shows_a_message():
     at = open_app()
     at.button_group(key="doc.source").set_value("Paste").run()
@@ -442,7 +458,8 @@ def test_span_kept_answer_is_not_a_success_and_shares_stay_under_100_percent():
     assert not at.success, [s.value for s in at.success]  # kept to the document by construction: no ✓
     # a span of the document, or the decline "not in the document" (what the embedded model answers here)
     said = " ".join(messages(at, "info"))
-    assert ("kept to a span of the document" in said) != ("The model declined" in said), said
+    declined_said = "The model declined" in said or "the answerability head judged" in said
+    assert ("kept to a span of the document" in said) != declined_said, said
     # the run's facts say the decline was allowed too, so a declined answer does not read as "kept to a span"
     facts = [c.value for c in at.caption if "input tokens" in c.value]
     assert len(facts) == 1 and "answer kept to a span of the document (or declined)" in facts[0], facts
@@ -450,6 +467,12 @@ def test_span_kept_answer_is_not_a_success_and_shares_stay_under_100_percent():
     answer = kept(at, "qa").answer
     if answer.answerable is not None:  # the model's answerability head decided: its probability and threshold
         weighing = [c.value for c in at.caption if "answerability head" in c.value]
+        # plain words for a reader who never heard of the head, and its verdict beside the model's own scores
+        assert len(weighing) == 1 and "estimates how likely it is that the document answers the question" in weighing[0]
+        scores = [c.value for c in at.caption if c.value.startswith("Below, the model's own preference")]
+        assert len(scores) == 1 and ("agrees with it here" in scores[0]) != ("overruled" in scores[0]), scores
+        if answer.declined:  # the head declined: "Where the answer came from" does not call it the model's decline
+            assert "the answerability head judged" in said and "The model declined" not in said, said
         assert len(weighing) == 1 and f"probability of {answer.answerable:.2f}" in weighing[0], weighing
         assert f"threshold of {answer.rule.head.threshold:.2f}" in weighing[0]
         assert weighing[0].startswith("Declined" if answer.declined else "Answered")
@@ -493,7 +516,7 @@ def test_an_answer_begun_inside_a_name_is_shown_begun_where_the_name_begins():
     assert any("began its answer inside a name of the document (at “Ruiz”)" in c and "“Dóra Ruiz”" in c
                for c in captions), captions
     # the decision (the answerability head's, for the embedded model) is about the span as written
-    assert any("the weighed span “Ruiz”" in c for c in captions), captions
+    assert any("the best span the model found, “Ruiz”" in c for c in captions), captions
 
 
 def test_an_answer_cut_inside_a_character_is_shown_whole_and_said_cut():
@@ -512,7 +535,7 @@ def test_an_answer_cut_inside_a_character_is_shown_whole_and_said_cut():
     assert not [t for t in shown if "\ufffd" in t or "\\ufffd" in t], [t[:200] for t in shown if "\ufffd" in t]
     cut = [w for w in messages(at, "warning") if "was cut at 3 tokens: raise Max answer tokens" in w]
     assert len(cut) == 1, messages(at, "warning")
-    weighing = [c.value for c in at.caption if "weighed" in c.value]
+    weighing = [c.value for c in at.caption if "the best span the model found" in c.value]
     assert weighing and all("…" in c for c in weighing), weighing  # the span as shown, marked unfinished
 
 

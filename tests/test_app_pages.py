@@ -5,6 +5,8 @@ and bad input shows a message instead of a traceback.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from app_driver import assert_clean, charts, kept, messages, open_app, paste, when_waiting
@@ -16,12 +18,16 @@ pytestmark = pytest.mark.slow
 # the lab
 # ---------------------------------------------------------------------------------------------
 
-def test_lab_question_answering_says_its_answers_are_unconstrained():
+def test_lab_says_its_outputs_are_unconstrained():
     at = open_app("pages/lab.py")
     at.segmented_control(key="lab.task").set_value("qa").run()
     assert_clean(at)
     assert any("Type a question" in i.value for i in at.info)
     assert any("unconstrained" in c.value for c in at.caption)
+    # summarizing too: its summary can differ from the Summarize page's, which keeps each fact's value to the document
+    at.segmented_control(key="lab.task").set_value("summarize").run()
+    said = [c.value for c in at.caption if "unconstrained" in c.value]
+    assert len(said) == 1 and "Summarize page keeps each fact's value to the document" in said[0], said
 
 
 def test_lab_opened_on_question_answering_puts_setting_1_on_the_question():
@@ -69,14 +75,29 @@ def test_lab_compares_settings_and_draws_charts():
     assert charts(at) >= 7
     # changing a setting marks the results as stale, and the Reference names settings by their new label
     at.selectbox(key="lab.s1.kind").set_value("none").run()
-    assert any("earlier document or settings" in i.value for i in at.info)
+    assert any("earlier input or settings: press **Compare**" in i.value for i in at.info)
     assert at.selectbox(key="lab.reference").options[1] == "Setting 2: none"
     # an invalid setting: its message, and the controls and the (stale) results stay
     at.selectbox(key="lab.s1.kind").set_value("positions").run()
     at.text_input(key="lab.s1.positions").set_value("0, ten, 20").run()
     assert_lab_controls_stay(at, "whole numbers")
     assert at.selectbox(key="lab.reference").options[1] == "Setting 2: (to fix)"
-    assert charts(at) >= 7 and any("earlier document or settings" in i.value for i in at.info)
+    # Compare is off until the setting is fixed: the note points to the message, not to the button (runs.stale_note)
+    assert charts(at) >= 7 and any("earlier input or settings. **Compare** stays off" in i.value for i in at.info)
+
+
+def test_lab_output_with_a_broken_character_says_what_the_mark_is():
+    """On the sample report, the first <s> setting's free summary writes "Feven" and a character it never
+    finishes: the card shows U+FFFD (as written) and a caption saying what it marks, and nothing else does."""
+    at = open_app("pages/lab.py")
+    at.button(key="lab.run").click().run()
+    assert_clean(at)
+    _, comp = kept(at, "lab")
+    results = comp.results
+    broken = ["\ufffd" in item.output_text for item in results]
+    assert broken[0], [item.output_text for item in results]  # the case under test
+    notes = [c.value for c in at.caption if "bytes that form no character" in c.value]
+    assert len(notes) == sum(broken), notes
 
 
 def test_lab_compare_is_a_job_of_the_shared_queue():
@@ -227,7 +248,7 @@ def test_lab_reads_the_question_as_the_qa_page_does():
     assert comp.labels[0] == "question" and comp.results[0].global_positions == comp.document.question_tokens()
     at.checkbox(key="lab.read_question.embedded").uncheck().run()
     assert not [c.value for c in at.caption if c.value.startswith("Read as:")]
-    assert any("earlier document or settings" in i.value for i in at.info)  # the question asked changed
+    assert any("earlier input or settings" in i.value for i in at.info)  # the question asked changed
     at.segmented_control(key="lab.task").set_value("summarize").run()  # no question: setting 1 back to its own
     assert_clean(at)
     assert at.selectbox(key="lab.s0.kind").value == "first"
@@ -316,6 +337,14 @@ def test_model_page():
     assert charts(at) == 3  # windows, parameters per layer, attention memory
     labels = [m.label for m in at.metric]
     assert {"Source", "Load time", "Parameters", "Total", "Encoder", "Decoder"} <= set(labels)
+    # "Task heads 0" beside the QA page's "answerability head": the page says the head exists, its size and threshold
+    head = [c.value for c in at.caption if "an answerability head decides" in c.value]
+    assert len(head) == 1 and "below a probability of 0.15" in head[0] and "answerability.json" in head[0], head
+    from ledviz import answerability
+    from ledviz.pipeline import default_model_dir
+
+    shipped = answerability.load(os.path.join(default_model_dir(), "answerability.json"))
+    assert shipped.parameter_count > 0 and f"{shipped.parameter_count:,} parameters" in head[0], head
     at.number_input(key="model_page.n").set_value(16_384).run()
     at.number_input(key="model_page.x").set_value(64).run()
     assert_clean(at)

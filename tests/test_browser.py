@@ -104,7 +104,13 @@ def test_question_answering_in_a_browser(server, browser, tmp_path):
     assert page.locator("[data-testid='stAlertContentError']").count() == 0
     # the embedded model's answerability head decided: a caption with its probability, its figure
     # ("answerable: 0.93"), the weighed scores' figure, and the run's facts
-    expect(page.get_by_text("the model's answerability head", exact=False)).to_have_count(1)
+    expect(page.get_by_text("(its answerability head)", exact=False)).to_have_count(1)
+    # in words for a reader who never heard of the head: what it estimates, as a percentage, and whether it
+    # agreed with the model's own preference (drawn as probabilities beside it)
+    expect(page.get_by_text("estimates how likely it is that the document answers the question", exact=False)
+           ).to_have_count(1)
+    expect(page.get_by_text("The checker agrees with it here.", exact=False)).to_have_count(1)
+    expect(page.get_by_text("the model's probability of each answer", exact=False).first).to_be_visible()
     expect(page.get_by_text("answerable: ", exact=False).first).to_be_visible()
     expect(page.get_by_text("answer kept to a span of the document (or declined)", exact=False)).to_have_count(1)
     assert page.locator("[data-testid='stPlotlyChart']").count() >= 4  # head, scores, question profile, maps

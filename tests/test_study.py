@@ -93,6 +93,15 @@ def test_a_study_writes_one_row_per_document_and_setting(local_study):
     m = study.manifest
     assert len(m["model"]["weights_sha256"]) == 64 and m["seed"] == 0 and m["packages"]["torch"]
     assert m["spec"]["settings"] == SETTINGS and m["runs"][0]["engine"] == "local"
+    # its times say where they were taken and how busy the machine was (the page showed seconds without either)
+    run = m["runs"][0]
+    assert run["machine"]["cores"] == os.cpu_count() and run["machine"]["load"] is not None and run["load_end"] is not None
+    said = study.status()
+    assert f"times taken on {run['machine']['cpu']} ({os.cpu_count()} cores), load average" in said, said
+    assert "at the end (local, 1 worker(s)" in said, said
+    from ledviz.study.store import describe_machine
+
+    assert describe_machine(None) == "a machine not recorded (a study run before ledviz recorded it)"
 
 
 @pytest.mark.slow

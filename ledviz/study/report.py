@@ -22,7 +22,7 @@ from plotly.subplots import make_subplots
 
 from ..errors import InputError
 from .evaluate import METRICS
-from .store import read_documents, read_manifest, read_rows, record_of
+from .store import describe_machine, read_documents, read_manifest, read_rows, record_of
 
 N_BOOT = 2000
 LEVEL = 0.95
@@ -180,7 +180,16 @@ class Study:
         return (f"{m['documents']} documents × {len(self.settings)} settings: {done} of {total} rows "
                 f"({'complete' if done == total else 'in progress or stopped: run the study again to finish'}); "
                 f"model {m['model']['name']} (weights sha256 {m['model']['weights_sha256'][:12]}…), "
-                f"task {self.task}, reference {self.labels[self.reference]}")
+                f"task {self.task}, reference {self.labels[self.reference]}; times taken on " + self.machines())
+
+    def machines(self) -> str:
+        """Where each run of the study was timed and how busy the machine was (device.machine); a
+        study run before that was recorded says so."""
+        runs = self.manifest.get("runs") or [{}]
+        said = [describe_machine(r.get("machine"), r.get("load_end")) + (
+            f" ({r.get('engine')}, {r.get('workers')} worker(s) × {r.get('threads')} thread(s))" if r.get("machine") else "")
+            for r in runs]
+        return "; ".join(dict.fromkeys(said))
 
 
 def load_study(path: str | os.PathLike, n_boot: int = N_BOOT) -> Study:

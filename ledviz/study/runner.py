@@ -14,7 +14,7 @@ from .corpus import read_corpus
 from .engines import ENGINES, Progress, run_local, run_ray
 from .evaluate import rouge_scorer, weights_hash
 from .spec import StudySpec, study_identity
-from .store import ResultsFolder, new_manifest, package_versions
+from .store import ResultsFolder, machine, new_manifest, package_versions
 
 
 @dataclass
@@ -88,7 +88,7 @@ def run_study(
                  encoder_layers=cfg.encoder_layers, heads=cfg.encoder_attention_heads,
                  attention_windows=list(cfg.attention_windows()), d_model=cfg.d_model)
     run_info = dict(engine=engine, workers=workers, batch_size=batch_size, threads=threads, address=address,
-                    gpus_per_worker=gpus_per_worker,
+                    gpus_per_worker=gpus_per_worker, machine=machine(),
                     packages=package_versions(*(["ray"] if engine == "ray" else [])))
     manifest = new_manifest(spec.to_dict(), identity, model, corpus, run_info)
     counts = dict(written=0, truncated=0, errors=0)
@@ -118,7 +118,8 @@ def run_study(
         finally:
             bar.close()
         runs = folder.manifest["runs"]
-        runs[-1].update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), rows_written=counts["written"])
+        runs[-1].update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), rows_written=counts["written"],
+                        load_end=machine()["load"])
         folder.update_manifest(runs=runs)
         study_id = folder.manifest["study_id"]
     return RunSummary(Path(out), study_id, len(corpus), len(corpus) * n_settings, len(done), counts["written"],

@@ -58,6 +58,34 @@ def package_versions(*extra: str) -> dict[str, str | None]:
     return out
 
 
+def machine() -> dict:
+    """Which machine a study's times were taken on, and how busy it was: the CPU's model name
+    (/proc/cpuinfo, else platform.processor()), its cores, and the 1-minute load average now (None
+    where unknown)."""
+    name = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        pass
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        load = None
+    return dict(cpu=name or platform.processor() or platform.machine() or None, cores=os.cpu_count(), load=load)
+
+
+def describe_machine(info: dict | None, load_end: float | None = None) -> str:
+    """machine()'s record in words: "<CPU> (2 cores), load average 2.5 at the start, 3.1 at the end"."""
+    if not info:
+        return "a machine not recorded (a study run before ledviz recorded it)"
+    cores = f" ({info['cores']} cores)" if info.get("cores") else ""
+    load = "" if info.get("load") is None else f", load average {info['load']:.1f} at the start"
+    if load and load_end is not None:
+        load += f", {load_end:.1f} at the end"
+    return f"{info.get('cpu') or 'an unknown CPU'}{cores}{load}"
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
