@@ -7,6 +7,7 @@ shares (the model, and which layers and heads the attention views show). Run wit
 
 import streamlit as st
 
+from ledviz import plots
 from ledviz.errors import LedvizError
 from pages.common import attention_sidebar, model_sidebar, stay_in_app_frame
 from pages.running import app_settings
@@ -19,6 +20,12 @@ try:  # the deployment settings (environment, .streamlit/secrets.toml): wrong on
 except LedvizError as err:
     st.error(f"The server's deployment settings are wrong: {err}", icon=":material/error:")
     st.stop()
+
+# the check whether PNG/SVG export works starts a headless browser (plots.ImageExport, once per process):
+# started here, it runs while the user reads the page; started at the first figure, it competed with the
+# first answer's run and drawing for the same cores (the QA page's first answer in headless Chromium on
+# 2 busy cores: 3.6-4.3 s -> 2.5-3.4 s)
+plots.ImageExport.shared()
 
 pages = {
     "Read a document": [

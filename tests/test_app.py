@@ -25,6 +25,17 @@ def test_frame_loads_the_model_and_draws_the_shared_sidebar():
     assert any("synthetic reports only" in c.value for c in at.sidebar.caption)  # what the embedded model knows
 
 
+def test_the_image_export_check_starts_when_the_app_opens_not_at_the_first_figure(monkeypatch):
+    """The PNG/SVG export check (a headless browser, plots.ImageExport) starts with the app, so that it
+    does not compete with the first answer for the cores (it used to start at the first figure drawn)."""
+    from ledviz import plots
+
+    monkeypatch.setattr(plots.ImageExport, "_shared", None)  # as in a fresh server process
+    at = open_app()
+    assert charts(at) == 0  # no figure drawn yet
+    assert plots.ImageExport._shared is not None
+
+
 def test_summarize_runs_streams_and_draws_every_view():
     at = open_app()
     at.button(key="summarize.run").click().run()
