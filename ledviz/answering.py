@@ -246,15 +246,28 @@ def answer_logprobs(model, encoder_outputs, attention_mask: torch.Tensor | None,
     """Teacher-forced log-probabilities of each row's answer tokens: `answers[b]` the whole output
     of input b (decoder start, <s>, tokens, and </s> if it ended), from position `first` on (after
     the decoder start and <s>, which every answer shares)."""
-    pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
-    width = max(len(a) for a in answers)
-    ids = torch.full((len(answers), width), int(pad), dtype=torch.long, device=model.device)
-    for b, a in enumerate(answers):
-        ids[b, : len(a)] = torch.as_tensor(list(a), dtype=torch.long)
+    ids = _padded(model, answers, model.device)
     out = model(attention_mask=attention_mask, encoder_outputs=encoder_outputs, decoder_input_ids=ids[:, :-1],
                 use_cache=False)
-    logp = out.logits.float().log_softmax(-1).gather(-1, ids[:, 1:, None]).squeeze(-1)  # (B, T - 1)
-    return [logp[b, first - 1: len(a) - 1].tolist() for b, a in enumerate(answers)]
+    return _token_logprobs(out.logits, ids, answers, first)
+
+
+def _padded(model, rows: Sequence[Sequence[int]], device) -> torch.Tensor:
+    """The rows as one (R, longest) tensor, padded after each with the model's pad token (0 if none)."""
+    pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+    width = max(len(a) for a in rows)
+    ids = torch.full((len(rows), width), int(pad), dtype=torch.long, device=device)
+    for b, a in enumerate(rows):
+        ids[b, : len(a)] = torch.as_tensor(list(a), dtype=torch.long)
+    return ids
+
+
+def _token_logprobs(logits: torch.Tensor, ids: torch.Tensor, rows: Sequence[Sequence[int]],
+                    first: int) -> list[list[float]]:
+    """Each row's teacher-forced log-probabilities of its tokens from position `first` on, from the
+    logits (R, T - 1, V) of the decoder fed `ids[:, :-1]` (_padded's)."""
+    logp = logits.float().log_softmax(-1).gather(-1, ids[:, 1:, None]).squeeze(-1)  # (R, T - 1)
+    return [logp[b, first - 1: len(a) - 1].tolist() for b, a in enumerate(rows)]
 
 
 def _runner(model, encoder_outputs, attention_mask):
@@ -272,16 +285,10 @@ def paired_logprobs(model, runner, spans: Sequence[Sequence[int]], declines: Seq
     """answer_logprobs of two answers per input (`spans[b]` and `declines[b]`, whole outputs) in one
     teacher-forced pass: rows 2b and 2b + 1 read input b's cross-attention keys/values, projected
     once (`runner`: _runner's, over the batch's encoder output)."""
-    pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
     rows = [r for pair in zip(spans, declines) for r in pair]
-    width = max(len(a) for a in rows)
-    ids = torch.full((len(rows), width), int(pad), dtype=torch.long, device=runner.encoder_hidden.device)
-    for b, a in enumerate(rows):
-        ids[b, : len(a)] = torch.as_tensor(list(a), dtype=torch.long)
+    ids = _padded(model, rows, runner.encoder_hidden.device)
     h = runner.forward(ids[:, :-1], None, 2).hidden
-    logits = model.lm_head(h) + model.final_logits_bias.to(h.dtype)
-    logp = logits.float().log_softmax(-1).gather(-1, ids[:, 1:, None]).squeeze(-1)  # (2B, T - 1)
-    out = [logp[b, first - 1: len(a) - 1].tolist() for b, a in enumerate(rows)]
+    out = _token_logprobs(model.lm_head(h) + model.final_logits_bias.to(h.dtype), ids, rows, first)
     return out[0::2], out[1::2]
 
 
