@@ -379,10 +379,14 @@ def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: tor
     decline = decline_ids(tok)
     limit = getattr(model.config, "max_decoder_position_embeddings", None)
 
+    def written(r: list[int]) -> tuple[bool, list[int]]:
+        """Whether the row ended (its end token written), and its span: the tokens after the lead, without the end."""
+        ended = len(r) > lead and r[-1] in ends
+        return ended, r[lead:-1] if ended else r[lead:]
+
     def begun(r: list[int], document: DocumentWords) -> dict:
         """The row with its span begun where its name run begins: ids, prefix_ids, answer_text."""
-        ended = len(r) > lead and r[-1] in ends
-        span = r[lead:-1] if ended else r[lead:]
+        ended, span = written(r)
         prefix = document.run_prefix(span) if ended and span else []
         if limit is not None and len(r) + len(prefix) > limit:  # no room for the name's first words
             prefix = []
@@ -401,8 +405,7 @@ def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: tor
     weighed: list[KeptAnswer | None] = []
     out = []
     for r, s_lp, d_lp, document in zip(rows, span_logprobs, decline_logprobs, documents):
-        ended = len(r) > lead and r[-1] in ends
-        span = r[lead:-1] if ended else r[lead:]
+        span = written(r)[1]
         text = shown_text(tok, span, skip_special_tokens=True).strip()
         if not span:  # nothing written (stopped at once): undecided, kept as written
             out.append(KeptAnswer(r, False, span, text))
