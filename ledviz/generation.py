@@ -608,7 +608,7 @@ def name_run_starts(pieces: Sequence[bytes], *, line_breaks: Sequence[int] = (),
         sentence_start = k == 0 or not link[k] and (
             text[words[k - 1][1] - 1:words[k - 1][1]] in (b".", b"!", b"?", b":")
             or any(b in b"\n\r" for b in text[words[k - 1][1]:words[k][0]])
-            or any(words[k - 1][1] <= i < words[k][0] for i in breaks))
+            or any(i in breaks for i in range(words[k - 1][1], words[k][0])))
         return not (word.lower() in lower or (sentence_start and word.lower() in common_words)
                     or (len(word) > 1 and word.isupper()) or word in alone)
 
