@@ -249,11 +249,12 @@ def mend(word: str, doc: DocumentWords, vocab: Vocabulary, *, name_like: bool) -
     key = word.lower()
     if len(word) < MIN_SLIP_LETTERS or key in doc or key in vocab:
         return None
-    if vocab.pieces is not None and vocab.pieces(word) < MIN_SLIP_PIECES:
+    pieces = vocab.pieces(word) if vocab.pieces is not None else None  # a tokenizer call: once
+    if pieces is not None and pieces < MIN_SLIP_PIECES:
         return None
     near = {w for w in _slips_of(key) if len(w) >= MIN_SLIP_LETTERS}
     pool = sorted(w for w in near if w in doc.all)
-    if not pool and not name_like and (vocab.pieces is None or vocab.pieces(word) >= MIN_VOCAB_PIECES):
+    if not pool and not name_like and (pieces is None or pieces >= MIN_VOCAB_PIECES):
         pool = sorted(w for w in near if vocab.whole(w))
     if len(pool) != 1:
         return None
