@@ -168,15 +168,10 @@ def _document_form(forms: Counter) -> str:
     return lower[0] if lower else forms.most_common(1)[0][0]
 
 
-def _upper_share(text: str) -> float:
-    cased = [c for c in text if c.isupper() or c.islower()]
-    return sum(c.isupper() for c in cased) / len(cased) if cased else 0.0
-
-
 def is_shouted(question: str) -> bool:
     """All or nearly all of the question's letters are capitals (at least MIN_SHOUTED_LETTERS letters)."""
     cased = [c for c in question if c.isupper() or c.islower()]
-    return len(cased) >= MIN_SHOUTED_LETTERS and _upper_share(question) >= SHOUTED_SHARE
+    return len(cased) >= MIN_SHOUTED_LETTERS and sum(c.isupper() for c in cased) / len(cased) >= SHOUTED_SHARE
 
 
 def _casing_of(word: str, doc: DocumentWords, vocab: Vocabulary) -> str:
