@@ -596,8 +596,8 @@ def name_run_starts(pieces: Sequence[bytes], *, line_breaks: Sequence[int] = (),
     def runs_on(k: int) -> bool:  # word k - 1 runs on into word k
         (_, w1), (a, _) = words[k - 1], words[k]
         gap = text[w1:a]
-        return bool(gap) and all(b in b" \t" for b in gap) and not any(w1 + i in breaks for i in range(len(gap))) \
-            and _continues_name(text, w1, breaks)
+        # (_continues_name looks at each of the gap's blanks for a line break)
+        return bool(gap) and all(b in b" \t" for b in gap) and _continues_name(text, w1, breaks)
 
     link = [False] + [runs_on(k) for k in range(1, len(words))]
     bare = [text[a:w1].decode("utf-8", "ignore").lstrip(_OPENING_MARKS).rstrip(".,;:!?)]}\"'”’") for a, w1 in words]
