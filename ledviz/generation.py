@@ -555,7 +555,7 @@ def _continues_name(text: bytes, e: int, breaks: frozenset[int] = frozenset()) -
 
 
 def name_run_starts(pieces: Sequence[bytes], *, line_breaks: Sequence[int] = (),
-                    common_words: Collection[str] = ()) -> list[int]:
+                    common_words: Collection[str] = (), starts: Sequence[bool] | None = None) -> list[int]:
     """Where the name run of each word begins, for a document whose tokens stand for the bytes
     `pieces` (as in word_bounds): first[p] is the token that starts the first word of the run of
     capitalized words that the word starting at token p belongs to, or p itself (p does not start a
@@ -571,10 +571,11 @@ def name_run_starts(pieces: Sequence[bytes], *, line_breaks: Sequence[int] = (),
       words: "In June ..." in a document that has no "in");
     - it is in capitals ("CEO Anna Li": "Anna Li");
     - the document also has it on its own, in no run ("June" of "10 June 2030": "In June Rohan
-      Bennett" gives "Rohan Bennett")."""
+      Bennett" gives "Rohan Bennett").
+    `starts`: word_bounds(pieces)[0] where the caller has it (the name rule changes only ends)."""
     text = b"".join(pieces)
     breaks = frozenset(line_breaks)
-    starts, _ = word_bounds(pieces)
+    starts = word_bounds(pieces)[0] if starts is None else starts
     lower = {w for w in re.findall(r"[^\W\d_][\w'’-]*", text.decode("utf-8", "ignore")) if w[0].islower()}
     own: dict[int, int] = {}  # byte where a word begins -> the last token that starts it (a blank one, then its own)
     words: list[tuple[int, int]] = []  # (byte where it begins, byte after it) of each word, in order
