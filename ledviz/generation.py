@@ -555,7 +555,7 @@ def _continues_name(text: bytes, e: int, breaks: frozenset[int] = frozenset()) -
 
 
 def name_run_starts(pieces: Sequence[bytes], *, line_breaks: Sequence[int] = (),
-                    common_words: Collection[str] = ()) -> list[int]:
+                    common_words: Collection[str] = (), starts: Sequence[bool] | None = None) -> list[int]:
     """Where the name run of each word begins, for a document whose tokens stand for the bytes
     `pieces` (as in word_bounds): first[p] is the token that starts the first word of the run of
     capitalized words that the word starting at token p belongs to, or p itself (p does not start a
@@ -571,10 +571,11 @@ def name_run_starts(pieces: Sequence[bytes], *, line_breaks: Sequence[int] = (),
       words: "In June ..." in a document that has no "in");
     - it is in capitals ("CEO Anna Li": "Anna Li");
     - the document also has it on its own, in no run ("June" of "10 June 2030": "In June Rohan
-      Bennett" gives "Rohan Bennett")."""
+      Bennett" gives "Rohan Bennett").
+    `starts`: word_bounds(pieces)[0] where the caller has it (the name rule changes only ends)."""
     text = b"".join(pieces)
     breaks = frozenset(line_breaks)
-    starts, _ = word_bounds(pieces)
+    starts = word_bounds(pieces)[0] if starts is None else starts
     lower = {w for w in re.findall(r"[^\W\d_][\w'’-]*", text.decode("utf-8", "ignore")) if w[0].islower()}
     own: dict[int, int] = {}  # byte where a word begins -> the last token that starts it (a blank one, then its own)
     words: list[tuple[int, int]] = []  # (byte where it begins, byte after it) of each word, in order
@@ -596,8 +597,8 @@ def name_run_starts(pieces: Sequence[bytes], *, line_breaks: Sequence[int] = (),
     def runs_on(k: int) -> bool:  # word k - 1 runs on into word k
         (_, w1), (a, _) = words[k - 1], words[k]
         gap = text[w1:a]
-        return bool(gap) and all(b in b" \t" for b in gap) and not any(w1 + i in breaks for i in range(len(gap))) \
-            and _continues_name(text, w1, breaks)
+        # (_continues_name looks at each of the gap's blanks for a line break)
+        return bool(gap) and all(b in b" \t" for b in gap) and _continues_name(text, w1, breaks)
 
     link = [False] + [runs_on(k) for k in range(1, len(words))]
     bare = [text[a:w1].decode("utf-8", "ignore").lstrip(_OPENING_MARKS).rstrip(".,;:!?)]}\"'”’") for a, w1 in words]
@@ -608,7 +609,7 @@ def name_run_starts(pieces: Sequence[bytes], *, line_breaks: Sequence[int] = (),
         sentence_start = k == 0 or not link[k] and (
             text[words[k - 1][1] - 1:words[k - 1][1]] in (b".", b"!", b"?", b":")
             or any(b in b"\n\r" for b in text[words[k - 1][1]:words[k][0]])
-            or any(words[k - 1][1] <= i < words[k][0] for i in breaks))
+            or any(i in breaks for i in range(words[k - 1][1], words[k][0])))
         return not (word.lower() in lower or (sentence_start and word.lower() in common_words)
                     or (len(word) > 1 and word.isupper()) or word in alone)
 

@@ -483,8 +483,9 @@ def _copy_form(tok, ids: list[int], text: str, breaks: Sequence[int]) -> CopyFor
     # the name rules need the line breaks, known by byte offset: only where the tokens spell the text exactly
     if b"".join(pieces) != text.encode("utf-8"):
         return CopyForm(ids, word_bounds(pieces), list(range(len(ids))))
-    return CopyForm(ids, word_bounds(pieces, name_runs=True, line_breaks=breaks),
-                    name_run_starts(pieces, line_breaks=breaks, common_words=_common_words(tok)))
+    words = word_bounds(pieces, name_runs=True, line_breaks=breaks)
+    return CopyForm(ids, words, name_run_starts(pieces, line_breaks=breaks, common_words=_common_words(tok),
+                                                starts=words[0]))
 
 
 def _respaced(tok, ids: list[int]) -> tuple[list[int], str, list[int]]:

@@ -168,15 +168,10 @@ def _document_form(forms: Counter) -> str:
     return lower[0] if lower else forms.most_common(1)[0][0]
 
 
-def _upper_share(text: str) -> float:
-    cased = [c for c in text if c.isupper() or c.islower()]
-    return sum(c.isupper() for c in cased) / len(cased) if cased else 0.0
-
-
 def is_shouted(question: str) -> bool:
     """All or nearly all of the question's letters are capitals (at least MIN_SHOUTED_LETTERS letters)."""
     cased = [c for c in question if c.isupper() or c.islower()]
-    return len(cased) >= MIN_SHOUTED_LETTERS and _upper_share(question) >= SHOUTED_SHARE
+    return len(cased) >= MIN_SHOUTED_LETTERS and sum(c.isupper() for c in cased) / len(cased) >= SHOUTED_SHARE
 
 
 def _casing_of(word: str, doc: DocumentWords, vocab: Vocabulary) -> str:
@@ -249,11 +244,12 @@ def mend(word: str, doc: DocumentWords, vocab: Vocabulary, *, name_like: bool) -
     key = word.lower()
     if len(word) < MIN_SLIP_LETTERS or key in doc or key in vocab:
         return None
-    if vocab.pieces is not None and vocab.pieces(word) < MIN_SLIP_PIECES:
+    pieces = vocab.pieces(word) if vocab.pieces is not None else None  # a tokenizer call: once
+    if pieces is not None and pieces < MIN_SLIP_PIECES:
         return None
     near = {w for w in _slips_of(key) if len(w) >= MIN_SLIP_LETTERS}
     pool = sorted(w for w in near if w in doc.all)
-    if not pool and not name_like and (vocab.pieces is None or vocab.pieces(word) >= MIN_VOCAB_PIECES):
+    if not pool and not name_like and (pieces is None or pieces >= MIN_VOCAB_PIECES):
         pool = sorted(w for w in near if vocab.whole(w))
     if len(pool) != 1:
         return None
