@@ -138,11 +138,19 @@ def mark_global_columns(fig: go.Figure, positions: Sequence[int], *, offset: flo
 PART_OF_CHARACTER = "(part of a character)"  # a token's label when it completes no character
 
 
-def output_axis_labels(pieces: Sequence[str]) -> list[str]:
-    """Unique axis labels 'k piece' for generated tokens (k from 1), escaped; blank pieces by repr, and
+def piece_label(piece: str, blank: str | None = None) -> str:
+    """A generated token's piece as shown: stripped; a blank piece as `blank` (its repr where None), and
     an empty piece (a token holding the first bytes of a character the next token completes:
-    tokenization.shown_pieces) as such."""
-    return [escape(f"{k} {p.strip() or (repr(p) if p else PART_OF_CHARACTER)}") for k, p in enumerate(pieces, start=1)]
+    tokenization.shown_pieces) as PART_OF_CHARACTER. Not escaped."""
+    if not piece:
+        return PART_OF_CHARACTER
+    return piece.strip() or (repr(piece) if blank is None else blank)
+
+
+def output_axis_labels(pieces: Sequence[str]) -> list[str]:
+    """Unique axis labels 'k piece' for generated tokens (k from 1), escaped; pieces as piece_label
+    shows them (blank ones by repr)."""
+    return [escape(f"{k} {piece_label(p)}") for k, p in enumerate(pieces, start=1)]
 
 
 # ---------------------------------------------------------------------------------------------

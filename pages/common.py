@@ -16,7 +16,7 @@ The API, by section:
 - documents: `document_input(key)`, `prepared_document(loaded, text, question)`,
   `read_question_input(key, loaded, question, document)`, `document_status(loaded, text, question)`,
   `global_tokens_input(key, doc, default)`, `global_choice_options(prefix, kind, ...)`,
-  `run_settings(key, doc, ...)`, `sample_questions()`.
+  `run_settings(key, doc, ...)`, `most_new_tokens(loaded, max_tokens)`, `sample_questions()`.
 - runs: `run_panel(key, loaded, doc, mask, ...)`, `run_summary(result, setting, most)`, `show_output(result)`.
 - widget state: `keep_valid(key, valid)`, `index_state(key, n, default)`, `clamp_state(key, lo, hi)`.
 - messages: `sentence(message)`.
@@ -585,6 +585,12 @@ def global_tokens_input(key: str, doc: Document | None, default: str = "first") 
     return kind, mask
 
 
+def most_new_tokens(loaded: LoadedModel | None, max_tokens: int) -> int:
+    """The most new tokens a run may ask for: `max_tokens`, or fewer where the model's decoder has fewer
+    positions (one is the decoder's start token)."""
+    return max_tokens if loaded is None else min(max_tokens, loaded.config.max_decoder_position_embeddings - 1)
+
+
 def run_settings(key: str, doc: Document | None, *, default_global: str, label: str, max_tokens: int,
                  default_tokens: int) -> tuple[str, torch.Tensor | None, int, int]:
     """Global tokens and generation settings in one row; returns (global kind, mask, max new tokens, beams).
@@ -593,8 +599,7 @@ def run_settings(key: str, doc: Document | None, *, default_global: str, label: 
     c1, c2, c3 = st.columns([2, 1, 1])
     with c1:
         kind, mask = global_tokens_input(f"{key}.settings", doc, default=default_global)
-    loaded = get_model()
-    most = max_tokens if loaded is None else min(max_tokens, loaded.config.max_decoder_position_embeddings - 1)
+    most = most_new_tokens(get_model(), max_tokens)
     st.session_state.setdefault(f"{key}.max_new", min(default_tokens, most))
     clamp_state(f"{key}.max_new", 1, most)  # a number kept from a model with a longer decoder
     max_new = c2.number_input(label, 1, most, key=f"{key}.max_new", persist_state="session",

@@ -11,6 +11,7 @@ from pages.common import (
     attention_kept_input,
     document_input,
     document_status,
+    most_new_tokens,
     read_question_input,
     render_page,
     require_model,
@@ -178,8 +179,8 @@ def main() -> None:
              "is always found in it word for word. The model still chooses the passage. Clear it to see the "
              "model's unconstrained answer (it can slip on a digit or mix two names).")
     kept = attention_kept_input(KEY, loaded)
-    limit = loaded.config.max_decoder_position_embeddings - 1
-    result = run_panel(KEY, loaded, doc, mask, task="qa", max_new_tokens=min(max_new, limit), num_beams=beams,
+    most = most_new_tokens(loaded, MAX_TOKENS)  # run_settings's bound on max_new
+    result = run_panel(KEY, loaded, doc, mask, task="qa", max_new_tokens=min(max_new, most), num_beams=beams,
                        button_label="Answer", stream_label="Answer",
                        settings=dict(global_tokens=kind, document=None if source is None else source.label,
                                      **({"question_asked": asked} if asked != question else {})),
@@ -192,7 +193,7 @@ def main() -> None:
     asked_as = result.settings.get("question_asked")
     st.caption(f"Question: {_md_escape(result.document.question)}"  # as typed: no Markdown (`$`, `_`, `*`)
                + (f" (asked as: {_md_escape(asked_as)})" if asked_as else ""))
-    run_summary(result, "Max answer tokens", min(MAX_TOKENS, limit))
+    run_summary(result, "Max answer tokens", most)
     with show_errors("showing how the answer was chosen"):
         decline_weighing(result)
     left, right = st.columns(2, gap="large")

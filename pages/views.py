@@ -361,9 +361,7 @@ def source_view(result: RunResult, loaded: LoadedModel | None, key: str, view: V
     options = [-1] + provenance.output_steps(result, special)
     flagged = faithfulness_marks(result, pieces, what)
     names = {-1: f"every {what}",
-             **{k: ("⚠ " if k in flagged else "") + (pieces[k - 1].strip() or ("␣" if pieces[k - 1] else
-                                                                          plots.PART_OF_CHARACTER))
-                for k in options[1:]}}
+             **{k: ("⚠ " if k in flagged else "") + plots.piece_label(pieces[k - 1], "␣") for k in options[1:]}}
     keep_valid(f"{key}.out_token", options)
     box = st.container(height=150 if len(options) > 24 else "content")
     k = box.pills(f"Which {what}? (the output, token by token)", options, format_func=names.get, default=-1,

@@ -183,7 +183,7 @@ class Study:
                 f"task {self.task}, reference {self.labels[self.reference]}; times taken on " + self.machines())
 
     def machines(self) -> str:
-        """Where each run of the study was timed and how busy the machine was (device.machine); a
+        """Where each run of the study was timed and how busy the machine was (store.machine); a
         study run before that was recorded says so."""
         runs = self.manifest.get("runs") or [{}]
         said = [describe_machine(r.get("machine"), r.get("load_end")) + (
