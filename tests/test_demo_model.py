@@ -626,3 +626,21 @@ def test_trainers_kept_score_uses_the_apps_constraint():
     encoded = [train.encode_example(codec, ex, model.config.max_encoder_position_embeddings) for ex in examples]
     scores = train.score(model, codec, encoded, "cpu", batch_tokens=32768, batch_size=32, span=True)
     assert scores["qa_span_em"] == pytest.approx(expected)
+
+
+def test_evaluation_start_reads_later_documents_only():
+    """--start K: every set is documents K .. K+n-1, the same documents as the tail of a run from 0,
+    and none of a run that ended before K (a later test run reads documents never read)."""
+    from ledviz.demo import data, evaluate
+
+    whole = evaluate.question_sets(data.VALID_SEED, 4, [300])
+    tail = evaluate.question_sets(data.VALID_SEED, 2, [300], start=2)
+    assert set(tail) == set(whole)
+    for name, exs in tail.items():
+        assert [e.document for e in exs] == [e.document for e in whole[name][2:]], name
+        assert not {e.document for e in exs} & {e.document for e in whole[name][:2]}, name
+    later = evaluate.summary_set(data.VALID_SEED, 1, [300], start=1)
+    assert [e.document for e in later] == [evaluate.summary_set(data.VALID_SEED, 2, [300])[1].document]
+    assert evaluate.parse_args(["--model", "m", "--start", "96"]).start == 96
+    with pytest.raises(SystemExit, match="--start must be 0 or more"):
+        evaluate.main(["--model", "m", "--start", "-1"])

@@ -101,12 +101,14 @@ def _slot_of_type(rng, kind: str, types: Sequence[str]) -> str:
     return rng.choice([s.name for s in data.SCHEMAS[kind].slots if s.value_type in types])
 
 
-def question_sets(seed: int, n: int, lengths: Sequence[int]) -> dict[str, list[data.Example]]:
-    """Named lists of QA examples (fresh documents from `seed`)."""
+def question_sets(seed: int, n: int, lengths: Sequence[int], start: int = 0) -> dict[str, list[data.Example]]:
+    """Named lists of QA examples (fresh documents from `seed`): documents start .. start+n-1 of
+    each set, so that a later run with a higher `start` reads documents no earlier run read."""
     sets: dict[str, list[data.Example]] = {}
+    idx = range(start, start + n)
     for fam in FAMILIES:
         exs = []
-        for i in range(n):
+        for i in idx:
             rng = data._example_rng(seed, f"eval/{fam}/{i}")
             if fam == "held-out":
                 variety = data.Variety(family=HELD_OUT_BASES[i % len(HELD_OUT_BASES)], held_out=True, unanswerable=0)
@@ -116,9 +118,9 @@ def question_sets(seed: int, n: int, lengths: Sequence[int]) -> dict[str, list[d
         sets[fam] = exs
     sets["unanswerable"] = [
         data.make_example(data._example_rng(seed, f"eval/unanswerable/{i}"), "qa", _length(lengths, i),
-                          variety=data.Variety(unanswerable=1.0)) for i in range(n)]
+                          variety=data.Variety(unanswerable=1.0)) for i in idx]
     unseen = []
-    for i in range(n):
+    for i in idx:
         rng = data._example_rng(seed, f"eval/unseen/{i}")
         kind = rng.choice(data.REPORT_KINDS)
         slot = _slot_of_type(rng, kind, ("person", "amount") if i % 2 == 0 else ("person", "place", "org", "amount"))
@@ -127,13 +129,14 @@ def question_sets(seed: int, n: int, lengths: Sequence[int]) -> dict[str, list[d
                                                              unanswerable=0)))
     sets["unseen values"] = unseen
     sets["plain reports"] = [  # the plain data's reports and suggested questions (the earlier model card's test)
-        data.make_example(data._example_rng(seed, f"eval/plain/{i}"), "qa", _length(lengths, i)) for i in range(n)]
+        data.make_example(data._example_rng(seed, f"eval/plain/{i}"), "qa", _length(lengths, i)) for i in idx]
     return sets
 
 
-def summary_set(seed: int, n: int, lengths: Sequence[int]) -> list[data.Example]:
+def summary_set(seed: int, n: int, lengths: Sequence[int], start: int = 0) -> list[data.Example]:
+    """Summary examples: documents start .. start+n-1 of `seed` (see question_sets)."""
     return [data.make_example(data._example_rng(seed, f"eval/summary/{i}"), "summarize", _length(lengths, i),
-                              variety=data.Variety()) for i in range(n)]
+                              variety=data.Variety()) for i in range(start, start + n)]
 
 
 def read_questions(tok, examples: Sequence[data.Example]) -> tuple[list[data.Example], int]:
@@ -295,6 +298,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", choices=tuple(SEEDS), default="test",
                    help="test (default): TEST_SEED, for reporting; valid: VALID_SEED, for choosing checkpoints")
     p.add_argument("--n", type=int, default=60, help="questions per wording family (and summaries)")
+    p.add_argument("--start", type=int, default=0,
+                   help="first document index of every set (default 0): a run with --start K reads documents "
+                        "K .. K+n-1, none of which a run with a lower range read")
     p.add_argument("--lengths", default="1000,2000,4000", help="document lengths in tokens, used in turn")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
@@ -372,6 +378,8 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     if args.n < 1:
         raise SystemExit(f"--n must be at least 1, got {args.n}")
+    if args.start < 0:
+        raise SystemExit(f"--start must be 0 or more, got {args.start}")
     if args.tune and args.seed != "valid":
         raise SystemExit("--tune chooses the decline margin: use it with --seed valid, never on the test seed")
     device = _device(args.device)
@@ -383,7 +391,7 @@ def main(argv=None) -> dict:
     kw = dict(batch_tokens=args.batch_tokens, batch_size=args.batch_size)
     t_start = time.time()
     print(f"model {args.model}: windows {model.config.attention_windows()}; {args.seed} documents "
-          f"(seed {seed}) of about {', '.join(map(str, lengths))} tokens in turn; greedy decoding; "
+          f"{args.start}..{args.start + args.n - 1} (seed {seed}) of about {', '.join(map(str, lengths))} tokens in turn; greedy decoding; "
           f"95% Wilson intervals", flush=True)
     print("kept answers: " + ("greedy decoding's first token chooses the span or the decline" if rule is None else
                               f"decline iff {rule.score}(decline) - {rule.score}(best span) > {rule.margin:g}"
@@ -391,11 +399,11 @@ def main(argv=None) -> dict:
                               f"decline iff the answerability head's P(answerable) < {rule.head.threshold:g} "
                               f"({rule.head.path})"), flush=True)
 
-    results: dict = {"seed": args.seed, "n": args.n, "lengths": lengths,
+    results: dict = {"seed": args.seed, "n": args.n, "start": args.start, "lengths": lengths,
                      "decline rule": None if rule is None else dict(
                          margin=rule.margin, score=rule.score,
                          head=None if rule.head is None else dict(path=rule.head.path, threshold=rule.head.threshold))}
-    sets = question_sets(seed, args.n, lengths)
+    sets = question_sets(seed, args.n, lengths, args.start)
     answerable_free, answerable_kept, declined = [], [], []
     alone_lines: list[tuple[str, dict]] = []  # families whose questions read differently: the model on them as asked
     asked_kept, asked_free = [], []  # hits over all families, each question as asked
@@ -461,7 +469,7 @@ def main(argv=None) -> dict:
     results["qa/suggested, no global attention"] = no_global
     print(f"{'no global attn':<16} {fmt(no_global['kept']):<44} {fmt(no_global['free']):<44}  (suggested wording)")
 
-    summaries = summary_set(seed, args.n, lengths)
+    summaries = summary_set(seed, args.n, lengths, args.start)
     print(f"\n{'summaries':<22} {'values kept to the document':<44} {'free':<44}")
     rows = {}
     for mode, constraint in (("kept", "facts"), ("free", None)):
