@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 #if defined(__F16C__) || defined(__AVX512BF16__) || defined(__AMX_BF16__)
 #include <immintrin.h>
@@ -236,9 +237,9 @@ void band_softmax_impl(const S* src, Dtype st, int64_t stride, P* dst, Dtype pt,
         }
         float sum = 0.0f, ex = 0.0f, all_dist = 0.0f;
 #if defined(__AVX512F__)
-        if (sizeof(S) == 4 && st == F32 && stats == nullptr) {
-            // float32 scores without statistics: the band read where it is, twice (the max, then the
-            // exponentials), instead of copied first and read from the copy
+        if (sizeof(S) == 4 && st == F32) {
+            // float32 scores: the band read where it is, twice (the max, then the exponentials, with the
+            // statistics' sums when asked), instead of copied first and read from the copy
             const float* band = reinterpret_cast<const float*>(in) + xp + t;
             const float* kb = key_bias + j * c + t;
             float m = -3.0e38f;
@@ -262,37 +263,66 @@ void band_softmax_impl(const S* src, Dtype st, int64_t stride, P* dst, Dtype pt,
             if (m <= MASKED) {  // nothing to attend to: a row of zeros
                 std::memset(row, 0, sizeof(P) * (xp + span));
                 if (out) std::memset(out, 0, sizeof(D) * width);
+                if (stats) std::memset(stats + 4 * i, 0, sizeof(float) * 4);
                 continue;
             }
+            // with the statistics, the sums the general path below makes: e (s - max) for the entropy, and
+            // e |k - x - w| over the row's columns k (the global columns' terms corrected after it)
             for (int64_t g = 0; g < x; ++g) {
                 e[g] = exp_nonpositive(splat(v[g] - m))[0];
                 sum += e[g];
+                if (stats) {
+                    ex += e[g] * (v[g] - m);
+                    all_dist += e[g] * std::fabs(float(g - x - w));
+                }
             }
-            const f16x mm = splat(m);
-            f16x s0 = splat(0.0f), s1 = s0;
-            for (k = 0; k + 32 <= slots; k += 32) {
-                const f16x a0 = load16(band + k) + load16(kb + k), a1 = load16(band + k + 16) + load16(kb + k + 16);
-                const f16x e0 = exp_nonpositive(a0 - mm), e1 = exp_nonpositive(a1 - mm);
-                store16(e + x + k, e0);
-                store16(e + x + k + 16, e1);
-                s0 += e0;
-                s1 += e1;
-            }
-            for (; k < slots; k += LANES) {
-                const __mmask16 mk = slots - k >= LANES ? __mmask16(0xFFFF) : __mmask16((1u << (slots - k)) - 1u);
-                __m512 a = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, band + k), _mm512_maskz_loadu_ps(mk, kb + k));
-                f16x af;
-                std::memcpy(&af, &a, sizeof af);
-                f16x ek = exp_nonpositive(af - mm);
+            const f16x mm = splat(m), zero = splat(0.0f);
+            f16x s0 = zero, s1 = zero, x0 = zero, x1 = zero, d0 = zero, d1 = zero;
+            // 16 slots' exponentials from their biased scores a (0 in the lanes mk leaves out), stored and summed
+            auto slots16 = [&](f16x a, int64_t at, __mmask16 mk, f16x& s_acc, f16x& x_acc, f16x& d_acc, auto with_stats) {
+                const f16x sh = a - mm;
+                f16x ek = exp_nonpositive(sh);
+                if (mk != __mmask16(0xFFFF)) {
+                    __m512 ev;
+                    std::memcpy(&ev, &ek, sizeof ev);
+                    ev = _mm512_maskz_mov_ps(mk, ev);
+                    std::memcpy(&ek, &ev, sizeof ek);
+                }
                 __m512 ev;
                 std::memcpy(&ev, &ek, sizeof ev);
-                ev = _mm512_maskz_mov_ps(mk, ev);
-                _mm512_mask_storeu_ps(e + x + k, mk, ev);
-                std::memcpy(&ek, &ev, sizeof ek);
-                s0 += ek;
+                _mm512_mask_storeu_ps(e + x + at, mk, ev);
+                s_acc += ek;
+                if constexpr (decltype(with_stats)::value) {  // a masked entry: 0 x a finite shift
+                    const f16x off = iota + float(at - w);
+                    x_acc += ek * sh;
+                    d_acc += ek * (off < 0.0f ? -off : off);
+                }
+            };
+            auto band_pass = [&](auto with_stats) {
+                int64_t k = 0;
+                for (; k + 32 <= slots; k += 32) {
+                    slots16(load16(band + k) + load16(kb + k), k, __mmask16(0xFFFF), s0, x0, d0, with_stats);
+                    slots16(load16(band + k + 16) + load16(kb + k + 16), k + 16, __mmask16(0xFFFF), s1, x1, d1,
+                            with_stats);
+                }
+                for (; k < slots; k += LANES) {
+                    const __mmask16 mk = slots - k >= LANES ? __mmask16(0xFFFF) : __mmask16((1u << (slots - k)) - 1u);
+                    const __m512 a = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, band + k), _mm512_maskz_loadu_ps(mk, kb + k));
+                    f16x af;
+                    std::memcpy(&af, &a, sizeof af);
+                    slots16(af, k, mk, s0, x0, d0, with_stats);
+                }
+            };
+            if (stats)
+                band_pass(std::true_type{});
+            else
+                band_pass(std::false_type{});
+            const f16x st2 = s0 + s1, xs = x0 + x1, ds = d0 + d1;
+            for (int l = 0; l < LANES; ++l) {
+                sum += st2[l];
+                ex += xs[l];
+                all_dist += ds[l];
             }
-            const f16x st2 = s0 + s1;
-            for (int l = 0; l < LANES; ++l) sum += st2[l];
         } else
 #endif
         {

@@ -252,12 +252,14 @@ class LEDEncoderLayer(nn.Module):
         the bias and GELU in its epilogue (fused.linear_gelu: a new tensor, not `out`) where PyTorch has it,
         else the product without its bias, then the bias and GELU in one pass of the fused kernel (where it
         runs)."""
-        if self.activation_fn is F.gelu and fused.linear_gelu_takes(part, self.fc1.weight):
-            return fused.linear_gelu(part, self.fc1.weight, self.fc1.bias)
-        if self.activation_fn is F.gelu and fused.bias_gelu_takes(out):
-            f = torch.mm(part, self.fc1.weight.t(), out=out)
-            fused.bias_gelu(f, self.fc1.bias)
-            return f
+        if self.activation_fn is F.gelu:
+            f = fused.linear_gelu(part, self.fc1.weight, self.fc1.bias)  # None where it does not take these
+            if f is not None:
+                return f
+            if fused.bias_gelu_takes(out):
+                f = torch.mm(part, self.fc1.weight.t(), out=out)
+                fused.bias_gelu(f, self.fc1.bias)
+                return f
         f = torch.addmm(self.fc1.bias, part, self.fc1.weight.t(), out=out)
         if self.activation_inplace is not None:
             self.activation_inplace(f)
