@@ -172,6 +172,9 @@ def _megabytes(mb: float) -> str:
     return f"{mb:,.0f} MB" if mb >= 10 else f"{mb:.2g} MB"
 
 
+_OUTPUT_NAMES = {"qa": "answer", "summarize": "summary"}  # what a task's output is called
+
+
 def run_facts(result: RunResult) -> list[str]:
     """A run's facts in short phrases: tokens, time per step, memory, likelihood, constraints, and the
     precision when it is not float32."""
@@ -182,8 +185,11 @@ def run_facts(result: RunResult) -> list[str]:
              f"generate {t.get('generate_s', 0):.2f} s",
              f"attention kept {_megabytes(result.memory.get('attention_mb', 0))}"]
     if result.token_logprobs:
+        # the whole output's, said so: the QA page draws one token's log-probability beside it (the decline's weighing)
         ll = result.log_likelihood
-        parts.append(f"log-likelihood {0.0 if round(ll, 2) == 0 else ll:.2f}")  # not "-0.00" for a sure answer
+        n = len(result.token_logprobs)
+        parts.append(f"the whole {_OUTPUT_NAMES.get(result.task, 'output')}'s log-likelihood "
+                     f"{0.0 if round(ll, 2) == 0 else ll:.2f} (its {n} token{'s' if n > 1 else ''} summed)")
     if result.settings.get("answer_from_document"):
         # the decline is the one answer allowed besides a span (pipeline.document_constraint): said so,
         # or a declined answer's facts would say it was kept to a span
@@ -223,5 +229,5 @@ def cut_note(result: RunResult, setting: str, most: int | None = None) -> str | 
     if answer is not None and answer.declined:
         return (f"The best span was cut at {n:,} tokens: {fix}. It was weighed against the decline as far as "
                 f"it was written.{part}")
-    what = {"qa": "answer", "summarize": "summary"}.get(result.task, "output")
+    what = _OUTPUT_NAMES.get(result.task, "output")
     return f"The {what} was cut at {n:,} tokens: {fix}. It did not end; shown is what was written until then.{part}"
