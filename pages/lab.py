@@ -15,20 +15,21 @@ from ledviz.compare import MAX_SETTINGS, Setting
 from ledviz.errors import LedvizError
 from ledviz.pipeline import GLOBAL_CHOICES
 from ledviz.runs import run_fingerprint, stale_note
-from ledviz.tokenization import broken_note
 from pages.common import (
-    _md_escape,
+    LAB_MAX_NEW,
     current_view,
     document_input,
     document_status,
     global_choice_options,
     index_state,
     keep_valid,
+    new_tokens_input,
     read_question_input,
     render_page,
     require_model,
     show_error,
     show_errors,
+    show_output,
 )
 from pages.running import (
     cancel_job,
@@ -151,10 +152,8 @@ def outputs_section(comp: compare.Comparison) -> None:
         with col.container(border=True):
             st.markdown(f"**{item.label}**" + (" · reference" if n == comp.reference else ""))
             st.caption(f"{len(item.global_positions)} global token(s)")
-            if comp.generated:
-                st.markdown(_md_escape(item.output_text) if item.output_text else "_(empty output)_")
-                if item.run is not None and (note := broken_note(item.run.output_tokens)):
-                    st.caption(note)
+            if comp.generated and item.run is not None:
+                show_output(item.run)
                 own, refll = item.log_likelihood, item.reference_log_likelihood
                 m1, m2 = st.columns(2)
                 m1.metric("own log-lik.", "–" if own is None else f"{own:.2f}",
@@ -296,9 +295,7 @@ def main() -> None:
     st.subheader("Settings")
     g1, g2, g3, g4 = st.columns(4)
     count = g1.number_input("How many settings", 2, MAX_SETTINGS, 3, key=f"{KEY}.count", persist_state="session")
-    limit = loaded.config.max_decoder_position_embeddings - 1
-    max_new = g2.number_input("Max output tokens", 1, min(512, limit), min(32, limit), key=f"{KEY}.max_new",
-                              persist_state="session")
+    max_new = new_tokens_input(g2, f"{KEY}.max_new", "Max output tokens", loaded, LAB_MAX_NEW, 32)
     generate = g3.checkbox("Generate outputs", True, key=f"{KEY}.generate", persist_state="session",
                            help="Off: encoder only (attention, time, memory), much faster.")
     cols = st.columns(int(count))

@@ -70,11 +70,15 @@ def parameters(loaded) -> None:
     if rule is not None and rule.head is not None:  # the QA page's decline decisions are its: say it exists
         st.caption(rule.head.describe())
     by_component = explain.parameters_by_component(table)
-    left, right = st.columns([2, 3])
+    left, right = st.columns([1, 1])
     with left:
+        # fixed widths: the share's bar and its percentage fit beside the names (stretched columns clipped it)
         st.dataframe(by_component, hide_index=True, width="stretch", height=35 * len(by_component) + 40,
-                     column_config={"params": st.column_config.NumberColumn(format="localized"),
-                                    "share": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
+                     column_config={"part": st.column_config.TextColumn(width=90),
+                                    "component": st.column_config.TextColumn(width=150),
+                                    "params": st.column_config.NumberColumn(format="localized", width=90),
+                                    "share": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1,
+                                                                             width=150)})
     with right:
         fig = plots.parameters_figure(explain.parameters_per_layer(table))
         plot(fig, key=f"{KEY}.per_layer")

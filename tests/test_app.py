@@ -257,7 +257,8 @@ def test_a_models_ignored_or_misspelt_generation_setting_is_shown(tmp_path, sett
     assert at.session_state["model.active"] == (str(folder) if kind == "warning" else "embedded")
 
 
-@pytest.mark.parametrize("page, key, default", [(None, "summarize.max_new", 64), ("pages/qa.py", "qa.max_new", 24)])
+@pytest.mark.parametrize("page, key, default", [(None, "summarize.max_new", 64), ("pages/qa.py", "qa.max_new", 24),
+                                                ("pages/lab.py", "lab.max_new", 32)])
 def test_max_new_tokens_stops_at_what_the_model_can_write(page, key, default):
     """The widget took up to 1,024 summary tokens while the embedded model writes at most 127: a larger
     number was cut silently. Now the widget's limit is the model's, and its help says why."""
@@ -268,6 +269,28 @@ def test_max_new_tokens_stops_at_what_the_model_can_write(page, key, default):
     box.set_value(limit).run()
     assert_clean(at)
     assert at.session_state[key] == limit
+
+
+def test_a_summary_cut_at_its_token_limit_says_so_as_an_answer_does():
+    """The QA page said "The answer was cut at N tokens: raise Max answer tokens"; Summarize said nothing of a
+    summary that ran to its limit unfinished. Now it says so in the same words (ledviz.runs.cut_note), and
+    at the model's most, that the setting is at its most."""
+    at = open_app()
+    at.number_input(key="summarize.max_new").set_value(3).run()
+    at.button(key="summarize.run").click().run()
+    assert_clean(at)
+    assert not kept(at, "summarize").ended
+    cut = [w for w in messages(at, "warning") if "The summary was cut at 3 tokens: raise Max summary tokens" in w]
+    assert len(cut) == 1, messages(at, "warning")
+    most = at.number_input(key="summarize.max_new").max
+    at.number_input(key="summarize.max_new").set_value(most).run()
+    at.checkbox(key="summarize.from_document").uncheck().run()  # free: the model may run on to its limit
+    at.button(key="summarize.run").click().run()
+    assert_clean(at)
+    if not kept(at, "summarize").ended:
+        assert any(f"Max summary tokens is at its most, {most:,}" in w for w in messages(at, "warning"))
+    else:
+        assert not [w for w in messages(at, "warning") if "was cut at" in w]
 
 
 def test_the_token_count_says_what_is_not_the_documents():
