@@ -41,7 +41,7 @@ from pages.running import (
     show_cancelled_or_error,
     start_job,
 )
-from pages.views import plot
+from pages.views import figure, plot
 
 KEY = "lab"
 DEFAULTS = [dict(kind="first"), dict(kind="sentences"), dict(kind="every_k", k=64), dict(kind="none")]
@@ -178,7 +178,7 @@ def distance_section(comp: compare.Comparison) -> None:
     if table.empty:
         st.info("No encoder layers to compare.")
         return
-    fig = plots.layer_distance_figure(table, comp.labels, comp.reference)
+    fig = figure(plots.layer_distance_figure, table, comp.labels, comp.reference)
     plot(fig, key=f"{KEY}.layers")
     st.caption("Total variation ½·Σⱼ|aᵢⱼ − bᵢⱼ| between a token's attention rows under the two settings, averaged "
                "over tokens and heads: 0 means the same attention, 1 attention on disjoint keys. Computed from "
@@ -209,17 +209,17 @@ def difference_section(comp: compare.Comparison) -> None:
     spread = max(float(diff.binned.abs().max()), 1e-9)
     m1, m2, m3 = st.columns(3)
     with m1:
-        plot(plots.binned_map_figure(diff.binned_a, diff.edges, f"A: {labels[a]}", zmax=top,
-                                     global_positions=comp.results[a].global_positions), key=f"{KEY}.map_a")
+        plot(figure(plots.binned_map_figure, diff.binned_a, diff.edges, f"A: {labels[a]}", zmax=top,
+                    global_positions=comp.results[a].global_positions), key=f"{KEY}.map_a")
     with m2:
-        plot(plots.binned_map_figure(diff.binned_b, diff.edges, f"B: {labels[b]}", zmax=top,
-                                     global_positions=comp.results[b].global_positions), key=f"{KEY}.map_b")
+        plot(figure(plots.binned_map_figure, diff.binned_b, diff.edges, f"B: {labels[b]}", zmax=top,
+                    global_positions=comp.results[b].global_positions), key=f"{KEY}.map_b")
     with m3:
-        plot(plots.binned_map_figure(diff.binned, diff.edges, "A − B (red: more in A)", diverging=True, zmax=spread),
-             key=f"{KEY}.map_diff")
+        plot(figure(plots.binned_map_figure, diff.binned, diff.edges, "A − B (red: more in A)", diverging=True,
+                    zmax=spread), key=f"{KEY}.map_diff")
     # where along the document the rows differ, with both settings' global tokens marked
     marks = [(comp.results[n].global_positions, plots.SETTING_COLORS[n], f"global in {labels[n]}") for n in (a, b)]
-    fig = plots.token_distance_figure(diff.per_token, marks)
+    fig = figure(plots.token_distance_figure, diff.per_token, marks)
     plot(fig, key=f"{KEY}.per_token")
 
 
@@ -232,16 +232,18 @@ def results_section(comp: compare.Comparison) -> None:
     c1, c2, c3 = st.columns(3)
     with c1:
         if comp.generated:
-            plot(plots.bars_figure(df, {"reference_log_likelihood": "reference output", "log_likelihood": "own output"},
-                      "Log-likelihood", "log p"), key=f"{KEY}.ll")
+            plot(figure(plots.bars_figure, df, {"reference_log_likelihood": "reference output",
+                                                "log_likelihood": "own output"}, "Log-likelihood", "log p"),
+                 key=f"{KEY}.ll")
         else:
             st.info("Outputs and likelihoods need generation (tick “Generate outputs”).")
     with c2:
-        plot(plots.bars_figure(df, {"encode_s": "encode", "generate_s": "generate", "score_s": "score reference"},
-                  "Time", "seconds", stacked=True), key=f"{KEY}.time")
+        plot(figure(plots.bars_figure, df, {"encode_s": "encode", "generate_s": "generate",
+                                            "score_s": "score reference"}, "Time", "seconds", stacked=True),
+             key=f"{KEY}.time")
     with c3:
-        plot(plots.bars_figure(df, {"scores_mb": "scores computed (fp32)", "attention_mb": "kept (fp16)"},
-                  "Attention memory", "MB"), key=f"{KEY}.memory")
+        plot(figure(plots.bars_figure, df, {"scores_mb": "scores computed (fp32)", "attention_mb": "kept (fp16)"},
+                    "Attention memory", "MB"), key=f"{KEY}.memory")
     st.subheader("How different is the attention?")
     with show_errors("comparing the attention maps"):
         distance_section(comp)

@@ -11,7 +11,7 @@ import streamlit as st
 
 from ledviz import answering, device, explain, pipeline, plots
 from pages.common import render_page, require_model, show_errors
-from pages.views import plot
+from pages.views import figure, plot
 
 KEY = "model_page"
 ARCHITECTURE = [  # the config fields a reader looks for first, in reading order
@@ -80,7 +80,7 @@ def parameters(loaded) -> None:
                                     "share": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1,
                                                                              width=150)})
     with right:
-        fig = plots.parameters_figure(explain.parameters_per_layer(table))
+        fig = figure(plots.parameters_figure, explain.parameters_per_layer(table))
         plot(fig, key=f"{KEY}.per_layer")
     with st.expander("Every parameter tensor"):
         st.dataframe(table, hide_index=True, width="stretch")
@@ -88,7 +88,7 @@ def parameters(loaded) -> None:
 
 def windows(loaded) -> None:
     wins = loaded.config.attention_windows()
-    fig = plots.windows_figure(wins)
+    fig = figure(plots.windows_figure, wins)
     plot(fig, key=f"{KEY}.windows")
     st.caption(f"Each token sees w = attention_window / 2 tokens on either side. Inputs are padded to a multiple "
                f"of the largest window ({max(wins)}).")
@@ -112,7 +112,7 @@ def memory(loaded) -> None:
                             persist_state="session")
         x = c2.number_input("Global tokens", 0, 100_000, 1, key=f"{KEY}.x", persist_state="session")
         table = explain.attention_memory(loaded.config, int(n), int(x))
-        fig = plots.attention_memory_figure(table)
+        fig = figure(plots.attention_memory_figure, table)
         plot(fig, key=f"{KEY}.attention_memory")
         total32, total16 = table.float32_mb.sum(), table.float16_mb.sum()
         full = table.full_float32_mb.sum()

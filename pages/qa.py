@@ -27,6 +27,7 @@ from pages.views import (
     cross_attention_view,
     cross_map,
     faithfulness_marks,
+    figure,
     highlighted_document,
     passages,
     plot,
@@ -108,21 +109,21 @@ def decline_weighing(result) -> None:
                    f"name begins: “{_md_escape(answer.answer_text)}”.")
     if answer is None or answer.margin() is None:
         return
-    rule, margin = answer.rule, answer.margin()
+    rule = answer.rule
     unit = answering.SCORE_NAMES[rule.score]
     if answer.answerable is not None:  # a trained answerability head decided (ledviz.answerability)
         decision, weighed = answering.head_explanation(answer, _span(answer), _md_escape)
         st.caption(decision)
-        plot(plots.answerability_figure(answer.answerable, rule.head.threshold, answer.declined),
+        plot(figure(plots.answerability_figure, answer.answerable, rule.head.threshold, answer.declined),
              key=f"{KEY}.answerable")
         st.caption(weighed)
         span, decline = answer.scores()
-        plot(plots.decline_figure(_span(answer), span, decline, None, unit, answer.declined,
-                                  percent=answering.percent if rule.score == "first" else None), key=f"{KEY}.decline")
+        plot(figure(plots.decline_figure, _span(answer), span, decline, None, unit, answer.declined,
+                    percent=answering.percent if rule.score == "first" else None), key=f"{KEY}.decline")
         return
     st.caption(answering.margin_explanation(answer, _span(answer), _md_escape))
     span, decline = answer.scores()
-    plot(plots.decline_figure(_span(answer), span, decline, rule.margin, unit, answer.declined),
+    plot(figure(plots.decline_figure, _span(answer), span, decline, rule.margin, unit, answer.declined),
          key=f"{KEY}.decline")
 
 
@@ -145,7 +146,8 @@ def question_looked(result) -> None:
                + (" (averaged over the heads and layers shown; the map below shows their max)."
                   if view.reduce == "max" else ".")
                + (" ▼ in red: the global tokens." if result.global_positions else ""))
-    plot(plots.profile_figure(on_doc, value_name="attention", height=170, global_positions=result.global_positions),
+    plot(figure(plots.profile_figure, on_doc, value_name="attention", height=170,
+                global_positions=result.global_positions),
          key=f"{KEY}.question_profile")
     highlighted_document(result, on_doc, label="attention from the question", height=300)
 
