@@ -669,7 +669,9 @@ def attention_memory_figure(table) -> go.Figure:
 def passages_html(passages: Sequence[tuple[tuple[int, int], float, str]], title: str, max_chars: int = 400) -> str:
     """A numbered list of passages (span, share, text), each with its share of the attention."""
     items = "".join(
-        f'<li><b>{mass:.0%}</b> · <span style="background:rgba({ATTENTION_RGB[0]},{ATTENTION_RGB[1]},'
+        # a share under half a percent is "<1%", not "0%" (a long document spreads attention over many passages)
+        f'<li><b>{"&lt;1%" if 0 < mass < 0.005 else f"{mass:.0%}"}</b> · '
+        f'<span style="background:rgba({ATTENTION_RGB[0]},{ATTENTION_RGB[1]},'
         f'{ATTENTION_RGB[2]},0.22)">'
         f'{escape(text if len(text) <= max_chars else text[:max_chars - 1] + "…")}</span></li>'
         for _, mass, text in passages)

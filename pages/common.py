@@ -15,7 +15,7 @@ The API, by section:
 - the view: `attention_sidebar(loaded)` (app.py), `current_view()`, `select_head(layer, head)`.
 - documents: `document_input(key)`, `prepared_document(loaded, text, question)`,
   `read_question_input(key, loaded, question, document)`, `document_status(loaded, text, question)`,
-  `global_tokens_input(key, doc, default)`, `global_choice_options(prefix, kind, ...)`,
+  `global_tokens_input(key, doc, default)`, `global_count(kind, mask)`, `global_choice_options(prefix, kind, ...)`,
   `run_settings(key, doc, ...)`, `new_tokens_input(...)`, `most_new_tokens(loaded, max_tokens)`, `sample_questions()`.
 - runs: `run_panel(key, loaded, doc, mask, ...)`, `run_summary(result, setting, most)`, `show_output(result)`.
 - widget state: `keep_valid(key, valid)`, `index_state(key, n, default)`, `clamp_state(key, lo, hi)`.
@@ -581,8 +581,18 @@ def global_tokens_input(key: str, doc: Document | None, default: str = "first") 
     except LedvizError as err:
         show_error(err)
         return kind, None
-    st.caption(f"{int(mask.sum())} global token(s).")
+    st.caption(global_count(kind, mask))
     return kind, mask
+
+
+def global_count(kind: str, mask: torch.Tensor) -> str:
+    """The caption under a global-attention choice: how many tokens it makes global, and where a pattern
+    or a choice matched none, that the run is then one without global tokens."""
+    n = int(mask.sum())
+    if n or kind == "none":
+        return f"{n:,} global token{'s' if n != 1 else ''}."
+    return ("0 global tokens: no token matches this choice, so it runs as one without global tokens."
+            if kind == "pattern" else "0 global tokens: this choice runs as one without global tokens.")
 
 
 LAB_MAX_NEW = 512  # the Attention lab's most output tokens (the study page opens a document in the lab with no more)

@@ -20,6 +20,7 @@ from pages.common import (
     current_view,
     document_input,
     document_status,
+    global_count,
     global_choice_options,
     index_state,
     keep_valid,
@@ -88,7 +89,7 @@ def setting_input(n: int, doc, task: str, question: str | None) -> Setting | Non
         setting = Setting.of(spec)
         if doc is not None:
             mask = setting.mask(doc)
-            st.caption(f"{int(mask.sum()):,} global token(s)")
+            st.caption(global_count(kind, mask))
     except LedvizError as err:
         show_error(err)
         return None

@@ -410,6 +410,9 @@ def test_escape_is_the_one_label_escaper():
     assert plots.output_axis_labels(["Maren", " ", "<b>"]) == ["1 Maren", "2 ' '", "3 &lt;b&gt;"]
     html = plots.passages_html([((0, 3), 0.5, "a <b> c")], "Top & more")
     assert "a &lt;b&gt; c" in html and "Top &amp; more:" in html and "<b>50%</b>" in html
+    # a long document spreads attention thin: a small share reads "<1%", not "0%"
+    small = plots.passages_html([((0, 3), 0.003, "a"), ((3, 5), 0.0, "b"), ((5, 9), 0.006, "c")], "Top")
+    assert "<b>&lt;1%</b>" in small and "<b>0%</b>" in small and "<b>1%</b>" in small
     assert "&lt;tag&gt;" in plots.text_box_html("<tag>")
 
 
