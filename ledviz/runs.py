@@ -166,10 +166,16 @@ def run_id(result: RunResult) -> str:
     return result.settings.setdefault("run_id", uuid.uuid4().hex[:12])
 
 
-def _megabytes(mb: float) -> str:
-    """A size in MB as a reader takes it: whole MB from 10 on, two significant digits below (a short
-    document's kept attention is a few hundredths of a MB, not "0 MB")."""
-    return f"{mb:,.0f} MB" if mb >= 10 else f"{mb:.2g} MB"
+def size_text(mb: float) -> str:
+    """A size given in MB as a reader takes it: two significant digits below 10 MB (a short document's
+    kept attention is a few hundredths of a MB, not "0 MB"), whole MB up to 10,000 MB, then GB (up to
+    1,024) or TB with one decimal (the model page's estimate for a million tokens read "6,105,011.0 MB")."""
+    if mb < 10:
+        return f"{mb:.2g} MB"
+    if mb < 10_000:
+        return f"{mb:,.0f} MB"
+    gb = mb / 1024
+    return f"{gb:,.1f} GB" if gb < 1024 else f"{gb / 1024:,.1f} TB"
 
 
 _OUTPUT_NAMES = {"qa": "answer", "summarize": "summary"}  # what a task's output is called
@@ -183,7 +189,7 @@ def run_facts(result: RunResult) -> list[str]:
     parts = [f"{result.document.n_tokens:,} input tokens", f"{len(result.global_positions)} global",
              f"{n_out} output tokens", f"encode {t.get('encode_s', 0):.2f} s",
              f"generate {t.get('generate_s', 0):.2f} s",
-             f"attention kept {_megabytes(result.memory.get('attention_mb', 0))}"]
+             f"attention kept {size_text(result.memory.get('attention_mb', 0))}"]
     if result.token_logprobs:
         # the whole output's, said so: the QA page draws one token's log-probability beside it (the decline's weighing)
         ll = result.log_likelihood

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from ledviz import answering, device, explain, pipeline, plots
+from ledviz.runs import size_text
 from pages.common import render_page, require_model, show_errors
 from pages.views import figure, plot
 
@@ -116,10 +117,10 @@ def memory(loaded) -> None:
         plot(fig, key=f"{KEY}.attention_memory")
         total32, total16 = table.float32_mb.sum(), table.float16_mb.sum()
         full = table.full_float32_mb.sum()
-        st.caption(f"Kept for every layer: **{total32:,.1f} MB** as float32, **{total16:,.1f} MB** as float16 "
+        st.caption(f"Kept for every layer: **{size_text(total32)}** as float32, **{size_text(total16)}** as float16 "
                    f"(the app keeps float16). The encoder computes one layer at a time, so its peak is the largest "
-                   f"layer ({table.float32_mb.max():,.1f} MB). Dense N × N maps of every head and layer would take "
-                   f"{full:,.0f} MB as float32. Beyond the model's limit ({loaded.max_tokens:,} tokens) "
+                   f"layer ({size_text(table.float32_mb.max())}). Dense N × N maps of every head and layer would take "
+                   f"{size_text(full)} as float32. Beyond the model's limit ({loaded.max_tokens:,} tokens) "
                    "the numbers are hypothetical.")
 
 

@@ -19,7 +19,7 @@ import torch
 
 from ledviz import analysis, explain, export, pipeline, plots, provenance, views
 from ledviz.errors import InputError
-from ledviz.runs import RunJob, fingerprint, run_facts, run_fingerprint, run_id
+from ledviz.runs import RunJob, fingerprint, run_facts, run_fingerprint, run_id, size_text
 from ledviz.views import View
 
 TEXT = ("Project Bluefinch report. The project lead is Maren Okafor. The site is Velmora. "
@@ -185,6 +185,8 @@ def test_run_facts(qa_run):
     mb = qa_run.memory["attention_mb"]
     assert 0 < mb < 1 and f"attention kept {mb:.2g} MB" in facts and "attention kept 0 MB" not in facts, facts
     assert "attention kept 4,312 MB" in run_facts(dataclasses.replace(qa_run, memory={"attention_mb": 4312.4}))
+    assert [size_text(mb) for mb in (0.0594, 7.94, 4312.4, 12_000, 6_105_011.0, 3e8)] == [
+        "0.059 MB", "7.9 MB", "4,312 MB", "11.7 GB", "5.8 TB", "286.1 TB"]
     # a sure answer (the decline, often) reads 0.00, not "-0.00"
     sure = dataclasses.replace(qa_run, token_logprobs=[-1e-4] * len(qa_run.token_logprobs))
     assert f"the whole answer's log-likelihood 0.00 (its {n} tokens summed)" in run_facts(sure), run_facts(sure)
