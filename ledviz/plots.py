@@ -455,15 +455,20 @@ def answerability_figure(probability: float, threshold: float, declined: bool) -
     """The answerability head's verdict on a kept answer (ledviz.answerability): its probability
     that the document answers the question, on a 0-1 axis, and the threshold below which the
     answer declines; in decline_figure's style."""
+    text = f"answerable: {probability:.2f}" + (" (declined)" if declined else " (answered)")
+    inside = probability >= 0.5
     fig = go.Figure(go.Bar(
         y=["answerable"], x=[probability], orientation="h",
-        marker_color=["#bbbbbb" if declined else "#2ca02c"],
-        text=[f"answerable: {probability:.2f}" + (" (declined)" if declined else " (answered)")],
-        # beside a short bar, not inside: "auto" hides the text of a bar too short to hold it (a probability near 0)
-        textposition="inside" if probability >= 0.5 else "outside", cliponaxis=False,
+        marker_color=["#bbbbbb" if declined else "#2ca02c"], text=[text],
+        # a short bar's text goes beside it, not inside ("auto" hides the text of a bar too short to hold it, a
+        # probability near 0), and past the threshold's line where the bar ends before it: the line crossed it
+        textposition="inside" if inside else "outside" if probability >= threshold else "none", cliponaxis=False,
         hovertemplate="P(answerable) %{x:.3f}<extra></extra>"))
     fig.add_vline(x=threshold, line_dash="dash", line_color=GLOBAL_MARK,
                   annotation_text=f"declines below {threshold:.2f}", annotation_position="top")
+    if not inside and probability < threshold:
+        fig.add_annotation(x=threshold, y=0, text=text, showarrow=False, xanchor="left", xshift=6,
+                           font=dict(color="#444"))
     fig.update_xaxes(range=[0, 1])
     return _decision_layout(fig, 135, "the answerability head's probability that the document answers the question")
 
