@@ -802,18 +802,26 @@ def _browsers_using(folder: str) -> list[int]:
 
 def _remove_profiles(folder: str, wait: float = 10.0) -> None:
     """At exit: let a running export check end (up to `wait` seconds: its browser then closes and removes
-    its own profile), stop any browser still using `folder`, and remove the folder."""
+    its own profile); stop any browser still using `folder`, and give the check a moment to end once its
+    browser is gone (it may only just be starting one: that one is stopped too); then remove the folder."""
     import shutil
     import signal
 
     check = ImageExport._shared
-    if check is not None and check.thread is not None:
-        check.thread.join(wait)
-    for pid in _browsers_using(folder):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    thread = check.thread if check is not None else None
+    if thread is not None:
+        thread.join(wait)
+    for _ in range(3):
+        pids = _browsers_using(folder)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if thread is not None and thread.is_alive():
+            thread.join(2.0)
+        elif not pids:
+            break
     for _ in range(20):  # a killed browser's last writes may still land for a moment
         shutil.rmtree(folder, ignore_errors=True)
         if not os.path.exists(folder):

@@ -141,7 +141,7 @@ def figure(make: Callable[..., Any], *args, **kwargs) -> Any:
                    make, args, kwargs)
 
 
-@st.cache_resource(max_entries=64, show_spinner=False)
+@st.cache_resource(max_entries=32, show_spinner=False)  # shared by every session: a few MB each at most
 def _figure(name: str, digest: str, _make: Callable[..., Any], _args: tuple, _kwargs: dict) -> Any:
     return _make(*_args, **_kwargs)
 
