@@ -186,7 +186,7 @@ def run_facts(result: RunResult) -> list[str]:
     precision when it is not float32."""
     t = result.timings
     n_out = max(0, len(result.output_ids) - 1)
-    parts = [f"{result.document.n_tokens:,} input tokens", f"{len(result.global_positions)} global",
+    parts = [f"{result.document.n_tokens:,} input tokens", f"{len(result.global_positions):,} global",
              f"{n_out} output tokens", f"encode {t.get('encode_s', 0):.2f} s",
              f"generate {t.get('generate_s', 0):.2f} s",
              f"attention kept {size_text(result.memory.get('attention_mb', 0))}"]

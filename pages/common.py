@@ -19,7 +19,7 @@ The API, by section:
   `run_settings(key, doc, ...)`, `new_tokens_input(...)`, `most_new_tokens(loaded, max_tokens)`, `sample_questions()`.
 - runs: `run_panel(key, loaded, doc, mask, ...)`, `run_summary(result, setting, most)`, `show_output(result)`.
 - widget state: `keep_valid(key, valid)`, `index_state(key, n, default)`, `clamp_state(key, lo, hi)`.
-- messages: `sentence(message)`.
+- messages: `sentence(message)`, `count(n, thing)`.
 
 Session-state keys: "model.*" (the checkpoint), "view.*" (layer/heads), "<key>.*" per page or
 widget group (pages choose their key; "doc" is the document shared by Summarize and QA).
@@ -68,6 +68,11 @@ HEAD_MODES = {"all": "All", "one": "One", "some": "Chosen"}
 # ---------------------------------------------------------------------------------------------
 # pages and errors: a message, never a traceback
 # ---------------------------------------------------------------------------------------------
+
+def count(n: int, thing: str) -> str:
+    """"1 global token", "2,466 global tokens": a number and a noun, the plural where it is one."""
+    return f"{n:,} {thing}{'' if n == 1 else 's'}"
+
 
 def sentence(message: str) -> str:
     """A message as a sentence: its first letter upper-case (library messages start lower-case,
@@ -590,7 +595,7 @@ def global_count(kind: str, mask: torch.Tensor) -> str:
     or a choice matched none, that the run is then one without global tokens."""
     n = int(mask.sum())
     if n or kind == "none":
-        return f"{n:,} global token{'s' if n != 1 else ''}."
+        return f"{count(n, 'global token')}."
     return ("0 global tokens: no token matches this choice, so it runs as one without global tokens."
             if kind == "pattern" else "0 global tokens: this choice runs as one without global tokens.")
 

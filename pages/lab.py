@@ -16,6 +16,7 @@ from ledviz.errors import LedvizError
 from ledviz.pipeline import GLOBAL_CHOICES
 from ledviz.runs import run_fingerprint, stale_note
 from pages.common import (
+    count,
     LAB_MAX_NEW,
     current_view,
     document_input,
@@ -152,7 +153,7 @@ def outputs_section(comp: compare.Comparison) -> None:
     for n, (col, item) in enumerate(zip(cols, comp.results)):
         with col.container(border=True):
             st.markdown(f"**{item.label}**" + (" · reference" if n == comp.reference else ""))
-            st.caption(f"{len(item.global_positions)} global token(s)")
+            st.caption(count(len(item.global_positions), "global token"))
             if comp.generated and item.run is not None:
                 show_output(item.run)
                 own, refll = item.log_likelihood, item.reference_log_likelihood

@@ -29,7 +29,7 @@ from ledviz.pipeline import Document, LoadedModel, RunResult
 from ledviz.runs import run_id
 from ledviz.unfold import SparseAttention
 from ledviz.views import STATS, View
-from pages.common import clamp_state, current_view, keep_valid, select_head, show_errors
+from pages.common import clamp_state, count, current_view, keep_valid, select_head, show_errors
 
 OVERVIEW_BINS = 256  # the default: a 560-pixel map shows no more, and 512 x 512 takes a browser 4x longer to draw
 BIN_CHOICES = [128, 256, 512]
@@ -282,7 +282,7 @@ def map_view(result: RunResult, key: str, view: View | None = None, wide: bool =
     with left:
         plot(fig, key=f"{key}.overview")
         if result.global_positions:
-            st.caption(f"In red: the {len(result.global_positions):,} global token(s), ▼ above and ▶ beside the "
+            st.caption(f"In red: the {count(len(result.global_positions), 'global token')}, ▼ above and ▶ beside the "
                        f"map (a global row or column is one bin wide here), {plots.GLOBAL_SYMBOL} on the token "
                        "map's labels.")
         figure_export(fig, "attention-overview", f"{key}.overview_export")
@@ -403,7 +403,7 @@ def cross_attention_view(result: RunResult, loaded: LoadedModel | None, key: str
                  global_positions=result.global_positions)
     plot(fig, key=f"{key}.cross")
     if result.global_positions:
-        st.caption(f"▼ in red above the map: the {len(result.global_positions):,} global token(s) of the input.")
+        st.caption(f"▼ in red above the map: the {count(len(result.global_positions), 'global token')} of the input.")
     figure_export(fig, "cross-attention", f"{key}.cross_export")
 
 

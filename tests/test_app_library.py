@@ -176,7 +176,7 @@ def test_streamed_text_is_whole_characters(loaded):
 def test_run_facts(qa_run):
     facts = run_facts(qa_run)
     assert facts[0] == f"{qa_run.document.n_tokens:,} input tokens"
-    assert facts[1] == f"{len(qa_run.global_positions)} global"
+    assert facts[1] == f"{len(qa_run.global_positions):,} global"
     assert facts[2] == f"{len(qa_run.output_ids) - 1} output tokens"
     # the whole answer's, said so (the QA page draws one token's log-probability beside it)
     n = len(qa_run.output_ids) - 1
