@@ -205,6 +205,24 @@ def head_explanation(answer: KeptAnswer, span_text: str, quote=lambda s: s) -> t
     return decision, f"{figure} Here the checker overruled it: the model alone preferred {preferred}."
 
 
+def margin_explanation(answer: KeptAnswer, span_text: str, quote=lambda s: s) -> str:
+    """Why the margin rule (a rule without a head) kept or declined `answer`: the weighed span, by how
+    much the decline outscored it (or scored lower), in which score, against the model's margin.
+    `span_text` and `quote` as for head_explanation; "the span as written" where the answer was begun
+    at a name's first word (prefix_ids)."""
+    rule, margin = answer.rule, answer.margin()
+    if rule is None or rule.head is not None or margin is None:
+        raise ValueError("margin_explanation needs an answer weighed by a decline margin, without a head")
+    unit = SCORE_NAMES[rule.score]
+    if answer.declined:
+        return (f"Declined: the best span of the document, “{quote(span_text)}”, was weighed against the decline, "
+                f"which outscored it by {margin:.2f} ({unit}), more than the model's margin of {rule.margin:g}.")
+    weighed = f"the span as written, “{quote(span_text)}”," if answer.prefix_ids else "this span"
+    by = f"outscored it by {margin:.2f}" if margin > 0 else f"scored {-margin:.2f} lower"
+    return (f"Answered: the decline was weighed against {weighed} and {by} ({unit}); it declines only above the "
+            f"model's margin of {rule.margin:g}.")
+
+
 def decline_note(answer: KeptAnswer | None, kept: bool) -> str:
     """What "Where the answer came from" says of a declined answer: who declined. Where an
     answerability head decided it says the head did (the model alone may have preferred the span:

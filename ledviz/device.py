@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import platform
 import sys
 from dataclasses import dataclass
 from typing import Iterator
@@ -42,17 +43,39 @@ class CpuCapability:
     detail: str
 
 
-@functools.lru_cache(maxsize=1)
-def _proc_cpu_flags() -> frozenset[str]:
-    """The flags of the first processor in /proc/cpuinfo (empty where there is none, e.g. not Linux)."""
+def read_first_processor(path: str = "/proc/cpuinfo") -> dict[str, str]:
+    """The fields of the first processor in a cpuinfo file ("model name", "flags", ...); empty where
+    there is none (e.g. not Linux). The one reader of /proc/cpuinfo: the flags (cpu_capability) and
+    the CPU's name (cpu_name, which a corpus study records) come from it."""
+    fields: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("flags") and ":" in line:
-                    return frozenset(line.split(":", 1)[1].split())
+                if not line.strip():
+                    if fields:  # the blank line after the first processor's block
+                        break
+                    continue
+                name, colon, value = line.partition(":")
+                if colon:
+                    fields.setdefault(name.strip(), value.strip())
     except OSError:
         pass
-    return frozenset()
+    return fields
+
+
+@functools.lru_cache(maxsize=1)
+def _first_processor() -> dict[str, str]:
+    return read_first_processor()
+
+
+def _proc_cpu_flags() -> frozenset[str]:
+    """The flags of the first processor in /proc/cpuinfo (empty where there is none, e.g. not Linux)."""
+    return frozenset(_first_processor().get("flags", "").split())
+
+
+def cpu_name() -> str | None:
+    """The CPU's model name (/proc/cpuinfo, else what `platform` knows), None where unknown."""
+    return _first_processor().get("model name") or platform.processor() or platform.machine() or None
 
 
 def cpu_flags() -> frozenset[str]:

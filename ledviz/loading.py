@@ -73,7 +73,8 @@ def resolve_file(name_or_path: str | os.PathLike, filename: str, *, required: bo
             return path
         if required:
             where = f"the subfolder {subfolder!r} of {name!r}" if subfolder else f"the folder {name!r}"
-            raise CheckpointError(f"{filename} not found in {where}; is this an LED checkpoint folder?")
+            raise CheckpointError(f"there is no {filename} in {where}: give the folder of an LED checkpoint (its "
+                                  "config.json, tokenizer files and weights)")
         return None
     if os.path.isfile(name) and os.path.basename(name) == filename:
         return name

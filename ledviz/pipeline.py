@@ -302,7 +302,8 @@ def global_attention_mask(doc: Document, kind: str, *, k: int = 64, positions: l
     elif kind == "positions":
         bad = [p for p in positions or [] if not 0 <= p < n]
         if bad:
-            raise InputError(f"token positions {bad} are outside the document (0 to {n - 1})")
+            raise InputError(f"token positions {bad} are outside the document (0 to {n - 1}): give positions from "
+                             f"0 to {n - 1}")
         mask[0, list(positions or [])] = 1
     elif kind == "pattern":
         if not pattern:
@@ -310,7 +311,8 @@ def global_attention_mask(doc: Document, kind: str, *, k: int = 64, positions: l
         try:
             rx = re.compile(pattern)
         except re.error as e:
-            raise InputError(f"the pattern {pattern!r} is not a valid regular expression: {e}") from None
+            raise InputError(f"the pattern {pattern!r} is not a valid regular expression ({e}): mend it, or put a "
+                             "backslash before a character meant literally (\\( for a bracket)") from None
         for i in doc.document_tokens():
             s, e = doc.offsets[i]
             if rx.search(doc.text[s:e]):

@@ -399,6 +399,12 @@ def bars_figure(df, columns: dict[str, str], title: str, y_title: str, *, x: str
                    yaxis_title=y_title)
 
 
+# the QA page draws answerability_figure above decline_figure: the same left margin (labels cut to fit it)
+# puts both x = 0 at the same place, so a reader compares the bars (automargin would size each to its labels)
+DECISION_LABEL_CHARS = 40
+DECISION_LABEL_PX = 270
+
+
 def decline_figure(span_text: str, span_score: float, decline_score: float, threshold: float | None, label: str,
                    declined: bool, *, percent: Callable[[float], str] | None = None) -> go.Figure:
     """The decline decision of a kept answer (ledviz.answering): the scores of the best span and of
@@ -411,7 +417,7 @@ def decline_figure(span_text: str, span_score: float, decline_score: float, thre
     if percent and threshold is not None:
         raise ValueError("decline_figure draws a margin's bar on log-probabilities: give threshold or percent, not both")
     names = [f"best span: “{span_text}”", "decline: “not in the document”"]
-    short = [escape(n if len(n) <= 48 else n[:45] + "…”") for n in names]
+    short = [escape(n if len(n) <= DECISION_LABEL_CHARS else n[:DECISION_LABEL_CHARS - 3] + "…”") for n in names]
     chosen = [not declined, declined]
     scores = (span_score, decline_score)
     if percent:
@@ -436,25 +442,35 @@ def decline_figure(span_text: str, span_score: float, decline_score: float, thre
         fig.add_vline(x=bar, line_dash="dash", line_color=GLOBAL_MARK,
                       annotation_text=f"to decline, beat {bar:.2f} (span {threshold:+g}){reach}",
                       annotation_position="top", annotation_xanchor="right" if reach else "center")
-    return _layout(fig, None, 170, rows_down=True, top=30, xaxis_title=title)
+    return _decision_layout(fig, 170, title)
+
+
+def _decision_layout(fig: go.Figure, height: int, x_title: str) -> go.Figure:
+    fig.update_yaxes(automargin=False)
+    fig = _layout(fig, None, height, rows_down=True, top=30, xaxis_title=x_title)
+    return fig.update_layout(margin=dict(l=DECISION_LABEL_PX, b=45))
 
 
 def answerability_figure(probability: float, threshold: float, declined: bool) -> go.Figure:
     """The answerability head's verdict on a kept answer (ledviz.answerability): its probability
     that the document answers the question, on a 0-1 axis, and the threshold below which the
     answer declines; in decline_figure's style."""
+    text = f"answerable: {probability:.2f}" + (" (declined)" if declined else " (answered)")
+    inside = probability >= 0.5
     fig = go.Figure(go.Bar(
         y=["answerable"], x=[probability], orientation="h",
-        marker_color=["#bbbbbb" if declined else "#2ca02c"],
-        text=[f"answerable: {probability:.2f}" + (" (declined)" if declined else " (answered)")],
-        # beside a short bar, not inside: "auto" hides the text of a bar too short to hold it (a probability near 0)
-        textposition="inside" if probability >= 0.5 else "outside", cliponaxis=False,
+        marker_color=["#bbbbbb" if declined else "#2ca02c"], text=[text],
+        # a short bar's text goes beside it, not inside ("auto" hides the text of a bar too short to hold it, a
+        # probability near 0), and past the threshold's line where the bar ends before it: the line crossed it
+        textposition="inside" if inside else "outside" if probability >= threshold else "none", cliponaxis=False,
         hovertemplate="P(answerable) %{x:.3f}<extra></extra>"))
     fig.add_vline(x=threshold, line_dash="dash", line_color=GLOBAL_MARK,
                   annotation_text=f"declines below {threshold:.2f}", annotation_position="top")
+    if not inside and probability < threshold:
+        fig.add_annotation(x=threshold, y=0, text=text, showarrow=False, xanchor="left", xshift=6,
+                           font=dict(color="#444"))
     fig.update_xaxes(range=[0, 1])
-    return _layout(fig, None, 120, rows_down=True, top=30,
-                   xaxis_title="the answerability head's probability that the document answers the question")
+    return _decision_layout(fig, 135, "the answerability head's probability that the document answers the question")
 
 
 def layer_distance_figure(table, labels: Sequence[str], reference: int) -> go.Figure:
@@ -658,7 +674,9 @@ def attention_memory_figure(table) -> go.Figure:
 def passages_html(passages: Sequence[tuple[tuple[int, int], float, str]], title: str, max_chars: int = 400) -> str:
     """A numbered list of passages (span, share, text), each with its share of the attention."""
     items = "".join(
-        f'<li><b>{mass:.0%}</b> · <span style="background:rgba({ATTENTION_RGB[0]},{ATTENTION_RGB[1]},'
+        # a share under half a percent is "<1%", not "0%" (a long document spreads attention over many passages)
+        f'<li><b>{"&lt;1%" if 0 < mass < 0.005 else f"{mass:.0%}"}</b> · '
+        f'<span style="background:rgba({ATTENTION_RGB[0]},{ATTENTION_RGB[1]},'
         f'{ATTENTION_RGB[2]},0.22)">'
         f'{escape(text if len(text) <= max_chars else text[:max_chars - 1] + "…")}</span></li>'
         for _, mass, text in passages)
@@ -718,7 +736,9 @@ def image_export_problem() -> str | None:
 
 def figure_image(fig: go.Figure, fmt: str = "png", scale: float = 2.0) -> bytes:
     """The figure as PNG or SVG bytes, drawn by kaleido (>= 1) in a headless Chrome/Chromium with
-    the plotly.js that ships with plotly (nothing is fetched from the network; no MathJax)."""
+    the plotly.js that ships with plotly (nothing is fetched from the network; no MathJax). The
+    browser's profile goes into the process's export folder (ImageExport.profiles), which is
+    cleaned up at exit even where a browser is still running then."""
     if fmt not in IMAGE_FORMATS:
         raise ValueError(f"format must be one of {tuple(IMAGE_FORMATS)}, got {fmt!r}")
     problem = image_export_problem()
@@ -732,7 +752,81 @@ def figure_image(fig: go.Figure, fmt: str = "png", scale: float = 2.0) -> bytes:
         os.environ["BROWSER_PATH"] = browser  # choreographer finds the browser through it
     plotlyjs = os.path.join(os.path.dirname(plotly.__file__), "package_data", "plotly.min.js")
     return kaleido.calc_fig_sync(fig, opts=dict(format=fmt, scale=scale),
-                                 kopts=dict(plotlyjs=plotlyjs, mathjax=False))
+                                 kopts=dict(plotlyjs=plotlyjs, mathjax=False, tmp_dir=_profiles_folder()))
+
+
+_profiles: str | None = None  # this process's folder for the export browsers' profiles (_profiles_folder)
+_profiles_lock = threading.Lock()
+
+
+def _profiles_folder() -> str:
+    """This process's folder for the profiles of the browsers kaleido starts, made once, and removed at
+    exit by `_remove_profiles`.
+
+    Why: kaleido's browser library keeps each profile in a tempfile.TemporaryDirectory and removes it when
+    the browser closes. A process that exits while a browser runs (the export check starts one when the
+    app opens: a test or a server stopped within seconds) leaves the removal to TemporaryDirectory's
+    own clean-up at exit, which raced the browser still writing into the profile and printed
+    "OSError: [Errno 39] Directory not empty" with a traceback. `_remove_profiles` runs before that
+    clean-up (see there): it lets a running check end, stops any browser still using this folder, and
+    removes the folder; TemporaryDirectory then finds nothing left to remove."""
+    global _profiles
+    with _profiles_lock:
+        if _profiles is None or not os.path.isdir(_profiles):
+            import atexit
+            import tempfile
+            import weakref
+
+            _profiles = tempfile.mkdtemp(prefix="ledviz-export-")
+            # atexit runs its callbacks last registered first, and weakref.finalize (TemporaryDirectory's
+            # clean-up) registers its one callback when the first finalize is made: one made here, before
+            # ours, has ours run first
+            weakref.finalize(_remove_profiles, lambda: None)
+            atexit.register(_remove_profiles, _profiles)
+        return _profiles
+
+
+def _browsers_using(folder: str) -> list[int]:
+    """The ids of the processes whose command line names `folder` (Linux's /proc; none elsewhere)."""
+    found = []
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                with open(os.path.join(entry.path, "cmdline"), "rb") as f:
+                    if folder.encode() in f.read():
+                        found.append(int(entry.name))
+            except OSError:  # gone meanwhile, or not ours to read
+                pass
+    return found
+
+
+def _remove_profiles(folder: str, wait: float = 10.0) -> None:
+    """At exit: let a running export check end (up to `wait` seconds: its browser then closes and removes
+    its own profile); stop any browser still using `folder`, and give the check a moment to end once its
+    browser is gone (it may only just be starting one: that one is stopped too); then remove the folder."""
+    import shutil
+    import signal
+
+    check = ImageExport._shared
+    thread = check.thread if check is not None else None
+    if thread is not None:
+        thread.join(wait)
+    for _ in range(3):
+        pids = _browsers_using(folder)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if thread is not None and thread.is_alive():
+            thread.join(2.0)
+        elif not pids:
+            break
+    for _ in range(20):  # a killed browser's last writes may still land for a moment
+        shutil.rmtree(folder, ignore_errors=True)
+        if not os.path.exists(folder):
+            return
+        time.sleep(0.05)
 
 
 class ImageExport:

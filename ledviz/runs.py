@@ -166,10 +166,19 @@ def run_id(result: RunResult) -> str:
     return result.settings.setdefault("run_id", uuid.uuid4().hex[:12])
 
 
-def _megabytes(mb: float) -> str:
-    """A size in MB as a reader takes it: whole MB from 10 on, two significant digits below (a short
-    document's kept attention is a few hundredths of a MB, not "0 MB")."""
-    return f"{mb:,.0f} MB" if mb >= 10 else f"{mb:.2g} MB"
+def size_text(mb: float) -> str:
+    """A size given in MB as a reader takes it: two significant digits below 10 MB (a short document's
+    kept attention is a few hundredths of a MB, not "0 MB"), whole MB up to 10,000 MB, then GB (up to
+    1,024) or TB with one decimal (the model page's estimate for a million tokens read "6,105,011.0 MB")."""
+    if mb < 10:
+        return f"{mb:.2g} MB"
+    if mb < 10_000:
+        return f"{mb:,.0f} MB"
+    gb = mb / 1024
+    return f"{gb:,.1f} GB" if gb < 1024 else f"{gb / 1024:,.1f} TB"
+
+
+_OUTPUT_NAMES = {"qa": "answer", "summarize": "summary"}  # what a task's output is called
 
 
 def run_facts(result: RunResult) -> list[str]:
@@ -177,13 +186,16 @@ def run_facts(result: RunResult) -> list[str]:
     precision when it is not float32."""
     t = result.timings
     n_out = max(0, len(result.output_ids) - 1)
-    parts = [f"{result.document.n_tokens:,} input tokens", f"{len(result.global_positions)} global",
+    parts = [f"{result.document.n_tokens:,} input tokens", f"{len(result.global_positions):,} global",
              f"{n_out} output tokens", f"encode {t.get('encode_s', 0):.2f} s",
              f"generate {t.get('generate_s', 0):.2f} s",
-             f"attention kept {_megabytes(result.memory.get('attention_mb', 0))}"]
+             f"attention kept {size_text(result.memory.get('attention_mb', 0))}"]
     if result.token_logprobs:
+        # the whole output's, said so: the QA page draws one token's log-probability beside it (the decline's weighing)
         ll = result.log_likelihood
-        parts.append(f"log-likelihood {0.0 if round(ll, 2) == 0 else ll:.2f}")  # not "-0.00" for a sure answer
+        n = len(result.token_logprobs)
+        parts.append(f"the whole {_OUTPUT_NAMES.get(result.task, 'output')}'s log-likelihood "
+                     f"{0.0 if round(ll, 2) == 0 else ll:.2f} (its {n} token{'s' if n > 1 else ''} summed)")
     if result.settings.get("answer_from_document"):
         # the decline is the one answer allowed besides a span (pipeline.document_constraint): said so,
         # or a declined answer's facts would say it was kept to a span
@@ -223,5 +235,5 @@ def cut_note(result: RunResult, setting: str, most: int | None = None) -> str | 
     if answer is not None and answer.declined:
         return (f"The best span was cut at {n:,} tokens: {fix}. It was weighed against the decline as far as "
                 f"it was written.{part}")
-    what = {"qa": "answer", "summarize": "summary"}.get(result.task, "output")
+    what = _OUTPUT_NAMES.get(result.task, "output")
     return f"The {what} was cut at {n:,} tokens: {fix}. It did not end; shown is what was written until then.{part}"

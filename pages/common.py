@@ -15,11 +15,11 @@ The API, by section:
 - the view: `attention_sidebar(loaded)` (app.py), `current_view()`, `select_head(layer, head)`.
 - documents: `document_input(key)`, `prepared_document(loaded, text, question)`,
   `read_question_input(key, loaded, question, document)`, `document_status(loaded, text, question)`,
-  `global_tokens_input(key, doc, default)`, `global_choice_options(prefix, kind, ...)`,
-  `run_settings(key, doc, ...)`, `most_new_tokens(loaded, max_tokens)`, `sample_questions()`.
+  `global_tokens_input(key, doc, default)`, `global_count(kind, mask)`, `global_choice_options(prefix, kind, ...)`,
+  `run_settings(key, doc, ...)`, `new_tokens_input(...)`, `most_new_tokens(loaded, max_tokens)`, `sample_questions()`.
 - runs: `run_panel(key, loaded, doc, mask, ...)`, `run_summary(result, setting, most)`, `show_output(result)`.
 - widget state: `keep_valid(key, valid)`, `index_state(key, n, default)`, `clamp_state(key, lo, hi)`.
-- messages: `sentence(message)`.
+- messages: `sentence(message)`, `count(n, thing)`.
 
 Session-state keys: "model.*" (the checkpoint), "view.*" (layer/heads), "<key>.*" per page or
 widget group (pages choose their key; "doc" is the document shared by Summarize and QA).
@@ -68,6 +68,11 @@ HEAD_MODES = {"all": "All", "one": "One", "some": "Chosen"}
 # ---------------------------------------------------------------------------------------------
 # pages and errors: a message, never a traceback
 # ---------------------------------------------------------------------------------------------
+
+def count(n: int, thing: str) -> str:
+    """"1 global token", "2,466 global tokens": a number and a noun, the plural where it is one."""
+    return f"{n:,} {thing}{'' if n == 1 else 's'}"
+
 
 def sentence(message: str) -> str:
     """A message as a sentence: its first letter upper-case (library messages start lower-case,
@@ -581,14 +586,40 @@ def global_tokens_input(key: str, doc: Document | None, default: str = "first") 
     except LedvizError as err:
         show_error(err)
         return kind, None
-    st.caption(f"{int(mask.sum())} global token(s).")
+    st.caption(global_count(kind, mask))
     return kind, mask
+
+
+def global_count(kind: str, mask: torch.Tensor) -> str:
+    """The caption under a global-attention choice: how many tokens it makes global, and where a pattern
+    or a choice matched none, that the run is then one without global tokens."""
+    n = int(mask.sum())
+    if n or kind == "none":
+        return f"{count(n, 'global token')}."
+    return ("0 global tokens: no token matches this choice, so it runs as one without global tokens."
+            if kind == "pattern" else "0 global tokens: this choice runs as one without global tokens.")
+
+
+LAB_MAX_NEW = 512  # the Attention lab's most output tokens (the study page opens a document in the lab with no more)
 
 
 def most_new_tokens(loaded: LoadedModel | None, max_tokens: int) -> int:
     """The most new tokens a run may ask for: `max_tokens`, or fewer where the model's decoder has fewer
     positions (one is the decoder's start token)."""
     return max_tokens if loaded is None else min(max_tokens, loaded.config.max_decoder_position_embeddings - 1)
+
+
+def new_tokens_input(where: Any, key: str, label: str, loaded: LoadedModel | None, max_tokens: int,
+                     default: int) -> int:
+    """The number of new tokens a run may write (a number input in `where`, e.g. a column): 1 to
+    `most_new_tokens(loaded, max_tokens)`, starting at `default` (or the most, if fewer); a number kept
+    from a model with a longer decoder is pulled back to this one's most."""
+    most = most_new_tokens(loaded, max_tokens)
+    st.session_state.setdefault(key, min(default, most))  # the start, set here only (not also as a value)
+    clamp_state(key, 1, most)
+    return int(where.number_input(label, 1, most, key=key, persist_state="session",
+                                  help=f"At most {most:,}" + (f": this model writes at most {most:,} tokens (its "
+                                                              "decoder's positions)." if most < max_tokens else ".")))
 
 
 def run_settings(key: str, doc: Document | None, *, default_global: str, label: str, max_tokens: int,
@@ -599,12 +630,7 @@ def run_settings(key: str, doc: Document | None, *, default_global: str, label: 
     c1, c2, c3 = st.columns([2, 1, 1])
     with c1:
         kind, mask = global_tokens_input(f"{key}.settings", doc, default=default_global)
-    most = most_new_tokens(get_model(), max_tokens)
-    st.session_state.setdefault(f"{key}.max_new", min(default_tokens, most))
-    clamp_state(f"{key}.max_new", 1, most)  # a number kept from a model with a longer decoder
-    max_new = c2.number_input(label, 1, most, key=f"{key}.max_new", persist_state="session",
-                              help=f"At most {most:,}" + (f": this model writes at most {most:,} tokens (its "
-                                                          "decoder's positions)." if most < max_tokens else "."))
+    max_new = new_tokens_input(c2, f"{key}.max_new", label, get_model(), max_tokens, default_tokens)
     beams = c3.number_input("Beams", 1, 8, 1, key=f"{key}.beams", persist_state="session",
                             help="1 = greedy decoding, streamed token by token.")
     return kind, mask, int(max_new), int(beams)

@@ -15,20 +15,23 @@ from ledviz.compare import MAX_SETTINGS, Setting
 from ledviz.errors import LedvizError
 from ledviz.pipeline import GLOBAL_CHOICES
 from ledviz.runs import run_fingerprint, stale_note
-from ledviz.tokenization import broken_note
 from pages.common import (
-    _md_escape,
+    count,
+    LAB_MAX_NEW,
     current_view,
     document_input,
     document_status,
+    global_count,
     global_choice_options,
     index_state,
     keep_valid,
+    new_tokens_input,
     read_question_input,
     render_page,
     require_model,
     show_error,
     show_errors,
+    show_output,
 )
 from pages.running import (
     cancel_job,
@@ -40,7 +43,7 @@ from pages.running import (
     show_cancelled_or_error,
     start_job,
 )
-from pages.views import plot
+from pages.views import figure, plot
 
 KEY = "lab"
 DEFAULTS = [dict(kind="first"), dict(kind="sentences"), dict(kind="every_k", k=64), dict(kind="none")]
@@ -87,7 +90,7 @@ def setting_input(n: int, doc, task: str, question: str | None) -> Setting | Non
         setting = Setting.of(spec)
         if doc is not None:
             mask = setting.mask(doc)
-            st.caption(f"{int(mask.sum()):,} global token(s)")
+            st.caption(global_count(kind, mask))
     except LedvizError as err:
         show_error(err)
         return None
@@ -150,11 +153,9 @@ def outputs_section(comp: compare.Comparison) -> None:
     for n, (col, item) in enumerate(zip(cols, comp.results)):
         with col.container(border=True):
             st.markdown(f"**{item.label}**" + (" · reference" if n == comp.reference else ""))
-            st.caption(f"{len(item.global_positions)} global token(s)")
-            if comp.generated:
-                st.markdown(_md_escape(item.output_text) if item.output_text else "_(empty output)_")
-                if item.run is not None and (note := broken_note(item.run.output_tokens)):
-                    st.caption(note)
+            st.caption(count(len(item.global_positions), "global token"))
+            if comp.generated and item.run is not None:
+                show_output(item.run)
                 own, refll = item.log_likelihood, item.reference_log_likelihood
                 m1, m2 = st.columns(2)
                 m1.metric("own log-lik.", "–" if own is None else f"{own:.2f}",
@@ -179,7 +180,7 @@ def distance_section(comp: compare.Comparison) -> None:
     if table.empty:
         st.info("No encoder layers to compare.")
         return
-    fig = plots.layer_distance_figure(table, comp.labels, comp.reference)
+    fig = figure(plots.layer_distance_figure, table, comp.labels, comp.reference)
     plot(fig, key=f"{KEY}.layers")
     st.caption("Total variation ½·Σⱼ|aᵢⱼ − bᵢⱼ| between a token's attention rows under the two settings, averaged "
                "over tokens and heads: 0 means the same attention, 1 attention on disjoint keys. Computed from "
@@ -210,17 +211,17 @@ def difference_section(comp: compare.Comparison) -> None:
     spread = max(float(diff.binned.abs().max()), 1e-9)
     m1, m2, m3 = st.columns(3)
     with m1:
-        plot(plots.binned_map_figure(diff.binned_a, diff.edges, f"A: {labels[a]}", zmax=top,
-                                     global_positions=comp.results[a].global_positions), key=f"{KEY}.map_a")
+        plot(figure(plots.binned_map_figure, diff.binned_a, diff.edges, f"A: {labels[a]}", zmax=top,
+                    global_positions=comp.results[a].global_positions), key=f"{KEY}.map_a")
     with m2:
-        plot(plots.binned_map_figure(diff.binned_b, diff.edges, f"B: {labels[b]}", zmax=top,
-                                     global_positions=comp.results[b].global_positions), key=f"{KEY}.map_b")
+        plot(figure(plots.binned_map_figure, diff.binned_b, diff.edges, f"B: {labels[b]}", zmax=top,
+                    global_positions=comp.results[b].global_positions), key=f"{KEY}.map_b")
     with m3:
-        plot(plots.binned_map_figure(diff.binned, diff.edges, "A − B (red: more in A)", diverging=True, zmax=spread),
-             key=f"{KEY}.map_diff")
+        plot(figure(plots.binned_map_figure, diff.binned, diff.edges, "A − B (red: more in A)", diverging=True,
+                    zmax=spread), key=f"{KEY}.map_diff")
     # where along the document the rows differ, with both settings' global tokens marked
     marks = [(comp.results[n].global_positions, plots.SETTING_COLORS[n], f"global in {labels[n]}") for n in (a, b)]
-    fig = plots.token_distance_figure(diff.per_token, marks)
+    fig = figure(plots.token_distance_figure, diff.per_token, marks)
     plot(fig, key=f"{KEY}.per_token")
 
 
@@ -233,16 +234,18 @@ def results_section(comp: compare.Comparison) -> None:
     c1, c2, c3 = st.columns(3)
     with c1:
         if comp.generated:
-            plot(plots.bars_figure(df, {"reference_log_likelihood": "reference output", "log_likelihood": "own output"},
-                      "Log-likelihood", "log p"), key=f"{KEY}.ll")
+            plot(figure(plots.bars_figure, df, {"reference_log_likelihood": "reference output",
+                                                "log_likelihood": "own output"}, "Log-likelihood", "log p"),
+                 key=f"{KEY}.ll")
         else:
             st.info("Outputs and likelihoods need generation (tick “Generate outputs”).")
     with c2:
-        plot(plots.bars_figure(df, {"encode_s": "encode", "generate_s": "generate", "score_s": "score reference"},
-                  "Time", "seconds", stacked=True), key=f"{KEY}.time")
+        plot(figure(plots.bars_figure, df, {"encode_s": "encode", "generate_s": "generate",
+                                            "score_s": "score reference"}, "Time", "seconds", stacked=True),
+             key=f"{KEY}.time")
     with c3:
-        plot(plots.bars_figure(df, {"scores_mb": "scores computed (fp32)", "attention_mb": "kept (fp16)"},
-                  "Attention memory", "MB"), key=f"{KEY}.memory")
+        plot(figure(plots.bars_figure, df, {"scores_mb": "scores computed (fp32)", "attention_mb": "kept (fp16)"},
+                    "Attention memory", "MB"), key=f"{KEY}.memory")
     st.subheader("How different is the attention?")
     with show_errors("comparing the attention maps"):
         distance_section(comp)
@@ -296,9 +299,7 @@ def main() -> None:
     st.subheader("Settings")
     g1, g2, g3, g4 = st.columns(4)
     count = g1.number_input("How many settings", 2, MAX_SETTINGS, 3, key=f"{KEY}.count", persist_state="session")
-    limit = loaded.config.max_decoder_position_embeddings - 1
-    max_new = g2.number_input("Max output tokens", 1, min(512, limit), min(32, limit), key=f"{KEY}.max_new",
-                              persist_state="session")
+    max_new = new_tokens_input(g2, f"{KEY}.max_new", "Max output tokens", loaded, LAB_MAX_NEW, 32)
     generate = g3.checkbox("Generate outputs", True, key=f"{KEY}.generate", persist_state="session",
                            help="Off: encoder only (attention, time, memory), much faster.")
     cols = st.columns(int(count))

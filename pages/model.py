@@ -10,8 +10,9 @@ import pandas as pd
 import streamlit as st
 
 from ledviz import answering, device, explain, pipeline, plots
+from ledviz.runs import size_text
 from pages.common import render_page, require_model, show_errors
-from pages.views import plot
+from pages.views import figure, plot
 
 KEY = "model_page"
 ARCHITECTURE = [  # the config fields a reader looks for first, in reading order
@@ -70,13 +71,17 @@ def parameters(loaded) -> None:
     if rule is not None and rule.head is not None:  # the QA page's decline decisions are its: say it exists
         st.caption(rule.head.describe())
     by_component = explain.parameters_by_component(table)
-    left, right = st.columns([2, 3])
+    left, right = st.columns([1, 1])
     with left:
+        # fixed widths: the share's bar and its percentage fit beside the names (stretched columns clipped it)
         st.dataframe(by_component, hide_index=True, width="stretch", height=35 * len(by_component) + 40,
-                     column_config={"params": st.column_config.NumberColumn(format="localized"),
-                                    "share": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
+                     column_config={"part": st.column_config.TextColumn(width=90),
+                                    "component": st.column_config.TextColumn(width=150),
+                                    "params": st.column_config.NumberColumn(format="localized", width=90),
+                                    "share": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1,
+                                                                             width=150)})
     with right:
-        fig = plots.parameters_figure(explain.parameters_per_layer(table))
+        fig = figure(plots.parameters_figure, explain.parameters_per_layer(table))
         plot(fig, key=f"{KEY}.per_layer")
     with st.expander("Every parameter tensor"):
         st.dataframe(table, hide_index=True, width="stretch")
@@ -84,7 +89,7 @@ def parameters(loaded) -> None:
 
 def windows(loaded) -> None:
     wins = loaded.config.attention_windows()
-    fig = plots.windows_figure(wins)
+    fig = figure(plots.windows_figure, wins)
     plot(fig, key=f"{KEY}.windows")
     st.caption(f"Each token sees w = attention_window / 2 tokens on either side. Inputs are padded to a multiple "
                f"of the largest window ({max(wins)}).")
@@ -108,14 +113,14 @@ def memory(loaded) -> None:
                             persist_state="session")
         x = c2.number_input("Global tokens", 0, 100_000, 1, key=f"{KEY}.x", persist_state="session")
         table = explain.attention_memory(loaded.config, int(n), int(x))
-        fig = plots.attention_memory_figure(table)
+        fig = figure(plots.attention_memory_figure, table)
         plot(fig, key=f"{KEY}.attention_memory")
         total32, total16 = table.float32_mb.sum(), table.float16_mb.sum()
         full = table.full_float32_mb.sum()
-        st.caption(f"Kept for every layer: **{total32:,.1f} MB** as float32, **{total16:,.1f} MB** as float16 "
+        st.caption(f"Kept for every layer: **{size_text(total32)}** as float32, **{size_text(total16)}** as float16 "
                    f"(the app keeps float16). The encoder computes one layer at a time, so its peak is the largest "
-                   f"layer ({table.float32_mb.max():,.1f} MB). Dense N × N maps of every head and layer would take "
-                   f"{full:,.0f} MB as float32. Beyond the model's limit ({loaded.max_tokens:,} tokens) "
+                   f"layer ({size_text(table.float32_mb.max())}). Dense N × N maps of every head and layer would take "
+                   f"{size_text(full)} as float32. Beyond the model's limit ({loaded.max_tokens:,} tokens) "
                    "the numbers are hypothetical.")
 
 

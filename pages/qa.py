@@ -27,6 +27,7 @@ from pages.views import (
     cross_attention_view,
     cross_map,
     faithfulness_marks,
+    figure,
     highlighted_document,
     passages,
     plot,
@@ -108,29 +109,21 @@ def decline_weighing(result) -> None:
                    f"name begins: “{_md_escape(answer.answer_text)}”.")
     if answer is None or answer.margin() is None:
         return
-    rule, margin = answer.rule, answer.margin()
+    rule = answer.rule
     unit = answering.SCORE_NAMES[rule.score]
     if answer.answerable is not None:  # a trained answerability head decided (ledviz.answerability)
         decision, weighed = answering.head_explanation(answer, _span(answer), _md_escape)
         st.caption(decision)
-        plot(plots.answerability_figure(answer.answerable, rule.head.threshold, answer.declined),
+        plot(figure(plots.answerability_figure, answer.answerable, rule.head.threshold, answer.declined),
              key=f"{KEY}.answerable")
         st.caption(weighed)
         span, decline = answer.scores()
-        plot(plots.decline_figure(_span(answer), span, decline, None, unit, answer.declined,
-                                  percent=answering.percent if rule.score == "first" else None), key=f"{KEY}.decline")
+        plot(figure(plots.decline_figure, _span(answer), span, decline, None, unit, answer.declined,
+                    percent=answering.percent if rule.score == "first" else None), key=f"{KEY}.decline")
         return
-    if answer.declined:
-        st.caption(f"Declined: the best span of the document, “{_md_escape(_span(answer))}”, was weighed against "
-                   f"the decline, which outscored it by {margin:.2f} ({unit}), more than the model's margin of "
-                   f"{rule.margin:g}.")
-    else:
-        weighed = f"the span as written, “{_md_escape(_span(answer))}”," if answer.prefix_ids else "this span"
-        st.caption(f"Answered: the decline was weighed against {weighed} and "
-                   + (f"outscored it by {margin:.2f}" if margin > 0 else f"scored {-margin:.2f} lower")
-                   + f" ({unit}); it declines only above the model's margin of {rule.margin:g}.")
+    st.caption(answering.margin_explanation(answer, _span(answer), _md_escape))
     span, decline = answer.scores()
-    plot(plots.decline_figure(_span(answer), span, decline, rule.margin, unit, answer.declined),
+    plot(figure(plots.decline_figure, _span(answer), span, decline, rule.margin, unit, answer.declined),
          key=f"{KEY}.decline")
 
 
@@ -153,7 +146,8 @@ def question_looked(result) -> None:
                + (" (averaged over the heads and layers shown; the map below shows their max)."
                   if view.reduce == "max" else ".")
                + (" ▼ in red: the global tokens." if result.global_positions else ""))
-    plot(plots.profile_figure(on_doc, value_name="attention", height=170, global_positions=result.global_positions),
+    plot(figure(plots.profile_figure, on_doc, value_name="attention", height=170,
+                global_positions=result.global_positions),
          key=f"{KEY}.question_profile")
     highlighted_document(result, on_doc, label="attention from the question", height=300)
 
@@ -179,8 +173,7 @@ def main() -> None:
              "is always found in it word for word. The model still chooses the passage. Clear it to see the "
              "model's unconstrained answer (it can slip on a digit or mix two names).")
     kept = attention_kept_input(KEY, loaded)
-    most = most_new_tokens(loaded, MAX_TOKENS)  # run_settings's bound on max_new
-    result = run_panel(KEY, loaded, doc, mask, task="qa", max_new_tokens=min(max_new, most), num_beams=beams,
+    result = run_panel(KEY, loaded, doc, mask, task="qa", max_new_tokens=max_new, num_beams=beams,
                        button_label="Answer", stream_label="Answer",
                        settings=dict(global_tokens=kind, document=None if source is None else source.label,
                                      **({"question_asked": asked} if asked != question else {})),
@@ -193,7 +186,7 @@ def main() -> None:
     asked_as = result.settings.get("question_asked")
     st.caption(f"Question: {_md_escape(result.document.question)}"  # as typed: no Markdown (`$`, `_`, `*`)
                + (f" (asked as: {_md_escape(asked_as)})" if asked_as else ""))
-    run_summary(result, "Max answer tokens", most)
+    run_summary(result, "Max answer tokens", most_new_tokens(loaded, MAX_TOKENS))
     with show_errors("showing how the answer was chosen"):
         decline_weighing(result)
     left, right = st.columns(2, gap="large")

@@ -13,13 +13,12 @@ import streamlit as st
 from ledviz.errors import LedvizError
 from ledviz.study import load_study, parse_setting
 from ledviz.study.report import METRIC_NAMES, Study, figures, wide
-from pages.common import get_model, render_page, show_error, show_errors
+from pages.common import LAB_MAX_NEW, get_model, most_new_tokens, render_page, show_error, show_errors
 from pages.views import plot
 from pages.running import server
 
 KEY = "study"
 LAB = "pages/lab.py"
-LAB_MAX_NEW = 512  # the lab's own cap on output tokens
 
 
 def _stamp(path: str) -> tuple:
@@ -47,7 +46,7 @@ def lab_state(study: Study, doc_index: int, setting_index: int, loaded) -> dict:
         settings = [parse_setting(study.settings[setting_index]), parse_setting(other)]
     else:
         settings = [parse_setting(study.settings[n]) for n in chosen]
-    limit = min(LAB_MAX_NEW, loaded.config.max_decoder_position_embeddings - 1) if loaded else LAB_MAX_NEW
+    limit = most_new_tokens(loaded, LAB_MAX_NEW)
     state = {"doc.source": "Paste", "doc.pasted": record.text, "lab.task": study.task,
              "lab.count": 2, "lab.reference": 1, "lab.max_new": max(1, min(int(spec["max_new_tokens"]), limit)),
              "lab.generate": True}

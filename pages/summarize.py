@@ -8,6 +8,7 @@ from pages.common import (
     attention_kept_input,
     document_input,
     document_status,
+    most_new_tokens,
     precision_setting,
     render_page,
     require_model,
@@ -20,6 +21,7 @@ from pages.common import (
 from pages.views import attention_views, cross_attention_view, source_view
 
 KEY = "summarize"
+MAX_TOKENS = 1024  # the most summary tokens asked for (fewer where the model's decoder has fewer positions)
 
 
 def main() -> None:
@@ -27,11 +29,10 @@ def main() -> None:
     st.caption("LED reads the whole document with windowed attention plus a few global tokens, then writes a "
                "summary. See which passages each summary token drew on, and how the encoder's attention spreads.")
     loaded = require_model()
-    limit = loaded.config.max_decoder_position_embeddings - 1
     source = document_input("doc")
     doc = document_status(loaded, None if source is None else source.text)
     kind, mask, max_new, beams = run_settings(KEY, doc, default_global="first", label="Max summary tokens",
-                                              max_tokens=1024, default_tokens=64)
+                                              max_tokens=MAX_TOKENS, default_tokens=64)
     kept = attention_kept_input(KEY, loaded)
     precision = precision_setting(KEY, doc)
     facts_from_document = False
@@ -41,7 +42,7 @@ def main() -> None:
             help="Constrained decoding: each value in the summary must be a passage of the document, each label "
                  "is used once, so no value is made up and nothing repeats. The model still chooses the passages. "
                  "Clear it to see the model's unconstrained summary.")
-    result = run_panel(KEY, loaded, doc, mask, task="summarize", max_new_tokens=min(max_new, limit), num_beams=beams,
+    result = run_panel(KEY, loaded, doc, mask, task="summarize", max_new_tokens=max_new, num_beams=beams,
                        button_label="Summarize", stream_label="Summary",
                        generation=dict(facts_from_document=facts_from_document, precision=precision, **kept),
                        settings=dict(global_tokens=kind, document=None if source is None else source.label))
@@ -52,7 +53,7 @@ def main() -> None:
     with left:
         st.subheader("Summary")
         show_output(result)
-        run_summary(result)
+        run_summary(result, "Max summary tokens", most_new_tokens(loaded, MAX_TOKENS))
         st.subheader("Where the summary came from")
         with show_errors("tracing the summary back to the document"):
             source_view(result, loaded, f"{KEY}.source", what="summary token")

@@ -8,26 +8,28 @@ files from `ledviz.export`. This module only arranges widgets and caches.
 
 The API: `attention_views(result, loaded, key)` (tabs with all of the below), `map_view`,
 `text_view`, `heads_view`, `global_tokens_view`, `export_view`, `cross_attention_view`,
-`source_view`; their parts `plot`, `figure_export`, `highlighted_document`, `show_passages`,
-`faithfulness_marks`;
+`source_view`; their parts `plot`, `figure` (a figure built once for the same arguments),
+`figure_export`, `highlighted_document`, `show_passages`, `faithfulness_marks`;
 cached numbers `aggregated`, `overview_map`, `zoom_map`, `token_row`, `cross_map`, `global_stats`,
 `top_passages`, `result_view`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import streamlit as st
+import torch
 
 from ledviz import analysis, export, plots, provenance, views
 from ledviz.pipeline import Document, LoadedModel, RunResult
 from ledviz.runs import run_id
 from ledviz.unfold import SparseAttention
 from ledviz.views import STATS, View
-from pages.common import clamp_state, current_view, keep_valid, select_head, show_errors
+from pages.common import clamp_state, count, current_view, keep_valid, select_head, show_errors
 
 OVERVIEW_BINS = 256  # the default: a 560-pixel map shows no more, and 512 x 512 takes a browser 4x longer to draw
 BIN_CHOICES = [128, 256, 512]
@@ -128,6 +130,63 @@ def plot(fig, key: str, **kwargs) -> Any:
     return st.plotly_chart(fig, key=key, config={"displaylogo": False}, **kwargs)
 
 
+def figure(make: Callable[..., Any], *args, **kwargs) -> Any:
+    """`make(*args, **kwargs)` (a ledviz.plots function), built once for the same arguments: a rerun
+    (a click elsewhere, another tab, a rerun while a job streams) reuses the figure already built, and
+    any changed argument (another run, view, setting or range) builds a new one. The cache is keyed
+    by a digest of every argument (arrays and tables by their bytes: `_digest`), not by names of
+    settings a caller could forget to list. A cached figure is shared, never changed: st.plotly_chart
+    and the exports only read it."""
+    return _figure(f"{make.__module__}.{make.__qualname__}", _digest((args, sorted(kwargs.items()))),
+                   make, args, kwargs)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)  # shared by every session: a few MB each at most
+def _figure(name: str, digest: str, _make: Callable[..., Any], _args: tuple, _kwargs: dict) -> Any:
+    return _make(*_args, **_kwargs)
+
+
+def _digest(value: Any) -> str:
+    """A digest of a figure's arguments: numbers, text, ranges, functions (by name), arrays, tensors and
+    tables (by dtype, shape and bytes), and lists, tuples and dicts of them; anything else is a TypeError, so
+    that no argument goes unseen by the key."""
+    h = hashlib.blake2b(digest_size=16)
+
+    def feed(v: Any) -> None:
+        if v is None or isinstance(v, (bool, int, float, str, range)):
+            h.update(f"{type(v).__name__}:{v!r};".encode())
+        elif isinstance(v, np.ndarray):
+            h.update(f"array:{v.dtype}:{v.shape};".encode())
+            h.update(np.ascontiguousarray(v).tobytes())
+        elif isinstance(v, np.generic):
+            feed(v.item())
+        elif isinstance(v, torch.Tensor):
+            feed(v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).numpy())
+        elif isinstance(v, (pd.DataFrame, pd.Series)):
+            h.update(f"pandas:{list(v.columns) if isinstance(v, pd.DataFrame) else [v.name]!r};".encode())
+            try:
+                h.update(pd.util.hash_pandas_object(v, index=True).to_numpy().tobytes())
+            except TypeError:  # cells of lists or other unhashable values: their text
+                h.update(v.to_json(orient="split", double_precision=15).encode())
+        elif isinstance(v, (list, tuple)):
+            h.update(f"{type(v).__name__}[{len(v)}];".encode())
+            for item in v:
+                feed(item)
+        elif isinstance(v, dict):
+            h.update(f"dict[{len(v)}];".encode())
+            for k, item in v.items():
+                feed(k)
+                feed(item)
+        elif callable(v) and hasattr(v, "__qualname__"):
+            h.update(f"fn:{v.__module__}.{v.__qualname__};".encode())
+        else:
+            raise TypeError(f"figure(): cannot key a cached figure on a {type(v).__name__}; pass numbers, text, "
+                            "arrays, tables or lists of them")
+
+    feed(value)
+    return h.hexdigest()
+
+
 def figure_export(fig, name: str, key: str) -> None:
     """A small 'Export' popover for a figure: HTML always; PNG and SVG once this server has shown it
     can draw them (plots.ImageExport), else why not."""
@@ -217,13 +276,13 @@ def map_view(result: RunResult, key: str, view: View | None = None, wide: bool =
         c3.caption(f"Drawn: {real:,} × {real:,} bins of {size:,} token{'s' if size > 1 else ''} ({why}).")
     title = (f"Whole document: {n:,} tokens, {real:,} × {real:,} bins of {size:,}<br>"
              f"<span style='font-size:12px'>{v.label()}</span>")
-    fig = plots.overview_figure(m, edges, title=title, scale=scale, zoom=(rows, cols),
-                                global_positions=result.global_positions)
+    fig = figure(plots.overview_figure, m, edges, title=title, scale=scale, zoom=(rows, cols),
+                 global_positions=result.global_positions)
     left, right = st.columns(2, gap="medium") if wide else (st.container(), st.container())
     with left:
         plot(fig, key=f"{key}.overview")
         if result.global_positions:
-            st.caption(f"In red: the {len(result.global_positions):,} global token(s), ▼ above and ▶ beside the "
+            st.caption(f"In red: the {count(len(result.global_positions), 'global token')}, ▼ above and ▶ beside the "
                        f"map (a global row or column is one bin wide here), {plots.GLOBAL_SYMBOL} on the token "
                        "map's labels.")
         figure_export(fig, "attention-overview", f"{key}.overview_export")
@@ -234,11 +293,11 @@ def map_view(result: RunResult, key: str, view: View | None = None, wide: bool =
         z = zoom_map(result, rows, cols, v)
         texts = doc.token_texts()
         marked = result.global_positions
-        fig2 = plots.token_heatmap_figure(z, plots.token_axis_labels(texts, range(*rows), global_positions=marked),
-                                          plots.token_axis_labels(texts, range(*cols), global_positions=marked),
-                                          title=f"Tokens {rows[0]}–{rows[1] - 1} → {cols[0]}–{cols[1] - 1}",
-                                          scale="linear" if scale == "clipped" else scale,
-                                          height=560 if wide else None)
+        fig2 = figure(plots.token_heatmap_figure, z,
+                      plots.token_axis_labels(texts, range(*rows), global_positions=marked),
+                      plots.token_axis_labels(texts, range(*cols), global_positions=marked),
+                      title=f"Tokens {rows[0]}–{rows[1] - 1} → {cols[0]}–{cols[1] - 1}",
+                      scale="linear" if scale == "clipped" else scale, height=560 if wide else None)
         plot(fig2, key=f"{key}.zoom")
         figure_export(fig2, "attention-tokens", f"{key}.zoom_export")
 
@@ -252,8 +311,8 @@ def text_view(result: RunResult, key: str, view: View | None = None, default_tok
                          format_func={"from": "from this token (where it looks)",
                                       "to": "to this token (who looks at it)"}.get, persist_state="session")
     w = token_row(result, i, direction, view)
-    fig = plots.profile_figure(views.on_document(result, w), marks=[(i, "token")], value_name="attention", height=180,
-                               global_positions=result.global_positions)
+    fig = figure(plots.profile_figure, views.on_document(result, w), marks=[(i, "token")], value_name="attention",
+                 height=180, global_positions=result.global_positions)
     plot(fig, key=f"{key}.profile")
     highlighted_document(result, w, focus=[i], label=f"attention {direction} token {i}")
 
@@ -271,8 +330,8 @@ def heads_view(result: RunResult, key: str, view: View | None = None) -> None:
     selected = None
     if v.layer is not None and v.heads is not None and len(v.heads) == 1:
         selected = (list(grid.index).index(v.layer), list(grid.columns).index(v.heads[0]))
-    fig = plots.grid_figure(grid.to_numpy(), [f"layer {l}" for l in grid.index], [f"head {h}" for h in grid.columns],
-                            value_name=STATS[stat], selected=selected)
+    fig = figure(plots.grid_figure, grid.to_numpy(), [f"layer {l}" for l in grid.index],
+                 [f"head {h}" for h in grid.columns], value_name=STATS[stat], selected=selected)
     chart_key = f"{key}.grid"
 
     def picked() -> None:
@@ -304,9 +363,9 @@ def global_tokens_view(result: RunResult, key: str, view: View | None = None) ->
     rows = views.global_rows(aggregated(result, v), list(shown["position"]))  # (G, N)
     m, edges = views.binned_rows(rows, doc.n_tokens, GLOBAL_BINS)
     note = f" (the {MAX_GLOBAL_ROWS} most attended of {len(stats)})" if len(stats) > MAX_GLOBAL_ROWS else ""
-    fig = plots.rows_figure(m, plots.token_axis_labels(texts, list(shown["position"])), edges,
-                            title=f"Where each global token looks{note} — {v.label()}", value_name="attention mass",
-                            global_positions=result.global_positions)
+    fig = figure(plots.rows_figure, m, plots.token_axis_labels(texts, list(shown["position"])), edges,
+                 title=f"Where each global token looks{note} — {v.label()}", value_name="attention mass",
+                 global_positions=result.global_positions)
     plot(fig, key=f"{key}.rows")
     figure_export(fig, "global-tokens", f"{key}.rows_export")
     st.dataframe(
@@ -339,12 +398,12 @@ def cross_attention_view(result: RunResult, loaded: LoadedModel | None, key: str
         return
     m, edges = views.binned_rows(cm, result.document.n_tokens, CROSS_BINS)
     labels = plots.output_axis_labels(provenance.output_pieces(result, loaded.tokenizer if loaded else None))
-    fig = plots.rows_figure(m, labels, edges, x_title="input token",
-                            title="Cross-attention: each output token onto the input", value_name="attention mass",
-                            global_positions=result.global_positions)
+    fig = figure(plots.rows_figure, m, labels, edges, x_title="input token",
+                 title="Cross-attention: each output token onto the input", value_name="attention mass",
+                 global_positions=result.global_positions)
     plot(fig, key=f"{key}.cross")
     if result.global_positions:
-        st.caption(f"▼ in red above the map: the {len(result.global_positions):,} global token(s) of the input.")
+        st.caption(f"▼ in red above the map: the {count(len(result.global_positions), 'global token')} of the input.")
     figure_export(fig, "cross-attention", f"{key}.cross_export")
 
 

@@ -286,8 +286,13 @@ def test_the_answerability_figure_shows_the_probability_and_the_threshold():
     assert fig.layout.shapes[0].x0 == 0.4 and "declines below 0.40" in fig.layout.annotations[0].text
     assert list(fig.layout.xaxis.range) == [0, 1]
     assert plots.answerability_figure(0.12, 0.4, declined=True).data[0].text[0] == "answerable: 0.12 (declined)"
-    # a probability near 0 draws no bar to speak of: its value is written beside it, not hidden inside it
-    assert plots.answerability_figure(0.0, 0.15, declined=True).data[0].textposition == "outside"
+    # a probability near 0 draws no bar to speak of: its value is written beside it, not hidden inside it, and
+    # past the threshold's dashed line, which crossed the text when it began at the bar's end
+    low = plots.answerability_figure(0.0, 0.15, declined=True)
+    assert low.data[0].textposition == "none"
+    beside = [a for a in low.layout.annotations if a.text == "answerable: 0.00 (declined)"]
+    assert len(beside) == 1 and beside[0].x == 0.15 and beside[0].xanchor == "left" and beside[0].xshift > 0
+    assert plots.answerability_figure(0.3, 0.15, declined=False).data[0].textposition == "outside"  # past the line
     assert fig.data[0].textposition == "inside"
     # the decline figure without the margin's bar (a head decided)
     fig = plots.decline_figure("Maren Okafor", -0.5, -4.0, None, "first", declined=False)

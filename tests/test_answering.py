@@ -247,6 +247,14 @@ def test_the_decline_figure_draws_one_token_scores_as_probabilities():
     with pytest.raises(ValueError, match="not both"):
         plots.decline_figure("x", -1.0, -2.0, 0.5, "first", declined=False, percent=answering.percent)
     assert [answering.percent(p) for p in (0.001, 0.0512, 0.92, 0.999)] == ["<1%", "5%", "92%", ">99%"]
+    # drawn one above the other on the QA page, the head's figure and this one put x = 0 at the same place:
+    # the same fixed left margin (not one sized to each figure's labels), the labels cut to fit it
+    head = plots.answerability_figure(0.3, 0.15, declined=False)
+    long = plots.decline_figure("a span of eighty characters " * 3, -0.1, -3.1, None, "first", declined=False,
+                                percent=answering.percent)
+    for f in (head, fig, long):
+        assert f.layout.margin.l == plots.DECISION_LABEL_PX and f.layout.yaxis.automargin is False
+    assert max(len(label) for label in long.data[0].y) <= plots.DECISION_LABEL_CHARS
 
 
 def _head_answer(declined: bool, span: float, decline: float, answerable: float, score: str = "first"):
@@ -286,6 +294,29 @@ def test_the_head_explanation_says_what_the_head_is_and_when_it_overruled_the_sc
     assert "sum of the answer tokens' log-probabilities (0 is certain, lower is less likely)" in weighed
     with pytest.raises(ValueError, match="answerability head"):
         answering.head_explanation(dataclasses.replace(_head_answer(True, -1, -2, 0.1), answerable=None), "x")
+
+
+def test_the_margin_explanation_says_by_how_much_and_against_which_margin():
+    """Without a head the margin decides: the explanation (written in the library, the QA page renders it)
+    says the score, by how much the decline outscored the span or scored lower, and the margin."""
+    from types import SimpleNamespace
+
+    rule = SimpleNamespace(score="sum", head=None, margin=0.5)
+    answer = dataclasses.replace(_head_answer(True, -3.0, -0.9, 0.0), rule=rule, answerable=None)  # margin 2.0
+    said = answering.margin_explanation(answer, "98_712", lambda t: t.replace("_", "\\_"))
+    assert said == ("Declined: the best span of the document, “98\\_712”, was weighed against the decline, which "
+                    "outscored it by 2.00 (sum of the answer tokens' log-probabilities), more than the model's margin "
+                    "of 0.5."), said
+    kept = dataclasses.replace(answer, declined=False, decline_logprobs=[-5.0, -0.2])  # margin -2.1
+    assert answering.margin_explanation(kept, "98,712") == (
+        "Answered: the decline was weighed against this span and scored 2.10 lower (sum of the answer tokens' "
+        "log-probabilities); it declines only above the model's margin of 0.5.")
+    begun = dataclasses.replace(kept, decline_logprobs=[-2.8, -0.1], prefix_ids=[9])  # margin +0.2, under 0.5
+    assert answering.margin_explanation(begun, "712").startswith(
+        "Answered: the decline was weighed against the span as written, “712”, and outscored it by 0.20 (")
+    for wrong in (_head_answer(True, -1, -2, 0.1), dataclasses.replace(answer, decline_logprobs=None)):
+        with pytest.raises(ValueError, match="decline margin"):
+            answering.margin_explanation(wrong, "x")
 
 
 # ---------------------------------------------------------------------------------------------

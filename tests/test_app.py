@@ -77,6 +77,62 @@ def test_summarize_runs_streams_and_draws_every_view():
     assert kept(at, "summarize").settings["facts_from_document"] is False
 
 
+def test_figures_are_built_once_per_run_view_and_setting(monkeypatch):
+    """A rerun (a click elsewhere, a tab) rebuilt every figure (0.6-0.7 s a rerun). Now a figure is built
+    once for the same arguments and reused; a changed setting, view or run builds a new one (never a stale
+    figure), and going back to one already seen reuses it."""
+    from ledviz import plots
+
+    built: list[tuple] = []
+    real = plots.overview_figure
+
+    def overview(m, edges, **kwargs):
+        built.append((float(m.sum()), kwargs["scale"], kwargs["zoom"]))
+        return real(m, edges, **kwargs)
+
+    monkeypatch.setattr(plots, "overview_figure", overview)
+    at = open_app()
+    at.button(key="summarize.run").click().run()
+    assert_clean(at)
+    assert len(built) == 1 and charts(at) >= 2
+    spec = at.get("plotly_chart")[0].proto.spec
+    at.run()
+    at.sidebar.radio(key="view.reduce").set_value("mean").run()  # (already the mean: nothing changes)
+    assert len(built) == 1 and at.get("plotly_chart")[0].proto.spec == spec  # reused, drawn the same
+    at.selectbox(key="summarize.views.map.scale").set_value("log").run()
+    assert len(built) == 2 and built[-1][1] == "log"
+    at.sidebar.radio(key="view.reduce").set_value("max").run()  # another view: other numbers, a new figure
+    assert len(built) == 3 and built[-1][0] != built[-2][0]
+    assert_clean(at)
+    at.selectbox(key="summarize.views.map.scale").set_value("clipped").run()
+    at.sidebar.radio(key="view.reduce").set_value("mean").run()  # back to the first: reused
+    assert len(built) == 4 and at.get("plotly_chart")[0].proto.spec == spec
+    at.button(key="summarize.run").click().run()  # a new run of the same input: the same numbers, the same figure
+    assert_clean(at)
+    assert at.get("plotly_chart")[0].proto.spec == spec
+
+
+def test_a_figure_key_sees_every_argument():
+    """pages.views.figure keys its cache on a digest of every argument: one changed element of an array, a
+    keyword, a tensor, a table cell changes it; an argument it cannot digest is an error, not ignored."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from pages.views import _digest
+
+    a = np.zeros((4, 4), np.float32)
+    b = a.copy()
+    b[3, 3] = 1e-7
+    assert _digest(((a,), [])) == _digest(((a.copy(),), [])) != _digest(((b,), []))
+    assert _digest(((), [("scale", "log")])) != _digest(((), [("scale", "linear")]))
+    assert _digest((torch.zeros(3),)) != _digest((torch.tensor([0.0, 0.0, 1.0]),))
+    assert _digest((pd.DataFrame({"x": [1.0]}),)) != _digest((pd.DataFrame({"x": [2.0]}),))
+    assert _digest(([1, 2],)) != _digest(((1, 2),)) and _digest((1,)) != _digest(("1",))
+    with pytest.raises(TypeError, match="cannot key a cached figure on a object"):
+        _digest((object(),))
+
+
 def test_question_answering_runs_and_traces_answer_and_question():
     at = open_app("pages/qa.py")
     assert any("Type a question" in m for m in messages(at, "info"))
@@ -257,7 +313,8 @@ def test_a_models_ignored_or_misspelt_generation_setting_is_shown(tmp_path, sett
     assert at.session_state["model.active"] == (str(folder) if kind == "warning" else "embedded")
 
 
-@pytest.mark.parametrize("page, key, default", [(None, "summarize.max_new", 64), ("pages/qa.py", "qa.max_new", 24)])
+@pytest.mark.parametrize("page, key, default", [(None, "summarize.max_new", 64), ("pages/qa.py", "qa.max_new", 24),
+                                                ("pages/lab.py", "lab.max_new", 32)])
 def test_max_new_tokens_stops_at_what_the_model_can_write(page, key, default):
     """The widget took up to 1,024 summary tokens while the embedded model writes at most 127: a larger
     number was cut silently. Now the widget's limit is the model's, and its help says why."""
@@ -268,6 +325,28 @@ def test_max_new_tokens_stops_at_what_the_model_can_write(page, key, default):
     box.set_value(limit).run()
     assert_clean(at)
     assert at.session_state[key] == limit
+
+
+def test_a_summary_cut_at_its_token_limit_says_so_as_an_answer_does():
+    """The QA page said "The answer was cut at N tokens: raise Max answer tokens"; Summarize said nothing of a
+    summary that ran to its limit unfinished. Now it says so in the same words (ledviz.runs.cut_note), and
+    at the model's most, that the setting is at its most."""
+    at = open_app()
+    at.number_input(key="summarize.max_new").set_value(3).run()
+    at.button(key="summarize.run").click().run()
+    assert_clean(at)
+    assert not kept(at, "summarize").ended
+    cut = [w for w in messages(at, "warning") if "The summary was cut at 3 tokens: raise Max summary tokens" in w]
+    assert len(cut) == 1, messages(at, "warning")
+    most = at.number_input(key="summarize.max_new").max
+    at.number_input(key="summarize.max_new").set_value(most).run()
+    at.checkbox(key="summarize.from_document").uncheck().run()  # free: the model may run on to its limit
+    at.button(key="summarize.run").click().run()
+    assert_clean(at)
+    if not kept(at, "summarize").ended:
+        assert any(f"Max summary tokens is at its most, {most:,}" in w for w in messages(at, "warning"))
+    else:
+        assert not [w for w in messages(at, "warning") if "was cut at" in w]
 
 
 def test_the_token_count_says_what_is_not_the_documents():

@@ -5,8 +5,11 @@ a short document; every number is checked against the dense attention or a hand 
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +19,7 @@ import torch
 
 from ledviz import analysis, explain, export, pipeline, plots, provenance, views
 from ledviz.errors import InputError
-from ledviz.runs import RunJob, fingerprint, run_facts, run_fingerprint, run_id
+from ledviz.runs import RunJob, fingerprint, run_facts, run_fingerprint, run_id, size_text
 from ledviz.views import View
 
 TEXT = ("Project Bluefinch report. The project lead is Maren Okafor. The site is Velmora. "
@@ -173,16 +176,20 @@ def test_streamed_text_is_whole_characters(loaded):
 def test_run_facts(qa_run):
     facts = run_facts(qa_run)
     assert facts[0] == f"{qa_run.document.n_tokens:,} input tokens"
-    assert facts[1] == f"{len(qa_run.global_positions)} global"
+    assert facts[1] == f"{len(qa_run.global_positions):,} global"
     assert facts[2] == f"{len(qa_run.output_ids) - 1} output tokens"
-    assert f"log-likelihood {qa_run.log_likelihood:.2f}" in facts
+    # the whole answer's, said so (the QA page draws one token's log-probability beside it)
+    n = len(qa_run.output_ids) - 1
+    assert f"the whole answer's log-likelihood {qa_run.log_likelihood:.2f} (its {n} tokens summed)" in facts, facts
     # the kept attention's size is never rounded to nothing: a short run keeps a few hundredths of a MB
     mb = qa_run.memory["attention_mb"]
     assert 0 < mb < 1 and f"attention kept {mb:.2g} MB" in facts and "attention kept 0 MB" not in facts, facts
     assert "attention kept 4,312 MB" in run_facts(dataclasses.replace(qa_run, memory={"attention_mb": 4312.4}))
+    assert [size_text(mb) for mb in (0.0594, 7.94, 4312.4, 12_000, 6_105_011.0, 3e8)] == [
+        "0.059 MB", "7.9 MB", "4,312 MB", "11.7 GB", "5.8 TB", "286.1 TB"]
     # a sure answer (the decline, often) reads 0.00, not "-0.00"
     sure = dataclasses.replace(qa_run, token_logprobs=[-1e-4] * len(qa_run.token_logprobs))
-    assert "log-likelihood 0.00" in run_facts(sure), run_facts(sure)
+    assert f"the whole answer's log-likelihood 0.00 (its {n} tokens summed)" in run_facts(sure), run_facts(sure)
     kept = dataclasses.replace(qa_run, settings={"answer_from_document": True})
     assert run_facts(kept)[-1] == "answer kept to a span of the document (or declined)"
     assert not [f for f in facts if "kept to a span" in f]
@@ -405,6 +412,9 @@ def test_escape_is_the_one_label_escaper():
     assert plots.output_axis_labels(["Maren", " ", "<b>"]) == ["1 Maren", "2 ' '", "3 &lt;b&gt;"]
     html = plots.passages_html([((0, 3), 0.5, "a <b> c")], "Top & more")
     assert "a &lt;b&gt; c" in html and "Top &amp; more:" in html and "<b>50%</b>" in html
+    # a long document spreads attention thin: a small share reads "<1%", not "0%"
+    small = plots.passages_html([((0, 3), 0.003, "a"), ((3, 5), 0.0, "b"), ((5, 9), 0.006, "c")], "Top")
+    assert "<b>&lt;1%</b>" in small and "<b>0%</b>" in small and "<b>1%</b>" in small
     assert "&lt;tag&gt;" in plots.text_box_html("<tag>")
 
 
@@ -623,6 +633,30 @@ def test_png_and_svg_export_with_kaleido_and_the_system_chromium():
     assert export.status() == "ready"
     with pytest.raises(ValueError, match="format must be one of"):
         plots.figure_image(fig, "jpeg")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("wait", [10.0, 0.0])
+def test_a_process_that_exits_while_the_export_check_runs_leaves_nothing_and_prints_nothing(tmp_path, wait):
+    """The export check's browser may still run when the process exits (a test, a server stopped at once).
+    Its profile used to be removed by TemporaryDirectory's own clean-up at exit, racing the browser's writes:
+    now and then "OSError: [Errno 39] Directory not empty" with a traceback. The exit now lets the check end
+    (wait 10 s) or stops its browser (wait 0), and removes the profiles' folder: no traceback, nothing left."""
+    import subprocess
+    import sys
+
+    if plots.image_export_problem() is not None:
+        pytest.skip(f"IMAGE EXPORT TEST SKIPPED: {plots.image_export_problem()}")
+    script = (f"import time\nfrom ledviz import plots\nplots._remove_profiles.__defaults__ = ({wait},)\n"
+              "plots.ImageExport.shared()\n"
+              "while plots._profiles is None or not __import__('os').listdir(plots._profiles):\n"
+              "    time.sleep(0.05)  # the browser has begun writing its profile\n"
+              "print(plots._profiles, flush=True)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=str(Path(plots.__file__).parents[1]))
+    assert done.returncode == 0 and "Traceback" not in done.stderr and "Errno" not in done.stderr, done.stderr
+    folder = done.stdout.split()[-1]
+    assert folder.startswith(tempfile.gettempdir()) and not os.path.exists(folder), os.listdir(folder)
 
 
 def test_image_export_says_what_is_missing(monkeypatch):

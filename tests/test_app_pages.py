@@ -170,8 +170,8 @@ def test_lab_encoder_only():
 
 
 @pytest.mark.parametrize("kind,key,value,message", [
-    ("pattern", "pattern", "(unclosed", "not a valid regular expression"),
-    ("positions", "positions", "0, 99999", "outside the document"),
+    ("pattern", "pattern", "(unclosed", "put a backslash before a character meant literally"),
+    ("positions", "positions", "0, 99999", "outside the document (0 to 318): give positions from 0 to 318"),
     ("positions", "positions", "0, ten, 20", "whole numbers"),
 ])
 def test_lab_bad_input_shows_a_message_and_keeps_the_controls(kind, key, value, message):
@@ -180,6 +180,19 @@ def test_lab_bad_input_shows_a_message_and_keeps_the_controls(kind, key, value, 
     at.selectbox(key="lab.s1.kind").set_value(kind).run()
     at.text_input(key=f"lab.s1.{key}").set_value(value).run()
     assert_lab_controls_stay(at, message)
+
+
+def test_a_pattern_matching_no_token_says_the_setting_runs_without_global_tokens():
+    """"0 global token(s)" under a pattern that matched nothing left a stranger to work out why; the caption
+    says no token matches and what the setting then is."""
+    at = open_app("pages/lab.py")
+    paste(at)
+    at.selectbox(key="lab.s1.kind").set_value("pattern").run()
+    at.text_input(key="lab.s1.pattern").set_value("zzzqqq").run()
+    assert_clean(at)
+    said = [c.value for c in at.caption if c.value.startswith("0 global tokens")]
+    assert said == ["0 global tokens: no token matches this choice, so it runs as one without global tokens."], said
+    assert any(c.value == "1 global token." for c in at.caption)  # setting 1, the first token
 
 
 def test_lab_reference_survives_a_label_the_browser_kept():

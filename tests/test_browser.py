@@ -114,6 +114,14 @@ def test_question_answering_in_a_browser(server, browser, tmp_path):
     expect(page.get_by_text("answerable: ", exact=False).first).to_be_visible()
     expect(page.get_by_text("answer kept to a span of the document (or declined)", exact=False)).to_have_count(1)
     assert page.locator("[data-testid='stPlotlyChart']").count() >= 4  # head, scores, question profile, maps
+    # the head's figure and the scores' figure, one above the other, put x = 0 at the same place (their plot
+    # areas were offset by their labels' widths), and both span the same 0-1 axis
+    areas = []
+    for title in ("the answerability head's probability", "the model's probability of each answer"):
+        chart = page.locator("[data-testid='stPlotlyChart']").filter(has_text=title)
+        expect(chart).to_have_count(1)
+        areas.append(chart.locator(".nsewdrag").first.bounding_box())
+    assert abs(areas[0]["x"] - areas[1]["x"]) < 1 and abs(areas[0]["width"] - areas[1]["width"]) < 1, areas
 
 
 def test_lab_keeps_its_controls_on_invalid_input(server, browser, tmp_path):

@@ -73,7 +73,8 @@ def test_wrong_model_type(tmp_path):
 # ---- checkpoint errors ------------------------------------------------------------------------
 
 def test_missing_folder_and_files(tmp_path):
-    with pytest.raises(ledviz.CheckpointError, match="config.json"):
+    with pytest.raises(ledviz.CheckpointError, match="there is no config.json in the folder .*: give the folder of "
+                                                     "an LED checkpoint"):  # what is wrong, and the fix
         ledviz.LEDModel.from_pretrained(tmp_path)
     ledviz.LEDConfig(**tiny_kwargs()).save_pretrained(tmp_path)
     with pytest.raises(ledviz.CheckpointError, match="no weights found"):

@@ -3,6 +3,8 @@ bfloat16 against float32: the encoder's attention, the decoder, generation and t
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -215,3 +217,22 @@ def test_bfloat16_probabilities_of_validation_reports_within_the_goal(loaded):
         for a, b in zip(outs[0].attentions + outs[0].global_attentions, outs[1].attentions + outs[1].global_attentions):
             assert b.dtype == torch.bfloat16
             assert_close(b.float(), a, f"{doc.n_tokens}-token report", tol=1e-2)
+
+
+def test_one_reader_of_cpuinfo_gives_the_flags_and_the_name_a_study_records(tmp_path):
+    """/proc/cpuinfo is read in one place (device.read_first_processor): the first processor's fields,
+    whose flags decide bfloat16 and whose name a corpus study records with its times."""
+    from ledviz.study.store import machine
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu avx2 avx512_bf16\n\n"
+                    "processor\t: 1\nmodel name\t: Another CPU\nflags\t\t: fpu\n")
+    assert device.read_first_processor(str(info)) == {"processor": "0", "model name": "Test CPU 9000",
+                                                       "flags": "fpu avx2 avx512_bf16"}
+    assert device.read_first_processor(str(tmp_path / "missing")) == {}
+    here = device.read_first_processor()
+    if here:  # Linux: the cached reading is this one
+        assert device.cpu_flags() == frozenset(here.get("flags", "").split())
+        assert device.cpu_name() == (here.get("model name") or device.cpu_name())
+    recorded = machine()
+    assert recorded["cpu"] == device.cpu_name() and recorded["cores"] == os.cpu_count()

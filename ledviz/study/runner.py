@@ -14,7 +14,7 @@ from .corpus import read_corpus
 from .engines import ENGINES, Progress, run_local, run_ray
 from .evaluate import rouge_scorer, weights_hash
 from .spec import StudySpec, study_identity
-from .store import ResultsFolder, machine, new_manifest, package_versions
+from .store import ResultsFolder, load_average, machine, new_manifest, package_versions
 
 
 @dataclass
@@ -119,7 +119,7 @@ def run_study(
             bar.close()
         runs = folder.manifest["runs"]
         runs[-1].update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), rows_written=counts["written"],
-                        load_end=machine()["load"])
+                        load_end=load_average())
         folder.update_manifest(runs=runs)
         study_id = folder.manifest["study_id"]
     return RunSummary(Path(out), study_id, len(corpus), len(corpus) * n_settings, len(done), counts["written"],

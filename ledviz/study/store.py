@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .. import device
 from ..errors import InputError
 from .corpus import Corpus, Record
 from .evaluate import COLUMNS
@@ -58,21 +59,18 @@ def package_versions(*extra: str) -> dict[str, str | None]:
     return out
 
 
+def load_average() -> float | None:
+    """The 1-minute load average now, rounded to 0.01 (None where unknown)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
 def machine() -> dict:
     """Which machine a study's times were taken on, and how busy it was: the CPU's model name
-    (/proc/cpuinfo, else platform.processor()), its cores, and the 1-minute load average now (None
-    where unknown)."""
-    name = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
-    except OSError:
-        pass
-    try:
-        load = round(os.getloadavg()[0], 2)
-    except (OSError, AttributeError):
-        load = None
-    return dict(cpu=name or platform.processor() or platform.machine() or None, cores=os.cpu_count(), load=load)
+    (ledviz.device.cpu_name), its cores, and the 1-minute load average now (None where unknown)."""
+    return dict(cpu=device.cpu_name(), cores=os.cpu_count(), load=load_average())
 
 
 def describe_machine(info: dict | None, load_end: float | None = None) -> str:
