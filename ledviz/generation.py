@@ -712,8 +712,8 @@ def _written_after_lead(sources: Sequence[Sequence[int]], who: str, skip: int, l
 
 def span_constraint(sources: Sequence[Sequence[int]], eos_token_id: int | Sequence[int], *, skip: int = 1,
                     lead: Sequence[int] = (), alternatives: Sequence[Sequence[int]] = (),
-                    words: Sequence[tuple[Sequence[bool], Sequence[bool]]] | None = None
-                    ) -> Callable[[int, torch.Tensor], list[int]]:
+                    words: Sequence[tuple[Sequence[bool], Sequence[bool]]] | None = None,
+                    not_first: Sequence[int] = ()) -> Callable[[int, torch.Tensor], list[int]]:
     """A prefix_allowed_tokens_fn that makes each generated answer a span of its source.
 
     `sources[b]` are the token ids input b may copy from (its document, without the question or
@@ -732,10 +732,15 @@ def span_constraint(sources: Sequence[Sequence[int]], eos_token_id: int | Sequen
     answers to whole words of the document: an answer may only start where a word of the
     document starts and only end where that word ends ("7,500,000", never "7,500"), at any one
     of its occurrences.
+
+    `not_first`: tokens a span may not begin with (an alternative still may), for instance the
+    first token of the decline answer where the span is weighed against the decline: a span
+    " not approved" is that answer's first word and then the model's decline, never the fact.
     """
     ends = _end_ids(eos_token_id, "span_constraint")
     state = _written_after_lead(sources, "span_constraint", skip, lead)
     alts = [[int(t) for t in alt] for alt in alternatives if len(alt)]
+    blocked = {int(t) for t in not_first}
     bounds = _word_tensors(words, sources, "span_constraint")
 
     def allowed(batch_id: int, ids: torch.Tensor) -> list[int]:
@@ -744,8 +749,13 @@ def span_constraint(sources: Sequence[Sequence[int]], eos_token_id: int | Sequen
             return forced
         if any(t in ends for t in span):
             return ends
-        followers, may_end = _span_continuations(doc, span, None if bounds is None else bounds[batch_id])
+        if span and span[0] in blocked:  # begun as an alternative: no span goes on from it
+            followers, may_end = None, False
+        else:
+            followers, may_end = _span_continuations(doc, span, None if bounds is None else bounds[batch_id])
         nxt = set(followers or ())
+        if not span:
+            nxt -= blocked
         for alt in alts:
             if len(span) < len(alt) and alt[:len(span)] == span:
                 nxt.add(alt[len(span)])
