@@ -350,7 +350,7 @@ def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: tor
     in the rule (rule.head), or `features=True` (with a rule), each weighed answer also gets the
     head's features (ledviz.answerability.features; they need `input_ids`), and with a head its
     probability `answerable`, which then makes the choice."""
-    from .pipeline import DocumentWords, document_constraint, document_words
+    from .pipeline import AttentionFocus, DocumentWords, document_constraint, document_words
 
     if rule == "model":
         rule = decline_rule(model)
@@ -370,8 +370,11 @@ def kept_answers(model, tok, sources: Sequence[Sequence[int]], *, input_ids: tor
         encoder_outputs = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask,
                                               global_attention_mask=global_attention_mask, return_dict=True)
     documents = [document_words(tok, list(s)) for s in sources]
+    # a first token shared by two words continues into the one the model looks at (needs the inputs)
+    focus = None if input_ids is None else AttentionFocus(model, tok, encoder_outputs, attention_mask, input_ids,
+                                                          sources, documents)
     constraint = document_constraint(tok, [list(s) for s in sources], "answer" if rule is None else "span", eos, bos,
-                                     documents=documents)
+                                     documents=documents, focus=focus)
     seqs = model.generate(attention_mask=attention_mask, encoder_outputs=encoder_outputs,
                           prefix_allowed_tokens_fn=constraint, **generation)
     rows = [_strip(s, model.config.pad_token_id, ends) for s in seqs.tolist()]

@@ -19,7 +19,7 @@ import math
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Sequence
+from typing import Any, Callable, Collection, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -101,15 +101,18 @@ EXTENSION_KEYS = answering_settings
 _DEFAULT_MAX_LENGTH = LIBRARY_DEFAULTS["max_length"]
 
 
-def _known_file_keys() -> list[str]:
-    return sorted({*LIBRARY_DEFAULTS, *_UNSUPPORTED_NEUTRAL, *_TRANSFORMERS_ONLY, *_METADATA_KEYS, *EXTENSION_KEYS})
+# every key a generation_config.json may hold, sorted (the closest one names a typo's fix); made once
+_KNOWN_FILE_KEYS = tuple(sorted({*LIBRARY_DEFAULTS, *_UNSUPPORTED_NEUTRAL, *_TRANSFORMERS_ONLY, *_METADATA_KEYS,
+                                 *EXTENSION_KEYS}))
+_KNOWN_FILE_KEY_SET = frozenset(_KNOWN_FILE_KEYS)
 
 
 def _check_known_keys(data: dict[str, Any], source: str, skip_prefix: str | None = None) -> None:
     """A GenerationSettingsError naming every key of `data` that neither transformers' GenerationConfig
     nor ledviz knows (keys starting with `skip_prefix` are left to their own check), `source` and the fix."""
-    known = _known_file_keys()
-    unknown = sorted(k for k in data if k not in known and not (skip_prefix and str(k).startswith(skip_prefix)))
+    known = _KNOWN_FILE_KEYS
+    unknown = sorted(k for k in data if k not in _KNOWN_FILE_KEY_SET
+                     and not (skip_prefix and str(k).startswith(skip_prefix)))
     if unknown:
         hints = []
         for k in unknown:
@@ -710,10 +713,34 @@ def _written_after_lead(sources: Sequence[Sequence[int]], who: str, skip: int, l
     return state
 
 
+class Focus(Protocol):
+    """Where a model looks as it begins a span: called with (batch_id, the row's tokens before the
+    span), it gives a boolean per source token (the constraint's `sources[batch_id]`), True where
+    the span may begin (for instance the sentence the decoder's cross-attention points at), or
+    None for no restriction. The constraints call it once per row and span start, and may call it
+    again for the same span: it should remember its answers."""
+
+    def __call__(self, batch_id: int, prefix: torch.Tensor) -> torch.Tensor | None: ...
+
+
+def _focused(words: tuple[torch.Tensor, torch.Tensor], inside: torch.Tensor | None, doc: torch.Tensor,
+             first: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`words` (starts, ends) with the starts kept to the tokens `inside` (a Focus's mask), where an
+    occurrence of token `first` starts a word there (first=None: where any word starts there);
+    else `words` as they are."""
+    if inside is None:
+        return words
+    starts, ends = words
+    narrowed = starts & inside
+    there = narrowed if first is None else narrowed & (doc == int(first))
+    return (narrowed, ends) if bool(there.any()) else words
+
+
 def span_constraint(sources: Sequence[Sequence[int]], eos_token_id: int | Sequence[int], *, skip: int = 1,
                     lead: Sequence[int] = (), alternatives: Sequence[Sequence[int]] = (),
                     words: Sequence[tuple[Sequence[bool], Sequence[bool]]] | None = None,
-                    not_first: Sequence[int] = ()) -> Callable[[int, torch.Tensor], list[int]]:
+                    focus: "Focus | None" = None, not_first: Sequence[int] = ()
+                    ) -> Callable[[int, torch.Tensor], list[int]]:
     """A prefix_allowed_tokens_fn that makes each generated answer a span of its source.
 
     `sources[b]` are the token ids input b may copy from (its document, without the question or
@@ -733,6 +760,11 @@ def span_constraint(sources: Sequence[Sequence[int]], eos_token_id: int | Sequen
     document starts and only end where that word ends ("7,500,000", never "7,500"), at any one
     of its occurrences.
 
+    `focus` (optional, with `words`): where the model looks as it begins the answer (see Focus);
+    once the answer's first token is written, only its occurrences inside the focus count, where
+    the focus has one: a first token shared by two words of the document ("Sa" of "Salma" and of
+    "San") continues into the word the model was looking at.
+
     `not_first`: tokens a span may not begin with (an alternative still may), for instance the
     first token of the decline answer where the span is weighed against the decline: a span
     " not approved" is that answer's first word and then the model's decline, never the fact.
@@ -742,6 +774,7 @@ def span_constraint(sources: Sequence[Sequence[int]], eos_token_id: int | Sequen
     alts = [[int(t) for t in alt] for alt in alternatives if len(alt)]
     blocked = {int(t) for t in not_first}
     bounds = _word_tensors(words, sources, "span_constraint")
+    begun = skip + len(lead)  # where the answer begins in a row
 
     def allowed(batch_id: int, ids: torch.Tensor) -> list[int]:
         doc, forced, span = state(batch_id, ids)
@@ -752,7 +785,10 @@ def span_constraint(sources: Sequence[Sequence[int]], eos_token_id: int | Sequen
         if span and span[0] in blocked:  # begun as an alternative: no span goes on from it
             followers, may_end = None, False
         else:
-            followers, may_end = _span_continuations(doc, span, None if bounds is None else bounds[batch_id])
+            words_b = None if bounds is None else bounds[batch_id]
+            if focus is not None and words_b is not None and span:
+                words_b = _focused(words_b, focus(batch_id, ids[:begun]), doc, span[0])
+            followers, may_end = _span_continuations(doc, span, words_b)
         nxt = set(followers or ())
         if not span:
             nxt -= blocked
@@ -770,8 +806,8 @@ def fact_list_constraint(sources: Sequence[Sequence[int]], labels: Sequence[Sequ
                          first_labels: Sequence[Sequence[int]], stop_token_id: int,
                          eos_token_id: int | Sequence[int], *, skip: int = 1, lead: Sequence[int] = (),
                          max_value_tokens: int = 24, value_starts: Sequence[int] | None = None,
-                         words: Sequence[tuple[Sequence[bool], Sequence[bool]]] | None = None
-                         ) -> Callable[[int, torch.Tensor], list[int]]:
+                         words: Sequence[tuple[Sequence[bool], Sequence[bool]]] | None = None,
+                         focus: "Focus | None" = None) -> Callable[[int, torch.Tensor], list[int]]:
     """A prefix_allowed_tokens_fn for summaries written as a list of facts, "Label: value. Label:
     value." (the demo model's template): every value is a span of the document and every label
     is used at most once, so the summary can neither invent a value nor repeat itself.
@@ -785,8 +821,14 @@ def fact_list_constraint(sources: Sequence[Sequence[int]], labels: Sequence[Sequ
     that begin a word, so that a value is not the tail of a longer word of the document.
     `words` (optional, as in span_constraint): each value whole words of the document, starting
     where a word starts and stopped only where that word ends.
+    `focus` (optional, with `words`; see Focus): each value begins inside the focus the model has
+    as it begins the value (for instance the sentence its cross-attention points at: the fact's
+    own sentence), where the focus has a word the value may begin with: "Deadline: 10 June 2030."
+    from "The deadline is 10 June 2030.", not "Deadline: 13." from the "13 open items" of the
+    sentence before.
     """
     ends = _end_ids(eos_token_id, "fact_list_constraint")
+    end_set = set(ends)
     state = _written_after_lead(sources, "fact_list_constraint", skip, lead)
     bounds = _word_tensors(words, sources, "fact_list_constraint")
     if len(labels) != len(first_labels) or not labels:
@@ -795,6 +837,7 @@ def fact_list_constraint(sources: Sequence[Sequence[int]], labels: Sequence[Sequ
     first_labels = [[int(t) for t in x] for x in first_labels]
     stop = int(stop_token_id)
     starts = None if value_starts is None else {int(t) for t in value_starts}
+    begun = skip + len(lead)  # where the facts begin in a row
 
     def allowed(batch_id: int, ids: torch.Tensor) -> list[int]:
         doc, forced, rest = state(batch_id, ids)
@@ -820,19 +863,23 @@ def fact_list_constraint(sources: Sequence[Sequence[int]], labels: Sequence[Sequ
             j = max(matched, key=lambda k: len(forms[k]))
             used.add(j)
             i += len(forms[j])
-            value = []
+            value, value_at = [], i
             while i < len(rest) and rest[i] != stop:
                 value.append(rest[i])
                 i += 1
             if i == len(rest):  # inside the value
-                if any(t in ends for t in value):
+                if any(t in end_set for t in value):
                     return ends
-                followers, may_end = _span_continuations(doc, value, None if bounds is None else bounds[batch_id])
+                words_b = None if bounds is None else bounds[batch_id]
+                if focus is not None and words_b is not None:
+                    words_b = _focused(words_b, focus(batch_id, ids[:begun + value_at]), doc,
+                                       value[0] if value else None)
+                followers, may_end = _span_continuations(doc, value, words_b)
                 if followers is None:
                     return ends
                 if len(value) >= max_value_tokens:
                     return [stop]
-                nxt = set(followers) - {stop} - set(ends)  # an end token may separate two forms of a source
+                nxt = set(followers) - {stop} - end_set  # an end token may separate two forms of a source
                 if not value and starts is not None:
                     nxt &= starts
                 return sorted(nxt) + ([stop] if may_end else []) or ends

@@ -211,13 +211,18 @@ _KEY_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 _KEY_AT = {c: (r, i) for r, row in enumerate(_KEY_ROWS) for i, c in enumerate(row)}
 
 
+def _keys_next_to(c: str) -> str:
+    r, i = _KEY_AT[c]
+    return "".join(o for o, (r2, i2) in _KEY_AT.items() if o != c and abs(r2 - r) <= 1 and -1 <= i2 - i + (r2 - r) * 0.5 <= 1)
+
+
+_NEIGHBOURS = {c: _keys_next_to(c) for c in _KEY_AT}  # made once: _slips_of asks for every inner letter
+
+
 def _neighbour_keys(c: str) -> str:
     """The letters next to `c` on a QWERTY keyboard (same row, or the row above or below, one step
     either side); a letter off the keyboard (é, ß, ...) has none."""
-    if c not in _KEY_AT:
-        return ""
-    r, i = _KEY_AT[c]
-    return "".join(o for o, (r2, i2) in _KEY_AT.items() if o != c and abs(r2 - r) <= 1 and -1 <= i2 - i + (r2 - r) * 0.5 <= 1)
+    return _NEIGHBOURS.get(c, "")
 
 
 def _slips_of(word: str) -> set[str]:

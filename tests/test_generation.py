@@ -674,6 +674,64 @@ def test_fact_list_constraint_ends_values_where_words_end():
     assert twice(0, torch.tensor([2, 0, 42, 41, 24])) == [17]  # " Louis" then ".", not the end token
 
 
+# " The chief is Salma Bui. Visit San Kampala." as hand-made tokens: " Sa" begins both "Salma" and "San"
+_SHARED_DOC = [(10, b" The"), (11, b" chief"), (12, b" is"), (30, b" Sa"), (31, b"lma"), (32, b" Bui"), (17, b"."),
+               (13, b" Visit"), (30, b" Sa"), (33, b"n"), (34, b" Kampala"), (17, b".")]
+
+
+class _RecordedFocus:
+    """A generation.Focus that marks the given document positions, recording the prefixes it is asked about."""
+
+    def __init__(self, n: int, positions):
+        self.mask = torch.zeros(n, dtype=torch.bool)
+        self.mask[list(positions)] = True
+        self.asked = []
+
+    def __call__(self, batch_id, prefix):
+        self.asked.append((batch_id, prefix.tolist()))
+        return self.mask
+
+
+def test_span_constraint_focus_continues_a_shared_first_token_into_the_word_looked_at():
+    from ledviz.generation import span_constraint, word_bounds
+
+    doc = [t for t, _ in _SHARED_DOC]
+    words = [word_bounds([b for _, b in _SHARED_DOC])]
+    plain = span_constraint([doc], eos_token_id=2, lead=[0], words=words)
+    assert plain(0, torch.tensor([2, 0, 30])) == [31, 33]  # " Sa": "Salma" or "San"
+    first = _RecordedFocus(len(doc), range(0, 7))  # the model looks at "The chief is Salma Bui."
+    allowed = span_constraint([doc], eos_token_id=2, lead=[0], words=words, focus=first)
+    ask = lambda *ids: allowed(0, torch.tensor([2, *ids]))  # noqa: E731
+    assert ask(0) == plain(0, torch.tensor([2, 0]))  # the first token is the model's own choice, as before
+    assert ask(0, 30) == [31] and ask(0, 30, 31) == [32, 2] and ask(0, 30, 31, 32) == [17, 2]  # "Salma Bui"
+    assert ask(0, 34) == [17, 2]  # " Kampala" is not in the focus: its occurrences elsewhere count, as before
+    assert {tuple(p) for _, p in first.asked} == {(2, 0)}  # asked with the row's tokens before the answer
+    second = span_constraint([doc], eos_token_id=2, lead=[0], words=words,
+                             focus=_RecordedFocus(len(doc), range(7, 12)))  # "Visit San Kampala."
+    assert second(0, torch.tensor([2, 0, 30])) == [33]
+    unsure = span_constraint([doc], eos_token_id=2, lead=[0], words=words, focus=lambda b, p: None)
+    assert unsure(0, torch.tensor([2, 0, 30])) == [31, 33]  # no focus: every occurrence
+
+
+def test_fact_list_constraint_focus_begins_each_value_where_the_model_looks():
+    from ledviz.generation import fact_list_constraint, word_bounds
+
+    doc = [t for t, _ in _SHARED_DOC]
+    words = [word_bounds([b for _, b in _SHARED_DOC])]
+    focus = _RecordedFocus(len(doc), [8])  # the " Sa" of " San"
+    allowed = fact_list_constraint([doc], labels=[[40, 41], [43, 41]], first_labels=[[42, 41], [44, 41]],
+                                   stop_token_id=17, eos_token_id=2, lead=[0], words=words, focus=focus)
+    ask = lambda *ids: allowed(0, torch.tensor([2, *ids]))  # noqa: E731
+    assert ask(0, 42, 41) == [30]  # the value begins where the focus is
+    assert ask(0, 42, 41, 30) == [33] and ask(0, 42, 41, 30, 33) == [34, 17]  # and goes on from there: "San ..."
+    assert focus.asked[-1] == (0, [2, 0, 42, 41])  # asked with the row's tokens before the value
+    assert ask(0, 42, 41, 30, 33, 34, 17, 43, 41) == [30]  # the next value: asked again, at its own start
+    assert focus.asked[-1] == (0, [2, 0, 42, 41, 30, 33, 34, 17, 43, 41])
+    nowhere = fact_list_constraint([doc], labels=[[40, 41]], first_labels=[[42, 41]], stop_token_id=17,
+                                   eos_token_id=2, lead=[0], words=words, focus=_RecordedFocus(len(doc), [4, 9]))
+    assert nowhere(0, torch.tensor([2, 0, 42, 41])) == [10, 11, 12, 13, 30, 32, 34]  # no word starts there: as before
+
+
 # " The lead is Rohan Bennett. Maren K. Okafor met Rohan in St. Louis." as hand-made tokens: the
 # first " Rohan" runs on into " Bennett", the second ends before " in"
 _NAMES_DOC = [(10, b" The"), (11, b" lead"), (12, b" is"), (13, b" Rohan"), (14, b" Ben"), (15, b"nett"), (17, b"."),

@@ -117,18 +117,20 @@ def question_sets(seed: int, n: int, lengths: Sequence[int]) -> dict[str, list[d
     sets["unanswerable"] = [
         data.make_example(data._example_rng(seed, f"eval/unanswerable/{i}"), "qa", _length(lengths, i),
                           variety=data.Variety(unanswerable=1.0)) for i in range(n)]
-    unseen = []
-    for i in range(n):
-        rng = data._example_rng(seed, f"eval/unseen/{i}")
-        kind = rng.choice(data.REPORT_KINDS)
-        slot = _slot_of_type(rng, kind, ("person", "amount") if i % 2 == 0 else ("person", "place", "org", "amount"))
-        unseen.append(data.make_example(rng, "qa", _length(lengths, i), kind=kind, slot=slot,
-                                        variety=data.Variety(family="suggested", unseen_values=True,
-                                                             unanswerable=0)))
-    sets["unseen values"] = unseen
+    sets["unseen values"] = [unseen_value_example(seed, i, lengths) for i in range(n)]
     sets["plain reports"] = [  # the plain data's reports and suggested questions (the earlier model card's test)
         data.make_example(data._example_rng(seed, f"eval/plain/{i}"), "qa", _length(lengths, i)) for i in range(n)]
     return sets
+
+
+def unseen_value_example(seed: int, i: int, lengths: Sequence[int]) -> data.Example:
+    """The i-th question of the "unseen values" set of `seed`: a name (or, for odd i, a place, an
+    organisation) or an amount of a held-out shape, asked in the suggested wording."""
+    rng = data._example_rng(seed, f"eval/unseen/{i}")
+    kind = rng.choice(data.REPORT_KINDS)
+    slot = _slot_of_type(rng, kind, ("person", "amount") if i % 2 == 0 else ("person", "place", "org", "amount"))
+    return data.make_example(rng, "qa", _length(lengths, i), kind=kind, slot=slot,
+                             variety=data.Variety(family="suggested", unseen_values=True, unanswerable=0))
 
 
 def summary_set(seed: int, n: int, lengths: Sequence[int]) -> list[data.Example]:
@@ -163,7 +165,7 @@ def predict(model, codec: Codec, examples: Sequence[data.Example], device, *, co
     if constraint == "answer":
         return [codec.decode(a.ids) for a in answers(model, codec, examples, device, use_global=use_global,
                                                      rule=rule, batch_tokens=batch_tokens, batch_size=batch_size)]
-    from ledviz.pipeline import document_constraint, document_words, facts_begun_at_names
+    from ledviz.pipeline import document_constraint, document_words, facts_begun_at_names, value_chooser
 
     capacity = model.config.max_encoder_position_embeddings
     encoded = [encode_example(codec, ex, capacity) for ex in examples]
@@ -175,8 +177,15 @@ def predict(model, codec: Codec, examples: Sequence[data.Example], device, *, co
         if constraint:
             sources = [e.input_ids[1:-1] for e in batch]
             documents = [document_words(codec.tok, s) for s in sources]
+            # the encoder once, for generation and for where the decoder looks (the focus of each value)
+            kw["encoder_outputs"] = model.get_encoder()(
+                input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"],
+                global_attention_mask=tensors["global_attention_mask"], return_dict=True)
+            chooser = value_chooser(model, codec.tok, kw["encoder_outputs"], tensors["attention_mask"],
+                                    tensors["input_ids"], sources, documents, model.config.eos_token_id)
             kw["prefix_allowed_tokens_fn"] = document_constraint(
-                codec.tok, sources, constraint, model.config.eos_token_id, model.config.bos_token_id, documents)
+                codec.tok, sources, constraint, model.config.eos_token_id, model.config.bos_token_id, documents,
+                focus=chooser)
         seqs = greedy_decode(model, tensors, **kw)
         for b, (e, seq) in enumerate(zip(batch, seqs)):
             if constraint == "facts":  # as the app's run: each value begun where its name begins
