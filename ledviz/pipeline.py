@@ -20,6 +20,7 @@ import torch
 from . import device, questions
 from .answering import decline_ids
 from .errors import InputError
+from .cache import KeyValues, LayerCache
 from .export import AttentionStore
 from .config import LEDConfig
 from .generation import fact_list_constraint, name_run_starts, run_prefix, span_constraint, word_bounds
@@ -599,16 +600,20 @@ class AttentionFocus:
         self.forms = [None] * len(self.sources)  # per input: (own pieces, answer_source's non-blank starts)
         self.tok = tok
         self._seen: dict[tuple[int, tuple[int, ...]], torch.Tensor | None] = {}
+        self._runners: dict = {}  # input -> its generation._DecoderRunner
 
-    def _decode(self, batch_id: int, rows: torch.Tensor, attentions: bool = False):
-        """The decoder's pass over `rows` (R, T), every row reading input batch_id's encoder output."""
+    def _decode(self, batch_id: int, rows: torch.Tensor, attentions: bool = False, caches=None):
+        """The decoder's pass over `rows` (R, T) after the positions `caches` hold (with their new
+        caches), every row reading input batch_id's encoder output."""
         from .generation import _DecoderRunner
 
         b = batch_id
-        runner = _DecoderRunner(self.model, self.hidden[b:b + 1],
-                                None if self.mask is None else self.mask[b:b + 1], use_cache=False)
+        runner = self._runners.get(b)
+        if runner is None:  # one per input: its cross-attention keys and values projected once
+            runner = self._runners[b] = _DecoderRunner(self.model, self.hidden[b:b + 1],
+                                                       None if self.mask is None else self.mask[b:b + 1])
         with torch.no_grad():
-            return runner.forward(rows.to(self.hidden.device), None, rows.shape[0], output_attentions=attentions)
+            return runner.forward(rows.to(self.hidden.device), caches, rows.shape[0], output_attentions=attentions)
 
     def attention(self, batch_id: int, prefix: torch.Tensor) -> torch.Tensor | None:
         """The last decoder layer's cross-attention, its heads' mean, on each document token (sources[batch_id])
@@ -678,6 +683,7 @@ class ValueChooser(AttentionFocus):
         self.first, self.per_token, self.max_value_tokens = first, per_token, max_value_tokens
         self.copyable = [None] * len(self.sources)
         self.whole = whole
+        self._own_places: dict[int, torch.Tensor] = {}  # per input: where each source token begins (_solid_starts)
 
     def _source(self, batch_id: int):
         if self.copyable[batch_id] is None:
@@ -712,12 +718,16 @@ class ValueChooser(AttentionFocus):
                 kept += 1
                 if kept == self.per_token:
                     break
-        rows = torch.full((len(windows), len(prefix) + self.max_value_tokens), int(self.ends[0]), dtype=torch.long)
+        # every window after the prefix's cached positions: (R, longest window), padded after each
+        rows = torch.full((len(windows), max(map(len, windows))), int(self.ends[0]), dtype=torch.long)
         for r, w in enumerate(windows):
-            rows[r, : len(prefix)] = prefix
-            rows[r, len(prefix): len(prefix) + len(w)] = torch.tensor(w, dtype=torch.long)
-        hidden = self._decode(batch_id, rows).hidden
-        candidates = [(i, w, self._logprobs(hidden[r, len(prefix) - 1: len(prefix) + len(w)]), word_ends[i:i + len(w)])
+            rows[r, : len(w)] = torch.tensor(w, dtype=torch.long)
+        caches = [LayerCache(KeyValues(*(x.expand(len(windows), -1, -1, -1) for x in c.self_attn)), c.cross_attn)
+                  for c in step.caches]
+        hidden = self._decode(batch_id, rows, caches=caches).hidden
+        # row r's log-probabilities: its first token's from the prefix's last position, the others' from the window
+        lp = self._logprobs(torch.cat([step.hidden[0, -1:].expand(len(windows), 1, -1), hidden], dim=1))
+        candidates = [(i, w, lp[r, : len(w) + 1], word_ends[i:i + len(w)])
                       for r, (w, i) in enumerate(zip(windows, places))]
         choice = choose_value(candidates, top[0], self.stop, cut, self.max_value_tokens, self.whole)
         if choice is None:
@@ -739,10 +749,12 @@ class ValueChooser(AttentionFocus):
             return torch.zeros(len(doc))
         weights = step.cross_attentions[-1][0, :, -1].float().mean(0)[at: at + len(self.sources[batch_id])]
         own, solid = self._forms(batch_id)
-        by_place: dict[int, float] = {}
-        for place, w in zip(_solid_starts(own), weights.tolist()):
-            by_place[place] = max(w, by_place.get(place, 0.0))
-        return torch.tensor([by_place.get(int(x), 0.0) for x in solid])
+        if batch_id not in self._own_places:
+            self._own_places[batch_id] = torch.tensor(_solid_starts(own), dtype=torch.long)
+        places = self._own_places[batch_id]
+        size = int(max(int(places.max()), int(solid.max()))) + 1
+        by_place = torch.zeros(size).scatter_reduce(0, places, weights.cpu(), reduce="amax")
+        return torch.where(solid >= 0, by_place[solid.clamp(min=0)], torch.zeros(()))
 
 
 def _written_value(window: Sequence[int], logprobs: torch.Tensor, word_ends: Sequence[bool], stop: int,
