@@ -739,7 +739,8 @@ def _focused(words: tuple[torch.Tensor, torch.Tensor], inside: torch.Tensor | No
 def span_constraint(sources: Sequence[Sequence[int]], eos_token_id: int | Sequence[int], *, skip: int = 1,
                     lead: Sequence[int] = (), alternatives: Sequence[Sequence[int]] = (),
                     words: Sequence[tuple[Sequence[bool], Sequence[bool]]] | None = None,
-                    focus: "Focus | None" = None) -> Callable[[int, torch.Tensor], list[int]]:
+                    focus: "Focus | None" = None, not_first: Sequence[int] = ()
+                    ) -> Callable[[int, torch.Tensor], list[int]]:
     """A prefix_allowed_tokens_fn that makes each generated answer a span of its source.
 
     `sources[b]` are the token ids input b may copy from (its document, without the question or
@@ -763,10 +764,15 @@ def span_constraint(sources: Sequence[Sequence[int]], eos_token_id: int | Sequen
     once the answer's first token is written, only its occurrences inside the focus count, where
     the focus has one: a first token shared by two words of the document ("Sa" of "Salma" and of
     "San") continues into the word the model was looking at.
+
+    `not_first`: tokens a span may not begin with (an alternative still may), for instance the
+    first token of the decline answer where the span is weighed against the decline: a span
+    " not approved" is that answer's first word and then the model's decline, never the fact.
     """
     ends = _end_ids(eos_token_id, "span_constraint")
     state = _written_after_lead(sources, "span_constraint", skip, lead)
     alts = [[int(t) for t in alt] for alt in alternatives if len(alt)]
+    blocked = {int(t) for t in not_first}
     bounds = _word_tensors(words, sources, "span_constraint")
     begun = skip + len(lead)  # where the answer begins in a row
 
@@ -776,11 +782,16 @@ def span_constraint(sources: Sequence[Sequence[int]], eos_token_id: int | Sequen
             return forced
         if any(t in ends for t in span):
             return ends
-        words_b = None if bounds is None else bounds[batch_id]
-        if focus is not None and words_b is not None and span:
-            words_b = _focused(words_b, focus(batch_id, ids[:begun]), doc, span[0])
-        followers, may_end = _span_continuations(doc, span, words_b)
+        if span and span[0] in blocked:  # begun as an alternative: no span goes on from it
+            followers, may_end = None, False
+        else:
+            words_b = None if bounds is None else bounds[batch_id]
+            if focus is not None and words_b is not None and span:
+                words_b = _focused(words_b, focus(batch_id, ids[:begun]), doc, span[0])
+            followers, may_end = _span_continuations(doc, span, words_b)
         nxt = set(followers or ())
+        if not span:
+            nxt -= blocked
         for alt in alts:
             if len(span) < len(alt) and alt[:len(span)] == span:
                 nxt.add(alt[len(span)])

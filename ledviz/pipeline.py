@@ -831,7 +831,9 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
 
     what="answer": span_constraint, each answer a span of its document or exactly the decline
     answer " not in the document" (ledviz.demo.data.NOT_IN_DOCUMENT). what="span": a span only,
-    the decline forbidden (the span that ledviz.answering weighs the decline against). what="facts":
+    the decline forbidden (the span that ledviz.answering weighs the decline against), and no span
+    beginning with the decline's first token (" not"; a span " not approved" is the decline's
+    first word chosen for the fact, and then declined). what="facts":
     fact_list_constraint with the labels of the demo template (ledviz.demo.data.SCHEMAS). Both
     copy from the document in any of its forms (document_words: copy_source's spelling, and a
     line's first word as the encoder reads it), whole words only (generation.word_bounds): an answer
@@ -853,9 +855,11 @@ def document_constraint(tok, sources: list[list[int]], what: str, eos_token_id, 
     # either form: " Manaia" (spaced) or "M" + "an" + "aia" (as the encoder reads it after a line break)
     end = eos_token_id if isinstance(eos_token_id, int) else list(eos_token_id)[0]
     copyable, words = (list(x) for x in zip(*(d.answer_source(int(end)) for d in documents)))
-    if what in ("answer", "span"):
+    if what in ("answer", "span"):  # the weighed span never begins with the decline's first token (" not")
+        decline = decline_ids(tok)
         return span_constraint(copyable, eos_token_id, lead=lead, words=words, focus=focus,
-                               alternatives=[decline_ids(tok)] if what == "answer" else [])
+                               alternatives=[decline] if what == "answer" else [],
+                               not_first=decline[:1] if what == "span" else [])
     spaced, first, stop = _fact_tokens(tok)
     return fact_list_constraint(copyable, spaced, first, stop, eos_token_id, lead=lead, words=words, focus=focus)
 

@@ -50,6 +50,27 @@ def _answer(loaded, ex, **kw):
     return run(loaded, doc, task="qa", max_new_tokens=24, answer_from_document=True, **kw)
 
 
+def test_the_weighed_span_never_begins_with_the_decline_s_first_word():
+    """The span weighed against the decline (document_constraint "span") may not begin with the
+    decline's first token " not" (a span " not become" would be the decline's first word chosen
+    for the fact and then declined); the answer constraint still allows " not" to begin the
+    decline, and " not" inside a span is an ordinary word."""
+    loaded = load_model(None)
+    tok, cfg = loaded.tokenizer, loaded.config
+    source = tok(" The partner did not become a partner. Lead: Ana Ruiz.", add_special_tokens=False)["input_ids"]
+    decline = answering.decline_ids(tok)
+    not_id, did_id = decline[0], tok(" did", add_special_tokens=False)["input_ids"][0]
+    assert not_id in source and tok.decode([not_id]) == " not"
+    lead = [cfg.decoder_start_token_id, cfg.bos_token_id]
+    span = document_constraint(tok, [source], "span", cfg.eos_token_id, cfg.bos_token_id)
+    answer = document_constraint(tok, [source], "answer", cfg.eos_token_id, cfg.bos_token_id)
+    first = span(0, torch.tensor(lead))
+    assert not_id not in first and did_id in first
+    assert not_id in span(0, torch.tensor(lead + [did_id]))  # " did not ..." is a span
+    assert not_id in answer(0, torch.tensor(lead))  # the decline begins with it
+    assert decline[1] in answer(0, torch.tensor(lead + [not_id]))
+
+
 @pytest.mark.slow  # eight runs
 @pytest.mark.parametrize("i", [0, 1])
 def test_the_margin_forces_either_answer_and_the_scores_are_the_run_s_own(i):

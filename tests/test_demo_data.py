@@ -326,3 +326,82 @@ def test_hard_variety_stresses_weak_wordings_and_long_values_but_keeps_held_out_
         data.make_example(7, "qa", 500, variety=data.Variety(hard=False))
     assert data.make_example(7, "qa", 500, variety=data.Variety(family="keyword")) != \
         data.make_example(7, "qa", 500, variety=data.Variety(family="keyword", hard=True))
+
+
+def _words(text):
+    import re
+
+    return set(re.findall(r"[a-z'-]+", text.lower()))
+
+
+def _held_out_only_words():
+    """Words that only the held-out wordings have (the last entry of each list): nouns, synonyms,
+    question frames, sentence frames, off-topic questions."""
+    train, held = set(), set()
+    for w in data.WORDINGS.values():
+        for x in w.nouns[:-1] + w.synonyms[:-1] + (w.wh,):
+            train |= _words(x)
+        for x in w.nouns[-1:] + w.synonyms[-1:]:
+            held |= _words(x)
+    for schema in data.SCHEMAS.values():
+        for s in schema.slots:
+            for x in s.questions + s.templates:
+                train |= _words(x)
+    for frames, n in ((data._KEYWORD_FRAMES, 1), (data._IMPERATIVE_FRAMES, 1), (data._DECLARATIVE_FRAMES, 1),
+                      (data._SENTENCE_FRAMES, 1), (data._OFF_TOPIC, 3)):
+        for x in frames[:-n]:
+            train |= _words(x)
+        for x in frames[-n:]:
+            held |= _words(x)
+    return held - train
+
+
+def test_robust_training_wordings_use_no_held_out_word():
+    """The extra wordings and question noise of Variety(robust=True) neither equal nor contain a
+    held-out wording, nor use any word that only the held-out wordings have ("manager",
+    "spending", "limit", "identify", "would", ...): the held-out family stays unseen words."""
+    held_only = _held_out_only_words()
+    assert {"manager", "spending", "limit", "completion", "identify", "would"} <= held_only
+    extra = [x for nouns, synonyms in data._EXTRA_WORDINGS.values() for x in nouns + synonyms]
+    extra += [x for frames in data._EXTRA_FRAMES.values() for x in frames]
+    extra += list(data._NOISE_WORDS + data._NOISE_OPENINGS + data._NOISE_CLOSINGS)
+    held_entries = [w.nouns[-1] for w in data.WORDINGS.values()] + [w.synonyms[-1] for w in data.WORDINGS.values()]
+    held_entries += [data._KEYWORD_FRAMES[-1], data._IMPERATIVE_FRAMES[-1], data._DECLARATIVE_FRAMES[-1]]
+    for x in extra:
+        assert not _words(x) & held_only, (x, _words(x) & held_only)
+        assert not any(h.lower() in x.lower() for h in held_entries), x
+    assert set(data._EXTRA_WORDINGS) == set(data.WORDINGS)
+    # and the training questions drawn with them
+    exs = list(data.generate_dataset(31, 300, ("qa",), 200, 500,
+                                     variety=data.Variety(hard=True, robust=True, unanswerable=0.3)))
+    for ex in exs:
+        assert not _words(ex.question) & held_only, ex.question
+        assert ex.question not in _held_out_wordings()
+
+
+def test_robust_variety_adds_wordings_and_noise_for_training_only():
+    import random
+
+    with pytest.raises(ValueError, match="held_out"):
+        data.Variety(held_out=True, robust=True)
+    with pytest.raises(ValueError, match="held_out"):
+        data.ask(random.Random(0), "project", "lead", "keyword", held_out=True, extra=True)
+    rng = random.Random(3)
+    plain = {data.ask(rng, "project", "lead", f) for f in ("synonyms", "keyword", "imperative") for _ in range(200)}
+    extra = {data.ask(rng, "project", "lead", f, extra=True) for f in ("synonyms", "keyword", "imperative")
+             for _ in range(200)}
+    assert "Who directs the project?" in extra and "Who directs the project?" not in plain
+    assert any(q.startswith("Show the") for q in extra) and not any(q.startswith("Show the") for q in plain)
+    v = data.Variety(robust=True)
+    qs = [v.question(rng, "company", "ceo")[0] for _ in range(300)]
+    noisy = [q for q in qs if _words(q) & set(data._NOISE_WORDS) - _words(" ".join(plain | extra))]
+    assert len(noisy) > 30
+    assert any(q.split(":")[0] + ":" in data._NOISE_OPENINGS for q in qs if ":" in q)
+    # noise keeps the question's end and its case
+    assert all(q[-1] in "?.!" or q[-1].isalnum() for q in qs)
+    # validation and evaluation data are unchanged by the option's existence
+    assert data.make_example(7, "qa", 500, variety=data.Variety()) == \
+        data.make_example(7, "qa", 500, variety=data.Variety(robust=False))
+    assert sum(data.make_example(i, "qa", 300, variety=data.Variety(hard=True)).question !=
+               data.make_example(i, "qa", 300, variety=data.Variety(hard=True, robust=True)).question
+               for i in range(20)) >= 5

@@ -244,6 +244,17 @@ def test_hard_variety_trains_on_the_hard_mix_and_validates_on_the_default_one():
         train.parse_args(["--out", "x", "--hard-variety"])
 
 
+def test_robust_variety_trains_with_question_noise_and_validates_on_the_default_data():
+    from ledviz.demo import train
+
+    args = train.parse_args(["--out", "x", "--varied", "--hard-variety", "--robust-variety"])
+    trained, valid = train.variety(args, training=True), train.variety(args)
+    assert trained.robust and trained.hard and not valid.robust and not valid.hard
+    assert not train.variety(train.parse_args(["--out", "x", "--varied"]), training=True).robust
+    with pytest.raises(SystemExit):  # needs --varied
+        train.parse_args(["--out", "x", "--robust-variety"])
+
+
 @pytest.mark.slow  # a training run
 def test_mixed_training_validates_plain_and_varied_data(tmp_path):
     from ledviz.demo import train

@@ -559,6 +559,23 @@ def test_span_constraint_also_allows_whole_alternative_answers():
     assert plain(0, torch.tensor([2, 0])) == [5, 6, 7, 8]  # no alternatives: as before
 
 
+def test_span_constraint_keeps_blocked_tokens_from_beginning_a_span_only():
+    from ledviz.generation import span_constraint
+
+    # 30 is blocked as a span's first token: it may still continue a span, and begin an alternative
+    allowed = span_constraint([[30, 6, 7, 5, 30, 8]], eos_token_id=2, lead=[0], not_first=[30],
+                              alternatives=[[30, 31]])
+    ask = lambda *ids: allowed(0, torch.tensor([2, *ids]))  # noqa: E731
+    assert ask(0) == [5, 6, 7, 8, 30]  # 30 only as the alternative's first token
+    assert ask(0, 30) == [31]  # no span continues from it: only the alternative
+    assert ask(0, 5) == [30, 2] and ask(0, 5, 30) == [8, 2]  # inside a span it is an ordinary token
+    spans = span_constraint([[30, 6, 7, 5, 30, 8]], eos_token_id=2, lead=[0], not_first=[30])
+    assert spans(0, torch.tensor([2, 0])) == [5, 6, 7, 8]
+    assert spans(0, torch.tensor([2, 0, 30])) == [2]  # forced there anyway: no span, only the end
+    plain = span_constraint([[30, 6, 7, 5, 30, 8]], eos_token_id=2, lead=[0])
+    assert plain(0, torch.tensor([2, 0])) == [5, 6, 7, 8, 30]  # nothing blocked: as before
+
+
 def test_fact_list_constraint_keeps_values_to_spans_and_labels_to_one_use():
     from ledviz.generation import fact_list_constraint
 

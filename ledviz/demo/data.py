@@ -489,6 +489,118 @@ _HARD_MIX = (("suggested", 0.15), ("synonyms", 0.15), ("keyword", 0.25), ("imper
 _QUESTION_MIX = {False: (_TRAIN_MIX, 0.12, 0.08, 0.15, 0.5, 0.25), True: (_HARD_MIX, 0.12, 0.22, 0.25, 0.65, 0.2)}
 
 
+# Variety(robust=True), training only: more wordings than the lists above (never drawn for
+# validation or evaluation, which keep the lists above), and noise on the question (see _roughen),
+# so that a question still works when it has words the model never saw tied to a slot. No entry
+# here uses a word that only the held-out wordings have (tested): the held-out family measures
+# wordings with unseen words, so their words stay out of training.
+_EXTRA_WORDINGS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {
+    ("project", "lead"): (("project head", "person in charge of the project", "leader of the project", "lead"),
+                          ("Who is the project lead?", "Who directs the project?", "Who oversees the project?",
+                           "Who is responsible for the project?")),
+    ("project", "site"): (("project location", "location", "place of the project", "work site"),
+                          ("Where is the project?", "Where is the project located?",
+                           "At which place is the site?")),
+    ("project", "budget"): (("total budget", "money approved", "approved amount", "project funding"),
+                            ("What is the budget?", "How much funding was approved?",
+                             "What is the total budget?")),
+    ("project", "deadline"): (("target date", "finish date", "date due", "deadline date"),
+                              ("When is the deadline?", "When is the project due to finish?",
+                               "By what date is the project due?")),
+    ("project", "partner"): (("partner company", "partner firm", "key partner", "partnering organisation"),
+                             ("Who is the partner?", "Which organisation works with the project?",
+                              "Who partners with the project?")),
+    ("project", "team"): (("core team members", "members of the core team", "people in the core team",
+                           "core team"),
+                          ("How many members are in the core team?", "How many people does the core team have?",
+                           "What size is the core team?")),
+    ("company", "ceo"): (("chief", "top executive", "company chief", "executive head"),
+                         ("Who is the company's chief executive?", "Who directs the company?",
+                          "Who is in charge of the company?")),
+    ("company", "hq"): (("company base", "base", "home office", "company office"),
+                        ("Where is the headquarters?", "Where is the company located?",
+                         "In which place is the company based?")),
+    ("company", "revenue"): (("income", "earnings", "sales revenue", "revenue figure"),
+                             ("What is the revenue?", "What were the company's earnings?",
+                              "How much income did the company report?")),
+    ("company", "founded"): (("founding", "date founded", "establishment date", "start of the company"),
+                             ("When was the company created?", "What date was the company founded?",
+                              "When was the company formed?")),
+    ("company", "parent"): (("parent organisation", "owner", "parent business", "owner firm"),
+                            ("What company owns the company?", "Which is the parent company?",
+                             "Who is the parent?")),
+    ("company", "board"): (("members of the board", "board members", "directors on the board", "board count"),
+                           ("How many board members are there?", "How large is the board?",
+                            "How many directors does the board have?")),
+    ("expedition", "leader"): (("expedition chief", "chief of the expedition", "expedition commander",
+                                "person in charge of the expedition"),
+                               ("Who is the leader?", "Who runs the expedition?", "Who is the expedition leader?")),
+    ("expedition", "destination"): (("target", "expedition target", "arrival place", "place of arrival"),
+                                    ("Where is the expedition going?", "What is the destination?",
+                                     "Where does the crew go?")),
+    ("expedition", "distance"): (("route", "total distance", "length", "kilometres of the route"),
+                                 ("How long is the route?", "What is the route length?",
+                                  "How many kilometres does the expedition cover?")),
+    ("expedition", "departure"): (("day of departure", "departure day", "start of the expedition",
+                                   "setting-off date"),
+                                  ("When does the crew leave?", "What is the departure date?",
+                                   "When does the expedition set off?")),
+    ("expedition", "sponsor"): (("funder", "backer", "expedition funder", "sponsoring organisation"),
+                                ("Who sponsors the expedition?", "Who is the main sponsor?",
+                                 "Which organisation funds the expedition?")),
+    ("expedition", "crew"): (("crew members", "members of the crew", "people in the crew", "crew number"),
+                             ("How many people are on the crew?", "How large is the crew?",
+                              "How many members does the crew have?")),
+}
+_EXTRA_FRAMES = {
+    "keyword": ("{n}??", "and the {n}?", "what about the {n}?", "{n}, thanks", "{N}."),
+    "imperative": ("Show the {n}.", "Report the {n}.", "Check the {n}.", "Give me the {n}.",
+                   "Tell me about the {n}.", "Write down the {n}.", "List the {n}."),
+    "declarative": ("The {n} was {wh}?", "Then the {n} is {wh}?", "The {n}, {wh}?", "Remind me, the {n} is {wh}?",
+                    "Our {n} is {wh}?"),
+}
+# general words for question noise: no word tied to a slot, a report kind or a question word
+_NOISE_WORDS = ("quickly", "again", "exactly", "currently", "really", "now", "here", "also", "still", "just",
+                "actually", "briefly", "today", "officially", "overall", "roughly", "kindly", "simply",
+                "current", "official", "recorded", "stated", "agreed", "listed", "given", "latest",
+                "known", "exact", "right", "correct", "noted", "confirmed", "written", "formal", "usual",
+                "hello", "hi", "ok", "well", "so", "hmm", "sorry", "thanks", "quick", "question", "look",
+                "remember", "check", "tell", "need", "want", "know", "see", "note", "mention", "our", "this",
+                "that", "some", "any", "their", "its", "my", "your", "in", "of", "for", "on", "about", "from",
+                "with", "by", "report", "document", "text", "records", "file", "notes", "summary", "page",
+                "review", "meeting", "week", "month", "plan", "item", "detail", "fact", "answer")
+_NOISE_OPENINGS = ("Quick question:", "One more thing:", "Just checking:", "In this report,",
+                   "From the document:", "Hello,", "OK,", "Sorry,", "Out of interest,", "By the way,",
+                   "According to the report,", "Looking at the text,", "Hi there,", "Well,")
+_NOISE_CLOSINGS = ("thanks", "in the report", "in this document", "again", "exactly", "if known", "as stated",
+                   "for the notes", "right now", "for me", "according to the text", "as written")
+
+
+def _roughen(rng: random.Random, question: str) -> str:
+    """Training noise on a question: general words inserted at random places, an opening or a
+    closing phrase, or one word dropped, so that unfamiliar or missing words around the words
+    that name the slot do not change the answer."""
+    words = question.split(" ")
+    end = words[-1][-1] if words[-1] and words[-1][-1] in "?.!" else ""
+    if end:
+        words[-1] = words[-1][:-1]
+    op = rng.random()
+    if op < 0.4:  # one to three general words anywhere
+        for _ in range(rng.choice((1, 1, 2, 3))):
+            words.insert(rng.randint(0, len(words)), rng.choice(_NOISE_WORDS))
+    elif op < 0.6:
+        first = words[0]
+        words[0] = first[0].lower() + first[1:] if first[:2] != first[:2].upper() else first
+        words = rng.choice(_NOISE_OPENINGS).split(" ") + words
+    elif op < 0.8:
+        words += rng.choice(_NOISE_CLOSINGS).split(" ")
+    elif len(words) > 2:  # drop one word, never the last (usually the noun)
+        del words[rng.randrange(len(words) - 1)]
+    text = " ".join(w for w in words if w)
+    text = text[0].upper() + text[1:] if question[:1].isupper() else text
+    return text + end
+
+
 def _train_part(items: Sequence, held_out: bool) -> Sequence:
     """All but the last item for training wordings; only the last for held-out ones."""
     return items[-1:] if held_out else items[:-1]
@@ -520,21 +632,26 @@ def _typo(rng: random.Random, text: str) -> str:
     return " ".join(words)
 
 
-def ask(rng: random.Random, kind: str, slot: str, family: str, held_out: bool = False) -> str:
+def ask(rng: random.Random, kind: str, slot: str, family: str, held_out: bool = False,
+        extra: bool = False) -> str:
     """A question about `slot` of a `kind` report in wording `family` (see QUESTION_FAMILIES).
 
     held_out=False draws only training wordings; True only the held-out ones (the last noun,
     synonym and frame of each list), for every family except "suggested", "lower" and "upper",
-    which are the suggested questions themselves (lower- or upper-cased)."""
+    which are the suggested questions themselves (lower- or upper-cased). extra (training only,
+    not with held_out): also the wordings of _EXTRA_WORDINGS and _EXTRA_FRAMES."""
+    if extra and held_out:
+        raise ValueError("extra wordings are for training: not with held_out=True")
     s, w = SCHEMAS[kind].slot(slot), WORDINGS[(kind, slot)]
     if family in ("suggested", "lower", "upper"):
         q = rng.choice(s.questions)
         return q.lower() if family == "lower" else q.upper() if family == "upper" else q
     if family == "typos":
         base = rng.choice(("suggested", "synonyms", "keyword", "imperative", "declarative"))
-        return _typo(rng, ask(rng, kind, slot, base, held_out))
+        return _typo(rng, ask(rng, kind, slot, base, held_out, extra))
+    extra_nouns, extra_synonyms = _EXTRA_WORDINGS[(kind, slot)] if extra else ((), ())
     if family == "synonyms":
-        return rng.choice(_train_part(w.synonyms, held_out))
+        return rng.choice(tuple(_train_part(w.synonyms, held_out)) + extra_synonyms)
     frames = {"keyword": _KEYWORD_FRAMES, "imperative": _IMPERATIVE_FRAMES, "declarative": _DECLARATIVE_FRAMES}
     if family not in frames:
         raise ValueError(f"unknown question family {family!r}: use one of {QUESTION_FAMILIES}")
@@ -546,6 +663,8 @@ def ask(rng: random.Random, kind: str, slot: str, family: str, held_out: bool = 
             frame_pool = frame_pool[-1:]
     else:
         frame_pool, noun_pool = frame_pool[:-1], noun_pool[:-1]
+        if extra:
+            frame_pool, noun_pool = frame_pool + _EXTRA_FRAMES[family], noun_pool + extra_nouns
     n = rng.choice(noun_pool)
     return rng.choice(frame_pool).format(n=n, N=n[0].upper() + n[1:], wh=w.wh)
 
@@ -724,7 +843,10 @@ class Variety:
     (answer NOT_IN_DOCUMENT); unseen_values: key facts take values of held-out shapes;
     hard: the training emphasis of issue 15's second round (more keyword, imperative, upper-case
     and letter-slip questions, more unanswerable questions about the report's own kind, longer
-    names, places and amounts), never drawing what is held out.
+    names, places and amounts), never drawing what is held out;
+    robust (training only, not with held_out): also the extra wordings of _EXTRA_WORDINGS and
+    _EXTRA_FRAMES, and noise on half the questions (general words inserted, an opening or closing
+    phrase, a word dropped; see _roughen).
     """
 
     family: str | None = None
@@ -732,17 +854,21 @@ class Variety:
     unanswerable: float = 0.15
     unseen_values: bool = False
     hard: bool = False
+    robust: bool = False
 
     def __post_init__(self):
         if self.family is not None and self.family not in QUESTION_FAMILIES:
             raise ValueError(f"unknown question family {self.family!r}: use one of {QUESTION_FAMILIES}")
         if not 0.0 <= self.unanswerable <= 1.0:
             raise ValueError(f"unanswerable must be a probability in [0, 1], got {self.unanswerable}")
+        if self.robust and self.held_out:
+            raise ValueError("robust=True is training noise: it cannot be combined with held_out=True")
 
     def question(self, rng: random.Random, kind: str, slot: str) -> tuple[str, str]:
         """(question, family) about `slot`."""
         if self.family is not None:
-            return ask(rng, kind, slot, self.family, self.held_out), self.family
+            q = ask(rng, kind, slot, self.family, self.held_out, self.robust)
+            return (_roughen(rng, q) if self.robust and rng.random() < 0.5 else q), self.family
         mix, p_lower, p_upper, p_typo = _QUESTION_MIX[self.hard][:4]
         r, family = rng.random(), mix[-1][0]
         for name, p in mix:
@@ -750,7 +876,9 @@ class Variety:
                 family = name
                 break
             r -= p
-        q = ask(rng, kind, slot, family, self.held_out)
+        q = ask(rng, kind, slot, family, self.held_out, self.robust)
+        if self.robust and rng.random() < 0.5:
+            q = _roughen(rng, q)
         r = rng.random()
         if r < p_lower:
             q, family = q.lower(), "lower"
@@ -775,6 +903,8 @@ class Variety:
                 if any(w in q.lower() for w in _KIND_WORDS[other]):
                     return q, family
         q = rng.choice(_OFF_TOPIC[-3:] if self.held_out else _OFF_TOPIC[:-3])
+        if self.robust and rng.random() < 0.5:
+            q = _roughen(rng, q)
         return (q.lower(), "lower") if rng.random() < 0.1 else (q, "off-topic")
 
 

@@ -151,7 +151,8 @@ def variety(args, training: bool = False) -> "data.Variety | None":
     so that runs are compared on the same examples)."""
     if not args.varied:
         return None
-    return data.Variety(unanswerable=args.unanswerable, hard=training and args.hard_variety)
+    return data.Variety(unanswerable=args.unanswerable, hard=training and args.hard_variety,
+                        robust=training and args.robust_variety)
 
 
 def is_plain(args, index: int) -> bool:
@@ -494,6 +495,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="with --varied: train on data.Variety(hard=True) (more keyword, imperative, upper-case and "
                         "letter-slip questions, more unanswerable questions about the report's own kind, longer "
                         "names and amounts); validation keeps the default varied data")
+    p.add_argument("--robust-variety", action="store_true",
+                   help="with --varied: train on data.Variety(robust=True) (more training wordings, and noise on "
+                        "questions: general words inserted, opening or closing phrases, a word dropped), so "
+                        "that unfamiliar question words do not change the answer; validation keeps the default "
+                        "varied data")
     p.add_argument("--stream-start", type=int, default=0,
                    help="first example of the training stream (a later fine-tuning phase passes the number "
                         "of examples earlier phases read, so that it sees fresh documents)")
@@ -543,7 +549,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     if not 0.0 <= args.unanswerable <= 1.0:
         p.error(f"--unanswerable must be between 0 and 1, got {args.unanswerable}")
-    for name in ("unanswerable", "plain_share", "hard_variety"):
+    for name in ("unanswerable", "plain_share", "hard_variety", "robust_variety"):
         if getattr(args, name) != p.get_default(name) and not args.varied:
             p.error(f"--{name.replace('_', '-')} applies to the varied data: add --varied")
     if not 0.0 <= args.plain_share <= 1.0:
