@@ -17,6 +17,7 @@ cached numbers `aggregated`, `overview_map`, `zoom_map`, `token_row`, `cross_map
 from __future__ import annotations
 
 import hashlib
+import types
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -147,9 +148,9 @@ def _figure(name: str, digest: str, _make: Callable[..., Any], _args: tuple, _kw
 
 
 def _digest(value: Any) -> str:
-    """A digest of a figure's arguments: numbers, text, ranges, functions (by name), arrays, tensors and
-    tables (by dtype, shape and bytes), and lists, tuples and dicts of them; anything else is a TypeError, so
-    that no argument goes unseen by the key."""
+    """A digest of a figure's arguments: numbers, text, ranges, a module's functions (by name), arrays,
+    tensors and tables (by dtype, shape and bytes), and lists, tuples and dicts of them; anything else is
+    a TypeError, so that no argument goes unseen by the key."""
     h = hashlib.blake2b(digest_size=16)
 
     def feed(v: Any) -> None:
@@ -157,11 +158,17 @@ def _digest(value: Any) -> str:
             h.update(f"{type(v).__name__}:{v!r};".encode())
         elif isinstance(v, np.ndarray):
             h.update(f"array:{v.dtype}:{v.shape};".encode())
-            h.update(np.ascontiguousarray(v).tobytes())
+            if v.dtype.hasobject:  # its bytes are addresses, which a new object may reuse: its items instead
+                feed(v.tolist())
+            else:
+                h.update(np.ascontiguousarray(v).tobytes())
         elif isinstance(v, np.generic):
             feed(v.item())
         elif isinstance(v, torch.Tensor):
-            feed(v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).numpy())
+            # every dtype as itself (a float64 cut to float32 would key two close tensors alike), bfloat16,
+            # which numpy lacks, as float32 (exact); the tensor's dtype keyed too
+            h.update(f"tensor:{v.dtype};".encode())
+            feed(v.detach().to("cpu", torch.float32 if v.dtype == torch.bfloat16 else v.dtype).numpy())
         elif isinstance(v, (pd.DataFrame, pd.Series)):
             h.update(f"pandas:{list(v.columns) if isinstance(v, pd.DataFrame) else [v.name]!r};".encode())
             try:
@@ -177,11 +184,13 @@ def _digest(value: Any) -> str:
             for k, item in v.items():
                 feed(k)
                 feed(item)
-        elif callable(v) and hasattr(v, "__qualname__"):
+        elif isinstance(v, types.FunctionType) and "<" not in v.__qualname__:
+            # a module's function, by its name; a lambda, a local function (a closure's captured values) or a
+            # bound method (its object) is more than its name: an error below
             h.update(f"fn:{v.__module__}.{v.__qualname__};".encode())
         else:
             raise TypeError(f"figure(): cannot key a cached figure on a {type(v).__name__}; pass numbers, text, "
-                            "arrays, tables or lists of them")
+                            "arrays, tables, a module's functions or lists of them")
 
     feed(value)
     return h.hexdigest()

@@ -131,6 +131,24 @@ def test_a_figure_key_sees_every_argument():
     assert _digest(([1, 2],)) != _digest(((1, 2),)) and _digest((1,)) != _digest(("1",))
     with pytest.raises(TypeError, match="cannot key a cached figure on a object"):
         _digest((object(),))
+    # a float64 tensor keyed as itself, not cut to float32 (two close tensors keyed alike); its dtype keyed too
+    x = torch.tensor([1.0], dtype=torch.float64)
+    assert _digest((x,)) != _digest((x + 1e-12,)) and _digest((x,)) != _digest((x.float(),))
+    assert _digest((x.bfloat16(),)) == _digest((x.bfloat16(),))
+    # an object array by its items, not by their addresses
+    assert _digest((np.array(["a", 1], dtype=object),)) == _digest((np.array(["a", 1], dtype=object),))
+    assert _digest((np.array(["a", 1], dtype=object),)) != _digest((np.array(["b", 1], dtype=object),))
+    # a module's function by its name; a lambda, a closure or a bound method is more than its name
+    from ledviz import answering
+
+    assert _digest((answering.percent,)) == _digest((answering.percent,)) != _digest((answering.margin_explanation,))
+
+    def local(t):
+        return t
+
+    for unkeyed in (lambda t: t, local, [].append, pd.DataFrame().copy):
+        with pytest.raises(TypeError, match="cannot key a cached figure"):
+            _digest((unkeyed,))
 
 
 def test_question_answering_runs_and_traces_answer_and_question():
