@@ -737,7 +737,7 @@ def image_export_problem() -> str | None:
 def figure_image(fig: go.Figure, fmt: str = "png", scale: float = 2.0) -> bytes:
     """The figure as PNG or SVG bytes, drawn by kaleido (>= 1) in a headless Chrome/Chromium with
     the plotly.js that ships with plotly (nothing is fetched from the network; no MathJax). The
-    browser's profile goes into the process's export folder (ImageExport.profiles), which is
+    browser's profile goes into the process's export folder (`_profiles_folder`), which is
     cleaned up at exit even where a browser is still running then."""
     if fmt not in IMAGE_FORMATS:
         raise ValueError(f"format must be one of {tuple(IMAGE_FORMATS)}, got {fmt!r}")
