@@ -298,11 +298,12 @@ def main() -> None:
 
     st.subheader("Settings")
     g1, g2, g3, g4 = st.columns(4)
-    count = g1.number_input("How many settings", 2, MAX_SETTINGS, 3, key=f"{KEY}.count", persist_state="session")
+    n_settings = g1.number_input("How many settings", 2, MAX_SETTINGS, 3, key=f"{KEY}.count",
+                                 persist_state="session")
     max_new = new_tokens_input(g2, f"{KEY}.max_new", "Max output tokens", loaded, LAB_MAX_NEW, 32)
     generate = g3.checkbox("Generate outputs", True, key=f"{KEY}.generate", persist_state="session",
                            help="Off: encoder only (attention, time, memory), much faster.")
-    cols = st.columns(int(count))
+    cols = st.columns(int(n_settings))
     settings: list[Setting | None] = []
     for n, col in enumerate(cols):
         with col.container(border=True):
