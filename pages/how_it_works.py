@@ -14,7 +14,7 @@ import streamlit as st
 
 from ledviz import explain, plots
 from ledviz.errors import LedvizError
-from pages.common import clamp_state, keep_valid, render_page, show_errors
+from pages.common import clamp_state, count, keep_valid, render_page, show_errors
 from pages.views import plot
 
 CHART_KEY = "hiw.chart"
@@ -128,7 +128,7 @@ def example_section() -> None:
     st.plotly_chart(fig, key=CHART_KEY, on_select=_on_chart_select, selection_mode="points",
                     config={"displayModeBar": False})
     st.caption(f"Hover a cell to see its partner; click one to frame it (red) and its partner (orange). "
-               f"Grey cells hold no score; ▲ marks the global tokens on every map. x = {ex.x} global token(s), "
+               f"Grey cells hold no score; ▲ marks the global tokens on every map. x = {count(ex.x, 'global token')}, "
                f"w = {w}: the raw output has {ex.width} columns, the unfolded map {n}.")
 
     st.markdown("**Or pick a cell of the unfolded map**")
