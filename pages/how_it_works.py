@@ -129,7 +129,8 @@ def example_section() -> None:
                     config={"displayModeBar": False})
     st.caption(f"Hover a cell to see its partner; click one to frame it (red) and its partner (orange). "
                f"Grey cells hold no score; ▲ marks the global tokens on every map. "
-               f"x = {count(ex.x, 'global token')}, w = {w}: the raw output has {ex.width} columns, the unfolded map {n}.")
+               f"x = {count(ex.x, 'global token')}, w = {w}: the raw output has {ex.width} columns, "
+               f"the unfolded map {n}.")
 
     st.markdown("**Or pick a cell of the unfolded map**")
     i_col, j_col, text_col = st.columns([1, 1, 4])
