@@ -788,7 +788,8 @@ def choose_value(candidates, own: int, stop: int, cut: Collection[int], most: in
     end it there. The model's own first token (`own`) is kept where a value it begins is whole
     (the likeliest of those); else the likeliest whole value of any candidate ("Deadline: 10 June
     2030.", where the model's "13" was the "13" of "13 open items"); else the likeliest value
-    begun with its own token (as before), one that the constraint would not cut off first."""
+    begun with its own token (the first token the constraint alone would take), preferring one
+    that the constraint would not cut off first."""
     scored = []  # (whole, log-probability, place, begins with the model's own token)
     for place, window, logprobs, ends in candidates:
         total, at_stop = _written_value(window, logprobs, ends, stop, cut, most)
