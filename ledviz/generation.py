@@ -672,9 +672,14 @@ def _span_continuations(doc: torch.Tensor, span: Sequence[int], words: tuple[tor
     return torch.unique(doc[after[after < doc.numel()]]).tolist(), may_end
 
 
-def _word_tensors(words: Sequence[tuple[Sequence[bool], Sequence[bool]]] | None, sources, who: str):
-    """words (one (starts, ends) per source) as boolean tensors, checked against the sources."""
+def _word_tensors(words: Sequence[tuple[Sequence[bool], Sequence[bool]]] | None, sources, who: str,
+                  focus: "Focus | None" = None):
+    """words (one (starts, ends) per source) as boolean tensors, checked against the sources; a
+    `focus` narrows word starts, so it needs `words`."""
     if words is None:
+        if focus is not None:
+            raise GenerationSettingsError(f"{who} was given a focus but no word bounds: a focus narrows where "
+                                          "words start, so give words= (word_bounds per source) with it")
         return None
     if len(words) != len(sources):
         raise GenerationSettingsError(f"{who} has {len(sources)} sources but {len(words)} word bounds: "
@@ -773,7 +778,7 @@ def span_constraint(sources: Sequence[Sequence[int]], eos_token_id: int | Sequen
     state = _written_after_lead(sources, "span_constraint", skip, lead)
     alts = [[int(t) for t in alt] for alt in alternatives if len(alt)]
     blocked = {int(t) for t in not_first}
-    bounds = _word_tensors(words, sources, "span_constraint")
+    bounds = _word_tensors(words, sources, "span_constraint", focus)
     begun = skip + len(lead)  # where the answer begins in a row
 
     def allowed(batch_id: int, ids: torch.Tensor) -> list[int]:
@@ -830,7 +835,7 @@ def fact_list_constraint(sources: Sequence[Sequence[int]], labels: Sequence[Sequ
     ends = _end_ids(eos_token_id, "fact_list_constraint")
     end_set = set(ends)
     state = _written_after_lead(sources, "fact_list_constraint", skip, lead)
-    bounds = _word_tensors(words, sources, "fact_list_constraint")
+    bounds = _word_tensors(words, sources, "fact_list_constraint", focus)
     if len(labels) != len(first_labels) or not labels:
         raise GenerationSettingsError("fact_list_constraint needs one first-position form per label, and labels")
     labels = [[int(t) for t in x] for x in labels]

@@ -23,7 +23,8 @@ from .errors import InputError
 from .cache import KeyValues, LayerCache
 from .export import AttentionStore
 from .config import LEDConfig
-from .generation import fact_list_constraint, name_run_starts, run_prefix, span_constraint, word_bounds
+from .generation import (_as_hidden, _DecoderRunner, fact_list_constraint, name_run_starts, run_prefix,
+                         span_constraint, word_bounds)
 from .modeling import LEDForConditionalGeneration, to_dtype
 from .questions import ReadQuestion
 from .tokenization import LEDTokenizerFast, shown_text, token_bytes
@@ -592,8 +593,6 @@ class AttentionFocus:
 
     def __init__(self, model, tok, encoder_outputs, attention_mask: torch.Tensor | None, input_ids: torch.Tensor,
                  sources: Sequence[Sequence[int]], documents: Sequence[DocumentWords]):
-        from .generation import _as_hidden
-
         self.model, self.documents = model, list(documents)
         self.hidden = _as_hidden(encoder_outputs)[0]
         self.mask = attention_mask
@@ -607,8 +606,6 @@ class AttentionFocus:
     def _decode(self, batch_id: int, rows: torch.Tensor, attentions: bool = False, caches=None):
         """The decoder's pass over `rows` (R, T) after the positions `caches` hold (with their new
         caches), every row reading input batch_id's encoder output."""
-        from .generation import _DecoderRunner
-
         b = batch_id
         runner = self._runners.get(b)
         if runner is None:  # one per input: its cross-attention keys and values projected once
@@ -620,10 +617,14 @@ class AttentionFocus:
     def attention(self, batch_id: int, prefix: torch.Tensor) -> torch.Tensor | None:
         """The last decoder layer's cross-attention, its heads' mean, on each document token (sources[batch_id])
         at the step after `prefix`; None when the document was not found in the input."""
-        at = self.offsets[batch_id]
-        if at is None:
+        if self.offsets[batch_id] is None:
             return None
-        step = self._decode(batch_id, prefix.reshape(1, -1), attentions=True)
+        return self._source_attention(batch_id, self._decode(batch_id, prefix.reshape(1, -1), attentions=True))
+
+    def _source_attention(self, batch_id: int, step) -> torch.Tensor:
+        """The last decoder layer's cross-attention (heads' mean) at `step`'s last position (a _decode
+        with attentions) on each document token (sources[batch_id]; its offset in the input known)."""
+        at = self.offsets[batch_id]
         return step.cross_attentions[-1][0, :, -1].float().mean(0)[at: at + len(self.sources[batch_id])]
 
     def pointed(self, batch_id: int, prefix: torch.Tensor) -> int | None:
@@ -746,10 +747,9 @@ class ValueChooser(AttentionFocus):
         """The last layer's cross-attention (heads' mean) at the step on each token of answer_source,
         read from the encoder token that begins at the same place (non-blank bytes); 0 where none does."""
         doc = self._source(batch_id)[0]
-        at = self.offsets[batch_id]
-        if at is None:
+        if self.offsets[batch_id] is None:
             return torch.zeros(len(doc))
-        weights = step.cross_attentions[-1][0, :, -1].float().mean(0)[at: at + len(self.sources[batch_id])]
+        weights = self._source_attention(batch_id, step)
         own, solid = self._forms(batch_id)
         if batch_id not in self._own_places:
             self._own_places[batch_id] = torch.tensor(_solid_starts(own), dtype=torch.long)
@@ -788,7 +788,8 @@ def choose_value(candidates, own: int, stop: int, cut: Collection[int], most: in
     end it there. The model's own first token (`own`) is kept where a value it begins is whole
     (the likeliest of those); else the likeliest whole value of any candidate ("Deadline: 10 June
     2030.", where the model's "13" was the "13" of "13 open items"); else the likeliest value
-    begun with its own token (as before), one that the constraint would not cut off first."""
+    begun with its own token (the first token the constraint alone would take), preferring one
+    that the constraint would not cut off first."""
     scored = []  # (whole, log-probability, place, begins with the model's own token)
     for place, window, logprobs, ends in candidates:
         total, at_stop = _written_value(window, logprobs, ends, stop, cut, most)

@@ -656,6 +656,16 @@ def test_evaluation_start_reads_later_documents_only():
         evaluate.main(["--model", "m", "--start", "-1"])
 
 
+def test_evaluation_predict_names_an_unknown_constraint():
+    """predict keeps outputs free, to an answer or to facts; a "span" (which would get the facts' value
+    chooser as its focus) or a typo is an error naming the choices, before any model is touched."""
+    from ledviz.demo import evaluate
+
+    for wrong in ("span", "fact"):
+        with pytest.raises(ValueError, match=f"'answer' or 'facts', not '{wrong}'"):
+            evaluate.predict(None, None, [], "cpu", constraint=wrong)
+
+
 def test_attention_focus_marks_the_sentence_looked_at_in_every_form_of_the_document():
     """AttentionFocus.sentence_mask: the sentence of a document token, marked in each form an answer
     copies (pipeline.DocumentWords: a line's first word is spelled three ways), sentences ending at

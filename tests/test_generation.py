@@ -713,6 +713,18 @@ def test_span_constraint_focus_continues_a_shared_first_token_into_the_word_look
     assert unsure(0, torch.tensor([2, 0, 30])) == [31, 33]  # no focus: every occurrence
 
 
+def test_a_focus_without_word_bounds_is_an_error_not_ignored():
+    from ledviz.generation import GenerationSettingsError, fact_list_constraint, span_constraint
+
+    doc = [t for t, _ in _SHARED_DOC]
+    focus = _RecordedFocus(len(doc), range(0, 7))
+    with pytest.raises(GenerationSettingsError, match="span_constraint was given a focus but no word bounds"):
+        span_constraint([doc], eos_token_id=2, lead=[0], focus=focus)
+    with pytest.raises(GenerationSettingsError, match="fact_list_constraint was given a focus but no word bounds"):
+        fact_list_constraint([doc], labels=[[40, 41]], first_labels=[[42, 41]], stop_token_id=17, eos_token_id=2,
+                             lead=[0], focus=focus)
+
+
 def test_fact_list_constraint_focus_begins_each_value_where_the_model_looks():
     from ledviz.generation import fact_list_constraint, word_bounds
 

@@ -864,11 +864,15 @@ class Variety:
         if self.robust and self.held_out:
             raise ValueError("robust=True is training noise: it cannot be combined with held_out=True")
 
+    def _noisy(self, rng: random.Random, q: str) -> str:
+        """q, or with robust=True half the time _roughen(q) (no draw from rng without robust)."""
+        return _roughen(rng, q) if self.robust and rng.random() < 0.5 else q
+
     def question(self, rng: random.Random, kind: str, slot: str) -> tuple[str, str]:
         """(question, family) about `slot`."""
         if self.family is not None:
             q = ask(rng, kind, slot, self.family, self.held_out, self.robust)
-            return (_roughen(rng, q) if self.robust and rng.random() < 0.5 else q), self.family
+            return self._noisy(rng, q), self.family
         mix, p_lower, p_upper, p_typo = _QUESTION_MIX[self.hard][:4]
         r, family = rng.random(), mix[-1][0]
         for name, p in mix:
@@ -876,9 +880,7 @@ class Variety:
                 family = name
                 break
             r -= p
-        q = ask(rng, kind, slot, family, self.held_out, self.robust)
-        if self.robust and rng.random() < 0.5:
-            q = _roughen(rng, q)
+        q = self._noisy(rng, ask(rng, kind, slot, family, self.held_out, self.robust))
         r = rng.random()
         if r < p_lower:
             q, family = q.lower(), "lower"
@@ -902,9 +904,7 @@ class Variety:
                 q, family = self.question(rng, other, rng.choice(SCHEMAS[other].slots).name)
                 if any(w in q.lower() for w in _KIND_WORDS[other]):
                     return q, family
-        q = rng.choice(_OFF_TOPIC[-3:] if self.held_out else _OFF_TOPIC[:-3])
-        if self.robust and rng.random() < 0.5:
-            q = _roughen(rng, q)
+        q = self._noisy(rng, rng.choice(_OFF_TOPIC[-3:] if self.held_out else _OFF_TOPIC[:-3]))
         return (q.lower(), "lower") if rng.random() < 0.1 else (q, "off-topic")
 
 

@@ -164,7 +164,9 @@ def predict(model, codec: Codec, examples: Sequence[data.Example], device, *, co
             use_global: bool = True, rule="model", batch_tokens: int = 32768, batch_size: int = 32) -> list[str]:
     """Greedy outputs for `examples` (in order). constraint: None (free), "answer" (a whole-word
     span or the decline, chosen by `rule` as in ledviz.answering.kept_answers: the app's QA page)
-    or "facts" (pipeline.document_constraint, as the app applies it)."""
+    or "facts" (pipeline.document_constraint, as the app applies it, each value chosen whole)."""
+    if constraint not in (None, "answer", "facts"):  # a "span" would get the facts' value chooser as its focus
+        raise ValueError(f"predict keeps outputs to None (free), 'answer' or 'facts', not {constraint!r}")
     if constraint == "answer":
         return [codec.decode(a.ids) for a in answers(model, codec, examples, device, use_global=use_global,
                                                      rule=rule, batch_tokens=batch_tokens, batch_size=batch_size)]
