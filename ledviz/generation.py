@@ -807,10 +807,15 @@ def span_constraint(sources: Sequence[Sequence[int]], eos_token_id: int | Sequen
     return allowed
 
 
+# the most tokens a summary value kept to the document may take (fact_list_constraint), and so
+# the most a summary value chooser follows a candidate for (pipeline.ValueChooser)
+MAX_VALUE_TOKENS = 24
+
+
 def fact_list_constraint(sources: Sequence[Sequence[int]], labels: Sequence[Sequence[int]],
                          first_labels: Sequence[Sequence[int]], stop_token_id: int,
                          eos_token_id: int | Sequence[int], *, skip: int = 1, lead: Sequence[int] = (),
-                         max_value_tokens: int = 24, value_starts: Sequence[int] | None = None,
+                         max_value_tokens: int = MAX_VALUE_TOKENS, value_starts: Sequence[int] | None = None,
                          words: Sequence[tuple[Sequence[bool], Sequence[bool]]] | None = None,
                          focus: "Focus | None" = None) -> Callable[[int, torch.Tensor], list[int]]:
     """A prefix_allowed_tokens_fn for summaries written as a list of facts, "Label: value. Label:

@@ -19,12 +19,12 @@ import torch
 
 from . import device, questions
 from .answering import decline_ids
-from .errors import InputError
+from .errors import GenerationSettingsError, InputError
 from .cache import KeyValues, LayerCache
 from .export import AttentionStore
 from .config import LEDConfig
-from .generation import (_as_hidden, _DecoderRunner, fact_list_constraint, name_run_starts, run_prefix,
-                         span_constraint, word_bounds)
+from .generation import (MAX_VALUE_TOKENS, _as_hidden, _DecoderRunner, fact_list_constraint, name_run_starts,
+                         run_prefix, span_constraint, word_bounds)
 from .modeling import LEDForConditionalGeneration, to_dtype
 from .questions import ReadQuestion
 from .tokenization import LEDTokenizerFast, shown_text, token_bytes
@@ -679,8 +679,15 @@ class ValueChooser(AttentionFocus):
     AttentionFocus."""
 
     def __init__(self, model, tok, encoder_outputs, attention_mask, input_ids, sources, documents, *, stop: int,
-                 ends: Sequence[int], first: int = 4, per_token: int = 4, max_value_tokens: int = 24,
-                 whole: float = math.log(0.05)):
+                 ends: Sequence[int], first: int = 4, per_token: int = 4,
+                 max_value_tokens: int = MAX_VALUE_TOKENS, whole: float = math.log(0.05)):
+        for name, value in (("first", first), ("per_token", per_token), ("max_value_tokens", max_value_tokens)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise GenerationSettingsError(f"ValueChooser: {name} must be a whole number of at least 1, got "
+                                              f"{value!r}")
+        if not (isinstance(whole, (int, float)) and math.isfinite(whole) and whole <= 0):
+            raise GenerationSettingsError(f"ValueChooser: whole is a log-probability, a finite number of 0 or "
+                                          f"less (log(0.05) = {math.log(0.05):.2f} by default), got {whole!r}")
         super().__init__(model, tok, encoder_outputs, attention_mask, input_ids, sources, documents)
         self.stop, self.ends = int(stop), [int(t) for t in ends]
         self.first, self.per_token, self.max_value_tokens = first, per_token, max_value_tokens

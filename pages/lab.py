@@ -14,7 +14,7 @@ from ledviz import compare, plots
 from ledviz.compare import MAX_SETTINGS, Setting
 from ledviz.errors import LedvizError
 from ledviz.pipeline import GLOBAL_CHOICES
-from ledviz.runs import run_fingerprint, stale_note
+from ledviz.runs import cut_note, run_fingerprint, stale_note
 from pages.common import (
     count,
     LAB_MAX_NEW,
@@ -25,6 +25,7 @@ from pages.common import (
     global_choice_options,
     index_state,
     keep_valid,
+    most_new_tokens,
     new_tokens_input,
     read_question_input,
     render_page,
@@ -146,8 +147,9 @@ SUMMARY_CONFIG = {
 }
 
 
-def outputs_section(comp: compare.Comparison) -> None:
-    """Each setting's output and likelihoods, side by side."""
+def outputs_section(comp: compare.Comparison, most: int | None = None) -> None:
+    """Each setting's output and likelihoods, side by side; a setting's output cut at its token
+    limit says so (runs.cut_note, as Summarize and QA: `most` is "Max output tokens"'s largest value)."""
     ref = comp.results[comp.reference]
     cols = st.columns(len(comp.results))
     for n, (col, item) in enumerate(zip(cols, comp.results)):
@@ -156,6 +158,8 @@ def outputs_section(comp: compare.Comparison) -> None:
             st.caption(count(len(item.global_positions), "global token"))
             if comp.generated and item.run is not None:
                 show_output(item.run)
+                if cut := cut_note(item.run, "Max output tokens", most):
+                    st.warning(cut, icon=":material/content_cut:")
                 own, refll = item.log_likelihood, item.reference_log_likelihood
                 m1, m2 = st.columns(2)
                 m1.metric("own log-lik.", "–" if own is None else f"{own:.2f}",
@@ -225,9 +229,9 @@ def difference_section(comp: compare.Comparison) -> None:
     plot(fig, key=f"{KEY}.per_token")
 
 
-def results_section(comp: compare.Comparison) -> None:
+def results_section(comp: compare.Comparison, most: int | None = None) -> None:
     st.subheader("Outputs")
-    outputs_section(comp)
+    outputs_section(comp, most)
     st.subheader("Summary")
     st.dataframe(comp.summary, hide_index=True, column_config=SUMMARY_CONFIG)
     df = comp.summary
@@ -333,7 +337,7 @@ def main() -> None:
     if not ready or fingerprint != _fingerprint(loaded, doc, valid, task, max_new, reference, generate):
         st.info(stale_note("Compare", ready, results=True), icon=":material/history:")
     st.divider()
-    results_section(comp)
+    results_section(comp, most_new_tokens(loaded, LAB_MAX_NEW))
 
 
 render_page(main, "the lab")

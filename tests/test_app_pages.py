@@ -86,6 +86,28 @@ def test_lab_compares_settings_and_draws_charts():
     assert charts(at) >= 7 and any("earlier input or settings. **Compare** stays off" in i.value for i in at.info)
 
 
+def test_lab_output_cut_at_its_token_limit_says_so_as_summarize_does():
+    """A setting's output that ran to "Max output tokens" unfinished carries the same cut warning as
+    Summarize and QA (runs.cut_note), one per cut output; at the lab's largest limit the fix says the
+    control is at its most."""
+    at = open_app("pages/lab.py")
+    at.number_input(key="lab.max_new").set_value(4).run()
+    at.button(key="lab.run").click().run()
+    assert_clean(at)
+    _, comp = kept(at, "lab")
+    cut = [w.value for w in at.warning if "was cut at 4 tokens: raise Max output tokens" in w.value]
+    unfinished = [item for item in comp.results if not item.run.ended]
+    assert unfinished and len(cut) == len(unfinished), (cut, [item.run.output_text for item in comp.results])
+    most = at.number_input(key="lab.max_new").max
+    at.number_input(key="lab.max_new").set_value(most).run()
+    at.button(key="lab.run").click().run()
+    assert_clean(at)
+    _, comp = kept(at, "lab")
+    cut = [w.value for w in at.warning if "was cut at" in w.value]
+    assert len(cut) == sum(not item.run.ended for item in comp.results), cut
+    assert all(f"Max output tokens is at its most, {most:,}" in c for c in cut), cut
+
+
 def test_lab_output_with_a_broken_character_says_what_the_mark_is():
     """On the sample report, the first <s> setting's free summary writes "Feven" and a character it never
     finishes: the card shows U+FFFD (as written) and a caption saying what it marks, and nothing else does."""

@@ -763,3 +763,28 @@ def test_a_name_whose_first_token_another_word_shares_is_answered_whole():
         doc = prepare_document(loaded, ex.document, question=ex.question)
         answer = run(loaded, doc, task="qa", max_new_tokens=24, answer_from_document=True).output_text
         assert answer == ex.target, (ex.question, answer, ex.target)
+
+
+@pytest.mark.parametrize("setting, value", [("first", 0), ("per_token", -1), ("max_value_tokens", 2.5),
+                                            ("first", True), ("whole", 0.5), ("whole", float("nan"))])
+def test_value_chooser_names_a_setting_it_cannot_use(setting, value):
+    """pipeline.ValueChooser: a count below 1 (or not a whole number) or a 'whole' that is not a
+    log-probability is an error naming the setting, before any model work (first=0 was an
+    IndexError deep in a summary)."""
+    from ledviz.errors import GenerationSettingsError
+    from ledviz.pipeline import ValueChooser
+
+    with pytest.raises(GenerationSettingsError, match=f"ValueChooser: {setting} "):
+        ValueChooser(None, None, None, None, None, [], [], stop=4, ends=[2], **{setting: value})
+
+
+def test_value_chooser_and_the_facts_constraint_share_the_value_length():
+    """One bound on a summary value's tokens: the chooser follows a candidate as far as the
+    constraint lets a value run (generation.MAX_VALUE_TOKENS, the default of both)."""
+    import inspect
+
+    from ledviz import generation
+    from ledviz.pipeline import ValueChooser
+
+    for fn in (ValueChooser.__init__, generation.fact_list_constraint):
+        assert inspect.signature(fn).parameters["max_value_tokens"].default == generation.MAX_VALUE_TOKENS
