@@ -421,13 +421,13 @@ class DocumentInput:
     sample: str | None = None
 
 
-_INPUT_ERROR = "_document_input.error"  # this run's document_input showed an upload's error
+_INPUT_ERROR = "_document_input.error"  # this run's document_input said what is wrong with its input
 
 
 def document_input(key: str = "doc") -> DocumentInput | None:
     """Choose a bundled sample, paste, or upload (ledviz.uploads.UPLOAD_TYPES). Returns None (with a
-    message for a bad upload, after which document_status adds no message of its own) when there is
-    no text yet. `key` prefixes the widget keys: pages passing the same key share the document."""
+    message for a bad upload or a blank paste, after which document_status adds no message of its
+    own) when there is no text yet. `key` prefixes the widget keys: pages passing the same key share the document."""
     st.session_state[_INPUT_ERROR] = False
     samples = _samples()
     source = st.segmented_control("Document", ["Sample", "Paste", "Upload"], default="Sample", required=True,
@@ -442,6 +442,9 @@ def document_input(key: str = "doc") -> DocumentInput | None:
     if source == "Paste":
         text = st.text_area("Paste a document", key=f"{key}.pasted", height=220, persist_state="session",
                             placeholder="Paste a long text here (reports, articles, papers)…")
+        if text and not text.strip():  # not nothing pasted: something that reads as nothing
+            st.info("The pasted text is blank (only spaces or line breaks): paste the document's text.")
+            st.session_state[_INPUT_ERROR] = True
         return DocumentInput(text, "pasted text") if text.strip() else None
     upload = st.file_uploader("Upload a document (text, PDF or HTML)", type=list(UPLOAD_TYPES), key=f"{key}.upload",
                               help="Text files in any common encoding; PDFs with a text layer (scans need OCR "

@@ -271,9 +271,14 @@ def test_a_kept_result_with_an_empty_document_does_not_ask_for_a_disabled_button
 def test_empty_document_shows_a_message():
     at = open_app()
     at.button_group(key="doc.source").set_value("Paste").run()
+    at.text_area(key="doc.pasted").set_value("").run()
+    assert any("Choose, paste or upload a document" in m for m in messages(at, "info"))
     at.text_area(key="doc.pasted").set_value("   \n  ").run()
     assert not at.exception
-    assert any("Choose, paste or upload a document" in m for m in messages(at, "info"))
+    # a paste of only blanks says so (it used to read as if nothing had been pasted), once
+    infos = messages(at, "info")
+    assert any("The pasted text is blank (only spaces or line breaks)" in m for m in infos), infos
+    assert not any("Choose, paste or upload a document" in m for m in infos), infos
     assert at.button(key="summarize.run").disabled
 
     at.button_group(key="doc.source").set_value("Upload").run()
