@@ -110,13 +110,12 @@ _KNOWN_FILE_KEY_SET = frozenset(_KNOWN_FILE_KEYS)
 def _check_known_keys(data: dict[str, Any], source: str, skip_prefix: str | None = None) -> None:
     """A GenerationSettingsError naming every key of `data` that neither transformers' GenerationConfig
     nor ledviz knows (keys starting with `skip_prefix` are left to their own check), `source` and the fix."""
-    known = _KNOWN_FILE_KEYS
     unknown = sorted(k for k in data if k not in _KNOWN_FILE_KEY_SET
                      and not (skip_prefix and str(k).startswith(skip_prefix)))
     if unknown:
         hints = []
         for k in unknown:
-            close = difflib.get_close_matches(str(k), known, n=1)
+            close = difflib.get_close_matches(str(k), _KNOWN_FILE_KEYS, n=1)
             hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise GenerationSettingsError(
             f"{source} has unknown generation setting(s) {', '.join(hints)}: fix the spelling or remove the key "
