@@ -178,6 +178,11 @@ def size_text(mb: float) -> str:
     return f"{gb:,.1f} GB" if gb < 1024 else f"{gb / 1024:,.1f} TB"
 
 
+def count(n: int, thing: str) -> str:
+    """"1 global token", "2,466 global tokens": a number and a noun, the plural where it is one."""
+    return f"{n:,} {thing}{'' if n == 1 else 's'}"
+
+
 _OUTPUT_NAMES = {"qa": "answer", "summarize": "summary"}  # what a task's output is called
 
 
@@ -193,9 +198,9 @@ def run_facts(result: RunResult) -> list[str]:
     if result.token_logprobs:
         # the whole output's, said so: the QA page draws one token's log-probability beside it (the decline's weighing)
         ll = result.log_likelihood
-        n = len(result.token_logprobs)
+        n = len(result.token_logprobs)  # at least one here
         parts.append(f"the whole {_OUTPUT_NAMES.get(result.task, 'output')}'s log-likelihood "
-                     f"{0.0 if round(ll, 2) == 0 else ll:.2f} (its {n} token{'s' if n > 1 else ''} summed)")
+                     f"{0.0 if round(ll, 2) == 0 else ll:.2f} (its {count(n, 'token')} summed)")
     if result.settings.get("answer_from_document"):
         # the decline is the one answer allowed besides a span (pipeline.document_constraint): said so,
         # or a declined answer's facts would say it was kept to a span

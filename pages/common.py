@@ -19,7 +19,7 @@ The API, by section:
   `run_settings(key, doc, ...)`, `new_tokens_input(...)`, `most_new_tokens(loaded, max_tokens)`, `sample_questions()`.
 - runs: `run_panel(key, loaded, doc, mask, ...)`, `run_summary(result, setting, most)`, `show_output(result)`.
 - widget state: `keep_valid(key, valid)`, `index_state(key, n, default)`, `clamp_state(key, lo, hi)`.
-- messages: `sentence(message)`, `count(n, thing)`.
+- messages: `sentence(message)`, `count(n, thing)` (ledviz.runs.count, for the pages).
 
 Session-state keys: "model.*" (the checkpoint), "view.*" (layer/heads), "<key>.*" per page or
 widget group (pages choose their key; "doc" is the document shared by Summarize and QA).
@@ -41,7 +41,7 @@ from ledviz import device, pipeline, plots
 from ledviz.errors import InputError, LedvizError
 from ledviz.memory import model_nbytes
 from ledviz.pipeline import Document, LoadedModel, RunResult
-from ledviz.runs import cut_note, run_facts, run_fingerprint, stale_note
+from ledviz.runs import count, cut_note, run_facts, run_fingerprint, stale_note
 from ledviz.tokenization import broken_note
 from ledviz.uploads import UPLOAD_TYPES, decode_upload
 from ledviz.views import View
@@ -68,11 +68,6 @@ HEAD_MODES = {"all": "All", "one": "One", "some": "Chosen"}
 # ---------------------------------------------------------------------------------------------
 # pages and errors: a message, never a traceback
 # ---------------------------------------------------------------------------------------------
-
-def count(n: int, thing: str) -> str:
-    """"1 global token", "2,466 global tokens": a number and a noun, the plural where it is one."""
-    return f"{n:,} {thing}{'' if n == 1 else 's'}"
-
 
 def sentence(message: str) -> str:
     """A message as a sentence: its first letter upper-case (library messages start lower-case,
