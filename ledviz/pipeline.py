@@ -4,7 +4,6 @@ generate, and keep what the views need. No Streamlit here: the pages only render
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import math
 import os
@@ -562,28 +561,33 @@ class PieceSentences:
     """The sentences (ledviz.sentences) of a document given as its tokens' bytes, each as a range
     [a, b) of non-blank byte counts (_solid_starts: a place every form of the document shares).
     The bytes are decoded once (a byte that is no UTF-8, as at a cut, stays one character:
-    surrogateescape) and each sentence's character span is mapped back to bytes; `of(j)` is then
-    a look-up, for each answer AttentionFocus writes."""
+    surrogateescape) and the sentences found once; `of(j)`, for each answer AttentionFocus
+    writes, maps token j's byte to a character and its sentence's span back to bytes."""
 
     def __init__(self, pieces: Sequence[bytes]):
         self.token_at = list(itertools.accumulate((len(p) for p in pieces), initial=0))  # byte offsets
-        raw = b"".join(pieces)
-        text = raw.decode("utf-8", "surrogateescape")
-        # the byte offset of each character (and of the end); none needed where each character is one byte
-        self.byte_of = None if len(text) == len(raw) else list(itertools.accumulate(
-            (len(c.encode("utf-8", "surrogateescape")) for c in text), initial=0))
-        self.solid_before = list(itertools.accumulate((b not in _SPACES for b in raw), initial=0))
-        self.sentences = Sentences(text)
+        self.raw = b"".join(pieces)
+        self.text = self.raw.decode("utf-8", "surrogateescape")
+        self.one_byte = len(self.text) == len(self.raw)  # each character one byte: offsets are the same
+        self.sentences = Sentences(self.text)
+
+    def _char(self, at: int) -> int:
+        """The character that byte `at` is part of (a token may begin inside one)."""
+        if self.one_byte:
+            return at
+        while 0 < at < len(self.raw) and self.raw[at] & 0xC0 == 0x80:  # a UTF-8 continuation byte
+            at -= 1
+        return len(self.raw[:at].decode("utf-8", "surrogateescape"))
 
     def _solid(self, char: int) -> int:
-        return self.solid_before[char if self.byte_of is None else self.byte_of[char]]
+        """The non-blank bytes before character `char`."""
+        end = char if self.one_byte else len(self.text[:char].encode("utf-8", "surrogateescape"))
+        return len(self.raw[:end].translate(None, _SPACES))
 
     def of(self, j: int) -> tuple[int, int]:
         """The sentence that holds token j (a token of blanks: the next sentence, the last one
         after the last), as [a, b) non-blank byte counts; (0, 0) for a text without sentences."""
-        at = self.token_at[j]
-        char = at if self.byte_of is None else bisect.bisect_right(self.byte_of, at) - 1  # a token may begin mid-character
-        k = self.sentences.index_at(char)
+        k = self.sentences.index_at(self._char(self.token_at[j]))
         if k is None:
             return 0, 0
         a, b = self.sentences.spans[k]
