@@ -18,8 +18,10 @@ The rule, as a reader expects it, and no more (no language model, no NLP library
   as written: case matters ("Dr." is an abbreviation, "dr." is not; "fig." the fruit ends).
 
 Known trade-offs, for a small rule: a sentence that really ends with one of these does not end
-there: "He moved to the U.S. Then ..." and "... apples, pears etc. The next ..." read as one
-sentence, and so do "Plan B. Then ..." and "It was I. Then ...". "...", "?" and "!" always end one ("Dr.?" would).
+there: "He moved to the U.S. Then ...", "... apples, pears etc. The next ...", "... John Smith
+Jr. Then ...", "Plan B. Then ..." and "It was I. Then ..." each read as one sentence. "...",
+"?", "!" and a closing mark after the "." always end one ("Dr.?", "(Dr.)" would). A quoted
+question inside a sentence ends it: '"Why?" asked the board.' is two.
 
 Positions are character offsets of the text (Python str indices). `Sentences` computes a text's
 sentences once: their spans, whether a position begins one, the one holding a position.
