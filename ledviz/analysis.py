@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from . import fused
 from .errors import InputError
+from .sentences import sentence_spans  # noqa: F401 - ledviz.analysis.sentence_spans, the sentences of a text
 from .unfold import SparseAttention
 
 Tensor = torch.Tensor
@@ -568,25 +569,9 @@ def _rollout_step(sp: SparseAttention, v: Tensor, heads: Sequence[int] | None, a
 # words and sentences
 # ---------------------------------------------------------------------------------------------
 
-_SENTENCE = re.compile(r"[^.!?\n]*[.!?]+|[^.!?\n]+")
-
-
 def word_spans(text: str) -> list[tuple[int, int]]:
     """Character spans of the whitespace-separated words of `text`."""
     return [m.span() for m in re.finditer(r"\S+", text)]
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Character spans of sentences: text split after runs of . ! ? and at newlines, whitespace trimmed."""
-    spans = []
-    for m in _SENTENCE.finditer(text):
-        start, end = m.span()
-        chunk = text[start:end]
-        stripped = chunk.strip()
-        if stripped:
-            start += len(chunk) - len(chunk.lstrip())
-            spans.append((start, start + len(stripped)))
-    return spans
 
 
 @dataclass
@@ -608,7 +593,8 @@ class TokenGroups:
 
 
 def token_groups(text: str, offsets, unit: str = "word", special: str = "own") -> TokenGroups:
-    """Group tokens by the word or sentence their character span (tokenizer offsets) falls in.
+    """Group tokens by the word or sentence (ledviz.sentences' rule) their character span (tokenizer
+    offsets) falls in.
 
     offsets: (start, end) per token (a list, or an (N, 2) / (1, N, 2) tensor or array).
     A token with an empty span (special tokens, padding) gets its own group ("own") or none

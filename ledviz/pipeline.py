@@ -4,7 +4,7 @@ generate, and keep what the views need. No Streamlit here: the pages only render
 
 from __future__ import annotations
 
-import bisect
+import itertools
 import math
 import os
 import re
@@ -27,6 +27,7 @@ from .generation import (MAX_VALUE_TOKENS, _as_hidden, _DecoderRunner, fact_list
                          run_prefix, span_constraint, word_bounds)
 from .modeling import LEDForConditionalGeneration, to_dtype
 from .questions import ReadQuestion
+from .sentences import Sentences
 from .tokenization import LEDTokenizerFast, shown_text, token_bytes
 from .unfold import SparseAttention
 
@@ -272,9 +273,6 @@ def read_question(tokenizer, question: str, document: str) -> ReadQuestion:
     return questions.read_question(question, document or "", questions.tokenizer_vocabulary(tokenizer))
 
 
-_SENTENCE_END = re.compile(r"[.!?]\s|\n")
-
-
 def global_attention_mask(doc: Document, kind: str, *, k: int = 64, positions: list[int] | None = None,
                           pattern: str | None = None) -> torch.Tensor:
     """A (1, N) global-attention mask for one of GLOBAL_CHOICES."""
@@ -292,10 +290,7 @@ def global_attention_mask(doc: Document, kind: str, *, k: int = 64, positions: l
         mask[0, q] = 1
     elif kind == "sentences":
         mask[0, 0] = 1
-        starts = sorted({0} | {m.end() for m in _SENTENCE_END.finditer(doc.text)})
-        for i in doc.document_tokens():
-            if _is_sentence_start(doc, i, starts):
-                mask[0, i] = 1
+        mask[0, sentence_start_tokens(doc)] = 1
     elif kind == "every_k":
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
@@ -323,13 +318,22 @@ def global_attention_mask(doc: Document, kind: str, *, k: int = 64, positions: l
     return mask
 
 
-def _is_sentence_start(doc: Document, i: int, starts: list[int]) -> bool:
-    """Token i begins a sentence: a boundary lies between the previous token's end and its start,
-    with only whitespace after it (starts: sorted boundary positions)."""
-    s = doc.offsets[i][0]
-    prev_end = doc.offsets[i - 1][1] if i > 0 and doc.segment[i - 1] == doc.segment[i] else 0
-    j = bisect.bisect_right(starts, s) - 1  # the last boundary at or before the token
-    return j >= 0 and starts[j] >= prev_end and doc.text[starts[j]:s].strip() == ""
+def sentence_start_tokens(doc: Document) -> list[int]:
+    """The document tokens that begin a sentence (ledviz.sentences): for each sentence, the first
+    token that reaches its first character (a start only blanks separate from the token before
+    counts for the next token). One token is marked once however many sentences it begins."""
+    starts = Sentences(doc.text).starts
+    out, k, prev_end = [], 0, 0
+    for i in doc.document_tokens():
+        s, e = doc.offsets[i]
+        if e <= s:
+            continue
+        while k < len(starts) and starts[k] < prev_end:  # inside an earlier token
+            k += 1
+        if k < len(starts) and starts[k] < e:
+            out.append(i)
+        prev_end = max(prev_end, e)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -553,30 +557,41 @@ def _solid_starts(pieces: Sequence[bytes]) -> list[int]:
     return out
 
 
-def _sentence_of(pieces: Sequence[bytes], j: int) -> tuple[int, int]:
-    """The sentence that holds token j of a document whose tokens stand for `pieces`, as a range
-    [a, b) of non-blank byte counts (_solid_starts). A sentence ends with a line break, or with
-    ".", "!" or "?" (and any closing marks) before a blank."""
-    text = b"".join(pieces)
-    at = sum(len(p) for p in pieces[:j])
-    while at < len(text) and text[at] in _SPACES:  # the word the token begins (a blank token: the next one)
-        at += 1
-    a = at
-    while a > 0 and not (text[a - 1:a] == b"\n" or (text[a - 1] in _SPACES and _ends_sentence(text, a - 1))):
-        a -= 1
-    b = at
-    while b < len(text) and not (text[b:b + 1] == b"\n" or (text[b] in _SPACES and _ends_sentence(text, b))):
-        b += 1
-    solid = lambda x: sum(c not in _SPACES for c in text[:x])  # noqa: E731
-    return solid(a), solid(b)
+class PieceSentences:
+    """The sentences (ledviz.sentences) of a document given as its tokens' bytes, each as a range
+    [a, b) of non-blank byte counts (_solid_starts: a place every form of the document shares).
+    The bytes are decoded once (a byte that is no UTF-8, as at a cut, stays one character:
+    surrogateescape) and the sentences found once; `of(j)`, for each answer AttentionFocus
+    writes, maps token j's byte to a character and its sentence's span back to bytes."""
 
+    def __init__(self, pieces: Sequence[bytes]):
+        self.token_at = list(itertools.accumulate((len(p) for p in pieces), initial=0))  # byte offsets
+        self.raw = b"".join(pieces)
+        self.text = self.raw.decode("utf-8", "surrogateescape")
+        self.one_byte = len(self.text) == len(self.raw)  # each character one byte: offsets are the same
+        self.sentences = Sentences(self.text)
 
-def _ends_sentence(text: bytes, blank: int) -> bool:
-    """Whether the text before the blank at byte `blank` ends a sentence ("." "!" "?", closing marks after)."""
-    k = blank
-    while k > 0 and text[k - 1:k] in (b'"', b"'", b")", b"]"):
-        k -= 1
-    return k > 0 and text[k - 1:k] in (b".", b"!", b"?")
+    def _char(self, at: int) -> int:
+        """The character that byte `at` is part of (a token may begin inside one)."""
+        if self.one_byte:
+            return at
+        while 0 < at < len(self.raw) and self.raw[at] & 0xC0 == 0x80:  # a UTF-8 continuation byte
+            at -= 1
+        return len(self.raw[:at].decode("utf-8", "surrogateescape"))
+
+    def _solid(self, char: int) -> int:
+        """The non-blank bytes before character `char`."""
+        end = char if self.one_byte else len(self.text[:char].encode("utf-8", "surrogateescape"))
+        return len(self.raw[:end].translate(None, _SPACES))
+
+    def of(self, j: int) -> tuple[int, int]:
+        """The sentence that holds token j (a token of blanks: the next sentence, the last one
+        after the last), as [a, b) non-blank byte counts; (0, 0) for a text without sentences."""
+        k = self.sentences.index_at(self._char(self.token_at[j]))
+        if k is None:
+            return 0, 0
+        a, b = self.sentences.spans[k]
+        return self._solid(a), self._solid(b)
 
 
 class AttentionFocus:
@@ -599,6 +614,7 @@ class AttentionFocus:
         self.sources = [list(map(int, s)) for s in sources]
         self.offsets = [_stretch_at(row, src) for row, src in zip(input_ids.tolist(), self.sources)]
         self.forms = [None] * len(self.sources)  # per input: (own pieces, answer_source's non-blank starts)
+        self._sentences: dict[int, PieceSentences] = {}  # per input: its document's sentences
         self.tok = tok
         self._seen: dict[tuple[int, tuple[int, ...]], torch.Tensor | None] = {}
         self._runners: dict = {}  # input -> its generation._DecoderRunner
@@ -658,7 +674,9 @@ class AttentionFocus:
     def sentence_mask(self, batch_id: int, j: int) -> torch.Tensor:
         """True on the tokens of answer_source (every form) inside the sentence of source token j."""
         own, solid = self._forms(batch_id)
-        a, b = _sentence_of(own, j)
+        if batch_id not in self._sentences:
+            self._sentences[batch_id] = PieceSentences(own)
+        a, b = self._sentences[batch_id].of(j)
         return (solid >= a) & (solid < b)
 
 

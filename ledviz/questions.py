@@ -29,6 +29,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from .sentences import Sentences
+
 MIN_SLIP_LETTERS = 4  # shorter words are left alone: one edit turns too many of them into others
 MIN_SLIP_PIECES = 3  # a word the tokenizer splits into fewer pieces is left alone
 MIN_VOCAB_PIECES = 4  # ... and one of fewer is mended only towards a word of the document
@@ -36,7 +38,6 @@ SHOUTED_SHARE = 0.8  # a question whose cased letters are at least this share up
 MIN_SHOUTED_LETTERS = 4
 
 _WORD = re.compile(r"[^\W\d_]+")  # a run of letters (any script)
-_SENTENCE_BREAK = re.compile(r"[.!?\n][\s\"'“‘(\[]*$")  # what precedes a sentence's first word (within a line)
 
 
 @dataclass(frozen=True)
@@ -137,14 +138,18 @@ def tokenizer_vocabulary(tokenizer) -> Vocabulary:
 
 class DocumentWords:
     """The words of a document, lower-cased -> how the document writes them inside its sentences
-    (a name keeps its capital, "CEO" its capitals; a sentence's first word and the words of a
-    title line, "Annual Report", say nothing of a word's casing), and which words it has at all."""
+    (a name keeps its capital, "CEO" its capitals; a sentence's first word, by ledviz.sentences, and
+    the words of a title line, "Annual Report", say nothing of a word's casing), and which words it
+    has at all."""
 
     def __init__(self, text: str):
         inside: dict[str, Counter] = {}
         anywhere: dict[str, Counter] = {}
         self.all: set[str] = set()
-        for line in (text or "").split("\n"):
+        text = text or ""
+        sentences = Sentences(text)
+        at = 0
+        for line in text.split("\n"):
             words = list(_WORD.finditer(line))
             long = [m.group() for m in words if len(m.group()) >= MIN_SLIP_LETTERS]
             title = bool(long) and all(w[0].isupper() for w in long)
@@ -152,8 +157,9 @@ class DocumentWords:
                 w = m.group()
                 self.all.add(w.lower())
                 anywhere.setdefault(w.lower(), Counter())[w] += 1
-                if not title and not _SENTENCE_BREAK.search("\n" + line[max(0, m.start() - 8):m.start()]):
+                if not title and not sentences.begins(at + m.start()):
                     inside.setdefault(w.lower(), Counter())[w] += 1
+            at += len(line) + 1
         self.casing = {k: _document_form(c) for k, c in inside.items()}
         self.any_casing = {k: _document_form(c) for k, c in anywhere.items()}
 

@@ -669,11 +669,15 @@ def test_evaluation_predict_names_an_unknown_constraint():
 def test_attention_focus_marks_the_sentence_looked_at_in_every_form_of_the_document():
     """AttentionFocus.sentence_mask: the sentence of a document token, marked in each form an answer
     copies (pipeline.DocumentWords: a line's first word is spelled three ways), sentences ending at
-    ". " and at line breaks."""
+    ". " and at line breaks (ledviz.sentences), not after an initial ("Salma K. Bui")."""
+    import bisect
+    import itertools
+
     from ledviz.pipeline import AttentionFocus, document_words
+    from ledviz.tokenization import token_bytes
 
     tok = load_model(None).tokenizer
-    text = "Overview\nThe chief is Salma Bui. Visit San Kampala.\nManaia Holiton serves as chief executive."
+    text = "Overview\nThe chief is Salma K. Bui. Visit San Kampala.\nManaia Holiton serves as chief executive."
     source = tok(text, add_special_tokens=False)["input_ids"]
     words = document_words(tok, source)
     assert words.others  # the line breaks give the document more than one form
@@ -693,8 +697,9 @@ def test_attention_focus_marks_the_sentence_looked_at_in_every_form_of_the_docum
                 run.append(t)
         return forms
 
-    at = lambda word: next(j for j, p in enumerate(pieces) if p.lstrip("Ġ") and word.startswith(p.lstrip("Ġ")))  # noqa: E731
-    assert set(marked(at("Salma"))) == {"The chief is Salma Bui."}
+    ends = list(itertools.accumulate(len(token_bytes(p)) for p in pieces))
+    at = lambda word: bisect.bisect_right(ends, text.encode().index(word.encode()))  # noqa: E731 - the token holding it
+    assert set(marked(at("Salma"))) == set(marked(at("Bui"))) == {"The chief is Salma K. Bui."}
     assert set(marked(at("Kampala"))) == {"Visit San Kampala."}
     assert set(marked(at("Manaia"))) == {"Manaia Holiton serves as chief executive."}
     assert set(marked(0)) == {"Overview"}
