@@ -25,6 +25,7 @@ import torch
 
 from . import pipeline
 from .pipeline import Document, LoadedModel, RunResult
+from .text import count
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,11 +179,6 @@ def size_text(mb: float) -> str:
     return f"{gb:,.1f} GB" if gb < 1024 else f"{gb / 1024:,.1f} TB"
 
 
-def count(n: int, thing: str) -> str:
-    """"1 global token", "2,466 global tokens": a number and a noun, the plural where it is one."""
-    return f"{n:,} {thing}{'' if n == 1 else 's'}"
-
-
 _OUTPUT_NAMES = {"qa": "answer", "summarize": "summary"}  # what a task's output is called
 
 
@@ -192,7 +188,7 @@ def run_facts(result: RunResult) -> list[str]:
     t = result.timings
     n_out = max(0, len(result.output_ids) - 1)
     parts = [f"{result.document.n_tokens:,} input tokens", f"{len(result.global_positions):,} global",
-             f"{n_out} output tokens", f"encode {t.get('encode_s', 0):.2f} s",
+             count(n_out, "output token"), f"encode {t.get('encode_s', 0):.2f} s",
              f"generate {t.get('generate_s', 0):.2f} s",
              f"attention kept {size_text(result.memory.get('attention_mb', 0))}"]
     if result.token_logprobs:
@@ -238,7 +234,7 @@ def cut_note(result: RunResult, setting: str, most: int | None = None) -> str | 
     part = (" Its last token holds only the first bytes of a character, left out of the text shown."
             if answer is not None and answer.partial else "")
     if answer is not None and answer.declined:
-        return (f"The best span was cut at {n:,} tokens: {fix}. It was weighed against the decline as far as "
+        return (f"The best span was cut at {count(n, 'token')}: {fix}. It was weighed against the decline as far as "
                 f"it was written.{part}")
     what = _OUTPUT_NAMES.get(result.task, "output")
-    return f"The {what} was cut at {n:,} tokens: {fix}. It did not end; shown is what was written until then.{part}"
+    return f"The {what} was cut at {count(n, 'token')}: {fix}. It did not end; shown is what was written until then.{part}"

@@ -19,7 +19,7 @@ The API, by section:
   `run_settings(key, doc, ...)`, `new_tokens_input(...)`, `most_new_tokens(loaded, max_tokens)`, `sample_questions()`.
 - runs: `run_panel(key, loaded, doc, mask, ...)`, `run_summary(result, setting, most)`, `show_output(result)`.
 - widget state: `keep_valid(key, valid)`, `index_state(key, n, default)`, `clamp_state(key, lo, hi)`.
-- messages: `sentence(message)`, `count(n, thing)` (ledviz.runs.count, for the pages).
+- messages: `sentence(message)`, `count(n, thing)` (ledviz.text.count, for the pages).
 
 Session-state keys: "model.*" (the checkpoint), "view.*" (layer/heads), "<key>.*" per page or
 widget group (pages choose their key; "doc" is the document shared by Summarize and QA).
@@ -41,7 +41,8 @@ from ledviz import device, pipeline, plots
 from ledviz.errors import InputError, LedvizError
 from ledviz.memory import model_nbytes
 from ledviz.pipeline import Document, LoadedModel, RunResult
-from ledviz.runs import count, cut_note, run_facts, run_fingerprint, stale_note
+from ledviz.runs import cut_note, run_facts, run_fingerprint, stale_note
+from ledviz.text import count
 from ledviz.tokenization import broken_note
 from ledviz.uploads import UPLOAD_TYPES, decode_upload
 from ledviz.views import View
@@ -203,7 +204,7 @@ def load_model_cached(name: str, status: Any = None, kind: str | None = None) ->
 def _describe(loaded: LoadedModel) -> str:
     c = loaded.config
     name = "embedded demo model" if loaded.source == pipeline.EMBEDDED else loaded.name
-    text = (f"**{name}** · {c.encoder_layers} layers × {c.encoder_attention_heads} heads · "
+    text = (f"**{name}** · {count(c.encoder_layers, 'layer')} × {count(c.encoder_attention_heads, 'head')} · "
             f"window {max(c.attention_windows())} · up to {loaded.max_tokens:,} tokens · "
             f"loaded in {loaded.load_seconds:.1f} s")
     if loaded.source == pipeline.EMBEDDED:
@@ -457,7 +458,7 @@ def document_input(key: str = "doc") -> DocumentInput | None:
     uploaded = st.session_state.get(f"{key}.uploaded")
     if uploaded is None:
         return None
-    st.caption(f"Using {uploaded.name} ({len(uploaded.text):,} characters)"
+    st.caption(f"Using {uploaded.name} ({count(len(uploaded.text), 'character')})"
                + ("" if upload is not None else ", uploaded earlier") + ".")
     for note in uploaded.notes:
         st.caption(note)
@@ -526,10 +527,10 @@ def document_status(loaded: LoadedModel, text: str | None, question: str | None 
     n_special = doc.n_tokens - n_doc - n_question  # <s>, </s>: why the count is not the document's alone
     extra = " (" + (f"{n_question} of them the question, " if doc.question else "") + \
         f"{n_special} the model's markers <s> and </s>)"
-    whole = (f"{n_doc + doc.truncated_tokens:,} tokens ({n_doc:,} of them read)" if doc.truncated_tokens
-             else f"{n_doc:,} tokens")  # the whole document's count, not what is left after the cut
+    whole = (f"{count(n_doc + doc.truncated_tokens, 'token')} ({n_doc:,} of them read)" if doc.truncated_tokens
+             else count(n_doc, "token"))  # the whole document's count, not what is left after the cut
     st.caption(f"{doc.n_tokens:,} tokens{extra} of the model's limit of {doc.limit:,}; "
-               f"the document has {whole} and {len(doc.text):,} characters.")
+               f"the document has {whole} and {count(len(doc.text), 'character')}.")
     message = doc.truncation_message()
     if message:
         st.warning(message, icon=":material/content_cut:")

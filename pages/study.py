@@ -13,7 +13,7 @@ import streamlit as st
 from ledviz.errors import LedvizError
 from ledviz.study import load_study, parse_setting
 from ledviz.study.report import METRIC_NAMES, Study, figures, wide
-from pages.common import LAB_MAX_NEW, get_model, most_new_tokens, render_page, show_error, show_errors
+from pages.common import LAB_MAX_NEW, count, get_model, most_new_tokens, render_page, show_error, show_errors
 from pages.views import plot
 from pages.running import server
 
@@ -85,7 +85,7 @@ def open_in_lab(study: Study) -> None:
         else:
             st.markdown(f"**Output under {labels[setting_index]}:** {row['output'] or '_(empty)_'}")
             if row["truncated_tokens"]:
-                st.caption(f"The study cut this document to fit the model ({int(row['truncated_tokens'])} tokens cut).")
+                st.caption(f"The study cut this document to fit the model ({count(int(row['truncated_tokens']), 'token')} cut).")
     with_ref = "" if setting_index == study.reference else f" next to the reference ({labels[study.reference]})"
     # the click fills the lab's widgets in a callback and is kept as a request in the session (a
     # button's own value lasts one run, and a run may be handed back to app.py's frame before it
@@ -130,10 +130,10 @@ def main() -> None:
         return
     skipped = study.manifest.get("skipped") or []
     if skipped:
-        st.warning(f"{len(skipped)} corpus line(s) were skipped when the study was run: " + "; ".join(skipped[:3]))
+        st.warning(f"Skipped when the study was run: {count(len(skipped), 'corpus line')}: " + "; ".join(skipped[:3]))
     errors = int(study.rows["error"].notna().sum())
     if errors:
-        st.warning(f"{errors} row(s) are of settings that could not run on their document (see the error column).")
+        st.warning(f"Settings that could not run on their document: {count(errors, 'row')} (see the error column).")
     st.subheader("Per setting: mean [95% interval]")
     st.dataframe(wide(study.summary()), key=f"{KEY}.summary")
     st.subheader(f"Paired differences against the reference ({study.labels[study.reference]})")

@@ -19,7 +19,7 @@ import torch
 
 from ledviz import analysis, explain, export, pipeline, plots, provenance, views
 from ledviz.errors import InputError
-from ledviz.runs import RunJob, fingerprint, run_facts, run_fingerprint, run_id, size_text
+from ledviz.runs import RunJob, cut_note, fingerprint, run_facts, run_fingerprint, run_id, size_text
 from ledviz.views import View
 
 TEXT = ("Project Bluefinch report. The project lead is Maren Okafor. The site is Velmora. "
@@ -178,6 +178,11 @@ def test_run_facts(qa_run):
     assert facts[0] == f"{qa_run.document.n_tokens:,} input tokens"
     assert facts[1] == f"{len(qa_run.global_positions):,} global"
     assert facts[2] == f"{len(qa_run.output_ids) - 1} output tokens"
+    # one output token is "1 output token" (the decoder start and one token), none is "0 output tokens"
+    assert run_facts(dataclasses.replace(qa_run, output_ids=qa_run.output_ids[:2]))[2] == "1 output token"
+    assert run_facts(dataclasses.replace(qa_run, output_ids=qa_run.output_ids[:1]))[2] == "0 output tokens"
+    one = dataclasses.replace(qa_run, settings={"max_new_tokens": 1}, ended=False, answer=None)
+    assert cut_note(one, "Max answer tokens", 256).startswith("The answer was cut at 1 token: raise"), cut_note(one, "x")
     # the whole answer's, said so (the QA page draws one token's log-probability beside it)
     n = len(qa_run.output_ids) - 1
     assert f"the whole answer's log-likelihood {qa_run.log_likelihood:.2f} (its {n} tokens summed)" in facts, facts

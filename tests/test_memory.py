@@ -159,10 +159,12 @@ def test_guard_refuses_with_the_ways_to_shrink():
     with pytest.raises(MemoryRefused) as err:
         guard.check(big)
     msg = str(err.value)
-    assert "float16" in msg and "fewer encoder layers" in msg and "6 encoder layer(s) × 12 heads × 16,384 tokens" in msg
+    assert "float16" in msg and "fewer encoder layers" in msg and "6 encoder layers × 12 heads × 16,384 tokens" in msg
+    assert "+ 1 global column, float32" in msg, msg  # one of each: no plural, and no "(s)"
     assert "2.0 GB per run" in msg
     small = estimate_run(cfg, 2048, max_new_tokens=32, attention_layers=[5])
     guard.check(small)  # fits
+    assert small.describe().startswith("1 encoder layer × 12 heads × 2,048 tokens × "), small.describe()
 
 
 def test_budget_from_available_memory_and_explicit():
