@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tempfile
 import json
 import zipfile
@@ -19,6 +20,7 @@ import torch
 
 from ledviz import analysis, explain, export, pipeline, plots, provenance, views
 from ledviz.errors import InputError
+from ledviz.text import WORD_JOINER, as_typed
 from ledviz.runs import RunJob, cut_note, fingerprint, run_facts, run_fingerprint, run_id, size_text
 from ledviz.views import View
 
@@ -198,6 +200,24 @@ def test_run_facts(qa_run):
     kept = dataclasses.replace(qa_run, settings={"answer_from_document": True})
     assert run_facts(kept)[-1] == "answer kept to a span of the document (or declined)"
     assert not [f for f in facts if "kept to a span" in f]
+
+
+def test_as_typed_escapes_markdown_and_breaks_autolinks():
+    """Text from a user or a document shows as typed in st.markdown / st.caption: Markdown's, LaTeX's and
+    Streamlit's characters escaped, and a WORD JOINER where the autolinker looks (backslashes alone leave
+    "www.example.com" a link: seen in Chromium)."""
+    wj = WORD_JOINER
+    assert as_typed("**bold** $5 and $6 <b>x</b>") == r"\*\*bold\*\* \$5 and \$6 \<b\>x\</b\>"
+    assert as_typed("www.example.com WWW.X.ORG") == f"www{wj}\\.example\\.com WWW{wj}\\.X\\.ORG"
+    assert as_typed("a@b.org") == f"a@{wj}b\\.org"
+    assert as_typed("https://x.org") == f"https\\://{wj}x\\.org"
+    assert as_typed(":smile: :red[x] &copy; # h") == r"\:smile\: \:red\[x\] \&copy; \# h"
+    # lines stay lines; a line's leading spaces stay (as no-break spaces: four would start a code block)
+    assert as_typed("a\n\n    b\r\nc") == "a  \n  \n\u00a0\u00a0\u00a0\u00a0b  \nc"
+    # nothing is lost: undoing the escapes (CommonMark drops a backslash before ASCII punctuation) gives the text
+    every = "".join(chr(c) for c in range(33, 127)) + " www.a.b x@y http://z é"
+    undone = re.sub(r"\\(.)", r"\1", as_typed(every)).replace(wj, "")
+    assert undone == every and "\\" + "\\" in as_typed("\\")
 
 
 def test_run_id_is_stable():

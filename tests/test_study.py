@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app_driver import ROOT, TIMEOUT
+from app_driver import ROOT, TIMEOUT, readable
 
 from ledviz.errors import InputError
 from ledviz.study import (KEY_COLUMNS, RESULT_COLUMNS, StudySpec, bootstrap_interval, load_study,
@@ -334,7 +334,7 @@ def test_study_page_shows_the_study_and_opens_a_document_in_the_lab(local_study,
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     assert len(at.get("plotly_chart")) == 4 and len(at.dataframe) == 2
-    assert any("6 documents × 2 settings: 12 of 12 rows (complete)" in c.value for c in at.caption)
+    assert any("6 documents × 2 settings: 12 of 12 rows (complete)" in readable(c.value) for c in at.caption)
     at.selectbox(key="study.doc").set_value(3).run()
     assert at.selectbox(key="study.setting").value == 1  # the first setting that is not the reference
     at.button(key="study.open").click().run()
