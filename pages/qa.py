@@ -103,10 +103,8 @@ def decline_weighing(result) -> None:
     first word, and the best span weighed against the decline (ledviz.answering), with the margin;
     nothing for a run without either (no decline rule, or a free answer)."""
     answer = result.answer
-    if answer is not None and answer.prefix_ids and not answer.declined:  # the start rule (ledviz.answering)
-        at = f" (at “{as_typed(answer.span_text)}”)" if answer.span_text else ""
-        st.caption(f"The model began its answer inside a name of the document{at}; the answer begins where the "
-                   f"name begins: “{as_typed(answer.answer_text)}”.")
+    if start := answering.start_explanation(answer, as_typed):  # the start rule (ledviz.answering)
+        st.caption(start)
     if answer is None or answer.margin() is None:
         return
     rule = answer.rule
