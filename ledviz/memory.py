@@ -46,7 +46,9 @@ def _dtype_bytes(dtype: torch.dtype) -> int:
 
 
 def _fmt(nbytes: float) -> str:
-    return f"{nbytes / GB:,.1f} GB" if nbytes >= GB else f"{nbytes / MB:,.0f} MB"
+    """Bytes in whole MB below a GB, else GB with one decimal; the unit chosen after rounding (1 GB less
+    a few bytes is "1.0 GB", not "1,024 MB")."""
+    return f"{nbytes / GB:,.1f} GB" if round(nbytes / MB) >= 1024 else f"{nbytes / MB:,.0f} MB"
 
 
 @dataclass

@@ -202,6 +202,17 @@ def test_run_facts(qa_run):
     assert not [f for f in facts if "kept to a span" in f]
 
 
+def test_size_text_chooses_the_unit_after_rounding():
+    """Each size in the unit its rounded number belongs to: 1,048,575.99 MB read "1,024.0 GB" and
+    9,999.6 MB "10,000 MB" (the unit chosen before rounding); a tiny size read "1.2e-05 MB"."""
+    said = {mb: size_text(mb) for mb in (0, 1.2e-05, 0.0594, 1.0, 9.94, 9.96, 9.996, 10, 9_999.4, 9_999.5, 9_999.6,
+                                         1024 * 1023.94, 1_048_575.99, 1024 * 1024)}
+    assert said == {0: "0 MB", 1.2e-05: "0.000012 MB", 0.0594: "0.059 MB", 1.0: "1 MB", 9.94: "9.9 MB",
+                    9.96: "10 MB", 9.996: "10 MB", 10: "10 MB", 9_999.4: "9,999 MB", 9_999.5: "9.8 GB",
+                    9_999.6: "9.8 GB", 1024 * 1023.94: "1,023.9 GB", 1_048_575.99: "1.0 TB",
+                    1024 * 1024: "1.0 TB"}, said
+
+
 def test_as_typed_escapes_markdown_and_breaks_autolinks():
     """Text from a user or a document shows as typed in st.markdown / st.caption: Markdown's, LaTeX's and
     Streamlit's characters escaped, and a WORD JOINER where the autolinker looks (backslashes alone leave

@@ -167,6 +167,14 @@ def test_guard_refuses_with_the_ways_to_shrink():
     assert small.describe().startswith("1 encoder layer × 12 heads × 2,048 tokens × "), small.describe()
 
 
+
+def test_memory_sizes_choose_the_unit_after_rounding():
+    """A GB less a few bytes read "1,024 MB" (the unit chosen before rounding)."""
+    from ledviz.memory import _fmt
+
+    assert [_fmt(b) for b in (0, 300 * MB, GB - 600_000, GB - 100, GB, 1.55 * GB)] == [
+        "0 MB", "300 MB", "1,023 MB", "1.0 GB", "1.0 GB", "1.6 GB"]
+
 def test_budget_from_available_memory_and_explicit():
     assert memory_budget(1000) == 1000 * MB
     assert 0 < memory_budget() < 64 * 1024 * GB
