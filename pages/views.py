@@ -137,7 +137,14 @@ def figure(make: Callable[..., Any], *args, **kwargs) -> Any:
     any changed argument (another run, view, setting or range) builds a new one. The cache is keyed
     by a digest of every argument (arrays and tables by their bytes: `_digest`), not by names of
     settings a caller could forget to list. A cached figure is shared, never changed: st.plotly_chart
-    and the exports only read it."""
+    and the exports only read it.
+
+    `make` is keyed by its module and qualified name, so it must be a module's function: two lambdas or
+    local functions of one place share their name but not what they capture, and would share a figure
+    (their id would not do either: a new one each rerun, and an id can be reused). A TypeError otherwise."""
+    if not isinstance(make, types.FunctionType) or "<" in make.__qualname__:
+        raise TypeError(f"figure(): make must be a module's function (a ledviz.plots function), not {make!r}: "
+                        "a lambda, local function or method is more than its name, which keys the cache")
     return _figure(f"{make.__module__}.{make.__qualname__}", _digest((args, sorted(kwargs.items()))),
                    make, args, kwargs)
 

@@ -5,6 +5,7 @@ runs the embedded demo model (ledviz/demo/model); tests/app_driver.py drives it.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import pytest
@@ -87,6 +88,7 @@ def test_figures_are_built_once_per_run_view_and_setting(monkeypatch):
     built: list[tuple] = []
     real = plots.overview_figure
 
+    @functools.wraps(real)  # the stand-in takes the module function's name (figure keys its cache by it)
     def overview(m, edges, **kwargs):
         built.append((float(m.sum()), kwargs["scale"], kwargs["zoom"]))
         return real(m, edges, **kwargs)
@@ -147,6 +149,12 @@ def test_a_figure_key_sees_every_argument():
     def local(t):
         return t
 
+    # nor is the figure's own function keyed by its name alone unless it is a module's function
+    from pages.views import figure
+
+    for make in (lambda: None, local, [].append):
+        with pytest.raises(TypeError, match="make must be a module's function"):
+            figure(make)
     for unkeyed in (lambda t: t, local, [].append, pd.DataFrame().copy):
         with pytest.raises(TypeError, match="cannot key a cached figure"):
             _digest((unkeyed,))
