@@ -9,7 +9,7 @@ import streamlit as st
 
 from ledviz import plots
 from ledviz.errors import LedvizError
-from pages.common import attention_sidebar, model_sidebar, stay_in_app_frame
+from pages.common import as_typed, attention_sidebar, model_sidebar, stay_in_app_frame
 from pages.running import app_settings
 
 stay_in_app_frame()  # a run that Streamlit would hand to a page file alone comes back here (see there)
@@ -18,7 +18,7 @@ st.set_page_config(page_title="ledviz · LED attention", page_icon=":material/vi
 try:  # the deployment settings (environment, .streamlit/secrets.toml): wrong ones stop the app
     app_settings()
 except LedvizError as err:
-    st.error(f"The server's deployment settings are wrong: {err}", icon=":material/error:")
+    st.error(f"The server's deployment settings are wrong: {as_typed(str(err))}", icon=":material/error:")
     st.stop()
 
 # the check whether PNG/SVG export works starts a headless browser (plots.ImageExport, once per process):

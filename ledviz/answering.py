@@ -165,6 +165,18 @@ def percent(probability: float) -> str:
     return f"{probability:.0%}"
 
 
+def start_explanation(answer: KeptAnswer | None, quote=lambda s: s) -> str | None:
+    """Where the start rule moved the answer's start (generation.run_prefix: the model began inside a
+    name of the document, the answer begins where the name begins), in one sentence naming where the
+    model began and the answer; None where the rule did not apply (no kept answer, no prefix) or the
+    answer is the decline. `quote` escapes a text for the page (Markdown), as for head_explanation."""
+    if answer is None or not answer.prefix_ids or answer.declined:
+        return None
+    at = f" (at “{quote(answer.span_text)}”)" if answer.span_text else ""
+    return (f"The model began its answer inside a name of the document{at}; the answer begins where the name "
+            f"begins: “{quote(answer.answer_text or '')}”.")
+
+
 def head_explanation(answer: KeptAnswer, span_text: str, quote=lambda s: s) -> tuple[str, str]:
     """Why an answerability head (rule.head) kept or declined `answer`, in words a reader who never
     heard of one follows: what the head is, its probability (as a percentage too) against its

@@ -31,6 +31,7 @@ from typing import Any, Hashable, Sequence
 import torch
 
 from .errors import InputError
+from .text import count
 
 MB = 2**20
 GB = 2**30
@@ -45,7 +46,9 @@ def _dtype_bytes(dtype: torch.dtype) -> int:
 
 
 def _fmt(nbytes: float) -> str:
-    return f"{nbytes / GB:,.1f} GB" if nbytes >= GB else f"{nbytes / MB:,.0f} MB"
+    """Bytes in whole MB below a GB, else GB with one decimal; the unit chosen after rounding (1 GB less
+    a few bytes is "1.0 GB", not "1,024 MB")."""
+    return f"{nbytes / GB:,.1f} GB" if round(nbytes / MB) >= 1024 else f"{nbytes / MB:,.0f} MB"
 
 
 @dataclass
@@ -66,8 +69,9 @@ class RunEstimate:
         s = self.settings
         runs = s.get("runs", 1)
         each = "" if runs == 1 else f"{runs} runs kept together, each "
-        return (f"{each}{s['layers_kept']} encoder layer(s) × {s['heads']} heads × {s['n_tokens']:,} tokens × "
-                f"{s['band']:,} window + {s['n_global']} global column(s), {s['dtype']}: "
+        return (f"{each}{count(s['layers_kept'], 'encoder layer')} × {count(s['heads'], 'head')} × "
+                f"{count(s['n_tokens'], 'token')} × {s['band']:,} window + {count(s['n_global'], 'global column')}, "
+                f"{s['dtype']}: "
                 f"{_fmt(self.kept)} kept, about {_fmt(self.peak)} while running")
 
     @classmethod

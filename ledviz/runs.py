@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
 import uuid
@@ -25,6 +26,7 @@ import torch
 
 from . import pipeline
 from .pipeline import Document, LoadedModel, RunResult
+from .text import count
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,18 +171,21 @@ def run_id(result: RunResult) -> str:
 def size_text(mb: float) -> str:
     """A size given in MB as a reader takes it: two significant digits below 10 MB (a short document's
     kept attention is a few hundredths of a MB, not "0 MB"), whole MB up to 10,000 MB, then GB (up to
-    1,024) or TB with one decimal (the model page's estimate for a million tokens read "6,105,011.0 MB")."""
-    if mb < 10:
-        return f"{mb:.2g} MB"
-    if mb < 10_000:
+    1,024) or TB with one decimal (the model page's estimate for a million tokens read "6,105,011.0 MB").
+
+    The unit is chosen after rounding, so a value shows in the unit its rounded number belongs to:
+    1,048,575.99 MB is "1.0 TB" (not "1,024.0 GB"), 9,999.6 MB "9.8 GB" (not "10,000 MB"), 9.996 MB
+    "10 MB"; and never in exponent notation (0.000012 MB, not "1.2e-05 MB")."""
+    two = float(f"{mb:.2g}")  # two significant digits
+    if two < 10:
+        if two == 0:
+            return "0 MB"
+        decimals = max(0, 1 - math.floor(math.log10(two)))
+        return f"{two:.{decimals}f}".rstrip("0").rstrip(".") + " MB"
+    if round(mb) < 10_000:  # (round and format round alike: to the nearest, ties to even)
         return f"{mb:,.0f} MB"
     gb = mb / 1024
-    return f"{gb:,.1f} GB" if gb < 1024 else f"{gb / 1024:,.1f} TB"
-
-
-def count(n: int, thing: str) -> str:
-    """"1 global token", "2,466 global tokens": a number and a noun, the plural where it is one."""
-    return f"{n:,} {thing}{'' if n == 1 else 's'}"
+    return f"{gb:,.1f} GB" if round(gb, 1) < 1024 else f"{gb / 1024:,.1f} TB"
 
 
 _OUTPUT_NAMES = {"qa": "answer", "summarize": "summary"}  # what a task's output is called
@@ -192,7 +197,7 @@ def run_facts(result: RunResult) -> list[str]:
     t = result.timings
     n_out = max(0, len(result.output_ids) - 1)
     parts = [f"{result.document.n_tokens:,} input tokens", f"{len(result.global_positions):,} global",
-             f"{n_out} output tokens", f"encode {t.get('encode_s', 0):.2f} s",
+             count(n_out, "output token"), f"encode {t.get('encode_s', 0):.2f} s",
              f"generate {t.get('generate_s', 0):.2f} s",
              f"attention kept {size_text(result.memory.get('attention_mb', 0))}"]
     if result.token_logprobs:
@@ -238,7 +243,7 @@ def cut_note(result: RunResult, setting: str, most: int | None = None) -> str | 
     part = (" Its last token holds only the first bytes of a character, left out of the text shown."
             if answer is not None and answer.partial else "")
     if answer is not None and answer.declined:
-        return (f"The best span was cut at {n:,} tokens: {fix}. It was weighed against the decline as far as "
+        return (f"The best span was cut at {count(n, 'token')}: {fix}. It was weighed against the decline as far as "
                 f"it was written.{part}")
     what = _OUTPUT_NAMES.get(result.task, "output")
-    return f"The {what} was cut at {n:,} tokens: {fix}. It did not end; shown is what was written until then.{part}"
+    return f"The {what} was cut at {count(n, 'token')}: {fix}. It did not end; shown is what was written until then.{part}"

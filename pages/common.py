@@ -19,7 +19,9 @@ The API, by section:
   `run_settings(key, doc, ...)`, `new_tokens_input(...)`, `most_new_tokens(loaded, max_tokens)`, `sample_questions()`.
 - runs: `run_panel(key, loaded, doc, mask, ...)`, `run_summary(result, setting, most)`, `show_output(result)`.
 - widget state: `keep_valid(key, valid)`, `index_state(key, n, default)`, `clamp_state(key, lo, hi)`.
-- messages: `sentence(message)`, `count(n, thing)` (ledviz.runs.count, for the pages).
+- messages: `sentence(message)`, `count(n, thing)` and `as_typed(text)` (ledviz.text, for the pages): every
+  text from a user, a document, a model or a library message that quotes them goes into Markdown (st.markdown,
+  st.caption, st.info/warning/error, labels) through `as_typed`, so it shows as typed, with no formatting or links.
 
 Session-state keys: "model.*" (the checkpoint), "view.*" (layer/heads), "<key>.*" per page or
 widget group (pages choose their key; "doc" is the document shared by Summarize and QA).
@@ -41,7 +43,8 @@ from ledviz import device, pipeline, plots
 from ledviz.errors import InputError, LedvizError
 from ledviz.memory import model_nbytes
 from ledviz.pipeline import Document, LoadedModel, RunResult
-from ledviz.runs import count, cut_note, run_facts, run_fingerprint, stale_note
+from ledviz.runs import cut_note, run_facts, run_fingerprint, stale_note
+from ledviz.text import as_typed, count
 from ledviz.tokenization import broken_note
 from ledviz.uploads import UPLOAD_TYPES, decode_upload
 from ledviz.views import View
@@ -77,16 +80,18 @@ def sentence(message: str) -> str:
 
 def show_error(err: BaseException, what: str = "", where: Any = None) -> None:
     """st.error for an exception: ledviz's own messages as they are (as a sentence), anything else
-    in one line (the traceback goes to the server log)."""
+    in one line (the traceback goes to the server log). The message shows as typed (`as_typed`): it
+    quotes the user's text (a pattern, a path, a document's words), which Markdown would format."""
     where = where or st
     if isinstance(err, LedvizError):
-        where.error(sentence(str(err)), icon=":material/error:")
+        where.error(as_typed(sentence(str(err))), icon=":material/error:")
     elif isinstance(err, ImportError):
-        where.error(f"A package is missing{' for ' + what if what else ''}: {err}", icon=":material/error:")
+        where.error(f"A package is missing{' for ' + what if what else ''}: {as_typed(str(err))}",
+                    icon=":material/error:")
     else:
         log.error("unexpected error while %s", what or "running", exc_info=err)
-        where.error(f"Something went wrong{' while ' + what if what else ''}: {type(err).__name__}: {err}",
-                    icon=":material/error:")
+        where.error(f"Something went wrong{' while ' + what if what else ''}: {type(err).__name__}: "
+                    f"{as_typed(str(err))}", icon=":material/error:")
 
 
 @contextlib.contextmanager
@@ -203,7 +208,7 @@ def load_model_cached(name: str, status: Any = None, kind: str | None = None) ->
 def _describe(loaded: LoadedModel) -> str:
     c = loaded.config
     name = "embedded demo model" if loaded.source == pipeline.EMBEDDED else loaded.name
-    text = (f"**{name}** · {c.encoder_layers} layers × {c.encoder_attention_heads} heads · "
+    text = (f"**{as_typed(name)}** · {count(c.encoder_layers, 'layer')} × {count(c.encoder_attention_heads, 'head')} · "
             f"window {max(c.attention_windows())} · up to {loaded.max_tokens:,} tokens · "
             f"loaded in {loaded.load_seconds:.1f} s")
     if loaded.source == pipeline.EMBEDDED:
@@ -268,7 +273,7 @@ def model_sidebar() -> LoadedModel | None:
         if loaded is not None:
             st.caption(("In use: " if ss.get("model.error") else "") + _describe(loaded))
             for note in loaded.notes:  # ignored settings of the checkpoint: said, not only logged
-                st.warning(sentence(note), icon=":material/warning:")
+                st.warning(as_typed(sentence(note)), icon=":material/warning:")
     ss["model.loaded"] = loaded
     return loaded
 
@@ -457,12 +462,12 @@ def document_input(key: str = "doc") -> DocumentInput | None:
     uploaded = st.session_state.get(f"{key}.uploaded")
     if uploaded is None:
         return None
-    st.caption(f"Using {uploaded.name} ({len(uploaded.text):,} characters)"
+    st.caption(f"Using {as_typed(uploaded.name)} ({count(len(uploaded.text), 'character')})"
                + ("" if upload is not None else ", uploaded earlier") + ".")
     for note in uploaded.notes:
-        st.caption(note)
+        st.caption(as_typed(note))
     for warning in uploaded.warnings:
-        st.warning(warning, icon=":material/warning:")
+        st.warning(as_typed(warning), icon=":material/warning:")
     return DocumentInput(uploaded.text, uploaded.name)
 
 
@@ -504,7 +509,7 @@ def read_question_input(key: str, loaded: LoadedModel, question: str, document: 
         return question
     read = _read_question(loaded.key, question, document, loaded)
     if read.changed:
-        st.caption(f"Read as: **{_md_escape(read.text)}** ({_md_escape(read.describe())}).")
+        st.caption(f"Read as: **{as_typed(read.text)}** ({as_typed(read.describe())}).")
     return read.text
 
 
@@ -526,13 +531,13 @@ def document_status(loaded: LoadedModel, text: str | None, question: str | None 
     n_special = doc.n_tokens - n_doc - n_question  # <s>, </s>: why the count is not the document's alone
     extra = " (" + (f"{n_question} of them the question, " if doc.question else "") + \
         f"{n_special} the model's markers <s> and </s>)"
-    whole = (f"{n_doc + doc.truncated_tokens:,} tokens ({n_doc:,} of them read)" if doc.truncated_tokens
-             else f"{n_doc:,} tokens")  # the whole document's count, not what is left after the cut
+    whole = (f"{count(n_doc + doc.truncated_tokens, 'token')} ({n_doc:,} of them read)" if doc.truncated_tokens
+             else count(n_doc, "token"))  # the whole document's count, not what is left after the cut
     st.caption(f"{doc.n_tokens:,} tokens{extra} of the model's limit of {doc.limit:,}; "
-               f"the document has {whole} and {len(doc.text):,} characters.")
+               f"the document has {whole} and {count(len(doc.text), 'character')}.")
     message = doc.truncation_message()
     if message:
-        st.warning(message, icon=":material/content_cut:")
+        st.warning(as_typed(message), icon=":material/content_cut:")  # it quotes the document's last words read
     return doc
 
 
@@ -554,7 +559,7 @@ def global_choice_options(prefix: str, kind: str, *, k: int = 64, k_max: int = 4
         try:
             values = [int(p) for p in raw.replace(";", ",").split(",") if p.strip()]
         except ValueError:
-            st.error(f"Positions must be whole numbers separated by commas, got “{raw}”.")
+            st.error(f"Positions must be whole numbers separated by commas, got “{as_typed(raw)}”.")
             return None
         if require_positions and not values:
             st.error("Give at least one token position.")
@@ -689,7 +694,7 @@ def run_panel(key: str, loaded: LoadedModel, doc: Document | None, global_mask: 
     if num_beams > 1:
         b3.caption("Beam search shows the output when it ends (streaming needs 1 beam).")
     # its place in the shared queue while it waits, then a progress bar and the streamed tokens
-    follow_job(key, lambda j: (f"**{stream_label}** (streaming): {_md_escape(''.join(j.pieces))} ▌" if j.pieces
+    follow_job(key, lambda j: (f"**{stream_label}** (streaming): {as_typed(''.join(j.pieces))} ▌" if j.pieces
                                else None))
     if f"{key}.error" in ss:
         show_cancelled_or_error(ss[f"{key}.error"], show_error, "running the model")
@@ -715,19 +720,12 @@ def precision_setting(key: str, doc: Document | None) -> str:
     return "bfloat16" if choice.startswith("fast") else "float32"
 
 
-def _md_escape(text: str) -> str:
-    """Text shown with st.markdown, with Markdown's special characters escaped."""
-    for ch in "\\`*_{}[]()#+-.!|<>$~":
-        text = text.replace(ch, "\\" + ch)
-    return text.replace("\n", "  \n")
-
-
 def show_output(result: RunResult, prefix: str = "") -> None:
-    """The generated text (Markdown-escaped), or a note on why there is none. `prefix`: e.g. '#### '."""
+    """The generated text (as typed: no Markdown, no links), or a note on why there is none. `prefix`: e.g. '#### '."""
     if result.output_text:
-        st.markdown(prefix + _md_escape(result.output_text))
+        st.markdown(prefix + as_typed(result.output_text))
         if note := broken_note(result.output_tokens):
-            st.caption(note)
+            st.caption(as_typed(note))
     elif len(result.output_ids) <= 2:
         st.markdown("_(empty: the model ended at once)_")
     else:

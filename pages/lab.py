@@ -16,6 +16,7 @@ from ledviz.errors import LedvizError
 from ledviz.pipeline import GLOBAL_CHOICES
 from ledviz.runs import cut_note, run_fingerprint, stale_note
 from pages.common import (
+    as_typed,
     count,
     LAB_MAX_NEW,
     current_view,
@@ -154,7 +155,7 @@ def outputs_section(comp: compare.Comparison, most: int | None = None) -> None:
     cols = st.columns(len(comp.results))
     for n, (col, item) in enumerate(zip(cols, comp.results)):
         with col.container(border=True):
-            st.markdown(f"**{item.label}**" + (" · reference" if n == comp.reference else ""))
+            st.markdown(f"**{as_typed(item.label)}**" + (" · reference" if n == comp.reference else ""))
             st.caption(count(len(item.global_positions), "global token"))
             if comp.generated and item.run is not None:
                 show_output(item.run)

@@ -7,7 +7,7 @@ import streamlit as st
 from ledviz import answering, plots, provenance
 from ledviz.views import View
 from pages.common import (
-    _md_escape,
+    as_typed,
     attention_kept_input,
     document_input,
     document_status,
@@ -69,7 +69,7 @@ def answer_source(result, loaded) -> None:
         return
     kept = bool(result.settings.get("answer_from_document"))
     if provenance.declined(result):
-        st.info(answering.decline_note(result.answer, kept), icon=":material/block:")
+        st.info(as_typed(answering.decline_note(result.answer, kept)), icon=":material/block:")
     elif source.matches:
         s = source.matches[0][0]
         first, last = source.match_tokens or (None, None)
@@ -103,16 +103,14 @@ def decline_weighing(result) -> None:
     first word, and the best span weighed against the decline (ledviz.answering), with the margin;
     nothing for a run without either (no decline rule, or a free answer)."""
     answer = result.answer
-    if answer is not None and answer.prefix_ids and not answer.declined:  # the start rule (ledviz.answering)
-        at = f" (at “{_md_escape(answer.span_text)}”)" if answer.span_text else ""
-        st.caption(f"The model began its answer inside a name of the document{at}; the answer begins where the "
-                   f"name begins: “{_md_escape(answer.answer_text)}”.")
+    if start := answering.start_explanation(answer, as_typed):  # the start rule (ledviz.answering)
+        st.caption(start)
     if answer is None or answer.margin() is None:
         return
     rule = answer.rule
     unit = answering.SCORE_NAMES[rule.score]
     if answer.answerable is not None:  # a trained answerability head decided (ledviz.answerability)
-        decision, weighed = answering.head_explanation(answer, _span(answer), _md_escape)
+        decision, weighed = answering.head_explanation(answer, _span(answer), as_typed)
         st.caption(decision)
         plot(figure(plots.answerability_figure, answer.answerable, rule.head.threshold, answer.declined),
              key=f"{KEY}.answerable")
@@ -121,7 +119,7 @@ def decline_weighing(result) -> None:
         plot(figure(plots.decline_figure, _span(answer), span, decline, None, unit, answer.declined,
                     percent=answering.percent if rule.score == "first" else None), key=f"{KEY}.decline")
         return
-    st.caption(answering.margin_explanation(answer, _span(answer), _md_escape))
+    st.caption(answering.margin_explanation(answer, _span(answer), as_typed))
     span, decline = answer.scores()
     plot(figure(plots.decline_figure, _span(answer), span, decline, rule.margin, unit, answer.declined),
          key=f"{KEY}.decline")
@@ -184,8 +182,8 @@ def main() -> None:
     st.subheader("Answer")
     show_output(result, "#### ")
     asked_as = result.settings.get("question_asked")
-    st.caption(f"Question: {_md_escape(result.document.question)}"  # as typed: no Markdown (`$`, `_`, `*`)
-               + (f" (asked as: {_md_escape(asked_as)})" if asked_as else ""))
+    st.caption(f"Question: {as_typed(result.document.question)}"  # as typed: no Markdown (`$`, `_`, `*`)
+               + (f" (asked as: {as_typed(asked_as)})" if asked_as else ""))
     run_summary(result, "Max answer tokens", most_new_tokens(loaded, MAX_TOKENS))
     with show_errors("showing how the answer was chosen"):
         decline_weighing(result)

@@ -19,6 +19,7 @@ from ledviz.errors import LedvizError
 from ledviz.runqueue import Cancelled, Job, Stopped
 from ledviz.serving import Server
 from ledviz.settings import Settings
+from ledviz.text import as_typed
 
 
 def _secrets_table() -> dict | None:
@@ -82,7 +83,7 @@ def poll(job: Job, srv: Server, *, status: Any, stream: Any | None = None,
             time.sleep(0.5)
             continue
         message, fraction = job.progress
-        text = f"Running: {message}… {job.run_seconds:.1f} s"
+        text = f"Running: {as_typed(message)}… {job.run_seconds:.1f} s"  # (a load names its checkpoint)
         if text != shown:
             status.progress(min(1.0, max(0.0, fraction)), text=text)
             shown = text
@@ -106,7 +107,7 @@ def show_cancelled_or_error(err: BaseException, show_error: Callable[[BaseExcept
     if isinstance(err, Cancelled):
         st.info("Cancelled before it started: the run left the queue.", icon=":material/cancel:")
     elif isinstance(err, Stopped):
-        st.info(f"Cancelled while running: {err}.", icon=":material/cancel:")  # (Stopped's message is lower-case)
+        st.info(f"Cancelled while running: {as_typed(str(err))}.", icon=":material/cancel:")  # (Stopped's message is lower-case)
     else:
         show_error(err, what)
 

@@ -13,7 +13,7 @@ import streamlit as st
 from ledviz.errors import LedvizError
 from ledviz.study import load_study, parse_setting
 from ledviz.study.report import METRIC_NAMES, Study, figures, wide
-from pages.common import LAB_MAX_NEW, get_model, most_new_tokens, render_page, show_error, show_errors
+from pages.common import LAB_MAX_NEW, as_typed, count, get_model, most_new_tokens, render_page, show_error, show_errors
 from pages.views import plot
 from pages.running import server
 
@@ -81,12 +81,13 @@ def open_in_lab(study: Study) -> None:
     if not pair.empty:
         row = pair.iloc[0]
         if isinstance(row["error"], str) and row["error"]:
-            st.warning(f"This setting could not run on this document: {row['error']}")
+            st.warning(f"This setting could not run on this document: {as_typed(row['error'])}")
         else:
-            st.markdown(f"**Output under {labels[setting_index]}:** {row['output'] or '_(empty)_'}")
+            st.markdown(f"**Output under {as_typed(labels[setting_index])}:** "
+                        + (as_typed(row["output"]) if row["output"] else "_(empty)_"))
             if row["truncated_tokens"]:
-                st.caption(f"The study cut this document to fit the model ({int(row['truncated_tokens'])} tokens cut).")
-    with_ref = "" if setting_index == study.reference else f" next to the reference ({labels[study.reference]})"
+                st.caption(f"The study cut this document to fit the model ({count(int(row['truncated_tokens']), 'token')} cut).")
+    with_ref = "" if setting_index == study.reference else f" next to the reference ({as_typed(labels[study.reference])})"
     # the click fills the lab's widgets in a callback and is kept as a request in the session (a
     # button's own value lasts one run, and a run may be handed back to app.py's frame before it
     # gets here: see pages.common.stay_in_app_frame)
@@ -124,19 +125,20 @@ def main() -> None:
     except LedvizError as err:
         show_error(err)
         return
-    st.caption(study.status() + ".")
+    st.caption(as_typed(study.status() + "."))  # it names the settings, the model and the folder
     if study.rows.empty:
         st.info("This study has no rows yet: its run has not finished a document. Run it (again) to fill it.")
         return
     skipped = study.manifest.get("skipped") or []
     if skipped:
-        st.warning(f"{len(skipped)} corpus line(s) were skipped when the study was run: " + "; ".join(skipped[:3]))
+        st.warning(f"Skipped when the study was run: {count(len(skipped), 'corpus line')}: "
+                   + as_typed("; ".join(skipped[:3])))
     errors = int(study.rows["error"].notna().sum())
     if errors:
-        st.warning(f"{errors} row(s) are of settings that could not run on their document (see the error column).")
+        st.warning(f"Settings that could not run on their document: {count(errors, 'row')} (see the error column).")
     st.subheader("Per setting: mean [95% interval]")
     st.dataframe(wide(study.summary()), key=f"{KEY}.summary")
-    st.subheader(f"Paired differences against the reference ({study.labels[study.reference]})")
+    st.subheader(f"Paired differences against the reference ({as_typed(study.labels[study.reference])})")
     diff = wide(study.differences(), "mean_difference")
     if diff.empty:
         st.info("One setting only: nothing to compare.")

@@ -30,7 +30,7 @@ from ledviz.pipeline import Document, LoadedModel, RunResult
 from ledviz.runs import run_id
 from ledviz.unfold import SparseAttention
 from ledviz.views import STATS, View
-from pages.common import clamp_state, count, current_view, keep_valid, select_head, show_errors
+from pages.common import as_typed, clamp_state, count, current_view, keep_valid, select_head, show_errors
 
 OVERVIEW_BINS = 256  # the default: a 560-pixel map shows no more, and 512 x 512 takes a browser 4x longer to draw
 BIN_CHOICES = [128, 256, 512]
@@ -137,7 +137,14 @@ def figure(make: Callable[..., Any], *args, **kwargs) -> Any:
     any changed argument (another run, view, setting or range) builds a new one. The cache is keyed
     by a digest of every argument (arrays and tables by their bytes: `_digest`), not by names of
     settings a caller could forget to list. A cached figure is shared, never changed: st.plotly_chart
-    and the exports only read it."""
+    and the exports only read it.
+
+    `make` is keyed by its module and qualified name, so it must be a module's function: two lambdas or
+    local functions of one place share their name but not what they capture, and would share a figure
+    (their id would not do either: a new one each rerun, and an id can be reused). A TypeError otherwise."""
+    if not isinstance(make, types.FunctionType) or "<" in make.__qualname__:
+        raise TypeError(f"figure(): make must be a module's function (a ledviz.plots function), not {make!r}: "
+                        "a lambda, local function or method is more than its name, which keys the cache")
     return _figure(f"{make.__module__}.{make.__qualname__}", _digest((args, sorted(kwargs.items()))),
                    make, args, kwargs)
 
@@ -237,7 +244,7 @@ def _token_picker(result: RunResult, key: str, label: str, default: int = 0) -> 
     st.session_state.setdefault(key, min(default, n - 1))  # the start, set here only (not also as a default value)
     clamp_state(key, 0, n - 1)
     i = int(st.number_input(label, 0, n - 1, key=key, persist_state="session"))
-    st.caption(f"Token {i}: “{doc.token_texts()[i]}”" + (" · global" if i in set(result.global_positions) else ""))
+    st.caption(f"Token {i}: “{as_typed(doc.token_texts()[i])}”" + (" · global" if i in set(result.global_positions) else ""))
     return i
 
 
@@ -453,7 +460,7 @@ def faithfulness_marks(result: RunResult, pieces: Sequence[str], what: str | Non
     labels = provenance.label_spans(result.output_text, provenance.fact_labels())
     aside = "stopwords" + (" and the fact list's labels" if labels else "")
     if marks:
-        words = (", ".join(f"“{m.text}”" for m in marks[:8])
+        words = (", ".join(f"“{as_typed(m.text)}”" for m in marks[:8])
                  + (f" and {len(marks) - 8} more" if len(marks) > 8 else ""))
         st.caption(f"Not in the document: {words} (marked; numbers compared by value, {aside} left out)."
                    + (f" Pick a ⚠ {what} below to see where the model looked while writing it." if what else

@@ -8,12 +8,14 @@ The app runs on the embedded demo model (ledviz/demo/model), offline.
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import time
 from pathlib import Path
 from typing import IO, Iterator
 
 from ledviz.localserver import LocalApp
+from ledviz.text import WORD_JOINER
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -42,8 +44,17 @@ def open_app(page: str | None = None, timeout: float = TIMEOUT):
 
 
 def messages(at, kind: str) -> list[str]:
-    """The texts of every st.error / st.warning / st.info ... in the main area and the sidebar."""
-    return [e.value for e in getattr(at, kind)] + [e.value for e in getattr(at.sidebar, kind)]
+    """The texts of every st.error / st.warning / st.info ... in the main area and the sidebar, as a reader
+    reads them (`readable`: the escapes of ledviz.text.as_typed undone); `e.value` for the Markdown sent."""
+    return [readable(e.value) for e in getattr(at, kind)] + [readable(e.value) for e in getattr(at.sidebar, kind)]
+
+
+def readable(markdown: str) -> str:
+    """Text put through ledviz.text.as_typed as the browser shows it: CommonMark's backslash escapes of
+    ASCII punctuation undone, the word joiners dropped and no-break spaces read as spaces (Markdown
+    meant as Markdown, like "**Run**", is left as it is)."""
+    text = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+    return text.replace(WORD_JOINER, "").replace("\u00a0", " ")
 
 
 def assert_clean(at, errors_ok: bool = False) -> None:

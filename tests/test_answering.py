@@ -297,6 +297,24 @@ def test_a_decline_by_the_head_is_not_said_to_be_the_model_s():
     assert by_model.startswith("The model declined:") and "allowed" not in by_model
 
 
+
+def test_the_start_explanation_says_where_the_model_began_and_where_the_answer_begins():
+    """The QA page's caption of the start rule (a span begun inside a name begins where the name begins),
+    built here, not in the page: where the model began, the answer, each quoted through `quote`."""
+    moved = answering.KeptAnswer(ids=[0, 1, 9, 5, 2], declined=False, span_ids=[5], span_text="Zhou_",
+                                 prefix_ids=[9], answer_text="Noémi Zhou_")
+    assert answering.start_explanation(moved) == (
+        "The model began its answer inside a name of the document (at “Zhou_”); the answer begins where the "
+        "name begins: “Noémi Zhou_”.")
+    quoted = answering.start_explanation(moved, lambda s: s.replace("_", "\\_"))
+    assert "(at “Zhou\\_”)" in quoted and quoted.endswith("“Noémi Zhou\\_”."), quoted
+    assert answering.start_explanation(dataclasses.replace(moved, span_text="")).startswith(
+        "The model began its answer inside a name of the document; the answer begins")
+    # the rule did not apply (no prefix), the answer is the decline, or there is no kept answer: nothing to say
+    assert answering.start_explanation(dataclasses.replace(moved, prefix_ids=None)) is None
+    assert answering.start_explanation(dataclasses.replace(moved, declined=True)) is None
+    assert answering.start_explanation(None) is None
+
 def test_the_head_explanation_says_what_the_head_is_and_when_it_overruled_the_scores():
     """A reader who never heard of an answerability head is told what it is, its probability as a
     percentage against the threshold, what was answered, and whether it agreed with the model's own scores."""

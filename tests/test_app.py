@@ -5,11 +5,13 @@ runs the embedded demo model (ledviz/demo/model); tests/app_driver.py drives it.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import pytest
 
-from app_driver import SHORT_DOC, TIMEOUT, assert_clean, charts, kept, load_hub_id, messages, open_app, paste
+from app_driver import (SHORT_DOC, TIMEOUT, assert_clean, charts, kept, load_hub_id, messages, open_app, paste,
+                        readable)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,6 +88,7 @@ def test_figures_are_built_once_per_run_view_and_setting(monkeypatch):
     built: list[tuple] = []
     real = plots.overview_figure
 
+    @functools.wraps(real)  # the stand-in takes the module function's name (figure keys its cache by it)
     def overview(m, edges, **kwargs):
         built.append((float(m.sum()), kwargs["scale"], kwargs["zoom"]))
         return real(m, edges, **kwargs)
@@ -146,6 +149,12 @@ def test_a_figure_key_sees_every_argument():
     def local(t):
         return t
 
+    # nor is the figure's own function keyed by its name alone unless it is a module's function
+    from pages.views import figure
+
+    for make in (lambda: None, local, [].append):
+        with pytest.raises(TypeError, match="make must be a module's function"):
+            figure(make)
     for unkeyed in (lambda t: t, local, [].append, pd.DataFrame().copy):
         with pytest.raises(TypeError, match="cannot key a cached figure"):
             _digest((unkeyed,))
@@ -203,6 +212,24 @@ def test_the_question_shown_with_its_answer_is_as_typed_not_markdown():
     shown = [c.value for c in at.caption if c.value.startswith("Question: ")]
     assert len(shown) == 1, shown
     assert r"\$\_x\_?" in shown[0] and r"(asked as: WHAT IS THE BUDGET IN \$ OR \$\_X\_?)" in shown[0], shown
+
+
+
+def test_messages_quoting_the_users_text_show_it_as_typed():
+    """An error that quotes what was typed (a pattern, positions) showed it as Markdown: "**x**" bold,
+    "$2 … $" as LaTeX, "www.example.com" and "a@b.org" as links. Shown through as_typed now."""
+    from ledviz.text import WORD_JOINER as wj
+
+    at = open_app("pages/summarize.py")
+    paste(at, "**bold** costs $5 and $6, see www.example.com or write to a@b.org <b>x</b>. " * 3)
+    at.selectbox(key="summarize.settings.global").set_value("pattern").run()
+    at.text_input(key="summarize.settings.global_pattern").set_value("[**x** www.example.com").run()
+    errors = [e.value for e in at.error]  # the Markdown sent to the browser
+    assert len(errors) == 1 and f"\\[\\*\\*x\\*\\* www{wj}\\.example\\.com" in errors[0], errors
+    at.selectbox(key="summarize.settings.global").set_value("positions").run()
+    at.text_input(key="summarize.settings.global_positions").set_value("1, $2 a@b.org $").run()
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and f"got “1, \\$2 a@{wj}b\\.org \\$”" in errors[0], errors
 
 
 def test_question_answering_reads_a_shouted_question_and_can_take_it_as_typed():
@@ -331,7 +358,7 @@ def test_a_models_ignored_or_misspelt_generation_setting_is_shown(tmp_path, sett
     at.sidebar.text_input(key="model.folder").set_value(str(folder)).run()
     at.sidebar.button(key="model.load_folder").click().run()
     assert not at.exception
-    shown = [m.value for m in getattr(at.sidebar, kind)]
+    shown = [readable(m.value) for m in getattr(at.sidebar, kind)]
     assert any(said in m and str(folder / "generation_config.json") in m for m in shown), shown
     assert at.session_state["model.active"] == (str(folder) if kind == "warning" else "embedded")
 
@@ -484,7 +511,7 @@ def test_latin1_and_utf16_uploads_are_read(encoding):
     text = SHORT_DOC.replace("Velmora", "Vélmora") + " Café."
     at = upload(open_app(), "report.txt", text.encode(encoding))
     assert not at.button(key="summarize.run").disabled
-    captions = [c.value for c in at.caption]
+    captions = [readable(c.value) for c in at.caption]
     assert any("Using report.txt" in c for c in captions)
     assert any(("Not UTF-8" if encoding == "latin-1" else "UTF-16-LE") in c for c in captions), captions
     assert at.session_state["doc.uploaded"].text == text
@@ -496,7 +523,7 @@ def test_pdf_and_html_uploads():
 
     at = upload(open_app(), "report.pdf", make_pdf([SHORT_DOC[:200], None]))
     assert "Project Bluefinch report." in at.session_state["doc.uploaded"].text
-    assert any("PDF: 2 pages, text read from 1." in c.value for c in at.caption)
+    assert any("PDF: 2 pages, text read from 1." in readable(c.value) for c in at.caption)
     assert any("No text on page 2" in w for w in messages(at, "warning"))
     assert not at.button(key="summarize.run").disabled
     at.file_uploader(key="doc.upload").set_value(("page.html", PAGE.encode(), "text/html")).run()

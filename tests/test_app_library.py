@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tempfile
 import json
 import zipfile
@@ -19,7 +20,8 @@ import torch
 
 from ledviz import analysis, explain, export, pipeline, plots, provenance, views
 from ledviz.errors import InputError
-from ledviz.runs import RunJob, fingerprint, run_facts, run_fingerprint, run_id, size_text
+from ledviz.text import WORD_JOINER, as_typed
+from ledviz.runs import RunJob, cut_note, fingerprint, run_facts, run_fingerprint, run_id, size_text
 from ledviz.views import View
 
 TEXT = ("Project Bluefinch report. The project lead is Maren Okafor. The site is Velmora. "
@@ -178,6 +180,11 @@ def test_run_facts(qa_run):
     assert facts[0] == f"{qa_run.document.n_tokens:,} input tokens"
     assert facts[1] == f"{len(qa_run.global_positions):,} global"
     assert facts[2] == f"{len(qa_run.output_ids) - 1} output tokens"
+    # one output token is "1 output token" (the decoder start and one token), none is "0 output tokens"
+    assert run_facts(dataclasses.replace(qa_run, output_ids=qa_run.output_ids[:2]))[2] == "1 output token"
+    assert run_facts(dataclasses.replace(qa_run, output_ids=qa_run.output_ids[:1]))[2] == "0 output tokens"
+    one = dataclasses.replace(qa_run, settings={"max_new_tokens": 1}, ended=False, answer=None)
+    assert cut_note(one, "Max answer tokens", 256).startswith("The answer was cut at 1 token: raise"), cut_note(one, "x")
     # the whole answer's, said so (the QA page draws one token's log-probability beside it)
     n = len(qa_run.output_ids) - 1
     assert f"the whole answer's log-likelihood {qa_run.log_likelihood:.2f} (its {n} tokens summed)" in facts, facts
@@ -193,6 +200,35 @@ def test_run_facts(qa_run):
     kept = dataclasses.replace(qa_run, settings={"answer_from_document": True})
     assert run_facts(kept)[-1] == "answer kept to a span of the document (or declined)"
     assert not [f for f in facts if "kept to a span" in f]
+
+
+def test_size_text_chooses_the_unit_after_rounding():
+    """Each size in the unit its rounded number belongs to: 1,048,575.99 MB read "1,024.0 GB" and
+    9,999.6 MB "10,000 MB" (the unit chosen before rounding); a tiny size read "1.2e-05 MB"."""
+    said = {mb: size_text(mb) for mb in (0, 1.2e-05, 0.0594, 1.0, 9.94, 9.96, 9.996, 10, 9_999.4, 9_999.5, 9_999.6,
+                                         1024 * 1023.94, 1_048_575.99, 1024 * 1024)}
+    assert said == {0: "0 MB", 1.2e-05: "0.000012 MB", 0.0594: "0.059 MB", 1.0: "1 MB", 9.94: "9.9 MB",
+                    9.96: "10 MB", 9.996: "10 MB", 10: "10 MB", 9_999.4: "9,999 MB", 9_999.5: "9.8 GB",
+                    9_999.6: "9.8 GB", 1024 * 1023.94: "1,023.9 GB", 1_048_575.99: "1.0 TB",
+                    1024 * 1024: "1.0 TB"}, said
+
+
+def test_as_typed_escapes_markdown_and_breaks_autolinks():
+    """Text from a user or a document shows as typed in st.markdown / st.caption: Markdown's, LaTeX's and
+    Streamlit's characters escaped, and a WORD JOINER where the autolinker looks (backslashes alone leave
+    "www.example.com" a link: seen in Chromium)."""
+    wj = WORD_JOINER
+    assert as_typed("**bold** $5 and $6 <b>x</b>") == r"\*\*bold\*\* \$5 and \$6 \<b\>x\</b\>"
+    assert as_typed("www.example.com WWW.X.ORG") == f"www{wj}\\.example\\.com WWW{wj}\\.X\\.ORG"
+    assert as_typed("a@b.org") == f"a@{wj}b\\.org"
+    assert as_typed("https://x.org") == f"https\\://{wj}x\\.org"
+    assert as_typed(":smile: :red[x] &copy; # h") == r"\:smile\: \:red\[x\] \&copy; \# h"
+    # lines stay lines; a line's leading spaces stay (as no-break spaces: four would start a code block)
+    assert as_typed("a\n\n    b\r\nc") == "a  \n  \n\u00a0\u00a0\u00a0\u00a0b  \nc"
+    # nothing is lost: undoing the escapes (CommonMark drops a backslash before ASCII punctuation) gives the text
+    every = "".join(chr(c) for c in range(33, 127)) + " www.a.b x@y http://z é"
+    undone = re.sub(r"\\(.)", r"\1", as_typed(every)).replace(wj, "")
+    assert undone == every and "\\" + "\\" in as_typed("\\")
 
 
 def test_run_id_is_stable():

@@ -159,11 +159,21 @@ def test_guard_refuses_with_the_ways_to_shrink():
     with pytest.raises(MemoryRefused) as err:
         guard.check(big)
     msg = str(err.value)
-    assert "float16" in msg and "fewer encoder layers" in msg and "6 encoder layer(s) × 12 heads × 16,384 tokens" in msg
+    assert "float16" in msg and "fewer encoder layers" in msg and "6 encoder layers × 12 heads × 16,384 tokens" in msg
+    assert "+ 1 global column, float32" in msg, msg  # one of each: no plural, and no "(s)"
     assert "2.0 GB per run" in msg
     small = estimate_run(cfg, 2048, max_new_tokens=32, attention_layers=[5])
     guard.check(small)  # fits
+    assert small.describe().startswith("1 encoder layer × 12 heads × 2,048 tokens × "), small.describe()
 
+
+
+def test_memory_sizes_choose_the_unit_after_rounding():
+    """A GB less a few bytes read "1,024 MB" (the unit chosen before rounding)."""
+    from ledviz.memory import _fmt
+
+    assert [_fmt(b) for b in (0, 300 * MB, GB - 600_000, GB - 100, GB, 1.55 * GB)] == [
+        "0 MB", "300 MB", "1,023 MB", "1.0 GB", "1.0 GB", "1.6 GB"]
 
 def test_budget_from_available_memory_and_explicit():
     assert memory_budget(1000) == 1000 * MB

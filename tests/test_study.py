@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app_driver import ROOT, TIMEOUT
+from app_driver import ROOT, TIMEOUT, readable
 
 from ledviz.errors import InputError
 from ledviz.study import (KEY_COLUMNS, RESULT_COLUMNS, StudySpec, bootstrap_interval, load_study,
@@ -98,7 +98,7 @@ def test_a_study_writes_one_row_per_document_and_setting(local_study):
     assert run["machine"]["cores"] == os.cpu_count() and run["machine"]["load"] is not None and run["load_end"] is not None
     said = study.status()
     assert f"times taken on {run['machine']['cpu']} ({os.cpu_count()} cores), load average" in said, said
-    assert "at the end (local, 1 worker(s)" in said, said
+    assert "at the end (local, 1 worker × " in said and "(s)" not in said, said
     from ledviz.study.store import describe_machine
 
     assert describe_machine(None) == "a machine not recorded (a study run before ledviz recorded it)"
@@ -252,12 +252,13 @@ def test_documents_past_the_limit_are_cut_and_recorded(tmp_path):
                                   max_new_tokens=8), tmp_path / "out", progress=False)
     rows = read_rows(tmp_path / "out")
     assert (rows.truncated_tokens > 0).all() and (rows.n_tokens == 64).all()
-    assert "cut to fit" in summary.text()
+    assert "documents past the model's limit, cut to fit: 2 rows (column truncated_tokens)" in summary.text()
     # a setting that cannot run on a document is a row with its error, not a crash
     summary = run_study(StudySpec(corpus=str(f), settings=["first", "positions:0,500"], max_tokens=64,
                                   max_new_tokens=8), tmp_path / "out2", progress=False)
     bad = read_rows(tmp_path / "out2").iloc[1]
     assert "outside the document" in bad.error and pd.isna(bad.rougeL) and summary.errors == 1
+    assert "settings that could not run on their document: 1 row (column error)" in summary.text(), summary.text()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,7 +334,7 @@ def test_study_page_shows_the_study_and_opens_a_document_in_the_lab(local_study,
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     assert len(at.get("plotly_chart")) == 4 and len(at.dataframe) == 2
-    assert any("6 documents × 2 settings: 12 of 12 rows (complete)" in c.value for c in at.caption)
+    assert any("6 documents × 2 settings: 12 of 12 rows (complete)" in readable(c.value) for c in at.caption)
     at.selectbox(key="study.doc").set_value(3).run()
     assert at.selectbox(key="study.setting").value == 1  # the first setting that is not the reference
     at.button(key="study.open").click().run()

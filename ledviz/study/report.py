@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..errors import InputError
+from ..text import count
 from .evaluate import METRICS
 from .store import describe_machine, read_documents, read_manifest, read_rows, record_of
 
@@ -177,7 +178,7 @@ class Study:
         m = self.manifest
         done = len(self.rows)
         total = m["documents"] * len(self.settings)
-        return (f"{m['documents']} documents × {len(self.settings)} settings: {done} of {total} rows "
+        return (f"{count(m['documents'], 'document')} × {count(len(self.settings), 'setting')}: {done} of {total} rows "
                 f"({'complete' if done == total else 'in progress or stopped: run the study again to finish'}); "
                 f"model {m['model']['name']} (weights sha256 {m['model']['weights_sha256'][:12]}…), "
                 f"task {self.task}, reference {self.labels[self.reference]}; times taken on " + self.machines())
@@ -187,7 +188,8 @@ class Study:
         study run before that was recorded says so."""
         runs = self.manifest.get("runs") or [{}]
         said = [describe_machine(r.get("machine"), r.get("load_end")) + (
-            f" ({r.get('engine')}, {r.get('workers')} worker(s) × {r.get('threads')} thread(s))" if r.get("machine") else "")
+            f" ({r.get('engine')}, {count(r.get('workers'), 'worker')} × {count(r.get('threads'), 'thread')})"
+            if r.get("machine") else "")
             for r in runs]
         return "; ".join(dict.fromkeys(said))
 
@@ -324,7 +326,7 @@ def report_html(study: Study) -> str:
              f"<h1>Global-attention study {html.escape(m['study_id'])}</h1>",
              f"<p class='meta'>{html.escape(study.status())}.<br>corpus {html.escape(str(spec['corpus']))}; "
              f"settings {html.escape(', '.join(study.labels))}; generation: max {spec['max_new_tokens']} new tokens, "
-             f"{spec['num_beams']} beam(s); seed {spec['seed']}; packages "
+             f"{count(spec['num_beams'], 'beam')}; seed {spec['seed']}; packages "
              f"{html.escape(', '.join(f'{k} {v}' for k, v in m['packages'].items() if v))}. Intervals: 95% percentile "
              f"bootstrap over documents ({study.n_boot} resamples). Report made "
              f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC.</p>"]

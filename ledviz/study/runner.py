@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping, TextIO
 
 from ..errors import InputError
+from ..text import count
 from ..pipeline import load_model
 from .corpus import read_corpus
 from .engines import ENGINES, Progress, run_local, run_ray
@@ -37,12 +38,12 @@ class RunSummary:
                  f"(document, setting) pairs done ({self.already_done} before this run, {self.written} now), "
                  f"{self.seconds:.1f} s"]
         if self.truncated:
-            lines.append(f"{self.truncated} row(s) are of documents past the model's limit, cut to fit "
+            lines.append(f"documents past the model's limit, cut to fit: {count(self.truncated, 'row')} "
                          "(column truncated_tokens)")
         if self.errors:
-            lines.append(f"{self.errors} row(s) could not run their setting on their document (column error)")
+            lines.append(f"settings that could not run on their document: {count(self.errors, 'row')} (column error)")
         if self.skipped:
-            lines.append(f"{len(self.skipped)} corpus line(s) skipped: " + "; ".join(self.skipped[:5])
+            lines.append(f"corpus lines skipped: {count(len(self.skipped), 'line')}: " + "; ".join(self.skipped[:5])
                          + ("; …" if len(self.skipped) > 5 else ""))
         return "\n".join(lines)
 
