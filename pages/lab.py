@@ -48,6 +48,9 @@ from pages.running import (
 from pages.views import figure, plot
 
 KEY = "lab"
+# the output tokens a run may write unless the user says otherwise: as many as Summarize's default (the embedded
+# model's free summary of a sample report takes 34-36 tokens; 32 cut every one of them, with a warning)
+LAB_DEFAULT_NEW = 64
 DEFAULTS = [dict(kind="first"), dict(kind="sentences"), dict(kind="every_k", k=64), dict(kind="none")]
 TASKS = {"summarize": "Summarize", "qa": "Question answering"}
 
@@ -305,7 +308,7 @@ def main() -> None:
     g1, g2, g3, g4 = st.columns(4)
     n_settings = g1.number_input("How many settings", 2, MAX_SETTINGS, 3, key=f"{KEY}.count",
                                  persist_state="session")
-    max_new = new_tokens_input(g2, f"{KEY}.max_new", "Max output tokens", loaded, LAB_MAX_NEW, 32)
+    max_new = new_tokens_input(g2, f"{KEY}.max_new", "Max output tokens", loaded, LAB_MAX_NEW, LAB_DEFAULT_NEW)
     generate = g3.checkbox("Generate outputs", True, key=f"{KEY}.generate", persist_state="session",
                            help="Off: encoder only (attention, time, memory), much faster.")
     cols = st.columns(int(n_settings))

@@ -108,6 +108,19 @@ def test_lab_output_cut_at_its_token_limit_says_so_as_summarize_does():
     assert all(f"Max output tokens is at its most, {most:,}" in c for c in cut), cut
 
 
+def test_lab_defaults_let_a_sample_summary_finish():
+    """Opened as is, Compare on each sample report: the reference setting's free summary ends on its own,
+    with no "was cut" warning (the default of 32 output tokens cut every sample's summary: they take 34-36)."""
+    at = open_app("pages/lab.py")
+    for sample in at.selectbox(key="doc.sample").options:
+        at.selectbox(key="doc.sample").set_value(sample).run()
+        at.button(key="lab.run").click().run()
+        assert_clean(at)
+        _, comp = kept(at, "lab")
+        assert comp.results[0].run.ended, (sample, comp.results[0].run.output_text)
+        assert not [w.value for w in at.warning if "was cut at" in w.value], sample
+
+
 def test_lab_output_with_a_broken_character_says_what_the_mark_is():
     """On the sample report, the first <s> setting's free summary writes "Feven" and a character it never
     finishes: the card shows U+FFFD (as written) and a caption saying what it marks, and nothing else does."""

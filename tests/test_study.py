@@ -347,3 +347,16 @@ def test_study_page_shows_the_study_and_opens_a_document_in_the_lab(local_study,
     assert any(t.value == "Global-attention lab" for t in at.title)  # the lab page is drawing
     assert at.text_area(key="doc.pasted").value == study.record(3).text
     assert at.selectbox(key="lab.s0.kind").value == "every_k"
+
+
+def test_load_study_tells_a_missing_folder_from_a_file(tmp_path):
+    """A path that is not there says so (the server reads its own disk), a file says it is a file: both
+    read "is not a folder" before, which for a typo did not say that nothing is there."""
+    with pytest.raises(InputError, match=r"There is no folder .*nowhere on the server: .*--out FOLDER"):
+        load_study(tmp_path / "nowhere")
+    (tmp_path / "rows.txt").write_text("x")
+    with pytest.raises(InputError, match=r"rows\.txt is a file, not a folder: give the results folder"):
+        load_study(tmp_path / "rows.txt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no manifest.json"):
+        load_study(tmp_path / "empty")

@@ -25,7 +25,7 @@ def test_study_page_in_a_browser(server, browser, tmp_path):  # noqa: F811 - the
     box.press("Enter")
     idle(page)
     errors = page.locator("[data-testid='stAlertContentError']")
-    assert errors.count() == 1 and "is not a folder" in errors.inner_text()
+    assert errors.count() == 1 and "There is no folder" in errors.inner_text()
 
     box.fill(str(study))
     box.press("Enter")

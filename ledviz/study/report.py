@@ -197,8 +197,11 @@ class Study:
 def load_study(path: str | os.PathLike, n_boot: int = N_BOOT) -> Study:
     """Read a results folder (InputError when it is not one)."""
     p = Path(os.path.expanduser(str(path)))
+    if not p.exists():  # a typo, or a path on the user's own machine: the server reads its own disk
+        raise InputError(f"There is no folder {path} on the server: the path is read on the server's disk; give "
+                         "the results folder a study run wrote (python -m ledviz.study run ... --out FOLDER)")
     if not p.is_dir():
-        raise InputError(f"{path} is not a folder: give the results folder of a study")
+        raise InputError(f"{path} is a file, not a folder: give the results folder of a study")
     manifest = read_manifest(p)
     return Study(p, manifest, read_rows(p), read_documents(p), n_boot)
 
