@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from app_driver import APP, kept, load_hub_id, messages, when_waiting
+from app_driver import APP, kept, load_hub_id, messages, readable, when_waiting
 from app_driver import open_app as start
 
 
@@ -108,7 +108,7 @@ def test_loading_a_model_waits_its_turn_in_the_shared_queue(tmp_path):
     assert not at.exception and not messages(at, "error"), messages(at, "error")
     assert seen == {"label": f"load {folder}", "place": 1}
     assert at.session_state["model.active"] == str(folder)
-    assert any(str(folder) in c.value for c in at.sidebar.caption)
+    assert any(str(folder) in readable(c.value) for c in at.sidebar.caption)
 
 
 def test_a_model_too_big_for_the_free_memory_is_refused_before_its_weights_are_read(tmp_path, monkeypatch):

@@ -329,7 +329,7 @@ def test_study_page_shows_the_study_and_opens_a_document_in_the_lab(local_study,
     assert not at.exception, at.exception
     assert any("Give a study's results folder" in i.value for i in at.info)
     at.text_input(key="study.path").set_value(str(tmp_path / "nowhere")).run()
-    assert not at.exception and any("not a folder" in e.value for e in at.error)
+    assert not at.exception and any("There is no folder" in readable(e.value) for e in at.error)
     at.text_input(key="study.path").set_value(str(out)).run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
