@@ -653,6 +653,54 @@ def test_faithfulness_html_marks_and_escapes():
 # figure export
 # ---------------------------------------------------------------------------------------------
 
+@pytest.fixture
+def streamlit_default_template(monkeypatch):
+    """Plotly's default template as it is in the app: importing Streamlit makes it Streamlit's placeholder one."""
+    import plotly.io as pio
+    from streamlit.elements.lib.streamlit_plotly_theme import configure_streamlit_plotly_theme
+
+    default = pio.templates.default
+    configure_streamlit_plotly_theme()
+    monkeypatch.setattr(pio.templates, "default", "streamlit")
+    yield
+    pio.templates.default = default
+
+
+def _whole_document_map() -> go.Figure:
+    n = 982
+    edges = [*range(0, n, 4), n]
+    title = "Whole document: 982 tokens<br><span style='font-size:12px'>all layers</span>"
+    return plots.overview_figure(np.random.default_rng(0).random((len(edges) - 1,) * 2), edges, title=title,
+                                 zoom=((0, 64), (0, 64)), global_positions=[0])
+
+
+def test_exported_figures_do_not_carry_streamlits_placeholder_template(streamlit_default_template):
+    # Streamlit's template has no axis settings (no automargin: the x tick labels fell off the exported
+    # map) and placeholder colours only Streamlit's browser code replaces
+    fig = _whole_document_map()
+    assert fig.layout.template.layout.colorway[0] == "#000001"  # built as in the app
+    out = plots.exported_figure(fig)
+    assert out.layout.template.layout.xaxis.automargin and out.layout.template.layout.yaxis.automargin
+    assert not any(c.startswith("#0000") for c in out.layout.template.layout.colorway)
+    assert out.layout.margin == fig.layout.margin and out.layout.xaxis.title.text == "key token"
+    assert fig.layout.template.layout.colorway[0] == "#000001"  # the app's (cached, shared) figure unchanged
+    assert "#000001" not in plots.figure_html(fig)
+
+
+@pytest.mark.slow
+def test_exported_svg_of_the_whole_document_map_keeps_its_x_tick_labels(streamlit_default_template):
+    problem = plots.image_export_problem()
+    if problem is not None:
+        pytest.skip(f"IMAGE EXPORT TEST SKIPPED: {problem}")
+    fig = _whole_document_map()
+    svg = plots.figure_image(fig, "svg").decode()
+    ticks = re.findall(r'class="xtick"><text[^>]*? y="([0-9.]+)"[^>]*>([^<]*)<', svg)
+    assert [t for _, t in ticks] == ["0", "200", "400", "600", "800"], ticks
+    title_y = float(re.search(r'class="xtitle"[^>]*? y="([0-9.]+)"', svg).group(1))
+    tick_y = max(float(y) for y, _ in ticks)
+    assert tick_y + 10 < title_y <= fig.layout.height, (tick_y, title_y)  # the title below the labels, inside
+
+
 @pytest.mark.slow
 def test_png_and_svg_export_with_kaleido_and_the_system_chromium():
     problem = plots.image_export_problem()
