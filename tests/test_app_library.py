@@ -436,6 +436,39 @@ def test_run_downloads_read_back(qa_run, tmp_path):
     assert sorted(set(stats.position)) == qa_run.global_positions
 
 
+def _named_run(task="summarize", output_ids=(2, 5, 7), **settings):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(task=task, settings=settings, document=SimpleNamespace(text=TEXT),
+                           output_ids=list(output_ids))
+
+
+@pytest.mark.parametrize("task, document, run_id, name", [
+    ("summarize", "Annual Report 2023", "3fa9c2d1e5b7", "ledviz-summary-annual-report-2023-3fa9c2d1.json"),
+    ("qa", "Bericht Über Märkte.PDF", "abc", "ledviz-qa-bericht-uber-markte-abc.json"),  # accents, extension
+    ("qa", "../../etc/passwd; rm -rf *.txt", "abc", "ledviz-qa-etc-passwd-rm-rf-abc.json"),  # nothing unsafe
+    ("summarize", "pasted text", "abc", "ledviz-summary-pasted-text-abc.json"),
+    ("summarize", "報告書.txt", "abc", "ledviz-summary-document-abc.json"),  # nothing left of the name
+    ("summarize", None, "abc", "ledviz-summary-document-abc.json"),
+    ("summarize", "x" * 30 + " " + "y" * 30, "abc", "ledviz-summary-" + "x" * 30 + "-abc.json"),  # cut at a word
+])
+def test_run_file_names_say_task_and_document_in_safe_characters(task, document, run_id, name):
+    assert export.run_file_name(_named_run(task, document=document, run_id=run_id), ".json") == name
+
+
+def test_run_file_names_differ_by_run_and_format():
+    a = _named_run(document="Annual Report 2023", run_id="3fa9c2d1e5b7")
+    assert export.run_file_name(a, ".npz") == "ledviz-summary-annual-report-2023-3fa9c2d1.npz"
+    assert export.run_file_name(a, "-parquet.zip") == "ledviz-summary-annual-report-2023-3fa9c2d1-parquet.zip"
+    # no run id: a digest of document and output, the same for the same run, another for another output
+    b, c = _named_run(document="doc"), _named_run(document="doc", output_ids=(2, 9))
+    assert re.fullmatch(r"ledviz-summary-doc-[0-9a-f]{8}\.json", export.run_file_name(b, ".json"))
+    assert export.run_file_name(b, ".json") == export.run_file_name(_named_run(document="doc"), ".json")
+    assert export.run_file_name(b, ".json") != export.run_file_name(c, ".json")
+    with pytest.raises(ValueError, match="suffix must be one of"):
+        export.run_file_name(a, ".exe")
+
+
 # ---------------------------------------------------------------------------------------------
 # figures and HTML
 # ---------------------------------------------------------------------------------------------
