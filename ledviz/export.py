@@ -10,10 +10,14 @@ beside the model.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import json
+import os
+import re
 import tempfile
+import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +30,7 @@ import torch
 from . import analysis
 from .errors import InputError
 from .unfold import SparseAttention, sparse_from_outputs
+from .uploads import UPLOAD_TYPES
 
 Tensor = torch.Tensor
 FORMAT_VERSION = 1
@@ -391,6 +396,47 @@ def to_bertviz(
 
 def _run_settings(result: Any) -> dict:
     return {k: v for k, v in result.settings.items() if k != "fingerprint"}
+
+
+_TASK_WORDS = {"summarize": "summary", "qa": "qa"}  # a task as it reads in a file name
+_NAME_PART_MAX = 40  # characters of the document's part of a file name
+_KNOWN_SUFFIXES = (".json", ".npz", "-parquet.zip")
+
+
+def _slug(text: str) -> str:
+    """`text` in file-name-safe characters: ASCII letters (lower case), digits and single hyphens;
+    accents dropped (é -> e), everything else a hyphen; at most _NAME_PART_MAX characters, cut at a hyphen."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    if len(slug) > _NAME_PART_MAX:
+        cut = slug[:_NAME_PART_MAX + 1]
+        slug = (cut.rsplit("-", 1)[0] if "-" in cut else cut[:_NAME_PART_MAX]).strip("-")
+    return slug
+
+
+def run_file_name(result: Any, suffix: str) -> str:
+    """The download name of a pipeline.RunResult's export: ledviz-<task>-<document>-<run><suffix>, e.g.
+    "ledviz-summary-annual-report-2023-3fa9c2d1.json".
+
+    <document> is the document's label (settings["document"]: a sample's title, an uploaded file's name
+    without its extension, "pasted text") in safe characters (`_slug`), "document" when none is left;
+    <run> the first 8 characters of the run's id (the same run gives the same name, two runs of one
+    document two names), or of a digest of the document and output where the run has no id.
+    `suffix`: one of ".json", ".npz", "-parquet.zip"."""
+    if suffix not in _KNOWN_SUFFIXES:
+        raise ValueError(f"suffix must be one of {_KNOWN_SUFFIXES}, got {suffix!r}")
+    task = _TASK_WORDS.get(result.task) or _slug(str(result.task)) or "run"
+    label = str(result.settings.get("document") or "")
+    stem, ext = os.path.splitext(label)
+    if ext[1:].lower() in UPLOAD_TYPES and stem.strip():
+        label = stem  # an uploaded file's name: its extension is not the document's name
+    document = _slug(label) or "document"
+    run = re.sub(r"[^a-z0-9]", "", str(result.settings.get("run_id") or "").lower())[:8]
+    if not run:
+        digest = hashlib.sha256(result.document.text.encode())
+        digest.update(json.dumps([int(i) for i in result.output_ids]).encode())
+        run = digest.hexdigest()[:8]
+    return f"ledviz-{task}-{document}-{run}{suffix}"
 
 
 def run_settings_json(result: Any, view: Any = None) -> str:

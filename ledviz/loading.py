@@ -6,6 +6,8 @@ import json
 import os
 import pickle
 import re
+import socket
+import time
 import zipfile
 from typing import Any
 
@@ -105,6 +107,17 @@ def _hub_download(repo_id: str, filename: str, *, required: bool, progress=None,
     shown = f"{subfolder}/{filename}" if subfolder else filename
     if progress is not None:
         progress(f"fetching {shown} from {repo_id}")
+    unreachable = None
+    if not kwargs.get("local_files_only") and not _hub_offline():
+        # huggingface_hub retries a failed connection 5 times (1+2+4+8+8 s of waiting): no use when the
+        # name does not resolve or nothing answers. One quick request first; unreachable: the cache only.
+        unreachable = _hub_unreachable()
+        if unreachable is not None:
+            if kwargs.get("force_download"):
+                raise CheckpointError(
+                    f"cannot download {shown} of {repo_id!r} (force_download=True): the Hub cannot be reached "
+                    f"({unreachable}); connect to the network, or pass a local checkpoint folder") from None
+            kwargs["local_files_only"] = True
     try:
         return huggingface_hub.hf_hub_download(repo_id, filename, subfolder=subfolder, **kwargs)
     except LocalEntryNotFoundError:  # (a subclass of EntryNotFoundError: caught first)
@@ -115,7 +128,12 @@ def _hub_download(repo_id: str, filename: str, *, required: bool, progress=None,
             raise CheckpointError(
                 f"the cached Hub repo {repo_id!r} has no {shown} (subfolder={subfolder!r}): check the subfolder"
             ) from None
-        why = "local_files_only=True" if kwargs.get("local_files_only") else "offline, or HF_HUB_OFFLINE=1"
+        if unreachable is not None:
+            why = unreachable + "; set HF_HUB_OFFLINE=1 on a machine without network to skip this check"
+        elif hub_kwargs.get("local_files_only"):
+            why = "local_files_only=True"
+        else:
+            why = "offline, or HF_HUB_OFFLINE=1"
         raise CheckpointError(
             f"{repo_id!r} is not in the local Hub cache and the Hub cannot be reached ({why}): connect to the "
             f"network once to download it, or pass a local checkpoint folder (missing file: {shown}"
@@ -142,6 +160,46 @@ def _hub_download(repo_id: str, filename: str, *, required: bool, progress=None,
         raise CheckpointError(f"could not fetch {shown} of {repo_id!r} from the Hub: {e}") from None
     except ValueError as e:  # contradictory arguments, e.g. force_download=True while offline
         raise CheckpointError(f"could not fetch {shown} of {repo_id!r}: {e}") from None
+
+
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE, as huggingface_hub read it at import or as the environment says now."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
+_REACH_TIMEOUT = 5.0  # seconds for the one check request
+_REACH_KEEP = {True: 60.0, False: 10.0}  # how long a check's answer is reused (reachable / not)
+_reach_seen: dict[str, tuple[float, str | None]] = {}  # endpoint -> (when checked, why unreachable or None)
+
+
+def _hub_unreachable() -> str | None:
+    """Why the Hub endpoint cannot be reached (one request, no retries), or None when it answers at all.
+
+    Any HTTP answer counts as reachable (errors of the repo itself come from hf_hub_download); only a
+    failed name lookup, connection or timeout counts as unreachable. The answer is kept a short while,
+    so loading a checkpoint's several files checks once."""
+    import requests
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    endpoint = constants.ENDPOINT
+    now = time.monotonic()
+    seen = _reach_seen.get(endpoint)
+    if seen is not None and now - seen[0] < _REACH_KEEP[seen[1] is None]:
+        return seen[1]
+    try:
+        get_session().head(endpoint, timeout=_REACH_TIMEOUT, allow_redirects=False)
+        why = None
+    except (requests.ConnectionError, requests.Timeout) as e:
+        cause = e
+        while cause.__context__ is not None and not isinstance(cause, socket.gaierror):
+            cause = cause.__context__
+        kind = "the name lookup failed" if isinstance(cause, socket.gaierror) else type(e).__name__
+        why = f"no answer from {endpoint}: {kind}"
+    _reach_seen[endpoint] = (time.monotonic(), why)
+    return why
 
 
 def _repo_is_cached(repo_id: str, cache_dir: str | None) -> bool:

@@ -734,8 +734,26 @@ def image_export_problem() -> str | None:
     return None
 
 
+EXPORT_TEMPLATE = "plotly_white"  # what a figure written to a file is drawn with (close to the app's light theme)
+
+
+def exported_figure(fig: go.Figure) -> go.Figure:
+    """A copy of the figure as it is written to a file (PNG, SVG, HTML): drawn with `EXPORT_TEMPLATE`,
+    whatever template the figure was built with.
+
+    Why: importing Streamlit makes its "streamlit" template plotly's default, so every figure built in
+    the app carries it. That template holds only placeholder colours ("#000001"…) that Streamlit's
+    browser code swaps for its theme's, together with the theme's axis settings; a file drawn outside
+    the app got neither: no automargin, so with our tight margins the x tick labels fell off the bottom
+    of the whole-document map and the axis title sat where they belong. A known template draws every
+    file alike, in the app or not; what the figure sets itself (margins, axes, colours) still wins."""
+    out = go.Figure(fig)
+    out.update_layout(template=EXPORT_TEMPLATE)
+    return out
+
+
 def figure_image(fig: go.Figure, fmt: str = "png", scale: float = 2.0) -> bytes:
-    """The figure as PNG or SVG bytes, drawn by kaleido (>= 1) in a headless Chrome/Chromium with
+    """The figure (`exported_figure`) as PNG or SVG bytes, drawn by kaleido (>= 1) in a headless Chrome/Chromium with
     the plotly.js that ships with plotly (nothing is fetched from the network; no MathJax). The
     browser's profile goes into the process's export folder (`_profiles_folder`), which is
     cleaned up at exit even where a browser is still running then."""
@@ -751,7 +769,7 @@ def figure_image(fig: go.Figure, fmt: str = "png", scale: float = 2.0) -> bytes:
     if browser and not os.environ.get("BROWSER_PATH"):
         os.environ["BROWSER_PATH"] = browser  # choreographer finds the browser through it
     plotlyjs = os.path.join(os.path.dirname(plotly.__file__), "package_data", "plotly.min.js")
-    return kaleido.calc_fig_sync(fig, opts=dict(format=fmt, scale=scale),
+    return kaleido.calc_fig_sync(exported_figure(fig), opts=dict(format=fmt, scale=scale),
                                  kopts=dict(plotlyjs=plotlyjs, mathjax=False, tmp_dir=_profiles_folder()))
 
 
@@ -873,5 +891,5 @@ class ImageExport:
 
 
 def figure_html(fig: go.Figure) -> str:
-    """A self-contained HTML page of the figure (plotly.js inlined, so it opens offline)."""
-    return fig.to_html(include_plotlyjs=True, full_html=True)
+    """A self-contained HTML page of the figure (`exported_figure`; plotly.js inlined, so it opens offline)."""
+    return exported_figure(fig).to_html(include_plotlyjs=True, full_html=True)

@@ -477,15 +477,16 @@ def export_view(result: RunResult, key: str, view: View | None = None) -> None:
     st.markdown("Files are made when you click (big runs take a moment).")
     # a row that wraps: in a half-page column, three fixed columns cut the buttons' labels short
     row = st.container(horizontal=True)
-    row.download_button("Settings (JSON)", data=export.run_settings_json(result, v), file_name="ledviz-run.json",
-                        mime="application/json", key=f"{key}.json", on_click="ignore", icon=":material/settings:")
+    row.download_button("Settings (JSON)", data=export.run_settings_json(result, v),
+                        file_name=export.run_file_name(result, ".json"), mime="application/json", key=f"{key}.json",
+                        on_click="ignore", icon=":material/settings:")
     row.download_button("Maps and statistics (.npz)", data=lambda: export.run_npz_bytes(result),
-                        file_name="ledviz-run.npz", mime="application/octet-stream", key=f"{key}.npz",
-                        on_click="ignore", icon=":material/data_array:")
+                        file_name=export.run_file_name(result, ".npz"), mime="application/octet-stream",
+                        key=f"{key}.npz", on_click="ignore", icon=":material/data_array:")
     if export.parquet_available():
         row.download_button("Tables (Parquet, zip)", data=lambda: export.run_parquet_zip(result),
-                            file_name="ledviz-run-parquet.zip", mime="application/zip", key=f"{key}.parquet",
-                            on_click="ignore", icon=":material/table:")
+                            file_name=export.run_file_name(result, "-parquet.zip"), mime="application/zip",
+                            key=f"{key}.parquet", on_click="ignore", icon=":material/table:")
     else:
         row.caption("Parquet needs pyarrow (`pip install pyarrow`); the .npz file has everything.")
     st.caption("The .npz holds every encoder layer in band + global form (float16, "

@@ -436,6 +436,39 @@ def test_run_downloads_read_back(qa_run, tmp_path):
     assert sorted(set(stats.position)) == qa_run.global_positions
 
 
+def _named_run(task="summarize", output_ids=(2, 5, 7), **settings):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(task=task, settings=settings, document=SimpleNamespace(text=TEXT),
+                           output_ids=list(output_ids))
+
+
+@pytest.mark.parametrize("task, document, run_id, name", [
+    ("summarize", "Annual Report 2023", "3fa9c2d1e5b7", "ledviz-summary-annual-report-2023-3fa9c2d1.json"),
+    ("qa", "Bericht Über Märkte.PDF", "abc", "ledviz-qa-bericht-uber-markte-abc.json"),  # accents, extension
+    ("qa", "../../etc/passwd; rm -rf *.txt", "abc", "ledviz-qa-etc-passwd-rm-rf-abc.json"),  # nothing unsafe
+    ("summarize", "pasted text", "abc", "ledviz-summary-pasted-text-abc.json"),
+    ("summarize", "報告書.txt", "abc", "ledviz-summary-document-abc.json"),  # nothing left of the name
+    ("summarize", None, "abc", "ledviz-summary-document-abc.json"),
+    ("summarize", "x" * 30 + " " + "y" * 30, "abc", "ledviz-summary-" + "x" * 30 + "-abc.json"),  # cut at a word
+])
+def test_run_file_names_say_task_and_document_in_safe_characters(task, document, run_id, name):
+    assert export.run_file_name(_named_run(task, document=document, run_id=run_id), ".json") == name
+
+
+def test_run_file_names_differ_by_run_and_format():
+    a = _named_run(document="Annual Report 2023", run_id="3fa9c2d1e5b7")
+    assert export.run_file_name(a, ".npz") == "ledviz-summary-annual-report-2023-3fa9c2d1.npz"
+    assert export.run_file_name(a, "-parquet.zip") == "ledviz-summary-annual-report-2023-3fa9c2d1-parquet.zip"
+    # no run id: a digest of document and output, the same for the same run, another for another output
+    b, c = _named_run(document="doc"), _named_run(document="doc", output_ids=(2, 9))
+    assert re.fullmatch(r"ledviz-summary-doc-[0-9a-f]{8}\.json", export.run_file_name(b, ".json"))
+    assert export.run_file_name(b, ".json") == export.run_file_name(_named_run(document="doc"), ".json")
+    assert export.run_file_name(b, ".json") != export.run_file_name(c, ".json")
+    with pytest.raises(ValueError, match="suffix must be one of"):
+        export.run_file_name(a, ".exe")
+
+
 # ---------------------------------------------------------------------------------------------
 # figures and HTML
 # ---------------------------------------------------------------------------------------------
@@ -652,6 +685,54 @@ def test_faithfulness_html_marks_and_escapes():
 # ---------------------------------------------------------------------------------------------
 # figure export
 # ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def streamlit_default_template(monkeypatch):
+    """Plotly's default template as it is in the app: importing Streamlit makes it Streamlit's placeholder one."""
+    import plotly.io as pio
+    from streamlit.elements.lib.streamlit_plotly_theme import configure_streamlit_plotly_theme
+
+    default = pio.templates.default
+    configure_streamlit_plotly_theme()
+    monkeypatch.setattr(pio.templates, "default", "streamlit")
+    yield
+    pio.templates.default = default
+
+
+def _whole_document_map() -> go.Figure:
+    n = 982
+    edges = [*range(0, n, 4), n]
+    title = "Whole document: 982 tokens<br><span style='font-size:12px'>all layers</span>"
+    return plots.overview_figure(np.random.default_rng(0).random((len(edges) - 1,) * 2), edges, title=title,
+                                 zoom=((0, 64), (0, 64)), global_positions=[0])
+
+
+def test_exported_figures_do_not_carry_streamlits_placeholder_template(streamlit_default_template):
+    # Streamlit's template has no axis settings (no automargin: the x tick labels fell off the exported
+    # map) and placeholder colours only Streamlit's browser code replaces
+    fig = _whole_document_map()
+    assert fig.layout.template.layout.colorway[0] == "#000001"  # built as in the app
+    out = plots.exported_figure(fig)
+    assert out.layout.template.layout.xaxis.automargin and out.layout.template.layout.yaxis.automargin
+    assert not any(c.startswith("#0000") for c in out.layout.template.layout.colorway)
+    assert out.layout.margin == fig.layout.margin and out.layout.xaxis.title.text == "key token"
+    assert fig.layout.template.layout.colorway[0] == "#000001"  # the app's (cached, shared) figure unchanged
+    assert "#000001" not in plots.figure_html(fig)
+
+
+@pytest.mark.slow
+def test_exported_svg_of_the_whole_document_map_keeps_its_x_tick_labels(streamlit_default_template):
+    problem = plots.image_export_problem()
+    if problem is not None:
+        pytest.skip(f"IMAGE EXPORT TEST SKIPPED: {problem}")
+    fig = _whole_document_map()
+    svg = plots.figure_image(fig, "svg").decode()
+    ticks = re.findall(r'class="xtick"><text[^>]*? y="([0-9.]+)"[^>]*>([^<]*)<', svg)
+    assert [t for _, t in ticks] == ["0", "200", "400", "600", "800"], ticks
+    title_y = float(re.search(r'class="xtitle"[^>]*? y="([0-9.]+)"', svg).group(1))
+    tick_y = max(float(y) for y, _ in ticks)
+    assert tick_y + 10 < title_y <= fig.layout.height, (tick_y, title_y)  # the title below the labels, inside
+
 
 @pytest.mark.slow
 def test_png_and_svg_export_with_kaleido_and_the_system_chromium():

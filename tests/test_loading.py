@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -195,6 +196,57 @@ def test_hub_id_not_cached_while_offline_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ledviz.CheckpointError, match="not in the local Hub cache"):
         ledviz.LEDForConditionalGeneration.from_pretrained("allenai/led-base-16384", cache_dir=str(tmp_path))
+
+
+def _unreachable_hub(monkeypatch):
+    """Not offline, but every request fails as a failed name lookup does; returns the list of requests made."""
+    import socket
+
+    import requests
+    from huggingface_hub import constants
+
+    from ledviz import loading
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(loading, "_reach_seen", {}, raising=False)
+    calls = []
+
+    def no_network(self, method, url, *args, **kwargs):
+        calls.append((method, url))
+        try:
+            raise socket.gaierror(-3, "Temporary failure in name resolution")
+        except socket.gaierror as e:
+            raise requests.ConnectionError(f"Failed to resolve 'huggingface.co' ({e})") from e
+
+    monkeypatch.setattr(requests.Session, "request", no_network)
+    return calls
+
+
+def test_unreachable_hub_fails_fast_after_one_request(tmp_path, monkeypatch):
+    # huggingface_hub alone retries 5 times with 1+2+4+8+8 s of waiting before saying anything
+    calls = _unreachable_hub(monkeypatch)
+    start = time.monotonic()
+    with pytest.raises(ledviz.CheckpointError) as err:
+        ledviz.LEDForConditionalGeneration.from_pretrained("allenai/led-base-16384", cache_dir=str(tmp_path))
+    assert time.monotonic() - start < 3
+    assert len(calls) == 1, calls
+    msg = str(err.value)
+    assert "'allenai/led-base-16384' is not in the local Hub cache" in msg
+    assert "name lookup failed" in msg and "HF_HUB_OFFLINE=1" in msg and "local checkpoint folder" in msg
+
+
+def test_unreachable_hub_still_loads_from_the_cache(tmp_path, batch, monkeypatch):
+    ref = make_reference("LEDForConditionalGeneration", tmp_path / "src")
+    cache = _hub_cache(tmp_path, "tiny-org/tiny-led", tmp_path / "src")
+    calls = _unreachable_hub(monkeypatch)
+    start = time.monotonic()
+    ours = ledviz.LEDForConditionalGeneration.from_pretrained("tiny-org/tiny-led", cache_dir=cache)
+    assert time.monotonic() - start < 3 and len(calls) == 1, calls  # one check for all its files
+    ids, am, gm = batch
+    with torch.no_grad():
+        assert_close(ours(ids, attention_mask=am, global_attention_mask=gm).logits,
+                     ref(ids, attention_mask=am, global_attention_mask=gm).logits, "hub logits")
 
 
 # ---- bad model input ----------------------------------------------------------------------------
