@@ -180,7 +180,6 @@ def _hub_unreachable() -> str | None:
     Any HTTP answer counts as reachable (errors of the repo itself come from hf_hub_download); only a
     failed name lookup, connection or timeout counts as unreachable. The answer is kept a short while,
     so loading a checkpoint's several files checks once."""
-    import requests
     from huggingface_hub import constants
     from huggingface_hub.utils import get_session
 
@@ -192,14 +191,24 @@ def _hub_unreachable() -> str | None:
     try:
         get_session().head(endpoint, timeout=_REACH_TIMEOUT, allow_redirects=False)
         why = None
-    except (requests.ConnectionError, requests.Timeout) as e:
+    except _transport_errors() as e:
         cause = e
-        while cause.__context__ is not None and not isinstance(cause, socket.gaierror):
-            cause = cause.__context__
+        while not isinstance(cause, socket.gaierror) and (cause.__cause__ or cause.__context__) is not None:
+            cause = cause.__cause__ or cause.__context__
         kind = "the name lookup failed" if isinstance(cause, socket.gaierror) else type(e).__name__
         why = f"no answer from {endpoint}: {kind}"
     _reach_seen[endpoint] = (time.monotonic(), why)
     return why
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The errors of a request that got no answer: huggingface_hub below 1.0 sends through requests (whose
+    ConnectionError and Timeout are OSErrors), 1.0 and later through httpx (its TransportError)."""
+    try:
+        import httpx
+    except ImportError:
+        return (OSError,)
+    return (OSError, httpx.TransportError)
 
 
 def _repo_is_cached(repo_id: str, cache_dir: str | None) -> bool:
