@@ -189,7 +189,7 @@ def _hub_unreachable() -> str | None:
     if seen is not None and now - seen[0] < _REACH_KEEP[seen[1] is None]:
         return seen[1]
     try:
-        get_session().head(endpoint, timeout=_REACH_TIMEOUT, allow_redirects=False)
+        get_session().head(endpoint, timeout=_REACH_TIMEOUT)  # neither requests nor httpx follows a redirect here
         why = None
     except _transport_errors() as e:
         cause = e
