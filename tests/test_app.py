@@ -202,6 +202,27 @@ def test_a_suggested_question_clicked_again_comes_back_after_an_edit():
     assert at.text_input(key="qa.question").value == first
 
 
+def test_a_fast_double_click_on_a_suggested_question_keeps_it():
+    """A fast double click on a suggested question: the second click reaches the server with the
+    browser's stale values, the question box as it was before the first click ('') and the pill
+    clicked off. The question stays the suggestion (it was emptied: the stale box value won) and
+    the pill stays selected, as it is while the question is that suggestion."""
+    at = open_app("pages/qa.py")
+    at.text_input(key="qa.question").set_value("").run()
+    first = at.button_group(key="qa.suggested").options[0]
+    at.button_group(key="qa.suggested").set_value(first).run()
+    assert at.text_input(key="qa.question").value == first
+    # the second click, sent before the first one's rerun reached the browser
+    at.text_input(key="qa.question").set_value("")
+    at.button_group(key="qa.suggested").set_value(None).run()
+    assert_clean(at)
+    assert at.text_input(key="qa.question").value == first
+    assert at.button_group(key="qa.suggested").value == first
+    # a question typed by hand leaves no suggestion selected
+    at.text_input(key="qa.question").set_value("What is the deadline for it?").run()
+    assert at.button_group(key="qa.suggested").value is None
+
+
 def test_the_question_shown_with_its_answer_is_as_typed_not_markdown():
     """The question under the answer, and the one asked, show their `$`, `_` and `*` as typed (the
     caption read "$_x_" as "$" and an italic "x")."""
