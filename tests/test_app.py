@@ -188,6 +188,19 @@ def test_question_answering_runs_and_traces_answer_and_question():
     assert free.settings["answer_from_document"] is False and free is not result
 
 
+def test_no_head_chosen_to_combine_says_all_heads_are_shown():
+    """Heads: Chosen with the "Heads to combine" box emptied shows every head, and the sidebar says why and
+    what to do (it read "Showing all layers, all heads (mean)." as if All had been picked)."""
+    at = open_app()
+    at.sidebar.button_group(key="view.heads_mode").set_value("some").run()
+    at.sidebar.multiselect(key="view.head_set").set_value([1, 2]).run()
+    assert [c.value for c in at.sidebar.caption if "Showing" in c.value] == ["Showing all layers, heads 1, 2 (mean)."]
+    at.sidebar.multiselect(key="view.head_set").set_value([]).run()
+    assert_clean(at)
+    shown = [c.value for c in at.sidebar.caption if "showing" in c.value.lower()]
+    assert shown == ["No head chosen: showing all layers, all heads (mean); pick heads to combine."], shown
+
+
 def test_a_suggested_question_clicked_again_comes_back_after_an_edit():
     """Clicking a suggested question fills the question; after the question is edited, clicking the
     same suggestion again brings it back (it used to clear the pill and keep the edited question)."""
