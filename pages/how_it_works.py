@@ -131,6 +131,8 @@ def example_section() -> None:
                f"Grey cells hold no score; ▲ marks the global tokens on every map. "
                f"x = {count(ex.x, 'global token')}, w = {w}: the raw output has {ex.width} columns, "
                f"the unfolded map {n}.")
+    if note := ex.window_note():
+        st.info(note, icon=":material/select_all:")
 
     st.markdown("**Or pick a cell of the unfolded map**")
     i_col, j_col, text_col = st.columns([1, 1, 4])

@@ -349,8 +349,12 @@ def test_how_it_works_recomputes_and_links_cells():
     assert "key 7:lead" in picked and "encoder_attentions[9, g:7]" in picked
     at.number_input(key="hiw.j").set_value(20).run()  # far and not global: never scored
     assert any("never scored" in m.value for m in at.markdown)
+    assert not any("full attention" in m.value for m in at.info)
     at.slider(key="hiw.n").set_value(8).run()  # fewer tokens: the picked cell and globals are clamped
     assert_clean(at)
+    at.slider(key="hiw.w").set_value(12).run()  # a window over all 8 tokens: full attention, and said
+    assert [m.value for m in at.info if "full attention" in m.value], [m.value for m in at.info]
+    at.slider(key="hiw.w").set_value(5).run()
     assert at.multiselect(key="hiw.globals").value == ["0:<s>"]  # token 7 is now </s>, not "lead"
     assert at.number_input(key="hiw.i").value <= 7 and at.number_input(key="hiw.j").value <= 7
     at.slider(key="hiw.n").set_value(44).run()  # the largest: every word of the example
