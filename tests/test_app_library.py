@@ -564,6 +564,26 @@ def test_global_tokens_are_marked_on_every_map():
     assert all(plots.GLOBAL_SYMBOL in t for t in fig.layout.xaxis2.ticktext)  # the global view's columns
 
 
+def test_explain_maps_stack_for_a_narrow_screen():
+    """Stacked, each map is the figure's full width, under its own title, with its own token labels and
+    the picked cell framed in it (side by side at 400 px the three titles overlapped)."""
+    ex = explain.build_example(24, 3, [0, 5])
+    side, _ = plots.explain_figure(ex, ("absolute", 5, 4))
+    fig, curves = plots.explain_figure(ex, ("absolute", 5, 4), stacked=True)
+    assert sorted(curves.values()) == ["absolute", "global", "local"]
+    layout = fig.layout.to_plotly_json()
+    assert [layout[a]["domain"] for a in ("xaxis", "xaxis2", "xaxis3")] == [[0.0, 1.0]] * 3
+    rows = [layout[a]["domain"] for a in ("yaxis", "yaxis2", "yaxis3")]
+    assert all(a[0] > b[1] for a, b in zip(rows, rows[1:]))  # top to bottom, not overlapping
+    assert all(len(layout[a]["ticktext"]) == ex.n for a in ("yaxis", "yaxis2", "yaxis3"))
+    titles = sorted(fig.layout.annotations, key=lambda t: -t.y)
+    assert [t.text.split("<br>")[0] for t in titles] == ["raw: encoder_attentions", "raw: global_attentions",
+                                                          "unfolded N × N"]
+    assert fig.layout.height == 3 * side.layout.height
+    axis = {"local": "y", "global": "y2", "absolute": "y3"}  # the picked cell and its partner, each in its map
+    assert {s.yref for s in fig.layout.shapes} == {"y3", axis[ex.partner("absolute", 5, 4)[0]]}
+
+
 @pytest.mark.parametrize("n,w,globals_", [(explain.MAX_TOKENS, 3, [0]), (explain.MAX_TOKENS, 1, [0]),
                                            (24, 3, [0, 5]), (explain.MAX_TOKENS, 12, [])])
 def test_explain_subplots_are_wide_enough_for_their_titles(n, w, globals_):

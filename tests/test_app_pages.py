@@ -340,6 +340,10 @@ def test_how_it_works_recomputes_and_links_cells():
     at = open_app("pages/how_it_works.py")
     assert at.title[0].value == "How LED attention works"
     assert charts(at) == 3  # the linked maps, pairs and memory against N
+    at.toggle(key="hiw.stacked").set_value(True).run()  # the maps one above the other, for a narrow screen
+    assert_clean(at)
+    assert charts(at) == 3
+    at.toggle(key="hiw.stacked").set_value(False).run()
     at.slider(key="hiw.w").set_value(5).run()
     at.multiselect(key="hiw.globals").set_value(["0:<s>", "7:lead"]).run()
     at.number_input(key="hiw.i").set_value(9).run()
