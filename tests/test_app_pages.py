@@ -68,6 +68,9 @@ def test_lab_compares_settings_and_draws_charts():
     assert list(table.setting) == ["first <s>", "sentence starts", "pattern /^\\d/"]
     assert {"log_likelihood", "reference_log_likelihood", "mean_tv_vs_reference", "encode_s"} <= set(table.columns)
     assert table.reference_log_likelihood.notna().all()
+    # three cards: each card's two log-likelihoods one under the other (side by side, "-145.31" was cut)
+    assert len(at.metric) == 6
+    assert not [m for c in at.columns for m in c.children.values() if m.type == "metric"]
     # another pair for the difference map, and a sidebar view of one layer and head
     at.selectbox(key="lab.diff_a").set_value(2).run()
     at.sidebar.selectbox(key="view.layer").set_value(0).run()  # the sidebar's layer choice
