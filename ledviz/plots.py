@@ -388,15 +388,17 @@ SETTING_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]  # one per setting
 
 def bars_figure(df, columns: dict[str, str], title: str, y_title: str, *, x: str = "setting",
                 stacked: bool = False, height: int = 300) -> go.Figure:
-    """Grouped (or stacked) bars of the table's `columns` {column: legend name} over its `x` column;
-    columns missing or all empty are left out."""
+    """Grouped (or stacked) bars of the table's `columns` {column: legend name} for each row's `x`
+    label; columns missing or all empty are left out. The bars lie horizontal, one row per label, so
+    the labels read in full beside them (upright under four bars in a third of the page they were
+    slanted and cut: "positi…"); `y_title` names the values' axis."""
     fig = go.Figure()
     for col, name in columns.items():
         if col in df and df[col].notna().any():
-            fig.add_trace(go.Bar(x=df[x].map(escape), y=df[col], name=name,
-                                 hovertemplate="%{x}<br>" + name + " %{y:.3f}<extra></extra>"))
-    return _layout(fig, title, height, rows_down=False, legend_y=-0.2, barmode="stack" if stacked else "group",
-                   yaxis_title=y_title)
+            fig.add_trace(go.Bar(y=df[x].map(escape), x=df[col], name=name, orientation="h",
+                                 hovertemplate="%{y}<br>" + name + " %{x:.3f}<extra></extra>"))
+    return _layout(fig, title, height, rows_down=True, legend_y=-0.33, barmode="stack" if stacked else "group",
+                   xaxis_title=y_title, yaxis_automargin=True)
 
 
 # the QA page draws answerability_figure above decline_figure: the same left margin (labels cut to fit it)

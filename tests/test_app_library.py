@@ -458,8 +458,11 @@ def test_lab_figures():
     df = pd.DataFrame({"setting": ["first <s>", "none"], "encode_s": [0.5, 0.7], "generate_s": [None, None]})
     fig = plots.bars_figure(df, {"encode_s": "encode", "generate_s": "generate", "absent": "x"}, "Time", "s",
                             stacked=True)
-    assert [t.name for t in fig.data] == ["encode"] and list(fig.data[0].x) == ["first &lt;s&gt;", "none"]
+    assert [t.name for t in fig.data] == ["encode"] and list(fig.data[0].y) == ["first &lt;s&gt;", "none"]
     assert fig.layout.barmode == "stack" and fig.layout.height == 300
+    # horizontal, the first setting on top: its label reads in full beside the bars (slanted under them it was cut)
+    assert fig.data[0].orientation == "h" and fig.layout.yaxis.autorange == "reversed"
+    assert fig.layout.xaxis.title.text == "s"
     table = pd.DataFrame({"a": [0.1, 0.2], "b <x>": [0.3, 0.1]}, index=[0, 1])
     fig = plots.layer_distance_figure(table, ["a", "b <x>"], reference=0)
     assert [t.name for t in fig.data] == ["b &lt;x&gt;"] and "“a”" in fig.layout.title.text
