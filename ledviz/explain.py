@@ -120,6 +120,15 @@ class ExplainExample:
         """'g:pos' for each global token (its row, transposed)."""
         return [f"g:{p}" for p in self.global_positions]
 
+    def window_note(self) -> str | None:
+        """A line for an example whose window reaches every token (w >= N - 1): it is full attention, and
+        the raw output's x + 2w + 1 columns outnumber the tokens. None for a window narrower than that."""
+        if self.window < self.n - 1:
+            return None
+        return (f"The window covers the whole text (w = {self.window} ≥ N − 1 = {self.n - 1}): every token sees "
+                f"every other, so this is full attention. The raw output still has x + 2w + 1 = {self.width} "
+                f"columns for {self.n} tokens; the window slots beyond the text's ends hold no score (grey).")
+
     # ---- which cells carry a score ---------------------------------------------------------------
     def is_global(self, i: int) -> bool:
         return i in self.global_positions

@@ -388,15 +388,17 @@ SETTING_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]  # one per setting
 
 def bars_figure(df, columns: dict[str, str], title: str, y_title: str, *, x: str = "setting",
                 stacked: bool = False, height: int = 300) -> go.Figure:
-    """Grouped (or stacked) bars of the table's `columns` {column: legend name} over its `x` column;
-    columns missing or all empty are left out."""
+    """Grouped (or stacked) bars of the table's `columns` {column: legend name} for each row's `x`
+    label; columns missing or all empty are left out. The bars lie horizontal, one row per label, so
+    the labels read in full beside them (upright under four bars in a third of the page they were
+    slanted and cut: "positi…"); `y_title` names the values' axis."""
     fig = go.Figure()
     for col, name in columns.items():
         if col in df and df[col].notna().any():
-            fig.add_trace(go.Bar(x=df[x].map(escape), y=df[col], name=name,
-                                 hovertemplate="%{x}<br>" + name + " %{y:.3f}<extra></extra>"))
-    return _layout(fig, title, height, rows_down=False, legend_y=-0.2, barmode="stack" if stacked else "group",
-                   yaxis_title=y_title)
+            fig.add_trace(go.Bar(y=df[x].map(escape), x=df[col], name=name, orientation="h",
+                                 hovertemplate="%{y}<br>" + name + " %{x:.3f}<extra></extra>"))
+    return _layout(fig, title, height, rows_down=True, legend_y=-0.33, barmode="stack" if stacked else "group",
+                   xaxis_title=y_title, yaxis_automargin=True)
 
 
 # the QA page draws answerability_figure above decline_figure: the same left margin (labels cut to fit it)
@@ -537,15 +539,24 @@ EXPLAIN_SUBPLOT_TITLES = {  # short enough for narrow subplots
 }
 EXPLAIN_HIGHLIGHT = {"picked": "#d62728", "partner": "#ff7f0e"}
 EXPLAIN_MIN_SHARE = 0.2  # the least share of the figure's width a subplot gets
+EXPLAIN_STACK_GAP = 150  # px between two stacked maps
+
+
+def _one_map(ex) -> int:
+    """The height of one explain map with its title and labels, in px."""
+    return max(460, 15 * ex.n + 190)
 
 
 def _nan_to_none(t) -> list[list[float | None]]:
     return [[None if v != v else v for v in row] for row in t.tolist()]
 
 
-def explain_figure(ex, focus: tuple[str, int, int] | None = None) -> tuple[go.Figure, dict[int, str]]:
+def explain_figure(ex, focus: tuple[str, int, int] | None = None,
+                   stacked: bool = False) -> tuple[go.Figure, dict[int, str]]:
     """An explain.ExplainExample as one figure: raw local | raw global (when it has global tokens) |
-    unfolded N × N, sharing the token rows; returns it and {curve number: part}.
+    unfolded N × N, sharing the token rows, or with `stacked` one above the other, each the figure's
+    full width and with its own token labels (for a narrow screen, where side by side the titles
+    run into each other and the column labels cannot be read); returns it and {curve number: part}.
 
     Plotly in Streamlit cannot link hover across charts, so the views are subplots of one figure.
     Each carries an invisible square marker on every cell: its hover text names the cell and its
@@ -568,15 +579,21 @@ def explain_figure(ex, focus: tuple[str, int, int] | None = None) -> tuple[go.Fi
     cells = [len(xlabels[p]) for p in parts]
     widths = [max(c, EXPLAIN_MIN_SHARE * sum(cells) / (1 - EXPLAIN_MIN_SHARE * (len(parts) - 1))) for c in cells]
     # rows are token positions in every subplot: one shared y axis, labelled once on the left
-    fig = make_subplots(rows=1, cols=len(parts), column_widths=widths, horizontal_spacing=0.03, shared_yaxes=True,
-                        subplot_titles=[titles[p] for p in parts])
+    if stacked:
+        # between two maps: the upper one's column labels and axis title, the lower one's two-line title
+        fig = make_subplots(rows=len(parts), cols=1, vertical_spacing=EXPLAIN_STACK_GAP / (_one_map(ex) * len(parts)),
+                            subplot_titles=[titles[p] for p in parts])
+    else:
+        fig = make_subplots(rows=1, cols=len(parts), column_widths=widths, horizontal_spacing=0.03,
+                            shared_yaxes=True, subplot_titles=[titles[p] for p in parts])
+    at = (lambda k: dict(row=k, col=1)) if stacked else (lambda k: dict(row=1, col=k))
     zmax = max(float(ex.dense.max()), 1e-6)
     curves: dict[int, str] = {}
     for k, part in enumerate(parts, start=1):
         z = data[part]
         rows, cols = z.shape
         fig.add_trace(go.Heatmap(z=_nan_to_none(z), x=list(range(cols)), y=list(range(rows)),
-                                 coloraxis="coloraxis", hoverinfo="skip", xgap=1, ygap=1), row=1, col=k)
+                                 coloraxis="coloraxis", hoverinfo="skip", xgap=1, ygap=1), **at(k))
         xs, ys, text = [], [], []
         for r in range(rows):
             for c in range(cols):
@@ -586,14 +603,14 @@ def explain_figure(ex, focus: tuple[str, int, int] | None = None) -> tuple[go.Fi
         curves[len(fig.data)] = part
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", text=text, hovertemplate="%{text}<extra></extra>",
                                  marker=dict(symbol="square", size=9, color="rgba(0,0,0,0)"),
-                                 showlegend=False), row=1, col=k)
+                                 showlegend=False), **at(k))
         fig.update_xaxes(tickmode="array", tickvals=list(range(cols)), ticktext=xlabels[part],
                          tickangle=-90 if part == "absolute" else -60, tickfont=dict(size=9),
-                         range=[-0.5, cols - 0.5], showgrid=False, zeroline=False, row=1, col=k)
+                         range=[-0.5, cols - 0.5], showgrid=False, zeroline=False, **at(k))
         fig.update_yaxes(tickmode="array", tickvals=list(range(rows)), ticktext=tokens, autorange="reversed",
-                         tickfont=dict(size=9), showgrid=False, zeroline=False, row=1, col=k)
-    fig.update_xaxes(title_text="key offset (global columns first)", row=1, col=1)
-    fig.update_xaxes(title_text="key", row=1, col=len(parts))
+                         tickfont=dict(size=9), showgrid=False, zeroline=False, **at(k))
+    fig.update_xaxes(title_text="key offset (global columns first)", **at(1))
+    fig.update_xaxes(title_text="key", **at(len(parts)))
     if focus:
         cells = [(focus, EXPLAIN_HIGHLIGHT["picked"])]
         other = ex.partner(*focus)
@@ -602,10 +619,16 @@ def explain_figure(ex, focus: tuple[str, int, int] | None = None) -> tuple[go.Fi
         for (part, r, c), color in cells:
             if part in parts:
                 fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5,
-                              line=dict(color=color, width=3), row=1, col=parts.index(part) + 1)
-    _layout(fig, None, max(460, 15 * ex.n + 190), rows_down=False, top=40,
-            coloraxis=dict(colorscale="Blues", cmin=0, cmax=zmax, colorbar=dict(title="p", thickness=12)),
+                              line=dict(color=color, width=3), **at(parts.index(part) + 1))
+    height = _one_map(ex) * len(parts) if stacked else _one_map(ex)
+    # stacked (narrow), the colour bar lies under the maps rather than taking a column of their width
+    bar = dict(title="p", thickness=12) if not stacked else \
+        dict(title="p", thickness=12, orientation="h", len=0.8, y=-115 / height, yanchor="top")
+    _layout(fig, None, height, rows_down=False, top=40,
+            coloraxis=dict(colorscale="Blues", cmin=0, cmax=zmax, colorbar=bar),
             plot_bgcolor="#e8e8e8", hovermode="closest", clickmode="event+select")
+    if stacked:
+        fig.update_layout(margin_b=130)
     fig.update_annotations(font_size=12)
     return fig, curves
 

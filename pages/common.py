@@ -372,7 +372,10 @@ def attention_sidebar(loaded: LoadedModel | None) -> View:
                 reduce = st.radio("Combine heads/layers by", ["mean", "max"], horizontal=True, key="view.reduce",
                                   persist_state="session")
             view = View(None if layer == ALL_LAYERS else layer, heads, reduce)
-            st.caption(f"Showing {view.label()}.")
+            if mode == "some" and heads is None:  # an emptied "Heads to combine" shows every head: say so
+                st.caption(f"No head chosen: showing {view.label()}; pick heads to combine.")
+            else:
+                st.caption(f"Showing {view.label()}.")
     st.session_state["view.current"] = view
     return view
 

@@ -123,7 +123,10 @@ def example_section() -> None:
         st.session_state["hiw.focus"] = focus
         st.session_state["hiw.i"], st.session_state["hiw.j"] = focus[1], focus[2]
 
-    fig, curves = plots.explain_figure(ex, focus)
+    stacked = st.toggle("Stack the maps", key="hiw.stacked",
+                        help="one above the other, each the page's width: for a narrow screen (a phone), where "
+                             "side by side their titles run into each other and the column labels cannot be read")
+    fig, curves = plots.explain_figure(ex, focus, stacked=stacked)
     st.session_state["hiw.curves"] = curves
     st.plotly_chart(fig, key=CHART_KEY, on_select=_on_chart_select, selection_mode="points",
                     config={"displayModeBar": False})
@@ -131,6 +134,8 @@ def example_section() -> None:
                f"Grey cells hold no score; ▲ marks the global tokens on every map. "
                f"x = {count(ex.x, 'global token')}, w = {w}: the raw output has {ex.width} columns, "
                f"the unfolded map {n}.")
+    if note := ex.window_note():
+        st.info(note, icon=":material/select_all:")
 
     st.markdown("**Or pick a cell of the unfolded map**")
     i_col, j_col, text_col = st.columns([1, 1, 4])

@@ -165,7 +165,9 @@ def outputs_section(comp: compare.Comparison, most: int | None = None) -> None:
                 if cut := cut_note(item.run, "Max output tokens", most):
                     st.warning(cut, icon=":material/content_cut:")
                 own, refll = item.log_likelihood, item.reference_log_likelihood
-                m1, m2 = st.columns(2)
+                # side by side in a card only where two or one cards share the page: in three or four the two
+                # numbers were cut ("-145…")
+                m1, m2 = st.columns(2) if len(comp.results) <= 2 else (st.container(), st.container())
                 m1.metric("own log-lik.", "–" if own is None else f"{own:.2f}",
                           help="of this setting's own output; outputs differ, so these are not comparable")
                 if n == comp.reference:

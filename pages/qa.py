@@ -41,19 +41,25 @@ MAX_TOKENS = 256  # the most answer tokens asked for (fewer where the model's de
 
 
 def _use_suggestion() -> None:
-    """A suggested question clicked: it becomes the question, and the pills forget the click, so that
-    the same suggestion clicked again after editing the question brings it back (a pill left selected
-    would be cleared by that click, leaving the edited question)."""
-    choice = st.session_state.get(f"{KEY}.suggested")
+    """A suggested question clicked: it becomes the question. A click on the selected pill (it clears the
+    pill) is a click on that suggestion too, so each click of a pill sets its question: the same suggestion
+    clicked again after an edit brings it back, and the second click of a fast double click, which reaches
+    the server with the question box's value from before the first click, keeps the question (the box's
+    stale value would otherwise win). The callback runs after the browser's values are applied."""
+    choice = st.session_state.get(f"{KEY}.suggested") or st.session_state.get(f"{KEY}.suggestion_shown")
     if choice:
         st.session_state[f"{KEY}.question"] = choice
-    st.session_state[f"{KEY}.suggested"] = None
+        st.session_state[f"{KEY}.suggestion_shown"] = choice
 
 
 def question_input(sample: str | None) -> str:
-    """The question, with the sample document's suggested questions one click away."""
+    """The question, with the sample document's suggested questions one click away; the pill of the
+    question in the box, if it is a suggestion, shows selected (none for a question of one's own)."""
     suggestions = sample_questions().get(sample, []) if sample else []
     if suggestions:
+        asked = st.session_state.get(f"{KEY}.question")
+        shown = asked if asked in suggestions else None
+        st.session_state[f"{KEY}.suggested"] = st.session_state[f"{KEY}.suggestion_shown"] = shown
         st.pills("Suggested questions", suggestions, key=f"{KEY}.suggested", on_change=_use_suggestion, wrap=True)
     return st.text_input("Question", key=f"{KEY}.question", persist_state="session",
                          placeholder="Ask about a fact in the document").strip()

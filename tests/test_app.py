@@ -190,6 +190,19 @@ def test_question_answering_runs_and_traces_answer_and_question():
     assert free.settings["answer_from_document"] is False and free is not result
 
 
+def test_no_head_chosen_to_combine_says_all_heads_are_shown():
+    """Heads: Chosen with the "Heads to combine" box emptied shows every head, and the sidebar says why and
+    what to do (it read "Showing all layers, all heads (mean)." as if All had been picked)."""
+    at = open_app()
+    at.sidebar.button_group(key="view.heads_mode").set_value("some").run()
+    at.sidebar.multiselect(key="view.head_set").set_value([1, 2]).run()
+    assert [c.value for c in at.sidebar.caption if "Showing" in c.value] == ["Showing all layers, heads 1, 2 (mean)."]
+    at.sidebar.multiselect(key="view.head_set").set_value([]).run()
+    assert_clean(at)
+    shown = [c.value for c in at.sidebar.caption if "showing" in c.value.lower()]
+    assert shown == ["No head chosen: showing all layers, all heads (mean); pick heads to combine."], shown
+
+
 def test_a_suggested_question_clicked_again_comes_back_after_an_edit():
     """Clicking a suggested question fills the question; after the question is edited, clicking the
     same suggestion again brings it back (it used to clear the pill and keep the edited question)."""
@@ -202,6 +215,27 @@ def test_a_suggested_question_clicked_again_comes_back_after_an_edit():
     at.button_group(key="qa.suggested").set_value(first).run()
     assert_clean(at)
     assert at.text_input(key="qa.question").value == first
+
+
+def test_a_fast_double_click_on_a_suggested_question_keeps_it():
+    """A fast double click on a suggested question: the second click reaches the server with the
+    browser's stale values, the question box as it was before the first click ('') and the pill
+    clicked off. The question stays the suggestion (it was emptied: the stale box value won) and
+    the pill stays selected, as it is while the question is that suggestion."""
+    at = open_app("pages/qa.py")
+    at.text_input(key="qa.question").set_value("").run()
+    first = at.button_group(key="qa.suggested").options[0]
+    at.button_group(key="qa.suggested").set_value(first).run()
+    assert at.text_input(key="qa.question").value == first
+    # the second click, sent before the first one's rerun reached the browser
+    at.text_input(key="qa.question").set_value("")
+    at.button_group(key="qa.suggested").set_value(None).run()
+    assert_clean(at)
+    assert at.text_input(key="qa.question").value == first
+    assert at.button_group(key="qa.suggested").value == first
+    # a question typed by hand leaves no suggestion selected
+    at.text_input(key="qa.question").set_value("What is the deadline for it?").run()
+    assert at.button_group(key="qa.suggested").value is None
 
 
 def test_the_question_shown_with_its_answer_is_as_typed_not_markdown():

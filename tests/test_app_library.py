@@ -491,8 +491,11 @@ def test_lab_figures():
     df = pd.DataFrame({"setting": ["first <s>", "none"], "encode_s": [0.5, 0.7], "generate_s": [None, None]})
     fig = plots.bars_figure(df, {"encode_s": "encode", "generate_s": "generate", "absent": "x"}, "Time", "s",
                             stacked=True)
-    assert [t.name for t in fig.data] == ["encode"] and list(fig.data[0].x) == ["first &lt;s&gt;", "none"]
+    assert [t.name for t in fig.data] == ["encode"] and list(fig.data[0].y) == ["first &lt;s&gt;", "none"]
     assert fig.layout.barmode == "stack" and fig.layout.height == 300
+    # horizontal, the first setting on top: its label reads in full beside the bars (slanted under them it was cut)
+    assert fig.data[0].orientation == "h" and fig.layout.yaxis.autorange == "reversed"
+    assert fig.layout.xaxis.title.text == "s"
     table = pd.DataFrame({"a": [0.1, 0.2], "b <x>": [0.3, 0.1]}, index=[0, 1])
     fig = plots.layer_distance_figure(table, ["a", "b <x>"], reference=0)
     assert [t.name for t in fig.data] == ["b &lt;x&gt;"] and "“a”" in fig.layout.title.text
@@ -595,6 +598,26 @@ def test_global_tokens_are_marked_on_every_map():
     assert [i for i, t in enumerate(ticks) if plots.GLOBAL_SYMBOL in t] == [0, 5]
     assert [i for i, t in enumerate(fig.layout.xaxis3.ticktext) if plots.GLOBAL_SYMBOL in t] == [0, 5]
     assert all(plots.GLOBAL_SYMBOL in t for t in fig.layout.xaxis2.ticktext)  # the global view's columns
+
+
+def test_explain_maps_stack_for_a_narrow_screen():
+    """Stacked, each map is the figure's full width, under its own title, with its own token labels and
+    the picked cell framed in it (side by side at 400 px the three titles overlapped)."""
+    ex = explain.build_example(24, 3, [0, 5])
+    side, _ = plots.explain_figure(ex, ("absolute", 5, 4))
+    fig, curves = plots.explain_figure(ex, ("absolute", 5, 4), stacked=True)
+    assert sorted(curves.values()) == ["absolute", "global", "local"]
+    layout = fig.layout.to_plotly_json()
+    assert [layout[a]["domain"] for a in ("xaxis", "xaxis2", "xaxis3")] == [[0.0, 1.0]] * 3
+    rows = [layout[a]["domain"] for a in ("yaxis", "yaxis2", "yaxis3")]
+    assert all(a[0] > b[1] for a, b in zip(rows, rows[1:]))  # top to bottom, not overlapping
+    assert all(len(layout[a]["ticktext"]) == ex.n for a in ("yaxis", "yaxis2", "yaxis3"))
+    titles = sorted(fig.layout.annotations, key=lambda t: -t.y)
+    assert [t.text.split("<br>")[0] for t in titles] == ["raw: encoder_attentions", "raw: global_attentions",
+                                                          "unfolded N × N"]
+    assert fig.layout.height == 3 * side.layout.height
+    axis = {"local": "y", "global": "y2", "absolute": "y3"}  # the picked cell and its partner, each in its map
+    assert {s.yref for s in fig.layout.shapes} == {"y3", axis[ex.partner("absolute", 5, 4)[0]]}
 
 
 @pytest.mark.parametrize("n,w,globals_", [(explain.MAX_TOKENS, 3, [0]), (explain.MAX_TOKENS, 1, [0]),

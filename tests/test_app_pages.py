@@ -68,6 +68,9 @@ def test_lab_compares_settings_and_draws_charts():
     assert list(table.setting) == ["first <s>", "sentence starts", "pattern /^\\d/"]
     assert {"log_likelihood", "reference_log_likelihood", "mean_tv_vs_reference", "encode_s"} <= set(table.columns)
     assert table.reference_log_likelihood.notna().all()
+    # three cards: each card's two log-likelihoods one under the other (side by side, "-145.31" was cut)
+    assert len(at.metric) == 6
+    assert not [m for c in at.columns for m in c.children.values() if m.type == "metric"]
     # another pair for the difference map, and a sidebar view of one layer and head
     at.selectbox(key="lab.diff_a").set_value(2).run()
     at.sidebar.selectbox(key="view.layer").set_value(0).run()  # the sidebar's layer choice
@@ -340,6 +343,10 @@ def test_how_it_works_recomputes_and_links_cells():
     at = open_app("pages/how_it_works.py")
     assert at.title[0].value == "How LED attention works"
     assert charts(at) == 3  # the linked maps, pairs and memory against N
+    at.toggle(key="hiw.stacked").set_value(True).run()  # the maps one above the other, for a narrow screen
+    assert_clean(at)
+    assert charts(at) == 3
+    at.toggle(key="hiw.stacked").set_value(False).run()
     at.slider(key="hiw.w").set_value(5).run()
     at.multiselect(key="hiw.globals").set_value(["0:<s>", "7:lead"]).run()
     at.number_input(key="hiw.i").set_value(9).run()
@@ -349,8 +356,12 @@ def test_how_it_works_recomputes_and_links_cells():
     assert "key 7:lead" in picked and "encoder_attentions[9, g:7]" in picked
     at.number_input(key="hiw.j").set_value(20).run()  # far and not global: never scored
     assert any("never scored" in m.value for m in at.markdown)
+    assert not any("full attention" in m.value for m in at.info)
     at.slider(key="hiw.n").set_value(8).run()  # fewer tokens: the picked cell and globals are clamped
     assert_clean(at)
+    at.slider(key="hiw.w").set_value(12).run()  # a window over all 8 tokens: full attention, and said
+    assert [m.value for m in at.info if "full attention" in m.value], [m.value for m in at.info]
+    at.slider(key="hiw.w").set_value(5).run()
     assert at.multiselect(key="hiw.globals").value == ["0:<s>"]  # token 7 is now </s>, not "lead"
     assert at.number_input(key="hiw.i").value <= 7 and at.number_input(key="hiw.j").value <= 7
     at.slider(key="hiw.n").set_value(44).run()  # the largest: every word of the example

@@ -102,6 +102,17 @@ def test_partner_examples_by_hand():
     assert "global" in ex.describe(explain.LOCAL, 9, 2 + 3 + 1)
 
 
+def test_a_window_over_the_whole_text_is_said_to_be_full_attention():
+    """N = 8, w = 12: 26 raw columns for 8 tokens, every pair scored; the example says why (it did not)."""
+    ex = explain.build_example(8, 12, [0])
+    assert ex.width == 26 and bool(ex.scored().all())
+    note = ex.window_note()
+    assert note is not None and "full attention" in note and "26 columns for 8 tokens" in note, note
+    assert explain.build_example(8, 7, [0]).window_note() is not None  # w = N - 1: the first sees the last
+    assert explain.build_example(8, 6, [0]).window_note() is None  # token 7 does not reach token 0
+    assert not bool(explain.build_example(8, 6, []).scored().all())
+
+
 def test_example_is_fixed_and_bad_input_is_an_input_error():
     a, b = explain.build_example(20, 2, [0]), explain.build_example(20, 2, [0])
     assert torch.equal(a.local_raw, b.local_raw)
