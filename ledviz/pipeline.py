@@ -406,10 +406,14 @@ class RunResult:
 def copy_source(tok, ids: list[int]) -> tuple[list[int], str, list[int]]:
     """The document tokens an answer or summary value may copy: `ids` tokenized again with line
     breaks as spaces, so that a word that begins a paragraph can also be copied in the spaced
-    form (" Manaia") in which answers and summary values are written. Returns those tokens, the
-    text they were tokenized from (`ids` decoded, each line break with the blanks around it one
-    space), and the byte offsets in that text of the spaces that stand for line breaks."""
+    form (" Manaia") in which answers and summary values are written; so can the document's first
+    word (the text begins with a space: "CEO: Maren", not "CEO:Maren", for a document that begins
+    "Maren Okafor leads ..."). Returns those tokens, the text they were tokenized from (`ids`
+    decoded, each line break with the blanks around it one space, and a space before the first
+    word), and the byte offsets in that text of the spaces that stand for line breaks."""
     text = tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    if text and not text[0].isspace():
+        text = " " + text
     parts, breaks, at, size = [], [], 0, 0
     for m in re.finditer(r"\s*\n\s*", text):
         parts += [text[at:m.start()], " "]
