@@ -218,6 +218,15 @@ class Document:
                 f"document (from character {self.kept_chars:,} of {len(self.text):,}: “{preview}”) were cut.")
 
 
+def check_document_text(text: str | None) -> None:
+    """Raise InputError for a document with no text (nothing, or only blanks): prepare_document's
+    first check, for a page that says so before it has what else prepare_document needs (the QA
+    page, before a question is typed)."""
+    if text is None or not str(text).strip():
+        raise InputError("the document is empty (it has no text): paste a text, upload a text, PDF or HTML file "
+                         "that has text in it, or pick a sample document")
+
+
 def prepare_document(loaded: LoadedModel, text: str, question: str | None = None,
                      max_tokens: int | None = None) -> Document:
     """Tokenize a document (and a question for QA), truncating the document to the model's limit.
@@ -225,9 +234,7 @@ def prepare_document(loaded: LoadedModel, text: str, question: str | None = None
     Text that spells a special token ("<s>", "</s>", "<pad>", "<mask>": an HTML strike-through tag,
     a pasted tokenizer example) is read as plain text, never as the token: a "</s>" in the middle
     of a document would end it for the model, a "<pad>" would read as padding."""
-    if text is None or not str(text).strip():
-        raise InputError("the document is empty (it has no text): paste a text, upload a text, PDF or HTML file "
-                         "that has text in it, or pick a sample document")
+    check_document_text(text)
     if question is not None and not question.strip():
         raise InputError("the question is empty: type a question about the document")
     if question is not None and not any(c.isalnum() for c in question):

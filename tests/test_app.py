@@ -316,6 +316,18 @@ def test_empty_document_shows_a_message():
     assert at.button(key="summarize.run").disabled
 
 
+def test_qa_says_an_empty_upload_is_empty_before_a_question_is_typed():
+    """The QA page with an empty upload says the document is empty at once, as Summarize does (it
+    asked for a question, and said so only after one was typed)."""
+    at = open_app("pages/qa.py")
+    at.button_group(key="doc.source").set_value("Upload").run()
+    at.file_uploader(key="doc.upload").set_value(("empty.txt", b"", "text/plain")).run()
+    assert not at.exception
+    assert any(m.startswith("The document is empty") for m in messages(at, "error")), messages(at, "error")
+    assert not any("Type a question" in m for m in messages(at, "info"))
+    assert at.button(key="qa.run").disabled
+
+
 def test_non_text_upload_shows_a_message():
     at = open_app()
     at.button_group(key="doc.source").set_value("Upload").run()
