@@ -853,6 +853,19 @@ def _stretch_at(row: Sequence[int], part: Sequence[int]) -> int | None:
     return None
 
 
+def demo_model_note(loaded: LoadedModel, text: str | None) -> str | None:
+    """A note for a document the embedded demo model does not know (ledviz.demo.data.looks_like_report:
+    no report title or opening of its training reports), or None (another model, no text, a report)."""
+    from .demo.data import looks_like_report
+
+    if loaded.source != EMBEDDED or not text or not text.strip() or looks_like_report(text):
+        return None
+    return ("This does not look like the reports the embedded demo model was trained on (synthetic project, "
+            "company and expedition reports, which open with a title such as “Project Report: …” or the line "
+            "“This report describes the project …”): on other text its output is likely meaningless, even where "
+            "every word of it is copied from the document. Load another model in the sidebar for other text.")
+
+
 def fact_labels() -> list[str]:
     """The labels of the embedded model's fact-list summaries, "Label: value." ("Lead", "CEO",
     "Founded", ...: ledviz.demo.data.SCHEMAS), sorted."""

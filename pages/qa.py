@@ -158,6 +158,8 @@ def main() -> None:
                "tokens: they see the whole document, and every document token sees them.")
     loaded = require_model()
     source = document_input("doc")
+    if source is not None and (note := pipeline.demo_model_note(loaded, source.text)):
+        st.info(note, icon=":material/info:")  # the embedded model on a text unlike its training reports
     asked = question_input(source.sample if source is not None else None)
     question = read_question_input(KEY, loaded, asked, None if source is None else source.text)
     if source is not None and not question:

@@ -328,6 +328,19 @@ def test_qa_says_an_empty_upload_is_empty_before_a_question_is_typed():
     assert at.button(key="qa.run").disabled
 
 
+def test_the_embedded_model_on_an_article_says_it_knows_only_reports():
+    """Summarize and QA with the embedded model on a text unlike its reports show a note (an info,
+    not an error) that its output is likely meaningless; on a sample report, none."""
+    article = "Photosynthesis is the process by which green plants turn light and water into sugar. " * 3
+    for page in ("pages/summarize.py", "pages/qa.py"):
+        at = open_app(page)
+        assert not any("does not look like the reports" in m for m in messages(at, "info")), page  # a sample
+        paste(at, article)
+        assert any("does not look like the reports the embedded demo model was trained on" in m
+                   for m in messages(at, "info")), (page, messages(at, "info"))
+        assert not messages(at, "error"), page
+
+
 def test_non_text_upload_shows_a_message():
     at = open_app()
     at.button_group(key="doc.source").set_value("Upload").run()
