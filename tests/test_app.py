@@ -341,6 +341,15 @@ def test_the_embedded_model_on_an_article_says_it_knows_only_reports():
         assert not messages(at, "error"), page
 
 
+def test_a_token_limit_below_the_pages_says_so_next_to_the_input():
+    """The embedded model's decoder writes at most 127 tokens, fewer than the 1,024 Summarize offers:
+    the input says so (the browser pulled a typed 1024 back to 127 without a word)."""
+    at = open_app()
+    assert at.number_input(key="summarize.max_new").proto.max == 127
+    assert any(c.value == "At most 127 for this model: its decoder's position limit." for c in at.caption), \
+        [c.value for c in at.caption]
+
+
 def test_non_text_upload_shows_a_message():
     at = open_app()
     at.button_group(key="doc.source").set_value("Upload").run()
