@@ -860,10 +860,9 @@ def demo_model_note(loaded: LoadedModel, text: str | None) -> str | None:
 
     if loaded.source != EMBEDDED or not text or not text.strip() or looks_like_report(text):
         return None
-    return ("This does not look like the reports the embedded demo model was trained on (synthetic project, "
-            "company and expedition reports, which open with a title such as “Project Report: …” or the line "
-            "“This report describes the project …”): on other text its output is likely meaningless, even where "
-            "every word of it is copied from the document. Load another model in the sidebar for other text.")
+    return ("The embedded demo model was trained on synthetic project, company and expedition reports only, and "
+            "this text does not say it is one: its output on it is likely meaningless, even where every word is "
+            "copied from the document.")
 
 
 def fact_labels() -> list[str]:

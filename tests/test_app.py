@@ -334,9 +334,9 @@ def test_the_embedded_model_on_an_article_says_it_knows_only_reports():
     article = "Photosynthesis is the process by which green plants turn light and water into sugar. " * 3
     for page in ("pages/summarize.py", "pages/qa.py"):
         at = open_app(page)
-        assert not any("does not look like the reports" in m for m in messages(at, "info")), page  # a sample
+        assert not any("trained on synthetic project" in m for m in messages(at, "info")), page  # a sample
         paste(at, article)
-        assert any("does not look like the reports the embedded demo model was trained on" in m
+        assert any("The embedded demo model was trained on synthetic project, company and expedition reports" in m
                    for m in messages(at, "info")), (page, messages(at, "info"))
         assert not messages(at, "error"), page
 
