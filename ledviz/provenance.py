@@ -201,7 +201,8 @@ def unsupported_words(output: str, document: str, stopwords: frozenset[str] = ST
     open_end=True: the output stopped before it ended (a cancel, the token limit), so its last
     word or number, where nothing follows it, may be cut short ("Isri" of "Isrius"): it is checked
     as the start of a document word or number (`open_last_word`)."""
-    exempt = label_spans(output, fact_labels() if labels is None else labels)
+    labels = fact_labels() if labels is None else labels
+    exempt = label_spans(output, labels)
     doc_words: set[str] = set()
     doc_numbers: set[float] = set()
     doc_digits: set[str] = set()  # numbers as written, separators dropped: what a cut number may begin
@@ -217,7 +218,10 @@ def unsupported_words(output: str, document: str, stopwords: frozenset[str] = ST
     for m in _TOKEN.finditer(output):
         if open_end and m.end() == len(output):  # the last word, perhaps cut: does a document word begin so?
             cut = (re.sub(r"[,\u202f\u00a0]", "", m.group()) if m.group("number") else _fold(m.group()))
-            if not any(w.startswith(cut) for w in (doc_digits if m.group("number") else doc_words)):
+            # a label cut before its colon ("... Destination"), in a label's place, is the format too
+            at_label = not output[:m.start()].strip() or output[:m.start()].rstrip()[-1] in ".!?\n"
+            known = doc_digits if m.group("number") else doc_words | ({_fold(x) for x in labels} if at_label else set())
+            if not any(w.startswith(cut) for w in known):
                 marks.append(Unsupported(m.start(), m.end(), m.group(), "number" if m.group("number") else "word"))
             continue
         if m.group("number"):

@@ -471,7 +471,7 @@ def faithfulness_marks(result: RunResult, pieces: Sequence[str], what: str | Non
     cut = provenance.open_last_word(result)
     if cut:  # a cancel or the token limit may have stopped the output inside its last word
         st.caption(f"The output stopped before it ended{' (cancelled)' if result.stopped_early else ''}, perhaps "
-                   f"inside its last word: “{as_typed(cut)}” is checked as the start of a word of the document.")
+                   f"inside its last word: “{as_typed(cut)}” is checked as the beginning of a word, not as a whole one.")
     return provenance.flagged_steps(result.output_text, pieces, marks)
 
 

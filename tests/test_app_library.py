@@ -649,6 +649,11 @@ def test_an_output_cut_by_a_cancel_is_not_flagged_for_its_cut_last_word():
     assert [m.text for m in provenance.run_unsupported_words(result("Lead: Mar.", ended=False))] == ["Mar"]
     assert provenance.open_last_word(result("Lead: Mar.", ended=False)) is None
     assert [m.text for m in provenance.run_unsupported_words(result("Lead: Zed", ended=False))] == ["Zed"]
+    # a label cut before its colon is the format, in a label's place only
+    assert provenance.run_unsupported_words(result("Lead: Maren. Destination", ended=False)) == []
+    assert provenance.run_unsupported_words(result("Lead: Maren. Destin", ended=False)) == []
+    assert [m.text for m in provenance.run_unsupported_words(result("Lead: Destination", ended=False))] == \
+        ["Destination"]
 
 
 def test_fact_list_labels_are_format_not_claims():
