@@ -218,6 +218,15 @@ class Document:
                 f"document (from character {self.kept_chars:,} of {len(self.text):,}: “{preview}”) were cut.")
 
 
+def check_document_text(text: str | None) -> None:
+    """Raise InputError for a document with no text (nothing, or only blanks): prepare_document's
+    first check, for a page that says so before it has what else prepare_document needs (the QA
+    page, before a question is typed)."""
+    if text is None or not str(text).strip():
+        raise InputError("the document is empty (it has no text): paste a text, upload a text, PDF or HTML file "
+                         "that has text in it, or pick a sample document")
+
+
 def prepare_document(loaded: LoadedModel, text: str, question: str | None = None,
                      max_tokens: int | None = None) -> Document:
     """Tokenize a document (and a question for QA), truncating the document to the model's limit.
@@ -225,9 +234,7 @@ def prepare_document(loaded: LoadedModel, text: str, question: str | None = None
     Text that spells a special token ("<s>", "</s>", "<pad>", "<mask>": an HTML strike-through tag,
     a pasted tokenizer example) is read as plain text, never as the token: a "</s>" in the middle
     of a document would end it for the model, a "<pad>" would read as padding."""
-    if text is None or not str(text).strip():
-        raise InputError("the document is empty (it has no text): paste a text, upload a text, PDF or HTML file "
-                         "that has text in it, or pick a sample document")
+    check_document_text(text)
     if question is not None and not question.strip():
         raise InputError("the question is empty: type a question about the document")
     if question is not None and not any(c.isalnum() for c in question):
@@ -406,10 +413,14 @@ class RunResult:
 def copy_source(tok, ids: list[int]) -> tuple[list[int], str, list[int]]:
     """The document tokens an answer or summary value may copy: `ids` tokenized again with line
     breaks as spaces, so that a word that begins a paragraph can also be copied in the spaced
-    form (" Manaia") in which answers and summary values are written. Returns those tokens, the
-    text they were tokenized from (`ids` decoded, each line break with the blanks around it one
-    space), and the byte offsets in that text of the spaces that stand for line breaks."""
+    form (" Manaia") in which answers and summary values are written; so can the document's first
+    word (the text begins with a space: "CEO: Maren", not "CEO:Maren", for a document that begins
+    "Maren Okafor leads ..."). Returns those tokens, the text they were tokenized from (`ids`
+    decoded, each line break with the blanks around it one space, and a space before the first
+    word), and the byte offsets in that text of the spaces that stand for line breaks."""
     text = tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    if text and not text[0].isspace():
+        text = " " + text
     parts, breaks, at, size = [], [], 0, 0
     for m in re.finditer(r"\s*\n\s*", text):
         parts += [text[at:m.start()], " "]
@@ -840,6 +851,18 @@ def _stretch_at(row: Sequence[int], part: Sequence[int]) -> int | None:
         if row[i] == part[0] and list(row[i:i + n]) == list(part):
             return i
     return None
+
+
+def demo_model_note(loaded: LoadedModel, text: str | None) -> str | None:
+    """A note for a document the embedded demo model does not know (ledviz.demo.data.looks_like_report:
+    no report title or opening of its training reports), or None (another model, no text, a report)."""
+    from .demo.data import looks_like_report
+
+    if loaded.source != EMBEDDED or not text or not text.strip() or looks_like_report(text):
+        return None
+    return ("The embedded demo model was trained on synthetic project, company and expedition reports only, and "
+            "this text does not say it is one: its output on it is likely meaningless, even where every word is "
+            "copied from the document.")
 
 
 def fact_labels() -> list[str]:

@@ -186,7 +186,7 @@ def label_spans(output: str, labels: Sequence[str]) -> list[tuple[int, int]]:
 
 
 def unsupported_words(output: str, document: str, stopwords: frozenset[str] = STOPWORDS,
-                      labels: Sequence[str] | None = None) -> list[Unsupported]:
+                      labels: Sequence[str] | None = None, open_end: bool = False) -> list[Unsupported]:
     """The words and numbers of `output` (a summary, a free answer) that do not occur in `document`.
 
     Words match case-insensitively, without accents, ignoring a possessive 's and singular/plural
@@ -196,19 +196,34 @@ def unsupported_words(output: str, document: str, stopwords: frozenset[str] = ST
 
     The labels of a fact list ("CEO: ..., Founded: ...") are its format, not claims about the
     document: a word of `labels` (default: the embedded model's, pipeline.fact_labels()) in a
-    label's place (`label_spans`) is never flagged; the same word anywhere else is checked."""
-    exempt = label_spans(output, fact_labels() if labels is None else labels)
+    label's place (`label_spans`) is never flagged; the same word anywhere else is checked.
+
+    open_end=True: the output stopped before it ended (a cancel, the token limit), so its last
+    word or number, where nothing follows it, may be cut short ("Isri" of "Isrius"): it is checked
+    as the start of a document word or number (`open_last_word`)."""
+    labels = fact_labels() if labels is None else labels
+    exempt = label_spans(output, labels)
     doc_words: set[str] = set()
     doc_numbers: set[float] = set()
+    doc_digits: set[str] = set()  # numbers as written, separators dropped: what a cut number may begin
     for m in _TOKEN.finditer(document):
         if m.group("number"):
             doc_numbers.add(_number_value(m.group("number")))
+            doc_digits.add(re.sub(r"[,\u202f\u00a0]", "", m.group("number")))
         else:
             word = _fold(m.group("word"))
             doc_words.add(word)
             doc_words.update(re.split(r"['\-]", word))
     marks = []
     for m in _TOKEN.finditer(output):
+        if open_end and m.end() == len(output):  # the last word, perhaps cut: does a document word begin so?
+            cut = (re.sub(r"[,\u202f\u00a0]", "", m.group()) if m.group("number") else _fold(m.group()))
+            # a label cut before its colon ("... Destination"), in a label's place, is the format too
+            at_label = not output[:m.start()].strip() or output[:m.start()].rstrip()[-1] in ".!?\n"
+            known = doc_digits if m.group("number") else doc_words | ({_fold(x) for x in labels} if at_label else set())
+            if not any(w.startswith(cut) for w in known):
+                marks.append(Unsupported(m.start(), m.end(), m.group(), "number" if m.group("number") else "word"))
+            continue
         if m.group("number"):
             if _number_value(m.group("number")) not in doc_numbers:
                 marks.append(Unsupported(m.start(), m.end(), m.group(), "number"))
@@ -228,10 +243,20 @@ def run_unsupported_words(result: RunResult) -> list[Unsupported]:
     word only in the cut-off part was not there for the model). Computed once per run (every
     redraw of a page shows it; a 100,000-character document takes tens of milliseconds)."""
     doc = result.document
-    key = ("unsupported_words", result.output_text, doc.kept_chars)
+    key = ("unsupported_words", result.output_text, doc.kept_chars, result.ended)
     if key not in result.derived:
-        result.derived[key] = unsupported_words(result.output_text, doc.text[: doc.kept_chars or len(doc.text)])
+        result.derived[key] = unsupported_words(result.output_text, doc.text[: doc.kept_chars or len(doc.text)],
+                                                open_end=not result.ended)
     return result.derived[key]
+
+
+def open_last_word(result: RunResult) -> str | None:
+    """The output's last word (or number) where the run stopped before it ended (cancelled, or at
+    its token limit) and nothing follows the word, so that it may be cut short ("Isri" of
+    "Isrius"); None otherwise. run_unsupported_words checks it as the start of a word."""
+    text = result.output_text
+    last = None if result.ended else next(reversed(list(_TOKEN.finditer(text))), None)
+    return last.group() if last is not None and last.end() == len(text) else None
 
 
 def piece_spans(text: str, pieces: Sequence[str]) -> list[tuple[int, int] | None]:

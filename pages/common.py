@@ -623,16 +623,19 @@ def new_tokens_input(where: Any, key: str, label: str, loaded: LoadedModel | Non
     most = most_new_tokens(loaded, max_tokens)
     st.session_state.setdefault(key, min(default, most))  # the start, set here only (not also as a value)
     clamp_state(key, 1, most)
-    return int(where.number_input(label, 1, most, key=key, persist_state="session",
-                                  help=f"At most {most:,}" + (f": this model writes at most {most:,} tokens (its "
-                                                              "decoder's positions)." if most < max_tokens else ".")))
+    value = int(where.number_input(label, 1, most, key=key, persist_state="session",
+                                   help=f"At most {most:,}" + (f": this model writes at most {most:,} tokens (its "
+                                                               "decoder's positions)." if most < max_tokens else ".")))
+    if most < max_tokens:  # the browser pulls a larger number back to `most` without a word: say it here
+        where.caption(f"At most {most:,} for this model: its decoder's position limit.")
+    return value
 
 
 def run_settings(key: str, doc: Document | None, *, default_global: str, label: str, max_tokens: int,
                  default_tokens: int) -> tuple[str, torch.Tensor | None, int, int]:
     """Global tokens and generation settings in one row; returns (global kind, mask, max new tokens, beams).
     The most new tokens is `max_tokens`, or fewer where the model's decoder has fewer positions (a
-    larger number was cut to the model's silently)."""
+    caption under the input says so: the browser pulls a larger number typed in back to it)."""
     c1, c2, c3 = st.columns([2, 1, 1])
     with c1:
         kind, mask = global_tokens_input(f"{key}.settings", doc, default=default_global)

@@ -4,7 +4,8 @@ the answer's text occurs), and where the question tokens looked."""
 
 import streamlit as st
 
-from ledviz import answering, plots, provenance
+from ledviz import answering, pipeline, plots, provenance
+from ledviz.errors import LedvizError
 from ledviz.views import View
 from pages.common import (
     as_typed,
@@ -19,6 +20,7 @@ from pages.common import (
     run_settings,
     run_summary,
     sample_questions,
+    show_error,
     show_errors,
     show_output,
 )
@@ -162,11 +164,17 @@ def main() -> None:
                "tokens: they see the whole document, and every document token sees them.")
     loaded = require_model()
     source = document_input("doc")
+    if source is not None and (note := pipeline.demo_model_note(loaded, source.text)):
+        st.info(note, icon=":material/info:")  # the embedded model on a text unlike its training reports
     asked = question_input(source.sample if source is not None else None)
     question = read_question_input(KEY, loaded, asked, None if source is None else source.text)
     if source is not None and not question:
-        st.info("Type a question (or pick a suggested one).")
         doc = None
+        try:  # an empty document says so at once, as on Summarize, not only once a question is typed
+            pipeline.check_document_text(source.text)
+            st.info("Type a question (or pick a suggested one).")
+        except LedvizError as err:
+            show_error(err)
     else:
         doc = document_status(loaded, None if source is None else source.text, question)
     kind, mask, max_new, beams = run_settings(KEY, doc, default_global="question", label="Max answer tokens",

@@ -31,6 +31,8 @@ def main() -> None:
     loaded = require_model()
     source = document_input("doc")
     doc = document_status(loaded, None if source is None else source.text)
+    if source is not None and (note := pipeline.demo_model_note(loaded, source.text)):
+        st.info(note, icon=":material/info:")  # the embedded model on a text unlike its training reports
     kind, mask, max_new, beams = run_settings(KEY, doc, default_global="first", label="Max summary tokens",
                                               max_tokens=MAX_TOKENS, default_tokens=64)
     kept = attention_kept_input(KEY, loaded)

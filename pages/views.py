@@ -468,6 +468,10 @@ def faithfulness_marks(result: RunResult, pieces: Sequence[str], what: str | Non
     else:
         st.caption(f"Every word and number of it occurs in the document ({aside} aside): nothing is made up "
                    "word by word, which does not make it right.")
+    cut = provenance.open_last_word(result)
+    if cut:  # a cancel or the token limit may have stopped the output inside its last word
+        st.caption(f"The output stopped before it ended{' (cancelled)' if result.stopped_early else ''}, perhaps "
+                   f"inside its last word: “{as_typed(cut)}” is checked as the beginning of a word, not as a whole one.")
     return provenance.flagged_steps(result.output_text, pieces, marks)
 
 

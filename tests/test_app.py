@@ -352,6 +352,40 @@ def test_empty_document_shows_a_message():
     assert at.button(key="summarize.run").disabled
 
 
+def test_qa_says_an_empty_upload_is_empty_before_a_question_is_typed():
+    """The QA page with an empty upload says the document is empty at once, as Summarize does (it
+    asked for a question, and said so only after one was typed)."""
+    at = open_app("pages/qa.py")
+    at.button_group(key="doc.source").set_value("Upload").run()
+    at.file_uploader(key="doc.upload").set_value(("empty.txt", b"", "text/plain")).run()
+    assert not at.exception
+    assert any(m.startswith("The document is empty") for m in messages(at, "error")), messages(at, "error")
+    assert not any("Type a question" in m for m in messages(at, "info"))
+    assert at.button(key="qa.run").disabled
+
+
+def test_the_embedded_model_on_an_article_says_it_knows_only_reports():
+    """Summarize and QA with the embedded model on a text unlike its reports show a note (an info,
+    not an error) that its output is likely meaningless; on a sample report, none."""
+    article = "Photosynthesis is the process by which green plants turn light and water into sugar. " * 3
+    for page in ("pages/summarize.py", "pages/qa.py"):
+        at = open_app(page)
+        assert not any("trained on synthetic project" in m for m in messages(at, "info")), page  # a sample
+        paste(at, article)
+        assert any("The embedded demo model was trained on synthetic project, company and expedition reports" in m
+                   for m in messages(at, "info")), (page, messages(at, "info"))
+        assert not messages(at, "error"), page
+
+
+def test_a_token_limit_below_the_pages_says_so_next_to_the_input():
+    """The embedded model's decoder writes at most 127 tokens, fewer than the 1,024 Summarize offers:
+    the input says so (the browser pulled a typed 1024 back to 127 without a word)."""
+    at = open_app()
+    assert at.number_input(key="summarize.max_new").proto.max == 127
+    assert any(c.value == "At most 127 for this model: its decoder's position limit." for c in at.caption), \
+        [c.value for c in at.caption]
+
+
 def test_non_text_upload_shows_a_message():
     at = open_app()
     at.button_group(key="doc.source").set_value("Upload").run()

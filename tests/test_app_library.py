@@ -664,6 +664,54 @@ def test_unsupported_words(output, flagged):
         assert output[m.start:m.end] == m.text and m.kind == ("number" if m.text[0].isdigit() else "word")
 
 
+def test_the_embedded_model_on_a_text_unlike_its_reports_gets_a_note():
+    """demo_model_note: the embedded demo model on a text that is no report of the kinds it was
+    trained on (an article) gets a note that its output is likely meaningless; its training and
+    sample reports, another model, and no text get none."""
+    from types import SimpleNamespace
+
+    from ledviz.demo import data
+
+    embedded, other = SimpleNamespace(source=pipeline.EMBEDDED), SimpleNamespace(source="hub")
+    article = ("Photosynthesis is the process by which green plants turn light, water and carbon dioxide into "
+               "sugar and oxygen. It takes place in the chloroplasts.")
+    for text in (article, "Maren Okafor leads the project. The site is Velmora."):
+        note = pipeline.demo_model_note(embedded, text)
+        assert note and "trained on" in note and "meaningless" in note, text
+        assert pipeline.demo_model_note(other, text) is None
+    reports = [data.make_example(seed, "summarize", 300, kind=kind).document
+               for seed in range(3) for kind in data.REPORT_KINDS]
+    for text in [*reports, *(ex.document for ex in data.sample_examples().values()), DOC, "", "  \n"]:
+        assert pipeline.demo_model_note(embedded, text) is None, text[:80]
+
+
+def test_an_output_cut_by_a_cancel_is_not_flagged_for_its_cut_last_word():
+    """A cancelled (or token-limited) output may stop inside its last word ("Lead: Mar" of "Maren"):
+    that word is checked as the start of a document word, not reported as made up; an ended output's
+    last word, or an open one that no document word begins with, still is."""
+    from types import SimpleNamespace
+
+    def result(text, ended):
+        return SimpleNamespace(output_text=text, ended=ended, derived={},
+                               document=SimpleNamespace(text=DOC, kept_chars=0))
+
+    for cut in ("Lead: Mar", "Budget: 43", "Deadline: 14 March 20"):
+        assert provenance.run_unsupported_words(result(cut, ended=False)) == [], cut
+        assert provenance.open_last_word(result(cut, ended=False)) == cut.split()[-1]
+        assert [m.text for m in provenance.run_unsupported_words(result(cut, ended=True))] == [cut.split()[-1]]
+        assert provenance.open_last_word(result(cut, ended=True)) is None
+    # only the last word, and only where nothing follows it; one no document word begins with is flagged
+    assert [m.text for m in provenance.run_unsupported_words(result("Lead: Mar Okaf", ended=False))] == ["Mar"]
+    assert [m.text for m in provenance.run_unsupported_words(result("Lead: Mar.", ended=False))] == ["Mar"]
+    assert provenance.open_last_word(result("Lead: Mar.", ended=False)) is None
+    assert [m.text for m in provenance.run_unsupported_words(result("Lead: Zed", ended=False))] == ["Zed"]
+    # a label cut before its colon is the format, in a label's place only
+    assert provenance.run_unsupported_words(result("Lead: Maren. Destination", ended=False)) == []
+    assert provenance.run_unsupported_words(result("Lead: Maren. Destin", ended=False)) == []
+    assert [m.text for m in provenance.run_unsupported_words(result("Lead: Destination", ended=False))] == \
+        ["Destination"]
+
+
 def test_fact_list_labels_are_format_not_claims():
     """The embedded model's summaries are "Label: value." lists; a label (CEO, Founded, ...) absent
     from the document is not a hallucination, but only in a label's place."""

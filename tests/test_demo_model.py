@@ -525,6 +525,20 @@ def test_a_word_that_begins_a_line_is_copied_in_the_spellings_a_model_writes():
     assert facts_begun_at_names(tok, row[:5], words, 2) == row[:5]  # a value not ended: as written
 
 
+def test_a_value_copied_from_the_documents_first_word_is_spaced_after_its_label():
+    """A document whose first word is a fact's value ("Maren Okafor leads ..."): the summary
+    writes "CEO: Maren Okafor.", not "CEO:Maren Okafor." (copy_source gave the first word no
+    space before it, so the value was copied as the encoder reads it, "M" + "aren")."""
+    import re
+
+    loaded = load_model(None)
+    text = ("Maren Okafor leads the project. The project site is in Velmora. The approved budget is 4,312. "
+            "The deadline falls on 14 March 2034.")
+    out = run(loaded, prepare_document(loaded, text), task="summarize", max_new_tokens=64,
+              facts_from_document=True).output_text
+    assert "Maren Okafor" in out and not re.search(r":\S", out), out
+
+
 @pytest.mark.slow  # three runs on a 2,500-token report
 def test_the_company_sample_names_its_chief_executive():
     """The app's company sample, whose chief executive begins a line ("\nManaia Holiton serves as

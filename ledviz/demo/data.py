@@ -357,6 +357,18 @@ _OPENINGS = {
 _INTRO = "This report describes the {noun} for the period ending {date}."
 _FIELD_RE = re.compile(r"\{(\w+)\}")
 
+
+def looks_like_report(text: str) -> bool:
+    """Whether `text` says it is a report of the kinds the embedded model was trained on: it names
+    itself one ("Project Report: ...", "Annual Report of ...", "Expedition Report: ...", as
+    _OPENINGS; "Project Bluefinch report.") or opens as they do (_INTRO: "This report describes
+    the project ..."). A text with neither (an article, a letter) is not what the model knows,
+    whatever it writes about it."""
+    kinds = "|".join([*_OPENINGS, "annual"])
+    return bool(re.search(rf"\b(?:{kinds})\b(?:[ \t]+[\w'’-]+){{0,2}}[ \t]+report\b", text, re.I)
+                or re.search(rf"\bThis report describes the (?:{'|'.join(_OPENINGS)})\b", text, re.I))
+
+
 # ---------------------------------------------------------------------------------------------
 # Variety: many wordings per question and per fact sentence, wide value ranges, questions the
 # report does not answer. Off by default (the plain stream above is unchanged); pass a
