@@ -425,6 +425,21 @@ def run_file_name(result: Any, suffix: str) -> str:
     `suffix`: one of ".json", ".npz", "-parquet.zip"."""
     if suffix not in _KNOWN_SUFFIXES:
         raise ValueError(f"suffix must be one of {_KNOWN_SUFFIXES}, got {suffix!r}")
+    return _run_stem(result) + suffix
+
+
+def figure_file_stem(result: Any, figure: str) -> str:
+    """The download name, without its extension, of a figure of a pipeline.RunResult:
+    ledviz-<task>-<document>-<run>-<figure> (the run's part as in run_file_name), e.g.
+    "ledviz-summary-annual-report-2023-3fa9c2d1-attention-overview"; the page adds .html, .png or .svg."""
+    part = _slug(figure)
+    if not part:
+        raise ValueError(f"figure must name the figure in letters or digits, got {figure!r}")
+    return f"{_run_stem(result)}-{part}"
+
+
+def _run_stem(result: Any) -> str:
+    """ledviz-<task>-<document>-<run> of a run (run_file_name says how each part is made)."""
     task = _TASK_WORDS.get(result.task) or _slug(str(result.task)) or "run"
     label = str(result.settings.get("document") or "")
     stem, ext = os.path.splitext(label)
@@ -436,7 +451,7 @@ def run_file_name(result: Any, suffix: str) -> str:
         digest = hashlib.sha256(result.document.text.encode())
         digest.update(json.dumps([int(i) for i in result.output_ids]).encode())
         run = digest.hexdigest()[:8]
-    return f"ledviz-{task}-{document}-{run}{suffix}"
+    return f"ledviz-{task}-{document}-{run}"
 
 
 def run_settings_json(result: Any, view: Any = None) -> str:

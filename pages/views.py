@@ -205,7 +205,8 @@ def _digest(value: Any) -> str:
 
 def figure_export(fig, name: str, key: str) -> None:
     """A small 'Export' popover for a figure: HTML always; PNG and SVG once this server has shown it
-    can draw them (plots.ImageExport), else why not."""
+    can draw them (plots.ImageExport), else why not. `name`: the file name without its extension
+    (export.figure_file_stem: the run and the figure)."""
     with st.popover("Export figure", icon=":material/download:"):
         st.download_button("Interactive HTML", data=lambda: plots.figure_html(fig), file_name=f"{name}.html",
                            mime="text/html", key=f"{key}.html", on_click="ignore")
@@ -301,7 +302,7 @@ def map_view(result: RunResult, key: str, view: View | None = None, wide: bool =
             st.caption(f"In red: the {count(len(result.global_positions), 'global token')}, ▼ above and ▶ beside the "
                        f"map (a global row or column is one bin wide here), {plots.GLOBAL_SYMBOL} on the token "
                        "map's labels.")
-        figure_export(fig, "attention-overview", f"{key}.overview_export")
+        figure_export(fig, export.figure_file_stem(result, "attention-overview"), f"{key}.overview_export")
     with right:
         if rows[1] - rows[0] < 1 or cols[1] - cols[0] < 1:
             st.info("Choose a token range to zoom into.")
@@ -315,7 +316,7 @@ def map_view(result: RunResult, key: str, view: View | None = None, wide: bool =
                       title=f"Tokens {rows[0]}–{rows[1] - 1} → {cols[0]}–{cols[1] - 1}",
                       scale="linear" if scale == "clipped" else scale, height=560 if wide else None)
         plot(fig2, key=f"{key}.zoom")
-        figure_export(fig2, "attention-tokens", f"{key}.zoom_export")
+        figure_export(fig2, export.figure_file_stem(result, "attention-tokens"), f"{key}.zoom_export")
 
 
 def text_view(result: RunResult, key: str, view: View | None = None, default_token: int = 0) -> None:
@@ -359,7 +360,7 @@ def heads_view(result: RunResult, key: str, view: View | None = None) -> None:
     plot(fig, key=chart_key, on_select=picked, selection_mode="points")
     st.caption("Averaged over the document's tokens. Click a cell to show that layer and head in every view "
                "(the sidebar follows).")
-    figure_export(fig, f"heads-{stat}", f"{key}.grid_export")
+    figure_export(fig, export.figure_file_stem(result, f"heads-{stat}"), f"{key}.grid_export")
     with st.expander("All statistics as a table"):
         st.dataframe(table.drop(columns=["batch"]), hide_index=True, height=260)
 
@@ -383,7 +384,7 @@ def global_tokens_view(result: RunResult, key: str, view: View | None = None) ->
                  title=f"Where each global token looks{note} — {v.label()}", value_name="attention mass",
                  global_positions=result.global_positions)
     plot(fig, key=f"{key}.rows")
-    figure_export(fig, "global-tokens", f"{key}.rows_export")
+    figure_export(fig, export.figure_file_stem(result, "global-tokens"), f"{key}.rows_export")
     st.dataframe(
         stats, hide_index=True, height=260 if len(stats) > 6 else "auto",
         column_order=["position", "token", "received_mean", "received_sum", "mean_distance", "entropy", "self_mass",
@@ -420,7 +421,7 @@ def cross_attention_view(result: RunResult, loaded: LoadedModel | None, key: str
     plot(fig, key=f"{key}.cross")
     if result.global_positions:
         st.caption(f"▼ in red above the map: the {count(len(result.global_positions), 'global token')} of the input.")
-    figure_export(fig, "cross-attention", f"{key}.cross_export")
+    figure_export(fig, export.figure_file_stem(result, "cross-attention"), f"{key}.cross_export")
 
 
 def source_view(result: RunResult, loaded: LoadedModel | None, key: str, view: View | None = None,

@@ -881,3 +881,14 @@ def test_image_export_probe_that_never_answers_is_reported(monkeypatch):
     export.started -= plots.ImageExport.TIMEOUT + 1
     assert "did not answer within" in export.status()
     never.set()
+
+
+def test_figure_file_names_say_run_and_figure():
+    # the figures' PNG/SVG/HTML downloads were "attention-overview.png" whatever the run
+    a = _named_run(document="Annual Report 2023", run_id="3fa9c2d1e5b7")
+    assert (export.figure_file_stem(a, "attention-overview")
+            == "ledviz-summary-annual-report-2023-3fa9c2d1-attention-overview")
+    assert export.figure_file_stem(a, "heads-Entropy (bits)") == "ledviz-summary-annual-report-2023-3fa9c2d1-heads-entropy-bits"
+    assert export.figure_file_stem(a, "x").startswith(export.run_file_name(a, ".json")[:-len(".json")])
+    with pytest.raises(ValueError, match="must name the figure"):
+        export.figure_file_stem(a, "..//")
