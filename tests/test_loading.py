@@ -295,3 +295,35 @@ def test_loading_a_checkpoint_does_not_import_torch_dynamo(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_reachability_check_takes_an_httpx_style_session(tmp_path, monkeypatch):
+    # huggingface_hub 1.x (what the app's own install takes) hands out an httpx Client: its head() takes
+    # no allow_redirects, and its errors are no requests errors. A session of that shape, failing:
+    import socket
+
+    from huggingface_hub import constants, utils
+
+    from ledviz import loading
+
+    class TransportError(Exception):  # stands for httpx.TransportError (not an OSError)
+        pass
+
+    class Client:
+        calls = 0
+
+        def head(self, url, *, timeout=None, follow_redirects=False):
+            Client.calls += 1
+            try:
+                raise socket.gaierror(-3, "Temporary failure in name resolution")
+            except socket.gaierror as e:
+                raise TransportError("[Errno -3] Temporary failure in name resolution") from e
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(loading, "_reach_seen", {})
+    monkeypatch.setattr(utils, "get_session", lambda: Client())
+    monkeypatch.setattr(loading, "_transport_errors", lambda: (OSError, TransportError))
+    with pytest.raises(ledviz.CheckpointError, match="the name lookup failed"):
+        ledviz.LEDForConditionalGeneration.from_pretrained("allenai/led-base-16384", cache_dir=str(tmp_path))
+    assert Client.calls == 1
