@@ -157,9 +157,14 @@ def _fold(word: str) -> str:
     return word[:-2] if word.endswith("'s") else word
 
 
+def _digits(number: str) -> str:
+    """A number as written, its thousands separators (comma, no-break and narrow spaces) dropped."""
+    return re.sub(r"[,\u202f\u00a0]", "", number)
+
+
 def _number_value(text: str) -> float:
-    """A number's value with its thousands separators (comma, no-break and narrow spaces) ignored."""
-    return float(re.sub(r"[,\u202f\u00a0]", "", text))
+    """A number's value with its thousands separators ignored."""
+    return float(_digits(text))
 
 
 def _variants(word: str) -> set[str]:
@@ -209,7 +214,7 @@ def unsupported_words(output: str, document: str, stopwords: frozenset[str] = ST
     for m in _TOKEN.finditer(document):
         if m.group("number"):
             doc_numbers.add(_number_value(m.group("number")))
-            doc_digits.add(re.sub(r"[,\u202f\u00a0]", "", m.group("number")))
+            doc_digits.add(_digits(m.group("number")))
         else:
             word = _fold(m.group("word"))
             doc_words.add(word)
@@ -217,7 +222,7 @@ def unsupported_words(output: str, document: str, stopwords: frozenset[str] = ST
     marks = []
     for m in _TOKEN.finditer(output):
         if open_end and m.end() == len(output):  # the last word, perhaps cut: does a document word begin so?
-            cut = (re.sub(r"[,\u202f\u00a0]", "", m.group()) if m.group("number") else _fold(m.group()))
+            cut = _digits(m.group()) if m.group("number") else _fold(m.group())
             # a label cut before its colon ("... Destination"), in a label's place, is the format too
             at_label = not output[:m.start()].strip() or output[:m.start()].rstrip()[-1] in ".!?\n"
             known = doc_digits if m.group("number") else doc_words | ({_fold(x) for x in labels} if at_label else set())
