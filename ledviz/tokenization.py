@@ -619,7 +619,7 @@ class LEDTokenizerFast:
         if cls_id is None or sep_id is None:
             raise CheckpointError("an LED tokenizer needs a cls_token and a sep_token")
         self._backend.post_processor = processors.RobertaProcessing(
-            sep=(self.sep_token, sep_id), cls=(self.cls_token, cls_id),
+            (self.sep_token, sep_id), (self.cls_token, cls_id),  # positional: tokenizers 0.23 renamed the keywords
             trim_offsets=self.trim_offsets, add_prefix_space=self.add_prefix_space,
         )
 
@@ -635,7 +635,7 @@ class LEDTokenizerFast:
             post.get("add_prefix_space") != self.add_prefix_space or post.get("trim_offsets") != self.trim_offsets
         ):
             backend.post_processor = processors.RobertaProcessing(
-                sep=tuple(post["sep"]), cls=tuple(post["cls"]),
+                tuple(post["sep"]), tuple(post["cls"]),
                 trim_offsets=self.trim_offsets, add_prefix_space=self.add_prefix_space,
             )
 
@@ -1848,7 +1848,7 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, save_dir: str | o
     full = Tokenizer(bpe)
     full.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     full.decoder = decoders.ByteLevel()
-    full.post_processor = processors.RobertaProcessing(sep=("</s>", vocab["</s>"]), cls=("<s>", vocab["<s>"]),
+    full.post_processor = processors.RobertaProcessing(("</s>", vocab["</s>"]), ("<s>", vocab["<s>"]),
                                                        trim_offsets=True, add_prefix_space=False)
     tokenizer = LEDTokenizerFast(tokenizer_object=full, model_max_length=model_max_length)
     if save_dir is not None:
