@@ -19,6 +19,19 @@ is the best; a word only the tokenizer knows is taken only for a word of at leas
 pieces ("funding", three pieces, is not read as "founding"). A capitalized word in the middle of a
 question that is not shouted is taken for a name: it is mended only towards a word of the
 document ("Lisa" stays "Lisa").
+
+Two narrower readings reach words that rule leaves alone, each only towards a word of the document:
+
+* a three-letter word in neither list whose last two letters, swapped back, give a word that makes
+  up at least MIN_SHORT_SHARE of the document's words ("teh" -> "the", "adn" -> "and"): a common
+  word typed fast, never a rare one;
+* a word of at least MIN_SLIP_LETTERS letters in neither list that the tokenizer splits into two
+  pieces ("leed": "le" "ed") is read as a word of the document one length-keeping slip away (two
+  letters swapped, a neighbouring key, a vowel for another vowel) when that word and a neighbouring
+  word of the question, as read, stand side by side in the document, and exactly one such word does
+  ("projct leed" -> "project lead", the document writing "project lead"). Its risk: a real word
+  the tokenizer splits in two, next to the right neighbour, can be read as its document look-alike
+  ("later state" -> "later stage" in a document that writes "later stage").
 """
 
 from __future__ import annotations
@@ -34,6 +47,7 @@ from .sentences import Sentences
 MIN_SLIP_LETTERS = 4  # shorter words are left alone: one edit turns too many of them into others
 MIN_SLIP_PIECES = 3  # a word the tokenizer splits into fewer pieces is left alone
 MIN_VOCAB_PIECES = 4  # ... and one of fewer is mended only towards a word of the document
+MIN_SHORT_SHARE = 0.005  # a 3-letter slip is mended only towards a word at least this share of the document's words
 SHOUTED_SHARE = 0.8  # a question whose cased letters are at least this share upper case is shouted
 MIN_SHOUTED_LETTERS = 4
 
@@ -146,6 +160,8 @@ class DocumentWords:
         inside: dict[str, Counter] = {}
         anywhere: dict[str, Counter] = {}
         self.all: set[str] = set()
+        self.counts: Counter = Counter()  # lower-cased word -> how often the document has it
+        self.pairs: set[tuple[str, str]] = set()  # two words side by side, only blanks between them
         text = text or ""
         sentences = Sentences(text)
         at = 0
@@ -153,15 +169,24 @@ class DocumentWords:
             words = list(_WORD.finditer(line))
             long = [m.group() for m in words if len(m.group()) >= MIN_SLIP_LETTERS]
             title = bool(long) and all(w[0].isupper() for w in long)
+            for m, after in zip(words, words[1:]):
+                if not line[m.end():after.start()].strip():
+                    self.pairs.add((m.group().lower(), after.group().lower()))
             for m in words:
                 w = m.group()
                 self.all.add(w.lower())
+                self.counts[w.lower()] += 1
                 anywhere.setdefault(w.lower(), Counter())[w] += 1
                 if not title and not sentences.begins(at + m.start()):
                     inside.setdefault(w.lower(), Counter())[w] += 1
             at += len(line) + 1
         self.casing = {k: _document_form(c) for k, c in inside.items()}
         self.any_casing = {k: _document_form(c) for k, c in anywhere.items()}
+        self.total = sum(self.counts.values())
+
+    def share(self, word: str) -> float:
+        """The share of the document's words that are `word` (lower case)."""
+        return self.counts[word] / self.total if self.total else 0.0
 
     def __contains__(self, word: str) -> bool:
         return word.lower() in self.all
@@ -264,13 +289,66 @@ def mend(word: str, doc: DocumentWords, vocab: Vocabulary, *, name_like: bool) -
         pool = sorted(w for w in near if vocab.whole(w))
     if len(pool) != 1:
         return None
-    best = pool[0]
+    return _written(pool[0], word, doc)
+
+
+def _written(best: str, word: str, doc: DocumentWords) -> str:
+    """The known word `best` (lower case) written for the typed `word`: a name or acronym as the
+    document writes it, else in `word`'s casing."""
     form = doc.casing.get(best, best)
     if not form.islower():  # a name or acronym: as the document writes it
         return form
     if word[:1].isupper():
         return best[0].upper() + best[1:] if word[1:].islower() or len(word) == 1 else best.upper()
     return best
+
+
+def mend_short(word: str, doc: DocumentWords, vocab: Vocabulary) -> str | None:
+    """The common word a three-letter `word` stands for with its last two letters swapped ("teh"
+    for "the"), or None: `word` is in neither list and the swapped word makes up at least
+    MIN_SHORT_SHARE of the document's words."""
+    key = word.lower()
+    if len(key) != 3 or key in doc or key in vocab:
+        return None
+    best = key[0] + key[2] + key[1]
+    if doc.share(best) < MIN_SHORT_SHARE:
+        return None
+    return _written(best, word, doc)
+
+
+_VOWELS = "aeiou"
+
+
+def _kept_length_slips_of(word: str) -> set[str]:
+    """The words `word` (lower case) could be one length-keeping slip away from, its first letter
+    kept: two letters after it swapped, an inner letter hit on a neighbouring key, or an inner
+    vowel typed as another."""
+    inner = range(1, len(word) - 1)
+    out = {word[:i] + word[i + 1] + word[i] + word[i + 2:] for i in inner}
+    for i in inner:
+        c = word[i]
+        others = _neighbour_keys(c) + (_VOWELS.replace(c, "") if c in _VOWELS else "")
+        out |= {word[:i] + o + word[i + 1:] for o in others}
+    out.discard(word)
+    return out
+
+
+def mend_in_phrase(word: str, before: str | None, after: str | None, doc: DocumentWords,
+                   vocab: Vocabulary) -> str | None:
+    """The word of the document a slipped two-piece `word` stands for, or None: `word` has at least
+    MIN_SLIP_LETTERS letters, is in neither list, the tokenizer splits it into two pieces (any
+    count when the vocabulary counts none), and exactly one word of the document one length-keeping
+    slip away stands in the document right after `before` or right before `after` (the question's
+    neighbouring words as read, None where there is none)."""
+    key = word.lower()
+    if len(key) < MIN_SLIP_LETTERS or key in doc or key in vocab:
+        return None
+    if vocab.pieces is not None and vocab.pieces(word) != 2:
+        return None
+    b, a = (before or "").lower(), (after or "").lower()
+    pool = [w for w in sorted(_kept_length_slips_of(key))
+            if w in doc.all and ((b, w) in doc.pairs or (w, a) in doc.pairs)]
+    return _written(pool[0], word, doc) if len(pool) == 1 else None
 
 
 def read_question(question: str, document: str, vocab: Vocabulary) -> ReadQuestion:
@@ -285,20 +363,35 @@ def read_question(question: str, document: str, vocab: Vocabulary) -> ReadQuesti
         text = recase(question, doc, vocab)
         if text != question:
             changes.append(Change("case", question, text))
-    first = True
+    words = list(_WORD.finditer(text))
+    read = [m.group() for m in words]
+    mended: dict[int, str] = {}
 
-    def one(m: re.Match) -> str:
-        nonlocal first
-        w, at_start = m.group(), first
-        first = False
-        name_like = not recased and not at_start and any(c.isupper() for c in w)
-        fixed = mend(w, doc, vocab, name_like=name_like)
+    def take(i: int, fixed: str | None) -> None:
         if fixed is None:
-            return w
-        if at_start and fixed.islower():
+            return
+        if i == 0 and fixed.islower():
             fixed = fixed[0].upper() + fixed[1:]
-        changes.append(Change("spelling", w, fixed))
-        return fixed
+        mended[i] = read[i] = fixed
 
-    text = _WORD.sub(one, text)
+    for i, w in enumerate(read):
+        name_like = not recased and i > 0 and any(c.isupper() for c in w)
+        take(i, mend(w, doc, vocab, name_like=name_like) or (None if name_like else mend_short(w, doc, vocab)))
+
+    def side_by_side(i: int, j: int) -> bool:  # the question's words i < j with only blanks between them
+        return not text[words[i].end():words[j].start()].strip()
+
+    for i, w in enumerate(read):  # a two-piece word, next to its neighbours as read
+        if i not in mended:
+            before = read[i - 1] if i > 0 and side_by_side(i - 1, i) else None
+            after = read[i + 1] if i + 1 < len(read) and side_by_side(i, i + 1) else None
+            take(i, mend_in_phrase(w, before, after, doc, vocab))
+
+    for i in sorted(mended):
+        changes.append(Change("spelling", words[i].group(), mended[i]))
+    out, at = [], 0
+    for i, m in enumerate(words):
+        out += [text[at:m.start()], read[i]]
+        at = m.end()
+    text = "".join(out) + text[at:]
     return ReadQuestion(question, text, tuple(changes))

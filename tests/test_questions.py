@@ -58,9 +58,39 @@ def test_words_that_are_known_odd_names_or_ambiguous_are_left_as_typed():
     assert read_question("Who painted the Mona Lisa?", DOC, VOCAB).changes == ()
     # "crsw" is one neighbouring key from both "crew" and "craw": no single best word, left alone
     assert read_question("How big is the crsw?", DOC, VOCAB).text == "How big is the crsw?"
-    # short words, and words one slip from nothing known, stay as typed
-    assert read_question("Who is teh lead?", DOC, VOCAB).changes == ()
+    # short words (but a common one's last two letters swapped, below), and words one slip from nothing
+    # known, stay as typed; the first letter is never the slip
+    assert read_question("Who is hte lead?", DOC, VOCAB).changes == ()
     assert read_question("Who is the zyxwv?", DOC, VOCAB).changes == ()
+
+
+def test_a_three_letter_swap_is_mended_only_towards_a_common_word_of_the_document():
+    read = read_question("Who is teh lead?", DOC, VOCAB)  # "the" is far more than 0.5% of DOC's words
+    assert read.text == "Who is the lead?" and read.changes == (Change("spelling", "teh", "the"),)
+    assert read_question("TEH BUDGET?", DOC, VOCAB).text == "The budget?"
+    # a document in which "the" is one word in 301 (under 0.5%): "teh" is left as typed
+    rare = "The " + "budget " * 300
+    assert read_question("Who is teh lead?", rare, VOCAB).changes == ()
+    # only the last two letters swapped back, and never a word either list knows
+    assert read_question("Who is eht lead?", DOC, VOCAB).changes == ()
+    assert read_question("Who is the lead?", DOC, Vocabulary(["teh"])).changes == ()
+
+
+def test_a_two_piece_slip_is_mended_only_towards_a_document_phrase_with_its_neighbour():
+    two = Vocabulary(VOCAB.casings, pieces=lambda w: 2)  # every unknown word split in two by the tokenizer
+    read = read_question("who is teh projcet leed", DOC, two)
+    assert read.text == "who is the project lead"  # the document writes "project lead"
+    assert [(c.before, c.after) for c in read.changes] == [("teh", "the"), ("projcet", "project"), ("leed", "lead")]
+    assert read_question("Who is the project leed?", DOC, two).text == "Who is the project lead?"
+    assert read_question("Who is the leed, project?", DOC, two).changes == ()  # not side by side in the question
+    # "leed" is a vowel from "lead", but "he lead" / "lead the" are not the document's: left as typed
+    assert read_question("Did he leed the budget?", DOC, two).changes == ()
+    # a word the tokenizer splits into three pieces is left to the one-slip rule (which finds no single word)
+    three = Vocabulary(VOCAB.casings, pieces=lambda w: 3)
+    assert read_question("Who is the project leed?", DOC, three).changes == ()
+    # two words of the document would each make a phrase: no single best word, left alone
+    doc = DOC + " The project lede is short."  # "lede": "leed" with its last two letters swapped
+    assert read_question("Who is the project leed?", doc, two).changes == ()
 
 
 def test_a_normal_question_and_an_empty_one_are_unchanged():
@@ -110,3 +140,40 @@ def test_the_pipeline_reads_questions_with_the_models_tokenizer():
     assert pipeline_read(loaded.tokenizer, "Who is the project lead?", text).changes == ()
     with pytest.raises(InputError, match="question is missing"):
         pipeline_read(loaded.tokenizer, None, text)
+
+
+def test_a_question_with_three_slips_is_read_whole_and_answered_right():
+    """A stranger's "who is teh projct leed" on the project report: all three words mended (a
+    three-letter swap, a slip of three pieces, a two-piece slip in the document's phrase "project
+    lead"), and the app's pipeline answers the lead."""
+    from ledviz.demo import data
+    from ledviz.pipeline import load_model, prepare_document, read_question as pipeline_read, run
+
+    loaded = load_model(None)
+    title = "Project report (about 1K tokens)"
+    text, lead = data.sample_documents()[title], data.sample_examples()[title].facts["lead"]
+    read = pipeline_read(loaded.tokenizer, "who is teh projct leed", text)
+    assert read.text == "who is the project lead"
+    assert read.describe() == "“teh” read as “the”; “projct” read as “project”; “leed” read as “lead”"
+    result = run(loaded, prepare_document(loaded, text, question=read.text), task="qa", max_new_tokens=24,
+                 answer_from_document=True)
+    assert data.exact_match(result.output_text, lead), (result.output_text, lead)
+    # an unrelated two-piece word ("state", a slip from the document's "stage") next to words the
+    # document never writes beside "stage" stays as typed
+    assert pipeline_read(loaded.tokenizer, "Is the budget state approved?", text).changes == ()
+
+
+def test_questions_asked_without_a_slip_are_read_as_asked():
+    """A sample of the validation seed's questions (never the test seed's): each family but the
+    shouted and the slipped ones, and the plain reports' and unseen values' suggested questions,
+    given to the model exactly as asked."""
+    from ledviz.demo import data, evaluate
+    from ledviz.pipeline import load_model, read_question as pipeline_read
+
+    tok = load_model(None).tokenizer
+    sets = evaluate.question_sets(data.VALID_SEED, 4, (1000, 2000, 4000))
+    asked = [ex for name, exs in sets.items() if name not in ("upper", "typos", "unanswerable") for ex in exs]
+    assert len(asked) == 36
+    for ex in asked:
+        read = pipeline_read(tok, ex.question, ex.document)
+        assert read.text == ex.question and not read.changed, read
