@@ -43,11 +43,13 @@ MAX_TOKENS = 256  # the most answer tokens asked for (fewer where the model's de
 
 
 def _use_suggestion() -> None:
-    """A suggested question clicked: it becomes the question. A click on the selected pill (it clears the
-    pill) is a click on that suggestion too, so each click of a pill sets its question: the same suggestion
-    clicked again after an edit brings it back, and the second click of a fast double click, which reaches
-    the server with the question box's value from before the first click, keeps the question (the box's
-    stale value would otherwise win). The callback runs after the browser's values are applied."""
+    """A suggested question clicked: it becomes the question. The pills are required, so a click on the
+    selected pill does nothing in the browser (a double click sent as one message used to select and clear
+    it in one step, and the question box stayed empty); a cleared pill that still arrives is a click on
+    the suggestion shown, so each click of a pill sets its question: the same suggestion clicked again
+    after an edit brings it back, and the second click of a fast double click, which reaches the server
+    with the question box's value from before the first click, keeps the question (the box's stale value
+    would otherwise win). The callback runs after the browser's values are applied."""
     choice = st.session_state.get(f"{KEY}.suggested") or st.session_state.get(f"{KEY}.suggestion_shown")
     if choice:
         st.session_state[f"{KEY}.question"] = choice
@@ -62,7 +64,8 @@ def question_input(sample: str | None) -> str:
         asked = st.session_state.get(f"{KEY}.question")
         shown = asked if asked in suggestions else None
         st.session_state[f"{KEY}.suggested"] = st.session_state[f"{KEY}.suggestion_shown"] = shown
-        st.pills("Suggested questions", suggestions, key=f"{KEY}.suggested", on_change=_use_suggestion, wrap=True)
+        st.pills("Suggested questions", suggestions, key=f"{KEY}.suggested", on_change=_use_suggestion, wrap=True,
+                 required=True)
     return st.text_input("Question", key=f"{KEY}.question", persist_state="session",
                          placeholder="Ask about a fact in the document").strip()
 

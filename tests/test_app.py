@@ -238,6 +238,22 @@ def test_a_fast_double_click_on_a_suggested_question_keeps_it():
     assert at.button_group(key="qa.suggested").value is None
 
 
+def test_the_suggested_questions_cannot_be_cleared_by_a_click():
+    """A double click on a suggested question of a fresh QA page, which the browser sends as one
+    message, selected and cleared the pill in one step: the server saw no selection and the question
+    box stayed empty. The pills are required: a click on the selected pill does nothing, so the
+    message carries the suggestion (the browser test clicks for real)."""
+    at = open_app("pages/qa.py")
+    pills = at.button_group(key="qa.suggested")
+    assert pills.proto.required and pills.value is None  # none selected until one is picked
+    first = pills.options[0]
+    assert at.text_input(key="qa.question").value == ""
+    pills.set_value(first).run()  # the double click's one message
+    assert_clean(at)
+    assert at.text_input(key="qa.question").value == first
+    assert at.button_group(key="qa.suggested").value == first
+
+
 def test_the_question_shown_with_its_answer_is_as_typed_not_markdown():
     """The question under the answer, and the one asked, show their `$`, `_` and `*` as typed (the
     caption read "$_x_" as "$" and an italic "x")."""

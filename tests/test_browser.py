@@ -1,7 +1,7 @@
 """Real-browser tests: `streamlit run app.py` in a subprocess, headless Chromium (Debian's chromium
 package) through Playwright. Summarize: pick a sample, run, wait for the charts. Question answering:
 a suggested question, its answer with the decline weighing, the suggestion clicked again after an
-edit. The Attention lab
+edit, a double click on a suggestion. The Attention lab
 and How LED attention works: an invalid input each, and the page's controls stay; the lab reads a
 question as the QA page does. An answer cut inside a character (a Japanese document) shows no
 U+FFFD and says it was cut; the lab on question answering starts Setting 1 on the question.
@@ -122,6 +122,34 @@ def test_question_answering_in_a_browser(server, browser, tmp_path):
         expect(chart).to_have_count(1)
         areas.append(chart.locator(".nsewdrag").first.bounding_box())
     assert abs(areas[0]["x"] - areas[1]["x"]) < 1 and abs(areas[0]["width"] - areas[1]["width"]) < 1, areas
+
+
+def test_a_double_click_on_a_suggested_question_keeps_it_in_a_browser(server, browser, tmp_path):
+    """A double click on a suggested question of a fresh QA page, sent by the browser as one message
+    (Playwright's dblclick): the pill was selected and cleared in one step, the server saw neither,
+    and the question box stayed empty. The pills are required: a click on the selected one keeps it."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.goto(server + "/qa")
+    idle(page)
+    page.get_by_role("heading", name="Question answering").first.wait_for()
+    question = page.get_by_label("Question", exact=True)
+    expect(question).to_have_value("")
+    suggestion = "Who is the project lead?"
+    page.get_by_text(suggestion, exact=True).first.dblclick()
+    idle(page)
+    page.screenshot(path=str(tmp_path / "qa-dblclick.png"), full_page=True)
+    no_failure(page)
+    expect(question).to_have_value(suggestion)
+    # the pill shows selected, as it does while the question is that suggestion
+    pill = page.get_by_test_id("stButtonGroup").filter(has_text="Suggested questions").locator("button", has_text=suggestion)
+    expect(pill).to_have_attribute("data-selected", "true")
+    # a second double click on the selected pill keeps the question too
+    pill.dblclick()
+    idle(page)
+    expect(question).to_have_value(suggestion)
+    expect(pill).to_have_attribute("data-selected", "true")
 
 
 def test_lab_keeps_its_controls_on_invalid_input(server, browser, tmp_path):
