@@ -24,7 +24,7 @@ Two narrower readings reach words that rule leaves alone, each only towards a wo
 
 * a three-letter word in neither list whose last two letters, swapped back, give a word that makes
   up at least MIN_SHORT_SHARE of the document's words ("teh" -> "the", "adn" -> "and"): a common
-  word typed fast, never a rare one;
+  word typed fast, never a rare one (nor a capitalized word taken for a name);
 * a word of at least MIN_SLIP_LETTERS letters in neither list that the tokenizer splits into two
   pieces ("leed": "le" "ed") is read as a word of the document one length-keeping slip away (two
   letters swapped, a neighbouring key, a vowel for another vowel) when that word and a neighbouring
