@@ -9,7 +9,8 @@ difference of any encoder probability (every layer and head, local and global), 
 above 1e-2, the largest and the median.
 
     PYTHONPATH=. python benchmarks/precision.py              # 16 reports
-    PYTHONPATH=. python benchmarks/precision.py --no-amx     # bfloat16 band products on MKL, not AMX
+    PYTHONPATH=. python benchmarks/precision.py --no-amx     # bfloat16 band products not on AMX
+    PYTHONPATH=. python benchmarks/precision.py --mkl        # ... on MKL (neither AMX nor AVX-512 BF16's)
 """
 
 from __future__ import annotations
@@ -43,17 +44,20 @@ def main():
     p.add_argument("--n", type=int, default=16, help="validation reports (default 16)")
     p.add_argument("--lengths", default="1000,2000,4000", help="document lengths in tokens, in turn")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--no-amx", action="store_true", help="the bfloat16 band's products on MKL (fused.use_amx off)")
+    p.add_argument("--no-amx", action="store_true",
+                   help="the bfloat16 band's products not on the matrix unit (fused.use_amx off)")
+    p.add_argument("--mkl", action="store_true", help="the bfloat16 band's products on MKL (use_amx, use_dpbf16 off)")
     p.add_argument("--limit", type=float, default=1e-2, help="the goal (default 1e-2)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    fused.use_amx = not args.no_amx
+    fused.use_amx = not (args.no_amx or args.mkl)
+    fused.use_dpbf16 = not args.mkl
     loaded = pipeline.load_model()  # the embedded demo model
     fp32, bf16 = loaded.model_in("float32"), loaded.model_in("bfloat16")
     lengths = [int(x) for x in args.lengths.split(",")]
     print(f"embedded model, {args.n} validation reports (seed {data.VALID_SEED}); CPU: "
           f"{device.cpu_capability().detail}; band kernel: {fused.kernel_status()}; "
-          f"AMX products: {'off' if args.no_amx else 'where available'}; load {os.getloadavg()[0]:.1f}")
+          f"load {os.getloadavg()[0]:.1f}")
     diffs = []
     for i, ex in enumerate(evaluate.summary_set(data.VALID_SEED, args.n, lengths)):
         doc = pipeline.prepare_document(loaded, ex.document)

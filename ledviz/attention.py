@@ -740,8 +740,8 @@ def _fused_head(whole_head, chunk: _Chunk, h: int, kv: Tensor, k_glob: Tensor | 
                 masks: _KernelMasks, blocks: _Blocks, head_weight: float | None, dest: Tensor | None,
                 out: Tensor, stats: Tensor | None = None) -> None:
     """Head h of a chunk entirely in fused_band.cpp, block by block while each block is in cache. In bfloat16
-    (ledviz_band_attention_bf16): the scores from the CPU's matrix unit (AMX) where the kernel runs it and the
-    shapes fit (whole_head.products), else from MKL's bfloat16 products (rounded to bfloat16 as PyTorch's
+    (ledviz_band_attention_bf16): the scores from the CPU's matrix unit (AMX), or from AVX-512 BF16's dot
+    products, where the kernel runs them and the shapes fit (whole_head.products), else from MKL's bfloat16 products (rounded to bfloat16 as PyTorch's
     product gives them, unless fused.float32_scores); in float32 (ledviz_band_attention_f32) from MKL's
     sgemm_. Then the probabilities as _fused_probabilities makes them, times the values, into `out`
     (r1 - r0, hd). kv: this sequence's (L' + 2w, 2, H, hd) keys and values between their margins; k_glob,
@@ -749,7 +749,7 @@ def _fused_head(whole_head, chunk: _Chunk, h: int, kv: Tensor, k_glob: Tensor | 
     c, w, x = blocks.c, blocks.w, chunk.num_global
     q = chunk.queries[:, h]  # (n, hd)
     n, hd = q.shape
-    function, gemm = whole_head.function, whole_head.products(hd, c, w)
+    function, (gemm, unit) = whole_head.function, whole_head.products(hd, c, w)
     keys, values = kv[chunk.j0 * c:, 0, h], kv[chunk.j0 * c:, 1, h]  # (rows, hd) each
     # the kernel trusts these: every pointer below covers what it reads or writes
     assert kv.dtype == q.dtype == out.dtype and q.stride(1) == keys.stride(1) == out.stride(1) == 1
@@ -765,6 +765,7 @@ def _fused_head(whole_head, chunk: _Chunk, h: int, kv: Tensor, k_glob: Tensor | 
         chunk.j1 - chunk.j0, hd, x, c, w,
         *_row_arguments(chunk, masks, blocks, head_weight, dest, stats, n),
         out.data_ptr(), out.shape[0], out.stride(0), 0 if fused.float32_scores else 1,
+        *((unit,) if whole_head.dtype == torch.bfloat16 else ()),  # where the bfloat16 products run
     )
 
 

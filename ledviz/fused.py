@@ -8,7 +8,7 @@ row while the row is in cache, and gives each row's statistics on the way (for a
 matrix products.
 
     band_kernel()          # the softmax pass (ctypes function), or None: no compiler, failed build, off
-    bf16_head_kernel()     # bfloat16: a head's whole band (products on AMX, else MKL's bfloat16 product), or None
+    bf16_head_kernel()     # bfloat16: a head's whole band (products on AMX, else AVX-512 BF16, else MKL), or None
     f32_head_kernel()      # float32: a head's whole band (MKL's sgemm_), block by block in cache, or None
     product_float32()      # a bfloat16 product with its float32 result (the global rows' scores)
     residual_layer_norm()  # the float32 residual stream's sum and layer norm in one pass
@@ -25,8 +25,9 @@ never loads a library built for another CPU. Where there is no compiler, the bui
 cache cannot be written, ledviz keeps its PyTorch operations (the same numbers, slower) and
 `kernel_status()` says why. `LEDVIZ_FUSED_KERNEL=off` (or `set_enabled(False)`) turns the kernel
 off; "auto" (the default) uses it when it builds. Models in bfloat16 also run their band products
-inside the kernel, through MKL's bfloat16 product in PyTorch's library (`bf16_head_kernel`), where
-PyTorch has it; float32 models likewise through MKL's sgemm_ (`f32_head_kernel`).
+inside the kernel (`bf16_head_kernel`), where PyTorch has MKL: on the CPU's matrix unit (AMX), else with
+AVX-512 BF16's dot products, where the CPU has them and the shapes fit, else through MKL's bfloat16 product
+in PyTorch's library; float32 models likewise through MKL's sgemm_ (`f32_head_kernel`).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("fused_band.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC"]
-INTERFACE_VERSION = 8  # ledviz_band_version() of the source this module calls
+INTERFACE_VERSION = 9  # ledviz_band_version() of the source this module calls
 SETTINGS = ("auto", "off")  # "auto": the kernel where it builds; "off": PyTorch operations only
 DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 
@@ -174,10 +175,10 @@ class _Build:
         softmax.restype = i32
         head = lib.ledviz_band_attention_bf16
         head.argtypes = [ptr, ptr, i64, ptr, ptr, i64, ptr, ptr, i64, i64, i64, i64, i64, i64, ptr, ptr, ptr, f32, ptr,
-                         i32, i64, i64, ptr, ptr, i64, ptr, i64, i64, i32]
+                         i32, i64, i64, ptr, ptr, i64, ptr, i64, i64, i32, i32]
         head.restype = i32
         head_f32 = lib.ledviz_band_attention_f32
-        head_f32.argtypes, head_f32.restype = head.argtypes, i32
+        head_f32.argtypes, head_f32.restype = head.argtypes[:-1], i32
         norm = lib.ledviz_residual_layer_norm
         norm.argtypes = [ptr, ptr, i64, i64, ptr, i32, ptr, ptr, ptr, f32, ptr]
         norm.restype = i32
@@ -189,7 +190,10 @@ class _Build:
         amx_shape, amx_ready = lib.ledviz_amx_shape, lib.ledviz_amx_ready
         amx_shape.argtypes, amx_shape.restype = [i64, i64, i64], i32
         amx_ready.argtypes, amx_ready.restype = [], i32
-        return (_Functions(softmax, head, head_f32, norm, head_sum, bias_gelu, amx_shape, bool(amx_ready())),
+        dpbf16_ready = lib.ledviz_dpbf16_ready
+        dpbf16_ready.argtypes, dpbf16_ready.restype = [], i32
+        return (_Functions(softmax, head, head_f32, norm, head_sum, bias_gelu, amx_shape, bool(amx_ready()),
+                           bool(dpbf16_ready())),
                 f"compiled with {Path(cxx).name} (cached in {cache})")
 
 
@@ -197,10 +201,11 @@ class _Functions:
     """The kernel's entry points (see fused_band.cpp)."""
 
     def __init__(self, softmax, head_bf16, head_f32, residual_layer_norm, head_sum, bias_gelu, amx_shape,
-                 amx_ready: bool):
+                 amx_ready: bool, dpbf16_ready: bool):
         self.softmax, self.head_bf16, self.head_f32, self.residual_layer_norm = softmax, head_bf16, head_f32, \
             residual_layer_norm
         self.head_sum, self.bias_gelu, self.amx_shape, self.amx_ready = head_sum, bias_gelu, amx_shape, amx_ready
+        self.dpbf16_ready = dpbf16_ready  # AVX-512 BF16's dot products compiled in (the CPU has them)
 
 
 def _functions() -> "_Functions | None":
@@ -389,25 +394,35 @@ def band_kernel():
     return functions.softmax if functions is not None else None
 
 
+# where ledviz_band_attention_bf16's band products run (its `unit` argument)
+UNIT_MKL, UNIT_AMX, UNIT_DPBF16 = 0, 1, 2
+UNIT_NAMES = {UNIT_MKL: "MKL", UNIT_AMX: "the matrix unit (AMX)", UNIT_DPBF16: "AVX-512 BF16 dot products"}
+
+
 class HeadKernel(NamedTuple):
-    """What bf16_head_kernel (or f32_head_kernel) gives: the entry point, MKL's product, whether the matrix unit
-    takes a shape, and the dtype."""
+    """What bf16_head_kernel (or f32_head_kernel) gives: the entry point, MKL's product, the unit that takes the
+    products of the shapes it fits (packed_shape), and the dtype."""
 
     function: object  # ledviz_band_attention_bf16
     gemm: int  # the address of MKL's cblas_gemm_bf16bf16f32
-    amx_shape: object | None  # ledviz_amx_shape(head size, block rows, w) where the matrix unit is used, else None
+    packed_shape: object | None  # ledviz_amx_shape(head size, block rows, w) where `unit` is used, else None
     dtype: torch.dtype = torch.bfloat16  # what it computes in
+    unit: int = UNIT_MKL  # UNIT_AMX or UNIT_DPBF16 for the shapes packed_shape takes
 
-    def products(self, hd: int, c: int, w: int) -> int | None:
-        """The products' argument for these shapes: None (the matrix unit, inside the kernel) or MKL's product."""
-        return None if self.amx_shape is not None and self.amx_shape(hd, c, w) else self.gemm
+    def products(self, hd: int, c: int, w: int) -> tuple[int | None, int]:
+        """The products' arguments for these shapes: (None, the unit inside the kernel) or (MKL's product, 0)."""
+        if self.packed_shape is not None and self.packed_shape(hd, c, w):
+            return None, self.unit
+        return self.gemm, UNIT_MKL
 
 
 def bf16_head_kernel() -> HeadKernel | None:
     """The bfloat16 models' whole-head kernel (`ledviz_band_attention_bf16`), or None: the kernel is off or not
     built, or PyTorch has no MKL (then bfloat16 takes band_kernel with PyTorch's products). Its band products
     run on the CPU's matrix unit (AMX) where the build and the system allow it and the shapes fit (use_amx),
-    else on MKL's bfloat16 product."""
+    else with AVX-512 BF16's dot products where the CPU has them and the shapes fit (use_dpbf16), else on
+    MKL's bfloat16 product (which runs at about float32's speed on AMD's CPUs: measured on an AMD EPYC, 30-80
+    GFLOP/s on one core against 70-180 for PyTorch's bfloat16 product)."""
     if not use_mkl_products:
         return None
     functions = _functions()
@@ -416,7 +431,11 @@ def bf16_head_kernel() -> HeadKernel | None:
     gemm = _mkl_gemm_bf16()
     if not gemm:
         return None
-    return HeadKernel(functions.head_bf16, gemm, functions.amx_shape if use_amx and functions.amx_ready else None)
+    if use_amx and functions.amx_ready:
+        return HeadKernel(functions.head_bf16, gemm, functions.amx_shape, unit=UNIT_AMX)
+    if use_dpbf16 and functions.dpbf16_ready:
+        return HeadKernel(functions.head_bf16, gemm, functions.amx_shape, unit=UNIT_DPBF16)
+    return HeadKernel(functions.head_bf16, gemm, None)
 
 
 def f32_head_kernel() -> HeadKernel | None:
@@ -442,6 +461,9 @@ use_onednn_gelu = True
 # ... and the matrix unit's (AMX) products instead, written in fused_band.cpp, where they can run (tests turn it
 # off): the keys and values packed once per head and chunk instead of MKL's repacking on every block
 use_amx = True
+# ... else AVX-512 BF16's dot products on the same packed keys and values, where the CPU has them (tests turn it
+# off); the float32 scores as the matrix unit's
+use_dpbf16 = True
 # ... and keep MKL's float32 scores (float32_scores), or read them rounded to bfloat16 as PyTorch's
 # bfloat16 product gives them (False: the PyTorch fallback's probabilities). Float32 scores are as fast
 # and closer to a float32 run: over 16 validation reports of the embedded model, the largest
@@ -457,7 +479,7 @@ def kernel_status() -> str:
     if build.function is None:
         return build.status
     head = bf16_head_kernel()
-    products = ("the matrix unit (AMX)" if head.amx_shape is not None else "MKL") if head is not None else "PyTorch"
+    products = UNIT_NAMES[head.unit] if head is not None else "PyTorch"
     return f"{build.status}; bfloat16 band products on {products}"
 
 

@@ -26,6 +26,12 @@
 #include <unistd.h>
 #define LEDVIZ_AMX 1
 #endif
+#if defined(__AVX512BF16__) && defined(__AVX512F__)
+#define LEDVIZ_DPBF16 1
+#endif
+#if defined(LEDVIZ_AMX) || defined(LEDVIZ_DPBF16)
+#define LEDVIZ_PACKED 1  // the bfloat16 band's products from packed keys and values, in this file
+#endif
 
 namespace {
 
@@ -484,6 +490,57 @@ inline void amx_corner(float* c, int64_t ldc, const uint16_t* a, int64_t lda, co
 }
 #endif
 
+#if defined(LEDVIZ_DPBF16)
+// What amx_corner computes (the same operands in the same layouts), with AVX-512 BF16's vector dot products
+// (vdpbf16ps: 16 float32 sums of bfloat16 pairs), for CPUs that have those but no matrix unit (AMD's Zen 4
+// and later, Intel's Cooper Lake): eight rows of the corner at a time, their 32 columns in 16 registers,
+// each row's bfloat16 pair broadcast against a row of pairs of the right operand.
+inline void dp_corner(float* c, int64_t ldc, const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb,
+                      int64_t bstep, int64_t half, int64_t k0, int64_t k1) {
+    for (int64_t m0 = 0; m0 < 32; m0 += 8) {
+        __m512 acc0[8], acc1[8];
+        for (int i = 0; i < 8; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
+        for (int64_t s = k0; s < k1; ++s) {
+            const char* bs = reinterpret_cast<const char*>(b + s * bstep);
+            const char* as = reinterpret_cast<const char*>(a + 32 * s) + m0 * lda;
+            for (int p = 0; p < 16; ++p) {
+                const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bs + p * ldb);
+                const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bs + p * ldb + 2 * half);
+#pragma GCC unroll 8
+                for (int i = 0; i < 8; ++i) {
+                    int32_t pair;
+                    std::memcpy(&pair, as + i * lda + 4 * p, 4);
+                    const __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
+                    acc0[i] = _mm512_dpbf16_ps(acc0[i], av, b0);
+                    acc1[i] = _mm512_dpbf16_ps(acc1[i], av, b1);
+                }
+            }
+        }
+        for (int i = 0; i < 8; ++i) {
+            float* row = reinterpret_cast<float*>(reinterpret_cast<char*>(c) + (m0 + i) * ldc);
+            _mm512_storeu_ps(row, acc0[i]);
+            _mm512_storeu_ps(row + 16, acc1[i]);
+        }
+    }
+}
+#endif
+
+#if defined(LEDVIZ_PACKED)
+// the products' units of ledviz_band_attention_bf16 (its `unit` argument; 0: MKL's product through `gemm`)
+constexpr int UNIT_AMX = 1, UNIT_DPBF16 = 2;
+
+// a 32 x 32 corner (see amx_corner) on the unit chosen
+inline void packed_corner(int unit, float* c, int64_t ldc, const uint16_t* a, int64_t lda, const uint16_t* b,
+                          int64_t ldb, int64_t bstep, int64_t half, int64_t k0, int64_t k1) {
+#if defined(LEDVIZ_AMX)
+    if (unit == UNIT_AMX) return amx_corner(c, ldc, a, lda, b, ldb, bstep, half, k0, k1);
+#endif
+#if defined(LEDVIZ_DPBF16)
+    if (unit == UNIT_DPBF16) return dp_corner(c, ldc, a, lda, b, ldb, bstep, half, k0, k1);
+#endif
+}
+#endif
+
 // MKL's cblas_gemm_bf16bf16f32 (row major): C (m, n) f32 = alpha A (m, k) bf16 x B (k, n) bf16 + beta C
 typedef void (*gemm_bf16_fn)(int layout, int transa, int transb, int m, int n, int k, float alpha,
                              const uint16_t* a, int lda, const uint16_t* b, int ldb, float beta, float* c, int ldc);
@@ -509,9 +566,10 @@ inline void sgemm_rows(sgemm_fn f, bool trans_b, int64_t m, int64_t n, int64_t k
 extern "C" {
 
 // the interface version ledviz/fused.py checks after loading
-int ledviz_band_version() { return 8; }
+int ledviz_band_version() { return 9; }
 
-// Whether ledviz_band_attention_bf16 can run its products on the matrix unit (AMX) for these shapes:
+// Whether ledviz_band_attention_bf16 can run its products on the matrix unit (AMX) or with AVX-512 BF16's dot
+// products (the same packed layouts) for these shapes:
 // head size a multiple of 32, query blocks of a multiple of 32 rows, w a multiple of 16.
 int ledviz_amx_shape(int64_t hd, int64_t c, int64_t w) { return hd % 32 == 0 && c % 32 == 0 && w % 16 == 0; }
 
@@ -521,6 +579,15 @@ int ledviz_amx_ready() {
     // ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA: granted once per process (PyTorch's oneDNN asks too)
     static const int ready = syscall(SYS_arch_prctl, 0x1023, 18) == 0 ? 1 : 0;
     return ready;
+#else
+    return 0;
+#endif
+}
+
+// 1 where this build has AVX-512 BF16's dot products (ledviz_band_attention_bf16's unit 2), else 0.
+int ledviz_dpbf16_ready() {
+#if defined(LEDVIZ_DPBF16)
+    return 1;
 #else
     return 0;
 #endif
@@ -546,9 +613,10 @@ int ledviz_band_softmax(void* scores, int scores_dtype, int64_t n, int64_t strid
 }
 
 // One head of a chunk of query blocks in bfloat16, products included, through `gemm` (MKL's
-// cblas_gemm_bf16bf16f32: bfloat16 operands, float32 results), or where `gemm` is null on the CPU's matrix
-// unit (AMX: the caller checked ledviz_amx_ready and ledviz_amx_shape; returns 3 otherwise), the keys and
-// values packed once per call, and only the 32-key slices that reach a row's window multiplied. Block by block, in buffers that
+// cblas_gemm_bf16bf16f32: bfloat16 operands, float32 results), or where `gemm` is null on `unit`: 1 the CPU's
+// matrix unit (AMX), 2 AVX-512 BF16's dot products (the caller checked ledviz_amx_ready or
+// ledviz_dpbf16_ready, and ledviz_amx_shape; returns 3 otherwise), the keys and values packed once per call,
+// and only the 32-key slices that reach a row's window multiplied. Block by block, in buffers that
 // stay in cache: the scores in float32 (q against the x global keys and the block's key span),
 // the probabilities (ledviz_band_softmax's rows, rounded once to bfloat16), then the output rows
 // = probabilities x (global values, value span), written in bfloat16 to `out`.
@@ -563,18 +631,19 @@ int ledviz_band_attention_bf16(void* gemm_ptr, const uint16_t* q, int64_t ldq, c
                                const float* global_bias, const uint8_t* row_zero, float weight, void* dest,
                                int dest_dtype, int64_t dest_rows, int64_t dest_stride, float* stats,
                                const float* global_pos, int64_t row0, uint16_t* out, int64_t out_rows,
-                               int64_t ld_out, int round_scores) {
+                               int64_t ld_out, int round_scores, int unit) {
     gemm_bf16_fn gemm = reinterpret_cast<gemm_bf16_fn>(gemm_ptr);
     const int64_t span = c + 2 * w, xp = (x + 15) / 16 * 16, width = xp + span;
     std::vector<float> scores(c * width), head(c * hd);
     std::vector<uint16_t> probs(c * width);
-#if defined(LEDVIZ_AMX)
-    // gemm null: the matrix unit (the caller checked ledviz_amx_shape and ledviz_amx_ready)
+#if defined(LEDVIZ_PACKED)
+    // gemm null: the packed products on `unit` (the caller checked ledviz_amx_shape and the unit's readiness)
     const int64_t keys = (blocks - 1) * c + span;
     std::vector<uint16_t> kpack, vpack;
     std::vector<float> kglob;  // the global keys in float32, (x, hd)
     if (gemm == nullptr) {
         if (!ledviz_amx_shape(hd, c, w)) return 3;
+        if (!(unit == UNIT_AMX && ledviz_amx_ready()) && !(unit == UNIT_DPBF16 && ledviz_dpbf16_ready())) return 3;
         // keys as (hd / 2) rows of (key, pair) and values as (keys / 2) rows of (column, pair)
         kpack.resize(hd * keys);
         vpack.resize(hd * keys);
@@ -603,7 +672,9 @@ int ledviz_band_attention_bf16(void* gemm_ptr, const uint16_t* q, int64_t ldq, c
                 const uint32_t u = uint32_t(kg[g * ldg + d]) << 16;
                 std::memcpy(kglob.data() + g * hd + d, &u, 4);
             }
-        amx_configure();
+#if defined(LEDVIZ_AMX)
+        if (unit == UNIT_AMX) amx_configure();
+#endif
     }
 #else
     if (gemm == nullptr) return 3;
@@ -616,14 +687,14 @@ int ledviz_band_attention_bf16(void* gemm_ptr, const uint16_t* q, int64_t ldq, c
             gemm(ROW_MAJOR, NO_TRANS, TRANS, int(c), int(span), int(hd), 1.0f, qb, int(ldq), k + jj * c * ldk,
                  int(ldk), 0.0f, scores.data() + xp, int(width));
         }
-#if defined(LEDVIZ_AMX)
+#if defined(LEDVIZ_PACKED)
         else {
             // 32 rows at a time against the 32-key slices of the span that reach their windows (the rest of
             // the row is never read: the softmax reads each row's 2w + 1 slots)
             for (int64_t r = 0; r < c; r += 32) {
                 const int64_t last = (r + 31 + 2 * w) / 32 + 1;  // 32-key slices [r / 32, last)
                 for (int64_t ks = r / 32; ks < (last < span / 32 ? last : span / 32); ++ks)
-                    amx_corner(scores.data() + r * width + xp + 32 * ks, width * 4, qb + r * ldq, ldq * 2,
+                    packed_corner(unit, scores.data() + r * width + xp + 32 * ks, width * 4, qb + r * ldq, ldq * 2,
                                kpack.data() + (jj * c + 32 * ks) * 2, keys * 4, 16 * keys * 2, 32, 0, hd / 32);
             }
             // the x global columns: dot products in float32, 16 lanes at a time (hd is a multiple of 32 here),
@@ -651,13 +722,13 @@ int ledviz_band_attention_bf16(void* gemm_ptr, const uint16_t* q, int64_t ldq, c
             if (x) gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, int(c), int(hd), int(x), 1.0f, probs.data(), int(width), vg,
                         int(ldg), 1.0f, head.data(), int(hd));
         }
-#if defined(LEDVIZ_AMX)
+#if defined(LEDVIZ_PACKED)
         else {
             // the probabilities are 0 outside each row's window: 32 rows need the 32-key slices that reach it
             for (int64_t r = 0; r < c; r += 32) {
                 const int64_t last = (r + 31 + 2 * w) / 32 + 1;
                 for (int64_t col = 0; col < hd; col += 32)
-                    amx_corner(head.data() + r * hd + col, hd * 4, probs.data() + r * width + xp, width * 2,
+                    packed_corner(unit, head.data() + r * hd + col, hd * 4, probs.data() + r * width + xp, width * 2,
                                vpack.data() + (jj * c / 2) * 2 * hd + 2 * col, hd * 4, 16 * 2 * hd, 32, r / 32,
                                last < span / 32 ? last : span / 32);
             }
@@ -681,7 +752,7 @@ int ledviz_band_attention_bf16(void* gemm_ptr, const uint16_t* q, int64_t ldq, c
         for (int64_t i = 0; i < rows_out; ++i) put(out + (r + i) * ld_out, BF16, head.data() + i * hd, 1.0f, hd);
     }
 #if defined(LEDVIZ_AMX)
-    if (gemm == nullptr) _tile_release();
+    if (gemm == nullptr && unit == UNIT_AMX) _tile_release();
 #endif
     return 0;
 }

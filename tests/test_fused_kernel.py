@@ -91,19 +91,30 @@ def test_kernel_in_half_precision(dtype, mkl, f32_scores, kept, monkeypatch):
         assert (a.float() - b.float()).abs().mean() < 1e-3, "local attentions: mean difference"
 
 
-def _amx_ready() -> bool:
+def _unit_ready(unit: int) -> bool:
+    """Whether the kernel runs the bfloat16 band's products on `unit` here (and PyTorch has MKL for the rest)."""
     functions = fused._functions()
-    return functions is not None and functions.amx_ready and fused._mkl_gemm_bf16() is not None
+    if functions is None or fused._mkl_gemm_bf16() is None:
+        return False
+    return functions.amx_ready if unit == fused.UNIT_AMX else functions.dpbf16_ready
 
 
 @needs_kernel
-@pytest.mark.skipif(not _amx_ready(), reason="no AMX here (or no MKL in PyTorch)")
+@pytest.mark.parametrize("unit", [
+    pytest.param(fused.UNIT_AMX, id="amx", marks=pytest.mark.skipif(
+        not _unit_ready(fused.UNIT_AMX), reason="no AMX here (or no MKL in PyTorch)")),
+    pytest.param(fused.UNIT_DPBF16, id="avx512-bf16", marks=pytest.mark.skipif(
+        not _unit_ready(fused.UNIT_DPBF16), reason="no AVX-512 BF16 here (or no MKL in PyTorch)")),
+])
 @pytest.mark.parametrize("kept", [None, torch.float32], ids=str)
-def test_bfloat16_band_on_the_matrix_unit(kept, monkeypatch):
-    """Shapes the matrix unit takes (head size 32, w 16 and 32, blocks of 32 rows): its products give MKL's
-    and the PyTorch path's probabilities and outputs to bfloat16 rounding, with padding, used and unused
-    global slots, a head mask and a partial last block; a shape it does not take goes to MKL."""
+def test_bfloat16_band_on_packed_products(unit, kept, monkeypatch):
+    """Shapes the packed products take (head size 32, w 16 and 32, blocks of 32 rows), on the matrix unit (AMX)
+    or with AVX-512 BF16's dot products: they give MKL's and the PyTorch path's probabilities and outputs to
+    bfloat16 rounding, with padding, used and unused global slots, a head mask and a partial last block; a
+    shape they do not take goes to MKL."""
     torch.manual_seed(0)
+    monkeypatch.setattr(fused, "use_amx", unit == fused.UNIT_AMX)  # AVX-512 BF16 is taken where AMX is not
+    name = fused.UNIT_NAMES[unit]
     cfg = ledviz.LEDConfig(**tiny_kwargs(d_model=64, encoder_attention_heads=2, encoder_ffn_dim=64,
                                          attention_window=[32, 64], max_encoder_position_embeddings=512,
                                          dropout=0.0, attention_dropout=0.0))
@@ -117,28 +128,30 @@ def test_bfloat16_band_on_the_matrix_unit(kept, monkeypatch):
     monkeypatch.setattr(attention, "_fused_head",
                         lambda head, chunk, h, kv, *a: products.append(head.products(kv.shape[-1], 32, 16)) or
                         whole(head, chunk, h, kv, *a))
-    amx = _encode(model, batch, True, head_mask=head_mask, attention_dtype=kept)
-    assert products and all(p is None for p in products), "the matrix unit's products were taken"
-    assert fused.kernel_status().endswith("bfloat16 band products on the matrix unit (AMX)")
+    packed = _encode(model, batch, True, head_mask=head_mask, attention_dtype=kept)
+    assert products and all(p == (None, unit) for p in products), f"{name}'s products were taken"
+    assert fused.kernel_status().endswith(f"bfloat16 band products on {name}")
     monkeypatch.setattr(fused, "use_amx", False)
+    monkeypatch.setattr(fused, "use_dpbf16", False)
     assert fused.kernel_status().endswith("bfloat16 band products on MKL")
     mkl = _encode(model, batch, True, head_mask=head_mask, attention_dtype=kept)
-    assert products[-1] == fused._mkl_gemm_bf16()
+    assert products[-1] == (fused._mkl_gemm_bf16(), fused.UNIT_MKL)
     ref = _encode(model, batch, False, head_mask=head_mask, attention_dtype=kept)
     # against MKL's products (the same sums, perhaps in another order): close; against PyTorch's path, to
     # bfloat16 rounding
     for other, tol in ((mkl, 1e-2), (ref, 5e-2)):
-        assert_close(amx.last_hidden_state.float(), other.last_hidden_state.float(), "hidden", tol=tol)
-        for a, b in zip(amx.attentions, other.attentions):
+        assert_close(packed.last_hidden_state.float(), other.last_hidden_state.float(), "hidden", tol=tol)
+        for a, b in zip(packed.attentions, other.attentions):
             assert a.dtype == (kept or torch.bfloat16)
             assert_close(a.float(), b.float(), "local attentions", tol=tol / 5)
             assert ((a == 0) == (b == 0)).all(), "masked entries are exact zeros in both"
-        for a, b in zip(amx.global_attentions, other.global_attentions):
+        for a, b in zip(packed.global_attentions, other.global_attentions):
             assert_close(a.float(), b.float(), "global attentions", tol=tol / 5)
-    assert fused.bf16_head_kernel().products(32, 32, 8) == fused._mkl_gemm_bf16()  # w 8: not the unit's shape
-    monkeypatch.setattr(fused, "use_amx", True)
-    assert fused.bf16_head_kernel().products(32, 32, 8) == fused._mkl_gemm_bf16()
-    assert fused.bf16_head_kernel().products(32, 64, 16) is None
+    assert fused.bf16_head_kernel().products(32, 32, 8) == (fused._mkl_gemm_bf16(), fused.UNIT_MKL)
+    monkeypatch.setattr(fused, "use_amx", unit == fused.UNIT_AMX)
+    monkeypatch.setattr(fused, "use_dpbf16", True)
+    assert fused.bf16_head_kernel().products(32, 32, 8) == (fused._mkl_gemm_bf16(), fused.UNIT_MKL)  # w 8
+    assert fused.bf16_head_kernel().products(32, 64, 16) == (None, unit)
 
 
 def test_without_a_compiler_the_torch_operations_run(monkeypatch, tmp_path):
