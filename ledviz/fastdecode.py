@@ -73,7 +73,7 @@ class _Linear:
         """x (M, in) -> (M, out)."""
         if self.weight_t is not None:
             return torch.addmm(self.bias, x, self.weight_t) if self.bias is not None else x @ self.weight_t
-        if x.shape[0] == 1:
+        if x.shape[0] == 1 and self.weight.dtype == torch.float32:
             y = torch.mv(self.weight, x[0]) if self.bias is None else torch.addmv(self.bias, self.weight, x[0])
             return y[None]
         return F.linear(x, self.weight, self.bias)

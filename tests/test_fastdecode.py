@@ -83,12 +83,14 @@ def test_fast_step_matches_the_readable_step(monkeypatch, heads, d_model, group,
         assert_close(a, b, f"step {i}", tol=1e-5)
 
 
+@pytest.mark.parametrize("sources", [1, 2])  # one row a step takes the projections' one-row products
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_fast_step_half_precision_within_tolerance(dtype):
+def test_fast_step_half_precision_within_tolerance(dtype, sources):
     model32 = tiny()
     model = tiny(dtype=dtype)
     hidden, mask = encoder_side()
-    steps = token_steps(2)
+    hidden, mask = hidden[:sources], mask[:sources]
+    steps = token_steps(sources)
     with torch.no_grad():
         ref = reference_logits(model32, hidden, mask, 1, steps)
         ours = fast_logits(model, hidden.to(dtype), mask, 1, steps)
