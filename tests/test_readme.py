@@ -54,3 +54,30 @@ def test_readme_library_example_runs(tmp_path, monkeypatch):
     # each query row's attention sums to 1, so the binned map's mass is the number of tokens
     torch.testing.assert_close(overview.sum(dim=(1, 2)), torch.full((heads,), float(n)), rtol=1e-4, atol=1e-2)
     assert out.encoder_attentions[0].shape[-1] == 1 + config.attention_window[0] + 1  # one global column
+
+
+def bash_commands(prefix: str) -> list[list[str]]:
+    """The README's shell commands (in its bash blocks, continuation lines joined, comments dropped)
+    that start with `prefix`, as argument lists."""
+    import shlex
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words[:len(prefix.split())] == prefix.split():
+                commands.append(words[len(prefix.split()):])
+    return commands
+
+
+def test_readme_study_commands_parse():
+    from ledviz.study.__main__ import parser
+    from ledviz.study.spec import parse_setting
+
+    commands = bash_commands("python -m ledviz.study")
+    assert len(commands) >= 3, commands
+    for argv in commands:
+        args = parser().parse_args(argv)  # an unknown flag exits with status 2
+        for setting in getattr(args, "settings", None) or []:
+            parse_setting(setting)
