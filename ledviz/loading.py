@@ -263,6 +263,9 @@ def _no_answer(error: BaseException, timeout: float | None) -> str:
             return "the connection was refused"
         if isinstance(cause, (TimeoutError, socket.timeout)) or "Timeout" in type(cause).__name__:
             return "it timed out" if timeout is None else f"no answer within {timeout:g} s"
+        if isinstance(cause, ConnectionResetError) or type(cause).__name__ in ("RemoteDisconnected",
+                                                                               "RemoteProtocolError"):
+            return "the server closed the connection without an answer"
         cause = cause.__cause__ or cause.__context__
         seen += 1
     return type(error).__name__
