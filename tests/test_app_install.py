@@ -288,3 +288,25 @@ def test_reachability_check_follows_no_redirect(online, fake_hub):
     finally:
         elsewhere.close()
 
+
+
+def test_the_app_with_local_folders_off_loads_a_cached_hub_id(tmp_path, monkeypatch):
+    """The app of a shared server (LEDVIZ_LOCAL_FOLDERS=off) loads a typed Hub id with hub_only: it
+    showed "Something went wrong while loading the model: TypeError: ... 'hub_only'" for every id."""
+    from huggingface_hub import constants
+
+    from app_driver import load_hub_id, messages, open_app
+
+    cache = _cached_demo(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", cache)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", cache)
+    monkeypatch.setenv("LEDVIZ_LOCAL_FOLDERS", "off")
+    at = open_app()
+    load_hub_id(at, REPO)
+    assert not at.exception and not messages(at, "error"), messages(at, "error")
+    assert at.session_state["model.active"] == REPO
+    assert at.session_state["model.loaded"].name == REPO and at.session_state["model.loaded"].source == "hub"
+    load_hub_id(at, "nobody/not-cached")
+    assert any("'nobody/not-cached' is not in the local Hub cache" in e for e in messages(at, "error"))
+    assert at.session_state["model.loaded"].name == REPO  # the loaded model stays in use
