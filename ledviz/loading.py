@@ -235,20 +235,16 @@ def _hub_unreachable() -> str | None:
 
 
 def _no_redirects(session) -> dict[str, bool]:
-    """The keyword of one request that keeps `session` from following a redirect: requests' Session.head
-    follows none unless told (allow_redirects); the httpx Client of huggingface_hub 1.0 and later is
-    made with follow_redirects=True, so each request has to say follow_redirects=False."""
+    """The keyword of one request that keeps `session` from following a redirect. The httpx Client of
+    huggingface_hub 1.0 and later is made with follow_redirects=True, so each request has to say
+    follow_redirects=False; requests' Session.head (below 1.0) follows none unless told to."""
     import inspect
 
     try:
         names = inspect.signature(session.head).parameters
     except (TypeError, ValueError):  # pragma: no cover - a head() without a signature
         return {}
-    if "follow_redirects" in names:
-        return {"follow_redirects": False}
-    if "allow_redirects" in names:
-        return {"allow_redirects": False}
-    return {}
+    return {"follow_redirects": False} if "follow_redirects" in names else {}
 
 
 def _no_answer(error: BaseException, timeout: float | None) -> str:
