@@ -147,7 +147,8 @@ def _hub_download(repo_id: str, filename: str, *, required: bool, progress=None,
         ) from None
     except GatedRepoError:
         raise CheckpointError(
-            f"the Hub repo {repo_id!r} is gated: log in (huggingface-cli login) with access to it"
+            f"the Hub repo {repo_id!r} is gated: ask for access on its Hub page, then log in with hf auth login "
+            "(huggingface-cli, its older name, is gone from huggingface_hub 1.0 on) or set HF_TOKEN"
         ) from None
     except RepositoryNotFoundError:
         raise CheckpointError(
