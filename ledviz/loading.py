@@ -93,6 +93,7 @@ def _hub_download(repo_id: str, filename: str, *, required: bool, progress=None,
         from huggingface_hub.utils import (
             EntryNotFoundError,
             GatedRepoError,
+            HFValidationError,
             LocalEntryNotFoundError,
             RepositoryNotFoundError,
             RevisionNotFoundError,
@@ -120,7 +121,7 @@ def _hub_download(repo_id: str, filename: str, *, required: bool, progress=None,
             kwargs["local_files_only"] = True
     try:
         return huggingface_hub.hf_hub_download(repo_id, filename, subfolder=subfolder, **kwargs)
-    except LocalEntryNotFoundError:  # (a subclass of EntryNotFoundError: caught first)
+    except LocalEntryNotFoundError as e:  # (a subclass of EntryNotFoundError: caught first)
         # offline (HF_HUB_OFFLINE=1, local_files_only=True, or no network) and not in the cache
         if not required and _repo_is_cached(repo_id, kwargs.get("cache_dir")):
             return None
@@ -128,6 +129,11 @@ def _hub_download(repo_id: str, filename: str, *, required: bool, progress=None,
             raise CheckpointError(
                 f"the cached Hub repo {repo_id!r} has no {shown} (subfolder={subfolder!r}): check the subfolder"
             ) from None
+        answered = _hub_error_status(e)
+        if unreachable is None and answered is not None:  # the Hub answered with an error (a 5xx after its retries)
+            raise CheckpointError(
+                f"{repo_id!r} is not in the local Hub cache, and the Hub answered HTTP {answered} for {shown}: "
+                "try again later, or pass a local checkpoint folder") from None
         if unreachable is not None:
             why = unreachable + "; set HF_HUB_OFFLINE=1 on a machine without network to skip this check"
         elif hub_kwargs.get("local_files_only"):
@@ -141,7 +147,8 @@ def _hub_download(repo_id: str, filename: str, *, required: bool, progress=None,
         ) from None
     except GatedRepoError:
         raise CheckpointError(
-            f"the Hub repo {repo_id!r} is gated: log in (huggingface-cli login) with access to it"
+            f"the Hub repo {repo_id!r} is gated: ask for access on its Hub page, then log in with hf auth login "
+            "(huggingface-cli, its older name, is gone from huggingface_hub 1.0 on) or set HF_TOKEN"
         ) from None
     except RepositoryNotFoundError:
         raise CheckpointError(
@@ -153,13 +160,38 @@ def _hub_download(repo_id: str, filename: str, *, required: bool, progress=None,
         if required:
             raise CheckpointError(f"the Hub repo {repo_id!r} has no file {shown}") from None
         return None
-    except ValueError as e:  # huggingface_hub's HFValidationError: an id (or revision) it does not accept
+    except HFValidationError as e:  # an id (or revision) huggingface_hub does not accept
         raise CheckpointError(f"{repo_id!r} is not a valid Hub model id ({e}); a Hub id looks like "
                               "'allenai/led-base-16384'") from None
-    except OSError as e:  # network errors, disk errors
-        raise CheckpointError(f"could not fetch {shown} of {repo_id!r} from the Hub: {e}") from None
     except ValueError as e:  # contradictory arguments, e.g. force_download=True while offline
         raise CheckpointError(f"could not fetch {shown} of {repo_id!r}: {e}") from None
+    except Exception as e:
+        status = _hub_error_status(e)
+        if status is not None:  # the Hub's other HTTP errors (HfHubHTTPError is an OSError below 1.0 only)
+            raise CheckpointError(f"could not fetch {shown} of {repo_id!r} from the Hub: it answered HTTP {status} "
+                                  f"({e}); try again later, or pass a local checkpoint folder") from None
+        if isinstance(e, _transport_errors()):  # the network failed mid-way (httpx's errors are no OSErrors)
+            _reach_seen.pop(_endpoint(), None)  # the next file checks the network again
+            raise CheckpointError(
+                f"could not fetch {shown} of {repo_id!r} from the Hub: the connection failed ({_no_answer(e, None)}); "
+                "try again, set HF_HUB_OFFLINE=1 to use the local Hub cache only, or pass a local checkpoint folder"
+            ) from None
+        if isinstance(e, OSError):  # the disk: a cache folder that cannot be written, a full disk
+            raise CheckpointError(f"could not fetch {shown} of {repo_id!r} from the Hub: {e}") from None
+        raise
+
+
+def _hub_error_status(error: BaseException) -> int | None:
+    """The HTTP status of the Hub's answer behind `error` (itself, or what it was raised from), if any."""
+    seen = 0
+    while error is not None and seen < 8:  # (a chain is short; the bound guards against a cycle)
+        response = getattr(error, "response", None)
+        status = getattr(response, "status_code", None)
+        if isinstance(status, int):
+            return status
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return None
 
 
 def _hub_offline() -> bool:
@@ -174,41 +206,89 @@ _REACH_KEEP = {True: 60.0, False: 10.0}  # how long a check's answer is reused (
 _reach_seen: dict[str, tuple[float, str | None]] = {}  # endpoint -> (when checked, why unreachable or None)
 
 
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
 def _hub_unreachable() -> str | None:
     """Why the Hub endpoint cannot be reached (one request, no retries), or None when it answers at all.
 
-    Any HTTP answer counts as reachable (errors of the repo itself come from hf_hub_download); only a
-    failed name lookup, connection or timeout counts as unreachable. The answer is kept a short while,
-    so loading a checkpoint's several files checks once."""
-    from huggingface_hub import constants
+    Any HTTP answer counts as reachable (errors of the repo itself come from hf_hub_download), a
+    redirect too (it is not followed); only a failed name lookup, connection or timeout counts as
+    unreachable. The answer is kept a short while, so loading a checkpoint's several files checks once."""
     from huggingface_hub.utils import get_session
 
-    endpoint = constants.ENDPOINT
+    endpoint = _endpoint()
     now = time.monotonic()
     seen = _reach_seen.get(endpoint)
     if seen is not None and now - seen[0] < _REACH_KEEP[seen[1] is None]:
         return seen[1]
+    session = get_session()
     try:
-        get_session().head(endpoint, timeout=_REACH_TIMEOUT)  # neither requests nor httpx follows a redirect here
+        session.head(endpoint, timeout=_REACH_TIMEOUT, **_no_redirects(session))
         why = None
-    except _transport_errors() as e:
-        cause = e
-        while not isinstance(cause, socket.gaierror) and (cause.__cause__ or cause.__context__) is not None:
-            cause = cause.__cause__ or cause.__context__
-        kind = "the name lookup failed" if isinstance(cause, socket.gaierror) else type(e).__name__
-        why = f"no answer from {endpoint}: {kind}"
+    except (OSError, *_transport_errors()) as e:  # (an SSL error is an OSError too)
+        why = f"no answer from {endpoint}: {_no_answer(e, _REACH_TIMEOUT)}"
     _reach_seen[endpoint] = (time.monotonic(), why)
     return why
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """The errors of a request that got no answer: huggingface_hub below 1.0 sends through requests (whose
-    ConnectionError and Timeout are OSErrors), 1.0 and later through httpx (its TransportError)."""
+def _no_redirects(session) -> dict[str, bool]:
+    """The keyword of one request that keeps `session` from following a redirect. The httpx Client of
+    huggingface_hub 1.0 and later is made with follow_redirects=True, so each request has to say
+    follow_redirects=False; requests' Session.head (below 1.0) follows none unless told to."""
+    import inspect
+
     try:
-        import httpx
-    except ImportError:
-        return (OSError,)
-    return (OSError, httpx.TransportError)
+        names = inspect.signature(session.head).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a head() without a signature
+        return {}
+    return {"follow_redirects": False} if "follow_redirects" in names else {}
+
+
+def _no_answer(error: BaseException, timeout: float | None) -> str:
+    """What went wrong with a request that got no answer (sent with `timeout` seconds, if known), in
+    words: the first cause in the chain that says it, else the error's class."""
+    cause: BaseException | None = error
+    seen = 0
+    while cause is not None and seen < 8:
+        if isinstance(cause, socket.gaierror):
+            return "the name lookup failed"
+        if isinstance(cause, ConnectionRefusedError):
+            return "the connection was refused"
+        if isinstance(cause, (TimeoutError, socket.timeout)) or "Timeout" in type(cause).__name__:
+            return "it timed out" if timeout is None else f"no answer within {timeout:g} s"
+        if isinstance(cause, ConnectionResetError) or type(cause).__name__ in ("RemoteDisconnected",
+                                                                               "RemoteProtocolError"):
+            return "the server closed the connection without an answer"
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    return type(error).__name__
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The errors of a request that got no answer (the network's, not the disk's). huggingface_hub below
+    1.0 sends through requests (its ConnectionError and Timeout); 1.0 and later through an httpx Client
+    -- the package `httpx`, or `httpx2` in huggingface_hub 2 -- whose TransportError is no OSError.
+    The library is the one of the session huggingface_hub hands out, and any httpx loaded."""
+    import sys
+
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError, socket.gaierror]
+    try:
+        from huggingface_hub.utils import get_session
+
+        library = type(get_session()).__module__.partition(".")[0]
+    except Exception:  # pragma: no cover - a session that cannot be made fails in the request itself
+        library = ""
+    for name in dict.fromkeys((library, "requests", "httpx", "httpx2")):
+        module = sys.modules.get(name) if name else None
+        for attr in ("TransportError", "ConnectionError", "Timeout"):
+            error = getattr(module, attr, None)
+            if isinstance(error, type) and issubclass(error, BaseException) and error not in errors:
+                errors.append(error)
+    return tuple(errors)
 
 
 def _repo_is_cached(repo_id: str, cache_dir: str | None) -> bool:

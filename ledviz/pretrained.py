@@ -302,6 +302,7 @@ class LEDPreTrainedModel(nn.Module):
         token: str | bool | None = None,
         local_files_only: bool = False,
         force_download: bool = False,
+        hub_only: bool = False,
         **kwargs: Any,
     ):
         """Load a checkpoint from a local folder or a Hub id (the Hub cache and HF_HUB_OFFLINE apply).
@@ -313,7 +314,9 @@ class LEDPreTrainedModel(nn.Module):
         torch.dtype, its name, or "auto" (the checkpoint's own: config.json's dtype, else its
         weights'); default float32. `subfolder` is a folder inside the checkpoint; `revision`,
         `cache_dir`, `token`, `local_files_only`, `force_download` choose what is fetched for a Hub
-        id (a local folder has no revisions: there they change nothing, as in transformers). `use_safetensors` True/False reads only safetensors / only pytorch_model.bin.
+        id (a local folder has no revisions: there they change nothing, as in transformers). `hub_only=True`
+        (ledviz's own): the name is a Hub id, and nothing on the local disk is read under that name
+        (pipeline.load_model's, for a server). `use_safetensors` True/False reads only safetensors / only pytorch_model.bin.
         `low_cpu_mem_usage` is accepted and changes nothing: the model is always built without
         allocating weights before the checkpoint's are assigned. `attn_implementation` may be "eager"
         (LED's only one in transformers; ledviz's default path computes it), or one of ledviz's
@@ -341,7 +344,7 @@ class LEDPreTrainedModel(nn.Module):
                             "give both config= and state_dict= (or give a checkpoint folder or Hub id)")
         name = "<state_dict>" if pretrained_model_name_or_path is None else os.fspath(pretrained_model_name_or_path)
         hub = dict(subfolder=subfolder, revision=revision, cache_dir=cache_dir, token=token,
-                   local_files_only=local_files_only, force_download=force_download)
+                   local_files_only=local_files_only, force_download=force_download, hub_only=hub_only)
         what = f"{cls.__name__}.from_pretrained"
         if dtype is not None and torch_dtype is not None and as_torch_dtype(dtype, "dtype", True) != \
                 as_torch_dtype(torch_dtype, "torch_dtype", True):

@@ -18,6 +18,7 @@ from app_driver import (SHORT_DOC, TIMEOUT, assert_clean, charts, kept, load_hub
 # the frame and the pages' main actions
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.app_install
 def test_frame_loads_the_model_and_draws_the_shared_sidebar():
     at = open_app()
     assert_clean(at)
@@ -564,6 +565,7 @@ def test_load_from_the_hub_needs_an_id():
     assert at.sidebar.button(key="model.load_hub").disabled  # a click would have done nothing
 
 
+@pytest.mark.app_install
 def test_unknown_hub_id_offline_shows_a_message_and_keeps_the_model():
     at = open_app()
     load_hub_id(at, "nobody/no-such-led-model")
@@ -574,6 +576,7 @@ def test_unknown_hub_id_offline_shows_a_message_and_keeps_the_model():
     assert at.button(key="summarize.run") is not None
 
 
+@pytest.mark.app_install
 def test_invalid_hub_id_says_what_a_hub_id_looks_like():
     at = open_app()
     load_hub_id(at, "not a valid id!!")

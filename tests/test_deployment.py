@@ -250,6 +250,7 @@ def test_a_waiting_user_sees_their_place_then_the_running_state():
         srv.close()
 
 
+@pytest.mark.app_install  # (also in .ci/run app: requirements.txt's huggingface_hub)
 def test_hub_only_loading_never_reads_a_local_folder_of_that_name(tmp_path, monkeypatch):
     """pipeline.load_model(hub_only=True): a real checkpoint folder at the typed relative path is
     not loaded (offline and not in the Hub cache: a clear error); without hub_only it would be."""

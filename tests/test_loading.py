@@ -73,6 +73,7 @@ def test_wrong_model_type(tmp_path):
 
 # ---- checkpoint errors ------------------------------------------------------------------------
 
+@pytest.mark.app_install
 def test_missing_folder_and_files(tmp_path):
     with pytest.raises(ledviz.CheckpointError, match="there is no config.json in the folder .*: give the folder of "
                                                      "an LED checkpoint"):  # what is wrong, and the fix
@@ -84,6 +85,7 @@ def test_missing_folder_and_files(tmp_path):
         ledviz.LEDModel.from_pretrained(str(tmp_path / "no" / "such" / "dir"))
 
 
+@pytest.mark.app_install
 @pytest.mark.parametrize("name", ["not a valid id!!", "owner/na me", "a--b/model", "-x/model", "x/model.",
                                   "o/" + "n" * 97, "a/b/c"])
 def test_invalid_hub_ids_say_what_a_hub_id_looks_like(name):
@@ -95,6 +97,7 @@ def test_invalid_hub_ids_say_what_a_hub_id_looks_like(name):
     assert repr(name) in message and "valid Hub model id" in message and "allenai/led-base-16384" in message
 
 
+@pytest.mark.app_install
 def test_valid_hub_id_shapes():
     from ledviz.loading import hub_id_problem
 
@@ -192,6 +195,7 @@ def test_loads_a_hub_id_from_the_cache_offline(tmp_path, batch, monkeypatch):
     assert ledviz.LEDConfig.from_pretrained("tiny-org/tiny-led", cache_dir=cache).d_model == 16
 
 
+@pytest.mark.app_install
 def test_hub_id_not_cached_while_offline_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ledviz.CheckpointError, match="not in the local Hub cache"):
@@ -297,6 +301,7 @@ def test_loading_a_checkpoint_does_not_import_torch_dynamo(tmp_path):
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.app_install
 def test_reachability_check_takes_an_httpx_style_session(tmp_path, monkeypatch):
     # huggingface_hub 1.x (what the app's own install takes) hands out an httpx Client: its head() takes
     # no allow_redirects, and its errors are no requests errors. A session of that shape, failing:
