@@ -23,6 +23,7 @@ def library_example() -> str:
     return blocks[0]
 
 
+@pytest.mark.app_install  # also in CI's job on the app's own install (its huggingface_hub)
 def test_library_example_is_the_one_tested():
     code = library_example()
     # the test below stands in for exactly these names: a change to the example must change the test
@@ -30,6 +31,7 @@ def test_library_example_is_the_one_tested():
     assert "long_text" in code and "overview" in code and "layers" in code
 
 
+@pytest.mark.app_install
 def test_readme_library_example_runs(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
