@@ -521,6 +521,20 @@ def test_explain_and_cost_figures():
     assert len(pairs.data) == 2 and pairs.layout.xaxis.type == "log" and "12 heads × 6 layers" in memory.layout.title.text
 
 
+def test_the_cost_figures_name_the_crossover_and_fit_a_narrow_screen():
+    """The dotted line where LED's band and full attention cost the same is a named series of the legend (its
+    annotation was drawn off the plot: the line read as nothing), and the titles are two short lines (the
+    memory figure's one line was cut at 400 px: "… 6 layers, floa")."""
+    pairs, memory = plots.cost_figures(explain.cost_table(512, 1, heads=12, layers=6), 512, 12, 6, "float32")
+    names = [t.name for t in pairs.data]
+    assert len(names) == 3 and names[2].startswith("crossover N = 2w + 1 = 1,025"), names
+    assert list(pairs.data[2].x) == [1025, 1025] and pairs.data[2].line.dash == "dot"
+    for fig in (pairs, memory):
+        lines = fig.layout.title.text.split("<br>")
+        assert len(lines) == 2 and max(map(len, lines)) <= 34, lines
+        assert fig.layout.margin.t >= 50  # room for both lines
+
+
 def test_model_figures(loaded):
     table = explain.parameter_table(loaded.model)
     per_layer = explain.parameters_per_layer(table)
