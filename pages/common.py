@@ -43,7 +43,7 @@ from ledviz import device, pipeline, plots
 from ledviz.errors import InputError, LedvizError
 from ledviz.memory import model_nbytes
 from ledviz.pipeline import Document, LoadedModel, RunResult
-from ledviz.runs import cut_note, run_facts, run_fingerprint, stale_note
+from ledviz.runs import cut_note, empty_output_note, one_token_note, run_facts, run_fingerprint, stale_note
 from ledviz.text import as_typed, count
 from ledviz.tokenization import broken_note
 from ledviz.uploads import UPLOAD_TYPES, decode_upload
@@ -628,6 +628,8 @@ def new_tokens_input(where: Any, key: str, label: str, loaded: LoadedModel | Non
                                                                "decoder's positions)." if most < max_tokens else ".")))
     if most < max_tokens:  # the browser pulls a larger number back to `most` without a word: say it here
         where.caption(f"At most {most:,} for this model: its decoder's position limit.")
+    if value == 1:  # one token is LED's start marker: a run would show no text
+        where.caption(one_token_note(label))
     return value
 
 
@@ -726,16 +728,15 @@ def precision_setting(key: str, doc: Document | None) -> str:
     return "bfloat16" if choice.startswith("fast") else "float32"
 
 
-def show_output(result: RunResult, prefix: str = "") -> None:
-    """The generated text (as typed: no Markdown, no links), or a note on why there is none. `prefix`: e.g. '#### '."""
+def show_output(result: RunResult, prefix: str = "", setting: str | None = None) -> None:
+    """The generated text (as typed: no Markdown, no links), or a note on why there is none (runs.empty_output_note;
+    `setting` names the token limit's control, the fix of an output cut before its first word). `prefix`: e.g. '#### '."""
     if result.output_text:
         st.markdown(prefix + as_typed(result.output_text))
         if note := broken_note(result.output_tokens):
             st.caption(as_typed(note))
-    elif len(result.output_ids) <= 2:
-        st.markdown("_(empty: the model ended at once)_")
     else:
-        st.markdown(f"_(no text: the model produced {len(result.output_ids) - 1} special tokens only)_")
+        st.markdown(f"_{as_typed(empty_output_note(result, setting))}_")
 
 
 def run_summary(result: RunResult, setting: str | None = None, most: int | None = None) -> None:

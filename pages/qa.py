@@ -197,7 +197,7 @@ def main() -> None:
         return
     st.divider()
     st.subheader("Answer")
-    show_output(result, "#### ")
+    show_output(result, "#### ", setting="Max answer tokens")
     asked_as = result.settings.get("question_asked")
     st.caption(f"Question: {as_typed(result.document.question)}"  # as typed: no Markdown (`$`, `_`, `*`)
                + (f" (asked as: {as_typed(asked_as)})" if asked_as else ""))

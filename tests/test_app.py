@@ -485,6 +485,24 @@ def test_a_summary_cut_at_its_token_limit_says_so_as_an_answer_does():
         assert not [w for w in messages(at, "warning") if "was cut at" in w]
 
 
+def test_a_summary_of_one_token_says_it_is_the_start_marker():
+    """Max summary tokens = 1: the run's one token is LED's start marker <s>, and the page showed "(empty: the model
+    ended at once)" above "The summary was cut at 1 token ... It did not end". Now a caption under the setting says
+    what 1 gives, and the summary's place says it was cut with the marker alone, and the fix."""
+    from app_driver import readable
+
+    at = open_app()
+    at.number_input(key="summarize.max_new").set_value(1).run()
+    assert_clean(at)
+    assert any(readable(c.value).startswith("Max summary tokens = 1: the output is a single token") for c in at.caption)
+    at.button(key="summarize.run").click().run()
+    assert_clean(at)
+    shown = [readable(m.value) for m in at.markdown]
+    assert "_(no text yet: the summary was cut at 1 token, and its only token is the model's marker <s>, which is " \
+           "not text: raise Max summary tokens)_" in shown, shown
+    assert not [m for m in shown if "ended at once" in m]
+
+
 def test_the_token_count_says_what_is_not_the_documents():
     """The count read "990 tokens (6 of them the question) ...; the document has 980 tokens": the other 4,
     the model's <s> and </s> markers, were left for the reader to guess."""

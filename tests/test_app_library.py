@@ -21,7 +21,8 @@ import torch
 from ledviz import analysis, explain, export, pipeline, plots, provenance, views
 from ledviz.errors import InputError
 from ledviz.text import WORD_JOINER, as_typed
-from ledviz.runs import RunJob, cut_note, fingerprint, run_facts, run_fingerprint, run_id, size_text
+from ledviz.runs import (RunJob, cut_note, empty_output_note, fingerprint, one_token_note, run_facts,
+                         run_fingerprint, run_id, size_text)
 from ledviz.views import View
 
 TEXT = ("Project Bluefinch report. The project lead is Maren Okafor. The site is Velmora. "
@@ -200,6 +201,29 @@ def test_run_facts(qa_run):
     kept = dataclasses.replace(qa_run, settings={"answer_from_document": True})
     assert run_facts(kept)[-1] == "answer kept to a span of the document (or declined)"
     assert not [f for f in facts if "kept to a span" in f]
+
+
+def test_an_output_without_text_says_why(qa_run):
+    """Max tokens = 1: LED's one token is its start marker <s>, and the page read "(empty: the model ended at
+    once)" above a warning that the output was cut and did not end. The line now says it was cut, what the one
+    token is and the fix; a cancelled run and a run the model ended say so in their own words."""
+    start = qa_run.output_tokens[0]
+    cut = dataclasses.replace(qa_run, output_text="", output_ids=[2, 0], output_tokens=[start, "<s>"], ended=False,
+                              stopped_early=False, answer=None)
+    note = empty_output_note(cut, "Max answer tokens")
+    assert note == ("(no text yet: the answer was cut at 1 token, and its only token is the model's marker <s>, "
+                    "which is not text: raise Max answer tokens)"), note
+    assert "ended at once" not in note
+    ended = dataclasses.replace(cut, output_ids=[2, 2], output_tokens=[start, "</s>"], ended=True)
+    assert empty_output_note(ended) == "(empty: the model ended at once)"
+    both = dataclasses.replace(cut, output_ids=[2, 0, 2], output_tokens=[start, "<s>", "</s>"], ended=True)
+    assert empty_output_note(both) == "(no text: its 2 tokens are the model's markers (<s>, </s>), which are not text)"
+    stopped = dataclasses.replace(cut, stopped_early=True)
+    assert empty_output_note(stopped).startswith("(no text: cancelled before the model wrote a word")
+    assert empty_output_note(dataclasses.replace(stopped, output_ids=[2], output_tokens=[start])) == \
+        "(no text: cancelled before the model wrote a token)"
+    assert empty_output_note(qa_run) is None  # an output with text
+    assert one_token_note("Max summary tokens").startswith("Max summary tokens = 1: the output is a single token")
 
 
 def test_size_text_chooses_the_unit_after_rounding():
