@@ -200,6 +200,9 @@ def overview_figure(values, edges: Sequence[int], *, title: str | None = None, s
     fig.update_xaxes(title_text="key token", range=[0, int(edges[-1])])
     fig.update_yaxes(title_text="query token", range=[int(edges[-1]), 0])
     _layout(fig, title, height, square=True, top=58 if title and "<br>" in title else None)
+    # the square map in a wide figure (a 2560 px screen) is narrower than its plot area: drawn in the middle,
+    # it stood some 800 px from its colour bar at the right edge; against the right side it sits beside it
+    fig.update_xaxes(constraintoward="right")
     fig.update_yaxes(autorange=None)
     return fig
 

@@ -530,6 +530,14 @@ def test_lab_figures():
     assert len(fig.data) == 2 and fig.data[1].name == "global in &lt;A&gt;" and fig.data[1].y[0] == pytest.approx(0.42)
 
 
+def test_the_overview_map_sits_beside_its_colour_bar():
+    """On a wide screen (2560 px) the square map is narrower than the figure: it was drawn in the middle, far from
+    its colour bar at the right edge. Its x axis now keeps it against the right side, by the bar."""
+    fig = plots.overview_figure(np.ones((4, 4)) / 4, [0, 4, 8, 12, 16], title="t")
+    assert fig.layout.xaxis.constraintoward == "right" and fig.layout.xaxis.constrain == "domain"
+    assert fig.layout.yaxis.scaleanchor == "x"  # still square
+
+
 def test_explain_and_cost_figures():
     ex = explain.build_example(10, 2, [0, 4])
     fig, curves = plots.explain_figure(ex, ("absolute", 5, 4))
