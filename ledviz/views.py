@@ -65,8 +65,23 @@ class View:
             heads = f"head {self.heads[0]}"
         else:
             heads = "heads " + ", ".join(map(str, self.heads))
-        several = self.layer is None or self.heads is None or len(self.heads) > 1
-        return f"{layer}, {heads}" + (f" ({self.reduce})" if several else "")
+        return f"{layer}, {heads}" + (f" ({self.reduce})" if self.combines else "")
+
+    @property
+    def combines(self) -> bool:
+        """Whether the view combines several heads or layers (with its mean or max), not one head of one layer."""
+        return self.layer is None or self.heads is None or len(self.heads) > 1
+
+    def max_mass_note(self, mass: float, n_tokens: int) -> str | None:
+        """A line under a map of the max view: how much attention it shows per token. One head's row sums
+        to 1, a max over several heads' rows to more (`mass`: the map's total, e.g. the sum of the binned
+        overview): the colour bar, "attention mass", read as a share it is not. None for a mean or one head."""
+        if self.reduce != "max" or not self.combines or n_tokens < 1:
+            return None
+        per_token = mass / n_tokens
+        return (f"Max view: each cell is the largest value any one of the heads shown gives it, so a token's row holds "
+                f"{per_token:.1f} of attention on average here, not 1 as one head's row does: read it for where some "
+                "head looks strongly, not as a share (the mean view shows shares).")
 
 
 def sorted_layers(result: RunResult) -> list[SparseAttention]:

@@ -291,6 +291,8 @@ def map_view(result: RunResult, key: str, view: View | None = None, wide: bool =
         why = (f"the document has fewer than {bins} tokens" if n < bins else
                f"{bins} bins would split tokens")
         c3.caption(f"Drawn: {real:,} × {real:,} bins of {count(size, 'token')} ({why}).")
+    if note := v.max_mass_note(float(m.sum()), n):
+        st.caption(note)
     title = (f"Whole document: {n:,} tokens, {real:,} × {real:,} bins of {size:,}<br>"
              f"<span style='font-size:12px'>{v.label()}</span>")
     fig = figure(plots.overview_figure, m, edges, title=title, scale=scale, zoom=(rows, cols),

@@ -274,6 +274,23 @@ def test_view_label_clip_and_fit(qa_run):
     assert View(L, (H,)).fit(qa_run) == View()
 
 
+def test_the_max_view_says_how_much_attention_it_shows(qa_run):
+    """The max over heads gives a token's row more than 1 (each head's row sums to 1): its map's colour bar,
+    "attention mass", read as a share. The map now says how much a row holds here; the mean view and one head
+    need no such line."""
+    from ledviz import views
+
+    agg = views.aggregated(qa_run, View(None, None, "max"))
+    m, _ = views.overview_map(agg, 64)
+    n = qa_run.document.n_tokens
+    per_token = float(m.sum()) / n
+    assert per_token > 1.05  # more than one head's 1
+    note = View(None, None, "max").max_mass_note(float(m.sum()), n)
+    assert note.startswith("Max view:") and f"holds {per_token:.1f} of attention on average" in note, note
+    assert View().max_mass_note(float(m.sum()), n) is None
+    assert View(1, (2,), "max").max_mass_note(1.0 * n, n) is None  # one head: its rows sum to 1
+
+
 @pytest.mark.parametrize("view", [View(1, (2,)), View(0, (1, 3)), View(), View(None, (0,), "max")])
 def test_aggregated_view_matches_the_dense_maps(qa_run, view):
     maps = torch.stack([dense(qa_run, l) for l in sorted(qa_run.layers)])  # (L, H, N, N)
