@@ -214,8 +214,27 @@ class Document:
             return None
         cut = self.text[self.kept_chars:].strip()
         preview = (cut[:80] + "…") if len(cut) > 80 else cut
-        return (f"The model reads at most {self.limit:,} tokens; the last {self.truncated_tokens:,} tokens of the "
-                f"document (from character {self.kept_chars:,} of {len(self.text):,}: “{preview}”) were cut.")
+        message = (f"The model reads at most {self.limit:,} tokens; the last {self.truncated_tokens:,} tokens of the "
+                   f"document (from character {self.kept_chars:,} of {len(self.text):,}: “{preview}”) were cut.")
+        if word := self.cut_word():  # the preview began mid-word ("lantern ..."), which read as a slip of the app
+            read, whole = word
+            message += f" The cut falls inside the word “{whole}”: the model read its first part, “{read}”."
+        return message
+
+    def cut_word(self) -> tuple[str, str] | None:
+        """Where the cut to the model's limit falls inside a word (a word of several tokens): (the part the
+        model read, the whole word); None when nothing was cut or the cut falls between words."""
+        k = self.kept_chars
+        if not self.truncated_tokens or not 0 < k < len(self.text):
+            return None
+        if not (self.text[k - 1].isalnum() and self.text[k].isalnum()):
+            return None
+        start, end = k, k
+        while start > 0 and self.text[start - 1].isalnum():
+            start -= 1
+        while end < len(self.text) and self.text[end].isalnum():
+            end += 1
+        return self.text[start:k], self.text[start:end]
 
 
 def check_document_text(text: str | None) -> None:

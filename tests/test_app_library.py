@@ -226,6 +226,23 @@ def test_an_output_without_text_says_why(qa_run):
     assert one_token_note("Max summary tokens").startswith("Max summary tokens = 1: the output is a single token")
 
 
+def test_a_cut_inside_a_word_says_so(loaded):
+    """A document cut to the model's limit in the middle of a word of several tokens: the message quoted the cut
+    part from mid-word ("orvandel. The site ...") as if the app had mangled it. It now names the word and the part
+    the model read; a cut between words says nothing more."""
+    from ledviz.pipeline import prepare_document
+
+    text = "The site is Zyxqorvandel. " * 40
+    mid = prepare_document(loaded, text, max_tokens=10)
+    assert mid.cut_word() == ("Zyxqor", "Zyxqorvandel")
+    assert mid.truncation_message().endswith(
+        "The cut falls inside the word “Zyxqorvandel”: the model read its first part, “Zyxqor”."), mid.truncation_message()
+    between = prepare_document(loaded, text, max_tokens=16)
+    assert between.truncated_tokens and between.cut_word() is None
+    assert "inside the word" not in between.truncation_message()
+    assert prepare_document(loaded, "The site is Zyxqorvandel.").cut_word() is None  # nothing cut
+
+
 def test_size_text_chooses_the_unit_after_rounding():
     """Each size in the unit its rounded number belongs to: 1,048,575.99 MB read "1,024.0 GB" and
     9,999.6 MB "10,000 MB" (the unit chosen before rounding); a tiny size read "1.2e-05 MB"."""
