@@ -884,6 +884,35 @@ def demo_model_note(loaded: LoadedModel, text: str | None) -> str | None:
             "copied from the document.")
 
 
+def demo_question_note(loaded: LoadedModel) -> str | None:
+    """For the embedded demo model's question box: the questions it was trained to answer (the key facts of
+    its three kinds of report, ledviz.demo.data.SCHEMAS); None for another model. A stranger asked it about
+    anything, and read its "not in the document" or an unrelated span as a fault of the app."""
+    if loaded.source != EMBEDDED:
+        return None
+    from .demo.data import SCHEMAS
+
+    kinds = "; ".join(f"{schema.noun} reports: " + ", ".join(slot.label.lower() if slot.label != "CEO" else "CEO"
+                                                            for slot in schema.slots)
+                      for schema in SCHEMAS.values())
+    return ("The embedded demo model answers questions about the key facts of its kinds of report only ("
+            f"{kinds}). Any other question gets “not in the document”, or a passage that does not answer it.")
+
+
+def demo_global_note(loaded: LoadedModel, doc: Document, global_mask: torch.Tensor) -> str | None:
+    """For a QA run of the embedded demo model whose global tokens leave out some of the question's: it was
+    trained with global attention on the question, and without it the question cannot reach a fact far away
+    (exact answers 89% -> 37%, ledviz/demo/model/README.md). None for another model, a run without a question,
+    or one with every question token global."""
+    question = doc.question_tokens()
+    if loaded.source != EMBEDDED or not question or bool(global_mask[0, question].all()):
+        return None
+    return ("The embedded demo model was trained with global attention on the question tokens: without it the "
+            "question reaches only its window of the document, and the model answers far worse (exact answers "
+            "fall from 89% to 37% on its validation questions). Choose “the question tokens” to see it answer as "
+            "trained; other choices show what changes.")
+
+
 def fact_labels() -> list[str]:
     """The labels of the embedded model's fact-list summaries, "Label: value." ("Lead", "CEO",
     "Founded", ...: ledviz.demo.data.SCHEMAS), sorted."""

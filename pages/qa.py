@@ -170,6 +170,8 @@ def main() -> None:
     if source is not None and (note := pipeline.demo_model_note(loaded, source.text)):
         st.info(note, icon=":material/info:")  # the embedded model on a text unlike its training reports
     asked = question_input(source.sample if source is not None else None)
+    if note := pipeline.demo_question_note(loaded):
+        st.caption(note)
     question = read_question_input(KEY, loaded, asked, None if source is None else source.text)
     if source is not None and not question:
         doc = None
@@ -182,6 +184,8 @@ def main() -> None:
         doc = document_status(loaded, None if source is None else source.text, question)
     kind, mask, max_new, beams = run_settings(KEY, doc, default_global="question", label="Max answer tokens",
                                               max_tokens=MAX_TOKENS, default_tokens=24)
+    if doc is not None and mask is not None and (note := pipeline.demo_global_note(loaded, doc, mask)):
+        st.info(note, icon=":material/public:")
     from_document = st.checkbox(
         "Answer with a span of the document", True, key=f"{KEY}.from_document", persist_state="session",
         help="Constrained decoding: each answer token must continue a passage of the document, so the answer "

@@ -503,6 +503,26 @@ def test_a_summary_of_one_token_says_it_is_the_start_marker():
     assert not [m for m in shown if "ended at once" in m]
 
 
+def test_qa_says_what_the_demo_model_answers_and_that_it_needs_the_question_global():
+    """A stranger asked the embedded model about anything, and set the global tokens to <s>: its "not in the
+    document" and its wrong spans read as faults of the app. The page now says which questions it answers, and,
+    where the question's tokens are not all global, that it was trained with them global."""
+    from app_driver import readable
+
+    at = open_app("pages/qa.py")
+    at.text_input(key="qa.question").set_value("Who is the project lead?").run()
+    assert_clean(at)
+    captions = [readable(c.value) for c in at.caption]
+    assert any(c.startswith("The embedded demo model answers questions about the key facts") and "lead" in c
+               for c in captions), captions
+    trained = [i for i in messages(at, "info") if "trained with global attention on the question tokens" in i]
+    assert not trained  # the default: the question's tokens are global
+    at.selectbox(key="qa.settings.global").set_value("first").run()
+    assert_clean(at)
+    trained = [i for i in messages(at, "info") if "trained with global attention on the question tokens" in i]
+    assert len(trained) == 1 and "Choose “the question tokens”" in trained[0], messages(at, "info")
+
+
 def test_the_token_count_says_what_is_not_the_documents():
     """The count read "990 tokens (6 of them the question) ...; the document has 980 tokens": the other 4,
     the model's <s> and </s> markers, were left for the reader to guess."""
