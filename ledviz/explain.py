@@ -27,6 +27,7 @@ from .attention import window_slots
 from .config import LEDConfig
 from .errors import InputError
 from .modeling import LEDEncoder
+from .text import decimal
 from .unfold import to_dense
 
 Tensor = torch.Tensor
@@ -215,10 +216,10 @@ class ExplainExample:
             p, r, c = where
             name = "encoder_attentions" if p == LOCAL else "encoder_global_attentions"
             label = (self.local_column_labels() if p == LOCAL else self.global_column_labels())[c]
-            return f"{head}: {self.dense[row, col]:.3f}, stored in {name}[{r}, {label}]"
+            return f"{head}: {decimal(self.dense[row, col])}, stored in {name}[{r}, {label}]"
         if part == GLOBAL:
             pos = self.global_positions[col]
-            return (f"global token {tok[pos]} → key {tok[row]}: {self.glob[row, col]:.3f} "
+            return (f"global token {tok[pos]} → key {tok[row]}: {decimal(self.glob[row, col])} "
                     f"(unfolded row {pos}, column {row})")
         labels = self.local_column_labels()
         cell = self.raw_to_absolute(LOCAL, row, col)
@@ -230,7 +231,7 @@ class ExplainExample:
         if col >= self.x and self.is_global(j):
             return (f"query {tok[i]}, slot {labels[col]}: key {tok[j]} is global, so this slot stays 0 "
                     f"and the score is in column g:{j}")
-        return f"query {tok[i]} → key {tok[j]}: {self.local[row, col]:.3f} (unfolded [{i}, {j}])"
+        return f"query {tok[i]} → key {tok[j]}: {decimal(self.local[row, col])} (unfolded [{i}, {j}])"
 
 
 def _vocabulary(tokens: Sequence[str]) -> dict[str, int]:

@@ -20,6 +20,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .text import decimal
+
 SCALES = {"clipped": "clipped at 99.5%", "linear": "linear", "log": "log10"}  # colour scales of the maps
 ATTENTION_RGB = (230, 85, 13)  # the orange of the highlighted text
 MATCH_RGB = (35, 139, 69)  # outline of exact answer matches
@@ -364,7 +366,7 @@ def attention_html(text: str, spans: Sequence[tuple[int, int] | None], weights, 
         if box:
             style += f"outline:2px solid rgb{MATCH_RGB};"
         tokens = f"token {t0}" if t0 == t1 else f"tokens {t0}–{t1}"
-        out.append(f'<span style="{style}" title="{tokens}: {wmax:.4g}">{escape(text[a:b])}</span>')
+        out.append(f'<span style="{style}" title="{tokens}: {decimal(wmax)}">{escape(text[a:b])}</span>')
         run.clear()
 
     k = 0
@@ -396,7 +398,7 @@ def legend_html(label: str, top: float, rgb: tuple[int, int, int] = ATTENTION_RG
     return (f'<div style="font-size:0.8rem;display:flex;align-items:center;gap:6px;flex-wrap:wrap">'
             f'{escape(label)}: 0<span style="display:inline-block;width:120px;height:10px;'
             f'background:linear-gradient(to right,rgba({r},{g},{b},0),rgba({r},{g},{b},0.75))"></span>'
-            f'{top:.3g}<span style="opacity:0.7">{escape(note)}</span></div>')
+            f'{decimal(top)}<span style="opacity:0.7">{escape(note)}</span></div>')
 
 
 # ---------------------------------------------------------------------------------------------

@@ -254,6 +254,22 @@ def test_size_text_chooses_the_unit_after_rounding():
                     1024 * 1024: "1.0 TB"}, said
 
 
+def test_small_values_read_as_decimals_not_exponents_or_zeros():
+    """Python's "g" wrote a long document's small attention as "3.052e-05" (the highlighted text's hover, the colour
+    legend's top), and How-it-works' ".3f" wrote a scored cell of 0.0004 as "0.000", like a cell never scored."""
+    from ledviz.text import decimal
+
+    assert [decimal(x) for x in (0.0000305, 0.0004, 1 / 3, 0.09996, 1234.5, 0, 2.0, -0.00123)] == [
+        "0.0000305", "0.0004", "0.333", "0.1", "1,234", "0", "2", "-0.00123"]
+    assert "e-05" not in plots.legend_html("a", 0.0000305) and "0.0000305" in plots.legend_html("a", 0.0000305)
+    ex = explain.build_example(40, 12, [0])
+    small = ((ex.dense > 0) & (ex.dense < 0.0005)).nonzero().tolist()
+    assert small  # scored cells this small exist in the example
+    i, j = small[0]
+    said = ex.describe("absolute", i, j)
+    assert ": 0.000," not in said and decimal(ex.dense[i, j]) in said, said
+
+
 def test_as_typed_escapes_markdown_and_breaks_autolinks():
     """Text from a user or a document shows as typed in st.markdown / st.caption: Markdown's, LaTeX's and
     Streamlit's characters escaped, and a WORD JOINER where the autolinker looks (backslashes alone leave
@@ -584,7 +600,7 @@ def test_explain_and_cost_figures():
     fig, curves = plots.explain_figure(explain.build_example(10, 2, []))
     assert sorted(curves.values()) == ["absolute", "local"]  # no global tokens, no global view
     pairs, memory = plots.cost_figures(explain.cost_table(64, 1, heads=12, layers=6), 64, 12, 6, "float16")
-    assert len(pairs.data) == 2 and pairs.layout.xaxis.type == "log" and "12 heads × 6 layers" in memory.layout.title.text
+    assert len(pairs.data) == 3 and pairs.layout.xaxis.type == "log" and "12 heads × 6 layers" in memory.layout.title.text
 
 
 def test_the_cost_figures_name_the_crossover_and_fit_a_narrow_screen():
