@@ -20,7 +20,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .text import decimal
+from .text import decimal, token_range
 
 SCALES = {"clipped": "clipped at 99.5%", "linear": "linear", "log": "log10"}  # colour scales of the maps
 ATTENTION_RGB = (230, 85, 13)  # the orange of the highlighted text
@@ -365,7 +365,7 @@ def attention_html(text: str, spans: Sequence[tuple[int, int] | None], weights, 
             style += "border-bottom:3px solid #1f77b4;font-weight:600;"
         if box:
             style += f"outline:2px solid rgb{MATCH_RGB};"
-        tokens = f"token {t0}" if t0 == t1 else f"tokens {t0}–{t1}"
+        tokens = token_range(t0, t1)
         out.append(f'<span style="{style}" title="{tokens}: {decimal(wmax)}">{escape(text[a:b])}</span>')
         run.clear()
 

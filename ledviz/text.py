@@ -35,6 +35,12 @@ def count(n: int, thing: str) -> str:
     return f"{n:,} {thing}{'' if n == 1 else 's'}"
 
 
+def token_range(first: int, last: int, noun: str = "token") -> str:
+    """Token positions `first` to `last` (both included) in words: "token 5" for one, "tokens 10–20" for several
+    (a zoom of one token read "Tokens 5–5")."""
+    return f"{noun} {first:,}" if first == last else f"{noun}s {first:,}–{last:,}"
+
+
 def decimal(x: float, significant: int = 3) -> str:
     """A value as a reader takes it: `significant` digits, never exponent notation, no trailing zeros.
 

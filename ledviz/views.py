@@ -17,6 +17,7 @@ import torch
 
 from . import analysis
 from .pipeline import RunResult
+from .text import token_range
 from .unfold import SparseAttention
 
 STATS = {  # per-head statistics of analysis.head_stats, as the app names them
@@ -106,6 +107,13 @@ def overview_map(agg: SparseAttention, bins: int) -> tuple[np.ndarray, list[int]
 def zoom_map(agg: SparseAttention, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
     """Dense attention of queries rows[0]:rows[1] to keys cols[0]:cols[1]."""
     return analysis.zoom(agg, rows, cols)[0].numpy()
+
+
+def zoom_title(rows: tuple[int, int], cols: tuple[int, int]) -> str:
+    """The token map's title for queries rows[0]:rows[1] and keys cols[0]:cols[1] (stops excluded), in words:
+    "Queries and keys: tokens 0–63", "Queries: token 5 → keys: tokens 0–63" ("Tokens 5–5 → 0–63" before)."""
+    q, k = token_range(rows[0], rows[1] - 1), token_range(cols[0], cols[1] - 1)
+    return f"Queries and keys: {q}" if tuple(rows) == tuple(cols) else f"Queries: {q} → keys: {k}"
 
 
 def token_row(agg: SparseAttention, i: int, direction: str = "from") -> np.ndarray:

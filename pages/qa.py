@@ -6,6 +6,7 @@ import streamlit as st
 
 from ledviz import answering, pipeline, plots, provenance
 from ledviz.errors import LedvizError
+from ledviz.text import token_range
 from ledviz.views import View
 from pages.common import (
     as_typed,
@@ -84,7 +85,7 @@ def answer_source(result, loaded) -> None:
     elif source.matches:
         s = source.matches[0][0]
         first, last = source.match_tokens or (None, None)
-        where = f"tokens {first}–{last}" if source.match_tokens else "beyond the part the model read"
+        where = token_range(first, last) if source.match_tokens else "beyond the part the model read"
         found = (f"The answer occurs {len(source.matches):,}× in the document; first at character {s:,} ({where}). "
                  + ("The passage with the most cross-attention contains it." if source.in_top_passage else
                     "It is not in the passage with the most cross-attention."))

@@ -315,7 +315,7 @@ def map_view(result: RunResult, key: str, view: View | None = None, wide: bool =
         fig2 = figure(plots.token_heatmap_figure, z,
                       plots.token_axis_labels(texts, range(*rows), global_positions=marked),
                       plots.token_axis_labels(texts, range(*cols), global_positions=marked),
-                      title=f"Tokens {rows[0]}–{rows[1] - 1} → {cols[0]}–{cols[1] - 1}",
+                      title=views.zoom_title(rows, cols),
                       scale="linear" if scale == "clipped" else scale, height=560 if wide else None)
         plot(fig2, key=f"{key}.zoom")
         figure_export(fig2, export.figure_file_stem(result, "attention-tokens"), f"{key}.zoom_export")

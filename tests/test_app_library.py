@@ -270,6 +270,19 @@ def test_small_values_read_as_decimals_not_exponents_or_zeros():
     assert ": 0.000," not in said and decimal(ex.dense[i, j]) in said, said
 
 
+def test_token_ranges_read_in_words():
+    """A zoom of one query token was titled "Tokens 5–5 → 0–63"; ranges now read "token 5", "tokens 10–20"."""
+    from ledviz.text import token_range
+    from ledviz.views import zoom_title
+
+    assert token_range(5, 5) == "token 5" and token_range(10, 20) == "tokens 10–20"
+    assert token_range(1000, 1200) == "tokens 1,000–1,200"
+    assert zoom_title((0, 64), (0, 64)) == "Queries and keys: tokens 0–63"
+    assert zoom_title((5, 6), (0, 64)) == "Queries: token 5 → keys: tokens 0–63"
+    assert 'title="token 3: ' in plots.attention_html("a b c d e", [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)],
+                                                       np.array([0.0, 0.0, 0.0, 1.0, 0.0]))
+
+
 def test_as_typed_escapes_markdown_and_breaks_autolinks():
     """Text from a user or a document shows as typed in st.markdown / st.caption: Markdown's, LaTeX's and
     Streamlit's characters escaped, and a WORD JOINER where the autolinker looks (backslashes alone leave
