@@ -27,7 +27,7 @@ from .attention import window_slots
 from .config import LEDConfig
 from .errors import InputError
 from .modeling import LEDEncoder
-from .text import decimal
+from .text import count, decimal
 from .unfold import to_dense
 
 Tensor = torch.Tensor
@@ -43,6 +43,17 @@ EXAMPLE_TEXT = (
 MIN_TOKENS = 8
 MAX_TOKENS = len(EXAMPLE_TEXT.split()) + 2  # <s>, every word of the example, </s>
 MAX_WINDOW = 12  # one-sided w the page offers at most
+
+
+def window_text(w: int, n_tokens: int | None = None) -> str:
+    """The window setting in tokens, for the line under it: what a token sees with a one-sided window `w`,
+    and the model's own number for it (a config's attention_window is 2w: LED-base's 1024 is 512 on each side).
+    With `n_tokens`, a window that reaches past the text says so."""
+    line = (f"w = {w:,}: each token sees the {count(w, 'token')} on either side of it, {2 * w + 1:,} with itself "
+            f"(a model's config writes this as attention_window = {2 * w:,}).")
+    if n_tokens is not None and w >= n_tokens - 1:
+        line += f" Here it reaches every one of the {n_tokens:,} tokens."
+    return line
 
 
 def example_tokens(n_tokens: int) -> list[str]:
