@@ -46,7 +46,7 @@ from ledviz.pipeline import Document, LoadedModel, RunResult
 from ledviz.runs import cut_note, empty_output_note, one_token_note, run_facts, run_fingerprint, stale_note
 from ledviz.text import as_typed, count
 from ledviz.tokenization import broken_note
-from ledviz.uploads import UPLOAD_TYPES, decode_upload
+from ledviz.uploads import UPLOADER_TYPES, decode_upload
 from ledviz.views import View
 from pages.running import (
     cancel_job,
@@ -428,7 +428,8 @@ _INPUT_ERROR = "_document_input.error"  # this run's document_input said what is
 
 
 def document_input(key: str = "doc") -> DocumentInput | None:
-    """Choose a bundled sample, paste, or upload (ledviz.uploads.UPLOAD_TYPES). Returns None (with a
+    """Choose a bundled sample, paste, or upload (ledviz.uploads.UPLOADER_TYPES: the kinds read, and common kinds
+    not read, which get a message saying so). Returns None (with a
     message for a bad upload or a blank paste, after which document_status adds no message of its
     own) when there is no text yet. `key` prefixes the widget keys: pages passing the same key share the document."""
     st.session_state[_INPUT_ERROR] = False
@@ -449,7 +450,7 @@ def document_input(key: str = "doc") -> DocumentInput | None:
             st.info("The pasted text is blank (only spaces or line breaks): paste the document's text.")
             st.session_state[_INPUT_ERROR] = True
         return DocumentInput(text, "pasted text") if text.strip() else None
-    upload = st.file_uploader("Upload a document (text, PDF or HTML)", type=list(UPLOAD_TYPES), key=f"{key}.upload",
+    upload = st.file_uploader("Upload a document (text, PDF or HTML)", type=list(UPLOADER_TYPES), key=f"{key}.upload",
                               help="Text files in any common encoding; PDFs with a text layer (scans need OCR "
                                    "first); web pages saved as HTML.")
     if upload is not None:
