@@ -601,6 +601,9 @@ def global_count(kind: str, mask: torch.Tensor) -> str:
     """The caption under a global-attention choice: how many tokens it makes global, and where a pattern
     or a choice matched none, that the run is then one without global tokens."""
     n = int(mask.sum())
+    if n and n == mask.numel():  # (k = 1, a pattern such as "."): the window then does nothing
+        return (f"{count(n, 'global token')}: every token is global, so this is full attention (each token sees all "
+                f"{n:,}), with full attention's cost, which grows with the square of the length.")
     if n or kind == "none":
         return f"{count(n, 'global token')}."
     return ("0 global tokens: no token matches this choice, so it runs as one without global tokens."

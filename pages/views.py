@@ -259,7 +259,11 @@ def map_view(result: RunResult, key: str, view: View | None = None, wide: bool =
     v = result_view(result, view)
     doc = result.document
     n = doc.n_tokens
-    c1, c2, c3 = st.columns([2.6, 1.5, 1])
+    if wide:
+        c1, c2, c3 = st.columns([2.6, 1.5, 1])
+    else:  # in a page's narrower column (Summarize's, 1150 px) three columns cut the labels ("Overvie w bins", "25")
+        c1 = st.container()
+        c2, c3 = st.columns(2)
     scale = c2.selectbox("Colour scale", list(plots.SCALES), format_func=plots.SCALES.get, key=f"{key}.scale",
                          persist_state="session")
     bins = c3.selectbox("Overview bins", BIN_CHOICES, index=BIN_CHOICES.index(OVERVIEW_BINS), key=f"{key}.bins",

@@ -523,6 +523,47 @@ def test_qa_says_what_the_demo_model_answers_and_that_it_needs_the_question_glob
     assert len(trained) == 1 and "Choose “the question tokens”" in trained[0], messages(at, "info")
 
 
+def test_every_token_global_is_said_to_be_full_attention():
+    """k = 1 made all 982 tokens global, and the page said "982 global tokens." only: that is full attention, with
+    its cost, which a stranger trying the extreme should be told."""
+    from app_driver import readable
+
+    at = open_app()
+    at.selectbox(key="summarize.settings.global").set_value("every_k").run()
+    at.number_input(key="summarize.settings.global_k").set_value(1).run()
+    assert_clean(at)
+    said = [readable(c.value) for c in at.caption if "every token is global" in c.value]
+    assert len(said) == 1 and "so this is full attention" in said[0], [c.value for c in at.caption]
+    at.number_input(key="summarize.settings.global_k").set_value(2).run()
+    assert not [c.value for c in at.caption if "every token is global" in c.value]
+
+
+def _columns_beside(node, key: str, row=None):
+    """The number of columns in the row whose column holds the widget `key` (None where it is not in a row)."""
+    for child in getattr(node, "children", {}).values():
+        if getattr(child, "key", None) == key:
+            return None if row is None else len(row.children)
+        found = _columns_beside(child, key, node if getattr(child, "type", "") == "column" else row)
+        if found is not None:
+            return found
+    return None
+
+
+def test_the_map_controls_of_summarize_take_two_columns():
+    """In Summarize's attention column (3/5 of the page) the map's controls took three columns: at 1150 px the
+    labels broke ("Overvie w bins") and the choices were cut ("clipped a", "25"). There they now take two, under
+    the zoom; the QA page's full-width map keeps three."""
+    at = open_app()
+    at.button(key="summarize.run").click().run()
+    assert_clean(at)
+    assert _columns_beside(at._tree, "summarize.views.map.scale") == 2
+    qa = open_app("pages/qa.py")
+    qa.text_input(key="qa.question").set_value("Who is the project lead?").run()
+    qa.button(key="qa.run").click().run()
+    assert_clean(qa)
+    assert _columns_beside(qa._tree, "qa.views.map.scale") == 3
+
+
 def test_the_token_count_says_what_is_not_the_documents():
     """The count read "990 tokens (6 of them the question) ...; the document has 980 tokens": the other 4,
     the model's <s> and </s> markers, were left for the reader to guess."""
