@@ -467,8 +467,9 @@ def faithfulness_marks(result: RunResult, pieces: Sequence[str], what: str | Non
     labels = provenance.label_spans(result.output_text, provenance.fact_labels())
     aside = "stopwords" + (" and the fact list's labels" if labels else "")
     if marks:
-        words = (", ".join(f"“{as_typed(m.text)}”" for m in marks[:8])
-                 + (f" and {len(marks) - 8} more" if len(marks) > 8 else ""))
+        distinct = provenance.distinct_marks(marks)
+        words = (", ".join(f"“{as_typed(text)}”" + (f" ({n}×)" if n > 1 else "") for text, n in distinct[:8])
+                 + (f" and {len(distinct) - 8} more" if len(distinct) > 8 else ""))
         st.caption(f"Not in the document: {words} (marked; numbers compared by value, {aside} left out)."
                    + (f" Pick a ⚠ {what} below to see where the model looked while writing it." if what else
                       " The shading below is where the answer tokens looked."))

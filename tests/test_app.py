@@ -564,6 +564,26 @@ def test_the_map_controls_of_summarize_take_two_columns():
     assert _columns_beside(qa._tree, "qa.views.map.scale") == 3
 
 
+def test_a_word_marked_twice_is_listed_once():
+    """The free summary of the expedition sample writes "Revenue" twice: the caption read "Not in the document:
+    “Revenue”, “Revenue”"; now "“Revenue” (2×)"."""
+    from app_driver import readable
+
+    at = open_app()
+    at.selectbox(key="doc.sample").set_value("Expedition report (about 4K tokens)").run()
+    at.checkbox(key="summarize.from_document").uncheck().run()
+    at.number_input(key="summarize.max_new").set_value(127).run()
+    at.button(key="summarize.run").click().run()
+    assert_clean(at)
+    said = [readable(c.value) for c in at.caption if "Not in the document:" in readable(c.value)]
+    assert len(said) == 1, [c.value for c in at.caption]
+    listed = said[0].split(" (marked;")[0]
+    words = [w for w in listed.split("“")[1:]]
+    assert len(words) == len(set(words)), said[0]
+    if "Revenue" in kept(at, "summarize").output_text:
+        assert "“Revenue” (2×)" in said[0], said[0]
+
+
 def test_the_token_count_says_what_is_not_the_documents():
     """The count read "990 tokens (6 of them the question) ...; the document has 980 tokens": the other 4,
     the model's <s> and </s> markers, were left for the reader to guess."""

@@ -270,6 +270,15 @@ def test_small_values_read_as_decimals_not_exponents_or_zeros():
     assert ": 0.000," not in said and decimal(ex.dense[i, j]) in said, said
 
 
+def test_marked_words_are_listed_once_each():
+    """The free summary of the expedition sample wrote "Revenue" twice, and the caption listed
+    "Not in the document: “Revenue”, “Revenue”", as if two words; each is now listed once, with its count."""
+    marks = provenance.unsupported_words("Distance: 5, Revenue: 5, Revenue: 5, Sponsor: Zorb.", "Distance: 5 km.")
+    assert [m.text for m in marks].count("Revenue") == 2
+    assert provenance.distinct_marks(marks)[0] == ("Revenue", 2)
+    assert provenance.distinct_marks([]) == []
+
+
 def test_token_ranges_read_in_words():
     """A zoom of one query token was titled "Tokens 5–5 → 0–63"; ranges now read "token 5", "tokens 10–20"."""
     from ledviz.text import token_range
