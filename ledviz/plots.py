@@ -263,7 +263,7 @@ def grid_figure(values, row_labels: Sequence[str], col_labels: Sequence[str], *,
 
 
 def rows_figure(values, row_labels: Sequence[str], edges: Sequence[int], *, title: str | None = None,
-                x_title: str = "document token", value_name: str = "attention", scale: str = "clipped",
+                x_title: str = "token position", value_name: str = "attention", scale: str = "clipped",
                 height: int | None = None, global_positions: Sequence[int] = ()) -> go.Figure:
     """Some tokens (rows) against the whole document in bins (columns): cross-attention of output
     tokens, or where each global token looks. edges (K + 1) are the column bins' token boundaries;

@@ -421,7 +421,7 @@ def cross_attention_view(result: RunResult, loaded: LoadedModel | None, key: str
         return
     m, edges = views.binned_rows(cm, result.document.n_tokens, CROSS_BINS)
     labels = plots.output_axis_labels(provenance.output_pieces(result, loaded.tokenizer if loaded else None))
-    fig = figure(plots.rows_figure, m, labels, edges, x_title="input token",
+    fig = figure(plots.rows_figure, m, labels, edges,
                  title="Cross-attention: each output token onto the input", value_name="attention mass",
                  global_positions=result.global_positions)
     plot(fig, key=f"{key}.cross")

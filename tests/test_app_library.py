@@ -695,6 +695,10 @@ def test_the_profile_runs_along_token_positions():
     "document token" as it read while the ▼ marked the question's positions on it."""
     fig = plots.profile_figure(np.ones(12), global_positions=[1, 2, 3])
     assert fig.layout.xaxis.title.text == "token position" and list(fig.data[0].x) == list(range(12))
+    # the global tokens' rows and the cross-attention run along the same raw positions: their axis read
+    # "document token" (global rows) and "input token" (cross-attention) beside the profile's "token position"
+    rows = plots.rows_figure(np.ones((2, 3)), ["0 <s>", "5 a"], [0, 4, 8, 12], global_positions=[0, 5])
+    assert rows.layout.xaxis.title.text == "token position"
 
 
 def test_global_tokens_are_marked_on_every_map():
