@@ -27,6 +27,7 @@ from .attention import window_slots
 from .config import LEDConfig
 from .errors import InputError
 from .modeling import LEDEncoder
+from .text import count, decimal
 from .unfold import to_dense
 
 Tensor = torch.Tensor
@@ -42,6 +43,17 @@ EXAMPLE_TEXT = (
 MIN_TOKENS = 8
 MAX_TOKENS = len(EXAMPLE_TEXT.split()) + 2  # <s>, every word of the example, </s>
 MAX_WINDOW = 12  # one-sided w the page offers at most
+
+
+def window_text(w: int, n_tokens: int | None = None) -> str:
+    """The window setting in tokens, for the line under it: what a token sees with a one-sided window `w`,
+    and the model's own number for it (a config's attention_window is 2w: LED-base's 1024 is 512 on each side).
+    With `n_tokens`, a window that reaches past the text says so."""
+    line = (f"w = {w:,}: each token sees the {count(w, 'token')} on either side of it, {2 * w + 1:,} with itself "
+            f"(a model's config writes this as attention_window = {2 * w:,}).")
+    if n_tokens is not None and w >= n_tokens - 1:
+        line += f" Here it reaches every one of the {n_tokens:,} tokens."
+    return line
 
 
 def example_tokens(n_tokens: int) -> list[str]:
@@ -215,10 +227,10 @@ class ExplainExample:
             p, r, c = where
             name = "encoder_attentions" if p == LOCAL else "encoder_global_attentions"
             label = (self.local_column_labels() if p == LOCAL else self.global_column_labels())[c]
-            return f"{head}: {self.dense[row, col]:.3f}, stored in {name}[{r}, {label}]"
+            return f"{head}: {decimal(self.dense[row, col])}, stored in {name}[{r}, {label}]"
         if part == GLOBAL:
             pos = self.global_positions[col]
-            return (f"global token {tok[pos]} → key {tok[row]}: {self.glob[row, col]:.3f} "
+            return (f"global token {tok[pos]} → key {tok[row]}: {decimal(self.glob[row, col])} "
                     f"(unfolded row {pos}, column {row})")
         labels = self.local_column_labels()
         cell = self.raw_to_absolute(LOCAL, row, col)
@@ -230,7 +242,7 @@ class ExplainExample:
         if col >= self.x and self.is_global(j):
             return (f"query {tok[i]}, slot {labels[col]}: key {tok[j]} is global, so this slot stays 0 "
                     f"and the score is in column g:{j}")
-        return f"query {tok[i]} → key {tok[j]}: {self.local[row, col]:.3f} (unfolded [{i}, {j}])"
+        return f"query {tok[i]} → key {tok[j]}: {decimal(self.local[row, col])} (unfolded [{i}, {j}])"
 
 
 def _vocabulary(tokens: Sequence[str]) -> dict[str, int]:

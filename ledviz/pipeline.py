@@ -214,8 +214,27 @@ class Document:
             return None
         cut = self.text[self.kept_chars:].strip()
         preview = (cut[:80] + "…") if len(cut) > 80 else cut
-        return (f"The model reads at most {self.limit:,} tokens; the last {self.truncated_tokens:,} tokens of the "
-                f"document (from character {self.kept_chars:,} of {len(self.text):,}: “{preview}”) were cut.")
+        message = (f"The model reads at most {self.limit:,} tokens; the last {self.truncated_tokens:,} tokens of the "
+                   f"document (from character {self.kept_chars:,} of {len(self.text):,}: “{preview}”) were cut.")
+        if word := self.cut_word():  # the preview began mid-word ("lantern ..."), which read as a slip of the app
+            read, whole = word
+            message += f" The cut falls inside the word “{whole}”: the model read its first part, “{read}”."
+        return message
+
+    def cut_word(self) -> tuple[str, str] | None:
+        """Where the cut to the model's limit falls inside a word (a word of several tokens): (the part the
+        model read, the whole word); None when nothing was cut or the cut falls between words."""
+        k = self.kept_chars
+        if not self.truncated_tokens or not 0 < k < len(self.text):
+            return None
+        if not (self.text[k - 1].isalnum() and self.text[k].isalnum()):
+            return None
+        start, end = k, k
+        while start > 0 and self.text[start - 1].isalnum():
+            start -= 1
+        while end < len(self.text) and self.text[end].isalnum():
+            end += 1
+        return self.text[start:k], self.text[start:end]
 
 
 def check_document_text(text: str | None) -> None:
@@ -863,6 +882,35 @@ def demo_model_note(loaded: LoadedModel, text: str | None) -> str | None:
     return ("The embedded demo model was trained on synthetic project, company and expedition reports only, and "
             "this text does not say it is one: its output on it is likely meaningless, even where every word is "
             "copied from the document.")
+
+
+def demo_question_note(loaded: LoadedModel) -> str | None:
+    """For the embedded demo model's question box: the questions it was trained to answer (the key facts of
+    its three kinds of report, ledviz.demo.data.SCHEMAS); None for another model. A stranger asked it about
+    anything, and read its "not in the document" or an unrelated span as a fault of the app."""
+    if loaded.source != EMBEDDED:
+        return None
+    from .demo.data import SCHEMAS
+
+    kinds = "; ".join(f"{schema.noun} reports: " + ", ".join(slot.label.lower() if slot.label != "CEO" else "CEO"
+                                                            for slot in schema.slots)
+                      for schema in SCHEMAS.values())
+    return ("The embedded demo model answers questions about the key facts of its kinds of report only ("
+            f"{kinds}). Any other question gets “not in the document”, or a passage that does not answer it.")
+
+
+def demo_global_note(loaded: LoadedModel, doc: Document, global_mask: torch.Tensor) -> str | None:
+    """For a QA run of the embedded demo model whose global tokens leave out some of the question's: it was
+    trained with global attention on the question, and without it the question cannot reach a fact far away
+    (exact answers 89% -> 37%, ledviz/demo/model/README.md). None for another model, a run without a question,
+    or one with every question token global."""
+    question = doc.question_tokens()
+    if loaded.source != EMBEDDED or not question or bool(global_mask[0, question].all()):
+        return None
+    return ("The embedded demo model was trained with global attention on the question tokens: without it the "
+            "question reaches only its window of the document, and the model answers far worse (exact answers "
+            "fall from 89% to 37% on its validation questions). Choose “the question tokens” to see it answer as "
+            "trained; other choices show what changes.")
 
 
 def fact_labels() -> list[str]:

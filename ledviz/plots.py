@@ -20,6 +20,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .text import decimal, token_range
+
 SCALES = {"clipped": "clipped at 99.5%", "linear": "linear", "log": "log10"}  # colour scales of the maps
 ATTENTION_RGB = (230, 85, 13)  # the orange of the highlighted text
 MATCH_RGB = (35, 139, 69)  # outline of exact answer matches
@@ -71,6 +73,23 @@ def _layout(fig: go.Figure, title: str | None = None, height: int | None = None,
         fig.update_yaxes(scaleanchor="x", scaleratio=1, constrain="domain")
         fig.update_xaxes(constrain="domain")
     return fig
+
+
+def wrap_title(text: str, width: int = 44) -> str:
+    """`text` broken into lines of at most `width` characters at spaces, joined by Plotly's "<br>": a
+    long title or axis label that a narrow screen (a phone, 400 px) would cut at the figure's edge
+    reads in full. A word longer than `width` stays whole on its own line; the text's own "<br>"s stay."""
+    lines: list[str] = []
+    for part in text.split("<br>"):
+        line = ""
+        for word in part.split(" "):
+            if line and len(line) + 1 + len(word) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = f"{line} {word}" if line else word
+        lines.append(line)
+    return "<br>".join(lines)
 
 
 GLOBAL_MARK = "#d62728"  # the colour global tokens are marked with on every map
@@ -183,6 +202,9 @@ def overview_figure(values, edges: Sequence[int], *, title: str | None = None, s
     fig.update_xaxes(title_text="key token", range=[0, int(edges[-1])])
     fig.update_yaxes(title_text="query token", range=[int(edges[-1]), 0])
     _layout(fig, title, height, square=True, top=58 if title and "<br>" in title else None)
+    # the square map in a wide figure (a 2560 px screen) is narrower than its plot area: drawn in the middle,
+    # it stood some 800 px from its colour bar at the right edge; against the right side it sits beside it
+    fig.update_xaxes(constraintoward="right")
     fig.update_yaxes(autorange=None)
     return fig
 
@@ -241,7 +263,7 @@ def grid_figure(values, row_labels: Sequence[str], col_labels: Sequence[str], *,
 
 
 def rows_figure(values, row_labels: Sequence[str], edges: Sequence[int], *, title: str | None = None,
-                x_title: str = "document token", value_name: str = "attention", scale: str = "clipped",
+                x_title: str = "token position", value_name: str = "attention", scale: str = "clipped",
                 height: int | None = None, global_positions: Sequence[int] = ()) -> go.Figure:
     """Some tokens (rows) against the whole document in bins (columns): cross-attention of output
     tokens, or where each global token looks. edges (K + 1) are the column bins' token boundaries;
@@ -343,8 +365,8 @@ def attention_html(text: str, spans: Sequence[tuple[int, int] | None], weights, 
             style += "border-bottom:3px solid #1f77b4;font-weight:600;"
         if box:
             style += f"outline:2px solid rgb{MATCH_RGB};"
-        tokens = f"token {t0}" if t0 == t1 else f"tokens {t0}–{t1}"
-        out.append(f'<span style="{style}" title="{tokens}: {wmax:.4g}">{escape(text[a:b])}</span>')
+        tokens = token_range(t0, t1)
+        out.append(f'<span style="{style}" title="{tokens}: {decimal(wmax)}">{escape(text[a:b])}</span>')
         run.clear()
 
     k = 0
@@ -376,7 +398,7 @@ def legend_html(label: str, top: float, rgb: tuple[int, int, int] = ATTENTION_RG
     return (f'<div style="font-size:0.8rem;display:flex;align-items:center;gap:6px;flex-wrap:wrap">'
             f'{escape(label)}: 0<span style="display:inline-block;width:120px;height:10px;'
             f'background:linear-gradient(to right,rgba({r},{g},{b},0),rgba({r},{g},{b},0.75))"></span>'
-            f'{top:.3g}<span style="opacity:0.7">{escape(note)}</span></div>')
+            f'{decimal(top)}<span style="opacity:0.7">{escape(note)}</span></div>')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,8 +425,12 @@ def bars_figure(df, columns: dict[str, str], title: str, y_title: str, *, x: str
 
 # the QA page draws answerability_figure above decline_figure: the same left margin (labels cut to fit it)
 # puts both x = 0 at the same place, so a reader compares the bars (automargin would size each to its labels)
+# the labels in two lines of DECISION_LABEL_LINE characters: a margin of 270 px for one line left a 400 px screen's
+# figure (about 345 px) 60 px of bars, their values cut at its edge
 DECISION_LABEL_CHARS = 40
-DECISION_LABEL_PX = 270
+DECISION_LABEL_LINE = 21
+DECISION_LABEL_PX = 150
+DECISION_TITLE_CHARS = 30  # an x-axis title's line (centred on the bars, about 190 px on a phone): 79 characters ran off
 
 
 def decline_figure(span_text: str, span_score: float, decline_score: float, threshold: float | None, label: str,
@@ -419,7 +445,8 @@ def decline_figure(span_text: str, span_score: float, decline_score: float, thre
     if percent and threshold is not None:
         raise ValueError("decline_figure draws a margin's bar on log-probabilities: give threshold or percent, not both")
     names = [f"best span: “{span_text}”", "decline: “not in the document”"]
-    short = [escape(n if len(n) <= DECISION_LABEL_CHARS else n[:DECISION_LABEL_CHARS - 3] + "…”") for n in names]
+    short = [wrap_title(escape(n if len(n) <= DECISION_LABEL_CHARS else n[:DECISION_LABEL_CHARS - 3] + "…”"),
+                        DECISION_LABEL_LINE) for n in names]
     chosen = [not declined, declined]
     scores = (span_score, decline_score)
     if percent:
@@ -449,8 +476,10 @@ def decline_figure(span_text: str, span_score: float, decline_score: float, thre
 
 def _decision_layout(fig: go.Figure, height: int, x_title: str) -> go.Figure:
     fig.update_yaxes(automargin=False)
-    fig = _layout(fig, None, height, rows_down=True, top=30, xaxis_title=x_title)
-    return fig.update_layout(margin=dict(l=DECISION_LABEL_PX, b=45))
+    x_title = wrap_title(x_title, DECISION_TITLE_CHARS)
+    lines = x_title.count("<br>")  # each further line of the title: 15 px more below the axis
+    fig = _layout(fig, None, height + 15 * lines, rows_down=True, top=30, xaxis_title=x_title)
+    return fig.update_layout(margin=dict(l=DECISION_LABEL_PX, b=45 + 15 * lines))
 
 
 def answerability_figure(probability: float, threshold: float, declined: bool) -> go.Figure:
@@ -642,18 +671,25 @@ def cost_figures(table, window: int, heads: int, layers: int, dtype: str) -> tup
                                line=dict(dash="dash")))
     crossover = 2 * window + 1  # below it the band is wider than the document
     if table.n.min() < crossover < table.n.max():
-        pairs.add_vline(x=crossover, line=dict(color="grey", dash="dot"),
-                        annotation_text=f"N = 2w + 1 = {crossover:,}", annotation_position="top left")
+        # a series of the legend, named there: the vertical line's own annotation was drawn off the top of the
+        # plot, and the legend named the two curves only, so the dotted line read as nothing
+        top = max(float(table.full_pairs.max()), float(table.led_pairs.max()))
+        bottom = min(float(table.full_pairs.min()), float(table.led_pairs.min()))
+        name = wrap_title(f"crossover N = 2w + 1 = {crossover:,} (below it the window is wider than the text)", 34)
+        pairs.add_trace(go.Scatter(x=[crossover, crossover], y=[bottom, top], mode="lines", name=name,
+                                   line=dict(color="grey", dash="dot"), hovertemplate="N = %{x:,}<extra></extra>"))
     pairs.update_xaxes(title="tokens N", type="log")
     pairs.update_yaxes(title="pairs", type="log")
-    _layout(pairs, "scored pairs per head", 360, rows_down=False, title_size=None, legend_y=-0.25)
+    _layout(pairs, f"scored pairs per head<br>window w = {window:,} on each side", 360, rows_down=False,
+            title_size=None, legend_y=-0.25, top=55)  # two lines, as the memory figure's title beside it
     memory = go.Figure()
     memory.add_trace(go.Scatter(x=table.n, y=table.led_mb, name="LED band + global", mode="lines"))
     memory.add_trace(go.Scatter(x=table.n, y=table.full_mb, name="full N × N", mode="lines", line=dict(dash="dash")))
     memory.update_xaxes(title="tokens N", type="log")
     memory.update_yaxes(title="MB", type="log")
-    _layout(memory, f"attention probabilities kept, {heads} heads × {layers} layers, {dtype}", 360, rows_down=False,
-            title_size=None, legend_y=-0.25)
+    # two lines: in one the title ran past a 400 px screen's figure and was cut ("… 6 layers, floa")
+    _layout(memory, f"attention probabilities kept<br>{heads} heads × {layers} layers, {dtype}", 360,
+            rows_down=False, title_size=None, legend_y=-0.25, top=55)
     return pairs, memory
 
 

@@ -255,6 +255,15 @@ def run_unsupported_words(result: RunResult) -> list[Unsupported]:
     return result.derived[key]
 
 
+def distinct_marks(marks: Sequence[Unsupported]) -> list[tuple[str, int]]:
+    """The marked words as a list names them: each text once, in the order of its first mark, with how many times
+    it is marked ("Not in the document: “Revenue”, “Revenue”" read as two different words)."""
+    seen: dict[str, int] = {}
+    for mark in marks:
+        seen[mark.text] = seen.get(mark.text, 0) + 1
+    return list(seen.items())
+
+
 def open_last_word(result: RunResult) -> str | None:
     """The output's last word (or number) where the run stopped before it ended (cancelled, or at
     its token limit) and nothing follows the word, so that it may be cut short ("Isri" of

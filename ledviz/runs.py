@@ -247,3 +247,39 @@ def cut_note(result: RunResult, setting: str, most: int | None = None) -> str | 
                 f"it was written.{part}")
     what = _OUTPUT_NAMES.get(result.task, "output")
     return f"The {what} was cut at {count(n, 'token')}: {fix}. It did not end; shown is what was written until then.{part}"
+
+
+def empty_output_note(result: RunResult, setting: str | None = None) -> str | None:
+    """Why a run shows no text, in a line for the place of the output; None where it has text.
+
+    LED writes its start marker <s> as its first token, so a run cut at 1 token (Max ... tokens = 1) holds
+    that marker alone: it used to read "(empty: the model ended at once)" above a warning that the output
+    was cut and "did not end", two statements of the opposite. The line now says which it is: cut at the
+    token limit (with the markers written and the fix, `setting` naming the limit's control), cancelled, or
+    ended by the model."""
+    if result.output_text:
+        return None
+    written = result.output_tokens[1:]  # (the first is the decoder's start token, not written by the model)
+    n = len(written)
+    what = _OUTPUT_NAMES.get(result.task, "output")
+    markers = ", ".join(written)
+    theirs = (f"its only token is the model's marker {markers}, which is not text" if n == 1 else
+              f"its {n:,} tokens are the model's markers ({markers}), which are not text")
+    if result.stopped_early:
+        return ("(no text: cancelled before the model wrote a token)" if not n else
+                f"(no text: cancelled before the model wrote a word; {theirs})")
+    if not n:
+        return "(empty: the model wrote no token)"
+    if not result.ended:  # cut at the token limit
+        fix = f": raise {setting}" if setting else ""
+        return f"(no text yet: the {what} was cut at {count(n, 'token')}, and {theirs}{fix})"
+    if n == 1:
+        return "(empty: the model ended at once)"
+    return f"(no text: {theirs})"
+
+
+def one_token_note(setting: str) -> str:
+    """The line under a token limit set to 1: the output is then one token, and LED's first is its start
+    marker <s>, so such a run shows no text (a reader setting 1 to see "the first word" got nothing)."""
+    return (f"{setting} = 1: the output is a single token, and this model's first token is usually its start "
+            "marker <s>, which shows no text. Set 2 or more to see the first word.")

@@ -17,6 +17,7 @@ and the outputs the app computes on are never changed: only the text shown in Ma
 
 from __future__ import annotations
 
+import math
 import re
 
 WORD_JOINER = "\u2060"  # zero width, no line break: invisible, but the autolinker no longer sees a link
@@ -32,6 +33,27 @@ _LEADING_SPACE = re.compile(r"^[ \t]+", re.MULTILINE)
 def count(n: int, thing: str) -> str:
     """"1 global token", "2,466 global tokens": a number and a noun, the plural where it is not one."""
     return f"{n:,} {thing}{'' if n == 1 else 's'}"
+
+
+def token_range(first: int, last: int, noun: str = "token") -> str:
+    """Token positions `first` to `last` (both included) in words: "token 5" for one, "tokens 10–20" for several
+    (a zoom of one token read "Tokens 5–5")."""
+    return f"{noun} {first:,}" if first == last else f"{noun}s {first:,}–{last:,}"
+
+
+def decimal(x: float, significant: int = 3) -> str:
+    """A value as a reader takes it: `significant` digits, never exponent notation, no trailing zeros.
+
+    Python's "g" wrote a small attention weight of a long document as "3.052e-05", and a fixed ".3f"
+    wrote a scored cell of 0.0004 as "0.000", which read as no score at all: 0.0000305 and 0.0004 here."""
+    x = float(x)
+    if not math.isfinite(x):
+        return str(x)
+    if x == 0:
+        return "0"
+    places = significant - 1 - math.floor(math.log10(abs(x)))
+    text = f"{x:,.{max(places, 0)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def as_typed(text: str) -> str:

@@ -269,12 +269,22 @@ DECODERS: dict[str, Callable[[str, bytes], UploadedText]] = {
 }
 UPLOAD_TYPES: tuple[str, ...] = tuple(DECODERS)
 
+# documents a user is likely to drop that ledviz does not read: the uploader takes them too, so that the message
+# says what they are and what to do (refused by the uploader, a .docx showed a red mark and, on hover only,
+# "application/vnd.openxmlformats-officedocument.wordprocessingml.document files are not allowed")
+UNREAD_TYPES = {"docx": "a Word document", "doc": "a Word document", "odt": "an OpenDocument text",
+                "rtf": "a rich-text (RTF) file", "pages": "a Pages document", "epub": "an e-book (EPUB)"}
+UPLOADER_TYPES: tuple[str, ...] = UPLOAD_TYPES + tuple(UNREAD_TYPES)  # what the uploader takes
+
 
 def decode_upload(name: str, data: bytes) -> UploadedText:
     """The text of an uploaded file, by its extension (case-insensitive); InputError for a kind of
     file that is not accepted or content that cannot be read."""
     ext = os.path.splitext(name)[1].lower().lstrip(".")
     decoder = DECODERS.get(ext)
+    if decoder is None and ext in UNREAD_TYPES:
+        raise InputError(f"{name!r} is {UNREAD_TYPES[ext]}, which ledviz does not read: save it as PDF or plain text "
+                         "(File › Save as, or Export) and upload that, or paste its text")
     if decoder is None:
         kinds = ", ".join(f".{t}" for t in UPLOAD_TYPES[:-1]) + f" or .{UPLOAD_TYPES[-1]}"
         raise InputError(f"{name!r} is not a {kinds} file: upload one of those, or paste the text")

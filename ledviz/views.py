@@ -17,6 +17,7 @@ import torch
 
 from . import analysis
 from .pipeline import RunResult
+from .text import token_range
 from .unfold import SparseAttention
 
 STATS = {  # per-head statistics of analysis.head_stats, as the app names them
@@ -65,8 +66,23 @@ class View:
             heads = f"head {self.heads[0]}"
         else:
             heads = "heads " + ", ".join(map(str, self.heads))
-        several = self.layer is None or self.heads is None or len(self.heads) > 1
-        return f"{layer}, {heads}" + (f" ({self.reduce})" if several else "")
+        return f"{layer}, {heads}" + (f" ({self.reduce})" if self.combines else "")
+
+    @property
+    def combines(self) -> bool:
+        """Whether the view combines several heads or layers (with its mean or max), not one head of one layer."""
+        return self.layer is None or self.heads is None or len(self.heads) > 1
+
+    def max_mass_note(self, mass: float, n_tokens: int) -> str | None:
+        """A line under a map of the max view: how much attention it shows per token. One head's row sums
+        to 1, a max over several heads' rows to more (`mass`: the map's total, e.g. the sum of the binned
+        overview): the colour bar, "attention mass", read as a share it is not. None for a mean or one head."""
+        if self.reduce != "max" or not self.combines or n_tokens < 1:
+            return None
+        per_token = mass / n_tokens
+        return (f"Max view: each cell is the largest value any one of the heads shown gives it, so a token's row holds "
+                f"{per_token:.1f} of attention on average here, not 1 as one head's row does: read it for where some "
+                "head looks strongly, not as a share (the mean view shows shares).")
 
 
 def sorted_layers(result: RunResult) -> list[SparseAttention]:
@@ -91,6 +107,13 @@ def overview_map(agg: SparseAttention, bins: int) -> tuple[np.ndarray, list[int]
 def zoom_map(agg: SparseAttention, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
     """Dense attention of queries rows[0]:rows[1] to keys cols[0]:cols[1]."""
     return analysis.zoom(agg, rows, cols)[0].numpy()
+
+
+def zoom_title(rows: tuple[int, int], cols: tuple[int, int]) -> str:
+    """The token map's title for queries rows[0]:rows[1] and keys cols[0]:cols[1] (stops excluded), in words:
+    "Queries and keys: tokens 0–63", "Queries: token 5 → keys: tokens 0–63" ("Tokens 5–5 → 0–63" before)."""
+    q, k = token_range(rows[0], rows[1] - 1), token_range(cols[0], cols[1] - 1)
+    return f"Queries and keys: {q}" if tuple(rows) == tuple(cols) else f"Queries: {q} → keys: {k}"
 
 
 def token_row(agg: SparseAttention, i: int, direction: str = "from") -> np.ndarray:

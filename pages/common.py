@@ -43,10 +43,10 @@ from ledviz import device, pipeline, plots
 from ledviz.errors import InputError, LedvizError
 from ledviz.memory import model_nbytes
 from ledviz.pipeline import Document, LoadedModel, RunResult
-from ledviz.runs import cut_note, run_facts, run_fingerprint, stale_note
+from ledviz.runs import cut_note, empty_output_note, one_token_note, run_facts, run_fingerprint, stale_note
 from ledviz.text import as_typed, count
 from ledviz.tokenization import broken_note
-from ledviz.uploads import UPLOAD_TYPES, decode_upload
+from ledviz.uploads import UPLOADER_TYPES, decode_upload
 from ledviz.views import View
 from pages.running import (
     cancel_job,
@@ -428,7 +428,8 @@ _INPUT_ERROR = "_document_input.error"  # this run's document_input said what is
 
 
 def document_input(key: str = "doc") -> DocumentInput | None:
-    """Choose a bundled sample, paste, or upload (ledviz.uploads.UPLOAD_TYPES). Returns None (with a
+    """Choose a bundled sample, paste, or upload (ledviz.uploads.UPLOADER_TYPES: the kinds read, and common kinds
+    not read, which get a message saying so). Returns None (with a
     message for a bad upload or a blank paste, after which document_status adds no message of its
     own) when there is no text yet. `key` prefixes the widget keys: pages passing the same key share the document."""
     st.session_state[_INPUT_ERROR] = False
@@ -449,7 +450,7 @@ def document_input(key: str = "doc") -> DocumentInput | None:
             st.info("The pasted text is blank (only spaces or line breaks): paste the document's text.")
             st.session_state[_INPUT_ERROR] = True
         return DocumentInput(text, "pasted text") if text.strip() else None
-    upload = st.file_uploader("Upload a document (text, PDF or HTML)", type=list(UPLOAD_TYPES), key=f"{key}.upload",
+    upload = st.file_uploader("Upload a document (text, PDF or HTML)", type=list(UPLOADER_TYPES), key=f"{key}.upload",
                               help="Text files in any common encoding; PDFs with a text layer (scans need OCR "
                                    "first); web pages saved as HTML.")
     if upload is not None:
@@ -600,6 +601,9 @@ def global_count(kind: str, mask: torch.Tensor) -> str:
     """The caption under a global-attention choice: how many tokens it makes global, and where a pattern
     or a choice matched none, that the run is then one without global tokens."""
     n = int(mask.sum())
+    if n and n == mask.numel():  # (k = 1, a pattern such as "."): the window then does nothing
+        return (f"{count(n, 'global token')}: every token is global, so this is full attention (each token sees all "
+                f"{n:,}), with full attention's cost, which grows with the square of the length.")
     if n or kind == "none":
         return f"{count(n, 'global token')}."
     return ("0 global tokens: no token matches this choice, so it runs as one without global tokens."
@@ -628,6 +632,8 @@ def new_tokens_input(where: Any, key: str, label: str, loaded: LoadedModel | Non
                                                                "decoder's positions)." if most < max_tokens else ".")))
     if most < max_tokens:  # the browser pulls a larger number back to `most` without a word: say it here
         where.caption(f"At most {most:,} for this model: its decoder's position limit.")
+    if value == 1:  # one token is LED's start marker: a run would show no text
+        where.caption(one_token_note(label))
     return value
 
 
@@ -726,16 +732,15 @@ def precision_setting(key: str, doc: Document | None) -> str:
     return "bfloat16" if choice.startswith("fast") else "float32"
 
 
-def show_output(result: RunResult, prefix: str = "") -> None:
-    """The generated text (as typed: no Markdown, no links), or a note on why there is none. `prefix`: e.g. '#### '."""
+def show_output(result: RunResult, prefix: str = "", setting: str | None = None) -> None:
+    """The generated text (as typed: no Markdown, no links), or a note on why there is none (runs.empty_output_note;
+    `setting` names the token limit's control, the fix of an output cut before its first word). `prefix`: e.g. '#### '."""
     if result.output_text:
         st.markdown(prefix + as_typed(result.output_text))
         if note := broken_note(result.output_tokens):
             st.caption(as_typed(note))
-    elif len(result.output_ids) <= 2:
-        st.markdown("_(empty: the model ended at once)_")
     else:
-        st.markdown(f"_(no text: the model produced {len(result.output_ids) - 1} special tokens only)_")
+        st.markdown(f"_{as_typed(empty_output_note(result, setting))}_")
 
 
 def run_summary(result: RunResult, setting: str | None = None, most: int | None = None) -> None:

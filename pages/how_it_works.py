@@ -106,6 +106,7 @@ def example_section() -> None:
     clamp_state("hiw.w", 1, explain.MAX_WINDOW)
     n = c1.slider("tokens N", explain.MIN_TOKENS, explain.MAX_TOKENS, 24, key="hiw.n")
     w = c2.slider("window w (each side; attention_window = 2w)", 1, explain.MAX_WINDOW, 3, key="hiw.w")
+    c2.caption(explain.window_text(w, n))
     head = c3.radio("head", [0, 1], horizontal=True, key="hiw.head")
     tokens = explain.example_tokens(n)
     labels = [f"{i}:{t}" for i, t in enumerate(tokens)]

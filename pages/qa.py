@@ -6,6 +6,7 @@ import streamlit as st
 
 from ledviz import answering, pipeline, plots, provenance
 from ledviz.errors import LedvizError
+from ledviz.text import token_range
 from ledviz.views import View
 from pages.common import (
     as_typed,
@@ -84,7 +85,7 @@ def answer_source(result, loaded) -> None:
     elif source.matches:
         s = source.matches[0][0]
         first, last = source.match_tokens or (None, None)
-        where = f"tokens {first}–{last}" if source.match_tokens else "beyond the part the model read"
+        where = token_range(first, last) if source.match_tokens else "beyond the part the model read"
         found = (f"The answer occurs {len(source.matches):,}× in the document; first at character {s:,} ({where}). "
                  + ("The passage with the most cross-attention contains it." if source.in_top_passage else
                     "It is not in the passage with the most cross-attention."))
@@ -170,6 +171,8 @@ def main() -> None:
     if source is not None and (note := pipeline.demo_model_note(loaded, source.text)):
         st.info(note, icon=":material/info:")  # the embedded model on a text unlike its training reports
     asked = question_input(source.sample if source is not None else None)
+    if note := pipeline.demo_question_note(loaded):
+        st.caption(note)
     question = read_question_input(KEY, loaded, asked, None if source is None else source.text)
     if source is not None and not question:
         doc = None
@@ -182,6 +185,8 @@ def main() -> None:
         doc = document_status(loaded, None if source is None else source.text, question)
     kind, mask, max_new, beams = run_settings(KEY, doc, default_global="question", label="Max answer tokens",
                                               max_tokens=MAX_TOKENS, default_tokens=24)
+    if doc is not None and mask is not None and (note := pipeline.demo_global_note(loaded, doc, mask)):
+        st.info(note, icon=":material/public:")
     from_document = st.checkbox(
         "Answer with a span of the document", True, key=f"{KEY}.from_document", persist_state="session",
         help="Constrained decoding: each answer token must continue a passage of the document, so the answer "
@@ -197,7 +202,7 @@ def main() -> None:
         return
     st.divider()
     st.subheader("Answer")
-    show_output(result, "#### ")
+    show_output(result, "#### ", setting="Max answer tokens")
     asked_as = result.settings.get("question_asked")
     st.caption(f"Question: {as_typed(result.document.question)}"  # as typed: no Markdown (`$`, `_`, `*`)
                + (f" (asked as: {as_typed(asked_as)})" if asked_as else ""))

@@ -54,7 +54,7 @@ def main() -> None:
     left, right = st.columns([2, 3], gap="large")
     with left:
         st.subheader("Summary")
-        show_output(result)
+        show_output(result, setting="Max summary tokens")
         run_summary(result, "Max summary tokens", most_new_tokens(loaded, MAX_TOKENS))
         st.subheader("Where the summary came from")
         with show_errors("tracing the summary back to the document"):

@@ -259,7 +259,11 @@ def map_view(result: RunResult, key: str, view: View | None = None, wide: bool =
     v = result_view(result, view)
     doc = result.document
     n = doc.n_tokens
-    c1, c2, c3 = st.columns([2.6, 1.5, 1])
+    if wide:
+        c1, c2, c3 = st.columns([2.6, 1.5, 1])
+    else:  # in a page's narrower column (Summarize's, 1150 px) three columns cut the labels ("Overvie w bins", "25")
+        c1 = st.container()
+        c2, c3 = st.columns(2)
     scale = c2.selectbox("Colour scale", list(plots.SCALES), format_func=plots.SCALES.get, key=f"{key}.scale",
                          persist_state="session")
     bins = c3.selectbox("Overview bins", BIN_CHOICES, index=BIN_CHOICES.index(OVERVIEW_BINS), key=f"{key}.bins",
@@ -291,6 +295,8 @@ def map_view(result: RunResult, key: str, view: View | None = None, wide: bool =
         why = (f"the document has fewer than {bins} tokens" if n < bins else
                f"{bins} bins would split tokens")
         c3.caption(f"Drawn: {real:,} × {real:,} bins of {count(size, 'token')} ({why}).")
+    if note := v.max_mass_note(float(m.sum()), n):
+        st.caption(note)
     title = (f"Whole document: {n:,} tokens, {real:,} × {real:,} bins of {size:,}<br>"
              f"<span style='font-size:12px'>{v.label()}</span>")
     fig = figure(plots.overview_figure, m, edges, title=title, scale=scale, zoom=(rows, cols),
@@ -313,7 +319,7 @@ def map_view(result: RunResult, key: str, view: View | None = None, wide: bool =
         fig2 = figure(plots.token_heatmap_figure, z,
                       plots.token_axis_labels(texts, range(*rows), global_positions=marked),
                       plots.token_axis_labels(texts, range(*cols), global_positions=marked),
-                      title=f"Tokens {rows[0]}–{rows[1] - 1} → {cols[0]}–{cols[1] - 1}",
+                      title=views.zoom_title(rows, cols),
                       scale="linear" if scale == "clipped" else scale, height=560 if wide else None)
         plot(fig2, key=f"{key}.zoom")
         figure_export(fig2, export.figure_file_stem(result, "attention-tokens"), f"{key}.zoom_export")
@@ -415,7 +421,7 @@ def cross_attention_view(result: RunResult, loaded: LoadedModel | None, key: str
         return
     m, edges = views.binned_rows(cm, result.document.n_tokens, CROSS_BINS)
     labels = plots.output_axis_labels(provenance.output_pieces(result, loaded.tokenizer if loaded else None))
-    fig = figure(plots.rows_figure, m, labels, edges, x_title="input token",
+    fig = figure(plots.rows_figure, m, labels, edges,
                  title="Cross-attention: each output token onto the input", value_name="attention mass",
                  global_positions=result.global_positions)
     plot(fig, key=f"{key}.cross")
@@ -461,8 +467,9 @@ def faithfulness_marks(result: RunResult, pieces: Sequence[str], what: str | Non
     labels = provenance.label_spans(result.output_text, provenance.fact_labels())
     aside = "stopwords" + (" and the fact list's labels" if labels else "")
     if marks:
-        words = (", ".join(f"“{as_typed(m.text)}”" for m in marks[:8])
-                 + (f" and {len(marks) - 8} more" if len(marks) > 8 else ""))
+        distinct = provenance.distinct_marks(marks)
+        words = (", ".join(f"“{as_typed(text)}”" + (f" ({n}×)" if n > 1 else "") for text, n in distinct[:8])
+                 + (f" and {len(distinct) - 8} more" if len(distinct) > 8 else ""))
         st.caption(f"Not in the document: {words} (marked; numbers compared by value, {aside} left out)."
                    + (f" Pick a ⚠ {what} below to see where the model looked while writing it." if what else
                       " The shading below is where the answer tokens looked."))

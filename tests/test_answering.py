@@ -240,11 +240,11 @@ def test_the_decline_figure_shows_both_scores_and_the_bar_to_clear():
 
     fig = plots.decline_figure("Maren Okafor", -0.5, -4.0, 3.6, answering.SCORE_NAMES["first"], declined=False)
     bars = fig.data[0]
-    assert list(bars.x) == [-0.5, -4.0] and "Maren Okafor" in bars.y[0] and "not in the document" in bars.y[1]
+    assert list(bars.x) == [-0.5, -4.0] and "Maren Okafor" in bars.y[0].replace("<br>", " ") and "not in the document" in bars.y[1].replace("<br>", " ")
     assert bars.text[0].endswith("(chosen)") and not bars.text[1].endswith("(chosen)")
     line = fig.layout.shapes[0]
     assert line.x0 == line.x1 == pytest.approx(3.1)  # the span's score plus the margin
-    assert fig.layout.xaxis.title.text == answering.SCORE_NAMES["first"]
+    assert fig.layout.xaxis.title.text.replace("<br>", " ") == answering.SCORE_NAMES["first"]
     # a bar above 0 is out of any log-probability's reach, and the figure says so (it read as a score to beat)
     said = fig.layout.annotations[0].text
     assert said.startswith("to decline, beat 3.10 (span +3.6)") and "out of reach" in said, said
@@ -275,7 +275,28 @@ def test_the_decline_figure_draws_one_token_scores_as_probabilities():
                                 percent=answering.percent)
     for f in (head, fig, long):
         assert f.layout.margin.l == plots.DECISION_LABEL_PX and f.layout.yaxis.automargin is False
-    assert max(len(label) for label in long.data[0].y) <= plots.DECISION_LABEL_CHARS
+    assert max(len(label.replace("<br>", "")) for label in long.data[0].y) <= plots.DECISION_LABEL_CHARS
+
+
+def test_the_decision_figures_fit_a_phone_s_screen():
+    """At 400 px the QA page's decision figures are about 345 px wide: a 270 px label margin left 60 px of bars and
+    the axis titles (79 characters in one line) ran off the figure. The labels now take two short lines beside a
+    150 px margin, and the axis titles are wrapped (plots.wrap_title), the figure taller by their further lines."""
+    from ledviz import plots
+
+    assert plots.wrap_title("aaa bbb ccc dddd", 7) == "aaa bbb<br>ccc<br>dddd"
+    assert plots.wrap_title("a verylongword b", 4) == "a<br>verylongword<br>b"  # a long word stays whole
+    assert plots.wrap_title("one<br>two three", 40) == "one<br>two three"
+    head = plots.answerability_figure(0.01, 0.23, declined=True)
+    decline = plots.decline_figure("Feven Okuvik, the project lead of Quietlantern", -0.08, -5.78, None, "first",
+                                   declined=True, percent=answering.percent)
+    for f in (head, decline):
+        assert 345 - f.layout.margin.l - f.layout.margin.r >= 180  # room for the bars on a phone
+        assert max(len(line) for line in f.layout.xaxis.title.text.split("<br>")) <= plots.DECISION_TITLE_CHARS
+        assert f.layout.xaxis.title.text.count("<br>") >= 1 and f.layout.margin.b >= 60
+    for label in decline.data[0].y:  # at most two lines, each short enough for the margin
+        lines = label.split("<br>")
+        assert len(lines) <= 2 and max(len(line) for line in lines) <= plots.DECISION_LABEL_LINE, label
 
 
 def _head_answer(declined: bool, span: float, decline: float, answerable: float, score: str = "first"):

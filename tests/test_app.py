@@ -486,6 +486,105 @@ def test_a_summary_cut_at_its_token_limit_says_so_as_an_answer_does():
         assert not [w for w in messages(at, "warning") if "was cut at" in w]
 
 
+def test_a_summary_of_one_token_says_it_is_the_start_marker():
+    """Max summary tokens = 1: the run's one token is LED's start marker <s>, and the page showed "(empty: the model
+    ended at once)" above "The summary was cut at 1 token ... It did not end". Now a caption under the setting says
+    what 1 gives, and the summary's place says it was cut with the marker alone, and the fix."""
+    from app_driver import readable
+
+    at = open_app()
+    at.number_input(key="summarize.max_new").set_value(1).run()
+    assert_clean(at)
+    assert any(readable(c.value).startswith("Max summary tokens = 1: the output is a single token") for c in at.caption)
+    at.button(key="summarize.run").click().run()
+    assert_clean(at)
+    shown = [readable(m.value) for m in at.markdown]
+    assert "_(no text yet: the summary was cut at 1 token, and its only token is the model's marker <s>, which is " \
+           "not text: raise Max summary tokens)_" in shown, shown
+    assert not [m for m in shown if "ended at once" in m]
+
+
+def test_qa_says_what_the_demo_model_answers_and_that_it_needs_the_question_global():
+    """A stranger asked the embedded model about anything, and set the global tokens to <s>: its "not in the
+    document" and its wrong spans read as faults of the app. The page now says which questions it answers, and,
+    where the question's tokens are not all global, that it was trained with them global."""
+    from app_driver import readable
+
+    at = open_app("pages/qa.py")
+    at.text_input(key="qa.question").set_value("Who is the project lead?").run()
+    assert_clean(at)
+    captions = [readable(c.value) for c in at.caption]
+    assert any(c.startswith("The embedded demo model answers questions about the key facts") and "lead" in c
+               for c in captions), captions
+    trained = [i for i in messages(at, "info") if "trained with global attention on the question tokens" in i]
+    assert not trained  # the default: the question's tokens are global
+    at.selectbox(key="qa.settings.global").set_value("first").run()
+    assert_clean(at)
+    trained = [i for i in messages(at, "info") if "trained with global attention on the question tokens" in i]
+    assert len(trained) == 1 and "Choose “the question tokens”" in trained[0], messages(at, "info")
+
+
+def test_every_token_global_is_said_to_be_full_attention():
+    """k = 1 made all 982 tokens global, and the page said "982 global tokens." only: that is full attention, with
+    its cost, which a stranger trying the extreme should be told."""
+    from app_driver import readable
+
+    at = open_app()
+    at.selectbox(key="summarize.settings.global").set_value("every_k").run()
+    at.number_input(key="summarize.settings.global_k").set_value(1).run()
+    assert_clean(at)
+    said = [readable(c.value) for c in at.caption if "every token is global" in c.value]
+    assert len(said) == 1 and "so this is full attention" in said[0], [c.value for c in at.caption]
+    at.number_input(key="summarize.settings.global_k").set_value(2).run()
+    assert not [c.value for c in at.caption if "every token is global" in c.value]
+
+
+def _columns_beside(node, key: str, row=None):
+    """The number of columns in the row whose column holds the widget `key` (None where it is not in a row)."""
+    for child in getattr(node, "children", {}).values():
+        if getattr(child, "key", None) == key:
+            return None if row is None else len(row.children)
+        found = _columns_beside(child, key, node if getattr(child, "type", "") == "column" else row)
+        if found is not None:
+            return found
+    return None
+
+
+def test_the_map_controls_of_summarize_take_two_columns():
+    """In Summarize's attention column (3/5 of the page) the map's controls took three columns: at 1150 px the
+    labels broke ("Overvie w bins") and the choices were cut ("clipped a", "25"). There they now take two, under
+    the zoom; the QA page's full-width map keeps three."""
+    at = open_app()
+    at.button(key="summarize.run").click().run()
+    assert_clean(at)
+    assert _columns_beside(at._tree, "summarize.views.map.scale") == 2
+    qa = open_app("pages/qa.py")
+    qa.text_input(key="qa.question").set_value("Who is the project lead?").run()
+    qa.button(key="qa.run").click().run()
+    assert_clean(qa)
+    assert _columns_beside(qa._tree, "qa.views.map.scale") == 3
+
+
+def test_a_word_marked_twice_is_listed_once():
+    """The free summary of the expedition sample writes "Revenue" twice: the caption read "Not in the document:
+    “Revenue”, “Revenue”"; now "“Revenue” (2×)"."""
+    from app_driver import readable
+
+    at = open_app()
+    at.selectbox(key="doc.sample").set_value("Expedition report (about 4K tokens)").run()
+    at.checkbox(key="summarize.from_document").uncheck().run()
+    at.number_input(key="summarize.max_new").set_value(127).run()
+    at.button(key="summarize.run").click().run()
+    assert_clean(at)
+    said = [readable(c.value) for c in at.caption if "Not in the document:" in readable(c.value)]
+    assert len(said) == 1, [c.value for c in at.caption]
+    listed = said[0].split(" (marked;")[0]
+    words = [w for w in listed.split("“")[1:]]
+    assert len(words) == len(set(words)), said[0]
+    if "Revenue" in kept(at, "summarize").output_text:
+        assert "“Revenue” (2×)" in said[0], said[0]
+
+
 def test_the_token_count_says_what_is_not_the_documents():
     """The count read "990 tokens (6 of them the question) ...; the document has 980 tokens": the other 4,
     the model's <s> and </s> markers, were left for the reader to guess."""

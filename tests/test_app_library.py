@@ -21,7 +21,8 @@ import torch
 from ledviz import analysis, explain, export, pipeline, plots, provenance, views
 from ledviz.errors import InputError
 from ledviz.text import WORD_JOINER, as_typed
-from ledviz.runs import RunJob, cut_note, fingerprint, run_facts, run_fingerprint, run_id, size_text
+from ledviz.runs import (RunJob, cut_note, empty_output_note, fingerprint, one_token_note, run_facts,
+                         run_fingerprint, run_id, size_text)
 from ledviz.views import View
 
 TEXT = ("Project Bluefinch report. The project lead is Maren Okafor. The site is Velmora. "
@@ -202,6 +203,46 @@ def test_run_facts(qa_run):
     assert not [f for f in facts if "kept to a span" in f]
 
 
+def test_an_output_without_text_says_why(qa_run):
+    """Max tokens = 1: LED's one token is its start marker <s>, and the page read "(empty: the model ended at
+    once)" above a warning that the output was cut and did not end. The line now says it was cut, what the one
+    token is and the fix; a cancelled run and a run the model ended say so in their own words."""
+    start = qa_run.output_tokens[0]
+    cut = dataclasses.replace(qa_run, output_text="", output_ids=[2, 0], output_tokens=[start, "<s>"], ended=False,
+                              stopped_early=False, answer=None)
+    note = empty_output_note(cut, "Max answer tokens")
+    assert note == ("(no text yet: the answer was cut at 1 token, and its only token is the model's marker <s>, "
+                    "which is not text: raise Max answer tokens)"), note
+    assert "ended at once" not in note
+    ended = dataclasses.replace(cut, output_ids=[2, 2], output_tokens=[start, "</s>"], ended=True)
+    assert empty_output_note(ended) == "(empty: the model ended at once)"
+    both = dataclasses.replace(cut, output_ids=[2, 0, 2], output_tokens=[start, "<s>", "</s>"], ended=True)
+    assert empty_output_note(both) == "(no text: its 2 tokens are the model's markers (<s>, </s>), which are not text)"
+    stopped = dataclasses.replace(cut, stopped_early=True)
+    assert empty_output_note(stopped).startswith("(no text: cancelled before the model wrote a word")
+    assert empty_output_note(dataclasses.replace(stopped, output_ids=[2], output_tokens=[start])) == \
+        "(no text: cancelled before the model wrote a token)"
+    assert empty_output_note(qa_run) is None  # an output with text
+    assert one_token_note("Max summary tokens").startswith("Max summary tokens = 1: the output is a single token")
+
+
+def test_a_cut_inside_a_word_says_so(loaded):
+    """A document cut to the model's limit in the middle of a word of several tokens: the message quoted the cut
+    part from mid-word ("orvandel. The site ...") as if the app had mangled it. It now names the word and the part
+    the model read; a cut between words says nothing more."""
+    from ledviz.pipeline import prepare_document
+
+    text = "The site is Zyxqorvandel. " * 40
+    mid = prepare_document(loaded, text, max_tokens=10)
+    assert mid.cut_word() == ("Zyxqor", "Zyxqorvandel")
+    assert mid.truncation_message().endswith(
+        "The cut falls inside the word “Zyxqorvandel”: the model read its first part, “Zyxqor”."), mid.truncation_message()
+    between = prepare_document(loaded, text, max_tokens=16)
+    assert between.truncated_tokens and between.cut_word() is None
+    assert "inside the word" not in between.truncation_message()
+    assert prepare_document(loaded, "The site is Zyxqorvandel.").cut_word() is None  # nothing cut
+
+
 def test_size_text_chooses_the_unit_after_rounding():
     """Each size in the unit its rounded number belongs to: 1,048,575.99 MB read "1,024.0 GB" and
     9,999.6 MB "10,000 MB" (the unit chosen before rounding); a tiny size read "1.2e-05 MB"."""
@@ -211,6 +252,44 @@ def test_size_text_chooses_the_unit_after_rounding():
                     9.96: "10 MB", 9.996: "10 MB", 10: "10 MB", 9_999.4: "9,999 MB", 9_999.5: "9.8 GB",
                     9_999.6: "9.8 GB", 1024 * 1023.94: "1,023.9 GB", 1_048_575.99: "1.0 TB",
                     1024 * 1024: "1.0 TB"}, said
+
+
+def test_small_values_read_as_decimals_not_exponents_or_zeros():
+    """Python's "g" wrote a long document's small attention as "3.052e-05" (the highlighted text's hover, the colour
+    legend's top), and How-it-works' ".3f" wrote a scored cell of 0.0004 as "0.000", like a cell never scored."""
+    from ledviz.text import decimal
+
+    assert [decimal(x) for x in (0.0000305, 0.0004, 1 / 3, 0.09996, 1234.5, 0, 2.0, -0.00123)] == [
+        "0.0000305", "0.0004", "0.333", "0.1", "1,234", "0", "2", "-0.00123"]
+    assert "e-05" not in plots.legend_html("a", 0.0000305) and "0.0000305" in plots.legend_html("a", 0.0000305)
+    ex = explain.build_example(40, 12, [0])
+    small = ((ex.dense > 0) & (ex.dense < 0.0005)).nonzero().tolist()
+    assert small  # scored cells this small exist in the example
+    i, j = small[0]
+    said = ex.describe("absolute", i, j)
+    assert ": 0.000," not in said and decimal(ex.dense[i, j]) in said, said
+
+
+def test_marked_words_are_listed_once_each():
+    """The free summary of the expedition sample wrote "Revenue" twice, and the caption listed
+    "Not in the document: “Revenue”, “Revenue”", as if two words; each is now listed once, with its count."""
+    marks = provenance.unsupported_words("Distance: 5, Revenue: 5, Revenue: 5, Sponsor: Zorb.", "Distance: 5 km.")
+    assert [m.text for m in marks].count("Revenue") == 2
+    assert provenance.distinct_marks(marks)[0] == ("Revenue", 2)
+    assert provenance.distinct_marks([]) == []
+
+
+def test_token_ranges_read_in_words():
+    """A zoom of one query token was titled "Tokens 5–5 → 0–63"; ranges now read "token 5", "tokens 10–20"."""
+    from ledviz.text import token_range
+    from ledviz.views import zoom_title
+
+    assert token_range(5, 5) == "token 5" and token_range(10, 20) == "tokens 10–20"
+    assert token_range(1000, 1200) == "tokens 1,000–1,200"
+    assert zoom_title((0, 64), (0, 64)) == "Queries and keys: tokens 0–63"
+    assert zoom_title((5, 6), (0, 64)) == "Queries: token 5 → keys: tokens 0–63"
+    assert 'title="token 3: ' in plots.attention_html("a b c d e", [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)],
+                                                       np.array([0.0, 0.0, 0.0, 1.0, 0.0]))
 
 
 def test_as_typed_escapes_markdown_and_breaks_autolinks():
@@ -248,6 +327,23 @@ def test_view_label_clip_and_fit(qa_run):
     assert View(1, (9,)).clip(2, 4) == View(1, None)
     L, H = len(qa_run.layers), next(iter(qa_run.layers.values())).num_heads
     assert View(L, (H,)).fit(qa_run) == View()
+
+
+def test_the_max_view_says_how_much_attention_it_shows(qa_run):
+    """The max over heads gives a token's row more than 1 (each head's row sums to 1): its map's colour bar,
+    "attention mass", read as a share. The map now says how much a row holds here; the mean view and one head
+    need no such line."""
+    from ledviz import views
+
+    agg = views.aggregated(qa_run, View(None, None, "max"))
+    m, _ = views.overview_map(agg, 64)
+    n = qa_run.document.n_tokens
+    per_token = float(m.sum()) / n
+    assert per_token > 1.05  # more than one head's 1
+    note = View(None, None, "max").max_mass_note(float(m.sum()), n)
+    assert note.startswith("Max view:") and f"holds {per_token:.1f} of attention on average" in note, note
+    assert View().max_mass_note(float(m.sum()), n) is None
+    assert View(1, (2,), "max").max_mass_note(1.0 * n, n) is None  # one head: its rows sum to 1
 
 
 @pytest.mark.parametrize("view", [View(1, (2,)), View(0, (1, 3)), View(), View(None, (0,), "max")])
@@ -506,6 +602,14 @@ def test_lab_figures():
     assert len(fig.data) == 2 and fig.data[1].name == "global in &lt;A&gt;" and fig.data[1].y[0] == pytest.approx(0.42)
 
 
+def test_the_overview_map_sits_beside_its_colour_bar():
+    """On a wide screen (2560 px) the square map is narrower than the figure: it was drawn in the middle, far from
+    its colour bar at the right edge. Its x axis now keeps it against the right side, by the bar."""
+    fig = plots.overview_figure(np.ones((4, 4)) / 4, [0, 4, 8, 12, 16], title="t")
+    assert fig.layout.xaxis.constraintoward == "right" and fig.layout.xaxis.constrain == "domain"
+    assert fig.layout.yaxis.scaleanchor == "x"  # still square
+
+
 def test_explain_and_cost_figures():
     ex = explain.build_example(10, 2, [0, 4])
     fig, curves = plots.explain_figure(ex, ("absolute", 5, 4))
@@ -518,7 +622,21 @@ def test_explain_and_cost_figures():
     fig, curves = plots.explain_figure(explain.build_example(10, 2, []))
     assert sorted(curves.values()) == ["absolute", "local"]  # no global tokens, no global view
     pairs, memory = plots.cost_figures(explain.cost_table(64, 1, heads=12, layers=6), 64, 12, 6, "float16")
-    assert len(pairs.data) == 2 and pairs.layout.xaxis.type == "log" and "12 heads × 6 layers" in memory.layout.title.text
+    assert len(pairs.data) == 3 and pairs.layout.xaxis.type == "log" and "12 heads × 6 layers" in memory.layout.title.text
+
+
+def test_the_cost_figures_name_the_crossover_and_fit_a_narrow_screen():
+    """The dotted line where LED's band and full attention cost the same is a named series of the legend (its
+    annotation was drawn off the plot: the line read as nothing), and the titles are two short lines (the
+    memory figure's one line was cut at 400 px: "… 6 layers, floa")."""
+    pairs, memory = plots.cost_figures(explain.cost_table(512, 1, heads=12, layers=6), 512, 12, 6, "float32")
+    names = [t.name for t in pairs.data]
+    assert len(names) == 3 and names[2].startswith("crossover N = 2w + 1 = 1,025"), names
+    assert list(pairs.data[2].x) == [1025, 1025] and pairs.data[2].line.dash == "dot"
+    for fig in (pairs, memory):
+        lines = fig.layout.title.text.split("<br>")
+        assert len(lines) == 2 and max(map(len, lines)) <= 34, lines
+        assert fig.layout.margin.t >= 50  # room for both lines
 
 
 def test_model_figures(loaded):
@@ -577,6 +695,10 @@ def test_the_profile_runs_along_token_positions():
     "document token" as it read while the ▼ marked the question's positions on it."""
     fig = plots.profile_figure(np.ones(12), global_positions=[1, 2, 3])
     assert fig.layout.xaxis.title.text == "token position" and list(fig.data[0].x) == list(range(12))
+    # the global tokens' rows and the cross-attention run along the same raw positions: their axis read
+    # "document token" (global rows) and "input token" (cross-attention) beside the profile's "token position"
+    rows = plots.rows_figure(np.ones((2, 3)), ["0 <s>", "5 a"], [0, 4, 8, 12], global_positions=[0, 5])
+    assert rows.layout.xaxis.title.text == "token position"
 
 
 def test_global_tokens_are_marked_on_every_map():

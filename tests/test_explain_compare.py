@@ -253,3 +253,13 @@ def test_compare_encoder_only_and_bad_settings(loaded, doc):
         compare.compare_settings(loaded, doc, [dict(kind="first")] * 5)
     with pytest.raises(InputError):
         compare.compare_settings(loaded, doc, [dict(kind="first")], reference=3)
+
+
+def test_the_window_setting_is_said_in_tokens():
+    """The slider "window w (each side; attention_window = 2w)" left the reader to work out what w = 3 covers: the
+    line under it says it in tokens, and where the window reaches the whole example."""
+    assert explain.window_text(3) == ("w = 3: each token sees the 3 tokens on either side of it, 7 with itself (a "
+                                      "model's config writes this as attention_window = 6).")
+    assert explain.window_text(1).startswith("w = 1: each token sees the 1 token on either side")
+    assert explain.window_text(12, 10).endswith("Here it reaches every one of the 10 tokens.")
+    assert "reaches" not in explain.window_text(3, 24)

@@ -9,7 +9,7 @@ import codecs
 import pytest
 
 from ledviz.errors import InputError
-from ledviz.uploads import UPLOAD_TYPES, UploadedText, decode_upload, detect_encoding, html_text
+from ledviz.uploads import UPLOAD_TYPES, UPLOADER_TYPES, UploadedText, decode_upload, detect_encoding, html_text
 
 
 def make_pdf(pages: list[str | None]) -> bytes:
@@ -97,7 +97,7 @@ def test_without_charset_normalizer_windows_1252_is_the_fallback(monkeypatch):
 
 @pytest.mark.parametrize("name,data,says", [
     ("README", b"plain", "not a .txt, .md, .pdf, .html or .htm file"),
-    ("a.docx", b"PK\x03\x04", "not a .txt"),
+    ("a.xlsx", b"PK\x03\x04", "not a .txt"),
     ("a.txt", b"\x00\x01\x02binary", "not readable text"),
     ("a.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "not readable text"),
     ("a.txt", bytes(range(1, 32)) * 20, "not readable text"),  # control characters, no NUL
@@ -107,6 +107,21 @@ def test_what_cannot_be_read_is_refused(name, data, says):
     with pytest.raises(InputError, match=says) as err:
         decode_upload(name, data)
     assert repr(name) in str(err.value)
+
+
+@pytest.mark.parametrize("name, kind", [("report.docx", "a Word document"), ("Report.DOC", "a Word document"),
+                                        ("notes.odt", "an OpenDocument text"), ("a.rtf", "a rich-text (RTF) file")])
+def test_a_word_document_is_taken_and_refused_with_the_fix(name, kind):
+    """The uploader refused a .docx itself: a red mark on the file and, on hover only, "application/vnd.openxmlformats-
+    officedocument.wordprocessingml.document files are not allowed". It now takes such files, and the message
+    says what the file is and how to get its text in."""
+    assert name.rsplit(".", 1)[1].lower() in UPLOADER_TYPES
+    assert set(UPLOAD_TYPES) <= set(UPLOADER_TYPES)
+    with pytest.raises(InputError) as err:
+        decode_upload(name, b"PK\x03\x04" + bytes(200))
+    assert str(err.value) == (f"{name!r} is {kind}, which ledviz does not read: save it as PDF or plain text "
+                              "(File › Save as, or Export) and upload that, or paste its text")
+
 
 
 # ---------------------------------------------------------------------------------------------
