@@ -216,9 +216,14 @@ class ExplainExample:
         cell = self.raw_to_absolute(part, row, col)
         return None if cell is None else ("absolute", *cell)
 
+    def named_tokens(self) -> list[str]:
+        """'i “token”' for every position: a token inside a sentence ('key 12 “.”: 0.0003', where the
+        axis labels' 'i:token' read 'key 12:.: 0.0003')."""
+        return [f"{i} “{t}”" for i, t in enumerate(self.tokens)]
+
     def describe(self, part: str, row: int, col: int) -> str:
         """One line saying what a cell holds and where its partner is (hover text and captions)."""
-        tok = self.token_labels()
+        tok = self.named_tokens()
         if part == "absolute":
             where = self.absolute_to_raw(row, col)
             head = f"query {tok[row]} → key {tok[col]}"

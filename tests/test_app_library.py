@@ -268,6 +268,8 @@ def test_small_values_read_as_decimals_not_exponents_or_zeros():
     i, j = small[0]
     said = ex.describe("absolute", i, j)
     assert ": 0.000," not in said and decimal(ex.dense[i, j]) in said, said
+    # the tokens are named inside the sentence as position and text, not the axis labels' "12:."
+    assert said.startswith(f"query {i} “{ex.tokens[i]}” → key {j} “{ex.tokens[j]}”: "), said
 
 
 def test_marked_words_are_listed_once_each():
