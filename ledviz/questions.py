@@ -14,7 +14,9 @@ A word is mended only when it is in neither list, has at least MIN_SLIP_LETTERS 
 tokenizer splits it into at least MIN_SLIP_PIECES pieces (a real word a small vocabulary lacks
 mostly takes two: "state" is "st" "ate"; a slip mostly more: "projcet" is "pro" "j" "c" "et"), and
 exactly one best known word is one slip away: an inner letter dropped or typed twice, two letters
-swapped, or an inner letter hit on a neighbouring key; the first letter is never the slip. A word of the document
+swapped, or an inner letter hit on a neighbouring key; the first letter is never the slip. Only where
+none is, a missed last letter ("revenu", "executiv") in a word of at least MIN_LAST_LETTER_LETTERS letters,
+towards a word of the document alone, and never an s, d, r or y ("name" is not read as "named"). A word of the document
 is the best; a word only the tokenizer knows is taken only for a word of at least MIN_VOCAB_PIECES
 pieces ("funding", three pieces, is not read as "founding"). A capitalized word in the middle of a
 question that is not shouted is taken for a name: it is mended only towards a word of the
@@ -47,6 +49,8 @@ from .sentences import Sentences
 MIN_SLIP_LETTERS = 4  # shorter words are left alone: one edit turns too many of them into others
 MIN_SLIP_PIECES = 3  # a word the tokenizer splits into fewer pieces is left alone
 MIN_VOCAB_PIECES = 4  # ... and one of fewer is mended only towards a word of the document
+MIN_LAST_LETTER_LETTERS = 5  # a missed last letter is read only in words at least this long
+_MISSED_LAST = "abcefghijklmnopqtuvwxz"  # the letters a missed last one may be: not s, d, r, y (endings of words)
 MIN_SHORT_SHARE = 0.005  # a 3-letter slip is mended only towards a word at least this share of the document's words
 SHOUTED_SHARE = 0.8  # a question whose cased letters are at least this share upper case is shouted
 MIN_SHOUTED_LETTERS = 4
@@ -287,6 +291,10 @@ def mend(word: str, doc: DocumentWords, vocab: Vocabulary, *, name_like: bool) -
     pool = sorted(w for w in near if w in doc.all)
     if not pool and not name_like and (pieces is None or pieces >= MIN_VOCAB_PIECES):
         pool = sorted(w for w in near if vocab.whole(w))
+    if not pool and len(key) >= MIN_LAST_LETTER_LETTERS:
+        # none of those: the last letter missed ("revenu", "executiv"), towards a word of the document only, and
+        # not an ending that makes another word of a whole one ("name" -> "named", "plan" -> "plans")
+        pool = sorted(w for w in (key + c for c in _MISSED_LAST) if w in doc.all)
     if len(pool) != 1:
         return None
     return _written(pool[0], word, doc)

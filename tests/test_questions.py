@@ -49,6 +49,20 @@ def test_a_letter_slip_is_mended_towards_the_one_best_known_word():
     assert read_question("Whre is the site?", DOC, VOCAB).text == "Where is the site?"
 
 
+def test_a_missed_last_letter_is_mended_only_towards_a_word_of_the_document():
+    # "budge" lacks the last letter of the document's "budget" (a missed last letter was never read before)
+    assert read_question("What is the approved budge?", DOC, VOCAB).text == "What is the approved budget?"
+    assert read_question("whats the budge", DOC, VOCAB).changes == (Change("spelling", "budge", "budget"),)
+    # towards a word only the tokenizer knows ("leader" for "leade"), nothing: it may be a word of its own
+    assert read_question("Who is the leade?", DOC + " The lead is Rohan.", VOCAB).text == "Who is the leade?"
+    # an ending that makes another word ("Name" -> "Named", "plan" -> "plans") or a short word: left as typed
+    named = DOC + " The bridge is named Brigde. Two plans were drawn. The fund was set up."
+    for q in ("Name the site.", "Which plan?", "Which fun?"):
+        assert read_question(q, named, VOCAB).changes == (), q
+    # an ordinary slip still wins: "projet" is "project" with an inner letter missed
+    assert read_question("Who is the projet lead?", DOC, VOCAB).text == "Who is the project lead?"
+
+
 def test_words_that_are_known_odd_names_or_ambiguous_are_left_as_typed():
     # "Brigde" is one swap from the known word "bridge", but the document spells its place so
     for q in ("Where is Brigde Point?", "WHERE IS BRIGDE POINT?"):
