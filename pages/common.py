@@ -41,6 +41,7 @@ import torch
 
 from ledviz import device, pipeline, plots
 from ledviz.errors import InputError, LedvizError
+from ledviz.loading import did_you_mean
 from ledviz.memory import model_nbytes
 from ledviz.pipeline import Document, LoadedModel, RunResult
 from ledviz.runs import cut_note, run_facts, run_fingerprint, stale_note
@@ -177,8 +178,10 @@ def load_model_cached(name: str, status: Any = None, kind: str | None = None) ->
         if kind == "local":
             settings.check_local_folder()
             if not os.path.isdir(os.path.expanduser(name)):
+                hint = did_you_mean(name, hub=False)  # close names among the folders beside it
                 raise InputError(f"there is no folder {name!r} on the server: the path is read on the server's "
-                                 "disk; give the folder that holds config.json and the weights")
+                                 "disk; give the folder that holds config.json and the weights"
+                                 + (f"; {hint}" if hint else ""))
         if kind == "hub" or not settings.local_folders:
             name = settings.check_hub_id(name)
             hub_only = not settings.local_folders
