@@ -551,21 +551,29 @@ GLOBAL_HELP = ("Global tokens attend to every token and every token attends to t
                "see a window of neighbours.")
 
 
-def global_choice_options(prefix: str, kind: str, *, k: int = 64, k_max: int = 4096, positions: str = "0",
+def global_choice_options(prefix: str, kind: str, *, k: int = 64, positions: str = "0",
                           require_positions: bool = False) -> dict[str, Any] | None:
     """The widgets a global-attention choice needs (k, positions or a pattern), keyed `prefix` + name.
 
     Returns their values as keyword arguments of pipeline.global_attention_mask, or None after
-    showing why they cannot be used."""
+    showing why they cannot be used. k takes 1 to pipeline.K_MAX: the input has no bounds of its own
+    (the browser pulled a number outside them back without a word), so a number outside gets a message."""
     if kind == "every_k":
-        return {"k": int(st.number_input("k", 1, k_max, k, key=f"{prefix}k", persist_state="session"))}
-    if kind == "positions":
-        raw = st.text_input("Token positions (comma-separated)", positions, key=f"{prefix}positions",
-                            persist_state="session")
+        value = st.number_input("k", value=k, step=1, key=f"{prefix}k", persist_state="session",
+                                help=f"Every k-th token is global (0, k, 2k, ...): k from 1 to {pipeline.K_MAX:,}.")
         try:
-            values = [int(p) for p in raw.replace(";", ",").split(",") if p.strip()]
-        except ValueError:
-            st.error(f"Positions must be whole numbers separated by commas, got “{as_typed(raw)}”.")
+            return {"k": pipeline.check_k(value)}
+        except LedvizError as err:
+            show_error(err)
+            return None
+    if kind == "positions":
+        raw = st.text_input("Token positions (commas; ranges like 10-20)", positions, key=f"{prefix}positions",
+                            persist_state="session", help="Whole numbers from 0 (the first token <s>) and ranges "
+                                                          "with both ends included: '0, 10-20' is 0 and 10 to 20.")
+        try:
+            values = pipeline.parse_positions(raw)
+        except LedvizError as err:
+            show_error(err)
             return None
         if require_positions and not values:
             st.error("Give at least one token position.")
@@ -595,14 +603,17 @@ def global_tokens_input(key: str, doc: Document | None, default: str = "first") 
     except LedvizError as err:
         show_error(err)
         return kind, None
-    st.caption(global_count(kind, mask))
+    st.caption(global_count(kind, mask, kwargs.get("k")))
     return kind, mask
 
 
-def global_count(kind: str, mask: torch.Tensor) -> str:
-    """The caption under a global-attention choice: how many tokens it makes global, and where a pattern
-    or a choice matched none, that the run is then one without global tokens."""
+def global_count(kind: str, mask: torch.Tensor, k: int | None = None) -> str:
+    """The caption under a global-attention choice: how many tokens it makes global (for every k-th token,
+    of how many and which: pipeline.every_k_note), and where a pattern or a choice matched none, that the
+    run is then one without global tokens."""
     n = int(mask.sum())
+    if kind == "every_k" and k is not None:
+        return sentence(pipeline.every_k_note(k, mask.shape[-1])) + "."
     if n or kind == "none":
         return f"{count(n, 'global token')}."
     return ("0 global tokens: no token matches this choice, so it runs as one without global tokens."
@@ -659,7 +670,17 @@ def attention_kept_input(key: str, loaded: LoadedModel) -> dict:
                                        "last": f"the last layer only (1/{n} of the memory)"}.get,
                           help="Keeping fewer layers' attention lets a long document fit in memory; the views "
                                "then show the kept layer.")
+    if choice == "last":
+        st.caption(kept_layers_note(loaded.config))
     return {"attention_layers": [n - 1]} if choice == "last" else {}
+
+
+def kept_layers_note(config) -> str:
+    """What "the last layer only" keeps: encoder layer n - 1, and the decoder's attention whole (its self- and
+    cross-attention over the output's few tokens are small, so every decoder layer's is kept)."""
+    n, d = config.encoder_layers, config.decoder_layers
+    return (f"Kept: encoder layer {n - 1} only (the last of 0 to {n - 1}); the views show it. The decoder keeps "
+            f"its self- and cross-attention for all {count(d, 'layer')} (small: the output is short).")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -83,8 +83,8 @@ def setting_input(n: int, doc, task: str, question: str | None) -> Setting | Non
     st.session_state[f"{key}.kind_default"] = wanted
     kind = st.selectbox("Global attention on", choices, key=f"{key}.kind", format_func=GLOBAL_CHOICES.get,
                         persist_state="session")
-    options = global_choice_options(f"{key}.", kind, k=default.get("k", 64), k_max=100_000,
-                                    positions="0, 10, 20", require_positions=True)
+    options = global_choice_options(f"{key}.", kind, k=default.get("k", 64), positions="0, 10-20",
+                                    require_positions=True)
     if options is None:
         return None
     if kind == "question" and not question:
@@ -95,7 +95,7 @@ def setting_input(n: int, doc, task: str, question: str | None) -> Setting | Non
         setting = Setting.of(spec)
         if doc is not None:
             mask = setting.mask(doc)
-            st.caption(global_count(kind, mask))
+            st.caption(global_count(kind, mask, options.get("k")))
     except LedvizError as err:
         show_error(err)
         return None

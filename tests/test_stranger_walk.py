@@ -82,3 +82,64 @@ def test_a_typo_gets_close_names_among_cached_repos_and_sibling_folders(tmp_path
     assert loading.did_you_mean(str(tmp_path / "checkpoints" / "led-demo2"), hub=False) == \
         f"did you mean {str(tmp_path / 'checkpoints' / 'led-demo')!r}?"
     assert loading.did_you_mean(str(tmp_path / "nowhere" / "x")) is None
+
+
+# ---- global attention: every k, positions -----------------------------------------------------------
+
+def test_positions_accept_ranges_and_name_what_is_wrong():
+    from ledviz.errors import InputError
+    from ledviz.pipeline import parse_positions
+
+    assert parse_positions("0, 10-13") == [0, 10, 11, 12, 13]
+    assert parse_positions(" 5; 3 , 4 - 5,,") == [3, 4, 5]
+    for typed, said in [("5-2", "the range '5-2' runs backwards: write it smallest first, '2-5'"),
+                        ("0, x", "'x' is not a token position"), ("-3", "is negative"),
+                        ("0-5000000", "more than 1,000,000 tokens")]:
+        with pytest.raises(InputError, match=said):
+            parse_positions(typed)
+
+
+def test_every_k_accepts_1_to_100000_and_says_how_many_tokens_it_marks():
+    from ledviz.errors import InputError
+    from ledviz.pipeline import K_MAX, check_k, every_k_note
+
+    assert K_MAX == 100_000 and check_k(1) == 1 and check_k(100_000) == 100_000
+    for bad in (0, -1, 100_001, 2.5):
+        with pytest.raises(InputError, match="from 1 to 100,000"):
+            check_k(bad)
+    assert every_k_note(64, 300) == "k = 64: 5 of the input's 300 tokens are global (0, 64, 128, ...)"
+    assert every_k_note(1, 300) == "every one of the 300 tokens is global (k = 1)"
+    assert every_k_note(5000, 300).startswith("k = 5,000 is not less than the input's 300 tokens")
+
+
+def test_lab_every_k_out_of_range_and_position_ranges_in_the_page():
+    from app_driver import assert_clean, messages, open_app, paste
+
+    at = open_app("pages/lab.py")
+    paste(at)
+    caption = [c.value for c in at.caption if c.value.startswith("K = 64:")]
+    assert caption and "tokens are global (0, 64, 128" in caption[0], [c.value for c in at.caption]
+    for k in (0, 100_001):
+        at.number_input(key="lab.s2.k").set_value(k).run()
+        assert_clean(at, errors_ok=True)
+        assert any("from 1 to 100,000" in m for m in messages(at, "error")), messages(at, "error")
+        assert at.button(key="lab.run").disabled
+    at.number_input(key="lab.s2.k").set_value(100_000).run()
+    assert_clean(at)
+    assert any("only the first token (0) is global" in c.value for c in at.caption)
+    at.selectbox(key="lab.s1.kind").set_value("positions").run()
+    at.text_input(key="lab.s1.positions").set_value("0, 10-20").run()
+    assert_clean(at)
+    assert any(c.value == "12 global tokens." for c in at.caption)
+    at.text_input(key="lab.s1.positions").set_value("5-2").run()
+    assert any("runs backwards" in m for m in messages(at, "error"))
+
+
+def test_keeping_the_last_layer_says_what_is_kept():
+    from app_driver import assert_clean, open_app, paste
+
+    at = open_app("pages/summarize.py")
+    at.selectbox(key="summarize.attention_layers").set_value("last").run()
+    assert_clean(at)
+    assert any(c.value.startswith("Kept: encoder layer 1 only (the last of 0 to 1)") and "all 2 layers" in c.value
+               for c in at.caption), [c.value for c in at.caption]
