@@ -143,3 +143,60 @@ def test_keeping_the_last_layer_says_what_is_kept():
     assert_clean(at)
     assert any(c.value.startswith("Kept: encoder layer 1 only (the last of 0 to 1)") and "all 2 layers" in c.value
                for c in at.caption), [c.value for c in at.caption]
+
+
+# ---- a damaged study folder ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory):
+    from ledviz.study import StudySpec, run_study
+
+    out = tmp_path_factory.mktemp("study") / "s"
+    run_study(StudySpec(corpus="demo:2:200-300", settings=["first", "none"], max_new_tokens=8), out, progress=False)
+    return out
+
+
+def _copy(src, tmp_path):
+    import shutil
+
+    dst = tmp_path / "copy"
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.mark.parametrize("damage,said", [
+    ("manifest_cut", r"manifest.json is damaged \(.*\): it cannot be read; .*run the study afresh into a new folder"),
+    ("manifest_keys", r"manifest.json is not a study's manifest \(it lacks spec, documents\).*--out NEW_FOLDER"),
+    ("part_cut", r"the row file .*part-.*\.parquet is damaged \(.*\): delete it and run the same study command "
+                 r"again \(python -m ledviz.study run \.\.\. --out .*copy\): it redoes only the rows that are missing"),
+    ("documents_cut", r"documents.parquet is damaged \(.*\); .*run the study afresh into a new folder"),
+])
+def test_a_damaged_study_folder_names_the_file_and_the_fix(small_study, tmp_path, damage, said):
+    from ledviz.errors import InputError
+    from ledviz.study import load_study
+
+    folder = _copy(small_study, tmp_path)
+    if damage == "manifest_cut":
+        (folder / "manifest.json").write_text('{"spec": ')
+    elif damage == "manifest_keys":
+        (folder / "manifest.json").write_text('{"format": 1}')
+    elif damage == "part_cut":
+        os.truncate(sorted((folder / "rows").glob("part-*.parquet"))[0], 100)
+    else:
+        (folder / "documents.parquet").write_bytes(b"junk")
+    with pytest.raises(InputError, match=said):
+        load_study(folder)
+
+
+def test_the_study_page_shows_a_damaged_folder_as_a_message_and_a_typo_gets_close_folders(small_study, tmp_path):
+    from app_driver import assert_clean, messages, open_app
+
+    folder = _copy(small_study, tmp_path)
+    os.truncate(sorted((folder / "rows").glob("part-*.parquet"))[0], 100)
+    at = open_app("pages/study.py")
+    at.text_input(key="study.path").set_value(str(folder)).run()
+    assert_clean(at, errors_ok=True)
+    errors = messages(at, "error")
+    assert len(errors) == 1 and "is damaged" in errors[0] and "Something went wrong" not in errors[0], errors
+    at.text_input(key="study.path").set_value(str(tmp_path / "cpoy")).run()
+    assert any(f"did you mean {str(folder)!r}?" in m for m in messages(at, "error")), messages(at, "error")

@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..errors import InputError
+from ..loading import did_you_mean
 from ..text import count
 from .evaluate import METRICS
 from .store import describe_machine, read_documents, read_manifest, read_rows, record_of
@@ -198,8 +199,10 @@ def load_study(path: str | os.PathLike, n_boot: int = N_BOOT) -> Study:
     """Read a results folder (InputError when it is not one)."""
     p = Path(os.path.expanduser(str(path)))
     if not p.exists():  # a typo, or a path on the user's own machine: the server reads its own disk
+        hint = did_you_mean(str(path), hub=False)
         raise InputError(f"There is no folder {path} on the server: the path is read on the server's disk; give "
-                         "the results folder a study run wrote (python -m ledviz.study run ... --out FOLDER)")
+                         "the results folder a study run wrote (python -m ledviz.study run ... --out FOLDER)"
+                         + (f"; {hint}" if hint else ""))
     if not p.is_dir():
         raise InputError(f"{path} is a file, not a folder: give the results folder of a study")
     manifest = read_manifest(p)
