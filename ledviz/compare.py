@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 import torch
 
-from . import analysis
+from . import analysis, device
 from .errors import InputError
 from .export import AttentionStore
 from .runqueue import Stopped
@@ -330,6 +330,11 @@ class Comparison:
     distances: pd.DataFrame  # (setting, layer, head, tv) against the reference
     summary: pd.DataFrame  # one row per setting, SUMMARY_COLUMNS
     generated: bool
+    load: tuple[float | None, float | None] = (None, None)  # the machine's load average at the start and end
+
+    def timing_note(self) -> str:
+        """Which machine took the times, and how busy it was (device.timing_note)."""
+        return device.timing_note(*self.load)
 
     @property
     def labels(self) -> list[str]:
@@ -402,6 +407,7 @@ def compare_settings(
         if progress:
             progress(what, min(1.0, step / steps))
 
+    load_start = device.load_average()
     if warmup:  # the first pass pays one-off costs (allocator, kernels): keep them out of the timings
         report("warming up", 0)
         encode(loaded, doc, masks[0])
@@ -460,4 +466,5 @@ def compare_settings(
         for item in results
     ], columns=SUMMARY_COLUMNS)
     report("done", steps)
-    return Comparison(doc, task, results, reference, distances, summary, generate)
+    return Comparison(doc, task, results, reference, distances, summary, generate,
+                      load=(load_start, device.load_average()))

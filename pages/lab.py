@@ -256,6 +256,8 @@ def results_section(comp: compare.Comparison, most: int | None = None) -> None:
     with c3:
         plot(figure(plots.bars_figure, df, {"scores_mb": "scores computed (fp32)", "attention_mb": "kept (fp16)"},
                     "Attention memory", "MB"), key=f"{KEY}.memory")
+    st.caption(as_typed(comp.timing_note()), help="The times are wall-clock seconds: other work on the machine "
+               "(other users' runs, other programs) takes cores from the model and lengthens them.")
     st.subheader("How different is the attention?")
     with show_errors("comparing the attention maps"):
         distance_section(comp)

@@ -200,3 +200,33 @@ def test_the_study_page_shows_a_damaged_folder_as_a_message_and_a_typo_gets_clos
     assert len(errors) == 1 and "is damaged" in errors[0] and "Something went wrong" not in errors[0], errors
     at.text_input(key="study.path").set_value(str(tmp_path / "cpoy")).run()
     assert any(f"did you mean {str(folder)!r}?" in m for m in messages(at, "error")), messages(at, "error")
+
+
+# ---- the lab's times: which machine, how busy ------------------------------------------------------------
+
+def test_timing_note_says_the_machine_and_its_load():
+    from ledviz import device
+
+    busy = device.timing_note(1.9, 2.3, 2, "AMD EPYC")
+    assert busy.startswith("Times taken on AMD EPYC (2 cores), load average 1.9 at the start, 2.3 at the end: "
+                           "the machine was busy (load 2.3 on 2 cores)")
+    assert "mostly idle" in device.timing_note(0.2, 0.3, 2, "AMD EPYC")
+    assert "load is not known" in device.timing_note(None, None, 2, "AMD EPYC")
+    load = device.load_average()
+    assert load is None or load >= 0
+
+
+def test_lab_results_say_the_machine_load_under_the_times(monkeypatch):
+    from app_driver import assert_clean, open_app, paste
+    from ledviz import device
+
+    loads = iter([3.5, 4.25])
+    monkeypatch.setattr(device, "load_average", lambda: next(loads, 4.25))
+    at = open_app("pages/lab.py")
+    paste(at)
+    at.number_input(key="lab.count").set_value(2).run()
+    at.checkbox(key="lab.generate").uncheck().run()
+    at.button(key="lab.run").click().run()
+    assert_clean(at)
+    notes = [c.value for c in at.caption if c.value.startswith("Times taken on")]
+    assert len(notes) == 1 and "load average 3.5 at the start, 4.2 at the end" in notes[0].replace("\\", ""), notes

@@ -61,12 +61,7 @@ def package_versions(*extra: str) -> dict[str, str | None]:
     return out
 
 
-def load_average() -> float | None:
-    """The 1-minute load average now, rounded to 0.01 (None where unknown)."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (OSError, AttributeError):
-        return None
+load_average = device.load_average  # (kept here under its old name: studies record it in their manifest)
 
 
 def machine() -> dict:
