@@ -55,6 +55,15 @@ DEFAULTS = [dict(kind="first"), dict(kind="sentences"), dict(kind="every_k", k=6
 TASKS = {"summarize": "Summarize", "qa": "Question answering"}
 
 
+def panels(n: int, **kwargs) -> list:
+    """n places for panels: side by side (st.columns), or one under another, each the page's width, when
+    "Stack the panels" is on (for a narrow window, where four cards side by side cut their numbers and
+    labels; Streamlit stacks columns by itself only below 640 px)."""
+    if st.session_state.get(f"{KEY}.stacked"):
+        return [st.container() for _ in range(n)]
+    return st.columns(n, **kwargs)
+
+
 # ---------------------------------------------------------------------------------------------
 # the settings
 # ---------------------------------------------------------------------------------------------
@@ -155,7 +164,7 @@ def outputs_section(comp: compare.Comparison, most: int | None = None) -> None:
     """Each setting's output and likelihoods, side by side; a setting's output cut at its token
     limit says so (runs.cut_note, as Summarize and QA: `most` is "Max output tokens"'s largest value)."""
     ref = comp.results[comp.reference]
-    cols = st.columns(len(comp.results))
+    cols = panels(len(comp.results))
     for n, (col, item) in enumerate(zip(cols, comp.results)):
         with col.container(border=True):
             st.markdown(f"**{as_typed(item.label)}**" + (" · reference" if n == comp.reference else ""))
@@ -167,7 +176,8 @@ def outputs_section(comp: compare.Comparison, most: int | None = None) -> None:
                 own, refll = item.log_likelihood, item.reference_log_likelihood
                 # side by side in a card only where two or one cards share the page: in three or four the two
                 # numbers were cut ("-145…")
-                m1, m2 = st.columns(2) if len(comp.results) <= 2 else (st.container(), st.container())
+                m1, m2 = st.columns(2) if len(comp.results) <= 2 or st.session_state.get(f"{KEY}.stacked") \
+                    else (st.container(), st.container())
                 m1.metric("own log-lik.", "–" if own is None else f"{own:.2f}",
                           help="of this setting's own output; outputs differ, so these are not comparable")
                 if n == comp.reference:
@@ -219,7 +229,7 @@ def difference_section(comp: compare.Comparison) -> None:
                f"A vs B: **{diff.mean_tv:.3f}**.")
     top = max(float(diff.binned_a.max()), float(diff.binned_b.max()), 1e-9)
     spread = max(float(diff.binned.abs().max()), 1e-9)
-    m1, m2, m3 = st.columns(3)
+    m1, m2, m3 = panels(3)
     with m1:
         plot(figure(plots.binned_map_figure, diff.binned_a, diff.edges, f"A: {labels[a]}", zmax=top,
                     global_positions=comp.results[a].global_positions), key=f"{KEY}.map_a")
@@ -241,7 +251,7 @@ def results_section(comp: compare.Comparison, most: int | None = None) -> None:
     st.subheader("Summary")
     st.dataframe(comp.summary, hide_index=True, column_config=SUMMARY_CONFIG)
     df = comp.summary
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3 = panels(3)
     with c1:
         if comp.generated:
             plot(figure(plots.bars_figure, df, {"reference_log_likelihood": "reference output",
@@ -315,7 +325,10 @@ def main() -> None:
     max_new = new_tokens_input(g2, f"{KEY}.max_new", "Max output tokens", loaded, LAB_MAX_NEW, LAB_DEFAULT_NEW)
     generate = g3.checkbox("Generate outputs", True, key=f"{KEY}.generate", persist_state="session",
                            help="Off: encoder only (attention, time, memory), much faster.")
-    cols = st.columns(int(n_settings))
+    st.toggle("Stack the panels", key=f"{KEY}.stacked", persist_state="session",
+              help="One panel under another, each the page's width, instead of side by side: for a narrow "
+                   "window, where side-by-side settings, outputs and maps are cramped.")
+    cols = panels(int(n_settings))
     settings: list[Setting | None] = []
     for n, col in enumerate(cols):
         with col.container(border=True):

@@ -230,3 +230,19 @@ def test_lab_results_say_the_machine_load_under_the_times(monkeypatch):
     assert_clean(at)
     notes = [c.value for c in at.caption if c.value.startswith("Times taken on")]
     assert len(notes) == 1 and "load average 3.5 at the start, 4.2 at the end" in notes[0].replace("\\", ""), notes
+
+
+def test_lab_stack_the_panels_puts_settings_and_results_one_under_another():
+    from app_driver import assert_clean, open_app, paste
+
+    at = open_app("pages/lab.py")
+    paste(at)
+    at.checkbox(key="lab.generate").uncheck().run()
+    at.button(key="lab.run").click().run()
+    assert_clean(at)
+    side_by_side = len(at.columns)
+    at.toggle(key="lab.stacked").set_value(True).run()
+    assert_clean(at)
+    # the three settings' cards, the three outputs, the three charts and the three maps are no longer columns
+    assert len(at.columns) == side_by_side - 12, (side_by_side, len(at.columns))
+    assert len(at.get("plotly_chart")) >= 6
