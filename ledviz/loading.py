@@ -65,7 +65,7 @@ def resolve_file(name_or_path: str | os.PathLike, filename: str, *, required: bo
         if not _looks_like_hub_id(name) or ".." in name:
             raise CheckpointError(f"{name!r} is not a Hub model id (like 'allenai/led-base-16384'); "
                                   "local folders are not read here")
-        return _hub_download(name, filename, required=required, progress=progress, **hub_kwargs)
+        return _hub_download_or_hint(name, filename, required=required, progress=progress, **hub_kwargs)
     if os.path.isdir(name):
         folder = os.path.join(name, subfolder) if subfolder else name
         if subfolder and not os.path.isdir(folder):
@@ -85,10 +85,17 @@ def resolve_file(name_or_path: str | os.PathLike, filename: str, *, required: bo
     if problem is not None:
         hint = did_you_mean(name, hub_kwargs.get("cache_dir"), hub=False)
         raise CheckpointError(problem + (f"; {hint}" if hint else ""))
+    return _hub_download_or_hint(name, filename, required=required, progress=progress, folders=True, **hub_kwargs)
+
+
+def _hub_download_or_hint(name: str, filename: str, *, folders: bool = False, **kwargs: Any) -> str | None:
+    """_hub_download; its error for an id that is not cached gets close names, if any: cached repos, and with
+    `folders` (a name that may be a path) the folders beside it."""
     try:
-        return _hub_download(name, filename, required=required, progress=progress, **hub_kwargs)
-    except CheckpointError as err:  # a typo'd id (or a folder's path) that is not cached: close names, if any
-        hint = None if _repo_is_cached(name, hub_kwargs.get("cache_dir")) else did_you_mean(name, hub_kwargs.get("cache_dir"))
+        return _hub_download(name, filename, **kwargs)
+    except CheckpointError as err:  # a typo'd id (or a folder's path) that is not cached
+        cache_dir = kwargs.get("cache_dir")
+        hint = None if _repo_is_cached(name, cache_dir) else did_you_mean(name, cache_dir, folders=folders)
         if hint is None:
             raise
         raise CheckpointError(f"{err}; {hint}") from None

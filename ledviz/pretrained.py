@@ -96,8 +96,8 @@ def _mismatch_note(config: Any, state: dict[str, torch.Tensor]) -> str:
     lines = config_mismatches(config, state)
     if not lines:
         return ""
-    return (f"config.json does not fit the weights ({len(lines)} field{'s' if len(lines) > 1 else ''}: "
-            + "; ".join(lines) + "): use the config.json saved with these weights. In detail: ")
+    return (f"the checkpoint's config.json does not fit its weights ({len(lines)} field{'s' if len(lines) > 1 else ''}"
+            ": " + "; ".join(lines) + "): use the config.json saved with these weights. In detail: ")
 
 
 class LEDPreTrainedModel(nn.Module):
@@ -466,10 +466,11 @@ class LEDPreTrainedModel(nn.Module):
         if mismatched and not ignore_mismatched_sizes:
             shown = [f"{k!r} has shape {tuple(renamed[k].shape)} in the checkpoint but {tuple(expected[k])} in the model"
                      for k in mismatched]
+            note = _mismatch_note(config, renamed)
+            most = 3 if note else 10  # the fields named, a few tensors are detail enough
             raise WeightShapeError(
-                _mismatch_note(config, renamed) +
-                f"the weights of {name!r} do not fit its config.json: " + "; ".join(shown[:10])
-                + (f" (+{len(shown) - 10} more)" if len(shown) > 10 else "")
+                note + f"the weights of {name!r} do not fit its config.json: " + "; ".join(shown[:most])
+                + (f" (+{len(shown) - most} more)" if len(shown) > most else "")
                 + ": the config and the weights come from different models (ignore_mismatched_sizes=True starts "
                 "those weights from fresh values)"
             )

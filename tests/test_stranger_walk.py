@@ -46,7 +46,7 @@ def test_a_config_that_does_not_fit_names_its_fields(tmp_path):
     with pytest.raises(ledviz.CheckpointError) as err:
         ledviz.LEDForConditionalGeneration.from_pretrained(str(tmp_path / "ck"))
     message = str(err.value)
-    assert message.startswith("config.json does not fit the weights (2 fields: ")
+    assert message.startswith("the checkpoint's config.json does not fit its weights (2 fields: ")
     assert f"vocab_size: {cfg['vocab_size']} in config.json, {cfg['vocab_size'] - 10} in the weights" in message
     assert f"encoder_ffn_dim: {cfg['encoder_ffn_dim']} in config.json" in message
 
@@ -72,6 +72,8 @@ def test_a_typo_gets_close_names_among_cached_repos_and_sibling_folders(tmp_path
     assert loading.cached_repos(cache) == ["tiny-org/tiny-led"]
     with pytest.raises(ledviz.CheckpointError, match=r"did you mean 'tiny-org/tiny-led'\?"):
         ledviz.LEDConfig.from_pretrained("tiny-org/tiny-lde", cache_dir=cache)
+    with pytest.raises(ledviz.CheckpointError, match=r"did you mean 'tiny-org/tiny-led'\?"):  # as the app asks
+        ledviz.LEDConfig.from_pretrained("Tiny-org/tiny-led2", cache_dir=cache, hub_only=True)
     with pytest.raises(ledviz.CheckpointError) as err:  # nothing close: no suggestion
         ledviz.LEDConfig.from_pretrained("someone/else", cache_dir=cache)
     assert "did you mean" not in str(err.value)
@@ -246,3 +248,21 @@ def test_lab_stack_the_panels_puts_settings_and_results_one_under_another():
     # the three settings' cards, the three outputs, the three charts and the three maps are no longer columns
     assert len(at.columns) == side_by_side - 12, (side_by_side, len(at.columns))
     assert len(at.get("plotly_chart")) >= 6
+
+
+def test_model_page_says_which_model_it_shows_after_a_failed_load(tmp_path):
+    """A folder that failed to load left the Model page showing the embedded model's numbers without a word:
+    a stranger read them as the folder's."""
+    from app_driver import messages, open_app
+
+    (tmp_path / "ck").mkdir()
+    at = open_app("pages/model.py")
+    at.sidebar.radio(key="model.source").set_value("local").run()
+    at.sidebar.text_input(key="model.folder").set_value(str(tmp_path / "ck")).run()
+    at.sidebar.button(key="model.load_folder").click().run()
+    assert not at.exception
+    assert any("no config.json" in m for m in messages(at, "error")), messages(at, "error")
+    warned = [w for w in messages(at, "warning") if w.startswith("The model asked for last could not be loaded")]
+    assert warned and warned[0].endswith("this page shows the model still in use, the embedded demo model."), warned
+    at.sidebar.radio(key="model.source").set_value("embedded").run()  # choosing again clears the error
+    assert not [w for w in messages(at, "warning") if "could not be loaded" in w]
