@@ -594,6 +594,8 @@ def global_tokens_input(key: str, doc: Document | None, default: str = "first") 
     kind = st.selectbox("Global attention on", choices, index=choices.index(default), key=f"{key}.global",
                         format_func=pipeline.GLOBAL_CHOICES.get, help=GLOBAL_HELP, persist_state="session")
     kwargs = global_choice_options(f"{key}.global_", kind)
+    # what the choice needs (k, positions, pattern), for the run's settings (run_panel): its settings file says them
+    st.session_state[f"{key}.global_options"] = kwargs or {}
     if kwargs is None:
         return kind, None
     if doc is None:
@@ -618,6 +620,33 @@ def global_count(kind: str, mask: torch.Tensor, k: int | None = None) -> str:
         return f"{count(n, 'global token')}."
     return ("0 global tokens: no token matches this choice, so it runs as one without global tokens."
             if kind == "pattern" else "0 global tokens: this choice runs as one without global tokens.")
+
+
+def lab_settings_state(got: dict) -> dict[str, Any]:
+    """The Attention lab's session-state keys ("lab.*") for settings read by compare.read_lab_settings (what the
+    file does not say is left as it is); set in a callback, before the lab's widgets are drawn."""
+    state: dict[str, Any] = {}
+    if got.get("task"):
+        state["lab.task"] = got["task"]
+    if got.get("question") is not None:
+        state["lab.question"] = got["question"]
+    settings = got["settings"]
+    if len(settings) >= 2:
+        state["lab.count"] = len(settings)
+    for n, setting in enumerate(settings):
+        key = f"lab.s{n}"
+        state[f"{key}.kind"] = setting.kind
+        state[f"{key}.kind_default"] = None  # a kind from the file is the user's: not replaced by a task's default
+        if setting.kind == "every_k":
+            state[f"{key}.k"] = setting.k
+        elif setting.kind == "positions":
+            state[f"{key}.positions"] = ", ".join(map(str, setting.positions))
+        elif setting.kind == "pattern":
+            state[f"{key}.pattern"] = setting.pattern
+    for name, widget in (("reference", "reference"), ("max_new_tokens", "max_new"), ("generate", "generate")):
+        if got.get(name) is not None:
+            state[f"lab.{widget}"] = got[name]
+    return state
 
 
 LAB_MAX_NEW = 512  # the Attention lab's most output tokens (the study page opens a document in the lab with no more)
@@ -709,7 +738,9 @@ def run_panel(key: str, loaded: LoadedModel, doc: Document | None, global_mask: 
     run finds the job still going and goes on polling it. (st.fragment(run_every=...) could poll
     as well, but the whole page has to redraw when the result arrives anyway.)"""
     ss = st.session_state
-    settings = dict(settings or {}, task=task, max_new_tokens=max_new_tokens, num_beams=num_beams,
+    # the global choice's k, positions or pattern (global_tokens_input, under run_settings' key), as global_k, ...
+    options = {f"global_{name}": value for name, value in (ss.get(f"{key}.settings.global_options") or {}).items()}
+    settings = dict(settings or {}, **options, task=task, max_new_tokens=max_new_tokens, num_beams=num_beams,
                     **(generation or {}))
     running = job_running(key)
     ready = doc is not None and global_mask is not None

@@ -17,6 +17,7 @@ from ledviz.pipeline import GLOBAL_CHOICES
 from ledviz.runs import cut_note, run_fingerprint, stale_note
 from pages.common import (
     as_typed,
+    lab_settings_state,
     count,
     LAB_MAX_NEW,
     current_view,
@@ -291,6 +292,46 @@ def _start_compare(loaded, doc, settings: list[Setting], task: str, max_new: int
         wrap=lambda comp: (fp, comp)))
 
 
+def _load_settings_file() -> None:
+    """The settings file's on_change: its settings go into the lab's widgets (before they are drawn), or its
+    error is kept to be shown (compare.read_lab_settings names what is wrong)."""
+    ss = st.session_state
+    upload = ss.get(f"{KEY}.settings_file")
+    ss.pop(f"{KEY}.settings_file_error", None)
+    ss.pop(f"{KEY}.settings_file_note", None)
+    if upload is None:
+        return
+    try:
+        got = compare.read_lab_settings(upload.getvalue(), f"“{upload.name}”")
+    except LedvizError as err:
+        ss[f"{KEY}.settings_file_error"] = err
+        return
+    ss.update(lab_settings_state(got))
+    n = len(got["settings"])
+    ss[f"{KEY}.settings_file_note"] = (f"Loaded {n} settings from “{upload.name}”." if n > 1
+                                       else f"Loaded setting 1 from the run's settings file “{upload.name}”.")
+
+
+def settings_file(task: str, settings: list[Setting | None], reference: int, max_new: int, generate: bool,
+                  question: str | None) -> None:
+    """Save the settings as JSON, or load a file of them (the lab's own, or a Summarize / QA run's)."""
+    ss = st.session_state
+    with st.expander("Save or load these settings (JSON)"):
+        c1, c2 = st.columns([1, 2])
+        valid = all(s is not None for s in settings)
+        data = compare.lab_settings_json(task=task, settings=settings, reference=reference, max_new_tokens=max_new,
+                                         generate=generate, question=question) if valid else ""
+        c1.download_button("Download the settings", data=data, file_name="ledviz-lab-settings.json",
+                           mime="application/json", key=f"{KEY}.settings_download", disabled=not valid,
+                           on_click="ignore", help=None if valid else "Fix the settings marked (to fix) first.")
+        c2.file_uploader("Load settings (the lab's file, or a run's Settings (JSON) from Summarize or QA)",
+                         type=["json"], key=f"{KEY}.settings_file", on_change=_load_settings_file)
+        if f"{KEY}.settings_file_error" in ss:
+            show_error(ss[f"{KEY}.settings_file_error"])
+        elif ss.get(f"{KEY}.settings_file_note"):
+            st.caption(as_typed(ss[f"{KEY}.settings_file_note"]))
+
+
 def main() -> None:
     st.title("Global-attention lab")
     st.caption("Run one document under two to four choices of global tokens and compare what the model writes, "
@@ -339,6 +380,7 @@ def main() -> None:
     index_state(f"{KEY}.reference", len(settings))
     reference = g4.selectbox("Reference", range(len(settings)), key=f"{KEY}.reference", format_func=names.__getitem__,
                              help="Its output is scored under every setting, and every map is compared with its map.")
+    settings_file(task, settings, reference, max_new, generate, question)
     ready = doc is not None and len(valid) == len(settings)
     running = job_running(KEY)
     b1, b2, _ = st.columns([1.3, 1, 4], vertical_alignment="center")

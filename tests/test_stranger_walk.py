@@ -266,3 +266,82 @@ def test_model_page_says_which_model_it_shows_after_a_failed_load(tmp_path):
     assert warned and warned[0].endswith("this page shows the model still in use, the embedded demo model."), warned
     at.sidebar.radio(key="model.source").set_value("embedded").run()  # choosing again clears the error
     assert not [w for w in messages(at, "warning") if "could not be loaded" in w]
+
+
+# ---- the lab's settings file ----------------------------------------------------------------------------
+
+def test_lab_settings_file_round_trip_and_unknown_keys():
+    from ledviz.compare import Setting, lab_settings_json, read_lab_settings
+    from ledviz.errors import InputError
+
+    settings = [Setting("first"), Setting("every_k", k=7), Setting("positions", positions=(0, 10, 11, 12)),
+                Setting("pattern", pattern=r"^\d")]
+    text = lab_settings_json(task="summarize", settings=settings, reference=1, max_new_tokens=40, generate=False)
+    data = json.loads(text)
+    assert data["settings"][1] == {"kind": "every_k", "global_k": 7}
+    assert data["settings"][2] == {"kind": "positions", "positions": "0, 10, 11, 12"}
+    got = read_lab_settings(text)
+    assert got["settings"] == settings and got["reference"] == 1 and got["max_new_tokens"] == 40
+    assert got["generate"] is False and got["task"] == "summarize"
+    data["settings"][2]["positions"] = "0, 10-12"
+    assert read_lab_settings(json.dumps(data))["settings"][2].positions == (0, 10, 11, 12)
+    for change, said in [
+        (lambda d: d.update(colour="red", seed=1), r"unknown keys 'colour', 'seed': the keys are format, task"),
+        (lambda d: d["settings"][1].update(k=5), r"setting 2 of .* has unknown key 'k': the keys are kind, global_k"),
+        (lambda d: d["settings"][1].update(global_k=0), r"setting 2 of .*from 1 to 100,000"),
+        (lambda d: d["settings"][2].update(positions="5-2"), r"setting 3 of .*runs backwards"),
+        (lambda d: d["settings"][0].update(kind="question"), r"needs the task 'qa'"),
+        (lambda d: d.update(reference=9), r"the reference 9"),
+    ]:
+        bad = json.loads(text)
+        change(bad)
+        with pytest.raises(InputError, match=said):
+            read_lab_settings(json.dumps(bad))
+    with pytest.raises(InputError, match="is not JSON"):
+        read_lab_settings(b"{not json")
+
+
+def test_a_summarize_run_settings_file_carries_global_k_and_loads_into_the_lab():
+    from app_driver import assert_clean, kept, open_app, paste
+    from ledviz import export
+    from ledviz.compare import read_lab_settings
+
+    at = open_app("pages/summarize.py")
+    paste(at)
+    at.selectbox(key="summarize.settings.global").set_value("every_k").run()
+    at.number_input(key="summarize.settings.global_k").set_value(9).run()
+    at.button(key="summarize.run").click().run()
+    assert_clean(at)
+    result = kept(at, "summarize")
+    assert result.settings["global_tokens"] == "every_k" and result.settings["global_k"] == 9
+    text = export.run_settings_json(result)
+    got = read_lab_settings(text)
+    assert got["settings"][0].kind == "every_k" and got["settings"][0].k == 9 and got["task"] == "summarize"
+
+
+def test_lab_takes_a_settings_file_into_its_widgets_and_shows_its_errors():
+    """The file's settings as the lab's upload callback puts them (pages.common.lab_settings_state) draw the
+    lab with them; a file's error shows as a message. (AppTest has no file uploader: the browser walk
+    uploaded files through the real widget.)"""
+    from app_driver import assert_clean, messages, open_app, paste
+    from ledviz.compare import Setting, lab_settings_json, read_lab_settings
+    from ledviz.errors import InputError
+    from pages.common import lab_settings_state
+
+    at = open_app("pages/lab.py")
+    at.segmented_control(key="lab.task").set_value("qa").run()  # setting 1 starts on the question
+    paste(at)
+    good = lab_settings_json(task="qa", settings=[Setting("none"), Setting("every_k", k=5)], reference=1,
+                             max_new_tokens=20, generate=False, question="Who is the project lead?")
+    for key, value in lab_settings_state(read_lab_settings(good)).items():
+        at.session_state[key] = value
+    at.run()
+    assert_clean(at)
+    assert at.number_input(key="lab.count").value == 2
+    assert at.selectbox(key="lab.s0.kind").value == "none"  # the file's kind, not the task's default
+    assert at.number_input(key="lab.s1.k").value == 5 and at.checkbox(key="lab.generate").value is False
+    assert at.text_input(key="lab.question").value == "Who is the project lead?"
+    assert at.selectbox(key="lab.reference").value == 1
+    at.session_state["lab.settings_file_error"] = InputError("“bad.json” has unknown key 'colour': the keys are ...")
+    at.run()
+    assert any("unknown key 'colour'" in m for m in messages(at, "error")), messages(at, "error")
