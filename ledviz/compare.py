@@ -22,7 +22,7 @@ from . import analysis, device
 from .errors import InputError
 from .export import AttentionStore
 from .runqueue import Stopped
-from .pipeline import GLOBAL_CHOICES, Document, LoadedModel, RunResult, peak_rss_mb, global_attention_mask, run, score_tokens
+from .pipeline import GLOBAL_CHOICES, Document, format_positions, LoadedModel, RunResult, peak_rss_mb, global_attention_mask, run, score_tokens
 from .unfold import SparseAttention
 
 Tensor = torch.Tensor
@@ -74,8 +74,8 @@ class Setting:
         if self.kind == "every_k":
             return "every token" if self.k == 1 else f"every {_ordinal(self.k)}"
         if self.kind == "positions":
-            shown = ",".join(map(str, self.positions[:6])) + ("…" if len(self.positions) > 6 else "")
-            return f"positions {shown}"
+            shown = format_positions(self.positions, ",")
+            return f"positions {shown if len(shown) <= 24 else shown[:shown.rfind(',', 0, 24)] + '…'}"
         if self.kind == "pattern":
             return f"pattern /{self.pattern}/"
         return {"none": "none", "first": "first <s>", "question": "question", "sentences": "sentence starts"}[self.kind]
@@ -102,7 +102,7 @@ def setting_fields(setting: Setting) -> dict[str, Any]:
     if setting.kind == "every_k":
         out["global_k"] = setting.k
     elif setting.kind == "positions":
-        out["positions"] = ", ".join(map(str, setting.positions))
+        out["positions"] = format_positions(setting.positions)
     elif setting.kind == "pattern":
         out["pattern"] = setting.pattern
     return out

@@ -331,7 +331,7 @@ MAX_POSITIONS = 1_000_000  # the most positions a list (ranges written out) may 
 def check_k(k: Any) -> int:
     """k of "every k-th token" as an int: a whole number from 1 to K_MAX, else InputError saying so."""
     if isinstance(k, bool) or not isinstance(k, (int, float)) or k != int(k) or not 1 <= k <= K_MAX:
-        raise InputError(f"k of 'every k-th token' must be a whole number from 1 to {K_MAX:,}, got {k!r}: 1 marks "
+        raise InputError(f"'every k-th token' takes k from 1 to {K_MAX:,} (a whole number), got {k!r}: 1 marks "
                          f"every token, 64 every 64th (0, 64, 128, ...)")
     return int(k)
 
@@ -345,6 +345,23 @@ def every_k_note(k: int, n_tokens: int) -> str:
         return f"k = {k:,} is not less than the input's {n_tokens:,} tokens, so only the first token (0) is global"
     shown = ", ".join(map(str, range(0, min(n_tokens, 3 * k), k)))
     return f"k = {k:,}: {marked:,} of the input's {n_tokens:,} tokens are global ({shown}{', ...' if marked > 3 else ''})"
+
+
+def format_positions(positions: Sequence[int], sep: str = ", ") -> str:
+    """Positions as parse_positions reads them, runs of three or more written as ranges: "0, 10-20"."""
+    values = sorted(set(int(p) for p in positions))
+    parts: list[str] = []
+    i = 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
+            j += 1
+        if j - i >= 2:
+            parts.append(f"{values[i]}-{values[j]}")
+        else:
+            parts.extend(str(v) for v in values[i:j + 1])
+        i = j + 1
+    return sep.join(parts)
 
 
 def parse_positions(text: str) -> list[int]:

@@ -640,7 +640,7 @@ def lab_settings_state(got: dict) -> dict[str, Any]:
         if setting.kind == "every_k":
             state[f"{key}.k"] = setting.k
         elif setting.kind == "positions":
-            state[f"{key}.positions"] = ", ".join(map(str, setting.positions))
+            state[f"{key}.positions"] = pipeline.format_positions(setting.positions)
         elif setting.kind == "pattern":
             state[f"{key}.pattern"] = setting.pattern
     for name, widget in (("reference", "reference"), ("max_new_tokens", "max_new"), ("generate", "generate")):

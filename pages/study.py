@@ -11,6 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from ledviz.errors import LedvizError
+from ledviz.pipeline import format_positions
 from ledviz.study import load_study, parse_setting
 from ledviz.study.report import METRIC_NAMES, Study, figures, wide
 from pages.common import LAB_MAX_NEW, as_typed, count, get_model, most_new_tokens, render_page, show_error, show_errors
@@ -57,7 +58,7 @@ def lab_state(study: Study, doc_index: int, setting_index: int, loaded) -> dict:
         if s.kind == "every_k":
             state[f"lab.s{n}.k"] = int(s.k)
         elif s.kind == "positions":
-            state[f"lab.s{n}.positions"] = ", ".join(map(str, s.positions))
+            state[f"lab.s{n}.positions"] = format_positions(s.positions)
         elif s.kind == "pattern":
             state[f"lab.s{n}.pattern"] = s.pattern
     return state

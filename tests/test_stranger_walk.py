@@ -94,6 +94,12 @@ def test_positions_accept_ranges_and_name_what_is_wrong():
 
     assert parse_positions("0, 10-13") == [0, 10, 11, 12, 13]
     assert parse_positions(" 5; 3 , 4 - 5,,") == [3, 4, 5]
+    from ledviz.compare import Setting
+    from ledviz.pipeline import format_positions
+
+    assert format_positions([20, 0, 10, 11, 12, 13, 21]) == "0, 10-13, 20, 21"
+    assert parse_positions(format_positions(range(5, 900, 3))) == list(range(5, 900, 3))
+    assert Setting("positions", positions=(0, *range(10, 21))).label == "positions 0,10-20"
     for typed, said in [("5-2", "the range '5-2' runs backwards: write it smallest first, '2-5'"),
                         ("0, x", "'x' is not a token position"), ("-3", "is negative"),
                         ("0-5000000", "more than 1,000,000 tokens")]:
@@ -279,7 +285,7 @@ def test_lab_settings_file_round_trip_and_unknown_keys():
     text = lab_settings_json(task="summarize", settings=settings, reference=1, max_new_tokens=40, generate=False)
     data = json.loads(text)
     assert data["settings"][1] == {"kind": "every_k", "global_k": 7}
-    assert data["settings"][2] == {"kind": "positions", "positions": "0, 10, 11, 12"}
+    assert data["settings"][2] == {"kind": "positions", "positions": "0, 10-12"}  # as typed: ranges kept short
     got = read_lab_settings(text)
     assert got["settings"] == settings and got["reference"] == 1 and got["max_new_tokens"] == 40
     assert got["generate"] is False and got["task"] == "summarize"
