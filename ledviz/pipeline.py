@@ -337,14 +337,16 @@ def check_k(k: Any) -> int:
 
 
 def every_k_note(k: int, n_tokens: int) -> str:
-    """How many tokens "every k-th token" marks in a document of `n_tokens` tokens, in words."""
+    """How many tokens "every k-th token" marks in a document of `n_tokens` tokens, and which, in words."""
     marked = len(range(0, n_tokens, k))
     if k == 1:
-        return f"every one of the {n_tokens:,} tokens is global (k = 1)"
+        return f"all {n_tokens:,} tokens are global (k = 1)"
     if marked == 1:
-        return f"k = {k:,} is not less than the input's {n_tokens:,} tokens, so only the first token (0) is global"
+        return (f"1 of the input's {n_tokens:,} tokens is global: k = {k:,} reaches past its end, so only the "
+                "first (0)")
     shown = ", ".join(map(str, range(0, min(n_tokens, 3 * k), k)))
-    return f"k = {k:,}: {marked:,} of the input's {n_tokens:,} tokens are global ({shown}{', ...' if marked > 3 else ''})"
+    return (f"{marked:,} of the input's {n_tokens:,} tokens are global, one every {k:,} "
+            f"({shown}{', ...' if marked > 3 else ''})")
 
 
 def format_positions(positions: Sequence[int], sep: str = ", ") -> str:

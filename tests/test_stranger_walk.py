@@ -115,9 +115,10 @@ def test_every_k_accepts_1_to_100000_and_says_how_many_tokens_it_marks():
     for bad in (0, -1, 100_001, 2.5):
         with pytest.raises(InputError, match="from 1 to 100,000"):
             check_k(bad)
-    assert every_k_note(64, 300) == "k = 64: 5 of the input's 300 tokens are global (0, 64, 128, ...)"
-    assert every_k_note(1, 300) == "every one of the 300 tokens is global (k = 1)"
-    assert every_k_note(5000, 300).startswith("k = 5,000 is not less than the input's 300 tokens")
+    assert every_k_note(64, 300) == "5 of the input's 300 tokens are global, one every 64 (0, 64, 128, ...)"
+    assert every_k_note(1, 300) == "all 300 tokens are global (k = 1)"
+    assert every_k_note(5000, 300) == "1 of the input's 300 tokens is global: k = 5,000 reaches past its end, " \
+        "so only the first (0)"
 
 
 def test_lab_every_k_out_of_range_and_position_ranges_in_the_page():
@@ -125,8 +126,8 @@ def test_lab_every_k_out_of_range_and_position_ranges_in_the_page():
 
     at = open_app("pages/lab.py")
     paste(at)
-    caption = [c.value for c in at.caption if c.value.startswith("K = 64:")]
-    assert caption and "tokens are global (0, 64, 128" in caption[0], [c.value for c in at.caption]
+    caption = [c.value for c in at.caption if "tokens are global, one every 64 (0, 64, 128, ...)" in c.value]
+    assert caption and caption[0][0].isdigit(), [c.value for c in at.caption]
     for k in (0, 100_001):
         at.number_input(key="lab.s2.k").set_value(k).run()
         assert_clean(at, errors_ok=True)
@@ -134,7 +135,7 @@ def test_lab_every_k_out_of_range_and_position_ranges_in_the_page():
         assert at.button(key="lab.run").disabled
     at.number_input(key="lab.s2.k").set_value(100_000).run()
     assert_clean(at)
-    assert any("only the first token (0) is global" in c.value for c in at.caption)
+    assert any("reaches past its end, so only the first (0)" in c.value for c in at.caption)
     at.selectbox(key="lab.s1.kind").set_value("positions").run()
     at.text_input(key="lab.s1.positions").set_value("0, 10-20").run()
     assert_clean(at)
