@@ -352,3 +352,14 @@ def test_lab_takes_a_settings_file_into_its_widgets_and_shows_its_errors():
     at.session_state["lab.settings_file_error"] = InputError("“bad.json” has unknown key 'colour': the keys are ...")
     at.run()
     assert any("unknown key 'colour'" in m for m in messages(at, "error")), messages(at, "error")
+
+
+def test_study_figure_titles_are_broken_into_lines(small_study):
+    """Four panels side by side at 1300 px ran their one-line titles into each other."""
+    from ledviz.study import load_study
+    from ledviz.study.report import distribution_figure
+
+    fig = distribution_figure(load_study(small_study))
+    titles = [a.text for a in fig.layout.annotations]
+    assert any("<br>" in t for t in titles), titles
+    assert all(len(line) <= 26 for t in titles for line in t.split("<br>")), titles

@@ -221,6 +221,22 @@ def _color(n: int) -> str:
     return COLORS[n % len(COLORS)]
 
 
+def _titles(names: Sequence[str], width: int = 22) -> list[str]:
+    """Subplot titles broken into lines of about `width` characters: four panels side by side at 1300 px ran
+    their one-line titles into each other ("reference setting's output log-lik.total variation to ...")."""
+    out = []
+    for name in names:
+        lines, line = [], ""
+        for word in _esc(name).split():
+            if line and len(line) + 1 + len(word) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = f"{line} {word}".strip()
+        out.append("<br>".join(lines + [line]))
+    return out
+
+
 def distribution_figure(study: Study, metrics: Sequence[str] | None = None) -> go.Figure:
     """Box plots (with every document as a point) of each metric, per setting."""
     rows = study.rows
@@ -228,7 +244,7 @@ def distribution_figure(study: Study, metrics: Sequence[str] | None = None) -> g
                                        "total_s"]) if m in available_metrics(rows)]
     metrics = list(dict.fromkeys(metrics))
     fig = make_subplots(rows=1, cols=max(1, len(metrics)),
-                        subplot_titles=[METRIC_NAMES.get(m, m) for m in metrics])
+                        subplot_titles=_titles([METRIC_NAMES.get(m, m) for m in metrics]))
     for c, m in enumerate(metrics, 1):
         for n, label in enumerate(study.labels):
             g = rows[rows["setting_index"] == n]
@@ -236,7 +252,7 @@ def distribution_figure(study: Study, metrics: Sequence[str] | None = None) -> g
                                  pointpos=0, showlegend=c == 1, legendgroup=str(n), text=g["doc_id"],
                                  hovertemplate="%{text}: %{y:.3f}<extra></extra>"), row=1, col=c)
     fig.update_layout(title="Metric distributions over documents (each point a document)", height=380,
-                      margin=dict(l=10, r=10, t=70, b=10), legend=dict(orientation="h", y=-0.12))
+                      margin=dict(l=10, r=10, t=90, b=10), legend=dict(orientation="h", y=-0.12))
     fig.update_xaxes(showticklabels=False)
     return fig
 
@@ -244,7 +260,7 @@ def distribution_figure(study: Study, metrics: Sequence[str] | None = None) -> g
 def layer_figure(study: Study) -> go.Figure:
     """Per-layer attention statistics: mean over documents per setting, with 95% bootstrap intervals."""
     cols = [c for c in LAYER_COLUMNS if c in study.rows and study.rows[c].notna().any()]
-    fig = make_subplots(rows=1, cols=max(1, len(cols)), subplot_titles=[LAYER_COLUMNS[c] for c in cols])
+    fig = make_subplots(rows=1, cols=max(1, len(cols)), subplot_titles=_titles([LAYER_COLUMNS[c] for c in cols]))
     for c, col in enumerate(cols, 1):
         for n, label in enumerate(study.labels):
             vals = [v for v in study.rows.loc[study.rows["setting_index"] == n, col] if v is not None and len(v)]
@@ -260,7 +276,7 @@ def layer_figure(study: Study) -> go.Figure:
                 showlegend=c == 1, legendgroup=str(n)), row=1, col=c)
         fig.update_xaxes(title_text="encoder layer", dtick=1, row=1, col=c)
     fig.update_layout(title="Encoder attention per layer (mean over documents, 95% interval)", height=360,
-                      margin=dict(l=10, r=10, t=70, b=10), legend=dict(orientation="h", y=-0.25))
+                      margin=dict(l=10, r=10, t=90, b=10), legend=dict(orientation="h", y=-0.25))
     return fig
 
 
@@ -284,7 +300,7 @@ def cost_figure(study: Study, metric: str | None = None) -> go.Figure:
     fig.update_yaxes(title_text=METRIC_NAMES.get(metric, metric), row=1, col=1)
     fig.update_yaxes(title_text="seconds", row=1, col=2)
     fig.update_layout(title="What global tokens cost and buy (marker size: time)", height=380,
-                      margin=dict(l=10, r=10, t=70, b=10), legend=dict(orientation="h", y=-0.25))
+                      margin=dict(l=10, r=10, t=90, b=10), legend=dict(orientation="h", y=-0.25))
     return fig
 
 
@@ -293,7 +309,7 @@ def difference_figure(study: Study, metrics: Sequence[str] | None = None) -> go.
     diff = study.differences()
     metrics = list(metrics or dict.fromkeys([study.primary_metric(), "reference_output_log_likelihood", "total_s"]))
     diff = diff[diff["metric"].isin(metrics)]
-    fig = make_subplots(rows=1, cols=max(1, len(metrics)), subplot_titles=[METRIC_NAMES.get(m, m) for m in metrics])
+    fig = make_subplots(rows=1, cols=max(1, len(metrics)), subplot_titles=_titles([METRIC_NAMES.get(m, m) for m in metrics]))
     for c, m in enumerate(metrics, 1):
         d = diff[diff["metric"] == m]
         fig.add_trace(go.Scatter(
@@ -305,7 +321,7 @@ def difference_figure(study: Study, metrics: Sequence[str] | None = None) -> go.
         fig.add_vline(x=0, line_dash="dot", line_color="gray", row=1, col=c)
     ref = study.labels[study.reference]
     fig.update_layout(title=f"Paired difference vs. the reference ({_esc(ref)}), 95% interval", height=300,
-                      margin=dict(l=10, r=10, t=70, b=10))
+                      margin=dict(l=10, r=10, t=90, b=10))
     return fig
 
 
