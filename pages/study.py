@@ -31,9 +31,9 @@ def _stamp(path: str) -> tuple:
 
 
 @st.cache_data(max_entries=4, show_spinner="Reading the study…")
-def _load(path: str, stamp: tuple) -> tuple[Study, dict]:
+def _load(path: str, stamp: tuple, stacked: bool = False) -> tuple[Study, dict]:
     study = load_study(path)
-    return study, figures(study) if not study.rows.empty else {}
+    return study, figures(study, stacked=stacked) if not study.rows.empty else {}
 
 
 def lab_state(study: Study, doc_index: int, setting_index: int, loaded) -> dict:
@@ -122,7 +122,7 @@ def main() -> None:
                 "`python -m ledviz.study run --corpus demo:100 --setting first --setting none --out runs/demo`")
         return
     try:
-        study, figs = _load(path.strip(), _stamp(path.strip()))
+        study, figs = _load(path.strip(), _stamp(path.strip()), bool(st.session_state.get(f"{KEY}.stacked")))
     except LedvizError as err:
         show_error(err)
         return
@@ -145,6 +145,9 @@ def main() -> None:
         st.info("One setting only: nothing to compare.")
     else:
         st.dataframe(diff, key=f"{KEY}.diff")
+    st.toggle("Stack the panels", key=f"{KEY}.stacked", persist_state="session",
+              help="Each figure's panels one under another, each the page's width, instead of side by side: for "
+                   "a narrow window, where four panels side by side cannot be read.")
     for name, fig in figs.items():
         with show_errors(f"drawing the {name} figure"):
             plot(fig, key=f"{KEY}.fig.{name}")

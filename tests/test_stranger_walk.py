@@ -363,3 +363,21 @@ def test_study_figure_titles_are_broken_into_lines(small_study):
     titles = [a.text for a in fig.layout.annotations]
     assert any("<br>" in t for t in titles), titles
     assert all(len(line) <= 26 for t in titles for line in t.split("<br>")), titles
+
+
+def test_study_figures_stack_their_panels_on_request(small_study):
+    from app_driver import assert_clean, open_app
+    from ledviz.study import load_study
+    from ledviz.study.report import figures
+
+    study = load_study(small_study)
+    for name, fig in figures(study, stacked=True).items():
+        domains = {tuple(fig.layout[a].domain) for a in fig.layout if a.startswith("xaxis")}
+        assert domains == {(0.0, 1.0)}, (name, domains)  # every panel the figure's full width
+    side = figures(study)["distributions"]
+    assert len({tuple(side.layout[a].domain) for a in side.layout if a.startswith("xaxis")}) > 1
+    at = open_app("pages/study.py")
+    at.text_input(key="study.path").set_value(str(small_study)).run()
+    at.toggle(key="study.stacked").set_value(True).run()
+    assert_clean(at)
+    assert len(at.get("plotly_chart")) == 4
