@@ -81,6 +81,8 @@ def resolve_file(name_or_path: str | os.PathLike, filename: str, *, required: bo
         return None
     if os.path.isfile(name) and os.path.basename(name) == filename:
         return name
+    if os.path.isfile(name):  # a checkpoint's file (its weights, its config) given for the checkpoint
+        raise CheckpointError(file_not_folder(name))
     problem = hub_id_problem(name)
     if problem is not None:
         hint = did_you_mean(name, hub_kwargs.get("cache_dir"), hub=False)
@@ -99,6 +101,13 @@ def _hub_download_or_hint(name: str, filename: str, *, folders: bool = False, **
         if hint is None:
             raise
         raise CheckpointError(f"{err}; {hint}") from None
+
+
+def file_not_folder(path: str) -> str:
+    """The message for a file given where a checkpoint's folder belongs."""
+    folder = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
+    return (f"{path!r} is a file, not a checkpoint folder: give the folder that holds config.json, the tokenizer "
+            f"files and the weights, e.g. {folder!r}")
 
 
 def cached_repos(cache_dir: str | None = None) -> list[str]:

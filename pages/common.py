@@ -41,7 +41,7 @@ import torch
 
 from ledviz import device, pipeline, plots
 from ledviz.errors import InputError, LedvizError
-from ledviz.loading import did_you_mean
+from ledviz.loading import did_you_mean, file_not_folder
 from ledviz.memory import model_nbytes
 from ledviz.pipeline import Document, LoadedModel, RunResult
 from ledviz.runs import cut_note, run_facts, run_fingerprint, stale_note
@@ -177,6 +177,8 @@ def load_model_cached(name: str, status: Any = None, kind: str | None = None) ->
         settings = srv.settings
         if kind == "local":
             settings.check_local_folder()
+            if os.path.isfile(os.path.expanduser(name)):
+                raise InputError(file_not_folder(name))
             if not os.path.isdir(os.path.expanduser(name)):
                 hint = did_you_mean(name, hub=False)  # close names among the folders beside it
                 raise InputError(f"there is no folder {name!r} on the server: the path is read on the server's "

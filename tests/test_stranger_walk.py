@@ -381,3 +381,18 @@ def test_study_figures_stack_their_panels_on_request(small_study):
     at.toggle(key="study.stacked").set_value(True).run()
     assert_clean(at)
     assert len(at.get("plotly_chart")) == 4
+
+
+def test_a_file_given_for_the_checkpoint_folder_names_its_folder(tmp_path):
+    from app_driver import messages, open_app
+
+    make_reference("LEDForConditionalGeneration", tmp_path / "ck")
+    weights = str(tmp_path / "ck" / "model.safetensors")
+    with pytest.raises(ledviz.CheckpointError, match=r"is a file, not a checkpoint folder: give the folder .*/ck'$"):
+        ledviz.LEDForConditionalGeneration.from_pretrained(weights)
+    at = open_app("pages/model.py")
+    at.sidebar.radio(key="model.source").set_value("local").run()
+    at.sidebar.text_input(key="model.folder").set_value(weights).run()
+    at.sidebar.button(key="model.load_folder").click().run()
+    said = messages(at, "error")
+    assert any("is a file, not a checkpoint folder" in m and str(tmp_path / "ck") in m for m in said), said
