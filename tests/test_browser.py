@@ -168,7 +168,7 @@ def test_lab_keeps_its_controls_on_invalid_input(server, browser, tmp_path):
     page.locator("[data-testid='stSelectbox']").filter(has_text="Global attention on").nth(1).click()
     page.get_by_role("option", name="tokens picked by position").click()
     idle(page)
-    positions = page.get_by_label("Token positions (commas; ranges like 10-20)")
+    positions = page.get_by_role("textbox", name="Token positions (commas; ranges like 10-20)")
     positions.fill("0, ten, 20")
     positions.press("Enter")
     idle(page)

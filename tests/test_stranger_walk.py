@@ -12,6 +12,7 @@ import torch
 
 import ledviz
 from conftest import make_reference
+from browser_fixtures import browser, server  # noqa: F401 (fixtures)
 from hub_cache import _hub_cache
 from ledviz import loading
 from ledviz.pretrained import config_mismatches
@@ -396,3 +397,43 @@ def test_a_file_given_for_the_checkpoint_folder_names_its_folder(tmp_path):
     at.sidebar.button(key="model.load_folder").click().run()
     said = messages(at, "error")
     assert any("is a file, not a checkpoint folder" in m and str(tmp_path / "ck") in m for m in said), said
+
+
+# ---- in a real browser: the lab's settings file through the file uploader --------------------------------
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_lab_settings_file_in_a_browser(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    from browser_fixtures import idle, no_failure
+    from ledviz.compare import Setting, lab_settings_json
+
+    good = tmp_path / "good.json"
+    good.write_text(lab_settings_json(task="summarize", settings=[Setting("first"), Setting("every_k", k=7),
+                                                                   Setting("positions", positions=(0, *range(10, 21)))],
+                                      reference=0, max_new_tokens=32, generate=True))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(dict(json.loads(good.read_text()), colour="red")))
+    page = browser.new_page()
+    page.goto(server + "/lab")
+    idle(page)
+    k = page.get_by_role("spinbutton", name="k", exact=True)
+    k.fill("0")
+    k.press("Enter")
+    idle(page)
+    expect(page.get_by_text("'every k-th token' takes k from 1 to 100,000")).to_be_visible()
+    expect(page.get_by_role("button", name="Compare")).to_be_disabled()
+    page.get_by_text("Save or load these settings (JSON)").click()
+    upload = page.locator("[data-testid='stFileUploaderDropzoneInput']")
+    upload.set_input_files(str(bad))
+    idle(page)
+    expect(page.get_by_text("has unknown key 'colour'")).to_be_visible()
+    upload.set_input_files(str(good))
+    idle(page)
+    page.screenshot(path=str(tmp_path / "lab-settings-file.png"), full_page=True)
+    no_failure(page)
+    expect(page.get_by_text("Loaded 3 settings from")).to_be_visible()
+    expect(page.get_by_role("spinbutton", name="k", exact=True)).to_have_value("7")
+    expect(page.get_by_role("textbox", name="Token positions (commas; ranges like 10-20)")).to_have_value("0, 10-20")
+    expect(page.get_by_role("button", name="Compare")).to_be_enabled()
