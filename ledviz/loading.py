@@ -319,7 +319,7 @@ def _damaged_fix(path: str) -> str:
         repo = os.path.basename(folder)[len("models--"):].replace("--", "/")
         return (f"the Hub cache's copy of {repo!r} is damaged: delete the folder {folder} and load the model "
                 "again to download it afresh")
-    return "delete it and fetch the checkpoint again"
+    return "replace it with a complete copy (save or download the checkpoint again)"
 
 
 def _load_bin(path: str) -> dict[str, torch.Tensor]:

@@ -64,6 +64,9 @@ def test_a_damaged_hub_cache_names_the_folder_to_delete(tmp_path, monkeypatch):
     assert f"delete the folder {folder} and load the model again" in str(err.value)
     assert loading.hub_cache_folder(str(snapshot)) == folder
     assert loading.hub_cache_folder(str(tmp_path / "src" / "model.safetensors")) is None
+    os.truncate(tmp_path / "src" / "model.safetensors", 100)  # a local folder's file: no Hub to fetch it from
+    with pytest.raises(ledviz.CheckpointError, match=r"replace it with a complete copy \(save or download"):
+        ledviz.LEDForConditionalGeneration.from_pretrained(str(tmp_path / "src"))
 
 
 def test_a_typo_gets_close_names_among_cached_repos_and_sibling_folders(tmp_path, monkeypatch):
