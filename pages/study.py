@@ -55,6 +55,9 @@ def lab_state(study: Study, doc_index: int, setting_index: int, loaded) -> dict:
         state["lab.question"] = record.question or ""
     for n, s in enumerate(settings):
         state[f"lab.s{n}.kind"] = s.kind
+        # the study's kind is not a task's default: a lab visited before on summarize had left "first" as setting
+        # 1's default in place, and a question-answering study's "first" was then replaced by "question"
+        state[f"lab.s{n}.kind_default"] = None
         if s.kind == "every_k":
             state[f"lab.s{n}.k"] = int(s.k)
         elif s.kind == "positions":

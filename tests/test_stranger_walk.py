@@ -440,3 +440,22 @@ def test_lab_settings_file_in_a_browser(server, browser, tmp_path):
     expect(page.get_by_role("spinbutton", name="k", exact=True)).to_have_value("7")
     expect(page.get_by_role("textbox", name="Token positions (commas; ranges like 10-20)")).to_have_value("0, 10-20")
     expect(page.get_by_role("button", name="Compare")).to_be_enabled()
+
+
+def test_a_question_answering_study_opens_its_setting_in_a_lab_visited_before(tmp_path):
+    """The lab, visited first on summarize, had left "first" in place as setting 1's default; a question-answering
+    study's "first" opened there was then taken for that default and replaced by "question"."""
+    from app_driver import assert_clean, open_app
+    from ledviz.study import StudySpec, run_study
+
+    out = tmp_path / "qa"
+    run_study(StudySpec(corpus="demo:2:200-300", task="qa", settings=["none", "first"], max_new_tokens=8), out,
+              progress=False)
+    at = open_app("pages/lab.py")
+    at.switch_page("pages/study.py").run()
+    at.text_input(key="study.path").set_value(str(out)).run()
+    assert at.selectbox(key="study.setting").value == 1  # "first <s>", next to the reference "none"
+    at.button(key="study.open").click().run()
+    assert_clean(at)
+    assert at.session_state["lab.task"] == "qa"
+    assert at.selectbox(key="lab.s0.kind").value == "first" and at.selectbox(key="lab.s1.kind").value == "none"
