@@ -380,7 +380,9 @@ def main() -> None:
     index_state(f"{KEY}.reference", len(settings))
     reference = g4.selectbox("Reference", range(len(settings)), key=f"{KEY}.reference", format_func=names.__getitem__,
                              help="Its output is scored under every setting, and every map is compared with its map.")
-    settings_file(task, settings, reference, max_new, generate, question)
+    # the question as typed (the read one is the model's input: loaded back, it would be read again and shown so)
+    settings_file(task, settings, reference, max_new, generate, st.session_state.get(f"{KEY}.question") or None
+                  if task == "qa" else None)
     ready = doc is not None and len(valid) == len(settings)
     running = job_running(KEY)
     b1, b2, _ = st.columns([1.3, 1, 4], vertical_alignment="center")

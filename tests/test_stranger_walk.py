@@ -440,6 +440,19 @@ def test_lab_settings_file_in_a_browser(server, browser, tmp_path):
     expect(page.get_by_role("spinbutton", name="k", exact=True)).to_have_value("7")
     expect(page.get_by_role("textbox", name="Token positions (commas; ranges like 10-20)")).to_have_value("0, 10-20")
     expect(page.get_by_role("button", name="Compare")).to_be_enabled()
+    # on question answering the file keeps the question as typed (the model's input is the read one)
+    page.get_by_text("Question answering", exact=True).last.click()
+    idle(page)
+    question = page.get_by_role("textbox", name="Question")
+    question.fill("who is teh projct leed")
+    question.press("Enter")
+    idle(page)
+    expect(page.get_by_text("Read as:")).to_be_visible()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download the settings").click()
+    saved = json.loads(open(download.value.path(), encoding="utf-8").read())
+    assert saved["task"] == "qa" and saved["question"] == "who is teh projct leed", saved
+    assert saved["settings"][1] == {"kind": "every_k", "global_k": 7}
 
 
 def test_a_question_answering_study_opens_its_setting_in_a_lab_visited_before(tmp_path):
@@ -459,3 +472,4 @@ def test_a_question_answering_study_opens_its_setting_in_a_lab_visited_before(tm
     assert_clean(at)
     assert at.session_state["lab.task"] == "qa"
     assert at.selectbox(key="lab.s0.kind").value == "first" and at.selectbox(key="lab.s1.kind").value == "none"
+
