@@ -90,6 +90,7 @@ class Setting:
 # ---------------------------------------------------------------------------------------------
 
 LAB_FILE_FORMAT = "ledviz-lab-settings/1"
+MAX_SETTINGS_FILE = 1_000_000  # bytes: a settings file is a few hundred (the uploader would take 200 MB)
 LAB_FILE_KEYS = ("format", "task", "question", "reference", "max_new_tokens", "generate", "settings")
 SETTING_FILE_KEYS = ("kind", "global_k", "positions", "pattern")
 RUN_GLOBAL_KEYS = ("global_tokens", "global_k", "global_positions", "global_pattern")  # in a run's settings
@@ -158,6 +159,9 @@ def read_lab_settings(data: bytes | str, name: str = "the settings file") -> dic
     global_positions or global_pattern). Returns dict(task, question, reference, max_new_tokens, generate,
     settings: list of Setting) with None for what the file does not say; InputError naming what is wrong
     (unknown keys by name, a wrong value, not JSON)."""
+    if len(data) > MAX_SETTINGS_FILE:
+        raise InputError(f"{name} is {len(data):,} bytes: a settings file is a few hundred; give the file the lab's "
+                         "'Download the settings' wrote")
     try:
         obj = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -113,6 +113,9 @@ def memory(loaded) -> None:
                             persist_state="session")
         x = c2.number_input("Global tokens", 0, 100_000, 1, key=f"{KEY}.x", persist_state="session")
         table = explain.attention_memory(loaded.config, int(n), int(x))
+        if x > n:  # the estimate counts at most every token as global: said, not done silently
+            st.caption(f"{int(x):,} global tokens is more than the document's {int(n):,}: counted as {int(n):,} "
+                       "(every token global).")
         fig = figure(plots.attention_memory_figure, table)
         plot(fig, key=f"{KEY}.attention_memory")
         total32, total16 = table.float32_mb.sum(), table.float16_mb.sum()

@@ -310,6 +310,8 @@ def test_lab_settings_file_round_trip_and_unknown_keys():
             read_lab_settings(json.dumps(bad))
     with pytest.raises(InputError, match="is not JSON"):
         read_lab_settings(b"{not json")
+    with pytest.raises(InputError, match="is 2,000,000 bytes: a settings file is a few hundred"):
+        read_lab_settings(b" " * 2_000_000)
 
 
 def test_a_summarize_run_settings_file_carries_global_k_and_loads_into_the_lab():
@@ -473,3 +475,14 @@ def test_a_question_answering_study_opens_its_setting_in_a_lab_visited_before(tm
     assert at.session_state["lab.task"] == "qa"
     assert at.selectbox(key="lab.s0.kind").value == "first" and at.selectbox(key="lab.s1.kind").value == "none"
 
+
+
+def test_model_page_says_when_global_tokens_exceed_the_document():
+    from app_driver import assert_clean, open_app
+
+    at = open_app("pages/model.py")
+    at.number_input(key="model_page.n").set_value(10).run()
+    at.number_input(key="model_page.x").set_value(100).run()
+    assert_clean(at)
+    assert any(c.value == "100 global tokens is more than the document's 10: counted as 10 (every token global)."
+               for c in at.caption), [c.value for c in at.caption]
