@@ -486,3 +486,16 @@ def test_model_page_says_when_global_tokens_exceed_the_document():
     assert_clean(at)
     assert any(c.value == "100 global tokens is more than the document's 10: counted as 10 (every token global)."
                for c in at.caption), [c.value for c in at.caption]
+
+
+def test_study_settings_take_ranges_and_ks_as_the_lab_does():
+    from ledviz.errors import InputError
+    from ledviz.study import parse_setting, setting_text
+
+    s = parse_setting("positions:0,10-12")
+    assert s.positions == (0, 10, 11, 12)
+    assert setting_text(s) == "positions:0,10,11,12"  # as before: a study's identity is unchanged
+    with pytest.raises(InputError, match=r"setting 'positions:5-2': the range '5-2' runs backwards"):
+        parse_setting("positions:5-2")
+    with pytest.raises(InputError, match=r"setting 'every_k:200000': .*from 1 to 100,000"):
+        parse_setting("every_k:200000")
