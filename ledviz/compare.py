@@ -9,6 +9,7 @@ averaged over tokens. No Streamlit here: `pages/lab.py` only renders what this c
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,11 +18,11 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 import torch
 
-from . import analysis
+from . import analysis, device
 from .errors import InputError
 from .export import AttentionStore
 from .runqueue import Stopped
-from .pipeline import GLOBAL_CHOICES, Document, LoadedModel, RunResult, peak_rss_mb, global_attention_mask, run, score_tokens
+from .pipeline import GLOBAL_CHOICES, Document, format_positions, LoadedModel, RunResult, peak_rss_mb, global_attention_mask, run, score_tokens
 from .unfold import SparseAttention
 
 Tensor = torch.Tensor
@@ -73,8 +74,8 @@ class Setting:
         if self.kind == "every_k":
             return "every token" if self.k == 1 else f"every {_ordinal(self.k)}"
         if self.kind == "positions":
-            shown = ",".join(map(str, self.positions[:6])) + ("…" if len(self.positions) > 6 else "")
-            return f"positions {shown}"
+            shown = format_positions(self.positions, ",")
+            return f"positions {shown if len(shown) <= 24 else shown[:shown.rfind(',', 0, 24)] + '…'}"
         if self.kind == "pattern":
             return f"pattern /{self.pattern}/"
         return {"none": "none", "first": "first <s>", "question": "question", "sentences": "sentence starts"}[self.kind]
@@ -82,6 +83,134 @@ class Setting:
     def mask(self, doc: Document) -> Tensor:
         """The (1, N) global-attention mask of this setting on `doc` (InputError for bad input)."""
         return global_attention_mask(doc, self.kind, k=self.k, positions=list(self.positions), pattern=self.pattern)
+
+
+# ---------------------------------------------------------------------------------------------
+# the lab's settings as a file: exported, and read back (or a Summarize / QA run's settings file)
+# ---------------------------------------------------------------------------------------------
+
+LAB_FILE_FORMAT = "ledviz-lab-settings/1"
+MAX_SETTINGS_FILE = 1_000_000  # bytes: a settings file is a few hundred (the uploader would take 200 MB)
+LAB_FILE_KEYS = ("format", "task", "question", "reference", "max_new_tokens", "generate", "settings")
+SETTING_FILE_KEYS = ("kind", "global_k", "positions", "pattern")
+RUN_GLOBAL_KEYS = ("global_tokens", "global_k", "global_positions", "global_pattern")  # in a run's settings
+
+
+def setting_fields(setting: Setting) -> dict[str, Any]:
+    """A setting as the settings file writes it: its kind and what that kind needs (global_k, positions as
+    typed, pattern)."""
+    out: dict[str, Any] = {"kind": setting.kind}
+    if setting.kind == "every_k":
+        out["global_k"] = setting.k
+    elif setting.kind == "positions":
+        out["positions"] = format_positions(setting.positions)
+    elif setting.kind == "pattern":
+        out["pattern"] = setting.pattern
+    return out
+
+
+def lab_settings_json(*, task: str, settings: Sequence[Setting], reference: int, max_new_tokens: int,
+                      generate: bool, question: str | None = None) -> str:
+    """The lab's settings as indented JSON (read back by read_lab_settings)."""
+    return json.dumps(dict(format=LAB_FILE_FORMAT, task=task, question=question or None, reference=int(reference),
+                           max_new_tokens=int(max_new_tokens), generate=bool(generate),
+                           settings=[setting_fields(s) for s in settings]), indent=2)
+
+
+def _unknown(keys, known: Sequence[str], where: str) -> None:
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        raise InputError(f"{where} has unknown key{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(repr(str(k)) for k in unknown)}: the keys are {', '.join(known)}")
+
+
+def _setting_from_file(value: Any, where: str) -> Setting:
+    from .pipeline import check_k, parse_positions
+
+    if not isinstance(value, Mapping):
+        raise InputError(f"{where} must be an object like {{\"kind\": \"every_k\", \"global_k\": 64}}, got {value!r}"[:300])
+    _unknown(value, SETTING_FILE_KEYS, where)
+    kind = value.get("kind")
+    if kind not in GLOBAL_CHOICES:
+        raise InputError(f"{where} has the kind {kind!r}: use one of {', '.join(GLOBAL_CHOICES)}")
+    try:
+        if kind == "every_k":
+            return Setting(kind, k=check_k(value.get("global_k", 64)))
+        if kind == "positions":
+            raw = value.get("positions", "")
+            raw = ", ".join(map(str, raw)) if isinstance(raw, list) else str(raw)
+            positions = parse_positions(raw)
+            if not positions:
+                raise InputError("give at least one position")
+            return Setting(kind, positions=tuple(positions))
+        if kind == "pattern":
+            pattern = value.get("pattern")
+            if not isinstance(pattern, str) or not pattern:
+                raise InputError("give the pattern as a non-empty text (a regular expression)")
+            return Setting(kind, pattern=pattern)
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from None
+    return Setting(kind)
+
+
+def read_lab_settings(data: bytes | str, name: str = "the settings file") -> dict[str, Any]:
+    """The lab's settings from a file lab_settings_json wrote, or from a Summarize / Question answering run's
+    settings file (its Export tab's "Settings (JSON)": one setting, its global_tokens with global_k,
+    global_positions or global_pattern). Returns dict(task, question, reference, max_new_tokens, generate,
+    settings: list of Setting) with None for what the file does not say; InputError naming what is wrong
+    (unknown keys by name, a wrong value, not JSON)."""
+    if len(data) > MAX_SETTINGS_FILE:
+        raise InputError(f"{name} is {len(data):,} bytes: a settings file is a few hundred; give the file the lab's "
+                         "'Download the settings' wrote")
+    try:
+        obj = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{name} is not JSON ({e}): give a file the lab's 'Download the settings' wrote") from None
+    if not isinstance(obj, dict):
+        raise InputError(f"{name} holds {type(obj).__name__}, not an object of settings")
+    if "format" not in obj and isinstance(obj.get("settings"), dict):  # a run's settings file
+        run = obj["settings"]
+        if "global_tokens" not in run:
+            raise InputError(f"{name} is a run's settings file without global_tokens: export it again from a "
+                             "run of this version")
+        kind = run["global_tokens"]
+        fields = {"kind": kind, "global_k": run.get("global_k"), "positions": run.get("global_positions"),
+                  "pattern": run.get("global_pattern")}
+        setting = _setting_from_file({k: v for k, v in fields.items() if v is not None}, f"{name}'s global_tokens")
+        task = run.get("task") if run.get("task") in ("summarize", "qa") else None
+        question = (obj.get("document") or {}).get("question") if isinstance(obj.get("document"), dict) else None
+        return dict(task=task, question=question, reference=None, max_new_tokens=run.get("max_new_tokens"),
+                    generate=None, settings=[setting])
+    _unknown(obj, LAB_FILE_KEYS, name)
+    if obj.get("format") != LAB_FILE_FORMAT:
+        raise InputError(f"{name} has the format {obj.get('format')!r}, not {LAB_FILE_FORMAT!r}: give a file the "
+                         "lab's 'Download the settings' wrote")
+    task = obj.get("task", "summarize")
+    if task not in ("summarize", "qa"):
+        raise InputError(f"{name} has the task {task!r}: use 'summarize' or 'qa'")
+    raw = obj.get("settings")
+    if not isinstance(raw, list) or not 2 <= len(raw) <= MAX_SETTINGS:
+        raise InputError(f"{name} needs 'settings': a list of 2 to {MAX_SETTINGS} settings")
+    settings = [_setting_from_file(v, f"setting {n + 1} of {name}") for n, v in enumerate(raw)]
+    on_question = [n + 1 for n, st in enumerate(settings) if st.kind == "question"]
+    if on_question and task != "qa":
+        raise InputError(f"setting {on_question[0]} of {name} is on the question's tokens, but the task is {task!r}: "
+                         "that choice needs the task 'qa'")
+    reference = obj.get("reference", 0)
+    if isinstance(reference, bool) or not isinstance(reference, int) or not 0 <= reference < len(settings):
+        raise InputError(f"{name} has the reference {reference!r}: give the index of one of its settings, "
+                         f"0 to {len(settings) - 1}")
+    most = obj.get("max_new_tokens", 64)
+    if isinstance(most, bool) or not isinstance(most, int) or most < 1:
+        raise InputError(f"{name} has max_new_tokens {most!r}: give a whole number of 1 or more")
+    generate = obj.get("generate", True)
+    if not isinstance(generate, bool):
+        raise InputError(f"{name} has generate {generate!r}: give true or false")
+    question = obj.get("question")
+    if question is not None and not isinstance(question, str):
+        raise InputError(f"{name} has the question {question!r}: give a text, or null")
+    return dict(task=task, question=question, reference=reference, max_new_tokens=most, generate=generate,
+                settings=settings)
 
 
 def _ordinal(n: int) -> str:
@@ -330,6 +459,11 @@ class Comparison:
     distances: pd.DataFrame  # (setting, layer, head, tv) against the reference
     summary: pd.DataFrame  # one row per setting, SUMMARY_COLUMNS
     generated: bool
+    load: tuple[float | None, float | None] = (None, None)  # the machine's load average at the start and end
+
+    def timing_note(self) -> str:
+        """Which machine took the times, and how busy it was (device.timing_note)."""
+        return device.timing_note(*self.load)
 
     @property
     def labels(self) -> list[str]:
@@ -402,6 +536,7 @@ def compare_settings(
         if progress:
             progress(what, min(1.0, step / steps))
 
+    load_start = device.load_average()
     if warmup:  # the first pass pays one-off costs (allocator, kernels): keep them out of the timings
         report("warming up", 0)
         encode(loaded, doc, masks[0])
@@ -460,4 +595,5 @@ def compare_settings(
         for item in results
     ], columns=SUMMARY_COLUMNS)
     report("done", steps)
-    return Comparison(doc, task, results, reference, distances, summary, generate)
+    return Comparison(doc, task, results, reference, distances, summary, generate,
+                      load=(load_start, device.load_average()))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import os
 import platform
 import sys
 from dataclasses import dataclass
@@ -76,6 +77,38 @@ def _proc_cpu_flags() -> frozenset[str]:
 def cpu_name() -> str | None:
     """The CPU's model name (/proc/cpuinfo, else what `platform` knows), None where unknown."""
     return _first_processor().get("model name") or platform.processor() or platform.machine() or None
+
+
+def load_average() -> float | None:
+    """The 1-minute load average now, rounded to 0.01 (None where the system does not say)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
+def timing_note(load_start: float | None, load_end: float | None = None, cores: int | None = None,
+                cpu: str | None = None) -> str:
+    """Under a table of run times: which machine took them and how busy it was, so that a figure is not
+    read as the model's speed alone ("times on AMD EPYC (2 cores) with load average 1.9 at the start,
+    2.3 at the end: the machine was busy ..."). Loads as load_average() gave them (None: unknown)."""
+    cores = cores or os.cpu_count()
+    cpu = cpu or cpu_name() or "this machine"
+    where = f"Times taken on {cpu}" + (f" ({cores} cores)" if cores else "")
+    loads = [x for x in (load_start, load_end) if x is not None]
+    if not loads:
+        return where + "; its load is not known, so other work on it may have slowed them."
+    said = f"load average {load_start:.1f} at the start" if load_start is not None else "load average"
+    if load_end is not None:
+        said += f", {load_end:.1f} at the end" if load_start is not None else f" {load_end:.1f} at the end"
+    busiest = max(loads)
+    if cores and busiest >= 0.75 * cores:
+        verdict = (f": the machine was busy (load {busiest:.1f} on {cores} cores), so these times are "
+                   "slower than on an idle machine; compare the settings of one comparison with each other, "
+                   "not with times taken at another moment")
+    else:
+        verdict = ": the machine was mostly idle, so the times are close to its own speed"
+    return f"{where}, {said}{verdict}."
 
 
 def cpu_flags() -> frozenset[str]:

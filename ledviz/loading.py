@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import pickle
@@ -64,7 +65,7 @@ def resolve_file(name_or_path: str | os.PathLike, filename: str, *, required: bo
         if not _looks_like_hub_id(name) or ".." in name:
             raise CheckpointError(f"{name!r} is not a Hub model id (like 'allenai/led-base-16384'); "
                                   "local folders are not read here")
-        return _hub_download(name, filename, required=required, progress=progress, **hub_kwargs)
+        return _hub_download_or_hint(name, filename, required=required, progress=progress, **hub_kwargs)
     if os.path.isdir(name):
         folder = os.path.join(name, subfolder) if subfolder else name
         if subfolder and not os.path.isdir(folder):
@@ -80,10 +81,72 @@ def resolve_file(name_or_path: str | os.PathLike, filename: str, *, required: bo
         return None
     if os.path.isfile(name) and os.path.basename(name) == filename:
         return name
+    if os.path.isfile(name):  # a checkpoint's file (its weights, its config) given for the checkpoint
+        raise CheckpointError(file_not_folder(name))
     problem = hub_id_problem(name)
     if problem is not None:
-        raise CheckpointError(problem)
-    return _hub_download(name, filename, required=required, progress=progress, **hub_kwargs)
+        hint = did_you_mean(name, hub_kwargs.get("cache_dir"), hub=False)
+        raise CheckpointError(problem + (f"; {hint}" if hint else ""))
+    return _hub_download_or_hint(name, filename, required=required, progress=progress, folders=True, **hub_kwargs)
+
+
+def _hub_download_or_hint(name: str, filename: str, *, folders: bool = False, **kwargs: Any) -> str | None:
+    """_hub_download; its error for an id that is not cached gets close names, if any: cached repos, and with
+    `folders` (a name that may be a path) the folders beside it."""
+    try:
+        return _hub_download(name, filename, **kwargs)
+    except CheckpointError as err:  # a typo'd id (or a folder's path) that is not cached
+        cache_dir = kwargs.get("cache_dir")
+        hint = None if _repo_is_cached(name, cache_dir) else did_you_mean(name, cache_dir, folders=folders)
+        if hint is None:
+            raise
+        raise CheckpointError(f"{err}; {hint}") from None
+
+
+def file_not_folder(path: str) -> str:
+    """The message for a file given where a checkpoint's folder belongs."""
+    folder = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
+    return (f"{path!r} is a file, not a checkpoint folder: give the folder that holds config.json, the tokenizer "
+            f"files and the weights, e.g. {folder!r}")
+
+
+def cached_repos(cache_dir: str | None = None) -> list[str]:
+    """The model ids the local Hub cache holds (any snapshot), e.g. ['allenai/led-base-16384']."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover
+        return []
+    root = cache_dir or constants.HF_HUB_CACHE
+    try:
+        entries = os.listdir(root)
+    except OSError:
+        return []
+    return sorted(e[len("models--"):].replace("--", "/") for e in entries
+                  if e.startswith("models--") and _repo_is_cached(e[len("models--"):].replace("--", "/"), root))
+
+
+def did_you_mean(name: str, cache_dir: str | None = None, *, hub: bool = True, folders: bool = True) -> str | None:
+    """For a checkpoint name that is neither a folder nor a cached Hub id: 'did you mean ...?' naming
+    close names among the Hub cache's repos (`hub`) and the folders beside the path typed (`folders`),
+    or None when nothing is close."""
+    name = os.fspath(name).strip()
+    found: list[str] = []
+    if hub and _looks_like_hub_id(name):
+        repos = cached_repos(cache_dir)
+        lowered = {r.lower(): r for r in repos}
+        found += [lowered[m] for m in difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.75)]
+    if folders:
+        path = os.path.expanduser(name.rstrip("/\\")) or name
+        parent, base = os.path.split(path)
+        try:
+            siblings = [e for e in os.listdir(parent or ".") if os.path.isdir(os.path.join(parent or ".", e))]
+        except OSError:
+            siblings = []
+        found += [os.path.join(parent, m) for m in difflib.get_close_matches(base, siblings, n=3, cutoff=0.75)]
+    found = [f for n, f in enumerate(found) if f not in found[:n] and f != name]
+    if not found:
+        return None
+    return "did you mean " + " or ".join(repr(f) for f in found) + "?"
 
 
 def _hub_download(repo_id: str, filename: str, *, required: bool, progress=None, **hub_kwargs: Any) -> str | None:
@@ -313,8 +376,30 @@ def _load_safetensors(path: str) -> dict[str, torch.Tensor]:
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(
             f"{path} is not a readable safetensors file ({e}): the download may be incomplete; "
-            "delete it and fetch the checkpoint again"
+            + _damaged_fix(path)
         ) from None
+
+
+def hub_cache_folder(path: str) -> str | None:
+    """The Hub cache's folder of the repo a file belongs to ('.../models--owner--name'), for a path inside
+    one of its snapshots; None for a file elsewhere."""
+    parts = os.path.abspath(path).split(os.sep)
+    for i in range(len(parts) - 2, 0, -1):
+        if parts[i].startswith("models--") and parts[i + 1] == "snapshots":
+            return os.sep.join(parts[:i + 1])
+    return None
+
+
+def _damaged_fix(path: str) -> str:
+    """What to do about a damaged weights file: in the Hub cache, delete the repo's cached folder (the
+    snapshot's file is a link into blobs/: deleting it alone leaves the broken blob, which is not fetched
+    again); elsewhere, the file."""
+    folder = hub_cache_folder(path)
+    if folder is not None:
+        repo = os.path.basename(folder)[len("models--"):].replace("--", "/")
+        return (f"the Hub cache's copy of {repo!r} is damaged: delete the folder {folder} and load the model "
+                "again to download it afresh")
+    return "replace it with a complete copy (save or download the checkpoint again)"
 
 
 def _load_bin(path: str) -> dict[str, torch.Tensor]:
@@ -323,7 +408,7 @@ def _load_bin(path: str) -> dict[str, torch.Tensor]:
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise CheckpointError(
             f"{path} is not a readable PyTorch weights file ({type(e).__name__}: {e}); the download may be "
-            "incomplete or the file is not a plain state dict: fetch the checkpoint again"
+            "incomplete or the file is not a plain state dict: " + _damaged_fix(path)
         ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} does not hold a dict of tensors (a state dict)")

@@ -318,9 +318,8 @@ def global_attention_mask(doc: Document, kind: str, *, k: int = 64, positions: l
         mask[0, 0] = 1
         mask[0, sentence_start_tokens(doc)] = 1
     elif kind == "every_k":
-        if k < 1:
-            raise InputError(f"k must be at least 1, got {k}")
-        mask[0, ::k] = 1
+        check_k(k)
+        mask[0, ::int(k)] = 1
     elif kind == "positions":
         bad = [p for p in positions or [] if not 0 <= p < n]
         if bad:
@@ -342,6 +341,74 @@ def global_attention_mask(doc: Document, kind: str, *, k: int = 64, positions: l
     else:
         raise InputError(f"unknown global-attention choice {kind!r}; choose one of {', '.join(GLOBAL_CHOICES)}")
     return mask
+
+
+K_MAX = 100_000  # the largest k of "every k-th token" (beyond it, any document the app reads has only its first)
+MAX_POSITIONS = 1_000_000  # the most positions a list (ranges written out) may name
+
+
+def check_k(k: Any) -> int:
+    """k of "every k-th token" as an int: a whole number from 1 to K_MAX, else InputError saying so."""
+    if isinstance(k, bool) or not isinstance(k, (int, float)) or k != int(k) or not 1 <= k <= K_MAX:
+        raise InputError(f"'every k-th token' takes k from 1 to {K_MAX:,} (a whole number), got {k!r}: 1 marks "
+                         f"every token, 64 every 64th (0, 64, 128, ...)")
+    return int(k)
+
+
+def every_k_note(k: int, n_tokens: int) -> str:
+    """How many tokens "every k-th token" marks in a document of `n_tokens` tokens, and which, in words."""
+    marked = len(range(0, n_tokens, k))
+    if k == 1:
+        return f"all {n_tokens:,} tokens are global (k = 1)"
+    if marked == 1:
+        return (f"1 of the input's {n_tokens:,} tokens is global: k = {k:,} reaches past its end, so only the "
+                "first (0)")
+    shown = ", ".join(map(str, range(0, min(n_tokens, 3 * k), k)))
+    return (f"{marked:,} of the input's {n_tokens:,} tokens are global, one every {k:,} "
+            f"({shown}{', ...' if marked > 3 else ''})")
+
+
+def format_positions(positions: Sequence[int], sep: str = ", ") -> str:
+    """Positions as parse_positions reads them, runs of three or more written as ranges: "0, 10-20"."""
+    values = sorted(set(int(p) for p in positions))
+    parts: list[str] = []
+    i = 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
+            j += 1
+        if j - i >= 2:
+            parts.append(f"{values[i]}-{values[j]}")
+        else:
+            parts.extend(str(v) for v in values[i:j + 1])
+        i = j + 1
+    return sep.join(parts)
+
+
+def parse_positions(text: str) -> list[int]:
+    """Token positions typed as a list: whole numbers and ranges ("0, 10-20": 0 and 10 to 20, both
+    ends included), separated by commas, semicolons or spaces. Sorted, each once. InputError naming
+    the part that is wrong ("x", a backwards range "5-2", a negative number)."""
+    found: set[int] = set()
+    text = re.sub(r"(\d)\s*(-|–|\.\.)\s*(?=\d)", r"\1\2", text)  # "10 - 20" is one range
+    for part in re.split(r"[,;\s]+", text.strip()):
+        if not part:
+            continue
+        m = re.fullmatch(r"(\d+)(?:(?:-|–|\.\.)(\d+))?", part)
+        if m is None:
+            if re.fullmatch(r"-\d+", part):
+                raise InputError(f"the position {part!r} is negative: positions count from 0 (the first token)")
+            raise InputError(f"{part!r} is not a token position: give whole numbers and ranges separated by "
+                             "commas, like '0, 10-20'")
+        a = int(m.group(1))
+        b = a if m.group(2) is None else int(m.group(2))
+        if b < a:
+            raise InputError(f"the range {part!r} runs backwards: write it smallest first, '{b}-{a}'")
+        if b - a + len(found) >= MAX_POSITIONS:
+            raise InputError(f"the positions {text.strip()[:40]!r} name more than {MAX_POSITIONS:,} tokens: give "
+                             "fewer (positions past the document's end are refused anyway)")
+        found.update(range(a, b + 1))
+    return sorted(found)
 
 
 def sentence_start_tokens(doc: Document) -> list[int]:

@@ -6,6 +6,7 @@ import copy
 import json
 import logging
 import os
+import re
 import threading
 from typing import Any, Callable
 
@@ -45,6 +46,58 @@ def _use_attention(model: nn.Module, choice: str | None) -> None:
         for module in model.modules():
             if hasattr(module, "set_attention_implementation"):
                 module.set_attention_implementation(choice)
+
+
+_EMBEDDINGS = ("shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight")
+_POSITIONS = re.compile(r"(encoder|decoder)\.embed_positions\.weight")
+_FFN = re.compile(r"(encoder|decoder)\.layers\.\d+\.fc1\.weight")
+_LAYER = re.compile(r"(encoder|decoder)\.layers\.(\d+)\.")
+
+
+def config_mismatches(config: Any, state: dict[str, torch.Tensor]) -> list[str]:
+    """Every config.json field that the weights in `state` contradict, one line each, by key:
+    "vocab_size: 4010 in config.json, 4000 in the weights". Read from the tensors' shapes (token and
+    position tables, feed-forward widths) and the layers present; [] when they agree. Keys may carry
+    the 'led.' prefix or not (as checkpoints save them)."""
+    seen: dict[str, set[int]] = {}
+
+    def note(field: str, value: int) -> None:
+        seen.setdefault(field, set()).add(int(value))
+
+    for full, tensor in state.items():
+        key = full[len("led."):] if full.startswith("led.") else full
+        shape = tuple(tensor.shape)
+        if key in _EMBEDDINGS and len(shape) == 2:
+            note("vocab_size", shape[0])
+            note("d_model", shape[1])
+        elif key == "final_logits_bias" and shape:
+            note("vocab_size", shape[-1])
+        elif (m := _POSITIONS.fullmatch(key)) and len(shape) == 2:
+            note(f"max_{m.group(1)}_position_embeddings", shape[0])
+            note("d_model", shape[1])
+        elif (m := _FFN.fullmatch(key)) and len(shape) == 2:
+            note(f"{m.group(1)}_ffn_dim", shape[0])
+            note("d_model", shape[1])
+        if m := _LAYER.match(key):  # the layer count: the highest index present, plus one
+            field = f"{m.group(1)}_layers"
+            seen[field] = {max(int(m.group(2)) + 1, *seen.get(field, {0}))}
+    lines = []
+    for field in sorted(seen):
+        want = getattr(config, field, None)
+        found = sorted(seen[field])
+        if want is None or found == [want]:
+            continue
+        lines.append(f"{field}: {want} in config.json, {' or '.join(map(str, found))} in the weights")
+    return lines
+
+
+def _mismatch_note(config: Any, state: dict[str, torch.Tensor]) -> str:
+    """The start of a loading error whose weights do not fit: the config fields they contradict, or ''."""
+    lines = config_mismatches(config, state)
+    if not lines:
+        return ""
+    return (f"the checkpoint's config.json does not fit its weights ({len(lines)} field{'s' if len(lines) > 1 else ''}"
+            ": " + "; ".join(lines) + "): use the config.json saved with these weights. In detail: ")
 
 
 class LEDPreTrainedModel(nn.Module):
@@ -408,6 +461,7 @@ class LEDPreTrainedModel(nn.Module):
                 hint = (" The checkpoint has no weights for this task head; pass init_missing_heads=True to "
                         "start the head from random values (for fine-tuning).")
             raise CheckpointError(
+                _mismatch_note(config, renamed) +
                 f"the weights of {name!r} do not fit {cls.__name__} with its config.json: " + "; ".join(parts) + "."
                 + hint + " (output_loading_info=True loads what fits and lists the rest.)"
             )
@@ -415,9 +469,11 @@ class LEDPreTrainedModel(nn.Module):
         if mismatched and not ignore_mismatched_sizes:
             shown = [f"{k!r} has shape {tuple(renamed[k].shape)} in the checkpoint but {tuple(expected[k])} in the model"
                      for k in mismatched]
+            note = _mismatch_note(config, renamed)
+            most = 3 if note else 10  # the fields named, a few tensors are detail enough
             raise WeightShapeError(
-                f"the weights of {name!r} do not fit its config.json: " + "; ".join(shown[:10])
-                + (f" (+{len(shown) - 10} more)" if len(shown) > 10 else "")
+                note + f"the weights of {name!r} do not fit its config.json: " + "; ".join(shown[:most])
+                + (f" (+{len(shown) - most} more)" if len(shown) > most else "")
                 + ": the config and the weights come from different models (ignore_mismatched_sizes=True starts "
                 "those weights from fresh values)"
             )

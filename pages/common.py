@@ -41,6 +41,7 @@ import torch
 
 from ledviz import device, pipeline, plots
 from ledviz.errors import InputError, LedvizError
+from ledviz.loading import did_you_mean, file_not_folder
 from ledviz.memory import model_nbytes
 from ledviz.pipeline import Document, LoadedModel, RunResult
 from ledviz.runs import cut_note, empty_output_note, one_token_note, run_facts, run_fingerprint, stale_note
@@ -176,9 +177,13 @@ def load_model_cached(name: str, status: Any = None, kind: str | None = None) ->
         settings = srv.settings
         if kind == "local":
             settings.check_local_folder()
+            if os.path.isfile(os.path.expanduser(name)):
+                raise InputError(file_not_folder(name))
             if not os.path.isdir(os.path.expanduser(name)):
+                hint = did_you_mean(name, hub=False)  # close names among the folders beside it
                 raise InputError(f"there is no folder {name!r} on the server: the path is read on the server's "
-                                 "disk; give the folder that holds config.json and the weights")
+                                 "disk; give the folder that holds config.json and the weights"
+                                 + (f"; {hint}" if hint else ""))
         if kind == "hub" or not settings.local_folders:
             name = settings.check_hub_id(name)
             hub_only = not settings.local_folders
@@ -549,21 +554,29 @@ GLOBAL_HELP = ("Global tokens attend to every token and every token attends to t
                "see a window of neighbours.")
 
 
-def global_choice_options(prefix: str, kind: str, *, k: int = 64, k_max: int = 4096, positions: str = "0",
+def global_choice_options(prefix: str, kind: str, *, k: int = 64, positions: str = "0",
                           require_positions: bool = False) -> dict[str, Any] | None:
     """The widgets a global-attention choice needs (k, positions or a pattern), keyed `prefix` + name.
 
     Returns their values as keyword arguments of pipeline.global_attention_mask, or None after
-    showing why they cannot be used."""
+    showing why they cannot be used. k takes 1 to pipeline.K_MAX: the input has no bounds of its own
+    (the browser pulled a number outside them back without a word), so a number outside gets a message."""
     if kind == "every_k":
-        return {"k": int(st.number_input("k", 1, k_max, k, key=f"{prefix}k", persist_state="session"))}
-    if kind == "positions":
-        raw = st.text_input("Token positions (comma-separated)", positions, key=f"{prefix}positions",
-                            persist_state="session")
+        value = st.number_input("k", value=k, step=1, key=f"{prefix}k", persist_state="session",
+                                help=f"Every k-th token is global (0, k, 2k, ...): k from 1 to {pipeline.K_MAX:,}.")
         try:
-            values = [int(p) for p in raw.replace(";", ",").split(",") if p.strip()]
-        except ValueError:
-            st.error(f"Positions must be whole numbers separated by commas, got “{as_typed(raw)}”.")
+            return {"k": pipeline.check_k(value)}
+        except LedvizError as err:
+            show_error(err)
+            return None
+    if kind == "positions":
+        raw = st.text_input("Token positions (commas; ranges like 10-20)", positions, key=f"{prefix}positions",
+                            persist_state="session", help="Whole numbers from 0 (the first token <s>) and ranges "
+                                                          "with both ends included: '0, 10-20' is 0 and 10 to 20.")
+        try:
+            values = pipeline.parse_positions(raw)
+        except LedvizError as err:
+            show_error(err)
             return None
         if require_positions and not values:
             st.error("Give at least one token position.")
@@ -584,6 +597,8 @@ def global_tokens_input(key: str, doc: Document | None, default: str = "first") 
     kind = st.selectbox("Global attention on", choices, index=choices.index(default), key=f"{key}.global",
                         format_func=pipeline.GLOBAL_CHOICES.get, help=GLOBAL_HELP, persist_state="session")
     kwargs = global_choice_options(f"{key}.global_", kind)
+    # what the choice needs (k, positions, pattern), for the run's settings (run_panel): its settings file says them
+    st.session_state[f"{key}.global_options"] = kwargs or {}
     if kwargs is None:
         return kind, None
     if doc is None:
@@ -593,21 +608,51 @@ def global_tokens_input(key: str, doc: Document | None, default: str = "first") 
     except LedvizError as err:
         show_error(err)
         return kind, None
-    st.caption(global_count(kind, mask))
+    st.caption(global_count(kind, mask, kwargs.get("k")))
     return kind, mask
 
 
-def global_count(kind: str, mask: torch.Tensor) -> str:
-    """The caption under a global-attention choice: how many tokens it makes global, and where a pattern
-    or a choice matched none, that the run is then one without global tokens."""
+def global_count(kind: str, mask: torch.Tensor, k: int | None = None) -> str:
+    """The caption under a global-attention choice: how many tokens it makes global (for every k-th token,
+    of how many and which: pipeline.every_k_note), and where a pattern or a choice matched none, that the
+    run is then one without global tokens."""
     n = int(mask.sum())
     if n and n == mask.numel():  # (k = 1, a pattern such as "."): the window then does nothing
         return (f"{count(n, 'global token')}: every token is global, so this is full attention (each token sees all "
                 f"{n:,}), with full attention's cost, which grows with the square of the length.")
+    if kind == "every_k" and k is not None:
+        return sentence(pipeline.every_k_note(k, mask.shape[-1])) + "."
     if n or kind == "none":
         return f"{count(n, 'global token')}."
     return ("0 global tokens: no token matches this choice, so it runs as one without global tokens."
             if kind == "pattern" else "0 global tokens: this choice runs as one without global tokens.")
+
+
+def lab_settings_state(got: dict) -> dict[str, Any]:
+    """The Attention lab's session-state keys ("lab.*") for settings read by compare.read_lab_settings (what the
+    file does not say is left as it is); set in a callback, before the lab's widgets are drawn."""
+    state: dict[str, Any] = {}
+    if got.get("task"):
+        state["lab.task"] = got["task"]
+    if got.get("question") is not None:
+        state["lab.question"] = got["question"]
+    settings = got["settings"]
+    if len(settings) >= 2:
+        state["lab.count"] = len(settings)
+    for n, setting in enumerate(settings):
+        key = f"lab.s{n}"
+        state[f"{key}.kind"] = setting.kind
+        state[f"{key}.kind_default"] = None  # a kind from the file is the user's: not replaced by a task's default
+        if setting.kind == "every_k":
+            state[f"{key}.k"] = setting.k
+        elif setting.kind == "positions":
+            state[f"{key}.positions"] = pipeline.format_positions(setting.positions)
+        elif setting.kind == "pattern":
+            state[f"{key}.pattern"] = setting.pattern
+    for name, widget in (("reference", "reference"), ("max_new_tokens", "max_new"), ("generate", "generate")):
+        if got.get(name) is not None:
+            state[f"lab.{widget}"] = got[name]
+    return state
 
 
 LAB_MAX_NEW = 512  # the Attention lab's most output tokens (the study page opens a document in the lab with no more)
@@ -662,7 +707,17 @@ def attention_kept_input(key: str, loaded: LoadedModel) -> dict:
                                        "last": f"the last layer only (1/{n} of the memory)"}.get,
                           help="Keeping fewer layers' attention lets a long document fit in memory; the views "
                                "then show the kept layer.")
+    if choice == "last":
+        st.caption(kept_layers_note(loaded.config))
     return {"attention_layers": [n - 1]} if choice == "last" else {}
+
+
+def kept_layers_note(config) -> str:
+    """What "the last layer only" keeps: encoder layer n - 1, and the decoder's attention whole (its self- and
+    cross-attention over the output's few tokens are small, so every decoder layer's is kept)."""
+    n, d = config.encoder_layers, config.decoder_layers
+    return (f"Kept: encoder layer {n - 1} only (the last of 0 to {n - 1}); the views show it. The decoder keeps "
+            f"its self- and cross-attention for all {count(d, 'layer')} (small: the output is short).")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -691,7 +746,9 @@ def run_panel(key: str, loaded: LoadedModel, doc: Document | None, global_mask: 
     run finds the job still going and goes on polling it. (st.fragment(run_every=...) could poll
     as well, but the whole page has to redraw when the result arrives anyway.)"""
     ss = st.session_state
-    settings = dict(settings or {}, task=task, max_new_tokens=max_new_tokens, num_beams=num_beams,
+    # the global choice's k, positions or pattern (global_tokens_input, under run_settings' key), as global_k, ...
+    options = {f"global_{name}": value for name, value in (ss.get(f"{key}.settings.global_options") or {}).items()}
+    settings = dict(settings or {}, **options, task=task, max_new_tokens=max_new_tokens, num_beams=num_beams,
                     **(generation or {}))
     running = job_running(key)
     ready = doc is not None and global_mask is not None

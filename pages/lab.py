@@ -17,6 +17,7 @@ from ledviz.pipeline import GLOBAL_CHOICES
 from ledviz.runs import cut_note, run_fingerprint, stale_note
 from pages.common import (
     as_typed,
+    lab_settings_state,
     count,
     LAB_MAX_NEW,
     current_view,
@@ -55,6 +56,15 @@ DEFAULTS = [dict(kind="first"), dict(kind="sentences"), dict(kind="every_k", k=6
 TASKS = {"summarize": "Summarize", "qa": "Question answering"}
 
 
+def panels(n: int, **kwargs) -> list:
+    """n places for panels: side by side (st.columns), or one under another, each the page's width, when
+    "Stack the panels" is on (for a narrow window, where four cards side by side cut their numbers and
+    labels; Streamlit stacks columns by itself only below 640 px)."""
+    if st.session_state.get(f"{KEY}.stacked"):
+        return [st.container() for _ in range(n)]
+    return st.columns(n, **kwargs)
+
+
 # ---------------------------------------------------------------------------------------------
 # the settings
 # ---------------------------------------------------------------------------------------------
@@ -83,8 +93,8 @@ def setting_input(n: int, doc, task: str, question: str | None) -> Setting | Non
     st.session_state[f"{key}.kind_default"] = wanted
     kind = st.selectbox("Global attention on", choices, key=f"{key}.kind", format_func=GLOBAL_CHOICES.get,
                         persist_state="session")
-    options = global_choice_options(f"{key}.", kind, k=default.get("k", 64), k_max=100_000,
-                                    positions="0, 10, 20", require_positions=True)
+    options = global_choice_options(f"{key}.", kind, k=default.get("k", 64), positions="0, 10-20",
+                                    require_positions=True)
     if options is None:
         return None
     if kind == "question" and not question:
@@ -95,7 +105,7 @@ def setting_input(n: int, doc, task: str, question: str | None) -> Setting | Non
         setting = Setting.of(spec)
         if doc is not None:
             mask = setting.mask(doc)
-            st.caption(global_count(kind, mask))
+            st.caption(global_count(kind, mask, options.get("k")))
     except LedvizError as err:
         show_error(err)
         return None
@@ -155,7 +165,7 @@ def outputs_section(comp: compare.Comparison, most: int | None = None) -> None:
     """Each setting's output and likelihoods, side by side; a setting's output cut at its token
     limit says so (runs.cut_note, as Summarize and QA: `most` is "Max output tokens"'s largest value)."""
     ref = comp.results[comp.reference]
-    cols = st.columns(len(comp.results))
+    cols = panels(len(comp.results))
     for n, (col, item) in enumerate(zip(cols, comp.results)):
         with col.container(border=True):
             st.markdown(f"**{as_typed(item.label)}**" + (" · reference" if n == comp.reference else ""))
@@ -167,7 +177,8 @@ def outputs_section(comp: compare.Comparison, most: int | None = None) -> None:
                 own, refll = item.log_likelihood, item.reference_log_likelihood
                 # side by side in a card only where two or one cards share the page: in three or four the two
                 # numbers were cut ("-145…")
-                m1, m2 = st.columns(2) if len(comp.results) <= 2 else (st.container(), st.container())
+                m1, m2 = st.columns(2) if len(comp.results) <= 2 or st.session_state.get(f"{KEY}.stacked") \
+                    else (st.container(), st.container())
                 m1.metric("own log-lik.", "–" if own is None else f"{own:.2f}",
                           help="of this setting's own output; outputs differ, so these are not comparable")
                 if n == comp.reference:
@@ -219,7 +230,7 @@ def difference_section(comp: compare.Comparison) -> None:
                f"A vs B: **{diff.mean_tv:.3f}**.")
     top = max(float(diff.binned_a.max()), float(diff.binned_b.max()), 1e-9)
     spread = max(float(diff.binned.abs().max()), 1e-9)
-    m1, m2, m3 = st.columns(3)
+    m1, m2, m3 = panels(3)
     with m1:
         plot(figure(plots.binned_map_figure, diff.binned_a, diff.edges, f"A: {labels[a]}", zmax=top,
                     global_positions=comp.results[a].global_positions), key=f"{KEY}.map_a")
@@ -241,7 +252,7 @@ def results_section(comp: compare.Comparison, most: int | None = None) -> None:
     st.subheader("Summary")
     st.dataframe(comp.summary, hide_index=True, column_config=SUMMARY_CONFIG)
     df = comp.summary
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3 = panels(3)
     with c1:
         if comp.generated:
             plot(figure(plots.bars_figure, df, {"reference_log_likelihood": "reference output",
@@ -256,6 +267,8 @@ def results_section(comp: compare.Comparison, most: int | None = None) -> None:
     with c3:
         plot(figure(plots.bars_figure, df, {"scores_mb": "scores computed (fp32)", "attention_mb": "kept (fp16)"},
                     "Attention memory", "MB"), key=f"{KEY}.memory")
+    st.caption(as_typed(comp.timing_note()), help="The times are wall-clock seconds: other work on the machine "
+               "(other users' runs, other programs) takes cores from the model and lengthens them.")
     st.subheader("How different is the attention?")
     with show_errors("comparing the attention maps"):
         distance_section(comp)
@@ -277,6 +290,46 @@ def _start_compare(loaded, doc, settings: list[Setting], task: str, max_new: int
         owner=session_owner(), slot=KEY, loaded=loaded, doc=doc, settings=settings, task=task,
         max_new_tokens=int(max_new), reference=int(reference), generate=bool(generate),
         wrap=lambda comp: (fp, comp)))
+
+
+def _load_settings_file() -> None:
+    """The settings file's on_change: its settings go into the lab's widgets (before they are drawn), or its
+    error is kept to be shown (compare.read_lab_settings names what is wrong)."""
+    ss = st.session_state
+    upload = ss.get(f"{KEY}.settings_file")
+    ss.pop(f"{KEY}.settings_file_error", None)
+    ss.pop(f"{KEY}.settings_file_note", None)
+    if upload is None:
+        return
+    try:
+        got = compare.read_lab_settings(upload.getvalue(), f"“{upload.name}”")
+    except LedvizError as err:
+        ss[f"{KEY}.settings_file_error"] = err
+        return
+    ss.update(lab_settings_state(got))
+    n = len(got["settings"])
+    ss[f"{KEY}.settings_file_note"] = (f"Loaded {n} settings from “{upload.name}”." if n > 1
+                                       else f"Loaded setting 1 from the run's settings file “{upload.name}”.")
+
+
+def settings_file(task: str, settings: list[Setting | None], reference: int, max_new: int, generate: bool,
+                  question: str | None) -> None:
+    """Save the settings as JSON, or load a file of them (the lab's own, or a Summarize / QA run's)."""
+    ss = st.session_state
+    with st.expander("Save or load these settings (JSON)"):
+        c1, c2 = st.columns([1, 2])
+        valid = all(s is not None for s in settings)
+        data = compare.lab_settings_json(task=task, settings=settings, reference=reference, max_new_tokens=max_new,
+                                         generate=generate, question=question) if valid else ""
+        c1.download_button("Download the settings", data=data, file_name="ledviz-lab-settings.json",
+                           mime="application/json", key=f"{KEY}.settings_download", disabled=not valid,
+                           on_click="ignore", help=None if valid else "Fix the settings marked (to fix) first.")
+        c2.file_uploader("Load settings (the lab's file, or a run's Settings (JSON) from Summarize or QA)",
+                         type=["json"], key=f"{KEY}.settings_file", on_change=_load_settings_file)
+        if f"{KEY}.settings_file_error" in ss:
+            show_error(ss[f"{KEY}.settings_file_error"])
+        elif ss.get(f"{KEY}.settings_file_note"):
+            st.caption(as_typed(ss[f"{KEY}.settings_file_note"]))
 
 
 def main() -> None:
@@ -313,7 +366,10 @@ def main() -> None:
     max_new = new_tokens_input(g2, f"{KEY}.max_new", "Max output tokens", loaded, LAB_MAX_NEW, LAB_DEFAULT_NEW)
     generate = g3.checkbox("Generate outputs", True, key=f"{KEY}.generate", persist_state="session",
                            help="Off: encoder only (attention, time, memory), much faster.")
-    cols = st.columns(int(n_settings))
+    st.toggle("Stack the panels", key=f"{KEY}.stacked", persist_state="session",
+              help="One panel under another, each the page's width, instead of side by side: for a narrow "
+                   "window, where side-by-side settings, outputs and maps are cramped.")
+    cols = panels(int(n_settings))
     settings: list[Setting | None] = []
     for n, col in enumerate(cols):
         with col.container(border=True):
@@ -324,6 +380,9 @@ def main() -> None:
     index_state(f"{KEY}.reference", len(settings))
     reference = g4.selectbox("Reference", range(len(settings)), key=f"{KEY}.reference", format_func=names.__getitem__,
                              help="Its output is scored under every setting, and every map is compared with its map.")
+    # the question as typed (the read one is the model's input: loaded back, it would be read again and shown so)
+    settings_file(task, settings, reference, max_new, generate, st.session_state.get(f"{KEY}.question") or None
+                  if task == "qa" else None)
     ready = doc is not None and len(valid) == len(settings)
     running = job_running(KEY)
     b1, b2, _ = st.columns([1.3, 1, 4], vertical_alignment="center")

@@ -11,7 +11,7 @@ import streamlit as st
 
 from ledviz import answering, device, explain, pipeline, plots
 from ledviz.runs import size_text
-from pages.common import render_page, require_model, show_errors
+from pages.common import as_typed, render_page, require_model, show_errors
 from pages.views import figure, plot
 
 KEY = "model_page"
@@ -113,6 +113,9 @@ def memory(loaded) -> None:
                             persist_state="session")
         x = c2.number_input("Global tokens", 0, 100_000, 1, key=f"{KEY}.x", persist_state="session")
         table = explain.attention_memory(loaded.config, int(n), int(x))
+        if x > n:  # the estimate counts at most every token as global: said, not done silently
+            st.caption(f"{int(x):,} global tokens is more than the document's {int(n):,}: counted as {int(n):,} "
+                       "(every token global).")
         fig = figure(plots.attention_memory_figure, table)
         plot(fig, key=f"{KEY}.attention_memory")
         total32, total16 = table.float32_mb.sum(), table.float16_mb.sum()
@@ -127,6 +130,10 @@ def memory(loaded) -> None:
 def main() -> None:
     st.title("The model")
     loaded = require_model()
+    if st.session_state.get("model.error") is not None:  # the sidebar says why; say here which model this page shows
+        shown = "the embedded demo model" if loaded.source == pipeline.EMBEDDED else f"`{as_typed(loaded.name)}`"
+        st.warning(f"The model asked for last could not be loaded (the sidebar says why): this page shows the "
+                   f"model still in use, {shown}.", icon=":material/warning:")
     origin(loaded)
     left, right = st.columns([3, 2], gap="large")
     with left:

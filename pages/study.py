@@ -11,6 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from ledviz.errors import LedvizError
+from ledviz.pipeline import format_positions
 from ledviz.study import load_study, parse_setting
 from ledviz.study.report import METRIC_NAMES, Study, figures, wide
 from pages.common import LAB_MAX_NEW, as_typed, count, get_model, most_new_tokens, render_page, show_error, show_errors
@@ -30,9 +31,9 @@ def _stamp(path: str) -> tuple:
 
 
 @st.cache_data(max_entries=4, show_spinner="Reading the study…")
-def _load(path: str, stamp: tuple) -> tuple[Study, dict]:
+def _load(path: str, stamp: tuple, stacked: bool = False) -> tuple[Study, dict]:
     study = load_study(path)
-    return study, figures(study) if not study.rows.empty else {}
+    return study, figures(study, stacked=stacked) if not study.rows.empty else {}
 
 
 def lab_state(study: Study, doc_index: int, setting_index: int, loaded) -> dict:
@@ -54,10 +55,13 @@ def lab_state(study: Study, doc_index: int, setting_index: int, loaded) -> dict:
         state["lab.question"] = record.question or ""
     for n, s in enumerate(settings):
         state[f"lab.s{n}.kind"] = s.kind
+        # the study's kind is not a task's default: a lab visited before on summarize had left "first" as setting
+        # 1's default in place, and a question-answering study's "first" was then replaced by "question"
+        state[f"lab.s{n}.kind_default"] = None
         if s.kind == "every_k":
             state[f"lab.s{n}.k"] = int(s.k)
         elif s.kind == "positions":
-            state[f"lab.s{n}.positions"] = ", ".join(map(str, s.positions))
+            state[f"lab.s{n}.positions"] = format_positions(s.positions)
         elif s.kind == "pattern":
             state[f"lab.s{n}.pattern"] = s.pattern
     return state
@@ -121,7 +125,7 @@ def main() -> None:
                 "`python -m ledviz.study run --corpus demo:100 --setting first --setting none --out runs/demo`")
         return
     try:
-        study, figs = _load(path.strip(), _stamp(path.strip()))
+        study, figs = _load(path.strip(), _stamp(path.strip()), bool(st.session_state.get(f"{KEY}.stacked")))
     except LedvizError as err:
         show_error(err)
         return
@@ -144,6 +148,9 @@ def main() -> None:
         st.info("One setting only: nothing to compare.")
     else:
         st.dataframe(diff, key=f"{KEY}.diff")
+    st.toggle("Stack the panels", key=f"{KEY}.stacked", persist_state="session",
+              help="Each figure's panels one under another, each the page's width, instead of side by side: for "
+                   "a narrow window, where four panels side by side cannot be read.")
     for name, fig in figs.items():
         with show_errors(f"drawing the {name} figure"):
             plot(fig, key=f"{KEY}.fig.{name}")

@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..errors import InputError
+from ..loading import did_you_mean
 from ..text import count
 from .evaluate import METRICS
 from .store import describe_machine, read_documents, read_manifest, read_rows, record_of
@@ -198,8 +199,10 @@ def load_study(path: str | os.PathLike, n_boot: int = N_BOOT) -> Study:
     """Read a results folder (InputError when it is not one)."""
     p = Path(os.path.expanduser(str(path)))
     if not p.exists():  # a typo, or a path on the user's own machine: the server reads its own disk
+        hint = did_you_mean(str(path), hub=False)
         raise InputError(f"There is no folder {path} on the server: the path is read on the server's disk; give "
-                         "the results folder a study run wrote (python -m ledviz.study run ... --out FOLDER)")
+                         "the results folder a study run wrote (python -m ledviz.study run ... --out FOLDER)"
+                         + (f"; {hint}" if hint else ""))
     if not p.is_dir():
         raise InputError(f"{path} is a file, not a folder: give the results folder of a study")
     manifest = read_manifest(p)
@@ -218,30 +221,65 @@ def _color(n: int) -> str:
     return COLORS[n % len(COLORS)]
 
 
-def distribution_figure(study: Study, metrics: Sequence[str] | None = None) -> go.Figure:
+def _titles(names: Sequence[str], width: int = 22) -> list[str]:
+    """Subplot titles broken into lines of about `width` characters: four panels side by side at 1300 px ran
+    their one-line titles into each other ("reference setting's output log-lik.total variation to ...")."""
+    out = []
+    for name in names:
+        lines, line = [], ""
+        for word in _esc(name).split():
+            if line and len(line) + 1 + len(word) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = f"{line} {word}".strip()
+        out.append("<br>".join(lines + [line]))
+    return out
+
+
+def _grid(n: int, titles: list[str], stacked: bool, **kwargs):
+    """n panels side by side, or (stacked) one under another for a narrow screen: the figure, and where
+    panel c (from 1) is, as add_trace's row= and col=."""
+    n = max(1, n)
+    fig = make_subplots(rows=n if stacked else 1, cols=1 if stacked else n, subplot_titles=titles,
+                        vertical_spacing=0.5 / n if stacked else None, **kwargs)
+    return fig, (lambda c: dict(row=c, col=1) if stacked else dict(row=1, col=c))
+
+
+def _title(text: str, stacked: bool) -> str:
+    """A figure's title, escaped; stacked (a narrow screen), broken into lines of about 40 characters."""
+    return _titles([text], 40)[0] if stacked else _esc(text)
+
+
+def _height(one_row: int, n: int, stacked: bool) -> int:
+    """A figure's height: one row of panels, or n stacked panels of about 280 px each."""
+    return max(one_row, 120 + 280 * n) if stacked else one_row
+
+
+def distribution_figure(study: Study, metrics: Sequence[str] | None = None, stacked: bool = False) -> go.Figure:
     """Box plots (with every document as a point) of each metric, per setting."""
     rows = study.rows
     metrics = [m for m in (metrics or [study.primary_metric(), "reference_output_log_likelihood", "tv_to_reference",
                                        "total_s"]) if m in available_metrics(rows)]
     metrics = list(dict.fromkeys(metrics))
-    fig = make_subplots(rows=1, cols=max(1, len(metrics)),
-                        subplot_titles=[METRIC_NAMES.get(m, m) for m in metrics])
+    fig, at = _grid(len(metrics), _titles([METRIC_NAMES.get(m, m) for m in metrics]), stacked)
     for c, m in enumerate(metrics, 1):
         for n, label in enumerate(study.labels):
             g = rows[rows["setting_index"] == n]
             fig.add_trace(go.Box(y=g[m], name=_esc(label), marker_color=_color(n), boxpoints="all", jitter=0.4,
                                  pointpos=0, showlegend=c == 1, legendgroup=str(n), text=g["doc_id"],
-                                 hovertemplate="%{text}: %{y:.3f}<extra></extra>"), row=1, col=c)
-    fig.update_layout(title="Metric distributions over documents (each point a document)", height=380,
-                      margin=dict(l=10, r=10, t=70, b=10), legend=dict(orientation="h", y=-0.12))
+                                 hovertemplate="%{text}: %{y:.3f}<extra></extra>"), **at(c))
+    fig.update_layout(title=_title("Metric distributions over documents (each point a document)", stacked),
+                      height=_height(380, len(metrics), stacked),
+                      margin=dict(l=10, r=10, t=90, b=10), legend=dict(orientation="h", y=-0.12))
     fig.update_xaxes(showticklabels=False)
     return fig
 
 
-def layer_figure(study: Study) -> go.Figure:
+def layer_figure(study: Study, stacked: bool = False) -> go.Figure:
     """Per-layer attention statistics: mean over documents per setting, with 95% bootstrap intervals."""
     cols = [c for c in LAYER_COLUMNS if c in study.rows and study.rows[c].notna().any()]
-    fig = make_subplots(rows=1, cols=max(1, len(cols)), subplot_titles=[LAYER_COLUMNS[c] for c in cols])
+    fig, at = _grid(len(cols), _titles([LAYER_COLUMNS[c] for c in cols]), stacked)
     for c, col in enumerate(cols, 1):
         for n, label in enumerate(study.labels):
             vals = [v for v in study.rows.loc[study.rows["setting_index"] == n, col] if v is not None and len(v)]
@@ -254,43 +292,44 @@ def layer_figure(study: Study) -> go.Figure:
                 x=list(range(arr.shape[1])), y=mean, name=_esc(label), mode="lines+markers", line_color=_color(n),
                 error_y=dict(type="data", symmetric=False, array=[s[2] - s[0] for s in stats],
                              arrayminus=[s[0] - s[1] for s in stats]),
-                showlegend=c == 1, legendgroup=str(n)), row=1, col=c)
-        fig.update_xaxes(title_text="encoder layer", dtick=1, row=1, col=c)
-    fig.update_layout(title="Encoder attention per layer (mean over documents, 95% interval)", height=360,
-                      margin=dict(l=10, r=10, t=70, b=10), legend=dict(orientation="h", y=-0.25))
+                showlegend=c == 1, legendgroup=str(n)), **at(c))
+        fig.update_xaxes(title_text="encoder layer", dtick=1, **at(c))
+    fig.update_layout(title=_title("Encoder attention per layer (mean over documents, 95% interval)", stacked),
+                      height=_height(360, len(cols), stacked),
+                      margin=dict(l=10, r=10, t=90, b=10), legend=dict(orientation="h", y=-0.25))
     return fig
 
 
-def cost_figure(study: Study, metric: str | None = None) -> go.Figure:
+def cost_figure(study: Study, metric: str | None = None, stacked: bool = False) -> go.Figure:
     """The task metric and the time per document against the number of global tokens (each point a document)."""
     metric = metric or study.primary_metric()
     rows = study.rows
-    fig = make_subplots(rows=1, cols=2, subplot_titles=[f"{METRIC_NAMES.get(metric, metric)} vs. global tokens",
-                                                        "seconds per document vs. global tokens"])
+    fig, at = _grid(2, _titles([f"{METRIC_NAMES.get(metric, metric)} vs. global tokens",
+                                "seconds per document vs. global tokens"], 30), stacked)
     for n, label in enumerate(study.labels):
         g = rows[rows["setting_index"] == n]
         hover = "%{text}<br>%{x} global tokens<br>%{y:.3f}<extra>" + _esc(label) + "</extra>"
         size = 6 + 14 * (g["total_s"] / max(float(rows["total_s"].max() or 1), 1e-9)).fillna(0)
         fig.add_trace(go.Scatter(x=g["global_tokens"], y=g[metric], mode="markers", name=_esc(label),
                                  marker=dict(color=_color(n), size=size, opacity=0.7), text=g["doc_id"],
-                                 hovertemplate=hover, legendgroup=str(n)), row=1, col=1)
+                                 hovertemplate=hover, legendgroup=str(n)), **at(1))
         fig.add_trace(go.Scatter(x=g["global_tokens"], y=g["total_s"], mode="markers", name=_esc(label),
                                  marker=dict(color=_color(n), size=8, opacity=0.7), text=g["doc_id"],
-                                 hovertemplate=hover, legendgroup=str(n), showlegend=False), row=1, col=2)
+                                 hovertemplate=hover, legendgroup=str(n), showlegend=False), **at(2))
     fig.update_xaxes(title_text="global tokens")
-    fig.update_yaxes(title_text=METRIC_NAMES.get(metric, metric), row=1, col=1)
-    fig.update_yaxes(title_text="seconds", row=1, col=2)
-    fig.update_layout(title="What global tokens cost and buy (marker size: time)", height=380,
-                      margin=dict(l=10, r=10, t=70, b=10), legend=dict(orientation="h", y=-0.25))
+    fig.update_yaxes(title_text=METRIC_NAMES.get(metric, metric), **at(1))
+    fig.update_yaxes(title_text="seconds", **at(2))
+    fig.update_layout(title=_title("What global tokens cost and buy (marker size: time)", stacked), height=_height(380, 2, stacked),
+                      margin=dict(l=10, r=10, t=90, b=10), legend=dict(orientation="h", y=-0.25))
     return fig
 
 
-def difference_figure(study: Study, metrics: Sequence[str] | None = None) -> go.Figure:
+def difference_figure(study: Study, metrics: Sequence[str] | None = None, stacked: bool = False) -> go.Figure:
     """Paired differences against the reference with their 95% intervals."""
     diff = study.differences()
     metrics = list(metrics or dict.fromkeys([study.primary_metric(), "reference_output_log_likelihood", "total_s"]))
     diff = diff[diff["metric"].isin(metrics)]
-    fig = make_subplots(rows=1, cols=max(1, len(metrics)), subplot_titles=[METRIC_NAMES.get(m, m) for m in metrics])
+    fig, at = _grid(len(metrics), _titles([METRIC_NAMES.get(m, m) for m in metrics]), stacked)
     for c, m in enumerate(metrics, 1):
         d = diff[diff["metric"] == m]
         fig.add_trace(go.Scatter(
@@ -298,17 +337,20 @@ def difference_figure(study: Study, metrics: Sequence[str] | None = None) -> go.
             marker=dict(size=10, color=[_color(int(i)) for i in d["setting_index"]]),
             error_x=dict(type="data", symmetric=False, array=d["high"] - d["mean_difference"],
                          arrayminus=d["mean_difference"] - d["low"]),
-            showlegend=False, hovertemplate="%{y}: %{x:.3f}<extra></extra>"), row=1, col=c)
-        fig.add_vline(x=0, line_dash="dot", line_color="gray", row=1, col=c)
+            showlegend=False, hovertemplate="%{y}: %{x:.3f}<extra></extra>"), **at(c))
+        fig.add_vline(x=0, line_dash="dot", line_color="gray", **at(c))
     ref = study.labels[study.reference]
-    fig.update_layout(title=f"Paired difference vs. the reference ({_esc(ref)}), 95% interval", height=300,
-                      margin=dict(l=10, r=10, t=70, b=10))
+    fig.update_layout(title=_title(f"Paired difference vs. the reference ({ref}), 95% interval", stacked),
+                      height=_height(300, len(metrics), stacked),
+                      margin=dict(l=10, r=10, t=90, b=10))
     return fig
 
 
-def figures(study: Study) -> dict[str, go.Figure]:
-    return {"distributions": distribution_figure(study), "differences": difference_figure(study),
-            "layers": layer_figure(study), "cost": cost_figure(study)}
+def figures(study: Study, stacked: bool = False) -> dict[str, go.Figure]:
+    """The study's figures; `stacked`: each figure's panels one under another (for a narrow screen)."""
+    return {"distributions": distribution_figure(study, stacked=stacked),
+            "differences": difference_figure(study, stacked=stacked),
+            "layers": layer_figure(study, stacked=stacked), "cost": cost_figure(study, stacked=stacked)}
 
 
 # ---------------------------------------------------------------------------------------------

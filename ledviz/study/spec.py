@@ -2,7 +2,7 @@
 
 Settings are the Attention lab's global-attention choices (`ledviz.compare.Setting`), written on
 the command line as ``kind`` or ``kind:argument``: ``none``, ``first``, ``question``,
-``sentences``, ``every_k:32``, ``positions:0,10,20``, ``pattern:^\\d``.
+``sentences``, ``every_k:32``, ``positions:0,10,20`` (ranges too: ``positions:0,10-20``), ``pattern:^\\d``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from ..compare import Setting, unique_labels
 from ..errors import InputError
-from ..pipeline import GLOBAL_CHOICES
+from ..pipeline import GLOBAL_CHOICES, check_k, parse_positions
 
 TASKS = ("summarize", "qa")
 GENERATION_KEYS = ("max_new_tokens", "num_beams", "answer_from_document")
@@ -34,14 +34,15 @@ def parse_setting(value: "str | Setting | Mapping[str, Any]") -> Setting:
             k = int(arg)
         except ValueError:
             raise InputError(f"setting {value!r}: every_k needs a whole number, as in every_k:32") from None
-        if k < 1:
-            raise InputError(f"setting {value!r}: k must be at least 1")
-        return Setting(kind, k=k)
-    if kind == "positions":
         try:
-            positions = tuple(int(p) for p in arg.split(",") if p.strip())
-        except ValueError:
-            raise InputError(f"setting {value!r}: positions are whole numbers, as in positions:0,10,20") from None
+            return Setting(kind, k=check_k(k))  # 1 to K_MAX, as the lab takes it
+        except InputError as err:
+            raise InputError(f"setting {value!r}: {err}") from None
+    if kind == "positions":
+        try:  # whole numbers and ranges, as the lab takes them: positions:0,10-20
+            positions = tuple(parse_positions(arg))
+        except InputError as err:
+            raise InputError(f"setting {value!r}: {err} (as in positions:0,10-20)") from None
         if not positions:
             raise InputError(f"setting {value!r}: give at least one position, as in positions:0,10,20")
         return Setting(kind, positions=positions)
@@ -65,7 +66,7 @@ def setting_text(s: Setting) -> str:
     if s.kind == "every_k":
         return f"every_k:{s.k}"
     if s.kind == "positions":
-        return "positions:" + ",".join(map(str, s.positions))
+        return "positions:" + ",".join(map(str, s.positions))  # (as written before ranges: studies' identities)
     if s.kind == "pattern":
         return f"pattern:{s.pattern}"
     return s.kind

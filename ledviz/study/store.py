@@ -34,6 +34,8 @@ from .spec import identity_hash
 
 FORMAT = "ledviz-study/1"
 MANIFEST = "manifest.json"
+MANIFEST_KEYS = ("spec", "documents")  # what reading a study needs of its manifest
+SPEC_KEYS = ("settings", "reference", "task")
 DOCUMENTS = "documents.parquet"
 ROWS = "rows"
 
@@ -59,12 +61,7 @@ def package_versions(*extra: str) -> dict[str, str | None]:
     return out
 
 
-def load_average() -> float | None:
-    """The 1-minute load average now, rounded to 0.01 (None where unknown)."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (OSError, AttributeError):
-        return None
+load_average = device.load_average  # (kept here under its old name: studies record it in their manifest)
 
 
 def machine() -> dict:
@@ -204,10 +201,21 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if not (p / MANIFEST).is_file():
         raise InputError(f"{p} is not a study results folder (no {MANIFEST}): give the folder a study run wrote")
+    afresh = (f"without it the rows cannot be matched to their study: run the study afresh into a new folder "
+              f"(python -m ledviz.study run ... --out NEW_FOLDER)")
     try:
-        return json.loads((p / MANIFEST).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"{p / MANIFEST} is damaged ({e.msg}): it cannot be read") from None
+        manifest = json.loads((p / MANIFEST).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{p / MANIFEST} is damaged ({getattr(e, 'msg', None) or e.reason}): it cannot be read; "
+                         + afresh) from None
+    spec = manifest.get("spec") if isinstance(manifest, dict) else None
+    lacking = ([] if isinstance(manifest, dict) else ["an object"]) + \
+        [k for k in MANIFEST_KEYS if not isinstance(manifest, dict) or k not in manifest] + \
+        [f"spec.{k}" for k in SPEC_KEYS if isinstance(spec, dict) and k not in spec]
+    if lacking:
+        raise InputError(f"{p / MANIFEST} is not a study's manifest (it lacks {', '.join(lacking)}), or it was "
+                         "damaged or edited by hand; " + afresh)
+    return manifest
 
 
 def read_rows(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
@@ -215,7 +223,7 @@ def read_rows(path: str | os.PathLike, columns: list[str] | None = None) -> pd.D
     parts = sorted((Path(path) / ROWS).glob("part-*.parquet"))
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in (columns or COLUMNS)})
-    df = pa.concat_tables([pq.read_table(p, columns=columns, schema=SCHEMA) for p in parts]).to_pandas()
+    df = pa.concat_tables([_read_part(p, columns) for p in parts]).to_pandas()
     dup = df.duplicated(["doc_index", "setting_index"]) if "setting_index" in df else None
     if dup is not None and dup.any():
         first = df[dup].iloc[0]
@@ -224,12 +232,32 @@ def read_rows(path: str | os.PathLike, columns: list[str] | None = None) -> pd.D
     return df.sort_values(["doc_index", "setting_index"]).reset_index(drop=True)
 
 
+def _read_part(part: Path, columns: list[str] | None) -> pa.Table:
+    """One part file of rows; InputError naming it and the fix when it is damaged (an interrupted copy, a
+    full disk): a run into the same folder writes again only the rows that are missing."""
+    try:
+        return pq.read_table(part, columns=columns, schema=SCHEMA)
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise InputError(f"the row file {part} is damaged ({str(e).splitlines()[0][:160]}): delete it and run the "
+                         f"same study command again (python -m ledviz.study run ... --out {part.parent.parent}): it "
+                         "redoes only the rows that are missing") from None
+
+
 def read_documents(path: str | os.PathLike) -> pd.DataFrame:
     """The documents of a results folder (index, id, text, question, reference, facts as JSON)."""
     p = Path(path) / DOCUMENTS
+    fix = ("the study's documents are written once, when its folder is made: run the study afresh into a new "
+           "folder (python -m ledviz.study run ... --out NEW_FOLDER)")
     if not p.is_file():
-        raise InputError(f"{path} has no {DOCUMENTS}: is it a study results folder?")
-    return pd.read_parquet(p)
+        raise InputError(f"{path} has no {DOCUMENTS}: is it a study results folder? If it is, {fix}")
+    try:
+        docs = pd.read_parquet(p)
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise InputError(f"{p} is damaged ({str(e).splitlines()[0][:160]}); {fix}") from None
+    missing = [c for c in ("index", "id", "text") if c not in docs.columns]
+    if missing:
+        raise InputError(f"{p} lacks the columns {', '.join(missing)}: it is not a study's documents; {fix}")
+    return docs
 
 
 def record_of(documents: pd.DataFrame, doc_index: int) -> Record:
