@@ -353,7 +353,7 @@ def test_how_it_works_recomputes_and_links_cells():
     at.number_input(key="hiw.j").set_value(7).run()
     assert_clean(at)
     picked = next(m.value for m in at.markdown if m.value.startswith("**Picked**"))
-    assert "key 7:lead" in picked and "encoder_attentions[9, g:7]" in picked
+    assert "key 7 “lead”" in picked and "encoder_attentions[9, g:7]" in picked
     at.number_input(key="hiw.j").set_value(20).run()  # far and not global: never scored
     assert any("never scored" in m.value for m in at.markdown)
     assert not any("full attention" in m.value for m in at.info)
