@@ -224,6 +224,16 @@ def test_readme_settings_example_is_the_settings():
     defaults = Settings()
     for name, default in re.findall(r"^(\w+) *=.*# .*?default (\d+)\b", block.group(1), flags=re.M):
         assert getattr(defaults, name) == int(default), name
+    # the memory budget's default: the margin memory.memory_budget leaves
+    import inspect
+
+    from ledviz.memory import memory_budget
+    said = re.search(r"^memory_budget_mb *=.*# default: available memory now, less (\d+)% of it or (\d+) GB, "
+                     r"whichever is more$", block.group(1), flags=re.M)
+    assert said, "the README's memory_budget_mb default is not the one this test reads"
+    params = inspect.signature(memory_budget).parameters
+    assert int(said.group(1)) / 100 == params["margin"].default
+    assert int(said.group(2)) * 1024 == params["min_margin_mb"].default
 
 
 def test_readme_embedded_model_figures_are_the_model_cards():
