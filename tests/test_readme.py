@@ -253,3 +253,11 @@ def test_readme_embedded_model_figures_are_the_model_cards():
     assert re.search(rf"ROC area {head['about']['valid_auc']:.3f} against", section), head["about"]["valid_auc"]
     margin = json.loads((model / "generation_config.json").read_text())["decline_margin"]
     assert f"embedded model: {margin:g} on the first token" in section
+
+
+def test_readme_upload_types_are_the_uploaders():
+    from ledviz.uploads import UPLOAD_TYPES
+
+    bullet = re.search(r"^  - Uploads:(.*?)(?=^  - )", readme_section("The app"), flags=re.S | re.M)
+    assert bullet, "the README's Summarize bullet no longer lists the upload types"
+    assert sorted(re.findall(r"`\.(\w+)`", bullet.group(1))) == sorted(UPLOAD_TYPES)
