@@ -261,3 +261,17 @@ def test_readme_upload_types_are_the_uploaders():
     bullet = re.search(r"^  - Uploads:(.*?)(?=^  - )", readme_section("The app"), flags=re.S | re.M)
     assert bullet, "the README's Summarize bullet no longer lists the upload types"
     assert sorted(re.findall(r"`\.(\w+)`", bullet.group(1))) == sorted(UPLOAD_TYPES)
+
+
+def test_readme_embedded_model_size_is_the_weights():
+    import math
+
+    from safetensors import safe_open
+
+    weights = ROOT / "ledviz" / "demo" / "model" / "model.safetensors"
+    with safe_open(str(weights), "pt") as f:
+        n = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    said = re.search(r"is a ([\d.]+)M-parameter LED \(([\d.]+) MB of float16 weights\)", readme_section("The embedded model"))
+    assert said, "the README no longer gives the embedded model's size as this test reads it"
+    assert float(said.group(1)) == round(n / 1e6, 1)
+    assert float(said.group(2)) == round(weights.stat().st_size / 1e6, 1)
