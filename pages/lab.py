@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ledviz import compare, plots
+from ledviz import compare, pipeline, plots
 from ledviz.compare import MAX_SETTINGS, Setting
 from ledviz.errors import LedvizError
 from ledviz.pipeline import GLOBAL_CHOICES
@@ -377,6 +377,10 @@ def main() -> None:
             settings.append(setting_input(n, doc, task, question))
     valid = [s for s in settings if s is not None]
     names = setting_labels(settings)
+    if task == "summarize" and doc is not None:  # once, under the cards: the demo model reads many globals as a question
+        notes = [pipeline.demo_summary_global_note(loaded, s.mask(doc)) for s in valid]
+        if note := next((n for n in notes if n), None):
+            st.info(note, icon=":material/info:")
     index_state(f"{KEY}.reference", len(settings))
     reference = g4.selectbox("Reference", range(len(settings)), key=f"{KEY}.reference", format_func=names.__getitem__,
                              help="Its output is scored under every setting, and every map is compared with its map.")

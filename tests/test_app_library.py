@@ -1016,3 +1016,19 @@ def test_figure_file_names_say_run_and_figure():
     assert export.figure_file_stem(a, "x").startswith(export.run_file_name(a, ".json")[:-len(".json")])
     with pytest.raises(ValueError, match="must name the figure"):
         export.figure_file_stem(a, "..//")
+
+
+def test_demo_summary_global_note_only_for_the_demo_model_with_globals_past_s():
+    import dataclasses
+
+    loaded = pipeline.load_model()
+    s_only, none, more = torch.zeros(1, 50, dtype=torch.long), torch.zeros(1, 50, dtype=torch.long), None
+    s_only[0, 0] = 1
+    more = s_only.clone()
+    more[0, 17] = 1
+    assert pipeline.demo_summary_global_note(loaded, s_only) is None
+    assert pipeline.demo_summary_global_note(loaded, none) is None
+    assert pipeline.demo_summary_global_note(loaded, None) is None
+    assert "not in the document" in pipeline.demo_summary_global_note(loaded, more)
+    other = dataclasses.replace(loaded, source="local")
+    assert pipeline.demo_summary_global_note(other, more) is None
