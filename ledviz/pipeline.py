@@ -385,11 +385,10 @@ def format_positions(positions: Sequence[int], sep: str = ", ") -> str:
     return sep.join(parts)
 
 
-def parse_positions(text: str) -> list[int]:
-    """Token positions typed as a list: whole numbers and ranges ("0, 10-20": 0 and 10 to 20, both
-    ends included), separated by commas, semicolons or spaces. Sorted, each once. InputError naming
-    the part that is wrong ("x", a backwards range "5-2", a negative number)."""
-    found: set[int] = set()
+def _position_ranges(text: str) -> list[tuple[int, int]]:
+    """The (first, last) of each whole number or range typed in `text`, in the order typed;
+    InputError naming the part that is wrong (see parse_positions)."""
+    ranges: list[tuple[int, int]] = []
     text = re.sub(r"(\d)\s*(-|–|\.\.)\s*(?=\d)", r"\1\2", text)  # "10 - 20" is one range
     for part in re.split(r"[,;\s]+", text.strip()):
         if not part:
@@ -404,11 +403,58 @@ def parse_positions(text: str) -> list[int]:
         b = a if m.group(2) is None else int(m.group(2))
         if b < a:
             raise InputError(f"the range {part!r} runs backwards: write it smallest first, '{b}-{a}'")
+        ranges.append((a, b))
+    return ranges
+
+
+def parse_positions(text: str) -> list[int]:
+    """Token positions typed as a list: whole numbers and ranges ("0, 10-20": 0 and 10 to 20, both
+    ends included), separated by commas, semicolons or spaces. Sorted, each once (repeated_positions
+    says which were typed more than once). InputError naming the part that is wrong ("x", a
+    backwards range "5-2", a negative number)."""
+    found: set[int] = set()
+    for a, b in _position_ranges(text):
         if b - a + len(found) >= MAX_POSITIONS:
             raise InputError(f"the positions {text.strip()[:40]!r} name more than {MAX_POSITIONS:,} tokens: give "
                              "fewer (positions past the document's end are refused anyway)")
         found.update(range(a, b + 1))
     return sorted(found)
+
+
+def repeated_positions(text: str) -> list[tuple[int, int, int]]:
+    """The positions `text` names more than once, as (first, last, times) runs in order: "0,0,0" is
+    [(0, 0, 3)], "0-10, 5-15" is [(5, 10, 2)]. A global token is global once however often it is
+    listed, so a caption can say what the list quietly became. (InputError as parse_positions.)"""
+    edges: dict[int, int] = {}
+    for a, b in _position_ranges(text):
+        edges[a] = edges.get(a, 0) + 1
+        edges[b + 1] = edges.get(b + 1, 0) - 1
+    runs: list[tuple[int, int, int]] = []
+    depth, start = 0, 0
+    for x in sorted(edges):
+        if depth >= 2:
+            if runs and runs[-1][1] == start - 1 and runs[-1][2] == depth:  # "1,1,2,2": one run 1-2
+                runs[-1] = (runs[-1][0], x - 1, depth)
+            else:
+                runs.append((start, x - 1, depth))
+        depth += edges[x]
+        start = x
+    return runs
+
+
+def repeated_positions_note(text: str) -> str | None:
+    """What a positions list with repeats became, in words ("0 was listed 3 times: each position is
+    one global token however often it is listed"); None when nothing is repeated."""
+    runs = repeated_positions(text)
+    if not runs:
+        return None
+    times = {2: "twice"}
+    parts = [(f"{a}" if a == b else f"{a}-{b}") + (" was" if a == b else " were") + " listed "
+             + times.get(n, f"{n} times") for a, b, n in runs[:3]]
+    k = len(runs) - 3
+    more = f" (and {k} more {'repeat' if k == 1 else 'repeats'})" if k > 0 else ""
+    said = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"{said}{more}: each position is one global token however often it is listed."
 
 
 def sentence_start_tokens(doc: Document) -> list[int]:

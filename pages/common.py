@@ -581,6 +581,8 @@ def global_choice_options(prefix: str, kind: str, *, k: int = 64, positions: str
         if require_positions and not values:
             st.error("Give at least one token position.")
             return None
+        if note := pipeline.repeated_positions_note(raw):  # "0,0,0" is 1 global token: said, not quietly
+            st.caption(note)
         return {"positions": values}
     if kind == "pattern":
         return {"pattern": st.text_input("Regular expression (matched against each token)", r"^\d",
