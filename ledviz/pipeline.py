@@ -246,6 +246,20 @@ def check_document_text(text: str | None) -> None:
                          "that has text in it, or pick a sample document")
 
 
+def question_hint(loaded: LoadedModel, text: str | None) -> str:
+    """What to type instead of a question the app cannot read, fitting the document: for the embedded
+    demo model on one of its kinds of report, a question it was trained on for that kind ("Who is the
+    project lead?" for a project report, "Who is the chief executive?" for a company's); for any
+    other document or model, a plain hint with no example (a project question on a letter misleads)."""
+    if loaded.source == EMBEDDED and text:
+        from .demo.data import SCHEMAS, report_kind
+
+        kind = report_kind(text)
+        if kind is not None:
+            return f"type a question about the document, in words (e.g. “{SCHEMAS[kind].slots[0].questions[0]}”)"
+    return "type a question about the document, in words: ask about something it says"
+
+
 def prepare_document(loaded: LoadedModel, text: str, question: str | None = None,
                      max_tokens: int | None = None) -> Document:
     """Tokenize a document (and a question for QA), truncating the document to the model's limit.
@@ -257,8 +271,7 @@ def prepare_document(loaded: LoadedModel, text: str, question: str | None = None
     if question is not None and not question.strip():
         raise InputError("the question is empty: type a question about the document")
     if question is not None and not any(c.isalnum() for c in question):
-        raise InputError(f"the question {question.strip()!r} has no words: type a question about the document "
-                         "(e.g. “Who is the project lead?”)")
+        raise InputError(f"the question {question.strip()!r} has no words: {question_hint(loaded, text)}")
     limit = min(max_tokens or loaded.max_tokens, loaded.max_tokens)
     tok = loaded.tokenizer
     if question:  # the document is cut to fit, never the question: it must leave room for a document token

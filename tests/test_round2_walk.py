@@ -35,3 +35,39 @@ def test_positions_0_0_0_say_they_are_one_global_token():
     assert "1 global token." in captions
     at.text_input(key="summarize.settings.global_positions").set_value("0, 5").run()
     assert not any("was listed" in c for c in at.caption)
+
+
+# ---- a question with no words: a hint that fits the document ------------------------------------
+
+def test_the_hint_for_a_question_with_no_words_fits_the_document():
+    from types import SimpleNamespace
+
+    from ledviz.demo.data import report_kind, sample_documents
+    from ledviz.pipeline import EMBEDDED, question_hint
+
+    samples = sample_documents()
+    assert [report_kind(t) for t in samples.values()] == ["project", "company", "expedition"]
+    assert report_kind("Dear aunt, the garden is fine.") is None
+    demo, other = SimpleNamespace(source=EMBEDDED), SimpleNamespace(source="hub")
+    project, company, expedition = samples.values()
+    assert "“Who is the project lead?”" in question_hint(demo, project)
+    assert "“Who is the chief executive?”" in question_hint(demo, company)
+    assert "“Who is the expedition leader?”" in question_hint(demo, expedition)
+    for loaded, text in [(demo, "Dear aunt, the garden is fine."), (other, project), (other, "A letter.")]:
+        hint = question_hint(loaded, text)
+        assert "e.g." not in hint and "project" not in hint, hint
+
+
+def test_qa_page_question_with_no_words_gets_a_hint_for_this_document():
+    at = open_app("pages/qa.py")
+    at.text_input(key="qa.question").set_value("?!?").run()
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "has no words" in errors[0] and "project lead" in errors[0], errors
+    at.selectbox(key="doc.sample").set_value("Company report (about 2.5K tokens)").run()
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "chief executive" in errors[0] and "project" not in errors[0], errors
+    at.segmented_control(key="doc.source").set_value("Paste").run()
+    at.text_area(key="doc.pasted").set_value("Dear aunt, the garden is fine and the roses are out. " * 3).run()
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "has no words" in errors[0] and "project" not in errors[0], errors
+    assert "ask about something it says" in errors[0], errors
