@@ -246,6 +246,16 @@ def check_document_text(text: str | None) -> None:
                          "that has text in it, or pick a sample document")
 
 
+def window_words(windows: Sequence[int]) -> str:
+    """The encoder's attention window(s) in words: LED's window counts both sides, so "window 64 (32
+    tokens each side)"; layers with different windows give the range, "windows 32 to 64 (16 to 32
+    tokens each side, by layer)"."""
+    lo, hi = min(windows), max(windows)
+    if lo == hi:
+        return f"window {hi:,} ({hi // 2:,} tokens each side)"
+    return f"windows {lo:,} to {hi:,} ({lo // 2:,} to {hi // 2:,} tokens each side, by layer)"
+
+
 def question_hint(loaded: LoadedModel, text: str | None) -> str:
     """What to type instead of a question the app cannot read, fitting the document: for the embedded
     demo model on one of its kinds of report, a question it was trained on for that kind ("Who is the

@@ -214,7 +214,7 @@ def _describe(loaded: LoadedModel) -> str:
     c = loaded.config
     name = "embedded demo model" if loaded.source == pipeline.EMBEDDED else loaded.name
     text = (f"**{as_typed(name)}** · {count(c.encoder_layers, 'layer')} × {count(c.encoder_attention_heads, 'head')} · "
-            f"window {max(c.attention_windows())} · up to {loaded.max_tokens:,} tokens · "
+            f"{pipeline.window_words(c.attention_windows())} · up to {loaded.max_tokens:,} tokens · "
             f"loaded in {loaded.load_seconds:.1f} s")
     if loaded.source == pipeline.EMBEDDED:
         # what the small model can and cannot do, wherever its outputs are shown

@@ -71,3 +71,19 @@ def test_qa_page_question_with_no_words_gets_a_hint_for_this_document():
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "has no words" in errors[0] and "project" not in errors[0], errors
     assert "ask about something it says" in errors[0], errors
+
+
+# ---- the sidebar's window, in tokens each side -----------------------------------------------------
+
+def test_window_words_say_tokens_each_side():
+    from ledviz.pipeline import window_words
+
+    assert window_words([64, 64]) == "window 64 (32 tokens each side)"
+    assert window_words([32, 64]) == "windows 32 to 64 (16 to 32 tokens each side, by layer)"
+    assert window_words([512] * 12) == "window 512 (256 tokens each side)"
+
+
+def test_the_sidebar_says_what_the_window_means():
+    at = open_app()
+    summary = [c.value for c in at.sidebar.caption if "layers ×" in c.value]
+    assert summary and "windows 32 to 64 (16 to 32 tokens each side, by layer)" in summary[0], summary
