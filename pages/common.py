@@ -79,20 +79,24 @@ def sentence(message: str) -> str:
     return message[:1].upper() + message[1:]
 
 
-def show_error(err: BaseException, what: str = "", where: Any = None) -> None:
-    """st.error for an exception: ledviz's own messages as they are (as a sentence), anything else
-    in one line (the traceback goes to the server log). The message shows as typed (`as_typed`): it
-    quotes the user's text (a pattern, a path, a document's words), which Markdown would format."""
-    where = where or st
+def error_text(err: BaseException, what: str = "") -> str:
+    """An exception as show_error words it (Markdown, the message as typed): ledviz's own messages as
+    they are (as a sentence), a missing package as such, anything else in one line."""
     if isinstance(err, LedvizError):
-        where.error(as_typed(sentence(str(err))), icon=":material/error:")
-    elif isinstance(err, ImportError):
-        where.error(f"A package is missing{' for ' + what if what else ''}: {as_typed(str(err))}",
-                    icon=":material/error:")
-    else:
+        return as_typed(sentence(str(err)))
+    if isinstance(err, ImportError):
+        return f"A package is missing{' for ' + what if what else ''}: {as_typed(str(err))}"
+    return f"Something went wrong{' while ' + what if what else ''}: {type(err).__name__}: {as_typed(str(err))}"
+
+
+def show_error(err: BaseException, what: str = "", where: Any = None) -> None:
+    """st.error for an exception, worded by error_text (the traceback of one not ledviz's own and not
+    a missing package goes to the server log). The message shows as typed (`as_typed`): it quotes the
+    user's text (a pattern, a path, a document's words), which Markdown would format."""
+    where = where or st
+    if not isinstance(err, (LedvizError, ImportError)):
         log.error("unexpected error while %s", what or "running", exc_info=err)
-        where.error(f"Something went wrong{' while ' + what if what else ''}: {type(err).__name__}: "
-                    f"{as_typed(str(err))}", icon=":material/error:")
+    where.error(error_text(err, what), icon=":material/error:")
 
 
 @contextlib.contextmanager

@@ -87,3 +87,19 @@ def test_the_sidebar_says_what_the_window_means():
     at = open_app()
     summary = [c.value for c in at.sidebar.caption if "layers ×" in c.value]
     assert summary and "windows 32 to 64 (16 to 32 tokens each side, by layer)" in summary[0], summary
+
+
+# ---- the Model page after a failed load says why, on the page ------------------------------------
+
+def test_the_model_page_says_why_the_load_failed_not_only_in_the_sidebar(tmp_path):
+    """Below 640 px wide the sidebar starts closed: "the sidebar says why" sent a phone user looking."""
+    at = open_app("pages/model.py")
+    at.sidebar.radio(key="model.source").set_value("local").run()
+    at.sidebar.text_input(key="model.folder").set_value(str(tmp_path / "no-such-folder")).run()
+    at.sidebar.button(key="model.load_folder").click().run()
+    assert not at.exception
+    warnings = [w.value for w in at.main.warning]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("The model asked for last could not be loaded: There is no folder"), warnings
+    assert "no\\-such\\-folder" in warnings[0] or "no-such-folder" in warnings[0], warnings
+    assert "sidebar" not in warnings[0] and "the embedded demo model" in warnings[0], warnings
