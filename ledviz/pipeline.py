@@ -17,9 +17,9 @@ from typing import Any, Callable, Collection, NamedTuple, Sequence
 
 import torch
 
-from . import device, questions
+from . import device, loading, questions
 from .answering import decline_ids
-from .errors import GenerationSettingsError, InputError
+from .errors import CheckpointError, GenerationSettingsError, InputError
 from .cache import KeyValues, LayerCache
 from .export import AttentionStore
 from .config import LEDConfig
@@ -120,6 +120,10 @@ def load_model(name_or_path: str | None = None, progress: Callable[[str], None] 
     the disk but the Hub cache), for servers whose users must not reach the server's files."""
     start = time.perf_counter()
     path, source, name = _where(name_or_path, hub_only, hub_kwargs)
+    if source == "local" and not hub_kwargs.get("subfolder"):  # the most basic thing missing first
+        problem = loading.checkpoint_folder_problem(path)
+        if problem is not None:
+            raise CheckpointError(problem)
     if progress:
         progress("loading the tokenizer")
     tokenizer = LEDTokenizerFast.from_pretrained(path, **hub_kwargs)
@@ -144,7 +148,9 @@ def _where(name_or_path: str | None, hub_only: bool, hub_kwargs: dict) -> tuple[
 def load_config(name_or_path: str | None = None, *, hub_only: bool = False, **hub_kwargs: Any) -> LEDConfig:
     """The config of the checkpoint load_model would load under these arguments, read alone (only
     config.json): to tell a model's size (memory.model_nbytes) before loading its weights."""
-    path, _, _ = _where(name_or_path, hub_only, hub_kwargs)
+    path, source, _ = _where(name_or_path, hub_only, hub_kwargs)
+    if source == "local" and not hub_kwargs.get("subfolder") and not os.path.isfile(os.path.join(path, "config.json")):
+        raise CheckpointError(loading.checkpoint_folder_problem(path) or f"there is no config.json in {path!r}")
     return LEDConfig.from_pretrained(path, **hub_kwargs)
 
 

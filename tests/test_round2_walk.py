@@ -103,3 +103,52 @@ def test_the_model_page_says_why_the_load_failed_not_only_in_the_sidebar(tmp_pat
     assert warnings[0].startswith("The model asked for last could not be loaded: There is no folder"), warnings
     assert "no\\-such\\-folder" in warnings[0] or "no-such-folder" in warnings[0], warnings
     assert "sidebar" not in warnings[0] and "the embedded demo model" in warnings[0], warnings
+
+
+# ---- a checkpoint folder lacking files: the most basic thing missing first -------------------------
+
+def test_a_checkpoint_folder_names_the_most_basic_thing_missing(tmp_path):
+    import pytest
+
+    from ledviz.errors import CheckpointError
+    from ledviz.loading import checkpoint_folder_problem
+    from ledviz.pipeline import load_config, load_model
+
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    holds = "a checkpoint folder holds config.json, the weights (model.safetensors or pytorch_model.bin"
+    said = checkpoint_folder_problem(str(folder))
+    assert said.startswith(f"the folder {str(folder)!r} is empty: {holds}"), said
+    for load in (load_model, load_config):  # (load_model said "no LED tokenizer" for an empty folder)
+        with pytest.raises(CheckpointError, match="is empty: a checkpoint folder holds config.json"):
+            load(str(folder))
+    (folder / "tokenizer.json").write_text("{}")
+    assert checkpoint_folder_problem(str(folder)).startswith(
+        f"there is no config.json in the folder {str(folder)!r} (it holds tokenizer.json): {holds}")
+    with pytest.raises(CheckpointError, match="there is no config.json"):
+        load_model(str(folder))
+    (folder / "config.json").write_text('{"model_type": "led"}')
+    assert checkpoint_folder_problem(str(folder)).startswith("there are no weights in the folder")
+    with pytest.raises(CheckpointError, match="there are no weights in the folder"):
+        load_model(str(folder))
+    (folder / "tokenizer.json").unlink()
+    (folder / "model.safetensors").write_bytes(b"")
+    assert checkpoint_folder_problem(str(folder)).startswith("there is no tokenizer in the folder")
+    (folder / "vocab.json").write_text("{}")
+    (folder / "merges.txt").write_text("")
+    assert checkpoint_folder_problem(str(folder)) is None
+
+
+def test_an_empty_folder_given_in_the_sidebar_is_called_empty(tmp_path):
+    from app_driver import messages
+
+    (tmp_path / "ck").mkdir()
+    at = open_app()
+    at.sidebar.radio(key="model.source").set_value("local").run()
+    at.sidebar.text_input(key="model.folder").set_value(str(tmp_path / "ck")).run()
+    at.sidebar.button(key="model.load_folder").click().run()
+    assert not at.exception
+    errors = sorted(set(messages(at, "error")))
+    assert len(errors) == 1 and errors[0].startswith(f"The folder '{tmp_path / 'ck'}' is empty: a checkpoint "
+                                                     "folder holds config.json"), errors
+    assert "tokenizer" in errors[0] and "weights" in errors[0], errors
