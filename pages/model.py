@@ -133,7 +133,7 @@ def main() -> None:
     err = st.session_state.get("model.error")
     if err is not None:  # why, here too: below 640 px wide the sidebar that also says it starts closed
         shown = "the embedded demo model" if loaded.source == pipeline.EMBEDDED else f"`{as_typed(loaded.name)}`"
-        st.warning(f"The model asked for last could not be loaded: {error_text(err, 'loading the model')}  \n"
+        st.warning(f"The model asked for last could not be loaded. {error_text(err, 'loading the model')}  \n"
                    f"This page shows the model still in use, {shown}.", icon=":material/warning:")
     origin(loaded)
     left, right = st.columns([3, 2], gap="large")

@@ -100,7 +100,7 @@ def test_the_model_page_says_why_the_load_failed_not_only_in_the_sidebar(tmp_pat
     assert not at.exception
     warnings = [w.value for w in at.main.warning]
     assert len(warnings) == 1, warnings
-    assert warnings[0].startswith("The model asked for last could not be loaded: There is no folder"), warnings
+    assert warnings[0].startswith("The model asked for last could not be loaded. There is no folder"), warnings
     assert "no\\-such\\-folder" in warnings[0] or "no-such-folder" in warnings[0], warnings
     assert "sidebar" not in warnings[0] and "the embedded demo model" in warnings[0], warnings
 
