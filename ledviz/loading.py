@@ -103,6 +103,31 @@ def _hub_download_or_hint(name: str, filename: str, *, folders: bool = False, **
         raise CheckpointError(f"{err}; {hint}") from None
 
 
+CHECKPOINT_HOLDS = ("config.json, the weights (model.safetensors or pytorch_model.bin, or their sharded "
+                    "*.index.json) and the tokenizer (tokenizer.json, or vocab.json and merges.txt)")
+
+
+def checkpoint_folder_problem(folder: str) -> str | None:
+    """What a local checkpoint folder lacks, the most basic thing first (no config.json, then no
+    weights, then no tokenizer), naming the folder and what a checkpoint folder holds; None when it
+    has all three kinds of file (whether they read is for the loaders to say)."""
+    try:
+        names = set(os.listdir(folder))
+    except OSError as err:
+        return f"the folder {folder!r} cannot be read ({err.strerror or err}): give a folder the server may read"
+    holds = f"a checkpoint folder holds {CHECKPOINT_HOLDS}"
+    if not names:
+        return f"the folder {folder!r} is empty: {holds}"
+    shown = ", ".join(sorted(names)[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    if "config.json" not in names:
+        return f"there is no config.json in the folder {folder!r} (it holds {shown}): {holds}"
+    if not names & {SAFE_WEIGHTS, SAFE_INDEX, BIN_WEIGHTS, BIN_INDEX}:
+        return f"there are no weights in the folder {folder!r} (it holds {shown}): {holds}"
+    if "tokenizer.json" not in names and not {"vocab.json", "merges.txt"} <= names:
+        return f"there is no tokenizer in the folder {folder!r} (it holds {shown}): {holds}"
+    return None
+
+
 def file_not_folder(path: str) -> str:
     """The message for a file given where a checkpoint's folder belongs."""
     folder = os.path.dirname(os.path.abspath(os.path.expanduser(path)))

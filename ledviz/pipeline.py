@@ -17,9 +17,9 @@ from typing import Any, Callable, Collection, NamedTuple, Sequence
 
 import torch
 
-from . import device, questions
+from . import device, loading, questions
 from .answering import decline_ids
-from .errors import GenerationSettingsError, InputError
+from .errors import CheckpointError, GenerationSettingsError, InputError
 from .cache import KeyValues, LayerCache
 from .export import AttentionStore
 from .config import LEDConfig
@@ -120,6 +120,10 @@ def load_model(name_or_path: str | None = None, progress: Callable[[str], None] 
     the disk but the Hub cache), for servers whose users must not reach the server's files."""
     start = time.perf_counter()
     path, source, name = _where(name_or_path, hub_only, hub_kwargs)
+    if source == "local" and not hub_kwargs.get("subfolder"):  # the most basic thing missing first
+        problem = loading.checkpoint_folder_problem(path)
+        if problem is not None:
+            raise CheckpointError(problem)
     if progress:
         progress("loading the tokenizer")
     tokenizer = LEDTokenizerFast.from_pretrained(path, **hub_kwargs)
@@ -144,7 +148,9 @@ def _where(name_or_path: str | None, hub_only: bool, hub_kwargs: dict) -> tuple[
 def load_config(name_or_path: str | None = None, *, hub_only: bool = False, **hub_kwargs: Any) -> LEDConfig:
     """The config of the checkpoint load_model would load under these arguments, read alone (only
     config.json): to tell a model's size (memory.model_nbytes) before loading its weights."""
-    path, _, _ = _where(name_or_path, hub_only, hub_kwargs)
+    path, source, _ = _where(name_or_path, hub_only, hub_kwargs)
+    if source == "local" and not hub_kwargs.get("subfolder") and not os.path.isfile(os.path.join(path, "config.json")):
+        raise CheckpointError(loading.checkpoint_folder_problem(path) or f"there is no config.json in {path!r}")
     return LEDConfig.from_pretrained(path, **hub_kwargs)
 
 
@@ -246,6 +252,30 @@ def check_document_text(text: str | None) -> None:
                          "that has text in it, or pick a sample document")
 
 
+def window_words(windows: Sequence[int]) -> str:
+    """The encoder's attention window(s) in words: LED's window counts both sides, so "window 64 (32
+    tokens each side)"; layers with different windows give the range, "windows 32 to 64 (16 to 32
+    tokens each side, by layer)"."""
+    lo, hi = min(windows), max(windows)
+    if lo == hi:
+        return f"window {hi:,} ({hi // 2:,} tokens each side)"
+    return f"windows {lo:,} to {hi:,} ({lo // 2:,} to {hi // 2:,} tokens each side, by layer)"
+
+
+def question_hint(loaded: LoadedModel, text: str | None) -> str:
+    """What to type instead of a question the app cannot read, fitting the document: for the embedded
+    demo model on one of its kinds of report, a question it was trained on for that kind ("Who is the
+    project lead?" for a project report, "Who is the chief executive?" for a company's); for any
+    other document or model, a plain hint with no example (a project question on a letter misleads)."""
+    if loaded.source == EMBEDDED and text:
+        from .demo.data import SCHEMAS, report_kind
+
+        kind = report_kind(text)
+        if kind is not None:
+            return f"type a question about the document, in words (e.g. “{SCHEMAS[kind].slots[0].questions[0]}”)"
+    return "type a question about the document, in words: ask about something it says"
+
+
 def prepare_document(loaded: LoadedModel, text: str, question: str | None = None,
                      max_tokens: int | None = None) -> Document:
     """Tokenize a document (and a question for QA), truncating the document to the model's limit.
@@ -257,8 +287,7 @@ def prepare_document(loaded: LoadedModel, text: str, question: str | None = None
     if question is not None and not question.strip():
         raise InputError("the question is empty: type a question about the document")
     if question is not None and not any(c.isalnum() for c in question):
-        raise InputError(f"the question {question.strip()!r} has no words: type a question about the document "
-                         "(e.g. “Who is the project lead?”)")
+        raise InputError(f"the question {question.strip()!r} has no words: {question_hint(loaded, text)}")
     limit = min(max_tokens or loaded.max_tokens, loaded.max_tokens)
     tok = loaded.tokenizer
     if question:  # the document is cut to fit, never the question: it must leave room for a document token
@@ -385,11 +414,10 @@ def format_positions(positions: Sequence[int], sep: str = ", ") -> str:
     return sep.join(parts)
 
 
-def parse_positions(text: str) -> list[int]:
-    """Token positions typed as a list: whole numbers and ranges ("0, 10-20": 0 and 10 to 20, both
-    ends included), separated by commas, semicolons or spaces. Sorted, each once. InputError naming
-    the part that is wrong ("x", a backwards range "5-2", a negative number)."""
-    found: set[int] = set()
+def _position_ranges(text: str) -> list[tuple[int, int]]:
+    """The (first, last) of each whole number or range typed in `text`, in the order typed;
+    InputError naming the part that is wrong (see parse_positions)."""
+    ranges: list[tuple[int, int]] = []
     text = re.sub(r"(\d)\s*(-|–|\.\.)\s*(?=\d)", r"\1\2", text)  # "10 - 20" is one range
     for part in re.split(r"[,;\s]+", text.strip()):
         if not part:
@@ -404,11 +432,58 @@ def parse_positions(text: str) -> list[int]:
         b = a if m.group(2) is None else int(m.group(2))
         if b < a:
             raise InputError(f"the range {part!r} runs backwards: write it smallest first, '{b}-{a}'")
+        ranges.append((a, b))
+    return ranges
+
+
+def parse_positions(text: str) -> list[int]:
+    """Token positions typed as a list: whole numbers and ranges ("0, 10-20": 0 and 10 to 20, both
+    ends included), separated by commas, semicolons or spaces. Sorted, each once (repeated_positions
+    says which were typed more than once). InputError naming the part that is wrong ("x", a
+    backwards range "5-2", a negative number)."""
+    found: set[int] = set()
+    for a, b in _position_ranges(text):
         if b - a + len(found) >= MAX_POSITIONS:
             raise InputError(f"the positions {text.strip()[:40]!r} name more than {MAX_POSITIONS:,} tokens: give "
                              "fewer (positions past the document's end are refused anyway)")
         found.update(range(a, b + 1))
     return sorted(found)
+
+
+def repeated_positions(text: str) -> list[tuple[int, int, int]]:
+    """The positions `text` names more than once, as (first, last, times) runs in order: "0,0,0" is
+    [(0, 0, 3)], "0-10, 5-15" is [(5, 10, 2)]. A global token is global once however often it is
+    listed, so a caption can say what the list quietly became. (InputError as parse_positions.)"""
+    edges: dict[int, int] = {}
+    for a, b in _position_ranges(text):
+        edges[a] = edges.get(a, 0) + 1
+        edges[b + 1] = edges.get(b + 1, 0) - 1
+    runs: list[tuple[int, int, int]] = []
+    depth, start = 0, 0
+    for x in sorted(edges):
+        if depth >= 2:
+            if runs and runs[-1][1] == start - 1 and runs[-1][2] == depth:  # "1,1,2,2": one run 1-2
+                runs[-1] = (runs[-1][0], x - 1, depth)
+            else:
+                runs.append((start, x - 1, depth))
+        depth += edges[x]
+        start = x
+    return runs
+
+
+def repeated_positions_note(text: str) -> str | None:
+    """What a positions list with repeats became, in words ("0 was listed 3 times: each position is
+    one global token however often it is listed"); None when nothing is repeated."""
+    runs = repeated_positions(text)
+    if not runs:
+        return None
+    times = {2: "twice"}
+    parts = [(f"{a}" if a == b else f"{a}-{b}") + (" was" if a == b else " were") + " listed "
+             + times.get(n, f"{n} times") for a, b, n in runs[:3]]
+    k = len(runs) - 3
+    more = f" (and {k} more {'repeat' if k == 1 else 'repeats'})" if k > 0 else ""
+    said = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"{said}{more}: each position is one global token however often it is listed."
 
 
 def sentence_start_tokens(doc: Document) -> list[int]:

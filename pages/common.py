@@ -79,20 +79,24 @@ def sentence(message: str) -> str:
     return message[:1].upper() + message[1:]
 
 
-def show_error(err: BaseException, what: str = "", where: Any = None) -> None:
-    """st.error for an exception: ledviz's own messages as they are (as a sentence), anything else
-    in one line (the traceback goes to the server log). The message shows as typed (`as_typed`): it
-    quotes the user's text (a pattern, a path, a document's words), which Markdown would format."""
-    where = where or st
+def error_text(err: BaseException, what: str = "") -> str:
+    """An exception as show_error words it (Markdown, the message as typed): ledviz's own messages as
+    they are (as a sentence), a missing package as such, anything else in one line."""
     if isinstance(err, LedvizError):
-        where.error(as_typed(sentence(str(err))), icon=":material/error:")
-    elif isinstance(err, ImportError):
-        where.error(f"A package is missing{' for ' + what if what else ''}: {as_typed(str(err))}",
-                    icon=":material/error:")
-    else:
+        return as_typed(sentence(str(err)))
+    if isinstance(err, ImportError):
+        return f"A package is missing{' for ' + what if what else ''}: {as_typed(str(err))}"
+    return f"Something went wrong{' while ' + what if what else ''}: {type(err).__name__}: {as_typed(str(err))}"
+
+
+def show_error(err: BaseException, what: str = "", where: Any = None) -> None:
+    """st.error for an exception, worded by error_text (the traceback of one not ledviz's own and not
+    a missing package goes to the server log). The message shows as typed (`as_typed`): it quotes the
+    user's text (a pattern, a path, a document's words), which Markdown would format."""
+    where = where or st
+    if not isinstance(err, (LedvizError, ImportError)):
         log.error("unexpected error while %s", what or "running", exc_info=err)
-        where.error(f"Something went wrong{' while ' + what if what else ''}: {type(err).__name__}: "
-                    f"{as_typed(str(err))}", icon=":material/error:")
+    where.error(error_text(err, what), icon=":material/error:")
 
 
 @contextlib.contextmanager
@@ -214,7 +218,7 @@ def _describe(loaded: LoadedModel) -> str:
     c = loaded.config
     name = "embedded demo model" if loaded.source == pipeline.EMBEDDED else loaded.name
     text = (f"**{as_typed(name)}** · {count(c.encoder_layers, 'layer')} × {count(c.encoder_attention_heads, 'head')} · "
-            f"window {max(c.attention_windows())} · up to {loaded.max_tokens:,} tokens · "
+            f"{pipeline.window_words(c.attention_windows())} · up to {loaded.max_tokens:,} tokens · "
             f"loaded in {loaded.load_seconds:.1f} s")
     if loaded.source == pipeline.EMBEDDED:
         # what the small model can and cannot do, wherever its outputs are shown
@@ -581,6 +585,8 @@ def global_choice_options(prefix: str, kind: str, *, k: int = 64, positions: str
         if require_positions and not values:
             st.error("Give at least one token position.")
             return None
+        if note := pipeline.repeated_positions_note(raw):  # "0,0,0" is 1 global token: said, not quietly
+            st.caption(note)
         return {"positions": values}
     if kind == "pattern":
         return {"pattern": st.text_input("Regular expression (matched against each token)", r"^\d",

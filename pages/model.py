@@ -11,7 +11,7 @@ import streamlit as st
 
 from ledviz import answering, device, explain, pipeline, plots
 from ledviz.runs import size_text
-from pages.common import as_typed, render_page, require_model, show_errors
+from pages.common import as_typed, error_text, render_page, require_model, show_errors
 from pages.views import figure, plot
 
 KEY = "model_page"
@@ -130,10 +130,11 @@ def memory(loaded) -> None:
 def main() -> None:
     st.title("The model")
     loaded = require_model()
-    if st.session_state.get("model.error") is not None:  # the sidebar says why; say here which model this page shows
+    err = st.session_state.get("model.error")
+    if err is not None:  # why, here too: below 640 px wide the sidebar that also says it starts closed
         shown = "the embedded demo model" if loaded.source == pipeline.EMBEDDED else f"`{as_typed(loaded.name)}`"
-        st.warning(f"The model asked for last could not be loaded (the sidebar says why): this page shows the "
-                   f"model still in use, {shown}.", icon=":material/warning:")
+        st.warning(f"The model asked for last could not be loaded. {error_text(err, 'loading the model')}  \n"
+                   f"This page shows the model still in use, {shown}.", icon=":material/warning:")
     origin(loaded)
     left, right = st.columns([3, 2], gap="large")
     with left:

@@ -10,6 +10,8 @@ user that something is happening.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from typing import Any, Callable
 
@@ -112,6 +114,106 @@ def show_cancelled_or_error(err: BaseException, show_error: Callable[[BaseExcept
         show_error(err, what)
 
 
+# -- a run whose browser tab closed stops ------------------------------------------------------
+
+log = logging.getLogger("ledviz.app")
+
+
+def _session_check() -> Callable[[str], bool] | None:
+    """Streamlit's `Runtime.instance().is_active_session` (safe from any thread): False once the
+    session's browser tab closed (its websocket is gone). None where there is no runtime (bare
+    `python`, AppTest) or a Streamlit version without that method: then no run is watched and a
+    run whose tab closed goes on to its end, as before."""
+    try:
+        from streamlit.runtime import Runtime
+
+        if not Runtime.exists():
+            return None
+        check = getattr(Runtime.instance(), "is_active_session", None)
+    except Exception:  # noqa: BLE001 - another Streamlit version's layout: do without
+        return None
+    return check if callable(check) else None
+
+
+class SessionWatch:
+    """Cancels (as the Cancel button does) each watched job whose session has been inactive for
+    `grace` seconds, looking every `every` seconds on a thread of its own that ends when nothing is
+    watched. The grace keeps a run through a network blip: Streamlit reconnects a dropped tab to
+    the same session, which is active again."""
+
+    def __init__(self, is_active: Callable[[str], bool], *, grace: float = 3.0, every: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.is_active, self.grace, self.every, self.clock = is_active, grace, every, clock
+        self._lock = threading.Lock()
+        self._jobs: dict[Job, list] = {}  # job -> [session id, when it was first seen inactive or None]
+        self._thread: threading.Thread | None = None
+
+    def watch(self, job: Job, session_id: str, start: bool = True) -> None:
+        with self._lock:
+            self._jobs[job] = [session_id, None]
+            if start and (self._thread is None or not self._thread.is_alive()):
+                self._thread = threading.Thread(target=self._loop, name="ledviz-session-watch", daemon=True)
+                self._thread.start()
+
+    def watched(self) -> list[Job]:
+        with self._lock:
+            return list(self._jobs)
+
+    def check(self) -> list[Job]:
+        """One look: forget ended jobs, cancel those whose session is gone; returns the cancelled."""
+        now, gone = self.clock(), []
+        with self._lock:
+            for job, seen in list(self._jobs.items()):
+                if job.done:
+                    del self._jobs[job]
+                    continue
+                try:
+                    active = self.is_active(seen[0])
+                except Exception:  # noqa: BLE001 - cannot tell: keep the run
+                    active = True
+                if active:
+                    seen[1] = None
+                elif seen[1] is None:
+                    seen[1] = now
+                elif now - seen[1] >= self.grace:
+                    del self._jobs[job]
+                    gone.append((job, seen[0]))
+        for job, session_id in gone:
+            job.cancel()
+            log.warning("stopped run #%d (%s): its browser tab closed (session %s ended)",
+                        job.number, job.label, session_id)
+        return [job for job, _ in gone]
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.every)
+            self.check()
+            with self._lock:
+                if not self._jobs:
+                    self._thread = None
+                    return
+
+
+@st.cache_resource(show_spinner=False)
+def _session_watch(_check: Callable[[str], bool]) -> SessionWatch:
+    return SessionWatch(_check)
+
+
+def watch_session(job: Job) -> SessionWatch | None:
+    """Stop `job` when the current session ends (its tab closed); None (not watched) where
+    Streamlit cannot tell (see _session_check) or the script runs outside a session."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    check = _session_check()
+    ctx = get_script_run_ctx()
+    session_id = getattr(ctx, "session_id", None) if ctx is not None else None
+    if check is None or not session_id:
+        return None
+    watch = _session_watch(check)
+    watch.watch(job, session_id)
+    return watch
+
+
 # -- a page's job: session_state[f"{key}.job"] (running), f"{key}.result" (a handle), f"{key}.error" --
 
 def start_job(key: str, submit: Callable[[], Job]) -> None:
@@ -124,9 +226,11 @@ def start_job(key: str, submit: Callable[[], Job]) -> None:
     ss.pop(f"{key}.error", None)
     ss[f"{key}.job"] = None
     try:
-        ss[f"{key}.job"] = submit()
+        ss[f"{key}.job"] = job = submit()
     except LedvizError as err:
         ss[f"{key}.error"] = err
+        return
+    watch_session(job)  # closing the tab stops the run: it would burn the server's cores for nobody
 
 
 def cancel_job(key: str) -> None:

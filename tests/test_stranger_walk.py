@@ -272,9 +272,9 @@ def test_model_page_says_which_model_it_shows_after_a_failed_load(tmp_path):
     at.sidebar.text_input(key="model.folder").set_value(str(tmp_path / "ck")).run()
     at.sidebar.button(key="model.load_folder").click().run()
     assert not at.exception
-    assert any("no config.json" in m for m in messages(at, "error")), messages(at, "error")
+    assert any(f"The folder '{tmp_path / 'ck'}' is empty" in m for m in messages(at, "error")), messages(at, "error")
     warned = [w for w in messages(at, "warning") if w.startswith("The model asked for last could not be loaded")]
-    assert warned and warned[0].endswith("this page shows the model still in use, the embedded demo model."), warned
+    assert warned and warned[0].endswith("This page shows the model still in use, the embedded demo model."), warned
     at.sidebar.radio(key="model.source").set_value("embedded").run()  # choosing again clears the error
     assert not [w for w in messages(at, "warning") if "could not be loaded" in w]
 

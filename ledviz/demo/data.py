@@ -369,6 +369,20 @@ def looks_like_report(text: str) -> bool:
                 or re.search(rf"\bThis report describes the (?:{'|'.join(_OPENINGS)})\b", text, re.I))
 
 
+def report_kind(text: str) -> str | None:
+    """The kind of report (a key of SCHEMAS) `text` says it is, as looks_like_report reads it ("Annual
+    report" is a company's); the first named when it names several; None for a text that is none."""
+    found = []
+    for kind in _OPENINGS:
+        words = f"{kind}|annual" if kind == "company" else kind
+        for rx in (rf"\b(?:{words})\b(?:[ \t]+[\w'’-]+){{0,2}}[ \t]+report\b",
+                   rf"\bThis report describes the {kind}\b"):
+            m = re.search(rx, text, re.I)
+            if m:
+                found.append((m.start(), kind))
+    return min(found)[1] if found else None
+
+
 # ---------------------------------------------------------------------------------------------
 # Variety: many wordings per question and per fact sentence, wide value ranges, questions the
 # report does not answer. Off by default (the plain stream above is unchanged); pass a
