@@ -377,10 +377,14 @@ def main() -> None:
             settings.append(setting_input(n, doc, task, question))
     valid = [s for s in settings if s is not None]
     names = setting_labels(settings)
-    if task == "summarize" and doc is not None:  # once, under the cards: the demo model reads many globals as a question
+    # once, under the cards: the demo model reads many global tokens as a question. In a container that is always
+    # there, so the elements below keep their places when the note comes and goes (an open expander below
+    # would otherwise be drawn anew, closed, on switching the task)
+    note_slot = st.container()
+    if task == "summarize" and doc is not None:
         notes = [pipeline.demo_summary_global_note(loaded, s.mask(doc)) for s in valid]
         if note := next((n for n in notes if n), None):
-            st.info(note, icon=":material/info:")
+            note_slot.info(note, icon=":material/info:")
     index_state(f"{KEY}.reference", len(settings))
     reference = g4.selectbox("Reference", range(len(settings)), key=f"{KEY}.reference", format_func=names.__getitem__,
                              help="Its output is scored under every setting, and every map is compared with its map.")

@@ -35,8 +35,9 @@ def main() -> None:
         st.info(note, icon=":material/info:")  # the embedded model on a text unlike its training reports
     kind, mask, max_new, beams = run_settings(KEY, doc, default_global="first", label="Max summary tokens",
                                               max_tokens=MAX_TOKENS, default_tokens=64)
+    note_slot = st.container()  # always there: the elements below keep their places as the note comes and goes
     if note := pipeline.demo_summary_global_note(loaded, mask):
-        st.info(note, icon=":material/info:")
+        note_slot.info(note, icon=":material/info:")
     kept = attention_kept_input(KEY, loaded)
     precision = precision_setting(KEY, doc)
     facts_from_document = False
