@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
@@ -72,6 +73,28 @@ HEAD_MODES = {"all": "All", "one": "One", "some": "Chosen"}
 # ---------------------------------------------------------------------------------------------
 # pages and errors: a message, never a traceback
 # ---------------------------------------------------------------------------------------------
+
+_PHONE_AGENT = re.compile(r"Mobi|Android|iPhone|iPod|Windows Phone")
+
+
+def is_phone_agent(user_agent: str | None) -> bool:
+    """Whether a browser's User-Agent is a phone's (or a small tablet's): "Mobi" (the token browsers put in
+    their mobile agents), Android, iPhone, iPod, Windows Phone."""
+    return bool(user_agent) and _PHONE_AGENT.search(user_agent) is not None
+
+
+def stack_toggle(label: str, key: str, help: str) -> bool:
+    """A "Stack the ..." toggle, on at first for a phone's browser. Streamlit does not tell the server the
+    window's width, so panels side by side start that way on every screen; on a phone (its User-Agent) they
+    were cramped until the user found the toggle. Once set by the user, the user's choice stays."""
+    if key not in st.session_state:
+        try:
+            agent = st.context.headers.get("User-Agent")
+        except Exception:  # no request behind the run (an AppTest), or a Streamlit without st.context
+            agent = None
+        st.session_state[key] = is_phone_agent(agent)
+    return st.toggle(label, key=key, help=help, persist_state="session")
+
 
 def sentence(message: str) -> str:
     """A message as a sentence: its first letter upper-case (library messages start lower-case,

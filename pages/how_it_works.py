@@ -14,7 +14,7 @@ import streamlit as st
 
 from ledviz import explain, plots
 from ledviz.errors import LedvizError
-from pages.common import clamp_state, count, keep_valid, render_page, show_errors
+from pages.common import clamp_state, count, keep_valid, render_page, show_errors, stack_toggle
 from pages.views import plot
 
 CHART_KEY = "hiw.chart"
@@ -124,9 +124,10 @@ def example_section() -> None:
         st.session_state["hiw.focus"] = focus
         st.session_state["hiw.i"], st.session_state["hiw.j"] = focus[1], focus[2]
 
-    stacked = st.toggle("Stack the maps", key="hiw.stacked",
-                        help="one above the other, each the page's width: for a narrow screen (a phone), where "
-                             "side by side their titles run into each other and the column labels cannot be read")
+    stacked = stack_toggle("Stack the maps", key="hiw.stacked",
+                           help="one above the other, each the page's width: for a narrow screen (a phone), where "
+                                "side by side their titles run into each other and the column labels cannot be read "
+                                "(on at first on a phone)")
     fig, curves = plots.explain_figure(ex, focus, stacked=stacked)
     st.session_state["hiw.curves"] = curves
     st.plotly_chart(fig, key=CHART_KEY, on_select=_on_chart_select, selection_mode="points",

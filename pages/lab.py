@@ -17,6 +17,7 @@ from ledviz.pipeline import GLOBAL_CHOICES
 from ledviz.runs import cut_note, run_fingerprint, stale_note
 from pages.common import (
     as_typed,
+    stack_toggle,
     lab_settings_state,
     count,
     LAB_MAX_NEW,
@@ -366,9 +367,9 @@ def main() -> None:
     max_new = new_tokens_input(g2, f"{KEY}.max_new", "Max output tokens", loaded, LAB_MAX_NEW, LAB_DEFAULT_NEW)
     generate = g3.checkbox("Generate outputs", True, key=f"{KEY}.generate", persist_state="session",
                            help="Off: encoder only (attention, time, memory), much faster.")
-    st.toggle("Stack the panels", key=f"{KEY}.stacked", persist_state="session",
-              help="One panel under another, each the page's width, instead of side by side: for a narrow "
-                   "window, where side-by-side settings, outputs and maps are cramped.")
+    stack_toggle("Stack the panels", key=f"{KEY}.stacked",
+                 help="One panel under another, each the page's width, instead of side by side: for a narrow "
+                      "window, where side-by-side settings, outputs and maps are cramped (on at first on a phone).")
     cols = panels(int(n_settings))
     settings: list[Setting | None] = []
     for n, col in enumerate(cols):

@@ -14,7 +14,8 @@ from ledviz.errors import LedvizError
 from ledviz.pipeline import format_positions
 from ledviz.study import load_study, parse_setting
 from ledviz.study.report import METRIC_NAMES, Study, figures, wide
-from pages.common import LAB_MAX_NEW, as_typed, count, get_model, most_new_tokens, render_page, show_error, show_errors
+from pages.common import (LAB_MAX_NEW, as_typed, count, get_model, most_new_tokens, render_page, show_error, show_errors,
+                          stack_toggle)
 from pages.views import plot
 from pages.running import server
 
@@ -148,9 +149,9 @@ def main() -> None:
         st.info("One setting only: nothing to compare.")
     else:
         st.dataframe(diff, key=f"{KEY}.diff")
-    st.toggle("Stack the panels", key=f"{KEY}.stacked", persist_state="session",
-              help="Each figure's panels one under another, each the page's width, instead of side by side: for "
-                   "a narrow window, where four panels side by side cannot be read.")
+    stack_toggle("Stack the panels", key=f"{KEY}.stacked",
+                 help="Each figure's panels one under another, each the page's width, instead of side by side: for "
+                      "a narrow window, where four panels side by side cannot be read (on at first on a phone).")
     for name, fig in figs.items():
         with show_errors(f"drawing the {name} figure"):
             plot(fig, key=f"{KEY}.fig.{name}")

@@ -152,3 +152,24 @@ def test_an_empty_folder_given_in_the_sidebar_is_called_empty(tmp_path):
     assert len(errors) == 1 and errors[0].startswith(f"The folder '{tmp_path / 'ck'}' is empty: a checkpoint "
                                                      "folder holds config.json"), errors
     assert "tokenizer" in errors[0] and "weights" in errors[0], errors
+
+
+def test_stacking_starts_on_for_a_phone_s_browser():
+    """Streamlit does not tell the server the window's width: the side-by-side maps and panels started that
+    way on a phone too (titles running into each other at 400 px) until the user found "Stack the ...". A
+    phone's User-Agent now starts them stacked; any other browser (or none) side by side."""
+    from pages.common import is_phone_agent
+
+    phones = ["Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+              "Version/17.0 Mobile/15E148 Safari/604.1",
+              "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 "
+              "Mobile Safari/537.36"]
+    desktops = ["Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36",
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:130.0) Gecko/20100101 Firefox/130.0", "", None]
+    assert all(is_phone_agent(a) for a in phones)
+    assert not any(is_phone_agent(a) for a in desktops)
+    # an AppTest run has no browser behind it: side by side, and the user's choice is kept
+    at = open_app("pages/how_it_works.py")
+    assert at.toggle(key="hiw.stacked").value is False
+    at.toggle(key="hiw.stacked").set_value(True).run()
+    assert at.toggle(key="hiw.stacked").value is True and not at.exception
