@@ -358,29 +358,29 @@ _INTRO = "This report describes the {noun} for the period ending {date}."
 _FIELD_RE = re.compile(r"\{(\w+)\}")
 
 
+# a report naming itself ("Project Report: ...", "Annual Report of ...", "Project Bluefinch report."), and one
+# opening as _INTRO does ("This report describes the project ..."); group 1 is the kind ("annual": a company's)
+_NAMED_REPORT = re.compile(rf"\b({'|'.join([*_OPENINGS, 'annual'])})\b(?:[ \t]+[\w'’-]+){{0,2}}[ \t]+report\b", re.I)
+_INTRO_REPORT = re.compile(rf"\bThis report describes the ({'|'.join(_OPENINGS)})\b", re.I)
+
+
 def looks_like_report(text: str) -> bool:
     """Whether `text` says it is a report of the kinds the embedded model was trained on: it names
     itself one ("Project Report: ...", "Annual Report of ...", "Expedition Report: ...", as
     _OPENINGS; "Project Bluefinch report.") or opens as they do (_INTRO: "This report describes
     the project ..."). A text with neither (an article, a letter) is not what the model knows,
     whatever it writes about it."""
-    kinds = "|".join([*_OPENINGS, "annual"])
-    return bool(re.search(rf"\b(?:{kinds})\b(?:[ \t]+[\w'’-]+){{0,2}}[ \t]+report\b", text, re.I)
-                or re.search(rf"\bThis report describes the (?:{'|'.join(_OPENINGS)})\b", text, re.I))
+    return report_kind(text) is not None
 
 
 def report_kind(text: str) -> str | None:
     """The kind of report (a key of SCHEMAS) `text` says it is, as looks_like_report reads it ("Annual
     report" is a company's); the first named when it names several; None for a text that is none."""
-    found = []
-    for kind in _OPENINGS:
-        words = f"{kind}|annual" if kind == "company" else kind
-        for rx in (rf"\b(?:{words})\b(?:[ \t]+[\w'’-]+){{0,2}}[ \t]+report\b",
-                   rf"\bThis report describes the {kind}\b"):
-            m = re.search(rx, text, re.I)
-            if m:
-                found.append((m.start(), kind))
-    return min(found)[1] if found else None
+    found = [m for m in (_NAMED_REPORT.search(text), _INTRO_REPORT.search(text)) if m is not None]
+    if not found:
+        return None
+    kind = min(found, key=lambda m: m.start()).group(1).lower()
+    return "company" if kind == "annual" else kind
 
 
 # ---------------------------------------------------------------------------------------------
