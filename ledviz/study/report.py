@@ -22,6 +22,7 @@ from plotly.subplots import make_subplots
 
 from ..errors import InputError
 from ..loading import did_you_mean
+from ..plots import wrap_title
 from ..text import count
 from .evaluate import METRICS
 from .store import describe_machine, read_documents, read_manifest, read_rows, record_of
@@ -224,17 +225,7 @@ def _color(n: int) -> str:
 def _titles(names: Sequence[str], width: int = 22) -> list[str]:
     """Subplot titles broken into lines of about `width` characters: four panels side by side at 1300 px ran
     their one-line titles into each other ("reference setting's output log-lik.total variation to ...")."""
-    out = []
-    for name in names:
-        lines, line = [], ""
-        for word in _esc(name).split():
-            if line and len(line) + 1 + len(word) > width:
-                lines.append(line)
-                line = word
-            else:
-                line = f"{line} {word}".strip()
-        out.append("<br>".join(lines + [line]))
-    return out
+    return [wrap_title(_esc(name), width) for name in names]
 
 
 def _grid(n: int, titles: list[str], stacked: bool, **kwargs):
