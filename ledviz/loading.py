@@ -10,7 +10,7 @@ import re
 import socket
 import time
 import zipfile
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -146,8 +146,13 @@ def cached_repos(cache_dir: str | None = None) -> list[str]:
         entries = os.listdir(root)
     except OSError:
         return []
-    return sorted(e[len("models--"):].replace("--", "/") for e in entries
-                  if e.startswith("models--") and _repo_is_cached(e[len("models--"):].replace("--", "/"), root))
+    repos = (_repo_of_cache_folder(e) for e in entries if e.startswith("models--"))
+    return sorted(r for r in repos if _repo_is_cached(r, root))
+
+
+def _repo_of_cache_folder(name: str) -> str:
+    """The repo id of a Hub cache folder's name: 'models--owner--name' -> 'owner/name' (_repo_is_cached's inverse)."""
+    return name[len("models--"):].replace("--", "/")
 
 
 def did_you_mean(name: str, cache_dir: str | None = None, *, hub: bool = True, folders: bool = True) -> str | None:
@@ -269,16 +274,22 @@ def _hub_download(repo_id: str, filename: str, *, required: bool, progress=None,
         raise
 
 
+def _causes(error: BaseException | None) -> Iterator[BaseException]:
+    """`error`, then what it was raised from, and so on (at most 8: a chain is short; the bound guards
+    against a cycle)."""
+    for _ in range(8):
+        if error is None:
+            return
+        yield error
+        error = error.__cause__ or error.__context__
+
+
 def _hub_error_status(error: BaseException) -> int | None:
     """The HTTP status of the Hub's answer behind `error` (itself, or what it was raised from), if any."""
-    seen = 0
-    while error is not None and seen < 8:  # (a chain is short; the bound guards against a cycle)
-        response = getattr(error, "response", None)
-        status = getattr(response, "status_code", None)
+    for cause in _causes(error):
+        status = getattr(getattr(cause, "response", None), "status_code", None)
         if isinstance(status, int):
             return status
-        error = error.__cause__ or error.__context__
-        seen += 1
     return None
 
 
@@ -339,9 +350,7 @@ def _no_redirects(session) -> dict[str, bool]:
 def _no_answer(error: BaseException, timeout: float | None) -> str:
     """What went wrong with a request that got no answer (sent with `timeout` seconds, if known), in
     words: the first cause in the chain that says it, else the error's class."""
-    cause: BaseException | None = error
-    seen = 0
-    while cause is not None and seen < 8:
+    for cause in _causes(error):
         if isinstance(cause, socket.gaierror):
             return "the name lookup failed"
         if isinstance(cause, ConnectionRefusedError):
@@ -351,8 +360,6 @@ def _no_answer(error: BaseException, timeout: float | None) -> str:
         if isinstance(cause, ConnectionResetError) or type(cause).__name__ in ("RemoteDisconnected",
                                                                                "RemoteProtocolError"):
             return "the server closed the connection without an answer"
-        cause = cause.__cause__ or cause.__context__
-        seen += 1
     return type(error).__name__
 
 
@@ -421,7 +428,7 @@ def _damaged_fix(path: str) -> str:
     again); elsewhere, the file."""
     folder = hub_cache_folder(path)
     if folder is not None:
-        repo = os.path.basename(folder)[len("models--"):].replace("--", "/")
+        repo = _repo_of_cache_folder(os.path.basename(folder))
         return (f"the Hub cache's copy of {repo!r} is damaged: delete the folder {folder} and load the model "
                 "again to download it afresh")
     return "replace it with a complete copy (save or download the checkpoint again)"

@@ -347,8 +347,7 @@ def global_attention_mask(doc: Document, kind: str, *, k: int = 64, positions: l
         mask[0, 0] = 1
         mask[0, sentence_start_tokens(doc)] = 1
     elif kind == "every_k":
-        check_k(k)
-        mask[0, ::int(k)] = 1
+        mask[0, ::check_k(k)] = 1
     elif kind == "positions":
         bad = [p for p in positions or [] if not 0 <= p < n]
         if bad:
