@@ -89,6 +89,22 @@ def load_hub_id(at, name: str) -> None:
     at.sidebar.button(key="model.load_hub").click().run()
 
 
+def load_folder(at, folder) -> None:
+    """Type `folder` as the sidebar's local checkpoint folder and click Load."""
+    at.sidebar.radio(key="model.source").set_value("local").run()
+    at.sidebar.text_input(key="model.folder").set_value(str(folder)).run()
+    at.sidebar.button(key="model.load_folder").click().run()
+
+
+def run_lab_encoder_only(at, settings: int = 2) -> None:
+    """On the Attention lab: paste the short document, take `settings` settings, turn generation off
+    (encoder only: attention, time, memory) and press Compare."""
+    paste(at)
+    at.number_input(key="lab.count").set_value(settings).run()
+    at.checkbox(key="lab.generate").uncheck().run()
+    at.button(key="lab.run").click().run()
+
+
 def waiting_job(srv, label_start: str, timeout: float = 60):
     """The first job waiting in `srv`'s queue whose label starts with `label_start`, once there is
     one (polled from another thread while a page waits in AppTest); None after `timeout` seconds."""

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from app_driver import (SHORT_DOC, TIMEOUT, assert_clean, charts, kept, load_hub_id, messages, open_app, paste,
+from app_driver import (SHORT_DOC, TIMEOUT, assert_clean, charts, kept, load_folder, load_hub_id, messages, open_app, paste,
                         readable)
 
 
@@ -441,9 +441,7 @@ def test_a_models_ignored_or_misspelt_generation_setting_is_shown(tmp_path, sett
     config = json.loads((folder / "generation_config.json").read_text())
     (folder / "generation_config.json").write_text(json.dumps({**config, **setting}))
     at = open_app()
-    at.sidebar.radio(key="model.source").set_value("local").run()
-    at.sidebar.text_input(key="model.folder").set_value(str(folder)).run()
-    at.sidebar.button(key="model.load_folder").click().run()
+    load_folder(at, folder)
     assert not at.exception
     shown = [readable(m.value) for m in getattr(at.sidebar, kind)]
     assert any(said in m and str(folder / "generation_config.json") in m for m in shown), shown

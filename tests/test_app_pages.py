@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from app_driver import assert_clean, charts, kept, messages, open_app, paste, when_waiting
+from app_driver import assert_clean, charts, kept, messages, open_app, paste, run_lab_encoder_only, when_waiting
 
 pytestmark = pytest.mark.slow
 
@@ -198,10 +198,7 @@ def assert_lab_controls_stay(at, message: str) -> None:
 
 def test_lab_encoder_only():
     at = open_app("pages/lab.py")
-    paste(at)
-    at.number_input(key="lab.count").set_value(2).run()
-    at.checkbox(key="lab.generate").uncheck().run()
-    at.button(key="lab.run").click().run()
+    run_lab_encoder_only(at)
     assert_clean(at)
     assert charts(at) >= 6
     assert at.dataframe[0].value.output.isna().all()

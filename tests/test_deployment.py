@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from app_driver import APP, kept, load_hub_id, messages, readable, when_waiting
+from app_driver import APP, kept, load_folder, load_hub_id, messages, readable, when_waiting
 from app_driver import open_app as start
 
 
@@ -83,9 +83,7 @@ def test_local_folders_on_still_loads_a_folder(tmp_path, monkeypatch):
     """The control: with local folders on (the default) the same typed folder is read."""
     folder = _stand_in_folder(tmp_path / "typed-by-a-user" / "model")
     at = start()
-    at.sidebar.radio(key="model.source").set_value("local").run()
-    at.sidebar.text_input(key="model.folder").set_value(str(folder)).run()
-    at.sidebar.button(key="model.load_folder").click().run()
+    load_folder(at, folder)
     errors = messages(at, "error")
     assert errors and "typed-by-a-user" in errors[0]  # it tried the folder (and found no weights)
 
@@ -102,9 +100,7 @@ def test_loading_a_model_waits_its_turn_in_the_shared_queue(tmp_path):
     shutil.copytree(pipeline.default_model_dir(), folder)
     at = start()
     with when_waiting(server(), "load ") as seen:
-        at.sidebar.radio(key="model.source").set_value("local").run()
-        at.sidebar.text_input(key="model.folder").set_value(str(folder)).run()
-        at.sidebar.button(key="model.load_folder").click().run()
+        load_folder(at, folder)
     assert not at.exception and not messages(at, "error"), messages(at, "error")
     assert seen == {"label": f"load {folder}", "place": 1}
     assert at.session_state["model.active"] == str(folder)
@@ -124,9 +120,7 @@ def test_a_model_too_big_for_the_free_memory_is_refused_before_its_weights_are_r
         max_encoder_position_embeddings=16384, max_decoder_position_embeddings=1024, vocab_size=50265)))
     at = start()
     monkeypatch.setattr(memory, "available_memory", lambda: 1024 * memory.MB)
-    at.sidebar.radio(key="model.source").set_value("local").run()
-    at.sidebar.text_input(key="model.folder").set_value(str(folder)).run()
-    at.sidebar.button(key="model.load_folder").click().run()
+    load_folder(at, folder)
     assert not at.exception
     errors = sorted(set(messages(at, "error")))
     assert len(errors) == 1 and errors[0].startswith(f"Not loading {folder}: its weights take 6"), errors
@@ -136,9 +130,7 @@ def test_a_model_too_big_for_the_free_memory_is_refused_before_its_weights_are_r
 
 def test_a_missing_folder_is_named_as_a_folder(tmp_path):
     at = start()
-    at.sidebar.radio(key="model.source").set_value("local").run()
-    at.sidebar.text_input(key="model.folder").set_value(str(tmp_path / "no-such-folder")).run()
-    at.sidebar.button(key="model.load_folder").click().run()
+    load_folder(at, tmp_path / "no-such-folder")
     assert not at.exception
     errors = sorted(set(messages(at, "error")))
     assert len(errors) == 1 and errors[0].startswith(f"There is no folder '{tmp_path / 'no-such-folder'}' on the server")

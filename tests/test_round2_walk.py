@@ -5,7 +5,7 @@ folder is named by the most basic thing it lacks."""
 
 from __future__ import annotations
 
-from app_driver import assert_clean, open_app, paste
+from app_driver import assert_clean, load_folder, open_app, paste
 
 
 # ---- global positions listed more than once -----------------------------------------------------
@@ -94,9 +94,7 @@ def test_the_sidebar_says_what_the_window_means():
 def test_the_model_page_says_why_the_load_failed_not_only_in_the_sidebar(tmp_path):
     """Below 640 px wide the sidebar starts closed: "the sidebar says why" sent a phone user looking."""
     at = open_app("pages/model.py")
-    at.sidebar.radio(key="model.source").set_value("local").run()
-    at.sidebar.text_input(key="model.folder").set_value(str(tmp_path / "no-such-folder")).run()
-    at.sidebar.button(key="model.load_folder").click().run()
+    load_folder(at, tmp_path / "no-such-folder")
     assert not at.exception
     warnings = [w.value for w in at.main.warning]
     assert len(warnings) == 1, warnings
@@ -144,9 +142,7 @@ def test_an_empty_folder_given_in_the_sidebar_is_called_empty(tmp_path):
 
     (tmp_path / "ck").mkdir()
     at = open_app()
-    at.sidebar.radio(key="model.source").set_value("local").run()
-    at.sidebar.text_input(key="model.folder").set_value(str(tmp_path / "ck")).run()
-    at.sidebar.button(key="model.load_folder").click().run()
+    load_folder(at, tmp_path / "ck")
     assert not at.exception
     errors = sorted(set(messages(at, "error")))
     assert len(errors) == 1 and errors[0].startswith(f"The folder '{tmp_path / 'ck'}' is empty: a checkpoint "

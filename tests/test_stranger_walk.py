@@ -12,6 +12,7 @@ import torch
 
 import ledviz
 from conftest import make_reference
+from app_driver import load_folder, run_lab_encoder_only
 from browser_fixtures import browser, server  # noqa: F401 (fixtures)
 from hub_cache import _hub_cache
 from ledviz import loading
@@ -149,7 +150,7 @@ def test_lab_every_k_out_of_range_and_position_ranges_in_the_page():
 
 
 def test_keeping_the_last_layer_says_what_is_kept():
-    from app_driver import assert_clean, open_app, paste
+    from app_driver import assert_clean, open_app
 
     at = open_app("pages/summarize.py")
     at.selectbox(key="summarize.attention_layers").set_value("last").run()
@@ -230,16 +231,13 @@ def test_timing_note_says_the_machine_and_its_load():
 
 
 def test_lab_results_say_the_machine_load_under_the_times(monkeypatch):
-    from app_driver import assert_clean, open_app, paste
+    from app_driver import assert_clean, open_app
     from ledviz import device
 
     loads = iter([3.5, 4.25])
     monkeypatch.setattr(device, "load_average", lambda: next(loads, 4.25))
     at = open_app("pages/lab.py")
-    paste(at)
-    at.number_input(key="lab.count").set_value(2).run()
-    at.checkbox(key="lab.generate").uncheck().run()
-    at.button(key="lab.run").click().run()
+    run_lab_encoder_only(at)
     assert_clean(at)
     notes = [c.value for c in at.caption if c.value.startswith("Times taken on")]
     assert len(notes) == 1 and "load average 3.5 at the start, 4.2 at the end" in notes[0].replace("\\", ""), notes
@@ -268,9 +266,7 @@ def test_model_page_says_which_model_it_shows_after_a_failed_load(tmp_path):
 
     (tmp_path / "ck").mkdir()
     at = open_app("pages/model.py")
-    at.sidebar.radio(key="model.source").set_value("local").run()
-    at.sidebar.text_input(key="model.folder").set_value(str(tmp_path / "ck")).run()
-    at.sidebar.button(key="model.load_folder").click().run()
+    load_folder(at, tmp_path / "ck")
     assert not at.exception
     assert any(f"The folder '{tmp_path / 'ck'}' is empty" in m for m in messages(at, "error")), messages(at, "error")
     warned = [w for w in messages(at, "warning") if w.startswith("The model asked for last could not be loaded")]
@@ -397,9 +393,7 @@ def test_a_file_given_for_the_checkpoint_folder_names_its_folder(tmp_path):
     with pytest.raises(ledviz.CheckpointError, match=r"is a file, not a checkpoint folder: give the folder .*/ck'$"):
         ledviz.LEDForConditionalGeneration.from_pretrained(weights)
     at = open_app("pages/model.py")
-    at.sidebar.radio(key="model.source").set_value("local").run()
-    at.sidebar.text_input(key="model.folder").set_value(weights).run()
-    at.sidebar.button(key="model.load_folder").click().run()
+    load_folder(at, weights)
     said = messages(at, "error")
     assert any("is a file, not a checkpoint folder" in m and str(tmp_path / "ck") in m for m in said), said
 
